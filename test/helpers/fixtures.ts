@@ -1,0 +1,59 @@
+/**
+ * Test access to the real kernel fixtures. Tests that need them wrap `test` with
+ * {@link needsFixtures}, which turns them into skipped tests (with a message saying where the
+ * fixtures were looked for) when the fixture directory is absent.
+ */
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ExecutionContext, TestFn } from 'ava';
+import { defaultFixtureDir, fixturePaths, fixturesAvailable, type FixturePaths } from '../../shared/kernel-image/fixture-paths.ts';
+
+/** The fixture directory tests use (`$HEKI_FIXTURES` or the default beside the repo). */
+export const fixtureDir: string = defaultFixtureDir();
+/** The fixture files inside {@link fixtureDir}. */
+export const fixtures: FixturePaths = fixturePaths(fixtureDir);
+/** True when the fixtures are present. */
+export const haveFixtures: boolean = fixturesAvailable(fixtureDir);
+
+let warned = false;
+
+/** A test-registering function with the plain `(title, impl)` shape. */
+export type SimpleTestFn = (title: string, impl: (t: ExecutionContext) => void | Promise<void>) => void;
+
+/**
+ * `test` when the fixtures exist, else `test.skip` (printing once why the tests are skipped).
+ */
+export function needsFixtures(test: TestFn): SimpleTestFn {
+  if (haveFixtures) return (title, impl) => test(title, impl);
+  if (!warned) {
+    warned = true;
+    console.log(`fixtures not found at ${fixtureDir}; set HEKI_FIXTURES`);
+  }
+  return (title, impl) => test.skip(title, impl);
+}
+
+/** Length of the module-signature magic `~Module signature appended~\n`. */
+const SIG_MAGIC = '~Module signature appended~\n';
+/** `sizeof(struct module_signature)` (include/linux/module_signature.h). */
+const MODULE_SIGNATURE_SIZE = 12;
+
+/** The raw bytes of fixture module `name` (without `.ko`), signature trailer included. */
+export function readFixtureModule(name: string): Uint8Array {
+  return new Uint8Array(readFileSync(join(fixtures.modulesDir, `${name}.ko`)));
+}
+
+/**
+ * The ELF part of a signed fixture module: the file minus the magic, the 12-byte
+ * `struct module_signature` (sig_len big-endian in its last 4 bytes) and the signature.
+ * Throws when the trailer is missing: the fixtures are known to be signed.
+ */
+export function fixtureModuleElf(name: string): Uint8Array {
+  const file = readFixtureModule(name);
+  const magic = new TextDecoder().decode(file.subarray(file.length - SIG_MAGIC.length));
+  if (magic !== SIG_MAGIC) throw new Error(`${name}.ko has no module signature trailer`);
+  const infoEnd = file.length - SIG_MAGIC.length;
+  const dv = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  const sigLen = dv.getUint32(infoEnd - 4, false);
+  return file.subarray(0, infoEnd - MODULE_SIGNATURE_SIZE - sigLen);
+}
