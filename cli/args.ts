@@ -1,0 +1,70 @@
+/**
+ * Strict flag parsing for the `heki` commands, on node:util's parseArgs. An unknown flag, a
+ * missing value or a stray positional becomes a {@link UsageError} naming the problem, which
+ * the command turns into exit code 2 with its usage text.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+/** Bad command-line usage; the message names the problem. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** The parsed flags and positionals of one command line. */
+export interface ParsedArgs<O extends Options> {
+  values: ReturnType<typeof parseArgs<{ options: O; allowPositionals: true; strict: true }>>['values'];
+  positionals: string[];
+}
+
+/**
+ * Parses `argv` against `options`. `positionals` bounds how many positionals are allowed.
+ * Throws {@link UsageError} with a readable message on any problem.
+ */
+export function parseFlags<O extends Options>(
+  argv: string[],
+  options: O,
+  positionals: { min: number; max: number; names: string },
+): ParsedArgs<O> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(cleanParseArgsMessage(e));
+  }
+  const n = parsed.positionals.length;
+  if (n < positionals.min) throw new UsageError(`missing ${positionals.names}`);
+  if (n > positionals.max) {
+    throw new UsageError(`unexpected argument '${parsed.positionals[positionals.max]}'`);
+  }
+  return { values: parsed.values as ParsedArgs<O>['values'], positionals: parsed.positionals };
+}
+
+function cleanParseArgsMessage(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  // node's messages carry a hint about '--' that means nothing to our users.
+  return msg.replace(/\. To specify a positional argument.*$/s, '').replace(/^TypeError \[[A-Z_]+\]: /, '');
+}
+
+/**
+ * Runs `body`, turning a {@link UsageError} into exit 2 with the message and the usage text.
+ * Any other exception is an internal error: reported with its stack, exit 2 as well, so a
+ * script never mistakes a crash for a verdict.
+ */
+export async function withUsage(
+  usage: string,
+  io: { err(text: string): void },
+  body: () => Promise<number>,
+): Promise<number> {
+  try {
+    return await body();
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`heki: ${e.message}\n\n${usage}\n`);
+      return 2;
+    }
+    io.err(`heki: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return 2;
+  }
+}
