@@ -1,0 +1,116 @@
+/**
+ * The EPT: per-frame permissions of guest-physical memory, consulted on every guest access.
+ *
+ * Storage is two-level and sparse, like the hardware's own radix tree: a Map from a 2 MiB
+ * region (frame >> 9) to a 512-byte leaf of permission bytes. A region nobody locked has no
+ * leaf and reads as {@link EPT_DEFAULT}. A check is one Map lookup and one byte read.
+ *
+ * Consumers get {@link EptView} (look, never change); only the core holds {@link Ept}
+ * itself with its setters (vm-memory's rule: consumer traits never create or delete).
+ */
+import { EPT_DEFAULT, EPT_FROZEN, EPT_IMMUTABLE, permits } from './permissions.ts';
+import type { AccessKind, AccessMode } from '../../shared/guest-cpu.ts';
+
+const LEAF_SHIFT = 9;
+const LEAF_SIZE = 1 << LEAF_SHIFT;
+const LEAF_MASK = LEAF_SIZE - 1;
+
+/** Read-only view of the EPT. */
+export interface EptView {
+  /** Number of frames the EPT covers. */
+  readonly frames: number;
+  /** Permission bits of `frame` (EPT_* bits). Frames outside guest memory have none. */
+  get(frame: number): number;
+  /** True when `frame` allows the access. */
+  allows(frame: number, access: AccessKind, mode: AccessMode): boolean;
+  /** Every frame whose permissions differ from the default, ascending, with its bits. */
+  entries(): Array<[frame: number, perms: number]>;
+  /** Increases on every change; lets caches (the vCPU's TLB) notice EPT updates. */
+  readonly generation: number;
+}
+
+/** The EPT with its setters; held by the core only. */
+export class Ept implements EptView {
+  readonly frames: number;
+  #generation = 0;
+  // INVARIANT: every leaf has LEAF_SIZE entries; keys are frame >> LEAF_SHIFT < ceil(frames / LEAF_SIZE).
+  readonly #leaves = new Map<number, Uint8Array>();
+
+  constructor(frames: number) {
+    this.frames = frames;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get(frame: number): number {
+    if (frame < 0 || frame >= this.frames) return 0;
+    const leaf = this.#leaves.get(frame >> LEAF_SHIFT);
+    return leaf === undefined ? EPT_DEFAULT : (leaf[frame & LEAF_MASK] as number);
+  }
+
+  allows(frame: number, access: AccessKind, mode: AccessMode): boolean {
+    return permits(this.get(frame), access, mode);
+  }
+
+  /**
+   * Sets the permission bits of `frame`. The caller (the core) has already checked that the
+   * change is allowed: this is mechanism, not policy. Throws on an out-of-range frame, which
+   * is a broken invariant of the caller.
+   */
+  set(frame: number, perms: number): void {
+    if (!Number.isInteger(frame) || frame < 0 || frame >= this.frames) {
+      throw new RangeError(`EPT frame ${frame} outside [0, ${this.frames})`);
+    }
+    const key = frame >> LEAF_SHIFT;
+    let leaf = this.#leaves.get(key);
+    if (leaf === undefined) {
+      if (perms === EPT_DEFAULT) return;
+      leaf = new Uint8Array(LEAF_SIZE).fill(EPT_DEFAULT);
+      this.#leaves.set(key, leaf);
+    }
+    if (leaf[frame & LEAF_MASK] !== perms) {
+      leaf[frame & LEAF_MASK] = perms;
+      this.#generation++;
+    }
+  }
+
+  /** Sets `count` frames from `first` to `perms`. */
+  setRange(first: number, count: number, perms: number): void {
+    for (let f = first; f < first + count; f++) this.set(f, perms);
+  }
+
+  /** Marks `frame` FROZEN (write-protected while a verification is in flight). */
+  freeze(frame: number): void {
+    this.set(frame, this.get(frame) | EPT_FROZEN);
+  }
+
+  /** Clears FROZEN on `frame`. */
+  thaw(frame: number): void {
+    this.set(frame, this.get(frame) & ~EPT_FROZEN);
+  }
+
+  /** True when `frame` is IMMUTABLE. */
+  isImmutable(frame: number): boolean {
+    return (this.get(frame) & EPT_IMMUTABLE) !== 0;
+  }
+
+  entries(): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    for (const key of [...this.#leaves.keys()].sort((a, b) => a - b)) {
+      const leaf = this.#leaves.get(key) as Uint8Array;
+      for (let i = 0; i < LEAF_SIZE; i++) {
+        const p = leaf[i] as number;
+        if (p !== EPT_DEFAULT) out.push([(key << LEAF_SHIFT) + i, p]);
+      }
+    }
+    return out;
+  }
+
+  /** Every frame back to the default permissions: only a VMM reset does this. */
+  reset(): void {
+    this.#leaves.clear();
+    this.#generation++;
+  }
+}

@@ -1,0 +1,2 @@
+export { Ept, type EptView } from './ept.ts';
+export * from './permissions.ts';

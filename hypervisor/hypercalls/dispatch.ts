@@ -1,0 +1,34 @@
+/**
+ * The hypercall table, like the switch in KVM's kvm_emulate_hypercall(). TypeScript checks
+ * that every number in shared/abi.ts `HC` has a handler. Each handler keeps the contract in
+ * context.ts.
+ */
+import { KVM_STATUS, isHypercallNr, HC, type HypercallNr } from '../../shared/abi.ts';
+import type { VmCore } from '../core/vm-core.ts';
+import type { Vcpu } from '../vcpu/vcpu.ts';
+import type { HypercallArgs, HypercallHandler } from './context.ts';
+import { lockCrUpdate } from './lock-cr-update.ts';
+import { protectMemory } from './protect-memory.ts';
+
+/** Every hypercall the core implements. */
+export const HYPERCALL_HANDLERS = {
+  [HC.LOCK_CR_UPDATE]: lockCrUpdate,
+  [HC.PROTECT_MEMORY]: protectMemory,
+} satisfies Record<HypercallNr, HypercallHandler>;
+
+/**
+ * Runs hypercall `nr` for `vcpu`. The CPL check is done by the vCPU before this. Unknown
+ * numbers return -KVM_ENOSYS; a handler that throws (a bug) returns -KVM_EFAULT and stops
+ * the VM, so no exception escapes the core.
+ */
+export function dispatchHypercall(core: VmCore, vcpu: Vcpu, nr: number, args: HypercallArgs): number {
+  if (!isHypercallNr(nr)) return -KVM_STATUS.KVM_ENOSYS;
+  const handler: HypercallHandler = HYPERCALL_HANDLERS[nr];
+  const u64 = args.map((a) => BigInt.asUintN(64, a)) as unknown as HypercallArgs;
+  try {
+    return handler({ core, vcpu }, u64);
+  } catch (e) {
+    core.stop(`internal error in hypercall ${nr}: ${e instanceof Error ? e.message : String(e)}`);
+    return -KVM_STATUS.KVM_EFAULT;
+  }
+}

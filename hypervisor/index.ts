@@ -1,0 +1,14 @@
+export { Vmm, PINNED_MSRS, type VmmConfig } from './vmm/vmm.ts';
+export { DEFAULT_POLICY, STOP_ON_VIOLATION, type Decision, type VmmPolicy } from './vmm/policy.ts';
+export { VmmEventLog, type VmmEvent } from './vmm/event-log.ts';
+export { EXIT_HANDLERS } from './vmm/exit-handlers.ts';
+export { VmCore, type VmConfig } from './core/vm-core.ts';
+export { Vcpu, type VcpuState } from './vcpu/vcpu.ts';
+export { GuestMemory, type GuestMemoryAccess } from './memory/guest-memory.ts';
+export { Ept, type EptView } from './ept/ept.ts';
+export * from './ept/permissions.ts';
+export * from './core/msr-filter.ts';
+export * from './core/cr-filter.ts';
+export type { VmExit, Reaction, ExitSink, HekiDenial, HekiConfigureRequest } from './exits/exit.ts';
+export { HYPERCALL_HANDLERS } from './hypercalls/dispatch.ts';
+export { readPageList, pageListErrorMessage, type PageListError } from './hypercalls/page-list-reader.ts';

@@ -1,0 +1,138 @@
+/**
+ * Sparse guest-physical memory.
+ *
+ * After rust-vmm's vm-memory: the guest's RAM is a flat range [0, size) of guest-physical
+ * addresses, and only pages that have been written hold host memory. A 64 GiB guest that
+ * touches a hundred pages costs a hundred 4 KiB buffers. Reads of untouched pages return
+ * zeros and allocate nothing.
+ *
+ * This is the raw backing store: it checks bounds, never permissions. Permission checks
+ * belong to the EPT and are applied by the vCPU before it calls in here, and by the VMM's
+ * device paths (hypervisor/vmm) before they do.
+ */
+import { PAGE_SHIFT, PAGE_SIZE, hex } from '../../shared/addr.ts';
+
+/** Read and write access to guest-physical memory (no management). */
+export interface GuestMemoryAccess {
+  /** Bytes of guest-physical address space: valid addresses are [0, size). */
+  readonly size: bigint;
+  /** Number of 4 KiB frames: valid frame numbers are [0, frames). */
+  readonly frames: number;
+  /** True when [addr, addr + len) lies inside guest memory. */
+  contains(addr: bigint, len: number): boolean;
+  /** Copies `len` bytes out of guest memory. Throws RangeError outside guest memory. */
+  read(addr: bigint, len: number): Uint8Array;
+  /** Copies `bytes` into guest memory. Throws RangeError outside guest memory. */
+  write(addr: bigint, bytes: Uint8Array): void;
+  /** Reads a little-endian u64. */
+  readU64(addr: bigint): bigint;
+  /** Writes a little-endian u64. */
+  writeU64(addr: bigint, value: bigint): void;
+}
+
+/** Sparse guest memory with its management operations. */
+export class GuestMemory implements GuestMemoryAccess {
+  readonly size: bigint;
+  readonly frames: number;
+  // INVARIANT: every key is a frame number < frames; every value is PAGE_SIZE bytes.
+  readonly #pages = new Map<number, Uint8Array>();
+
+  /** Creates `size` bytes of guest RAM (a multiple of 4 KiB), none of it resident yet. */
+  constructor(size: bigint) {
+    if (size <= 0n || size % BigInt(PAGE_SIZE) !== 0n || size > 1n << 52n) {
+      throw new RangeError(`guest memory size ${size} must be a positive multiple of 4 KiB below 2^52`);
+    }
+    this.size = size;
+    this.frames = Number(size >> BigInt(PAGE_SHIFT));
+  }
+
+  contains(addr: bigint, len: number): boolean {
+    return addr >= 0n && len >= 0 && addr + BigInt(len) <= this.size;
+  }
+
+  /** Number of frames that hold host memory. */
+  residentPages(): number {
+    return this.#pages.size;
+  }
+
+  /** The frames that hold host memory, ascending. */
+  residentFrames(): number[] {
+    return [...this.#pages.keys()].sort((a, b) => a - b);
+  }
+
+  read(addr: bigint, len: number): Uint8Array {
+    this.#check(addr, len);
+    const out = new Uint8Array(len);
+    let done = 0;
+    let frame = Number(addr >> BigInt(PAGE_SHIFT));
+    let off = Number(addr & BigInt(PAGE_SIZE - 1));
+    while (done < len) {
+      const n = Math.min(PAGE_SIZE - off, len - done);
+      const page = this.#pages.get(frame);
+      if (page) out.set(page.subarray(off, off + n), done);
+      done += n;
+      frame++;
+      off = 0;
+    }
+    return out;
+  }
+
+  write(addr: bigint, bytes: Uint8Array): void {
+    this.#check(addr, bytes.length);
+    let done = 0;
+    let frame = Number(addr >> BigInt(PAGE_SHIFT));
+    let off = Number(addr & BigInt(PAGE_SIZE - 1));
+    while (done < bytes.length) {
+      const n = Math.min(PAGE_SIZE - off, bytes.length - done);
+      let page = this.#pages.get(frame);
+      if (!page) {
+        if (isZero(bytes, done, n)) {
+          // Writing zeros to an untouched page changes nothing observable: stay sparse.
+          done += n;
+          frame++;
+          off = 0;
+          continue;
+        }
+        page = new Uint8Array(PAGE_SIZE);
+        this.#pages.set(frame, page);
+      }
+      page.set(bytes.subarray(done, done + n), off);
+      done += n;
+      frame++;
+      off = 0;
+    }
+  }
+
+  readU64(addr: bigint): bigint {
+    const b = this.read(addr, 8);
+    return new DataView(b.buffer).getBigUint64(0, true);
+  }
+
+  writeU64(addr: bigint, value: bigint): void {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, value), true);
+    this.write(addr, b);
+  }
+
+  /** Drops every resident page: all memory reads as zero again (a VMM-driven reset). */
+  clear(): void {
+    this.#pages.clear();
+  }
+
+  /** Drops the given frames (their contents become zero). */
+  discardFrames(frames: Iterable<number>): void {
+    for (const f of frames) this.#pages.delete(f);
+  }
+
+  #check(addr: bigint, len: number): void {
+    if (!Number.isSafeInteger(len) || len < 0) throw new RangeError(`bad access length ${len}`);
+    if (!this.contains(addr, len)) {
+      throw new RangeError(`guest-physical range ${hex(addr)}+${len} is outside guest memory [0, ${hex(this.size)})`);
+    }
+  }
+}
+
+function isZero(bytes: Uint8Array, start: number, n: number): boolean {
+  for (let i = start; i < start + n; i++) if (bytes[i] !== 0) return false;
+  return true;
+}

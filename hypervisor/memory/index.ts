@@ -1,0 +1,1 @@
+export { GuestMemory, type GuestMemoryAccess } from './guest-memory.ts';

@@ -1,0 +1,436 @@
+/**
+ * One virtual CPU: the guest's {@link GuestCpu}. Every guest action goes through here and is
+ * checked in this order, fixed like a CPU's:
+ *
+ * - memory access: canonical check (#GP) -> page walk through the guest tables, with EPT
+ *   checks on the paging structures (#PF or EPT violation) -> mode/WP/SMEP/SMAP/NX checks
+ *   (#PF) -> EPT check of the target frame (EPT-violation exit, then #PF) -> the access.
+ *   A multi-page write is checked on every page before the first byte is written.
+ * - mov to CR: reserved bits (#GP) -> Heki pins (denial, #GP, nothing changes) -> the VMM's
+ *   CR filter (exit: allow, #GP, stop) -> the write, and the TLB flush it implies.
+ * - wrmsr/rdmsr: unknown MSR or bad value (#GP) -> the VMM's MSR filter (exit) -> the access.
+ * - lidt/lgdt: the VMM's descriptor-table filter (exit) -> the load.
+ * - vmcall: CPL check (-KVM_EPERM) -> the hypercall table (hypervisor/hypercalls).
+ */
+import { CR0, CR4, EFER, MSR, MSR_NAMES, PF_ERR, crBitNames, type ControlRegister } from '../../shared/x86/cpu.ts';
+import { isCanonical } from '../../shared/addr.ts';
+import type { AccessKind, AccessMode, DescriptorTable, GuestCpu, GuestFault, GuestOutcome } from '../../shared/guest-cpu.ts';
+import { HEKI_DENIAL } from '../../shared/exit-reasons.ts';
+import { KVM_STATUS } from '../../shared/abi.ts';
+import { permits } from '../ept/permissions.ts';
+import { Tlb, type TlbEntry } from './tlb.ts';
+import { checkAccess, walk } from './mmu.ts';
+import { msrAllowed } from '../core/msr-filter.ts';
+import { filteredCrChange } from '../core/cr-filter.ts';
+import { dispatchHypercall } from '../hypercalls/dispatch.ts';
+import type { VmCore } from '../core/vm-core.ts';
+
+/** CR0 after RESET (SDM 9.1.1: 60000010H). */
+const CR0_RESET = CR0.CD | CR0.NW | CR0.ET;
+/** CR0 bits the model accepts; others are reserved (#GP). */
+const CR0_VALID = Object.values(CR0).reduce((a, b) => a | b, 0n);
+/** CR4 bits the model accepts; others are reserved (#GP). */
+const CR4_VALID = Object.values(CR4).reduce((a, b) => a | b, 0n);
+/** EFER bits software may write (LMA is set by the CPU). */
+const EFER_WRITABLE = EFER.SCE | EFER.LME | EFER.NXE;
+/** MSRs that hold linear addresses and must be canonical. */
+const CANONICAL_MSRS = new Set<number>([
+  MSR.LSTAR,
+  MSR.CSTAR,
+  MSR.IA32_SYSENTER_EIP,
+  MSR.IA32_SYSENTER_ESP,
+  MSR.FS_BASE,
+  MSR.GS_BASE,
+  MSR.KERNEL_GS_BASE,
+]);
+const PAGE = 4096n;
+
+/** Register state the VMM can read and set (KVM_GET/SET_SREGS, KVM_GET/SET_MSRS). */
+export interface VcpuState {
+  cr0: bigint;
+  cr3: bigint;
+  cr4: bigint;
+  efer: bigint;
+  cpl: 0 | 3;
+  idtr: DescriptorTable;
+  gdtr: DescriptorTable;
+  msrs: Array<[number, bigint]>;
+}
+
+type Translation = { ok: true; frame: number } | { ok: false; fault: GuestFault };
+
+/** One vCPU of a {@link VmCore}. */
+export class Vcpu implements GuestCpu {
+  readonly id: number;
+  readonly #core: VmCore;
+  readonly tlb = new Tlb();
+  #cpl: 0 | 3 = 0;
+  #ac = false;
+  #cr0 = CR0_RESET;
+  #cr3 = 0n;
+  #cr4 = 0n;
+  #efer = 0n;
+  #idtr: DescriptorTable = { base: 0n, limit: 0xffff };
+  #gdtr: DescriptorTable = { base: 0n, limit: 0xffff };
+  readonly #msrs = new Map<number, bigint>();
+
+  constructor(id: number, core: VmCore) {
+    this.id = id;
+    this.#core = core;
+    this.reset();
+  }
+
+  /** Back to the RESET state (registers, MSRs, TLB). Called by the core on a VMM reset. */
+  reset(): void {
+    this.#cpl = 0;
+    this.#ac = false;
+    this.#cr0 = CR0_RESET;
+    this.#cr3 = 0n;
+    this.#cr4 = 0n;
+    this.#efer = 0n;
+    this.#idtr = { base: 0n, limit: 0xffff };
+    this.#gdtr = { base: 0n, limit: 0xffff };
+    this.#msrs.clear();
+    for (const msr of Object.values(MSR)) this.#msrs.set(msr, 0n);
+    this.#msrs.set(MSR.IA32_PAT, 0x0007040600070406n);
+    this.tlb.flush(false);
+  }
+
+  get cpl(): 0 | 3 {
+    return this.#cpl;
+  }
+
+  setCpl(cpl: 0 | 3): void {
+    this.#cpl = cpl;
+  }
+
+  setAc(ac: boolean): void {
+    this.#ac = ac;
+  }
+
+  // ---------------------------------------------------------------- memory
+
+  read(va: bigint, len: number): GuestOutcome<Uint8Array> {
+    const frames = this.#translateRange(va, len, 'read');
+    if (!frames.ok) return frames;
+    return { ok: true, value: this.#copyOut(va, len, frames.value) };
+  }
+
+  fetch(va: bigint, len: number): GuestOutcome<Uint8Array> {
+    const frames = this.#translateRange(va, len, 'fetch');
+    if (!frames.ok) return frames;
+    return { ok: true, value: this.#copyOut(va, len, frames.value) };
+  }
+
+  write(va: bigint, bytes: Uint8Array): GuestOutcome<void> {
+    const frames = this.#translateRange(va, bytes.length, 'write');
+    if (!frames.ok) return frames;
+    // INVARIANT: every page of the write passed every check; now write them all.
+    let done = 0;
+    let off = Number(va & (PAGE - 1n));
+    for (const frame of frames.value) {
+      const n = Math.min(4096 - off, bytes.length - done);
+      this.#core.memory.write(BigInt(frame) * PAGE + BigInt(off), bytes.subarray(done, done + n));
+      done += n;
+      off = 0;
+    }
+    return { ok: true, value: undefined };
+  }
+
+  invlpg(va: bigint): void {
+    this.tlb.invalidate(va >> 12n);
+  }
+
+  #copyOut(va: bigint, len: number, frames: number[]): Uint8Array {
+    const out = new Uint8Array(len);
+    let done = 0;
+    let off = Number(va & (PAGE - 1n));
+    for (const frame of frames) {
+      const n = Math.min(4096 - off, len - done);
+      out.set(this.#core.memory.read(BigInt(frame) * PAGE + BigInt(off), n), done);
+      done += n;
+      off = 0;
+    }
+    return out;
+  }
+
+  /** Translates and checks every page of [va, va + len) for `access`; frames in order. */
+  #translateRange(va: bigint, len: number, access: AccessKind): GuestOutcome<number[]> {
+    const stopped = this.#stoppedFault();
+    if (stopped) return stopped;
+    if (!Number.isSafeInteger(len) || len < 0) {
+      return gp('bad-length', `access length ${len} is not a non-negative integer`);
+    }
+    const frames: number[] = [];
+    if (len === 0) return { ok: true, value: frames };
+    const last = va + BigInt(len - 1);
+    for (let page = va & ~(PAGE - 1n); page <= last; page += PAGE) {
+      const t = this.#translate(page === (va & ~(PAGE - 1n)) ? va : page, access);
+      if (!t.ok) return t;
+      frames.push(t.frame);
+    }
+    return { ok: true, value: frames };
+  }
+
+  #mode(): AccessMode {
+    return this.#cpl === 0 ? 'kernel' : 'user';
+  }
+
+  /** Translates one address and applies every check for `access`. */
+  #translate(va: bigint, access: AccessKind): Translation {
+    const mode = this.#mode();
+    let frame: number;
+    if ((this.#cr0 & CR0.PG) === 0n) {
+      if (va < 0n || va >= 1n << 52n) return gp('non-canonical', `physical address 0x${va.toString(16)} out of range with paging off`);
+      frame = Number(va >> 12n);
+    } else {
+      if (!isCanonical(va)) return gp('non-canonical', `address 0x${va.toString(16)} is not canonical`);
+      const vpn = va >> 12n;
+      let entry: TlbEntry | undefined = this.tlb.lookup(vpn);
+      if (!entry) {
+        const w = walk(this.#cr3, va, this.#efer, (gpa) => this.#readPagingStructure(gpa));
+        if (!w.ok) {
+          if (w.kind === 'ept') return this.#eptViolation(w.gpa, va, 'read', 'kernel', true);
+          return pf(va, w.errorCode | codeBits(access, mode), w.cause, w.detail);
+        }
+        entry = w.entry;
+        this.tlb.insert(vpn, entry);
+      }
+      const denied = checkAccess(entry, access, mode, this.#cr0, this.#cr4, this.#efer, this.#ac);
+      if (denied) return pf(va, denied.errorCode, denied.cause, denied.detail);
+      frame = entry.frame;
+    }
+    const perms = this.#core.ept.get(frame);
+    if (frame >= this.#core.memory.frames || !permits(perms, access, mode)) {
+      return this.#eptViolation(BigInt(frame) * PAGE + (va & (PAGE - 1n)), va, access, mode, false);
+    }
+    return { ok: true, frame };
+  }
+
+  #readPagingStructure(gpa: bigint): { ok: true; value: bigint } | { ok: false; gpa: bigint } {
+    const frame = Number(gpa >> 12n);
+    // TRUST: the walk reads guest-controlled tables; the EPT must allow reading them.
+    if (frame >= this.#core.memory.frames || !permits(this.#core.ept.get(frame), 'read', 'kernel')) return { ok: false, gpa };
+    return { ok: true, value: this.#core.memory.readU64(gpa) };
+  }
+
+  /** Reports an EPT violation to the VMM and turns its reaction into the guest's fault. */
+  #eptViolation(gpa: bigint, gva: bigint, access: AccessKind, mode: AccessMode, pageWalk: boolean): Translation {
+    const frame = Number(gpa >> 12n);
+    const perms = this.#core.ept.get(frame);
+    const r = this.#core.exit({ reason: 'ept-violation', vcpu: this.id, gpa, gva, access, mode, perms, pageWalk });
+    if (r.action === 'stop') return stoppedOutcome(r.reason);
+    // Contract (exit-handlers.ts): an EPT violation is never resumed; the guest takes a #PF.
+    const what = pageWalk ? 'page-table read' : access;
+    return pf(gva, PF_ERR.PRESENT | codeBits(access, mode), 'ept-violation', `EPT refused ${mode} ${what} of gpa 0x${gpa.toString(16)}`);
+  }
+
+  #stoppedFault(): { ok: false; fault: GuestFault } | undefined {
+    const s = this.#core.stopped;
+    return s === undefined ? undefined : stoppedOutcome(s);
+  }
+
+  // ---------------------------------------------------------------- control registers
+
+  readCr(cr: ControlRegister): bigint {
+    return cr === 0 ? this.#cr0 : cr === 3 ? this.#cr3 : this.#cr4;
+  }
+
+  writeCr(cr: ControlRegister, value: bigint): GuestOutcome<void> {
+    const stopped = this.#stoppedFault();
+    if (stopped) return stopped;
+    if (this.#cpl !== 0) return gp('privileged', `mov to CR${cr} at CPL 3`);
+    if (cr !== 0 && cr !== 3 && cr !== 4) return gp('bad-cr', `CR${cr as number} cannot be written`);
+    if (value < 0n || value >= 1n << 64n) return gp('reserved-bit', `CR${cr} value out of 64-bit range`);
+    if (cr === 0 && (value & ~CR0_VALID) !== 0n) return gp('reserved-bit', `reserved CR0 bits 0x${(value & ~CR0_VALID).toString(16)}`);
+    if (cr === 4 && (value & ~CR4_VALID) !== 0n) return gp('reserved-bit', `reserved CR4 bits 0x${(value & ~CR4_VALID).toString(16)}`);
+    if (cr === 0 && (value & CR0.PG) !== 0n && (value & CR0.PE) === 0n) return gp('reserved-bit', 'CR0.PG without CR0.PE');
+
+    if (cr === 0 || cr === 4) {
+      const cleared = this.#core.pins.violations(cr, value);
+      if (cleared !== 0n) {
+        // INVARIANT: a write that clears a pinned bit changes nothing at all, not even the
+        // unpinned bits of the same value (Heki v3 KUnit: SMEP and VME cleared together).
+        const detail = `mov to CR${cr} would clear pinned ${crBitNames(cr, cleared)}`;
+        if (this.#core.denialExits(HEKI_DENIAL.CR_PIN)) {
+          const r = this.#core.exit({ reason: 'heki-denial', vcpu: this.id, denial: { kind: 'cr-pin', cr, value, cleared } });
+          if (r.action === 'stop') return stoppedOutcome(r.reason);
+        }
+        return gp('cr-pin', detail);
+      }
+    }
+    const old = this.readCr(cr);
+    const changed = filteredCrChange(this.#core.crFilter, cr, old, value);
+    if (changed !== 0n) {
+      const r = this.#core.exit({ reason: 'cr-write', vcpu: this.id, cr, old, value, changed });
+      if (r.action === 'stop') return stoppedOutcome(r.reason);
+      if (r.action === 'inject') return gp('cr-filter', `the VMM refused mov to CR${cr} changing ${cr === 3 ? 'CR3' : crBitNames(cr, changed)}`);
+    }
+    this.#applyCr(cr, value);
+    return { ok: true, value: undefined };
+  }
+
+  #applyCr(cr: ControlRegister, value: bigint): void {
+    const old = this.readCr(cr);
+    if (cr === 0) this.#cr0 = value;
+    else if (cr === 3) this.#cr3 = value;
+    else this.#cr4 = value;
+    if (cr === 3) this.tlb.flush((this.#cr4 & CR4.PGE) !== 0n);
+    else if (((old ^ value) & (cr === 0 ? CR0.PG | CR0.PE : CR4.PGE | CR4.PAE | CR4.PSE | CR4.LA57)) !== 0n) this.tlb.flush(false);
+  }
+
+  // ---------------------------------------------------------------- MSRs and descriptor tables
+
+  rdmsr(msr: number): GuestOutcome<bigint> {
+    const stopped = this.#stoppedFault();
+    if (stopped) return stopped;
+    if (this.#cpl !== 0) return gp('privileged', 'rdmsr at CPL 3');
+    const value = this.#msrValue(msr);
+    if (value === undefined) return gp('unknown-msr', `rdmsr of unknown MSR 0x${msr.toString(16)}`);
+    if (!msrAllowed(this.#core.msrFilter, msr, 'read')) {
+      const r = this.#core.exit({ reason: 'msr-read', vcpu: this.id, msr });
+      if (r.action === 'stop') return stoppedOutcome(r.reason);
+      if (r.action === 'inject') return gp('msr-filter', `the VMM refused rdmsr of ${msrName(msr)}`);
+    }
+    return { ok: true, value };
+  }
+
+  wrmsr(msr: number, value: bigint): GuestOutcome<void> {
+    const stopped = this.#stoppedFault();
+    if (stopped) return stopped;
+    if (this.#cpl !== 0) return gp('privileged', 'wrmsr at CPL 3');
+    if (!this.#msrs.has(msr)) return gp('unknown-msr', `wrmsr to unknown MSR 0x${msr.toString(16)}`);
+    if (value < 0n || value >= 1n << 64n) return gp('reserved-bit', `value out of 64-bit range for ${msrName(msr)}`);
+    if (msr === MSR.EFER && (value & ~(EFER_WRITABLE | EFER.LMA)) !== 0n) {
+      return gp('reserved-bit', `reserved EFER bits 0x${(value & ~(EFER_WRITABLE | EFER.LMA)).toString(16)}`);
+    }
+    if (CANONICAL_MSRS.has(msr) && !isCanonical(value)) return gp('non-canonical', `${msrName(msr)} value 0x${value.toString(16)} is not canonical`);
+    if (!msrAllowed(this.#core.msrFilter, msr, 'write')) {
+      const r = this.#core.exit({ reason: 'msr-write', vcpu: this.id, msr, value });
+      if (r.action === 'stop') return stoppedOutcome(r.reason);
+      if (r.action === 'inject') return gp('msr-filter', `the VMM refused wrmsr to ${msrName(msr)}`);
+    }
+    if (msr === MSR.EFER) {
+      const old = this.#efer;
+      this.#efer = value & EFER_WRITABLE;
+      if (((old ^ this.#efer) & EFER.NXE) !== 0n) this.tlb.flush(false);
+    } else {
+      this.#msrs.set(msr, value);
+    }
+    return { ok: true, value: undefined };
+  }
+
+  #msrValue(msr: number): bigint | undefined {
+    if (msr === MSR.EFER) {
+      const lma = (this.#efer & EFER.LME) !== 0n && (this.#cr0 & CR0.PG) !== 0n ? EFER.LMA : 0n;
+      return this.#efer | lma;
+    }
+    return this.#msrs.get(msr);
+  }
+
+  lidt(table: DescriptorTable): GuestOutcome<void> {
+    return this.#loadDt('idtr', table);
+  }
+
+  lgdt(table: DescriptorTable): GuestOutcome<void> {
+    return this.#loadDt('gdtr', table);
+  }
+
+  sidt(): DescriptorTable {
+    return this.#idtr;
+  }
+
+  sgdt(): DescriptorTable {
+    return this.#gdtr;
+  }
+
+  #loadDt(which: 'idtr' | 'gdtr', table: DescriptorTable): GuestOutcome<void> {
+    const stopped = this.#stoppedFault();
+    if (stopped) return stopped;
+    if (this.#cpl !== 0) return gp('privileged', `l${which.slice(0, 2)}t at CPL 3`);
+    if (!isCanonical(table.base) || !Number.isInteger(table.limit) || table.limit < 0 || table.limit > 0xffff) {
+      return gp('non-canonical', `bad ${which.toUpperCase()} base 0x${table.base.toString(16)} or limit ${table.limit}`);
+    }
+    const old = which === 'idtr' ? this.#idtr : this.#gdtr;
+    if (this.#core.crFilter.descriptorTables) {
+      const r = this.#core.exit({ reason: 'dt-write', vcpu: this.id, table: which, old, value: table });
+      if (r.action === 'stop') return stoppedOutcome(r.reason);
+      if (r.action === 'inject') return gp('dt-filter', `the VMM refused the load of ${which.toUpperCase()}`);
+    }
+    if (which === 'idtr') this.#idtr = { ...table };
+    else this.#gdtr = { ...table };
+    return { ok: true, value: undefined };
+  }
+
+  // ---------------------------------------------------------------- hypercalls
+
+  vmcall(nr: number, a0 = 0n, a1 = 0n, a2 = 0n, a3 = 0n): number {
+    if (this.#core.stopped !== undefined) return -KVM_STATUS.KVM_EPERM;
+    // KVM's kvm_emulate_hypercall(): a hypercall from CPL > 0 returns -KVM_EPERM.
+    if (this.#cpl !== 0) return -KVM_STATUS.KVM_EPERM;
+    return dispatchHypercall(this.#core, this, nr, [a0, a1, a2, a3]);
+  }
+
+  // ---------------------------------------------------------------- VMM access
+
+  /** KVM_GET_SREGS / KVM_GET_MSRS: the register state, for the VMM. */
+  getState(): VcpuState {
+    return {
+      cr0: this.#cr0,
+      cr3: this.#cr3,
+      cr4: this.#cr4,
+      efer: this.#efer,
+      cpl: this.#cpl,
+      idtr: this.#idtr,
+      gdtr: this.#gdtr,
+      msrs: [...this.#msrs.entries()],
+    };
+  }
+
+  /**
+   * KVM_SET_SREGS / KVM_SET_MSRS: the VMM sets registers directly, as a VMM does to start a
+   * 64-bit kernel in long mode. TRUST: the VMM is trusted; this bypasses filters, and is
+   * refused if it would clear a pinned bit (the VMM clears pins only by resetting the VM).
+   */
+  setStateByVmm(state: Partial<VcpuState>): GuestOutcome<void> {
+    for (const cr of [0, 4] as const) {
+      const v = cr === 0 ? state.cr0 : state.cr4;
+      if (v !== undefined && this.#core.pins.violations(cr, v) !== 0n) {
+        return gp('cr-pin', `KVM_SET_SREGS would clear pinned CR${cr} bits; reset the VM first`);
+      }
+    }
+    if (state.cr0 !== undefined) this.#cr0 = state.cr0;
+    if (state.cr3 !== undefined) this.#cr3 = state.cr3;
+    if (state.cr4 !== undefined) this.#cr4 = state.cr4;
+    if (state.efer !== undefined) this.#efer = state.efer & EFER_WRITABLE;
+    if (state.cpl !== undefined) this.#cpl = state.cpl;
+    if (state.idtr !== undefined) this.#idtr = state.idtr;
+    if (state.gdtr !== undefined) this.#gdtr = state.gdtr;
+    for (const [msr, value] of state.msrs ?? []) this.#msrs.set(msr, value);
+    this.tlb.flush(false);
+    return { ok: true, value: undefined };
+  }
+}
+
+function codeBits(access: AccessKind, mode: AccessMode): number {
+  return (access === 'write' ? PF_ERR.WRITE : 0) | (access === 'fetch' ? PF_ERR.FETCH : 0) | (mode === 'user' ? PF_ERR.USER : 0);
+}
+
+function gp(cause: string, detail: string): { ok: false; fault: GuestFault } {
+  return { ok: false, fault: { kind: 'fault', vector: 'GP', errorCode: 0, cause, detail } };
+}
+
+function pf(address: bigint, errorCode: number, cause: string, detail?: string): { ok: false; fault: GuestFault } {
+  return {
+    ok: false,
+    fault: { kind: 'fault', vector: 'PF', errorCode, address, cause, detail: `#PF at 0x${address.toString(16)}: ${detail ?? cause}` },
+  };
+}
+
+function stoppedOutcome(detail: string): { ok: false; fault: GuestFault } {
+  return { ok: false, fault: { kind: 'stopped', detail } };
+}
+
+function msrName(msr: number): string {
+  return MSR_NAMES.get(msr) ?? `MSR 0x${msr.toString(16)}`;
+}

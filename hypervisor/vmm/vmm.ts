@@ -1,0 +1,117 @@
+/**
+ * The userspace VMM of one VM: it creates the core, owns the policy and the event log,
+ * receives every exit, and decides what is pinned beyond what the guest asked for.
+ *
+ * Pinning under VMM control (Sean Christopherson's review of Heki v3): when the guest's
+ * lock request reaches the VMM as a `heki-configure` exit and the VMM accepts it, the VMM
+ * also pins the platform state the guest cannot pin for itself: writes to the syscall and
+ * sysenter MSRs and EFER exit to the VMM through an MSR filter, and lidt/lgdt exit through the
+ * descriptor-table filter. The default policy refuses those writes with #GP.
+ */
+import { MSR } from '../../shared/x86/cpu.ts';
+import { HEKI_CONFIGURE, HEKI_DENIAL } from '../../shared/exit-reasons.ts';
+import type { GuestCpu } from '../../shared/guest-cpu.ts';
+import { VmCore } from '../core/vm-core.ts';
+import { denyWritesFilter } from '../core/msr-filter.ts';
+import type { ExitSink, Reaction, VmExit } from '../exits/exit.ts';
+import { VmmEventLog } from './event-log.ts';
+import { handleExit, type ExitHandlerContext } from './exit-handlers.ts';
+import type { VmmPolicy } from './policy.ts';
+
+/** MSRs the VMM pins when the guest locks: the syscall entry points, sysenter, EFER. */
+export const PINNED_MSRS: readonly number[] = [
+  MSR.LSTAR,
+  MSR.STAR,
+  MSR.CSTAR,
+  MSR.SYSCALL_MASK,
+  MSR.IA32_SYSENTER_CS,
+  MSR.IA32_SYSENTER_ESP,
+  MSR.IA32_SYSENTER_EIP,
+  MSR.EFER,
+];
+
+/** How to start a VM. */
+export interface VmmConfig {
+  /** Bytes of guest RAM (a multiple of 4 KiB). */
+  readonly memoryBytes: bigint;
+  /** vCPUs (default 1). */
+  readonly vcpus?: number;
+  /** Reactions to exits; silent reasons get DEFAULT_POLICY. */
+  readonly policy?: VmmPolicy;
+  /** Pin MSRs and descriptor tables when the guest's CR lock is accepted (default true). */
+  readonly pinPlatformOnLock?: boolean;
+  /** KVM_CAP_HEKI_CONFIGURE / KVM_CAP_HEKI_DENIAL masks (default: every reason). */
+  readonly hekiExits?: { readonly configure: number; readonly denial: number };
+}
+
+/** The VMM. */
+export class Vmm implements ExitSink {
+  readonly core: VmCore;
+  readonly log = new VmmEventLog();
+  readonly #ctx: ExitHandlerContext;
+  #platformPinned = false;
+  readonly #config: VmmConfig;
+
+  constructor(config: VmmConfig) {
+    this.#config = config;
+    const pinOnLock = config.pinPlatformOnLock ?? true;
+    this.#ctx = {
+      policy: config.policy ?? {},
+      log: this.log,
+      onConfigureAccepted: (exit) => {
+        if (pinOnLock && exit.request.kind === 'lock-cr') this.pinPlatformState();
+      },
+    };
+    this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? 1 }, this);
+    this.#enableHekiExits();
+  }
+
+  #enableHekiExits(): void {
+    const masks = this.#config.hekiExits ?? {
+      configure: HEKI_CONFIGURE.LOCK_CR | HEKI_CONFIGURE.PROTECT_MEMORY,
+      denial: HEKI_DENIAL.CR_PIN | HEKI_DENIAL.IMMUTABLE | HEKI_DENIAL.BAD_PIN,
+    };
+    const r = this.core.enableHekiExits(masks.configure, masks.denial);
+    if (!r.ok) throw new RangeError(r.error);
+  }
+
+  /** The guest's view of the vCPUs. */
+  get cpus(): readonly GuestCpu[] {
+    return this.core.vcpus;
+  }
+
+  /** The first vCPU, as the guest sees it. */
+  get bootCpu(): GuestCpu {
+    return this.core.vcpus[0] as GuestCpu;
+  }
+
+  /** Whether the VMM has pinned the MSRs and descriptor tables. */
+  get platformPinned(): boolean {
+    return this.#platformPinned;
+  }
+
+  handleExit(exit: VmExit): Reaction {
+    return handleExit(this.#ctx, exit);
+  }
+
+  /**
+   * Pins the syscall/sysenter MSRs, EFER and the descriptor tables: from now on their writes
+   * exit to the VMM, whose policy (by default) refuses them with #GP.
+   */
+  pinPlatformState(): void {
+    const r = this.core.setMsrFilter(denyWritesFilter(PINNED_MSRS));
+    if (!r.ok) throw new Error(`internal: the VMM's own MSR filter is invalid: ${r.error}`);
+    this.core.setCrFilter({ ...this.core.crFilter, descriptorTables: true });
+    this.#platformPinned = true;
+  }
+
+  /**
+   * Resets the VM (reboot): the vCPUs go back to RESET, and pins, locks, filters and exit
+   * masks are cleared, as only the VMM may do. The event log keeps its history.
+   */
+  reset(options: { clearMemory: boolean } = { clearMemory: false }): void {
+    this.core.resetByVmm(options);
+    this.#platformPinned = false;
+    this.#enableHekiExits();
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * The Heki hypercall ABI, as the guest and the core agree on it.
+ *
+ * Numbers and layouts follow the Heki RFC v2 (Nov 2023) and v3 (May 2024) patch series:
+ * include/uapi/linux/kvm_para.h gains `KVM_HC_LOCK_CR_UPDATE` (13) and
+ * `KVM_HC_PROTECT_MEMORY` (14); memory attributes are `MEM_ATTR_READ/WRITE/EXEC/IMMUTABLE`
+ * (bits 0..3). Status codes are the ones KVM returns in RAX (kvm_para.h: `KVM_ENOSYS` 1000,
+ * the rest are errno values). docs/hypercalls.md documents each call in KVM's template.
+ */
+import { CR0, CR4 } from './x86/cpu.ts';
+
+/** Version of this ABI, returned by LOCK_CR_UPDATE with {@link HEKI_LOCK_CR_FLAG_ABI_VERSION}. */
+export const HEKI_ABI_VERSION = 1;
+
+/** Hypercall numbers (RAX on `vmcall`). */
+export const HC = {
+  /** Pin bits of a control register (Heki v3: `KVM_HC_LOCK_CR_UPDATE`). */
+  LOCK_CR_UPDATE: 13,
+  /** Set EPT attributes of guest-physical ranges (Heki v2: `KVM_HC_PROTECT_MEMORY`). */
+  PROTECT_MEMORY: 14,
+} as const;
+
+/** A hypercall number the core knows. */
+export type HypercallNr = (typeof HC)[keyof typeof HC];
+
+/** Name of each known hypercall, for logs and exits. */
+export const HC_NAMES: Readonly<Record<HypercallNr, string>> = {
+  [HC.LOCK_CR_UPDATE]: 'KVM_HC_LOCK_CR_UPDATE',
+  [HC.PROTECT_MEMORY]: 'KVM_HC_PROTECT_MEMORY',
+};
+
+/** True when `nr` is a hypercall the core implements. */
+export function isHypercallNr(nr: number): nr is HypercallNr {
+  return Object.prototype.hasOwnProperty.call(HC_NAMES, nr);
+}
+
+/**
+ * Status codes, positive; a hypercall returns the negated code (KVM puts `-KVM_EPERM` in RAX).
+ * Values from include/uapi/linux/kvm_para.h and include/uapi/asm-generic/errno-base.h.
+ */
+export const KVM_STATUS = {
+  KVM_EPERM: 1,
+  KVM_E2BIG: 7,
+  /** Our extension: the verifier queue is full; retry later (errno EAGAIN). */
+  KVM_EAGAIN: 11,
+  KVM_EFAULT: 14,
+  KVM_EINVAL: 22,
+  KVM_EOPNOTSUPP: 95,
+  KVM_ENOSYS: 1000,
+} as const;
+
+/** A status code name. */
+export type KvmStatusName = keyof typeof KVM_STATUS;
+
+/** Success. */
+export const KVM_SUCCESS = 0;
+
+/** Names a hypercall return value: `0`, `-KVM_EPERM`, or the number for other values. */
+export function statusName(ret: number): string {
+  if (ret === 0) return '0';
+  for (const [name, code] of Object.entries(KVM_STATUS)) if (ret === -code) return `-${name}`;
+  return String(ret);
+}
+
+/** Memory attributes of PROTECT_MEMORY entries (Heki v2 include/linux/mem_attr.h). */
+export const MEM_ATTR = {
+  READ: 1 << 0,
+  WRITE: 1 << 1,
+  /** Executable in supervisor mode. */
+  EXEC: 1 << 2,
+  /** No later change of this page's attributes is allowed, by anyone but a VMM reset. */
+  IMMUTABLE: 1 << 3,
+  /**
+   * Our extension (MBEC): executable in user mode. Linux never needs it for kernel pages;
+   * it exists so the X-user permission of the EPT is reachable through the ABI.
+   */
+  EXEC_USER: 1 << 4,
+} as const;
+
+/** Every attribute bit the ABI defines; any other bit is -KVM_EINVAL. */
+export const MEM_ATTR_MASK = MEM_ATTR.READ | MEM_ATTR.WRITE | MEM_ATTR.EXEC | MEM_ATTR.IMMUTABLE | MEM_ATTR.EXEC_USER;
+
+/** Formats attribute bits as `R-X-I` style text. */
+export function memAttrString(attr: number): string {
+  return (
+    (attr & MEM_ATTR.READ ? 'R' : '-') +
+    (attr & MEM_ATTR.WRITE ? 'W' : '-') +
+    (attr & MEM_ATTR.EXEC ? 'X' : '-') +
+    (attr & MEM_ATTR.EXEC_USER ? 'U' : '-') +
+    (attr & MEM_ATTR.IMMUTABLE ? 'I' : '-')
+  );
+}
+
+/** LOCK_CR_UPDATE flag: return {@link HEKI_ABI_VERSION} instead of pinning anything. */
+export const HEKI_LOCK_CR_FLAG_ABI_VERSION = 1;
+/** Every LOCK_CR_UPDATE flag; any other bit is -KVM_EINVAL. */
+export const HEKI_LOCK_CR_FLAGS_MASK = HEKI_LOCK_CR_FLAG_ABI_VERSION;
+
+/**
+ * Bits a guest may pin, per control register (Heki v3 arch/x86/kvm/x86.c:
+ * `heki_cr0_pinnable = X86_CR0_WP`, `heki_cr4_pinnable = SMEP | SMAP | UMIP | FSGSBASE | CET`).
+ */
+export const PINNABLE: Readonly<Record<0 | 4, bigint>> = {
+  0: CR0.WP,
+  4: CR4.SMEP | CR4.SMAP | CR4.UMIP | CR4.FSGSBASE | CR4.CET,
+};
