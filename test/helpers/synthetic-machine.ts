@@ -8,56 +8,38 @@ import { CR0, CR4, EFER } from '../../shared/x86/cpu.ts';
 import { HC, MEM_ATTR } from '../../shared/abi.ts';
 import { encodePageList, type PageRange } from '../../shared/page-list.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
+import { BumpFrameAllocator, PTE, PageTableWriter, mapErrorMessage, type MapLevel } from '../../guest/mm/page-table-writer.ts';
 
-/** Page-table entry flags. */
-export const PTE = { P: 1n, RW: 2n, US: 4n, PS: 1n << 7n, G: 1n << 8n, NX: 1n << 63n } as const;
+export { PTE } from '../../guest/mm/page-table-writer.ts';
 
-/** Builds 4-level page tables in guest memory, allocating table pages from a bump region. */
+/** Page tables written by the host into guest memory, with the guest's own writer. */
 export class PageTables {
   readonly root: bigint;
-  #next: bigint;
-  constructor(
-    private readonly vmm: Vmm,
-    tablePool: bigint,
-  ) {
+  readonly #alloc: BumpFrameAllocator;
+  readonly #writer: PageTableWriter;
+  constructor(vmm: Vmm, tablePool: bigint) {
     this.root = tablePool;
-    this.#next = tablePool + 0x1000n;
+    const mem = vmm.core.memory;
+    this.#alloc = new BumpFrameAllocator(tablePool + 0x1000n, tablePool + 0x10_0000n);
+    this.#writer = new PageTableWriter(tablePool, { readU64: (pa) => mem.readU64(pa), writeU64: (pa, v) => (mem.writeU64(pa, v), true) }, this.#alloc);
   }
 
-  /** Maps the 4 KiB page at `va` to `pa` with `flags` (P is added). Intermediate levels are P|RW|US. */
-  map(va: bigint, pa: bigint, flags: bigint, level: 1 | 2 | 3 = 1): void {
-    const mem = this.vmm.core.memory;
-    let table = this.root;
-    for (let l = 4; l > level; l--) {
-      const idx = (va >> BigInt(12 + 9 * (l - 1))) & 0x1ffn;
-      const slot = table + idx * 8n;
-      let e = mem.readU64(slot);
-      if ((e & PTE.P) === 0n) {
-        const t = this.#next;
-        this.#next += 0x1000n;
-        e = t | PTE.P | PTE.RW | PTE.US;
-        mem.writeU64(slot, e);
-      }
-      table = e & 0x000f_ffff_ffff_f000n;
-    }
-    const idx = (va >> BigInt(12 + 9 * (level - 1))) & 0x1ffn;
-    mem.writeU64(table + idx * 8n, pa | flags | PTE.P | (level > 1 ? PTE.PS : 0n));
+  /** Maps `va` to `pa` with `flags` at `level`; throws on a mapping error (a test bug). */
+  map(va: bigint, pa: bigint, flags: bigint, level: MapLevel = 1): void {
+    const e = this.#writer.map(va, pa, flags, level);
+    if (e) throw new Error(mapErrorMessage(e));
   }
 
   /** The guest-physical address of the leaf entry for `va` (4 KiB mappings only). */
   leafEntryGpa(va: bigint): bigint {
-    const mem = this.vmm.core.memory;
-    let table = this.root;
-    for (let l = 4; l > 1; l--) {
-      const idx = (va >> BigInt(12 + 9 * (l - 1))) & 0x1ffn;
-      table = mem.readU64(table + idx * 8n) & 0x000f_ffff_ffff_f000n;
-    }
-    return table + ((va >> 12n) & 0x1ffn) * 8n;
+    const a = this.#writer.entryAddress(va, 1);
+    if (typeof a !== 'bigint') throw new Error(mapErrorMessage(a));
+    return a;
   }
 
   /** Guest-physical frames that hold the tables. */
   tableRange(): { start: bigint; end: bigint } {
-    return { start: this.root, end: this.#next };
+    return { start: this.root, end: this.#alloc.next };
   }
 }
 

@@ -1,0 +1,149 @@
+/**
+ * The guest kernel's page-table writer: builds x86-64 4-level page tables in guest memory,
+ * as arch/x86/mm/init_64.c and ident_map.c do at boot. It writes through a
+ * {@link PhysPort}: at early boot that is the vCPU with paging off (virtual = physical);
+ * later it is the kernel's direct map. Table pages come from a {@link FrameAllocator}.
+ *
+ * Entry bits (SDM 4.5, Linux's _PAGE_*): P, RW, US, PWT, PCD, A, D, PS, G, NX.
+ */
+
+/** Page-table entry bits. */
+export const PTE = {
+  P: 1n << 0n,
+  RW: 1n << 1n,
+  US: 1n << 2n,
+  PWT: 1n << 3n,
+  PCD: 1n << 4n,
+  A: 1n << 5n,
+  D: 1n << 6n,
+  PS: 1n << 7n,
+  G: 1n << 8n,
+  NX: 1n << 63n,
+} as const;
+
+/** Bits 51:12: the physical address in an entry. */
+export const PTE_ADDR_MASK = 0x000f_ffff_ffff_f000n;
+
+/** How the writer reaches physical memory. Failures are reported, never thrown. */
+export interface PhysPort {
+  readU64(pa: bigint): bigint | undefined;
+  writeU64(pa: bigint, value: bigint): boolean;
+}
+
+/** Hands out zeroed physical frames for page tables. */
+export interface FrameAllocator {
+  /** A page-aligned physical address of a zeroed frame, or undefined when out of frames. */
+  allocTableFrame(): bigint | undefined;
+}
+
+/** Why a mapping could not be written. */
+export type MapError =
+  | { kind: 'out-of-frames' }
+  | { kind: 'memory'; pa: bigint }
+  | { kind: 'conflict'; va: bigint; level: number; detail: string };
+
+/** Mapping size: 4 KiB (level 1), 2 MiB (level 2), 1 GiB (level 3). */
+export type MapLevel = 1 | 2 | 3;
+
+/** A writer for one set of tables rooted at `root` (what goes into CR3). */
+export class PageTableWriter {
+  constructor(
+    readonly root: bigint,
+    private readonly port: PhysPort,
+    private readonly frames: FrameAllocator,
+  ) {}
+
+  /**
+   * Maps `va` to `pa` with `flags` (P is added; PS too for levels 2 and 3). Intermediate
+   * entries are created P|RW (and US when `flags` has US), as Linux does: the leaf decides.
+   */
+  map(va: bigint, pa: bigint, flags: bigint, level: MapLevel = 1): MapError | undefined {
+    const slot = this.#slot(va, level, true, (flags & PTE.US) !== 0n);
+    if (typeof slot !== 'bigint') return slot;
+    const leaf = pa | flags | PTE.P | (level > 1 ? PTE.PS : 0n);
+    return this.port.writeU64(slot, leaf) ? undefined : { kind: 'memory', pa: slot };
+  }
+
+  /** Changes the flags of an existing 4 KiB leaf (keeps the address). */
+  protect(va: bigint, flags: bigint): MapError | undefined {
+    const slot = this.#slot(va, 1, false, false);
+    if (typeof slot !== 'bigint') return slot;
+    const e = this.port.readU64(slot);
+    if (e === undefined) return { kind: 'memory', pa: slot };
+    if ((e & PTE.P) === 0n) return { kind: 'conflict', va, level: 1, detail: 'not mapped' };
+    return this.port.writeU64(slot, (e & PTE_ADDR_MASK) | flags | PTE.P) ? undefined : { kind: 'memory', pa: slot };
+  }
+
+  /** Clears the 4 KiB leaf of `va`. */
+  unmap(va: bigint): MapError | undefined {
+    const slot = this.#slot(va, 1, false, false);
+    if (typeof slot !== 'bigint') return slot;
+    return this.port.writeU64(slot, 0n) ? undefined : { kind: 'memory', pa: slot };
+  }
+
+  /** The physical address of the entry that maps `va` at `level` (4 KiB leaves: level 1). */
+  entryAddress(va: bigint, level: MapLevel = 1): bigint | MapError {
+    return this.#slot(va, level, false, false);
+  }
+
+  /** Reads the leaf entry of `va` at `level`, or undefined when a level is missing. */
+  lookup(va: bigint, level: MapLevel = 1): bigint | undefined {
+    const slot = this.#slot(va, level, false, false);
+    return typeof slot === 'bigint' ? this.port.readU64(slot) : undefined;
+  }
+
+  #slot(va: bigint, level: MapLevel, create: boolean, user: boolean): bigint | MapError {
+    let table = this.root;
+    for (let l = 4; l > level; l--) {
+      const slot = table + ((va >> BigInt(12 + 9 * (l - 1))) & 0x1ffn) * 8n;
+      let e = this.port.readU64(slot);
+      if (e === undefined) return { kind: 'memory', pa: slot };
+      if ((e & PTE.P) === 0n) {
+        if (!create) return { kind: 'conflict', va, level: l, detail: `no level-${l} entry` };
+        const t = this.frames.allocTableFrame();
+        if (t === undefined) return { kind: 'out-of-frames' };
+        e = t | PTE.P | PTE.RW | (user ? PTE.US : 0n);
+        if (!this.port.writeU64(slot, e)) return { kind: 'memory', pa: slot };
+      } else if ((e & PTE.PS) !== 0n) {
+        return { kind: 'conflict', va, level: l, detail: `a large page at level ${l} covers this address` };
+      } else if (user && (e & PTE.US) === 0n) {
+        if (!this.port.writeU64(slot, e | PTE.US)) return { kind: 'memory', pa: slot };
+      }
+      table = e & PTE_ADDR_MASK;
+    }
+    return table + ((va >> BigInt(12 + 9 * (level - 1))) & 0x1ffn) * 8n;
+  }
+}
+
+/** A bump allocator over [start, end), for boot-time tables. */
+export class BumpFrameAllocator implements FrameAllocator {
+  #next: bigint;
+  constructor(
+    start: bigint,
+    private readonly end: bigint,
+  ) {
+    this.#next = start;
+  }
+  allocTableFrame(): bigint | undefined {
+    if (this.#next + 0x1000n > this.end) return undefined;
+    const f = this.#next;
+    this.#next += 0x1000n;
+    return f;
+  }
+  /** The first frame not yet handed out. */
+  get next(): bigint {
+    return this.#next;
+  }
+}
+
+/** A message naming a mapping error. */
+export function mapErrorMessage(e: MapError): string {
+  switch (e.kind) {
+    case 'out-of-frames':
+      return 'out of page-table frames';
+    case 'memory':
+      return `page-table memory at 0x${e.pa.toString(16)} could not be accessed`;
+    case 'conflict':
+      return `cannot map 0x${e.va.toString(16)}: ${e.detail}`;
+  }
+}
