@@ -17,6 +17,7 @@ import { createHash, verify as cryptoVerify } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { ContentInfo, SignedData, id_data, id_signedData, type SignerInfo } from '@peculiar/asn1-cms';
 import type { Keyring, KeyringCertificate } from '../keyring.ts';
+import { children, readTlv } from './der.ts';
 import { formatName, nameDer, serialToHex } from './x509.ts';
 
 /** Digest algorithms accepted, by OID, with their node:crypto names. */
@@ -61,23 +62,34 @@ function fail(kind: Pkcs7FailureKind, reason: string, signer?: KeyringCertificat
   return signer === undefined ? { ok: false, kind, reason } : { ok: false, kind, reason, signer };
 }
 
+function absentOrNull(params: unknown): boolean {
+  return params === undefined || params === null;
+}
+
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
 /**
- * Length of the DER element at the start of `b` (header + content), or -1 if the header is
- * malformed. Used to refuse trailing bytes after the ContentInfo, which the ASN.1 parser skips.
+ * The exact DER of the first SignerInfo's `signedAttrs` ([0] IMPLICIT SET OF Attribute), found
+ * by walking ContentInfo > [0] > SignedData > signerInfos > SignerInfo. The ASN.1 library does
+ * not keep these bytes, and the signature covers them as they were sent, not a re-encoding.
  */
-function derElementLength(b: Uint8Array): number {
-  if (b.length < 2) return -1;
-  const first = b[1]!;
-  if (first < 0x80) return 2 + first;
-  const n = first & 0x7f;
-  if (n === 0 || n > 4 || b.length < 2 + n) return -1;
-  let len = 0;
-  for (let i = 0; i < n; i++) len = len * 256 + b[2 + i]!;
-  return 2 + n + len;
+function rawSignedAttrs(blob: Uint8Array): Uint8Array | undefined {
+  const ci = readTlv(blob, 0, blob.length);
+  if (ci === undefined) return undefined;
+  const content = children(blob, ci)?.[1];
+  if (content === undefined || content.tag !== 0xa0) return undefined;
+  const sd = children(blob, content)?.[0];
+  if (sd === undefined) return undefined;
+  const sdKids = children(blob, sd);
+  const signerInfos = sdKids?.[sdKids.length - 1];
+  if (signerInfos === undefined || signerInfos.tag !== 0x31) return undefined;
+  const si = children(blob, signerInfos)?.[0];
+  if (si === undefined) return undefined;
+  const attrs = children(blob, si)?.[3];
+  if (attrs === undefined || attrs.tag !== 0xa0) return undefined;
+  return blob.subarray(attrs.start, attrs.end);
 }
 
 /** Finds the keyring certificate a SignerInfo names, by issuer + serial or subjectKeyIdentifier. */
@@ -100,9 +112,10 @@ function findSigner(si: SignerInfo, keyring: Keyring): { cert: KeyringCertificat
 
 /** Parses the blob down to its single SignerInfo, or the failure. */
 function parseSignerInfo(blob: Uint8Array): { si: SignerInfo } | { failure: Pkcs7Verdict } {
-  const outer = derElementLength(blob);
-  if (outer !== blob.length) {
-    return { failure: fail('malformed', `malformed PKCS#7 blob: outer DER length ${outer} does not match the ${blob.length}-byte signature`) };
+  // The ASN.1 parser ignores bytes after the ContentInfo; we refuse them.
+  const outer = readTlv(blob, 0, blob.length);
+  if (outer === undefined || outer.tag !== 0x30 || outer.end !== blob.length) {
+    return { failure: fail('malformed', `malformed PKCS#7 blob: not one DER SEQUENCE spanning the ${blob.length}-byte signature`) };
   }
   let sd: SignedData;
   try {
@@ -111,8 +124,20 @@ function parseSignerInfo(blob: Uint8Array): { si: SignerInfo } | { failure: Pkcs
       return { failure: fail('malformed', `malformed PKCS#7 blob: content type ${ci.contentType} is not signedData`) };
     }
     sd = AsnConvert.parse(ci.content, SignedData);
+    // INVARIANT: we verify exactly what we parsed. The ASN.1 library is lenient (it accepts
+    // wrong tags and lengths in places), so the blob must be the canonical DER re-encoding
+    // of the parsed structures, byte for byte; anything else is refused as malformed.
+    const reSd = Buffer.from(AsnConvert.serialize(sd));
+    const reCi = Buffer.from(AsnConvert.serialize(ci));
+    if (!reSd.equals(Buffer.from(ci.content)) || !reCi.equals(blob)) {
+      return { failure: fail('malformed', 'malformed PKCS#7 blob: not in canonical DER form') };
+    }
   } catch (e) {
     return { failure: fail('malformed', `malformed PKCS#7 blob: ${message(e)}`) };
+  }
+  // RFC 5652 5.1: SignedData version 1 (or 3 when a SignerInfo uses subjectKeyIdentifier).
+  if (sd.version !== 1 && sd.version !== 3) {
+    return { failure: fail('malformed', `malformed PKCS#7 blob: SignedData version ${sd.version} is not 1 or 3`) };
   }
   if (sd.encapContentInfo.eContentType !== id_data) {
     return { failure: fail('malformed', `malformed PKCS#7 blob: encapsulated content type ${sd.encapContentInfo.eContentType} is not data`) };
@@ -123,7 +148,17 @@ function parseSignerInfo(blob: Uint8Array): { si: SignerInfo } | { failure: Pkcs
   if (sd.signerInfos.length !== 1) {
     return { failure: fail('signer-count', `PKCS#7 has ${sd.signerInfos.length} signers; exactly one is supported`) };
   }
-  return { si: sd.signerInfos[0]! };
+  const si = sd.signerInfos[0]!;
+  // RFC 5652 5.1: digestAlgorithms lists the digest algorithm of every signer.
+  if (!sd.digestAlgorithms.some((a) => a.algorithm === si.digestAlgorithm.algorithm)) {
+    return { failure: fail('malformed', `malformed PKCS#7 blob: digest algorithm ${si.digestAlgorithm.algorithm} of the signer is not listed in SignedData.digestAlgorithms`) };
+  }
+  // RFC 5652 5.3: SignerInfo version 1 goes with issuerAndSerialNumber, 3 with subjectKeyIdentifier.
+  const expected = si.sid.subjectKeyIdentifier !== undefined ? 3 : 1;
+  if (si.version !== expected) {
+    return { failure: fail('malformed', `malformed PKCS#7 blob: SignerInfo version ${si.version} does not match its signer identifier (expected ${expected})`) };
+  }
+  return { si };
 }
 
 /**
@@ -140,6 +175,11 @@ export function verifyPkcs7ModuleSignature(elf: Uint8Array, blob: Uint8Array, ke
   const digestOid = si.digestAlgorithm.algorithm;
   const hash = DIGESTS[digestOid];
   if (hash === undefined) return fail('unsupported-digest', `unsupported digest algorithm ${digestOid}`);
+  // RFC 3279 / RFC 4055: parameters of these algorithms are absent or NULL, nothing else.
+  if (!absentOrNull(si.digestAlgorithm.parameters)) return fail('malformed', `malformed PKCS#7 blob: digest algorithm ${digestOid} has parameters`);
+  if (!absentOrNull(si.signatureAlgorithm.parameters)) {
+    return fail('malformed', `malformed PKCS#7 blob: signature algorithm ${si.signatureAlgorithm.algorithm} has parameters`);
+  }
   const sigOid = si.signatureAlgorithm.algorithm;
   if (sigOid !== OID_RSA_ENCRYPTION) {
     const sigHash = RSA_WITH_HASH[sigOid];
@@ -185,13 +225,13 @@ export function verifyPkcs7ModuleSignature(elf: Uint8Array, blob: Uint8Array, ke
         }
       }
     }
-    const raw = si.signedAttrsRaw;
-    if (raw === undefined || raw.byteLength < 2 || new Uint8Array(raw)[0] !== 0xa0) {
-      return fail('malformed', 'malformed PKCS#7 blob: cannot recover the DER of the signed attributes', cert);
+    const raw = rawSignedAttrs(blob);
+    if (raw === undefined) {
+      return fail('malformed', 'malformed PKCS#7 blob: cannot find the DER of the signed attributes', cert);
     }
     // RFC 5652 5.4: the signature covers the attributes with an EXPLICIT SET OF tag (0x31),
     // not the [0] IMPLICIT tag (0xa0) they carry inside SignerInfo.
-    const der = new Uint8Array(raw.slice(0));
+    const der = Uint8Array.from(raw);
     der[0] = 0x31;
     signedBytes = der;
   }
