@@ -1,0 +1,87 @@
+/**
+ * `heki sign`: signs a module with an Ed25519 secret key, replacing any signature trailer it
+ * already has (a PKCS#7 one from the distribution, say) with a PKEY_ID_HEKI_ED25519 trailer.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
+import { parseFlags, UsageError, withUsage } from '../args.ts';
+import {
+  HASH_ALGO_SHA256,
+  PKEY_ID_HEKI_ED25519,
+  appendModuleSignature,
+  stripModuleSignature,
+} from '../../shared/module-signature.ts';
+import { loadSecretKeyFile } from '../../verifier-vm/key-files.ts';
+import { ed25519KeyId, signModuleEd25519 } from '../../verifier-vm/signature/ed25519.ts';
+
+const USAGE = `usage: heki sign <in.ko> --key <secret.json> --out <out.ko> [--signer <name>]
+
+Signs a module with an Ed25519 module-signing key: strips any existing signature trailer
+and appends a heki Ed25519 one (id_type 3, SHA-256, 8-byte key id, 64-byte signature).
+
+  --key <file>      secret key file written by 'heki keygen'
+  --out <file>      where to write the signed module (may be the input file)
+  --signer <name>   signer name to record in the trailer (informational, not signed)
+`;
+
+/** The `heki sign` command. */
+export const signCommand: CliCommand = {
+  name: 'sign',
+  summary: 'sign a kernel module with an Ed25519 key (replaces any existing signature)',
+  usage: USAGE,
+  run(argv: string[], io: CliIo): Promise<number> {
+    return withUsage(USAGE, io, async () => {
+      if (argv.includes('--help') || argv.includes('-h')) {
+        io.out(USAGE);
+        return EXIT_OK;
+      }
+      const { values, positionals } = parseFlags(
+        argv,
+        { key: { type: 'string' }, out: { type: 'string' }, signer: { type: 'string' } },
+        { min: 1, max: 1, names: '<in.ko>' },
+      );
+      if (values.key === undefined) throw new UsageError('missing --key <secret.json>');
+      if (values.out === undefined) throw new UsageError('missing --out <out.ko>');
+      const inPath = resolve(io.cwd, positionals[0]!);
+      const outPath = resolve(io.cwd, values.out);
+      const fail = (msg: string): number => {
+        io.err(`heki sign: ${msg}\n`);
+        return EXIT_USAGE;
+      };
+
+      const key = loadSecretKeyFile(resolve(io.cwd, values.key));
+      if (!key.ok) return fail(key.error);
+      if (key.value.role !== 'module-signing') {
+        return fail(`${values.key}: key ${key.value.keyId} has role ${key.value.role}; modules need a module-signing key`);
+      }
+      let file: Uint8Array;
+      try {
+        file = new Uint8Array(readFileSync(inPath));
+      } catch (e) {
+        return fail(`${inPath}: cannot read (${e instanceof Error ? e.message : String(e)})`);
+      }
+      const elf = stripModuleSignature(file);
+      if (!elf.ok) return fail(`${inPath}: malformed signature trailer: ${elf.error.message}`);
+      if (elf.value.length === 0) return fail(`${inPath}: empty module`);
+      const signer = values.signer === undefined ? undefined : new TextEncoder().encode(values.signer);
+      if (signer !== undefined && signer.length > 255) return fail('--signer is longer than 255 bytes');
+
+      const signed = appendModuleSignature(elf.value, {
+        idType: PKEY_ID_HEKI_ED25519,
+        hash: HASH_ALGO_SHA256,
+        keyId: ed25519KeyId(key.value.keyPair.publicKey),
+        signature: signModuleEd25519(elf.value, key.value.keyPair),
+        ...(signer !== undefined ? { signer } : {}),
+      });
+      if (!signed.ok) return fail(signed.error);
+      try {
+        writeFileSync(outPath, signed.value);
+      } catch (e) {
+        return fail(`${outPath}: cannot write (${e instanceof Error ? e.message : String(e)})`);
+      }
+      io.out(`signed ${outPath} with key ${key.value.keyId} (${elf.value.length} bytes of ELF)\n`);
+      return EXIT_OK;
+    });
+  },
+};
