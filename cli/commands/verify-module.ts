@@ -13,7 +13,8 @@ import { verifyModuleSignature } from '../../verifier-vm/signature/verify-module
 const USAGE = `usage: heki verify-module <file.ko> [--pubkey <file>]... [--cert <x509.der>]... [--revoked <file>]... [--json]
 
 Checks a module's signature trailer as the verifier VM does. Exit 0 if accepted, 1 if
-denied, 2 on bad usage or an unreadable or malformed key, certificate or revocation file.
+denied (unsigned, malformed trailer, unknown or revoked key, bad signature), 2 on bad usage,
+an unreadable module, or an unreadable or malformed key, certificate or revocation file.
 
   --pubkey <file>    Ed25519 public key file (from 'heki keygen'); repeatable
   --cert <file>      X.509 certificate (DER or PEM) for PKCS#7 signatures; repeatable

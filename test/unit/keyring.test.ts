@@ -110,6 +110,7 @@ test('verdict: unsigned, unknown key, revoked key, wrong role, flipped byte, uns
 
   const malformed = Uint8Array.from([...new Uint8Array(5), ...new TextEncoder().encode('~Module signature appended~\n')]);
   t.regex(verifyModuleSignature(malformed, ring).reason, /^malformed signature trailer: truncated/);
+  t.regex(verifyModuleSignature('not bytes' as unknown as Uint8Array, ring).reason, /not a byte array/);
 });
 
 test('the keyring is frozen and has no way to add or remove keys; handed-out keys are copies', (t) => {

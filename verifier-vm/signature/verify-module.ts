@@ -49,6 +49,10 @@ export function verifyModuleSignature(
   keyring: Keyring,
   options: VerifyModuleOptions = {},
 ): ModuleSignatureVerdict {
+  // The verifier validates what crosses the worker boundary: bytes must really be bytes.
+  if (!((file as unknown) instanceof Uint8Array)) {
+    return { accepted: false, scheme: 'none', reason: 'module contents are not a byte array' };
+  }
   const parsed = parseModuleSignature(file);
   if (!parsed.ok) {
     if (parsed.error.kind === 'unsigned') return { accepted: false, scheme: 'none', reason: 'module is not signed' };
