@@ -1,0 +1,261 @@
+/**
+ * The verifier protocol: the messages between the core (hypervisor/verifier-link) and the
+ * isolated verifier VM (verifier-vm/worker.ts), on their own like comlink's protocol.ts.
+ *
+ * TRUST: a request carries copies of guest bytes that the core snapshotted after freezing
+ * the pages; it never carries object references. The worker validates the shape of every
+ * request with {@link validateRequest} and answers a malformed one with a denial naming the
+ * problem; the core validates every verdict with {@link validateVerdict} and treats a
+ * malformed one as "verifier unavailable" (fail closed).
+ *
+ * Values are structured-clone data: numbers, strings, booleans, bigint addresses,
+ * Uint8Array bytes, arrays and plain objects.
+ */
+
+/** Version of this protocol; a message of another version is refused. */
+export const PROTOCOL_VERSION = 1;
+
+/** One placed section of a module, as the core found it in guest memory. */
+export interface PlacedSection {
+  /** Section index in the module's ELF. */
+  readonly shndx: number;
+  /** Guest-virtual address the guest loaded it at. */
+  readonly addr: bigint;
+  /** Bytes of the section in memory (snapshot after freezing); empty for SHT_NOBITS. */
+  readonly bytes: Uint8Array;
+  /** Size in memory (equals bytes.length except for NOBITS). */
+  readonly size: number;
+}
+
+/** One text patch: replace `oldBytes` at `site` with `newBytes`. */
+export interface PatchItem {
+  /** What kind of patch the guest says this is. */
+  readonly kind: 'ftrace' | 'jump-label' | 'static-call' | 'kprobe';
+  /** Kernel virtual address of the first byte. */
+  readonly site: bigint;
+  /** What the guest believes is there now. */
+  readonly oldBytes: Uint8Array;
+  /** What it wants there. */
+  readonly newBytes: Uint8Array;
+  /** What is actually there (the core's snapshot), same length as oldBytes. */
+  readonly currentBytes: Uint8Array;
+}
+
+/** One range of a set-memory request. */
+export interface SetMemoryRange {
+  /** Kernel virtual address of the first page. */
+  readonly addr: bigint;
+  /** Guest-physical frames of the pages, in order (resolved by the core). */
+  readonly frames: readonly number[];
+  /** Current MEM_ATTR bits of each frame. */
+  readonly current: readonly number[];
+  /** Requested MEM_ATTR bits (the same for every page of the range). */
+  readonly requested: number;
+  /** SHA-256 of each page's content (snapshot after freezing), hex. */
+  readonly pageHashes: readonly string[];
+}
+
+/** Every request kind. */
+export const REQUEST_KINDS = ['kernel-text', 'module-load', 'module-unload', 'text-patch', 'set-memory', 'code-load'] as const;
+/** A request kind. */
+export type RequestKind = (typeof REQUEST_KINDS)[number];
+
+/** Fields every request has. */
+interface RequestBase {
+  /** PROTOCOL_VERSION. */
+  readonly v: number;
+  /** Unique per link; the verdict echoes it. */
+  readonly id: number;
+  /** Which VM asked (several guests may share one verifier). */
+  readonly vm: string;
+}
+
+/** A request to the verifier. */
+export type VerifyRequest =
+  | (RequestBase & {
+      /** End of boot: compare the booted kernel text with the signed manifest. */
+      readonly kind: 'kernel-text';
+      readonly sections: ReadonlyArray<{ readonly name: string; readonly addr: bigint; readonly bytes: Uint8Array }>;
+    })
+  | (RequestBase & {
+      /** A module load: the signed image as supplied, and where the guest placed each section. */
+      readonly kind: 'module-load';
+      readonly name: string;
+      /** The file passed to init_module: ELF plus signature trailer. */
+      readonly image: Uint8Array;
+      readonly sections: readonly PlacedSection[];
+    })
+  | (RequestBase & {
+      /** A module unload: forget its symbols and sites. */
+      readonly kind: 'module-unload';
+      readonly name: string;
+    })
+  | (RequestBase & {
+      /** A batch of text patches (ftrace, jump labels, static calls, kprobes). */
+      readonly kind: 'text-patch';
+      readonly items: readonly PatchItem[];
+    })
+  | (RequestBase & {
+      /** A permission change after boot (set_memory_*, vmap). */
+      readonly kind: 'set-memory';
+      readonly ranges: readonly SetMemoryRange[];
+    })
+  | (RequestBase & {
+      /** New executable code that is not a module: an eBPF JIT image, a trampoline. */
+      readonly kind: 'code-load';
+      readonly what: 'bpf-jit' | 'trampoline';
+      readonly name: string;
+      readonly addr: bigint;
+      readonly image: Uint8Array;
+      /** Detached Ed25519 signature over the image digest, with the signer's key id (hex). */
+      readonly signature: Uint8Array;
+      readonly keyId: string;
+    });
+
+/** The request of a given kind. */
+export type RequestOf<K extends RequestKind> = Extract<VerifyRequest, { kind: K }>;
+
+/** What a verdict grants for one section of a module. */
+export interface SectionGrant {
+  readonly shndx: number;
+  /** MEM_ATTR bits the section's pages get. */
+  readonly permissions: number;
+}
+
+/** The verifier's answer. */
+export interface Verdict {
+  readonly v: number;
+  /** The request's id. */
+  readonly id: number;
+  /** Allowed as a whole (for batches: every item allowed). */
+  readonly ok: boolean;
+  /** Why, in words; names the deciding plugin and the problem. */
+  readonly reason: string;
+  /** Per item, for batches (text-patch items, set-memory ranges), in request order. */
+  readonly items?: ReadonlyArray<{ readonly ok: boolean; readonly reason: string }>;
+  /** For module-load: per-section permissions granted. */
+  readonly grants?: readonly SectionGrant[];
+  /** Plugins that decided. */
+  readonly plugins: readonly string[];
+}
+
+/** A problem with a message's shape. */
+export type ShapeError = string;
+
+type Check = (value: unknown, path: string) => ShapeError | undefined;
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const num: Check = (v, p) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? undefined : `${p} must be a non-negative integer`);
+const str: Check = (v, p) => (typeof v === 'string' && v.length <= 4096 ? undefined : `${p} must be a string of at most 4096 characters`);
+const big: Check = (v, p) => (typeof v === 'bigint' && v >= 0n && v < 1n << 64n ? undefined : `${p} must be a u64 bigint`);
+const bytes: Check = (v, p) => (v instanceof Uint8Array ? undefined : `${p} must be a Uint8Array`);
+const bool: Check = (v, p) => (typeof v === 'boolean' ? undefined : `${p} must be a boolean`);
+const oneOf =
+  (values: readonly string[]): Check =>
+  (v, p) =>
+    typeof v === 'string' && values.includes(v) ? undefined : `${p} must be one of ${values.join(', ')}`;
+const arr =
+  (item: Check, max = 1 << 20): Check =>
+  (v, p) => {
+    if (!Array.isArray(v)) return `${p} must be an array`;
+    if (v.length > max) return `${p} has ${v.length} items, more than ${max}`;
+    for (let i = 0; i < v.length; i++) {
+      const e = item(v[i], `${p}[${i}]`);
+      if (e) return e;
+    }
+    return undefined;
+  };
+const obj =
+  (fields: Record<string, Check>, optional: Record<string, Check> = {}): Check =>
+  (v, p) => {
+    if (!isObj(v)) return `${p} must be an object`;
+    for (const [k, c] of Object.entries(fields)) {
+      const e = c(v[k], `${p}.${k}`);
+      if (e) return e;
+    }
+    for (const [k, c] of Object.entries(optional)) {
+      if (v[k] === undefined) continue;
+      const e = c(v[k], `${p}.${k}`);
+      if (e) return e;
+    }
+    return undefined;
+  };
+
+const base = { v: num, id: num, vm: str };
+const REQUEST_SHAPES: Record<RequestKind, Check> = {
+  'kernel-text': obj({ ...base, kind: str, sections: arr(obj({ name: str, addr: big, bytes }), 256) }),
+  'module-load': obj({ ...base, kind: str, name: str, image: bytes, sections: arr(obj({ shndx: num, addr: big, bytes, size: num }), 65536) }),
+  'module-unload': obj({ ...base, kind: str, name: str }),
+  'text-patch': obj({
+    ...base,
+    kind: str,
+    items: arr(obj({ kind: oneOf(['ftrace', 'jump-label', 'static-call', 'kprobe']), site: big, oldBytes: bytes, newBytes: bytes, currentBytes: bytes })),
+  }),
+  'set-memory': obj({
+    ...base,
+    kind: str,
+    ranges: arr(obj({ addr: big, frames: arr(num), current: arr(num), requested: num, pageHashes: arr(str) }), 65536),
+  }),
+  'code-load': obj({ ...base, kind: str, what: oneOf(['bpf-jit', 'trampoline']), name: str, addr: big, image: bytes, signature: bytes, keyId: str }),
+};
+
+/** Checks that `msg` is a well-formed request of this protocol version; names the first problem. */
+export function validateRequest(msg: unknown): { ok: true; request: VerifyRequest } | { ok: false; id: number; error: ShapeError } {
+  const id = isObj(msg) && typeof msg.id === 'number' && Number.isSafeInteger(msg.id) ? msg.id : -1;
+  if (!isObj(msg)) return { ok: false, id, error: 'request must be an object' };
+  if (msg.v !== PROTOCOL_VERSION) return { ok: false, id, error: `protocol version ${String(msg.v)} is not ${PROTOCOL_VERSION}` };
+  const kind = msg.kind;
+  if (typeof kind !== 'string' || !(REQUEST_KINDS as readonly string[]).includes(kind)) {
+    return { ok: false, id, error: `unknown request kind ${JSON.stringify(kind)}` };
+  }
+  const e = REQUEST_SHAPES[kind as RequestKind](msg, 'request');
+  if (e) return { ok: false, id, error: e };
+  const extra = shapeExtras(msg as unknown as VerifyRequest);
+  if (extra) return { ok: false, id, error: extra };
+  return { ok: true, request: msg as unknown as VerifyRequest };
+}
+
+/** Consistency checks a schema cannot express. */
+function shapeExtras(r: VerifyRequest): ShapeError | undefined {
+  if (r.kind === 'text-patch') {
+    for (const [i, it] of r.items.entries()) {
+      if (it.oldBytes.length !== it.newBytes.length || it.oldBytes.length !== it.currentBytes.length) {
+        return `request.items[${i}]: old, new and current bytes must have the same length`;
+      }
+      if (it.oldBytes.length === 0 || it.oldBytes.length > 16) return `request.items[${i}]: patch length must be 1..16 bytes`;
+    }
+  }
+  if (r.kind === 'set-memory') {
+    for (const [i, rg] of r.ranges.entries()) {
+      if (rg.frames.length !== rg.current.length || rg.frames.length !== rg.pageHashes.length) {
+        return `request.ranges[${i}]: frames, current and pageHashes must have the same length`;
+      }
+    }
+  }
+  if (r.kind === 'module-load') {
+    for (const [i, s] of r.sections.entries()) {
+      if (s.bytes.length !== 0 && s.bytes.length !== s.size) return `request.sections[${i}]: bytes length ${s.bytes.length} differs from size ${s.size}`;
+    }
+  }
+  return undefined;
+}
+
+const VERDICT_SHAPE = obj(
+  { v: num, id: num, ok: bool, reason: str, plugins: arr(str, 64) },
+  { items: arr(obj({ ok: bool, reason: str })), grants: arr(obj({ shndx: num, permissions: num }), 65536) },
+);
+
+/** Checks that `msg` is a well-formed verdict; names the first problem. */
+export function validateVerdict(msg: unknown): { ok: true; verdict: Verdict } | { ok: false; error: ShapeError } {
+  if (isObj(msg) && msg.v !== PROTOCOL_VERSION) return { ok: false, error: `verdict protocol version ${String(msg.v)} is not ${PROTOCOL_VERSION}` };
+  const e = VERDICT_SHAPE(msg, 'verdict');
+  return e ? { ok: false, error: e } : { ok: true, verdict: msg as Verdict };
+}
+
+/** A denial verdict for request `id`. */
+export function denial(id: number, reason: string, plugins: readonly string[] = []): Verdict {
+  return { v: PROTOCOL_VERSION, id, ok: false, reason, plugins };
+}
+
+/** The reason every fail-closed denial carries. */
+export const VERIFIER_UNAVAILABLE = 'verifier unavailable';

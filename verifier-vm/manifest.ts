@@ -1,0 +1,164 @@
+/**
+ * The signed kernel manifest: what the verifier knows about the kernel the guest booted,
+ * built on the host from the real image (`heki manifest`, verifier-vm/manifest-builder.ts)
+ * and signed by the kernel vendor's Ed25519 key. The VMM hands it to the verifier at VM
+ * start; the verifier checks the signature against a `kernel-vendor` key of its keyring
+ * before it uses anything in it.
+ *
+ * File format (JSON):
+ * ```json
+ * {"type":"heki-kernel-manifest","version":1,"keyId":"<16 hex>","signature":"<base64>","body":"<JSON text>"}
+ * ```
+ * The Ed25519 signature covers the domain string {@link MANIFEST_SIGNATURE_DOMAIN} followed by
+ * the SHA-256 of the UTF-8 bytes of `body`, the exact string, so no re-serialisation can
+ * change what was signed. `body` parses to {@link ManifestBody}; addresses are hex strings.
+ */
+import { createHash } from 'node:crypto';
+import { type Result, err, ok } from '../shared/result.ts';
+import type { Keyring } from './keyring.ts';
+import { verifyEd25519 } from './signature/ed25519.ts';
+
+/** Domain separation for manifest signatures. */
+export const MANIFEST_SIGNATURE_DOMAIN = 'heki-sim kernel manifest v1\0';
+/** `type` field of a manifest file. */
+export const MANIFEST_FILE_TYPE = 'heki-kernel-manifest';
+/** Current manifest version. */
+export const MANIFEST_VERSION = 1;
+
+/** A hashed range of the kernel image. */
+export interface ManifestSection {
+  readonly name: string;
+  /** Kernel virtual address, hex. */
+  readonly vaddr: string;
+  /** Physical load address, hex. */
+  readonly paddr: string;
+  readonly size: number;
+  /**
+   * SHA-256 (hex) of the section's bytes as they must be in memory at the end of boot: for
+   * text, with every `__mcount_loc` site normalised to the 5-byte NOP, as ftrace leaves it.
+   */
+  readonly sha256: string;
+}
+
+/** One `__jump_table` entry. */
+export interface ManifestJumpEntry {
+  /** Site address, hex. */
+  readonly site: string;
+  /** Jump target, hex. */
+  readonly target: string;
+  /** Key address, hex (flags stripped). */
+  readonly key: string;
+  /** Site length: 2 or 5. */
+  readonly len: 2 | 5;
+}
+
+/** What the manifest's body holds. */
+export interface ManifestBody {
+  /** `linux-6.1.0-56-amd64`-style release name. */
+  readonly kernel: string;
+  /** SHA-256 of the vmlinuz the manifest was built from, hex. */
+  readonly vmlinuzSha256: string;
+  /** Sections the verifier checks at the end of boot (.text, .rodata, ...). */
+  readonly sections: readonly ManifestSection[];
+  /** Well-known boundaries: _stext, _etext, __start_rodata, ..., hex. */
+  readonly symbols: Readonly<Record<string, string>>;
+  /** Every `__mcount_loc` site, hex, sorted. */
+  readonly mcountSites: readonly string[];
+  /** Every `__jump_table` entry. */
+  readonly jumpEntries: readonly ManifestJumpEntry[];
+  /** Symbols modules may link against: name -> address, hex (the `__ksymtab` exports). */
+  readonly exports: Readonly<Record<string, string>>;
+  /** Allowed ftrace call targets: name -> address, hex (ftrace_caller, ftrace_regs_caller, ...). */
+  readonly ftraceTrampolines: Readonly<Record<string, string>>;
+  /** Address of __fentry__, hex. */
+  readonly fentry: string;
+}
+
+/** A manifest whose signature was checked, with lookup structures built once. */
+export interface KernelManifest {
+  readonly body: ManifestBody;
+  /** Key that signed it. */
+  readonly keyId: string;
+  readonly mcountSites: ReadonlySet<bigint>;
+  /** Jump entries by site address. */
+  readonly jumpEntries: ReadonlyMap<bigint, { target: bigint; key: bigint; len: 2 | 5 }>;
+  readonly exports: ReadonlyMap<string, bigint>;
+  /** Allowed ftrace targets by address, with their names. */
+  readonly ftraceTrampolines: ReadonlyMap<bigint, string>;
+  readonly fentry: bigint;
+  /** Text ranges [start, end) of the kernel, for site checks. */
+  readonly textRanges: ReadonlyArray<{ name: string; start: bigint; end: bigint }>;
+}
+
+/** The manifest message the signature covers. */
+export function manifestSignatureMessage(body: string): Uint8Array {
+  const digest = createHash('sha256').update(body, 'utf8').digest();
+  const domain = new TextEncoder().encode(MANIFEST_SIGNATURE_DOMAIN);
+  const msg = new Uint8Array(domain.length + digest.length);
+  msg.set(domain, 0);
+  msg.set(digest, domain.length);
+  return msg;
+}
+
+const HEX = /^[0-9a-f]+$/;
+
+function big(v: unknown, what: string): bigint {
+  if (typeof v !== 'string' || !HEX.test(v) || v.length > 16) throw new TypeError(`${what} must be a hex string of at most 16 digits`);
+  return BigInt(`0x${v}`);
+}
+
+/**
+ * Parses a manifest file and checks its signature against the keyring's `kernel-vendor`
+ * keys. Every problem is named; nothing throws.
+ */
+export function loadManifest(fileText: string, keyring: Keyring): Result<KernelManifest, string> {
+  let file: unknown;
+  try {
+    file = JSON.parse(fileText);
+  } catch (e) {
+    return err(`manifest is not JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (typeof file !== 'object' || file === null) return err('manifest must be a JSON object');
+  const f = file as Record<string, unknown>;
+  if (f.type !== MANIFEST_FILE_TYPE) return err(`manifest type must be "${MANIFEST_FILE_TYPE}"`);
+  if (f.version !== MANIFEST_VERSION) return err(`manifest version ${String(f.version)} is not ${MANIFEST_VERSION}`);
+  if (typeof f.body !== 'string') return err('manifest body must be a string');
+  if (typeof f.keyId !== 'string' || !/^[0-9a-f]{16}$/.test(f.keyId)) return err('manifest keyId must be 16 hex digits');
+  if (typeof f.signature !== 'string') return err('manifest signature must be base64');
+  const sig = Buffer.from(f.signature, 'base64');
+  if (sig.length !== 64) return err(`manifest signature must be 64 bytes, got ${sig.length}`);
+  const key = keyring.ed25519Key(f.keyId);
+  if (!key) return err(`manifest signed by unknown key ${f.keyId}`);
+  if (key.role !== 'kernel-vendor') return err(`manifest key ${f.keyId} has role ${key.role}, not kernel-vendor`);
+  if (keyring.isKeyRevoked(f.keyId)) return err(`manifest key ${f.keyId} is revoked`);
+  if (!verifyEd25519(manifestSignatureMessage(f.body), new Uint8Array(sig), key.publicKey)) {
+    return err('manifest signature does not match its body');
+  }
+  let body: ManifestBody;
+  try {
+    body = JSON.parse(f.body) as ManifestBody;
+    return ok(indexManifest(body, f.keyId));
+  } catch (e) {
+    return err(`manifest body is malformed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** Builds the lookup structures; throws TypeError on a malformed body (caught by loadManifest). */
+export function indexManifest(body: ManifestBody, keyId: string): KernelManifest {
+  if (!Array.isArray(body.sections) || !Array.isArray(body.mcountSites) || !Array.isArray(body.jumpEntries)) {
+    throw new TypeError('sections, mcountSites and jumpEntries must be arrays');
+  }
+  if (typeof body.exports !== 'object' || typeof body.ftraceTrampolines !== 'object') throw new TypeError('exports and ftraceTrampolines must be objects');
+  const mcountSites = new Set<bigint>(body.mcountSites.map((s, i) => big(s, `mcountSites[${i}]`)));
+  const jumpEntries = new Map<bigint, { target: bigint; key: bigint; len: 2 | 5 }>();
+  body.jumpEntries.forEach((e, i) => {
+    if (e.len !== 2 && e.len !== 5) throw new TypeError(`jumpEntries[${i}].len must be 2 or 5`);
+    jumpEntries.set(big(e.site, `jumpEntries[${i}].site`), { target: big(e.target, 'target'), key: big(e.key, 'key'), len: e.len });
+  });
+  const exports = new Map<string, bigint>(Object.entries(body.exports).map(([n, a]) => [n, big(a, `exports.${n}`)]));
+  const ftraceTrampolines = new Map<bigint, string>(Object.entries(body.ftraceTrampolines).map(([n, a]) => [big(a, `ftraceTrampolines.${n}`), n]));
+  const textRanges = body.sections
+    .filter((s) => s.name === '.text' || s.name.startsWith('.text.') || s.name === '.init.text')
+    .map((s) => ({ name: s.name, start: big(s.vaddr, `${s.name}.vaddr`), end: big(s.vaddr, 'vaddr') + BigInt(s.size) }));
+  return { body, keyId, mcountSites, jumpEntries, exports, ftraceTrampolines, fentry: big(body.fentry, 'fentry'), textRanges };
+}

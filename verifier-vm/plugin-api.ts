@@ -1,0 +1,109 @@
+/**
+ * The verifier plugin API (documented for plugin authors in docs/plugins.md).
+ *
+ * A plugin claims request kinds and decides requests of those kinds. For each request the
+ * verifier runs every plugin that claims its kind, in registration order, and combines:
+ *
+ * - any `deny` denies (the first deny's reason is the verdict's reason);
+ * - otherwise at least one `allow` allows;
+ * - otherwise (every plugin abstained, or none claims the kind) the request is denied:
+ *   the verifier is default-deny.
+ *
+ * Batches (text-patch items, set-memory ranges) are decided per item with the same rule;
+ * the verdict is `ok` only when every item is allowed, and the core applies only the items
+ * that are.
+ *
+ * A plugin may publish facts for the plugins after it (`ctx.facts`): the signature plugins
+ * publish `module.signature`, and module-end-state refuses a module without that fact, so the
+ * end-state check never vouches for an unauthenticated image.
+ *
+ * Plugins run inside the verifier VM. They receive plain data (byte copies), must not
+ * throw for bad input (a throw is caught and becomes a deny naming the plugin), and must be
+ * deterministic: the same request and state give the same decision (replay depends on it).
+ */
+import type { RequestKind, RequestOf, SectionGrant, VerifyRequest } from '../shared/protocol.ts';
+import type { Keyring } from './keyring.ts';
+import type { KernelManifest } from './manifest.ts';
+
+/** A plugin's answer on one request or one item. */
+export type Decision = 'allow' | 'deny' | 'abstain';
+
+/** What a plugin returns for one request. */
+export interface PluginResult {
+  /** The decision on the whole request (for batches: on anything not covered by `items`). */
+  readonly decision: Decision;
+  /** Why. Required for deny; shown in the verdict and the audit log. */
+  readonly reason: string;
+  /** For batch requests: one decision per item, in request order. */
+  readonly items?: ReadonlyArray<{ readonly decision: Decision; readonly reason: string }>;
+  /** For module-load: the permissions to grant per section (the last allowing plugin's count). */
+  readonly grants?: readonly SectionGrant[];
+}
+
+/** A module the verifier verified and the guest has not unloaded. */
+export interface VerifiedModule {
+  readonly name: string;
+  /** Symbols the module exports (its `__ksymtab` entries), at their verified addresses. */
+  readonly exports: ReadonlyMap<string, bigint>;
+  /** Its ftrace sites (`__mcount_loc`), at verified addresses. */
+  readonly mcountSites: ReadonlySet<bigint>;
+  /** Its jump-table entries by site. */
+  readonly jumpEntries: ReadonlyMap<bigint, { target: bigint; len: 2 | 5 }>;
+  /** Its executable ranges [start, end). */
+  readonly textRanges: ReadonlyArray<{ start: bigint; end: bigint }>;
+  /** Page-aligned ranges of all its sections, with granted MEM_ATTR bits. */
+  readonly ranges: ReadonlyArray<{ start: bigint; end: bigint; permissions: number }>;
+  /** SHA-256 (hex) of each page of its text as verified, by page address. */
+  readonly textPageHashes: ReadonlyMap<bigint, string>;
+}
+
+/** Per-VM state the verifier keeps. Plugins read it; only `commit` hooks change it. */
+export interface VmState {
+  readonly vm: string;
+  /** Verified, loaded modules by name. */
+  readonly modules: Map<string, VerifiedModule>;
+  /** Code images (eBPF JIT, trampolines) verified for this VM, by start address. */
+  readonly codeImages: Map<bigint, { end: bigint; name: string; sha256: string; pageHashes: ReadonlyMap<bigint, string> }>;
+  /** Whether the end-of-boot kernel-text check passed. */
+  bootVerified: boolean;
+  /** Private state of each plugin, by plugin name (e.g. installed kprobes). Change it only in `commit`. */
+  readonly pluginState: Map<string, unknown>;
+}
+
+/** What a plugin sees besides the request. */
+export interface PluginContext {
+  /** The signed manifest, once the VMM loaded it. */
+  readonly manifest: KernelManifest | undefined;
+  readonly keyring: Keyring;
+  /** State of the VM that sent the request. */
+  readonly vm: VmState;
+  /** Facts published by earlier plugins for this request. */
+  readonly facts: Map<string, unknown>;
+  /** This plugin's configuration (from the VMM), or an empty object. */
+  readonly config: Readonly<Record<string, unknown>>;
+}
+
+/** A verifier plugin. */
+export interface VerifierPlugin<K extends RequestKind = RequestKind> {
+  /** Unique name, e.g. `ftrace`. */
+  readonly name: string;
+  /** One line on what it checks. */
+  readonly description: string;
+  /** The request kinds it decides. */
+  readonly kinds: readonly K[];
+  /** Decides one request. Must not throw for bad input; must be deterministic. */
+  decide(request: RequestOf<K>, ctx: PluginContext): PluginResult;
+  /**
+   * Optional: called once the combined verdict is known, to update per-VM state (e.g. record
+   * a verified module). Called for allowed and denied verdicts alike; check `ok`.
+   */
+  commit?(request: RequestOf<K>, ok: boolean, ctx: PluginContext): void;
+}
+
+/** Any plugin, for registries. */
+export type AnyPlugin = VerifierPlugin<RequestKind>;
+
+/** Helper for plugin authors: the plugin's own typed view of a request. */
+export function isKind<K extends RequestKind>(r: VerifyRequest, kind: K): r is RequestOf<K> {
+  return r.kind === kind;
+}
