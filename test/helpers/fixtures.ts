@@ -7,6 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExecutionContext, TestFn } from 'ava';
+import { loadKernelImage } from '../../shared/kernel-image/load-kernel.ts';
+import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { defaultFixtureDir, fixturePaths, fixturesAvailable, type FixturePaths } from '../../shared/kernel-image/fixture-paths.ts';
 
 /** The fixture directory tests use (`$HEKI_FIXTURES` or the default beside the repo). */
@@ -56,4 +58,18 @@ export function fixtureModuleElf(name: string): Uint8Array {
   const dv = new DataView(file.buffer, file.byteOffset, file.byteLength);
   const sigLen = dv.getUint32(infoEnd - 4, false);
   return file.subarray(0, infoEnd - MODULE_SIGNATURE_SIZE - sigLen);
+}
+
+let kernelPromise: Promise<KernelImage> | undefined;
+
+/**
+ * The fixture kernel, loaded once per test process (decompressed or from the vmlinux cache)
+ * and shared by every test that asks. Rejects with the loader's message on failure.
+ */
+export function loadFixtureKernel(): Promise<KernelImage> {
+  kernelPromise ??= loadKernelImage({ vmlinuzPath: fixtures.vmlinuz, systemMapPath: fixtures.systemMap }).then((r) => {
+    if (!r.ok) throw new Error(r.error.message);
+    return r.value;
+  });
+  return kernelPromise;
 }
