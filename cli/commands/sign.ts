@@ -6,14 +6,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
-import {
-  HASH_ALGO_SHA256,
-  PKEY_ID_HEKI_ED25519,
-  appendModuleSignature,
-  stripModuleSignature,
-} from '../../shared/module-signature.ts';
 import { loadSecretKeyFile } from '../../verifier-vm/key-files.ts';
-import { ed25519KeyId, signModuleEd25519 } from '../../verifier-vm/signature/ed25519.ts';
+import { signModuleFile } from '../../verifier-vm/signature/sign-module.ts';
 
 const USAGE = `usage: heki sign <in.ko> --key <secret.json> --out <out.ko> [--signer <name>]
 
@@ -61,26 +55,16 @@ export const signCommand: CliCommand = {
       } catch (e) {
         return fail(`${inPath}: cannot read (${e instanceof Error ? e.message : String(e)})`);
       }
-      const elf = stripModuleSignature(file);
-      if (!elf.ok) return fail(`${inPath}: malformed signature trailer: ${elf.error.message}`);
-      if (elf.value.length === 0) return fail(`${inPath}: empty module`);
       const signer = values.signer === undefined ? undefined : new TextEncoder().encode(values.signer);
       if (signer !== undefined && signer.length > 255) return fail('--signer is longer than 255 bytes');
-
-      const signed = appendModuleSignature(elf.value, {
-        idType: PKEY_ID_HEKI_ED25519,
-        hash: HASH_ALGO_SHA256,
-        keyId: ed25519KeyId(key.value.keyPair.publicKey),
-        signature: signModuleEd25519(elf.value, key.value.keyPair),
-        ...(signer !== undefined ? { signer } : {}),
-      });
-      if (!signed.ok) return fail(signed.error);
+      const signed = signModuleFile(file, key.value.keyPair, signer);
+      if (!signed.ok) return fail(`${inPath}: ${signed.error}`);
       try {
         writeFileSync(outPath, signed.value);
       } catch (e) {
         return fail(`${outPath}: cannot write (${e instanceof Error ? e.message : String(e)})`);
       }
-      io.out(`signed ${outPath} with key ${key.value.keyId} (${elf.value.length} bytes of ELF)\n`);
+      io.out(`signed ${outPath} with key ${key.value.keyId} (${signed.value.length} bytes)\n`);
       return EXIT_OK;
     });
   },

@@ -1,0 +1,124 @@
+/**
+ * One verifier worker thread as the link holds it: the thread, its comlink proxy, whether
+ * it is ready, and the requests in flight on it.
+ */
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import * as Comlink from 'comlink';
+import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.mjs';
+import type { InitResult, VerifierWorkerApi, WorkerInit } from '../../verifier-vm/worker-api.ts';
+import { validateVerdict, type VerifyRequest } from '../../shared/protocol.ts';
+
+/** Path of the worker entry (registers tsx, then loads verifier-vm/worker.ts). */
+export const WORKER_ENTRY = fileURLToPath(new URL('../../verifier-vm/worker-entry.mjs', import.meta.url));
+
+/** A started worker. */
+export class WorkerHandle {
+  readonly worker: Worker;
+  readonly api: Comlink.Remote<VerifierWorkerApi>;
+  /** Resolves once `init` answered; with the error if it refused or the worker died first. */
+  readonly #init: Promise<InitResult>;
+  /** Replays of state-changing requests, in order; false once one failed. */
+  #replays: Promise<boolean> = Promise.resolve(true);
+  /** Requests in flight on this worker: their fail-closed finishers. */
+  readonly inflight = new Set<(why: string) => void>();
+  #dead: string | undefined;
+  readonly #onDeath: Array<(why: string) => void> = [];
+
+  constructor(init: WorkerInit) {
+    this.worker = new Worker(WORKER_ENTRY);
+    this.api = Comlink.wrap<VerifierWorkerApi>(nodeEndpoint(this.worker as unknown as NodeEndpoint));
+    const died = new Promise<InitResult>((resolve) => {
+      this.onDeath((why) => resolve({ ok: false, error: why }));
+    });
+    this.worker.once('error', (e) => this.markDead(`worker crashed: ${e.message}`));
+    this.worker.once('exit', (code) => this.markDead(`worker exited with code ${code}`));
+    // The worker keeps the process alive only while something waits on it (init, replays,
+    // requests in flight); an idle verifier does not stop the process from exiting.
+    this.hold();
+    this.#init = Promise.race([
+      this.api.init(init).catch((e: unknown) => ({ ok: false as const, error: `init failed: ${String(e)}` })),
+      died,
+    ]).finally(() => this.release());
+  }
+
+  #holds = 0;
+
+  /** Something waits on the worker: keep the process alive. */
+  hold(): void {
+    if (this.#holds++ === 0 && this.#dead === undefined) this.worker.ref();
+  }
+
+  /** One waiter fewer; when none is left the worker no longer keeps the process alive. */
+  release(): void {
+    if (--this.#holds === 0) this.worker.unref();
+  }
+
+  /**
+   * Resolves when the worker may serve: init accepted and every queued replay allowed.
+   * Resolves (never rejects) with the problem otherwise.
+   */
+  get ready(): Promise<InitResult> {
+    return this.#init.then(async (r) => {
+      if (!r.ok) return r;
+      return (await this.#replays) ? r : { ok: false as const, error: this.#dead ?? 'journal replay failed' };
+    });
+  }
+
+  /**
+   * Queues state-changing requests to be decided again by this worker, in order after every
+   * earlier queued one, so a spare learns the same modules and images as the active worker.
+   * A replay that is not allowed kills the worker (its state would differ).
+   */
+  replay(requests: readonly VerifyRequest[]): void {
+    this.hold();
+    this.#replays = this.#replays.then(async (okSoFar) => {
+      if (!okSoFar || (await this.#init).ok === false) return false;
+      for (const req of requests) {
+        const raw = await this.api.verify(req).catch(() => undefined);
+        const v = validateVerdict(raw);
+        if (!v.ok || !v.verdict.ok) {
+          this.markDead(`journal replay of request ${req.id} (${req.kind}) was not allowed`);
+          return false;
+        }
+      }
+      return true;
+    }).finally(() => this.release());
+  }
+
+  /** Why the worker is dead, or undefined while it lives. */
+  get dead(): string | undefined {
+    return this.#dead;
+  }
+
+  /** Calls `f` once when the worker dies (immediately if it already has). */
+  onDeath(f: (why: string) => void): void {
+    if (this.#dead !== undefined) f(this.#dead);
+    else this.#onDeath.push(f);
+  }
+
+  /**
+   * Marks the worker dead: every request in flight gets its fail-closed answer, exactly once,
+   * and the thread is terminated.
+   */
+  markDead(why: string): void {
+    if (this.#dead !== undefined) return;
+    this.#dead = why;
+    for (const finish of [...this.inflight]) finish(why);
+    this.inflight.clear();
+    for (const f of this.#onDeath.splice(0)) f(why);
+    this.api[Comlink.releaseProxy]();
+    void this.worker.terminate();
+  }
+
+  /** Terminates the worker and waits for it to exit, at most `timeoutMs`. */
+  async dispose(timeoutMs: number): Promise<boolean> {
+    const exited = new Promise<boolean>((resolve) => {
+      if (this.worker.threadId === -1) resolve(true);
+      this.worker.once('exit', () => resolve(true));
+    });
+    this.markDead('link disposed');
+    const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref());
+    return Promise.race([exited, timer]);
+  }
+}
