@@ -37,6 +37,6 @@ fixtureTest('vmlinux sections and segments have the addresses readelf shows', as
   );
   t.like(elf.programHeaders[0], { vaddr: 0xffffffff81000000n, paddr: 0x1000000n, offset: 0x200000, filesz: 26126832 });
   t.like(elf.programHeaders[2], { vaddr: 0n, paddr: 0x3044000n });
-  // The first bytes of .text are startup_64's: e.g. `lea -0x7(%rip),%rsp` is 48 8d 25 f9 ff ff ff... check it is a view.
+  // sectionBytes is a view of the image at sh_offset, not a copy.
   t.is(elf.sectionBytes(text!).byteOffset, elf.bytes.byteOffset + 0x200000);
 });
