@@ -84,8 +84,9 @@ export interface GuestCpu {
   sgdt(): DescriptorTable;
 
   /**
-   * vmcall: hypercall `nr` with arguments a0..a3. Returns what KVM leaves in RAX: 0 or a
-   * positive value on success, a negated KVM status on failure.
+   * vmcall: hypercall `nr` with arguments a0..a3. Resolves to what KVM leaves in RAX: 0 or a
+   * positive value on success, a negated KVM status on failure. The vCPU is blocked until
+   * then: an authenticated change waits for the verifier's verdict. Never rejects.
    */
-  vmcall(nr: number, a0?: bigint, a1?: bigint, a2?: bigint, a3?: bigint): number;
+  vmcall(nr: number, a0?: bigint, a1?: bigint, a2?: bigint, a3?: bigint): Promise<number>;
 }

@@ -47,7 +47,7 @@ function must<T>(r: GuestOutcome<T>, what: string): T {
 }
 
 /** Boots and locks the demo guest; returns its vCPU. */
-function bootGuest(vmm: Vmm): GuestCpu {
+async function bootGuest(vmm: Vmm): Promise<GuestCpu> {
   const cpu = vmm.bootCpu;
   // Early boot: paging is off, so the guest reaches physical memory directly.
   must(cpu.write(TEXT, Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3)), 'load text');
@@ -78,8 +78,8 @@ function bootGuest(vmm: Vmm): GuestCpu {
   must(cpu.writeCr(0, CR0.PE | CR0.PG | CR0.WP | CR0.ET | CR0.NE), 'enable paging');
   must(cpu.wrmsr(MSR.LSTAR, kva(TEXT)), 'set LSTAR');
   // heki_late_init: pin CRs, then lock the kernel image.
-  if (cpu.vmcall(HC.LOCK_CR_UPDATE, 0n, CR0.WP) !== 0) throw new Error('CR0 lock refused');
-  if (cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP | CR4.SMAP) !== 0) throw new Error('CR4 lock refused');
+  if (await cpu.vmcall(HC.LOCK_CR_UPDATE, 0n, CR0.WP) !== 0) throw new Error('CR0 lock refused');
+  if (await cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP | CR4.SMAP) !== 0) throw new Error('CR4 lock refused');
   const I = MEM_ATTR.IMMUTABLE;
   vmm.core.memory.write(
     LIST,
@@ -92,12 +92,12 @@ function bootGuest(vmm: Vmm): GuestCpu {
       0n,
     ),
   );
-  const ret = cpu.vmcall(HC.PROTECT_MEMORY, LIST);
+  const ret = await cpu.vmcall(HC.PROTECT_MEMORY, LIST);
   if (ret !== 0) throw new Error(`PROTECT_MEMORY failed: ${statusName(ret)}`);
   return cpu;
 }
 
-function attacks(vmm: Vmm, cpu: GuestCpu): Step[] {
+async function attacks(vmm: Vmm, cpu: GuestCpu): Promise<Step[]> {
   const steps: Step[] = [];
   const add = (name: string, r: GuestOutcome<unknown>) => steps.push({ name, stopped: !r.ok, stop: describe(r) });
   add('clear CR4.SMEP (with VME)', cpu.writeCr(4, (cpu.readCr(4) & ~CR4.SMEP) | CR4.VME));
@@ -113,7 +113,7 @@ function attacks(vmm: Vmm, cpu: GuestCpu): Step[] {
   pt.map(0xffff_c900_0000_1000n, DATA, 0n);
   add('write kernel text through a writable alias', cpu.write(0xffff_c900_0000_0000n, Uint8Array.of(0xcc)));
   add('execute a data page mapped executable', cpu.fetch(0xffff_c900_0000_1000n, 1));
-  const relock = cpu.vmcall(HC.PROTECT_MEMORY, LIST + 0x1000n);
+  const relock = await cpu.vmcall(HC.PROTECT_MEMORY, LIST + 0x1000n);
   steps.push({ name: 'hypercall from a garbage page list', stopped: relock < 0, stop: `returned ${statusName(relock)}` });
   return steps;
 }
@@ -127,9 +127,9 @@ export const demoCommand: CliCommand = {
     return withUsage(USAGE, io, async () => {
       const { values } = parseFlags(argv, { json: { type: 'boolean', default: false } }, { min: 0, max: 0, names: '' });
       const vmm = new Vmm({ memoryBytes: 64n << 20n });
-      const cpu = bootGuest(vmm);
+      const cpu = await bootGuest(vmm);
       vmm.core.memory.write(LIST + 0x1000n, Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff));
-      const steps = attacks(vmm, cpu);
+      const steps = await attacks(vmm, cpu);
       const stopped = steps.filter((s) => s.stopped).length;
       if (values.json) {
         io.out(`${JSON.stringify({ steps, stopped, total: steps.length })}\n`);

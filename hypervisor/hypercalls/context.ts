@@ -19,5 +19,5 @@ export interface HypercallContext {
 /** a0..a3 as the guest passed them (u64). */
 export type HypercallArgs = readonly [bigint, bigint, bigint, bigint];
 
-/** One hypercall's implementation. */
-export type HypercallHandler = (ctx: HypercallContext, args: HypercallArgs) => number;
+/** One hypercall's implementation; authenticated ones resolve once the verdict is applied. */
+export type HypercallHandler = (ctx: HypercallContext, args: HypercallArgs) => number | Promise<number>;

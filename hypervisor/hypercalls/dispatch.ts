@@ -21,12 +21,12 @@ export const HYPERCALL_HANDLERS = {
  * numbers return -KVM_ENOSYS; a handler that throws (a bug) returns -KVM_EFAULT and stops
  * the VM, so no exception escapes the core.
  */
-export function dispatchHypercall(core: VmCore, vcpu: Vcpu, nr: number, args: HypercallArgs): number {
+export async function dispatchHypercall(core: VmCore, vcpu: Vcpu, nr: number, args: HypercallArgs): Promise<number> {
   if (!isHypercallNr(nr)) return -KVM_STATUS.KVM_ENOSYS;
   const handler: HypercallHandler = HYPERCALL_HANDLERS[nr];
   const u64 = args.map((a) => BigInt.asUintN(64, a)) as unknown as HypercallArgs;
   try {
-    return handler({ core, vcpu }, u64);
+    return await handler({ core, vcpu }, u64);
   } catch (e) {
     core.stop(`internal error in hypercall ${nr}: ${e instanceof Error ? e.message : String(e)}`);
     return -KVM_STATUS.KVM_EFAULT;

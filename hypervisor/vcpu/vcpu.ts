@@ -364,7 +364,7 @@ export class Vcpu implements GuestCpu {
 
   // ---------------------------------------------------------------- hypercalls
 
-  vmcall(nr: number, a0 = 0n, a1 = 0n, a2 = 0n, a3 = 0n): number {
+  async vmcall(nr: number, a0 = 0n, a1 = 0n, a2 = 0n, a3 = 0n): Promise<number> {
     if (this.#core.stopped !== undefined) return -KVM_STATUS.KVM_EPERM;
     // KVM's kvm_emulate_hypercall(): a hypercall from CPL > 0 returns -KVM_EPERM.
     if (this.#cpl !== 0) return -KVM_STATUS.KVM_EPERM;

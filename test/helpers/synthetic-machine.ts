@@ -95,13 +95,13 @@ export function bootSynthetic(config: Partial<VmmConfig> = {}): SyntheticMachine
 }
 
 /** Writes a one-page list with `ranges` at LAYOUT.pageList and calls PROTECT_MEMORY. */
-export function protect(m: SyntheticMachine, ranges: PageRange[], listGpa: bigint = LAYOUT.pageList): number {
+export function protect(m: SyntheticMachine, ranges: PageRange[], listGpa: bigint = LAYOUT.pageList): Promise<number> {
   m.vmm.core.memory.write(listGpa, encodePageList(ranges, 0n));
   return m.cpu.vmcall(HC.PROTECT_MEMORY, listGpa);
 }
 
 /** Locks the synthetic kernel as heki_late_init would: text RX, rodata and ro_after_init R, all immutable. */
-export function lockSyntheticKernel(m: SyntheticMachine): number {
+export function lockSyntheticKernel(m: SyntheticMachine): Promise<number> {
   const I = MEM_ATTR.IMMUTABLE;
   return protect(m, [
     { pa: LAYOUT.text, epa: LAYOUT.text + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC | I },

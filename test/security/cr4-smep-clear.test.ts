@@ -9,9 +9,9 @@ import { bootSynthetic } from '../helpers/synthetic-machine.ts';
 import { CR4 } from '../../shared/x86/cpu.ts';
 import { HC } from '../../shared/abi.ts';
 
-test('clearing pinned CR4.SMEP raises #GP and leaves SMEP set', (t) => {
+test('clearing pinned CR4.SMEP raises #GP and leaves SMEP set', async (t) => {
   const m = bootSynthetic();
-  t.is(m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0);
+  t.is(await m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0);
   const before = m.cpu.readCr(4);
   t.true((before & CR4.SMEP) !== 0n);
 

@@ -9,10 +9,10 @@ import { bootSynthetic } from '../helpers/synthetic-machine.ts';
 import { CR4 } from '../../shared/x86/cpu.ts';
 import { HC } from '../../shared/abi.ts';
 
-test('clearing SMEP and VME together changes neither', (t) => {
+test('clearing SMEP and VME together changes neither', async (t) => {
   const m = bootSynthetic();
   t.true(m.cpu.writeCr(4, m.cpu.readCr(4) | CR4.VME).ok);
-  t.is(m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0);
+  t.is(await m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0);
   const before = m.cpu.readCr(4);
 
   const r = m.cpu.writeCr(4, before & ~(CR4.SMEP | CR4.VME));
@@ -23,9 +23,9 @@ test('clearing SMEP and VME together changes neither', (t) => {
   t.true((m.cpu.readCr(4) & CR4.VME) !== 0n, 'VME must not be cleared by a refused write');
 });
 
-test('VME alone toggles freely while SMEP is pinned', (t) => {
+test('VME alone toggles freely while SMEP is pinned', async (t) => {
   const m = bootSynthetic();
-  t.is(m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0);
+  t.is(await m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0);
   t.true(m.cpu.writeCr(4, m.cpu.readCr(4) | CR4.VME).ok);
   t.true((m.cpu.readCr(4) & CR4.VME) !== 0n);
   t.true(m.cpu.writeCr(4, m.cpu.readCr(4) & ~CR4.VME).ok);

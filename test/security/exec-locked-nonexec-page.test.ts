@@ -7,9 +7,9 @@
 import test from 'ava';
 import { LAYOUT, PTE, bootSynthetic, lockSyntheticKernel } from '../helpers/synthetic-machine.ts';
 
-test('executing from a locked non-executable page faults with an EPT violation', (t) => {
+test('executing from a locked non-executable page faults with an EPT violation', async (t) => {
   const m = bootSynthetic();
-  t.is(lockSyntheticKernel(m), 0);
+  t.is(await lockSyntheticKernel(m), 0);
   const execAlias = 0xffff_c900_1000_0000n;
   m.pt.map(execAlias, LAYOUT.data, 0n); // present, read-only, executable in the guest's view
 
@@ -22,9 +22,9 @@ test('executing from a locked non-executable page faults with an EPT violation',
   t.like(ev[0]!.exit, { gpa: LAYOUT.data, access: 'fetch', mode: 'kernel' });
 });
 
-test('the locked text page still executes (control)', (t) => {
+test('the locked text page still executes (control)', async (t) => {
   const m = bootSynthetic();
-  t.is(lockSyntheticKernel(m), 0);
+  t.is(await lockSyntheticKernel(m), 0);
   const r = m.cpu.fetch(m.kva(LAYOUT.text), 5);
   t.true(r.ok);
   if (r.ok) t.deepEqual([...r.value], [0x0f, 0x1f, 0x44, 0x00, 0x00]);

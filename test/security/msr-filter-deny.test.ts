@@ -9,10 +9,10 @@ import { bootSynthetic } from '../helpers/synthetic-machine.ts';
 import { CR4, MSR } from '../../shared/x86/cpu.ts';
 import { HC } from '../../shared/abi.ts';
 
-test('wrmsr LSTAR after the lock exits to the VMM, #GP, value unchanged', (t) => {
+test('wrmsr LSTAR after the lock exits to the VMM, #GP, value unchanged', async (t) => {
   const m = bootSynthetic();
   t.true(m.cpu.wrmsr(MSR.LSTAR, 0xffff_ffff_8100_0040n).ok, 'before the lock the kernel sets LSTAR');
-  t.is(m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP | CR4.SMAP, 0n), 0);
+  t.is(await m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP | CR4.SMAP, 0n), 0);
   t.true(m.vmm.platformPinned);
 
   const r = m.cpu.wrmsr(MSR.LSTAR, 0xffff_ffff_dead_0000n);
@@ -27,10 +27,10 @@ test('wrmsr LSTAR after the lock exits to the VMM, #GP, value unchanged', (t) =>
   t.is(ev[0]!.action, 'inject');
 });
 
-test('lidt after the lock exits to the VMM, #GP, IDTR unchanged', (t) => {
+test('lidt after the lock exits to the VMM, #GP, IDTR unchanged', async (t) => {
   const m = bootSynthetic();
   t.true(m.cpu.lidt({ base: 0xffff_ffff_8200_0000n, limit: 0xfff }).ok);
-  t.is(m.cpu.vmcall(HC.LOCK_CR_UPDATE, 0n, 1n << 16n, 0n), 0);
+  t.is(await m.cpu.vmcall(HC.LOCK_CR_UPDATE, 0n, 1n << 16n, 0n), 0);
 
   const r = m.cpu.lidt({ base: 0xffff_8880_0000_0000n, limit: 0xfff });
 
@@ -40,9 +40,9 @@ test('lidt after the lock exits to the VMM, #GP, IDTR unchanged', (t) => {
   t.is(m.vmm.log.byReason('dt-write').length, 1);
 });
 
-test('a VMM policy that stops on MSR writes stops the VM', (t) => {
+test('a VMM policy that stops on MSR writes stops the VM', async (t) => {
   const m = bootSynthetic({ policy: { 'msr-write': () => ({ action: 'stop', reason: 'LSTAR tampering' }) } });
-  t.is(m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0);
+  t.is(await m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0);
   const r = m.cpu.wrmsr(MSR.LSTAR, 0xffff_ffff_dead_0000n);
   t.false(r.ok);
   if (!r.ok) t.like(r.fault, { kind: 'stopped', detail: 'LSTAR tampering' });

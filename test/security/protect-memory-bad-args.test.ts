@@ -115,19 +115,19 @@ const cases: Array<[string, (m: SyntheticMachine) => bigint]> = [
 ];
 
 for (const [name, setup] of cases) {
-  test(`PROTECT_MEMORY with ${name} returns -KVM_EINVAL and changes nothing`, (t) => {
+  test(`PROTECT_MEMORY with ${name} returns -KVM_EINVAL and changes nothing`, async (t) => {
     const m = bootSynthetic();
     const before = eptSnapshot(m);
     const a0 = setup(m);
-    t.is(m.cpu.vmcall(HC.PROTECT_MEMORY, a0), EINVAL);
+    t.is(await m.cpu.vmcall(HC.PROTECT_MEMORY, a0), EINVAL);
     t.is(eptSnapshot(m), before);
     t.is(m.vmm.core.stopped, undefined);
   });
 }
 
-test('a valid list is applied (control)', (t) => {
+test('a valid list is applied (control)', async (t) => {
   const m = bootSynthetic();
   rawList(m, LAYOUT.pageList, 0n, 1n, [[good.pa, good.epa, BigInt(R)]]);
-  t.is(m.cpu.vmcall(HC.PROTECT_MEMORY, LAYOUT.pageList), 0);
+  t.is(await m.cpu.vmcall(HC.PROTECT_MEMORY, LAYOUT.pageList), 0);
   t.deepEqual(m.vmm.core.ept.entries(), [[Number(LAYOUT.data >> 12n), 1]]);
 });

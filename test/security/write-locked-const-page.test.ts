@@ -14,9 +14,9 @@ for (const [name, pa] of [
   ['const (.rodata)', LAYOUT.rodata],
   ['ro_after_init', LAYOUT.roAfterInit],
 ] as const) {
-  test(`writing to a locked ${name} page faults and leaves the byte unchanged`, (t) => {
+  test(`writing to a locked ${name} page faults and leaves the byte unchanged`, async (t) => {
     const m = bootSynthetic();
-    t.is(lockSyntheticKernel(m), 0);
+    t.is(await lockSyntheticKernel(m), 0);
     // A writable alias of the same physical page: the guest page tables allow the write.
     const alias = 0xffff_c900_0000_0000n;
     m.pt.map(alias, pa, PTE.RW | PTE.NX);
@@ -32,9 +32,9 @@ for (const [name, pa] of [
     t.like(ev[0]!.exit, { gpa: pa, access: 'write', mode: 'kernel', pageWalk: false });
   });
 
-  test(`writing to a locked ${name} page through its own read-only mapping faults in the page walk checks`, (t) => {
+  test(`writing to a locked ${name} page through its own read-only mapping faults in the page walk checks`, async (t) => {
     const m = bootSynthetic();
-    t.is(lockSyntheticKernel(m), 0);
+    t.is(await lockSyntheticKernel(m), 0);
     const r = m.cpu.write(m.kva(pa), Uint8Array.of(0x41));
     t.false(r.ok);
     if (!r.ok) t.like(r.fault, { vector: 'PF', cause: 'write-protect' });

@@ -2,7 +2,7 @@ import test from 'ava';
 import { LAYOUT, PTE, bootSynthetic } from '../helpers/synthetic-machine.ts';
 import { CR0, CR4, EFER } from '../../shared/x86/cpu.ts';
 
-test('kernel reads through 4 KiB, 2 MiB and 1 GiB mappings reach the right frames', (t) => {
+test('kernel reads through 4 KiB, 2 MiB and 1 GiB mappings reach the right frames', async (t) => {
   const m = bootSynthetic();
   m.vmm.core.memory.write(0x80_0000n + 0x1234n, Uint8Array.of(0x77));
   m.pt.map(0xffff_c900_0020_0000n, 0x80_0000n, PTE.NX, 2);
@@ -13,21 +13,21 @@ test('kernel reads through 4 KiB, 2 MiB and 1 GiB mappings reach the right frame
   t.true(r1g.ok && r1g.value[0] === 0x77);
 });
 
-test('a non-present mapping raises #PF not-present with the address', (t) => {
+test('a non-present mapping raises #PF not-present with the address', async (t) => {
   const m = bootSynthetic();
   const r = m.cpu.read(0xffff_ffff_a000_0000n, 1);
   t.false(r.ok);
   if (!r.ok) t.like(r.fault, { vector: 'PF', cause: 'not-present', address: 0xffff_ffff_a000_0000n });
 });
 
-test('a non-canonical address raises #GP', (t) => {
+test('a non-canonical address raises #GP', async (t) => {
   const m = bootSynthetic();
   const r = m.cpu.read(0x0000_8000_0000_0000n, 1);
   t.false(r.ok);
   if (!r.ok) t.like(r.fault, { vector: 'GP', cause: 'non-canonical' });
 });
 
-test('NX, SMEP and SMAP are enforced; stac lifts SMAP for data only', (t) => {
+test('NX, SMEP and SMAP are enforced; stac lifts SMAP for data only', async (t) => {
   const m = bootSynthetic();
   const nx = m.cpu.fetch(m.kva(LAYOUT.data), 1);
   t.true(!nx.ok && nx.fault.kind === 'fault' && nx.fault.cause === 'nx');
@@ -40,7 +40,7 @@ test('NX, SMEP and SMAP are enforced; stac lifts SMAP for data only', (t) => {
   t.false(m.cpu.fetch(LAYOUT.userVa, 1).ok, 'AC does not lift SMEP');
 });
 
-test('user mode cannot touch supervisor pages and may use its own', (t) => {
+test('user mode cannot touch supervisor pages and may use its own', async (t) => {
   const m = bootSynthetic();
   m.cpu.setCpl(3);
   const r = m.cpu.read(m.kva(LAYOUT.data), 1);
@@ -49,7 +49,7 @@ test('user mode cannot touch supervisor pages and may use its own', (t) => {
   t.true(m.cpu.fetch(LAYOUT.userVa, 1).ok);
 });
 
-test('CR0.WP decides whether the kernel may write read-only pages', (t) => {
+test('CR0.WP decides whether the kernel may write read-only pages', async (t) => {
   const m = bootSynthetic();
   const va = m.kva(LAYOUT.rodata);
   const wp = m.cpu.write(va, Uint8Array.of(1));
@@ -58,7 +58,7 @@ test('CR0.WP decides whether the kernel may write read-only pages', (t) => {
   t.true(m.cpu.write(va, Uint8Array.of(1)).ok, 'with WP clear a supervisor write to a read-only page succeeds');
 });
 
-test('the TLB keeps a stale translation until invlpg or a CR3 write', (t) => {
+test('the TLB keeps a stale translation until invlpg or a CR3 write', async (t) => {
   const m = bootSynthetic();
   const va = 0xffff_c900_0000_0000n;
   m.vmm.core.memory.write(0x70_0000n, Uint8Array.of(0x11));
@@ -74,14 +74,14 @@ test('the TLB keeps a stale translation until invlpg or a CR3 write', (t) => {
   t.deepEqual(m.cpu.read(va, 1), { ok: true, value: Uint8Array.of(0x11) }, 'CR3 write flushed the non-global entry');
 });
 
-test('NX in a PTE is a reserved bit when EFER.NXE is clear', (t) => {
+test('NX in a PTE is a reserved bit when EFER.NXE is clear', async (t) => {
   const m = bootSynthetic();
   t.true(m.cpu.wrmsr(0xc0000080, EFER.LME | EFER.SCE).ok);
   const r = m.cpu.read(m.kva(LAYOUT.data), 1);
   t.true(!r.ok && r.fault.kind === 'fault' && r.fault.cause === 'reserved-bit');
 });
 
-test('the page walk itself is EPT-checked: unreadable page tables give an EPT violation', (t) => {
+test('the page walk itself is EPT-checked: unreadable page tables give an EPT violation', async (t) => {
   const m = bootSynthetic();
   m.vmm.core.ept.set(Number(LAYOUT.tables >> 12n), 0);
   const r = m.cpu.read(m.kva(LAYOUT.data), 1);
@@ -91,7 +91,7 @@ test('the page walk itself is EPT-checked: unreadable page tables give an EPT vi
   t.like(ev[0]!.exit, { pageWalk: true, gpa: LAYOUT.tables + ((m.kva(LAYOUT.data) >> 39n) & 0x1ffn) * 8n });
 });
 
-test('a multi-page write that faults on its second page writes nothing', (t) => {
+test('a multi-page write that faults on its second page writes nothing', async (t) => {
   const m = bootSynthetic();
   const va = 0xffff_c900_0000_0000n;
   m.pt.map(va, 0x70_0000n, PTE.RW | PTE.NX);
@@ -101,7 +101,7 @@ test('a multi-page write that faults on its second page writes nothing', (t) => 
   t.deepEqual([...m.vmm.core.memory.read(0x70_0ff0n, 16)], new Array(16).fill(0));
 });
 
-test('with paging off, virtual addresses are physical', (t) => {
+test('with paging off, virtual addresses are physical', async (t) => {
   const m = bootSynthetic();
   t.true(m.vmm.core.vcpus[0]!.setStateByVmm({ cr0: CR0.PE | CR0.ET, cr4: 0n }).ok);
   const r = m.cpu.read(LAYOUT.rodata, 5);
