@@ -4,9 +4,24 @@
  */
 import type { AnyPlugin } from '../plugin-api.ts';
 import { modulePkcs7Plugin, moduleSignaturePlugin } from './module-signature.ts';
+import { codeLoadPlugin } from './code-load.ts';
+import { ftracePlugin } from './ftrace.ts';
+import { jumpLabelPlugin } from './jump-label.ts';
+import { kernelTextPlugin } from './kernel-text.ts';
+import { kprobePlugin } from './kprobe.ts';
+import { setMemoryPlugin } from './set-memory.ts';
 
 /** Every built-in plugin. */
-export const BUILTIN_PLUGINS: readonly AnyPlugin[] = [moduleSignaturePlugin as AnyPlugin, modulePkcs7Plugin as AnyPlugin];
+export const BUILTIN_PLUGINS: readonly AnyPlugin[] = [
+  moduleSignaturePlugin as AnyPlugin,
+  modulePkcs7Plugin as AnyPlugin,
+  kernelTextPlugin as AnyPlugin,
+  ftracePlugin as AnyPlugin,
+  jumpLabelPlugin as AnyPlugin,
+  kprobePlugin as AnyPlugin,
+  setMemoryPlugin as AnyPlugin,
+  codeLoadPlugin as AnyPlugin,
+];
 
 /** The built-in plugin with this name. */
 export function builtinPlugin(name: string): AnyPlugin | undefined {

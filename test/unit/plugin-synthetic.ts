@@ -1,0 +1,145 @@
+/**
+ * A small synthetic kernel for the plugin tests (not a test file itself): a hand-written
+ * ManifestBody with a few ftrace sites, jump entries and trampolines, section bytes whose
+ * hashes the manifest records, one verified module, and builders for requests and contexts.
+ */
+import { createHash } from 'node:crypto';
+import { PROTOCOL_VERSION, type PatchItem, type RequestOf, type SetMemoryRange } from '../../shared/protocol.ts';
+import { Keyring } from '../../verifier-vm/keyring.ts';
+import { indexManifest, type KernelManifest, type ManifestBody } from '../../verifier-vm/manifest.ts';
+import type { PluginContext, VerifiedModule, VmState } from '../../verifier-vm/plugin-api.ts';
+
+const h = (a: bigint): string => a.toString(16);
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/** Addresses of the synthetic kernel. */
+export const K = {
+  text: 0xffffffff81000000n,
+  textSize: 0x10000,
+  initText: 0xffffffff83000000n,
+  initTextSize: 0x1000,
+  rodata: 0xffffffff82000000n,
+  rodataSize: 0x2000,
+  ftraceCaller: 0xffffffff81001000n,
+  ftraceRegsCaller: 0xffffffff81001100n,
+  fentry: 0xffffffff81001200n,
+  /** Two .text ftrace sites and one in .init.text. */
+  mcount: [0xffffffff81000100n, 0xffffffff81000200n],
+  initMcount: 0xffffffff83000010n,
+  /** A 2-byte and a 5-byte jump entry in .text, and a 5-byte one in .init.text. */
+  jump2: { site: 0xffffffff81000300n, target: 0xffffffff81000340n },
+  jump5: { site: 0xffffffff81000400n, target: 0xffffffff81000800n },
+  initJump5: { site: 0xffffffff83000100n, target: 0xffffffff83000200n },
+  /** A plain function in .text, away from every patch site. */
+  func: 0xffffffff81002000n,
+} as const;
+
+/** The bytes of a synthetic section: a repeating pattern seeded by the name. */
+export function sectionBytes(name: string, size: number): Uint8Array {
+  let seed = 0;
+  for (const c of name) seed = (seed * 31 + c.charCodeAt(0)) & 0xff;
+  return Uint8Array.from({ length: size }, (_, i) => (seed + i * 7) & 0xff);
+}
+
+/** The synthetic manifest body (hand-written, named "synthetic"). */
+export function syntheticBody(): ManifestBody {
+  const sec = (name: string, vaddr: bigint, size: number) => ({ name, vaddr: h(vaddr), paddr: h(vaddr - 0xffffffff80000000n), size, sha256: sha(sectionBytes(name, size)) });
+  return {
+    kernel: 'synthetic',
+    vmlinuzSha256: '00'.repeat(32),
+    sections: [sec('.text', K.text, K.textSize), sec('.rodata', K.rodata, K.rodataSize), sec('.init.text', K.initText, K.initTextSize)],
+    symbols: { _stext: h(K.text), _etext: h(K.text + BigInt(K.textSize)) },
+    mcountSites: [...K.mcount, K.initMcount].map(h),
+    jumpEntries: [
+      { site: h(K.jump2.site), target: h(K.jump2.target), key: h(0xffffffff82a00000n), len: 2 },
+      { site: h(K.jump5.site), target: h(K.jump5.target), key: h(0xffffffff82a00010n), len: 5 },
+      { site: h(K.initJump5.site), target: h(K.initJump5.target), key: h(0xffffffff82a00020n), len: 5 },
+    ],
+    exports: { printk: h(K.func) },
+    ftraceTrampolines: { ftrace_caller: h(K.ftraceCaller), ftrace_regs_caller: h(K.ftraceRegsCaller) },
+    fentry: h(K.fentry),
+  };
+}
+
+/** The synthetic manifest, indexed (no signature: indexManifest trusts its caller). */
+export function syntheticManifest(): KernelManifest {
+  return indexManifest(syntheticBody(), '0123456789abcdef');
+}
+
+/** Addresses of the synthetic module. */
+export const MOD = {
+  name: 'synth_mod',
+  text: 0xffffffffc0000000n,
+  textSize: 0x2000,
+  mcount: 0xffffffffc0000010n,
+  jump2: { site: 0xffffffffc0000100n, target: 0xffffffffc0000120n },
+  data: 0xffffffffc0004000n,
+} as const;
+
+/** The content of page `k` of the synthetic module's text. */
+export function modulePage(k: number): Uint8Array {
+  return Uint8Array.from({ length: 4096 }, (_, i) => (i * 13 + k * 101 + 1) & 0xff);
+}
+
+/** SHA-256 hex of bytes. */
+export const sha256 = sha;
+
+/** A verified module as module-end-state would record it. */
+export function syntheticModule(name: string = MOD.name): VerifiedModule {
+  return {
+    name,
+    exports: new Map([['synth_fn', MOD.text + 0x40n]]),
+    mcountSites: new Set([MOD.mcount]),
+    jumpEntries: new Map([[MOD.jump2.site, { target: MOD.jump2.target, len: 2 as const }]]),
+    textRanges: [{ start: MOD.text, end: MOD.text + BigInt(MOD.textSize) }],
+    ranges: [
+      { start: MOD.text, end: MOD.text + BigInt(MOD.textSize), permissions: 0b101 },
+      { start: MOD.data, end: MOD.data + 0x1000n, permissions: 0b011 },
+    ],
+    textPageHashes: new Map([
+      [MOD.text, sha(modulePage(0))],
+      [MOD.text + 0x1000n, sha(modulePage(1))],
+    ]),
+  };
+}
+
+/** A fresh VM state. */
+export function freshVm(vm = 'vm0'): VmState {
+  return { vm, modules: new Map(), codeImages: new Map(), bootVerified: false, pluginState: new Map() };
+}
+
+/** A plugin context over `vm` (fresh unless given). */
+export function context(opts: { manifest?: KernelManifest | undefined; vm?: VmState; config?: Record<string, unknown>; keyring?: Keyring } = {}): PluginContext {
+  return {
+    manifest: 'manifest' in opts ? opts.manifest : syntheticManifest(),
+    keyring: opts.keyring ?? Keyring.empty(),
+    vm: opts.vm ?? freshVm(),
+    facts: new Map(),
+    config: opts.config ?? {},
+  };
+}
+
+let nextId = 1;
+
+/** A text-patch request. */
+export function patchRequest(items: PatchItem[], vm = 'vm0'): RequestOf<'text-patch'> {
+  return { v: PROTOCOL_VERSION, id: nextId++, vm, kind: 'text-patch', items };
+}
+
+/** A patch item whose memory holds `old`. */
+export function item(kind: PatchItem['kind'], site: bigint, old: Uint8Array | number[], neu: Uint8Array | number[], current?: Uint8Array | number[]): PatchItem {
+  const o = Uint8Array.from(old);
+  return { kind, site, oldBytes: o, newBytes: Uint8Array.from(neu), currentBytes: current === undefined ? Uint8Array.from(o) : Uint8Array.from(current) };
+}
+
+/** A set-memory request. */
+export function setMemoryRequest(ranges: SetMemoryRange[], vm = 'vm0'): RequestOf<'set-memory'> {
+  return { v: PROTOCOL_VERSION, id: nextId++, vm, kind: 'set-memory', ranges };
+}
+
+/** A keyring from Ed25519 entries. */
+export function keyringOf(data: { ed25519?: Array<{ keyId: string; role: 'kernel-vendor' | 'module-signing'; publicKey: Uint8Array }>; revoked?: string[] }): Keyring {
+  const r = Keyring.fromData({ ed25519: data.ed25519 ?? [], certificates: [], revoked: { ed25519KeyIds: data.revoked ?? [], x509Sha256: [] } });
+  if (!r.ok) throw new Error(r.error);
+  return r.value;
+}

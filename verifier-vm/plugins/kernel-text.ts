@@ -1,0 +1,51 @@
+/**
+ * kernel-text: decides the end-of-boot `kernel-text` request. The core sends the bytes of the
+ * kernel's sections as they are in memory (frozen); every section the signed manifest lists
+ * must be there, once, with the manifest's name, address and size, and its SHA-256 must equal
+ * the manifest's. Sections the manifest does not list are ignored. The first mismatching
+ * manifest section (in manifest order) is named in the denial.
+ *
+ * On an allowed verdict, `commit` sets `ctx.vm.bootVerified`; ftrace and jump-label then stop
+ * patching `.init.text`, which Linux frees after boot.
+ */
+import { hex } from '../../shared/addr.ts';
+import type { RequestOf } from '../../shared/protocol.ts';
+import type { PluginContext, PluginResult, VerifierPlugin } from '../plugin-api.ts';
+import { sha256Hex } from '../signature/code-image.ts';
+import { NO_MANIFEST } from './patch-sites.ts';
+
+const HEX_ADDR = /^[0-9a-f]{1,16}$/;
+
+/** Decides one kernel-text request. Exported for tests and for plugins that wrap this policy. */
+export function checkKernelText(request: RequestOf<'kernel-text'>, ctx: PluginContext): PluginResult {
+  const m = ctx.manifest;
+  if (!m) return { decision: 'deny', reason: NO_MANIFEST };
+  const deny = (reason: string): PluginResult => ({ decision: 'deny', reason });
+  if (m.body.sections.length === 0) return deny(`manifest of ${m.body.kernel} lists no sections`);
+  for (const want of m.body.sections) {
+    const found = request.sections.filter((s) => s.name === want.name);
+    if (found.length === 0) return deny(`section ${want.name} is missing from the request`);
+    if (found.length > 1) return deny(`section ${want.name} appears ${found.length} times in the request`);
+    const got = found[0]!;
+    if (typeof want.vaddr !== 'string' || !HEX_ADDR.test(want.vaddr)) return deny(`manifest section ${want.name} has a malformed vaddr`);
+    const addr = BigInt(`0x${want.vaddr}`);
+    if (got.addr !== addr) return deny(`section ${want.name} is at ${hex(got.addr)}, the manifest says ${hex(addr)}`);
+    if (got.bytes.length !== want.size) return deny(`section ${want.name} is ${got.bytes.length} bytes, the manifest says ${want.size}`);
+    const sha = sha256Hex(got.bytes);
+    if (sha !== String(want.sha256).toLowerCase()) return deny(`section ${want.name} at ${hex(addr)} differs from the manifest (sha256 ${sha}, expected ${want.sha256})`);
+  }
+  return { decision: 'allow', reason: `${m.body.sections.length} sections match the manifest of ${m.body.kernel} (key ${m.keyId})` };
+}
+
+/** The kernel-text plugin. */
+export const kernelTextPlugin: VerifierPlugin<'kernel-text'> = {
+  name: 'kernel-text',
+  description: 'allows the end-of-boot check when every manifest section is present at its address with its SHA-256, then marks the boot verified',
+  kinds: ['kernel-text'],
+  decide(request, ctx) {
+    return checkKernelText(request, ctx);
+  },
+  commit(_request, ok, ctx) {
+    if (ok) ctx.vm.bootVerified = true;
+  },
+};
