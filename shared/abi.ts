@@ -18,6 +18,18 @@ export const HC = {
   LOCK_CR_UPDATE: 13,
   /** Set EPT attributes of guest-physical ranges (Heki v2: `KVM_HC_PROTECT_MEMORY`). */
   PROTECT_MEMORY: 14,
+  /** heki-sim: end of boot; the verifier checks the booted text against the manifest. */
+  HEKI_END_BOOT: 15,
+  /** heki-sim: authenticate a loaded module and grant its sections' permissions. */
+  HEKI_LOAD_MODULE: 16,
+  /** heki-sim: unload a module; its pages return to data-only. */
+  HEKI_UNLOAD_MODULE: 17,
+  /** heki-sim: a batch of authenticated text patches (ftrace, jump labels, static calls, kprobes). */
+  HEKI_TEXT_PATCH: 18,
+  /** heki-sim: an authenticated permission change after boot (set_memory_*). */
+  HEKI_SET_MEMORY: 19,
+  /** heki-sim: authenticate a signed code image (eBPF JIT, trampoline) and make it executable. */
+  HEKI_LOAD_CODE: 20,
 } as const;
 
 /** A hypercall number the core knows. */
@@ -27,6 +39,12 @@ export type HypercallNr = (typeof HC)[keyof typeof HC];
 export const HC_NAMES: Readonly<Record<HypercallNr, string>> = {
   [HC.LOCK_CR_UPDATE]: 'KVM_HC_LOCK_CR_UPDATE',
   [HC.PROTECT_MEMORY]: 'KVM_HC_PROTECT_MEMORY',
+  [HC.HEKI_END_BOOT]: 'KVM_HC_HEKI_END_BOOT',
+  [HC.HEKI_LOAD_MODULE]: 'KVM_HC_HEKI_LOAD_MODULE',
+  [HC.HEKI_UNLOAD_MODULE]: 'KVM_HC_HEKI_UNLOAD_MODULE',
+  [HC.HEKI_TEXT_PATCH]: 'KVM_HC_HEKI_TEXT_PATCH',
+  [HC.HEKI_SET_MEMORY]: 'KVM_HC_HEKI_SET_MEMORY',
+  [HC.HEKI_LOAD_CODE]: 'KVM_HC_HEKI_LOAD_CODE',
 };
 
 /** True when `nr` is a hypercall the core implements. */

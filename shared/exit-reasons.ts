@@ -42,4 +42,6 @@ export const HEKI_DENIAL = {
   IMMUTABLE: 1 << 1,
   /** A LOCK_CR_UPDATE asked to pin a bit that is not pinnable. */
   BAD_PIN: 1 << 2,
+  /** The verifier denied an authenticated change (or was unavailable). */
+  VERIFICATION: 1 << 3,
 } as const;

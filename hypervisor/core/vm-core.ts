@@ -15,6 +15,8 @@ import type { ExitSink, Reaction, VmExit } from '../exits/exit.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import { HEKI_CONFIGURE, HEKI_DENIAL } from '../../shared/exit-reasons.ts';
 import { Vcpu } from '../vcpu/vcpu.ts';
+import { Authenticator, type KernelRegion, type VerifierPort } from './auth/authenticator.ts';
+import type { AuditLog } from '../../verifier-vm/audit-log.ts';
 
 /** How to build a VM. */
 export interface VmConfig {
@@ -36,6 +38,7 @@ export class VmCore {
   #configureMask = 0;
   #denialMask = 0;
   #stopped: string | undefined;
+  #auth: Authenticator | undefined;
 
   constructor(config: VmConfig, sink: ExitSink) {
     if (!Number.isInteger(config.vcpus) || config.vcpus < 1 || config.vcpus > 256) {
@@ -45,6 +48,20 @@ export class VmCore {
     this.ept = new Ept(this.memory.frames);
     this.#sink = sink;
     this.vcpus = Array.from({ length: config.vcpus }, (_, id) => new Vcpu(id, this));
+  }
+
+  /** The authenticated-change state, once the VMM attached a verifier. */
+  get auth(): Authenticator | undefined {
+    return this.#auth;
+  }
+
+  /**
+   * VMM ioctl: attaches the verifier VM. From now on the heki-sim authenticated hypercalls
+   * work (without a verifier they return -KVM_EOPNOTSUPP). `kernelRegions` come from the
+   * manifest: where the kernel image's sections sit, virtually and physically.
+   */
+  attachVerifier(config: { port: VerifierPort; vm: string; audit: AuditLog; kernelRegions: readonly KernelRegion[] }): void {
+    this.#auth = new Authenticator(config, this.ept);
   }
 
   /** Why the VM was stopped, or undefined while it runs. */
@@ -84,7 +101,7 @@ export class VmCore {
    */
   enableHekiExits(configure: number, denial: number): Result<void, string> {
     const cfgAll = HEKI_CONFIGURE.LOCK_CR | HEKI_CONFIGURE.PROTECT_MEMORY;
-    const denAll = HEKI_DENIAL.CR_PIN | HEKI_DENIAL.IMMUTABLE | HEKI_DENIAL.BAD_PIN;
+    const denAll = HEKI_DENIAL.CR_PIN | HEKI_DENIAL.IMMUTABLE | HEKI_DENIAL.BAD_PIN | HEKI_DENIAL.VERIFICATION;
     if ((configure & ~cfgAll) !== 0) return err(`unknown KVM_CAP_HEKI_CONFIGURE bits 0x${(configure & ~cfgAll).toString(16)}`);
     if ((denial & ~denAll) !== 0) return err(`unknown KVM_CAP_HEKI_DENIAL bits 0x${(denial & ~denAll).toString(16)}`);
     this.#configureMask = configure;
@@ -135,6 +152,7 @@ export class VmCore {
     this.#configureMask = 0;
     this.#denialMask = 0;
     this.#stopped = undefined;
+    if (this.#auth) this.#auth = new Authenticator(this.#auth, this.ept);
     if (options.clearMemory) this.memory.clear();
     for (const v of this.vcpus) v.reset();
   }

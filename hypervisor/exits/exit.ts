@@ -22,7 +22,8 @@ export type HekiConfigureRequest =
 export type HekiDenial =
   | { readonly kind: 'cr-pin'; readonly cr: 0 | 4; readonly value: bigint; readonly cleared: bigint }
   | { readonly kind: 'immutable'; readonly frame: number; readonly requested: number; readonly current: number }
-  | { readonly kind: 'bad-pin'; readonly cr: number; readonly mask: bigint };
+  | { readonly kind: 'bad-pin'; readonly cr: number; readonly mask: bigint }
+  | { readonly kind: 'verification'; readonly request: string; readonly subject: string; readonly reason: string };
 
 /** One VM exit. */
 export type VmExit =

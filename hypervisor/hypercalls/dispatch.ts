@@ -9,11 +9,23 @@ import type { Vcpu } from '../vcpu/vcpu.ts';
 import type { HypercallArgs, HypercallHandler } from './context.ts';
 import { lockCrUpdate } from './lock-cr-update.ts';
 import { protectMemory } from './protect-memory.ts';
+import { endBoot } from './end-boot.ts';
+import { loadModule } from './load-module.ts';
+import { unloadModule } from './unload-module.ts';
+import { textPatch } from './text-patch.ts';
+import { setMemory } from './set-memory.ts';
+import { loadCode } from './load-code.ts';
 
 /** Every hypercall the core implements. */
 export const HYPERCALL_HANDLERS = {
   [HC.LOCK_CR_UPDATE]: lockCrUpdate,
   [HC.PROTECT_MEMORY]: protectMemory,
+  [HC.HEKI_END_BOOT]: endBoot,
+  [HC.HEKI_LOAD_MODULE]: loadModule,
+  [HC.HEKI_UNLOAD_MODULE]: unloadModule,
+  [HC.HEKI_TEXT_PATCH]: textPatch,
+  [HC.HEKI_SET_MEMORY]: setMemory,
+  [HC.HEKI_LOAD_CODE]: loadCode,
 } satisfies Record<HypercallNr, HypercallHandler>;
 
 /**

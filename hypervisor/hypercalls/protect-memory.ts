@@ -4,11 +4,12 @@
  *
  * Order: read and validate the whole list (-KVM_EINVAL, nothing changed) -> W^X check
  * (-KVM_EINVAL) -> the VMM's configure exit when enabled (-KVM_EPERM if refused) -> the
- * IMMUTABLE check over every frame (-KVM_EPERM, nothing changed) -> apply.
+ * IMMUTABLE check over every frame (-KVM_EPERM, nothing changed) -> after the end of boot,
+ * a request that widens any frame's permissions is refused (-KVM_EPERM) -> apply.
  */
 import { KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
 import { HEKI_CONFIGURE, HEKI_DENIAL } from '../../shared/exit-reasons.ts';
-import { EPT_FROZEN, EPT_IMMUTABLE, memAttrToEpt } from '../ept/permissions.ts';
+import { EPT_FROZEN, EPT_IMMUTABLE, EPT_RWX_MASK, memAttrToEpt } from '../ept/permissions.ts';
 import { readPageList } from './page-list-reader.ts';
 import type { HypercallHandler } from './context.ts';
 
@@ -36,6 +37,16 @@ export const protectMemory: HypercallHandler = ({ core, vcpu }, [a0]) => {
           core.exit({ reason: 'heki-denial', vcpu: vcpu.id, denial: { kind: 'immutable', frame: f, requested: wanted, current } });
         }
         return -KVM_STATUS.KVM_EPERM;
+      }
+    }
+  }
+  if (core.auth?.bootEnded) {
+    // After boot only the verifier may widen permissions (HEKI_SET_MEMORY); here the guest
+    // may only take them away.
+    for (const r of ranges) {
+      const wanted = memAttrToEpt(r.permissions) & EPT_RWX_MASK;
+      for (let f = Number(r.pa >> 12n); f < Number(r.epa >> 12n); f++) {
+        if ((wanted & ~core.ept.get(f)) !== 0) return -KVM_STATUS.KVM_EPERM;
       }
     }
   }

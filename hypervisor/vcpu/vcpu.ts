@@ -371,6 +371,39 @@ export class Vcpu implements GuestCpu {
     return dispatchHypercall(this.#core, this, nr, [a0, a1, a2, a3]);
   }
 
+  // ---------------------------------------------------------------- core access
+
+  /**
+   * Translates `va` with the guest's current page tables for the core itself, like KVM's
+   * kvm_read_guest_virt(): no permission or EPT checks, no TLB, no exits. Returns the frame,
+   * or undefined when the address is not mapped. TRUST: the tables are guest-controlled, so
+   * the core uses this only to find what the guest points at, and authenticates contents.
+   */
+  translateForCore(va: bigint): number | undefined {
+    if ((this.#cr0 & CR0.PG) === 0n) return va >= 0n && va < this.#core.memory.size ? Number(va >> 12n) : undefined;
+    if (!isCanonical(va)) return undefined;
+    const mem = this.#core.memory;
+    const w = walk(this.#cr3, va, this.#efer, (gpa) => (mem.contains(gpa, 8) ? { ok: true, value: mem.readU64(gpa) } : { ok: false, gpa }));
+    if (!w.ok || w.entry.frame >= mem.frames) return undefined;
+    return w.entry.frame;
+  }
+
+  /** Copies `len` bytes at `va` for the core (see {@link translateForCore}); undefined if unmapped. */
+  readForCore(va: bigint, len: number): Uint8Array | undefined {
+    const out = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const at = va + BigInt(done);
+      const frame = this.translateForCore(at);
+      if (frame === undefined) return undefined;
+      const off = Number(at & (PAGE - 1n));
+      const n = Math.min(4096 - off, len - done);
+      out.set(this.#core.memory.read(BigInt(frame) * PAGE + BigInt(off), n), done);
+      done += n;
+    }
+    return out;
+  }
+
   // ---------------------------------------------------------------- VMM access
 
   /** KVM_GET_SREGS / KVM_GET_MSRS: the register state, for the VMM. */

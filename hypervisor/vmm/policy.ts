@@ -23,7 +23,10 @@ export type VmmPolicy = { readonly [R in ExitReason]?: (exit: ExitOf<R>) => Deci
 
 const inject: Decision = { action: 'inject', log: true };
 
-/** What the VMM does when a policy is silent: inject and log; accept Heki configuration. */
+/**
+ * What the VMM does when a policy is silent: inject and log; accept Heki configuration; stop
+ * a VM whose booted kernel text the verifier refused (it is not the kernel that was signed).
+ */
 export const DEFAULT_POLICY: Required<VmmPolicy> = {
   'ept-violation': () => inject,
   'cr-write': () => inject,
@@ -31,7 +34,10 @@ export const DEFAULT_POLICY: Required<VmmPolicy> = {
   'msr-read': () => inject,
   'dt-write': () => inject,
   'heki-configure': () => ({ action: 'resume', log: true }),
-  'heki-denial': () => inject,
+  'heki-denial': (e) =>
+    e.denial.kind === 'verification' && e.denial.request === 'kernel-text'
+      ? { action: 'stop', log: true, reason: `the booted kernel does not match the signed manifest: ${e.denial.reason}` }
+      : inject,
 };
 
 /** A policy that stops the VM on every violation or denial, for strict regression runs. */

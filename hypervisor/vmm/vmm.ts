@@ -69,7 +69,7 @@ export class Vmm implements ExitSink {
   #enableHekiExits(): void {
     const masks = this.#config.hekiExits ?? {
       configure: HEKI_CONFIGURE.LOCK_CR | HEKI_CONFIGURE.PROTECT_MEMORY,
-      denial: HEKI_DENIAL.CR_PIN | HEKI_DENIAL.IMMUTABLE | HEKI_DENIAL.BAD_PIN,
+      denial: HEKI_DENIAL.CR_PIN | HEKI_DENIAL.IMMUTABLE | HEKI_DENIAL.BAD_PIN | HEKI_DENIAL.VERIFICATION,
     };
     const r = this.core.enableHekiExits(masks.configure, masks.denial);
     if (!r.ok) throw new RangeError(r.error);

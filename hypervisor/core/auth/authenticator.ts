@@ -1,0 +1,155 @@
+/**
+ * The core's side of authenticated changes: the state the core keeps so that it applies a
+ * verdict to the right frames, and the steps every authenticated hypercall shares.
+ *
+ * The order is fixed (ARCHITECTURE.md): **freeze, snapshot, verify, apply, audit.** The
+ * target frames become non-writable for the guest (EPT_FROZEN) before their bytes are copied
+ * for the verifier, and stay so until the verdict is applied, so the guest cannot change what
+ * was verified. Frames are counted, so overlapping requests thaw only when the last is done.
+ *
+ * Trusted code map: the core patches text only where it knows, from its own records, which
+ * frame a kernel virtual address is: the kernel's text from the manifest's physical layout,
+ * and module and code-image text from the frames it snapshotted when it verified them. It
+ * never follows the guest's page tables to decide where to write.
+ */
+import type { Verdict } from '../../../shared/protocol.ts';
+import type { OutgoingRequest } from '../../verifier-link/verifier-link.ts';
+import type { AuditLog } from '../../../verifier-vm/audit-log.ts';
+import { EPT_FROZEN } from '../../ept/permissions.ts';
+import type { Ept } from '../../ept/ept.ts';
+
+/** What the core needs of the verifier: one call that never rejects. */
+export interface VerifierPort {
+  verify(request: OutgoingRequest): Promise<Verdict>;
+}
+
+/** A section of the kernel image the VMM knows from the manifest. */
+export interface KernelRegion {
+  readonly name: string;
+  readonly vaddr: bigint;
+  readonly paddr: bigint;
+  readonly size: number;
+}
+
+/** A module the core granted permissions to. */
+export interface ModuleRecord {
+  readonly name: string;
+  /** Every frame of every section, with the EPT bits it had before the load. */
+  readonly frames: ReadonlyMap<number, number>;
+  /** Text pages: virtual page -> frame. */
+  readonly textPages: ReadonlyMap<bigint, number>;
+}
+
+/** A verified code image (eBPF JIT, trampoline). */
+export interface CodeRecord {
+  readonly name: string;
+  readonly frames: ReadonlyMap<number, number>;
+  readonly textPages: ReadonlyMap<bigint, number>;
+}
+
+const PAGE = 4096n;
+
+/** The authenticated-change state of one VM. */
+export class Authenticator {
+  readonly port: VerifierPort;
+  readonly vm: string;
+  readonly audit: AuditLog;
+  readonly kernelRegions: readonly KernelRegion[];
+  /** Whether the guest ended boot (heki-sim END_BOOT) and the verifier accepted its text. */
+  bootEnded = false;
+  readonly modules = new Map<string, ModuleRecord>();
+  readonly codeImages = new Map<string, CodeRecord>();
+  readonly #ept: Ept;
+  readonly #frozen = new Map<number, number>();
+  /** Trusted code pages: virtual page -> frame. */
+  readonly #codePages = new Map<bigint, number>();
+
+  constructor(config: { port: VerifierPort; vm: string; audit: AuditLog; kernelRegions: readonly KernelRegion[] }, ept: Ept) {
+    this.port = config.port;
+    this.vm = config.vm;
+    this.audit = config.audit;
+    this.kernelRegions = config.kernelRegions;
+    this.#ept = ept;
+    for (const r of config.kernelRegions) {
+      if (!r.name.startsWith('.text') && r.name !== '.init.text') continue;
+      for (let off = 0n; off < BigInt(r.size); off += PAGE) {
+        this.#codePages.set((r.vaddr + off) & ~(PAGE - 1n), Number((r.paddr + off) >> 12n));
+      }
+    }
+  }
+
+  /** True when `frame` belongs to a verified module or code image. */
+  ownsFrame(frame: number): boolean {
+    for (const m of this.modules.values()) if (m.frames.has(frame)) return true;
+    for (const c of this.codeImages.values()) if (c.frames.has(frame)) return true;
+    return false;
+  }
+
+  /** The frame of verified code at virtual address `va`, or undefined. */
+  codeFrame(va: bigint): number | undefined {
+    return this.#codePages.get(va & ~(PAGE - 1n));
+  }
+
+  /** Adds verified code pages to the trusted map. */
+  addCode(pages: ReadonlyMap<bigint, number>): void {
+    for (const [va, f] of pages) this.#codePages.set(va, f);
+  }
+
+  /** Removes code pages from the trusted map. */
+  removeCode(pages: ReadonlyMap<bigint, number>): void {
+    for (const va of pages.keys()) this.#codePages.delete(va);
+  }
+
+  /** Freeze: the guest can no longer write these frames until {@link thaw}. */
+  freeze(frames: Iterable<number>): number[] {
+    const list = [...new Set(frames)];
+    for (const f of list) {
+      const n = this.#frozen.get(f) ?? 0;
+      this.#frozen.set(f, n + 1);
+      if (n === 0) this.#ept.freeze(f);
+    }
+    return list;
+  }
+
+  /** Ends one freeze of these frames; a frame thaws when its last freeze ends. */
+  thaw(frames: readonly number[]): void {
+    for (const f of frames) {
+      const n = this.#frozen.get(f) ?? 0;
+      if (n <= 1) {
+        this.#frozen.delete(f);
+        this.#ept.set(f, this.#ept.get(f) & ~EPT_FROZEN);
+      } else {
+        this.#frozen.set(f, n - 1);
+      }
+    }
+  }
+
+  /** Sets a frame's permissions while keeping its FROZEN state (the core's apply step). */
+  setPermissions(frame: number, perms: number): void {
+    this.#ept.set(frame, (perms & ~EPT_FROZEN) | (this.#frozen.has(frame) ? EPT_FROZEN : 0));
+  }
+
+  /** Asks the verifier; never rejects (a throwing port is a denial). */
+  async verify(request: OutgoingRequest): Promise<Verdict> {
+    try {
+      return await this.port.verify(request);
+    } catch (e) {
+      return { v: 1, id: -1, ok: false, reason: `verifier unavailable: ${e instanceof Error ? e.message : String(e)}`, plugins: [] };
+    }
+  }
+
+  /** The audit step: one record per verdict, with what the core applied. */
+  record(kind: string, subject: string, verdict: Verdict, applied: Record<string, string | number | boolean | null>): void {
+    this.audit.append({
+      event: 'verdict',
+      vm: this.vm,
+      kind,
+      subject,
+      request: verdict.id,
+      ok: verdict.ok,
+      reason: verdict.reason,
+      plugins: [...verdict.plugins],
+      ...applied,
+    });
+  }
+}

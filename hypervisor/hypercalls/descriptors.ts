@@ -1,0 +1,123 @@
+/**
+ * Bounded readers for the descriptors of heki-sim's authenticated hypercalls
+ * (shared/heki-descriptors.ts). TRUST: descriptors are guest memory; every count and length
+ * is checked against its limit before it is used, and every failure names the problem
+ * (the hypercall returns -KVM_EINVAL).
+ */
+import { PAGE_SIZE, hex } from '../../shared/addr.ts';
+import {
+  CODE_DESC_MAGIC,
+  CODE_DESC_SIZE,
+  CODE_WHAT,
+  MODULE_DESC_ENTRY,
+  MODULE_DESC_HEADER,
+  MODULE_DESC_MAGIC,
+  MODULE_DESC_MAX_SECTIONS,
+  MODULE_IMAGE_MAX,
+  NAME_MAX,
+  PATCH_BATCH_HEADER,
+  PATCH_BATCH_MAGIC,
+  PATCH_BATCH_MAX,
+  PATCH_ENTRY,
+  PATCH_KIND,
+  type ModuleDescSection,
+  type PatchKindName,
+} from '../../shared/heki-descriptors.ts';
+import { type Result, err, ok } from '../../shared/result.ts';
+import type { GuestMemoryAccess } from '../memory/guest-memory.ts';
+
+/** A module descriptor as read. */
+export interface ModuleDesc {
+  readonly imageGva: bigint;
+  readonly imageLen: number;
+  readonly nameGva: bigint;
+  readonly nameLen: number;
+  readonly sections: readonly ModuleDescSection[];
+}
+
+/** Reads the module descriptor at `gpa`. */
+export function readModuleDesc(mem: GuestMemoryAccess, gpa: bigint): Result<ModuleDesc, string> {
+  if (gpa % BigInt(PAGE_SIZE) !== 0n || !mem.contains(gpa, PAGE_SIZE)) return err(`module descriptor at ${hex(gpa)} is unaligned or outside guest memory`);
+  const page = mem.read(gpa, PAGE_SIZE);
+  const dv = new DataView(page.buffer);
+  if (dv.getBigUint64(0, true) !== MODULE_DESC_MAGIC) return err('module descriptor has a bad magic');
+  const imageLen = dv.getBigUint64(16, true);
+  const nameLen = dv.getBigUint64(32, true);
+  const n = dv.getBigUint64(40, true);
+  if (imageLen === 0n || imageLen > BigInt(MODULE_IMAGE_MAX)) return err(`module image length ${imageLen} is not in 1..${MODULE_IMAGE_MAX}`);
+  if (nameLen === 0n || nameLen > BigInt(NAME_MAX)) return err(`module name length ${nameLen} is not in 1..${NAME_MAX}`);
+  if (n === 0n || n > BigInt(MODULE_DESC_MAX_SECTIONS)) return err(`module descriptor claims ${n} sections; 1..${MODULE_DESC_MAX_SECTIONS} fit`);
+  const sections: ModuleDescSection[] = [];
+  for (let i = 0; i < Number(n); i++) {
+    const o = MODULE_DESC_HEADER + i * MODULE_DESC_ENTRY;
+    const shndx = dv.getBigUint64(o, true);
+    const size = dv.getBigUint64(o + 16, true);
+    if (shndx === 0n || shndx > 0xffffn) return err(`section entry ${i}: bad section index ${shndx}`);
+    if (size > BigInt(MODULE_IMAGE_MAX)) return err(`section entry ${i}: size ${size} is too large`);
+    sections.push({ shndx: Number(shndx), gva: dv.getBigUint64(o + 8, true), size: Number(size) });
+  }
+  return ok({ imageGva: dv.getBigUint64(8, true), imageLen: Number(imageLen), nameGva: dv.getBigUint64(24, true), nameLen: Number(nameLen), sections });
+}
+
+/** One entry of a patch batch as read. */
+export interface PatchEntry {
+  readonly index: number;
+  readonly kind: PatchKindName;
+  readonly site: bigint;
+  readonly oldBytes: Uint8Array;
+  readonly newBytes: Uint8Array;
+}
+
+const KIND_BY_CODE = new Map<number, PatchKindName>(Object.entries(PATCH_KIND).map(([k, v]) => [v, k as PatchKindName]));
+
+/** Reads the patch batch at `gpa` (physically contiguous). */
+export function readPatchBatch(mem: GuestMemoryAccess, gpa: bigint): Result<PatchEntry[], string> {
+  if (gpa % 8n !== 0n || !mem.contains(gpa, PATCH_BATCH_HEADER)) return err(`patch batch at ${hex(gpa)} is unaligned or outside guest memory`);
+  const head = new DataView(mem.read(gpa, PATCH_BATCH_HEADER).buffer);
+  if (head.getBigUint64(0, true) !== PATCH_BATCH_MAGIC) return err('patch batch has a bad magic');
+  const count = head.getBigUint64(8, true);
+  if (count === 0n || count > BigInt(PATCH_BATCH_MAX)) return err(`patch batch claims ${count} patches; 1..${PATCH_BATCH_MAX} allowed`);
+  const bytes = PATCH_BATCH_HEADER + Number(count) * PATCH_ENTRY;
+  if (!mem.contains(gpa, bytes)) return err(`patch batch of ${count} entries runs past the end of guest memory`);
+  const all = mem.read(gpa, bytes);
+  const dv = new DataView(all.buffer);
+  const out: PatchEntry[] = [];
+  for (let i = 0; i < Number(count); i++) {
+    const o = PATCH_BATCH_HEADER + i * PATCH_ENTRY;
+    const len = all[o + 8] as number;
+    const kind = KIND_BY_CODE.get(all[o + 9] as number);
+    if (len < 1 || len > 8) return err(`patch ${i}: length ${len} is not 1..8`);
+    if (!kind) return err(`patch ${i}: unknown kind code ${all[o + 9]}`);
+    out.push({ index: i, kind, site: dv.getBigUint64(o, true), oldBytes: all.slice(o + 16, o + 16 + len), newBytes: all.slice(o + 24, o + 24 + len) });
+  }
+  return ok(out);
+}
+
+/** A code descriptor as read. */
+export interface CodeDesc {
+  readonly what: keyof typeof CODE_WHAT;
+  readonly imageGva: bigint;
+  readonly imageLen: number;
+  readonly nameGva: bigint;
+  readonly nameLen: number;
+  readonly keyId: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+/** Reads the code descriptor at `gpa`. */
+export function readCodeDesc(mem: GuestMemoryAccess, gpa: bigint): Result<CodeDesc, string> {
+  if (gpa % 8n !== 0n || !mem.contains(gpa, CODE_DESC_SIZE)) return err(`code descriptor at ${hex(gpa)} is unaligned or outside guest memory`);
+  const b = mem.read(gpa, CODE_DESC_SIZE);
+  const dv = new DataView(b.buffer);
+  if (dv.getBigUint64(0, true) !== CODE_DESC_MAGIC) return err('code descriptor has a bad magic');
+  const whatCode = dv.getBigUint64(8, true);
+  const what = (Object.keys(CODE_WHAT) as Array<keyof typeof CODE_WHAT>).find((k) => BigInt(CODE_WHAT[k]) === whatCode);
+  if (!what) return err(`code descriptor: unknown kind ${whatCode}`);
+  const imageLen = dv.getBigUint64(24, true);
+  const nameLen = dv.getBigUint64(40, true);
+  const imageGva = dv.getBigUint64(16, true);
+  if (imageLen === 0n || imageLen > BigInt(MODULE_IMAGE_MAX)) return err(`code image length ${imageLen} is not in 1..${MODULE_IMAGE_MAX}`);
+  if (nameLen === 0n || nameLen > BigInt(NAME_MAX)) return err(`code name length ${nameLen} is not in 1..${NAME_MAX}`);
+  if (imageGva % BigInt(PAGE_SIZE) !== 0n) return err(`code image at ${hex(imageGva)} is not page-aligned`);
+  return ok({ what, imageGva, imageLen: Number(imageLen), nameGva: dv.getBigUint64(32, true), nameLen: Number(nameLen), keyId: b.slice(56, 64), signature: b.slice(64, 128) });
+}

@@ -1,0 +1,60 @@
+/**
+ * heki-sim KVM_HC_HEKI_LOAD_CODE (20): a0 = guest-physical address of a code descriptor: a
+ * signed image (an eBPF JIT output, a trampoline) the guest wrote at a page-aligned address.
+ * Freeze its frames, snapshot the image from them, ask the verifier (signature), make the
+ * frames R|X and add them to the trusted code map.
+ */
+import { KVM_STATUS } from '../../shared/abi.ts';
+import { EPT_IMMUTABLE, EPT_R, EPT_XS } from '../ept/permissions.ts';
+import type { HypercallHandler } from './context.ts';
+import { readCodeDesc } from './descriptors.ts';
+import { decodeName, verificationDenied } from './verification-outcome.ts';
+
+const PAGE = 4096n;
+
+export const loadCode: HypercallHandler = async (ctx, [a0]) => {
+  const { core, vcpu } = ctx;
+  const auth = core.auth;
+  if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
+  const desc = readCodeDesc(core.memory, a0);
+  if (!desc.ok) return -KVM_STATUS.KVM_EINVAL;
+  const d = desc.value;
+  const name = decodeName(vcpu.readForCore(d.nameGva, d.nameLen));
+  if (name === undefined || auth.codeImages.has(name)) return -KVM_STATUS.KVM_EINVAL;
+  const pages: Array<[bigint, number]> = [];
+  const before = new Map<number, number>();
+  for (let off = 0n; off < BigInt(d.imageLen); off += PAGE) {
+    const f = vcpu.translateForCore(d.imageGva + off);
+    if (f === undefined) return -KVM_STATUS.KVM_EINVAL;
+    if (core.ept.get(f) & EPT_IMMUTABLE || auth.ownsFrame(f)) return -KVM_STATUS.KVM_EPERM;
+    pages.push([d.imageGva + off, f]);
+    before.set(f, core.ept.get(f));
+  }
+  const frozen = auth.freeze(before.keys());
+  try {
+    const image = new Uint8Array(d.imageLen);
+    pages.forEach(([, f], i) => image.set(core.memory.read(BigInt(f) * PAGE, Math.min(4096, d.imageLen - i * 4096)), i * 4096));
+    const verdict = await auth.verify({
+      kind: 'code-load',
+      vm: auth.vm,
+      what: d.what,
+      name,
+      addr: d.imageGva,
+      image,
+      signature: d.signature,
+      keyId: Buffer.from(d.keyId).toString('hex'),
+    });
+    if (!verdict.ok) {
+      auth.record('code-load', `${d.what}:${name}`, verdict, { applied: false });
+      return verificationDenied(ctx, 'code-load', `${d.what}:${name}`, verdict);
+    }
+    for (const f of before.keys()) auth.setPermissions(f, EPT_R | EPT_XS);
+    const textPages = new Map(pages);
+    auth.codeImages.set(name, { name, frames: before, textPages });
+    auth.addCode(textPages);
+    auth.record('code-load', `${d.what}:${name}`, verdict, { applied: true, pages: pages.length });
+    return 0;
+  } finally {
+    auth.thaw(frozen);
+  }
+};

@@ -1,0 +1,101 @@
+/**
+ * heki-sim KVM_HC_HEKI_LOAD_MODULE (16): a0 = guest-physical address of a module descriptor
+ * (shared/heki-descriptors.ts): the signed image as given to init_module, and where the guest
+ * placed each section. Freeze every frame of every section, snapshot the sections, ask the
+ * verifier (signature, then the end state: relocations re-run at these addresses), apply the
+ * per-section grants, audit.
+ */
+import { KVM_STATUS } from '../../shared/abi.ts';
+import type { PlacedSection } from '../../shared/protocol.ts';
+import { EPT_IMMUTABLE, EPT_XS, memAttrToEpt } from '../ept/permissions.ts';
+import type { HypercallHandler } from './context.ts';
+import { readModuleDesc } from './descriptors.ts';
+import { decodeName, verificationDenied } from './verification-outcome.ts';
+
+const PAGE = 4096n;
+
+export const loadModule: HypercallHandler = async (ctx, [a0]) => {
+  const { core, vcpu } = ctx;
+  const auth = core.auth;
+  if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
+  const desc = readModuleDesc(core.memory, a0);
+  if (!desc.ok) return -KVM_STATUS.KVM_EINVAL;
+  const d = desc.value;
+  const name = decodeName(vcpu.readForCore(d.nameGva, d.nameLen));
+  if (name === undefined) return -KVM_STATUS.KVM_EINVAL;
+  if (auth.modules.has(name)) return -KVM_STATUS.KVM_EINVAL;
+  const image = vcpu.readForCore(d.imageGva, d.imageLen);
+  if (!image) return -KVM_STATUS.KVM_EINVAL;
+
+  // Resolve every page of every section once; the snapshot and the grants use these frames.
+  const layout: Array<{ shndx: number; gva: bigint; size: number; pages: Array<[bigint, number]> }> = [];
+  const before = new Map<number, number>();
+  for (const s of d.sections) {
+    const pages: Array<[bigint, number]> = [];
+    const end = s.gva + BigInt(Math.max(s.size, 1));
+    for (let va = s.gva & ~(PAGE - 1n); va < end; va += PAGE) {
+      const f = vcpu.translateForCore(va);
+      if (f === undefined) return -KVM_STATUS.KVM_EINVAL;
+      const perms = core.ept.get(f);
+      // TRUST: module memory must be the guest's own data pages: never locked (immutable)
+      // kernel memory, never a page of another verified module or code image.
+      if ((perms & EPT_IMMUTABLE) !== 0 || auth.ownsFrame(f)) return -KVM_STATUS.KVM_EPERM;
+      pages.push([va, f]);
+      before.set(f, perms);
+    }
+    layout.push({ shndx: s.shndx, gva: s.gva, size: s.size, pages });
+  }
+  const frozen = auth.freeze(before.keys());
+  try {
+    const sections: PlacedSection[] = layout.map((s) => ({ shndx: s.shndx, addr: s.gva, size: s.size, bytes: readFrames(core.memory, s.gva, s.size, s.pages) }));
+    const verdict = await auth.verify({ kind: 'module-load', vm: auth.vm, name, image, sections });
+    if (!verdict.ok || !verdict.grants) {
+      auth.record('module-load', name, verdict, { applied: false });
+      return verificationDenied(ctx, 'module-load', name, verdict.ok ? { reason: 'verdict carried no grants' } : verdict);
+    }
+    const grantOf = new Map(verdict.grants.map((g) => [g.shndx, g.permissions]));
+    const frameGrant = new Map<number, number>();
+    for (const s of layout) {
+      const g = grantOf.get(s.shndx);
+      if (g === undefined) {
+        auth.record('module-load', name, verdict, { applied: false, note: `no grant for section ${s.shndx}` });
+        return verificationDenied(ctx, 'module-load', name, { reason: `no grant for section ${s.shndx}` });
+      }
+      for (const [, f] of s.pages) {
+        const prev = frameGrant.get(f);
+        if (prev !== undefined && prev !== g) {
+          // INVARIANT: one frame, one permission; a page shared by text and data is refused.
+          auth.record('module-load', name, verdict, { applied: false, note: `frame ${f} would get two different grants` });
+          return verificationDenied(ctx, 'module-load', name, { reason: `frame ${f} is shared by sections with different permissions` });
+        }
+        frameGrant.set(f, g);
+      }
+    }
+    const textPages = new Map<bigint, number>();
+    for (const s of layout) {
+      const g = grantOf.get(s.shndx) as number;
+      for (const [va, f] of s.pages) if (memAttrToEpt(g) & EPT_XS) textPages.set(va, f);
+    }
+    for (const [f, g] of frameGrant) auth.setPermissions(f, memAttrToEpt(g));
+    auth.modules.set(name, { name, frames: before, textPages });
+    auth.addCode(textPages);
+    auth.record('module-load', name, verdict, { applied: true, frames: frameGrant.size, textPages: textPages.size });
+    return 0;
+  } finally {
+    auth.thaw(frozen);
+  }
+};
+
+function readFrames(mem: { read(a: bigint, n: number): Uint8Array }, gva: bigint, size: number, pages: ReadonlyArray<[bigint, number]>): Uint8Array {
+  const out = new Uint8Array(size);
+  let done = 0;
+  let off = Number(gva & (PAGE - 1n));
+  for (const [, f] of pages) {
+    if (done >= size) break;
+    const n = Math.min(4096 - off, size - done);
+    out.set(mem.read(BigInt(f) * PAGE + BigInt(off), n), done);
+    done += n;
+    off = 0;
+  }
+  return out;
+}

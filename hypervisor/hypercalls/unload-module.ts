@@ -1,0 +1,27 @@
+/**
+ * heki-sim KVM_HC_HEKI_UNLOAD_MODULE (17): a0 = guest-virtual address of the module's name,
+ * a1 = its length. Every frame of the module returns to data-only (R|W, not executable, not
+ * immutable) and leaves the trusted code map. Taking permissions away is always safe, so the
+ * core applies it even if the verifier is unavailable; the verifier is told so that it
+ * forgets the module's symbols and sites, and the verdict is audited.
+ */
+import { KVM_STATUS } from '../../shared/abi.ts';
+import { EPT_R, EPT_W } from '../ept/permissions.ts';
+import type { HypercallHandler } from './context.ts';
+import { decodeName } from './verification-outcome.ts';
+
+export const unloadModule: HypercallHandler = async ({ core, vcpu }, [a0, a1]) => {
+  const auth = core.auth;
+  if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
+  if (a1 === 0n || a1 > 256n) return -KVM_STATUS.KVM_EINVAL;
+  const name = decodeName(vcpu.readForCore(a0, Number(a1)));
+  if (name === undefined) return -KVM_STATUS.KVM_EINVAL;
+  const rec = auth.modules.get(name);
+  if (!rec) return -KVM_STATUS.KVM_EINVAL;
+  auth.modules.delete(name);
+  auth.removeCode(rec.textPages);
+  for (const f of rec.frames.keys()) auth.setPermissions(f, EPT_R | EPT_W);
+  const verdict = await auth.verify({ kind: 'module-unload', vm: auth.vm, name });
+  auth.record('module-unload', name, verdict, { applied: true, frames: rec.frames.size });
+  return 0;
+};

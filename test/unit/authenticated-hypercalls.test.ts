@@ -1,0 +1,194 @@
+/**
+ * The core's freeze, snapshot, verify, apply, audit steps, with an in-process stub in place of
+ * the verifier VM so that each step can be observed (the real worker is covered by the
+ * integration tests).
+ */
+import test from 'ava';
+import { LAYOUT, PTE, bootSynthetic, lockSyntheticKernel, protect, type SyntheticMachine } from '../helpers/synthetic-machine.ts';
+import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
+import { encodeModuleDesc, encodePatchBatch, patchStatuses, PATCH_STATUS } from '../../shared/heki-descriptors.ts';
+import { PROTOCOL_VERSION, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
+import type { OutgoingRequest } from '../../hypervisor/verifier-link/verifier-link.ts';
+import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { EPT_R, EPT_W, EPT_XS, EPT_FROZEN } from '../../hypervisor/ept/permissions.ts';
+
+type Decide = (r: OutgoingRequest) => Omit<Verdict, 'v' | 'id' | 'plugins'> | Promise<Omit<Verdict, 'v' | 'id' | 'plugins'>>;
+
+const MOD_VA = 0xffff_ffff_c000_0000n;
+const MOD_TEXT = 0x80_0000n;
+const MOD_DATA = 0x80_1000n;
+const DESC = 0x90_0000n;
+const BLOB_VA = 0xffff_c900_1000_0000n;
+const BLOB = 0x91_0000n;
+
+function withVerifier(decide: Decide): { m: SyntheticMachine; audit: AuditLog; seen: OutgoingRequest[] } {
+  const m = bootSynthetic();
+  const audit = AuditLog.inMemory();
+  const seen: OutgoingRequest[] = [];
+  let id = 0;
+  m.vmm.core.attachVerifier({
+    vm: 'vm0',
+    audit,
+    kernelRegions: [{ name: '.text', vaddr: m.kva(LAYOUT.text), paddr: LAYOUT.text, size: 4096 }],
+    port: {
+      async verify(r) {
+        seen.push(r);
+        const d = await decide(r);
+        return { v: PROTOCOL_VERSION, id: ++id, plugins: ['stub'], ...d };
+      },
+    },
+  });
+  // A module placed by the guest: one text page, one data page, and its image and name.
+  m.pt.map(MOD_VA, MOD_TEXT, PTE.RW | PTE.NX);
+  m.pt.map(MOD_VA + 0x1000n, MOD_DATA, PTE.RW | PTE.NX);
+  m.pt.map(BLOB_VA, BLOB, PTE.RW | PTE.NX);
+  m.vmm.core.memory.write(MOD_TEXT, Uint8Array.of(0x55, 0x48, 0x89, 0xe5, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3));
+  m.vmm.core.memory.write(BLOB, new TextEncoder().encode('SIGNED-IMAGE\0mod0'));
+  m.vmm.core.memory.write(
+    DESC,
+    encodeModuleDesc({
+      imageGva: BLOB_VA,
+      imageLen: 12,
+      nameGva: BLOB_VA + 13n,
+      nameLen: 4,
+      sections: [
+        { shndx: 1, gva: MOD_VA, size: 10 },
+        { shndx: 2, gva: MOD_VA + 0x1000n, size: 16 },
+      ],
+    }),
+  );
+  return { m, audit, seen };
+}
+
+const grants = [
+  { shndx: 1, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC | MEM_ATTR.IMMUTABLE },
+  { shndx: 2, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE },
+];
+
+test('module load: the verifier sees frozen snapshots, and the grants are applied per section', async (t) => {
+  let frozenDuringVerify = false;
+  let guestWriteDuringVerify: boolean | undefined;
+  const { m, audit, seen } = withVerifier((r) => {
+    const ept = m.vmm.core.ept;
+    frozenDuringVerify = (ept.get(Number(MOD_TEXT >> 12n)) & EPT_FROZEN) !== 0;
+    guestWriteDuringVerify = m.cpu.write(MOD_VA, Uint8Array.of(0xcc)).ok; // TOCTOU attempt
+    return r.kind === 'module-load' ? { ok: true, reason: 'ok', grants } : { ok: false, reason: 'unexpected' };
+  });
+  t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, DESC), 0);
+  t.true(frozenDuringVerify, 'frames are frozen while the verifier looks');
+  t.false(guestWriteDuringVerify, 'the guest cannot change the bytes under verification');
+  const req = seen[0] as Extract<VerifyRequest, { kind: 'module-load' }>;
+  t.is(req.name, 'mod0');
+  t.is(new TextDecoder().decode(req.image), 'SIGNED-IMAGE');
+  t.deepEqual([...req.sections[0]!.bytes.subarray(0, 2)], [0x55, 0x48]);
+  const ept = m.vmm.core.ept;
+  t.is(ept.get(Number(MOD_TEXT >> 12n)) & (EPT_R | EPT_W | EPT_XS), EPT_R | EPT_XS);
+  t.is(ept.get(Number(MOD_DATA >> 12n)) & (EPT_R | EPT_W | EPT_XS), EPT_R | EPT_W);
+  t.is(ept.get(Number(MOD_TEXT >> 12n)) & EPT_FROZEN, 0, 'thawed after apply');
+  t.is(audit.records().length, 1);
+  t.like(audit.records()[0], { event: 'verdict', kind: 'module-load', subject: 'mod0', ok: true, applied: true });
+});
+
+test('module load denied: -KVM_EPERM, permissions unchanged, pages thawed, one audit record', async (t) => {
+  const { m, audit } = withVerifier(() => ({ ok: false, reason: 'module-pkcs7: signature mismatch' }));
+  const before = m.vmm.core.ept.get(Number(MOD_TEXT >> 12n));
+  t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, DESC), -KVM_STATUS.KVM_EPERM);
+  t.is(m.vmm.core.ept.get(Number(MOD_TEXT >> 12n)), before);
+  t.true(m.cpu.write(MOD_VA, Uint8Array.of(0x90)).ok, 'the guest may write its data pages again');
+  t.is(audit.records().length, 1);
+  t.like(audit.records()[0], { ok: false, applied: false, reason: 'module-pkcs7: signature mismatch' });
+  const d = m.vmm.log.byReason('heki-denial');
+  t.like(d[0]!.exit.denial, { kind: 'verification', request: 'module-load', subject: 'mod0' });
+});
+
+test('text patch: written by the core at the verified site, statuses written back', async (t) => {
+  const { m, audit } = withVerifier(() => ({ ok: true, reason: 'ok', items: [{ ok: true, reason: 'ok' }] }));
+  const site = m.kva(LAYOUT.text);
+  const batch = encodePatchBatch([{ kind: 'ftrace', site, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) }]);
+  m.vmm.core.memory.write(DESC, batch);
+  t.is(await m.cpu.vmcall(HC.HEKI_TEXT_PATCH, DESC), 0);
+  t.deepEqual([...m.vmm.core.memory.read(LAYOUT.text, 5)], [0xe8, 1, 2, 3, 4]);
+  t.deepEqual(patchStatuses(m.vmm.core.memory.read(DESC, batch.length)), [PATCH_STATUS.APPLIED]);
+  t.like(audit.records()[0], { kind: 'text-patch', ok: true, applied: true, patches: 1 });
+});
+
+test('text patch: a site outside verified text is refused by the core without asking', async (t) => {
+  const { m, seen, audit } = withVerifier(() => ({ ok: true, reason: 'ok', items: [{ ok: true, reason: 'ok' }] }));
+  const batch = encodePatchBatch([{ kind: 'ftrace', site: m.kva(LAYOUT.data), oldBytes: Uint8Array.of(0x90), newBytes: Uint8Array.of(0xcc) }]);
+  m.vmm.core.memory.write(DESC, batch);
+  t.is(await m.cpu.vmcall(HC.HEKI_TEXT_PATCH, DESC), -KVM_STATUS.KVM_EPERM);
+  t.is(seen.length, 0);
+  t.deepEqual([...m.vmm.core.memory.read(LAYOUT.data, 1)], [0x90]);
+  t.regex(String(audit.records()[0]!['reason']), /not in verified kernel or module text/);
+});
+
+test('text patch: one denied item leaves every site untouched (all or nothing)', async (t) => {
+  const { m } = withVerifier(() => ({ ok: false, reason: '1 of 2 denied', items: [{ ok: true, reason: 'ok' }, { ok: false, reason: 'wrong old bytes' }] }));
+  const site = m.kva(LAYOUT.text);
+  const batch = encodePatchBatch([
+    { kind: 'ftrace', site, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) },
+    { kind: 'jump-label', site: site + 5n, oldBytes: Uint8Array.of(0xc3), newBytes: Uint8Array.of(0xcc) },
+  ]);
+  m.vmm.core.memory.write(DESC, batch);
+  t.is(await m.cpu.vmcall(HC.HEKI_TEXT_PATCH, DESC), -KVM_STATUS.KVM_EPERM);
+  t.deepEqual([...m.vmm.core.memory.read(LAYOUT.text, 6)], [0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3]);
+  t.deepEqual(patchStatuses(m.vmm.core.memory.read(DESC, batch.length)), [PATCH_STATUS.NOT_APPLIED, PATCH_STATUS.DENIED]);
+});
+
+test('end of boot: the verifier sees the kernel text; afterwards PROTECT_MEMORY may only take permissions away', async (t) => {
+  const { m, seen } = withVerifier(() => ({ ok: true, reason: 'text matches' }));
+  t.is(await lockSyntheticKernel(m), 0);
+  t.is(await m.cpu.vmcall(HC.HEKI_END_BOOT), 0);
+  const req = seen[0] as Extract<VerifyRequest, { kind: 'kernel-text' }>;
+  t.is(req.sections[0]!.name, '.text');
+  t.deepEqual([...req.sections[0]!.bytes.subarray(0, 5)], [0x0f, 0x1f, 0x44, 0x00, 0x00]);
+  t.is(await m.cpu.vmcall(HC.HEKI_END_BOOT), -KVM_STATUS.KVM_EPERM, 'boot ends once');
+  const data = { pa: LAYOUT.data, epa: LAYOUT.data + 0x1000n };
+  t.is(await protect(m, [{ ...data, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC }], 0x5f_0000n), -KVM_STATUS.KVM_EPERM, 'no widening');
+  t.is(await protect(m, [{ ...data, permissions: MEM_ATTR.READ }], 0x5f_0000n), 0, 'narrowing is fine');
+});
+
+test('end of boot refused: the default policy stops the VM', async (t) => {
+  const { m } = withVerifier(() => ({ ok: false, reason: 'kernel-text: .text differs from the manifest' }));
+  t.is(await m.cpu.vmcall(HC.HEKI_END_BOOT), -KVM_STATUS.KVM_EPERM);
+  t.regex(m.vmm.core.stopped ?? '', /does not match the signed manifest/);
+});
+
+test('set memory: W+X is refused by the core; an allowed change is applied to the translated frames', async (t) => {
+  const { m, seen } = withVerifier(() => ({ ok: true, reason: 'ok', items: [{ ok: true, reason: 'ok' }] }));
+  t.is(await m.cpu.vmcall(HC.HEKI_SET_MEMORY, BLOB_VA, 1n, BigInt(MEM_ATTR.READ | MEM_ATTR.WRITE | MEM_ATTR.EXEC)), -KVM_STATUS.KVM_EINVAL);
+  t.is(seen.length, 0);
+  t.is(await m.cpu.vmcall(HC.HEKI_SET_MEMORY, BLOB_VA, 1n, BigInt(MEM_ATTR.READ)), 0);
+  t.is(m.vmm.core.ept.get(Number(BLOB >> 12n)), EPT_R);
+  const req = seen[0] as Extract<VerifyRequest, { kind: 'set-memory' }>;
+  t.is(req.ranges[0]!.pageHashes[0]!.length, 64);
+  t.deepEqual(req.ranges[0]!.frames, [Number(BLOB >> 12n)]);
+});
+
+test('without a verifier, authenticated hypercalls are not supported', async (t) => {
+  const m = bootSynthetic();
+  for (const nr of [HC.HEKI_END_BOOT, HC.HEKI_LOAD_MODULE, HC.HEKI_UNLOAD_MODULE, HC.HEKI_TEXT_PATCH, HC.HEKI_SET_MEMORY, HC.HEKI_LOAD_CODE]) {
+    t.is(await m.cpu.vmcall(nr, DESC), -KVM_STATUS.KVM_EOPNOTSUPP);
+  }
+});
+
+test('malformed descriptors are -KVM_EINVAL and reach no verifier', async (t) => {
+  const { m, seen } = withVerifier(() => ({ ok: true, reason: 'ok' }));
+  m.vmm.core.memory.write(0x92_0000n, new Uint8Array(4096).fill(0x41));
+  t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, 0x92_0000n), -KVM_STATUS.KVM_EINVAL);
+  t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, 0x92_0008n), -KVM_STATUS.KVM_EINVAL);
+  t.is(await m.cpu.vmcall(HC.HEKI_TEXT_PATCH, 0x92_0000n), -KVM_STATUS.KVM_EINVAL);
+  t.is(await m.cpu.vmcall(HC.HEKI_LOAD_CODE, 0x92_0000n), -KVM_STATUS.KVM_EINVAL);
+  t.is(await m.cpu.vmcall(HC.HEKI_UNLOAD_MODULE, BLOB_VA + 13n, 4n), -KVM_STATUS.KVM_EINVAL, 'not loaded');
+  t.is(seen.length, 0);
+});
+
+test('unload returns every page of the module to data-only', async (t) => {
+  const { m, audit } = withVerifier((r) => (r.kind === 'module-load' ? { ok: true, reason: 'ok', grants } : { ok: true, reason: 'forgotten' }));
+  t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, DESC), 0);
+  t.is(await m.cpu.vmcall(HC.HEKI_UNLOAD_MODULE, BLOB_VA + 13n, 4n), 0);
+  t.is(m.vmm.core.ept.get(Number(MOD_TEXT >> 12n)), EPT_R | EPT_W);
+  const f = m.cpu.fetch(MOD_VA, 1);
+  t.false(f.ok, 'nothing stays executable');
+  t.is(audit.records().length, 2);
+});
