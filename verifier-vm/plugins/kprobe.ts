@@ -20,7 +20,8 @@
  * at the site for the same owner (kernel, or the very module instance that is still loaded);
  * the new byte is the recorded original byte.
  *
- * Probes are recorded in `ctx.vm.pluginState.get('kprobe')` by `commit` only.
+ * Probes are recorded in `ctx.vm.pluginState.get('kprobe')` by `commit`, and only when the
+ * whole verdict is ok (see there).
  *
  * LIMITATION: the verifier has no instruction-boundary table, so it cannot check that a probe
  * is on the first byte of an instruction, as Linux's `can_probe()` does. An allowed range is
@@ -140,7 +141,8 @@ function checkKprobeItem(item: PatchItem, ctx: PluginContext, config: KprobeConf
 
   // Installation.
   if (cur === INT3) return denyItem(probe ? `a kprobe is already installed at ${hex(site)}` : `memory at ${hex(site)} already holds int3`);
-  // A record with the original byte back in memory is stale (see commit); a new probe replaces it.
+  // A record while memory does not hold int3 cannot arise from ok verdicts; if it ever does,
+  // the new probe replaces it.
   const text = runtimeTextAt(m, ctx, site, 1);
   if (!text) return denyItem(`kprobe site ${hex(site)} is not in kernel or verified module text`);
   const covered = patchSiteCovering(m, ctx, site);
@@ -168,13 +170,16 @@ export const kprobePlugin: VerifierPlugin<'text-patch'> = {
   decide(request, ctx) {
     return checkAll(request, ctx);
   },
-  commit(request, _ok, ctx) {
-    // The core applies every allowed item, even when others in the batch were denied, so
-    // record what this plugin allowed whatever `ok` is. INVARIANT: state has not changed since
-    // decide (commit is the only writer), so re-running the check gives the same items.
-    // TRUST: if another plugin denied an item we allowed, the record is stale; it is harmless,
-    // because removal also requires the int3 in memory, and an install over a stale record
-    // (memory not int3) is decided as if there were none and replaces it.
+  commit(request, ok, ctx) {
+    // Only an ok verdict changes state. The core applies a text-patch batch all or nothing
+    // (hypervisor/hypercalls/text-patch.ts), and the verifier link journals only ok verdicts
+    // for replay to a spare (hypervisor/verifier-link), so recording probes of a denied batch
+    // would give this worker state that nothing applied and no spare could rebuild. Were a
+    // core to apply the allowed items of a denied batch, their probes would go unrecorded and
+    // their removal would be refused: it fails closed.
+    // INVARIANT: state has not changed since decide (commit is the only writer), so re-running
+    // the check gives the same per-item decisions.
+    if (!ok) return;
     const result = checkAll(request, ctx);
     let state = ctx.vm.pluginState.get(KPROBE_PLUGIN);
     if (!(state instanceof Map)) {
