@@ -68,7 +68,7 @@ export function checkSetMemoryRange(range: SetMemoryRange, ctx: PluginContext): 
     const added = requested & ~cur;
     if (added !== 0) changed++;
     if ((added & EXEC_BITS) === 0) continue; // removing bits, or adding R / W (non-exec by W^X) / IMMUTABLE
-    const hash = (range.pageHashes[i] ?? '').toLowerCase();
+    const hash = String(range.pageHashes[i] ?? '').toLowerCase();
     const known = verifiedPageHashes(ctx, page);
     if (known.length === 0) return denyItem(`executable permission for unauthenticated content at ${hex(page)}: no verified module text or code image covers it`);
     if (!known.some((k) => k.sha256.toLowerCase() === hash)) {
