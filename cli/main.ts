@@ -7,11 +7,12 @@ import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from './command.ts';
 import { auditCommand } from './commands/audit.ts';
 import { demoCommand } from './commands/demo.ts';
 import { keygenCommand } from './commands/keygen.ts';
+import { manifestCommand } from './commands/manifest.ts';
 import { signCommand } from './commands/sign.ts';
 import { verifyModuleCommand } from './commands/verify-module.ts';
 
 /** Every command, in the order `heki --help` lists them. */
-export const COMMANDS: readonly CliCommand[] = [demoCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand];
+export const COMMANDS: readonly CliCommand[] = [demoCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand];
 
 /** Top-level usage text. */
 export function topUsage(): string {

@@ -1,0 +1,147 @@
+/**
+ * Building and signing the kernel manifest on the host (`heki manifest`): what the verifier
+ * will know about the kernel the guest boots, read from the real image (vmlinuz + System.map,
+ * shared/kernel-image/) and signed with the kernel vendor's Ed25519 key.
+ *
+ * The manifest holds:
+ * - `.text` and `.rodata` with their addresses, sizes and SHA-256. `.text` is hashed as it
+ *   must be in memory once ftrace initialised at boot: every `__mcount_loc` site in it turned
+ *   from `call __fentry__` into the 5-byte NOP (ftrace_init -> ftrace_process_locs). `.rodata`
+ *   is hashed as in the file.
+ * - the linker boundaries (`_stext`, `__start_rodata`, ..., `__fentry__`);
+ * - every ftrace site, every jump-label entry (key flags stripped), every export;
+ * - the allowed ftrace call targets: `ftrace_caller`, `ftrace_regs_caller` and `ftrace_stub`
+ *   when System.map has it (arch/x86/kernel/ftrace_64.S);
+ * - `__fentry__`, which module ftrace sites must call before they are NOPed.
+ *
+ * See verifier-vm/manifest.ts for the file format and how the verifier checks it.
+ */
+import { createHash } from 'node:crypto';
+import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
+import { BOUNDARY_SYMBOLS } from '../shared/kernel-image/kernel-layout.ts';
+import { err, ok, type Result } from '../shared/result.ts';
+import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage, type ManifestBody, type ManifestJumpEntry, type ManifestSection } from './manifest.ts';
+import { ed25519KeyIdHex, signEd25519, type Ed25519KeyPair } from './signature/ed25519.ts';
+
+/** The sections the manifest hashes, in this order. */
+export const MANIFEST_SECTIONS: readonly string[] = Object.freeze(['.text', '.rodata']);
+/** ftrace trampolines a site may call: required ones first, then optional ones. */
+export const REQUIRED_FTRACE_TRAMPOLINES: readonly string[] = Object.freeze(['ftrace_caller', 'ftrace_regs_caller']);
+/** Optional trampolines, listed when System.map has them. */
+export const OPTIONAL_FTRACE_TRAMPOLINES: readonly string[] = Object.freeze(['ftrace_stub']);
+
+const NOP5 = [0x0f, 0x1f, 0x44, 0x00, 0x00] as const;
+
+/** What the caller knows about the image besides its contents. */
+export interface ManifestInfo {
+  /** Release name, e.g. `linux-6.1.0-56-amd64`. */
+  readonly kernel: string;
+  /** SHA-256 of the vmlinuz file, hex. */
+  readonly vmlinuzSha256: string;
+}
+
+/** A manifest that cannot be built from this image; names what is missing. */
+export class ManifestBuildError extends Error {
+  override readonly name = 'ManifestBuildError';
+}
+
+/** An address as the manifest writes it: lowercase hex, no prefix. */
+export function manifestHex(v: bigint): string {
+  return v.toString(16);
+}
+
+/**
+ * The bytes `.text` must hold after ftrace's boot-time conversion: a copy of the file bytes
+ * with every mcount site inside it set to the 5-byte NOP.
+ */
+export function normalisedText(image: KernelImage): Uint8Array {
+  const text = image.sectionByName('.text');
+  if (!text) throw new ManifestBuildError('vmlinux has no .text section');
+  const out = Uint8Array.from(text.bytes);
+  const end = text.vaddr + BigInt(text.size);
+  for (const site of image.mcountSites) {
+    if (site.address < text.vaddr || site.address + 5n > end) continue;
+    out.set(NOP5, Number(site.address - text.vaddr));
+  }
+  return out;
+}
+
+const sha256Hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * Builds the manifest body from a loaded kernel image. Throws {@link ManifestBuildError}
+ * naming what is missing when the image lacks a manifest section or a required trampoline
+ * (a loaded KernelImage has already been cross-checked; this is not attacker input).
+ */
+export function buildManifestBody(image: KernelImage, info: ManifestInfo): ManifestBody {
+  const sections: ManifestSection[] = MANIFEST_SECTIONS.map((name) => {
+    const s = image.sectionByName(name);
+    if (!s) throw new ManifestBuildError(`vmlinux has no ${name} section`);
+    if (s.paddr === undefined) throw new ManifestBuildError(`${name} is outside every PT_LOAD segment: no physical address`);
+    const bytes = name === '.text' ? normalisedText(image) : s.bytes;
+    return { name, vaddr: manifestHex(s.vaddr), paddr: manifestHex(s.paddr), size: s.size, sha256: sha256Hex(bytes) };
+  });
+  const symbols: Record<string, string> = {};
+  for (const name of BOUNDARY_SYMBOLS) symbols[name] = manifestHex(image.boundaries[name]);
+  const mcountSites = [...image.mcountSites].map((s) => s.address).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(manifestHex);
+  const jumpEntries: ManifestJumpEntry[] = image.jumpEntries.map((e) => ({ site: manifestHex(e.site), target: manifestHex(e.target), key: manifestHex(e.key), len: e.length }));
+  const exports: Record<string, string> = {};
+  for (const [name, addr] of image.exports) exports[name] = manifestHex(addr);
+  const ftraceTrampolines: Record<string, string> = {};
+  for (const name of [...REQUIRED_FTRACE_TRAMPOLINES, ...OPTIONAL_FTRACE_TRAMPOLINES]) {
+    const a = image.systemMap.address(name);
+    if (a === undefined) {
+      if (REQUIRED_FTRACE_TRAMPOLINES.includes(name)) throw new ManifestBuildError(`System.map has no ${name}: the kernel was not built with dynamic ftrace`);
+      continue;
+    }
+    ftraceTrampolines[name] = manifestHex(a);
+  }
+  return {
+    kernel: info.kernel,
+    vmlinuzSha256: info.vmlinuzSha256,
+    sections,
+    symbols,
+    mcountSites,
+    jumpEntries,
+    exports,
+    ftraceTrampolines,
+    fentry: manifestHex(image.boundaries.__fentry__),
+  };
+}
+
+/**
+ * The signed manifest file (verifier-vm/manifest.ts format): `body` is `JSON.stringify(body)`
+ * and the Ed25519 signature covers {@link manifestSignatureMessage} of exactly that string.
+ */
+export function signManifest(body: ManifestBody, keyPair: Ed25519KeyPair): string {
+  const text = JSON.stringify(body);
+  const signature = signEd25519(manifestSignatureMessage(text), keyPair.secretKey);
+  const file = {
+    type: MANIFEST_FILE_TYPE,
+    version: MANIFEST_VERSION,
+    keyId: ed25519KeyIdHex(keyPair.publicKey),
+    signature: Buffer.from(signature).toString('base64'),
+    body: text,
+  };
+  return `${JSON.stringify(file)}\n`;
+}
+
+/**
+ * The kernel release in a bzImage's setup header (`kernel_version` at 0x20e points, minus
+ * 0x200, at a NUL-terminated string such as `6.1.0-56-amd64 (debian-kernel@...) #1 SMP ...`;
+ * Documentation/x86/boot.rst), as `linux-<first word>`; an error names what is wrong.
+ */
+export function bzImageKernelName(vmlinuz: Uint8Array): Result<string, string> {
+  if (vmlinuz.length < 0x264) return err('file is too short for a bzImage setup header');
+  const dv = new DataView(vmlinuz.buffer, vmlinuz.byteOffset, vmlinuz.byteLength);
+  if (dv.getUint32(0x202, true) !== 0x53726448) return err('no "HdrS" setup-header magic: not a bzImage');
+  const ptr = dv.getUint16(0x20e, true);
+  if (ptr === 0) return err('the setup header has no kernel_version string');
+  const at = ptr + 0x200;
+  if (at >= vmlinuz.length) return err(`kernel_version offset ${at} is past the end of the file`);
+  const end = vmlinuz.indexOf(0, at);
+  const text = new TextDecoder().decode(vmlinuz.subarray(at, end < 0 ? Math.min(vmlinuz.length, at + 256) : Math.min(end, at + 256)));
+  const release = text.split(' ')[0] ?? '';
+  if (!/^[0-9][\w.+-]*$/.test(release)) return err(`kernel_version ${JSON.stringify(text.slice(0, 40))} does not start with a release`);
+  return ok(`linux-${release}`);
+}
