@@ -27,7 +27,7 @@ export interface VerifierLinkOptions {
   readonly timeoutMs?: number;
   /** Keep a spare worker warm (default true). */
   readonly spare?: boolean;
-  /** How long `dispose` waits for workers to exit (default 2000 ms). */
+  /** How long `dispose` waits for workers to exit (default 10000 ms). */
   readonly disposeTimeoutMs?: number;
 }
 
@@ -109,27 +109,27 @@ export class VerifierLink {
   async resetVm(vm: string): Promise<void> {
     for (let i = this.#journal.length - 1; i >= 0; i--) if (this.#journal[i]!.vm === vm) this.#journal.splice(i, 1);
     for (const w of [this.#active, this.#spare]) {
-      if (w && !w.dead) await w.api.resetVm(vm).catch(() => undefined);
+      if (w && !w.dead) await w.call((api) => api.resetVm(vm)).catch(() => undefined);
     }
   }
 
   /** Arms a fault in the active worker (needs `faultInjection` in the init). */
   async injectFault(fault: InjectedFault): Promise<boolean> {
     const w = await this.#serving();
-    return w ? w.api.inject(fault).catch(() => false) : false;
+    return w ? w.call((api) => api.inject(fault)).catch(() => false) : false;
   }
 
   /** Statistics of the active worker's engine. */
   async workerStats(): Promise<unknown> {
     const w = await this.#serving();
-    return w ? w.api.stats().catch(() => undefined) : undefined;
+    return w ? w.call((api) => api.stats()).catch(() => undefined) : undefined;
   }
 
   /** Stops both workers; requests still in flight get their fail-closed answer. */
   async dispose(): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
-    const t = this.#opts.disposeTimeoutMs ?? 2000;
+    const t = this.#opts.disposeTimeoutMs ?? 10_000;
     const results = await Promise.all([this.#active.dispose(t), this.#spare?.dispose(t) ?? Promise.resolve(true)]);
     if (results.some((r) => !r)) throw new Error(`a verifier worker did not exit within ${t} ms`);
   }

@@ -44,6 +44,16 @@ export class WorkerHandle {
 
   #holds = 0;
 
+  /** Makes one call on the worker, keeping the process alive until it answers. */
+  async call<T>(f: (api: Comlink.Remote<VerifierWorkerApi>) => Promise<T>): Promise<T> {
+    this.hold();
+    try {
+      return await f(this.api);
+    } finally {
+      this.release();
+    }
+  }
+
   /** Something waits on the worker: keep the process alive. */
   hold(): void {
     if (this.#holds++ === 0 && this.#dead === undefined) this.worker.ref();
@@ -75,7 +85,7 @@ export class WorkerHandle {
     this.#replays = this.#replays.then(async (okSoFar) => {
       if (!okSoFar || (await this.#init).ok === false) return false;
       for (const req of requests) {
-        const raw = await this.api.verify(req).catch(() => undefined);
+        const raw = await this.call((api) => api.verify(req)).catch(() => undefined);
         const v = validateVerdict(raw);
         if (!v.ok || !v.verdict.ok) {
           this.markDead(`journal replay of request ${req.id} (${req.kind}) was not allowed`);
@@ -113,12 +123,16 @@ export class WorkerHandle {
 
   /** Terminates the worker and waits for it to exit, at most `timeoutMs`. */
   async dispose(timeoutMs: number): Promise<boolean> {
+    // The wait itself keeps the process alive (a ref'd timer), so a dispose always finishes.
+    let timer: NodeJS.Timeout | undefined;
     const exited = new Promise<boolean>((resolve) => {
       if (this.worker.threadId === -1) resolve(true);
       this.worker.once('exit', () => resolve(true));
+      timer = setTimeout(() => resolve(false), timeoutMs);
     });
     this.markDead('link disposed');
-    const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeoutMs).unref());
-    return Promise.race([exited, timer]);
+    const r = await exited;
+    clearTimeout(timer);
+    return r;
   }
 }
