@@ -10,8 +10,9 @@
  *   the verifier is default-deny.
  *
  * Batches (text-patch items, set-memory ranges) are decided per item with the same rule;
- * the verdict is `ok` only when every item is allowed, and the core applies only the items
- * that are.
+ * the verdict is `ok` only when every item is allowed. The core applies a batch whole or not
+ * at all, so `commit` records state only when `ok` is true; the per-item verdicts tell the
+ * guest which items were refused.
  *
  * A plugin may publish facts for the plugins after it (`ctx.facts`): the signature plugins
  * publish `module.signature`, and module-end-state refuses a module without that fact, so the

@@ -34,6 +34,12 @@ export const loadCode: HypercallHandler = async (ctx, [a0]) => {
   try {
     const image = new Uint8Array(d.imageLen);
     pages.forEach(([, f], i) => image.set(core.memory.read(BigInt(f) * PAGE, Math.min(4096, d.imageLen - i * 4096)), i * 4096));
+    // The whole last frame becomes executable, so the bytes after the image must be zero:
+    // otherwise unverified code would ride along in the tail.
+    const tail = d.imageLen % 4096;
+    if (tail !== 0 && core.memory.read(BigInt(pages[pages.length - 1]![1]) * PAGE + BigInt(tail), 4096 - tail).some((b) => b !== 0)) {
+      return -KVM_STATUS.KVM_EINVAL;
+    }
     const verdict = await auth.verify({
       kind: 'code-load',
       vm: auth.vm,

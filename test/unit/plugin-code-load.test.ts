@@ -34,17 +34,28 @@ const keyring = keyringOf({
 let nextId = 1;
 function request(over: Partial<RequestOf<'code-load'>> = {}, kp: Ed25519KeyPair = signer): RequestOf<'code-load'> {
   const img = over.image ?? image;
-  return { v: PROTOCOL_VERSION, id: nextId++, vm: 'vm0', kind: 'code-load', what: 'bpf-jit', name: 'prog1', addr: ADDR, image: img, signature: signCodeImage(img, kp), keyId: id(kp), ...over };
+  const placement = { what: over.what ?? ('bpf-jit' as const), addr: over.addr ?? ADDR };
+  return { v: PROTOCOL_VERSION, id: nextId++, vm: 'vm0', kind: 'code-load', what: 'bpf-jit', name: 'prog1', addr: ADDR, image: img, signature: signCodeImage(img, placement, kp), keyId: id(kp), ...over };
 }
 
 const decide = (r: RequestOf<'code-load'>) => codeLoadPlugin.decide(r, context({ keyring }));
 
-test('the signed message is the domain string then SHA-256 of the image', (t) => {
-  const msg = codeImageSignatureMessage(image);
+test('the signed message is the domain string then SHA-256 of what, the address and the image', (t) => {
+  const msg = codeImageSignatureMessage(image, { what: 'bpf-jit', addr: ADDR });
   const domain = Buffer.from('heki-sim code image v1\0');
+  const head = Buffer.alloc(9);
+  head.writeBigUInt64LE(ADDR, 1);
   t.is(msg.length, domain.length + 32);
   t.deepEqual(Buffer.from(msg.subarray(0, domain.length)), domain);
-  t.deepEqual(Buffer.from(msg.subarray(domain.length)), createHash('sha256').update(image).digest());
+  t.deepEqual(Buffer.from(msg.subarray(domain.length)), createHash('sha256').update(head).update(image).digest());
+});
+
+test('a signed image moved to another address, or relabelled, does not verify', (t) => {
+  const signed = request();
+  const moved = decide({ ...signed, addr: ADDR + 0x1000n });
+  t.is(moved.decision, 'deny');
+  t.regex(moved.reason, /signature does not match the image at this address/);
+  t.is(decide({ ...signed, what: 'trampoline' }).decision, 'deny');
 });
 
 test('allows an image signed by a module-signing or kernel-vendor key', (t) => {
@@ -65,7 +76,7 @@ test('denies a signature that does not match: changed image, other signer, modul
   const r = request();
   const changed = Uint8Array.from(image);
   changed[100] = changed[100]! ^ 1;
-  t.deepEqual(decide({ ...r, image: changed }), { decision: 'deny', reason: `bpf-jit "prog1": signature does not match the image (key ${id(signer)})` });
+  t.deepEqual(decide({ ...r, image: changed }), { decision: 'deny', reason: `bpf-jit "prog1": signature does not match the image at this address (key ${id(signer)})` });
   t.regex(decide({ ...request({}, stranger), keyId: id(signer) }).reason, /signature does not match the image/);
   // A module signature over the same bytes is not a code image signature.
   const moduleSig = signEd25519(moduleSignatureMessage(image), signer.secretKey);

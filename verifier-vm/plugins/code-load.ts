@@ -19,7 +19,7 @@ import { isKeyIdHex } from '../keyring.ts';
 import { ED25519_SIGNATURE_LEN } from '../signature/ed25519.ts';
 import { codeImagePageHashes, sha256Hex, verifyCodeImageSignature } from '../signature/code-image.ts';
 
-export { codeImageSignatureMessage, signCodeImage, codeImagePageHashes, CODE_IMAGE_SIGNATURE_DOMAIN } from '../signature/code-image.ts';
+export { codeImageSignatureMessage, signCodeImage, codeImagePageHashes, CODE_IMAGE_SIGNATURE_DOMAIN, type CodePlacement } from '../signature/code-image.ts';
 
 const U64_END = 1n << 64n;
 
@@ -37,7 +37,7 @@ export function checkCodeLoad(request: RequestOf<'code-load'>, ctx: PluginContex
   if (key.role !== 'module-signing' && key.role !== 'kernel-vendor') return deny(`key ${keyId} has role ${String(key.role)}, which may not sign code`);
   if (ctx.keyring.isKeyRevoked(keyId)) return deny(`key ${keyId} is revoked`);
   if (signature.length !== ED25519_SIGNATURE_LEN) return deny(`signature is ${signature.length} bytes, not ${ED25519_SIGNATURE_LEN}`);
-  if (!verifyCodeImageSignature(image, signature, key.publicKey)) return deny(`signature does not match the image (key ${keyId})`);
+  if (!verifyCodeImageSignature(image, { what: request.what, addr }, signature, key.publicKey)) return deny(`signature does not match the image at this address (key ${keyId})`);
   return { decision: 'allow', reason: `${what} at ${hex(addr)} (${image.length} bytes) signed by ${key.role} key ${keyId}` };
 }
 

@@ -2,9 +2,12 @@
  * Signatures and page hashes of code images that are not modules: eBPF JIT output and
  * trampolines (the `code-load` request).
  *
- * The signed message is `"heki-sim code image v1\0" || SHA-256(image)`, a detached Ed25519
- * signature by a `module-signing` or `kernel-vendor` key. The domain prefix keeps a code
- * image signature from ever verifying as a module or manifest signature, and vice versa.
+ * The signed message is `"heki-sim code image v1\0" || SHA-256(what || addr || image)`, where
+ * `what` is one byte (0 bpf-jit, 1 trampoline) and `addr` the page-aligned load address as a
+ * little-endian u64: a detached Ed25519 signature by a `module-signing` or `kernel-vendor` key.
+ * JIT code is position-dependent (relative calls), so the signature binds the address: the
+ * same image placed elsewhere does not verify. The domain prefix keeps a code image signature
+ * from ever verifying as a module or manifest signature, and vice versa.
  *
  * Page hashes: the image is placed at a page-aligned address; page k covers image bytes
  * `[k*4096, (k+1)*4096)`, and the last page is padded with zeros to 4096 bytes. Each hash is
@@ -25,9 +28,18 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** The message a code image signature covers: {@link CODE_IMAGE_SIGNATURE_DOMAIN} || SHA-256(image). */
-export function codeImageSignatureMessage(image: Uint8Array): Uint8Array {
-  const digest = createHash('sha256').update(image).digest();
+/** Where a code image goes: what it is and its page-aligned load address. */
+export interface CodePlacement {
+  readonly what: 'bpf-jit' | 'trampoline';
+  readonly addr: bigint;
+}
+
+/** The message a code image signature covers (see the file comment). */
+export function codeImageSignatureMessage(image: Uint8Array, placement: CodePlacement): Uint8Array {
+  const head = new Uint8Array(9);
+  head[0] = placement.what === 'bpf-jit' ? 0 : 1;
+  new DataView(head.buffer).setBigUint64(1, BigInt.asUintN(64, placement.addr), true);
+  const digest = createHash('sha256').update(head).update(image).digest();
   const msg = new Uint8Array(DOMAIN_BYTES.length + digest.length);
   msg.set(DOMAIN_BYTES, 0);
   msg.set(digest, DOMAIN_BYTES.length);
@@ -35,13 +47,13 @@ export function codeImageSignatureMessage(image: Uint8Array): Uint8Array {
 }
 
 /** Signs a code image: the 64-byte detached signature a `code-load` request carries. */
-export function signCodeImage(image: Uint8Array, keyPair: Ed25519KeyPair): Uint8Array {
-  return signEd25519(codeImageSignatureMessage(image), keyPair.secretKey);
+export function signCodeImage(image: Uint8Array, placement: CodePlacement, keyPair: Ed25519KeyPair): Uint8Array {
+  return signEd25519(codeImageSignatureMessage(image, placement), keyPair.secretKey);
 }
 
 /** Verifies a code image signature with a raw Ed25519 public key. Never throws. */
-export function verifyCodeImageSignature(image: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
-  return verifyEd25519(codeImageSignatureMessage(image), signature, publicKey);
+export function verifyCodeImageSignature(image: Uint8Array, placement: CodePlacement, signature: Uint8Array, publicKey: Uint8Array): boolean {
+  return verifyEd25519(codeImageSignatureMessage(image, placement), signature, publicKey);
 }
 
 /**
