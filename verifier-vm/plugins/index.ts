@@ -4,6 +4,7 @@
  */
 import type { AnyPlugin } from '../plugin-api.ts';
 import { modulePkcs7Plugin, moduleSignaturePlugin } from './module-signature.ts';
+import { moduleEndStatePlugin } from './module-end-state.ts';
 import { codeLoadPlugin } from './code-load.ts';
 import { ftracePlugin } from './ftrace.ts';
 import { jumpLabelPlugin } from './jump-label.ts';
@@ -15,6 +16,7 @@ import { setMemoryPlugin } from './set-memory.ts';
 export const BUILTIN_PLUGINS: readonly AnyPlugin[] = [
   moduleSignaturePlugin as AnyPlugin,
   modulePkcs7Plugin as AnyPlugin,
+  moduleEndStatePlugin as AnyPlugin,
   kernelTextPlugin as AnyPlugin,
   ftracePlugin as AnyPlugin,
   jumpLabelPlugin as AnyPlugin,

@@ -1,0 +1,247 @@
+/**
+ * module-end-state: decides `module-load` and `module-unload` requests by recomputing the end
+ * state of a load. It does not trust the guest's loader; it takes the signed ELF (the
+ * `module.signature` fact a signature plugin published), the addresses the guest chose, and
+ * the kernel's exports from the signed manifest, and computes with the same loader core
+ * (shared/module/) what every section must hold. A load is allowed when:
+ *
+ * 1. a signature plugin authenticated the image (else "image not authenticated");
+ * 2. a manifest is loaded, and the request's name is the module's `.modinfo` name and is not
+ *    loaded already;
+ * 3. the placement passes `checkLayout()`: every placed section once, aligned, with its size,
+ *    inside the module area, no overlap, no page shared by two permission groups; and no
+ *    section overlaps a module already loaded;
+ * 4. every undefined symbol resolves against the manifest's exports and the exports of the
+ *    verified modules of this VM (so dependencies are loaded and verified first), and the
+ *    module exports nothing already exported (Linux's "exports duplicate symbol");
+ * 5. relocated at the guest's addresses, with every ftrace site turned into the 5-byte NOP,
+ *    every section's bytes equal the request's (NOBITS: zeros; an executable NOBITS section
+ *    has nothing to verify and is refused).
+ *
+ * The grants: text R|X|IMMUTABLE, ro R|IMMUTABLE, ro_after_init R|IMMUTABLE, rw R|W, for
+ * core and init sections alike; the per-CPU section (at a per-CPU pointer, not module
+ * memory) gets none. `commit` records the {@link VerifiedModule} (exports, ftrace sites, jump
+ * entries, text ranges, granted page ranges, SHA-256 of each text page as placed, zeros where
+ * no section is) and, in its plugin state, which loaded modules it links against.
+ *
+ * An unload is allowed when the module is loaded and no loaded module links against it
+ * (Linux refuses to unload a module in use); `commit` forgets it.
+ *
+ * TRUST: the guest chose only the addresses (and the per-CPU pointer). Bytes outside the
+ * sections (alignment padding, the rest of a group's last page) are not in the request and
+ * are not verified here; text pages are hashed with zeros there, so a later set-memory EXEC
+ * request for such a page only passes if the padding is zero.
+ */
+import { MEM_ATTR } from '../../shared/abi.ts';
+import { PAGE_SIZE, PAGE_SIZE_N, hex } from '../../shared/addr.ts';
+import { parseElf64 } from '../../shared/elf/elf64.ts';
+import { SHF_EXECINSTR } from '../../shared/elf/types.ts';
+import { checkLayout, readModinfo, relocateAt, type GroupRange, type RelocatedModule, type SectionGroup } from '../../shared/module/index.ts';
+import type { RequestOf, SectionGrant } from '../../shared/protocol.ts';
+import type { PluginContext, PluginResult, VerifiedModule, VerifierPlugin } from '../plugin-api.ts';
+import { sha256Hex } from '../signature/code-image.ts';
+import { SIGNATURE_FACT, type SignatureFact } from './module-signature-fact.ts';
+import { NO_MANIFEST } from './patch-sites.ts';
+
+/** Plugin name. */
+export const MODULE_END_STATE = 'module-end-state';
+/** Fact under which decide hands its computed record to commit (same request only). */
+const RECORD_FACT = 'module-end-state.record';
+
+/** MEM_ATTR bits granted per group. */
+export const MODULE_GRANTS: Readonly<Record<SectionGroup, number>> = Object.freeze({
+  text: MEM_ATTR.READ | MEM_ATTR.EXEC | MEM_ATTR.IMMUTABLE,
+  ro: MEM_ATTR.READ | MEM_ATTR.IMMUTABLE,
+  ro_after_init: MEM_ATTR.READ | MEM_ATTR.IMMUTABLE,
+  rw: MEM_ATTR.READ | MEM_ATTR.WRITE,
+});
+
+/** This plugin's state per VM: for each loaded module, the loaded modules it links against. */
+export type ModuleLinks = Map<string, ReadonlySet<string>>;
+
+interface Computed {
+  readonly record: VerifiedModule;
+  readonly uses: ReadonlySet<string>;
+  readonly grants: SectionGrant[];
+  readonly reason: string;
+}
+
+function links(ctx: PluginContext): ModuleLinks | undefined {
+  const s = ctx.vm.pluginState.get(MODULE_END_STATE);
+  return s instanceof Map ? (s as ModuleLinks) : undefined;
+}
+
+function isSignatureFact(v: unknown): v is SignatureFact {
+  return typeof v === 'object' && v !== null && (v as SignatureFact).elf instanceof Uint8Array;
+}
+
+/**
+ * Recomputes the end state of a module load and compares it with the request. Exported for
+ * tests and for plugins that wrap this policy.
+ */
+export function checkModuleLoad(request: RequestOf<'module-load'>, ctx: PluginContext): { ok: true; value: Computed } | { ok: false; reason: string } {
+  const who = `module ${request.name}`;
+  const deny = (reason: string): { ok: false; reason: string } => ({ ok: false, reason: `${who}: ${reason}` });
+  const fact = ctx.facts.get(SIGNATURE_FACT);
+  if (!isSignatureFact(fact)) return deny('image not authenticated (no signature plugin accepted it)');
+  const m = ctx.manifest;
+  if (!m) return deny(NO_MANIFEST);
+  if (ctx.vm.modules.has(request.name)) return deny('is already loaded');
+  const elf = parseElf64(fact.elf);
+  if (!elf.ok) return deny(elf.error.message);
+  const modinfo = readModinfo(elf.value);
+  if (!modinfo.ok) return deny(modinfo.error.message);
+  if (modinfo.value.name !== request.name) return deny(`the signed image's .modinfo names it ${JSON.stringify(modinfo.value.name ?? '')}`);
+
+  const layout = checkLayout(elf.value, request.sections);
+  if (!layout.ok) return deny(layout.error.message);
+  for (const s of layout.value.sections) {
+    if (s.size === 0) continue;
+    const end = s.addr + BigInt(s.size);
+    for (const other of ctx.vm.modules.values()) {
+      const hit = other.ranges.find((r) => s.addr < r.end && end > r.start);
+      if (hit) return deny(`section ${s.name} [${hex(s.addr)}, ${hex(end)}) overlaps module ${other.name} [${hex(hit.start)}, ${hex(hit.end)})`);
+    }
+  }
+
+  const uses = new Set<string>();
+  const resolve = (sym: string): bigint | undefined => {
+    const k = m.exports.get(sym);
+    if (k !== undefined) return k;
+    for (const mod of ctx.vm.modules.values()) {
+      const a = mod.exports.get(sym);
+      if (a !== undefined) {
+        uses.add(mod.name);
+        return a;
+      }
+    }
+    return undefined;
+  };
+  const r = relocateAt(elf.value, request.sections, resolve, m.fentry, request.name);
+  if (!r.ok) {
+    const missing = modinfo.value.depends.filter((d) => !ctx.vm.modules.has(d));
+    const hint = r.error.kind === 'unresolved-symbol' && missing.length > 0 ? ` (depends on ${missing.join(', ')}, not loaded)` : '';
+    return deny(`${r.error.message}${hint}`);
+  }
+  for (const name of r.value.exports.keys()) {
+    if (m.exports.has(name)) return deny(`exports duplicate symbol ${name} (owned by the kernel)`);
+    for (const mod of ctx.vm.modules.values()) if (mod.exports.has(name)) return deny(`exports duplicate symbol ${name} (owned by ${mod.name})`);
+  }
+
+  const byIndex = new Map(request.sections.map((s) => [s.shndx, s]));
+  for (const want of r.value.sections) {
+    const got = byIndex.get(want.shndx)!; // checkLayout: every placed section is in the request
+    if (got.bytes.length === 0 && want.size > 0) {
+      const exec = ((elf.value.sections[want.shndx]?.flags ?? 0) & SHF_EXECINSTR) !== 0;
+      if (want.nobits && !exec) continue; // .bss: the core does not send it; it is R|W data
+      return deny(`section ${want.name} has no bytes to verify`);
+    }
+    const at = firstDifference(want.bytes, got.bytes);
+    if (at >= 0) {
+      return deny(
+        `section ${want.name}: relocated bytes differ from the signed image at offset ${hex(at)} (${hex(want.addr + BigInt(at))}: expected ${byteHex(want.bytes[at])}, found ${byteHex(got.bytes[at])})`,
+      );
+    }
+  }
+  if (r.value.percpu) {
+    const got = byIndex.get(r.value.percpu.shndx);
+    if (got && got.bytes.length > 0 && firstDifference(r.value.percpu.bytes, got.bytes) >= 0) return deny(`per-CPU section ${r.value.percpu.name}: initial bytes differ from the signed image`);
+  }
+
+  const ranges = layout.value.groups;
+  const record = verifiedRecord(request.name, r.value, ranges);
+  const grants = r.value.sections.map((s) => ({ shndx: s.shndx, permissions: MODULE_GRANTS[s.group] }));
+  const reason =
+    `${who}: ${r.value.sections.length} sections match the signed image (${fact.scheme} key ${fact.keyId || '?'}) relocated at the guest's addresses; ` +
+    `${r.value.mcountSites.length} ftrace sites, ${r.value.jumpEntries.length} jump entries, ${r.value.exports.size} exports`;
+  return { ok: true, value: { record, uses, grants, reason } };
+}
+
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}
+
+const byteHex = (b: number | undefined): string => (b === undefined ? 'nothing' : `0x${b.toString(16).padStart(2, '0')}`);
+
+/** The record kept for a verified module. */
+function verifiedRecord(name: string, r: RelocatedModule, groups: readonly GroupRange[]): VerifiedModule {
+  const text = r.sections.filter((s) => s.group === 'text' && s.size > 0).sort((a, b) => (a.addr < b.addr ? -1 : 1));
+  const textRanges: Array<{ start: bigint; end: bigint }> = [];
+  for (const s of text) {
+    const start = s.addr;
+    const end = s.addr + BigInt(s.size);
+    const last = textRanges[textRanges.length - 1];
+    if (last && start <= last.end) last.end = end > last.end ? end : last.end;
+    else textRanges.push({ start, end });
+  }
+  const textPageHashes = new Map<bigint, string>();
+  for (const g of groups) {
+    if (g.group !== 'text') continue;
+    for (let page = g.start; page < g.end; page += PAGE_SIZE_N) {
+      const buf = new Uint8Array(PAGE_SIZE);
+      for (const s of text) {
+        const sEnd = s.addr + BigInt(s.size);
+        if (sEnd <= page || s.addr >= page + PAGE_SIZE_N) continue;
+        const from = s.addr > page ? s.addr : page;
+        const to = sEnd < page + PAGE_SIZE_N ? sEnd : page + PAGE_SIZE_N;
+        buf.set(s.bytes.subarray(Number(from - s.addr), Number(to - s.addr)), Number(from - page));
+      }
+      textPageHashes.set(page, sha256Hex(buf));
+    }
+  }
+  return {
+    name,
+    exports: new Map(r.exports),
+    mcountSites: new Set(r.mcountSites),
+    jumpEntries: new Map(r.jumpEntries.map((j) => [j.site, { target: j.target, len: j.len }])),
+    textRanges,
+    ranges: groups.map((g) => ({ start: g.start, end: g.end, permissions: MODULE_GRANTS[g.group] })),
+    textPageHashes,
+  };
+}
+
+/** Decides one unload. Exported for tests. */
+export function checkModuleUnload(request: RequestOf<'module-unload'>, ctx: PluginContext): PluginResult {
+  if (!ctx.vm.modules.has(request.name)) return { decision: 'deny', reason: `module ${request.name} is not loaded` };
+  const users = [...(links(ctx) ?? new Map<string, ReadonlySet<string>>())].filter(([user, deps]) => user !== request.name && ctx.vm.modules.has(user) && deps.has(request.name)).map(([u]) => u);
+  if (users.length > 0) return { decision: 'deny', reason: `module ${request.name} is in use by ${users.join(', ')}` };
+  return { decision: 'allow', reason: `module ${request.name} unloaded` };
+}
+
+/** The module-end-state plugin. */
+export const moduleEndStatePlugin: VerifierPlugin<'module-load' | 'module-unload'> = {
+  name: MODULE_END_STATE,
+  description: "allows an authenticated module load whose placed sections equal the signed image relocated at the guest's addresses, and grants per-group permissions; tracks loaded modules for unload",
+  kinds: ['module-load', 'module-unload'],
+  decide(request, ctx): PluginResult {
+    if (request.kind === 'module-unload') return checkModuleUnload(request, ctx);
+    const c = checkModuleLoad(request, ctx);
+    if (!c.ok) return { decision: 'deny', reason: c.reason };
+    ctx.facts.set(RECORD_FACT, c.value);
+    return { decision: 'allow', reason: c.value.reason, grants: c.value.grants };
+  },
+  commit(request, ok, ctx): void {
+    if (!ok) return;
+    let state = links(ctx);
+    if (!state) {
+      state = new Map();
+      ctx.vm.pluginState.set(MODULE_END_STATE, state);
+    }
+    if (request.kind === 'module-unload') {
+      ctx.vm.modules.delete(request.name);
+      state.delete(request.name);
+      return;
+    }
+    const fact = ctx.facts.get(RECORD_FACT) as Computed | undefined;
+    const computed = fact && fact.record.name === request.name ? fact : undefined;
+    const c = computed ?? (() => {
+      const again = checkModuleLoad(request, ctx);
+      return again.ok ? again.value : undefined;
+    })();
+    if (!c) return; // INVARIANT: ok means decide allowed; nothing to record otherwise
+    ctx.vm.modules.set(request.name, c.record);
+    state.set(request.name, c.uses);
+  },
+};
