@@ -13,8 +13,10 @@ export const PATCH_BATCH_MAGIC = 0x3154_4150_494b_4548n;
 /** Magic of a code descriptor: "HEKICOD1". */
 export const CODE_DESC_MAGIC = 0x3144_4f43_494b_4548n;
 
-/** Module descriptor header bytes (magic, image gva/len, name gva/len, nsections). */
-export const MODULE_DESC_HEADER = 48;
+/** Module descriptor header bytes (magic, image gva/len, name gva/len, nsections, percpu). */
+export const MODULE_DESC_HEADER = 56;
+/** `percpu` value meaning "the module has no per-CPU section". */
+export const MODULE_DESC_NO_PERCPU = 0xffff_ffff_ffff_ffffn;
 /** Bytes of one placed section entry (shndx, gva, size). */
 export const MODULE_DESC_ENTRY = 24;
 /** Sections that fit in the one-page descriptor. */
@@ -57,6 +59,8 @@ export function encodeModuleDesc(d: {
   nameGva: bigint;
   nameLen: number;
   sections: readonly ModuleDescSection[];
+  /** The per-CPU pointer, when the module has `.data..percpu`. */
+  percpu?: bigint;
 }): Uint8Array {
   if (d.sections.length > MODULE_DESC_MAX_SECTIONS) throw new RangeError(`a module descriptor holds at most ${MODULE_DESC_MAX_SECTIONS} sections`);
   const page = new Uint8Array(PAGE_SIZE);
@@ -67,6 +71,7 @@ export function encodeModuleDesc(d: {
   dv.setBigUint64(24, d.nameGva, true);
   dv.setBigUint64(32, BigInt(d.nameLen), true);
   dv.setBigUint64(40, BigInt(d.sections.length), true);
+  dv.setBigUint64(48, d.percpu ?? MODULE_DESC_NO_PERCPU, true);
   d.sections.forEach((s, i) => {
     const o = MODULE_DESC_HEADER + i * MODULE_DESC_ENTRY;
     dv.setBigUint64(o, BigInt(s.shndx), true);

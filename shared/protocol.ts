@@ -84,6 +84,11 @@ export type VerifyRequest =
       /** The file passed to init_module: ELF plus signature trailer. */
       readonly image: Uint8Array;
       readonly sections: readonly PlacedSection[];
+      /**
+       * The module's per-CPU pointer (`mod_percpu(mod)`), when it has `.data..percpu`. Not module
+       * memory: relocations against per-CPU symbols resolve to it, so the end state depends on it.
+       */
+      readonly percpu?: bigint;
     })
   | (RequestBase & {
       /** A module unload: forget its symbols and sites. */
@@ -184,7 +189,7 @@ const obj =
 const base = { v: num, id: num, vm: str };
 const REQUEST_SHAPES: Record<RequestKind, Check> = {
   'kernel-text': obj({ ...base, kind: str, sections: arr(obj({ name: str, addr: big, bytes }), 256) }),
-  'module-load': obj({ ...base, kind: str, name: str, image: bytes, sections: arr(obj({ shndx: num, addr: big, bytes, size: num }), 65536) }),
+  'module-load': obj({ ...base, kind: str, name: str, image: bytes, sections: arr(obj({ shndx: num, addr: big, bytes, size: num }), 65536) }, { percpu: big }),
   'module-unload': obj({ ...base, kind: str, name: str }),
   'text-patch': obj({
     ...base,

@@ -13,6 +13,7 @@ import {
   MODULE_DESC_HEADER,
   MODULE_DESC_MAGIC,
   MODULE_DESC_MAX_SECTIONS,
+  MODULE_DESC_NO_PERCPU,
   MODULE_IMAGE_MAX,
   NAME_MAX,
   PATCH_BATCH_HEADER,
@@ -33,6 +34,8 @@ export interface ModuleDesc {
   readonly nameGva: bigint;
   readonly nameLen: number;
   readonly sections: readonly ModuleDescSection[];
+  /** The per-CPU pointer, when the module has a per-CPU section. */
+  readonly percpu: bigint | undefined;
 }
 
 /** Reads the module descriptor at `gpa`. */
@@ -56,7 +59,15 @@ export function readModuleDesc(mem: GuestMemoryAccess, gpa: bigint): Result<Modu
     if (size > BigInt(MODULE_IMAGE_MAX)) return err(`section entry ${i}: size ${size} is too large`);
     sections.push({ shndx: Number(shndx), gva: dv.getBigUint64(o + 8, true), size: Number(size) });
   }
-  return ok({ imageGva: dv.getBigUint64(8, true), imageLen: Number(imageLen), nameGva: dv.getBigUint64(24, true), nameLen: Number(nameLen), sections });
+  const percpu = dv.getBigUint64(48, true);
+  return ok({
+    imageGva: dv.getBigUint64(8, true),
+    imageLen: Number(imageLen),
+    nameGva: dv.getBigUint64(24, true),
+    nameLen: Number(nameLen),
+    sections,
+    percpu: percpu === MODULE_DESC_NO_PERCPU ? undefined : percpu,
+  });
 }
 
 /** One entry of a patch batch as read. */

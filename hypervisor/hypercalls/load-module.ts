@@ -48,7 +48,7 @@ export const loadModule: HypercallHandler = async (ctx, [a0]) => {
   const frozen = auth.freeze(before.keys());
   try {
     const sections: PlacedSection[] = layout.map((s) => ({ shndx: s.shndx, addr: s.gva, size: s.size, bytes: readFrames(core.memory, s.gva, s.size, s.pages) }));
-    const verdict = await auth.verify({ kind: 'module-load', vm: auth.vm, name, image, sections });
+    const verdict = await auth.verify({ kind: 'module-load', vm: auth.vm, name, image, sections, ...(d.percpu !== undefined ? { percpu: d.percpu } : {}) });
     if (!verdict.ok || !verdict.grants) {
       auth.record('module-load', name, verdict, { applied: false });
       return verificationDenied(ctx, 'module-load', name, verdict.ok ? { reason: 'verdict carried no grants' } : verdict);
