@@ -163,3 +163,36 @@ fixtureTest('a wrong __fentry__ address fails naming the first ftrace site', asy
     t.regex(r.error.message, /ftrace site 0xffffffffc0000\w+ \(\.text\+0x0\) holds a call to 0xffffffff81076650, not __fentry__ \(0xffffffff81076660\)/);
   }
 });
+
+fixtureTest('a damaged real module gives a named error', async (t) => {
+  const kernel = await loadFixtureKernel();
+  const opts = { base: MODULES_VADDR, initBase: INIT_AREA, fentry: kernel.boundaries.__fentry__, resolve: (n: string) => kernel.exports.get(n) };
+  const m = fixtureModulesInDependencyOrder().find((x) => x.file === 'crc7')!;
+  const elf = buildModuleImage(m.bytes, opts);
+  if (!elf.ok) throw new Error(elf.error.message);
+  const plain = elf.value.elf.bytes;
+
+  const truncated = buildModuleImage(plain.subarray(0, plain.length - 100), opts);
+  t.false(truncated.ok);
+  if (!truncated.ok) t.is(truncated.error.kind, 'elf');
+
+  // Change the type of the first .rela.text entry to 99.
+  const rela = elf.value.elf.sectionByName('.rela.text')!;
+  const bad = Uint8Array.from(plain);
+  new DataView(bad.buffer).setUint32(rela.offset + 8, 99, true);
+  const r = buildModuleImage(bad, opts);
+  t.false(r.ok);
+  if (!r.ok) {
+    t.is(r.error.kind, 'relocation');
+    t.regex(r.error.message, /crc7: relocation 0 of \.rela\.text \(type 99\) at \.text\+0x\w+: unknown relocation type 99/);
+  }
+
+  // Give .text a nonzero byte where a relocation goes.
+  const first = elf.value.elf.relocations.find((x) => x.name === '.rela.text')!.entries[0]!;
+  const text = elf.value.elf.sectionByName('.text')!;
+  const nz = Uint8Array.from(plain);
+  nz[text.offset + Number(first.offset)] = 0x5a;
+  const r2 = buildModuleImage(nz, opts);
+  t.false(r2.ok);
+  if (!r2.ok) t.regex(r2.error.message, /Invalid relocation target, existing value is nonzero/);
+});
