@@ -68,16 +68,20 @@ class Guest {
   }
 }
 
+/** Placed sections plus the per-CPU pointer, which travels beside them (it is not module memory). */
+type Placed = PlacedSection[] & { percpu?: bigint };
+
 /** The request the core would send: each placed section's snapshot (NOBITS without bytes). */
-function sectionsOf(img: ModuleImage): PlacedSection[] {
-  const s: PlacedSection[] = img.sections.map((x) => ({ shndx: x.shndx, addr: x.addr, bytes: x.nobits ? new Uint8Array(0) : Uint8Array.from(x.bytes), size: x.size }));
-  if (img.percpu) s.push({ shndx: img.percpu.shndx, addr: img.percpu.addr, bytes: Uint8Array.from(img.percpu.bytes), size: img.percpu.size });
+function sectionsOf(img: ModuleImage): Placed {
+  const s: Placed = img.sections.map((x) => ({ shndx: x.shndx, addr: x.addr, bytes: x.nobits ? new Uint8Array(0) : Uint8Array.from(x.bytes), size: x.size }));
+  if (img.percpu) s.percpu = img.percpu.addr;
   return s;
 }
 
 let nextId = 1;
-function load(v: Verifier, name: string, image: Uint8Array, sections: PlacedSection[]): Verdict {
-  return v.verify({ v: PROTOCOL_VERSION, id: nextId++, vm: VM, kind: 'module-load', name, image, sections });
+function load(v: Verifier, name: string, image: Uint8Array, sections: Placed): Verdict {
+  const percpu = sections.percpu;
+  return v.verify({ v: PROTOCOL_VERSION, id: nextId++, vm: VM, kind: 'module-load', name, image, sections: [...sections], ...(percpu !== undefined ? { percpu } : {}) });
 }
 function unload(v: Verifier, name: string): Verdict {
   return v.verify({ v: PROTOCOL_VERSION, id: nextId++, vm: VM, kind: 'module-unload', name });

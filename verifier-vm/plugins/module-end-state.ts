@@ -36,7 +36,8 @@ import { MEM_ATTR } from '../../shared/abi.ts';
 import { PAGE_SIZE, PAGE_SIZE_N, hex } from '../../shared/addr.ts';
 import { parseElf64 } from '../../shared/elf/elf64.ts';
 import { SHF_EXECINSTR } from '../../shared/elf/types.ts';
-import { checkLayout, readModinfo, relocateAt, type GroupRange, type RelocatedModule, type SectionGroup } from '../../shared/module/index.ts';
+import { PERCPU_SECTION, checkLayout, findSec, readModinfo, relocateAt, type GroupRange, type RelocatedModule, type SectionGroup } from '../../shared/module/index.ts';
+import type { PlacedSection } from '../../shared/protocol.ts';
 import type { RequestOf, SectionGrant } from '../../shared/protocol.ts';
 import type { PluginContext, PluginResult, VerifiedModule, VerifierPlugin } from '../plugin-api.ts';
 import { sha256Hex } from '../signature/code-image.ts';
@@ -93,7 +94,13 @@ export function checkModuleLoad(request: RequestOf<'module-load'>, ctx: PluginCo
   if (!modinfo.ok) return deny(modinfo.error.message);
   if (modinfo.value.name !== request.name) return deny(`the signed image's .modinfo names it ${JSON.stringify(modinfo.value.name ?? '')}`);
 
-  const layout = checkLayout(elf.value, request.sections);
+  // The per-CPU section is not module memory: it travels as the request's `percpu` pointer.
+  const pcpu = findSec(elf.value, PERCPU_SECTION);
+  const placed: PlacedSection[] =
+    pcpu !== 0 && request.percpu !== undefined
+      ? [...request.sections.filter((s) => s.shndx !== pcpu), { shndx: pcpu, addr: request.percpu, size: elf.value.sections[pcpu]?.size ?? 0, bytes: new Uint8Array(0) }]
+      : [...request.sections];
+  const layout = checkLayout(elf.value, placed);
   if (!layout.ok) return deny(layout.error.message);
   for (const s of layout.value.sections) {
     if (s.size === 0) continue;
@@ -117,7 +124,7 @@ export function checkModuleLoad(request: RequestOf<'module-load'>, ctx: PluginCo
     }
     return undefined;
   };
-  const r = relocateAt(elf.value, request.sections, resolve, m.fentry, request.name);
+  const r = relocateAt(elf.value, placed, resolve, m.fentry, request.name);
   if (!r.ok) {
     const missing = modinfo.value.depends.filter((d) => !ctx.vm.modules.has(d));
     const hint = r.error.kind === 'unresolved-symbol' && missing.length > 0 ? ` (depends on ${missing.join(', ')}, not loaded)` : '';
@@ -128,7 +135,7 @@ export function checkModuleLoad(request: RequestOf<'module-load'>, ctx: PluginCo
     for (const mod of ctx.vm.modules.values()) if (mod.exports.has(name)) return deny(`exports duplicate symbol ${name} (owned by ${mod.name})`);
   }
 
-  const byIndex = new Map(request.sections.map((s) => [s.shndx, s]));
+  const byIndex = new Map(placed.map((s) => [s.shndx, s]));
   for (const want of r.value.sections) {
     const got = byIndex.get(want.shndx)!; // checkLayout: every placed section is in the request
     if (got.bytes.length === 0 && want.size > 0) {

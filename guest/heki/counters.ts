@@ -1,0 +1,65 @@
+/**
+ * Heki v2's permission counters (include/linux/heki.h, `struct heki_counters`): for every
+ * physical page, how many kernel mappings give it read, write and execute. The page's EPT
+ * permission is the union over its mappings: a page mapped writable at one address and
+ * executable at another needs both, and W^X then refuses it; unmapping one alias takes its
+ * contribution away.
+ */
+import { MEM_ATTR } from '../../shared/abi.ts';
+
+/** A mapping's protection. */
+export interface Prot {
+  readonly read: boolean;
+  readonly write: boolean;
+  readonly exec: boolean;
+}
+
+interface Counts {
+  read: number;
+  write: number;
+  exec: number;
+}
+
+/** Counters for every physical frame the kernel maps after boot. */
+export class PermissionCounters {
+  readonly #frames = new Map<number, Counts>();
+
+  /** A mapping of `frame` with `prot` was created. */
+  map(frame: number, prot: Prot): void {
+    const c = this.#frames.get(frame) ?? { read: 0, write: 0, exec: 0 };
+    c.read += prot.read ? 1 : 0;
+    c.write += prot.write ? 1 : 0;
+    c.exec += prot.exec ? 1 : 0;
+    this.#frames.set(frame, c);
+  }
+
+  /** A mapping of `frame` with `prot` went away. Throws on an unbalanced unmap (a kernel bug). */
+  unmap(frame: number, prot: Prot): void {
+    const c = this.#frames.get(frame);
+    if (!c || (prot.read && c.read === 0) || (prot.write && c.write === 0) || (prot.exec && c.exec === 0)) {
+      throw new Error(`heki counters: unbalanced unmap of frame ${frame}`);
+    }
+    c.read -= prot.read ? 1 : 0;
+    c.write -= prot.write ? 1 : 0;
+    c.exec -= prot.exec ? 1 : 0;
+    if (c.read + c.write + c.exec === 0) this.#frames.delete(frame);
+  }
+
+  /** A mapping of `frame` changed protection. */
+  update(frame: number, from: Prot, to: Prot): void {
+    this.unmap(frame, from);
+    this.map(frame, to);
+  }
+
+  /** The union permission of `frame` as MEM_ATTR bits (0 when nothing maps it). */
+  union(frame: number): number {
+    const c = this.#frames.get(frame);
+    if (!c) return 0;
+    return (c.read > 0 ? MEM_ATTR.READ : 0) | (c.write > 0 ? MEM_ATTR.WRITE : 0) | (c.exec > 0 ? MEM_ATTR.EXEC : 0);
+  }
+
+  /** How many mappings of each kind `frame` has. */
+  counts(frame: number): Readonly<Counts> {
+    return { ...(this.#frames.get(frame) ?? { read: 0, write: 0, exec: 0 }) };
+  }
+}

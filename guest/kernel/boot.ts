@@ -1,0 +1,197 @@
+/**
+ * Boot of the simulated guest kernel on the real Linux 6.1 image, after arch/x86's path from
+ * startup_64 to kernel_init. The VMM has already put the vmlinux PT_LOAD segments at their
+ * physical addresses (as Firecracker's loader does); everything here runs on the guest's
+ * vCPU and touches memory only through it:
+ *
+ * 1. early page tables (paging still off): the kernel image at __START_KERNEL_map with 2 MiB
+ *    pages, writable and executable as in early boot, and the direct map of all RAM (RW, NX);
+ * 2. long mode and paging; CR4.SMEP|SMAP|UMIP; the syscall MSRs, IDT and GDT;
+ * 3. ftrace_init: every `call __fentry__` site of `__mcount_loc` becomes the 5-byte NOP;
+ * 4. free_initmem and mark_rodata_ro: 4 KiB mappings with the STRICT_KERNEL_RWX permissions
+ *    (text RX, rodata R, data/bss RW NX, freed init memory RW NX);
+ * 5. heki_late_init: pin CR0.WP and CR4 bits, lock text RX and rodata (with ro_after_init) R
+ *    as immutable and all other RAM RW NX, then end boot: the verifier compares the kernel text
+ *    with the signed manifest.
+ */
+import { CR0, CR4, EFER, MSR } from '../../shared/x86/cpu.ts';
+import { MEM_ATTR } from '../../shared/abi.ts';
+import type { GuestCpu, GuestOutcome } from '../../shared/guest-cpu.ts';
+import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
+import type { PageRange } from '../../shared/page-list.ts';
+import { BumpFrameAllocator, PTE, PageTableWriter, mapErrorMessage } from '../mm/page-table-writer.ts';
+import { BOOT_TABLES, START_KERNEL_MAP, physToVirt } from './layout.ts';
+import { FrameAllocator } from './frame-allocator.ts';
+import { cpuPhysPort } from './phys-port.ts';
+import { Heki } from '../heki/heki.ts';
+import { Scratch } from '../heki/scratch.ts';
+import { kvmHekiBackend } from '../heki/kvm-backend.ts';
+import { type Result, err, ok } from '../../shared/result.ts';
+
+const NOP5 = Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00);
+const MB2 = 0x20_0000n;
+const PAGE = 0x1000n;
+/** Scratch buffer for hypervisor descriptors: 2 MiB holds a batch of all 40,521 ftrace sites. */
+const SCRATCH_BYTES = 2 << 20;
+
+/** How to boot. */
+export interface BootOptions {
+  /** Bytes of guest RAM. */
+  readonly ramBytes: bigint;
+  /** Progress messages (the demo prints them). */
+  readonly log?: (line: string) => void;
+}
+
+/** What a booted kernel keeps: its page tables, allocator, Heki layer and image. */
+export interface BootedKernel {
+  readonly cpu: GuestCpu;
+  readonly image: KernelImage;
+  readonly pageTables: PageTableWriter;
+  readonly frames: FrameAllocator;
+  readonly heki: Heki;
+  readonly scratch: Scratch;
+  /** Milliseconds per boot phase. */
+  readonly timings: Readonly<Record<string, number>>;
+}
+
+/** Why boot stopped. */
+export interface BootError {
+  readonly phase: string;
+  readonly message: string;
+}
+
+function must<T>(r: GuestOutcome<T>, phase: string, what: string): Result<T, BootError> {
+  if (r.ok) return ok(r.value);
+  const f = r.fault;
+  return err({ phase, message: `${what}: ${f.kind === 'stopped' ? `VM stopped: ${f.detail}` : `#${f.vector} (${f.cause}) ${f.detail}`}` });
+}
+
+const roundUp = (v: bigint, a: bigint): bigint => (v + a - 1n) & ~(a - 1n);
+const roundDown = (v: bigint, a: bigint): bigint => v & ~(a - 1n);
+
+/** Boots the kernel on `cpu`. */
+export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: BootOptions): Promise<Result<BootedKernel, BootError>> {
+  const log = options.log ?? (() => undefined);
+  const timings: Record<string, number> = {};
+  let t = performance.now();
+  const phase = (name: string): void => {
+    const now = performance.now();
+    timings[name] = now - t;
+    t = now;
+  };
+  const b = image.boundaries;
+  const phys = (va: bigint): bigint => va - START_KERNEL_MAP;
+  const imageStart = roundDown(phys(b._stext), MB2);
+  const imageEnd = roundUp(phys(b.__bss_stop), MB2) + 0x80_0000n; // .brk and .init.scratch follow __bss_stop
+  if (options.ramBytes < imageEnd + 0x400_0000n) return err({ phase: 'setup', message: `${options.ramBytes} bytes of RAM cannot hold the kernel image and its working memory` });
+
+  // 1. Early page tables, written with paging off.
+  const early = cpuPhysPort(cpu, false);
+  const tableFrames = new BumpFrameAllocator(BOOT_TABLES.start + PAGE, BOOT_TABLES.end);
+  for (let pa = BOOT_TABLES.start; pa < BOOT_TABLES.start + PAGE; pa += 8n) if (!early.writeU64(pa, 0n)) return err({ phase: 'page tables', message: 'cannot clear the root table' });
+  const pt = new PageTableWriter(BOOT_TABLES.start, early, tableFrames);
+  for (let pa = imageStart; pa < imageEnd; pa += MB2) {
+    const e = pt.map(START_KERNEL_MAP + pa, pa, PTE.RW | PTE.G, 2);
+    if (e) return err({ phase: 'page tables', message: mapErrorMessage(e) });
+  }
+  for (let pa = 0n; pa < options.ramBytes; pa += MB2) {
+    const e = pt.map(physToVirt(pa), pa, PTE.RW | PTE.G | PTE.NX, 2);
+    if (e) return err({ phase: 'page tables', message: mapErrorMessage(e) });
+  }
+  phase('early page tables');
+
+  // 2. Long mode, paging, CPU features, entry points.
+  for (const [what, r] of [
+    ['EFER', cpu.wrmsr(MSR.EFER, EFER.LME | EFER.NXE | EFER.SCE)],
+    ['CR4', cpu.writeCr(4, CR4.PAE | CR4.PGE | CR4.OSFXSR | CR4.OSXMMEXCPT)],
+    ['CR3', cpu.writeCr(3, pt.root)],
+    ['CR0', cpu.writeCr(0, CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.AM | CR0.PG)],
+    ['CR4 protections', cpu.writeCr(4, CR4.PAE | CR4.PGE | CR4.OSFXSR | CR4.OSXMMEXCPT | CR4.SMEP | CR4.SMAP | CR4.UMIP)],
+  ] as const) {
+    const m = must(r, 'cpu setup', `setting ${what}`);
+    if (!m.ok) return m;
+  }
+  const sym = (name: string): bigint | undefined => image.systemMap.address(name);
+  const entry = sym('entry_SYSCALL_64');
+  const idt = sym('idt_table');
+  if (entry === undefined || idt === undefined) return err({ phase: 'cpu setup', message: 'System.map lacks entry_SYSCALL_64 or idt_table' });
+  for (const [what, r] of [
+    ['LSTAR', cpu.wrmsr(MSR.LSTAR, entry)],
+    ['STAR', cpu.wrmsr(MSR.STAR, (0x23n << 48n) | (0x10n << 32n))],
+    ['SYSCALL_MASK', cpu.wrmsr(MSR.SYSCALL_MASK, 0x47700n)],
+    ['IDT', cpu.lidt({ base: idt, limit: 256 * 16 - 1 })],
+    ['GDT', cpu.lgdt({ base: START_KERNEL_MAP + phys(b.__init_begin) + (sym('gdt_page') ?? 0n), limit: 16 * 8 - 1 })],
+  ] as const) {
+    const m = must(r, 'cpu setup', `setting ${what}`);
+    if (!m.ok) return m;
+  }
+  phase('cpu setup');
+
+  // The page tables from now on are written through the direct map, with paging on.
+  const port = cpuPhysPort(cpu, true);
+  const pageTables = new PageTableWriter(pt.root, port, tableFrames);
+
+  // 3. ftrace_init: call __fentry__ -> NOP at every __mcount_loc site (ftrace_make_nop checks the call).
+  for (const site of image.mcountSites) {
+    const cur = cpu.read(site.address, 5);
+    if (!cur.ok) return must(cur, 'ftrace_init', `reading site 0x${site.address.toString(16)}`) as Result<never, BootError>;
+    if (cur.value[0] !== 0xe8) continue; // already a NOP (a site the build left as one)
+    const rel = new DataView(cur.value.buffer, cur.value.byteOffset).getInt32(1, true);
+    if (site.address + 5n + BigInt(rel) !== b.__fentry__) return err({ phase: 'ftrace_init', message: `site 0x${site.address.toString(16)} does not call __fentry__` });
+    const w = must(cpu.write(site.address, NOP5), 'ftrace_init', `patching 0x${site.address.toString(16)}`);
+    if (!w.ok) return w;
+  }
+  log(`ftrace: ${image.mcountSites.length} call sites converted to NOPs`);
+  phase('ftrace_init');
+
+  // Working memory: everything above the image is the page allocator's.
+  const frames = new FrameAllocator(imageEnd, options.ramBytes);
+  const scratchPa = frames.allocContiguous(SCRATCH_BYTES / 4096);
+  if (scratchPa === undefined) return err({ phase: 'setup', message: 'no contiguous memory for the hypervisor scratch buffer' });
+  const scratch = new Scratch(cpu, scratchPa, SCRATCH_BYTES);
+  const heki = new Heki(kvmHekiBackend(cpu, scratch));
+  if (!(await heki.earlyInit())) log('heki: the hypervisor does not support Heki; continuing unprotected');
+
+  // 4. free_initmem + mark_rodata_ro: final 4 KiB mappings of the image.
+  const text = { start: roundDown(b._stext, PAGE), end: roundUp(b._etext, PAGE) };
+  const ro = { start: roundDown(b.__start_rodata, PAGE), end: roundUp(b.__end_rodata, PAGE) };
+  const initText = image.sectionByName('.init.text');
+  for (let va = START_KERNEL_MAP + imageStart; va < START_KERNEL_MAP + imageEnd; va += MB2) {
+    // Replace each 2 MiB mapping by a table of 4 KiB entries.
+    const slot = pageTables.entryAddress(va, 2);
+    if (typeof slot !== 'bigint' || !port.writeU64(slot, 0n)) return err({ phase: 'mark_rodata_ro', message: 'cannot split the kernel mapping' });
+    for (let off = 0n; off < MB2; off += PAGE) {
+      const v = va + off;
+      let flags = PTE.G | PTE.NX;
+      if (v >= text.start && v < text.end) flags = PTE.G;
+      else if (v >= ro.start && v < ro.end) flags = PTE.G | PTE.NX;
+      else if (v >= text.end && v < ro.start) flags = PTE.G | PTE.NX;
+      else flags = PTE.G | PTE.NX | PTE.RW;
+      const e = pageTables.map(v, phys(v), flags);
+      if (e) return err({ phase: 'mark_rodata_ro', message: mapErrorMessage(e) });
+    }
+  }
+  const reload = must(cpu.writeCr(3, pageTables.root), 'mark_rodata_ro', 'flushing the TLB');
+  if (!reload.ok) return reload;
+  log(`mark_rodata_ro: text ${hex(text.start)}-${hex(text.end)} RX, rodata ${hex(ro.start)}-${hex(ro.end)} R, ${initText ? 'init text freed, ' : ''}data NX`);
+  phase('mark_rodata_ro');
+
+  // 5. heki_late_init.
+  const I = MEM_ATTR.IMMUTABLE;
+  const RW = MEM_ATTR.READ | MEM_ATTR.WRITE;
+  const ranges: PageRange[] = [
+    { pa: 0n, epa: phys(text.start), permissions: RW },
+    { pa: phys(text.start), epa: phys(text.end), permissions: MEM_ATTR.READ | MEM_ATTR.EXEC | I },
+    { pa: phys(text.end), epa: phys(ro.end), permissions: MEM_ATTR.READ | I },
+    { pa: phys(ro.end), epa: options.ramBytes, permissions: RW },
+  ];
+  const late = await heki.lateInit({ cr0: CR0.WP, cr4: CR4.SMEP | CR4.SMAP | CR4.UMIP, ranges });
+  if (!late.ok) return err({ phase: 'heki_late_init', message: `${late.step} refused: ${late.status.ok ? '' : late.status.name}` });
+  log('heki: CR0.WP and CR4.SMEP|SMAP|UMIP pinned; text RX and rodata R locked immutable; boot text verified');
+  phase('heki_late_init');
+  return ok({ cpu, image, pageTables, frames, heki, scratch, timings });
+}
+
+function hex(v: bigint): string {
+  return `0x${v.toString(16)}`;
+}

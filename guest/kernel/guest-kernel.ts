@@ -1,0 +1,82 @@
+/**
+ * The running guest kernel after boot: its memory manager, module loader, ftrace, static
+ * keys, kprobes and BPF JIT, wired to one another (a module's ftrace sites and jump labels
+ * join the kernel's when it loads and leave when it unloads).
+ */
+import type { GuestCpu } from '../../shared/guest-cpu.ts';
+import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
+import { KernelMm } from '../mm/kernel-mm.ts';
+import { ModuleLoader, type LoadedModule } from '../modules/module-loader.ts';
+import { TextPoker } from '../patching/text-poker.ts';
+import { Ftrace } from '../patching/ftrace.ts';
+import { JumpLabels } from '../patching/jump-labels.ts';
+import { Kprobes } from '../patching/kprobes.ts';
+import { BpfJit } from '../bpf/bpf-jit.ts';
+import type { BootedKernel } from './boot.ts';
+import type { Heki } from '../heki/heki.ts';
+
+/** A booted kernel's subsystems. */
+export class GuestKernel {
+  readonly cpu: GuestCpu;
+  readonly image: KernelImage;
+  readonly heki: Heki;
+  readonly mm: KernelMm;
+  readonly poker: TextPoker;
+  readonly ftrace: Ftrace;
+  readonly jumpLabels: JumpLabels;
+  readonly kprobes: Kprobes;
+  readonly modules: ModuleLoader;
+  readonly bpf: BpfJit;
+
+  constructor(booted: BootedKernel) {
+    this.cpu = booted.cpu;
+    this.image = booted.image;
+    this.heki = booted.heki;
+    this.mm = new KernelMm(booted.cpu, booted.pageTables, booted.frames, booted.heki);
+    this.poker = new TextPoker(booted.heki.hv);
+    const trampoline = booted.image.systemMap.address('ftrace_caller');
+    if (trampoline === undefined) throw new Error('System.map has no ftrace_caller');
+    this.ftrace = new Ftrace(this.poker, trampoline);
+    const initText = booted.image.sectionByName('.init.text');
+    const inInit = (a: bigint): boolean => initText !== undefined && a >= initText.vaddr && a < initText.vaddr + BigInt(initText.size);
+    // Runtime ftrace has the live sites only: init memory was freed at the end of boot.
+    this.ftrace.addSites(
+      booted.image.mcountSites.filter((s) => !inInit(s.address)).map((s) => ({ address: s.address, func: booted.image.systemMap.symbolize(s.address).replace(/\+0x0$/, '') })),
+    );
+    this.jumpLabels = new JumpLabels(this.poker);
+    this.jumpLabels.addEntries(
+      booted.image.jumpEntries
+        .filter((e) => !inInit(e.site))
+        .map((e) => ({ site: e.site, target: e.target, key: e.key, branch: (e.flags & 1) === 1, length: e.length as 2 | 5, current: this.#read(e.site, e.length) })),
+    );
+    this.kprobes = new Kprobes(this.poker, (va) => this.#read(va, 1)[0]);
+    this.bpf = new BpfJit(booted.cpu, this.mm, booted.heki);
+    this.modules = new ModuleLoader(booted.cpu, this.mm, booted.heki, booted.image, {
+      loaded: (m) => this.#moduleLoaded(m),
+      unloaded: (m) => this.#moduleUnloaded(m),
+    });
+  }
+
+  #read(va: bigint, len: number): Uint8Array {
+    const r = this.cpu.read(va, len);
+    return r.ok ? r.value : new Uint8Array(len);
+  }
+
+  #moduleLoaded(m: LoadedModule): void {
+    const funcAt = new Map<bigint, string>();
+    const secAddr = new Map(m.image.sections.map((s) => [s.shndx, s.addr] as const));
+    for (const sym of m.image.elf.symbols) {
+      const base = secAddr.get(sym.shndx);
+      if (base !== undefined && sym.type === 2 /* STT_FUNC */) funcAt.set(base + sym.value, sym.name);
+    }
+    this.ftrace.addSites(m.image.mcountSites.map((a) => ({ address: a, func: `${funcAt.get(a) ?? `0x${a.toString(16)}`} [${m.name}]` })));
+    this.jumpLabels.addEntries(
+      m.image.jumpEntries.map((e) => ({ site: e.site, target: e.target, key: e.key, branch: (e.flags & 1) === 1, length: e.len, current: this.#read(e.site, e.len) })),
+    );
+  }
+
+  #moduleUnloaded(m: LoadedModule): void {
+    this.ftrace.removeSites(m.image.mcountSites);
+    this.jumpLabels.removeSites(new Set(m.image.jumpEntries.map((e) => e.site)));
+  }
+}

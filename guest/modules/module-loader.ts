@@ -1,0 +1,206 @@
+/**
+ * The guest kernel's module loader (kernel/module/main.c's load_module, simplified):
+ * lay the module out in the module area as layout_sections() does, link it against the
+ * kernel's and loaded modules' exports, NOP its ftrace sites, write it into freshly
+ * allocated data pages, and ask the hypervisor to validate it. Only when the hypervisor has
+ * granted the section permissions does the guest switch its own page tables to them
+ * (text RX, rodata R, data RW NX) and register the module's exports, ftrace sites and jump
+ * labels. Like modprobe, {@link ModuleLoader.modprobe} loads `depends=` first.
+ *
+ * Not modelled: running the module's init function, freeing the init layout after it (the
+ * init sections stay until unload), copying per-CPU initial data to each CPU.
+ */
+import { buildModuleImage, layoutModule, parseModuleFile, readModinfo, type GroupRange, type ModuleImage } from '../../shared/module/index.ts';
+import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
+import { type Result, err, ok } from '../../shared/result.ts';
+import type { Heki } from '../heki/heki.ts';
+import { PROT, type KernelMm } from '../mm/kernel-mm.ts';
+import type { Prot } from '../heki/counters.ts';
+import type { GuestCpu } from '../../shared/guest-cpu.ts';
+
+/** Where module files come from (userspace hands the kernel the bytes). */
+export interface ModuleSource {
+  /** The bytes of `<name>.ko`, or undefined when there is no such file. */
+  read(name: string): Uint8Array | undefined;
+  /** Where it looks, for messages. */
+  readonly where: string;
+}
+
+/** A module the guest has loaded. */
+export interface LoadedModule {
+  readonly name: string;
+  readonly depends: readonly string[];
+  readonly image: ModuleImage;
+  readonly core: { va: bigint; pages: number };
+  readonly init: { va: bigint; pages: number } | undefined;
+  readonly exports: ReadonlyMap<string, bigint>;
+}
+
+/** Notified when modules come and go (ftrace, jump labels). */
+export interface ModuleListener {
+  loaded(m: LoadedModule): void;
+  unloaded(m: LoadedModule): void;
+}
+
+/** First per-CPU offset handed to modules: past the kernel's static per-CPU area. */
+const PERCPU_MODULE_BASE = 0x10_0000n;
+
+const groupProt: Record<GroupRange['group'], Prot> = { text: PROT.RX, ro: PROT.RO, ro_after_init: PROT.RO, rw: PROT.RW };
+
+/** The loader. */
+export class ModuleLoader {
+  readonly loaded = new Map<string, LoadedModule>();
+  #percpuNext = PERCPU_MODULE_BASE;
+
+  constructor(
+    private readonly cpu: GuestCpu,
+    private readonly mm: KernelMm,
+    private readonly heki: Heki,
+    private readonly kernel: KernelImage,
+    private readonly listener: ModuleListener,
+  ) {}
+
+  /** An exported symbol of the kernel or of a loaded module. */
+  resolve(name: string): bigint | undefined {
+    const k = this.kernel.exports.get(name);
+    if (k !== undefined) return k;
+    for (const m of this.loaded.values()) {
+      const v = m.exports.get(name);
+      if (v !== undefined) return v;
+    }
+    return undefined;
+  }
+
+  /** Loads `name` from `source` after its dependencies, like modprobe. */
+  async modprobe(name: string, source: ModuleSource, chain: readonly string[] = []): Promise<Result<LoadedModule[], string>> {
+    if (chain.includes(name)) return err(`dependency cycle: ${[...chain, name].join(' -> ')}`);
+    const existing = this.loaded.get(name);
+    if (existing) return ok([]);
+    const file = source.read(name);
+    if (!file) return err(`module ${name} not found in ${source.where}`);
+    const elf = parseModuleFile(file);
+    if (!elf.ok) return err(`${name}: ${elf.error.message}`);
+    const info = readModinfo(elf.value);
+    if (!info.ok) return err(`${name}: ${info.error.message}`);
+    const done: LoadedModule[] = [];
+    for (const dep of info.value.depends) {
+      const r = await this.modprobe(dep, source, [...chain, name]);
+      if (!r.ok) return err(`${name} needs ${dep}: ${r.error}`);
+      done.push(...r.value);
+    }
+    const m = await this.load(file);
+    if (!m.ok) return m;
+    return ok([...done, m.value]);
+  }
+
+  /** Loads one module file (its dependencies must be loaded already). */
+  async load(file: Uint8Array): Promise<Result<LoadedModule, string>> {
+    const elf = parseModuleFile(file);
+    if (!elf.ok) return err(elf.error.message);
+    const info = readModinfo(elf.value);
+    if (!info.ok) return err(info.error.message);
+    const name = info.value.name;
+    if (!name) return err('.modinfo has no name');
+    if (this.loaded.has(name)) return err(`module ${name} is already loaded`);
+    const missing = info.value.depends.filter((d) => !this.loaded.has(d));
+    if (missing.length) return err(`module ${name} needs ${missing.join(', ')} loaded first`);
+
+    // Measure the layout, then place it in freshly allocated module memory.
+    const percpuBase = this.#percpuNext;
+    const probe = layoutModule(elf.value, { base: 0n, initBase: 1n << 40n, percpuBase });
+    if (!probe.ok) return err(`${name}: ${probe.error.message}`);
+    const extent = (part: 'core' | 'init', base: bigint): number => {
+      const g = probe.value.groups.filter((x) => x.part === part);
+      return g.length ? Number((g[g.length - 1]!.end - base) / 4096n) : 0;
+    };
+    const corePages = extent('core', 0n);
+    const initPages = extent('init', 1n << 40n);
+    const core = await this.mm.vmalloc(Math.max(corePages, 1), PROT.RW, 'modules');
+    if (!core.ok) return err(`${name}: ${core.reason}`);
+    const init = initPages > 0 ? await this.mm.vmalloc(initPages, PROT.RW, 'modules') : undefined;
+    if (init && !init.ok) {
+      await this.mm.vfree(core.value.va, corePages, 'modules');
+      return err(`${name}: ${init.reason}`);
+    }
+    const release = async (): Promise<void> => {
+      await this.mm.vfree(core.value.va, Math.max(corePages, 1), 'modules');
+      if (init?.ok) await this.mm.vfree(init.value.va, initPages, 'modules');
+    };
+    const built = buildModuleImage(file, {
+      base: core.value.va,
+      initBase: init?.ok ? init.value.va : core.value.va + BigInt(corePages) * 4096n,
+      percpuBase,
+      resolve: (sym) => this.resolve(sym),
+      fentry: this.kernel.boundaries.__fentry__,
+    });
+    if (!built.ok) {
+      await release();
+      return err(`${name}: ${built.error.message}`);
+    }
+    const image = built.value;
+    for (const s of image.sections) {
+      if (s.nobits || s.bytes.length === 0) continue;
+      if (!this.cpu.write(s.addr, s.bytes).ok) {
+        await release();
+        return err(`${name}: cannot write section ${s.name} at 0x${s.addr.toString(16)}`);
+      }
+    }
+    // The signed file goes to the hypervisor from a kernel buffer, as init_module copies it.
+    const bufPages = Math.ceil(file.length / 4096);
+    const buf = await this.mm.vmalloc(bufPages, PROT.RW);
+    if (!buf.ok) {
+      await release();
+      return err(`${name}: ${buf.reason}`);
+    }
+    if (!this.cpu.write(buf.value.va, file).ok) {
+      await this.mm.vfree(buf.value.va, bufPages);
+      await release();
+      return err(`${name}: cannot copy the module image`);
+    }
+    const v = await this.heki.hv.validateModule!({
+      name,
+      imageVa: buf.value.va,
+      imageLen: file.length,
+      sections: image.sections.map((s) => ({ shndx: s.shndx, gva: s.addr, size: s.size })),
+      ...(image.percpu ? { percpu: image.percpu.addr } : {}),
+    });
+    await this.mm.vfree(buf.value.va, bufPages);
+    if (!v.ok) {
+      await release();
+      return err(`the hypervisor refused module ${name}: ${v.name}`);
+    }
+    if (image.percpu) this.#percpuNext = (percpuBase + BigInt(image.percpu.size) + 0xfffn) & ~0xfffn;
+    for (const g of image.groups) {
+      const r = await this.mm.adopt(g.start, Number((g.end - g.start) / 4096n), groupProt[g.group]);
+      if (!r.ok) return err(`${name}: ${r.reason}`);
+    }
+    const m: LoadedModule = {
+      name,
+      depends: info.value.depends,
+      image,
+      core: { va: core.value.va, pages: Math.max(corePages, 1) },
+      init: init?.ok ? { va: init.value.va, pages: initPages } : undefined,
+      exports: image.exports,
+    };
+    this.loaded.set(name, m);
+    this.listener.loaded(m);
+    return ok(m);
+  }
+
+  /** Unloads `name`; refused while another loaded module depends on it. */
+  async unload(name: string): Promise<Result<void, string>> {
+    const m = this.loaded.get(name);
+    if (!m) return err(`module ${name} is not loaded`);
+    const users = [...this.loaded.values()].filter((o) => o.depends.includes(name)).map((o) => o.name);
+    if (users.length) return err(`module ${name} is in use by ${users.join(', ')}`);
+    const s = await this.heki.hv.unloadModule!(name);
+    if (!s.ok) return err(`the hypervisor refused to unload ${name}: ${s.name}`);
+    this.listener.unloaded(m);
+    this.loaded.delete(name);
+    // The hypervisor made every page data-only; the guest's tables follow, then the memory goes back.
+    for (const g of m.image.groups) await this.mm.adopt(g.start, Number((g.end - g.start) / 4096n), PROT.RW);
+    await this.mm.vfree(m.core.va, m.core.pages, 'modules');
+    if (m.init) await this.mm.vfree(m.init.va, m.init.pages, 'modules');
+    return ok(undefined);
+  }
+}
