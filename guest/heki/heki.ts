@@ -7,7 +7,7 @@
 import { MEM_ATTR } from '../../shared/abi.ts';
 import type { PageRange } from '../../shared/page-list.ts';
 import type { HekiHypervisor, HekiStatus } from './hypervisor.ts';
-import { PermissionCounters, type Prot } from './counters.ts';
+import { PermissionCounters, type CountsBaseline, type Prot } from './counters.ts';
 
 /** What heki_late_init locks. */
 export interface LateInitPlan {
@@ -22,12 +22,13 @@ export interface LateInitPlan {
 /** The Heki state of one guest kernel. */
 export class Heki {
   readonly hv: HekiHypervisor;
-  readonly counters = new PermissionCounters();
+  readonly counters: PermissionCounters;
   #abi: number | undefined;
   #bootEnded = false;
 
-  constructor(hv: HekiHypervisor) {
+  constructor(hv: HekiHypervisor, baseline?: CountsBaseline) {
     this.hv = hv;
+    this.counters = new PermissionCounters(baseline);
   }
 
   /** The hypervisor's ABI version once detected; undefined means Heki is off. */

@@ -149,7 +149,18 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   const scratchPa = frames.allocContiguous(SCRATCH_BYTES / 4096);
   if (scratchPa === undefined) return err({ phase: 'setup', message: 'no contiguous memory for the hypervisor scratch buffer' });
   const scratch = new Scratch(cpu, scratchPa, SCRATCH_BYTES);
-  const heki = new Heki(kvmHekiBackend(cpu, scratch));
+  // heki_init_perm: every RAM frame has its direct-map mapping (RW NX, read-only for text and
+  // rodata); the image's frames also have the kernel mapping (text RX, rodata R, the rest RW NX),
+  // as mark_rodata_ro leaves them.
+  const textF = { start: Number(phys(roundDown(b._stext, PAGE)) >> 12n), end: Number(phys(roundUp(b._etext, PAGE)) >> 12n) };
+  const roF = { start: textF.end, end: Number(phys(roundUp(b.__end_rodata, PAGE)) >> 12n) };
+  const imgF = { start: Number(imageStart >> 12n), end: Number(imageEnd >> 12n) };
+  const heki = new Heki(kvmHekiBackend(cpu, scratch), (f) => {
+    if (f >= textF.start && f < textF.end) return { read: 2, write: 0, exec: 1 };
+    if (f >= roF.start && f < roF.end) return { read: 2, write: 0, exec: 0 };
+    if (f >= imgF.start && f < imgF.end) return { read: 2, write: 2, exec: 0 };
+    return { read: 1, write: 1, exec: 0 };
+  });
   if (!(await heki.earlyInit())) log('heki: the hypervisor does not support Heki; continuing unprotected');
 
   // 4. free_initmem + mark_rodata_ro: final 4 KiB mappings of the image.
@@ -168,6 +179,17 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
       else if (v >= text.end && v < ro.start) flags = PTE.G | PTE.NX;
       else flags = PTE.G | PTE.NX | PTE.RW;
       const e = pageTables.map(v, phys(v), flags);
+      if (e) return err({ phase: 'mark_rodata_ro', message: mapErrorMessage(e) });
+    }
+  }
+  // CPA alias processing: the direct-map alias of text and rodata becomes read-only too.
+  for (let pa = imageStart; pa < imageEnd; pa += MB2) {
+    const slot = pageTables.entryAddress(physToVirt(pa), 2);
+    if (typeof slot !== 'bigint' || !port.writeU64(slot, 0n)) return err({ phase: 'mark_rodata_ro', message: 'cannot split the direct map' });
+    for (let off = 0n; off < MB2; off += PAGE) {
+      const v = START_KERNEL_MAP + pa + off;
+      const readOnly = (v >= text.start && v < text.end) || (v >= text.end && v < ro.end);
+      const e = pageTables.map(physToVirt(pa + off), pa + off, PTE.G | PTE.NX | (readOnly ? 0n : PTE.RW));
       if (e) return err({ phase: 'mark_rodata_ro', message: mapErrorMessage(e) });
     }
   }

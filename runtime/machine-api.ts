@@ -1,0 +1,66 @@
+/**
+ * The operations a scenario step performs on a simulated machine (a VMM, its verifier VM and
+ * a booted guest kernel), and what each reports. `heki run` (runtime/scenario/) drives this
+ * interface; runtime/machine.ts implements it on the real pieces.
+ *
+ * Every operation resolves (never rejects for a guest-level failure) to a {@link StepOutcome}:
+ * `allowed` when the guest's action took effect, `denied` when a protection stopped it (a
+ * fault, a refused hypercall, a verifier denial), `error` when the step itself could not be
+ * carried out (a missing file, an unknown symbol, a malformed value).
+ */
+
+/** The result of one step. */
+export interface StepOutcome {
+  readonly outcome: 'allowed' | 'denied' | 'error';
+  /** Why: the fault and its cause, the status, the verifier's reason, or the error. */
+  readonly reason: string;
+  /** Extra facts for reports (counts, addresses), optional. */
+  readonly detail?: Readonly<Record<string, string | number | boolean>>;
+}
+
+/** An address as scenarios write it: hex (`0xffffffff81000000`) or `symbol+offset`. */
+export type AddressExpr = string;
+
+/** Privilege of an access. */
+export type Mode = 'kernel' | 'user';
+
+/** Which ftrace sites a step targets: every site, a glob over function names, or one symbol. */
+export type FtraceTarget = 'all' | string;
+
+/** What a machine can do. */
+export interface MachineApi {
+  /** Boots the guest kernel: page tables, ftrace NOPs, heki_late_init, end of boot. */
+  boot(): Promise<StepOutcome>;
+  /** Loads a module (and, like modprobe, its dependencies from the same folder). */
+  loadModule(path: string): Promise<StepOutcome>;
+  /** Unloads a module by name. */
+  unloadModule(name: string): Promise<StepOutcome>;
+  /** Enables or disables ftrace on all sites, a glob, or one function. */
+  ftrace(op: 'enable' | 'disable', target: FtraceTarget): Promise<StepOutcome>;
+  /** Enables or disables the static key at `key` (a symbol), patching all its jump labels. */
+  jumpLabel(op: 'enable' | 'disable', key: AddressExpr): Promise<StepOutcome>;
+  /** set_memory_<perm>(addr, pages). */
+  setMemory(addr: AddressExpr, pages: number, perm: 'ro' | 'rw' | 'x' | 'nx' | 'rox'): Promise<StepOutcome>;
+  /** Asks the hypervisor to poke `bytes` at `addr` (text_poke through the authenticated path). */
+  textPoke(addr: AddressExpr, bytes: Uint8Array, kind?: 'ftrace' | 'jump-label' | 'static-call' | 'kprobe'): Promise<StepOutcome>;
+  /** Installs (or removes) a kprobe at `addr`. */
+  kprobe(addr: AddressExpr, op: 'install' | 'remove'): Promise<StepOutcome>;
+  /** JITs an eBPF program image into the bpf_prog_pack area; signed with the scenario's key unless `signed: false`. */
+  bpfJit(name: string, image: Uint8Array, signed: boolean): Promise<StepOutcome>;
+  /** Reads `len` bytes at `addr`. */
+  read(addr: AddressExpr, len: number, mode: Mode): Promise<StepOutcome>;
+  /** Writes `bytes` at `addr`. */
+  write(addr: AddressExpr, bytes: Uint8Array, mode: Mode): Promise<StepOutcome>;
+  /** Fetches an instruction at `addr` (an execute access). */
+  exec(addr: AddressExpr, mode: Mode): Promise<StepOutcome>;
+  /** mov to CR0/CR3/CR4: a full value, or bits to set and clear in the current one. */
+  writeCr(cr: 0 | 3 | 4, change: { value?: bigint; set?: bigint; clear?: bigint }): Promise<StepOutcome>;
+  /** wrmsr. */
+  writeMsr(msr: number, value: bigint): Promise<StepOutcome>;
+  /** A raw hypercall. `allowed` when it returns >= 0. */
+  hypercall(nr: number, args: readonly bigint[]): Promise<StepOutcome>;
+  /** Resolves an address expression against System.map and loaded modules, or says why not. */
+  resolve(addr: AddressExpr): { ok: true; value: bigint } | { ok: false; error: string };
+  /** Stops the verifier workers; the machine is unusable afterwards. */
+  dispose(): Promise<void>;
+}

@@ -1,0 +1,185 @@
+/**
+ * Runs a parsed scenario on a machine, step by step, and reports each outcome against its
+ * expectation. The runner never throws: a machine call that throws, rejects, returns
+ * nonsense or an unknown symbol becomes an `error` outcome naming the problem, and the run
+ * goes on. The machine is always disposed at the end (its verifier workers stopped), whatever
+ * happened before.
+ */
+import type { AddressExpr, MachineApi, StepOutcome } from '../machine-api.ts';
+import { scenarioResult, stepResult, type ScenarioResult, type StepResult } from './outcome.ts';
+import type { Scenario, Step, StepKind, StepOf } from './scenario.ts';
+
+/** Called after each step (for progress output). */
+export type StepObserver = (result: StepResult, step: Step, outcome: StepOutcome) => void;
+
+/** Tuning of a run. */
+export interface RunOptions {
+  /**
+   * How long one step may take before it counts as an `error` (default 300 s; a real-kernel
+   * boot decompresses the bzImage the first time). After a timeout the machine's state is
+   * unknown, so the remaining steps are not run and are reported as errors.
+   */
+  readonly stepTimeoutMs?: number;
+  /** How long dispose() may take (default 30 s). */
+  readonly disposeTimeoutMs?: number;
+  /** Problems that do not change the result (dispose failed, an observer threw). */
+  readonly onWarning?: (message: string) => void;
+}
+
+/** Default of {@link RunOptions.stepTimeoutMs}. */
+export const DEFAULT_STEP_TIMEOUT_MS = 300_000;
+/** Default of {@link RunOptions.disposeTimeoutMs}. */
+export const DEFAULT_DISPOSE_TIMEOUT_MS = 30_000;
+
+/** How each step kind drives the machine: the method (for messages) and the call. */
+interface Performer<K extends StepKind> {
+  readonly method: keyof MachineApi;
+  perform(step: StepOf<K>, m: MachineApi): Promise<StepOutcome>;
+}
+
+const PERFORMERS = {
+  boot: { method: 'boot', perform: (_s, m) => m.boot() },
+  'load-module': { method: 'loadModule', perform: (s, m) => m.loadModule(s.path) },
+  'unload-module': { method: 'unloadModule', perform: (s, m) => m.unloadModule(s.name) },
+  ftrace: { method: 'ftrace', perform: (s, m) => m.ftrace(s.action, s.target) },
+  'jump-label': { method: 'jumpLabel', perform: (s, m) => m.jumpLabel(s.action, s.key) },
+  'set-memory': { method: 'setMemory', perform: (s, m) => m.setMemory(s.addr, s.pages, s.perm) },
+  'text-poke': { method: 'textPoke', perform: (s, m) => m.textPoke(s.addr, s.bytes.slice(), s.kind) },
+  kprobe: { method: 'kprobe', perform: (s, m) => m.kprobe(s.addr, s.action) },
+  'bpf-jit': { method: 'bpfJit', perform: (s, m) => m.bpfJit(s.name, s.image.slice(), s.signed) },
+  read: { method: 'read', perform: (s, m) => m.read(s.addr, s.len, s.mode) },
+  write: { method: 'write', perform: (s, m) => m.write(s.addr, s.bytes.slice(), s.mode) },
+  exec: { method: 'exec', perform: (s, m) => m.exec(s.addr, s.mode) },
+  'write-cr': {
+    method: 'writeCr',
+    perform: (s, m) =>
+      m.writeCr(s.cr, {
+        ...(s.value !== undefined ? { value: s.value } : {}),
+        ...(s.set !== undefined ? { set: s.set } : {}),
+        ...(s.clear !== undefined ? { clear: s.clear } : {}),
+      }),
+  },
+  'write-msr': { method: 'writeMsr', perform: (s, m) => m.writeMsr(s.msr, s.value) },
+  hypercall: { method: 'hypercall', perform: (s, m) => m.hypercall(s.nr, [...s.args]) },
+} satisfies { readonly [K in StepKind]: Performer<K> };
+
+/** The address a step names, which must resolve before the step runs. */
+function addressOf(step: Step): AddressExpr | undefined {
+  if (step.op === 'jump-label') return step.key;
+  return 'addr' in step ? step.addr : undefined;
+}
+
+/** The message of anything thrown. */
+function thrownText(e: unknown): string {
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  return String(e);
+}
+
+/** Checks what the machine returned: a StepOutcome, or why not. */
+function checkOutcome(v: unknown, method: string): StepOutcome {
+  const o = v as Partial<StepOutcome> | null | undefined;
+  if (typeof o !== 'object' || o === null || (o.outcome !== 'allowed' && o.outcome !== 'denied' && o.outcome !== 'error')) {
+    return { outcome: 'error', reason: `machine.${method}() returned a malformed outcome: ${safeJson(v)}` };
+  }
+  return { outcome: o.outcome, reason: typeof o.reason === 'string' ? o.reason : String(o.reason ?? ''), ...(o.detail ? { detail: o.detail } : {}) };
+}
+
+function safeJson(v: unknown): string {
+  try {
+    return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? `${x}n` : x)) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+type Timed<T> = { done: true; value: T } | { done: false };
+
+/** Awaits `p` for at most `ms`; clears its timer either way. */
+async function within<T>(p: Promise<T>, ms: number): Promise<Timed<T>> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<Timed<T>>((res) => {
+    timer = setTimeout(() => res({ done: false }), ms);
+  });
+  try {
+    return await Promise.race([p.then((value): Timed<T> => ({ done: true, value })), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs one step; never throws. `timedOut` says the machine may still be busy with it. */
+async function runStep(step: Step, machine: MachineApi, timeoutMs: number): Promise<{ outcome: StepOutcome; timedOut: boolean }> {
+  const performer = PERFORMERS[step.op] as unknown as Performer<StepKind>;
+  const method = performer.method;
+  const addr = addressOf(step);
+  if (addr !== undefined) {
+    let r: ReturnType<MachineApi['resolve']>;
+    try {
+      r = machine.resolve(addr);
+    } catch (e) {
+      return { outcome: { outcome: 'error', reason: `machine.resolve('${addr}') threw ${thrownText(e)}` }, timedOut: false };
+    }
+    // The machine is code we drive, not code we trust to be well-formed: check the shape.
+    const res = r as Partial<{ ok: boolean; error: unknown }> | null | undefined;
+    if (typeof res !== 'object' || res === null || res.ok !== true) {
+      const why = typeof res === 'object' && res !== null && res.ok === false ? String(res.error) : `malformed answer ${safeJson(r)}`;
+      return { outcome: { outcome: 'error', reason: `cannot resolve '${addr}': ${why}` }, timedOut: false };
+    }
+  }
+  try {
+    const t = await within(Promise.resolve().then(() => performer.perform(step as StepOf<StepKind>, machine)), timeoutMs);
+    if (!t.done) {
+      return { outcome: { outcome: 'error', reason: `machine.${method}() did not finish within ${timeoutMs / 1000} s` }, timedOut: true };
+    }
+    return { outcome: checkOutcome(t.value, method), timedOut: false };
+  } catch (e) {
+    return { outcome: { outcome: 'error', reason: `machine.${method}() threw ${thrownText(e)}` }, timedOut: false };
+  }
+}
+
+/**
+ * Runs every step of `scenario` on `machine` in order, calls `onStep` after each, then
+ * disposes the machine. Resolves to the result `heki run --json` prints; never rejects.
+ */
+export async function runScenario(
+  scenario: Scenario,
+  machine: MachineApi,
+  onStep?: StepObserver,
+  options: RunOptions = {},
+): Promise<ScenarioResult> {
+  const stepTimeout = options.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
+  const disposeTimeout = options.disposeTimeoutMs ?? DEFAULT_DISPOSE_TIMEOUT_MS;
+  const warn = (m: string): void => {
+    try {
+      options.onWarning?.(m);
+    } catch {
+      // A warning sink that throws has nowhere left to report to.
+    }
+  };
+  const results: StepResult[] = [];
+  let stuck: string | undefined;
+  for (const step of scenario.steps) {
+    let outcome: StepOutcome;
+    if (stuck !== undefined) {
+      outcome = { outcome: 'error', reason: `not run: ${stuck}` };
+    } else {
+      const r = await runStep(step, machine, stepTimeout);
+      outcome = r.outcome;
+      if (r.timedOut) stuck = `step ${step.index} (${step.op}) timed out and the machine's state is unknown`;
+    }
+    const result = stepResult(step.index, step.op, outcome.outcome, outcome.reason, step.expect);
+    results.push(result);
+    try {
+      onStep?.(result, step, outcome);
+    } catch (e) {
+      warn(`step observer threw ${thrownText(e)}`);
+    }
+  }
+  try {
+    const d = await within(Promise.resolve().then(() => machine.dispose()), disposeTimeout);
+    if (!d.done) warn(`machine.dispose() did not finish within ${disposeTimeout / 1000} s`);
+  } catch (e) {
+    warn(`machine.dispose() threw ${thrownText(e)}`);
+  }
+  return scenarioResult(scenario.name, results);
+}

@@ -1,0 +1,255 @@
+/**
+ * {@link MachineApi} on the real pieces: the VMM and core, the verifier link, and the guest
+ * kernel once booted. Each step reports `allowed`, `denied` (a protection stopped it) or
+ * `error` (the step could not be carried out), with the reason.
+ */
+import { dirname, basename, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import type { GuestFault, GuestOutcome } from '../shared/guest-cpu.ts';
+import { statusName } from '../shared/abi.ts';
+import { resolveSymbolExpression } from '../shared/kernel-image/system-map.ts';
+import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
+import { parseModuleFile, readModinfo } from '../shared/module/index.ts';
+import type { Vmm } from '../hypervisor/vmm/vmm.ts';
+import type { VerifierLink } from '../hypervisor/verifier-link/verifier-link.ts';
+import type { AuditLog } from '../verifier-vm/audit-log.ts';
+import { signCodeImage } from '../verifier-vm/signature/code-image.ts';
+import { ed25519KeyId, type Ed25519KeyPair } from '../verifier-vm/signature/ed25519.ts';
+import { bootKernel } from '../guest/kernel/boot.ts';
+import { GuestKernel } from '../guest/kernel/guest-kernel.ts';
+import type { ModuleSource } from '../guest/modules/module-loader.ts';
+import type { AddressExpr, MachineApi, Mode, StepOutcome } from './machine-api.ts';
+
+const allowed = (reason: string, detail?: StepOutcome['detail']): StepOutcome => ({ outcome: 'allowed', reason, ...(detail ? { detail } : {}) });
+const denied = (reason: string, detail?: StepOutcome['detail']): StepOutcome => ({ outcome: 'denied', reason, ...(detail ? { detail } : {}) });
+const error = (reason: string): StepOutcome => ({ outcome: 'error', reason });
+
+/** Describes a fault the way reports show it: `#PF (ept-violation): ...`. */
+export function describeFault(f: GuestFault): string {
+  return f.kind === 'stopped' ? `VM stopped: ${f.detail}` : `#${f.vector} (${f.cause}): ${f.detail}`;
+}
+
+function fromOutcome(r: GuestOutcome<unknown>, what: string): StepOutcome {
+  return r.ok ? allowed(what) : denied(describeFault(r.fault));
+}
+
+/** What the machine is made of. */
+export interface SimulatedMachineParts {
+  readonly vmm: Vmm;
+  readonly link: VerifierLink;
+  readonly audit: AuditLog;
+  readonly image: KernelImage;
+  readonly memoryBytes: bigint;
+  readonly codeSigner: Ed25519KeyPair;
+  readonly log?: (line: string) => void;
+}
+
+/** A simulated machine. */
+export class SimulatedMachine implements MachineApi {
+  readonly vmm: Vmm;
+  readonly link: VerifierLink;
+  readonly audit: AuditLog;
+  readonly image: KernelImage;
+  #kernel: GuestKernel | undefined;
+  #disposed = false;
+  readonly #parts: SimulatedMachineParts;
+
+  constructor(parts: SimulatedMachineParts) {
+    this.#parts = parts;
+    this.vmm = parts.vmm;
+    this.link = parts.link;
+    this.audit = parts.audit;
+    this.image = parts.image;
+  }
+
+  /** The booted kernel, if any. */
+  get kernel(): GuestKernel | undefined {
+    return this.#kernel;
+  }
+
+  async boot(): Promise<StepOutcome> {
+    if (this.#kernel) return error('the kernel is already booted');
+    const r = await bootKernel(this.vmm.bootCpu, this.image, { ramBytes: this.#parts.memoryBytes, ...(this.#parts.log ? { log: this.#parts.log } : {}) });
+    if (!r.ok) return r.error.phase === 'heki_late_init' ? denied(`boot stopped in ${r.error.phase}: ${r.error.message}`) : error(`boot failed in ${r.error.phase}: ${r.error.message}`);
+    this.#kernel = new GuestKernel(r.value);
+    const total = Object.values(r.value.timings).reduce((a, b) => a + b, 0);
+    return allowed(`booted ${this.image.mcountSites.length} ftrace sites NOPed, kernel locked and verified`, { ms: Math.round(total) });
+  }
+
+  #needKernel(): GuestKernel | StepOutcome {
+    return this.#kernel ?? error('the kernel is not booted (add a boot step first)');
+  }
+
+  async loadModule(path: string): Promise<StepOutcome> {
+    const k = this.#needKernel();
+    if (!(k instanceof GuestKernel)) return k;
+    let file: Uint8Array;
+    try {
+      file = new Uint8Array(readFileSync(path));
+    } catch (e) {
+      return error(`cannot read module ${path}: ${(e as Error).message}`);
+    }
+    const elf = parseModuleFile(file);
+    if (!elf.ok) return error(`${path}: ${elf.error.message}`);
+    const info = readModinfo(elf.value);
+    if (!info.ok || !info.value.name) return error(`${path}: ${info.ok ? '.modinfo has no name' : info.error.message}`);
+    const name = info.value.name;
+    const dir = dirname(path);
+    const source: ModuleSource = {
+      where: dir,
+      read: (n) => {
+        if (n === name) return file;
+        for (const candidate of [n, n.replaceAll('_', '-'), n.replaceAll('-', '_')]) {
+          const p = join(dir, `${candidate}.ko`);
+          if (existsSync(p)) return new Uint8Array(readFileSync(p));
+        }
+        return undefined;
+      },
+    };
+    const r = await k.modules.modprobe(name, source);
+    if (!r.ok) return /the hypervisor refused/.test(r.error) ? denied(r.error) : error(r.error);
+    const names = r.value.map((m) => m.name);
+    return allowed(names.length ? `loaded ${names.join(', ')}` : `${name} was already loaded`, { modules: names.join(',') });
+  }
+
+  async unloadModule(name: string): Promise<StepOutcome> {
+    const k = this.#needKernel();
+    if (!(k instanceof GuestKernel)) return k;
+    const r = await k.modules.unload(name);
+    if (!r.ok) return /the hypervisor refused/.test(r.error) ? denied(r.error) : error(r.error);
+    return allowed(`unloaded ${name}; its pages are data-only`);
+  }
+
+  async ftrace(op: 'enable' | 'disable', target: string): Promise<StepOutcome> {
+    const k = this.#needKernel();
+    if (!(k instanceof GuestKernel)) return k;
+    const r = await k.ftrace.set(op, target);
+    if (r.selected === 0) return error(`no traceable function matches "${target}"`);
+    if (!r.ok) return denied(r.reason);
+    return allowed(`${op}d tracing of ${r.selected} site(s): ${r.patches} patched in ${r.batches} batch(es)`, { selected: r.selected, patched: r.patches });
+  }
+
+  async jumpLabel(op: 'enable' | 'disable', key: AddressExpr): Promise<StepOutcome> {
+    const k = this.#needKernel();
+    if (!(k instanceof GuestKernel)) return k;
+    const a = this.resolve(key);
+    if (!a.ok) return error(a.error);
+    const r = await k.jumpLabels.set(a.value, op === 'enable');
+    if (!r.ok) return r.entries === 0 ? error(r.reason) : denied(r.reason);
+    return allowed(`${op}d static key ${key}: ${r.patches} of ${r.entries} jump label(s) patched`);
+  }
+
+  async setMemory(addr: AddressExpr, pages: number, perm: 'ro' | 'rw' | 'x' | 'nx' | 'rox'): Promise<StepOutcome> {
+    const k = this.#needKernel();
+    if (!(k instanceof GuestKernel)) return k;
+    const a = this.resolve(addr);
+    if (!a.ok) return error(a.error);
+    const va = a.value & ~0xfffn;
+    const r = await k.mm.setMemory(va, pages, perm);
+    if (!r.ok) return /refused/.test(r.reason) ? denied(r.reason) : error(r.reason);
+    return allowed(`set_memory_${perm}(0x${va.toString(16)}, ${pages})`);
+  }
+
+  async textPoke(addr: AddressExpr, bytes: Uint8Array, kind: 'ftrace' | 'jump-label' | 'static-call' | 'kprobe' = 'ftrace'): Promise<StepOutcome> {
+    const k = this.#needKernel();
+    if (!(k instanceof GuestKernel)) return k;
+    const a = this.resolve(addr);
+    if (!a.ok) return error(a.error);
+    const cur = k.cpu.read(a.value, bytes.length);
+    if (!cur.ok) return error(`cannot read the current bytes at ${addr}: ${describeFault(cur.fault)}`);
+    const r = await k.poker.poke([{ kind, site: a.value, oldBytes: cur.value, newBytes: bytes }]);
+    return r.ok ? allowed(`poked ${bytes.length} byte(s) at ${addr}`) : denied(r.reason);
+  }
+
+  async kprobe(addr: AddressExpr, op: 'install' | 'remove'): Promise<StepOutcome> {
+    const k = this.#needKernel();
+    if (!(k instanceof GuestKernel)) return k;
+    const a = this.resolve(addr);
+    if (!a.ok) return error(a.error);
+    const r = op === 'install' ? await k.kprobes.install(a.value) : await k.kprobes.remove(a.value);
+    return r.ok ? allowed(`kprobe ${op === 'install' ? 'installed' : 'removed'} at ${addr}`) : denied(r.reason);
+  }
+
+  async bpfJit(name: string, image: Uint8Array, signed: boolean): Promise<StepOutcome> {
+    const k = this.#needKernel();
+    if (!(k instanceof GuestKernel)) return k;
+    const key = this.#parts.codeSigner;
+    const signer = signed ? (img: Uint8Array, placement: { what: 'bpf-jit' | 'trampoline'; addr: bigint }) => ({ keyId: ed25519KeyId(key.publicKey), signature: signCodeImage(img, placement, key) }) : undefined;
+    const r = await k.bpf.load(name, image, signer);
+    if (!r.ok) return /refused/.test(r.error) ? denied(r.error) : error(r.error);
+    return allowed(`BPF program ${name} JITed at 0x${r.value.va.toString(16)} (${r.value.length} bytes)`);
+  }
+
+  #withMode<T>(mode: Mode, f: () => T): T {
+    const cpu = this.vmm.bootCpu;
+    const old = cpu.cpl;
+    cpu.setCpl(mode === 'kernel' ? 0 : 3);
+    try {
+      return f();
+    } finally {
+      cpu.setCpl(old);
+    }
+  }
+
+  async read(addr: AddressExpr, len: number, mode: Mode): Promise<StepOutcome> {
+    const a = this.resolve(addr);
+    if (!a.ok) return error(a.error);
+    const r = this.#withMode(mode, () => this.vmm.bootCpu.read(a.value, len));
+    return r.ok ? allowed(`read ${Buffer.from(r.value).toString('hex')}`) : denied(describeFault(r.fault));
+  }
+
+  async write(addr: AddressExpr, bytes: Uint8Array, mode: Mode): Promise<StepOutcome> {
+    const a = this.resolve(addr);
+    if (!a.ok) return error(a.error);
+    return fromOutcome(this.#withMode(mode, () => this.vmm.bootCpu.write(a.value, bytes)), `wrote ${bytes.length} byte(s)`);
+  }
+
+  async exec(addr: AddressExpr, mode: Mode): Promise<StepOutcome> {
+    const a = this.resolve(addr);
+    if (!a.ok) return error(a.error);
+    return fromOutcome(this.#withMode(mode, () => this.vmm.bootCpu.fetch(a.value, 1)), 'instruction fetched');
+  }
+
+  async writeCr(cr: 0 | 3 | 4, change: { value?: bigint; set?: bigint; clear?: bigint }): Promise<StepOutcome> {
+    const cpu = this.vmm.bootCpu;
+    const value = change.value ?? ((cpu.readCr(cr) | (change.set ?? 0n)) & ~(change.clear ?? 0n));
+    return fromOutcome(cpu.writeCr(cr, value), `CR${cr} = 0x${value.toString(16)}`);
+  }
+
+  async writeMsr(msr: number, value: bigint): Promise<StepOutcome> {
+    return fromOutcome(this.vmm.bootCpu.wrmsr(msr, value), `MSR 0x${msr.toString(16)} = 0x${value.toString(16)}`);
+  }
+
+  async hypercall(nr: number, args: readonly bigint[]): Promise<StepOutcome> {
+    const [a0 = 0n, a1 = 0n, a2 = 0n, a3 = 0n] = args;
+    const ret = await this.vmm.bootCpu.vmcall(nr, a0, a1, a2, a3);
+    return ret >= 0 ? allowed(`hypercall ${nr} returned ${ret}`) : denied(`hypercall ${nr} returned ${statusName(ret)}`);
+  }
+
+  resolve(addr: AddressExpr): { ok: true; value: bigint } | { ok: false; error: string } {
+    const r = resolveSymbolExpression(this.image.systemMap, addr);
+    if (r.ok) return r;
+    // Module exports: `symbol[+off]`.
+    const m = /^\s*([A-Za-z_.$][\w.$]*)\s*(?:([+-])\s*(0x[0-9a-fA-F]+|[0-9]+))?\s*$/.exec(addr);
+    if (m && this.#kernel) {
+      const base = this.#kernel.modules.resolve(m[1]!);
+      if (base !== undefined) {
+        const off = m[3] ? BigInt(m[3]) : 0n;
+        return { ok: true, value: m[2] === '-' ? base - off : base + off };
+      }
+    }
+    return { ok: false, error: r.error.message };
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    await this.link.dispose();
+    this.audit.close();
+  }
+
+  /** A base name for a path, for reports. */
+  static moduleLabel(path: string): string {
+    return basename(path).replace(/\.ko$/, '');
+  }
+}
