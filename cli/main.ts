@@ -8,11 +8,12 @@ import { auditCommand } from './commands/audit.ts';
 import { demoCommand } from './commands/demo.ts';
 import { keygenCommand } from './commands/keygen.ts';
 import { manifestCommand } from './commands/manifest.ts';
+import { runCommand } from './commands/run.ts';
 import { signCommand } from './commands/sign.ts';
 import { verifyModuleCommand } from './commands/verify-module.ts';
 
 /** Every command, in the order `heki --help` lists them. */
-export const COMMANDS: readonly CliCommand[] = [demoCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand];
+export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand];
 
 /** Top-level usage text. */
 export function topUsage(): string {

@@ -1,0 +1,189 @@
+/**
+ * `heki run`: runs a scenario file (docs/scenarios.md) on a simulated machine and checks
+ * each step's outcome against its `expect`. Exit 0 when every step held, 1 when one did not
+ * (or the machine failed to start), 2 for bad usage or bad input: a malformed scenario (each
+ * problem as `file:line: message`), an unreadable or malformed key file, missing kernel files.
+ */
+import { accessSync, constants, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
+import { parseFlags, UsageError, withUsage } from '../args.ts';
+import { err, type Result } from '../../shared/result.ts';
+import type { MachineApi } from '../../runtime/machine-api.ts';
+import type { MachineConfig } from '../../runtime/machine.ts';
+import { keyringDataFromFiles } from '../../verifier-vm/key-files.ts';
+import { fixturePaths } from '../../shared/kernel-image/fixture-paths.ts';
+import { loadScenario } from '../../runtime/scenario/load.ts';
+import { runScenario } from '../../runtime/scenario/run.ts';
+import type { Scenario } from '../../runtime/scenario/scenario.ts';
+import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
+
+const USAGE = `usage: heki run <scenario.yaml> [--json] [--step-timeout <seconds>]
+       heki run <scenario.yaml> --check
+
+Runs a scenario: boots a simulated machine (the real Debian 6.1 kernel or a synthetic
+one) with the scenario's keys, performs its steps in order and checks each outcome
+(allowed, denied or error) against the step's 'expect'. The format is in docs/scenarios.md;
+relative paths in the file resolve against the file's folder.
+
+Exit 0 when every step held, 1 when one did not (an 'error' outcome fails its step) or the
+machine failed to start, 2 on bad usage, a malformed scenario (the line and the problem
+named), an unreadable or malformed key file, or missing kernel files (the scenario's
+vmlinuz/system-map, or the fixtures': the message says where they were looked for).
+
+  --json                  print one JSON object
+                          {"name","passed","steps":[{"index","op","outcome","reason","expected","ok"}]}
+  --check                 only check the file (exit 0 if well-formed, 2 if not); no machine
+  --step-timeout <secs>   how long one step may take before it is an error (default 300)
+`;
+
+/**
+ * Why a machine did not start: `input` when a host file it needs is missing or bad (exit 2),
+ * `start` when it failed for another reason (exit 1). A plain string counts as `start`.
+ */
+export interface MachineStartError {
+  readonly kind: 'input' | 'start';
+  readonly message: string;
+}
+
+/** Builds the machine a scenario runs on; the error names what stopped it. */
+export type MachineFactory = (config: MachineConfig) => Promise<Result<MachineApi, string | MachineStartError>>;
+
+/** Whether `path` is a readable file, or why not. */
+function readableFile(path: string): Result<void, string> {
+  try {
+    if (!statSync(path).isFile()) return err('not a file');
+    accessSync(path, constants.R_OK);
+    return { ok: true, value: undefined };
+  } catch (e) {
+    return err(`cannot read (${e instanceof Error ? e.message : String(e)})`);
+  }
+}
+
+/**
+ * The real factory: checks that the kernel files exist (the fixtures', unless the scenario
+ * names its own), then runs runtime/machine.ts's createMachine, imported on first use so that
+ * `heki --help` and the other commands do not load the whole machine.
+ */
+const createRealMachine: MachineFactory = async (config) => {
+  if (config.kernel === 'real') {
+    const fx = fixturePaths();
+    const wanted = [config.vmlinuz ?? fx.vmlinuz, config.systemMap ?? fx.systemMap];
+    const missing = wanted.filter((p) => !readableFile(p).ok);
+    if (missing.length > 0) {
+      const own = config.vmlinuz !== undefined && config.systemMap !== undefined;
+      return err({
+        kind: 'input',
+        message: `kernel files not found: looked for ${missing.join(' and ')}${own ? '' : ` (the fixtures folder is ${fx.dir}: set HEKI_FIXTURES, or name vmlinuz and system-map in the scenario)`}`,
+      });
+    }
+  }
+  let mod: typeof import('../../runtime/machine.ts');
+  try {
+    mod = await import('../../runtime/machine.ts');
+  } catch (e) {
+    return err(`the machine (runtime/machine.ts) could not be loaded: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return mod.createMachine(config);
+};
+
+/** The machine configuration a scenario asks for. */
+export function machineConfigOf(s: Scenario): MachineConfig {
+  return {
+    kernel: s.kernel,
+    ...(s.vmlinuz !== undefined ? { vmlinuz: s.vmlinuz } : {}),
+    ...(s.systemMap !== undefined ? { systemMap: s.systemMap } : {}),
+    keys: { pubkeys: s.keys.pubkeys, certs: s.keys.certs, revoked: s.keys.revoked },
+  };
+}
+
+/**
+ * Checks the host files a scenario names before any machine starts, so that bad input is
+ * exit 2 naming the file: every key file must load (verifier-vm/key-files.ts), and the
+ * kernel files given explicitly must be readable files.
+ */
+export function checkScenarioFiles(s: Scenario, display: string): Result<void, string> {
+  const keys = keyringDataFromFiles(s.keys);
+  if (!keys.ok) return err(`${display}: key file ${keys.error}`);
+  for (const [key, path] of [['vmlinuz', s.vmlinuz], ['system-map', s.systemMap]] as const) {
+    if (path === undefined) continue;
+    const r = readableFile(path);
+    if (!r.ok) return err(`${display}: '${key}' ${path}: ${r.error}`);
+  }
+  return { ok: true, value: undefined };
+}
+
+function parseTimeout(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const secs = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(secs > 0) || secs > 86_400) {
+    throw new UsageError(`--step-timeout must be a number of seconds between 0 and 86400, got '${text}'`);
+  }
+  return secs * 1000;
+}
+
+/** Makes the `heki run` command on `factory` (tests pass a scripted machine). */
+export function createRunCommand(factory: MachineFactory = createRealMachine): CliCommand {
+  return {
+    name: 'run',
+    summary: 'run a scenario file (boot, modules, ftrace, attacks) and check each expect',
+    usage: USAGE,
+    run(argv: string[], io: CliIo): Promise<number> {
+      return withUsage(USAGE, io, async () => {
+        const { values, positionals } = parseFlags(
+          argv,
+          {
+            json: { type: 'boolean', default: false },
+            check: { type: 'boolean', default: false },
+            'step-timeout': { type: 'string' },
+          },
+          { min: 1, max: 1, names: '<scenario.yaml>' },
+        );
+        if (values.check && values.json) throw new UsageError('--check and --json cannot be combined');
+        if (values.check && values['step-timeout'] !== undefined) throw new UsageError('--check runs no steps; --step-timeout does not apply');
+        const stepTimeoutMs = parseTimeout(values['step-timeout']);
+        const display = positionals[0]!;
+        const loaded = loadScenario(resolve(io.cwd, display), display);
+        if (!loaded.ok) {
+          io.err(`${loaded.error}\n`);
+          return EXIT_USAGE;
+        }
+        const scenario = loaded.value;
+        const files = checkScenarioFiles(scenario, display);
+        if (!files.ok) {
+          io.err(`heki run: ${files.error}\n`);
+          return EXIT_USAGE;
+        }
+        if (values.check) {
+          io.out(`${display}: ok: scenario '${scenario.name}', ${scenario.steps.length} step${scenario.steps.length === 1 ? '' : 's'}\n`);
+          return EXIT_OK;
+        }
+
+        let machine: Result<MachineApi, string | MachineStartError>;
+        try {
+          machine = await factory(machineConfigOf(scenario));
+        } catch (e) {
+          machine = err(e instanceof Error ? e.message : String(e));
+        }
+        if (!machine.ok) {
+          const e = typeof machine.error === 'string' ? { kind: 'start' as const, message: machine.error } : machine.error;
+          io.err(`heki run: ${display}: cannot start the machine: ${e.message}\n`);
+          return e.kind === 'input' ? EXIT_USAGE : EXIT_NEGATIVE;
+        }
+
+        if (!values.json) {
+          io.out(`${formatHeader(scenario, display)}\n${formatColumns()}\n`);
+        }
+        const result = await runScenario(scenario, machine.value, values.json ? undefined : (r) => io.out(`${formatStepRow(r)}\n`), {
+          ...(stepTimeoutMs !== undefined ? { stepTimeoutMs } : {}),
+          onWarning: (m) => io.err(`heki run: warning: ${m}\n`),
+        });
+        io.out(values.json ? `${JSON.stringify(result)}\n` : `${formatSummary(result)}\n`);
+        return result.passed ? EXIT_OK : EXIT_NEGATIVE;
+      });
+    },
+  };
+}
+
+/** The `heki run` command. */
+export const runCommand: CliCommand = createRunCommand();
