@@ -160,5 +160,12 @@ export function indexManifest(body: ManifestBody, keyId: string): KernelManifest
   const textRanges = body.sections
     .filter((s) => s.name === '.text' || s.name.startsWith('.text.') || s.name === '.init.text')
     .map((s) => ({ name: s.name, start: big(s.vaddr, `${s.name}.vaddr`), end: big(s.vaddr, 'vaddr') + BigInt(s.size) }));
+  // The init region [__init_begin, __init_end) holds .init.text; it is freed at the end of
+  // boot, and the plugins refuse to patch it afterwards (ftrace_free_init_mem).
+  const ib = body.symbols['__init_begin'];
+  const ie = body.symbols['__init_end'];
+  if (ib !== undefined && ie !== undefined && !textRanges.some((r) => r.name === '.init.text')) {
+    textRanges.push({ name: '.init.text', start: big(ib, '__init_begin'), end: big(ie, '__init_end') });
+  }
   return { body, keyId, mcountSites, jumpEntries, exports, ftraceTrampolines, fentry: big(body.fentry, 'fentry'), textRanges };
 }

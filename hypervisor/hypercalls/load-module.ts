@@ -71,6 +71,34 @@ export const loadModule: HypercallHandler = async (ctx, [a0]) => {
         frameGrant.set(f, g);
       }
     }
+    // INVARIANT: a granted frame holds only verified bytes: everything outside the sections
+    // (alignment gaps, the tail of the last page) must be zero, or it would become
+    // executable or read-only without anyone having looked at it.
+    const covered = new Map<number, Array<[number, number]>>();
+    for (const s of layout) {
+      let off = Number(s.gva & (PAGE - 1n));
+      let left = s.size;
+      for (const [, f] of s.pages) {
+        const n = Math.min(4096 - off, left);
+        if (n > 0) (covered.get(f) ?? covered.set(f, []).get(f)!).push([off, off + n]);
+        left -= n;
+        off = 0;
+      }
+    }
+    for (const f of frameGrant.keys()) {
+      const page = core.memory.read(BigInt(f) * PAGE, 4096);
+      const ranges = (covered.get(f) ?? []).sort((a, b) => a[0] - b[0]);
+      let at = 0;
+      for (const [from, to] of [...ranges, [4096, 4096] as [number, number]]) {
+        for (let i = at; i < from; i++) {
+          if (page[i] !== 0) {
+            auth.record('module-load', name, verdict, { applied: false, note: `non-zero padding in frame ${f} at offset ${i}` });
+            return verificationDenied(ctx, 'module-load', name, { reason: `frame ${f} holds unverified non-zero bytes outside the module's sections (offset ${i})` });
+          }
+        }
+        at = Math.max(at, to);
+      }
+    }
     const textPages = new Map<bigint, number>();
     for (const s of layout) {
       const g = grantOf.get(s.shndx) as number;

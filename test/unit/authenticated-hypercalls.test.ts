@@ -192,3 +192,12 @@ test('unload returns every page of the module to data-only', async (t) => {
   t.false(f.ok, 'nothing stays executable');
   t.is(audit.records().length, 2);
 });
+
+test('module load: a granted frame with non-zero bytes outside the sections is refused', async (t) => {
+  const { m, audit } = withVerifier(() => ({ ok: true, reason: 'ok', grants }));
+  m.vmm.core.memory.write(MOD_TEXT + 100n, Uint8Array.of(0xcc)); // past the 10-byte text section
+  t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, DESC), -KVM_STATUS.KVM_EPERM);
+  t.is(m.vmm.core.ept.get(Number(MOD_TEXT >> 12n)) & EPT_XS, EPT_XS, 'still the default, not a grant');
+  t.false(m.vmm.core.auth!.modules.has('mod0'));
+  t.regex(String(audit.records()[0]!['note']), /non-zero padding in frame \d+ at offset 100/);
+});
