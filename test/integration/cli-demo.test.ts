@@ -1,5 +1,6 @@
 import test from 'ava';
 import { main } from '../../cli/main.ts';
+import { needsFixtures } from '../helpers/fixtures.ts';
 import type { CliIo } from '../../cli/command.ts';
 
 function io(): CliIo & { stdout: string; stderr: string } {
@@ -7,9 +8,9 @@ function io(): CliIo & { stdout: string; stderr: string } {
   return o;
 }
 
-test('heki demo --json reports every attack stopped and exits 0', async (t) => {
+test('heki demo --core --json reports every attack stopped and exits 0', async (t) => {
   const o = io();
-  t.is(await main(['demo', '--json'], o), 0);
+  t.is(await main(['demo', '--core', '--json'], o), 0);
   const r = JSON.parse(o.stdout) as { steps: Array<{ name: string; stopped: boolean; stop: string }>; stopped: number; total: number };
   t.is(r.stopped, r.total);
   t.true(r.total >= 6);
@@ -30,4 +31,20 @@ test('heki --help lists the commands and exits 0', async (t) => {
   const o = io();
   t.is(await main(['--help'], o), 0);
   for (const c of ['demo', 'keygen', 'sign', 'verify-module', 'audit']) t.regex(o.stdout, new RegExp(`\\b${c}\\b`));
+});
+
+needsFixtures(test)('heki demo --json runs the default scenario on the real kernel: every step as expected', async (t) => {
+  const o = io();
+  t.is(await main(['demo', '--json'], o), 0, o.stderr);
+  const r = JSON.parse(o.stdout) as { name: string; passed: boolean; steps: Array<{ op: string; outcome: string; ok: boolean }>; summary: { verdicts: number; chain: string } };
+  t.is(r.name, 'demo');
+  t.true(r.passed);
+  t.true(r.steps.every((s) => s.ok));
+  t.deepEqual(r.steps.slice(0, 3).map((s) => [s.op, s.outcome]), [
+    ['boot', 'allowed'],
+    ['load-module', 'allowed'],
+    ['load-module', 'allowed'],
+  ]);
+  t.is(r.summary.chain, 'intact');
+  t.true(r.summary.verdicts >= 8, 'boot text, six modules and two ftrace batches were verified');
 });
