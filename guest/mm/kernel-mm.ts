@@ -147,6 +147,9 @@ export class KernelMm {
     const entries: bigint[] = [];
     for (let i = 0; i < pages; i++) {
       const v = va + BigInt(i) * 4096n;
+      // CPA: a protection change inside a large mapping splits it first.
+      const split = this.pageTables.splitToPage(v);
+      if (split) return { ok: false, reason: mapErrorMessage(split) };
       const e = this.pageTables.lookup(v, 1);
       if (e === undefined || (e & PTE.P) === 0n) return { ok: false, reason: `0x${v.toString(16)} is not mapped with a 4 KiB page` };
       const from = protOf(e);

@@ -81,6 +81,34 @@ export class PageTableWriter {
     return this.port.writeU64(slot, 0n) ? undefined : { kind: 'memory', pa: slot };
   }
 
+  /**
+   * Splits the large page (2 MiB or 1 GiB) that maps `va`, if any, into a table of smaller
+   * entries with the same flags, down to 4 KiB, as CPA's split_large_page() does before it
+   * changes the protection of part of a large mapping. No-op when `va` is mapped by 4 KiB.
+   */
+  splitToPage(va: bigint): MapError | undefined {
+    for (let level = 3; level >= 2; level--) {
+      const slot = this.#slot(va, level as MapLevel, false, false);
+      if (typeof slot !== 'bigint') {
+        if (slot.kind === 'conflict' && /large page/.test(slot.detail)) continue;
+        return slot;
+      }
+      const e = this.port.readU64(slot);
+      if (e === undefined) return { kind: 'memory', pa: slot };
+      if ((e & PTE.P) === 0n || (e & PTE.PS) === 0n) continue;
+      const table = this.frames.allocTableFrame();
+      if (table === undefined) return { kind: 'out-of-frames' };
+      const step = 1n << BigInt(12 + 9 * (level - 2));
+      const base = e & PTE_ADDR_MASK & ~((1n << BigInt(12 + 9 * (level - 1))) - 1n);
+      const flags = e & ~PTE_ADDR_MASK & ~(level === 2 ? PTE.PS : 0n);
+      for (let i = 0n; i < 512n; i++) {
+        if (!this.port.writeU64(table + i * 8n, (base + i * step) | flags)) return { kind: 'memory', pa: table + i * 8n };
+      }
+      if (!this.port.writeU64(slot, table | PTE.P | PTE.RW | (e & PTE.US))) return { kind: 'memory', pa: slot };
+    }
+    return undefined;
+  }
+
   /** The physical address of the entry that maps `va` at `level` (4 KiB leaves: level 1). */
   entryAddress(va: bigint, level: MapLevel = 1): bigint | MapError {
     return this.#slot(va, level, false, false);
