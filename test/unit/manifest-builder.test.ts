@@ -85,7 +85,7 @@ fixtureTest('a signed manifest loads against a keyring with the vendor key', asy
   t.is(r.value.exports.size, 10503);
   t.is(r.value.fentry, 0xffffffff81076650n);
   t.is(r.value.ftraceTrampolines.get(0xffffffff81076660n), 'ftrace_caller');
-  t.deepEqual(r.value.textRanges.map((x) => x.name), ['.text']);
+  t.deepEqual(r.value.textRanges.map((x) => x.name), ['.text', '.init.text'], 'the init region comes from __init_begin/__init_end');
 });
 
 fixtureTest('an edited body, an unknown key, a module-signing key and a revoked key are refused by name', async (t) => {

@@ -187,7 +187,7 @@ test('write-cr: register, bits, combinations', (t) => {
 
 test('write-msr and hypercall names', (t) => {
   t.is(stepProblem('write-msr: { msr: LSTARR, value: 0 }'), `scenario.yaml:3: step 1 (write-msr): 'msr' must be an MSR number or one of IA32_SYSENTER_CS, IA32_SYSENTER_ESP, IA32_SYSENTER_EIP, IA32_PAT, EFER, STAR, LSTAR, CSTAR, SYSCALL_MASK, FS_BASE, GS_BASE, KERNEL_GS_BASE, got 'LSTARR'`);
-  t.regex(stepProblem('hypercall: { nr: KVM_HC_NOPE }'), /^scenario\.yaml:3: step 1 \(hypercall\): 'nr' must be a number or a hypercall name \(LOCK_CR_UPDATE, PROTECT_MEMORY, .*\), got 'KVM_HC_NOPE'$/);
+  t.regex(stepProblem('hypercall: { nr: KVM_HC_NOPE }'), /^scenario\.yaml:3: step 1 \(hypercall\): 'nr' must be a number or a hypercall name \((?=[^)]*\bLOCK_CR_UPDATE\b)(?=[^)]*\bPROTECT_MEMORY\b)[^)]*\), got 'KVM_HC_NOPE'$/);
 });
 
 test('every problem of a file is reported, in line order', (t) => {
