@@ -18,7 +18,7 @@ import { runScenario } from '../../runtime/scenario/run.ts';
 import type { Scenario } from '../../runtime/scenario/scenario.ts';
 import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
 
-const USAGE = `usage: heki run <scenario.yaml> [--json] [--step-timeout <seconds>]
+const USAGE = `usage: heki run <scenario.yaml> [--json] [--step-timeout <seconds>] [--audit <log>]
        heki run <scenario.yaml> --check
 
 Runs a scenario: boots a simulated machine (the real Debian 6.1 kernel or a synthetic
@@ -35,6 +35,8 @@ vmlinuz/system-map, or the fixtures': the message says where they were looked fo
                           {"name","passed","steps":[{"index","op","outcome","reason","expected","ok"}]}
   --check                 only check the file (exit 0 if well-formed, 2 if not); no machine
   --step-timeout <secs>   how long one step may take before it is an error (default 300)
+  --audit <log>           append every verdict to this hash-chained audit log (JSON lines;
+                          check it with 'heki audit verify <log>')
 `;
 
 /**
@@ -136,6 +138,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
             json: { type: 'boolean', default: false },
             check: { type: 'boolean', default: false },
             'step-timeout': { type: 'string' },
+            audit: { type: 'string' },
           },
           { min: 1, max: 1, names: '<scenario.yaml>' },
         );
@@ -161,7 +164,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
 
         let machine: Result<MachineApi, string | MachineStartError>;
         try {
-          machine = await factory(machineConfigOf(scenario));
+          machine = await factory({ ...machineConfigOf(scenario), ...(values.audit !== undefined ? { auditPath: resolve(io.cwd, values.audit) } : {}) });
         } catch (e) {
           machine = err(e instanceof Error ? e.message : String(e));
         }
