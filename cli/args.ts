@@ -48,15 +48,21 @@ function cleanParseArgsMessage(e: unknown): string {
 }
 
 /**
- * Runs `body`, turning a {@link UsageError} into exit 2 with the message and the usage text.
- * Any other exception is an internal error: reported with its stack, exit 2 as well, so a
- * script never mistakes a crash for a verdict.
+ * Runs a command's `body`: `--help` or `-h` anywhere in `argv` prints `usage` and exits 0;
+ * a {@link UsageError} becomes exit 2 with the message and the usage text. Any other exception
+ * is an internal error: reported with its stack, exit 2 as well, so a script never mistakes a
+ * crash for a verdict.
  */
 export async function withUsage(
   usage: string,
-  io: { err(text: string): void },
+  io: { out(text: string): void; err(text: string): void },
+  argv: readonly string[],
   body: () => Promise<number>,
 ): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.out(usage.endsWith('\n') ? usage : `${usage}\n`);
+    return 0;
+  }
   try {
     return await body();
   } catch (e) {

@@ -28,11 +28,7 @@ export const auditCommand: CliCommand = {
   summary: 'check the hash chain of a verifier audit log (audit verify <log>)',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
-    return withUsage(USAGE, io, async () => {
-      if (argv.includes('--help') || argv.includes('-h')) {
-        io.out(USAGE);
-        return EXIT_OK;
-      }
+    return withUsage(USAGE, io, argv, async () => {
       const [sub, ...rest] = argv;
       if (sub === undefined) throw new UsageError('missing sub-command (verify)');
       if (sub !== 'verify') throw new UsageError(`unknown sub-command '${sub}' (expected verify)`);

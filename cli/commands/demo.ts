@@ -26,7 +26,7 @@ export const demoCommand: CliCommand = {
   summary: 'the demo npm start runs: the real kernel under Heki, signed modules, ftrace, attacks',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
-    return withUsage(USAGE, io, async () => {
+    return withUsage(USAGE, io, argv, async () => {
       const { values } = parseFlags(argv, { json: { type: 'boolean', default: false }, core: { type: 'boolean', default: false } }, { min: 0, max: 0, names: '' });
       if (values.core) return runCoreDemo(io, values.json);
       if (!fixturesAvailable()) {

@@ -26,11 +26,7 @@ export const keygenCommand: CliCommand = {
   summary: 'generate an Ed25519 signing key pair (secret + public key files)',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
-    return withUsage(USAGE, io, async () => {
-      if (argv.includes('--help') || argv.includes('-h')) {
-        io.out(USAGE);
-        return EXIT_OK;
-      }
+    return withUsage(USAGE, io, argv, async () => {
       const { values } = parseFlags(
         argv,
         {

@@ -34,11 +34,7 @@ export const manifestCommand: CliCommand = {
   summary: 'build and sign the kernel manifest (text hash, ftrace/jump-label sites, exports) from vmlinuz + System.map',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
-    return withUsage(USAGE, io, async () => {
-      if (argv.includes('--help') || argv.includes('-h')) {
-        io.out(USAGE);
-        return EXIT_OK;
-      }
+    return withUsage(USAGE, io, argv, async () => {
       const { values } = parseFlags(
         argv,
         { vmlinuz: { type: 'string' }, 'system-map': { type: 'string' }, key: { type: 'string' }, out: { type: 'string' }, kernel: { type: 'string' } },

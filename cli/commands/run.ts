@@ -131,7 +131,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
     summary: 'run a scenario file (boot, modules, ftrace, attacks) and check each expect',
     usage: USAGE,
     run(argv: string[], io: CliIo): Promise<number> {
-      return withUsage(USAGE, io, async () => {
+      return withUsage(USAGE, io, argv, async () => {
         const { values, positionals } = parseFlags(
           argv,
           {

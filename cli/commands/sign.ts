@@ -25,11 +25,7 @@ export const signCommand: CliCommand = {
   summary: 'sign a kernel module with an Ed25519 key (replaces any existing signature)',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
-    return withUsage(USAGE, io, async () => {
-      if (argv.includes('--help') || argv.includes('-h')) {
-        io.out(USAGE);
-        return EXIT_OK;
-      }
+    return withUsage(USAGE, io, argv, async () => {
       const { values, positionals } = parseFlags(
         argv,
         { key: { type: 'string' }, out: { type: 'string' }, signer: { type: 'string' } },

@@ -29,11 +29,7 @@ export const verifyModuleCommand: CliCommand = {
   summary: 'verify a kernel module signature (Ed25519 or PKCS#7) against keys and certificates',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
-    return withUsage(USAGE, io, async () => {
-      if (argv.includes('--help') || argv.includes('-h')) {
-        io.out(USAGE);
-        return EXIT_OK;
-      }
+    return withUsage(USAGE, io, argv, async () => {
       const { values, positionals } = parseFlags(
         argv,
         {
