@@ -14,7 +14,7 @@ import { verifyModuleCommand } from '../../cli/commands/verify-module.ts';
 import { auditCommand } from '../../cli/commands/audit.ts';
 import { AuditLog } from '../../verifier-vm/audit-log.ts';
 import { PKEY_ID_HEKI_ED25519, parseModuleSignature } from '../../shared/module-signature.ts';
-import { fixtures, haveFixtures } from '../helpers/fixtures.ts';
+import { fixtures, haveFixtures, needsFixtures } from '../helpers/fixtures.ts';
 
 interface Run {
   code: number;
@@ -156,12 +156,7 @@ test('bad usage and unreadable or malformed inputs exit 2 with a message naming 
   t.regex(help.out, /usage: heki verify-module/);
 });
 
-test('verify-module on real Debian modules with --cert; sign replaces their PKCS#7 trailer', async (t) => {
-  if (!haveFixtures) {
-    t.log(`fixtures not found at ${fixtures.dir}; set HEKI_FIXTURES`);
-    t.pass();
-    return;
-  }
+needsFixtures(test)('verify-module on real Debian modules with --cert; sign replaces their PKCS#7 trailer', async (t) => {
   const { dir, keyId } = await setup(t);
   copyFileSync(join(fixtures.modulesDir, 'virtio.ko'), join(dir, 'virtio.ko'));
   const v = await run(verifyModuleCommand, ['virtio.ko', '--cert', fixtures.signingKeyDer, '--json'], dir);

@@ -176,22 +176,3 @@ test('key id is the first 8 bytes of SHA-256 of the public key; KeyObjects are c
   t.is(a?.asymmetricKeyType, 'ed25519');
 });
 
-test('timing: node:crypto verify vs tweetnacl verify (reported, not asserted)', (t) => {
-  const kp = generateEd25519KeyPair();
-  const elf = new Uint8Array(2_377_561); // the size of the fixture kvm.ko
-  const sig = signModuleEd25519(elf, kp);
-  const msg = moduleSignatureMessage(elf);
-  const time = (f: () => boolean, n: number): number => {
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) if (!f()) throw new Error('verify failed');
-    return Number(process.hrtime.bigint() - t0) / 1e6 / n;
-  };
-  time(() => verifyEd25519Node(msg, sig, kp.publicKey), 20);
-  time(() => verifyEd25519Nacl(msg, sig, kp.publicKey), 5);
-  const node = time(() => verifyEd25519Node(msg, sig, kp.publicKey), 500);
-  const nacl = time(() => verifyEd25519Nacl(msg, sig, kp.publicKey), 50);
-  const whole = time(() => verifyModuleEd25519(elf, sig, kp.publicKey, 'node'), 20);
-  t.log(`Ed25519 verify of the 61-byte message: node:crypto ${node.toFixed(3)} ms, tweetnacl ${nacl.toFixed(3)} ms (${(nacl / node).toFixed(1)}x)`);
-  t.log(`whole 2.3 MB module (SHA-256 + node:crypto verify): ${whole.toFixed(3)} ms`);
-  t.pass();
-});
