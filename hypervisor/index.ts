@@ -1,6 +1,10 @@
-export { Vmm, PINNED_MSRS, type VmmConfig } from './vmm/vmm.ts';
+export { Vmm, PINNED_MSRS, type VmmConfig, type VmmDevices } from './vmm/vmm.ts';
 export { DEFAULT_POLICY, STOP_ON_VIOLATION, type Decision, type VmmPolicy } from './vmm/policy.ts';
-export { VmmEventLog, type VmmEvent } from './vmm/event-log.ts';
+export { VmmEventLog, type VmmEvent, type VmmExitEvent, type VmmDmaRefusedEvent, type VmmHostAccessRefusedEvent, type HostRefusal } from './vmm/event-log.ts';
+export { HostMemory, HOST_COPY_PATHS, type HostCopyPath, type HostMemoryError } from './vmm/host-memory.ts';
+export { DmaPort, type DmaRefusal, type DmaRefusalKind } from './vmm/devices/dma-port.ts';
+export { VirtioBlk, type VirtioBlkCompletion, type VirtioBlkError, type VirtioBlkErrorKind, type VirtioBlkOptions } from './vmm/devices/virtio-blk.ts';
+export { MemoryAttributes, type MemoryAttributesView } from './memory/memory-attributes.ts';
 export { EXIT_HANDLERS } from './vmm/exit-handlers.ts';
 export { VmCore, type VmConfig } from './core/vm-core.ts';
 export { Vcpu, type VcpuState } from './vcpu/vcpu.ts';

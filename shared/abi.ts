@@ -14,6 +14,12 @@ export const HEKI_ABI_VERSION = 1;
 
 /** Hypercall numbers (RAX on `vmcall`). */
 export const HC = {
+  /**
+   * Tell the host that guest-physical pages became shared (decrypted) or private (encrypted):
+   * KVM's `KVM_HC_MAP_GPA_RANGE` (include/uapi/linux/kvm_para.h, Linux 5.14). Here it drives
+   * the protected-memory mode: private pages are invisible to the VMM.
+   */
+  MAP_GPA_RANGE: 12,
   /** Pin bits of a control register (Heki v3: `KVM_HC_LOCK_CR_UPDATE`). */
   LOCK_CR_UPDATE: 13,
   /** Set EPT attributes of guest-physical ranges (Heki v2: `KVM_HC_PROTECT_MEMORY`). */
@@ -37,6 +43,7 @@ export type HypercallNr = (typeof HC)[keyof typeof HC];
 
 /** Name of each known hypercall, for logs and exits. */
 export const HC_NAMES: Readonly<Record<HypercallNr, string>> = {
+  [HC.MAP_GPA_RANGE]: 'KVM_HC_MAP_GPA_RANGE',
   [HC.LOCK_CR_UPDATE]: 'KVM_HC_LOCK_CR_UPDATE',
   [HC.PROTECT_MEMORY]: 'KVM_HC_PROTECT_MEMORY',
   [HC.HEKI_END_BOOT]: 'KVM_HC_HEKI_END_BOOT',
@@ -122,3 +129,26 @@ export const PINNABLE: Readonly<Record<0 | 4, bigint>> = {
   0: CR0.WP,
   4: CR4.SMEP | CR4.SMAP | CR4.UMIP | CR4.FSGSBASE | CR4.CET,
 };
+
+/**
+ * Attribute bits of `KVM_HC_MAP_GPA_RANGE` a2 (arch/x86/include/uapi/asm/kvm_para.h):
+ * bits 3:0 are the preferred page size (0 = 4 KiB, 1 = 2 MiB, 2 = 1 GiB: a hint only), bit 4
+ * is the encryption status (`KVM_MAP_GPA_RANGE_ENC_STAT(n)` = n << 4): 1 encrypted (private),
+ * 0 decrypted (shared with the host).
+ */
+export const KVM_MAP_GPA_RANGE = {
+  PAGE_SZ_4K: 0,
+  PAGE_SZ_2M: 1 << 0,
+  PAGE_SZ_1G: 1 << 1,
+  /** `KVM_MAP_GPA_RANGE_ENCRYPTED`: the pages become private. */
+  ENCRYPTED: 1 << 4,
+  /** `KVM_MAP_GPA_RANGE_DECRYPTED`: the pages become shared with the host. */
+  DECRYPTED: 0,
+} as const;
+
+/** Bits 3:0 of the MAP_GPA_RANGE attributes: the page-size hint. */
+export const KVM_MAP_GPA_RANGE_PAGE_SZ_MASK = 0xf;
+/** Every MAP_GPA_RANGE attribute bit the ABI defines; any other bit is -KVM_EINVAL. */
+export const KVM_MAP_GPA_RANGE_ATTR_MASK = KVM_MAP_GPA_RANGE_PAGE_SZ_MASK | KVM_MAP_GPA_RANGE.ENCRYPTED;
+/** Largest defined page-size hint (1 GiB); hints 3..15 are -KVM_EINVAL. */
+export const KVM_MAP_GPA_RANGE_MAX_PAGE_SZ = 2;

@@ -142,6 +142,13 @@ export interface Verdict {
   readonly grants?: readonly SectionGrant[];
   /** Plugins that decided. */
   readonly plugins: readonly string[];
+  /**
+   * True when nobody decided: the core's link refused to queue the request because too many
+   * were in flight (backpressure, {@link VERIFIER_BUSY}); the same request may be allowed when
+   * asked again. Always with `ok: false`. TRUST: only the link sets it; it drops the field
+   * from the worker's answers, so a verifier cannot turn a denial into "try again".
+   */
+  readonly retryable?: boolean;
 }
 
 /** A problem with a message's shape. */
@@ -247,7 +254,7 @@ function shapeExtras(r: VerifyRequest): ShapeError | undefined {
 
 const VERDICT_SHAPE = obj(
   { v: num, id: num, ok: bool, reason: str, plugins: arr(str, 64) },
-  { items: arr(obj({ ok: bool, reason: str })), grants: arr(obj({ shndx: num, permissions: num }), 65536) },
+  { items: arr(obj({ ok: bool, reason: str })), grants: arr(obj({ shndx: num, permissions: num }), 65536), retryable: bool },
 );
 
 /** Checks that `msg` is a well-formed verdict; names the first problem. */
@@ -264,3 +271,16 @@ export function denial(id: number, reason: string, plugins: readonly string[] = 
 
 /** The reason every fail-closed denial carries. */
 export const VERIFIER_UNAVAILABLE = 'verifier unavailable';
+
+/** The reason every backpressure refusal carries (a retryable verdict). */
+export const VERIFIER_BUSY = 'verifier busy';
+
+/** A retryable refusal for request `id`: not decided, because the verifier's queue is full. */
+export function busyVerdict(id: number, why: string): Verdict {
+  return { v: PROTOCOL_VERSION, id, ok: false, reason: `${VERIFIER_BUSY}: ${why}`, plugins: [], retryable: true };
+}
+
+/** True when `v` is a retryable refusal (the hypercall returns -KVM_EAGAIN). */
+export function isRetryable(v: { readonly ok: boolean; readonly retryable?: boolean }): boolean {
+  return !v.ok && v.retryable === true;
+}

@@ -8,6 +8,7 @@
  */
 import { GuestMemory } from '../memory/guest-memory.ts';
 import { Ept } from '../ept/ept.ts';
+import { MemoryAttributes } from '../memory/memory-attributes.ts';
 import { CrPins } from '../vcpu/cr-pins.ts';
 import { ALLOW_ALL_MSRS, type MsrFilter, validateMsrFilter } from './msr-filter.ts';
 import { NO_CR_FILTER, type CrFilter } from './cr-filter.ts';
@@ -24,12 +25,19 @@ export interface VmConfig {
   readonly memoryBytes: bigint;
   /** Number of vCPUs (at least 1). */
   readonly vcpus: number;
+  /**
+   * Protected-memory mode: guest memory starts private and only ranges the guest shares with
+   * KVM_HC_MAP_GPA_RANGE are visible to the VMM (default false: everything is shared).
+   */
+  readonly protectedMemory?: boolean;
 }
 
 /** The core of one VM. */
 export class VmCore {
   readonly memory: GuestMemory;
   readonly ept: Ept;
+  /** Private and shared frames (protected-memory mode); the VMM's copy paths consult it. */
+  readonly memoryAttributes: MemoryAttributes;
   readonly pins = new CrPins();
   readonly vcpus: readonly Vcpu[];
   #sink: ExitSink;
@@ -46,6 +54,7 @@ export class VmCore {
     }
     this.memory = new GuestMemory(config.memoryBytes);
     this.ept = new Ept(this.memory.frames);
+    this.memoryAttributes = new MemoryAttributes(this.memory.frames, config.protectedMemory ?? false);
     this.#sink = sink;
     this.vcpus = Array.from({ length: config.vcpus }, (_, id) => new Vcpu(id, this));
   }
@@ -142,11 +151,13 @@ export class VmCore {
   /**
    * VMM ioctl: resets the VM as a reboot does (vCPU INIT, as the paravirtual CR-pinning series
    * specified: pins are cleared on reset, and only then). Clears pins, EPT locks, filters and
-   * exit masks; memory is kept (a warm reset) unless `clearMemory`.
+   * exit masks; memory is kept (a warm reset) unless `clearMemory`. In protected-memory
+   * mode every frame becomes private again: the rebooted guest shares what it needs anew.
    */
   resetByVmm(options: { clearMemory: boolean }): void {
     this.pins.resetByVmm();
     this.ept.reset();
+    if (this.memoryAttributes.protected) this.memoryAttributes.reset();
     this.#msrFilter = ALLOW_ALL_MSRS;
     this.#crFilter = NO_CR_FILTER;
     this.#configureMask = 0;

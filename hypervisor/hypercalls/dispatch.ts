@@ -15,9 +15,11 @@ import { unloadModule } from './unload-module.ts';
 import { textPatch } from './text-patch.ts';
 import { setMemory } from './set-memory.ts';
 import { loadCode } from './load-code.ts';
+import { mapGpaRange } from './map-gpa-range.ts';
 
 /** Every hypercall the core implements. */
 export const HYPERCALL_HANDLERS = {
+  [HC.MAP_GPA_RANGE]: mapGpaRange,
   [HC.LOCK_CR_UPDATE]: lockCrUpdate,
   [HC.PROTECT_MEMORY]: protectMemory,
   [HC.HEKI_END_BOOT]: endBoot,

@@ -8,7 +8,7 @@
  */
 import { KVM_STATUS } from '../../shared/abi.ts';
 import { PATCH_BATCH_HEADER, PATCH_ENTRY, PATCH_STATUS } from '../../shared/heki-descriptors.ts';
-import type { PatchItem } from '../../shared/protocol.ts';
+import { isRetryable, type PatchItem } from '../../shared/protocol.ts';
 import type { HypercallHandler } from './context.ts';
 import { readPatchBatch } from './descriptors.ts';
 import { verificationDenied } from './verification-outcome.ts';
@@ -57,12 +57,15 @@ export const textPatch: HypercallHandler = async (ctx, [a0]) => {
       return verificationDenied(ctx, 'text-patch', subject, verdict);
     }
     const verdict = await auth.verify({ kind: 'text-patch', vm: auth.vm, items });
-    const deniedCount = verdict.items ? verdict.items.filter((i) => !i.ok).length : entries.length;
+    const deniedCount = isRetryable(verdict) ? 0 : verdict.items ? verdict.items.filter((i) => !i.ok).length : entries.length;
     if (!verdict.ok) {
-      verdict.items?.forEach((it, i) => {
-        if (!it.ok) status[i] = PATCH_STATUS.DENIED;
-      });
-      if (!verdict.items) status.fill(PATCH_STATUS.DENIED);
+      // A retryable refusal decided nothing: every entry stays "not applied".
+      if (!isRetryable(verdict)) {
+        verdict.items?.forEach((it, i) => {
+          if (!it.ok) status[i] = PATCH_STATUS.DENIED;
+        });
+        if (!verdict.items) status.fill(PATCH_STATUS.DENIED);
+      }
       writeStatus(core.memory, a0, status);
       auth.record('text-patch', subject, verdict, { applied: false, denied: deniedCount });
       return verificationDenied(ctx, 'text-patch', subject, verdict);

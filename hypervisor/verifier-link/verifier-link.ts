@@ -11,8 +11,15 @@
  * allowed (kernel-text, module-load, module-unload, code-load, and text patches that
  * installed kprobes) are kept in a journal and replayed to every spare before it may serve,
  * so the spare knows the same modules and images as the worker it replaces.
+ *
+ * Backpressure. One link may serve many VMs (each request names its VM; the worker keeps
+ * per-VM state). At most `maxInFlight` requests wait on the worker at once; one more is not
+ * queued but answered at once with a retryable refusal ({@link busyVerdict}: `ok: false`,
+ * `retryable: true`, reason "verifier busy: ..."), which the core turns into -KVM_EAGAIN.
+ * Module unloads are exempt: the core has already taken the permissions away, and the
+ * verifier must hear of it to stay in step.
  */
-import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, denial, validateVerdict, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
+import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, busyVerdict, denial, validateVerdict, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
 import type { InjectedFault, WorkerInit } from '../../verifier-vm/worker-api.ts';
 import { WorkerHandle } from './worker-handle.ts';
 
@@ -29,7 +36,18 @@ export interface VerifierLinkOptions {
   readonly spare?: boolean;
   /** How long `dispose` waits for workers to exit (default 10000 ms). */
   readonly disposeTimeoutMs?: number;
+  /**
+   * Most requests in flight at once, over every VM the link serves (default
+   * {@link DEFAULT_MAX_IN_FLIGHT}); one more gets a retryable "verifier busy" verdict at once.
+   */
+  readonly maxInFlight?: number;
 }
+
+/** Default bound on requests in flight. */
+export const DEFAULT_MAX_IN_FLIGHT = 256;
+
+/** Kinds never refused for backpressure (see the file comment). */
+const BOUND_EXEMPT = new Set<VerifyRequest['kind']>(['module-unload']);
 
 /** Counters. */
 export interface LinkStats {
@@ -38,6 +56,10 @@ export interface LinkStats {
   restarts: number;
   /** Milliseconds from the last worker death to the next verdict served by its successor. */
   lastFailoverMs: number | undefined;
+  /** Requests refused at once because `maxInFlight` were in flight (retryable). */
+  busy: number;
+  /** Most requests ever in flight at once. */
+  peakInFlight: number;
 }
 
 const STATEFUL_KINDS = new Set<VerifyRequest['kind']>(['kernel-text', 'module-load', 'module-unload', 'code-load', 'text-patch']);
@@ -51,11 +73,24 @@ export class VerifierLink {
   #disposed = false;
   #deathAt: number | undefined;
   readonly #journal: VerifyRequest[] = [];
-  readonly stats: LinkStats = { requests: 0, failClosed: 0, restarts: 0, lastFailoverMs: undefined };
+  readonly #maxInFlight: number;
+  #inFlight = 0;
+  readonly stats: LinkStats = { requests: 0, failClosed: 0, restarts: 0, lastFailoverMs: undefined, busy: 0, peakInFlight: 0 };
 
   private constructor(opts: VerifierLinkOptions, active: WorkerHandle) {
     this.#opts = opts;
     this.#active = active;
+    this.#maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+  }
+
+  /** Requests waiting for their verdict now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** The bound on {@link inFlight}. */
+  get maxInFlight(): number {
+    return this.#maxInFlight;
   }
 
   /**
@@ -64,6 +99,9 @@ export class VerifierLink {
    * unknown plugin): a VM cannot start without a verifier.
    */
   static async start(opts: VerifierLinkOptions): Promise<VerifierLink> {
+    if (opts.maxInFlight !== undefined && (!Number.isSafeInteger(opts.maxInFlight) || opts.maxInFlight < 1)) {
+      throw new RangeError(`maxInFlight must be a positive integer, got ${opts.maxInFlight}`);
+    }
     const first = new WorkerHandle(opts.init);
     const r = await first.ready;
     if (!r.ok) {
@@ -83,13 +121,31 @@ export class VerifierLink {
 
   /**
    * Asks the verifier. Never rejects: a verifier that cannot answer yields a denial with
-   * reason "verifier unavailable: ...". Exactly one verdict per call.
+   * reason "verifier unavailable: ...", and one beyond `maxInFlight` a retryable "verifier
+   * busy: ..." refusal. Exactly one verdict per call.
    */
   async verify(request: OutgoingRequest): Promise<Verdict> {
     const id = this.#nextId++;
     const msg = { ...request, v: PROTOCOL_VERSION, id } as VerifyRequest;
     this.stats.requests++;
     if (this.#disposed) return this.#failClosed(id, 'the link was disposed');
+    // INVARIANT: the bound is checked and the slot taken before the first await, so callers
+    // racing on the same tick cannot all slip under it.
+    if (this.#inFlight >= this.#maxInFlight && !BOUND_EXEMPT.has(msg.kind)) {
+      this.stats.busy++;
+      return busyVerdict(id, `${this.#inFlight} requests in flight, the bound is ${this.#maxInFlight}; retry later`);
+    }
+    this.#inFlight++;
+    this.stats.peakInFlight = Math.max(this.stats.peakInFlight, this.#inFlight);
+    try {
+      return await this.#verifyQueued(msg);
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  async #verifyQueued(msg: VerifyRequest): Promise<Verdict> {
+    const id = msg.id;
     const w = await this.#serving();
     if (!w) return this.#failClosed(id, 'no verifier worker could be started');
     const verdict = await this.#ask(w, msg);
@@ -161,7 +217,9 @@ export class VerifierLink {
             failInflight(why);
             w.markDead(`answered garbage: ${why}`);
           } else {
-            finish(v.verdict);
+            // TRUST: `retryable` is the link's word only; a worker cannot claim it.
+            const { retryable: _ignored, ...verdict } = v.verdict;
+            finish(verdict);
           }
         },
         (e: unknown) => {

@@ -7,6 +7,11 @@
  * also pins the platform state the guest cannot pin for itself: writes to the syscall and
  * sysenter MSRs and EFER exit to the VMM through an MSR filter, and lidt/lgdt exit through the
  * descriptor-table filter. The default policy refuses those writes with #GP.
+ *
+ * Host-side protections: the VMM touches guest memory only through {@link HostMemory}'s named
+ * copy paths, and its emulated devices only through a DMA port that obeys the EPT
+ * (hypervisor/vmm/devices/dma-port.ts). With `protectedMemory`, guest memory is private to the
+ * guest except what it shares with KVM_HC_MAP_GPA_RANGE. Refusals are logged and audited.
  */
 import { MSR } from '../../shared/x86/cpu.ts';
 import { HEKI_CONFIGURE, HEKI_DENIAL } from '../../shared/exit-reasons.ts';
@@ -17,6 +22,11 @@ import type { ExitSink, Reaction, VmExit } from '../exits/exit.ts';
 import { VmmEventLog } from './event-log.ts';
 import { handleExit, type ExitHandlerContext } from './exit-handlers.ts';
 import type { VmmPolicy } from './policy.ts';
+import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { HostMemory } from './host-memory.ts';
+import { HostRefusalRecorder } from './host-refusals.ts';
+import { DmaPort } from './devices/dma-port.ts';
+import { VirtioBlk, type VirtioBlkOptions } from './devices/virtio-blk.ts';
 
 /** MSRs the VMM pins when the guest locks: the syscall entry points, sysenter, EFER. */
 export const PINNED_MSRS: readonly number[] = [
@@ -42,12 +52,33 @@ export interface VmmConfig {
   readonly pinPlatformOnLock?: boolean;
   /** KVM_CAP_HEKI_CONFIGURE / KVM_CAP_HEKI_DENIAL masks (default: every reason). */
   readonly hekiExits?: { readonly configure: number; readonly denial: number };
+  /**
+   * Protected-memory mode (default false): guest memory is private, invisible to the VMM,
+   * except ranges the guest shares with KVM_HC_MAP_GPA_RANGE.
+   */
+  readonly protectedMemory?: boolean;
+  /** The emulated disk (default 2048 sectors, 1 MiB). */
+  readonly disk?: VirtioBlkOptions;
+  /** The VM's name in audit records written before a verifier is attached (default `vm0`). */
+  readonly name?: string;
+}
+
+/** The VMM's emulated devices. */
+export interface VmmDevices {
+  /** The virtio-blk-like disk; `notify(descGpa)` is its doorbell. */
+  readonly disk: VirtioBlk;
 }
 
 /** The VMM. */
 export class Vmm implements ExitSink {
   readonly core: VmCore;
   readonly log = new VmmEventLog();
+  /** The VMM's only way into guest memory: named copy paths (hypervisor/vmm/host-memory.ts). */
+  readonly hostMemory: HostMemory;
+  readonly devices: VmmDevices;
+  /** The VMM's own audit log, used until a verifier (and the core's audit log) is attached. */
+  readonly ownAudit = AuditLog.inMemory();
+  readonly #name: string;
   readonly #ctx: ExitHandlerContext;
   #platformPinned = false;
   readonly #config: VmmConfig;
@@ -62,8 +93,21 @@ export class Vmm implements ExitSink {
         if (pinOnLock && exit.request.kind === 'lock-cr') this.pinPlatformState();
       },
     };
-    this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? 1 }, this);
+    this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? 1, protectedMemory: config.protectedMemory ?? false }, this);
     this.#enableHekiExits();
+    this.#name = config.name ?? 'vm0';
+    const recorder = new HostRefusalRecorder(this.log, () => ({ log: this.audit, vm: this.core.auth?.vm ?? this.#name }));
+    this.hostMemory = new HostMemory(this.core.memory, this.core.memoryAttributes, recorder);
+    const diskPort = new DmaPort('virtio-blk', this.core.ept, this.hostMemory, recorder);
+    this.devices = { disk: new VirtioBlk(diskPort, config.disk ?? { sectors: 2048 }) };
+  }
+
+  /**
+   * Where host-side refusals are audited: the core's audit log once a verifier is attached
+   * (`core.auth.audit`, one trail with the verdicts), else {@link ownAudit}.
+   */
+  get audit(): AuditLog {
+    return this.core.auth?.audit ?? this.ownAudit;
   }
 
   #enableHekiExits(): void {

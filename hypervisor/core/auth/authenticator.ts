@@ -138,7 +138,10 @@ export class Authenticator {
     }
   }
 
-  /** The audit step: one record per verdict, with what the core applied. */
+  /**
+   * The audit step: one record per verdict, with what the core applied. A retryable refusal
+   * (verifier busy) is recorded too, marked `retryable: true`: the guest got -KVM_EAGAIN.
+   */
   record(kind: string, subject: string, verdict: Verdict, applied: Record<string, string | number | boolean | null>): void {
     this.audit.append({
       event: 'verdict',
@@ -149,6 +152,7 @@ export class Authenticator {
       ok: verdict.ok,
       reason: verdict.reason,
       plugins: [...verdict.plugins],
+      ...(verdict.retryable === true && !verdict.ok ? { retryable: true } : {}),
       ...applied,
     });
   }
