@@ -39,6 +39,12 @@ export interface MachineApi {
   ftrace(op: 'enable' | 'disable', target: FtraceTarget): Promise<StepOutcome>;
   /** Enables or disables the static key at `key` (a symbol), patching all its jump labels. */
   jumpLabel(op: 'enable' | 'disable', key: AddressExpr): Promise<StepOutcome>;
+  /**
+   * static_call_update(key, target): points the static call key at `key` (its `__SCK__<name>`
+   * symbol) at function `target`, or at NULL when `target` is null, patching the key's
+   * trampoline and all its live sites in one batch.
+   */
+  staticCall(key: AddressExpr, target: AddressExpr | null): Promise<StepOutcome>;
   /** set_memory_<perm>(addr, pages). */
   setMemory(addr: AddressExpr, pages: number, perm: 'ro' | 'rw' | 'x' | 'nx' | 'rox'): Promise<StepOutcome>;
   /** Asks the hypervisor to poke `bytes` at `addr` (text_poke through the authenticated path). */

@@ -139,6 +139,25 @@ export class SimulatedMachine implements MachineApi {
     return allowed(`${op}d static key ${key}: ${r.patches} of ${r.entries} jump label(s) patched`);
   }
 
+  async staticCall(key: AddressExpr, target: AddressExpr | null): Promise<StepOutcome> {
+    const k = this.#needKernel();
+    if (!(k instanceof GuestKernel)) return k;
+    const a = this.resolve(key);
+    if (!a.ok) return error(a.error);
+    const info = k.staticCalls.key(a.value);
+    if (!info) return error(`${key} (0x${a.value.toString(16)}) is not a static call key (a __SCK__<name> symbol)`);
+    let func: bigint | null = null;
+    if (target !== null) {
+      const t = this.resolve(target);
+      if (!t.ok) return error(t.error);
+      func = t.value;
+    }
+    const r = await k.staticCalls.update(info.key, func);
+    const what = `static_call_update(${info.name}, ${target ?? 'NULL'})`;
+    if (!r.ok) return r.stage === 'guest' ? error(`${what}: ${r.reason}`) : denied(r.reason);
+    return allowed(`${what}: the trampoline and ${r.sites} site(s) patched in ${r.batches} batch(es)`, { sites: r.sites, patched: r.patches });
+  }
+
   async setMemory(addr: AddressExpr, pages: number, perm: 'ro' | 'rw' | 'x' | 'nx' | 'rox'): Promise<StepOutcome> {
     const k = this.#needKernel();
     if (!(k instanceof GuestKernel)) return k;

@@ -12,15 +12,20 @@
  * - every ftrace site, every jump-label entry (key flags stripped), every export;
  * - the allowed ftrace call targets: `ftrace_caller`, `ftrace_regs_caller` and `ftrace_stub`
  *   when System.map has it (arch/x86/kernel/ftrace_64.S);
- * - `__fentry__`, which module ftrace sites must call before they are NOPed.
+ * - `__fentry__`, which module ftrace sites must call before they are NOPed;
+ * - the static calls: every `.static_call_sites` entry (site, key, tail flag), every
+ *   `__SCK__` key with its `__SCT__` trampoline, and the kernel's function entry points (the
+ *   text symbols of System.map in [_stext, _etext)), which are the targets a static call may
+ *   be pointed at, plus `__static_call_return0` and `__x86_return_thunk` when present.
  *
  * See verifier-vm/manifest.ts for the file format and how the verifier checks it.
  */
 import { createHash } from 'node:crypto';
 import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
 import { BOUNDARY_SYMBOLS } from '../shared/kernel-image/kernel-layout.ts';
+import { textFunctionEntries } from '../shared/kernel-image/static-calls.ts';
 import { err, ok, type Result } from '../shared/result.ts';
-import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage, type ManifestBody, type ManifestJumpEntry, type ManifestSection } from './manifest.ts';
+import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage, type ManifestBody, type ManifestJumpEntry, type ManifestSection, type ManifestStaticCalls } from './manifest.ts';
 import { ed25519KeyIdHex, signEd25519, type Ed25519KeyPair } from './signature/ed25519.ts';
 
 /** The sections the manifest hashes, in this order. */
@@ -68,6 +73,21 @@ export function normalisedText(image: KernelImage): Uint8Array {
 
 const sha256Hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
+/** The manifest's `staticCalls`: sites, keys with trampolines, and the allowed targets. */
+export function manifestStaticCalls(image: KernelImage): ManifestStaticCalls {
+  const { _stext, _etext } = image.boundaries;
+  const return0 = image.systemMap.address('__static_call_return0');
+  const returnThunk = image.systemMap.address('__x86_return_thunk');
+  return {
+    sites: image.staticCalls.sites.map((s) => ({ site: manifestHex(s.site), key: manifestHex(s.key), tail: s.tail })),
+    keys: image.staticCalls.keys.map((k) => ({ key: manifestHex(k.key), trampoline: manifestHex(k.trampoline), name: k.name })),
+    functionBase: manifestHex(_stext),
+    functions: textFunctionEntries(image.systemMap, _stext, _etext).map((a) => manifestHex(a - _stext)),
+    ...(return0 !== undefined ? { return0: manifestHex(return0) } : {}),
+    ...(returnThunk !== undefined ? { returnThunk: manifestHex(returnThunk) } : {}),
+  };
+}
+
 /**
  * Builds the manifest body from a loaded kernel image. Throws {@link ManifestBuildError}
  * naming what is missing when the image lacks a manifest section or a required trampoline
@@ -106,6 +126,7 @@ export function buildManifestBody(image: KernelImage, info: ManifestInfo): Manif
     exports,
     ftraceTrampolines,
     fentry: manifestHex(image.boundaries.__fentry__),
+    staticCalls: manifestStaticCalls(image),
   };
 }
 

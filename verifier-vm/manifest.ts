@@ -52,6 +52,46 @@ export interface ManifestJumpEntry {
   readonly len: 2 | 5;
 }
 
+/** One `.static_call_sites` entry. */
+export interface ManifestStaticCallSite {
+  /** Site address, hex. */
+  readonly site: string;
+  /** Key (`__SCK__<name>`) address, hex (flags stripped). */
+  readonly key: string;
+  /** A tail call (`jmp`), from the entry's STATIC_CALL_SITE_TAIL flag. */
+  readonly tail: boolean;
+}
+
+/** One static call key. */
+export interface ManifestStaticCallKey {
+  /** `__SCK__<name>` address, hex. */
+  readonly key: string;
+  /** `__SCT__<name>` address, hex. */
+  readonly trampoline: string;
+  /** The static call's name (without the prefix). */
+  readonly name: string;
+}
+
+/** What the verifier knows about the kernel's static calls. */
+export interface ManifestStaticCalls {
+  /** Every `.static_call_sites` entry. */
+  readonly sites: readonly ManifestStaticCallSite[];
+  /** Every `__SCK__` key with its trampoline. */
+  readonly keys: readonly ManifestStaticCallKey[];
+  /** Base of {@link functions}, hex (`_stext`). */
+  readonly functionBase: string;
+  /**
+   * The kernel's function entry points, the allowed static-call targets: the distinct
+   * addresses of System.map's text symbols in [_stext, _etext), as hex offsets from
+   * {@link functionBase}, sorted (offsets keep the body about half the size of full addresses).
+   */
+  readonly functions: readonly string[];
+  /** `__static_call_return0`, hex, when the kernel has it. */
+  readonly return0?: string;
+  /** `__x86_return_thunk`, hex, when the kernel has it (CONFIG_RETHUNK). */
+  readonly returnThunk?: string;
+}
+
 /** What the manifest's body holds. */
 export interface ManifestBody {
   /** `linux-6.1.0-56-amd64`-style release name. */
@@ -72,6 +112,33 @@ export interface ManifestBody {
   readonly ftraceTrampolines: Readonly<Record<string, string>>;
   /** Address of __fentry__, hex. */
   readonly fentry: string;
+  /** Static call sites, keys and allowed targets (absent in manifests made before static calls). */
+  readonly staticCalls?: ManifestStaticCalls;
+}
+
+/** A static call key as the plugins look it up. */
+export interface StaticCallKeyInfo {
+  readonly key: bigint;
+  readonly name: string;
+  readonly trampoline: bigint;
+  /** Its sites, in manifest order. */
+  readonly sites: readonly bigint[];
+}
+
+/** The static-call lookups (empty for a manifest without `staticCalls`). */
+export interface StaticCallIndex {
+  /** Sites by address. */
+  readonly sites: ReadonlyMap<bigint, { readonly key: bigint; readonly tail: boolean }>;
+  /** Keys by `__SCK__` address. */
+  readonly keys: ReadonlyMap<bigint, StaticCallKeyInfo>;
+  /** Trampoline address -> key address. */
+  readonly trampolines: ReadonlyMap<bigint, bigint>;
+  /** Kernel function entry points, sorted ascending. */
+  readonly functions: readonly bigint[];
+  /** The same, as a set. */
+  readonly functionSet: ReadonlySet<bigint>;
+  readonly return0: bigint | undefined;
+  readonly returnThunk: bigint | undefined;
 }
 
 /** A manifest whose signature was checked, with lookup structures built once. */
@@ -88,6 +155,8 @@ export interface KernelManifest {
   readonly fentry: bigint;
   /** Text ranges [start, end) of the kernel, for site checks. */
   readonly textRanges: ReadonlyArray<{ name: string; start: bigint; end: bigint }>;
+  /** Static call sites, keys, trampolines and function entry points. */
+  readonly staticCalls: StaticCallIndex;
 }
 
 /** The manifest message the signature covers. */
@@ -167,5 +236,51 @@ export function indexManifest(body: ManifestBody, keyId: string): KernelManifest
   if (ib !== undefined && ie !== undefined && !textRanges.some((r) => r.name === '.init.text')) {
     textRanges.push({ name: '.init.text', start: big(ib, '__init_begin'), end: big(ie, '__init_end') });
   }
-  return { body, keyId, mcountSites, jumpEntries, exports, ftraceTrampolines, fentry: big(body.fentry, 'fentry'), textRanges };
+  const staticCalls = indexStaticCalls(body.staticCalls);
+  return { body, keyId, mcountSites, jumpEntries, exports, ftraceTrampolines, fentry: big(body.fentry, 'fentry'), textRanges, staticCalls };
+}
+
+/** Indexes `staticCalls` (undefined: empty); throws TypeError on a malformed one. */
+function indexStaticCalls(sc: ManifestStaticCalls | undefined): StaticCallIndex {
+  if (sc === undefined) {
+    return { sites: new Map(), keys: new Map(), trampolines: new Map(), functions: [], functionSet: new Set(), return0: undefined, returnThunk: undefined };
+  }
+  if (typeof sc !== 'object' || sc === null || !Array.isArray(sc.sites) || !Array.isArray(sc.keys) || !Array.isArray(sc.functions)) {
+    throw new TypeError('staticCalls must be an object with sites, keys and functions arrays');
+  }
+  const keys = new Map<bigint, { key: bigint; name: string; trampoline: bigint; sites: bigint[] }>();
+  const trampolines = new Map<bigint, bigint>();
+  sc.keys.forEach((k, i) => {
+    if (typeof k.name !== 'string' || k.name === '') throw new TypeError(`staticCalls.keys[${i}].name must be a non-empty string`);
+    const key = big(k.key, `staticCalls.keys[${i}].key`);
+    const trampoline = big(k.trampoline, `staticCalls.keys[${i}].trampoline`);
+    if (keys.has(key)) throw new TypeError(`staticCalls.keys[${i}]: key ${k.key} is listed twice`);
+    if (trampolines.has(trampoline)) throw new TypeError(`staticCalls.keys[${i}]: trampoline ${k.trampoline} is listed twice`);
+    keys.set(key, { key, name: k.name, trampoline, sites: [] });
+    trampolines.set(trampoline, key);
+  });
+  const sites = new Map<bigint, { key: bigint; tail: boolean }>();
+  sc.sites.forEach((s, i) => {
+    if (typeof s.tail !== 'boolean') throw new TypeError(`staticCalls.sites[${i}].tail must be a boolean`);
+    const site = big(s.site, `staticCalls.sites[${i}].site`);
+    const key = big(s.key, `staticCalls.sites[${i}].key`);
+    const k = keys.get(key);
+    if (!k) throw new TypeError(`staticCalls.sites[${i}]: key ${s.key} is not in staticCalls.keys`);
+    if (sites.has(site)) throw new TypeError(`staticCalls.sites[${i}]: site ${s.site} is listed twice`);
+    sites.set(site, { key, tail: s.tail });
+    k.sites.push(site);
+  });
+  const base = big(sc.functionBase, 'staticCalls.functionBase');
+  const functions = sc.functions.map((o, i) => base + big(o, `staticCalls.functions[${i}]`));
+  functions.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const opt = (v: string | undefined, what: string): bigint | undefined => (v === undefined ? undefined : big(v, what));
+  return {
+    sites,
+    keys,
+    trampolines,
+    functions,
+    functionSet: new Set(functions),
+    return0: opt(sc.return0, 'staticCalls.return0'),
+    returnThunk: opt(sc.returnThunk, 'staticCalls.returnThunk'),
+  };
 }

@@ -56,6 +56,12 @@ export interface VerifiedModule {
   readonly ranges: ReadonlyArray<{ start: bigint; end: bigint; permissions: number }>;
   /** SHA-256 (hex) of each page of its text as verified, by page address. */
   readonly textPageHashes: ReadonlyMap<bigint, string>;
+  /**
+   * Entry points of its functions (STT_FUNC symbols of its core text, at verified
+   * addresses): where a static call may point into the module. Optional: records made
+   * without it allow no static call into the module.
+   */
+  readonly functions?: ReadonlySet<bigint>;
 }
 
 /** Per-VM state the verifier keeps. Plugins read it; only `commit` hooks change it. */

@@ -1,7 +1,7 @@
 /**
  * The running guest kernel after boot: its memory manager, module loader, ftrace, static
- * keys, kprobes and BPF JIT, wired to one another (a module's ftrace sites and jump labels
- * join the kernel's when it loads and leave when it unloads).
+ * keys, static calls, kprobes and BPF JIT, wired to one another (a module's ftrace sites and
+ * jump labels join the kernel's when it loads and leave when it unloads).
  */
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
@@ -10,6 +10,7 @@ import { ModuleLoader, type LoadedModule } from '../modules/module-loader.ts';
 import { TextPoker } from '../patching/text-poker.ts';
 import { Ftrace } from '../patching/ftrace.ts';
 import { JumpLabels } from '../patching/jump-labels.ts';
+import { StaticCalls } from '../patching/static-calls.ts';
 import { Kprobes } from '../patching/kprobes.ts';
 import { BpfJit } from '../bpf/bpf-jit.ts';
 import type { BootedKernel } from './boot.ts';
@@ -24,6 +25,7 @@ export class GuestKernel {
   readonly poker: TextPoker;
   readonly ftrace: Ftrace;
   readonly jumpLabels: JumpLabels;
+  readonly staticCalls: StaticCalls;
   readonly kprobes: Kprobes;
   readonly modules: ModuleLoader;
   readonly bpf: BpfJit;
@@ -49,6 +51,21 @@ export class GuestKernel {
         .filter((e) => !inInit(e.site))
         .map((e) => ({ site: e.site, target: e.target, key: e.key, branch: (e.flags & 1) === 1, length: e.length as 2 | 5, current: this.#read(e.site, e.length) })),
     );
+    const map = booted.image.systemMap;
+    const return0 = map.address('__static_call_return0');
+    const returnThunk = map.address('__x86_return_thunk');
+    this.staticCalls = new StaticCalls(
+      this.poker,
+      (va, len) => {
+        const r = this.cpu.read(va, len);
+        return r.ok ? r.value : undefined;
+      },
+      // CONFIG_RETHUNK kernels return through __x86_return_thunk (X86_FEATURE_RETHUNK assumed on).
+      { ...(return0 !== undefined ? { return0 } : {}), ...(returnThunk !== undefined ? { returnThunk } : {}) },
+    );
+    this.staticCalls.addKeys(booted.image.staticCalls.keys.map((k) => ({ key: k.key, name: k.name, trampoline: k.trampoline })));
+    // Like ftrace and jump labels, only live sites: init text is gone after boot.
+    this.staticCalls.addSites(booted.image.staticCalls.sites.filter((s) => !inInit(s.site)).map((s) => ({ site: s.site, key: s.key, tail: s.tail })));
     this.kprobes = new Kprobes(this.poker, (va) => this.#read(va, 1)[0]);
     this.bpf = new BpfJit(booted.cpu, this.mm, booted.heki);
     this.modules = new ModuleLoader(booted.cpu, this.mm, booted.heki, booted.image, {

@@ -121,6 +121,17 @@ export class MapReader {
     return this.#scalarText(key, e.value, e.key);
   }
 
+  /**
+   * Like {@link text}, but a YAML null written out (`null`, `~`) or the string `"null"` reads
+   * as null. An empty value (`key:`) is still a problem: null must be said, not implied.
+   */
+  textOrNull(key: string, required = false): string | null | undefined {
+    const v = this.node(key);
+    if (isScalar(v) && v.value === null && typeof v.source === 'string' && v.source.trim() !== '') return null;
+    const t = this.text(key, required);
+    return t === 'null' ? null : t;
+  }
+
   /** {@link text} then `parse`; the parser's error becomes `'key' <error>`. */
   parsed<T>(key: string, parse: (text: string) => Result<T, string>, required = false): T | undefined {
     const t = this.text(key, required);

@@ -43,6 +43,7 @@ const PERFORMERS = {
   'unload-module': { method: 'unloadModule', perform: (s, m) => m.unloadModule(s.name) },
   ftrace: { method: 'ftrace', perform: (s, m) => m.ftrace(s.action, s.target) },
   'jump-label': { method: 'jumpLabel', perform: (s, m) => m.jumpLabel(s.action, s.key) },
+  'static-call': { method: 'staticCall', perform: (s, m) => m.staticCall(s.key, s.target) },
   'set-memory': { method: 'setMemory', perform: (s, m) => m.setMemory(s.addr, s.pages, s.perm) },
   'text-poke': { method: 'textPoke', perform: (s, m) => m.textPoke(s.addr, s.bytes.slice(), s.kind) },
   kprobe: { method: 'kprobe', perform: (s, m) => m.kprobe(s.addr, s.action) },
@@ -63,10 +64,11 @@ const PERFORMERS = {
   hypercall: { method: 'hypercall', perform: (s, m) => m.hypercall(s.nr, [...s.args]) },
 } satisfies { readonly [K in StepKind]: Performer<K> };
 
-/** The address a step names, which must resolve before the step runs. */
-function addressOf(step: Step): AddressExpr | undefined {
-  if (step.op === 'jump-label') return step.key;
-  return 'addr' in step ? step.addr : undefined;
+/** The addresses a step names, which must resolve before the step runs. */
+function addressesOf(step: Step): AddressExpr[] {
+  if (step.op === 'jump-label') return [step.key];
+  if (step.op === 'static-call') return step.target === null ? [step.key] : [step.key, step.target];
+  return 'addr' in step ? [step.addr] : [];
 }
 
 /** The message of anything thrown. */
@@ -111,8 +113,7 @@ async function within<T>(p: Promise<T>, ms: number): Promise<Timed<T>> {
 async function runStep(step: Step, machine: MachineApi, timeoutMs: number): Promise<{ outcome: StepOutcome; timedOut: boolean }> {
   const performer = PERFORMERS[step.op] as unknown as Performer<StepKind>;
   const method = performer.method;
-  const addr = addressOf(step);
-  if (addr !== undefined) {
+  for (const addr of addressesOf(step)) {
     let r: ReturnType<MachineApi['resolve']>;
     try {
       r = machine.resolve(addr);

@@ -14,6 +14,7 @@ export const STEP_KINDS = [
   'unload-module',
   'ftrace',
   'jump-label',
+  'static-call',
   'set-memory',
   'text-poke',
   'kprobe',
@@ -53,6 +54,13 @@ export type StepAction =
   | { readonly op: 'unload-module'; readonly name: string }
   | { readonly op: 'ftrace'; readonly action: Toggle; readonly target: FtraceTarget }
   | { readonly op: 'jump-label'; readonly action: Toggle; readonly key: AddressExpr }
+  | {
+      readonly op: 'static-call';
+      /** The key (its `__SCK__<name>` symbol). */
+      readonly key: AddressExpr;
+      /** The function, or null for NULL. */
+      readonly target: AddressExpr | null;
+    }
   | { readonly op: 'set-memory'; readonly addr: AddressExpr; readonly pages: number; readonly perm: MemoryPerm }
   | { readonly op: 'text-poke'; readonly addr: AddressExpr; readonly bytes: Uint8Array; readonly kind?: PokeKind }
   | { readonly op: 'kprobe'; readonly addr: AddressExpr; readonly action: 'install' | 'remove' }

@@ -65,6 +65,9 @@ export class ScriptedMachine implements MachineApi {
   jumpLabel(op: 'enable' | 'disable', key: AddressExpr): Promise<StepOutcome> {
     return this.#call('jumpLabel', op, key);
   }
+  staticCall(key: AddressExpr, target: AddressExpr | null): Promise<StepOutcome> {
+    return this.#call('staticCall', key, target);
+  }
   setMemory(addr: AddressExpr, pages: number, perm: 'ro' | 'rw' | 'x' | 'nx' | 'rox'): Promise<StepOutcome> {
     return this.#call('setMemory', addr, pages, perm);
   }

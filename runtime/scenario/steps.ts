@@ -124,6 +124,21 @@ export const STEP_SPECS = {
       return key === undefined ? undefined : { op: 'jump-label', action, key };
     },
   },
+  'static-call': {
+    keys: ['key', 'target'],
+    parse(f) {
+      const key = f.parsed('key', parseAddressExpr, true);
+      const raw = f.textOrNull('target', true);
+      let target: string | null | undefined = raw === null ? null : undefined;
+      if (typeof raw === 'string') {
+        const r = parseAddressExpr(raw);
+        if (r.ok) target = r.value;
+        else f.problem(f.at('target'), `'target' ${r.error} (or null)`);
+      }
+      if (key === undefined || target === undefined) return undefined;
+      return { op: 'static-call', key, target };
+    },
+  },
   'set-memory': {
     keys: ['addr', 'pages', 'perm'],
     parse(f) {

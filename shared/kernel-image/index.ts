@@ -7,6 +7,7 @@ export * from './kernel-image-errors.ts';
 export * from './kernel-layout.ts';
 export * from './load-kernel.ts';
 export * from './mcount.ts';
+export * from './static-calls.ts';
 export * from './system-map.ts';
 export * from './vmlinux-cache.ts';
 export * from './vmlinux.ts';

@@ -13,6 +13,7 @@ export type KernelImageErrorKind =
   | 'layout'
   | 'mcount'
   | 'jump-table'
+  | 'static-calls'
   | 'exports';
 
 /** A failed kernel-image load. */

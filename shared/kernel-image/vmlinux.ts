@@ -1,7 +1,7 @@
 /**
  * A kernel image as the simulator needs it: vmlinux's sections with their load addresses,
- * the linker boundaries, the ftrace and jump-label patch sites, and the exported symbols,
- * all cross-checked between the ELF file and System.map.
+ * the linker boundaries, the ftrace, jump-label and static-call patch sites, and the exported
+ * symbols, all cross-checked between the ELF file and System.map.
  */
 
 import type { Elf64 } from '../elf/elf64.ts';
@@ -11,6 +11,7 @@ import { readJumpTable, type JumpEntry } from './jump-table.ts';
 import type { KernelImageError } from './kernel-image-errors.ts';
 import { buildKernelLayout, readBoundaries, type KernelBoundaries, type KernelSection } from './kernel-layout.ts';
 import { readMcountSites, type McountSite } from './mcount.ts';
+import { readStaticCalls, type StaticCallTable } from './static-calls.ts';
 import type { SystemMap } from './system-map.ts';
 
 /** A parsed, cross-checked kernel image. */
@@ -29,6 +30,8 @@ export interface KernelImage {
   readonly mcountSites: readonly McountSite[];
   /** Jump-label entries from `__jump_table`, in table order. */
   readonly jumpEntries: readonly JumpEntry[];
+  /** Static call sites (`.static_call_sites`, table order), keys and trampolines. */
+  readonly staticCalls: StaticCallTable;
   /** Exported name -> address (what modules may link against). */
   readonly exports: ReadonlyMap<string, bigint>;
   /** The section called `name`. */
@@ -52,6 +55,8 @@ export function buildKernelImage(vmlinux: Uint8Array, elf: Elf64, systemMap: Sys
   if (!mcount.ok) return mcount;
   const jumps = readJumpTable(layout, systemMap);
   if (!jumps.ok) return jumps;
+  const staticCalls = readStaticCalls(layout, systemMap);
+  if (!staticCalls.ok) return staticCalls;
   const exports = readExports(systemMap);
   if (!exports.ok) return exports;
   const byName = new Map<string, KernelSection>();
@@ -69,6 +74,7 @@ export function buildKernelImage(vmlinux: Uint8Array, elf: Elf64, systemMap: Sys
     boundaries: boundaries.value,
     mcountSites: mcount.value,
     jumpEntries: jumps.value,
+    staticCalls: staticCalls.value,
     exports: exports.value,
     sectionByName: (name) => byName.get(name),
     sectionAt: (vaddr) => layout.sectionAt(vaddr),

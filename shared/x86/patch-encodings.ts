@@ -7,6 +7,11 @@
  *   <-> `e9 rel32`, a jump to the entry's target.
  * - kprobes (arch/x86/kernel/kprobes/core.c): the first byte of an instruction <-> `cc`
  *   (int3).
+ * - static calls (arch/x86/kernel/static_call.c, `__static_call_transform()` in 6.1): a call
+ *   site holds `e8 rel32` to the function, NOP5 for NULL, or `2e 2e 2e 31 c0` for
+ *   `__static_call_return0`; a tail-call site and the trampoline hold `e9 rel32` to the
+ *   function, or for NULL a return: `e9 rel32` to `__x86_return_thunk` (X86_FEATURE_RETHUNK)
+ *   or `c3 cc cc cc cc`.
  *
  * The NOPs are Linux's `x86_nops[5]` (`BYTES_NOP5`, `0f 1f 44 00 00`, arch/x86/include/asm/nops.h)
  * and `x86_nops[2]` (`BYTES_NOP2`, `66 90`). A relative operand is `target - (site + len)`:
@@ -26,6 +31,11 @@ export const OPCODE_CALL_REL32 = 0xe8;
 export const OPCODE_JMP_REL32 = 0xe9;
 /** Opcode of `jmp rel8`. */
 export const OPCODE_JMP_REL8 = 0xeb;
+
+/** `cs cs cs xorl %eax, %eax`: one 5-byte instruction, what a static call to `__static_call_return0` becomes. */
+export const XOR5RAX: Readonly<Uint8Array> = Uint8Array.of(0x2e, 0x2e, 0x2e, 0x31, 0xc0);
+/** `ret; int3 x4`: a NULL tail-call site or trampoline without the return thunk (`retinsn`). */
+export const RET5: Readonly<Uint8Array> = Uint8Array.of(0xc3, 0xcc, 0xcc, 0xcc, 0xcc);
 
 const MASK64 = (1n << 64n) - 1n;
 
@@ -98,6 +108,32 @@ export function encodeJmp8(site: bigint, target: bigint): Uint8Array {
 export function encodeJumpLabel(site: bigint, len: 2 | 5, target: bigint, enabled: boolean): Uint8Array {
   if (!enabled) return Uint8Array.from(len === 2 ? NOP2 : NOP5);
   return len === 2 ? encodeJmp8(site, target) : encodeJmp32(site, target);
+}
+
+/** Where a static-call instruction sits: a call site, a tail-call site, or the key's trampoline. */
+export type StaticCallRole = 'call' | 'tail' | 'trampoline';
+
+/** Addresses a static-call encoding depends on. */
+export interface StaticCallSymbols {
+  /** `__static_call_return0`: a call to it becomes {@link XOR5RAX}. */
+  readonly return0?: bigint;
+  /** `__x86_return_thunk`: when given, a NULL tail site or trampoline jumps to it; else {@link RET5}. */
+  readonly returnThunk?: bigint;
+}
+
+/**
+ * The 5 bytes `static_call_update()` writes at a static-call instruction of `role` for
+ * function `func` (null: the NULL function), as 6.1's `__static_call_transform()` does. Throws
+ * RangeError when `func` is out of rel32 reach (see {@link encodeCall32}).
+ */
+export function encodeStaticCall(site: bigint, role: StaticCallRole, func: bigint | null, symbols: StaticCallSymbols = {}): Uint8Array {
+  if (role === 'call') {
+    if (func === null) return Uint8Array.from(NOP5);
+    if (symbols.return0 !== undefined && func === symbols.return0) return Uint8Array.from(XOR5RAX);
+    return encodeCall32(site, func);
+  }
+  if (func !== null) return encodeJmp32(site, func);
+  return symbols.returnThunk !== undefined ? encodeJmp32(site, symbols.returnThunk) : Uint8Array.from(RET5);
 }
 
 /**

@@ -86,6 +86,25 @@ fixtureTest('a signed manifest loads against a keyring with the vendor key', asy
   t.is(r.value.fentry, 0xffffffff81076650n);
   t.is(r.value.ftraceTrampolines.get(0xffffffff81076660n), 'ftrace_caller');
   t.deepEqual(r.value.textRanges.map((x) => x.name), ['.text', '.init.text'], 'the init region comes from __init_begin/__init_end');
+  t.is(r.value.staticCalls.sites.size, 4085);
+  t.is(r.value.staticCalls.keys.size, 686);
+  t.is(r.value.staticCalls.functions.length, 47001);
+});
+
+fixtureTest('the manifest lists 4,085 static call sites, 686 keys with trampolines and the function entries as offsets', async (t) => {
+  const { body } = await fixtureBody();
+  const sc = body.staticCalls!;
+  t.is(sc.sites.length, 4085);
+  t.is(sc.sites.filter((s) => s.tail).length, 27);
+  t.true(sc.sites.every((s) => (BigInt(`0x${s.key}`) & 3n) === 0n), 'key flags stripped');
+  t.is(sc.keys.length, 686);
+  t.deepEqual(sc.keys.find((k) => k.name === 'cond_resched'), { key: 'ffffffff82a5de10', trampoline: 'ffffffff81e005a0', name: 'cond_resched' });
+  t.is(sc.functionBase, 'ffffffff81000000');
+  t.is(sc.functions.length, 47001);
+  t.is(sc.functions[0], '0', '_stext itself (startup_64)');
+  t.is(sc.return0, 'ffffffff812603e0');
+  t.is(sc.returnThunk, 'ffffffff81e01d30');
+  t.log(`staticCalls: ${JSON.stringify(sc).length} of ${JSON.stringify(body).length} body bytes`);
 });
 
 fixtureTest('an edited body, an unknown key, a module-signing key and a revoked key are refused by name', async (t) => {

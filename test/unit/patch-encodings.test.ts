@@ -1,6 +1,7 @@
 /**
- * x86 patch encodings (shared/x86/patch-encodings.ts): the NOPs, call/jmp rel32, jmp rel8 and
- * int3, encoded and decoded with rel = target - (site + len), wrapping at 2^64.
+ * x86 patch encodings (shared/x86/patch-encodings.ts): the NOPs, call/jmp rel32, jmp rel8,
+ * int3 and the static-call forms, encoded and decoded with rel = target - (site + len),
+ * wrapping at 2^64.
  */
 import test from 'ava';
 import fc from 'fast-check';
@@ -8,12 +9,15 @@ import {
   INT3,
   NOP2,
   NOP5,
+  RET5,
+  XOR5RAX,
   bytesEqual,
   decodePatchInsn,
   encodeCall32,
   encodeJmp32,
   encodeJmp8,
   encodeJumpLabel,
+  encodeStaticCall,
   formatBytes,
   relFits,
   relOperand,
@@ -114,4 +118,21 @@ test('property: encode then decode gives the target back, and agrees with the ke
       }),
     ),
   );
+});
+
+test('static-call encodings follow 6.1 __static_call_transform for each role', (t) => {
+  const site = 0xffffffff81000a00n;
+  const f = 0xffffffff81003000n;
+  const syms = { return0: 0xffffffff812603e0n, returnThunk: 0xffffffff81e01d30n };
+  t.deepEqual(encodeStaticCall(site, 'call', f, syms), encodeCall32(site, f));
+  t.deepEqual(encodeStaticCall(site, 'call', null, syms), Uint8Array.from(NOP5));
+  t.is(formatBytes(encodeStaticCall(site, 'call', syms.return0, syms)), '2e 2e 2e 31 c0');
+  t.deepEqual(encodeStaticCall(site, 'call', syms.return0, {}), encodeCall32(site, syms.return0), 'without the symbol, a plain call');
+  t.deepEqual(encodeStaticCall(site, 'tail', f, syms), encodeJmp32(site, f));
+  t.deepEqual(encodeStaticCall(site, 'tail', syms.return0, syms), encodeJmp32(site, syms.return0), 'a tail call to return0 stays a jmp');
+  t.deepEqual(encodeStaticCall(site, 'trampoline', null, syms), encodeJmp32(site, syms.returnThunk));
+  t.deepEqual(encodeStaticCall(site, 'tail', null, {}), Uint8Array.from(RET5));
+  t.is(formatBytes(RET5), 'c3 cc cc cc cc');
+  t.is(decodePatchInsn(site, Uint8Array.from(XOR5RAX)).kind, 'other', 'the generic decoder leaves the xor to the static-call plugin');
+  t.throws(() => encodeStaticCall(site, 'call', 0x7fff_0000_0000n), { instanceOf: RangeError });
 });

@@ -1,12 +1,14 @@
 /**
  * A manifest built from the real fixture kernel (Debian 6.1 vmlinuz + System.map), for the
- * plugin tests that check every real ftrace site and jump entry (not a test file itself).
+ * plugin tests that check every real ftrace site, jump entry and static call (not a test file
+ * itself).
  * Section hashes are of the file image as is (not ftrace-normalised): these tests do not use
  * them.
  */
 import { createHash } from 'node:crypto';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { indexManifest, type KernelManifest, type ManifestBody } from '../../verifier-vm/manifest.ts';
+import { manifestStaticCalls } from '../../verifier-vm/manifest-builder.ts';
 
 const h = (a: bigint): string => a.toString(16);
 
@@ -36,6 +38,7 @@ export function fixtureManifest(k: KernelImage): KernelManifest {
     exports: Object.fromEntries([...k.exports].map(([n, a]) => [n, h(a)])),
     ftraceTrampolines: tramp,
     fentry: h(k.boundaries.__fentry__),
+    staticCalls: manifestStaticCalls(k),
   };
   return indexManifest(body, '0123456789abcdef');
 }

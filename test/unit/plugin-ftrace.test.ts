@@ -117,7 +117,7 @@ test('through the Verifier: one bad item makes the batch not ok; good items stay
   t.false(verdict.items![1]!.ok);
   t.regex(verdict.items![1]!.reason, /^ftrace: .*not an ftrace trampoline/);
   t.false(verdict.items![2]!.ok);
-  t.is(verdict.items![2]!.reason, 'no plugin allowed this text-patch item (default deny)');
+  t.is(verdict.items![2]!.reason, 'static-call: 0xffffffff81002000 is not a static-call site (no .static_call_sites entry or __SCT__ trampoline of the kernel)');
   t.regex(verdict.reason, /^2 of 3 items denied; first: ftrace: /);
   t.true(verdict.plugins.includes('ftrace'));
 

@@ -13,14 +13,15 @@ import { jumpLabelPlugin } from '../../verifier-vm/plugins/jump-label.ts';
 import { kernelTextPlugin } from '../../verifier-vm/plugins/kernel-text.ts';
 import { kprobePlugin } from '../../verifier-vm/plugins/kprobe.ts';
 import { setMemoryPlugin } from '../../verifier-vm/plugins/set-memory.ts';
-import { K, MOD, context, freshVm, syntheticModule } from './plugin-synthetic.ts';
+import { staticCallPlugin } from '../../verifier-vm/plugins/static-call.ts';
+import { K, MOD, SC, context, freshVm, syntheticModule } from './plugin-synthetic.ts';
 
-const PLUGINS = [ftracePlugin, jumpLabelPlugin, kprobePlugin, setMemoryPlugin, codeLoadPlugin, kernelTextPlugin] as AnyPlugin[];
+const PLUGINS = [ftracePlugin, jumpLabelPlugin, staticCallPlugin, kprobePlugin, setMemoryPlugin, codeLoadPlugin, kernelTextPlugin] as AnyPlugin[];
 const DECISIONS = new Set(['allow', 'deny', 'abstain']);
 
 /** Addresses near the interesting ones, plus anything. */
 const addr = fc.oneof(
-  fc.constantFrom(K.mcount[0]!, K.jump2.site, K.jump5.site, K.func, K.initMcount, MOD.mcount, MOD.jump2.site, MOD.text).chain((a) => fc.integer({ min: -6, max: 6 }).map((d) => a + BigInt(d))),
+  fc.constantFrom(K.mcount[0]!, K.jump2.site, K.jump5.site, SC.keyA.calls[0]!, SC.keyA.tail, SC.keyA.trampoline, K.func, K.initMcount, MOD.mcount, MOD.jump2.site, MOD.text).chain((a) => fc.integer({ min: -6, max: 6 }).map((d) => a + BigInt(d))),
   fc.bigInt(0n, (1n << 64n) - 1n),
 );
 

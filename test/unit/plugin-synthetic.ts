@@ -1,7 +1,8 @@
 /**
  * A small synthetic kernel for the plugin tests (not a test file itself): a hand-written
- * ManifestBody with a few ftrace sites, jump entries and trampolines, section bytes whose
- * hashes the manifest records, one verified module, and builders for requests and contexts.
+ * ManifestBody with a few ftrace sites, jump entries, static calls and trampolines, section
+ * bytes whose hashes the manifest records, one verified module, and builders for requests and
+ * contexts.
  */
 import { createHash } from 'node:crypto';
 import { PROTOCOL_VERSION, type PatchItem, type RequestOf, type SetMemoryRange } from '../../shared/protocol.ts';
@@ -34,6 +35,22 @@ export const K = {
   func: 0xffffffff81002000n,
 } as const;
 
+/**
+ * The synthetic static calls: key A with two call sites, a tail-call site and a site in
+ * .init.text; key B with one call site; their trampolines in .text; the function entry points.
+ */
+export const SC = {
+  keyA: { name: 'sc_a', key: 0xffffffff82a00100n, trampoline: 0xffffffff81004000n, calls: [0xffffffff81000a00n, 0xffffffff81000b00n], tail: 0xffffffff81000c00n, init: 0xffffffff83000300n },
+  keyB: { name: 'sc_b', key: 0xffffffff82a00110n, trampoline: 0xffffffff81004008n, calls: [0xffffffff81000d00n] },
+  /** A second plain function (K.func is the first). */
+  func2: 0xffffffff81003000n,
+  return0: 0xffffffff81005000n,
+  returnThunk: 0xffffffff81005100n,
+} as const;
+
+/** Every synthetic kernel function entry point. */
+export const SC_FUNCTIONS: readonly bigint[] = [K.text, K.ftraceCaller, K.ftraceRegsCaller, K.fentry, K.func, SC.func2, SC.keyA.trampoline, SC.keyB.trampoline, SC.return0, SC.returnThunk];
+
 /** The bytes of a synthetic section: a repeating pattern seeded by the name. */
 export function sectionBytes(name: string, size: number): Uint8Array {
   let seed = 0;
@@ -58,6 +75,19 @@ export function syntheticBody(): ManifestBody {
     exports: { printk: h(K.func) },
     ftraceTrampolines: { ftrace_caller: h(K.ftraceCaller), ftrace_regs_caller: h(K.ftraceRegsCaller) },
     fentry: h(K.fentry),
+    staticCalls: {
+      sites: [
+        ...SC.keyA.calls.map((a) => ({ site: h(a), key: h(SC.keyA.key), tail: false })),
+        { site: h(SC.keyA.tail), key: h(SC.keyA.key), tail: true },
+        { site: h(SC.keyA.init), key: h(SC.keyA.key), tail: false },
+        ...SC.keyB.calls.map((a) => ({ site: h(a), key: h(SC.keyB.key), tail: false })),
+      ],
+      keys: [SC.keyA, SC.keyB].map((k) => ({ key: h(k.key), trampoline: h(k.trampoline), name: k.name })),
+      functionBase: h(K.text),
+      functions: SC_FUNCTIONS.map((a) => h(a - K.text)),
+      return0: h(SC.return0),
+      returnThunk: h(SC.returnThunk),
+    },
   };
 }
 
@@ -100,6 +130,7 @@ export function syntheticModule(name: string = MOD.name): VerifiedModule {
       [MOD.text, sha(modulePage(0))],
       [MOD.text + 0x1000n, sha(modulePage(1))],
     ]),
+    functions: new Set([MOD.text + 0x40n]),
   };
 }
 

@@ -84,7 +84,7 @@ test('a step that is not a one-key mapping', (t) => {
   t.is(stepProblem('[boot]'), `scenario.yaml:3: step 1: must be a mapping of one step kind to its parameters, like '- boot: {}'`);
   t.is(stepProblem('{}'), `scenario.yaml:3: step 1: is empty ({}); write its kind, like '- boot: {}'`);
   t.deepEqual(problems('name: x\nsteps:\n  -\n'), [`scenario.yaml:3: step 1: is empty; write its kind, like '- boot: {}'`]);
-  t.is(stepProblem('wirte: {}'), `scenario.yaml:3: step 1: unknown step kind 'wirte' (expected one of: boot, load-module, unload-module, ftrace, jump-label, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall)`);
+  t.is(stepProblem('wirte: {}'), `scenario.yaml:3: step 1: unknown step kind 'wirte' (expected one of: boot, load-module, unload-module, ftrace, jump-label, static-call, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall)`);
   t.is(stepProblem('boot: []'), `scenario.yaml:3: step 1 (boot): parameters must be a mapping, like '- boot: {}'`);
   t.is(stepProblem('write: _stext'), `scenario.yaml:3: step 1 (write): parameters must be a mapping, like '- write: {...}'`);
 });
@@ -167,6 +167,8 @@ test('choices: perm, kind, mode, ftrace targets, names', (t) => {
   t.is(stepProblem('ftrace: {}'), `scenario.yaml:3: step 1 (ftrace): needs 'enable' or 'disable'`);
   t.is(stepProblem('ftrace: { enable: all, disable: all }'), `scenario.yaml:3: step 1 (ftrace): takes 'enable' or 'disable', not both`);
   t.is(stepProblem('jump-label: {}'), `scenario.yaml:3: step 1 (jump-label): needs 'enable' or 'disable'`);
+  t.is(stepProblem('static-call: { target: null }'), `scenario.yaml:3: step 1 (static-call): missing required key 'key'`);
+  t.is(stepProblem('static-call: { key: __SCK__x }'), `scenario.yaml:3: step 1 (static-call): missing required key 'target'`);
   t.is(stepProblem('bpf-jit: { name: p }'), `scenario.yaml:3: step 1 (bpf-jit): needs 'image' or 'size'`);
   t.is(stepProblem('bpf-jit: { name: p, image: "c3", size: 1 }'), `scenario.yaml:3: step 1 (bpf-jit): takes 'image' or 'size', not both`);
   t.is(stepProblem('bpf-jit: { name: "a b", size: 1 }'), `scenario.yaml:3: step 1 (bpf-jit): 'name' must be 1 to 64 letters, digits, _, . or -, got 'a b'`);
@@ -204,7 +206,7 @@ steps:
     `scenario.yaml:2: unknown top-level key 'bogus' (expected one of name, description, kernel, vmlinuz, system-map, keys, steps)`,
     `scenario.yaml:5: step 2 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00": '9' has an odd number of hex digits`,
     `scenario.yaml:6: step 3 (read): 'addr' must be hex (0x...) or symbol[+offset], got '12'`,
-    `scenario.yaml:7: step 4: unknown step kind 'frob' (expected one of: boot, load-module, unload-module, ftrace, jump-label, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall)`,
+    `scenario.yaml:7: step 4: unknown step kind 'frob' (expected one of: boot, load-module, unload-module, ftrace, jump-label, static-call, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall)`,
     `scenario.yaml:8: step 5 (exec): 'expect' must be allowed or denied`,
   ]);
 });
@@ -219,4 +221,12 @@ test('the display name is used; without one, the path', (t) => {
   const r = parseScenario('name: x\n', { path: '/abs/dir/s.yaml' });
   t.false(r.ok);
   if (!r.ok) t.is(formatParseError(r.error), `/abs/dir/s.yaml:1: missing required key 'steps'`);
+});
+
+test('static-call: a bad key or target, an empty target, an unknown key', (t) => {
+  t.is(stepProblem('static-call: { key: "a b", target: f }'), `scenario.yaml:3: step 1 (static-call): 'key' must be hex (0x...) or symbol[+offset], got 'a b'`);
+  t.is(stepProblem('static-call: { key: __SCK__x, target: "f g" }'), `scenario.yaml:3: step 1 (static-call): 'target' must be hex (0x...) or symbol[+offset], got 'f g' (or null)`);
+  t.is(stepProblem('static-call: { key: __SCK__x, target: }'), `scenario.yaml:3: step 1 (static-call): 'target' has no value`);
+  t.is(stepProblem('static-call: { key: __SCK__x, target: true }'), `scenario.yaml:3: step 1 (static-call): 'target' must not be a boolean (got true)`);
+  t.is(stepProblem('static-call: { key: __SCK__x, target: f, func: g }'), `scenario.yaml:3: step 1 (static-call): unknown key 'func' (expected one of key, target, expect)`);
 });

@@ -81,6 +81,16 @@ test('unload-module, jump-label, kprobe', (t) => {
   t.like(step('ftrace: { disable: "tcp_*" }'), { op: 'ftrace', action: 'disable', target: 'tcp_*' });
 });
 
+test('static-call: key and target addresses, or a null target (null, ~ or "null")', (t) => {
+  t.deepEqual(
+    { ...step('static-call: { key: __SCK__might_resched, target: __cond_resched }') },
+    { op: 'static-call', key: '__SCK__might_resched', target: '__cond_resched', index: 1, line: 3, expect: null },
+  );
+  t.like(step('static-call: { key: 0xffffffff82a5de10, target: "__cond_resched+0" , expect: allowed }'), { key: '0xffffffff82a5de10', target: '__cond_resched', expect: 'allowed' });
+  for (const nul of ['null', '~', '"null"', 'NULL']) t.like(step(`static-call: { key: __SCK__cond_resched, target: ${nul} }`), { op: 'static-call', target: null });
+  t.like(step('static-call:\n      key: __SCK__cond_resched\n      target: null\n      expect: denied'), { op: 'static-call', target: null, expect: 'denied' });
+});
+
 test('set-memory: pages default 1, every perm', (t) => {
   t.like(step('set-memory: { addr: init_task, perm: x }'), { op: 'set-memory', addr: 'init_task', pages: 1, perm: 'x' });
   for (const perm of ['ro', 'rw', 'x', 'nx', 'rox']) t.like(step(`set-memory: { addr: init_task, pages: 0x10, perm: ${perm} }`), { pages: 16, perm });

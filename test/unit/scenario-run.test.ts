@@ -20,13 +20,15 @@ function denying(...methods: string[]): (c: MachineCall) => StepOutcome {
 }
 
 test('each step kind calls its machine method with the parsed arguments', async (t) => {
-  const m = new ScriptedMachine({ symbols: { _stext: 0xffffffff81000000n, init_task: 0xffffffff82a1aa40n, key: 0xffffffff82000000n } });
+  const m = new ScriptedMachine({ symbols: { _stext: 0xffffffff81000000n, init_task: 0xffffffff82a1aa40n, key: 0xffffffff82000000n, __SCK__sc: 0xffffffff82a00100n } });
   const s = scenario(`  - boot: {}
   - load-module: { path: mods/crc7.ko }
   - unload-module: { name: crc7 }
   - ftrace: { enable: all }
   - ftrace: { disable: "tcp_*" }
   - jump-label: { enable: key }
+  - static-call: { key: __SCK__sc, target: _stext }
+  - static-call: { key: __SCK__sc, target: null }
   - set-memory: { addr: init_task, pages: 2, perm: rox }
   - text-poke: { addr: "_stext+5", bytes: "0f 1f 44 00 00", kind: ftrace }
   - text-poke: { addr: _stext, bytes: "cc" }
@@ -51,6 +53,8 @@ test('each step kind calls its machine method with the parsed arguments', async 
       ['ftrace', 'enable', 'all'],
       ['ftrace', 'disable', 'tcp_*'],
       ['jumpLabel', 'enable', 'key'],
+      ['staticCall', '__SCK__sc', '_stext'],
+      ['staticCall', '__SCK__sc', null],
       ['setMemory', 'init_task', 2, 'rox'],
       ['textPoke', '_stext+0x5', Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0), 'ftrace'],
       ['textPoke', '_stext', Uint8Array.of(0xcc), undefined],
@@ -119,6 +123,18 @@ test('an unknown symbol is an error outcome for that step, and the machine is no
   t.like(r.steps[2], { outcome: 'allowed', ok: true });
   t.deepEqual(m.calls.map((c) => c.method), ['exec']);
   t.false(r.passed);
+});
+
+test('static-call resolves its key and its target before calling the machine; a null target is not resolved', async (t) => {
+  const m = new ScriptedMachine({ symbols: { _stext: 0xffffffff81000000n, __SCK__sc: 0xffffffff82a00100n } });
+  const r = await runScenario(
+    scenario('  - static-call: { key: __SCK__nosuch, target: _stext }\n  - static-call: { key: __SCK__sc, target: nosuch_fn }\n  - static-call: { key: __SCK__sc, target: null }\n'),
+    m,
+  );
+  t.like(r.steps[0], { outcome: 'error', reason: `cannot resolve '__SCK__nosuch': unknown symbol '__SCK__nosuch'` });
+  t.like(r.steps[1], { outcome: 'error', reason: `cannot resolve 'nosuch_fn': unknown symbol 'nosuch_fn'` });
+  t.like(r.steps[2], { outcome: 'allowed', ok: true });
+  t.deepEqual(m.calls.map((c) => [c.method, ...c.args]), [['staticCall', '__SCK__sc', null]]);
 });
 
 test('a machine call that throws, rejects or returns nonsense is an error naming it', async (t) => {

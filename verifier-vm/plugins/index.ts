@@ -11,6 +11,7 @@ import { jumpLabelPlugin } from './jump-label.ts';
 import { kernelTextPlugin } from './kernel-text.ts';
 import { kprobePlugin } from './kprobe.ts';
 import { setMemoryPlugin } from './set-memory.ts';
+import { staticCallPlugin } from './static-call.ts';
 
 /** Every built-in plugin. */
 export const BUILTIN_PLUGINS: readonly AnyPlugin[] = [
@@ -20,6 +21,7 @@ export const BUILTIN_PLUGINS: readonly AnyPlugin[] = [
   kernelTextPlugin as AnyPlugin,
   ftracePlugin as AnyPlugin,
   jumpLabelPlugin as AnyPlugin,
+  staticCallPlugin as AnyPlugin,
   kprobePlugin as AnyPlugin,
   setMemoryPlugin as AnyPlugin,
   codeLoadPlugin as AnyPlugin,

@@ -22,7 +22,8 @@
  * core and init sections alike; the per-CPU section (at a per-CPU pointer, not module
  * memory) gets none. `commit` records the {@link VerifiedModule} (exports, ftrace sites, jump
  * entries, text ranges, granted page ranges, SHA-256 of each text page as placed, zeros where
- * no section is) and, in its plugin state, which loaded modules it links against.
+ * no section is, and the entry points of the functions of its core text, the static-call
+ * targets it offers) and, in its plugin state, which loaded modules it links against.
  *
  * An unload is allowed when the module is loaded and no loaded module links against it
  * (Linux refuses to unload a module in use); `commit` forgets it.
@@ -35,7 +36,8 @@
 import { MEM_ATTR } from '../../shared/abi.ts';
 import { PAGE_SIZE, PAGE_SIZE_N, hex } from '../../shared/addr.ts';
 import { parseElf64 } from '../../shared/elf/elf64.ts';
-import { SHF_EXECINSTR } from '../../shared/elf/types.ts';
+import type { Elf64 } from '../../shared/elf/elf64.ts';
+import { SHF_EXECINSTR, STT_FUNC } from '../../shared/elf/types.ts';
 import { PERCPU_SECTION, checkLayout, findSec, readModinfo, relocateAt, type GroupRange, type RelocatedModule, type SectionGroup } from '../../shared/module/index.ts';
 import type { PlacedSection } from '../../shared/protocol.ts';
 import type { RequestOf, SectionGrant } from '../../shared/protocol.ts';
@@ -156,7 +158,7 @@ export function checkModuleLoad(request: RequestOf<'module-load'>, ctx: PluginCo
   }
 
   const ranges = layout.value.groups;
-  const record = verifiedRecord(request.name, r.value, ranges);
+  const record = verifiedRecord(request.name, r.value, ranges, elf.value);
   const grants = r.value.sections.map((s) => ({ shndx: s.shndx, permissions: MODULE_GRANTS[s.group] }));
   const reason =
     `${who}: ${r.value.sections.length} sections match the signed image (${fact.scheme} key ${fact.keyId || '?'}) relocated at the guest's addresses; ` +
@@ -172,8 +174,26 @@ function firstDifference(a: Uint8Array, b: Uint8Array): number {
 
 const byteHex = (b: number | undefined): string => (b === undefined ? 'nothing' : `0x${b.toString(16).padStart(2, '0')}`);
 
+/**
+ * Entry points of the module's functions: STT_FUNC symbols defined in a core text section,
+ * at the section's verified address. Init text is left out: Linux frees it once the module's
+ * init returns, so nothing may keep pointing there.
+ */
+function functionEntries(elf: Elf64, r: RelocatedModule): Set<bigint> {
+  const coreText = new Map<number, { addr: bigint; size: bigint }>();
+  for (const s of r.sections) if (s.group === 'text' && s.part === 'core') coreText.set(s.shndx, { addr: s.addr, size: BigInt(s.size) });
+  const out = new Set<bigint>();
+  for (const sym of elf.symbols) {
+    if (sym.type !== STT_FUNC) continue;
+    const sec = coreText.get(sym.shndx);
+    // TRUST: the image is authenticated, but an entry point must still lie inside verified text.
+    if (sec !== undefined && sym.value < sec.size) out.add(sec.addr + sym.value);
+  }
+  return out;
+}
+
 /** The record kept for a verified module. */
-function verifiedRecord(name: string, r: RelocatedModule, groups: readonly GroupRange[]): VerifiedModule {
+function verifiedRecord(name: string, r: RelocatedModule, groups: readonly GroupRange[], elf: Elf64): VerifiedModule {
   const text = r.sections.filter((s) => s.group === 'text' && s.size > 0).sort((a, b) => (a.addr < b.addr ? -1 : 1));
   const textRanges: Array<{ start: bigint; end: bigint }> = [];
   for (const s of text) {
@@ -206,6 +226,7 @@ function verifiedRecord(name: string, r: RelocatedModule, groups: readonly Group
     textRanges,
     ranges: groups.map((g) => ({ start: g.start, end: g.end, permissions: MODULE_GRANTS[g.group] })),
     textPageHashes,
+    functions: functionEntries(elf, r),
   };
 }
 

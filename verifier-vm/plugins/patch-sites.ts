@@ -1,5 +1,5 @@
 /**
- * What the text-patch plugins (ftrace, jump-label, kprobe) share: where the known patch
+ * What the text-patch plugins (ftrace, jump-label, static-call, kprobe) share: where the known patch
  * sites and text ranges are (the signed manifest for the kernel, the verified modules for
  * module text), and how a per-item decision becomes a batch {@link PluginResult}.
  *
@@ -9,7 +9,7 @@
  */
 import { hex } from '../../shared/addr.ts';
 import type { PatchItem, RequestOf } from '../../shared/protocol.ts';
-import type { KernelManifest } from '../manifest.ts';
+import type { KernelManifest, StaticCallKeyInfo } from '../manifest.ts';
 import type { Decision, PluginContext, PluginResult, VerifiedModule } from '../plugin-api.ts';
 
 /** Who a site or range belongs to: the kernel image (manifest) or a verified module. */
@@ -60,16 +60,64 @@ export function findJumpEntry(manifest: KernelManifest, ctx: PluginContext, site
   return undefined;
 }
 
+/** Length of a static-call site or of a trampoline's patched instruction. */
+export const STATIC_CALL_INSN_LEN = 5;
+
+/** A kernel static-call instruction found by its address: a call site or a key's trampoline. */
+export interface FoundStaticCall {
+  /** `call` (a call site), `tail` (a tail-call site) or `trampoline` (`__SCT__<name>`). */
+  readonly role: 'call' | 'tail' | 'trampoline';
+  readonly key: StaticCallKeyInfo;
+}
+
 /**
- * The ftrace or jump-label site whose instruction covers byte `addr` (a site starting up to
- * 4 bytes before it), or undefined. Used to keep kprobes off bytes other plugins own.
+ * The static-call site or trampoline at exactly `addr`, from the manifest. Module static-call
+ * sites are not tracked: a module's calls go through the kernel's trampolines, which are.
  */
-export function patchSiteCovering(manifest: KernelManifest, ctx: PluginContext, addr: bigint): { kind: 'ftrace' | 'jump-label'; site: bigint } | undefined {
+export function findStaticCall(manifest: KernelManifest, addr: bigint): FoundStaticCall | undefined {
+  const sc = manifest.staticCalls;
+  const site = sc.sites.get(addr);
+  if (site) {
+    const key = sc.keys.get(site.key);
+    return key ? { role: site.tail ? 'tail' : 'call', key } : undefined;
+  }
+  const k = sc.trampolines.get(addr);
+  const key = k === undefined ? undefined : sc.keys.get(k);
+  return key ? { role: 'trampoline', key } : undefined;
+}
+
+/** The owner of function entry point `addr` (kernel text or a verified module's core text), or undefined. */
+export function functionEntryOwner(manifest: KernelManifest, ctx: PluginContext, addr: bigint): SiteOwner | undefined {
+  if (manifest.staticCalls.functionSet.has(addr)) return KERNEL_OWNER;
+  for (const m of ctx.vm.modules.values()) if (m.functions?.has(addr)) return { kind: 'module', module: m };
+  return undefined;
+}
+
+/** The highest kernel function entry point at or below `addr`, or undefined. */
+export function kernelFunctionBelow(manifest: KernelManifest, addr: bigint): bigint | undefined {
+  const f = manifest.staticCalls.functions;
+  let lo = 0;
+  let hi = f.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (f[mid]! <= addr) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo === 0 ? undefined : f[lo - 1];
+}
+
+/**
+ * The ftrace, jump-label or static-call site (or static-call trampoline) whose instruction
+ * covers byte `addr` (a site starting up to 4 bytes before it), or undefined. Used to keep
+ * kprobes off bytes other plugins own.
+ */
+export function patchSiteCovering(manifest: KernelManifest, ctx: PluginContext, addr: bigint): { kind: 'ftrace' | 'jump-label' | 'static-call'; site: bigint } | undefined {
   for (let back = 0n; back < 5n; back++) {
     const s = addr - back;
     if (findMcountSite(manifest, ctx, s)) return { kind: 'ftrace', site: s };
     const j = findJumpEntry(manifest, ctx, s);
     if (j && back < BigInt(j.len)) return { kind: 'jump-label', site: s };
+    if (findStaticCall(manifest, s)) return { kind: 'static-call', site: s };
   }
   return undefined;
 }
