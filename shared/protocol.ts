@@ -211,14 +211,28 @@ const REQUEST_SHAPES: Record<RequestKind, Check> = {
   'code-load': obj({ ...base, kind: str, what: oneOf(['bpf-jit', 'trampoline']), name: str, addr: big, image: bytes, signature: bytes, keyId: str }),
 };
 
+/**
+ * Names a value of unknown shape for an error message, and never throws: `String()` throws on
+ * a null-prototype object and `JSON.stringify` on a bigint, and either would turn a malformed
+ * message into a crash of the validator (found by test/security/fuzz-text-formats.test.ts).
+ */
+function describeValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 64 ? `${v.slice(0, 64)}...` : v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null) return String(v);
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Uint8Array) return 'a Uint8Array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
 /** Checks that `msg` is a well-formed request of this protocol version; names the first problem. */
 export function validateRequest(msg: unknown): { ok: true; request: VerifyRequest } | { ok: false; id: number; error: ShapeError } {
   const id = isObj(msg) && typeof msg.id === 'number' && Number.isSafeInteger(msg.id) ? msg.id : -1;
   if (!isObj(msg)) return { ok: false, id, error: 'request must be an object' };
-  if (msg.v !== PROTOCOL_VERSION) return { ok: false, id, error: `protocol version ${String(msg.v)} is not ${PROTOCOL_VERSION}` };
+  if (msg.v !== PROTOCOL_VERSION) return { ok: false, id, error: `protocol version ${describeValue(msg.v)} is not ${PROTOCOL_VERSION}` };
   const kind = msg.kind;
   if (typeof kind !== 'string' || !(REQUEST_KINDS as readonly string[]).includes(kind)) {
-    return { ok: false, id, error: `unknown request kind ${JSON.stringify(kind)}` };
+    return { ok: false, id, error: `unknown request kind ${describeValue(kind)}` };
   }
   const e = REQUEST_SHAPES[kind as RequestKind](msg, 'request');
   if (e) return { ok: false, id, error: e };
@@ -259,7 +273,7 @@ const VERDICT_SHAPE = obj(
 
 /** Checks that `msg` is a well-formed verdict; names the first problem. */
 export function validateVerdict(msg: unknown): { ok: true; verdict: Verdict } | { ok: false; error: ShapeError } {
-  if (isObj(msg) && msg.v !== PROTOCOL_VERSION) return { ok: false, error: `verdict protocol version ${String(msg.v)} is not ${PROTOCOL_VERSION}` };
+  if (isObj(msg) && msg.v !== PROTOCOL_VERSION) return { ok: false, error: `verdict protocol version ${describeValue(msg.v)} is not ${PROTOCOL_VERSION}` };
   const e = VERDICT_SHAPE(msg, 'verdict');
   return e ? { ok: false, error: e } : { ok: true, verdict: msg as Verdict };
 }
