@@ -13,6 +13,11 @@
  * device's DMA must also respect it, and that is the DMA port's job
  * (hypervisor/vmm/devices/dma-port.ts), which copies through here. The core's own accesses
  * (page lists, snapshots for the verifier) are KVM's, not the VMM's, and do not come here.
+ *
+ * TRUST: before the first vCPU runs, the VMM's kernel loader (kernel-loader.ts) and the test
+ * machines write the initial image straight into guest memory, as a confidential VM's launch
+ * does (SEV's LAUNCH_UPDATE_DATA puts the image in before the guest owns it). That is not
+ * enforced here: the rule covers the running VM.
  */
 import { PAGE_SHIFT, hex } from '../../shared/addr.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
