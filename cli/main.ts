@@ -4,6 +4,7 @@
  * exit 2 with the problem named.
  */
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from './command.ts';
+import { attacksCommand } from './commands/attacks.ts';
 import { auditCommand } from './commands/audit.ts';
 import { demoCommand } from './commands/demo.ts';
 import { keygenCommand } from './commands/keygen.ts';
@@ -13,7 +14,7 @@ import { signCommand } from './commands/sign.ts';
 import { verifyModuleCommand } from './commands/verify-module.ts';
 
 /** Every command, in the order `heki --help` lists them. */
-export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand];
+export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, attacksCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand];
 
 /** Top-level usage text. */
 export function topUsage(): string {

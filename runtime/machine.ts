@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Result, err, ok } from '../shared/result.ts';
 import { loadKernelImage } from '../shared/kernel-image/load-kernel.ts';
+import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
 import { fixturePaths } from '../shared/kernel-image/fixture-paths.ts';
 import { keyringDataFromFiles } from '../verifier-vm/key-files.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair } from '../verifier-vm/signature/ed25519.ts';
@@ -51,6 +52,21 @@ export interface MachineConfig {
   readonly pluginConfig?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** Boot progress lines. */
   readonly log?: (line: string) => void;
+  /**
+   * The kernel image already loaded from `vmlinuz` and `systemMap` (default: load it). A
+   * KernelImage is never written to, so machines may share one (`heki attacks` does).
+   */
+  readonly image?: KernelImage;
+  /**
+   * Protected-memory mode (default false): guest memory is private, invisible to the VMM's
+   * copy paths and device DMA, except what the guest shares with KVM_HC_MAP_GPA_RANGE.
+   */
+  readonly protectedMemory?: boolean;
+  /**
+   * Keep a warm spare verifier worker for failover (default true). Without one, a verifier
+   * that dies is replaced by a worker started on demand (slower failover, one thread less).
+   */
+  readonly verifierSpare?: boolean;
 }
 
 /** Why a machine could not be built: bad input (a file) or a failure to start. */
@@ -67,7 +83,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   const fx = fixturePaths();
   const vmlinuzPath = config.vmlinuz ?? fx.vmlinuz;
   const systemMapPath = config.systemMap ?? fx.systemMap;
-  const image = await loadKernelImage({ vmlinuzPath, systemMapPath });
+  const image = config.image ? ok(config.image) : await loadKernelImage({ vmlinuzPath, systemMapPath });
   if (!image.ok) return err({ kind: 'input', message: image.error.message });
   const keys = keyringDataFromFiles({ pubkeys: [...config.keys.pubkeys], certs: [...config.keys.certs], revoked: [...config.keys.revoked] });
   if (!keys.ok) return err({ kind: 'input', message: keys.error });
@@ -110,12 +126,13 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
         ...(config.pluginConfig ? { pluginConfig: config.pluginConfig } : {}),
       },
       ...(config.verifierTimeoutMs ? { timeoutMs: config.verifierTimeoutMs } : {}),
+      ...(config.verifierSpare === false ? { spare: false } : {}),
     });
   } catch (e) {
     return err({ kind: 'start', message: e instanceof Error ? e.message : String(e) });
   }
   const memoryBytes = config.memoryBytes ?? DEFAULT_MEMORY;
-  const vmm = new Vmm({ memoryBytes, ...(config.policy ? { policy: config.policy } : {}) });
+  const vmm = new Vmm({ memoryBytes, ...(config.policy ? { policy: config.policy } : {}), ...(config.protectedMemory ? { protectedMemory: true } : {}) });
   vmm.core.attachVerifier({
     port: link,
     vm: 'vm0',

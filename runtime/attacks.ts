@@ -1,0 +1,361 @@
+/**
+ * The runner of the security regression catalogue (guest/attacks/): each attack on a freshly
+ * built and booted machine with the real Debian 6.1 kernel, the machine always disposed. What
+ * can be shared safely is shared: the loaded kernel image (never written to) and the host key
+ * files. An attack that throws, times out, or whose machine does not boot counts as NOT
+ * stopped, with the problem as its detail: the catalogue fails loudly, never silently.
+ *
+ * Each report's `stop` is what the guest saw (the attack's own words) followed by what the
+ * host recorded while the attack ran: the VM exits in the VMM's event log and the verdicts in
+ * the audit log that refused something.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Attack, AttackContext, AttackSigners, ModuleFileSigner } from '../guest/attacks/attack.ts';
+import { ATTACKS, checkCatalogue } from '../guest/attacks/catalogue.ts';
+import { MSR_NAMES } from '../shared/x86/cpu.ts';
+import { type Result, err, ok } from '../shared/result.ts';
+import { defaultFixtureDir, fixturePaths, type FixturePaths } from '../shared/kernel-image/fixture-paths.ts';
+import { loadKernelImage } from '../shared/kernel-image/load-kernel.ts';
+import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
+import { formatPublicKeyFile } from '../verifier-vm/key-files.ts';
+import { signCodeImage } from '../verifier-vm/signature/code-image.ts';
+import { ed25519KeyId, ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../verifier-vm/signature/ed25519.ts';
+import { signModuleFile } from '../verifier-vm/signature/sign-module.ts';
+import type { AuditRecord } from '../verifier-vm/audit-log.ts';
+import type { VmmEvent } from '../hypervisor/vmm/event-log.ts';
+import { attackHost } from './attack-host.ts';
+import { createMachineDetailed } from './machine.ts';
+import type { SimulatedMachine } from './simulated-machine.ts';
+
+/** One attack's outcome, as `heki attacks --json` prints it. */
+export interface AttackReport {
+  readonly name: string;
+  readonly stopped: boolean;
+  readonly stop: string;
+  readonly detail: string;
+}
+
+/** A whole run. */
+export interface AttacksRun {
+  readonly attacks: readonly AttackReport[];
+  readonly total: number;
+  readonly stopped: number;
+}
+
+/** Why a run could not start: a name that is no attack, or missing kernel fixtures. */
+export type AttacksError =
+  | { readonly kind: 'unknown-attack'; readonly names: readonly string[]; readonly message: string }
+  | { readonly kind: 'no-fixtures'; readonly message: string }
+  | { readonly kind: 'bad-fixtures'; readonly message: string };
+
+/** How to run. */
+export interface RunAttacksOptions {
+  /** The fixture folder (default: `$HEKI_FIXTURES` or the one beside the repository). */
+  readonly fixtureDir?: string;
+  /** Attacks run at once, each on its own machine (default 2). */
+  readonly concurrency?: number;
+  /** How long one attack may take, boot included, before it counts as not stopped (default 120 s). */
+  readonly timeoutMs?: number;
+  /** Called as each attack finishes, with its index in the run (for progress output). */
+  readonly onReport?: (report: AttackReport, index: number) => void;
+}
+
+/**
+ * Looks at the machine around one attack, for tests: `before` on the booted machine before
+ * the attack, `after` once it ran, before the machine is disposed. An exception from either
+ * propagates (after the machine is disposed).
+ */
+export interface AttackProbe<B, A> {
+  before?(machine: SimulatedMachine): B | Promise<B>;
+  after?(machine: SimulatedMachine, before: B | undefined, report: AttackReport): A | Promise<A>;
+}
+
+/** Default {@link RunAttacksOptions.timeoutMs}. */
+export const DEFAULT_ATTACK_TIMEOUT_MS = 120_000;
+/** Default {@link RunAttacksOptions.concurrency}. */
+export const DEFAULT_ATTACK_CONCURRENCY = 2;
+
+/** Every attack of the catalogue, for `--list`. */
+export function listAttacks(): ReadonlyArray<Pick<Attack, 'name' | 'title' | 'expectedStop'>> {
+  return ATTACKS.map(({ name, title, expectedStop }) => ({ name, title, expectedStop }));
+}
+
+/** The attacks `names` selects (all when empty), or the names that are no attack. */
+export function selectAttacks(names: readonly string[] = []): Result<readonly Attack[], AttacksError> {
+  checkCatalogue();
+  if (names.length === 0) return ok(ATTACKS);
+  const unknown = names.filter((n) => !ATTACKS.some((a) => a.name === n));
+  if (unknown.length) {
+    return err({ kind: 'unknown-attack', names: unknown, message: `unknown attack${unknown.length > 1 ? 's' : ''}: ${unknown.map((n) => `'${n}'`).join(', ')}` });
+  }
+  const wanted = new Set(names);
+  return ok(ATTACKS.filter((a) => wanted.has(a.name)));
+}
+
+/** What every machine of a run shares: the image, the fixture paths, the host key files. */
+interface RunEnv {
+  readonly fx: FixturePaths;
+  readonly image: KernelImage;
+  readonly dir: string;
+  readonly trustedPub: string;
+  readonly revokedPub: string;
+  readonly revokedList: string;
+  readonly signers: Required<AttackSigners>;
+  readonly moduleFile: (name: string) => Uint8Array | undefined;
+}
+
+/** Checks the fixtures, naming every missing file and where it was looked for. */
+export function checkAttackFixtures(dir: string = defaultFixtureDir()): Result<FixturePaths, AttacksError> {
+  const fx = fixturePaths(dir);
+  const missing = [fx.vmlinuz, fx.systemMap, fx.signingKeyDer, fx.modulesDir].filter((p) => !existsSync(p));
+  if (missing.length) {
+    return err({ kind: 'no-fixtures', message: `kernel fixtures not found in ${fx.dir}: missing ${missing.join(', ')} (set HEKI_FIXTURES to the folder holding vmlinuz, System.map, signing_key.x509.der and modules/)` });
+  }
+  return ok(fx);
+}
+
+function moduleSigner(key: Ed25519KeyPair): ModuleFileSigner {
+  return (file) => {
+    const r = signModuleFile(file, key);
+    if (!r.ok) throw new Error(`cannot sign the module: ${r.error}`);
+    return r.value;
+  };
+}
+
+async function prepareEnv(fx: FixturePaths): Promise<Result<RunEnv, AttacksError>> {
+  const image = await loadKernelImage({ vmlinuzPath: fx.vmlinuz, systemMapPath: fx.systemMap });
+  if (!image.ok) return err({ kind: 'bad-fixtures', message: `${fx.vmlinuz}: ${image.error.message}` });
+  const trusted = generateEd25519KeyPair();
+  const revoked = generateEd25519KeyPair();
+  const attacker = generateEd25519KeyPair();
+  const dir = mkdtempSync(join(tmpdir(), 'heki-attacks-'));
+  const trustedPub = join(dir, 'trusted.pub.json');
+  const revokedPub = join(dir, 'revoked.pub.json');
+  const revokedList = join(dir, 'revoked.txt');
+  writeFileSync(trustedPub, formatPublicKeyFile(trusted.publicKey, 'module-signing'));
+  writeFileSync(revokedPub, formatPublicKeyFile(revoked.publicKey, 'module-signing'));
+  writeFileSync(revokedList, `# revoked for the load-module-revoked-key attack\ned25519:${ed25519KeyIdHex(revoked.publicKey)}\n`);
+  const modules = new Map<string, Uint8Array | undefined>();
+  const moduleFile = (name: string): Uint8Array | undefined => {
+    if (!modules.has(name)) {
+      const path = [name, name.replaceAll('_', '-'), name.replaceAll('-', '_')].map((n) => join(fx.modulesDir, `${n}.ko`)).find((p) => existsSync(p));
+      modules.set(name, path ? new Uint8Array(readFileSync(path)) : undefined);
+    }
+    const bytes = modules.get(name);
+    return bytes ? Uint8Array.from(bytes) : undefined;
+  };
+  return ok({
+    fx,
+    image: image.value,
+    dir,
+    trustedPub,
+    revokedPub,
+    revokedList,
+    moduleFile,
+    signers: {
+      attacker: moduleSigner(attacker),
+      revoked: moduleSigner(revoked),
+      code: (img, placement) => ({ keyId: ed25519KeyId(trusted.publicKey), signature: signCodeImage(img, placement, trusted) }),
+    },
+  });
+}
+
+function hexv(v: bigint | number): string {
+  return `0x${v.toString(16)}`;
+}
+
+/** One event of the VMM's log (a VM exit or a host-side refusal) in a few words. */
+export function describeEvent(e: VmmEvent): string {
+  if (e.kind === 'dma-refused') return `dma-refused event (${e.device} ${e.direction}, gpa ${hexv(e.gpa)}: ${e.refusal})`;
+  if (e.kind === 'host-access-refused') return `host-access-refused event (${e.path} ${e.access}, gpa ${hexv(e.gpa)})`;
+  const x = e.exit;
+  const how = e.action === 'stop' ? ', VM stopped' : '';
+  switch (x.reason) {
+    case 'ept-violation':
+      return `ept-violation exit (${x.mode} ${x.pageWalk ? 'page-walk read' : x.access}, gpa ${hexv(x.gpa)}${how})`;
+    case 'cr-write':
+      return `cr-write exit (CR${x.cr}${how})`;
+    case 'msr-write':
+    case 'msr-read':
+      return `${x.reason} exit (${MSR_NAMES.get(x.msr) ?? hexv(x.msr)}${how})`;
+    case 'dt-write':
+      return `dt-write exit (${x.table}${how})`;
+    case 'heki-configure':
+      return `heki-configure exit (${x.request.kind}${how})`;
+    case 'heki-denial': {
+      const d = x.denial;
+      const what = d.kind === 'verification' ? `verification of ${d.request}` : d.kind === 'immutable' ? `immutable frame ${hexv(d.frame)}` : d.kind === 'cr-pin' ? `cr-pin CR${d.cr}` : `bad-pin CR${d.cr}`;
+      return `heki-denial exit (${what}${how})`;
+    }
+    default:
+      // An exit reason added after this was written: name it rather than guess its fields.
+      return `${(x as { readonly reason: string }).reason} exit${how}`;
+  }
+}
+
+/** True when an audit record says something was refused: a denied or unapplied verdict, a host-side refusal. */
+export function isRefusal(r: AuditRecord): boolean {
+  return r['event'] === 'verdict' ? r['ok'] === false || r['applied'] === false : r['event'] === 'dma-refused' || r['event'] === 'host-access-refused';
+}
+
+/** One refusing audit record in a few words. */
+export function describeRefusal(r: AuditRecord): string {
+  const reason = String(r['reason']);
+  if (r['event'] !== 'verdict') return `audit ${String(r['event'])}: ${reason}`;
+  const plugins = Array.isArray(r['plugins']) ? r['plugins'] : [];
+  const kind = String(r['kind']);
+  if (plugins.includes('core')) return `core refused ${kind}: ${reason}`;
+  if (reason.startsWith('verifier unavailable')) return `fail closed on ${kind}: ${reason}`;
+  if (reason.startsWith('verifier busy')) return `refused as busy (${kind}): ${reason}`;
+  if (r['ok'] === true) return `${kind} allowed but not applied: ${String(r['note'] ?? reason)}`;
+  return `verifier denied ${kind}: ${reason}`;
+}
+
+function hostEvidence(m: SimulatedMachine, fromSeq: number, fromAudit: number): { short: string; long: string } {
+  const events = m.vmm.log.events().filter((e) => e.seq >= fromSeq);
+  const refusals = m.audit
+    .records()
+    .slice(fromAudit)
+    .filter(isRefusal);
+  // The first event that refused something is what stopped the attack; later ones are usually
+  // the attack checking its effect (a fetch through an executable alias, a second write).
+  const parts: string[] = [];
+  const firstRefusing = events.find((e) => e.kind !== 'exit' || e.action !== 'resume');
+  if (firstRefusing) parts.push(`${describeEvent(firstRefusing)}${events.length > 1 ? ` (${events.length} events in all)` : ''}`);
+  const firstRefusal = refusals[0];
+  if (firstRefusal) parts.push(`${describeRefusal(firstRefusal)}${refusals.length > 1 ? ` (${refusals.length} refusals in all)` : ''}`);
+  const counts = new Map<string, number>();
+  for (const e of events) {
+    const k = e.kind === 'exit' ? e.exit.reason : e.kind;
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  const long = `host recorded ${[...counts].map(([k, n]) => `${n} ${k}`).join(', ') || 'no exit'} and ${refusals.length} refusing audit record(s)`;
+  return { short: parts.join('; '), long };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? `${e.name === 'Error' ? '' : `${e.name}: `}${e.message}` : String(e);
+}
+
+async function runOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, probe?: AttackProbe<B, A>): Promise<{ report: AttackReport; after: A | undefined }> {
+  const needs = attack.needs ?? {};
+  const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, stop, detail }, after: undefined });
+  const built = await createMachineDetailed({
+    kernel: 'real',
+    vmlinuz: env.fx.vmlinuz,
+    systemMap: env.fx.systemMap,
+    image: env.image,
+    keys: {
+      pubkeys: [env.trustedPub, ...(needs.revokedKey ? [env.revokedPub] : [])],
+      certs: [env.fx.signingKeyDer],
+      revoked: needs.revokedKey ? [env.revokedList] : [],
+    },
+    ...(needs.verifierFaults ? { faultInjection: true } : {}),
+    ...(needs.protectedMemory ? { protectedMemory: true } : {}),
+    // A warm spare verifier only matters for failover; the attacks on the verifier get the
+    // production setup, the others one thread less competing with the boot.
+    ...(needs.verifierFaults ? {} : { verifierSpare: false }),
+  });
+  if (!built.ok) return notStopped('the machine did not start', built.error.message);
+  const m = built.value;
+  try {
+    const boot = await withTimeout(m.boot(), timeoutMs, 'boot');
+    const kernel = m.kernel;
+    if (boot.outcome !== 'allowed' || !kernel) return notStopped('the kernel did not boot', boot.reason);
+    const before = probe?.before ? await probe.before(m) : undefined;
+    const events = m.vmm.log.events();
+    const fromSeq = events.length ? events[events.length - 1]!.seq + 1 : 0;
+    const fromAudit = m.audit.records().length;
+    const ctx: AttackContext = {
+      kernel,
+      cpu: kernel.cpu,
+      moduleFile: env.moduleFile,
+      signers: { attacker: env.signers.attacker, code: env.signers.code, ...(needs.revokedKey ? { revoked: env.signers.revoked } : {}) },
+      host: attackHost(m),
+    };
+    let report: AttackReport;
+    try {
+      const r = await withTimeout(attack.run(ctx), timeoutMs, `attack ${attack.name}`);
+      const ev = hostEvidence(m, fromSeq, fromAudit);
+      report = { name: attack.name, stopped: r.stopped, stop: ev.short ? `${r.stop}; ${ev.short}` : r.stop, detail: `${r.detail}; ${ev.long}` };
+    } catch (e) {
+      report = { name: attack.name, stopped: false, stop: `the attack failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
+    }
+    const after = probe?.after ? await probe.after(m, before, report) : undefined;
+    return { report, after };
+  } finally {
+    await m.dispose();
+  }
+}
+
+async function withEnv<T>(opts: RunAttacksOptions, f: (env: RunEnv) => Promise<T>): Promise<Result<T, AttacksError>> {
+  const fx = checkAttackFixtures(opts.fixtureDir);
+  if (!fx.ok) return fx;
+  const env = await prepareEnv(fx.value);
+  if (!env.ok) return env;
+  try {
+    return ok(await f(env.value));
+  } finally {
+    rmSync(env.value.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs the attacks `names` (all when omitted or empty), each on a fresh machine, at most
+ * `concurrency` at a time. Reports come back in catalogue order. Fails (typed) only for an
+ * unknown name or missing fixtures; anything that goes wrong inside an attack is that
+ * attack's report.
+ */
+export async function runAttacks(names: readonly string[] = [], opts: RunAttacksOptions = {}): Promise<Result<AttacksRun, AttacksError>> {
+  const selected = selectAttacks(names);
+  if (!selected.ok) return selected;
+  const attacks = selected.value;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_ATTACK_TIMEOUT_MS;
+  const width = Math.max(1, Math.min(opts.concurrency ?? DEFAULT_ATTACK_CONCURRENCY, attacks.length));
+  return withEnv(opts, async (env) => {
+    const reports: AttackReport[] = new Array<AttackReport>(attacks.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < attacks.length) {
+        const i = next++;
+        const attack = attacks[i]!;
+        let report: AttackReport;
+        try {
+          report = (await runOn(attack, env, timeoutMs)).report;
+        } catch (e) {
+          report = { name: attack.name, stopped: false, stop: `the runner failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
+        }
+        reports[i] = report;
+        opts.onReport?.(report, i);
+      }
+    };
+    await Promise.all(Array.from({ length: width }, worker));
+    return { attacks: reports, total: reports.length, stopped: reports.filter((r) => r.stopped).length };
+  });
+}
+
+/**
+ * Runs one attack like {@link runAttacks} does, with a {@link AttackProbe} looking at the
+ * machine before and after (the security tests assert the VM exits, the audit records and the
+ * protected state through it).
+ */
+export async function runAttack<B = undefined, A = undefined>(
+  name: string,
+  probe: AttackProbe<B, A> = {},
+  opts: RunAttacksOptions = {},
+): Promise<Result<{ report: AttackReport; after: A | undefined }, AttacksError>> {
+  const selected = selectAttacks([name]);
+  if (!selected.ok) return selected;
+  const attack = selected.value[0]!;
+  return withEnv(opts, (env) => runOn(attack, env, opts.timeoutMs ?? DEFAULT_ATTACK_TIMEOUT_MS, probe));
+}

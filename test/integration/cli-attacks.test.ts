@@ -1,0 +1,111 @@
+/**
+ * `heki attacks` through its CliCommand: the exact --json shape on real attacks, the table,
+ * exit 1 when an attack is not stopped (a scripted runner), exit 2 for an unknown attack name
+ * (named) and for missing fixtures (where they were looked for), and --list.
+ */
+import test from 'ava';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import type { CliIo } from '../../cli/command.ts';
+import { main } from '../../cli/main.ts';
+import { createAttacksCommand } from '../../cli/commands/attacks.ts';
+import { listAttacks, type AttacksRun } from '../../runtime/attacks.ts';
+import { needsFixtures } from '../helpers/fixtures.ts';
+import type { Result } from '../../shared/result.ts';
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+function io(): { io: CliIo; run: () => Omit<Run, 'code'> } {
+  let out = '';
+  let err = '';
+  return { io: { out: (s) => (out += s), err: (s) => (err += s), cwd: process.cwd() }, run: () => ({ out, err }) };
+}
+
+async function heki(argv: string[]): Promise<Run> {
+  const b = io();
+  const code = await main(argv, b.io);
+  return { code, ...b.run() };
+}
+
+needsFixtures(test)('--json on two attacks: the exact shape, both stopped, exit 0', async (t) => {
+  const r = await heki(['attacks', 'clear-cr0-wp', 'overwrite-lstar', '--json']);
+  t.is(r.code, 0, r.err);
+  t.is(r.err, '');
+  const j = JSON.parse(r.out) as { attacks: Array<Record<string, unknown>>; total: number; stopped: number };
+  t.deepEqual(Object.keys(j), ['attacks', 'total', 'stopped']);
+  t.is(j.total, 2);
+  t.is(j.stopped, 2);
+  t.deepEqual(j.attacks.map((a) => a['name']), ['clear-cr0-wp', 'overwrite-lstar']);
+  for (const a of j.attacks) {
+    t.deepEqual(Object.keys(a), ['name', 'stopped', 'stop', 'detail']);
+    t.is(a['stopped'], true);
+    t.is(typeof a['stop'], 'string');
+    t.is(typeof a['detail'], 'string');
+  }
+  t.regex(String(j.attacks[0]!['stop']), /^#GP \(cr-pin\)/);
+  t.regex(String(j.attacks[1]!['stop']), /^#GP \(msr-filter\); msr-write exit \(LSTAR\)/);
+  t.is(r.out.trim().split('\n').length, 1, 'one JSON line and nothing else');
+});
+
+needsFixtures(test)('the table: a header, one row per attack, a summary; exit 0', async (t) => {
+  const r = await heki(['attacks', 'overwrite-gdtr']);
+  t.is(r.code, 0, r.err);
+  const lines = r.out.trim().split('\n');
+  t.regex(lines[0]!, /^running 1 attack, each on a freshly booted Debian 6.1 kernel$/);
+  t.regex(lines[1]!, /^attack\s+stopped\s+stop$/);
+  t.regex(lines[2]!, /^overwrite-gdtr\s+yes\s+#GP \(dt-filter\); dt-write exit \(gdtr\)$/);
+  t.regex(lines[3]!, /^1 of 1 attacks stopped in \d+\.\d s$/);
+});
+
+test('an unknown attack name is exit 2 and named; nothing runs', async (t) => {
+  const r = await heki(['attacks', 'clear-cr0-wp', 'no-such-attack', '--json']);
+  t.is(r.code, 2);
+  t.is(r.out, '');
+  t.regex(r.err, /unknown attack: 'no-such-attack'/);
+  t.regex(r.err, /heki attacks --list/);
+});
+
+test('an unknown flag is exit 2 with the usage', async (t) => {
+  const r = await heki(['attacks', '--jsn']);
+  t.is(r.code, 2);
+  t.regex(r.err, /usage: heki attacks/);
+});
+
+test('without fixtures: exit 2, naming where they were looked for', async (t) => {
+  const dir = join(tmpdir(), 'heki-no-fixtures-here');
+  const b = io();
+  const code = await createAttacksCommand({ fixtureDir: dir }).run(['clear-cr0-wp'], b.io);
+  const r = b.run();
+  t.is(code, 2);
+  t.is(r.out, '');
+  t.true(r.err.includes(`kernel fixtures not found in ${dir}`), r.err);
+  t.regex(r.err, /HEKI_FIXTURES/);
+});
+
+test('an attack that is not stopped makes the run exit 1 and is reported with its detail', async (t) => {
+  const fake = (names: readonly string[] = []): Promise<Result<AttacksRun, never>> => {
+    const bad = (n: string): boolean => n === 'write-kernel-text';
+    const attacks = names.map((name) => ({ name, stopped: !bad(name), stop: bad(name) ? 'nothing: the byte changed' : '#GP (cr-pin)', detail: `detail of ${name}` }));
+    return Promise.resolve({ ok: true, value: { attacks, total: attacks.length, stopped: attacks.filter((a) => a.stopped).length } });
+  };
+  const b = io();
+  const code = await createAttacksCommand({ runAttacks: fake }).run(['write-kernel-text', 'clear-cr0-wp'], b.io);
+  t.is(code, 1);
+  t.regex(b.run().out, /1 of 2 attacks stopped in .*; NOT stopped: write-kernel-text\n\nwrite-kernel-text: nothing: the byte changed\n  detail of write-kernel-text\n/);
+  const j = io();
+  t.is(await createAttacksCommand({ runAttacks: fake }).run(['write-kernel-text', '--json'], j.io), 1);
+  t.like(JSON.parse(j.run().out), { total: 1, stopped: 0 });
+});
+
+test('--list names every attack with its expected stop; --list --json is machine-readable', async (t) => {
+  const r = await heki(['attacks', '--list']);
+  t.is(r.code, 0);
+  for (const a of listAttacks()) t.true(r.out.includes(`${a.name}\n    ${a.title}\n    expected stop: ${a.expectedStop}`), a.name);
+  const j = await heki(['attacks', '--list', '--json', 'flood-verifier']);
+  t.is(j.code, 0);
+  t.deepEqual(Object.keys((JSON.parse(j.out) as { attacks: object[] }).attacks[0]!), ['name', 'title', 'expectedStop']);
+});
