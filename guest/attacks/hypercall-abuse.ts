@@ -1,20 +1,27 @@
 /**
- * Raw hypercalls an attacker issues itself: numbers the core does not implement, malformed
+ * Raw hypercalls an attacker issues itself: numbers the ABI does not define, malformed
  * KVM_HC_PROTECT_MEMORY page lists that ask for kernel text to become writable (unaligned,
  * looping, oversized, reversed, outside memory, unknown bits, W+X), a well-formed request to
  * unlock immutable text, and a request to make a data page executable after boot. The core
  * must refuse each (-KVM_ENOSYS, -KVM_EINVAL, -KVM_EPERM) and change nothing: the attacker
  * checks by writing to the text and fetching the data page.
  */
-import { HC, KVM_STATUS, MEM_ATTR, statusName } from '../../shared/abi.ts';
+import { HC, KVM_STATUS, MEM_ATTR, isHypercallNr, statusName } from '../../shared/abi.ts';
 import { PAGE_LIST_ENTRY_SIZE, PAGE_LIST_HEADER_SIZE } from '../../shared/page-list.ts';
 import type { GuestKernel } from '../kernel/guest-kernel.ts';
 import type { Attack } from './attack.ts';
 import { executeAt, overwriteProtectedByte } from './exploits.ts';
 import { SHELLCODE, allocContiguous, allocFrame, hex, hypercallText, mustWrite, physOf, symbol, u64le } from './primitives.ts';
 
-/** Hypercall numbers no Heki or KVM core here implements. */
-export const UNKNOWN_HYPERCALLS: readonly number[] = [21, 22, 64, 999, 0x7fff_ffff];
+/**
+ * Hypercall numbers the ABI does not define: 0, just past the highest defined number, further
+ * out, and the top of the range. Computed from shared/abi.ts, so that a hypercall added later
+ * never turns this attack into a call of it.
+ */
+export const UNKNOWN_HYPERCALLS: readonly number[] = (() => {
+  const top = Math.max(...Object.values(HC));
+  return [0, top + 1, top + 77, 999, 0x7fff_ffff].filter((n, i, all) => !isHypercallNr(n) && all.indexOf(n) === i);
+})();
 
 /** A guest-physical address far beyond any guest's memory. */
 const FAR = 1n << 50n;
@@ -59,7 +66,7 @@ const RW = BigInt(MEM_ATTR.READ | MEM_ATTR.WRITE);
 export const HYPERCALL_ATTACKS: readonly Attack[] = [
   {
     name: 'unknown-hypercall',
-    title: `issue hypercalls the core does not implement (${UNKNOWN_HYPERCALLS.join(', ')}) with arguments pointing at kernel text`,
+    title: `issue hypercalls the ABI does not define (${UNKNOWN_HYPERCALLS.join(', ')}) with arguments pointing at kernel text`,
     expectedStop: '-KVM_ENOSYS for each, nothing changed',
     async run({ kernel, cpu }) {
       const text = textFrame(kernel);
@@ -68,7 +75,7 @@ export const HYPERCALL_ATTACKS: readonly Attack[] = [
       const write = overwriteProtectedByte(kernel, text.va + 0x10n, 'kernel .text');
       const detail = `${rets.map(([nr, r]) => `hypercall ${nr}: ${statusName(r)}`).join('; ')}; then ${write.detail}`;
       const stopped = rets.every(([, r]) => r === -KVM_STATUS.KVM_ENOSYS) && write.stopped;
-      return { stopped, stop: stopped ? `${statusName(-KVM_STATUS.KVM_ENOSYS)} for all ${rets.length}` : `nothing: ${rets.filter(([, r]) => r !== -KVM_STATUS.KVM_ENOSYS).map(([nr, r]) => `hypercall ${nr} returned ${statusName(r)}`).join(', ') || write.stop}`, detail };
+      return { stopped, stop: stopped ? `${statusName(-KVM_STATUS.KVM_ENOSYS)} for all ${rets.length} hypercalls` : `nothing: ${rets.filter(([, r]) => r !== -KVM_STATUS.KVM_ENOSYS).map(([nr, r]) => `hypercall ${nr} returned ${statusName(r)}`).join(', ') || write.stop}`, detail };
     },
   },
   {
