@@ -1,14 +1,14 @@
 /**
- * Attack (alias-write-protected-page): map commit_creds's text frame a second time, at a fresh vmalloc
- * address, writable (the attacker writes the PTE; the kernel's Heki bookkeeping never hears of
- * it), and write through that alias.
- * Expected stop: an `ept-violation` exit (kernel write of the text frame) and #PF (ept-violation); the
- * text page and its EPT bits (R|X|IMMUTABLE) unchanged.
+ * Attack (alias-write-protected-page): map commit_creds's text frame a second time, at a fresh
+ * vmalloc address, writable (the attacker writes the PTE; the kernel's Heki bookkeeping never
+ * hears of it), and write through that alias.
+ * Expected stop: an `ept-violation` exit (kernel write of the text frame) and #PF
+ * (ept-violation); the text page and its EPT bits (R|X|IMMUTABLE) unchanged.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { attackOnRealKernel, eptAt, gpaOf, memAt, sym } from '../helpers/attack-run.ts';
-import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS, EPT_XU } from '../../hypervisor/ept/permissions.ts';
+import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS } from '../../hypervisor/ept/permissions.ts';
 
 needsFixtures(test)('alias-write-protected-page: stopped by the EPT; the text unchanged', async (t) => {
   const { report, before, after } = await attackOnRealKernel('alias-write-protected-page', {

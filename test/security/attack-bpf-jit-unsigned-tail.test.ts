@@ -1,9 +1,10 @@
 /**
- * Attack (bpf-jit-unsigned-tail): load a correctly signed 64-byte JIT image, with extra shellcode written
- * into the unsigned tail of its page (which would become executable with it).
- * Expected stop: the core refuses before any verification (the bytes after the image in its last frame
- * are not zero): -KVM_EINVAL, no verifier request, no audit record. No code image is recorded by the core and the image's frame is
- * not executable (a fetch through a fresh executable alias ends in an `ept-violation` exit).
+ * Attack (bpf-jit-unsigned-tail): load a correctly signed 64-byte JIT image, with extra
+ * shellcode written into the unsigned tail of its page (which would become executable with it).
+ * Expected stop: the core refuses before any verification (the bytes after the image in its
+ * last frame are not zero): -KVM_EINVAL, no verifier request, no audit record. No code image is
+ * recorded by the core and the image's frame is not executable (a fetch through a fresh
+ * executable alias ends in an `ept-violation` exit).
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';

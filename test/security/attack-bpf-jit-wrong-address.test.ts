@@ -1,9 +1,10 @@
 /**
- * Attack (bpf-jit-wrong-address): load a JIT image carrying a genuine signature of a trusted key, but one
- * issued for a load address 1 MiB away (a signature replayed at another address).
- * Expected stop: the verifier's code-load plugin denies (the signature binds the address: it does not
- * match the image at this address): -KVM_EPERM, a `heki-denial` exit, an audit record ok=false. No code image is recorded by the core and the image's frame is
- * not executable (a fetch through a fresh executable alias ends in an `ept-violation` exit).
+ * Attack (bpf-jit-wrong-address): load a JIT image carrying a genuine signature of a trusted
+ * key, but one issued for a load address 1 MiB away (a signature replayed at another address).
+ * Expected stop: the verifier's code-load plugin denies (the signature binds the address: it
+ * does not match the image at this address): -KVM_EPERM, a `heki-denial` exit, an audit record
+ * ok=false. No code image is recorded by the core and the image's frame is not executable (a
+ * fetch through a fresh executable alias ends in an `ept-violation` exit).
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';

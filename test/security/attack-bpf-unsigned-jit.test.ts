@@ -1,9 +1,10 @@
 /**
- * Attack (bpf-unsigned-jit): load an unsigned eBPF JIT image (shellcode) through the kernel's BPF JIT
- * loader and have it made executable.
- * Expected stop: the verifier's code-load plugin denies (signed by unknown key 0000000000000000):
- * -KVM_EPERM, a `heki-denial` exit (verification of code-load), an audit record ok=false. No code image is recorded by the core and the image's frame is
- * not executable (a fetch through a fresh executable alias ends in an `ept-violation` exit).
+ * Attack (bpf-unsigned-jit): load an unsigned eBPF JIT image (shellcode) through the kernel's
+ * BPF JIT loader and have it made executable.
+ * Expected stop: the verifier's code-load plugin denies (signed by unknown key
+ * 0000000000000000): -KVM_EPERM, a `heki-denial` exit (verification of code-load), an audit
+ * record ok=false. No code image is recorded by the core and the image's frame is not
+ * executable (a fetch through a fresh executable alias ends in an `ept-violation` exit).
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';

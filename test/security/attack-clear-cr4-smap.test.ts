@@ -1,5 +1,6 @@
 /**
- * Attack (clear-cr4-smap): the compromised kernel clears CR4.SMAP, so that it can read and write user memory without stac.
+ * Attack (clear-cr4-smap): the compromised kernel clears CR4.SMAP, so that it can read and
+ * write user memory without stac.
  * Expected stop: #GP with cause `cr-pin`; a `heki-denial` exit of kind `cr-pin` (CR4, SMAP
  * cleared) in the VMM's log; CR4 keeps every bit and the pin is still there.
  */

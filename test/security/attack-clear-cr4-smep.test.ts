@@ -1,5 +1,6 @@
 /**
- * Attack (clear-cr4-smep): the compromised kernel clears CR4.SMEP, so that it can execute code placed in user pages (ret2usr).
+ * Attack (clear-cr4-smep): the compromised kernel clears CR4.SMEP, so that it can execute code
+ * placed in user pages (ret2usr).
  * Expected stop: #GP with cause `cr-pin`; a `heki-denial` exit of kind `cr-pin` (CR4, SMEP
  * cleared) in the VMM's log; CR4 keeps every bit and the pin is still there.
  */

@@ -1,5 +1,6 @@
 /**
- * Attack (clear-cr4-umip): the compromised kernel clears CR4.UMIP, so that user mode can read the descriptor-table addresses (sgdt/sidt).
+ * Attack (clear-cr4-umip): the compromised kernel clears CR4.UMIP, so that user mode can read
+ * the descriptor-table addresses (sgdt/sidt).
  * Expected stop: #GP with cause `cr-pin`; a `heki-denial` exit of kind `cr-pin` (CR4, UMIP
  * cleared) in the VMM's log; CR4 keeps every bit and the pin is still there.
  */

@@ -1,8 +1,8 @@
 /**
- * Attack (exec-module-data): load crc7 (genuine), plant shellcode in its data (.gnu.linkonce.this_module
- * page) and jump to it.
- * Expected stop: the fetch takes #PF (nx) as mapped; with NX cleared in the page-table entry
- * it reaches the EPT, which refuses: an `ept-violation` exit (kernel fetch) and #PF
+ * Attack (exec-module-data): load crc7 (genuine), plant shellcode in its data
+ * (.gnu.linkonce.this_module page) and jump to it.
+ * Expected stop: the fetch takes #PF (nx) as mapped; with NX cleared in the page-table entry it
+ * reaches the EPT, which refuses: an `ept-violation` exit (kernel fetch) and #PF
  * (ept-violation). The frame is not executable in the EPT before or after.
  */
 import test from 'ava';

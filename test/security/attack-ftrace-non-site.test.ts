@@ -2,12 +2,13 @@
  * Attack (ftrace-non-site): ask for an ftrace patch (a call to ftrace_caller) 0x10 bytes past
  * commit_creds's ftrace site: inside the function, not an `__mcount_loc` site.
  * Expected stop: the verifier's ftrace plugin denies ("is not an ftrace site"): -KVM_EPERM, a
- * `heki-denial` exit (verification of text-patch), an audit record ok=false; the bytes at the site unchanged.
+ * `heki-denial` exit (verification of text-patch), an audit record ok=false; the bytes at the
+ * site unchanged.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { attackOnRealKernel, gpaOf, memAt, verdicts } from '../helpers/attack-run.ts';
-import { ftraceSiteOf, initTextSite, nonSiteAddress, nopJumpLabel } from '../../guest/attacks/text-patching.ts';
+import { nonSiteAddress } from '../../guest/attacks/text-patching.ts';
 
 needsFixtures(test)('ftrace-non-site: the text patch is refused and the site is unchanged', async (t) => {
   const { report, before, after } = await attackOnRealKernel('ftrace-non-site', {

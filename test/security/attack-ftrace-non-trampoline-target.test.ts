@@ -1,13 +1,13 @@
 /**
- * Attack (ftrace-non-trampoline-target): turn commit_creds's ftrace site into a call to native_write_cr4 (a
- * gadget that writes CR4), not to an ftrace trampoline.
- * Expected stop: the verifier's ftrace plugin denies ("which is not an ftrace trampoline"): -KVM_EPERM,
- * a `heki-denial` exit, an audit record ok=false; the bytes at the site unchanged.
+ * Attack (ftrace-non-trampoline-target): turn commit_creds's ftrace site into a call to
+ * native_write_cr4 (a gadget that writes CR4), not to an ftrace trampoline.
+ * Expected stop: the verifier's ftrace plugin denies ("which is not an ftrace trampoline"):
+ * -KVM_EPERM, a `heki-denial` exit, an audit record ok=false; the bytes at the site unchanged.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { attackOnRealKernel, gpaOf, memAt, verdicts } from '../helpers/attack-run.ts';
-import { ftraceSiteOf, initTextSite, nonSiteAddress, nopJumpLabel } from '../../guest/attacks/text-patching.ts';
+import { ftraceSiteOf } from '../../guest/attacks/text-patching.ts';
 
 needsFixtures(test)('ftrace-non-trampoline-target: the text patch is refused and the site is unchanged', async (t) => {
   const { report, before, after } = await attackOnRealKernel('ftrace-non-trampoline-target', {

@@ -1,13 +1,13 @@
 /**
- * Attack (ftrace-wrong-old-bytes): ask to patch commit_creds's ftrace site claiming it holds a call to
- * __fentry__ when it holds the 5-byte NOP.
- * Expected stop: the verifier's ftrace plugin denies ("old bytes differ from memory"): -KVM_EPERM, a
- * `heki-denial` exit, an audit record ok=false; the bytes at the site unchanged.
+ * Attack (ftrace-wrong-old-bytes): ask to patch commit_creds's ftrace site claiming it holds a
+ * call to __fentry__ when it holds the 5-byte NOP.
+ * Expected stop: the verifier's ftrace plugin denies ("old bytes differ from memory"):
+ * -KVM_EPERM, a `heki-denial` exit, an audit record ok=false; the bytes at the site unchanged.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { attackOnRealKernel, gpaOf, memAt, verdicts } from '../helpers/attack-run.ts';
-import { ftraceSiteOf, initTextSite, nonSiteAddress, nopJumpLabel } from '../../guest/attacks/text-patching.ts';
+import { ftraceSiteOf } from '../../guest/attacks/text-patching.ts';
 
 needsFixtures(test)('ftrace-wrong-old-bytes: the text patch is refused and the site is unchanged', async (t) => {
   const { report, before, after } = await attackOnRealKernel('ftrace-wrong-old-bytes', {

@@ -1,13 +1,13 @@
 /**
- * Attack (jump-label-foreign-target): patch a 5-byte jump label (a NOP now) into a jmp to commit_creds
- * instead of the jump entry's own target.
- * Expected stop: the verifier's jump-label plugin denies ("jump to foreign target"): -KVM_EPERM, a
- * `heki-denial` exit, an audit record ok=false; the bytes at the site unchanged.
+ * Attack (jump-label-foreign-target): patch a 5-byte jump label (a NOP now) into a jmp to
+ * commit_creds instead of the jump entry's own target.
+ * Expected stop: the verifier's jump-label plugin denies ("jump to foreign target"):
+ * -KVM_EPERM, a `heki-denial` exit, an audit record ok=false; the bytes at the site unchanged.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { attackOnRealKernel, gpaOf, memAt, verdicts } from '../helpers/attack-run.ts';
-import { ftraceSiteOf, initTextSite, nonSiteAddress, nopJumpLabel } from '../../guest/attacks/text-patching.ts';
+import { nopJumpLabel } from '../../guest/attacks/text-patching.ts';
 
 needsFixtures(test)('jump-label-foreign-target: the text patch is refused and the site is unchanged', async (t) => {
   const { report, before, after } = await attackOnRealKernel('jump-label-foreign-target', {

@@ -1,10 +1,10 @@
 /**
- * Attack (load-module-flipped-byte): load crc7.ko with one byte of its .text flipped in the file after
- * Debian signed it (the PKCS#7 trailer left as it was).
- * Expected stop: the verifier denies the module-load request (module-pkcs7: signature mismatch): -KVM_EPERM, a
- * `heki-denial` exit of kind verification (module-load), an audit record ok=false and
- * applied=false; no module is recorded by the core and none of the frames the sections
- * occupied became executable.
+ * Attack (load-module-flipped-byte): load crc7.ko with one byte of its .text flipped in the
+ * file after Debian signed it (the PKCS#7 trailer left as it was).
+ * Expected stop: the verifier denies the module-load request (module-pkcs7: signature
+ * mismatch): -KVM_EPERM, a `heki-denial` exit of kind verification (module-load), an audit
+ * record ok=false and applied=false; no module is recorded by the core and none of the frames
+ * the sections occupied became executable.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';

@@ -1,10 +1,10 @@
 /**
- * Attack (load-module-revoked-key): load crc7.ko signed by a module-signing key that the keyring
- * holds but a revocation file (given to the machine for this attack) revokes.
- * Expected stop: the verifier denies the module-load request (module-signature: the key is revoked): -KVM_EPERM, a
- * `heki-denial` exit of kind verification (module-load), an audit record ok=false and
- * applied=false; no module is recorded by the core and none of the frames the sections
- * occupied became executable.
+ * Attack (load-module-revoked-key): load crc7.ko signed by a module-signing key that the
+ * keyring holds but a revocation file (given to the machine for this attack) revokes.
+ * Expected stop: the verifier denies the module-load request (module-signature: the key is
+ * revoked): -KVM_EPERM, a `heki-denial` exit of kind verification (module-load), an audit
+ * record ok=false and applied=false; no module is recorded by the core and none of the frames
+ * the sections occupied became executable.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';

@@ -1,8 +1,9 @@
 /**
- * Attack (overwrite-sysenter-eip): the compromised kernel points SYSENTER_EIP at its own page, to own every
- * sysenter entry.
+ * Attack (overwrite-sysenter-eip): the compromised kernel points SYSENTER_EIP at its own page,
+ * to own every sysenter entry.
  * Expected stop: the VMM pinned the MSR when it accepted the CR lock: an `msr-write` exit for
- * SYSENTER_EIP, the default policy injects #GP (cause `msr-filter`); SYSENTER_EIP keeps its value.
+ * SYSENTER_EIP, the default policy injects #GP (cause `msr-filter`); SYSENTER_EIP keeps its
+ * value.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';

@@ -1,10 +1,10 @@
 /**
- * Attack (remap-text-to-attacker-page): the attacker copies commit_creds's text page into a page of its own,
- * puts shellcode at the function's entry, points the kernel PTE of that text page at its copy
- * and calls commit_creds.
- * Expected stop: the page walk obeys the attacker and reaches its frame, but the EPT judges that
- * frame: it is data, not executable: an `ept-violation` exit (kernel fetch of the attacker's
- * gpa) and #PF (ept-violation). The real text frame is unchanged.
+ * Attack (remap-text-to-attacker-page): the attacker copies commit_creds's text page into a
+ * page of its own, puts shellcode at the function's entry, points the kernel PTE of that text
+ * page at its copy and calls commit_creds.
+ * Expected stop: the page walk obeys the attacker and reaches its frame, but the EPT judges
+ * that frame: it is data, not executable: an `ept-violation` exit (kernel fetch of the
+ * attacker's gpa) and #PF (ept-violation). The real text frame is unchanged.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';

@@ -1,13 +1,13 @@
 /**
- * Attack (switch-cr3-to-forged-tables): build a new page-table tree that maps commit_creds's text page
- * writable, load it into CR3 (CR3 is the guest's own), write, and switch back.
- * Expected stop: mov to CR3 is allowed; the write ends in an `ept-violation` exit (kernel write) and
- * #PF (ept-violation); the text page and its EPT bits unchanged; CR3 restored.
+ * Attack (switch-cr3-to-forged-tables): build a new page-table tree that maps commit_creds's
+ * text page writable, load it into CR3 (CR3 is the guest's own), write, and switch back.
+ * Expected stop: mov to CR3 is allowed; the write ends in an `ept-violation` exit (kernel
+ * write) and #PF (ept-violation); the text page and its EPT bits unchanged; CR3 restored.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { attackOnRealKernel, eptAt, gpaOf, memAt, sym } from '../helpers/attack-run.ts';
-import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS, EPT_XU } from '../../hypervisor/ept/permissions.ts';
+import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS } from '../../hypervisor/ept/permissions.ts';
 
 needsFixtures(test)('switch-cr3-to-forged-tables: stopped by the EPT; the text unchanged', async (t) => {
   const { report, before, after } = await attackOnRealKernel('switch-cr3-to-forged-tables', {

@@ -1,7 +1,8 @@
 /**
- * Attack (write-kernel-rodata): overwrite a .rodata constant (the first entry of sys_call_table). The attacker first writes through the kernel's own
- * read-only mapping, then sets RW in that very page-table entry (it owns the tables) and writes
- * again, so that only the EPT stands in the way.
+ * Attack (write-kernel-rodata): overwrite a .rodata constant (the first entry of
+ * sys_call_table). The attacker first writes through the kernel's own read-only mapping, then
+ * sets RW in that very page-table entry (it owns the tables) and writes again, so that only the
+ * EPT stands in the way.
  * Expected stop: an `ept-violation` exit (kernel write of the target's gpa) and #PF with cause
  * `ept-violation`; the byte, and the frame's EPT bits (EPT_R | EPT_IMMUTABLE), unchanged.
  */

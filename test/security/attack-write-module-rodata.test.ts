@@ -1,6 +1,7 @@
 /**
- * Attack (write-module-rodata): load crc7 (genuine, allowed), then overwrite a byte of its read-only data (its rodata group): through
- * the module's read-only mapping, then with RW set in that page-table entry.
+ * Attack (write-module-rodata): load crc7 (genuine, allowed), then overwrite a byte of its
+ * read-only data (its rodata group): through the module's read-only mapping, then with RW set
+ * in that page-table entry.
  * Expected stop: an `ept-violation` exit (kernel write) and #PF (ept-violation); the byte is
  * still the one the signed, relocated image puts there; the frame stays EPT_R | EPT_IMMUTABLE.
  */

@@ -1,8 +1,9 @@
 /**
- * Attack (write-module-text): load crc7 (genuine, allowed), then overwrite a byte of its text: through
- * the module's read-only mapping, then with RW set in that page-table entry.
+ * Attack (write-module-text): load crc7 (genuine, allowed), then overwrite a byte of its text:
+ * through the module's read-only mapping, then with RW set in that page-table entry.
  * Expected stop: an `ept-violation` exit (kernel write) and #PF (ept-violation); the byte is
- * still the one the signed, relocated image puts there; the frame stays EPT_R | EPT_XS | EPT_IMMUTABLE.
+ * still the one the signed, relocated image puts there; the frame stays EPT_R | EPT_XS |
+ * EPT_IMMUTABLE.
  */
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
