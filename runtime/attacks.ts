@@ -10,7 +10,7 @@
  * the audit log that refused something.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Attack, AttackContext, AttackSigners, ModuleFileSigner } from '../guest/attacks/attack.ts';
 import { ATTACKS, checkCatalogue } from '../guest/attacks/catalogue.ts';
@@ -52,7 +52,7 @@ export type AttacksError =
 export interface RunAttacksOptions {
   /** The fixture folder (default: `$HEKI_FIXTURES` or the one beside the repository). */
   readonly fixtureDir?: string;
-  /** Attacks run at once, each on its own machine (default 2). */
+  /** Attacks run at once, each on its own machine (default {@link DEFAULT_ATTACK_CONCURRENCY}). */
   readonly concurrency?: number;
   /** How long one attack may take, boot included, before it counts as not stopped (default 120 s). */
   readonly timeoutMs?: number;
@@ -72,8 +72,11 @@ export interface AttackProbe<B, A> {
 
 /** Default {@link RunAttacksOptions.timeoutMs}. */
 export const DEFAULT_ATTACK_TIMEOUT_MS = 120_000;
-/** Default {@link RunAttacksOptions.concurrency}. */
-export const DEFAULT_ATTACK_CONCURRENCY = 2;
+/**
+ * Default {@link RunAttacksOptions.concurrency}: one machine per CPU, at most 4 (a boot is
+ * CPU-bound on the main thread; more machines than CPUs only slow each other down).
+ */
+export const DEFAULT_ATTACK_CONCURRENCY = Math.max(1, Math.min(4, availableParallelism()));
 
 /** Every attack of the catalogue, for `--list`. */
 export function listAttacks(): ReadonlyArray<Pick<Attack, 'name' | 'title' | 'expectedStop'>> {
