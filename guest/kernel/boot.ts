@@ -193,8 +193,17 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
       if (e) return err({ phase: 'mark_rodata_ro', message: mapErrorMessage(e) });
     }
   }
-  const reload = must(cpu.writeCr(3, pageTables.root), 'mark_rodata_ro', 'flushing the TLB');
-  if (!reload.ok) return reload;
+  // __flush_tlb_all(): a CR3 reload keeps global entries (CR4.PGE), and the early 2 MiB
+  // mappings were global and writable, so toggle PGE to drop them too.
+  const cr4 = cpu.readCr(4);
+  for (const [what, r] of [
+    ['flushing the TLB (CR3)', cpu.writeCr(3, pageTables.root)],
+    ['flushing global TLB entries (CR4.PGE off)', cpu.writeCr(4, cr4 & ~CR4.PGE)],
+    ['restoring CR4.PGE', cpu.writeCr(4, cr4)],
+  ] as const) {
+    const m = must(r, 'mark_rodata_ro', what);
+    if (!m.ok) return m;
+  }
   log(`mark_rodata_ro: text ${hex(text.start)}-${hex(text.end)} RX, rodata ${hex(ro.start)}-${hex(ro.end)} R, ${initText ? 'init text freed, ' : ''}data NX`);
   phase('mark_rodata_ro');
 
