@@ -124,6 +124,9 @@ export const PAGE_TABLE_ATTACKS: readonly Attack[] = [
       const steps: string[] = [`forged root ${hex(root)} maps ${hex(target & ~0xfffn)} RW to ${hex(pa & ~0xfffn)}`];
       const sw = cpu.writeCr(3, root);
       steps.push(`mov ${hex(root)} to CR3: ${outcomeText(sw)}`);
+      // The kernel's text mappings are global (CR4.PGE), so they survive the CR3 switch in the
+      // TLB; drop the target's entry so the write walks the forged tables.
+      cpu.invlpg(target);
       const w = sw.ok ? writeByte(cpu, target, before, steps) : sw;
       const back = cpu.writeCr(3, oldCr3);
       if (!back.ok) throw new AttackSetupError(`cannot restore CR3: ${outcomeText(back)}`);
