@@ -11,10 +11,12 @@ import { keygenCommand } from './commands/keygen.ts';
 import { manifestCommand } from './commands/manifest.ts';
 import { runCommand } from './commands/run.ts';
 import { signCommand } from './commands/sign.ts';
+import { snapshotCommand } from './commands/snapshot.ts';
+import { restoreCommand } from './commands/restore.ts';
 import { verifyModuleCommand } from './commands/verify-module.ts';
 
 /** Every command, in the order `heki --help` lists them. */
-export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, attacksCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand];
+export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, attacksCommand, snapshotCommand, restoreCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand];
 
 /** Top-level usage text. */
 export function topUsage(): string {

@@ -24,7 +24,7 @@ import { ed25519KeyId, ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyP
 import { signModuleFile } from '../verifier-vm/signature/sign-module.ts';
 import { attackHost } from './attack-host.ts';
 import { hostEvidence } from './attack-evidence.ts';
-import { createMachineDetailed } from './machine.ts';
+import { createMachineDetailed, type MachineConfig } from './machine.ts';
 import type { SimulatedMachine } from './simulated-machine.ts';
 
 /** One attack's outcome, as `heki attacks --json` prints it. */
@@ -58,6 +58,12 @@ export interface RunAttacksOptions {
   readonly timeoutMs?: number;
   /** Called as each attack finishes, with its index in the run (for progress output). */
   readonly onReport?: (report: AttackReport, index: number) => void;
+  /**
+   * Builds the machine an attack runs on, with its kernel running, from the configuration
+   * the attack needs (default: a fresh machine, booted). For the catalogue against a VM in
+   * another state: migrated, restored from a snapshot (docs/lifecycle.md).
+   */
+  readonly machine?: (config: MachineConfig) => Promise<Result<SimulatedMachine, string>>;
 }
 
 /**
@@ -175,10 +181,16 @@ function errorText(e: unknown): string {
   return e instanceof Error ? `${e.name === 'Error' ? '' : `${e.name}: `}${e.message}` : String(e);
 }
 
-async function runOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, probe?: AttackProbe<B, A>): Promise<{ report: AttackReport; after: A | undefined }> {
+async function runOn<B, A>(
+  attack: Attack,
+  env: RunEnv,
+  timeoutMs: number,
+  probe?: AttackProbe<B, A>,
+  machine?: RunAttacksOptions['machine'],
+): Promise<{ report: AttackReport; after: A | undefined }> {
   const needs = attack.needs ?? {};
   const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, stop, detail }, after: undefined });
-  const built = await createMachineDetailed({
+  const config: MachineConfig = {
     kernel: 'real',
     vmlinuz: env.fx.vmlinuz,
     systemMap: env.fx.systemMap,
@@ -193,13 +205,33 @@ async function runOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, probe
     // A warm spare verifier only matters for failover; the attacks on the verifier get the
     // production setup, the others one thread less competing with the boot.
     ...(needs.verifierFaults ? {} : { verifierSpare: false }),
-  });
+  };
+  if (machine) {
+    let made: Result<SimulatedMachine, string>;
+    try {
+      made = await withTimeout(machine(config), timeoutMs, 'the machine');
+    } catch (e) {
+      return notStopped('the machine did not start', errorText(e));
+    }
+    if (!made.ok) return notStopped('the machine did not start', made.error);
+    return attackOn(attack, env, timeoutMs, made.value, probe);
+  }
+  const built = await createMachineDetailed(config);
   if (!built.ok) return notStopped('the machine did not start', built.error.message);
-  const m = built.value;
+  return attackOn(attack, env, timeoutMs, built.value, probe, true);
+}
+
+/** Runs `attack` on machine `m` (booting it first when `boot`); always disposes `m`. */
+async function attackOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, m: SimulatedMachine, probe?: AttackProbe<B, A>, boot = false): Promise<{ report: AttackReport; after: A | undefined }> {
+  const needs = attack.needs ?? {};
+  const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, stop, detail }, after: undefined });
   try {
-    const boot = await withTimeout(m.boot(), timeoutMs, 'boot');
+    if (boot) {
+      const b = await withTimeout(m.boot(), timeoutMs, 'boot');
+      if (b.outcome !== 'allowed' || !m.kernel) return notStopped('the kernel did not boot', b.reason);
+    }
     const kernel = m.kernel;
-    if (boot.outcome !== 'allowed' || !kernel) return notStopped('the kernel did not boot', boot.reason);
+    if (!kernel) return notStopped('the kernel did not boot', 'the machine has no running kernel');
     const before = probe?.before ? await probe.before(m) : undefined;
     const events = m.vmm.log.events();
     const fromSeq = events.length ? events[events.length - 1]!.seq + 1 : 0;
@@ -259,7 +291,7 @@ export async function runAttacks(names: readonly string[] = [], opts: RunAttacks
         const attack = attacks[i]!;
         let report: AttackReport;
         try {
-          report = (await runOn(attack, env, timeoutMs)).report;
+          report = (await runOn(attack, env, timeoutMs, undefined, opts.machine)).report;
         } catch (e) {
           report = { name: attack.name, stopped: false, stop: `the runner failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
         }
@@ -285,5 +317,5 @@ export async function runAttack<B = undefined, A = undefined>(
   const selected = selectAttacks([name]);
   if (!selected.ok) return selected;
   const attack = selected.value[0]!;
-  return withEnv(opts, (env) => runOn(attack, env, opts.timeoutMs ?? DEFAULT_ATTACK_TIMEOUT_MS, probe));
+  return withEnv(opts, (env) => runOn(attack, env, opts.timeoutMs ?? DEFAULT_ATTACK_TIMEOUT_MS, probe, opts.machine));
 }

@@ -27,6 +27,26 @@ export type Mode = 'kernel' | 'user';
 /** Which ftrace sites a step targets: every site, a glob over function names, or one symbol. */
 export type FtraceTarget = 'all' | string;
 
+/** What a `kexec` step hands the guest kernel (docs/scenarios.md, docs/lifecycle.md). */
+export interface KexecOptions {
+  /** The bzImage to kexec into (absolute path; default: the image the machine booted). */
+  readonly image?: string;
+  /**
+   * Its signed manifest (absolute path, `heki manifest` output). Default: the host builds one
+   * for the image (with `systemMap`) and signs it with its kernel-vendor key, standing in for
+   * the vendor's build of the new kernel.
+   */
+  readonly manifest?: string;
+  /** The new kernel's System.map (absolute path; default: the booted kernel's). */
+  readonly systemMap?: string;
+  /** Load it as the crash kernel (kexec -p): verified now, run only on a panic. Default false. */
+  readonly crash?: boolean;
+  /** The attack: flip one byte of the image or of the manifest before the guest hands it over. */
+  readonly tamper?: 'image' | 'manifest';
+  /** Who signs a built manifest: the host's kernel-vendor key (default) or a key the keyring does not trust. */
+  readonly signer?: 'vendor' | 'untrusted';
+}
+
 /** What a machine can do. */
 export interface MachineApi {
   /** Boots the guest kernel: page tables, ftrace NOPs, heki_late_init, end of boot. */
@@ -63,6 +83,32 @@ export interface MachineApi {
   writeCr(cr: 0 | 3 | 4, change: { value?: bigint; set?: bigint; clear?: bigint }): Promise<StepOutcome>;
   /** wrmsr. */
   writeMsr(msr: number, value: bigint): Promise<StepOutcome>;
+  /**
+   * Reboots through the platform's reset register: the VMM resets the VM (pins, locks,
+   * filters, verified records cleared), the kernel boots again and locks itself anew.
+   */
+  reboot(): Promise<StepOutcome>;
+  /**
+   * kexec: the guest loads a kernel and its signed manifest; the verifier checks them; then
+   * (unless `crash`) the guest asks to run it and the VMM resets the VM into it. Denied when
+   * the verifier refuses: the old kernel runs on with every protection.
+   */
+  kexec(options: KexecOptions): Promise<StepOutcome>;
+  /** The guest panics (pvpanic): the VMM runs the loaded crash kernel, or stops the VM. */
+  panic(): Promise<StepOutcome>;
+  /** The guest enters S4: the VMM writes a signed image of the VM to its disk; the VM is off. */
+  hibernate(): Promise<StepOutcome>;
+  /**
+   * The VMM resumes the VM from the image on its disk once the verifier accepted it.
+   * `tamper`: the attack, one byte of the image on the disk flipped first. Denied when refused.
+   */
+  resume(options?: { readonly tamper?: boolean }): Promise<StepOutcome>;
+  /**
+   * Live migration: a snapshot signed by this VMM, restored into a fresh VM (a new VMM and
+   * verifier) which goes on as this machine. `tamper`: the attack, one byte of the snapshot
+   * flipped in transit. Denied when the destination refuses it: the source VM runs on.
+   */
+  migrate(options?: { readonly tamper?: boolean }): Promise<StepOutcome>;
   /** A raw hypercall. `allowed` when it returns >= 0. */
   hypercall(nr: number, args: readonly bigint[]): Promise<StepOutcome>;
   /** Resolves an address expression against System.map and loaded modules, or says why not. */

@@ -1,8 +1,10 @@
 /**
  * Builds a whole simulated machine: the real kernel image, the keyring from host files, a
  * kernel manifest built from the image and signed by an ephemeral kernel-vendor key (standing
- * in for the vendor's build), the verifier VM in its worker, the VMM with the verifier
- * attached, and the kernel's segments loaded into guest memory. The guest boots on the
+ * in for the vendor's build), the VM's identity and the VMM's per-VM key (its public key a
+ * `vmm` key of the keyring, so the verifier can check the VM's hibernation images and
+ * snapshots), the verifier VM in its worker, the VMM with the verifier attached and the
+ * kernel to boot, and the kernel's segments loaded into guest memory. The guest boots on the
  * first `boot()` step.
  *
  * This is the composition root: the only place where the host side (hypervisor/,
@@ -15,18 +17,28 @@ import { loadKernelImage } from '../shared/kernel-image/load-kernel.ts';
 import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
 import { fixturePaths } from '../shared/kernel-image/fixture-paths.ts';
 import { keyringDataFromFiles } from '../verifier-vm/key-files.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair } from '../verifier-vm/signature/ed25519.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../verifier-vm/signature/ed25519.ts';
 import { bzImageKernelName, buildManifestBody, signManifest } from '../verifier-vm/manifest-builder.ts';
 import { AuditLog } from '../verifier-vm/audit-log.ts';
 import { VerifierLink } from '../hypervisor/verifier-link/verifier-link.ts';
-import { Vmm } from '../hypervisor/vmm/vmm.ts';
+import { Vmm, newVmIdentity } from '../hypervisor/vmm/vmm.ts';
+import { restoreVm, snapshotVm, type RestoreError } from './lifecycle/migration.ts';
 import type { VmmPolicy } from '../hypervisor/vmm/policy.ts';
-import { loadKernelSegments } from '../hypervisor/vmm/kernel-loader.ts';
+import type { WorkerInit } from '../verifier-vm/worker-api.ts';
 import type { MachineApi } from './machine-api.ts';
 import { SimulatedMachine } from './simulated-machine.ts';
 
 /** Guest RAM by default: 1 GiB (sparse: only touched pages cost host memory). */
 export const DEFAULT_MEMORY = 1n << 30n;
+
+/**
+ * The VM's disk by default: 512 MiB of 512-byte sectors (sparse: only written sectors cost
+ * host memory), room for a hibernation image of the booted real kernel at its resume area.
+ */
+export const DEFAULT_DISK_SECTORS = 1 << 20;
+
+/** The VM's name in its verifier requests and audit records. */
+export const VM_NAME = 'vm0';
 
 /** How to build a machine. */
 export interface MachineConfig {
@@ -67,6 +79,11 @@ export interface MachineConfig {
    * that dies is replaced by a worker started on demand (slower failover, one thread less).
    */
   readonly verifierSpare?: boolean;
+  /**
+   * The VMM's per-VM key, which signs the VM's hibernation images and snapshots (default: a
+   * fresh one). Its public key joins the keyring as a `vmm` key.
+   */
+  readonly vmmKey?: Ed25519KeyPair;
 }
 
 /** Why a machine could not be built: bad input (a file) or a failure to start. */
@@ -99,12 +116,14 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
     vmlinuzSha256: createHash('sha256').update(vmlinuzBytes).digest('hex'),
   });
   const manifest = signManifest(body, vendor);
+  const identity = config.vmmKey ? { ...newVmIdentity(), key: config.vmmKey } : newVmIdentity();
   const keyring = {
     ...keys.value,
     ed25519: [
       ...keys.value.ed25519,
       { keyId: ed25519KeyIdHex(vendor.publicKey), role: 'kernel-vendor' as const, publicKey: vendor.publicKey, source: 'ephemeral kernel vendor key' },
       { keyId: ed25519KeyIdHex(codeSigner.publicKey), role: 'module-signing' as const, publicKey: codeSigner.publicKey, source: 'ephemeral code signing key' },
+      { keyId: ed25519KeyIdHex(identity.key.publicKey), role: 'vmm' as const, publicKey: identity.key.publicKey, source: `the VMM's key for ${VM_NAME}` },
     ],
   };
   let audit: AuditLog;
@@ -115,36 +134,128 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   } else {
     audit = AuditLog.inMemory();
   }
+  const init: WorkerInit = {
+    keyring,
+    manifest,
+    ...(config.faultInjection ? { faultInjection: true } : {}),
+    ...(config.pluginModules ? { pluginModules: config.pluginModules } : {}),
+    ...(config.pluginConfig ? { pluginConfig: config.pluginConfig } : {}),
+  };
+  const linkOptions = {
+    ...(config.verifierTimeoutMs ? { timeoutMs: config.verifierTimeoutMs } : {}),
+    ...(config.verifierSpare === false ? { spare: false } : {}),
+  };
   let link: VerifierLink;
   try {
-    link = await VerifierLink.start({
-      init: {
-        keyring,
-        manifest,
-        ...(config.faultInjection ? { faultInjection: true } : {}),
-        ...(config.pluginModules ? { pluginModules: config.pluginModules } : {}),
-        ...(config.pluginConfig ? { pluginConfig: config.pluginConfig } : {}),
-      },
-      ...(config.verifierTimeoutMs ? { timeoutMs: config.verifierTimeoutMs } : {}),
-      ...(config.verifierSpare === false ? { spare: false } : {}),
-    });
+    link = await VerifierLink.start({ init, ...linkOptions });
   } catch (e) {
     return err({ kind: 'start', message: e instanceof Error ? e.message : String(e) });
   }
   const memoryBytes = config.memoryBytes ?? DEFAULT_MEMORY;
-  const vmm = new Vmm({ memoryBytes, ...(config.policy ? { policy: config.policy } : {}), ...(config.protectedMemory ? { protectedMemory: true } : {}) });
-  vmm.core.attachVerifier({
-    port: link,
-    vm: 'vm0',
-    audit,
-    kernelRegions: body.sections.map((s) => ({ name: s.name, vaddr: BigInt(`0x${s.vaddr}`), paddr: BigInt(`0x${s.paddr}`), size: s.size })),
+  const vmm = new Vmm({
+    memoryBytes,
+    name: VM_NAME,
+    identity,
+    disk: { sectors: DEFAULT_DISK_SECTORS },
+    ...(config.policy ? { policy: config.policy } : {}),
+    ...(config.protectedMemory ? { protectedMemory: true } : {}),
   });
-  const loaded = loadKernelSegments(vmm.core.memory, image.value.elf);
+  const regions = body.sections.map((s) => ({ name: s.name, vaddr: BigInt(`0x${s.vaddr}`), paddr: BigInt(`0x${s.paddr}`), size: s.size }));
+  vmm.core.attachVerifier({ port: link, vm: VM_NAME, audit, kernelRegions: regions });
+  vmm.setBootKernel({ elf: image.value.elf, manifest, regions, name: body.kernel });
+  const loaded = vmm.loadKernel();
   if (!loaded.ok) {
     await link.dispose();
     return err({ kind: 'start', message: loaded.error });
   }
-  return ok(new SimulatedMachine({ vmm, link, audit, image: image.value, memoryBytes, codeSigner, ...(config.log ? { log: config.log } : {}) }));
+  return ok(
+    new SimulatedMachine({
+      vmm,
+      link,
+      audit,
+      image: image.value,
+      memoryBytes,
+      codeSigner,
+      ...(config.log ? { log: config.log } : {}),
+      host: {
+        verifierInit: init,
+        linkOptions,
+        vendor,
+        vmlinuzPath,
+        systemMapPath,
+        ...(config.policy ? { policy: config.policy } : {}),
+        ...(config.vmmKey ? { vmmKey: config.vmmKey } : {}),
+      },
+    }),
+  );
+}
+
+/**
+ * A migration snapshot of `machine` (runtime/lifecycle/migration.ts), signed by its VMM's
+ * per-VM key; the machine must be running a kernel and idle.
+ */
+export async function snapshotMachine(machine: SimulatedMachine): Promise<Result<Uint8Array, string>> {
+  const k = machine.kernel;
+  const host = machine.internals.parts.host;
+  if (!k) return err('the machine runs no kernel (it is not booted, hibernated or stopped): nothing to snapshot');
+  if (!host) return err('the machine was built without its host side');
+  return snapshotVm(machine.vmm, k, host, machine.audit);
+}
+
+/** How to restore a snapshot into a fresh machine. */
+export interface RestoreMachineConfig {
+  /** The source VMM's public key the operator trusts. */
+  readonly trust: Uint8Array;
+  /** The kernel files (default: the fixture's); the guest's image must be the snapshot's kernel. */
+  readonly vmlinuz?: string;
+  readonly systemMap?: string;
+  /** The kernel image already loaded from them. */
+  readonly image?: KernelImage;
+  /** Where the new machine's audit log goes (default: memory only). */
+  readonly auditPath?: string;
+  /** Allow fault injection into the new verifier (the attack catalogue's verifier attacks). */
+  readonly faultInjection?: boolean;
+  readonly verifierSpare?: boolean;
+  readonly policy?: VmmPolicy;
+}
+
+/** Why a snapshot was not restored: the image's checks, the new verifier, or the host's files. */
+export type RestoreMachineError = RestoreError | { readonly kind: 'input'; readonly message: string };
+
+/**
+ * Restores a migration snapshot into a fresh machine (a new VMM and verifier) whose guest
+ * kernel runs on where the source's stopped. Every refusal names the check that failed.
+ */
+export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineConfig): Promise<Result<SimulatedMachine, RestoreMachineError>> {
+  const fx = fixturePaths();
+  const vmlinuzPath = config.vmlinuz ?? fx.vmlinuz;
+  const systemMapPath = config.systemMap ?? fx.systemMap;
+  const image = config.image ? ok(config.image) : await loadKernelImage({ vmlinuzPath, systemMapPath });
+  if (!image.ok) return err({ kind: 'input', message: image.error.message });
+  let audit: AuditLog | undefined;
+  if (config.auditPath) {
+    const a = AuditLog.open({ path: config.auditPath });
+    if (!a.ok) return err({ kind: 'input', message: a.error });
+    audit = a.value;
+  }
+  const r = await restoreVm(bytes, {
+    trust: config.trust,
+    image: image.value,
+    host: {
+      vmlinuzPath,
+      systemMapPath,
+      linkOptions: config.verifierSpare === false ? { spare: false } : {},
+      ...(config.policy ? { policy: config.policy } : {}),
+    },
+    ...(audit ? { audit } : {}),
+    ...(config.faultInjection !== undefined ? { faultInjection: config.faultInjection } : {}),
+  });
+  if (!r.ok) {
+    audit?.close();
+    return r;
+  }
+  const v = r.value;
+  return ok(new SimulatedMachine({ vmm: v.vmm, link: v.link, audit: v.audit, image: v.image, memoryBytes: v.memoryBytes, codeSigner: generateEd25519KeyPair(), host: v.host, kernel: v.kernel }));
 }
 
 /** Builds the machine (the signature `heki run` uses). */

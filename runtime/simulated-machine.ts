@@ -18,7 +18,12 @@ import { ed25519KeyId, type Ed25519KeyPair } from '../verifier-vm/signature/ed25
 import { bootKernel } from '../guest/kernel/boot.ts';
 import { GuestKernel } from '../guest/kernel/guest-kernel.ts';
 import type { ModuleSource } from '../guest/modules/module-loader.ts';
-import type { AddressExpr, MachineApi, Mode, StepOutcome } from './machine-api.ts';
+import type { AddressExpr, KexecOptions, MachineApi, Mode, StepOutcome } from './machine-api.ts';
+import type { MachineHost, MachineSwap } from './lifecycle/machine-host.ts';
+import { resetInto } from '../hypervisor/vmm/lifecycle/system-events.ts';
+import * as lifecycle from './lifecycle/machine-lifecycle.ts';
+
+export type { MachineHost, MachineSwap } from './lifecycle/machine-host.ts';
 
 const allowed = (reason: string, detail?: StepOutcome['detail']): StepOutcome => ({ outcome: 'allowed', reason, ...(detail ? { detail } : {}) });
 const denied = (reason: string, detail?: StepOutcome['detail']): StepOutcome => ({ outcome: 'denied', reason, ...(detail ? { detail } : {}) });
@@ -42,24 +47,44 @@ export interface SimulatedMachineParts {
   readonly memoryBytes: bigint;
   readonly codeSigner: Ed25519KeyPair;
   readonly log?: (line: string) => void;
+  /** Without it, the lifecycle steps answer `error`. */
+  readonly host?: MachineHost;
+  /** A guest kernel already running (a restored VM's). */
+  readonly kernel?: GuestKernel;
 }
 
 /** A simulated machine. */
 export class SimulatedMachine implements MachineApi {
-  readonly vmm: Vmm;
-  readonly link: VerifierLink;
+  #vmm: Vmm;
+  #link: VerifierLink;
   readonly audit: AuditLog;
-  readonly image: KernelImage;
+  #image: KernelImage;
   #kernel: GuestKernel | undefined;
   #disposed = false;
-  readonly #parts: SimulatedMachineParts;
+  #parts: SimulatedMachineParts;
 
   constructor(parts: SimulatedMachineParts) {
     this.#parts = parts;
-    this.vmm = parts.vmm;
-    this.link = parts.link;
+    this.#vmm = parts.vmm;
+    this.#link = parts.link;
     this.audit = parts.audit;
-    this.image = parts.image;
+    this.#image = parts.image;
+    this.#kernel = parts.kernel;
+  }
+
+  /** The VMM (after a migration: the destination's). */
+  get vmm(): Vmm {
+    return this.#vmm;
+  }
+
+  /** The verifier link (after a migration: the destination's). */
+  get link(): VerifierLink {
+    return this.#link;
+  }
+
+  /** The kernel image the guest runs (after a kexec: the new one). */
+  get image(): KernelImage {
+    return this.#image;
   }
 
   /** The booted kernel, if any. */
@@ -67,8 +92,42 @@ export class SimulatedMachine implements MachineApi {
     return this.#kernel;
   }
 
+  /** What the lifecycle operations see of the machine (runtime/lifecycle/). */
+  get internals(): lifecycle.MachineInternals {
+    return {
+      vmm: this.#vmm,
+      link: this.#link,
+      audit: this.audit,
+      image: this.#image,
+      kernel: this.#kernel,
+      parts: this.#parts,
+      setKernel: (k, image) => {
+        this.#kernel = k;
+        if (image) this.#image = image;
+      },
+      bootGuest: () => this.boot(),
+      swap: async (to) => {
+        const old = this.#link;
+        this.#vmm = to.vmm;
+        this.#link = to.link;
+        this.#image = to.image;
+        this.#kernel = to.kernel;
+        this.#parts = { ...this.#parts, vmm: to.vmm, link: to.link, image: to.image, host: to.host };
+        await old.dispose();
+      },
+    };
+  }
+
   async boot(): Promise<StepOutcome> {
     if (this.#kernel) return error('the kernel is already booted');
+    if (this.vmm.core.stopped !== undefined) {
+      // A VM that is off (hibernated, a refused resume, a panic, powered off): a cold boot.
+      const kernel = this.vmm.bootKernel;
+      if (!kernel) return error(`the VM is stopped (${this.vmm.core.stopped}) and the VMM has no kernel to boot`);
+      const r = await resetInto(this.vmm, kernel, { newManifest: false });
+      if (!r.ok) return error(`cold boot: ${r.error}`);
+      this.#image = this.#parts.image;
+    }
     const r = await bootKernel(this.vmm.bootCpu, this.image, { ramBytes: this.#parts.memoryBytes, ...(this.#parts.log ? { log: this.#parts.log } : {}) });
     if (!r.ok) return r.error.phase === 'heki_late_init' ? denied(`boot stopped in ${r.error.phase}: ${r.error.message}`) : error(`boot failed in ${r.error.phase}: ${r.error.message}`);
     this.#kernel = new GuestKernel(r.value);
@@ -237,6 +296,30 @@ export class SimulatedMachine implements MachineApi {
 
   async writeMsr(msr: number, value: bigint): Promise<StepOutcome> {
     return fromOutcome(this.vmm.bootCpu.wrmsr(msr, value), `MSR 0x${msr.toString(16)} = 0x${value.toString(16)}`);
+  }
+
+  async reboot(): Promise<StepOutcome> {
+    return lifecycle.reboot(this.internals);
+  }
+
+  async kexec(options: KexecOptions): Promise<StepOutcome> {
+    return lifecycle.kexec(this.internals, options);
+  }
+
+  async panic(): Promise<StepOutcome> {
+    return lifecycle.panic(this.internals);
+  }
+
+  async hibernate(): Promise<StepOutcome> {
+    return lifecycle.hibernateStep(this.internals);
+  }
+
+  async resume(options: { tamper?: boolean } = {}): Promise<StepOutcome> {
+    return lifecycle.resumeStep(this.internals, options);
+  }
+
+  async migrate(options: { tamper?: boolean } = {}): Promise<StepOutcome> {
+    return lifecycle.migrateStep(this.internals, options);
   }
 
   async hypercall(nr: number, args: readonly bigint[]): Promise<StepOutcome> {

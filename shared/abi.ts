@@ -36,6 +36,10 @@ export const HC = {
   HEKI_SET_MEMORY: 19,
   /** heki-sim: authenticate a signed code image (eBPF JIT, trampoline) and make it executable. */
   HEKI_LOAD_CODE: 20,
+  /** heki-sim: load a kexec (or crash) kernel with its signed manifest, like kexec_file_load. */
+  HEKI_KEXEC_LOAD: 21,
+  /** heki-sim: run the loaded kexec kernel (reboot(LINUX_REBOOT_CMD_KEXEC)); the VMM resets the VM into it. */
+  HEKI_KEXEC: 22,
 } as const;
 
 /** A hypercall number the core knows. */
@@ -52,6 +56,8 @@ export const HC_NAMES: Readonly<Record<HypercallNr, string>> = {
   [HC.HEKI_TEXT_PATCH]: 'KVM_HC_HEKI_TEXT_PATCH',
   [HC.HEKI_SET_MEMORY]: 'KVM_HC_HEKI_SET_MEMORY',
   [HC.HEKI_LOAD_CODE]: 'KVM_HC_HEKI_LOAD_CODE',
+  [HC.HEKI_KEXEC_LOAD]: 'KVM_HC_HEKI_KEXEC_LOAD',
+  [HC.HEKI_KEXEC]: 'KVM_HC_HEKI_KEXEC',
 };
 
 /** True when `nr` is a hypercall the core implements. */
@@ -115,6 +121,19 @@ export function memAttrString(attr: number): string {
     (attr & MEM_ATTR.IMMUTABLE ? 'I' : '-')
   );
 }
+
+/**
+ * KVM_HC_HEKI_KEXEC_LOAD flags (a1), after kexec_file_load's (include/uapi/linux/kexec.h:
+ * KEXEC_FILE_UNLOAD is bit 0 and KEXEC_FILE_ON_CRASH bit 1 there too).
+ */
+export const KEXEC_FLAG = {
+  /** Empty the slot instead of loading (a0 is ignored). */
+  UNLOAD: 1 << 0,
+  /** The crash kernel's slot: run only on a panic, never by KVM_HC_HEKI_KEXEC. */
+  ON_CRASH: 1 << 1,
+} as const;
+/** Every KEXEC_LOAD flag; any other bit is -KVM_EINVAL. */
+export const KEXEC_FLAGS_MASK = KEXEC_FLAG.UNLOAD | KEXEC_FLAG.ON_CRASH;
 
 /** LOCK_CR_UPDATE flag: return {@link HEKI_ABI_VERSION} instead of pinning anything. */
 export const HEKI_LOCK_CR_FLAG_ABI_VERSION = 1;

@@ -23,6 +23,13 @@ export const EXIT_REASONS = [
   'heki-configure',
   /** A Heki denial (a pinned bit cleared, an immutable page changed), when enabled by mask. */
   'heki-denial',
+  /**
+   * A lifecycle event the guest asked for (KVM_EXIT_SYSTEM_EVENT): reset, crash, shutdown,
+   * hibernate, or running a loaded kexec kernel (shared/platform-io.ts).
+   */
+  'system-event',
+  /** A verified kexec image the VMM may stage (KVM_HC_HEKI_KEXEC_LOAD, after the verifier allowed it). */
+  'kexec-load',
 ] as const;
 
 /** One exit reason. */

@@ -84,6 +84,14 @@ export interface GuestCpu {
   sgdt(): DescriptorTable;
 
   /**
+   * out: writes `value` (`size` bytes) to I/O port `port`. Privileged (IOPL 0): #GP at CPL 3.
+   * The platform's reset, pvpanic and ACPI sleep registers (shared/platform-io.ts) ask the VMM
+   * for a lifecycle event; when it accepts, the VM leaves guest mode (the outcome is
+   * `stopped`) until the VMM has carried the event out. Other ports are unclaimed.
+   */
+  out(port: number, value: number, size?: 1 | 2 | 4): GuestOutcome<void>;
+
+  /**
    * vmcall: hypercall `nr` with arguments a0..a3. Resolves to what KVM leaves in RAX: 0 or a
    * positive value on success, a negated KVM status on failure. The vCPU is blocked until
    * then: an authenticated change waits for the verifier's verdict. Never rejects.

@@ -13,6 +13,15 @@ export const PATCH_BATCH_MAGIC = 0x3154_4150_494b_4548n;
 /** Magic of a code descriptor: "HEKICOD1". */
 export const CODE_DESC_MAGIC = 0x3144_4f43_494b_4548n;
 
+/** Magic of a kexec descriptor: "HEKIKEX1". */
+export const KEXEC_DESC_MAGIC = 0x3158_454b_494b_4548n;
+/** Kexec descriptor bytes: magic, image gva/len, manifest gva/len. */
+export const KEXEC_DESC_SIZE = 40;
+/** Largest kexec image the core copies (64 MiB; Debian's vmlinuz is under 8 MiB). */
+export const KEXEC_IMAGE_MAX = 64 << 20;
+/** Largest signed manifest the core copies (16 MiB; the Debian 6.1 one is under 3 MiB). */
+export const KEXEC_MANIFEST_MAX = 16 << 20;
+
 /** Module descriptor header bytes (magic, image gva/len, name gva/len, nsections, percpu). */
 export const MODULE_DESC_HEADER = 56;
 /** `percpu` value meaning "the module has no per-CPU section". */
@@ -138,5 +147,17 @@ export function encodeCodeDesc(d: {
   dv.setBigUint64(40, BigInt(d.nameLen), true);
   out.set(d.keyId, 56);
   out.set(d.signature, 64);
+  return out;
+}
+
+/** Encodes a kexec descriptor: where the image (bzImage) and its signed manifest (UTF-8 JSON) are. */
+export function encodeKexecDesc(d: { imageGva: bigint; imageLen: number; manifestGva: bigint; manifestLen: number }): Uint8Array {
+  const out = new Uint8Array(KEXEC_DESC_SIZE);
+  const dv = new DataView(out.buffer);
+  dv.setBigUint64(0, KEXEC_DESC_MAGIC, true);
+  dv.setBigUint64(8, d.imageGva, true);
+  dv.setBigUint64(16, BigInt(d.imageLen), true);
+  dv.setBigUint64(24, d.manifestGva, true);
+  dv.setBigUint64(32, BigInt(d.manifestLen), true);
   return out;
 }

@@ -56,7 +56,10 @@ export interface SetMemoryRange {
 }
 
 /** Every request kind. */
-export const REQUEST_KINDS = ['kernel-text', 'module-load', 'module-unload', 'text-patch', 'set-memory', 'code-load'] as const;
+export const REQUEST_KINDS = ['kernel-text', 'module-load', 'module-unload', 'text-patch', 'set-memory', 'code-load', 'kexec-image', 'kernel-manifest', 'restore-state'] as const;
+
+/** Largest manifest text a request carries (16 Mi characters). */
+export const MANIFEST_TEXT_MAX = 16 << 20;
 /** A request kind. */
 export type RequestKind = (typeof REQUEST_KINDS)[number];
 
@@ -115,6 +118,37 @@ export type VerifyRequest =
       /** Detached Ed25519 signature over the image digest, with the signer's key id (hex). */
       readonly signature: Uint8Array;
       readonly keyId: string;
+    })
+  | (RequestBase & {
+      /**
+       * A kernel the guest wants to kexec into (KVM_HC_HEKI_KEXEC_LOAD): the bzImage and its
+       * signed manifest, copies the core took. Allowed only when a kernel-vendor key signed the
+       * manifest and the image's SHA-256 is the manifest's `vmlinuzSha256`.
+       */
+      readonly kind: 'kexec-image';
+      /** `kexec` (run by KVM_HC_HEKI_KEXEC) or `crash` (run only on a panic). */
+      readonly slot: 'kexec' | 'crash';
+      readonly image: Uint8Array;
+      /** The signed manifest file's text. */
+      readonly manifest: string;
+    })
+  | (RequestBase & {
+      /**
+       * The VMM reset the VM into a new kernel (kexec, crash kernel): from now on the VM's
+       * requests are checked against this signed manifest. Checked again before it is used.
+       */
+      readonly kind: 'kernel-manifest';
+      readonly manifest: string;
+    })
+  | (RequestBase & {
+      /**
+       * The VMM restores the VM from a signed state image (resume from hibernation, the end
+       * of a migration, shared/vm-image.ts): the verifier checks the image's signature (a `vmm`
+       * key), that it is this VM's, and every section's digest, then takes its own per-VM state
+       * from it.
+       */
+      readonly kind: 'restore-state';
+      readonly image: Uint8Array;
     });
 
 /** The request of a given kind. */
@@ -161,6 +195,10 @@ const num: Check = (v, p) => (typeof v === 'number' && Number.isSafeInteger(v) &
 const str: Check = (v, p) => (typeof v === 'string' && v.length <= 4096 ? undefined : `${p} must be a string of at most 4096 characters`);
 const big: Check = (v, p) => (typeof v === 'bigint' && v >= 0n && v < 1n << 64n ? undefined : `${p} must be a u64 bigint`);
 const bytes: Check = (v, p) => (v instanceof Uint8Array ? undefined : `${p} must be a Uint8Array`);
+const text =
+  (max: number): Check =>
+  (v, p) =>
+    typeof v === 'string' && v.length <= max ? undefined : `${p} must be a string of at most ${max} characters`;
 const bool: Check = (v, p) => (typeof v === 'boolean' ? undefined : `${p} must be a boolean`);
 const oneOf =
   (values: readonly string[]): Check =>
@@ -209,6 +247,9 @@ const REQUEST_SHAPES: Record<RequestKind, Check> = {
     ranges: arr(obj({ addr: big, frames: arr(num), current: arr(num), requested: num, pageHashes: arr(str) }), 65536),
   }),
   'code-load': obj({ ...base, kind: str, what: oneOf(['bpf-jit', 'trampoline']), name: str, addr: big, image: bytes, signature: bytes, keyId: str }),
+  'kexec-image': obj({ ...base, kind: str, slot: oneOf(['kexec', 'crash']), image: bytes, manifest: text(MANIFEST_TEXT_MAX) }),
+  'kernel-manifest': obj({ ...base, kind: str, manifest: text(MANIFEST_TEXT_MAX) }),
+  'restore-state': obj({ ...base, kind: str, image: bytes }),
 };
 
 /**

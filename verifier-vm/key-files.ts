@@ -11,7 +11,7 @@
  * ```json
  * {"type":"heki-ed25519-secret-key","role":"module-signing","keyId":"<16 hex>","seed":"<base64 of 32 bytes>","publicKey":"<base64 of 32 bytes>"}
  * ```
- * `role` is `module-signing` or `kernel-vendor`; `keyId` is SHA-256(publicKey)[0..8) in
+ * `role` is `module-signing`, `kernel-vendor` or `vmm`; `keyId` is SHA-256(publicKey)[0..8) in
  * lowercase hex and must match the key; the secret file's `publicKey` must be the seed's.
  * Unknown extra members are refused, so a typo never silently drops a field.
  *
@@ -92,7 +92,7 @@ export function parsePublicKeyFile(text: string, source: string): Result<Ed25519
   }
   const extra = checkMembers(o, ['type', 'role', 'keyId', 'publicKey'], source);
   if (extra !== undefined) return err(extra);
-  if (!isKeyRole(o['role'])) return err(`${source}: role must be module-signing or kernel-vendor, got ${JSON.stringify(o['role'])}`);
+  if (!isKeyRole(o['role'])) return err(`${source}: role must be module-signing, kernel-vendor or vmm, got ${JSON.stringify(o['role'])}`);
   const publicKey = decodeBase64(o['publicKey'], ED25519_PUBLIC_KEY_LEN);
   if (publicKey === undefined) return err(`${source}: publicKey must be base64 of ${ED25519_PUBLIC_KEY_LEN} bytes`);
   const keyId = ed25519KeyIdHex(publicKey);
@@ -110,7 +110,7 @@ export function parseSecretKeyFile(text: string, source: string): Result<SecretK
   }
   const extra = checkMembers(o, ['type', 'role', 'keyId', 'seed', 'publicKey'], source);
   if (extra !== undefined) return err(extra);
-  if (!isKeyRole(o['role'])) return err(`${source}: role must be module-signing or kernel-vendor, got ${JSON.stringify(o['role'])}`);
+  if (!isKeyRole(o['role'])) return err(`${source}: role must be module-signing, kernel-vendor or vmm, got ${JSON.stringify(o['role'])}`);
   const seed = decodeBase64(o['seed'], ED25519_SEED_LEN);
   if (seed === undefined) return err(`${source}: seed must be base64 of ${ED25519_SEED_LEN} bytes`);
   const publicKey = decodeBase64(o['publicKey'], ED25519_PUBLIC_KEY_LEN);

@@ -15,16 +15,18 @@ import { parseTrustedCertificate, type TrustedCertificate } from './signature/x5
 
 /**
  * What a key may sign. `kernel-vendor` keys sign the kernel manifest; `module-signing` keys
- * sign loadable modules. A key only counts for its own role.
+ * sign loadable modules; `vmm` keys are a VMM's per-VM keys, which sign VM state images
+ * (hibernation images, migration snapshots: shared/vm-image.ts). A key only counts for its
+ * own role.
  */
-export type KeyRole = 'kernel-vendor' | 'module-signing';
+export type KeyRole = 'kernel-vendor' | 'module-signing' | 'vmm';
 
 /** The roles, for validation and usage texts. */
-export const KEY_ROLES: readonly KeyRole[] = Object.freeze(['kernel-vendor', 'module-signing'] as const);
+export const KEY_ROLES: readonly KeyRole[] = Object.freeze(['kernel-vendor', 'module-signing', 'vmm'] as const);
 
 /** Is `v` a {@link KeyRole}? */
 export function isKeyRole(v: unknown): v is KeyRole {
-  return v === 'kernel-vendor' || v === 'module-signing';
+  return v === 'kernel-vendor' || v === 'module-signing' || v === 'vmm';
 }
 
 /** An Ed25519 public key of the keyring. */

@@ -73,13 +73,19 @@ export interface VmState {
   readonly codeImages: Map<bigint, { end: bigint; name: string; sha256: string; pageHashes: ReadonlyMap<bigint, string> }>;
   /** Whether the end-of-boot kernel-text check passed. */
   bootVerified: boolean;
+  /**
+   * The kernel this VM runs when it is not the one of the verifier's own manifest: set when
+   * the VMM reset the VM into a kexec or crash kernel (a `kernel-manifest` request), with the
+   * signed manifest's text. Plugins see its manifest as `ctx.manifest`.
+   */
+  kernel?: { readonly manifest: KernelManifest; readonly text: string } | undefined;
   /** Private state of each plugin, by plugin name (e.g. installed kprobes). Change it only in `commit`. */
   readonly pluginState: Map<string, unknown>;
 }
 
 /** What a plugin sees besides the request. */
 export interface PluginContext {
-  /** The signed manifest, once the VMM loaded it. */
+  /** The signed manifest of the kernel this VM runs (its own after a kexec), once the VMM loaded one. */
   readonly manifest: KernelManifest | undefined;
   readonly keyring: Keyring;
   /** State of the VM that sent the request. */

@@ -10,6 +10,7 @@ import type { AnyPlugin, Decision, PluginContext, PluginResult, VmState } from '
 import type { Keyring } from './keyring.ts';
 import type { KernelManifest } from './manifest.ts';
 import type { AuditLog } from './audit-log.ts';
+import { EXPORTED_VM_STATE_VERSION, type ExportedVmState } from './vm-state.ts';
 
 /** How the engine is set up. */
 export interface VerifierOptions {
@@ -77,7 +78,7 @@ export class Verifier {
   vmState(vm: string): VmState {
     let s = this.#vms.get(vm);
     if (!s) {
-      s = { vm, modules: new Map(), codeImages: new Map(), bootVerified: false, pluginState: new Map() };
+      s = { vm, modules: new Map(), codeImages: new Map(), bootVerified: false, kernel: undefined, pluginState: new Map() };
       this.#vms.set(vm, s);
     }
     return s;
@@ -86,6 +87,24 @@ export class Verifier {
   /** Forgets a VM's state (the VMM reset it). */
   resetVm(vm: string): void {
     this.#vms.delete(vm);
+  }
+
+  /**
+   * A VM's state as plain data, for the VMM to put in a signed state image (hibernation,
+   * migration); undefined when the verifier has none for it. It comes back only through a
+   * `restore-state` request, whose image the lifecycle plugin checks first.
+   */
+  exportVm(vm: string): ExportedVmState | undefined {
+    const s = this.#vms.get(vm);
+    if (!s) return undefined;
+    return {
+      version: EXPORTED_VM_STATE_VERSION,
+      bootVerified: s.bootVerified,
+      modules: s.modules,
+      codeImages: s.codeImages,
+      pluginState: s.pluginState,
+      manifest: s.kernel?.text,
+    };
   }
 
   /** Decides one message; never throws. The verdict is audited before it is returned. */
@@ -121,7 +140,7 @@ export class Verifier {
     const facts = new Map<string, unknown>();
     const vm = this.vmState(request.vm);
     const ctxFor = (p: AnyPlugin): PluginContext => ({
-      manifest: this.#manifest,
+      manifest: vm.kernel?.manifest ?? this.#manifest,
       keyring: this.#keyring,
       vm,
       facts,
@@ -204,5 +223,11 @@ function subject(r: VerifyRequest): string {
       return `${r.ranges.length} ranges`;
     case 'kernel-text':
       return r.sections.map((s) => s.name).join(',');
+    case 'kexec-image':
+      return `${r.slot} image (${r.image.length} bytes)`;
+    case 'kernel-manifest':
+      return 'kernel manifest';
+    case 'restore-state':
+      return `state image (${r.image.length} bytes)`;
   }
 }

@@ -37,6 +37,8 @@ export interface VerifierWorkerApi {
   verify(message: unknown): unknown;
   stats(): VerifierStats;
   resetVm(vm: string): void;
+  /** The per-VM state of `vm` as plain data (verifier-vm/vm-state.ts), or undefined. */
+  exportVm(vm: string): unknown;
   /** Arms a fault for the next `verify` call. Refused unless faultInjection was set. */
   inject(fault: InjectedFault): boolean;
 }

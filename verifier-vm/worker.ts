@@ -86,6 +86,10 @@ const api: VerifierWorkerApi = {
     verifier?.resetVm(vm);
   },
 
+  exportVm(vm: string): unknown {
+    return verifier?.exportVm(vm);
+  },
+
   inject(fault: InjectedFault): boolean {
     if (!faultInjection) return false;
     armed = fault;

@@ -9,13 +9,14 @@ import { isKeyRole, KEY_ROLES } from '../../verifier-vm/keyring.ts';
 import { writeKeyPairFiles } from '../../verifier-vm/key-files.ts';
 import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 
-const USAGE = `usage: heki keygen --out <dir> [--role module-signing|kernel-vendor] [--name <basename>] [--force]
+const USAGE = `usage: heki keygen --out <dir> [--role module-signing|kernel-vendor|vmm] [--name <basename>] [--force]
 
 Generates an Ed25519 key pair and writes <dir>/<name>.secret.json (mode 0600) and
 <dir>/<name>.pub.json. Prints the key id (first 8 bytes of SHA-256 of the public key).
 
   --out <dir>      directory to write into (created if missing)
-  --role <role>    what the key may sign: module-signing (default) or kernel-vendor
+  --role <role>    what the key may sign: module-signing (default), kernel-vendor (manifests)
+                   or vmm (a VMM's VM state images: hibernation, heki snapshot)
   --name <name>    file base name (default heki-signing-key)
   --force          overwrite existing key files
 `;

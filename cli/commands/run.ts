@@ -102,7 +102,8 @@ export function machineConfigOf(s: Scenario): MachineConfig {
 /**
  * Checks the host files a scenario names before any machine starts, so that bad input is
  * exit 2 naming the file: every key file must load (verifier-vm/key-files.ts), and the
- * kernel files given explicitly must be readable files.
+ * kernel files given explicitly (the boot kernel's, and each kexec step's image, manifest and
+ * System.map) must be readable files.
  */
 export function checkScenarioFiles(s: Scenario, display: string): Result<void, string> {
   const keys = keyringDataFromFiles(s.keys);
@@ -111,6 +112,14 @@ export function checkScenarioFiles(s: Scenario, display: string): Result<void, s
     if (path === undefined) continue;
     const r = readableFile(path);
     if (!r.ok) return err(`${display}: '${key}' ${path}: ${r.error}`);
+  }
+  for (const step of s.steps) {
+    if (step.op !== 'kexec') continue;
+    for (const [key, path] of [['image', step.image], ['manifest', step.manifest], ['system-map', step.systemMap]] as const) {
+      if (path === undefined) continue;
+      const r = readableFile(path);
+      if (!r.ok) return err(`${display}: step ${step.index} (kexec): '${key}' ${path}: ${r.error}`);
+    }
   }
   return { ok: true, value: undefined };
 }

@@ -81,6 +81,17 @@ export class PermissionCounters {
     return (c.read > 0 ? MEM_ATTR.READ : 0) | (c.write > 0 ? MEM_ATTR.WRITE : 0) | (c.exec > 0 ? MEM_ATTR.EXEC : 0);
   }
 
+  /** The frames whose counts differ from the baseline, as plain data. */
+  exportState(): Array<[number, Counts]> {
+    return [...this.#frames].map(([f, c]) => [f, { ...c }]);
+  }
+
+  /** Replaces the recorded counts (a restored kernel's; the baseline must be the same). */
+  importState(entries: ReadonlyArray<readonly [number, Readonly<Counts>]>): void {
+    this.#frames.clear();
+    for (const [f, c] of entries) this.#frames.set(f, { read: c.read, write: c.write, exec: c.exec });
+  }
+
   /** How many mappings of each kind `frame` has. */
   counts(frame: number): Readonly<Counts> {
     return { ...(this.#get(frame) ?? NONE) };

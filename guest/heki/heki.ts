@@ -40,6 +40,18 @@ export class Heki {
     return this.#bootEnded;
   }
 
+  /** The layer's state as plain data (hibernation, migration). */
+  exportState(): { abi: number | undefined; bootEnded: boolean; counters: Array<[number, { read: number; write: number; exec: number }]> } {
+    return { abi: this.#abi, bootEnded: this.#bootEnded, counters: this.counters.exportState() };
+  }
+
+  /** Takes a restored kernel's state back. */
+  importState(s: { abi: number | undefined; bootEnded: boolean; counters: ReadonlyArray<readonly [number, { read: number; write: number; exec: number }]> }): void {
+    this.#abi = s.abi;
+    this.#bootEnded = s.bootEnded;
+    this.counters.importState(s.counters);
+  }
+
   /** heki_early_init: find out whether the hypervisor speaks Heki. */
   async earlyInit(): Promise<boolean> {
     this.#abi = await this.hv.detect();

@@ -32,6 +32,16 @@ export interface CodeValidation {
   readonly signature: Uint8Array;
 }
 
+/** A kexec kernel in guest memory: the bzImage and its signed manifest (kexec_file_load's two files). */
+export interface KexecLoad {
+  readonly imageVa: bigint;
+  readonly imageLen: number;
+  readonly manifestVa: bigint;
+  readonly manifestLen: number;
+  /** The crash kernel's slot (run only on a panic) instead of the kexec one. */
+  readonly crash: boolean;
+}
+
 /** The ops a Heki hypervisor backend provides. */
 export interface HekiHypervisor {
   /** Backend name for messages (`kvm`). */
@@ -54,4 +64,8 @@ export interface HekiHypervisor {
   setMemory?(va: bigint, pages: number, attributes: number): Promise<HekiStatus>;
   /** Optional: authenticates a signed code image. */
   loadCode?(c: CodeValidation): Promise<HekiStatus>;
+  /** Optional: loads a kexec (or crash) kernel with its manifest; the hypervisor has it verified and staged. */
+  kexecLoad?(k: KexecLoad): Promise<HekiStatus>;
+  /** Optional: runs the loaded kexec kernel; the hypervisor resets the VM into it (does not return on success). */
+  kexecExec?(): Promise<HekiStatus>;
 }

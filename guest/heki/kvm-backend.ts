@@ -2,12 +2,12 @@
  * The KVM backend of the guest's Heki layer: each op becomes a `vmcall` with the numbers and
  * layouts of shared/abi.ts, descriptors written into the kernel's scratch buffer.
  */
-import { HC, HEKI_LOCK_CR_FLAG_ABI_VERSION, KVM_STATUS, statusName } from '../../shared/abi.ts';
+import { HC, HEKI_LOCK_CR_FLAG_ABI_VERSION, KEXEC_FLAG, KVM_STATUS, statusName } from '../../shared/abi.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import { PAGE_SIZE } from '../../shared/addr.ts';
 import { chunkPageRanges, encodePageList, type PageRange } from '../../shared/page-list.ts';
-import { encodeCodeDesc, encodeModuleDesc, encodePatchBatch, patchStatuses, type PatchRequest } from '../../shared/heki-descriptors.ts';
-import type { CodeValidation, HekiHypervisor, HekiStatus, ModuleValidation } from './hypervisor.ts';
+import { encodeCodeDesc, encodeKexecDesc, encodeModuleDesc, encodePatchBatch, patchStatuses, type PatchRequest } from '../../shared/heki-descriptors.ts';
+import type { CodeValidation, HekiHypervisor, HekiStatus, KexecLoad, ModuleValidation } from './hypervisor.ts';
 import type { Scratch } from './scratch.ts';
 
 function status(ret: number): HekiStatus {
@@ -81,6 +81,16 @@ export function kvmHekiBackend(cpu: GuestCpu, scratch: Scratch): Required<HekiHy
         if (!scratch.write(0, desc)) return NO_SPACE;
         return status(await cpu.vmcall(HC.HEKI_LOAD_CODE, scratch.pa));
       });
+    },
+    kexecLoad(k: KexecLoad) {
+      return scratch.exclusive(async () => {
+        const desc = encodeKexecDesc({ imageGva: k.imageVa, imageLen: k.imageLen, manifestGva: k.manifestVa, manifestLen: k.manifestLen });
+        if (!scratch.write(0, desc)) return NO_SPACE;
+        return status(await cpu.vmcall(HC.HEKI_KEXEC_LOAD, scratch.pa, BigInt(k.crash ? KEXEC_FLAG.ON_CRASH : 0)));
+      });
+    },
+    async kexecExec() {
+      return status(await cpu.vmcall(HC.HEKI_KEXEC));
     },
   };
 }

@@ -50,6 +50,8 @@ export interface BootedKernel {
   readonly frames: FrameAllocator;
   readonly heki: Heki;
   readonly scratch: Scratch;
+  /** Where the page-table writer takes new table frames from (the boot tables' pool). */
+  readonly tableFrames?: BumpFrameAllocator;
   /** Milliseconds per boot phase. */
   readonly timings: Readonly<Record<string, number>>;
 }
@@ -69,6 +71,33 @@ function must<T>(r: GuestOutcome<T>, phase: string, what: string): Result<T, Boo
 const roundUp = (v: bigint, a: bigint): bigint => (v + a - 1n) & ~(a - 1n);
 const roundDown = (v: bigint, a: bigint): bigint => v & ~(a - 1n);
 
+/** Physical extent of the kernel image and the memory boot keeps after it (.brk, .init.scratch). */
+export function kernelImageExtent(image: KernelImage): { start: bigint; end: bigint } {
+  const b = image.boundaries;
+  const phys = (va: bigint): bigint => va - START_KERNEL_MAP;
+  return { start: roundDown(phys(b._stext), MB2), end: roundUp(phys(b.__bss_stop), MB2) + 0x80_0000n };
+}
+
+/**
+ * heki_init_perm's counters baseline: every RAM frame has its direct-map mapping (RW NX,
+ * read-only for text and rodata); the image's frames also have the kernel mapping (text RX,
+ * rodata R, the rest RW NX), as mark_rodata_ro leaves them.
+ */
+export function hekiCountsBaseline(image: KernelImage): (frame: number) => { read: number; write: number; exec: number } {
+  const b = image.boundaries;
+  const phys = (va: bigint): bigint => va - START_KERNEL_MAP;
+  const ext = kernelImageExtent(image);
+  const textF = { start: Number(phys(roundDown(b._stext, PAGE)) >> 12n), end: Number(phys(roundUp(b._etext, PAGE)) >> 12n) };
+  const roF = { start: textF.end, end: Number(phys(roundUp(b.__end_rodata, PAGE)) >> 12n) };
+  const imgF = { start: Number(ext.start >> 12n), end: Number(ext.end >> 12n) };
+  return (f) => {
+    if (f >= textF.start && f < textF.end) return { read: 2, write: 0, exec: 1 };
+    if (f >= roF.start && f < roF.end) return { read: 2, write: 0, exec: 0 };
+    if (f >= imgF.start && f < imgF.end) return { read: 2, write: 2, exec: 0 };
+    return { read: 1, write: 1, exec: 0 };
+  };
+}
+
 /** Boots the kernel on `cpu`. */
 export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: BootOptions): Promise<Result<BootedKernel, BootError>> {
   const log = options.log ?? (() => undefined);
@@ -81,8 +110,7 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   };
   const b = image.boundaries;
   const phys = (va: bigint): bigint => va - START_KERNEL_MAP;
-  const imageStart = roundDown(phys(b._stext), MB2);
-  const imageEnd = roundUp(phys(b.__bss_stop), MB2) + 0x80_0000n; // .brk and .init.scratch follow __bss_stop
+  const { start: imageStart, end: imageEnd } = kernelImageExtent(image);
   if (options.ramBytes < imageEnd + 0x400_0000n) return err({ phase: 'setup', message: `${options.ramBytes} bytes of RAM cannot hold the kernel image and its working memory` });
 
   // 1. Early page tables, written with paging off.
@@ -149,18 +177,7 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   const scratchPa = frames.allocContiguous(SCRATCH_BYTES / 4096);
   if (scratchPa === undefined) return err({ phase: 'setup', message: 'no contiguous memory for the hypervisor scratch buffer' });
   const scratch = new Scratch(cpu, scratchPa, SCRATCH_BYTES);
-  // heki_init_perm: every RAM frame has its direct-map mapping (RW NX, read-only for text and
-  // rodata); the image's frames also have the kernel mapping (text RX, rodata R, the rest RW NX),
-  // as mark_rodata_ro leaves them.
-  const textF = { start: Number(phys(roundDown(b._stext, PAGE)) >> 12n), end: Number(phys(roundUp(b._etext, PAGE)) >> 12n) };
-  const roF = { start: textF.end, end: Number(phys(roundUp(b.__end_rodata, PAGE)) >> 12n) };
-  const imgF = { start: Number(imageStart >> 12n), end: Number(imageEnd >> 12n) };
-  const heki = new Heki(kvmHekiBackend(cpu, scratch), (f) => {
-    if (f >= textF.start && f < textF.end) return { read: 2, write: 0, exec: 1 };
-    if (f >= roF.start && f < roF.end) return { read: 2, write: 0, exec: 0 };
-    if (f >= imgF.start && f < imgF.end) return { read: 2, write: 2, exec: 0 };
-    return { read: 1, write: 1, exec: 0 };
-  });
+  const heki = new Heki(kvmHekiBackend(cpu, scratch), hekiCountsBaseline(image));
   if (!(await heki.earlyInit())) log('heki: the hypervisor does not support Heki; continuing unprotected');
 
   // 4. free_initmem + mark_rodata_ro: final 4 KiB mappings of the image.
@@ -220,7 +237,7 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   if (!late.ok) return err({ phase: 'heki_late_init', message: `${late.step} refused: ${late.status.ok ? '' : late.status.name}` });
   log('heki: CR0.WP and CR4.SMEP|SMAP|UMIP pinned; text RX and rodata R locked immutable; boot text verified');
   phase('heki_late_init');
-  return ok({ cpu, image, pageTables, frames, heki, scratch, timings });
+  return ok({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings });
 }
 
 function hex(v: bigint): string {

@@ -4,6 +4,15 @@
  * moving hint, like a much simplified buddy allocator at order 0.
  */
 
+/** The allocator's state as plain data (a hibernation image or a migration carries it). */
+export interface FrameAllocatorState {
+  readonly start: bigint;
+  readonly end: bigint;
+  /** One byte per frame: 1 when in use. */
+  readonly used: Uint8Array;
+  readonly hint: number;
+}
+
 /** Page allocator over [start, end) physical. */
 export class FrameAllocator {
   readonly #first: number;
@@ -16,6 +25,21 @@ export class FrameAllocator {
     const n = Number((end - start) >> 12n);
     this.#used = new Uint8Array(n);
     this.#free = n;
+  }
+
+  /** The state as plain data. */
+  exportState(): FrameAllocatorState {
+    return { start: BigInt(this.#first) << 12n, end: (BigInt(this.#first) + BigInt(this.#used.length)) << 12n, used: Uint8Array.from(this.#used), hint: this.#hint };
+  }
+
+  /** An allocator in `state` (as {@link exportState} gave it). */
+  static fromState(state: FrameAllocatorState): FrameAllocator {
+    const a = new FrameAllocator(state.start, state.end);
+    if (state.used.length !== a.#used.length) throw new RangeError(`allocator state has ${state.used.length} frames, the range ${a.#used.length}`);
+    a.#used.set(state.used);
+    a.#hint = state.hint;
+    a.#free = state.used.reduce((n, b) => n + (b === 0 ? 1 : 0), 0);
+    return a;
   }
 
   /** Frames still free. */

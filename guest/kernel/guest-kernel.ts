@@ -15,6 +15,9 @@ import { Kprobes } from '../patching/kprobes.ts';
 import { BpfJit } from '../bpf/bpf-jit.ts';
 import type { BootedKernel } from './boot.ts';
 import type { Heki } from '../heki/heki.ts';
+import type { Scratch } from '../heki/scratch.ts';
+import type { BumpFrameAllocator } from '../mm/page-table-writer.ts';
+import { KernelLifecycle } from './lifecycle.ts';
 
 /** A booted kernel's subsystems. */
 export class GuestKernel {
@@ -29,9 +32,17 @@ export class GuestKernel {
   readonly kprobes: Kprobes;
   readonly modules: ModuleLoader;
   readonly bpf: BpfJit;
+  /** The hypervisor scratch buffer boot reserved. */
+  readonly scratch: Scratch;
+  /** The page-table frame pool, when boot said which. */
+  readonly tableFrames: BumpFrameAllocator | undefined;
+  /** Reboot, panic, S4/S5, kexec. */
+  readonly lifecycle: KernelLifecycle;
 
   constructor(booted: BootedKernel) {
     this.cpu = booted.cpu;
+    this.scratch = booted.scratch;
+    this.tableFrames = booted.tableFrames;
     this.image = booted.image;
     this.heki = booted.heki;
     this.mm = new KernelMm(booted.cpu, booted.pageTables, booted.frames, booted.heki);
@@ -68,6 +79,7 @@ export class GuestKernel {
     this.staticCalls.addSites(booted.image.staticCalls.sites.filter((s) => !inInit(s.site)).map((s) => ({ site: s.site, key: s.key, tail: s.tail })));
     this.kprobes = new Kprobes(this.poker, (va) => this.#read(va, 1)[0]);
     this.bpf = new BpfJit(booted.cpu, this.mm, booted.heki);
+    this.lifecycle = new KernelLifecycle(booted.cpu, this.mm, booted.heki);
     this.modules = new ModuleLoader(booted.cpu, this.mm, booted.heki, booted.image, {
       loaded: (m) => this.#moduleLoaded(m),
       unloaded: (m) => this.#moduleUnloaded(m),

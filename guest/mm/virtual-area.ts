@@ -28,6 +28,16 @@ export class VirtualArea {
     return undefined;
   }
 
+  /** The free ranges as plain data. */
+  exportState(): Array<{ start: bigint; end: bigint }> {
+    return this.#free.map((r) => ({ ...r }));
+  }
+
+  /** Replaces the free ranges (a restored kernel's). */
+  importState(free: ReadonlyArray<{ start: bigint; end: bigint }>): void {
+    this.#free.splice(0, this.#free.length, ...free.map((r) => ({ start: r.start, end: r.end })));
+  }
+
   /** Returns `pages` pages at `va` (and the guard page) to the area. */
   free(va: bigint, pages: number): void {
     const end = va + BigInt(pages + 1) * 4096n;

@@ -34,6 +34,20 @@ export interface LoadedModule {
   readonly core: { va: bigint; pages: number };
   readonly init: { va: bigint; pages: number } | undefined;
   readonly exports: ReadonlyMap<string, bigint>;
+  /**
+   * What the module was built from: the file init_module got and the bases it was linked at,
+   * so a restored kernel rebuilds the same image (hibernation, migration).
+   */
+  readonly source?: { readonly file: Uint8Array; readonly initBase: bigint; readonly percpuBase: bigint };
+}
+
+/** A loaded module as plain data (see {@link ModuleLoader.exportState}). */
+export interface LoadedModuleState {
+  readonly file: Uint8Array;
+  readonly core: { va: bigint; pages: number };
+  readonly init: { va: bigint; pages: number } | undefined;
+  readonly initBase: bigint;
+  readonly percpuBase: bigint;
 }
 
 /** Notified when modules come and go (ftrace, jump labels). */
@@ -126,9 +140,10 @@ export class ModuleLoader {
       await this.mm.vfree(core.value.va, Math.max(corePages, 1), 'modules');
       if (init?.ok) await this.mm.vfree(init.value.va, initPages, 'modules');
     };
+    const initBase = init?.ok ? init.value.va : core.value.va + BigInt(corePages) * 4096n;
     const built = buildModuleImage(file, {
       base: core.value.va,
-      initBase: init?.ok ? init.value.va : core.value.va + BigInt(corePages) * 4096n,
+      initBase,
       percpuBase,
       resolve: (sym) => this.resolve(sym),
       fentry: this.kernel.boundaries.__fentry__,
@@ -181,10 +196,40 @@ export class ModuleLoader {
       core: { va: core.value.va, pages: Math.max(corePages, 1) },
       init: init?.ok ? { va: init.value.va, pages: initPages } : undefined,
       exports: image.exports,
+      source: { file: Uint8Array.from(file), initBase, percpuBase },
     };
     this.loaded.set(name, m);
     this.listener.loaded(m);
     return ok(m);
+  }
+
+  /** The loaded modules (in load order) and the next per-CPU offset, as plain data. */
+  exportState(): { percpuNext: bigint; loaded: LoadedModuleState[] } {
+    const loaded = [...this.loaded.values()].map((m) => {
+      if (!m.source) throw new Error(`internal: module ${m.name} has no source record`);
+      return { file: m.source.file, core: { ...m.core }, init: m.init && { ...m.init }, initBase: m.source.initBase, percpuBase: m.source.percpuBase };
+    });
+    return { percpuNext: this.#percpuNext, loaded };
+  }
+
+  /**
+   * Takes a restored kernel's modules back: each image is rebuilt from its file at the same
+   * addresses, in load order (so each links against the same exports), and announced to the
+   * listeners. Nothing is written and the hypervisor is not asked: the memory, the page
+   * tables and the protections came back with the image.
+   */
+  restoreState(s: { percpuNext: bigint; loaded: readonly LoadedModuleState[] }): Result<void, string> {
+    for (const r of s.loaded) {
+      const built = buildModuleImage(r.file, { base: r.core.va, initBase: r.initBase, percpuBase: r.percpuBase, resolve: (sym) => this.resolve(sym), fentry: this.kernel.boundaries.__fentry__ });
+      if (!built.ok) return err(`restoring a module: ${built.error.message}`);
+      const image = built.value;
+      const name = image.modinfo.name ?? image.name;
+      const m: LoadedModule = { name, depends: image.modinfo.depends, image, core: r.core, init: r.init, exports: image.exports, source: { file: r.file, initBase: r.initBase, percpuBase: r.percpuBase } };
+      this.loaded.set(name, m);
+      this.listener.loaded(m);
+    }
+    this.#percpuNext = s.percpuNext;
+    return ok(undefined);
   }
 
   /** Unloads `name`; refused while another loaded module depends on it. */

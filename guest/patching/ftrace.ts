@@ -73,6 +73,16 @@ export class Ftrace {
     return { ...r, selected: sites.length };
   }
 
+  /** The traced sites. */
+  enabledSites(): bigint[] {
+    return [...this.#enabled];
+  }
+
+  /** Marks sites traced (a restored kernel's record; the text already holds the calls). */
+  restoreEnabled(addresses: Iterable<bigint>): void {
+    for (const a of addresses) if (this.#sites.has(a)) this.#enabled.add(a);
+  }
+
   /** Whether `address` is traced now (by the guest's own record). */
   isEnabled(address: bigint): boolean {
     return this.#enabled.has(address);

@@ -33,6 +33,17 @@ export class Kprobes {
     return r;
   }
 
+  /** Installed probes with their original bytes, as plain data. */
+  exportState(): Array<[bigint, number]> {
+    return [...this.#saved];
+  }
+
+  /** Takes a restored kernel's probes back (the text already holds the int3s). */
+  importState(probes: ReadonlyArray<readonly [bigint, number]>): void {
+    this.#saved.clear();
+    for (const [a, b] of probes) this.#saved.set(a, b);
+  }
+
   /** Addresses with a probe. */
   installed(): bigint[] {
     return [...this.#saved.keys()];

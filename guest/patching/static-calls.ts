@@ -106,6 +106,12 @@ export class StaticCalls {
     return this.#keys.get(key)?.func;
   }
 
+  /** Records the function a restored kernel's last update set (the text already holds it). */
+  restoreCurrent(key: bigint, func: bigint | null): void {
+    const k = this.#keys.get(key);
+    if (k) k.func = func;
+  }
+
   /** static_call_update(key, target): one batch with the trampoline and every live site. */
   async update(key: bigint, target: bigint | null): Promise<StaticCallResult> {
     const k = this.#keys.get(key);

@@ -15,9 +15,12 @@ import { NO_CR_FILTER, type CrFilter } from './cr-filter.ts';
 import type { ExitSink, Reaction, VmExit } from '../exits/exit.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import { HEKI_CONFIGURE, HEKI_DENIAL } from '../../shared/exit-reasons.ts';
+import type { SystemEventType } from '../../shared/platform-io.ts';
 import { Vcpu } from '../vcpu/vcpu.ts';
 import { Authenticator, type KernelRegion, type VerifierPort } from './auth/authenticator.ts';
 import type { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { EPT_FROZEN } from '../ept/permissions.ts';
+import { CORE_STATE_VERSION, type CoreState, type CoreStateError } from './core-state.ts';
 
 /** How to build a VM. */
 export interface VmConfig {
@@ -46,6 +49,7 @@ export class VmCore {
   #configureMask = 0;
   #denialMask = 0;
   #stopped: string | undefined;
+  #parked: string | undefined;
   #auth: Authenticator | undefined;
 
   constructor(config: VmConfig, sink: ExitSink) {
@@ -70,12 +74,33 @@ export class VmCore {
    * manifest: where the kernel image's sections sit, virtually and physically.
    */
   attachVerifier(config: { port: VerifierPort; vm: string; audit: AuditLog; kernelRegions: readonly KernelRegion[] }): void {
+    this.#auth?.retire();
     this.#auth = new Authenticator(config, this.ept);
   }
 
-  /** Why the VM was stopped, or undefined while it runs. */
+  /**
+   * Why the VM was stopped, or parked for a lifecycle event the VMM is carrying out, or
+   * undefined while it runs.
+   */
   get stopped(): string | undefined {
-    return this.#stopped;
+    return this.#stopped ?? this.#parked;
+  }
+
+  /** Why the VM is parked for a system event (undefined when it is not). */
+  get parked(): string | undefined {
+    return this.#parked;
+  }
+
+  /**
+   * A vCPU asks for a lifecycle event (a platform register write, KVM_HC_HEKI_KEXEC). The
+   * VMM decides; when it accepts, the VM is parked: every vCPU operation reports `stopped`
+   * until the VMM has carried the event out (and reset the VM). INVARIANT: no instruction of
+   * the old kernel runs after an accepted reset, kexec or hibernation.
+   */
+  systemEvent(vcpu: number, type: SystemEventType, source: string): Reaction {
+    const r = this.exit({ reason: 'system-event', vcpu, type, source });
+    if (r.action === 'resume') this.#parked = `${type} requested (${source}); the VMM is carrying it out`;
+    return r;
   }
 
   get msrFilter(): MsrFilter {
@@ -143,6 +168,14 @@ export class VmCore {
     return r;
   }
 
+  /**
+   * VMM ioctl: the VMM could not carry out the event it accepted (a hibernation it cannot
+   * write): the parked vCPUs run on, every protection unchanged.
+   */
+  unpark(): void {
+    this.#parked = undefined;
+  }
+
   /** Stops the VM: every vCPU operation from now on reports `stopped`. */
   stop(reason: string): void {
     this.#stopped ??= reason;
@@ -163,8 +196,94 @@ export class VmCore {
     this.#configureMask = 0;
     this.#denialMask = 0;
     this.#stopped = undefined;
-    if (this.#auth) this.#auth = new Authenticator(this.#auth, this.ept);
+    this.#parked = undefined;
+    if (this.#auth) {
+      this.#auth.retire();
+      this.#auth = new Authenticator(this.#auth, this.ept);
+    }
     if (options.clearMemory) this.memory.clear();
     for (const v of this.vcpus) v.reset();
   }
+
+  /**
+   * VMM ioctl: the protection state and the vCPUs' registers, as plain data (hibernation,
+   * migration). Refused while a verification holds frames frozen: the state would record a
+   * half-applied change.
+   */
+  saveState(): { ok: true; value: CoreState } | { ok: false; error: CoreStateError } {
+    if (this.#auth?.busy) return err({ kind: 'busy', message: 'a verification is in flight (frames are frozen); save the state after it ends' });
+    const auth = this.#auth;
+    return ok({
+      version: CORE_STATE_VERSION,
+      memoryBytes: this.memory.size,
+      pins: { cr0: this.pins.get(0), cr4: this.pins.get(4) },
+      msrFilter: this.#msrFilter,
+      crFilter: this.#crFilter,
+      hekiExitMasks: this.hekiExitMasks,
+      ept: eptRuns(this.ept.entries()),
+      protectedMemory: this.memoryAttributes.protected,
+      sharedFrames: this.memoryAttributes.sharedFrames(),
+      vcpus: this.vcpus.map((v) => v.getState()),
+      auth: auth ? { vm: auth.vm, kernelRegions: auth.kernelRegions, ...auth.exportState() } : undefined,
+    });
+  }
+
+  /**
+   * VMM ioctl: re-applies a saved state: pins, filters, exit masks, every EPT attribute
+   * (IMMUTABLE included), shared frames, the vCPUs' registers and the authenticator's
+   * records. INVARIANT: only into a VM fresh from {@link resetByVmm} or creation (no pin, no
+   * EPT lock, no authenticated record), so a load can never weaken a running VM's protection;
+   * and before any vCPU runs. The verifier must be attached already when the state has
+   * authenticator records, under the same VM name. Nothing changes when it is refused.
+   */
+  loadState(state: CoreState): { ok: true; value: undefined } | { ok: false; error: CoreStateError } {
+    const mismatch = (message: string) => err<CoreStateError>({ kind: 'mismatch', message });
+    if (state.version !== CORE_STATE_VERSION) return mismatch(`core state version ${state.version} is not ${CORE_STATE_VERSION}`);
+    if (state.memoryBytes !== this.memory.size) return mismatch(`the state is for ${state.memoryBytes} bytes of RAM, this VM has ${this.memory.size}`);
+    if (state.vcpus.length !== this.vcpus.length) return mismatch(`the state has ${state.vcpus.length} vCPUs, this VM has ${this.vcpus.length}`);
+    if (state.protectedMemory !== this.memoryAttributes.protected) return mismatch(`the state is ${state.protectedMemory ? '' : 'not '}in protected-memory mode, this VM is ${this.memoryAttributes.protected ? '' : 'not'}`);
+    const fresh = this.pins.get(0) === 0n && this.pins.get(4) === 0n && this.ept.entries().length === 0 && !(this.#auth?.bootEnded ?? false) && (this.#auth?.modules.size ?? 0) === 0;
+    if (!fresh) return err({ kind: 'not-fresh', message: 'the VM has pins, EPT locks or authenticated records: reset it before loading a state' });
+    if (state.auth && (!this.#auth || this.#auth.vm !== state.auth.vm)) return mismatch(`the state's authenticator records belong to VM '${state.auth.vm}'; attach its verifier first`);
+    if (state.auth && !sameRegions(state.auth.kernelRegions, this.#auth!.kernelRegions)) return mismatch('the state was saved under other kernel regions than the attached manifest names');
+    const v = validateMsrFilter(state.msrFilter);
+    if (!v.ok) return mismatch(`the saved MSR filter is invalid: ${v.error}`);
+    for (const cr of [0, 4] as const) {
+      const bad = this.pins.unpinnable(cr, cr === 0 ? state.pins.cr0 : state.pins.cr4);
+      if (bad !== 0n) return mismatch(`the saved CR${cr} pins hold unpinnable bits 0x${bad.toString(16)}`);
+    }
+    const bad = state.ept.find(([f, n]) => !Number.isSafeInteger(f) || !Number.isSafeInteger(n) || f < 0 || n < 1 || f + n > this.memory.frames);
+    if (bad) return mismatch(`the saved EPT names frames [${bad[0]}, +${bad[1]}), outside this VM's ${this.memory.frames} frames`);
+    // Registers first: KVM_SET_SREGS refuses to clear pinned bits, and no pin is set yet.
+    for (const [i, vs] of state.vcpus.entries()) {
+      const r = (this.vcpus[i] as Vcpu).setStateByVmm(vs);
+      if (!r.ok) return mismatch(`vCPU ${i}: ${r.fault.kind === 'fault' ? r.fault.detail : r.fault.detail}`);
+    }
+    this.pins.pin(0, state.pins.cr0);
+    this.pins.pin(4, state.pins.cr4);
+    this.#msrFilter = state.msrFilter;
+    this.#crFilter = state.crFilter;
+    const masks = this.enableHekiExits(state.hekiExitMasks.configure, state.hekiExitMasks.denial);
+    if (!masks.ok) return mismatch(masks.error);
+    for (const [f, n, p] of state.ept) this.ept.setRange(f, n, p & ~EPT_FROZEN);
+    for (const f of state.sharedFrames) this.memoryAttributes.setPrivate(f, 1, false);
+    if (state.auth) this.#auth?.importState(state.auth);
+    return ok(undefined);
+  }
+}
+
+function sameRegions(a: readonly KernelRegion[], b: readonly KernelRegion[]): boolean {
+  return a.length === b.length && a.every((r, i) => r.name === b[i]!.name && r.vaddr === b[i]!.vaddr && r.paddr === b[i]!.paddr && r.size === b[i]!.size);
+}
+
+/** EPT entries (ascending) as runs of equal permissions, FROZEN dropped. */
+function eptRuns(entries: ReadonlyArray<[number, number]>): Array<[number, number, number]> {
+  const runs: Array<[number, number, number]> = [];
+  for (const [f, p0] of entries) {
+    const p = p0 & ~EPT_FROZEN;
+    const last = runs[runs.length - 1];
+    if (last && last[0] + last[1] === f && last[2] === p) last[1]++;
+    else runs.push([f, 1, p]);
+  }
+  return runs;
 }

@@ -9,6 +9,7 @@
  */
 import type { AccessKind, AccessMode, DescriptorTable } from '../../shared/guest-cpu.ts';
 import type { ExitReason } from '../../shared/exit-reasons.ts';
+import type { SystemEventType } from '../../shared/platform-io.ts';
 
 /** A Heki configuration request, seen by the VMM before the core applies it. */
 export type HekiConfigureRequest =
@@ -24,6 +25,21 @@ export type HekiDenial =
   | { readonly kind: 'immutable'; readonly frame: number; readonly requested: number; readonly current: number }
   | { readonly kind: 'bad-pin'; readonly cr: number; readonly mask: bigint }
   | { readonly kind: 'verification'; readonly request: string; readonly subject: string; readonly reason: string };
+
+/** Which kexec slot a load fills: the kernel `kexec -e` runs, or the crash kernel a panic runs. */
+export type KexecSlot = 'kexec' | 'crash';
+
+/** A kexec image the verifier accepted, as the core hands it to the VMM (copies, not guest memory). */
+export interface VerifiedKexecImage {
+  /** The bzImage, as the verifier saw it. */
+  readonly image: Uint8Array;
+  /** The signed manifest file's text, as the verifier saw it. */
+  readonly manifest: string;
+  /** SHA-256 of the image, hex (equal to the manifest's vmlinuzSha256). */
+  readonly sha256: string;
+  /** The verdict that allowed it (its request id), for the audit trail. */
+  readonly request: number;
+}
 
 /** One VM exit. */
 export type VmExit =
@@ -51,7 +67,21 @@ export type VmExit =
       readonly value: DescriptorTable;
     }
   | { readonly reason: 'heki-configure'; readonly vcpu: number; readonly request: HekiConfigureRequest }
-  | { readonly reason: 'heki-denial'; readonly vcpu: number; readonly denial: HekiDenial };
+  | { readonly reason: 'heki-denial'; readonly vcpu: number; readonly denial: HekiDenial }
+  | {
+      readonly reason: 'system-event';
+      readonly vcpu: number;
+      readonly type: SystemEventType;
+      /** What the guest did: the register and value, or the hypercall. */
+      readonly source: string;
+    }
+  | {
+      readonly reason: 'kexec-load';
+      readonly vcpu: number;
+      readonly slot: KexecSlot;
+      /** The verified image to stage, or undefined to unload the slot. */
+      readonly image: VerifiedKexecImage | undefined;
+    };
 
 /** The exit of a given reason. */
 export type ExitOf<R extends ExitReason> = Extract<VmExit, { reason: R }>;

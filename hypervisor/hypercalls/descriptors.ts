@@ -9,6 +9,10 @@ import {
   CODE_DESC_MAGIC,
   CODE_DESC_SIZE,
   CODE_WHAT,
+  KEXEC_DESC_MAGIC,
+  KEXEC_DESC_SIZE,
+  KEXEC_IMAGE_MAX,
+  KEXEC_MANIFEST_MAX,
   MODULE_DESC_ENTRY,
   MODULE_DESC_HEADER,
   MODULE_DESC_MAGIC,
@@ -131,4 +135,24 @@ export function readCodeDesc(mem: GuestMemoryAccess, gpa: bigint): Result<CodeDe
   if (nameLen === 0n || nameLen > BigInt(NAME_MAX)) return err(`code name length ${nameLen} is not in 1..${NAME_MAX}`);
   if (imageGva % BigInt(PAGE_SIZE) !== 0n) return err(`code image at ${hex(imageGva)} is not page-aligned`);
   return ok({ what, imageGva, imageLen: Number(imageLen), nameGva: dv.getBigUint64(32, true), nameLen: Number(nameLen), keyId: b.slice(56, 64), signature: b.slice(64, 128) });
+}
+
+/** A kexec descriptor as read. */
+export interface KexecDesc {
+  readonly imageGva: bigint;
+  readonly imageLen: number;
+  readonly manifestGva: bigint;
+  readonly manifestLen: number;
+}
+
+/** Reads the kexec descriptor at `gpa`. */
+export function readKexecDesc(mem: GuestMemoryAccess, gpa: bigint): Result<KexecDesc, string> {
+  if (gpa % 8n !== 0n || !mem.contains(gpa, KEXEC_DESC_SIZE)) return err(`kexec descriptor at ${hex(gpa)} is unaligned or outside guest memory`);
+  const dv = new DataView(mem.read(gpa, KEXEC_DESC_SIZE).buffer);
+  if (dv.getBigUint64(0, true) !== KEXEC_DESC_MAGIC) return err('kexec descriptor has a bad magic');
+  const imageLen = dv.getBigUint64(16, true);
+  const manifestLen = dv.getBigUint64(32, true);
+  if (imageLen === 0n || imageLen > BigInt(KEXEC_IMAGE_MAX)) return err(`kexec image length ${imageLen} is not in 1..${KEXEC_IMAGE_MAX}`);
+  if (manifestLen === 0n || manifestLen > BigInt(KEXEC_MANIFEST_MAX)) return err(`kexec manifest length ${manifestLen} is not in 1..${KEXEC_MANIFEST_MAX}`);
+  return ok({ imageGva: dv.getBigUint64(8, true), imageLen: Number(imageLen), manifestGva: dv.getBigUint64(24, true), manifestLen: Number(manifestLen) });
 }

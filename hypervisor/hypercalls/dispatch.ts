@@ -16,6 +16,8 @@ import { textPatch } from './text-patch.ts';
 import { setMemory } from './set-memory.ts';
 import { loadCode } from './load-code.ts';
 import { mapGpaRange } from './map-gpa-range.ts';
+import { kexecLoad } from './kexec-load.ts';
+import { kexec } from './kexec.ts';
 
 /** Every hypercall the core implements. */
 export const HYPERCALL_HANDLERS = {
@@ -28,6 +30,8 @@ export const HYPERCALL_HANDLERS = {
   [HC.HEKI_TEXT_PATCH]: textPatch,
   [HC.HEKI_SET_MEMORY]: setMemory,
   [HC.HEKI_LOAD_CODE]: loadCode,
+  [HC.HEKI_KEXEC_LOAD]: kexecLoad,
+  [HC.HEKI_KEXEC]: kexec,
 } satisfies Record<HypercallNr, HypercallHandler>;
 
 /**

@@ -89,6 +89,17 @@ export class MemoryAttributes implements MemoryAttributesView {
     this.#generation++;
   }
 
+  /** The shared frames, ascending (every frame outside protected mode is shared: empty then). */
+  sharedFrames(): number[] {
+    const out: number[] = [];
+    if (!this.protected) return out;
+    for (const key of [...this.#leaves.keys()].sort((a, b) => a - b)) {
+      const leaf = this.#leaves.get(key) as Uint8Array;
+      for (let i = 0; i < LEAF_FRAMES; i++) if (((leaf[i >> 3] as number) & (1 << (i & 7))) !== 0) out.push((key << LEAF_SHIFT) + i);
+    }
+    return out;
+  }
+
   /** Every frame private again (a VMM reset of a protected VM). */
   reset(): void {
     this.#leaves.clear();

@@ -10,6 +10,8 @@
  *   CR filter (exit: allow, #GP, stop) -> the write, and the TLB flush it implies.
  * - wrmsr/rdmsr: unknown MSR or bad value (#GP) -> the VMM's MSR filter (exit) -> the access.
  * - lidt/lgdt: the VMM's descriptor-table filter (exit) -> the load.
+ * - out: CPL check (#GP: IOPL is 0) -> operand check (#GP) -> the platform register it
+ *   names (shared/platform-io.ts): a lifecycle request exits to the VMM (`system-event`).
  * - vmcall: CPL check (-KVM_EPERM) -> the hypercall table (hypervisor/hypercalls).
  */
 import { CR0, CR4, EFER, MSR, MSR_NAMES, PF_ERR, crBitNames, type ControlRegister } from '../../shared/x86/cpu.ts';
@@ -23,6 +25,7 @@ import { checkAccess, walk } from './mmu.ts';
 import { msrAllowed } from '../core/msr-filter.ts';
 import { filteredCrChange } from '../core/cr-filter.ts';
 import { dispatchHypercall } from '../hypercalls/dispatch.ts';
+import { decodePortWrite, type PortSize } from '../../shared/platform-io.ts';
 import type { VmCore } from '../core/vm-core.ts';
 
 /** CR0 after RESET (SDM 9.1.1: 60000010H). */
@@ -359,6 +362,26 @@ export class Vcpu implements GuestCpu {
     }
     if (which === 'idtr') this.#idtr = { ...table };
     else this.#gdtr = { ...table };
+    return { ok: true, value: undefined };
+  }
+
+  // ---------------------------------------------------------------- port I/O
+
+  out(port: number, value: number, size: PortSize = 1): GuestOutcome<void> {
+    const stopped = this.#stoppedFault();
+    if (stopped) return stopped;
+    // Linux runs with IOPL 0 and no I/O bitmap for the kernel's own ports: out at CPL 3 is #GP.
+    if (this.#cpl !== 0) return gp('privileged', `out to port 0x${port.toString(16)} at CPL 3`);
+    if (!Number.isInteger(port) || port < 0 || port > 0xffff) return gp('bad-operand', `I/O port ${port} is not 0..0xffff`);
+    if ((size !== 1 && size !== 2 && size !== 4) || !Number.isInteger(value) || value < 0 || value >= 2 ** (8 * size)) {
+      return gp('bad-operand', `out of ${value} does not fit ${size} byte(s)`);
+    }
+    const w = decodePortWrite(port, value, size);
+    if (w.kind === 'none') return { ok: true, value: undefined };
+    const r = this.#core.systemEvent(this.id, w.type, w.source);
+    if (r.action === 'stop') return stoppedOutcome(r.reason);
+    if (r.action === 'resume') return stoppedOutcome(this.#core.stopped ?? `${w.type} in progress`);
+    // Refused by the VMM: the write has no effect, as on a platform without the device.
     return { ok: true, value: undefined };
   }
 

@@ -62,7 +62,7 @@ export interface LinkStats {
   peakInFlight: number;
 }
 
-const STATEFUL_KINDS = new Set<VerifyRequest['kind']>(['kernel-text', 'module-load', 'module-unload', 'code-load', 'text-patch']);
+const STATEFUL_KINDS = new Set<VerifyRequest['kind']>(['kernel-text', 'module-load', 'module-unload', 'code-load', 'text-patch', 'kernel-manifest', 'restore-state']);
 
 /** The link. */
 export class VerifierLink {
@@ -167,6 +167,15 @@ export class VerifierLink {
     for (const w of [this.#active, this.#spare]) {
       if (w && !w.dead) await w.call((api) => api.resetVm(vm)).catch(() => undefined);
     }
+  }
+
+  /**
+   * The per-VM state of `vm` in the active worker, as plain data (hibernation, migration), or
+   * undefined when it has none or no worker answers.
+   */
+  async exportVm(vm: string): Promise<unknown> {
+    const w = await this.#serving();
+    return w ? w.call((api) => api.exportVm(vm)).catch(() => undefined) : undefined;
   }
 
   /** Arms a fault in the active worker (needs `faultInjection` in the init). */

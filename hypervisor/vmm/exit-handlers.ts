@@ -13,6 +13,13 @@
  *   (-KVM_EPERM), `stop`.
  * - `heki-denial`: `inject` (the guest gets #GP or -KVM_EPERM) or `stop`. Never `resume`:
  *   only a VMM reset lifts a pin or a lock, so `resume` is overruled to `inject`.
+ * - `system-event`: `resume` accepts the event: the VMM records it for its main loop, which
+ *   carries it out (reset, kexec, hibernate, ...), and the core parks the VM until then (no
+ *   vCPU runs the old kernel again); the VMM overrules `resume` to `inject` when it cannot
+ *   carry the event out (a kexec with nothing loaded). `inject` refuses: the guest goes on
+ *   (the port write does nothing, KVM_HC_HEKI_KEXEC returns -KVM_EPERM). `stop`.
+ * - `kexec-load`: `resume` stages the verified image in the VMM (or empties the slot);
+ *   `inject` refuses it (-KVM_EPERM, nothing staged); `stop`.
  */
 import type { ExitReason } from '../../shared/exit-reasons.ts';
 import type { ExitOf, Reaction, VmExit } from '../exits/exit.ts';
@@ -25,6 +32,13 @@ export interface ExitHandlerContext {
   readonly log: VmmEventLog;
   /** Side effects the VMM attaches to accepted configuration (e.g. pinning MSRs on lock). */
   readonly onConfigureAccepted?: (exit: ExitOf<'heki-configure'>) => void;
+  /**
+   * Records an accepted system event for the VMM's main loop; returns why the VMM cannot
+   * carry it out (the handler then refuses it), or undefined.
+   */
+  readonly onSystemEvent?: (exit: ExitOf<'system-event'>) => string | undefined;
+  /** Stages (or unstages) an accepted kexec image. */
+  readonly onKexecLoad?: (exit: ExitOf<'kexec-load'>) => void;
 }
 
 type Handler<R extends ExitReason> = (ctx: ExitHandlerContext, exit: ExitOf<R>) => Reaction;
@@ -68,6 +82,19 @@ export const EXIT_HANDLERS = {
     const d = decide(ctx, exit);
     const r = finish(ctx, exit, d);
     if (r.action === 'resume') ctx.onConfigureAccepted?.(exit);
+    return r;
+  },
+  'system-event': (ctx, exit) => {
+    const d = decide(ctx, exit);
+    if (d.action !== 'resume') return finish(ctx, exit, d);
+    const cannot = ctx.onSystemEvent?.(exit);
+    if (cannot !== undefined) return finish(ctx, exit, { ...d, action: 'inject', log: true }, cannot);
+    return finish(ctx, exit, d);
+  },
+  'kexec-load': (ctx, exit) => {
+    const d = decide(ctx, exit);
+    const r = finish(ctx, exit, d);
+    if (r.action === 'resume') ctx.onKexecLoad?.(exit);
     return r;
   },
 } satisfies { [R in ExitReason]: Handler<R> };

@@ -25,7 +25,9 @@ const inject: Decision = { action: 'inject', log: true };
 
 /**
  * What the VMM does when a policy is silent: inject and log; accept Heki configuration; stop
- * a VM whose booted kernel text the verifier refused (it is not the kernel that was signed).
+ * a VM whose booted kernel text the verifier refused (it is not the kernel that was signed);
+ * accept the guest's lifecycle requests (reset, panic, S4, S5, kexec) and stage verified
+ * kexec images: the VMM carries them out itself (hypervisor/vmm/lifecycle/).
  */
 export const DEFAULT_POLICY: Required<VmmPolicy> = {
   'ept-violation': () => inject,
@@ -38,6 +40,8 @@ export const DEFAULT_POLICY: Required<VmmPolicy> = {
     e.denial.kind === 'verification' && e.denial.request === 'kernel-text'
       ? { action: 'stop', log: true, reason: `the booted kernel does not match the signed manifest: ${e.denial.reason}` }
       : inject,
+  'system-event': () => ({ action: 'resume', log: true }),
+  'kexec-load': () => ({ action: 'resume', log: true }),
 };
 
 /** A policy that stops the VM on every violation or denial, for strict regression runs. */

@@ -18,7 +18,7 @@ import { HEKI_CONFIGURE, HEKI_DENIAL } from '../../shared/exit-reasons.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import { VmCore } from '../core/vm-core.ts';
 import { denyWritesFilter } from '../core/msr-filter.ts';
-import type { ExitSink, Reaction, VmExit } from '../exits/exit.ts';
+import type { ExitOf, ExitSink, KexecSlot, Reaction, VerifiedKexecImage, VmExit } from '../exits/exit.ts';
 import { VmmEventLog } from './event-log.ts';
 import { handleExit, type ExitHandlerContext } from './exit-handlers.ts';
 import type { VmmPolicy } from './policy.ts';
@@ -27,6 +27,13 @@ import { HostMemory } from './host-memory.ts';
 import { HostRefusalRecorder } from './host-refusals.ts';
 import { DmaPort } from './devices/dma-port.ts';
 import { VirtioBlk, type VirtioBlkOptions } from './devices/virtio-blk.ts';
+import { loadKernelSegments } from './kernel-loader.ts';
+import type { BootKernel } from './lifecycle/boot-kernel.ts';
+import { type Result, err } from '../../shared/result.ts';
+import type { VmImageSigner } from '../../shared/vm-image.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
+import { randomBytes } from 'node:crypto';
 
 /** MSRs the VMM pins when the guest locks: the syscall entry points, sysenter, EFER. */
 export const PINNED_MSRS: readonly number[] = [
@@ -61,6 +68,25 @@ export interface VmmConfig {
   readonly disk?: VirtioBlkOptions;
   /** The VM's name in audit records written before a verifier is attached (default `vm0`). */
   readonly name?: string;
+  /**
+   * The VM's identity and the VMM's per-VM key, which signs its state images (hibernation,
+   * migration); its public key must be a `vmm` key of the verifier's keyring. Default: a
+   * fresh identity and key (then no verifier can check this VM's images).
+   */
+  readonly identity?: VmIdentity;
+}
+
+/** Who a VM is, for its state images: kept across hibernation and migration. */
+export interface VmIdentity {
+  /** 32 hex digits, drawn when the VM was first created. */
+  readonly vmId: string;
+  /** The VMM's Ed25519 key for this VM. */
+  readonly key: Ed25519KeyPair;
+}
+
+/** A fresh identity: a random VM id and a new key. */
+export function newVmIdentity(): VmIdentity {
+  return { vmId: randomBytes(16).toString('hex'), key: generateEd25519KeyPair() };
 }
 
 /** The VMM's emulated devices. */
@@ -82,15 +108,29 @@ export class Vmm implements ExitSink {
   readonly #ctx: ExitHandlerContext;
   #platformPinned = false;
   readonly #config: VmmConfig;
+  readonly #identity: VmIdentity;
+  #pending: ExitOf<'system-event'> | undefined;
+  readonly #staged = new Map<KexecSlot, VerifiedKexecImage>();
+  #bootKernel: BootKernel | undefined;
 
   constructor(config: VmmConfig) {
     this.#config = config;
+    this.#identity = config.identity ?? newVmIdentity();
     const pinOnLock = config.pinPlatformOnLock ?? true;
     this.#ctx = {
       policy: config.policy ?? {},
       log: this.log,
       onConfigureAccepted: (exit) => {
         if (pinOnLock && exit.request.kind === 'lock-cr') this.pinPlatformState();
+      },
+      onSystemEvent: (exit) => {
+        if (exit.type === 'kexec' && !this.#staged.has('kexec')) return 'no kexec kernel is loaded (KVM_HC_HEKI_KEXEC_LOAD first); the crash kernel runs only on a panic';
+        this.#pending ??= exit;
+        return undefined;
+      },
+      onKexecLoad: (exit) => {
+        if (exit.image) this.#staged.set(exit.slot, exit.image);
+        else this.#staged.delete(exit.slot);
       },
     };
     this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? 1, protectedMemory: config.protectedMemory ?? false }, this);
@@ -100,6 +140,66 @@ export class Vmm implements ExitSink {
     this.hostMemory = new HostMemory(this.core.memory, this.core.memoryAttributes, recorder);
     const diskPort = new DmaPort('virtio-blk', this.core.ept, this.hostMemory, recorder);
     this.devices = { disk: new VirtioBlk(diskPort, config.disk ?? { sectors: 2048 }) };
+  }
+
+  /** The VM's name (its verifier requests' `vm`), id and the key id of its state images. */
+  get identity(): { readonly vm: string; readonly vmId: string; readonly keyId: string; readonly publicKey: Uint8Array } {
+    return { vm: this.core.auth?.vm ?? this.#name, vmId: this.#identity.vmId, keyId: ed25519KeyIdHex(this.#identity.key.publicKey), publicKey: this.#identity.key.publicKey };
+  }
+
+  /** VMM-internal (hypervisor/vmm/lifecycle/): signs this VM's state images with the per-VM key. */
+  get imageSigner(): VmImageSigner {
+    return vmImageSigner(this.#identity.key);
+  }
+
+  /** The system event the guest asked for and the VMM accepted, not yet carried out. */
+  get pendingSystemEvent(): ExitOf<'system-event'> | undefined {
+    return this.#pending;
+  }
+
+  /** Takes the pending system event (the VMM's main loop is about to carry it out). */
+  takePendingSystemEvent(): ExitOf<'system-event'> | undefined {
+    const p = this.#pending;
+    this.#pending = undefined;
+    return p;
+  }
+
+  /** The verified kexec image staged in `slot`, if any. */
+  staged(slot: KexecSlot): VerifiedKexecImage | undefined {
+    return this.#staged.get(slot);
+  }
+
+  /** VMM-internal: restores staged slots (a restored state image). */
+  restageKexec(slot: KexecSlot, image: VerifiedKexecImage): void {
+    this.#staged.set(slot, image);
+  }
+
+  /** The kernel the VMM boots at start and on every reboot. */
+  get bootKernel(): BootKernel | undefined {
+    return this.#bootKernel;
+  }
+
+  /** Sets the kernel the VMM boots at start and on every reboot. */
+  setBootKernel(kernel: BootKernel): void {
+    this.#bootKernel = kernel;
+  }
+
+  /**
+   * Puts `kernel`'s segments into guest memory (the boot loader's job; a direct kernel boot,
+   * as Firecracker does). TRUST: before the first vCPU runs, outside the host copy paths
+   * (host-memory.ts says why).
+   */
+  loadKernel(kernel: BootKernel | undefined = this.#bootKernel): Result<{ segments: number; bytes: number }, string> {
+    if (!kernel) return err('the VMM has no kernel to boot');
+    return loadKernelSegments(this.core.memory, kernel.elf);
+  }
+
+  /**
+   * VMM-internal (a restored state image): records whether the platform state was pinned. The
+   * filters themselves come back with the core's state.
+   */
+  markPlatformPinned(pinned: boolean): void {
+    this.#platformPinned = pinned;
   }
 
   /**
@@ -156,6 +256,9 @@ export class Vmm implements ExitSink {
   reset(options: { clearMemory: boolean } = { clearMemory: false }): void {
     this.core.resetByVmm(options);
     this.#platformPinned = false;
+    this.#pending = undefined;
+    // A kexec'd or crash kernel lived in the old kernel's memory: a reset empties the slots.
+    this.#staged.clear();
     this.#enableHekiExits();
   }
 }

@@ -62,6 +62,23 @@ const PERFORMERS = {
   },
   'write-msr': { method: 'writeMsr', perform: (s, m) => m.writeMsr(s.msr, s.value) },
   hypercall: { method: 'hypercall', perform: (s, m) => m.hypercall(s.nr, [...s.args]) },
+  reboot: { method: 'reboot', perform: (_s, m) => m.reboot() },
+  kexec: {
+    method: 'kexec',
+    perform: (s, m) =>
+      m.kexec({
+        crash: s.crash,
+        signer: s.signer,
+        ...(s.image !== undefined ? { image: s.image } : {}),
+        ...(s.manifest !== undefined ? { manifest: s.manifest } : {}),
+        ...(s.systemMap !== undefined ? { systemMap: s.systemMap } : {}),
+        ...(s.tamper !== undefined ? { tamper: s.tamper } : {}),
+      }),
+  },
+  panic: { method: 'panic', perform: (_s, m) => m.panic() },
+  hibernate: { method: 'hibernate', perform: (_s, m) => m.hibernate() },
+  resume: { method: 'resume', perform: (s, m) => m.resume({ tamper: s.tamper }) },
+  migrate: { method: 'migrate', perform: (s, m) => m.migrate({ tamper: s.tamper }) },
 } satisfies { readonly [K in StepKind]: Performer<K> };
 
 /** The addresses a step names, which must resolve before the step runs. */

@@ -25,6 +25,12 @@ export const STEP_KINDS = [
   'write-cr',
   'write-msr',
   'hypercall',
+  'reboot',
+  'kexec',
+  'panic',
+  'hibernate',
+  'resume',
+  'migrate',
 ] as const;
 
 /** The name of a step kind, as written in the YAML. */
@@ -76,7 +82,24 @@ export type StepAction =
       readonly clear?: bigint;
     }
   | { readonly op: 'write-msr'; readonly msr: number; readonly value: bigint }
-  | { readonly op: 'hypercall'; readonly nr: number; readonly args: readonly bigint[] };
+  | { readonly op: 'hypercall'; readonly nr: number; readonly args: readonly bigint[] }
+  | { readonly op: 'reboot' }
+  | {
+      readonly op: 'kexec';
+      /** Absolute path of the bzImage, or undefined for the booted one. */
+      readonly image?: string;
+      /** Absolute path of its signed manifest, or undefined: the host builds and signs one. */
+      readonly manifest?: string;
+      /** Absolute path of its System.map, or undefined for the booted kernel's. */
+      readonly systemMap?: string;
+      readonly crash: boolean;
+      readonly tamper?: 'image' | 'manifest';
+      readonly signer: 'vendor' | 'untrusted';
+    }
+  | { readonly op: 'panic' }
+  | { readonly op: 'hibernate' }
+  | { readonly op: 'resume'; readonly tamper: boolean }
+  | { readonly op: 'migrate'; readonly tamper: boolean };
 
 /** One step: its action plus where it came from and what it expects. */
 export type Step = StepAction & {

@@ -4,7 +4,7 @@
  * tests of the scenario runner and of `heki run`, and for tools that exercise a scenario's
  * flow without a machine. Addresses resolve against a small symbol table.
  */
-import type { AddressExpr, MachineApi, StepOutcome } from '../machine-api.ts';
+import type { AddressExpr, KexecOptions, MachineApi, StepOutcome } from '../machine-api.ts';
 
 /** A recorded call: the method and its arguments (byte arrays copied). */
 export interface MachineCall {
@@ -97,6 +97,24 @@ export class ScriptedMachine implements MachineApi {
   }
   hypercall(nr: number, args: readonly bigint[]): Promise<StepOutcome> {
     return this.#call('hypercall', nr, [...args]);
+  }
+  reboot(): Promise<StepOutcome> {
+    return this.#call('reboot');
+  }
+  kexec(options: KexecOptions): Promise<StepOutcome> {
+    return this.#call('kexec', { ...options });
+  }
+  panic(): Promise<StepOutcome> {
+    return this.#call('panic');
+  }
+  hibernate(): Promise<StepOutcome> {
+    return this.#call('hibernate');
+  }
+  resume(options: { readonly tamper?: boolean } = {}): Promise<StepOutcome> {
+    return this.#call('resume', { ...options });
+  }
+  migrate(options: { readonly tamper?: boolean } = {}): Promise<StepOutcome> {
+    return this.#call('migrate', { ...options });
   }
 
   /** Resolves `0x...`, `symbol`, `symbol+0x..` and `symbol-0x..` against the symbol table. */

@@ -35,6 +35,19 @@ export const LIMITS = {
 } as const;
 
 const MODES = ['kernel', 'user'] as const;
+const KEXEC_TAMPER = ['image', 'manifest'] as const;
+const KEXEC_SIGNERS = ['vendor', 'untrusted'] as const;
+
+/** An optional path, resolved against the scenario's folder; undefined when absent or empty (a problem). */
+function optionalPath(f: MapReader, ctx: StepContext, key: string): string | undefined | null {
+  const p = f.text(key);
+  if (p === undefined) return f.has(key) ? null : undefined;
+  if (p.trim() === '') {
+    f.problem(f.at(key), `'${key}' must not be empty`);
+    return null;
+  }
+  return resolve(ctx.dir, p);
+}
 const PERMS: readonly MemoryPerm[] = ['ro', 'rw', 'x', 'nx', 'rox'];
 const POKE_KINDS: readonly PokeKind[] = ['ftrace', 'jump-label', 'static-call', 'kprobe'];
 
@@ -279,6 +292,57 @@ export const STEP_SPECS = {
       });
       if (nr === undefined || texts === undefined || args === undefined) return undefined;
       return { op: 'hypercall', nr, args };
+    },
+  },
+  reboot: {
+    keys: [],
+    parse: () => ({ op: 'reboot' }),
+  },
+  kexec: {
+    keys: ['image', 'manifest', 'system-map', 'crash', 'tamper', 'signer'],
+    parse(f, ctx) {
+      const image = optionalPath(f, ctx, 'image');
+      const manifest = optionalPath(f, ctx, 'manifest');
+      const systemMap = optionalPath(f, ctx, 'system-map');
+      const crash = f.bool('crash', false);
+      const tamper = f.has('tamper') ? f.choice('tamper', KEXEC_TAMPER) : undefined;
+      const signer = f.choice('signer', KEXEC_SIGNERS, 'vendor');
+      if (image === null || manifest === null || systemMap === null || crash === undefined || signer === undefined || (f.has('tamper') && tamper === undefined)) return undefined;
+      if (manifest !== undefined && f.has('signer')) {
+        f.problem(f.at('signer'), `'signer' chooses who signs the manifest the host builds; with 'manifest' the file's own signature counts`);
+        return undefined;
+      }
+      return {
+        op: 'kexec',
+        crash,
+        signer,
+        ...(image !== undefined ? { image } : {}),
+        ...(manifest !== undefined ? { manifest } : {}),
+        ...(systemMap !== undefined ? { systemMap } : {}),
+        ...(tamper !== undefined ? { tamper } : {}),
+      };
+    },
+  },
+  panic: {
+    keys: [],
+    parse: () => ({ op: 'panic' }),
+  },
+  hibernate: {
+    keys: [],
+    parse: () => ({ op: 'hibernate' }),
+  },
+  resume: {
+    keys: ['tamper'],
+    parse(f) {
+      const tamper = f.bool('tamper', false);
+      return tamper === undefined ? undefined : { op: 'resume', tamper };
+    },
+  },
+  migrate: {
+    keys: ['tamper'],
+    parse(f) {
+      const tamper = f.bool('tamper', false);
+      return tamper === undefined ? undefined : { op: 'migrate', tamper };
     },
   },
 } satisfies { readonly [K in StepKind]: StepSpec<K> };

@@ -84,7 +84,7 @@ test('a step that is not a one-key mapping', (t) => {
   t.is(stepProblem('[boot]'), `scenario.yaml:3: step 1: must be a mapping of one step kind to its parameters, like '- boot: {}'`);
   t.is(stepProblem('{}'), `scenario.yaml:3: step 1: is empty ({}); write its kind, like '- boot: {}'`);
   t.deepEqual(problems('name: x\nsteps:\n  -\n'), [`scenario.yaml:3: step 1: is empty; write its kind, like '- boot: {}'`]);
-  t.is(stepProblem('wirte: {}'), `scenario.yaml:3: step 1: unknown step kind 'wirte' (expected one of: boot, load-module, unload-module, ftrace, jump-label, static-call, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall)`);
+  t.is(stepProblem('wirte: {}'), `scenario.yaml:3: step 1: unknown step kind 'wirte' (expected one of: boot, load-module, unload-module, ftrace, jump-label, static-call, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall, reboot, kexec, panic, hibernate, resume, migrate)`);
   t.is(stepProblem('boot: []'), `scenario.yaml:3: step 1 (boot): parameters must be a mapping, like '- boot: {}'`);
   t.is(stepProblem('write: _stext'), `scenario.yaml:3: step 1 (write): parameters must be a mapping, like '- write: {...}'`);
 });
@@ -206,7 +206,7 @@ steps:
     `scenario.yaml:2: unknown top-level key 'bogus' (expected one of name, description, kernel, vmlinuz, system-map, keys, steps)`,
     `scenario.yaml:5: step 2 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00": '9' has an odd number of hex digits`,
     `scenario.yaml:6: step 3 (read): 'addr' must be hex (0x...) or symbol[+offset], got '12'`,
-    `scenario.yaml:7: step 4: unknown step kind 'frob' (expected one of: boot, load-module, unload-module, ftrace, jump-label, static-call, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall)`,
+    `scenario.yaml:7: step 4: unknown step kind 'frob' (expected one of: boot, load-module, unload-module, ftrace, jump-label, static-call, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall, reboot, kexec, panic, hibernate, resume, migrate)`,
     `scenario.yaml:8: step 5 (exec): 'expect' must be allowed or denied`,
   ]);
 });
@@ -229,4 +229,18 @@ test('static-call: a bad key or target, an empty target, an unknown key', (t) =>
   t.is(stepProblem('static-call: { key: __SCK__x, target: }'), `scenario.yaml:3: step 1 (static-call): 'target' has no value`);
   t.is(stepProblem('static-call: { key: __SCK__x, target: true }'), `scenario.yaml:3: step 1 (static-call): 'target' must not be a boolean (got true)`);
   t.is(stepProblem('static-call: { key: __SCK__x, target: f, func: g }'), `scenario.yaml:3: step 1 (static-call): unknown key 'func' (expected one of key, target, expect)`);
+});
+
+test('lifecycle steps: unknown keys, bad values, a signer with a manifest file', (t) => {
+  t.is(stepProblem('reboot: { hard: true }'), `scenario.yaml:3: step 1 (reboot): unknown key 'hard' (this step takes no parameters besides 'expect')`);
+  t.is(stepProblem('resume: { tamper: yes }'), `scenario.yaml:3: step 1 (resume): 'tamper' must be true or false`);
+  t.is(stepProblem('migrate: { to: host2 }'), `scenario.yaml:3: step 1 (migrate): unknown key 'to' (expected tamper or expect)`);
+  t.is(stepProblem('kexec: { tamper: header }'), `scenario.yaml:3: step 1 (kexec): 'tamper' must be image or manifest`);
+  t.is(stepProblem('kexec: { signer: me }'), `scenario.yaml:3: step 1 (kexec): 'signer' must be vendor or untrusted`);
+  t.is(stepProblem('kexec: { image: "" }'), `scenario.yaml:3: step 1 (kexec): 'image' must not be empty`);
+  t.is(stepProblem('kexec: { crash: 1 }'), `scenario.yaml:3: step 1 (kexec): 'crash' must be true or false`);
+  t.is(
+    stepProblem('kexec: { manifest: m.json, signer: untrusted }'),
+    `scenario.yaml:3: step 1 (kexec): 'signer' chooses who signs the manifest the host builds; with 'manifest' the file's own signature counts`,
+  );
 });

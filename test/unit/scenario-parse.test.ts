@@ -167,6 +167,30 @@ test('hypercall: numbers or names, args hex or decimal, none by default', (t) =>
   t.like(step('hypercall: { nr: lock_cr_update, args: [0xffffffffffffffff] }'), { nr: 13, args: [0xffffffffffffffffn] });
 });
 
+test('lifecycle steps: reboot, panic and hibernate take nothing; resume and migrate a tamper flag', (t) => {
+  t.like(step('reboot: {}'), { op: 'reboot' });
+  t.like(step('panic:'), { op: 'panic' });
+  t.like(step('hibernate: { expect: allowed }'), { op: 'hibernate', expect: 'allowed' });
+  t.like(step('resume: {}'), { op: 'resume', tamper: false });
+  t.like(step('resume: { tamper: true, expect: denied }'), { op: 'resume', tamper: true, expect: 'denied' });
+  t.like(step('migrate: {}'), { op: 'migrate', tamper: false });
+  t.like(step('migrate: { tamper: true }'), { op: 'migrate', tamper: true });
+});
+
+test('kexec: image, manifest and System.map resolved against the file folder; crash, tamper, signer', (t) => {
+  t.deepEqual(step('kexec: {}'), { op: 'kexec', crash: false, signer: 'vendor', index: 1, line: 3, expect: null });
+  t.like(step('kexec: { image: k/vmlinuz, manifest: /m.json, system-map: k/System.map, expect: allowed }'), {
+    op: 'kexec',
+    image: '/work/scenarios/k/vmlinuz',
+    manifest: '/m.json',
+    systemMap: '/work/scenarios/k/System.map',
+    crash: false,
+    signer: 'vendor',
+  });
+  t.like(step('kexec: { crash: true, tamper: image }'), { crash: true, tamper: 'image' });
+  t.like(step('kexec: { tamper: manifest, signer: untrusted }'), { tamper: 'manifest', signer: 'untrusted' });
+});
+
 test('block-style steps and comments parse like flow style', (t) => {
   const s = parse(`name: block
 steps:

@@ -41,6 +41,13 @@ test('each step kind calls its machine method with the parsed arguments', async 
   - write-cr: { cr: 3, value: 0x1000 }
   - write-msr: { msr: LSTAR, value: 0xffffffffdeadbeef }
   - hypercall: { nr: 13, args: [4, 0x100000] }
+  - reboot: {}
+  - kexec: { image: k/vmlinuz, crash: true }
+  - kexec: { tamper: manifest, signer: untrusted }
+  - panic: {}
+  - hibernate: {}
+  - resume: { tamper: true }
+  - migrate: {}
 `);
   const r = await runScenario(s, m);
   t.true(r.passed);
@@ -67,6 +74,13 @@ test('each step kind calls its machine method with the parsed arguments', async 
       ['writeCr', 3, { value: 0x1000n }],
       ['writeMsr', 0xc0000082, 0xffffffffdeadbeefn],
       ['hypercall', 13, [4n, 0x100000n]],
+      ['reboot'],
+      ['kexec', { crash: true, signer: 'vendor', image: '/s/k/vmlinuz' }],
+      ['kexec', { crash: false, signer: 'untrusted', tamper: 'manifest' }],
+      ['panic'],
+      ['hibernate'],
+      ['resume', { tamper: true }],
+      ['migrate', { tamper: false }],
     ],
   );
   t.is(m.disposed, 1);

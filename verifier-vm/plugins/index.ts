@@ -12,6 +12,7 @@ import { kernelTextPlugin } from './kernel-text.ts';
 import { kprobePlugin } from './kprobe.ts';
 import { setMemoryPlugin } from './set-memory.ts';
 import { staticCallPlugin } from './static-call.ts';
+import { lifecyclePlugin } from './lifecycle.ts';
 
 /** Every built-in plugin. */
 export const BUILTIN_PLUGINS: readonly AnyPlugin[] = [
@@ -25,6 +26,7 @@ export const BUILTIN_PLUGINS: readonly AnyPlugin[] = [
   kprobePlugin as AnyPlugin,
   setMemoryPlugin as AnyPlugin,
   codeLoadPlugin as AnyPlugin,
+  lifecyclePlugin as AnyPlugin,
 ];
 
 /** The built-in plugin with this name. */

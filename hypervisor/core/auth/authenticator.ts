@@ -18,9 +18,17 @@ import type { AuditLog } from '../../../verifier-vm/audit-log.ts';
 import { EPT_FROZEN } from '../../ept/permissions.ts';
 import type { Ept } from '../../ept/ept.ts';
 
-/** What the core needs of the verifier: one call that never rejects. */
+/**
+ * What the core and the VMM need of the verifier: one call that never rejects, and two
+ * optional control calls the VMM's lifecycle uses (hypervisor/vmm/lifecycle/): a VM without
+ * them cannot be reset with its verifier state, nor hibernated or migrated.
+ */
 export interface VerifierPort {
   verify(request: OutgoingRequest): Promise<Verdict>;
+  /** Optional: forgets everything the verifier keeps for `vm` (the VMM reset the VM). */
+  resetVm?(vm: string): Promise<void>;
+  /** Optional: the verifier's per-VM state of `vm`, as plain data, or undefined when it has none. */
+  exportVm?(vm: string): Promise<unknown>;
 }
 
 /** A section of the kernel image the VMM knows from the manifest. */
@@ -49,6 +57,18 @@ export interface CodeRecord {
 
 const PAGE = 4096n;
 
+/**
+ * The authenticated-change state as plain data, for hibernation images and migration
+ * snapshots (hypervisor/core/core-state.ts). Frames are numbers, pages bigints.
+ */
+export interface AuthenticatorState {
+  readonly bootEnded: boolean;
+  readonly modules: ReadonlyArray<{ readonly name: string; readonly frames: ReadonlyArray<[number, number]>; readonly textPages: ReadonlyArray<[bigint, number]> }>;
+  readonly codeImages: ReadonlyArray<{ readonly name: string; readonly frames: ReadonlyArray<[number, number]>; readonly textPages: ReadonlyArray<[bigint, number]> }>;
+  /** The trusted code map: virtual page -> frame. */
+  readonly codePages: ReadonlyArray<[bigint, number]>;
+}
+
 /** The authenticated-change state of one VM. */
 export class Authenticator {
   readonly port: VerifierPort;
@@ -63,6 +83,7 @@ export class Authenticator {
   readonly #frozen = new Map<number, number>();
   /** Trusted code pages: virtual page -> frame. */
   readonly #codePages = new Map<bigint, number>();
+  #retired = false;
 
   constructor(config: { port: VerifierPort; vm: string; audit: AuditLog; kernelRegions: readonly KernelRegion[] }, ept: Ept) {
     this.port = config.port;
@@ -76,6 +97,52 @@ export class Authenticator {
         this.#codePages.set((r.vaddr + off) & ~(PAGE - 1n), Number((r.paddr + off) >> 12n));
       }
     }
+  }
+
+  /**
+   * Called by the core when the VMM resets the VM: this state belongs to the old boot.
+   * INVARIANT: a retired authenticator changes nothing any more (no freeze, thaw or grant
+   * reaches the EPT, no code page is added), and a verdict that arrives after the reset is
+   * turned into a denial, so a verification in flight across a reset cannot apply the old
+   * boot's grants to the new one.
+   */
+  retire(): void {
+    this.#retired = true;
+  }
+
+  /** True once the VM was reset under this state. */
+  get retired(): boolean {
+    return this.#retired;
+  }
+
+  /** True while a verification holds frames frozen. */
+  get busy(): boolean {
+    return this.#frozen.size > 0;
+  }
+
+  /** The records as plain data (see {@link AuthenticatorState}). */
+  exportState(): AuthenticatorState {
+    const rec = (r: ModuleRecord | CodeRecord) => ({ name: r.name, frames: [...r.frames], textPages: [...r.textPages] });
+    return {
+      bootEnded: this.bootEnded,
+      modules: [...this.modules.values()].map(rec),
+      codeImages: [...this.codeImages.values()].map(rec),
+      codePages: [...this.#codePages],
+    };
+  }
+
+  /**
+   * Replaces the records with `state` (a restored image). INVARIANT: only the core calls it,
+   * on a fresh authenticator of a VM that has not run since its reset.
+   */
+  importState(state: AuthenticatorState): void {
+    this.bootEnded = state.bootEnded;
+    this.modules.clear();
+    this.codeImages.clear();
+    for (const m of state.modules) this.modules.set(m.name, { name: m.name, frames: new Map(m.frames), textPages: new Map(m.textPages) });
+    for (const c of state.codeImages) this.codeImages.set(c.name, { name: c.name, frames: new Map(c.frames), textPages: new Map(c.textPages) });
+    this.#codePages.clear();
+    for (const [va, f] of state.codePages) this.#codePages.set(va, f);
   }
 
   /** True when `frame` belongs to a verified module or code image. */
@@ -92,6 +159,7 @@ export class Authenticator {
 
   /** Adds verified code pages to the trusted map. */
   addCode(pages: ReadonlyMap<bigint, number>): void {
+    if (this.#retired) return;
     for (const [va, f] of pages) this.#codePages.set(va, f);
   }
 
@@ -103,6 +171,7 @@ export class Authenticator {
   /** Freeze: the guest can no longer write these frames until {@link thaw}. */
   freeze(frames: Iterable<number>): number[] {
     const list = [...new Set(frames)];
+    if (this.#retired) return [];
     for (const f of list) {
       const n = this.#frozen.get(f) ?? 0;
       this.#frozen.set(f, n + 1);
@@ -113,6 +182,7 @@ export class Authenticator {
 
   /** Ends one freeze of these frames; a frame thaws when its last freeze ends. */
   thaw(frames: readonly number[]): void {
+    if (this.#retired) return;
     for (const f of frames) {
       const n = this.#frozen.get(f) ?? 0;
       if (n <= 1) {
@@ -126,16 +196,20 @@ export class Authenticator {
 
   /** Sets a frame's permissions while keeping its FROZEN state (the core's apply step). */
   setPermissions(frame: number, perms: number): void {
+    if (this.#retired) return;
     this.#ept.set(frame, (perms & ~EPT_FROZEN) | (this.#frozen.has(frame) ? EPT_FROZEN : 0));
   }
 
   /** Asks the verifier; never rejects (a throwing port is a denial). */
   async verify(request: OutgoingRequest): Promise<Verdict> {
+    let v: Verdict;
     try {
-      return await this.port.verify(request);
+      v = await this.port.verify(request);
     } catch (e) {
       return { v: 1, id: -1, ok: false, reason: `verifier unavailable: ${e instanceof Error ? e.message : String(e)}`, plugins: [] };
     }
+    if (this.#retired) return { v: v.v, id: v.id, ok: false, reason: 'the VMM reset the VM while the verifier decided: nothing is applied', plugins: ['core'] };
+    return v;
   }
 
   /**

@@ -161,6 +161,19 @@ export class VirtioBlk {
     }
   }
 
+  /** Host side: every written sector, ascending, with a copy of its bytes (a migration carries the disk). */
+  exportSectors(): Array<[number, Uint8Array]> {
+    return [...this.#backing.keys()].sort((a, b) => a - b).map((s) => [s, Uint8Array.from(this.#backing.get(s)!)]);
+  }
+
+  /** Host side: writes exported sectors back. Throws on a sector past the end or of the wrong size (a host bug). */
+  importSectors(sectors: ReadonlyArray<readonly [number, Uint8Array]>): void {
+    for (const [s, bytes] of sectors) {
+      if (bytes.length !== VIRTIO_BLK_SECTOR_SIZE) throw new RangeError(`sector ${s} has ${bytes.length} bytes`);
+      this.writeSectors(s, bytes);
+    }
+  }
+
   #checkRange(sector: number, count: number): void {
     if (!Number.isSafeInteger(sector) || !Number.isSafeInteger(count) || sector < 0 || count < 0 || sector + count > this.sectors) {
       throw new RangeError(`sectors [${sector}, +${count}) outside the disk's ${this.sectors} sectors`);

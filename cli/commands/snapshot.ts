@@ -1,0 +1,155 @@
+/**
+ * `heki snapshot`: runs a scenario (as `heki run` does) and, when every step held, writes a
+ * migration snapshot of the machine as the last step left it: the whole VM and its complete
+ * protection state, signed by the VMM's per-VM Ed25519 key (docs/lifecycle.md). `heki
+ * restore` restores it into a fresh VM.
+ */
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
+import { parseFlags, UsageError, withUsage } from '../args.ts';
+import type { MachineApi } from '../../runtime/machine-api.ts';
+import { loadScenario } from '../../runtime/scenario/load.ts';
+import { runScenario } from '../../runtime/scenario/run.ts';
+import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
+import { formatPublicKeyFile, loadSecretKeyFile } from '../../verifier-vm/key-files.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { checkScenarioFiles, machineConfigOf } from './run.ts';
+
+const USAGE = `usage: heki snapshot <scenario.yaml> --out <file> [--key <vmm.secret.json>] [--json]
+
+Runs the scenario like 'heki run' and, when every step held, writes a migration snapshot of
+the machine as its last step left it (a kernel must be running): guest memory, the vCPUs,
+the guest kernel's bookkeeping, and the complete protection state (CR pins, MSR and CR
+filters, EPT attributes and immutable ranges, keyring and manifest, what the verifier knows,
+the audit log's head), signed with the VMM's Ed25519 key for the VM. 'heki restore <file>
+--trust <key>' restores it into a fresh VM.
+
+  --out <file>    where to write the snapshot (mode 0600)
+  --key <file>    the VMM's key, a secret key file of role vmm ('heki keygen --role vmm');
+                  without it a fresh key signs, and its public key is written to
+                  <file>.pub.json (role vmm): give that file to 'heki restore --trust'
+  --json          print one JSON object: {"scenario": <heki run --json result>,
+                  "snapshot": {"file","bytes","sha256","keyId","publicKey"} | null, "error"?}
+
+Exit 0 when the snapshot was written, 1 when a step did not hold or the VM could not be
+snapshotted (nothing is written), 2 on bad usage or input.
+`;
+
+/** Makes the command. */
+export function createSnapshotCommand(): CliCommand {
+  return {
+    name: 'snapshot',
+    summary: 'run a scenario, then write a signed migration snapshot of the VM (heki restore restores it)',
+    usage: USAGE,
+    run(argv: string[], io: CliIo): Promise<number> {
+      return withUsage(USAGE, io, argv, async () => {
+        const { values, positionals } = parseFlags(
+          argv,
+          { out: { type: 'string' }, key: { type: 'string' }, json: { type: 'boolean', default: false } },
+          { min: 1, max: 1, names: '<scenario.yaml>' },
+        );
+        if (values.out === undefined) throw new UsageError('--out <file> is required');
+        const out = resolve(io.cwd, values.out);
+        const display = positionals[0]!;
+        const loaded = loadScenario(resolve(io.cwd, display), display);
+        if (!loaded.ok) {
+          io.err(`${loaded.error}\n`);
+          return EXIT_USAGE;
+        }
+        const scenario = loaded.value;
+        const files = checkScenarioFiles(scenario, display);
+        if (!files.ok) {
+          io.err(`heki snapshot: ${files.error}\n`);
+          return EXIT_USAGE;
+        }
+        let key = generateEd25519KeyPair();
+        let ownKey = false;
+        if (values.key !== undefined) {
+          const k = loadSecretKeyFile(resolve(io.cwd, values.key));
+          if (!k.ok) {
+            io.err(`heki snapshot: ${k.error}\n`);
+            return EXIT_USAGE;
+          }
+          if (k.value.role !== 'vmm') {
+            io.err(`heki snapshot: ${values.key}: key ${k.value.keyId} has role ${k.value.role}; snapshots need a vmm key ('heki keygen --role vmm')\n`);
+            return EXIT_USAGE;
+          }
+          key = k.value.keyPair;
+          ownKey = true;
+        }
+        const runtime = await import('../../runtime/machine.ts');
+        const built = await runtime.createMachineDetailed({ ...machineConfigOf(scenario), vmmKey: key });
+        if (!built.ok) {
+          io.err(`heki snapshot: ${display}: cannot start the machine: ${built.error.message}\n`);
+          return built.error.kind === 'input' ? EXIT_USAGE : EXIT_NEGATIVE;
+        }
+        const machine = built.value;
+        // The runner disposes the machine after the last step: take the snapshot just before,
+        // when every step held.
+        let held = true;
+        let snapshot: { ok: true; value: Uint8Array } | { ok: false; error: string } | undefined;
+        let signer = key.publicKey;
+        const wrapped: MachineApi = new Proxy(machine, {
+          get(target, prop) {
+            if (prop === 'dispose') {
+              return async () => {
+                if (held) snapshot = await runtime.snapshotMachine(machine);
+                // A migration step moved the VM to another VMM: that VMM signed.
+                signer = machine.vmm.identity.publicKey;
+                await machine.dispose();
+              };
+            }
+            const v = Reflect.get(target, prop) as unknown;
+            return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+          },
+        });
+        if (!values.json) io.out(`${formatHeader(scenario, display)}\n${formatColumns()}\n`);
+        const result = await runScenario(
+          scenario,
+          wrapped,
+          (r) => {
+            held &&= r.ok;
+            if (!values.json) io.out(`${formatStepRow(r)}\n`);
+          },
+          { onWarning: (m) => io.err(`heki snapshot: warning: ${m}\n`) },
+        );
+        let written: { file: string; bytes: number; sha256: string; keyId: string; publicKey: string | null } | null = null;
+        let error: string | undefined;
+        if (!result.passed) error = 'a step did not hold: no snapshot written';
+        else if (!snapshot) error = 'the machine was disposed before the snapshot could be taken';
+        else if (!snapshot.ok) error = `the VM cannot be snapshotted: ${snapshot.error}`;
+        else {
+          try {
+            writeFileSync(out, snapshot.value, { mode: 0o600 });
+            let pub: string | null = null;
+            if (!ownKey) {
+              pub = `${out}.pub.json`;
+              writeFileSync(pub, formatPublicKeyFile(signer, 'vmm'));
+            }
+            written = { file: out, bytes: snapshot.value.length, sha256: createHash('sha256').update(snapshot.value).digest('hex'), keyId: ed25519KeyIdHex(signer), publicKey: pub };
+          } catch (e) {
+            io.err(`heki snapshot: cannot write ${out}: ${e instanceof Error ? e.message : String(e)}\n`);
+            return EXIT_USAGE;
+          }
+        }
+        if (values.json) {
+          io.out(`${JSON.stringify({ scenario: result, snapshot: written, ...(error ? { error } : {}) })}\n`);
+        } else {
+          io.out(`${formatSummary(result)}\n`);
+          if (written) {
+            io.out(`wrote ${written.file}: ${written.bytes} bytes, SHA-256 ${written.sha256}, signed by vmm key ${written.keyId}\n`);
+            if (written.publicKey) io.out(`the VMM's public key is in ${written.publicKey}: heki restore ${values.out} --trust ${values.out}.pub.json\n`);
+          } else {
+            io.err(`heki snapshot: ${error}\n`);
+          }
+        }
+        return written ? EXIT_OK : EXIT_NEGATIVE;
+      });
+    },
+  };
+}
+
+/** The `heki snapshot` command. */
+export const snapshotCommand: CliCommand = createSnapshotCommand();
