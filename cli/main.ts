@@ -6,6 +6,7 @@
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from './command.ts';
 import { attacksCommand } from './commands/attacks.ts';
 import { auditCommand } from './commands/audit.ts';
+import { benchCommand } from './commands/bench.ts';
 import { demoCommand } from './commands/demo.ts';
 import { keygenCommand } from './commands/keygen.ts';
 import { manifestCommand } from './commands/manifest.ts';
@@ -16,7 +17,7 @@ import { restoreCommand } from './commands/restore.ts';
 import { verifyModuleCommand } from './commands/verify-module.ts';
 
 /** Every command, in the order `heki --help` lists them. */
-export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, attacksCommand, snapshotCommand, restoreCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand];
+export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, attacksCommand, snapshotCommand, restoreCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand, benchCommand];
 
 /** Top-level usage text. */
 export function topUsage(): string {

@@ -25,6 +25,7 @@
 import type { RequestKind, RequestOf, SectionGrant, VerifyRequest } from '../shared/protocol.ts';
 import type { Keyring } from './keyring.ts';
 import type { KernelManifest } from './manifest.ts';
+import type { RecordBatch, RecordsResult } from './record-batch.ts';
 
 /** A plugin's answer on one request or one item. */
 export type Decision = 'allow' | 'deny' | 'abstain';
@@ -106,6 +107,18 @@ export interface VerifierPlugin<K extends RequestKind = RequestKind> {
   readonly kinds: readonly K[];
   /** Decides one request. Must not throw for bad input; must be deterministic. */
   decide(request: RequestOf<K>, ctx: PluginContext): PluginResult;
+  /**
+   * Optional, for `text-patch` plugins: decides a batch that came in record form (the
+   * verification ring, verifier-vm/record-batch.ts) without an object per item. It must give
+   * the same decisions and reasons as `decide` on the same items; return undefined to have
+   * `decide` called with protocol items (`batch.request`) instead.
+   */
+  decideRecords?(batch: RecordBatch, ctx: PluginContext): RecordsResult | undefined;
+  /**
+   * Optional, with `decideRecords`: `commit` for a batch in record form. Without it `commit`
+   * is called with `batch.request`, which makes protocol items of every record.
+   */
+  commitRecords?(batch: RecordBatch, ok: boolean, ctx: PluginContext): void;
   /**
    * Optional: called once the combined verdict is known, to update per-VM state (e.g. record
    * a verified module). Called for allowed and denied verdicts alike; check `ok`.

@@ -10,6 +10,8 @@ import type { AnyPlugin, Decision, PluginContext, PluginResult, VmState } from '
 import type { Keyring } from './keyring.ts';
 import type { KernelManifest } from './manifest.ts';
 import type { AuditLog } from './audit-log.ts';
+import type { PatchRecords } from '../shared/ring/patch-records.ts';
+import { decideRecordBatch, recordBatch, type RecordBatchOutcome } from './record-batch.ts';
 import { EXPORTED_VM_STATE_VERSION, type ExportedVmState } from './vm-state.ts';
 
 /** How the engine is set up. */
@@ -132,6 +134,41 @@ export class Verifier {
       ...(verdict.items ? { itemsAllowed: verdict.items.filter((i) => i.ok).length, itemsDenied: verdict.items.filter((i) => !i.ok).length } : {}),
     });
     return verdict;
+  }
+
+  /**
+   * Decides a text-patch batch in record form (the verification ring's volume path,
+   * verifier-vm/record-batch.ts): the same rules, decisions and reasons as {@link verify} on
+   * the same items, in packed form. Counted and audited like {@link verify}.
+   * The records must have passed `PatchRecords.validate()`: the ring's reader checks them.
+   */
+  verifyPatchRecords(id: number, vm: string, records: PatchRecords): RecordBatchOutcome {
+    this.stats.requests++;
+    const batch = recordBatch(id, vm, records);
+    const state = this.vmState(vm);
+    // The same context as #decide gives each plugin (no closure: this is the ring's hot path).
+    const base = { manifest: state.kernel?.manifest ?? this.#manifest, keyring: this.#keyring, vm: state, facts: new Map<string, unknown>() };
+    const claimants = this.#plugins.filter((p) => (p.kinds as readonly string[]).includes('text-patch'));
+    const out = decideRecordBatch(batch, claimants, base, this.#config);
+    const verdict = out.verdict;
+    if (verdict.ok) this.stats.allowed++;
+    else this.stats.denied++;
+    if (this.#audit) {
+      let allowed = 0;
+      if (verdict.items) for (let i = 0; i < verdict.items.count; i++) allowed += verdict.items.ok[i] as number;
+      this.#audit.append({
+        event: 'verdict',
+        id,
+        vm,
+        kind: 'text-patch',
+        subject: `${records.count} patches`,
+        ok: verdict.ok,
+        reason: verdict.reason,
+        plugins: [...verdict.plugins],
+        ...(verdict.items ? { itemsAllowed: allowed, itemsDenied: verdict.items.count - allowed } : {}),
+      });
+    }
+    return out;
   }
 
   #decide(request: VerifyRequest): Verdict {

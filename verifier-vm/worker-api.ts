@@ -5,6 +5,8 @@
  */
 import type { KeyringData } from './keyring.ts';
 import type { VerifierStats } from './verifier.ts';
+import type { RingLayout } from '../shared/ring/layout.ts';
+import type { RingServerTiming } from './ring-server.ts';
 
 /** How the VMM configures a verifier worker. Plain data: it crosses the worker boundary. */
 export interface WorkerInit {
@@ -24,7 +26,17 @@ export interface WorkerInit {
 
 /** What `init` answers. */
 export type InitResult =
-  | { ok: true; plugins: Array<{ name: string; kinds: readonly string[] }>; manifest?: { kernel: string; keyId: string } }
+  | {
+      ok: true;
+      plugins: Array<{ name: string; kinds: readonly string[] }>;
+      manifest?: { kernel: string; keyId: string };
+      /**
+       * Which allowed text-patch requests change the verifier's per-VM state, so the link
+       * journals them for a spare: those with kprobe items (the built-in plugins), or all
+       * (a text-patch plugin module keeps state). Absent: all.
+       */
+      statefulTextPatch?: 'kprobe-items' | 'always';
+    }
   | { ok: false; error: string };
 
 /** Faults a test can inject into the worker (when `faultInjection` is on). */
@@ -39,6 +51,13 @@ export interface VerifierWorkerApi {
   resetVm(vm: string): void;
   /** The per-VM state of `vm` as plain data (verifier-vm/vm-state.ts), or undefined. */
   exportVm(vm: string): unknown;
-  /** Arms a fault for the next `verify` call. Refused unless faultInjection was set. */
+  /**
+   * Starts serving the verification ring in `layout` (shared/ring/layout.ts) beside comlink;
+   * undefined when it runs, else why not (the link then keeps to comlink for this worker).
+   */
+  attachRing(layout: RingLayout, timing?: RingServerTiming): string | undefined;
+  /** A verdict the ring could not carry (it said "parked"), handed over once. */
+  collect(id: number): unknown;
+  /** Arms a fault for the next request (`verify` or the ring). Refused unless faultInjection was set. */
   inject(fault: InjectedFault): boolean;
 }

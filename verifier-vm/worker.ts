@@ -15,10 +15,22 @@ import { BUILTIN_PLUGINS } from './plugins/index.ts';
 import { Verifier } from './verifier.ts';
 import type { AnyPlugin } from './plugin-api.ts';
 import type { InitResult, InjectedFault, VerifierWorkerApi, WorkerInit } from './worker-api.ts';
+import { RingServer, DEFAULT_RING_TIMING, type RingServerTiming } from './ring-server.ts';
+import { kprobePlugin } from './plugins/kprobe.ts';
+import type { RingLayout } from '../shared/ring/layout.ts';
+import { HAVE_WAIT_ASYNC } from '../shared/ring/wait-async.ts';
 
 let verifier: Verifier | undefined;
 let faultInjection = false;
 let armed: InjectedFault | undefined;
+let ring: RingServer | undefined;
+
+/** Takes the armed fault: the next request, on comlink or on the ring, gets it. */
+function takeFault(): InjectedFault | undefined {
+  const f = armed;
+  armed = undefined;
+  return f;
+}
 
 async function loadPluginModule(path: string): Promise<AnyPlugin[]> {
   const mod = (await import(pathToFileURL(path).href)) as { default?: unknown };
@@ -64,12 +76,15 @@ const api: VerifierWorkerApi = {
       return { ok: false, error: e instanceof Error ? e.message : String(e) };
     }
     faultInjection = config.faultInjection === true;
-    return { ok: true, plugins: verifier.plugins().map((p) => ({ name: p.name, kinds: p.kinds })), ...(manifestInfo ? { manifest: manifestInfo } : {}) };
+    // Which text-patch verdicts change this verifier's state (and so go into the link's
+    // journal): only those with kprobe items, unless a text-patch plugin other than the
+    // built-in kprobe one keeps state (has a commit hook).
+    const statefulTextPatch = plugins.some((p) => p.commit !== undefined && p !== kprobePlugin && (p.kinds as readonly string[]).includes('text-patch')) ? 'always' : 'kprobe-items';
+    return { ok: true, plugins: verifier.plugins().map((p) => ({ name: p.name, kinds: p.kinds })), statefulTextPatch, ...(manifestInfo ? { manifest: manifestInfo } : {}) };
   },
 
   verify(message: unknown): unknown {
-    const fault = armed;
-    armed = undefined;
+    const fault = takeFault();
     if (fault === 'crash') process.exit(70);
     if (fault === 'hang') for (;;);
     if (fault === 'garbage') return { nonsense: true };
@@ -88,6 +103,24 @@ const api: VerifierWorkerApi = {
 
   exportVm(vm: string): unknown {
     return verifier?.exportVm(vm);
+  },
+
+  attachRing(layout: RingLayout, timing?: RingServerTiming): string | undefined {
+    if (!verifier) return 'the verifier is not initialised';
+    if (ring) return 'a ring is already attached';
+    if (!HAVE_WAIT_ASYNC) return 'this runtime has no Atomics.waitAsync';
+    const v = verifier;
+    try {
+      ring = new RingServer(layout, { patches: (id, vm, records) => v.verifyPatchRecords(id, vm, records), message: (m) => v.verify(m), takeFault }, timing ?? DEFAULT_RING_TIMING);
+    } catch (e) {
+      return e instanceof Error ? e.message : String(e);
+    }
+    ring.start();
+    return undefined;
+  },
+
+  collect(id: number): unknown {
+    return ring?.collect(id);
   },
 
   inject(fault: InjectedFault): boolean {

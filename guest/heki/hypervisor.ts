@@ -60,6 +60,11 @@ export interface HekiHypervisor {
   unloadModule?(name: string): Promise<HekiStatus>;
   /** Optional: applies text patches through the hypervisor; statuses per patch. */
   textPoke?(patches: readonly PatchRequest[]): Promise<HekiStatus & { readonly statuses: readonly number[] }>;
+  /**
+   * Optional: the same with the batch already encoded (shared/patch-batch-builder.ts); the
+   * statuses are read back only when asked for (after a refusal).
+   */
+  textPokeBatch?(batch: Uint8Array): Promise<HekiStatus & { statuses(): readonly number[] }>;
   /** Optional: set_memory_* after boot. */
   setMemory?(va: bigint, pages: number, attributes: number): Promise<HekiStatus>;
   /** Optional: authenticates a signed code image. */

@@ -70,6 +70,18 @@ export function kvmHekiBackend(cpu: GuestCpu, scratch: Scratch): Required<HekiHy
         return { ...status(ret), statuses: back ? patchStatuses(back) : [] };
       });
     },
+    textPokeBatch(batch: Uint8Array) {
+      return scratch.exclusive(async () => {
+        if (!scratch.write(0, batch)) return { ...NO_SPACE, statuses: () => [] };
+        const ret = await cpu.vmcall(HC.HEKI_TEXT_PATCH, scratch.pa);
+        // After a success every entry says "applied": read the statuses back only when asked.
+        const statuses = (): readonly number[] => {
+          const back = scratch.read(0, batch.length);
+          return back ? patchStatuses(back) : [];
+        };
+        return { ...status(ret), statuses };
+      });
+    },
     async setMemory(va: bigint, pages: number, attributes: number) {
       return status(await cpu.vmcall(HC.HEKI_SET_MEMORY, va, BigInt(pages), BigInt(attributes)));
     },

@@ -4,6 +4,7 @@
  * is applied whole or not at all, and the per-patch statuses say which patch was refused.
  */
 import type { PatchRequest } from '../../shared/heki-descriptors.ts';
+import type { PatchBatchBuilder } from '../../shared/patch-batch-builder.ts';
 import { PATCH_STATUS } from '../../shared/heki-descriptors.ts';
 import type { HekiHypervisor } from '../heki/hypervisor.ts';
 
@@ -33,6 +34,28 @@ export class TextPoker {
         return { ok: false, reason: `text patch refused: ${r.name}${denied.length ? ` (first denied: patch ${denied[0]} at 0x${patches[denied[0]!]!.site.toString(16)})` : ''}`, denied, applied };
       }
       applied += chunk.length;
+    }
+    return { ok: true, patches: applied, batches };
+  }
+
+  /**
+   * {@link poke} for patches already encoded by a {@link PatchBatchBuilder} (no object per
+   * patch); the same batches, statuses and result.
+   */
+  async pokeBatch(b: PatchBatchBuilder): Promise<PokeResult> {
+    const hv = this.hv;
+    if (!hv.textPokeBatch) return this.poke(b.requests());
+    let applied = 0;
+    let batches = 0;
+    for (let i = 0; i < b.count; i += PATCH_BATCH) {
+      const end = Math.min(b.count, i + PATCH_BATCH);
+      const r = await hv.textPokeBatch(b.batch(i, end));
+      batches++;
+      if (!r.ok) {
+        const denied = r.statuses().flatMap((s, j) => (s === PATCH_STATUS.DENIED ? [i + j] : []));
+        return { ok: false, reason: `text patch refused: ${r.name}${denied.length ? ` (first denied: patch ${denied[0]} at 0x${b.site(denied[0]!).toString(16)})` : ''}`, denied, applied };
+      }
+      applied += end - i;
     }
     return { ok: true, patches: applied, batches };
   }

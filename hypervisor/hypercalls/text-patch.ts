@@ -8,57 +8,90 @@
  */
 import { KVM_STATUS } from '../../shared/abi.ts';
 import { PATCH_BATCH_HEADER, PATCH_ENTRY, PATCH_STATUS } from '../../shared/heki-descriptors.ts';
-import { isRetryable, type PatchItem } from '../../shared/protocol.ts';
+import { isRetryable } from '../../shared/protocol.ts';
+import { PATCH_RECORD, PR } from '../../shared/ring/layout.ts';
+import { PATCH_KIND_NAMES, hexU64, type PatchRecords } from '../../shared/ring/patch-records.ts';
+import type { GuestMemory } from '../memory/guest-memory.ts';
 import type { HypercallHandler } from './context.ts';
-import { readPatchBatch } from './descriptors.ts';
+import { readPatchBatchRecords } from './patch-batch-records.ts';
 import { verificationDenied } from './verification-outcome.ts';
 
-const PAGE = 4096n;
+const PAGE = 4096;
+/** 2^20: a page number is `hi * 2^20 + (lo >>> 12)` for the u64 address `hi:lo` (exact below 2^52). */
+const VPN_HI = 0x10_0000;
+/** Offset of the status byte in a batch entry. */
+const ENTRY_STATUS = 10;
 
 export const textPatch: HypercallHandler = async (ctx, [a0]) => {
   const { core } = ctx;
   const auth = core.auth;
   if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
-  const batch = readPatchBatch(core.memory, a0);
+  // The batch straight into verification records (shared/ring/patch-records.ts): the same
+  // checks as readPatchBatch, no object per entry (ftrace on all sites is 38,252 of them).
+  const batch = readPatchBatchRecords(core.memory, a0);
   if (!batch.ok) return -KVM_STATUS.KVM_EINVAL;
-  const entries = batch.value;
-  const status = new Uint8Array(entries.length).fill(PATCH_STATUS.NOT_APPLIED);
-  // Where each byte of each site lives, by the core's own records.
-  const where: Array<bigint[] | undefined> = entries.map((e) => {
-    const addrs: bigint[] = [];
-    for (let i = 0; i < e.oldBytes.length; i++) {
-      const va = e.site + BigInt(i);
-      const f = auth.codeFrame(va);
-      if (f === undefined) return undefined;
-      addrs.push(BigInt(f) * PAGE + (va & (PAGE - 1n)));
+  const records = batch.value;
+  const n = records.count;
+  const status = new Uint8Array(n).fill(PATCH_STATUS.NOT_APPLIED);
+  // Where each site lives, by the core's own records: the guest-physical address of its first
+  // byte and, for a site that crosses a page, of its first byte on the next page (else -1).
+  const at = new Float64Array(n);
+  const next = new Float64Array(n).fill(-1);
+  let lastVpn = -1;
+  let lastFrame: number | undefined;
+  const frameOf = (vpn: number): number | undefined => {
+    // Sites come sorted, so consecutive ones share a page: one trusted-map lookup per page.
+    if (vpn !== lastVpn) {
+      lastVpn = vpn;
+      lastFrame = auth.codeFrame(BigInt(vpn) << 12n);
     }
-    return addrs;
-  });
-  const unknown = where.findIndex((w) => w === undefined);
-  const frames = new Set<number>();
-  for (const w of where) if (w) for (const a of w) frames.add(Number(a >> 12n));
+    return lastFrame;
+  };
+  let unknown = -1;
+  const frames: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const lo = records.siteLo(i);
+    const vpn = records.siteHi(i) * VPN_HI + (lo >>> 12);
+    const off = lo & (PAGE - 1);
+    const f0 = frameOf(vpn);
+    const f1 = off + records.len(i) > PAGE ? frameOf(vpn + 1) : f0;
+    if (f0 === undefined || f1 === undefined) {
+      if (unknown < 0) unknown = i;
+      at[i] = -1;
+      continue;
+    }
+    at[i] = f0 * PAGE + off;
+    if (frames[frames.length - 1] !== f0) frames.push(f0);
+    if (f1 !== f0) {
+      next[i] = f1 * PAGE;
+      frames.push(f1);
+    }
+  }
   const frozen = auth.freeze(frames);
   try {
-    const items: PatchItem[] = entries.map((e, i) => ({
-      kind: e.kind,
-      site: e.site,
-      oldBytes: e.oldBytes,
-      newBytes: e.newBytes,
-      currentBytes: where[i] ? Uint8Array.from(where[i]!, (a) => core.memory.read(a, 1)[0] as number) : new Uint8Array(e.oldBytes.length),
-    }));
-    const subject = `${entries.length} patches (${summary(entries.map((e) => e.kind))})`;
+    // Snapshot, after the freeze: the bytes the verifier sees are the bytes in memory.
+    const mem = core.memory;
+    for (let i = 0; i < n; i++) {
+      const gpa = at[i] as number;
+      if (gpa < 0) continue;
+      const r = i * PATCH_RECORD + PR.CUR;
+      const first = split(gpa, records.len(i), next[i] as number);
+      mem.copyOut(gpa, records.bytes, r, first);
+      if (first < records.len(i)) mem.copyOut(next[i] as number, records.bytes, r + first, records.len(i) - first);
+    }
+    const subject = `${n} patches (${summary(records)})`;
     if (unknown >= 0) {
       // The core refuses on its own: it does not know this site as verified code.
       status[unknown] = PATCH_STATUS.DENIED;
-      writeStatus(core.memory, a0, status);
-      const reason = `site 0x${entries[unknown]!.site.toString(16)} is not in verified kernel or module text`;
+      writeStatus(mem, a0, status);
+      const reason = `site ${hexU64(records.siteLo(unknown), records.siteHi(unknown))} is not in verified kernel or module text`;
       const verdict = { v: 1, id: -1, ok: false, reason, plugins: ['core'] };
       auth.record('text-patch', subject, verdict, { applied: false, denied: 1 });
       return verificationDenied(ctx, 'text-patch', subject, verdict);
     }
-    const verdict = await auth.verify({ kind: 'text-patch', vm: auth.vm, items });
-    const deniedCount = isRetryable(verdict) ? 0 : verdict.items ? verdict.items.filter((i) => !i.ok).length : entries.length;
+    const verdict = await auth.verifyPatches(records);
     if (!verdict.ok) {
+      const deniedCount = isRetryable(verdict) ? 0 : verdict.items ? verdict.items.filter((i) => !i.ok).length : n;
       // A retryable refusal decided nothing: every entry stays "not applied".
       if (!isRetryable(verdict)) {
         verdict.items?.forEach((it, i) => {
@@ -66,29 +99,43 @@ export const textPatch: HypercallHandler = async (ctx, [a0]) => {
         });
         if (!verdict.items) status.fill(PATCH_STATUS.DENIED);
       }
-      writeStatus(core.memory, a0, status);
+      writeStatus(mem, a0, status);
       auth.record('text-patch', subject, verdict, { applied: false, denied: deniedCount });
       return verificationDenied(ctx, 'text-patch', subject, verdict);
     }
-    entries.forEach((e, i) => {
-      const addrs = where[i]!;
-      for (let b = 0; b < addrs.length; b++) core.memory.write(addrs[b]!, e.newBytes.subarray(b, b + 1));
-    });
+    for (let i = 0; i < n; i++) {
+      const gpa = at[i] as number;
+      const len = records.len(i);
+      const r = i * PATCH_RECORD + PR.NEW;
+      const first = split(gpa, len, next[i] as number);
+      mem.copyIn(gpa, records.bytes, r, first);
+      if (first < len) mem.copyIn(next[i] as number, records.bytes, r + first, len - first);
+    }
     status.fill(PATCH_STATUS.APPLIED);
-    writeStatus(core.memory, a0, status);
-    auth.record('text-patch', subject, verdict, { applied: true, patches: entries.length });
+    writeStatus(mem, a0, status);
+    auth.record('text-patch', subject, verdict, { applied: true, patches: n });
     return 0;
   } finally {
     auth.thaw(frozen);
   }
 };
 
-function writeStatus(mem: { write(a: bigint, b: Uint8Array): void }, batch: bigint, status: Uint8Array): void {
-  for (let i = 0; i < status.length; i++) mem.write(batch + BigInt(PATCH_BATCH_HEADER + i * PATCH_ENTRY + 10), status.subarray(i, i + 1));
+/** Bytes of a `len`-byte site at `gpa` that lie on its first page (`len` unless it crosses into `next`). */
+function split(gpa: number, len: number, next: number): number {
+  return next < 0 ? len : PAGE - (gpa % PAGE);
 }
 
-function summary(kinds: string[]): string {
+/** Writes each entry's status byte back into the guest's batch. */
+function writeStatus(mem: GuestMemory, batch: bigint, status: Uint8Array): void {
+  mem.writeStrided(Number(batch) + PATCH_BATCH_HEADER + ENTRY_STATUS, PATCH_ENTRY, status);
+}
+
+/** `38252 ftrace, 3 jump-label`: the kinds in order of first appearance, with counts. */
+function summary(records: PatchRecords): string {
   const counts = new Map<string, number>();
-  for (const k of kinds) counts.set(k, (counts.get(k) ?? 0) + 1);
-  return [...counts].map(([k, n]) => `${n} ${k}`).join(', ');
+  for (let i = 0; i < records.count; i++) {
+    const k = PATCH_KIND_NAMES[records.kindCode(i)] as string;
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  return [...counts].map(([k, c]) => `${c} ${k}`).join(', ');
 }

@@ -103,6 +103,93 @@ export class GuestMemory implements GuestMemoryAccess {
     }
   }
 
+  /**
+   * Copies `len` bytes at guest-physical `gpa` (a number: guest-physical addresses are below
+   * 2^52) into `dst` at `dstOff`, with no allocation: the core's hot paths (text patching)
+   * use it. Throws RangeError outside guest memory.
+   */
+  copyOut(gpa: number, dst: Uint8Array, dstOff: number, len: number): void {
+    this.#checkN(gpa, len);
+    let done = 0;
+    let frame = Math.floor(gpa / PAGE_SIZE);
+    let off = gpa % PAGE_SIZE;
+    while (done < len) {
+      const n = Math.min(PAGE_SIZE - off, len - done);
+      const page = this.#pages.get(frame);
+      if (page) for (let k = 0; k < n; k++) dst[dstOff + done + k] = page[off + k] as number;
+      else dst.fill(0, dstOff + done, dstOff + done + n);
+      done += n;
+      frame++;
+      off = 0;
+    }
+  }
+
+  /** Copies `len` bytes of `src` at `srcOff` to guest-physical `gpa`, as {@link write} does, with no allocation. */
+  copyIn(gpa: number, src: Uint8Array, srcOff: number, len: number): void {
+    this.#checkN(gpa, len);
+    let done = 0;
+    let frame = Math.floor(gpa / PAGE_SIZE);
+    let off = gpa % PAGE_SIZE;
+    while (done < len) {
+      const n = Math.min(PAGE_SIZE - off, len - done);
+      let page = this.#pages.get(frame);
+      if (!page) {
+        if (isZero(src, srcOff + done, n)) {
+          // As in write(): zeros to an untouched page change nothing observable.
+          done += n;
+          frame++;
+          off = 0;
+          continue;
+        }
+        page = new Uint8Array(PAGE_SIZE);
+        this.#pages.set(frame, page);
+      }
+      for (let k = 0; k < n; k++) page[off + k] = src[srcOff + done + k] as number;
+      done += n;
+      frame++;
+      off = 0;
+    }
+  }
+
+  /**
+   * Writes `src[i]` at `gpa + i * stride` for every i (one field of each entry of a table in
+   * guest memory, such as the status byte of each patch of a batch), a page at a time.
+   */
+  writeStrided(gpa: number, stride: number, src: Uint8Array): void {
+    if (src.length === 0) return;
+    this.#checkN(gpa, (src.length - 1) * stride + 1);
+    let frame = -1;
+    let page: Uint8Array | undefined;
+    for (let i = 0; i < src.length; i++) {
+      const a = gpa + i * stride;
+      const f = Math.floor(a / PAGE_SIZE);
+      if (f !== frame) {
+        frame = f;
+        page = this.#pages.get(f);
+      }
+      const v = src[i] as number;
+      if (!page) {
+        if (v === 0) continue;
+        page = new Uint8Array(PAGE_SIZE);
+        this.#pages.set(f, page);
+      }
+      page[a - f * PAGE_SIZE] = v;
+    }
+  }
+
+  /** Writes one byte at guest-physical `gpa` (a number). */
+  writeByte(gpa: number, value: number): void {
+    this.#checkN(gpa, 1);
+    const frame = Math.floor(gpa / PAGE_SIZE);
+    let page = this.#pages.get(frame);
+    if (!page) {
+      if ((value & 0xff) === 0) return;
+      page = new Uint8Array(PAGE_SIZE);
+      this.#pages.set(frame, page);
+    }
+    page[gpa % PAGE_SIZE] = value;
+  }
+
   readU64(addr: bigint): bigint {
     const b = this.read(addr, 8);
     return new DataView(b.buffer).getBigUint64(0, true);
@@ -122,6 +209,13 @@ export class GuestMemory implements GuestMemoryAccess {
   /** Drops the given frames (their contents become zero). */
   discardFrames(frames: Iterable<number>): void {
     for (const f of frames) this.#pages.delete(f);
+  }
+
+  #checkN(gpa: number, len: number): void {
+    if (!Number.isSafeInteger(len) || len < 0) throw new RangeError(`bad access length ${len}`);
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + len > this.frames * PAGE_SIZE) {
+      throw new RangeError(`guest-physical range ${hex(gpa)}+${len} is outside guest memory [0, ${hex(this.size)})`);
+    }
   }
 
   #check(addr: bigint, len: number): void {

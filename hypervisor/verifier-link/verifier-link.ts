@@ -18,10 +18,21 @@
  * `retryable: true`, reason "verifier busy: ..."), which the core turns into -KVM_EAGAIN.
  * Module unloads are exempt: the core has already taken the permissions away, and the
  * verifier must hear of it to stay in step.
+ *
+ * Transport. With `transport: 'ring'` (the default) every worker also serves a verification
+ * ring (ring-channel.ts, shared/ring/): text-patch batches and module unloads go there as
+ * fixed-size records, everything else (module images, kernel text, code images, permission
+ * changes) and whatever the ring cannot take at the moment goes over comlink. Both paths
+ * give the same verdicts and fail closed the same way: a timeout, a crash or an unreadable
+ * answer denies the request ("verifier unavailable"), once, and the spare takes over.
  */
-import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, busyVerdict, denial, validateVerdict, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
+import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, busyVerdict, denial, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
 import type { InjectedFault, WorkerInit } from '../../verifier-vm/worker-api.ts';
+import { PatchRecords } from '../../shared/ring/patch-records.ts';
+import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
 import { WorkerHandle } from './worker-handle.ts';
+import { PendingRequest } from './pending-request.ts';
+import type { RingAnswer, RingOptions } from './ring-channel.ts';
 
 /** A request without the fields the link fills in (version and id). */
 export type OutgoingRequest = VerifyRequest extends infer R ? (R extends VerifyRequest ? Omit<R, 'v' | 'id'> : never) : never;
@@ -41,10 +52,72 @@ export interface VerifierLinkOptions {
    * {@link DEFAULT_MAX_IN_FLIGHT}); one more gets a retryable "verifier busy" verdict at once.
    */
   readonly maxInFlight?: number;
+  /**
+   * The data plane: `ring` (default) sends the kinds the verification ring carries
+   * (text-patch, module-unload) over a SharedArrayBuffer ring beside comlink; `comlink` sends
+   * everything over comlink.
+   */
+  readonly transport?: 'ring' | 'comlink';
+  /** Ring sizes and waiting (ring-channel.ts {@link RingOptions}). */
+  readonly ring?: RingOptions;
+}
+
+/**
+ * One request on its way, with its protocol message made only when a path needs it (a
+ * record batch that goes over the ring never becomes 40,000 objects).
+ */
+class Job {
+  #message: VerifyRequest | undefined;
+  #records: PatchRecords | string | undefined;
+  constructor(
+    readonly id: number,
+    readonly kind: VerifyRequest['kind'],
+    readonly vm: string,
+    message: VerifyRequest | undefined,
+    records: PatchRecords | undefined,
+  ) {
+    this.#message = message;
+    this.#records = records;
+  }
+
+  /** The protocol message. */
+  message(): VerifyRequest {
+    if (!this.#message) {
+      const r = this.#records as PatchRecords;
+      this.#message = { v: PROTOCOL_VERSION, id: this.id, vm: this.vm, kind: 'text-patch', items: r.toItems() };
+    }
+    return this.#message;
+  }
+
+  /** The batch as records, or undefined when it is not a text-patch batch the ring can carry. */
+  records(): PatchRecords | undefined {
+    if (this.kind !== 'text-patch') return undefined;
+    if (this.#records === undefined) {
+      const items: unknown = (this.message() as Extract<VerifyRequest, { kind: 'text-patch' }>).items;
+      // A malformed request goes over comlink, where the verifier's validator names the problem.
+      this.#records = typeof this.vm === 'string' && Array.isArray(items) ? PatchRecords.fromItems(items) : 'not a well-formed batch';
+    }
+    return typeof this.#records === 'string' ? undefined : this.#records;
+  }
+
+  /** True when the batch has a kprobe item. */
+  hasKprobe(): boolean {
+    const r = this.kind === 'text-patch' ? this.records() : undefined;
+    if (r) return (r.kindCounts()[PATCH_KIND.kprobe] ?? 0) > 0;
+    const m = this.message();
+    return m.kind === 'text-patch' && m.items.some((i) => i.kind === 'kprobe');
+  }
 }
 
 /** Default bound on requests in flight. */
 export const DEFAULT_MAX_IN_FLIGHT = 256;
+
+/**
+ * How long after a failover the link waits before it starts the next spare (ms): the promoted
+ * worker first serves the requests that waited on the failover, without a new thread starting
+ * beside it on the same CPUs.
+ */
+const SPARE_RESTART_DELAY_MS = 25;
 
 /** Kinds never refused for backpressure (see the file comment). */
 const BOUND_EXEMPT = new Set<VerifyRequest['kind']>(['module-unload']);
@@ -60,6 +133,8 @@ export interface LinkStats {
   busy: number;
   /** Most requests ever in flight at once. */
   peakInFlight: number;
+  /** Requests sent over the verification ring (the others went over comlink). */
+  viaRing: number;
 }
 
 const STATEFUL_KINDS = new Set<VerifyRequest['kind']>(['kernel-text', 'module-load', 'module-unload', 'code-load', 'text-patch', 'kernel-manifest', 'restore-state']);
@@ -75,7 +150,10 @@ export class VerifierLink {
   readonly #journal: VerifyRequest[] = [];
   readonly #maxInFlight: number;
   #inFlight = 0;
-  readonly stats: LinkStats = { requests: 0, failClosed: 0, restarts: 0, lastFailoverMs: undefined, busy: 0, peakInFlight: 0 };
+  /** Which allowed text-patch requests change the verifier's state (its init answer says). */
+  #statefulTextPatch: 'kprobe-items' | 'always' = 'always';
+  #spareTimer: NodeJS.Timeout | undefined;
+  readonly stats: LinkStats = { requests: 0, failClosed: 0, restarts: 0, lastFailoverMs: undefined, busy: 0, peakInFlight: 0, viaRing: 0 };
 
   private constructor(opts: VerifierLinkOptions, active: WorkerHandle) {
     this.#opts = opts;
@@ -102,13 +180,14 @@ export class VerifierLink {
     if (opts.maxInFlight !== undefined && (!Number.isSafeInteger(opts.maxInFlight) || opts.maxInFlight < 1)) {
       throw new RangeError(`maxInFlight must be a positive integer, got ${opts.maxInFlight}`);
     }
-    const first = new WorkerHandle(opts.init);
+    const first = VerifierLink.#newWorker(opts);
     const r = await first.ready;
     if (!r.ok) {
       await first.dispose(opts.disposeTimeoutMs ?? 2000);
       throw new Error(`the verifier VM refused to start: ${r.error}`);
     }
     const link = new VerifierLink(opts, first);
+    link.#statefulTextPatch = r.statefulTextPatch ?? 'always';
     link.#watch(first);
     if (opts.spare ?? true) link.#startSpare();
     return link;
@@ -127,33 +206,51 @@ export class VerifierLink {
   async verify(request: OutgoingRequest): Promise<Verdict> {
     const id = this.#nextId++;
     const msg = { ...request, v: PROTOCOL_VERSION, id } as VerifyRequest;
+    return this.#submit(new Job(id, msg.kind, msg.vm, msg, undefined));
+  }
+
+  /**
+   * Asks the verifier about a text-patch batch in record form (the core's text-patch path
+   * builds these from the guest's batch without an object per item). Same contract and same
+   * verdict as {@link verify} with the records' items; the records must not change until the
+   * promise settles. Over comlink (or when the ring cannot take it) the items are made from
+   * the records.
+   */
+  async verifyPatches(request: { readonly vm: string; readonly records: PatchRecords }): Promise<Verdict> {
+    return this.#submit(new Job(this.#nextId++, 'text-patch', request.vm, undefined, request.records));
+  }
+
+  async #submit(job: Job): Promise<Verdict> {
+    const id = job.id;
     this.stats.requests++;
     if (this.#disposed) return this.#failClosed(id, 'the link was disposed');
     // INVARIANT: the bound is checked and the slot taken before the first await, so callers
     // racing on the same tick cannot all slip under it.
-    if (this.#inFlight >= this.#maxInFlight && !BOUND_EXEMPT.has(msg.kind)) {
+    if (this.#inFlight >= this.#maxInFlight && !BOUND_EXEMPT.has(job.kind)) {
       this.stats.busy++;
       return busyVerdict(id, `${this.#inFlight} requests in flight, the bound is ${this.#maxInFlight}; retry later`);
     }
     this.#inFlight++;
     this.stats.peakInFlight = Math.max(this.stats.peakInFlight, this.#inFlight);
     try {
-      return await this.#verifyQueued(msg);
+      return await this.#verifyQueued(job);
     } finally {
       this.#inFlight--;
     }
   }
 
-  async #verifyQueued(msg: VerifyRequest): Promise<Verdict> {
-    const id = msg.id;
-    const w = await this.#serving();
+  async #verifyQueued(job: Job): Promise<Verdict> {
+    const id = job.id;
+    const active = this.#active;
+    const w = active.readyNow ? active : await this.#serving();
     if (!w) return this.#failClosed(id, 'no verifier worker could be started');
-    const verdict = await this.#ask(w, msg);
+    const verdict = await this.#ask(w, job);
     if (this.#deathAt !== undefined && !verdict.reason.startsWith(VERIFIER_UNAVAILABLE)) {
       this.stats.lastFailoverMs = performance.now() - this.#deathAt;
       this.#deathAt = undefined;
     }
-    if (verdict.ok && STATEFUL_KINDS.has(msg.kind)) {
+    if (verdict.ok && STATEFUL_KINDS.has(job.kind) && (job.kind !== 'text-patch' || this.#statefulTextPatch === 'always' || job.hasKprobe())) {
+      const msg = job.message();
       this.#journal.push(msg);
       const spare = this.#spare;
       if (spare && !spare.dead) spare.replay([msg]);
@@ -178,6 +275,18 @@ export class VerifierLink {
     return w ? w.call((api) => api.exportVm(vm)).catch(() => undefined) : undefined;
   }
 
+  /**
+   * Resolves true once a warm spare is ready to take over (journal replayed), false when the
+   * link keeps none or it could not start. The benchmark waits on it between failovers.
+   */
+  async standby(): Promise<boolean> {
+    while (this.#spare === undefined && this.#spareTimer !== undefined) await new Promise((r) => setTimeout(r, SPARE_RESTART_DELAY_MS));
+    const s = this.#spare;
+    if (!s) return false;
+    const r = await s.ready;
+    return r.ok && !s.dead;
+  }
+
   /** Arms a fault in the active worker (needs `faultInjection` in the init). */
   async injectFault(fault: InjectedFault): Promise<boolean> {
     const w = await this.#serving();
@@ -194,50 +303,47 @@ export class VerifierLink {
   async dispose(): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
+    clearTimeout(this.#spareTimer);
     const t = this.#opts.disposeTimeoutMs ?? 10_000;
     const results = await Promise.all([this.#active.dispose(t), this.#spare?.dispose(t) ?? Promise.resolve(true)]);
     if (results.some((r) => !r)) throw new Error(`a verifier worker did not exit within ${t} ms`);
   }
 
-  #ask(w: WorkerHandle, msg: VerifyRequest): Promise<Verdict> {
-    const timeoutMs = this.#opts.timeoutMs ?? 5000;
+  #ask(w: WorkerHandle, job: Job): Promise<Verdict> {
     return new Promise<Verdict>((resolve) => {
-      let done = false;
-      const finish = (v: Verdict): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        w.inflight.delete(failInflight);
-        w.release();
-        resolve(v);
-      };
-      const failInflight = (why: string): void => finish(this.#failClosed(msg.id, why));
-      const timer = setTimeout(() => {
-        failInflight(`no answer within ${timeoutMs} ms`);
-        w.markDead(`timed out after ${timeoutMs} ms`);
-      }, timeoutMs);
-      w.inflight.add(failInflight);
-      w.hold();
-      w.api.verify(msg).then(
-        (raw) => {
-          const v = validateVerdict(raw);
-          if (!v.ok || v.verdict.id !== msg.id) {
-            const why = v.ok ? `answer for request ${v.verdict.id}, not ${msg.id}` : `malformed answer (${v.error})`;
-            failInflight(why);
-            w.markDead(`answered garbage: ${why}`);
-          } else {
-            // TRUST: `retryable` is the link's word only; a worker cannot claim it.
-            const { retryable: _ignored, ...verdict } = v.verdict;
-            finish(verdict);
-          }
-        },
-        (e: unknown) => {
-          failInflight(`call failed: ${String(e)}`);
-          w.markDead(`call failed: ${String(e)}`);
-        },
-      );
+      const p = new PendingRequest(w, job.id, this.#opts.timeoutMs ?? 5000, resolve, this.#failClosedFn);
+      const ring = this.#opts.transport !== 'comlink' ? w.ring : undefined;
+      const viaRing = ring ? this.#sendRing(ring, job) : undefined;
+      if (viaRing) {
+        this.stats.viaRing++;
+        viaRing.then(
+          (a) => p.fromRing(a),
+          (e: unknown) => p.failed(e),
+        );
+      } else {
+        w.api.verify(job.message()).then(
+          (raw) => p.fromComlink(raw),
+          (e: unknown) => p.failed(e),
+        );
+      }
     });
   }
+
+  /** Puts the job on the ring, or undefined when the ring does not carry it (comlink then does). */
+  #sendRing(ring: NonNullable<WorkerHandle['ring']>, job: Job): Promise<RingAnswer> | undefined {
+    if (job.kind === 'text-patch') {
+      const records = job.records();
+      return records ? ring.sendPatches(job.id, job.vm, records) : undefined;
+    }
+    if (job.kind === 'module-unload') {
+      const m = job.message() as Extract<VerifyRequest, { kind: 'module-unload' }>;
+      return typeof m.name === 'string' && typeof m.vm === 'string' ? ring.sendUnload(job.id, m.vm, m.name) : undefined;
+    }
+    return undefined;
+  }
+
+  /** {@link #failClosed} as a function value, made once (requests in flight call it). */
+  readonly #failClosedFn = (id: number, why: string): Verdict => this.#failClosed(id, why);
 
   #failClosed(id: number, why: string): Verdict {
     this.stats.failClosed++;
@@ -275,10 +381,21 @@ export class VerifierLink {
     this.#spare = undefined;
     if (spare && !spare.dead) {
       this.#active = spare;
+      // A parked verifier wakes in tens of microseconds or more: wake it now, not with the next request.
+      spare.ring?.wake();
     } else {
       this.#active = this.#startWorker();
     }
-    if (this.#opts.spare ?? true) this.#startSpare();
+    if (this.#opts.spare ?? true) this.#scheduleSpare();
+  }
+
+  /** Starts the next spare a little later (see SPARE_RESTART_DELAY_MS), once. */
+  #scheduleSpare(): void {
+    if (this.#disposed || this.#spareTimer !== undefined) return;
+    this.#spareTimer = setTimeout(() => {
+      this.#spareTimer = undefined;
+      if (!this.#spare) this.#startSpare();
+    }, SPARE_RESTART_DELAY_MS);
   }
 
   #startSpare(): void {
@@ -286,9 +403,14 @@ export class VerifierLink {
     this.#spare = this.#startWorker();
   }
 
+  /** A worker with this link's ring, if it uses one. */
+  static #newWorker(opts: VerifierLinkOptions): WorkerHandle {
+    return opts.transport === 'comlink' ? new WorkerHandle(opts.init) : new WorkerHandle(opts.init, opts.ring ?? {}, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+  }
+
   /** Starts a worker whose readiness includes replaying the journal. */
   #startWorker(): WorkerHandle {
-    const w = new WorkerHandle(this.#opts.init);
+    const w = VerifierLink.#newWorker(this.#opts);
     w.replay([...this.#journal]);
     this.#watch(w);
     return w;

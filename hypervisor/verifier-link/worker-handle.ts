@@ -1,6 +1,7 @@
 /**
- * One verifier worker thread as the link holds it: the thread, its comlink proxy, whether
- * it is ready, and the requests in flight on it.
+ * One verifier worker thread as the link holds it: the thread, its comlink proxy, its
+ * verification ring (when the link uses one), whether it is ready, and the requests in
+ * flight on it.
  */
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +9,8 @@ import * as Comlink from 'comlink';
 import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.mjs';
 import type { InitResult, VerifierWorkerApi, WorkerInit } from '../../verifier-vm/worker-api.ts';
 import { validateVerdict, type VerifyRequest } from '../../shared/protocol.ts';
+import { RING_DEFAULTS, RingChannel, type RingOptions } from './ring-channel.ts';
+import type { InFlight } from './pending-request.ts';
 
 /** Path of the worker entry (registers tsx, then loads verifier-vm/worker.ts). */
 export const WORKER_ENTRY = fileURLToPath(new URL('../../verifier-vm/worker-entry.mjs', import.meta.url));
@@ -16,16 +19,28 @@ export const WORKER_ENTRY = fileURLToPath(new URL('../../verifier-vm/worker-entr
 export class WorkerHandle {
   readonly worker: Worker;
   readonly api: Comlink.Remote<VerifierWorkerApi>;
+  /**
+   * The verification ring to this worker, once the worker serves it; undefined without one
+   * (the link's transport is comlink, or the worker could not attach it).
+   */
+  ring: RingChannel | undefined;
   /** Resolves once `init` answered; with the error if it refused or the worker died first. */
   readonly #init: Promise<InitResult>;
   /** Replays of state-changing requests, in order; false once one failed. */
   #replays: Promise<boolean> = Promise.resolve(true);
-  /** Requests in flight on this worker: their fail-closed finishers. */
-  readonly inflight = new Set<(why: string) => void>();
+  /** Replays queued and not finished, and whether init (with the ring) succeeded. */
+  #replaysPending = 0;
+  #initOk = false;
+  /** Requests in flight on this worker (each fails closed if the worker dies). */
+  readonly inflight = new Set<InFlight>();
   #dead: string | undefined;
   readonly #onDeath: Array<(why: string) => void> = [];
 
-  constructor(init: WorkerInit) {
+  /**
+   * Starts the worker with `init`; with `ring`, a verification ring beside comlink, bounded to
+   * `maxInFlight` requests (the worker attaches it before it counts as ready).
+   */
+  constructor(init: WorkerInit, ring?: RingOptions, maxInFlight = 256) {
     this.worker = new Worker(WORKER_ENTRY);
     this.api = Comlink.wrap<VerifierWorkerApi>(nodeEndpoint(this.worker as unknown as NodeEndpoint));
     const died = new Promise<InitResult>((resolve) => {
@@ -39,10 +54,35 @@ export class WorkerHandle {
     this.#init = Promise.race([
       this.api.init(init).catch((e: unknown) => ({ ok: false as const, error: `init failed: ${String(e)}` })),
       died,
-    ]).finally(() => this.release());
+    ])
+      .then(async (r) => {
+        if (r.ok && ring) await this.#attachRing(ring, maxInFlight);
+        this.#initOk = r.ok;
+        return r;
+      })
+      .finally(() => this.release());
   }
 
   #holds = 0;
+
+  /**
+   * Makes the ring and has the worker serve it. A ring the worker refuses is dropped: this
+   * worker is then reached over comlink only, which decides the same way.
+   */
+  async #attachRing(options: RingOptions, maxInFlight: number): Promise<void> {
+    let channel: RingChannel;
+    try {
+      channel = new RingChannel(options, maxInFlight);
+    } catch {
+      return;
+    }
+    const timing = { spinMs: options.workerSpinMs ?? RING_DEFAULTS.workerSpinMs, sliceMs: options.workerSliceMs ?? RING_DEFAULTS.workerSliceMs };
+    const refused = await this.api.attachRing(channel.layout, timing).catch((e: unknown) => `attach failed: ${String(e)}`);
+    if (refused === undefined && this.#dead === undefined) {
+      channel.onDead((why) => this.markDead(why));
+      this.ring = channel;
+    }
+  }
 
   /** Makes one call on the worker, keeping the process alive until it answers. */
   async call<T>(f: (api: Comlink.Remote<VerifierWorkerApi>) => Promise<T>): Promise<T> {
@@ -76,12 +116,21 @@ export class WorkerHandle {
   }
 
   /**
+   * True when {@link ready} would resolve ok now: init accepted, no replay queued, alive. Lets
+   * the link skip the promise chain on the hot path.
+   */
+  get readyNow(): boolean {
+    return this.#initOk && this.#replaysPending === 0 && this.#dead === undefined;
+  }
+
+  /**
    * Queues state-changing requests to be decided again by this worker, in order after every
    * earlier queued one, so a spare learns the same modules and images as the active worker.
    * A replay that is not allowed kills the worker (its state would differ).
    */
   replay(requests: readonly VerifyRequest[]): void {
     this.hold();
+    this.#replaysPending++;
     this.#replays = this.#replays.then(async (okSoFar) => {
       if (!okSoFar || (await this.#init).ok === false) return false;
       for (const req of requests) {
@@ -93,7 +142,10 @@ export class WorkerHandle {
         }
       }
       return true;
-    }).finally(() => this.release());
+    }).finally(() => {
+      this.#replaysPending--;
+      this.release();
+    });
   }
 
   /** Why the worker is dead, or undefined while it lives. */
@@ -114,7 +166,8 @@ export class WorkerHandle {
   markDead(why: string): void {
     if (this.#dead !== undefined) return;
     this.#dead = why;
-    for (const finish of [...this.inflight]) finish(why);
+    this.ring?.close();
+    for (const r of [...this.inflight]) r.fail(why);
     this.inflight.clear();
     for (const f of this.#onDeath.splice(0)) f(why);
     this.api[Comlink.releaseProxy]();

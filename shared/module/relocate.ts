@@ -27,6 +27,7 @@
 
 import { hex } from '../addr.ts';
 import type { Elf64 } from '../elf/elf64.ts';
+import type { Elf64Rela } from '../elf/relocations.ts';
 import { R_X86_64_32, R_X86_64_32S, R_X86_64_64, R_X86_64_NONE, R_X86_64_PC32, R_X86_64_PC64, R_X86_64_PLT32 } from '../elf/types.ts';
 import { err, ok, type Result } from '../result.ts';
 import { moduleError, type ModuleError } from './errors.ts';
@@ -36,6 +37,8 @@ import type { SymbolValues } from './symbols.ts';
 const MASK64 = (1n << 64n) - 1n;
 const TWO31 = 1n << 31n;
 const TWO32 = 1n << 32n;
+const TWO63 = 1n << 63n;
+const TWO64 = 1n << 64n;
 
 /** Names of the relocation types the loader applies, for messages. */
 export const RELOCATION_NAMES: Readonly<Record<number, string>> = Object.freeze({
@@ -70,11 +73,19 @@ export function applyRelocations(elf: Elf64, buffers: ReadonlyMap<number, Placed
     }
     const dv = viewOf(target.bytes);
     const size = target.bytes.length;
+    // No closure per relocation: a module has tens of thousands (kvm.ko), and under tsx every
+    // closure also gets its name set, which cost more than the relocation itself.
+    const fail = (i: number, r: Elf64Rela, message: string, symbol?: string): { ok: false; error: ModuleError } =>
+      err(
+        moduleError(
+          'relocation',
+          `${moduleName}: relocation ${i} of ${rela.name} (${relocationName(r.type)}) at ${target.name}+${hex(r.offset)}: ${message}`,
+          symbol === undefined ? { section: target.name } : { section: target.name, symbol },
+        ),
+      );
+    const symName = (r: Elf64Rela): string => elf.symbols[r.symIndex]?.name || `section symbol ${r.symIndex}`;
     for (let i = 0; i < rela.entries.length; i++) {
       const r = rela.entries[i]!;
-      const where = (): string => `relocation ${i} of ${rela.name} (${relocationName(r.type)}) at ${target.name}+${hex(r.offset)}`;
-      const fail = (message: string, symbol?: string): { ok: false; error: ModuleError } =>
-        err(moduleError('relocation', `${moduleName}: ${where()}: ${message}`, symbol === undefined ? { section: target.name } : { section: target.name, symbol }));
       if (r.type === R_X86_64_NONE) {
         counts.R_X86_64_NONE = (counts.R_X86_64_NONE ?? 0) + 1;
         continue;
@@ -92,23 +103,22 @@ export function applyRelocations(elf: Elf64, buffers: ReadonlyMap<number, Placed
           width = 4;
           break;
         default:
-          return fail(`unknown relocation type ${r.type}`);
+          return fail(i, r, `unknown relocation type ${r.type}`);
       }
-      if (r.offset + BigInt(width) > BigInt(size)) return fail(`the ${width} bytes written lie outside the section (${size} bytes)`);
       const off = Number(r.offset);
+      if (off + width > size) return fail(i, r, `the ${width} bytes written lie outside the section (${size} bytes)`);
       const s = symbols.value(r.symIndex);
-      if (s === undefined) return fail(symbols.whyNoValue(r.symIndex), elf.symbols[r.symIndex]?.name || undefined);
+      if (s === undefined) return fail(i, r, symbols.whyNoValue(r.symIndex), elf.symbols[r.symIndex]?.name || undefined);
       const loc = (target.addr + r.offset) & MASK64;
       let val = (s + r.addend) & MASK64;
       if (r.type === R_X86_64_PC32 || r.type === R_X86_64_PLT32 || r.type === R_X86_64_PC64) val = (val - loc) & MASK64;
-      const symName = (): string => elf.symbols[r.symIndex]?.name || `section symbol ${r.symIndex}`;
-      if (r.type === R_X86_64_32 && val >= TWO32) return fail(`overflow: value ${hex(val)} (${symName()}) does not fit in 32 bits unsigned`);
+      if (r.type === R_X86_64_32 && val >= TWO32) return fail(i, r, `overflow: value ${hex(val)} (${symName(r)}) does not fit in 32 bits unsigned`);
       if (r.type !== R_X86_64_32 && width === 4) {
-        const signed = val >= 1n << 63n ? val - (1n << 64n) : val;
-        if (signed < -TWO31 || signed >= TWO31) return fail(`overflow: value ${hex(val)} (${symName()}) does not fit in 32 bits signed`);
+        const signed = val >= TWO63 ? val - TWO64 : val;
+        if (signed < -TWO31 || signed >= TWO31) return fail(i, r, `overflow: value ${hex(val)} (${symName(r)}) does not fit in 32 bits signed`);
       }
       for (let b = 0; b < width; b++) {
-        if (target.bytes[off + b] !== 0) return fail('Invalid relocation target, existing value is nonzero');
+        if (target.bytes[off + b] !== 0) return fail(i, r, 'Invalid relocation target, existing value is nonzero');
       }
       if (width === 8) dv.setBigUint64(off, val, true);
       else dv.setUint32(off, Number(val & 0xffffffffn), true);

@@ -13,39 +13,57 @@
  * 6. the new bytes are the NOP of that length or the jump of that length to the entry's
  *    target. A jump anywhere else is a "jump to foreign target".
  */
-import { bytesEqual, decodePatchInsn, formatBytes } from '../../shared/x86/patch-encodings.ts';
+import { NOP2, NOP5, formatBytes } from '../../shared/x86/patch-encodings.ts';
+import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
 import type { PatchItem } from '../../shared/protocol.ts';
 import type { PluginContext, VerifierPlugin } from '../plugin-api.ts';
-import { NO_MANIFEST, allowItem, decideItems, denyItem, findJumpEntry, hex, initTextAt, ownerName, type ItemVerdict } from './patch-sites.ts';
+import { ItemDecisions } from '../record-batch.ts';
+import { NO_MANIFEST, decideItems, findJumpEntry, hex, ownerName, type ItemVerdict } from './patch-sites.ts';
+import { DecisionSink, ItemView, RecordCursor, SiteIndex, TextSink, newBytesAre, newRel32, oldMatchesMemory, relTarget, relTargetHi, relTargetLo, u64, type ItemSink, type PatchView } from './patch-view.ts';
+
+const JUMP_LABEL_CODE = PATCH_KIND['jump-label'];
+const OPCODE_JMP8 = 0xeb;
+const OPCODE_JMP32 = 0xe9;
+
+/**
+ * Decides one jump-label item, reporting to `sink`: the one implementation of the rules
+ * above, for protocol items and record batches alike.
+ */
+export function checkJumpLabel(v: PatchView, ctx: PluginContext, sink: ItemSink): void {
+  const m = ctx.manifest;
+  if (!m) return sink.deny(NO_MANIFEST);
+  const site = v.site;
+  const entry = findJumpEntry(m, ctx, site);
+  if (!entry) return sink.deny(`${hex(site)} is not a jump-label site (no __jump_table entry of the kernel or a verified module)`);
+  if (entry.owner.kind === 'kernel' && ctx.vm.bootVerified && SiteIndex.of(m).inInitText(v)) {
+    return sink.deny(`jump-label site ${hex(site)} is in .init.text, which is freed after boot`);
+  }
+  if (v.len !== entry.len) {
+    return sink.deny(`patch at jump-label site ${hex(site)} is ${v.len} bytes, the site is ${entry.len}`);
+  }
+  if (!oldMatchesMemory(v)) {
+    return sink.deny(`old bytes differ from memory at ${hex(site)} (old ${formatBytes(v.oldBytes())}, memory ${formatBytes(v.curBytes())})`);
+  }
+  const owner = ownerName(entry.owner);
+  if (newBytesAre(v, entry.len === 2 ? NOP2 : NOP5)) return sink.allowAround('jump-label site ', ` (${owner}) -> NOP${entry.len}`);
+  const b0 = v.neu(0);
+  if (entry.len === 2 ? b0 === OPCODE_JMP8 : b0 === OPCODE_JMP32) {
+    const rel = entry.len === 2 ? (v.neu(1) << 24) >> 24 : newRel32(v);
+    relTarget(v, entry.len, rel);
+    const target = u64(relTargetLo, relTargetHi);
+    if (target !== entry.target) return sink.deny(`jump-label site ${hex(site)}: jump to foreign target ${hex(target)} (the entry's target is ${hex(entry.target)})`);
+    return sink.allow(`jump-label site ${hex(site)} (${owner}) -> jmp ${hex(entry.target)}`);
+  }
+  return sink.deny(
+    `jump-label site ${hex(site)}: new bytes ${formatBytes(v.newBytes())} are neither NOP${entry.len} nor ${entry.len === 2 ? 'eb rel8' : 'e9 rel32'} to the entry's target`,
+  );
+}
 
 /** Decides one jump-label item. Exported for tests and for plugins that wrap this policy. */
 export function checkJumpLabelItem(item: PatchItem, ctx: PluginContext): ItemVerdict {
-  const m = ctx.manifest;
-  if (!m) return denyItem(NO_MANIFEST);
-  const site = item.site;
-  const entry = findJumpEntry(m, ctx, site);
-  if (!entry) return denyItem(`${hex(site)} is not a jump-label site (no __jump_table entry of the kernel or a verified module)`);
-  if (entry.owner.kind === 'kernel' && ctx.vm.bootVerified && initTextAt(m, site)) {
-    return denyItem(`jump-label site ${hex(site)} is in .init.text, which is freed after boot`);
-  }
-  if (item.newBytes.length !== entry.len || item.oldBytes.length !== entry.len) {
-    return denyItem(`patch at jump-label site ${hex(site)} is ${item.newBytes.length} bytes, the site is ${entry.len}`);
-  }
-  if (!bytesEqual(item.oldBytes, item.currentBytes)) {
-    return denyItem(`old bytes differ from memory at ${hex(site)} (old ${formatBytes(item.oldBytes)}, memory ${formatBytes(item.currentBytes)})`);
-  }
-  const insn = decodePatchInsn(site, item.newBytes);
-  const nop = entry.len === 2 ? 'nop2' : 'nop5';
-  const jmp = entry.len === 2 ? 'jmp8' : 'jmp32';
-  const where = `jump-label site ${hex(site)} (${ownerName(entry.owner)})`;
-  if (insn.kind === nop) return allowItem(`${where} -> NOP${entry.len}`);
-  if (insn.kind === jmp) {
-    if (insn.target !== entry.target) return denyItem(`jump-label site ${hex(site)}: jump to foreign target ${hex(insn.target)} (the entry's target is ${hex(entry.target)})`);
-    return allowItem(`${where} -> jmp ${hex(entry.target)}`);
-  }
-  return denyItem(
-    `jump-label site ${hex(site)}: new bytes ${formatBytes(item.newBytes)} are neither NOP${entry.len} nor ${entry.len === 2 ? 'eb rel8' : 'e9 rel32'} to the entry's target`,
-  );
+  const sink = new TextSink(item.site);
+  checkJumpLabel(new ItemView(item), ctx, sink);
+  return { decision: sink.decision, reason: sink.reason };
 }
 
 /** The jump-label plugin. */
@@ -55,5 +73,14 @@ export const jumpLabelPlugin: VerifierPlugin<'text-patch'> = {
   kinds: ['text-patch'],
   decide(request, ctx) {
     return decideItems(request, 'jump-label', (item) => checkJumpLabelItem(item, ctx));
+  },
+  decideRecords(batch, ctx) {
+    // No jump-label item: every item abstains (no per-item answer needed).
+    if (!batch.kindCounts[JUMP_LABEL_CODE]) return { decision: 'abstain', reason: 'jump-label: 0 allowed, 0 denied' };
+    const out = new ItemDecisions(batch.records.count);
+    const cursor = new RecordCursor(batch.records);
+    const sink = new DecisionSink(out);
+    for (let i = 0; i < out.count; i++) if (batch.records.kindCode(i) === JUMP_LABEL_CODE) checkJumpLabel(cursor.at(i), ctx, sink.at(i));
+    return { decision: 'abstain', reason: `jump-label: ${out.allowed} allowed, ${out.denied} denied`, items: out };
   },
 };

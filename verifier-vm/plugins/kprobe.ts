@@ -28,6 +28,8 @@
  * therefore a statement of trust: a probe in the middle of an instruction changes that
  * instruction's bytes. Keep allowed ranges tight (function entries).
  */
+import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
+import { patchKindCount } from '../record-batch.ts';
 import { INT3, formatBytes } from '../../shared/x86/patch-encodings.ts';
 import type { PatchItem, RequestOf } from '../../shared/protocol.ts';
 import type { PluginContext, VerifiedModule, VerifierPlugin } from '../plugin-api.ts';
@@ -170,6 +172,15 @@ export const kprobePlugin: VerifierPlugin<'text-patch'> = {
   decide(request, ctx) {
     return checkAll(request, ctx);
   },
+  commitRecords(batch, ok, ctx) {
+    // Only a batch with kprobe items changes state; leave the others in record form.
+    if (ok && batch.kindCounts[PATCH_KIND.kprobe]) kprobePlugin.commit!(batch.request, ok, ctx);
+  },
+  decideRecords(batch) {
+    // A batch without kprobe items: every item abstains, whatever the configuration.
+    if (batch.kindCounts[PATCH_KIND.kprobe]) return undefined;
+    return { decision: 'abstain', reason: 'kprobe: 0 allowed, 0 denied' };
+  },
   commit(request, ok, ctx) {
     // Only an ok verdict changes state. The core applies a text-patch batch all or nothing
     // (hypervisor/hypercalls/text-patch.ts), and the verifier link journals only ok verdicts
@@ -179,7 +190,7 @@ export const kprobePlugin: VerifierPlugin<'text-patch'> = {
     // their removal would be refused: it fails closed.
     // INVARIANT: state has not changed since decide (commit is the only writer), so re-running
     // the check gives the same per-item decisions.
-    if (!ok) return;
+    if (!ok || patchKindCount(request, 'kprobe') === 0) return;
     const result = checkAll(request, ctx);
     let state = ctx.vm.pluginState.get(KPROBE_PLUGIN);
     if (!(state instanceof Map)) {

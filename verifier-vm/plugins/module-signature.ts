@@ -3,6 +3,10 @@
  * module-signature decides Ed25519 trailers (heki-sim's id_type 3) and module-pkcs7 decides
  * PKCS#7 ones (Debian's real signatures); each abstains on the other's scheme and both deny an
  * unsigned or malformed image. The accepting plugin publishes {@link SIGNATURE_FACT}.
+ *
+ * Config of module-signature: `{ ed25519?: 'node' | 'tweetnacl' }`, the Ed25519
+ * implementation (default `node`, node:crypto; `tweetnacl` is the pure-JS reference, about 50
+ * times slower, bench/module-auth.ts). Both accept and refuse the same signatures.
  */
 import { parseModuleSignature, PKEY_ID_HEKI_ED25519, PKEY_ID_PKCS7 } from '../../shared/module-signature.ts';
 import type { PluginResult, VerifierPlugin } from '../plugin-api.ts';
@@ -23,7 +27,9 @@ function signaturePlugin(name: string, idType: number, scheme: 'ed25519' | 'pkcs
         // Another plugin's scheme; an unknown scheme is refused by both (neither allows).
         return { decision: 'abstain', reason: `not a ${scheme} signature` };
       }
-      const v = verifyModuleSignature(request.image, ctx.keyring);
+      const impl = ctx.config['ed25519'];
+      if (impl !== undefined && impl !== 'node' && impl !== 'tweetnacl') return { decision: 'deny', reason: `invalid ${name} configuration: ed25519 must be "node" or "tweetnacl"` };
+      const v = verifyModuleSignature(request.image, ctx.keyring, impl === undefined ? {} : { ed25519: impl });
       if (!v.accepted || !v.elf) return { decision: 'deny', reason: `module ${request.name}: ${v.reason}` };
       const fact: SignatureFact = { scheme, keyId: v.keyId ?? '', elf: v.elf };
       ctx.facts.set(SIGNATURE_FACT, fact);

@@ -28,6 +28,7 @@
  * Not covered: static-call sites inside modules (their calls go through the kernel's
  * trampolines, which are covered) and static-call keys a module defines.
  */
+import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
 import { RET5, XOR5RAX, bytesEqual, decodePatchInsn, formatBytes } from '../../shared/x86/patch-encodings.ts';
 import type { PatchItem } from '../../shared/protocol.ts';
 import type { KernelManifest, StaticCallKeyInfo } from '../manifest.ts';
@@ -222,5 +223,10 @@ export const staticCallPlugin: VerifierPlugin<'text-patch'> = {
   kinds: ['text-patch'],
   decide(request, ctx) {
     return decideStaticCalls(request.items, ctx);
+  },
+  decideRecords(batch) {
+    // A batch without static-call items: every item abstains, as decideStaticCalls says.
+    if (batch.kindCounts[PATCH_KIND['static-call']]) return undefined;
+    return { decision: 'abstain', reason: 'static-call: 0 allowed, 0 denied' };
   },
 };

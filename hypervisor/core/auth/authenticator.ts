@@ -17,6 +17,7 @@ import type { OutgoingRequest } from '../../verifier-link/verifier-link.ts';
 import type { AuditLog } from '../../../verifier-vm/audit-log.ts';
 import { EPT_FROZEN } from '../../ept/permissions.ts';
 import type { Ept } from '../../ept/ept.ts';
+import type { PatchRecords } from '../../../shared/ring/patch-records.ts';
 
 /**
  * What the core and the VMM need of the verifier: one call that never rejects, and two
@@ -25,6 +26,12 @@ import type { Ept } from '../../ept/ept.ts';
  */
 export interface VerifierPort {
   verify(request: OutgoingRequest): Promise<Verdict>;
+  /**
+   * Optional: a text-patch batch in record form (shared/ring/patch-records.ts), the same
+   * request as `verify` with the records' items and the same verdict; the verifier link sends
+   * it over the verification ring without an object per item. Without it the core sends items.
+   */
+  verifyPatches?(request: { readonly vm: string; readonly records: PatchRecords }): Promise<Verdict>;
   /** Optional: forgets everything the verifier keeps for `vm` (the VMM reset the VM). */
   resetVm?(vm: string): Promise<void>;
   /** Optional: the verifier's per-VM state of `vm`, as plain data, or undefined when it has none. */
@@ -205,6 +212,24 @@ export class Authenticator {
     let v: Verdict;
     try {
       v = await this.port.verify(request);
+    } catch (e) {
+      return { v: 1, id: -1, ok: false, reason: `verifier unavailable: ${e instanceof Error ? e.message : String(e)}`, plugins: [] };
+    }
+    if (this.#retired) return { v: v.v, id: v.id, ok: false, reason: 'the VMM reset the VM while the verifier decided: nothing is applied', plugins: ['core'] };
+    return v;
+  }
+
+  /**
+   * Asks the verifier about a text-patch batch in record form, through the port's
+   * `verifyPatches` when it has one (else as items, through {@link verify}); never rejects.
+   * The records must not change until it settles.
+   */
+  async verifyPatches(records: PatchRecords): Promise<Verdict> {
+    const port = this.port;
+    if (!port.verifyPatches) return this.verify({ kind: 'text-patch', vm: this.vm, items: records.toItems() });
+    let v: Verdict;
+    try {
+      v = await port.verifyPatches({ vm: this.vm, records });
     } catch (e) {
       return { v: 1, id: -1, ok: false, reason: `verifier unavailable: ${e instanceof Error ? e.message : String(e)}`, plugins: [] };
     }

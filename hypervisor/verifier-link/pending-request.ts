@@ -1,0 +1,98 @@
+/**
+ * One request waiting for its verdict on one worker: the link's fail-closed rules in one
+ * place, for comlink and ring answers alike.
+ *
+ * - The first answer wins; every later one (a verdict after a timeout, a death after a
+ *   verdict) is ignored: exactly one answer per request.
+ * - No answer within the timeout: denied "verifier unavailable", and the worker is killed.
+ * - An answer that is not a well-formed verdict for this request: denied, worker killed.
+ * - The worker dies first: denied (its handle calls {@link fail} on everything in flight).
+ *
+ * It is a class, not a handful of closures, on purpose: under tsx every named closure has its
+ * name set when it is made, which cost microseconds per request on the ring's hot path.
+ */
+import { validateVerdict, type Verdict } from '../../shared/protocol.ts';
+import type { RingAnswer } from './ring-channel.ts';
+import type { WorkerHandle } from './worker-handle.ts';
+
+/** What a worker handle can do to a request in flight on it. */
+export interface InFlight {
+  /** Ends the request with a fail-closed answer (`why` names what happened). */
+  fail(why: string): void;
+}
+
+/** A request in flight. */
+export class PendingRequest implements InFlight {
+  #done = false;
+  readonly #timer: NodeJS.Timeout;
+
+  /**
+   * Starts waiting: registers with `w` (which keeps the process alive meanwhile) and arms the
+   * timeout. `failClosed(id, why)` makes the link's denial (and counts it).
+   */
+  constructor(
+    private readonly w: WorkerHandle,
+    readonly id: number,
+    private readonly timeoutMs: number,
+    private readonly resolve: (v: Verdict) => void,
+    private readonly failClosed: (id: number, why: string) => Verdict,
+  ) {
+    this.#timer = setTimeout(PendingRequest.#timedOut, timeoutMs, this);
+    w.inflight.add(this);
+    w.hold();
+  }
+
+  static #timedOut(p: PendingRequest): void {
+    p.fail(`no answer within ${p.timeoutMs} ms`);
+    p.w.markDead(`timed out after ${p.timeoutMs} ms`);
+  }
+
+  /** Settles with `v` unless already settled. */
+  finish(v: Verdict): void {
+    if (this.#done) return;
+    this.#done = true;
+    clearTimeout(this.#timer);
+    this.w.inflight.delete(this);
+    this.w.release();
+    this.resolve(v);
+  }
+
+  fail(why: string): void {
+    if (!this.#done) this.finish(this.failClosed(this.id, why));
+  }
+
+  /** The worker answered something unusable: deny, and kill it. */
+  garbage(why: string): void {
+    this.fail(why);
+    this.w.markDead(`answered garbage: ${why}`);
+  }
+
+  /** The call itself failed (the worker went away under it). */
+  failed(e: unknown): void {
+    this.fail(`call failed: ${String(e)}`);
+    this.w.markDead(`call failed: ${String(e)}`);
+  }
+
+  /** A comlink answer: shape-checked here. */
+  fromComlink(raw: unknown): void {
+    const v = validateVerdict(raw);
+    if (!v.ok || v.verdict.id !== this.id) {
+      this.garbage(v.ok ? `answer for request ${v.verdict.id}, not ${this.id}` : `malformed answer (${v.error})`);
+      return;
+    }
+    // TRUST: `retryable` is the link's word only; a worker cannot claim it.
+    const { retryable: _ignored, ...verdict } = v.verdict;
+    this.finish(verdict);
+  }
+
+  /** A ring answer: its records were checked as they were read; a parked verdict is collected over comlink. */
+  fromRing(a: RingAnswer): void {
+    if (a.kind === 'verdict') this.finish(a.verdict);
+    else if (a.kind === 'garbage') this.garbage(a.why);
+    else
+      this.w.api.collect(this.id).then(
+        (raw) => this.fromComlink(raw),
+        (e: unknown) => this.failed(e),
+      );
+  }
+}

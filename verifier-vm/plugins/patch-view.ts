@@ -1,0 +1,348 @@
+/**
+ * One view of a text-patch item for the patch plugins' checks, whether the item came as a
+ * protocol object ({@link ItemView}) or as a record of a batch ({@link RecordCursor}, no
+ * object per item). A check written against {@link PatchView} runs unchanged on both paths,
+ * which is what keeps the ring's verdicts equal to comlink's.
+ *
+ * A check reports through an {@link ItemSink}: a text reason, or a reason around the site
+ * (`prefix + hex(site) + suffix`) that a record batch keeps as a template.
+ */
+import { hex } from '../../shared/addr.ts';
+import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
+import type { PatchItem } from '../../shared/protocol.ts';
+import { PATCH_RECORD, PR } from '../../shared/ring/layout.ts';
+import { PATCH_KIND_NAMES, type PatchRecords } from '../../shared/ring/patch-records.ts';
+import type { KernelManifest } from '../manifest.ts';
+import type { ItemDecisions } from '../record-batch.ts';
+
+/** A text-patch item as the checks read it. Byte accessors take an index below `len`. */
+export interface PatchView {
+  readonly kindCode: number;
+  readonly site: bigint;
+  readonly siteLo: number;
+  readonly siteHi: number;
+  /** Length of old, new and current bytes (validated equal on both paths). */
+  readonly len: number;
+  old(j: number): number;
+  neu(j: number): number;
+  cur(j: number): number;
+  /** Copies, for messages. */
+  oldBytes(): Uint8Array;
+  newBytes(): Uint8Array;
+  curBytes(): Uint8Array;
+}
+
+/** A protocol item as a {@link PatchView}. */
+export class ItemView implements PatchView {
+  readonly kindCode: number;
+  readonly site: bigint;
+  readonly siteLo: number;
+  readonly siteHi: number;
+  readonly len: number;
+  constructor(private readonly item: PatchItem) {
+    this.kindCode = PATCH_KIND[item.kind];
+    this.site = item.site;
+    this.siteLo = Number(item.site & 0xffff_ffffn);
+    this.siteHi = Number((item.site >> 32n) & 0xffff_ffffn);
+    this.len = item.oldBytes.length;
+  }
+  old(j: number): number {
+    return this.item.oldBytes[j] as number;
+  }
+  neu(j: number): number {
+    return this.item.newBytes[j] as number;
+  }
+  cur(j: number): number {
+    return this.item.currentBytes[j] as number;
+  }
+  oldBytes(): Uint8Array {
+    return this.item.oldBytes;
+  }
+  newBytes(): Uint8Array {
+    return this.item.newBytes;
+  }
+  curBytes(): Uint8Array {
+    return this.item.currentBytes;
+  }
+}
+
+/** A cursor over the records of a batch: {@link at} moves it; no object per item. */
+export class RecordCursor implements PatchView {
+  kindCode = 0;
+  siteLo = 0;
+  siteHi = 0;
+  len = 0;
+  #o = 0;
+  #site: bigint | undefined;
+  readonly #b: Uint8Array;
+  readonly #u32: Uint32Array;
+  constructor(readonly records: PatchRecords) {
+    this.#b = records.bytes;
+    this.#u32 = new Uint32Array(records.bytes.buffer, records.bytes.byteOffset, records.bytes.length >>> 2);
+  }
+  /** Moves to record `i`. */
+  at(i: number): this {
+    const o = i * PATCH_RECORD;
+    this.#o = o;
+    this.kindCode = this.#b[o + PR.KIND] as number;
+    this.len = this.#b[o + PR.LEN] as number;
+    this.siteLo = this.#u32[o >>> 2] as number;
+    this.siteHi = this.#u32[(o >>> 2) + 1] as number;
+    this.#site = undefined;
+    return this;
+  }
+  /** The site as a bigint, made only when a check needs one (a module's site, a message). */
+  get site(): bigint {
+    return (this.#site ??= u64(this.siteLo, this.siteHi));
+  }
+  old(j: number): number {
+    return this.#b[this.#o + PR.OLD + j] as number;
+  }
+  neu(j: number): number {
+    return this.#b[this.#o + PR.NEW + j] as number;
+  }
+  cur(j: number): number {
+    return this.#b[this.#o + PR.CUR + j] as number;
+  }
+  oldBytes(): Uint8Array {
+    return this.#b.slice(this.#o + PR.OLD, this.#o + PR.OLD + this.len);
+  }
+  newBytes(): Uint8Array {
+    return this.#b.slice(this.#o + PR.NEW, this.#o + PR.NEW + this.len);
+  }
+  curBytes(): Uint8Array {
+    return this.#b.slice(this.#o + PR.CUR, this.#o + PR.CUR + this.len);
+  }
+}
+
+/** Where a check reports one item's decision. */
+export interface ItemSink {
+  allow(reason: string): void;
+  deny(reason: string): void;
+  /** Allowed because of `prefix + hex(site) + suffix`. */
+  allowAround(prefix: string, suffix: string): void;
+}
+
+/** A sink that keeps the last decision as text (the protocol-item path). */
+export class TextSink implements ItemSink {
+  decision: 'allow' | 'deny' = 'deny';
+  reason = '';
+  constructor(private readonly site: bigint) {}
+  allow(reason: string): void {
+    this.decision = 'allow';
+    this.reason = reason;
+  }
+  deny(reason: string): void {
+    this.decision = 'deny';
+    this.reason = reason;
+  }
+  allowAround(prefix: string, suffix: string): void {
+    this.allow(prefix + hex(this.site) + suffix);
+  }
+}
+
+/** A sink that writes into a record batch's {@link ItemDecisions}, at the item set by {@link at}. */
+export class DecisionSink implements ItemSink {
+  #i = 0;
+  #lastPrefix = '';
+  #lastSuffix = '';
+  #lastTemplate = -1;
+  constructor(private readonly out: ItemDecisions) {}
+  at(i: number): this {
+    this.#i = i;
+    return this;
+  }
+  allow(reason: string): void {
+    this.out.set(this.#i, 'allow', reason);
+  }
+  deny(reason: string): void {
+    this.out.set(this.#i, 'deny', reason);
+  }
+  allowAround(prefix: string, suffix: string): void {
+    // Consecutive items usually share their template: skip the interning lookup then.
+    if (this.#lastTemplate < 0 || prefix !== this.#lastPrefix || suffix !== this.#lastSuffix) {
+      this.#lastTemplate = this.out.templateId(prefix, suffix);
+      this.#lastPrefix = prefix;
+      this.#lastSuffix = suffix;
+    }
+    this.out.setTemplate(this.#i, 'allow', this.#lastTemplate);
+  }
+}
+
+/** True when `view`'s old bytes equal its current bytes. */
+export function oldMatchesMemory(view: PatchView): boolean {
+  for (let j = 0; j < view.len; j++) if (view.old(j) !== view.cur(j)) return false;
+  return true;
+}
+
+/** True when `view`'s new bytes are `bytes`. */
+export function newBytesAre(view: PatchView, bytes: Readonly<Uint8Array>): boolean {
+  if (view.len !== bytes.length) return false;
+  for (let j = 0; j < bytes.length; j++) if (view.neu(j) !== bytes[j]) return false;
+  return true;
+}
+
+/** The signed 32-bit little-endian value at new bytes 1..4 (a rel32 operand). */
+export function newRel32(view: PatchView): number {
+  return view.neu(1) | (view.neu(2) << 8) | (view.neu(3) << 16) | (view.neu(4) << 24);
+}
+
+/**
+ * The target `site + len + rel` of a relative instruction (mod 2^64), in {@link relTargetLo}
+ * and {@link relTargetHi} (no array per item on the volume path).
+ */
+export function relTarget(view: PatchView, len: number, rel: number): void {
+  // siteLo < 2^32 and |len + rel| <= 2^31 + 5, so the carry is -1, 0 or 1.
+  const t = view.siteLo + len + rel;
+  const carry = t < 0 ? -1 : t >= TWO32 ? 1 : 0;
+  relTargetLo = t - carry * TWO32;
+  relTargetHi = (view.siteHi + carry) >>> 0;
+}
+const TWO32 = 0x1_0000_0000;
+/** Low 32 bits of the last {@link relTarget}. */
+export let relTargetLo = 0;
+/** High 32 bits of the last {@link relTarget}. */
+export let relTargetHi = 0;
+
+/** `[lo, hi]` as a bigint. */
+export function u64(lo: number, hi: number): bigint {
+  return (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+/** Kind code of a patch kind name. */
+export function kindCode(kind: PatchItem['kind']): number {
+  return PATCH_KIND[kind];
+}
+
+/** The patch kind name of a code. */
+export function kindName(code: number): PatchItem['kind'] | undefined {
+  return PATCH_KIND_NAMES[code];
+}
+
+/** A manifest's ftrace trampoline with its address split for number compares. */
+export interface TrampolineEntry {
+  readonly lo: number;
+  readonly hi: number;
+  readonly name: string;
+  readonly addr: bigint;
+  /** `hex(addr)`, computed once. */
+  readonly hex: string;
+  /** The end of an allowed reason for a kernel site calling it: ` (kernel) -> call <name> (<hex>)`. */
+  readonly kernelCallSuffix: string;
+}
+
+/** A `.init.text` range, with its bounds split for number compares. */
+interface InitRange {
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly startLo: number;
+  readonly startHi: number;
+  readonly endLo: number;
+  readonly endHi: number;
+}
+
+/**
+ * Lookups over one manifest for the record path, built once per manifest and fetched once per
+ * batch: the kernel's `__mcount_loc` sites split by their high 32 bits into sorted arrays of
+ * low halves (a record's site is looked up without making a bigint), the `.init.text` ranges
+ * and the ftrace trampolines.
+ */
+export class SiteIndex {
+  readonly #mcount = new Map<number, Uint32Array>();
+  /** The high half and array of the last lookup, and the position of its last hit: batches come in ascending order. */
+  #lastHi = -1;
+  #lastArr: Uint32Array | undefined;
+  #hint = 0;
+  readonly initRanges: readonly InitRange[];
+  readonly trampolines: readonly TrampolineEntry[];
+
+  private constructor(m: KernelManifest) {
+    const lists = new Map<number, number[]>();
+    for (const s of m.mcountSites) {
+      const hi = Number(s >> 32n);
+      let l = lists.get(hi);
+      if (!l) lists.set(hi, (l = []));
+      l.push(Number(s & 0xffff_ffffn));
+    }
+    for (const [hi, l] of lists) this.#mcount.set(hi, Uint32Array.from(l).sort());
+    const split = (a: bigint) => [Number(a & 0xffff_ffffn), Number(a >> 32n)] as const;
+    this.initRanges = m.textRanges
+      .filter((t) => t.name === '.init.text')
+      .map((t) => {
+        const [startLo, startHi] = split(t.start);
+        const [endLo, endHi] = split(t.end);
+        return { start: t.start, end: t.end, startLo, startHi, endLo, endHi };
+      });
+    this.trampolines = [...m.ftraceTrampolines].map(([addr, name]) => ({
+      lo: Number(addr & 0xffff_ffffn),
+      hi: Number(addr >> 32n),
+      name,
+      addr,
+      hex: hex(addr),
+      kernelCallSuffix: ` (kernel) -> call ${name} (${hex(addr)})`,
+    }));
+  }
+
+  static readonly #cache = new WeakMap<KernelManifest, SiteIndex>();
+
+  /** The index of `m` (built on first use). */
+  static of(m: KernelManifest): SiteIndex {
+    let idx = SiteIndex.#cache.get(m);
+    if (!idx) SiteIndex.#cache.set(m, (idx = new SiteIndex(m)));
+    return idx;
+  }
+
+  /** True when `hi:lo` is one of the kernel's own `__mcount_loc` sites (`m.mcountSites.has(site)`). */
+  kernelMcountSite(lo: number, hi: number): boolean {
+    let a = this.#lastArr;
+    if (hi !== this.#lastHi) {
+      a = this.#mcount.get(hi);
+      this.#lastHi = hi;
+      this.#lastArr = a;
+      this.#hint = 0;
+    }
+    if (a === undefined) return false;
+    const h = this.#hint;
+    if (h < a.length && a[h] === lo) return true;
+    if (h + 1 < a.length && a[h + 1] === lo) {
+      this.#hint = h + 1;
+      return true;
+    }
+    let l = 0;
+    let r = a.length;
+    while (l < r) {
+      const mid = (l + r) >>> 1;
+      if ((a[mid] as number) < lo) l = mid + 1;
+      else r = mid;
+    }
+    if (l < a.length && a[l] === lo) {
+      this.#hint = l;
+      return true;
+    }
+    return false;
+  }
+
+  /** True when the site of `v` lies in a `.init.text` range (what patch-sites.ts `initTextAt` finds). */
+  inInitText(v: PatchView): boolean {
+    const lo = v.siteLo;
+    const hi = v.siteHi;
+    const rs = this.initRanges;
+    for (let k = 0; k < rs.length; k++) {
+      const r = rs[k]!;
+      const geStart = hi > r.startHi || (hi === r.startHi && lo >= r.startLo);
+      const ltEnd = hi < r.endHi || (hi === r.endHi && lo < r.endLo);
+      if (geStart && ltEnd) return true;
+    }
+    return false;
+  }
+
+  /** The trampoline at `lo:hi`, or undefined. */
+  trampolineAt(lo: number, hi: number): TrampolineEntry | undefined {
+    const list = this.trampolines;
+    for (let k = 0; k < list.length; k++) {
+      const e = list[k]!;
+      if (e.lo === lo && e.hi === hi) return e;
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,322 @@
+/**
+ * Deciding a text-patch batch in record form (shared/ring/patch-records.ts), the volume path
+ * of the verification ring: 40,521 ftrace sites in the Debian kernel, one batch per
+ * `ftrace.set()`. The rules are the engine's own (verifier-vm/verifier.ts, plugin-api.ts:
+ * deny beats allow beats abstain, per item, default deny); what differs is the bookkeeping:
+ * decisions are kept in typed arrays, and an item's reason may be a template around its site
+ * (shared/ring/verdict-codec.ts), so a batch of allowed items costs no object and no string
+ * per item. A plugin without a record fast path (`decideRecords`) gets protocol items, made
+ * once, on first use.
+ *
+ * INVARIANT: the packed verdict expands (expandItems) to exactly the verdict
+ * `Verifier.verify` gives for the same request as protocol items; the ring's tests check it.
+ */
+import { PROTOCOL_VERSION, type RequestOf, type SectionGrant } from '../shared/protocol.ts';
+import { PATCH_KIND, type PatchKindName } from '../shared/heki-descriptors.ts';
+import type { PatchRecords } from '../shared/ring/patch-records.ts';
+import type { PackedItems, PackedVerdict, ReasonTemplate } from '../shared/ring/verdict-codec.ts';
+import type { AnyPlugin, Decision, PluginContext, PluginResult } from './plugin-api.ts';
+
+/** Decision codes in {@link ItemDecisions}. */
+export const ABSTAIN = 0;
+export const ALLOW = 1;
+export const DENY = 2;
+const CODE: Record<Decision, number> = { abstain: ABSTAIN, allow: ALLOW, deny: DENY };
+
+const batches = new WeakMap<object, RecordBatch>();
+
+/** A text-patch batch in record form, as plugins' record fast paths see it. */
+export class RecordBatch {
+  /** Number of records of each patch kind, by kind code (PATCH_KIND). */
+  readonly kindCounts: readonly number[];
+  #request: RequestOf<'text-patch'> | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly vm: string,
+    readonly records: PatchRecords,
+  ) {
+    this.kindCounts = records.kindCounts();
+  }
+
+  /**
+   * The request as protocol items, made on first use (a plugin without a record fast path,
+   * a commit hook without `commitRecords`): 40,000 items cost 40,000 objects, made once.
+   */
+  get request(): RequestOf<'text-patch'> {
+    if (!this.#request) {
+      this.#request = { v: PROTOCOL_VERSION, id: this.id, vm: this.vm, kind: 'text-patch', items: this.records.toItems() };
+      batches.set(this.#request, this);
+    }
+    return this.#request;
+  }
+}
+
+/** The record batch behind a request the record engine made, or undefined for any other request. */
+export function recordBatchOf(request: object): RecordBatch | undefined {
+  return batches.get(request);
+}
+
+/** Records of `kind` in `request`, counted from the records when it came as a batch. */
+export function patchKindCount(request: RequestOf<'text-patch'>, kind: PatchKindName): number {
+  const b = batches.get(request);
+  if (b) return b.kindCounts[PATCH_KIND[kind]] ?? 0;
+  let n = 0;
+  for (const it of request.items) if (it.kind === kind) n++;
+  return n;
+}
+
+/** Wraps records as a batch. */
+export function recordBatch(id: number, vm: string, records: PatchRecords): RecordBatch {
+  return new RecordBatch(id, vm, records);
+}
+
+/**
+ * One plugin's per-item decisions on a record batch. Every item starts as `abstain`; an
+ * item's reason is either text or a template (see the file comment).
+ */
+export class ItemDecisions {
+  readonly count: number;
+  /** {@link ABSTAIN}, {@link ALLOW} or {@link DENY}, per item. */
+  readonly decision: Uint8Array;
+  /** Template index + 1 per item; 0 when the reason is text. */
+  readonly #template: Int32Array;
+  #text: Array<string | undefined> | undefined;
+  readonly templates: ReasonTemplate[] = [];
+  /** Items allowed and denied so far. */
+  allowed = 0;
+  denied = 0;
+  #index: Map<string, number> | undefined;
+
+  constructor(count: number) {
+    this.count = count;
+    this.decision = new Uint8Array(count);
+    this.#template = new Int32Array(count);
+  }
+
+  /** Item `i`'s template index, or -1 when its reason is text. */
+  templateOf(i: number): number {
+    return (this.#template[i] as number) - 1;
+  }
+
+  /** Item `i`'s text reason (undefined for a template or an abstention). */
+  textOf(i: number): string | undefined {
+    return this.#text?.[i];
+  }
+
+  /** The index of the template `prefix + hex(site) + suffix` (interned). */
+  templateId(prefix: string, suffix: string): number {
+    // Few templates per batch (one per owner and trampoline): look at them first.
+    const ts = this.templates;
+    for (let k = 0; k < ts.length && k < 8; k++) if (ts[k]!.prefix === prefix && ts[k]!.suffix === suffix) return k;
+    if (ts.length < 8) {
+      ts.push({ prefix, suffix });
+      return ts.length - 1;
+    }
+    const index = (this.#index ??= new Map(ts.map((x, k) => [`${x.prefix}\u0000${x.suffix}`, k])));
+    const key = `${prefix}\u0000${suffix}`;
+    let t = index.get(key);
+    if (t === undefined) {
+      t = ts.length;
+      ts.push({ prefix, suffix });
+      index.set(key, t);
+    }
+    return t;
+  }
+
+  /** Item `i` is decided with a text reason. */
+  set(i: number, decision: 'allow' | 'deny', reason: string): void {
+    this.#count(decision);
+    this.decision[i] = CODE[decision];
+    this.#template[i] = 0;
+    (this.#text ??= new Array<string | undefined>(this.count))[i] = reason;
+  }
+
+  /** Item `i` is decided with template `t`. */
+  setTemplate(i: number, decision: 'allow' | 'deny', t: number): void {
+    this.#count(decision);
+    this.decision[i] = CODE[decision];
+    this.#template[i] = t + 1;
+  }
+
+  #count(d: 'allow' | 'deny'): void {
+    if (d === 'allow') this.allowed++;
+    else this.denied++;
+  }
+}
+
+/** What a plugin's record fast path returns (see `decideRecords` in plugin-api.ts). */
+export interface RecordsResult {
+  readonly decision: Decision;
+  readonly reason: string;
+  readonly items?: ItemDecisions;
+}
+
+/** What the engine decided, with what it needs to audit and commit. */
+export interface RecordBatchOutcome {
+  readonly verdict: PackedVerdict;
+  /** Grants an allowing plugin returned (never for built-in patch plugins; such a verdict does not fit the ring). */
+  readonly grants: readonly SectionGrant[] | undefined;
+}
+
+let scratchArrays = { decision: new Uint8Array(64), plugin: new Int32Array(64), template: new Int32Array(64) };
+
+/** Working arrays of at least `n` entries, reset: decisions abstain, no plugin, no template. */
+function scratch(n: number): typeof scratchArrays {
+  if (scratchArrays.decision.length < n) {
+    const size = Math.max(n, scratchArrays.decision.length * 2);
+    scratchArrays = { decision: new Uint8Array(size), plugin: new Int32Array(size), template: new Int32Array(size) };
+  }
+  scratchArrays.decision.fill(ABSTAIN, 0, n);
+  scratchArrays.plugin.fill(-1, 0, n);
+  scratchArrays.template.fill(-1, 0, n);
+  return scratchArrays;
+}
+
+/** The context plugin `p` gets: `base` with its own configuration (a fresh object per call, as in Verifier#decide). */
+function contextFor(base: Omit<PluginContext, 'config'>, configs: Readonly<Record<string, Readonly<Record<string, unknown>>>>, p: AnyPlugin): PluginContext {
+  return { manifest: base.manifest, keyring: base.keyring, vm: base.vm, facts: base.facts, config: configs[p.name] ?? {} };
+}
+
+/** A reason reference: a plugin's template or a text, with the plugin's name in front. */
+interface Winner {
+  decision: number;
+  plugin: number;
+  template: number;
+  text: string | undefined;
+}
+
+/**
+ * Decides `batch` with `claimants` (the plugins that claim text-patch requests, in order),
+ * exactly as Verifier#decide does for protocol items; calls `commit` hooks afterwards.
+ */
+export function decideRecordBatch(
+  batch: RecordBatch,
+  claimants: readonly AnyPlugin[],
+  base: Omit<PluginContext, 'config'>,
+  configs: Readonly<Record<string, Readonly<Record<string, unknown>>>>,
+): RecordBatchOutcome {
+  const ctxFor = contextFor;
+  const id = batch.id;
+  const n = batch.records.count;
+  if (claimants.length === 0) {
+    return { verdict: { id, ok: false, reason: 'no plugin claims text-patch requests (default deny)', plugins: [] }, grants: undefined };
+  }
+  // The winning decision of each item so far, and where its reason comes from.
+  // Working arrays, reused across batches (one batch at a time: the verifier is one thread).
+  const { decision: fDecision, plugin: fPlugin, template: fTemplate } = scratch(n);
+  const fText: Array<string | undefined> = [];
+  const pluginTemplates: Array<readonly ReasonTemplate[]> = [];
+  let overall: { decision: Decision; reason: string } = { decision: 'abstain', reason: '' };
+  let grants: readonly SectionGrant[] | undefined;
+  const deciders: string[] = [];
+  claimants.forEach((p, pi) => {
+    let r: RecordsResult | PluginResult;
+    try {
+      r = p.decideRecords?.(batch, ctxFor(base, configs, p)) ?? p.decide(batch.request as never, ctxFor(base, configs, p));
+    } catch (e) {
+      r = { decision: 'deny', reason: `plugin ${p.name} failed: ${e instanceof Error ? e.message : String(e)}` };
+    }
+    const items = r.items;
+    const packed = items instanceof ItemDecisions ? items : undefined;
+    const listed = packed ? undefined : (items as PluginResult['items']);
+    const itemDecided = packed ? packed.allowed + packed.denied > 0 : (listed?.some((i) => i.decision !== 'abstain') ?? false);
+    if (r.decision !== 'abstain' || itemDecided) deciders.push(p.name);
+    if (overall.decision !== 'deny' && (r.decision === 'deny' || (r.decision === 'allow' && overall.decision === 'abstain'))) {
+      overall = { decision: r.decision, reason: `${p.name}: ${r.reason}` };
+    }
+    if ('grants' in r && r.grants && r.decision === 'allow') grants = r.grants;
+    pluginTemplates[pi] = packed ? packed.templates : [];
+    const fallback = r.decision === 'deny' ? DENY : ABSTAIN;
+    // Every item abstained (a plugin's items all "abstain", or none and an overall abstain
+    // or allow, which per item counts as abstain): nothing to combine.
+    if ((packed && !itemDecided) || (!packed && !listed && r.decision !== 'deny')) return;
+    for (let i = 0; i < n; i++) {
+      const acc = fDecision[i] as number;
+      if (acc === DENY) continue;
+      let d: number;
+      if (packed) d = packed.decision[i] as number;
+      else {
+        const it = listed?.[i];
+        d = it ? CODE[it.decision] : fallback;
+      }
+      if (d === DENY || (d === ALLOW && acc === ABSTAIN)) {
+        fDecision[i] = d;
+        fPlugin[i] = pi;
+        if (packed) {
+          fTemplate[i] = packed.templateOf(i);
+          fText[i] = packed.textOf(i);
+        } else {
+          fTemplate[i] = -1;
+          fText[i] = listed?.[i]?.reason ?? r.reason;
+        }
+      }
+    }
+  });
+  // The verdict's items: the plugin's name in front of every reason, as Verifier#decide does.
+  const ok = new Uint8Array(n);
+  const template = new Int32Array(n);
+  const text: Array<string | undefined> = [];
+  const templates: ReasonTemplate[] = [];
+  // The verdict's template for each plugin's template, made on first use.
+  const finalTemplate: number[][] = claimants.map(() => []);
+  const defaultDeny = 'no plugin allowed this text-patch item (default deny)';
+  let denied = 0;
+  let firstDenied = -1;
+  for (let i = 0; i < n; i++) {
+    const d = fDecision[i] as number;
+    ok[i] = d === ALLOW ? 1 : 0;
+    if (d !== ALLOW) {
+      denied++;
+      if (firstDenied < 0) firstDenied = i;
+    }
+    if (d === ABSTAIN) {
+      template[i] = -1;
+      text[i] = defaultDeny;
+      continue;
+    }
+    const pi = fPlugin[i] as number;
+    const name = claimants[pi]!.name;
+    const t = fTemplate[i] as number;
+    if (t >= 0) {
+      const known = finalTemplate[pi]!;
+      let ft = known[t];
+      if (ft === undefined) {
+        const src = pluginTemplates[pi]![t]!;
+        ft = templates.length;
+        templates.push({ prefix: `${name}: ${src.prefix}`, suffix: src.suffix });
+        known[t] = ft;
+      }
+      template[i] = ft;
+    } else {
+      template[i] = -1;
+      text[i] = `${name}: ${fText[i] ?? ''}`;
+    }
+  }
+  let verdict: PackedVerdict;
+  if (n > 0) {
+    const items: PackedItems = { count: n, ok, template, text, templates };
+    const allOk = overall.decision !== 'deny' && denied === 0;
+    let reason: string;
+    if (overall.decision === 'deny') reason = overall.reason;
+    else if (allOk) reason = `all ${n} items allowed`;
+    else {
+      const t = template[firstDenied] as number;
+      const first = t < 0 ? (text[firstDenied] ?? '') : templates[t]!.prefix + batch.records.siteHex(firstDenied) + templates[t]!.suffix;
+      reason = `${denied} of ${n} items denied; first: ${first}`;
+    }
+    verdict = { id, ok: allOk, reason, plugins: deciders, items };
+  } else {
+    const allOk = overall.decision === 'allow';
+    verdict = { id, ok: allOk, reason: overall.decision === 'abstain' ? 'no plugin allowed this text-patch request (default deny)' : overall.reason, plugins: deciders };
+  }
+  for (const p of claimants) {
+    try {
+      if (p.commitRecords) p.commitRecords(batch, verdict.ok, ctxFor(base, configs, p));
+      else p.commit?.(batch.request as never, verdict.ok, ctxFor(base, configs, p));
+    } catch {
+      // TRUST: as in Verifier#decide, a failing commit never turns a verdict around.
+    }
+  }
+  return { verdict, grants: verdict.ok ? grants : undefined };
+}

@@ -1,0 +1,245 @@
+/**
+ * The verifier's side of the verification ring (shared/ring/): a loop that takes request
+ * records from the core, decides them, and writes verdict records back, while the worker
+ * keeps answering its comlink messages (control plane and fallback).
+ *
+ * Waiting, adaptively. A worker blocked in `Atomics.wait` cannot run its message port, so the
+ * loop never blocks:
+ *
+ * - after a request it spins on the ring's head for up to `spinMs` (a request that arrives
+ *   then is seen within nanoseconds), in slices of `sliceMs`, and between slices yields to
+ *   the event loop (one `setImmediate` turn) so comlink calls are served;
+ * - once `spinMs` pass without a request it parks in `Atomics.waitAsync` on the head, with
+ *   its "parked" word set, so the core's `Atomics.notify` wakes it; while parked the worker is
+ *   idle and its event loop runs normally.
+ *
+ * Fail closed, as on comlink: a malformed record is a denial naming the problem; an injected
+ * crash, hang, garbage or wrong id behaves as it does for a comlink `verify`; a verdict that
+ * does not fit the ring is kept ("parked") until the core collects it over comlink.
+ */
+import { PROTOCOL_VERSION, type SectionGrant, type Verdict } from '../shared/protocol.ts';
+import { CTL, CTL_BYTES, VERDICT_HEADER, checkRingLayout, type RingLayout } from '../shared/ring/layout.ts';
+import type { PatchRecords } from '../shared/ring/patch-records.ts';
+import { readRequest, type RingRequest } from '../shared/ring/request-codec.ts';
+import { SpscRing } from '../shared/ring/spsc-ring.ts';
+import { waitAsync } from '../shared/ring/wait-async.ts';
+import { expandItems, writeParked, writeVerdict, type PackedVerdict } from '../shared/ring/verdict-codec.ts';
+import type { InjectedFault } from './worker-api.ts';
+
+/** How the loop waits. */
+export interface RingServerTiming {
+  /**
+   * How long the loop spins after the last request before it parks (ms): the shortest
+   * window. The loop widens it (up to {@link MAX_SPIN_MS}) while requests keep arriving soon
+   * after it parked, so a steady stream never pays for a wake-up per request.
+   */
+  readonly spinMs: number;
+  /** Longest stretch the loop spins or serves before it yields to the event loop (ms). */
+  readonly sliceMs: number;
+}
+
+/** Default timing: spin 2 ms after a request, yield every 0.5 ms. */
+export const DEFAULT_RING_TIMING: RingServerTiming = { spinMs: 2, sliceMs: 0.5 };
+
+/** What the server needs of the worker. */
+export interface RingHandlers {
+  /** Decides a text-patch batch in record form. */
+  patches(id: number, vm: string, records: PatchRecords): { verdict: PackedVerdict; grants: readonly SectionGrant[] | undefined };
+  /** Decides any other request (a protocol message; the verifier validates it). */
+  message(msg: unknown): Verdict;
+  /** Takes the fault armed for the next request, if any. */
+  takeFault(): InjectedFault | undefined;
+}
+
+/** The widest spin window (ms). */
+export const MAX_SPIN_MS = 50;
+
+/** A decided request, on its way to the ring. */
+interface Decided {
+  verdict: PackedVerdict;
+  /** True when the ring cannot carry it (it is parked for the core to collect). */
+  readonly park: boolean;
+  readonly grants: readonly SectionGrant[] | undefined;
+  readonly records: PatchRecords | undefined;
+  /** The protocol verdict, when the request was decided as one. */
+  readonly full: Verdict | undefined;
+}
+
+/** Verdicts kept for the core to collect, at most this many (the core collects each at once). */
+const MAX_PARKED = 1024;
+
+const nowMs = (): number => performance.now();
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** The loop serving one ring. */
+export class RingServer {
+  readonly #ctl: Int32Array;
+  readonly #req: SpscRing;
+  readonly #ver: SpscRing;
+  readonly #reserve: number;
+  readonly #handlers: RingHandlers;
+  readonly #timing: RingServerTiming;
+  readonly #parked = new Map<number, Verdict>();
+  #stopped = false;
+  /** Requests served, for statistics. */
+  served = 0;
+  /** Times the loop parked. */
+  parks = 0;
+
+  /** Checks the layout; throws a RangeError naming the problem (the caller turns it into an answer). */
+  constructor(layout: RingLayout, handlers: RingHandlers, timing: RingServerTiming = DEFAULT_RING_TIMING) {
+    const problem = checkRingLayout(layout);
+    if (problem) throw new RangeError(problem);
+    this.#ctl = new Int32Array(layout.sab, 0, CTL_BYTES >>> 2);
+    this.#req = new SpscRing(layout.sab, CTL_BYTES, layout.requestBytes, this.#ctl, CTL.REQ_HEAD, CTL.REQ_TAIL);
+    this.#ver = new SpscRing(layout.sab, CTL_BYTES + layout.requestBytes, layout.verdictBytes, this.#ctl, CTL.VER_HEAD, CTL.VER_TAIL);
+    this.#reserve = layout.reserveBytes;
+    this.#handlers = handlers;
+    this.#timing = timing;
+  }
+
+  /**
+   * Starts the loop (it runs until {@link stop} or the thread ends), and marks the ring when
+   * this thread exits, so the core notices a crash at once.
+   */
+  start(): void {
+    process.once('exit', (code) => {
+      Atomics.store(this.#ctl, CTL.DEAD, (code | 0) + 1);
+      Atomics.notify(this.#ctl, CTL.VER_HEAD);
+    });
+    void this.#loop();
+  }
+
+  /** Stops the loop at its next turn. */
+  stop(): void {
+    this.#stopped = true;
+    Atomics.notify(this.#ctl, CTL.REQ_HEAD);
+  }
+
+  /** The parked verdict of request `id`, handed over once. */
+  collect(id: number): Verdict | undefined {
+    const v = this.#parked.get(id);
+    this.#parked.delete(id);
+    return v;
+  }
+
+  async #loop(): Promise<void> {
+    const { sliceMs } = this.#timing;
+    const minSpin = this.#timing.spinMs;
+    let spinMs = minSpin;
+    let lastWork = nowMs();
+    while (!this.#stopped) {
+      const sliceStart = nowMs();
+      for (;;) {
+        if (this.#serveAll()) lastWork = nowMs();
+        const t = nowMs();
+        if (t - sliceStart >= sliceMs || t - lastWork >= spinMs) break;
+      }
+      if (nowMs() - lastWork >= spinMs) {
+        const parkedAt = nowMs();
+        await this.#park();
+        lastWork = nowMs();
+        // Woken soon after parking: requests come about as often as the window; widen it.
+        // Woken late: the stream stopped; back to the shortest window.
+        const idle = lastWork - parkedAt;
+        spinMs = idle < 4 * spinMs ? Math.min(MAX_SPIN_MS, spinMs * 2) : minSpin;
+      } else {
+        await yieldToLoop();
+      }
+    }
+  }
+
+  /** Waits in Atomics.waitAsync until the core publishes a request (or the loop is stopped). */
+  async #park(): Promise<void> {
+    Atomics.store(this.#ctl, CTL.WORKER_PARKED, 1);
+    const head = Atomics.load(this.#ctl, CTL.REQ_HEAD);
+    // INVARIANT: "parked" is set before the head is read, and the core reads "parked" after
+    // it stores a new head, so either waitAsync sees the new head or the core notifies.
+    if (this.#req.peek() < 0 && !this.#stopped) {
+      this.parks++;
+      const w = waitAsync(this.#ctl, CTL.REQ_HEAD, head);
+      if (w.async) await w.value;
+    }
+    Atomics.store(this.#ctl, CTL.WORKER_PARKED, 0);
+  }
+
+  /** Serves every request published now; true when there was one. */
+  #serveAll(): boolean {
+    let any = false;
+    for (;;) {
+      const off = this.#req.peek();
+      if (off < 0) return any;
+      any = true;
+      this.#serveOne(off);
+    }
+  }
+
+  #serveOne(off: number): void {
+    const r = readRequest(this.#req, off);
+    if (!r.ok) {
+      if (r.size === undefined) this.#req.releaseAll();
+      else this.#req.release(r.size);
+      this.#answer({ verdict: { id: r.id, ok: false, reason: `malformed request: ${r.error}`, plugins: [] }, park: false, grants: undefined, records: undefined, full: undefined });
+      return;
+    }
+    // The records were copied out: the request's space is free before the verifier decides.
+    this.#req.release(r.size);
+    this.served++;
+    const fault = this.#handlers.takeFault();
+    if (fault === 'crash') process.exit(70);
+    if (fault === 'hang') for (;;);
+    if (fault === 'garbage') return this.#garbage();
+    const d = this.#decide(r.request);
+    if (fault === 'wrong-id') d.verdict = { ...d.verdict, id: d.verdict.id + 1000 };
+    this.#answer(d);
+  }
+
+  /** Decides a request: the packed verdict, and what it takes to make the protocol verdict it stands for. */
+  #decide(req: RingRequest): Decided {
+    if (req.kind === 'text-patch') {
+      const { verdict, grants } = this.#handlers.patches(req.id, req.vm, req.records);
+      // Grants (never from the built-in patch plugins) have no place in a verdict record.
+      return { verdict, park: grants !== undefined && grants.length > 0, grants, records: req.records, full: undefined };
+    }
+    const v = this.#handlers.message({ v: PROTOCOL_VERSION, id: req.id, vm: req.vm, kind: req.kind, name: req.name });
+    return { verdict: { id: v.id, ok: v.ok, reason: v.reason, plugins: v.plugins }, park: v.items !== undefined || v.grants !== undefined, grants: undefined, records: undefined, full: v };
+  }
+
+  /** Writes the verdict, or parks it when the ring cannot carry it; then wakes the core if it waits. */
+  #answer(d: Decided): void {
+    const v = d.verdict;
+    const written = d.park ? 'too-large' : writeVerdict(this.#ver, v, this.#reserve);
+    if (written !== 'written') {
+      if (this.#parked.size >= MAX_PARKED) this.#parked.delete(this.#parked.keys().next().value as number);
+      this.#parked.set(v.id, d.full ? { ...d.full, id: v.id } : materialize(v, d.grants, d.records));
+      // INVARIANT: the core has at most reserve / VERDICT_HEADER requests in flight on the
+      // ring and full verdicts always leave the reserve free, so the marker fits.
+      writeParked(this.#ver, v.id);
+    }
+    if (Atomics.load(this.#ctl, CTL.CORE_PARKED) === 1) Atomics.notify(this.#ctl, CTL.VER_HEAD);
+  }
+
+  /** The injected "garbage" fault: a verdict message the core cannot read. */
+  #garbage(): void {
+    const off = this.#ver.reserve(VERDICT_HEADER);
+    if (off < 0) return;
+    this.#ver.u8.fill(0xa5, off, off + VERDICT_HEADER);
+    this.#ver.u32[(off + 20) >>> 2] = VERDICT_HEADER;
+    this.#ver.commit();
+    if (Atomics.load(this.#ctl, CTL.CORE_PARKED) === 1) Atomics.notify(this.#ctl, CTL.VER_HEAD);
+  }
+}
+
+/** The protocol verdict a packed one stands for (what a comlink `verify` would have answered). */
+export function materialize(v: PackedVerdict, grants: readonly SectionGrant[] | undefined, records: PatchRecords | undefined): Verdict {
+  const items = v.items && records ? expandItems(v.items, (i) => records.siteHex(i)) : undefined;
+  return {
+    v: PROTOCOL_VERSION,
+    id: v.id,
+    ok: v.ok,
+    reason: v.reason,
+    ...(items ? { items } : {}),
+    ...(v.ok && grants && grants.length ? { grants } : {}),
+    plugins: [...v.plugins],
+  };
+}
