@@ -210,7 +210,8 @@ export class RingChannel {
         // TRUST: after one unreadable verdict the ring's contents cannot be trusted: stop
         // reading; the link restarts the verifier and answers everything in flight.
         this.#closed = true;
-        p.resolve({ kind: 'garbage', why: `malformed answer (${r.error})` });
+        // Worded as the comlink path words it: a verdict for another request, or a malformed one.
+        p.resolve({ kind: 'garbage', why: r.error.startsWith('answer for request ') ? r.error : `malformed answer (${r.error})` });
         break;
       }
       this.#ver.release(r.size);

@@ -53,8 +53,45 @@ export interface Elf64RelaSection {
   readonly appliesTo: number;
   /** `sh_link`: index of the symbol table the entries refer to. */
   readonly symtab: number;
-  /** The entries, in file order. */
+  /** The entries, in file order (made from {@link raw} on first read). */
   readonly entries: readonly Elf64Rela[];
+  /**
+   * The `Elf64_Rela` table itself (24 bytes per entry, little-endian), every entry checked:
+   * a module loader can walk it without an object per relocation (kvm.ko has tens of
+   * thousands).
+   */
+  readonly raw: DataView;
+  /** Number of entries. */
+  readonly count: number;
+}
+
+/** A parsed RELA section; `entries` are decoded from the checked table when first read. */
+class RelaSection implements Elf64RelaSection {
+  #entries: Elf64Rela[] | undefined;
+  constructor(
+    readonly index: number,
+    readonly name: string,
+    readonly appliesTo: number,
+    readonly symtab: number,
+    readonly raw: DataView,
+    readonly count: number,
+  ) {}
+  get entries(): readonly Elf64Rela[] {
+    if (!this.#entries) {
+      const dv = this.raw;
+      const out: Elf64Rela[] = new Array(this.count);
+      for (let i = 0; i < this.count; i++) {
+        const at = i * ELF64_RELA_SIZE;
+        out[i] = { offset: dv.getBigUint64(at, true), type: dv.getUint32(at + 8, true), symIndex: dv.getUint32(at + 12, true), addend: dv.getBigInt64(at + 16, true) };
+      }
+      this.#entries = out;
+    }
+    return this.#entries;
+  }
+  /** Plain data for structural comparison and JSON (the getter is not an own property). */
+  toJSON(): object {
+    return { index: this.index, name: this.name, appliesTo: this.appliesTo, symtab: this.symtab, entries: this.entries };
+  }
 }
 
 /**
@@ -121,23 +158,24 @@ export function parseRelaSection(
 
   const dv = new DataView(bytes.buffer, bytes.byteOffset + rela.offset, rela.size);
   const count = rela.size / ELF64_RELA_SIZE;
-  const entries: Elf64Rela[] = [];
+  // Checked here without an object per entry; `entries` decodes the same table when read.
+  const size = Number(targetSize);
   for (let i = 0; i < count; i++) {
     const at = i * ELF64_RELA_SIZE;
-    const offset = dv.getBigUint64(at, true);
-    const type = dv.getUint32(at + 8, true);
     const symIndex = dv.getUint32(at + 12, true);
-    const addend = dv.getBigInt64(at + 16, true);
     if (symIndex >= symCount) {
       return err(elfError('rela-bad-symbol', `relocation ${i} in ${where} references symbol ${symIndex}, but the symbol table has ${symCount}`));
     }
     if (checked !== undefined) {
-      const width = BigInt(relocationWidth(type) ?? 1);
-      if (offset + width > targetSize) {
+      const type = dv.getUint32(at + 8, true);
+      const offHi = dv.getUint32(at + 4, true);
+      const width = relocationWidth(type) ?? 1;
+      // offHi !== 0: at least 2^32, past any section.
+      if (offHi !== 0 || dv.getUint32(at, true) + width > size) {
+        const offset = dv.getBigUint64(at, true);
         return err(elfError('rela-offset-out-of-bounds', `relocation ${i} in ${where} at offset ${offset} (type ${type}) is outside target section ${checked.index} (${checked.name}, ${targetSize} bytes)`));
       }
     }
-    entries.push({ offset, type, symIndex, addend });
   }
-  return ok({ index: rela.index, name: rela.name, appliesTo: rela.info, symtab: rela.link, entries });
+  return ok(new RelaSection(rela.index, rela.name, rela.info, rela.link, dv, count));
 }

@@ -27,7 +27,7 @@
 
 import { hex } from '../addr.ts';
 import type { Elf64 } from '../elf/elf64.ts';
-import type { Elf64Rela } from '../elf/relocations.ts';
+import type { Elf64Rela, Elf64RelaSection } from '../elf/relocations.ts';
 import { R_X86_64_32, R_X86_64_32S, R_X86_64_64, R_X86_64_NONE, R_X86_64_PC32, R_X86_64_PC64, R_X86_64_PLT32 } from '../elf/types.ts';
 import { err, ok, type Result } from '../result.ts';
 import { moduleError, type ModuleError } from './errors.ts';
@@ -65,66 +65,169 @@ export type RelocationCounts = Record<string, number>;
  */
 export function applyRelocations(elf: Elf64, buffers: ReadonlyMap<number, PlacedBuffer>, symbols: SymbolValues, moduleName: string): Result<RelocationCounts, ModuleError> {
   const counts: RelocationCounts = {};
+  const values = splitSymbolValues(elf, symbols);
   for (const rela of elf.relocations) {
     const target = buffers.get(rela.appliesTo);
     if (!target) continue; // not placed: .modinfo, __versions, per-CPU, non-allocated
     if (rela.symtab !== elf.symtabIndex) {
       return err(moduleError('relocation', `${rela.name} refers to symbol table ${rela.symtab}, not the module's .symtab (${String(elf.symtabIndex)})`, { section: rela.name }));
     }
-    const dv = viewOf(target.bytes);
-    const size = target.bytes.length;
-    // No closure per relocation: a module has tens of thousands (kvm.ko), and under tsx every
-    // closure also gets its name set, which cost more than the relocation itself.
-    const fail = (i: number, r: Elf64Rela, message: string, symbol?: string): { ok: false; error: ModuleError } =>
-      err(
-        moduleError(
-          'relocation',
-          `${moduleName}: relocation ${i} of ${rela.name} (${relocationName(r.type)}) at ${target.name}+${hex(r.offset)}: ${message}`,
-          symbol === undefined ? { section: target.name } : { section: target.name, symbol },
-        ),
-      );
-    const symName = (r: Elf64Rela): string => elf.symbols[r.symIndex]?.name || `section symbol ${r.symIndex}`;
-    for (let i = 0; i < rela.entries.length; i++) {
-      const r = rela.entries[i]!;
-      if (r.type === R_X86_64_NONE) {
-        counts.R_X86_64_NONE = (counts.R_X86_64_NONE ?? 0) + 1;
-        continue;
-      }
-      let width: number;
-      switch (r.type) {
-        case R_X86_64_64:
-        case R_X86_64_PC64:
-          width = 8;
-          break;
-        case R_X86_64_32:
-        case R_X86_64_32S:
-        case R_X86_64_PC32:
-        case R_X86_64_PLT32:
-          width = 4;
-          break;
-        default:
-          return fail(i, r, `unknown relocation type ${r.type}`);
-      }
-      const off = Number(r.offset);
-      if (off + width > size) return fail(i, r, `the ${width} bytes written lie outside the section (${size} bytes)`);
-      const s = symbols.value(r.symIndex);
-      if (s === undefined) return fail(i, r, symbols.whyNoValue(r.symIndex), elf.symbols[r.symIndex]?.name || undefined);
-      const loc = (target.addr + r.offset) & MASK64;
-      let val = (s + r.addend) & MASK64;
-      if (r.type === R_X86_64_PC32 || r.type === R_X86_64_PLT32 || r.type === R_X86_64_PC64) val = (val - loc) & MASK64;
-      if (r.type === R_X86_64_32 && val >= TWO32) return fail(i, r, `overflow: value ${hex(val)} (${symName(r)}) does not fit in 32 bits unsigned`);
-      if (r.type !== R_X86_64_32 && width === 4) {
-        const signed = val >= TWO63 ? val - TWO64 : val;
-        if (signed < -TWO31 || signed >= TWO31) return fail(i, r, `overflow: value ${hex(val)} (${symName(r)}) does not fit in 32 bits signed`);
-      }
-      for (let b = 0; b < width; b++) {
-        if (target.bytes[off + b] !== 0) return fail(i, r, 'Invalid relocation target, existing value is nonzero');
-      }
-      if (width === 8) dv.setBigUint64(off, val, true);
-      else dv.setUint32(off, Number(val & 0xffffffffn), true);
-      const name = relocationName(r.type);
-      counts[name] = (counts[name] ?? 0) + 1;
+    // The common relocations in number arithmetic; the first one it cannot take (an error,
+    // or an unusual value) and everything after it go through the bigint path below, which
+    // also words every error.
+    const from = applyFast(rela, target, values, counts);
+    if (from < rela.count) {
+      const r = applyFrom(elf, rela, target, symbols, moduleName, counts, from);
+      if (!r.ok) return r;
     }
   }
   return ok(counts);
+}
+
+/** Symbol values split into 32-bit halves, once per module (undefined: `ok[i]` is 0). */
+interface SplitValues {
+  readonly lo: Float64Array;
+  readonly hi: Float64Array;
+  readonly ok: Uint8Array;
+}
+
+function splitSymbolValues(elf: Elf64, symbols: SymbolValues): SplitValues {
+  const n = elf.symbols.length;
+  const out = { lo: new Float64Array(n), hi: new Float64Array(n), ok: new Uint8Array(n) };
+  for (let k = 0; k < n; k++) {
+    const v = symbols.value(k);
+    if (v === undefined) continue;
+    out.ok[k] = 1;
+    out.lo[k] = Number(v & 0xffff_ffffn);
+    out.hi[k] = Number((v >> 32n) & 0xffff_ffffn);
+  }
+  return out;
+}
+
+const TWO32N = 0x1_0000_0000;
+
+/**
+ * Applies the relocations of `rela` from the first on, as long as each is an R_X86_64_NONE,
+ * 64, PC64, 32, 32S, PC32 or PLT32 with a defined symbol, a small addend, a value that fits,
+ * and zeros at its place, computing `S + A (- P)` modulo 2^64 in 32-bit halves (the same
+ * values as the bigint path). Returns the index of the first relocation it did not apply
+ * (`rela.count` when it applied them all). Counts what it applied in `counts`.
+ */
+function applyFast(rela: Elf64RelaSection, target: PlacedBuffer, v: SplitValues, counts: RelocationCounts): number {
+  const dv = rela.raw;
+  const bytes = target.bytes;
+  const out = viewOf(bytes);
+  const size = bytes.length;
+  const addrLo = Number(target.addr & 0xffff_ffffn);
+  const addrHi = Number((target.addr >> 32n) & 0xffff_ffffn);
+  const applied = new Map<number, number>();
+  let i = 0;
+  for (; i < rela.count; i++) {
+    const at = i * 24;
+    const type = dv.getUint32(at + 8, true);
+    if (type === R_X86_64_NONE) {
+      applied.set(type, (applied.get(type) ?? 0) + 1);
+      continue;
+    }
+    const width = type === R_X86_64_64 || type === R_X86_64_PC64 ? 8 : type === R_X86_64_32 || type === R_X86_64_32S || type === R_X86_64_PC32 || type === R_X86_64_PLT32 ? 4 : 0;
+    const off = dv.getUint32(at, true);
+    const sym = dv.getUint32(at + 12, true);
+    const aHi = dv.getInt32(at + 20, true);
+    if (width === 0 || dv.getUint32(at + 4, true) !== 0 || off + width > size || v.ok[sym] !== 1 || aHi > 0xfffff || aHi < -0x100000) break;
+    // val = S + A (mod 2^64)
+    let lo = (v.lo[sym] as number) + dv.getUint32(at + 16, true);
+    let hi = (v.hi[sym] as number) + aHi;
+    if (lo >= TWO32N) {
+      lo -= TWO32N;
+      hi += 1;
+    }
+    if (type === R_X86_64_PC32 || type === R_X86_64_PLT32 || type === R_X86_64_PC64) {
+      // - P, P = section address + offset (mod 2^64)
+      let pLo = addrLo + off;
+      let pHi = addrHi;
+      if (pLo >= TWO32N) {
+        pLo -= TWO32N;
+        pHi += 1;
+      }
+      lo -= pLo;
+      hi -= pHi;
+      if (lo < 0) {
+        lo += TWO32N;
+        hi -= 1;
+      }
+    }
+    hi = ((hi % TWO32N) + TWO32N) % TWO32N;
+    if (type === R_X86_64_32 ? hi !== 0 : width === 4 && !((hi === 0 && lo < 0x8000_0000) || (hi === 0xffff_ffff && lo >= 0x8000_0000))) break;
+    let zero = true;
+    for (let b = 0; b < width; b++) if (bytes[off + b] !== 0) zero = false;
+    if (!zero) break;
+    out.setUint32(off, lo, true);
+    if (width === 8) out.setUint32(off + 4, hi, true);
+    applied.set(type, (applied.get(type) ?? 0) + 1);
+  }
+  // In the order the types first appeared, as the bigint path would have counted them.
+  for (const [type, n] of applied) {
+    const name = relocationName(type);
+    counts[name] = (counts[name] ?? 0) + n;
+  }
+  return i;
+}
+
+/** Applies the relocations of `rela` from index `from` on (the bigint path). */
+function applyFrom(elf: Elf64, rela: Elf64RelaSection, target: PlacedBuffer, symbols: SymbolValues, moduleName: string, counts: RelocationCounts, from: number): Result<RelocationCounts, ModuleError> {
+  const dv = viewOf(target.bytes);
+  const size = target.bytes.length;
+  // No closure per relocation: a module has tens of thousands (kvm.ko), and under tsx every
+  // closure also gets its name set, which cost more than the relocation itself.
+  const fail = (i: number, r: Elf64Rela, message: string, symbol?: string): { ok: false; error: ModuleError } =>
+    err(
+      moduleError(
+        'relocation',
+        `${moduleName}: relocation ${i} of ${rela.name} (${relocationName(r.type)}) at ${target.name}+${hex(r.offset)}: ${message}`,
+        symbol === undefined ? { section: target.name } : { section: target.name, symbol },
+      ),
+    );
+  const symName = (r: Elf64Rela): string => elf.symbols[r.symIndex]?.name || `section symbol ${r.symIndex}`;
+  for (let i = from; i < rela.entries.length; i++) {
+    const r = rela.entries[i]!;
+    if (r.type === R_X86_64_NONE) {
+      counts.R_X86_64_NONE = (counts.R_X86_64_NONE ?? 0) + 1;
+      continue;
+    }
+    let width: number;
+    switch (r.type) {
+      case R_X86_64_64:
+      case R_X86_64_PC64:
+        width = 8;
+        break;
+      case R_X86_64_32:
+      case R_X86_64_32S:
+      case R_X86_64_PC32:
+      case R_X86_64_PLT32:
+        width = 4;
+        break;
+      default:
+        return fail(i, r, `unknown relocation type ${r.type}`);
+    }
+    const off = Number(r.offset);
+    if (off + width > size) return fail(i, r, `the ${width} bytes written lie outside the section (${size} bytes)`);
+    const s = symbols.value(r.symIndex);
+    if (s === undefined) return fail(i, r, symbols.whyNoValue(r.symIndex), elf.symbols[r.symIndex]?.name || undefined);
+    const loc = (target.addr + r.offset) & MASK64;
+    let val = (s + r.addend) & MASK64;
+    if (r.type === R_X86_64_PC32 || r.type === R_X86_64_PLT32 || r.type === R_X86_64_PC64) val = (val - loc) & MASK64;
+    if (r.type === R_X86_64_32 && val >= TWO32) return fail(i, r, `overflow: value ${hex(val)} (${symName(r)}) does not fit in 32 bits unsigned`);
+    if (r.type !== R_X86_64_32 && width === 4) {
+      const signed = val >= TWO63 ? val - TWO64 : val;
+      if (signed < -TWO31 || signed >= TWO31) return fail(i, r, `overflow: value ${hex(val)} (${symName(r)}) does not fit in 32 bits signed`);
+    }
+    for (let b = 0; b < width; b++) {
+      if (target.bytes[off + b] !== 0) return fail(i, r, 'Invalid relocation target, existing value is nonzero');
+    }
+    if (width === 8) dv.setBigUint64(off, val, true);
+    else dv.setUint32(off, Number(val & 0xffffffffn), true);
+    const name = relocationName(r.type);
+    counts[name] = (counts[name] ?? 0) + 1;
+  }
+return ok(counts);
 }

@@ -167,6 +167,8 @@ export function checkModuleLoad(request: RequestOf<'module-load'>, ctx: PluginCo
 }
 
 function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  // Equal sections (the common case) are compared by memcmp; only a difference is searched for.
+  if (a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) return -1;
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
   return a.length === b.length ? -1 : n;
