@@ -116,6 +116,8 @@ const api: VerifierWorkerApi = {
       return e instanceof Error ? e.message : String(e);
     }
     ring.start();
+    // Build the indexes and optimise the record path now, not on the first real batch.
+    v.warmUp();
     return undefined;
   },
 
