@@ -7,13 +7,13 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
+import { readScenarioInput } from '../scenario-input.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { err, type Result } from '../../shared/result.ts';
 import type { MachineApi } from '../../runtime/machine-api.ts';
 import type { MachineConfig } from '../../runtime/machine.ts';
 import { keyringDataFromFiles } from '../../verifier-vm/key-files.ts';
 import { fixturePaths } from '../../shared/kernel-image/fixture-paths.ts';
-import { loadScenario } from '../../runtime/scenario/load.ts';
 import { runScenario } from '../../runtime/scenario/run.ts';
 import type { Scenario } from '../../runtime/scenario/scenario.ts';
 import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
@@ -155,17 +155,8 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
         if (values.check && values['step-timeout'] !== undefined) throw new UsageError('--check runs no steps; --step-timeout does not apply');
         const stepTimeoutMs = parseTimeout(values['step-timeout']);
         const display = positionals[0]!;
-        const loaded = loadScenario(resolve(io.cwd, display), display);
-        if (!loaded.ok) {
-          io.err(`${loaded.error}\n`);
-          return EXIT_USAGE;
-        }
-        const scenario = loaded.value;
-        const files = checkScenarioFiles(scenario, display);
-        if (!files.ok) {
-          io.err(`heki run: ${files.error}\n`);
-          return EXIT_USAGE;
-        }
+        const scenario = readScenarioInput(io, display, 'run');
+        if (!scenario) return EXIT_USAGE;
         if (values.check) {
           io.out(`${display}: ok: scenario '${scenario.name}', ${scenario.steps.length} step${scenario.steps.length === 1 ? '' : 's'}\n`);
           return EXIT_OK;

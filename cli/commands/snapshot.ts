@@ -8,14 +8,14 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
+import { readScenarioInput } from '../scenario-input.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import type { MachineApi } from '../../runtime/machine-api.ts';
-import { loadScenario } from '../../runtime/scenario/load.ts';
 import { runScenario } from '../../runtime/scenario/run.ts';
 import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
 import { formatPublicKeyFile, loadSecretKeyFile } from '../../verifier-vm/key-files.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { checkScenarioFiles, machineConfigOf } from './run.ts';
+import { machineConfigOf } from './run.ts';
 
 const USAGE = `usage: heki snapshot <scenario.yaml> --out <file> [--key <vmm.secret.json>] [--json]
 
@@ -53,17 +53,8 @@ export function createSnapshotCommand(): CliCommand {
         if (values.out === undefined) throw new UsageError('--out <file> is required');
         const out = resolve(io.cwd, values.out);
         const display = positionals[0]!;
-        const loaded = loadScenario(resolve(io.cwd, display), display);
-        if (!loaded.ok) {
-          io.err(`${loaded.error}\n`);
-          return EXIT_USAGE;
-        }
-        const scenario = loaded.value;
-        const files = checkScenarioFiles(scenario, display);
-        if (!files.ok) {
-          io.err(`heki snapshot: ${files.error}\n`);
-          return EXIT_USAGE;
-        }
+        const scenario = readScenarioInput(io, display, 'snapshot');
+        if (!scenario) return EXIT_USAGE;
         let key = generateEd25519KeyPair();
         let ownKey = false;
         if (values.key !== undefined) {
