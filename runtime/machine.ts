@@ -24,6 +24,7 @@ import { VerifierLink } from '../hypervisor/verifier-link/verifier-link.ts';
 import { Vmm, newVmIdentity } from '../hypervisor/vmm/vmm.ts';
 import { restoreVm, snapshotVm, type RestoreError } from './lifecycle/migration.ts';
 import type { VmmPolicy } from '../hypervisor/vmm/policy.ts';
+import type { VmObserver } from '../hypervisor/observe/vm-observer.ts';
 import type { WorkerInit } from '../verifier-vm/worker-api.ts';
 import type { MachineApi } from './machine-api.ts';
 import { SimulatedMachine } from './simulated-machine.ts';
@@ -64,6 +65,11 @@ export interface MachineConfig {
   readonly pluginConfig?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** Boot progress lines. */
   readonly log?: (line: string) => void;
+  /**
+   * Watches the host side (hypervisor/observe/vm-observer.ts): hypercalls, exits, EPT
+   * updates, verifier requests and verdicts. `heki run --trace/--report/--record` pass one.
+   */
+  readonly observer?: VmObserver;
   /**
    * The kernel image already loaded from `vmlinuz` and `systemMap` (default: load it). A
    * KernelImage is never written to, so machines may share one (`heki attacks` does).

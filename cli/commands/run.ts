@@ -16,9 +16,15 @@ import { keyringDataFromFiles } from '../../verifier-vm/key-files.ts';
 import { fixturePaths } from '../../shared/kernel-image/fixture-paths.ts';
 import { runScenario } from '../../runtime/scenario/run.ts';
 import type { Scenario } from '../../runtime/scenario/scenario.ts';
+import type { ScenarioResult } from '../../runtime/scenario/outcome.ts';
 import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
+import { RUN_OUTPUTS } from '../run-outputs/index.ts';
+import type { RunOutputSession } from '../run-outputs/run-output.ts';
+import { fanOut } from '../../hypervisor/observe/vm-observer.ts';
 
-const USAGE = `usage: heki run <scenario.yaml> [--json] [--step-timeout <seconds>] [--audit <log>]
+const OUTPUT_FLAGS = RUN_OUTPUTS.map((o) => ` [--${o.flag} <file>]`).join('');
+
+const USAGE = `usage: heki run <scenario.yaml> [--json] [--step-timeout <seconds>] [--audit <log>]${OUTPUT_FLAGS}
        heki run <scenario.yaml> --check
 
 Runs a scenario: boots a simulated machine (the real Debian 6.1 kernel or a synthetic
@@ -37,6 +43,9 @@ vmlinuz/system-map, or the fixtures': the message says where they were looked fo
   --step-timeout <secs>   how long one step may take before it is an error (default 300)
   --audit <log>           append every verdict to this hash-chained audit log (JSON lines;
                           check it with 'heki audit verify <log>')
+${RUN_OUTPUTS.map((o) => o.usage).join('')}
+A file that an output cannot write is exit 2 before anything runs; a failure while writing
+it is reported after the run (exit 1). The outputs never change verdicts.
 `;
 
 /**
@@ -133,6 +142,30 @@ function parseTimeout(text: string | undefined): number | undefined {
   return secs * 1000;
 }
 
+/**
+ * Finishes every output (each is finished even when another failed); prints each one's line
+ * (to stderr under --json, so stdout stays one object) or its problem. True when all wrote.
+ */
+async function finishOutputs(sessions: readonly RunOutputSession[], result: ScenarioResult | undefined, io: CliIo, json = false): Promise<boolean> {
+  let all = true;
+  for (const s of sessions) {
+    let r: Result<string, string>;
+    try {
+      r = await s.finish(result);
+    } catch (e) {
+      r = err(e instanceof Error ? e.message : String(e));
+    }
+    if (!r.ok) {
+      all = false;
+      io.err(`heki run: ${r.error}\n`);
+    } else if (result !== undefined) {
+      if (json) io.err(`${r.value}\n`);
+      else io.out(`${r.value}\n`);
+    }
+  }
+  return all;
+}
+
 /** Makes the `heki run` command on `factory` (tests pass a scripted machine). */
 export function createRunCommand(factory: MachineFactory = createRealMachine): CliCommand {
   return {
@@ -148,11 +181,14 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
             check: { type: 'boolean', default: false },
             'step-timeout': { type: 'string' },
             audit: { type: 'string' },
+            ...Object.fromEntries(RUN_OUTPUTS.map((o) => [o.flag, { type: 'string' as const }])),
           },
           { min: 1, max: 1, names: '<scenario.yaml>' },
         );
         if (values.check && values.json) throw new UsageError('--check and --json cannot be combined');
         if (values.check && values['step-timeout'] !== undefined) throw new UsageError('--check runs no steps; --step-timeout does not apply');
+        const outputFlags = RUN_OUTPUTS.filter((o) => (values as Record<string, unknown>)[o.flag] !== undefined);
+        if (values.check && outputFlags.length > 0) throw new UsageError(`--check runs no steps; --${outputFlags[0]!.flag} does not apply`);
         const stepTimeoutMs = parseTimeout(values['step-timeout']);
         const display = positionals[0]!;
         const scenario = readScenarioInput(io, display, 'run');
@@ -162,27 +198,66 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
           return EXIT_OK;
         }
 
+        const sessions: RunOutputSession[] = [];
+        for (const o of outputFlags) {
+          const path = resolve(io.cwd, String((values as Record<string, unknown>)[o.flag]));
+          const s = o.open(path, { io, scenario, display });
+          if (!s.ok) {
+            await finishOutputs(sessions, undefined, io);
+            io.err(`heki run: --${o.flag} ${path}: ${s.error}\n`);
+            return EXIT_USAGE;
+          }
+          sessions.push(s.value);
+        }
+        const observers = sessions.flatMap((s) => (s.observer ? [s.observer] : []));
+
         let machine: Result<MachineApi, string | MachineStartError>;
         try {
-          machine = await factory({ ...machineConfigOf(scenario), ...(values.audit !== undefined ? { auditPath: resolve(io.cwd, values.audit) } : {}) });
+          machine = await factory({
+            ...machineConfigOf(scenario),
+            ...(values.audit !== undefined ? { auditPath: resolve(io.cwd, values.audit) } : {}),
+            ...(observers.length > 0 ? { observer: fanOut(observers) } : {}),
+          });
         } catch (e) {
           machine = err(e instanceof Error ? e.message : String(e));
         }
         if (!machine.ok) {
           const e = typeof machine.error === 'string' ? { kind: 'start' as const, message: machine.error } : machine.error;
           io.err(`heki run: ${display}: cannot start the machine: ${e.message}\n`);
+          await finishOutputs(sessions, undefined, io);
           return e.kind === 'input' ? EXIT_USAGE : EXIT_NEGATIVE;
         }
 
         if (!values.json) {
           io.out(`${formatHeader(scenario, display)}\n${formatColumns()}\n`);
         }
-        const result = await runScenario(scenario, machine.value, values.json ? undefined : (r) => io.out(`${formatStepRow(r)}\n`), {
-          ...(stepTimeoutMs !== undefined ? { stepTimeoutMs } : {}),
-          onWarning: (m) => io.err(`heki run: warning: ${m}\n`),
-        });
+        const result = await runScenario(
+          scenario,
+          machine.value,
+          (r, step, outcome) => {
+            const now = performance.now();
+            for (const s of sessions) s.stepFinished?.(r, step, outcome, now);
+            if (!values.json) io.out(`${formatStepRow(r)}\n`);
+          },
+          {
+            ...(stepTimeoutMs !== undefined ? { stepTimeoutMs } : {}),
+            onWarning: (m) => io.err(`heki run: warning: ${m}\n`),
+            ...(sessions.length > 0
+              ? {
+                  onStepStart: (step) => {
+                    const now = performance.now();
+                    for (const s of sessions) s.stepStarted?.(step, now);
+                  },
+                  beforeDispose: async (m) => {
+                    for (const s of sessions) await s.beforeDispose?.(m);
+                  },
+                }
+              : {}),
+          },
+        );
         io.out(values.json ? `${JSON.stringify(result)}\n` : `${formatSummary(result)}\n`);
-        return result.passed ? EXIT_OK : EXIT_NEGATIVE;
+        const written = await finishOutputs(sessions, result, io, values.json);
+        return result.passed && written ? EXIT_OK : EXIT_NEGATIVE;
       });
     },
   };

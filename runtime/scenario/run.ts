@@ -24,6 +24,13 @@ export interface RunOptions {
   readonly disposeTimeoutMs?: number;
   /** Problems that do not change the result (dispose failed, an observer threw). */
   readonly onWarning?: (message: string) => void;
+  /** Called before each step runs (for traces). */
+  readonly onStepStart?: (step: Step) => void;
+  /**
+   * Called once after the last step and before the machine is disposed, to read its final
+   * state (the report's memory map). Awaited; what it throws becomes a warning.
+   */
+  readonly beforeDispose?: (machine: MachineApi) => void | Promise<void>;
 }
 
 /** Default of {@link RunOptions.stepTimeoutMs}. */
@@ -178,6 +185,11 @@ export async function runScenario(
   let stuck: string | undefined;
   for (const step of scenario.steps) {
     let outcome: StepOutcome;
+    try {
+      options.onStepStart?.(step);
+    } catch (e) {
+      warn(`step observer threw ${thrownText(e)}`);
+    }
     if (stuck !== undefined) {
       outcome = { outcome: 'error', reason: `not run: ${stuck}` };
     } else {
@@ -191,6 +203,14 @@ export async function runScenario(
       onStep?.(result, step, outcome);
     } catch (e) {
       warn(`step observer threw ${thrownText(e)}`);
+    }
+  }
+  if (options.beforeDispose && stuck === undefined) {
+    try {
+      const b = await within(Promise.resolve().then(() => options.beforeDispose?.(machine)), disposeTimeout);
+      if (!b.done) warn(`reading the machine's final state did not finish within ${disposeTimeout / 1000} s`);
+    } catch (e) {
+      warn(`reading the machine's final state threw ${thrownText(e)}`);
     }
   }
   try {

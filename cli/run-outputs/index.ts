@@ -1,0 +1,4 @@
+/** The outputs `heki run` offers, in the order their flags appear in its --help. */
+import type { RunOutput } from './run-output.ts';
+
+export const RUN_OUTPUTS: readonly RunOutput[] = [];
