@@ -8,6 +8,7 @@
  * fault, a refused hypercall, a verifier denial), `error` when the step itself could not be
  * carried out (a missing file, an unknown symbol, a malformed value).
  */
+import type { MachineInspection } from './inspection.ts';
 
 /** The result of one step. */
 export interface StepOutcome {
@@ -113,6 +114,12 @@ export interface MachineApi {
   hypercall(nr: number, args: readonly bigint[]): Promise<StepOutcome>;
   /** Resolves an address expression against System.map and loaded modules, or says why not. */
   resolve(addr: AddressExpr): { ok: true; value: bigint } | { ok: false; error: string };
+  /**
+   * Optional: the guest-physical map of the kernel image and of every loaded module, with the
+   * EPT permissions of their frames, as plain data (runtime/inspection.ts). `heki run
+   * --report` reads it after the last step; a machine without it gets a report without a map.
+   */
+  inspect?(): MachineInspection;
   /** Stops the verifier workers; the machine is unusable afterwards. */
   dispose(): Promise<void>;
 }

@@ -22,6 +22,7 @@ import type { AddressExpr, KexecOptions, MachineApi, Mode, StepOutcome } from '.
 import type { MachineHost, MachineSwap } from './lifecycle/machine-host.ts';
 import { resetInto } from '../hypervisor/vmm/lifecycle/system-events.ts';
 import * as lifecycle from './lifecycle/machine-lifecycle.ts';
+import { inspectVm, type MachineInspection } from './inspection.ts';
 
 export type { MachineHost, MachineSwap } from './lifecycle/machine-host.ts';
 
@@ -341,6 +342,11 @@ export class SimulatedMachine implements MachineApi {
       }
     }
     return { ok: false, error: r.error.message };
+  }
+
+  /** The guest-physical map with its EPT permissions (runtime/inspection.ts). */
+  inspect(): MachineInspection {
+    return inspectVm(this.vmm, this.image, this.#kernel);
   }
 
   async dispose(): Promise<void> {
