@@ -24,7 +24,8 @@ import { VerifierLink } from '../hypervisor/verifier-link/verifier-link.ts';
 import { Vmm, newVmIdentity } from '../hypervisor/vmm/vmm.ts';
 import { restoreVm, snapshotVm, type RestoreError } from './lifecycle/migration.ts';
 import type { VmmPolicy } from '../hypervisor/vmm/policy.ts';
-import type { VmObserver } from '../hypervisor/observe/vm-observer.ts';
+import { notify, type VmObserver } from '../hypervisor/observe/vm-observer.ts';
+import { observePort } from '../hypervisor/observe/observed-port.ts';
 import type { WorkerInit } from '../verifier-vm/worker-api.ts';
 import type { MachineApi } from './machine-api.ts';
 import { SimulatedMachine } from './simulated-machine.ts';
@@ -157,6 +158,11 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   } catch (e) {
     return err({ kind: 'start', message: e instanceof Error ? e.message : String(e) });
   }
+  const observer = config.observer;
+  if (observer?.verifierStarted) {
+    const time = performance.now();
+    notify(() => observer.verifierStarted!({ vm: VM_NAME, init, time }));
+  }
   const memoryBytes = config.memoryBytes ?? DEFAULT_MEMORY;
   const vmm = new Vmm({
     memoryBytes,
@@ -165,9 +171,11 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
     disk: { sectors: DEFAULT_DISK_SECTORS },
     ...(config.policy ? { policy: config.policy } : {}),
     ...(config.protectedMemory ? { protectedMemory: true } : {}),
+    ...(observer ? { observer } : {}),
   });
   const regions = body.sections.map((s) => ({ name: s.name, vaddr: BigInt(`0x${s.vaddr}`), paddr: BigInt(`0x${s.paddr}`), size: s.size }));
-  vmm.core.attachVerifier({ port: link, vm: VM_NAME, audit, kernelRegions: regions });
+  const port = observer ? observePort(link, observer, { before: () => vmm.core.events?.flushEpt() }) : link;
+  vmm.core.attachVerifier({ port, vm: VM_NAME, audit, kernelRegions: regions });
   vmm.setBootKernel({ elf: image.value.elf, manifest, regions, name: body.kernel });
   const loaded = vmm.loadKernel();
   if (!loaded.ok) {
@@ -191,6 +199,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
         systemMapPath,
         ...(config.policy ? { policy: config.policy } : {}),
         ...(config.vmmKey ? { vmmKey: config.vmmKey } : {}),
+        ...(observer ? { observer } : {}),
       },
     }),
   );

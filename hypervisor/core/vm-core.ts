@@ -21,6 +21,8 @@ import { Authenticator, type KernelRegion, type VerifierPort } from './auth/auth
 import type { AuditLog } from '../../verifier-vm/audit-log.ts';
 import { EPT_FROZEN } from '../ept/permissions.ts';
 import { CORE_STATE_VERSION, type CoreState, type CoreStateError } from './core-state.ts';
+import { HostEvents } from '../observe/host-events.ts';
+import type { VmObserver } from '../observe/vm-observer.ts';
 
 /** How to build a VM. */
 export interface VmConfig {
@@ -51,6 +53,7 @@ export class VmCore {
   #stopped: string | undefined;
   #parked: string | undefined;
   #auth: Authenticator | undefined;
+  #events: HostEvents | undefined;
 
   constructor(config: VmConfig, sink: ExitSink) {
     if (!Number.isInteger(config.vcpus) || config.vcpus < 1 || config.vcpus > 256) {
@@ -61,6 +64,22 @@ export class VmCore {
     this.memoryAttributes = new MemoryAttributes(this.memory.frames, config.protectedMemory ?? false);
     this.#sink = sink;
     this.vcpus = Array.from({ length: config.vcpus }, (_, id) => new Vcpu(id, this));
+  }
+
+  /**
+   * VMM ioctl: installs a watcher of this VM's hypercalls, exits, EPT updates and resets
+   * (hypervisor/observe/), or removes it (undefined). It only watches: nothing it does
+   * changes what the VM does.
+   */
+  observe(observer: VmObserver | undefined): void {
+    this.#events?.flushEpt();
+    this.ept.watch(undefined);
+    this.#events = observer ? new HostEvents(observer, this.ept) : undefined;
+  }
+
+  /** Where host events go, or undefined when nobody watches (the hooks' one check). */
+  get events(): HostEvents | undefined {
+    return this.#events;
   }
 
   /** The authenticated-change state, once the VMM attached a verifier. */
@@ -268,6 +287,7 @@ export class VmCore {
     for (const [f, n, p] of state.ept) this.ept.setRange(f, n, p & ~EPT_FROZEN);
     for (const f of state.sharedFrames) this.memoryAttributes.setPrivate(f, 1, false);
     if (state.auth) this.#auth?.importState(state.auth);
+    this.#events?.flushEpt();
     return ok(undefined);
   }
 }

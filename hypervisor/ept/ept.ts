@@ -12,6 +12,7 @@
  */
 import { EPT_DEFAULT, EPT_FROZEN, EPT_IMMUTABLE, permits } from './permissions.ts';
 import type { AccessKind, AccessMode } from '../../shared/guest-cpu.ts';
+import type { EptRuns } from '../observe/ept-runs.ts';
 
 const LEAF_SHIFT = 9;
 const LEAF_SIZE = 1 << LEAF_SHIFT;
@@ -43,6 +44,8 @@ export class Ept implements EptView {
   // INVARIANT: every leaf has LEAF_SIZE entries; indices are leafIndex(frame) < ceil(frames / LEAF_SIZE).
   // A holey array: a region without a leaf is a hole (an array of 2^31 regions stays sparse).
   #leaves: Array<Uint8Array | undefined> = [];
+  /** Who watches the setters (hypervisor/observe/), or undefined: one check per set. */
+  #runs: EptRuns | undefined;
 
   constructor(frames: number) {
     this.frames = frames;
@@ -63,6 +66,15 @@ export class Ept implements EptView {
   }
 
   /**
+   * Reports every later set (and reset) to `runs`, or to nobody (undefined). The core installs
+   * it for its observer; `get` and `allows`, the hot path of every guest access, never look.
+   */
+  watch(runs: EptRuns | undefined): void {
+    this.#runs?.flush();
+    this.#runs = runs;
+  }
+
+  /**
    * Sets the permission bits of `frame`. The caller (the core) has already checked that the
    * change is allowed: this is mechanism, not policy. Throws on an out-of-range frame, which
    * is a broken invariant of the caller.
@@ -71,6 +83,7 @@ export class Ept implements EptView {
     if (!Number.isInteger(frame) || frame < 0 || frame >= this.frames) {
       throw new RangeError(`EPT frame ${frame} outside [0, ${this.frames})`);
     }
+    if (this.#runs !== undefined) this.#runs.add(frame, 1, perms);
     const key = leafIndex(frame);
     let leaf = this.#leaves[key];
     if (leaf === undefined) {
@@ -121,5 +134,10 @@ export class Ept implements EptView {
   reset(): void {
     this.#leaves = [];
     this.#generation++;
+    if (this.#runs !== undefined) {
+      this.#runs.flush();
+      this.#runs.add(0, this.frames, EPT_DEFAULT);
+      this.#runs.flush();
+    }
   }
 }

@@ -58,7 +58,8 @@ export interface VerifierRequestEvent {
   readonly items: number;
   /**
    * The request as the protocol has it. For a text-patch batch sent in record form this
-   * builds the items on first call (so observers that only count pay nothing).
+   * builds the items on first call (so observers that only count pay nothing); call it before
+   * the request's verdict event (the records are the core's until then).
    */
   request(): OutgoingRequest;
   readonly time: number;

@@ -388,6 +388,16 @@ export class Vcpu implements GuestCpu {
   // ---------------------------------------------------------------- hypercalls
 
   async vmcall(nr: number, a0 = 0n, a1 = 0n, a2 = 0n, a3 = 0n): Promise<number> {
+    const events = this.#core.events;
+    if (events === undefined) return this.#vmcall(nr, a0, a1, a2, a3);
+    const start = performance.now();
+    const ret = await this.#vmcall(nr, a0, a1, a2, a3);
+    const args = [a0, a1, a2, a3].map((a) => BigInt.asUintN(64, a));
+    events.hypercall({ vcpu: this.id, nr, args, ret, start, end: performance.now() });
+    return ret;
+  }
+
+  async #vmcall(nr: number, a0: bigint, a1: bigint, a2: bigint, a3: bigint): Promise<number> {
     if (this.#core.stopped !== undefined) return -KVM_STATUS.KVM_EPERM;
     // KVM's kvm_emulate_hypercall(): a hypercall from CPL > 0 returns -KVM_EPERM.
     if (this.#cpl !== 0) return -KVM_STATUS.KVM_EPERM;

@@ -39,6 +39,8 @@ export interface ExitHandlerContext {
   readonly onSystemEvent?: (exit: ExitOf<'system-event'>) => string | undefined;
   /** Stages (or unstages) an accepted kexec image. */
   readonly onKexecLoad?: (exit: ExitOf<'kexec-load'>) => void;
+  /** Sees every handled exit with what was done (the VM's observer); must not throw. */
+  readonly onHandled?: (exit: VmExit, action: Decision['action'], note: string | undefined) => void;
 }
 
 type Handler<R extends ExitReason> = (ctx: ExitHandlerContext, exit: ExitOf<R>) => Reaction;
@@ -52,6 +54,7 @@ function decide<R extends ExitReason>(ctx: ExitHandlerContext, exit: ExitOf<R>):
 function finish(ctx: ExitHandlerContext, exit: VmExit, d: Decision, note?: string): Reaction {
   if (d.log === false) ctx.log.unlogged++;
   else ctx.log.append(exit, d.action, note ?? d.reason);
+  ctx.onHandled?.(exit, d.action, note ?? d.reason);
   if (d.action === 'stop') return { action: 'stop', reason: d.reason ?? `the VMM stopped the VM on a ${exit.reason} exit` };
   return { action: d.action };
 }

@@ -34,6 +34,7 @@ import type { VmImageSigner } from '../../shared/vm-image.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
 import { randomBytes } from 'node:crypto';
+import type { VmObserver } from '../observe/vm-observer.ts';
 
 /** MSRs the VMM pins when the guest locks: the syscall entry points, sysenter, EFER. */
 export const PINNED_MSRS: readonly number[] = [
@@ -74,6 +75,12 @@ export interface VmmConfig {
    * fresh identity and key (then no verifier can check this VM's images).
    */
   readonly identity?: VmIdentity;
+  /**
+   * Watches the VM (hypervisor/observe/vm-observer.ts): its hypercalls, exits, EPT updates
+   * and resets. The verifier's requests are watched by the port the VMM attaches
+   * (hypervisor/observe/observed-port.ts).
+   */
+  readonly observer?: VmObserver;
 }
 
 /** Who a VM is, for its state images: kept across hibernation and migration. */
@@ -132,10 +139,12 @@ export class Vmm implements ExitSink {
         if (exit.image) this.#staged.set(exit.slot, exit.image);
         else this.#staged.delete(exit.slot);
       },
+      ...(config.observer ? { onHandled: (exit: VmExit, action: string, note: string | undefined) => this.core.events?.exit(exit, action, note) } : {}),
     };
     this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? 1, protectedMemory: config.protectedMemory ?? false }, this);
     this.#enableHekiExits();
     this.#name = config.name ?? 'vm0';
+    if (config.observer) this.core.observe(config.observer);
     const recorder = new HostRefusalRecorder(this.log, () => ({ log: this.audit, vm: this.core.auth?.vm ?? this.#name }));
     this.hostMemory = new HostMemory(this.core.memory, this.core.memoryAttributes, recorder);
     const diskPort = new DmaPort('virtio-blk', this.core.ept, this.hostMemory, recorder);
@@ -251,10 +260,12 @@ export class Vmm implements ExitSink {
 
   /**
    * Resets the VM (reboot): the vCPUs go back to RESET, and pins, locks, filters and exit
-   * masks are cleared, as only the VMM may do. The event log keeps its history.
+   * masks are cleared, as only the VMM may do. The event log keeps its history. `why` is for
+   * the VM's observer (a reboot, a kexec, a resume).
    */
-  reset(options: { clearMemory: boolean } = { clearMemory: false }): void {
-    this.core.resetByVmm(options);
+  reset(options: { clearMemory: boolean; why?: string } = { clearMemory: false }): void {
+    this.core.events?.reset(this.identity.vm, options.why ?? 'reset by the VMM');
+    this.core.resetByVmm({ clearMemory: options.clearMemory });
     this.#platformPinned = false;
     this.#pending = undefined;
     // A kexec'd or crash kernel lived in the old kernel's memory: a reset empties the slots.

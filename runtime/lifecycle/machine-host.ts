@@ -9,6 +9,7 @@ import type { VerifierLink, VerifierLinkOptions } from '../../hypervisor/verifie
 import type { WorkerInit } from '../../verifier-vm/worker-api.ts';
 import type { Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import type { GuestKernel } from '../../guest/kernel/guest-kernel.ts';
+import type { VmObserver } from '../../hypervisor/observe/vm-observer.ts';
 
 /**
  * What the host side keeps to carry the machine through its lifecycle (reboot, kexec,
@@ -26,6 +27,11 @@ export interface MachineHost {
   readonly policy?: VmmPolicy;
   /** The operator's VMM key, when one was given: VMs this host restores keep signing with it (default: a fresh key per VM). */
   readonly vmmKey?: Ed25519KeyPair;
+  /**
+   * The machine's observer (`heki run --trace/--report/--record`), when it has one: a
+   * migration's new VMM and verifier get it too, so one trace covers the whole run.
+   */
+  readonly observer?: VmObserver;
 }
 
 /** The parts a migration swaps: the destination VM's. */

@@ -35,6 +35,8 @@ import { publicKeyVmImageVerifier } from '../../verifier-vm/signature/vm-image.t
 import { restoreGuestKernel, saveGuestKernel, type GuestKernelState } from '../../guest/kernel/guest-state.ts';
 import type { GuestKernel } from '../../guest/kernel/guest-kernel.ts';
 import type { MachineHost, MachineSwap } from './machine-host.ts';
+import { notify } from '../../hypervisor/observe/vm-observer.ts';
+import { observePort } from '../../hypervisor/observe/observed-port.ts';
 
 /** What the `platform` section holds. */
 export interface SnapshotPlatform {
@@ -90,7 +92,7 @@ export interface RestoreOptions {
   /** The kernel the new VMM boots on a reboot (default: `image`). */
   readonly bootImage?: KernelImage;
   /** The host side of the new machine: its files and kernel-vendor key (a fresh, untrusted one by default). */
-  readonly host: Pick<MachineHost, 'vmlinuzPath' | 'systemMapPath'> & Partial<Pick<MachineHost, 'vendor' | 'linkOptions' | 'policy' | 'vmmKey'>>;
+  readonly host: Pick<MachineHost, 'vmlinuzPath' | 'systemMapPath'> & Partial<Pick<MachineHost, 'vendor' | 'linkOptions' | 'policy' | 'vmmKey' | 'observer'>>;
   /** The audit log to continue (default: a new in-memory one, whose first record names the source's head). */
   readonly audit?: AuditLog;
   /** Overrides the snapshot's fault-injection setting (tests). */
@@ -146,6 +148,11 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
   } catch (e) {
     return fail('failed', `the destination verifier did not start: ${e instanceof Error ? e.message : String(e)}`);
   }
+  const observer = opts.host.observer;
+  if (observer?.verifierStarted) {
+    const time = performance.now();
+    notify(() => observer.verifierStarted!({ vm: h.vm, init, time }));
+  }
   const audit = opts.audit ?? AuditLog.inMemory();
   const vmm = new Vmm({
     memoryBytes: platform.memoryBytes,
@@ -153,9 +160,11 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
     identity,
     disk: { sectors: Math.max(2048, ...platform.disk.map(([s]) => s + 1)) },
     ...(opts.host.policy ? { policy: opts.host.policy } : {}),
+    ...(observer ? { observer } : {}),
   });
   const bootImage = opts.bootImage ?? opts.image;
-  vmm.core.attachVerifier({ port: link, vm: h.vm, audit, kernelRegions: layout.value.regions });
+  const port = observer ? observePort(link, observer, { before: () => vmm.core.events?.flushEpt() }) : link;
+  vmm.core.attachVerifier({ port, vm: h.vm, audit, kernelRegions: layout.value.regions });
   vmm.setBootKernel({ elf: bootImage.elf, manifest: platform.manifest, regions: layout.value.regions, name: layout.value.name });
   const give = async (kind: RestoreError['kind'], message: string): Promise<Result<never, RestoreError>> => {
     auditLifecycle(vmm, { type: 'migrate-in', result: kind, detail: message });
@@ -188,6 +197,7 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
       systemMapPath: opts.host.systemMapPath,
       ...(opts.host.policy ? { policy: opts.host.policy } : {}),
       ...(opts.host.vmmKey ? { vmmKey: opts.host.vmmKey } : {}),
+      ...(observer ? { observer } : {}),
     },
     source: { vm: h.vm, vmId: h.vmId, keyId: h.keyId, created: h.created, auditHead: platform.auditHead },
   });

@@ -38,6 +38,11 @@ export interface VerifierPort {
   exportVm?(vm: string): Promise<unknown>;
 }
 
+/** The denial the core takes when its port throws (the verifier is unavailable): fail closed. */
+export function unavailableVerdict(e: unknown): Verdict {
+  return { v: 1, id: -1, ok: false, reason: `verifier unavailable: ${e instanceof Error ? e.message : String(e)}`, plugins: [] };
+}
+
 /** A section of the kernel image the VMM knows from the manifest. */
 export interface KernelRegion {
   readonly name: string;
@@ -213,7 +218,7 @@ export class Authenticator {
     try {
       v = await this.port.verify(request);
     } catch (e) {
-      return { v: 1, id: -1, ok: false, reason: `verifier unavailable: ${e instanceof Error ? e.message : String(e)}`, plugins: [] };
+      return unavailableVerdict(e);
     }
     if (this.#retired) return { v: v.v, id: v.id, ok: false, reason: 'the VMM reset the VM while the verifier decided: nothing is applied', plugins: ['core'] };
     return v;
@@ -231,7 +236,7 @@ export class Authenticator {
     try {
       v = await port.verifyPatches({ vm: this.vm, records });
     } catch (e) {
-      return { v: 1, id: -1, ok: false, reason: `verifier unavailable: ${e instanceof Error ? e.message : String(e)}`, plugins: [] };
+      return unavailableVerdict(e);
     }
     if (this.#retired) return { v: v.v, id: v.id, ok: false, reason: 'the VMM reset the VM while the verifier decided: nothing is applied', plugins: ['core'] };
     return v;

@@ -71,7 +71,7 @@ export async function resume(vmm: Vmm, sector = RESUME_SECTOR): Promise<Result<{
   if (length < 1 || sector + 1 + sectors > disk.sectors) return err({ kind: 'no-image', message: `the resume header claims ${length} bytes, more than the disk holds` });
   const image = disk.readSectors(sector + 1, sectors).subarray(0, length);
 
-  vmm.reset({ clearMemory: true });
+  vmm.reset({ clearMemory: true, why: `resume from the hibernation image at sector ${sector}` });
   const auth = vmm.core.auth;
   const off = (kind: ResumeError['kind'], message: string): Result<never, ResumeError> => {
     vmm.core.stop(`resume refused: ${message}`);

@@ -52,8 +52,8 @@ function stopped(vmm: Vmm, type: SystemEventType, detail: string, fields: Readon
  * installed in the verifier (checked again there); the core told the kernel's regions; the
  * segments loaded. Resolves to why it failed, if it did (the VM is then stopped).
  */
-export async function resetInto(vmm: Vmm, kernel: BootKernel, options: { readonly newManifest: boolean }): Promise<Result<void, string>> {
-  vmm.reset({ clearMemory: true });
+export async function resetInto(vmm: Vmm, kernel: BootKernel, options: { readonly newManifest: boolean; readonly why?: string }): Promise<Result<void, string>> {
+  vmm.reset({ clearMemory: true, why: options.why ?? `reset into ${kernel.name}` });
   const auth = vmm.core.auth;
   if (auth) {
     if (!auth.port.resetVm) return err('the verifier link cannot forget the VM state (no resetVm)');
@@ -75,7 +75,7 @@ async function kexecInto(vmm: Vmm, exit: ExitOf<'system-event'>, slot: KexecSlot
   if (!staged) return stopped(vmm, exit.type, `no ${slot} kernel is staged`);
   const kernel = await bootKernelFromBzImage(staged.image, staged.manifest);
   if (!kernel.ok) return stopped(vmm, exit.type, `the verified ${slot} kernel cannot be booted: ${kernel.error}`, { slot });
-  const r = await resetInto(vmm, kernel.value, { newManifest: true });
+  const r = await resetInto(vmm, kernel.value, { newManifest: true, why: `${exit.type} into the ${slot} kernel ${kernel.value.name} (${exit.source})` });
   if (!r.ok) return stopped(vmm, exit.type, r.error, { slot });
   const detail = `reset into the ${slot} kernel ${kernel.value.name} (image SHA-256 ${staged.sha256}, verdict ${staged.request}); every pin and lock cleared for its boot`;
   auditLifecycle(vmm, { type: exit.type, result: 'kexec', slot, kernel: kernel.value.name, sha256: staged.sha256, source: exit.source });
@@ -94,7 +94,7 @@ export async function carryOutSystemEvent(vmm: Vmm, options: { readonly guestSta
     case 'reset': {
       const kernel = vmm.bootKernel;
       if (!kernel) return stopped(vmm, 'reset', 'the VMM has no kernel to boot');
-      const r = await resetInto(vmm, kernel, { newManifest: false });
+      const r = await resetInto(vmm, kernel, { newManifest: false, why: `reboot (${exit.source})` });
       if (!r.ok) return stopped(vmm, 'reset', r.error);
       const detail = `reset (${exit.source}): pins, locks, filters, verified records and RAM cleared; ${kernel.name} loaded to boot again`;
       auditLifecycle(vmm, { type: 'reset', result: 'rebooted', kernel: kernel.name, source: exit.source });
