@@ -10,6 +10,7 @@ import { benchCommand } from './commands/bench.ts';
 import { demoCommand } from './commands/demo.ts';
 import { keygenCommand } from './commands/keygen.ts';
 import { manifestCommand } from './commands/manifest.ts';
+import { pluginCommand } from './commands/plugin.ts';
 import { runCommand } from './commands/run.ts';
 import { signCommand } from './commands/sign.ts';
 import { snapshotCommand } from './commands/snapshot.ts';
@@ -17,7 +18,7 @@ import { restoreCommand } from './commands/restore.ts';
 import { verifyModuleCommand } from './commands/verify-module.ts';
 
 /** Every command, in the order `heki --help` lists them. */
-export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, attacksCommand, snapshotCommand, restoreCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand, benchCommand];
+export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, pluginCommand, attacksCommand, snapshotCommand, restoreCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand, benchCommand];
 
 /** Top-level usage text. */
 export function topUsage(): string {
