@@ -129,8 +129,9 @@ function kernelRanges(src: InspectionSource): Array<{ name: string; source: Insp
   const out: Array<{ name: string; source: InspectedRegion['source']; vaddr: bigint; end: bigint }> = [];
   const push = (name: string, vaddr: bigint, end: bigint): void => {
     if (end <= vaddr) return;
-    const m = manifest.find((r) => r.name === name && r.vaddr === vaddr);
-    out.push(m ? { ...m } : { name, source: 'system-map', vaddr, end });
+    // Inside a manifest region: the VMM knows these bytes from the signed manifest.
+    const known = manifest.some((r) => vaddr >= r.vaddr && end <= r.end);
+    out.push({ name, source: known ? 'manifest' : 'system-map', vaddr, end });
   };
   let roPlaced = false;
   for (const r of base) {
@@ -138,7 +139,7 @@ function kernelRanges(src: InspectionSource): Array<{ name: string; source: Insp
       roPlaced = true;
       push(r.name, r.vaddr, ro.vaddr);
       push(ro.name, ro.vaddr, ro.end);
-      push(`${r.name} (after ro_after_init)`, ro.end, r.end);
+      push(`${r.name} (rest)`, ro.end, r.end);
     } else {
       push(r.name, r.vaddr, r.end);
     }

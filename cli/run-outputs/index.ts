@@ -1,4 +1,5 @@
 /** The outputs `heki run` offers, in the order their flags appear in its --help. */
 import type { RunOutput } from './run-output.ts';
+import { reportOutput } from './report.ts';
 
-export const RUN_OUTPUTS: readonly RunOutput[] = [];
+export const RUN_OUTPUTS: readonly RunOutput[] = [reportOutput];
