@@ -1,5 +1,6 @@
 /** The outputs `heki run` offers, in the order their flags appear in its --help. */
 import type { RunOutput } from './run-output.ts';
+import { traceOutput } from './trace.ts';
 import { reportOutput } from './report.ts';
 
-export const RUN_OUTPUTS: readonly RunOutput[] = [reportOutput];
+export const RUN_OUTPUTS: readonly RunOutput[] = [traceOutput, reportOutput];
