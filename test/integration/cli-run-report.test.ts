@@ -24,6 +24,12 @@ const haveChromium = existsSync(CHROMIUM);
 /** Without these, Chromium tries the network, which this closed network refuses. */
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
+/** What the page's functions use of the browser (the project compiles without the DOM library). */
+interface BrowserGlobals {
+  getComputedStyle(e: unknown): { backgroundColor: string };
+  scrollTo(x: number, y: number): void;
+}
+
 const TITLE = 'heki run --report: the map, the pinned denials and the steps, read in headless Chromium';
 
 function io(): CliIo & { stdout: string; stderr: string } {
@@ -87,7 +93,7 @@ if (haveFixtures && !haveChromium) {
     const text = page.locator('.bar[data-owner="kernel"][data-region=".text"] .run');
     t.true((await text.count()) >= 1);
     t.deepEqual(await text.first().evaluate((e) => [...e.classList]), ['run', 'perm-rx', 'imm']);
-    t.is(await text.first().evaluate((e) => getComputedStyle(e).backgroundColor), 'rgb(47, 158, 91)');
+    t.is(await text.first().evaluate((e) => (globalThis as unknown as BrowserGlobals).getComputedStyle(e).backgroundColor), 'rgb(47, 158, 91)');
     t.is(await page.locator('.bar[data-owner="kernel"][data-region=".data"] .run.perm-rw').count() > 0, true);
     const modText = page.locator('.bar[data-owner="crc7"][data-region=".text"] .run');
     t.deepEqual(await modText.evaluateAll((es) => es.map((e) => e.getAttribute('data-perm'))), ['rx']);
@@ -130,7 +136,7 @@ if (haveFixtures && !haveChromium) {
     t.regex(await page.locator('#detail-body').innerText(), /crc7 \.text\n.*RX[\s\S]*1 page \(4 KiB\)\ngpa 0x[0-9a-f]+ - 0x[0-9a-f]+/);
 
     t.deepEqual(external, [], 'the page loads nothing from outside');
-    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.evaluate(() => (globalThis as unknown as BrowserGlobals).scrollTo(0, 0));
     const shot = join(dir, 'report.png');
     await page.screenshot({ path: shot, fullPage: true });
     t.log(`report: ${out}`);
