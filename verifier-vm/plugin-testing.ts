@@ -198,7 +198,7 @@ export class PluginTestVerifier {
     return this.send({ kind: 'text-patch', items, ...(vm === undefined ? {} : { vm }) });
   }
 
-  /** The verifier's state of a VM (default: {@link vm}): verified modules, `pluginState`, ... */
+  /** The verifier's state of a VM (default: {@link PluginTestVerifier.vm}): verified modules, `pluginState`, ... */
   state(vm: string = this.vm): VmState {
     return this.engine.vmState(vm);
   }

@@ -9,7 +9,7 @@
  * unchanged.
  */
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -153,7 +153,7 @@ function nextSteps(cwd: string, dir: string, pluginPath: string, testPath: strin
     const inRoot = relative(reach.root, testPath).split(sep).join('/');
     const prefix = shown(cwd, reach.root) === '.' ? '' : `cd ${shown(cwd, reach.root)} && `;
     lines.push('Next:', `  ${prefix}npx ava ${inRoot}    # run its test`);
-    scenario = shown(cwd, join(reach.root, 'scenarios', 'module-lifecycle.yaml'));
+    scenario = shown(cwd, join(reach.root, 'scenarios', 'demo.yaml'));
   } else {
     if (reach.kind === 'none') {
       lines.push(
@@ -165,11 +165,14 @@ function nextSteps(cwd: string, dir: string, pluginPath: string, testPath: strin
       );
     }
     lines.push('Next:', `  npx ava ${shown(cwd, testPath)}    # run its test (from your project's folder)`);
-    scenario = shown(cwd, join(HEKI_ROOT, 'scenarios', 'module-lifecycle.yaml'));
+    scenario = shown(cwd, join(HEKI_ROOT, 'scenarios', 'demo.yaml'));
   }
+  const plugin = shown(cwd, pluginPath);
+  const name = basename(pluginPath, '.ts');
   lines.push(
     `  ${heki} run ${scenario} --record requests.jsonl    # record what a real run asks the verifier`,
-    `  ${heki} replay requests.jsonl --plugin ${shown(cwd, pluginPath)}    # decide those requests again with your plugin`,
+    `  ${heki} replay requests.jsonl --plugin ${plugin}    # decide them again with your plugin: no difference yet`,
+    `  ${heki} replay requests.jsonl --plugin ${plugin} --config '{"${name}":{"denyModules":["crc7"]}}'    # now crc7's load differs`,
   );
   return `${lines.join('\n')}\n`;
 }

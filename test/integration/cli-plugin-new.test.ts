@@ -76,8 +76,9 @@ test('out of tree: writes plugins/<name>.ts and its test, prints the next comman
   t.regex(r.out, /^wrote plugins\/lock-kinds\.ts /m);
   t.regex(r.out, /^wrote plugins\/lock-kinds\.test\.ts /m);
   t.regex(r.out, /npx ava plugins\/lock-kinds\.test\.ts/);
-  t.regex(r.out, /npx heki run \S+module-lifecycle\.yaml --record requests\.jsonl/);
-  t.regex(r.out, /npx heki replay requests\.jsonl --plugin plugins\/lock-kinds\.ts/);
+  t.regex(r.out, /npx heki run \S+demo\.yaml --record requests\.jsonl/);
+  t.regex(r.out, /npx heki replay requests\.jsonl --plugin plugins\/lock-kinds\.ts /);
+  t.regex(r.out, /npx heki replay requests\.jsonl --plugin plugins\/lock-kinds\.ts --config '\{"lock-kinds":\{"denyModules":\["crc7"\]\}\}'/);
   t.notRegex(r.out, /Set the project up once/, 'heki-sim is installed: no setup advice');
   const source = readFileSync(join(project, 'plugins', 'lock-kinds.ts'), 'utf8');
   t.regex(source, /from 'heki-sim\/plugin-api'/);
