@@ -20,7 +20,8 @@ import { CTL, CTL_BYTES, VERDICT_HEADER, type RingLayout } from '../../shared/ri
 import type { PatchRecords } from '../../shared/ring/patch-records.ts';
 import { writeTextPatchRequest, writeUnloadRequest } from '../../shared/ring/request-codec.ts';
 import { SpscRing } from '../../shared/ring/spsc-ring.ts';
-import { expandItems, readVerdict, type PackedVerdict } from '../../shared/ring/verdict-codec.ts';
+import { expandItems, type PackedVerdict } from '../../shared/ring/verdict-codec.ts';
+import { readVerdict } from '../../shared/ring/verdict-reader.ts';
 import { HAVE_WAIT_ASYNC, waitAsync } from '../../shared/ring/wait-async.ts';
 
 /** How big the ring is and how the two ends wait. */

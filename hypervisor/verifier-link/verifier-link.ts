@@ -28,8 +28,8 @@
  */
 import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, busyVerdict, denial, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
 import type { InjectedFault, WorkerInit } from '../../verifier-vm/worker-api.ts';
-import { PatchRecords } from '../../shared/ring/patch-records.ts';
-import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
+import type { PatchRecords } from '../../shared/ring/patch-records.ts';
+import { Job } from './job.ts';
 import { WorkerHandle } from './worker-handle.ts';
 import { PendingRequest } from './pending-request.ts';
 import type { RingAnswer, RingOptions } from './ring-channel.ts';
@@ -62,52 +62,6 @@ export interface VerifierLinkOptions {
   readonly ring?: RingOptions;
 }
 
-/**
- * One request on its way, with its protocol message made only when a path needs it (a
- * record batch that goes over the ring never becomes 40,000 objects).
- */
-class Job {
-  #message: VerifyRequest | undefined;
-  #records: PatchRecords | string | undefined;
-  constructor(
-    readonly id: number,
-    readonly kind: VerifyRequest['kind'],
-    readonly vm: string,
-    message: VerifyRequest | undefined,
-    records: PatchRecords | undefined,
-  ) {
-    this.#message = message;
-    this.#records = records;
-  }
-
-  /** The protocol message. */
-  message(): VerifyRequest {
-    if (!this.#message) {
-      const r = this.#records as PatchRecords;
-      this.#message = { v: PROTOCOL_VERSION, id: this.id, vm: this.vm, kind: 'text-patch', items: r.toItems() };
-    }
-    return this.#message;
-  }
-
-  /** The batch as records, or undefined when it is not a text-patch batch the ring can carry. */
-  records(): PatchRecords | undefined {
-    if (this.kind !== 'text-patch') return undefined;
-    if (this.#records === undefined) {
-      const items: unknown = (this.message() as Extract<VerifyRequest, { kind: 'text-patch' }>).items;
-      // A malformed request goes over comlink, where the verifier's validator names the problem.
-      this.#records = typeof this.vm === 'string' && Array.isArray(items) ? PatchRecords.fromItems(items) : 'not a well-formed batch';
-    }
-    return typeof this.#records === 'string' ? undefined : this.#records;
-  }
-
-  /** True when the batch has a kprobe item. */
-  hasKprobe(): boolean {
-    const r = this.kind === 'text-patch' ? this.records() : undefined;
-    if (r) return (r.kindCounts()[PATCH_KIND.kprobe] ?? 0) > 0;
-    const m = this.message();
-    return m.kind === 'text-patch' && m.items.some((i) => i.kind === 'kprobe');
-  }
-}
 
 /** Default bound on requests in flight. */
 export const DEFAULT_MAX_IN_FLIGHT = 256;

@@ -25,7 +25,6 @@ import {
   ItemView,
   RecordCursor,
   TextSink,
-  SiteIndex,
   newBytesAre,
   newRel32,
   oldMatchesMemory,
@@ -36,6 +35,7 @@ import {
   type ItemSink,
   type PatchView,
 } from './patch-view.ts';
+import { SiteIndex } from './site-index.ts';
 
 /** Length of an ftrace site (`call __fentry__` / NOP5). */
 export const FTRACE_SITE_LEN = NOP5.length;

@@ -19,7 +19,8 @@ import type { PatchItem } from '../../shared/protocol.ts';
 import type { PluginContext, VerifierPlugin } from '../plugin-api.ts';
 import { ItemDecisions } from '../record-batch.ts';
 import { NO_MANIFEST, decideItems, findJumpEntry, hex, ownerName, type ItemVerdict } from './patch-sites.ts';
-import { DecisionSink, ItemView, RecordCursor, SiteIndex, TextSink, newBytesAre, newRel32, oldMatchesMemory, relTarget, relTargetHi, relTargetLo, u64, type ItemSink, type PatchView } from './patch-view.ts';
+import { DecisionSink, ItemView, RecordCursor, TextSink, newBytesAre, newRel32, oldMatchesMemory, relTarget, relTargetHi, relTargetLo, u64, type ItemSink, type PatchView } from './patch-view.ts';
+import { SiteIndex } from './site-index.ts';
 
 const JUMP_LABEL_CODE = PATCH_KIND['jump-label'];
 const OPCODE_JMP8 = 0xeb;
