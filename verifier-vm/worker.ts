@@ -6,14 +6,10 @@
  * Started from worker-entry.mjs (which registers tsx, since a worker does not inherit it).
  */
 import { parentPort } from 'node:worker_threads';
-import { pathToFileURL } from 'node:url';
 import * as Comlink from 'comlink';
 import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.mjs';
-import { Keyring } from './keyring.ts';
-import { loadManifest } from './manifest.ts';
-import { BUILTIN_PLUGINS } from './plugins/index.ts';
-import { Verifier } from './verifier.ts';
-import type { AnyPlugin } from './plugin-api.ts';
+import type { Verifier } from './verifier.ts';
+import { buildVerifier, pluginsFor } from './verifier-setup.ts';
 import type { InitResult, InjectedFault, VerifierWorkerApi, WorkerInit } from './worker-api.ts';
 import { RingServer, DEFAULT_RING_TIMING, type RingServerTiming } from './ring-server.ts';
 import { kprobePlugin } from './plugins/kprobe.ts';
@@ -32,54 +28,19 @@ function takeFault(): InjectedFault | undefined {
   return f;
 }
 
-async function loadPluginModule(path: string): Promise<AnyPlugin[]> {
-  const mod = (await import(pathToFileURL(path).href)) as { default?: unknown };
-  const d = mod.default;
-  const list = Array.isArray(d) ? d : [d];
-  for (const p of list) {
-    const q = p as Partial<AnyPlugin> | undefined;
-    if (!q || typeof q.name !== 'string' || !Array.isArray(q.kinds) || typeof q.decide !== 'function') {
-      throw new Error(`${path}: default export is not a verifier plugin (name, kinds, decide)`);
-    }
-  }
-  return list as AnyPlugin[];
-}
-
 const api: VerifierWorkerApi = {
   async init(config: WorkerInit): Promise<InitResult> {
-    const keyring = Keyring.fromData(config.keyring);
-    if (!keyring.ok) return { ok: false, error: keyring.error };
-    let plugins: AnyPlugin[] = [...BUILTIN_PLUGINS];
-    if (config.plugins) {
-      const unknown = config.plugins.filter((n) => !BUILTIN_PLUGINS.some((p) => p.name === n));
-      if (unknown.length) return { ok: false, error: `unknown plugin(s): ${unknown.join(', ')}` };
-      plugins = BUILTIN_PLUGINS.filter((p) => config.plugins!.includes(p.name));
-    }
-    for (const path of config.pluginModules ?? []) {
-      try {
-        plugins.push(...(await loadPluginModule(path)));
-      } catch (e) {
-        return { ok: false, error: `cannot load plugin module ${path}: ${e instanceof Error ? e.message : String(e)}` };
-      }
-    }
-    let manifestInfo: { kernel: string; keyId: string } | undefined;
-    let manifest;
-    if (config.manifest !== undefined) {
-      const m = loadManifest(config.manifest, keyring.value);
-      if (!m.ok) return { ok: false, error: `manifest refused: ${m.error}` };
-      manifest = m.value;
-      manifestInfo = { kernel: m.value.body.kernel, keyId: m.value.keyId };
-    }
-    try {
-      verifier = new Verifier({ keyring: keyring.value, plugins, ...(manifest ? { manifest } : {}), ...(config.pluginConfig ? { pluginConfig: config.pluginConfig } : {}) });
-    } catch (e) {
-      return { ok: false, error: e instanceof Error ? e.message : String(e) };
-    }
+    const plugins = await pluginsFor(config);
+    if (!plugins.ok) return { ok: false, error: plugins.error };
+    const built = buildVerifier(config, plugins.value);
+    if (!built.ok) return { ok: false, error: built.error };
+    verifier = built.value.verifier;
+    const manifestInfo = built.value.manifest;
     faultInjection = config.faultInjection === true;
     // Which text-patch verdicts change this verifier's state (and so go into the link's
     // journal): only those with kprobe items, unless a text-patch plugin other than the
     // built-in kprobe one keeps state (has a commit hook).
-    const statefulTextPatch = plugins.some((p) => p.commit !== undefined && p !== kprobePlugin && (p.kinds as readonly string[]).includes('text-patch')) ? 'always' : 'kprobe-items';
+    const statefulTextPatch = plugins.value.some((p) => p.commit !== undefined && p !== kprobePlugin && (p.kinds as readonly string[]).includes('text-patch')) ? 'always' : 'kprobe-items';
     return { ok: true, plugins: verifier.plugins().map((p) => ({ name: p.name, kinds: p.kinds })), statefulTextPatch, ...(manifestInfo ? { manifest: manifestInfo } : {}) };
   },
 
