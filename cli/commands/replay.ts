@@ -5,6 +5,7 @@
  * anything (docs/plugins.md, "Testing a plugin on recorded traffic").
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -68,6 +69,20 @@ function parseConfig(text: string, cwd: string): PluginConfig {
   return v as PluginConfig;
 }
 
+/**
+ * Why a plugin outside this checkout may fail to load, when that is the likely cause: it
+ * imports heki-sim by name, which resolves only where heki-sim is installed (or inside the
+ * checkout), and its folder must be an ES module package.
+ */
+function setupHint(path: string): string {
+  try {
+    createRequire(path).resolve('heki-sim/package.json');
+    return '';
+  } catch {
+    return ` (heki-sim cannot be resolved from ${path}: a plugin outside the heki-sim checkout needs a project with "type": "module" and heki-sim installed, 'npm install --save-dev <heki-sim folder>'; 'heki plugin new' prints the setup)`;
+  }
+}
+
 /** Loads the plugins under development; the error names the module and the problem. */
 async function loadDevPlugins(paths: readonly string[], cwd: string): Promise<DevPlugin[] | string> {
   const out: DevPlugin[] = [];
@@ -79,7 +94,7 @@ async function loadDevPlugins(paths: readonly string[], cwd: string): Promise<De
     try {
       plugins = await loadPluginModule(path);
     } catch (e) {
-      return `--plugin ${path}: cannot load: ${e instanceof Error ? e.message : String(e)}`;
+      return `--plugin ${path}: cannot load: ${(e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ')}${setupHint(path)}`;
     }
     for (const plugin of plugins) {
       const twice = out.find((p) => p.plugin.name === plugin.name);

@@ -264,6 +264,16 @@ test('bad usage and plugin modules that do not load are exit 2, named', async (t
   t.is(empty.code, 0, 'a log without requests: nothing differs');
 });
 
+test('a plugin outside the checkout that cannot resolve heki-sim: exit 2 with the setup it needs', async (t) => {
+  // The temp folder is outside the checkout: no package.json, no node_modules/heki-sim.
+  const ok = log('ok-outside.jsonl', [HEADER, '{"type":"end","requests":0}']);
+  const plugin = join(dir, 'outside-plugin.ts');
+  writeFileSync(plugin, "import type { VerifierPlugin } from 'heki-sim/plugin-api';\nimport { isKind } from 'heki-sim/plugin-api';\nconst p: VerifierPlugin<'module-load'> = { name: 'outside', kinds: ['module-load'], decide: (r) => ({ decision: isKind(r, 'module-load') ? 'allow' : 'abstain', reason: 'ok' }) };\nexport default p;\n");
+  const r = await heki(['replay', ok, '--plugin', plugin], dir);
+  t.is(r.code, 2);
+  t.regex(r.err, /outside-plugin\.ts: cannot load: .*heki-sim cannot be resolved from .*needs a project with "type": "module" and heki-sim installed/);
+});
+
 test('heki run --record: a file that cannot be written is exit 2 before anything runs', async (t) => {
   writeFileSync(join(dir, 'tiny.yaml'), 'name: tiny\nkernel: real\nsteps:\n  - boot: {}\n');
   const r = await heki(['run', 'tiny.yaml', '--record', join(dir, 'no-such-dir', 'x.jsonl')], dir);
