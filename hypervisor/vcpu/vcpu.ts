@@ -387,6 +387,10 @@ export class Vcpu implements GuestCpu {
 
   // ---------------------------------------------------------------- hypercalls
 
+  /**
+   * The guest's vmcall. While the VM is watched (VmCore.observe), every hypercall, refused
+   * ones included (CPL 3, a stopped VM, an unknown number), is reported once answered.
+   */
   async vmcall(nr: number, a0 = 0n, a1 = 0n, a2 = 0n, a3 = 0n): Promise<number> {
     const events = this.#core.events;
     if (events === undefined) return this.#vmcall(nr, a0, a1, a2, a3);
@@ -397,6 +401,7 @@ export class Vcpu implements GuestCpu {
     return ret;
   }
 
+  /** The hypercall itself: the stop and CPL checks, then the table. */
   async #vmcall(nr: number, a0: bigint, a1: bigint, a2: bigint, a3: bigint): Promise<number> {
     if (this.#core.stopped !== undefined) return -KVM_STATUS.KVM_EPERM;
     // KVM's kvm_emulate_hypercall(): a hypercall from CPL > 0 returns -KVM_EPERM.
