@@ -8,15 +8,18 @@
  * reads (all kinds of frame), 25 % writes (mostly data; a tenth of them to text or rodata,
  * which the EPT refuses), 15 % instruction fetches (mostly text; a tenth from data, refused:
  * NX); 95 % at CPL 0. A million such (frame, access, mode) triples are drawn once, with a
- * fixed seed, and `Ept.allows` is called on each, round after round; the allowed count is
- * kept and printed, so no call can be optimised away.
+ * fixed seed, each access also as its mask (`accessMask`, as the vCPU makes it once per
+ * access), and `Ept.check` (the vCPU's check) is called on each, round after round; the
+ * allowed count is kept and printed, so no call can be optimised away. `Ept.allows`, the
+ * same check taking the access kind and mode as strings, is timed on the same mix for
+ * comparison.
  *
  * The vCPU path (`GuestCpu.read`/`write`/`fetch`: canonical check, TLB or page walk, mode,
  * WP, SMEP, SMAP, NX and EPT checks, the copy) is timed the same way on the booted machine.
  */
 import type { Ept } from '../hypervisor/ept/ept.ts';
 import { Ept as EptImpl } from '../hypervisor/ept/ept.ts';
-import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS } from '../hypervisor/ept/permissions.ts';
+import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS, accessMask, type AccessMask } from '../hypervisor/ept/permissions.ts';
 import type { AccessKind, AccessMode } from '../shared/guest-cpu.ts';
 import { PROT } from '../guest/mm/kernel-mm.ts';
 import type { BenchContext } from './context.ts';
@@ -52,7 +55,7 @@ function classify(ept: Ept): FrameClasses {
 }
 
 /** A million accesses drawn from `c` as the file comment says. */
-function mix(c: FrameClasses, n = 1 << 20): { frames: Int32Array | Float64Array; access: AccessKind[]; mode: AccessMode[] } {
+function mix(c: FrameClasses, n = 1 << 20): { frames: Int32Array | Float64Array; access: AccessKind[]; mode: AccessMode[]; masks: Uint16Array } {
   const rnd = lcg(0x4845_4b49);
   const pick = (a: number[]): number => (a.length ? (a[Math.floor(rnd() * a.length)] as number) : Math.floor(rnd() * c.frames));
   const anyFrame = (): number => Math.floor(rnd() * c.frames);
@@ -75,7 +78,9 @@ function mix(c: FrameClasses, n = 1 << 20): { frames: Int32Array | Float64Array;
     }
     mode[i] = rnd() < 0.95 ? 'kernel' : 'user';
   }
-  return { frames, access, mode };
+  const masks = new Uint16Array(n);
+  for (let i = 0; i < n; i++) masks[i] = accessMask(access[i]!, mode[i]!);
+  return { frames, access, mode, masks };
 }
 
 /** A synthetic EPT shaped like the booted real kernel's (no fixtures). */
@@ -90,7 +95,10 @@ function syntheticEpt(): Ept {
 
 /** What the EPT run measured. */
 export interface EptFigures {
+  /** `Ept.check` (the access as its mask). */
   readonly checksPerSecond: number;
+  /** `Ept.allows` (the access kind and mode as strings). */
+  readonly allowsPerSecond: number;
   readonly getsPerSecond: number;
   readonly allowedShare: number;
   readonly source: 'real kernel' | 'synthetic';
@@ -100,21 +108,33 @@ export interface EptFigures {
 }
 
 /** Times `Ept.allows` (and `get`) over the mix for about `budgetMs`. */
-function timeChecks(ept: Ept, m: ReturnType<typeof mix>, budgetMs: number): { checks: number; gets: number; allowedShare: number } {
+function timeChecks(ept: Ept, m: ReturnType<typeof mix>, budgetMs: number): { checks: number; allows: number; gets: number; allowedShare: number } {
   const n = m.frames.length;
-  const { frames, access, mode } = m;
+  const { frames, access, mode, masks } = m;
   let allowed = 0;
   let rounds = 0;
   let t0 = performance.now();
   // One round untimed: the JIT optimises the loop first.
-  for (let i = 0; i < n; i++) if (ept.allows(frames[i] as number, access[i]!, mode[i]!)) allowed++;
+  for (let i = 0; i < n; i++) if (ept.check(frames[i] as number, masks[i] as AccessMask)) allowed++;
   allowed = 0;
   t0 = performance.now();
   do {
-    for (let i = 0; i < n; i++) if (ept.allows(frames[i] as number, access[i]!, mode[i]!)) allowed++;
+    for (let i = 0; i < n; i++) if (ept.check(frames[i] as number, masks[i] as AccessMask)) allowed++;
     rounds++;
   } while (performance.now() - t0 < budgetMs);
   const checks = (rounds * n) / ((performance.now() - t0) / 1000);
+  let allowedByString = 0;
+  let sRounds = 0;
+  for (let i = 0; i < n; i++) if (ept.allows(frames[i] as number, access[i]!, mode[i]!)) allowedByString++;
+  allowedByString = 0;
+  const s0 = performance.now();
+  do {
+    for (let i = 0; i < n; i++) if (ept.allows(frames[i] as number, access[i]!, mode[i]!)) allowedByString++;
+    sRounds++;
+  } while (performance.now() - s0 < budgetMs / 2);
+  const allows = (sRounds * n) / ((performance.now() - s0) / 1000);
+  // Both forms must give the same answers on the same mix.
+  if (allowedByString / sRounds !== allowed / rounds) throw new Error(`Ept.check and Ept.allows disagree: ${allowed / rounds} vs ${allowedByString / sRounds} allowed per round`);
   let sum = 0;
   let gRounds = 0;
   const g0 = performance.now();
@@ -124,7 +144,7 @@ function timeChecks(ept: Ept, m: ReturnType<typeof mix>, budgetMs: number): { ch
   } while (performance.now() - g0 < budgetMs / 2);
   const gets = (gRounds * n) / ((performance.now() - g0) / 1000);
   if (sum < 0) throw new Error('unreachable');
-  return { checks, gets, allowedShare: allowed / (rounds * n) };
+  return { checks, allows, gets, allowedShare: allowed / (rounds * n) };
 }
 
 /** Measures the EPT checks (and, with the fixtures, the vCPU path). */
@@ -133,7 +153,7 @@ export async function measureEpt(ctx: BenchContext, budgetMs: number): Promise<E
     const ept = syntheticEpt();
     const c = classify(ept);
     const t = timeChecks(ept, mix(c), budgetMs);
-    return { checksPerSecond: t.checks, getsPerSecond: t.gets, allowedShare: t.allowedShare, source: 'synthetic', classes: { text: c.text.length, rodata: c.rodata.length, data: c.data.length }, vcpuPerSecond: undefined };
+    return { checksPerSecond: t.checks, allowsPerSecond: t.allows, getsPerSecond: t.gets, allowedShare: t.allowedShare, source: 'synthetic', classes: { text: c.text.length, rodata: c.rodata.length, data: c.data.length }, vcpuPerSecond: undefined };
   }
   const { machine } = await bootReal(ctx, { image: await ctx.image() });
   try {
@@ -141,7 +161,7 @@ export async function measureEpt(ctx: BenchContext, budgetMs: number): Promise<E
     const c = classify(ept);
     const t = timeChecks(ept, mix(c), budgetMs);
     const vcpuPerSecond = await timeVcpu(machine, budgetMs);
-    return { checksPerSecond: t.checks, getsPerSecond: t.gets, allowedShare: t.allowedShare, source: 'real kernel', classes: { text: c.text.length, rodata: c.rodata.length, data: c.data.length }, vcpuPerSecond };
+    return { checksPerSecond: t.checks, allowsPerSecond: t.allows, getsPerSecond: t.gets, allowedShare: t.allowedShare, source: 'real kernel', classes: { text: c.text.length, rodata: c.rodata.length, data: c.data.length }, vcpuPerSecond };
   } finally {
     await machine.dispose();
   }

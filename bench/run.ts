@@ -155,7 +155,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       run: async () => {
         const e = await measureEpt(ctx, ctx.n(100, 1500));
         json.ept_checks_per_s = round(e.checksPerSecond);
-        row('EPT', `Ept.allows on the ${e.source}'s EPT`, `${si(e.checksPerSecond)}checks/s`, `${(e.allowedShare * 100).toFixed(1)} % allowed; frames: ${e.classes.text} text, ${e.classes.rodata} rodata, ${e.classes.data} data`);
+        row('EPT', `Ept.check on the ${e.source}'s EPT`, `${si(e.checksPerSecond)}checks/s`, `${(e.allowedShare * 100).toFixed(1)} % allowed; frames: ${e.classes.text} text, ${e.classes.rodata} rodata, ${e.classes.data} data`);
+        row('EPT', 'Ept.allows (access kind and mode as strings)', `${si(e.allowsPerSecond)}checks/s`);
         row('EPT', 'Ept.get', `${si(e.getsPerSecond)}lookups/s`);
         if (e.vcpuPerSecond !== undefined) row('EPT', 'vCPU read/write/fetch (TLB, checks, EPT, copy)', `${si(e.vcpuPerSecond)}accesses/s`);
       },

@@ -41,6 +41,26 @@ export function permits(perms: number, access: AccessKind, mode: AccessMode): bo
   return (perms & requiredBit(access, mode)) !== 0;
 }
 
+/**
+ * An access (kind and privilege) as one number, the way hardware carries it with the request:
+ * the low byte holds the EPT bits to test, the next byte the value they must have (the bit
+ * the access needs set, FROZEN clear for a write). Computed once per access, not per frame,
+ * so a check is one mask and one compare: {@link permitsMask}, `Ept.check`.
+ */
+export type AccessMask = number & { readonly __accessMask: true };
+
+/** The {@link AccessMask} of an access. */
+export function accessMask(access: AccessKind, mode: AccessMode): AccessMask {
+  const need = requiredBit(access, mode);
+  const test = access === 'write' ? need | EPT_FROZEN : need;
+  return (test | (need << 8)) as AccessMask;
+}
+
+/** {@link permits} for an access given as its {@link AccessMask}; the same answer. */
+export function permitsMask(perms: number, m: AccessMask): boolean {
+  return (perms & m & 0xff) === m >>> 8;
+}
+
 /** Converts Heki MEM_ATTR bits to EPT bits. */
 export function memAttrToEpt(attr: number): number {
   let p = 0;

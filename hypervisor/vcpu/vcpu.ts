@@ -19,7 +19,7 @@ import { isCanonical } from '../../shared/addr.ts';
 import type { AccessKind, AccessMode, DescriptorTable, GuestCpu, GuestFault, GuestOutcome } from '../../shared/guest-cpu.ts';
 import { HEKI_DENIAL } from '../../shared/exit-reasons.ts';
 import { KVM_STATUS } from '../../shared/abi.ts';
-import { permits } from '../ept/permissions.ts';
+import { accessMask } from '../ept/permissions.ts';
 import { Tlb, type TlbEntry } from './tlb.ts';
 import { checkAccess, walk } from './mmu.ts';
 import { msrAllowed } from '../core/msr-filter.ts';
@@ -47,6 +47,8 @@ const CANONICAL_MSRS = new Set<number>([
   MSR.KERNEL_GS_BASE,
 ]);
 const PAGE = 4096n;
+/** The EPT check of a page-walk read (hardware reads paging structures as supervisor data). */
+const KERNEL_READ = accessMask('read', 'kernel');
 
 /** Register state the VMM can read and set (KVM_GET/SET_SREGS, KVM_GET/SET_MSRS). */
 export interface VcpuState {
@@ -203,8 +205,7 @@ export class Vcpu implements GuestCpu {
       if (denied) return pf(va, denied.errorCode, denied.cause, denied.detail);
       frame = entry.frame;
     }
-    const perms = this.#core.ept.get(frame);
-    if (frame >= this.#core.memory.frames || !permits(perms, access, mode)) {
+    if (frame >= this.#core.memory.frames || !this.#core.ept.check(frame, accessMask(access, mode))) {
       return this.#eptViolation(BigInt(frame) * PAGE + (va & (PAGE - 1n)), va, access, mode, false);
     }
     return { ok: true, frame };
@@ -213,7 +214,7 @@ export class Vcpu implements GuestCpu {
   #readPagingStructure(gpa: bigint): { ok: true; value: bigint } | { ok: false; gpa: bigint } {
     const frame = Number(gpa >> 12n);
     // TRUST: the walk reads guest-controlled tables; the EPT must allow reading them.
-    if (frame >= this.#core.memory.frames || !permits(this.#core.ept.get(frame), 'read', 'kernel')) return { ok: false, gpa };
+    if (frame >= this.#core.memory.frames || !this.#core.ept.check(frame, KERNEL_READ)) return { ok: false, gpa };
     return { ok: true, value: this.#core.memory.readU64(gpa) };
   }
 

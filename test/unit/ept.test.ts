@@ -11,6 +11,9 @@ import {
   eptString,
   eptToMemAttr,
   memAttrToEpt,
+  accessMask,
+  permits,
+  permitsMask,
 } from '../../hypervisor/ept/permissions.ts';
 import { MEM_ATTR } from '../../shared/abi.ts';
 
@@ -78,4 +81,29 @@ test('MEM_ATTR and EPT bits convert both ways', (t) => {
   t.is(eptToMemAttr(memAttrToEpt(all)), all);
   t.is(eptToMemAttr(EPT_R | EPT_FROZEN), MEM_ATTR.READ);
   t.is(eptString(EPT_R | EPT_XS | EPT_IMMUTABLE), 'R-X-I-');
+});
+
+test('the mask form of a check (the vCPU hot path) answers exactly as permits() for every permission byte and access', (t) => {
+  const ept = new Ept(64 + 8);
+  for (let perms = 0; perms < 64; perms++) ept.set(perms, perms);
+  for (const access of ['read', 'write', 'fetch'] as const) {
+    for (const mode of ['kernel', 'user'] as const) {
+      const m = accessMask(access, mode);
+      for (let perms = 0; perms < 64; perms++) {
+        const want = permits(perms, access, mode);
+        t.is(permitsMask(perms, m), want, `perms ${perms} ${mode} ${access}`);
+        t.is(ept.check(perms, m), want, `Ept.check frame with perms ${perms} ${mode} ${access}`);
+        t.is(ept.allows(perms, access, mode), want, `Ept.allows frame with perms ${perms} ${mode} ${access}`);
+      }
+      // Frames outside guest memory allow nothing, in both forms.
+      for (const frame of [-1, 72, 1e9, Number.NaN]) {
+        t.false(ept.check(frame, m), `frame ${frame}`);
+        t.false(ept.allows(frame, access, mode), `frame ${frame}`);
+      }
+    }
+  }
+  // A FROZEN page refuses writes only; an untouched frame is the default RWX.
+  t.false(ept.check(EPT_R | EPT_W | EPT_FROZEN, accessMask('write', 'kernel')));
+  t.true(ept.check(EPT_R | EPT_W | EPT_FROZEN, accessMask('read', 'kernel')));
+  t.true(ept.check(66, accessMask('fetch', 'user')));
 });
