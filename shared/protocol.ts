@@ -154,6 +154,9 @@ export type VerifyRequest =
 /** The request of a given kind. */
 export type RequestOf<K extends RequestKind> = Extract<VerifyRequest, { kind: K }>;
 
+/** A request without its envelope (version and id): what the core asks, before the link numbers it. */
+export type RequestBody = VerifyRequest extends infer R ? (R extends VerifyRequest ? Omit<R, 'v' | 'id'> : never) : never;
+
 /** What a verdict grants for one section of a module. */
 export interface SectionGrant {
   readonly shndx: number;

@@ -35,7 +35,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { PROTOCOL_VERSION, validateRequest, validateVerdict, type Verdict, type VerifyRequest } from './protocol.ts';
+import { PROTOCOL_VERSION, validateRequest, validateVerdict, type RequestBody, type Verdict, type VerifyRequest } from './protocol.ts';
 
 /** The `format` of the header line. */
 export const REQUEST_LOG_FORMAT = 'heki-request-log';
@@ -45,7 +45,7 @@ export const REQUEST_LOG_VERSION = 1;
 export const HEX_BYTES_MAX = 64;
 
 /** A request as the core sends it, without the link's version and id. */
-export type RecordedRequest = VerifyRequest extends infer R ? (R extends VerifyRequest ? Omit<R, 'v' | 'id'> : never) : never;
+export type RecordedRequest = RequestBody;
 
 /**
  * The configuration a verifier was started with (verifier-vm/worker-api.ts WorkerInit, which

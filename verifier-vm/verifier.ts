@@ -5,7 +5,7 @@
  *
  * It runs inside the verifier worker (verifier-vm/worker.ts); tests may run it in-process.
  */
-import { PROTOCOL_VERSION, denial, validateRequest, type PatchItem, type Verdict, type VerifyRequest } from '../shared/protocol.ts';
+import { PROTOCOL_VERSION, denial, validateRequest, type PatchItem, type RequestBody, type Verdict, type VerifyRequest } from '../shared/protocol.ts';
 import type { AnyPlugin, Decision, PluginContext, PluginResult, VmState } from './plugin-api.ts';
 import type { Keyring } from './keyring.ts';
 import type { KernelManifest } from './manifest.ts';
@@ -127,7 +127,7 @@ export class Verifier {
       id: verdict.id,
       vm: v.ok ? v.request.vm : null,
       kind: v.ok ? v.request.kind : 'malformed',
-      subject: v.ok ? subject(v.request) : null,
+      subject: v.ok ? requestSubject(v.request) : null,
       ok: verdict.ok,
       reason: verdict.reason,
       plugins: [...verdict.plugins],
@@ -275,7 +275,8 @@ function combine(acc: { decision: Decision; reason: string }, d: Decision, reaso
   return acc;
 }
 
-function subject(r: VerifyRequest): string {
+/** What a request is about, in a few words (audit records, `heki replay`): the module, the patch count, the sections. */
+export function requestSubject(r: RequestBody): string {
   switch (r.kind) {
     case 'module-load':
     case 'module-unload':

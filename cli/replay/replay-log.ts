@@ -14,7 +14,7 @@ import { PatchRecords } from '../../shared/ring/patch-records.ts';
 import { err, ok, type Result } from '../../shared/result.ts';
 import type { AnyPlugin } from '../../verifier-vm/plugin-api.ts';
 import { buildVerifier, pluginsFor } from '../../verifier-vm/verifier-setup.ts';
-import type { Verifier } from '../../verifier-vm/verifier.ts';
+import { requestSubject, type Verifier } from '../../verifier-vm/verifier.ts';
 import type { WorkerInit } from '../../verifier-vm/worker-api.ts';
 import { diffVerdicts, type Replayed, type VerdictDifference } from './verdict-diff.ts';
 
@@ -83,26 +83,7 @@ function undecided(v: Verdict): boolean {
 }
 
 function subjectOf(r: LogRequest['request']): string {
-  if (!r) return '';
-  switch (r.kind) {
-    case 'module-load':
-    case 'module-unload':
-      return r.name;
-    case 'code-load':
-      return `${r.what}:${r.name}`;
-    case 'text-patch':
-      return `${r.items.length} patches`;
-    case 'set-memory':
-      return `${r.ranges.length} ranges`;
-    case 'kernel-text':
-      return `${r.sections.length} sections`;
-    case 'kexec-image':
-      return `${r.slot} image`;
-    case 'kernel-manifest':
-      return 'kernel manifest';
-    case 'restore-state':
-      return 'state image';
-  }
+  return r ? requestSubject(r) : '';
 }
 
 /** `recorded` with the plugins under development put in (see {@link ReplayOptions.plugins}). */

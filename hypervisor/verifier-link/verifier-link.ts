@@ -26,7 +26,7 @@
  * give the same verdicts and fail closed the same way: a timeout, a crash or an unreadable
  * answer denies the request ("verifier unavailable"), once, and the spare takes over.
  */
-import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, busyVerdict, denial, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
+import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, busyVerdict, denial, type RequestBody, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
 import type { InjectedFault, WorkerInit } from '../../verifier-vm/worker-api.ts';
 import type { PatchRecords } from '../../shared/ring/patch-records.ts';
 import { Job } from './job.ts';
@@ -35,7 +35,7 @@ import { PendingRequest } from './pending-request.ts';
 import type { RingAnswer, RingOptions } from './ring-channel.ts';
 
 /** A request without the fields the link fills in (version and id). */
-export type OutgoingRequest = VerifyRequest extends infer R ? (R extends VerifyRequest ? Omit<R, 'v' | 'id'> : never) : never;
+export type OutgoingRequest = RequestBody;
 
 /** How the link runs. */
 export interface VerifierLinkOptions {

@@ -1,6 +1,6 @@
 /**
- * A small synthetic kernel for the plugin tests (not a test file itself): a hand-written
- * ManifestBody with a few ftrace sites, jump entries, static calls and trampolines, section
+ * A small synthetic kernel for the plugin tests (not a test file itself): the plugin-testing kit's
+ * synthetic kernel with static calls and an .init.text jump label added, section
  * bytes whose hashes the manifest records, one verified module, and builders for requests and
  * contexts.
  */
@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { PROTOCOL_VERSION, type PatchItem, type RequestOf, type SetMemoryRange } from '../../shared/protocol.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
 import { indexManifest, type KernelManifest, type ManifestBody } from '../../verifier-vm/manifest.ts';
+import { SYNTHETIC, syntheticManifestBody, syntheticSectionBytes } from '../../verifier-vm/plugin-testing.ts';
 import type { PluginContext, VerifiedModule, VmState } from '../../verifier-vm/plugin-api.ts';
 
 const h = (a: bigint): string => a.toString(16);
@@ -15,24 +16,24 @@ const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('he
 
 /** Addresses of the synthetic kernel. */
 export const K = {
-  text: 0xffffffff81000000n,
-  textSize: 0x10000,
-  initText: 0xffffffff83000000n,
-  initTextSize: 0x1000,
-  rodata: 0xffffffff82000000n,
-  rodataSize: 0x2000,
-  ftraceCaller: 0xffffffff81001000n,
-  ftraceRegsCaller: 0xffffffff81001100n,
-  fentry: 0xffffffff81001200n,
+  text: SYNTHETIC.text,
+  textSize: SYNTHETIC.textSize,
+  initText: SYNTHETIC.initText,
+  initTextSize: SYNTHETIC.initTextSize,
+  rodata: SYNTHETIC.rodata,
+  rodataSize: SYNTHETIC.rodataSize,
+  ftraceCaller: SYNTHETIC.ftraceCaller,
+  ftraceRegsCaller: SYNTHETIC.ftraceRegsCaller,
+  fentry: SYNTHETIC.fentry,
   /** Two .text ftrace sites and one in .init.text. */
-  mcount: [0xffffffff81000100n, 0xffffffff81000200n],
-  initMcount: 0xffffffff83000010n,
+  mcount: SYNTHETIC.mcountSites,
+  initMcount: SYNTHETIC.initMcountSite,
   /** A 2-byte and a 5-byte jump entry in .text, and a 5-byte one in .init.text. */
-  jump2: { site: 0xffffffff81000300n, target: 0xffffffff81000340n },
-  jump5: { site: 0xffffffff81000400n, target: 0xffffffff81000800n },
+  jump2: SYNTHETIC.jump2,
+  jump5: SYNTHETIC.jump5,
   initJump5: { site: 0xffffffff83000100n, target: 0xffffffff83000200n },
   /** A plain function in .text, away from every patch site. */
-  func: 0xffffffff81002000n,
+  func: SYNTHETIC.printk,
 } as const;
 
 /**
@@ -52,29 +53,16 @@ export const SC = {
 export const SC_FUNCTIONS: readonly bigint[] = [K.text, K.ftraceCaller, K.ftraceRegsCaller, K.fentry, K.func, SC.func2, SC.keyA.trampoline, SC.keyB.trampoline, SC.return0, SC.returnThunk];
 
 /** The bytes of a synthetic section: a repeating pattern seeded by the name. */
-export function sectionBytes(name: string, size: number): Uint8Array {
-  let seed = 0;
-  for (const c of name) seed = (seed * 31 + c.charCodeAt(0)) & 0xff;
-  return Uint8Array.from({ length: size }, (_, i) => (seed + i * 7) & 0xff);
-}
+export const sectionBytes = syntheticSectionBytes;
 
 /** The synthetic manifest body (hand-written, named "synthetic"). */
 export function syntheticBody(): ManifestBody {
-  const sec = (name: string, vaddr: bigint, size: number) => ({ name, vaddr: h(vaddr), paddr: h(vaddr - 0xffffffff80000000n), size, sha256: sha(sectionBytes(name, size)) });
+  // The plugin-testing kit's synthetic kernel, plus what only these tests need: a jump label
+  // in .init.text and the static calls.
+  const base = syntheticManifestBody();
   return {
-    kernel: 'synthetic',
-    vmlinuzSha256: '00'.repeat(32),
-    sections: [sec('.text', K.text, K.textSize), sec('.rodata', K.rodata, K.rodataSize), sec('.init.text', K.initText, K.initTextSize)],
-    symbols: { _stext: h(K.text), _etext: h(K.text + BigInt(K.textSize)) },
-    mcountSites: [...K.mcount, K.initMcount].map(h),
-    jumpEntries: [
-      { site: h(K.jump2.site), target: h(K.jump2.target), key: h(0xffffffff82a00000n), len: 2 },
-      { site: h(K.jump5.site), target: h(K.jump5.target), key: h(0xffffffff82a00010n), len: 5 },
-      { site: h(K.initJump5.site), target: h(K.initJump5.target), key: h(0xffffffff82a00020n), len: 5 },
-    ],
-    exports: { printk: h(K.func) },
-    ftraceTrampolines: { ftrace_caller: h(K.ftraceCaller), ftrace_regs_caller: h(K.ftraceRegsCaller) },
-    fentry: h(K.fentry),
+    ...base,
+    jumpEntries: [...base.jumpEntries, { site: h(K.initJump5.site), target: h(K.initJump5.target), key: h(0xffffffff82a00020n), len: 5 }],
     staticCalls: {
       sites: [
         ...SC.keyA.calls.map((a) => ({ site: h(a), key: h(SC.keyA.key), tail: false })),
