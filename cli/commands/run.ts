@@ -22,7 +22,7 @@ import { RUN_OUTPUTS } from '../run-outputs/index.ts';
 import type { RunOutputSession } from '../run-outputs/run-output.ts';
 import { fanOut } from '../../hypervisor/observe/vm-observer.ts';
 
-const OUTPUT_FLAGS = RUN_OUTPUTS.map((o) => ` [--${o.flag} <file>]`).join('');
+const OUTPUT_FLAGS = RUN_OUTPUTS.map((o) => ` [--${o.flag} <${o.file}>]`).join('');
 
 const USAGE = `usage: heki run <scenario.yaml> [--json] [--step-timeout <seconds>] [--audit <log>]${OUTPUT_FLAGS}
        heki run <scenario.yaml> --check

@@ -118,7 +118,9 @@ class RecordSession implements RunOutputSession {
 /** The `--record` output of `heki run`. */
 export const recordOutput: RunOutput = {
   flag: 'record',
-  usage: `  --record <file>         write every verifier request with its verdict, and the verifier's
+  file: 'requests.jsonl',
+  usage: `  --record <requests.jsonl>
+                          write every verifier request with its verdict, and the verifier's
                           configuration, as JSON lines (a request log) that 'heki replay'
                           runs again with other plugins (docs/plugins.md)
 `,

@@ -51,6 +51,7 @@ function claim(path: string): Result<{ created: boolean }, string> {
 /** The `--report` output. */
 export const reportOutput: RunOutput = {
   flag: 'report',
+  file: 'out.html',
   usage: '  --report <out.html>     write a self-contained HTML report: the guest-physical map of the\n                          kernel and modules by EPT permission, denials pinned on it, the steps\n',
   open(path, ctx): Result<RunOutputSession, string> {
     const c = claim(path);

@@ -43,6 +43,8 @@ export interface RunOutputSession {
 export interface RunOutput {
   /** The flag's name without dashes. */
   readonly flag: string;
+  /** The file it takes, as the usage line names it (`out.json`). */
+  readonly file: string;
   /** Its line(s) for `heki run --help`, already indented like the other options. */
   readonly usage: string;
   /** Opens the output at `path` (absolute), or says why it cannot be written. */

@@ -86,6 +86,7 @@ class TraceSession implements RunOutputSession {
 /** The `--trace` output. */
 export const traceOutput: RunOutput = {
   flag: 'trace',
+  file: 'out.json',
   usage: `  --trace <out.json>      write a Chrome trace of the run (steps, hypercalls and exits per vCPU,
                           verifier requests with their verdicts, EPT updates); open it in
                           https://ui.perfetto.dev or chrome://tracing
