@@ -88,8 +88,11 @@ export class RingChannel {
   /** Recent round trip of a small request, and recent cost per item of a big one (µs). */
   #smallUs = 50;
   #perItemUs = 1;
-  /** Requests sent, answers taken, and times the core had to wait in Atomics.waitAsync. */
-  readonly counters = { sent: 0, answered: 0, waits: 0 };
+  /**
+   * Requests sent, answers taken, times the core had to wait in Atomics.waitAsync, and
+   * requests sent without spinning because a waiter was already armed.
+   */
+  readonly counters = { sent: 0, answered: 0, waits: 0, queued: 0 };
   /** Called once when the ring says its worker is exiting (see CTL.DEAD). */
   #onDead: ((why: string) => void) | undefined;
 
@@ -152,9 +155,16 @@ export class RingChannel {
     this.#onDead = f;
   }
 
-  /** Wakes the worker's loop (after promotion: the next request then finds it spinning). */
+  /**
+   * Wakes the worker's loop (after promotion: the next request then finds it spinning). A
+   * parked worker takes 0.4-2 ms to come out of Atomics.waitAsync (its event loop must turn;
+   * measured on 2 vCPUs), longer than a small request's spin budget, so the next request
+   * spins up to `maxSpinUs` instead of parking the core too, which would add the core's own
+   * wake-up to the failover.
+   */
   wake(): void {
     if (Atomics.load(this.#ctl, CTL.WORKER_PARKED) === 1) Atomics.notify(this.#ctl, CTL.REQ_HEAD);
+    this.#smallUs = Math.max(this.#smallUs, this.#maxSpinUs / 3);
   }
 
   /** True (and the death reported) when the worker marked the ring as exiting. */
@@ -185,6 +195,15 @@ export class RingChannel {
     const seq = this.#seq++;
     this.#pending.push({ id, seq, items, records, units, sentAt, resolve });
     if (Atomics.load(this.#ctl, CTL.WORKER_PARKED) === 1) Atomics.notify(this.#ctl, CTL.REQ_HEAD);
+    // Requests sent while an earlier one is still unanswered (a burst in one tick) do not spin:
+    // the waiter armed for the earlier one takes their verdicts too. Spinning here would run
+    // the burst one request at a time, each spin synchronous, and hold back every verdict
+    // already taken (their continuations are microtasks) until the whole burst was sent: 30
+    // requests behind a verifier that is waking up cost 5-60 ms after a failover (measured).
+    if (this.#waiting) {
+      this.counters.queued++;
+      return promise;
+    }
     const expected = units <= SMALL ? this.#smallUs : this.#perItemUs * units;
     const budget = Math.min(this.#maxSpinUs, Math.max(20, 3 * expected + 10));
     const deadline = sentAt + budget;
