@@ -3,15 +3,21 @@
  * records from the core, decides them, and writes verdict records back, while the worker
  * keeps answering its comlink messages (control plane and fallback).
  *
- * Waiting, adaptively. A worker blocked in `Atomics.wait` cannot run its message port, so the
- * loop never blocks:
+ * Waiting, adaptively:
  *
  * - after a request it spins on the ring's head for up to `spinMs` (a request that arrives
  *   then is seen within nanoseconds), in slices of `sliceMs`, and between slices yields to
- *   the event loop (one `setImmediate` turn) so comlink calls are served;
- * - once `spinMs` pass without a request it parks in `Atomics.waitAsync` on the head, with
- *   its "parked" word set, so the core's `Atomics.notify` wakes it; while parked the worker is
- *   idle and its event loop runs normally.
+ *   the event loop (one `setImmediate` turn) so comlink calls are served; it yields at once
+ *   when the core says it posted a comlink message (CTL.CONTROL);
+ * - once `spinMs` pass without a request it parks on the ring's doorbell (CTL.DOORBELL) with
+ *   its "parked" word set; the core rings the doorbell when it publishes a request or posts a
+ *   comlink message. By default (`park: 'block'`) it parks in a blocking `Atomics.wait`,
+ *   which wakes in tens of microseconds where `Atomics.waitAsync` takes an event-loop turn
+ *   (0.4-6 ms measured on 2 busy vCPUs: the whole of a spare's wake-up at failover). A
+ *   blocked worker cannot run its message port, which is why comlink posts ring the doorbell
+ *   too; and the wait is cut every {@link PARK_SLICE_MS}, when the loop takes an event-loop
+ *   turn and parks again without spinning, so nothing else on the worker's loop starves. An
+ *   idle worker so costs a wake-up per slice, not a core.
  *
  * Fail closed, as on comlink: a malformed record is a denial naming the problem; an injected
  * crash, hang, garbage or wrong id behaves as it does for a comlink `verify`; a verdict that
@@ -36,7 +42,16 @@ export interface RingServerTiming {
   readonly spinMs: number;
   /** Longest stretch the loop spins or serves before it yields to the event loop (ms). */
   readonly sliceMs: number;
+  /**
+   * How the loop parks: `block` (default) in `Atomics.wait`, cut every
+   * {@link PARK_SLICE_MS}; `async` in `Atomics.waitAsync` (the thread's event loop runs
+   * meanwhile: for a loop that shares its thread with the core, as in tests).
+   */
+  readonly park?: 'block' | 'async';
 }
+
+/** Longest a blocking park lasts before the loop takes an event-loop turn and parks again (ms). */
+export const PARK_SLICE_MS = 50;
 
 /** Default timing: spin 2 ms after a request, yield every 0.5 ms. */
 export const DEFAULT_RING_TIMING: RingServerTiming = { spinMs: 2, sliceMs: 0.5 };
@@ -113,7 +128,8 @@ export class RingServer {
   /** Stops the loop at its next turn. */
   stop(): void {
     this.#stopped = true;
-    Atomics.notify(this.#ctl, CTL.REQ_HEAD);
+    Atomics.add(this.#ctl, CTL.DOORBELL, 1);
+    Atomics.notify(this.#ctl, CTL.DOORBELL);
   }
 
   /** The parked verdict of request `id`, handed over once. */
@@ -126,18 +142,27 @@ export class RingServer {
   async #loop(): Promise<void> {
     const { sliceMs } = this.#timing;
     const minSpin = this.#timing.spinMs;
+    const ctl = this.#ctl;
     let spinMs = minSpin;
     let lastWork = nowMs();
     while (!this.#stopped) {
       const sliceStart = nowMs();
+      const control = Atomics.load(ctl, CTL.CONTROL);
       for (;;) {
         if (this.#serveAll()) lastWork = nowMs();
         const t = nowMs();
-        if (t - sliceStart >= sliceMs || t - lastWork >= spinMs) break;
+        if (t - sliceStart >= sliceMs || t - lastWork >= spinMs || Atomics.load(ctl, CTL.CONTROL) !== control) break;
       }
       if (nowMs() - lastWork >= spinMs) {
         const parkedAt = nowMs();
-        await this.#park();
+        // Parked until a request comes; a comlink message or the end of a park slice gets an
+        // event-loop turn and the loop parks again without spinning.
+        for (;;) {
+          const seen = Atomics.load(ctl, CTL.CONTROL);
+          await this.#park(seen);
+          if (this.#stopped || this.#req.peek() >= 0) break;
+          await yieldToLoop();
+        }
         lastWork = nowMs();
         // Woken soon after parking: requests come about as often as the window; widen it.
         // Woken late: the stream stopped; back to the shortest window.
@@ -149,18 +174,27 @@ export class RingServer {
     }
   }
 
-  /** Waits in Atomics.waitAsync until the core publishes a request (or the loop is stopped). */
-  async #park(): Promise<void> {
-    Atomics.store(this.#ctl, CTL.WORKER_PARKED, 1);
-    const head = Atomics.load(this.#ctl, CTL.REQ_HEAD);
-    // INVARIANT: "parked" is set before the head is read, and the core reads "parked" after
-    // it stores a new head, so either waitAsync sees the new head or the core notifies.
-    if (this.#req.peek() < 0 && !this.#stopped) {
+  /**
+   * Waits on the doorbell until the core publishes a request or posts a comlink message
+   * (CTL.CONTROL no longer `controlSeen`), the loop is stopped, or a blocking park slice ends.
+   */
+  async #park(controlSeen: number): Promise<void> {
+    const ctl = this.#ctl;
+    Atomics.store(ctl, CTL.WORKER_PARKED, 1);
+    const bell = Atomics.load(ctl, CTL.DOORBELL);
+    // INVARIANT: "parked" is set before the doorbell and the head are read, and the core reads
+    // "parked" after it stores a new head (and rings after every comlink post), so either the
+    // wait sees a new doorbell value or the core's notify wakes it.
+    if (this.#req.peek() < 0 && !this.#stopped && Atomics.load(ctl, CTL.CONTROL) === controlSeen) {
       this.parks++;
-      const w = waitAsync(this.#ctl, CTL.REQ_HEAD, head);
-      if (w.async) await w.value;
+      if (this.#timing.park === 'async') {
+        const w = waitAsync(ctl, CTL.DOORBELL, bell);
+        if (w.async) await w.value;
+      } else {
+        Atomics.wait(ctl, CTL.DOORBELL, bell, PARK_SLICE_MS);
+      }
     }
-    Atomics.store(this.#ctl, CTL.WORKER_PARKED, 0);
+    Atomics.store(ctl, CTL.WORKER_PARKED, 0);
   }
 
   /** Serves every request published now; true when there was one. */

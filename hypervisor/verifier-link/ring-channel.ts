@@ -163,8 +163,23 @@ export class RingChannel {
    * wake-up to the failover.
    */
   wake(): void {
-    if (Atomics.load(this.#ctl, CTL.WORKER_PARKED) === 1) Atomics.notify(this.#ctl, CTL.REQ_HEAD);
+    if (Atomics.load(this.#ctl, CTL.WORKER_PARKED) === 1) this.#ring();
     this.#smallUs = Math.max(this.#smallUs, this.#maxSpinUs / 3);
+  }
+
+  /**
+   * Tells the worker a comlink message was posted to it (call after each post): its ring loop,
+   * spinning or parked in a blocking wait, then takes an event-loop turn to serve it.
+   */
+  control(): void {
+    Atomics.add(this.#ctl, CTL.CONTROL, 1);
+    this.#ring();
+  }
+
+  /** Rings the doorbell a parked worker waits on. */
+  #ring(): void {
+    Atomics.add(this.#ctl, CTL.DOORBELL, 1);
+    Atomics.notify(this.#ctl, CTL.DOORBELL);
   }
 
   /** True (and the death reported) when the worker marked the ring as exiting. */
@@ -194,7 +209,7 @@ export class RingChannel {
     const sentAt = nowUs();
     const seq = this.#seq++;
     this.#pending.push({ id, seq, items, records, units, sentAt, resolve });
-    if (Atomics.load(this.#ctl, CTL.WORKER_PARKED) === 1) Atomics.notify(this.#ctl, CTL.REQ_HEAD);
+    if (Atomics.load(this.#ctl, CTL.WORKER_PARKED) === 1) this.#ring();
     // Requests sent while an earlier one is still unanswered (a burst in one tick) do not spin:
     // the waiter armed for the earlier one takes their verdicts too. Spinning here would run
     // the burst one request at a time, each spin synchronous, and hold back every verdict

@@ -42,7 +42,15 @@ export class WorkerHandle {
    */
   constructor(init: WorkerInit, ring?: RingOptions, maxInFlight = 256) {
     this.worker = new Worker(WORKER_ENTRY);
-    this.api = Comlink.wrap<VerifierWorkerApi>(nodeEndpoint(this.worker as unknown as NodeEndpoint));
+    // Every control-plane post rings the ring's doorbell: a worker whose ring loop spins or is
+    // parked in a blocking Atomics.wait serves its message port only when told to.
+    const ep = nodeEndpoint(this.worker as unknown as NodeEndpoint);
+    const post = ep.postMessage;
+    ep.postMessage = (message, transfer) => {
+      post(message, transfer);
+      this.#doorbell?.control();
+    };
+    this.api = Comlink.wrap<VerifierWorkerApi>(ep);
     const died = new Promise<InitResult>((resolve) => {
       this.onDeath((why) => resolve({ ok: false, error: why }));
     });
@@ -64,6 +72,8 @@ export class WorkerHandle {
   }
 
   #holds = 0;
+  /** The ring whose doorbell comlink posts ring: set before the worker is asked to serve it. */
+  #doorbell: RingChannel | undefined;
 
   /**
    * Makes the ring and has the worker serve it. A ring the worker refuses is dropped: this
@@ -77,6 +87,7 @@ export class WorkerHandle {
       return;
     }
     const timing = { spinMs: options.workerSpinMs ?? RING_DEFAULTS.workerSpinMs, sliceMs: options.workerSliceMs ?? RING_DEFAULTS.workerSliceMs };
+    this.#doorbell = channel;
     const refused = await this.api.attachRing(channel.layout, timing).catch((e: unknown) => `attach failed: ${String(e)}`);
     if (refused === undefined && this.#dead === undefined) {
       channel.onDead((why) => this.markDead(why));

@@ -114,7 +114,10 @@ export const CTL = {
   VER_HEAD: 32,
   /** Verdict ring: written by the core. */
   VER_TAIL: 48,
-  /** 1 while the verifier waits for requests in Atomics.waitAsync (the core then notifies). */
+  /**
+   * 1 while the verifier is parked waiting on {@link CTL.DOORBELL} (the core then rings it
+   * when it publishes a request).
+   */
   WORKER_PARKED: 64,
   /** 1 while the core waits for verdicts in Atomics.waitAsync (the verifier then notifies). */
   CORE_PARKED: 80,
@@ -123,6 +126,17 @@ export const CTL = {
    * handler: the core learns of a crash at once instead of when the thread's exit event comes.
    */
   DEAD: 96,
+  /**
+   * What a parked verifier waits on: the core adds 1 and notifies when it publishes a request
+   * while the verifier is parked, and when it posts a control-plane (comlink) message.
+   */
+  DOORBELL: 112,
+  /**
+   * (On DOORBELL's line: the core writes both.) Control-plane messages the core has posted to the verifier (it adds 1 after each post):
+   * a verifier that sees it change takes an event-loop turn, so comlink is served although
+   * the ring loop spins or is parked in a blocking wait.
+   */
+  CONTROL: 113,
 } as const;
 /** Bytes of the control block at the start of the SharedArrayBuffer. */
 export const CTL_BYTES = 512;

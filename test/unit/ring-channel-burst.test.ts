@@ -24,7 +24,7 @@ function serve(channel: RingChannel): { server: RingServer; decided: number[] } 
       throw new Error('not used');
     },
     takeFault: () => undefined,
-  }, { spinMs: 0.2, sliceMs: 0.1 });
+  }, { spinMs: 0.2, sliceMs: 0.1, park: 'async' });
   return { server, decided };
 }
 
