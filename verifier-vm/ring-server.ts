@@ -11,9 +11,11 @@
  *   when the core says it posted a comlink message (CTL.CONTROL);
  * - once `spinMs` pass without a request it parks on the ring's doorbell (CTL.DOORBELL) with
  *   its "parked" word set; the core rings the doorbell when it publishes a request or posts a
- *   comlink message. By default (`park: 'block'`) it parks in a blocking `Atomics.wait`,
- *   which wakes in tens of microseconds where `Atomics.waitAsync` takes an event-loop turn
- *   (0.4-6 ms measured on 2 busy vCPUs: the whole of a spare's wake-up at failover). A
+ *   comlink message. By default (`park: 'block'`) it parks in a blocking `Atomics.wait`, a
+ *   futex wake, where `Atomics.waitAsync` needs an event-loop turn besides (0.7-5.7 ms from
+ *   promotion to a spare's wake-up, measured on 2 vCPUs). Neither helps when no CPU is free:
+ *   at failover the core and the dying worker's teardown hold both vCPUs, and a spare still
+ *   wakes 0.2-8 ms after promotion (measured), a scheduler timeslice, not the wait. A
  *   blocked worker cannot run its message port, which is why comlink posts ring the doorbell
  *   too; and the wait is cut every {@link PARK_SLICE_MS}, when the loop takes an event-loop
  *   turn and parks again without spinning, so nothing else on the worker's loop starves. An
