@@ -31,8 +31,8 @@ export async function timed<T>(f: () => Promise<T> | T): Promise<{ value: T; ms:
 /** Rounds to `digits` significant digits (for the JSON report: no false precision). */
 export function round(x: number, digits = 3): number {
   if (!Number.isFinite(x) || x === 0) return x;
-  const p = Math.pow(10, digits - Math.ceil(Math.log10(Math.abs(x))));
-  return Math.round(x * p) / p;
+  // toPrecision rounds in decimal, so 3.11e6 prints as 3110000, not 3110000.0000000005.
+  return Number(x.toPrecision(digits));
 }
 
 /** `12.3 k`, `4.56 M`: a count per second for the table. */
