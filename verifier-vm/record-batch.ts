@@ -168,8 +168,11 @@ export function decideRecordBatch(
         fDecision[i] = d;
         fPlugin[i] = pi;
         if (packed) {
-          fTemplate[i] = packed.templateOf(i);
-          fText[i] = packed.textOf(i);
+          const t = packed.templateOf(i);
+          fTemplate[i] = t;
+          // A templated reason has no text: leave fText a hole (it is read with `?? ''` only
+          // for items without a template), so a batch of templated items never grows it.
+          if (t < 0 || fText[i] !== undefined) fText[i] = packed.textOf(i);
         } else {
           fTemplate[i] = -1;
           fText[i] = listed?.[i]?.reason ?? r.reason;
