@@ -18,9 +18,9 @@ import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.m
 import { main } from '../../cli/main.ts';
 import { validateVerdict } from '../../shared/protocol.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
-import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage } from '../../verifier-vm/manifest.ts';
+import { signManifest } from '../../verifier-vm/manifest-builder.ts';
 import { NOP5, SYNTHETIC, jump5, loadPluginModule, patchItem, pluginTestVerifier, syntheticManifestBody } from '../../verifier-vm/plugin-testing.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair, signEd25519 } from '../../verifier-vm/signature/ed25519.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import type { VerifierWorkerApi } from '../../verifier-vm/worker-api.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -184,14 +184,7 @@ test('the generated plugin loads into a real verifier and decides: in process an
   // In the real verifier worker, through WorkerInit.pluginModules, with a signed manifest.
   const vendor = generateEd25519KeyPair();
   const keyId = ed25519KeyIdHex(vendor.publicKey);
-  const body = JSON.stringify(syntheticManifestBody());
-  const manifest = JSON.stringify({
-    type: MANIFEST_FILE_TYPE,
-    version: MANIFEST_VERSION,
-    keyId,
-    signature: Buffer.from(signEd25519(manifestSignatureMessage(body), vendor.secretKey)).toString('base64'),
-    body,
-  });
+  const manifest = signManifest(syntheticManifestBody(), vendor);
   const keyring = Keyring.fromData({ ed25519: [{ keyId, role: 'kernel-vendor', publicKey: vendor.publicKey }], certificates: [], revoked: { ed25519KeyIds: [], x509Sha256: [] } });
   if (!keyring.ok) throw new Error(keyring.error);
   const worker = new Worker(new URL('../../verifier-vm/worker-entry.mjs', import.meta.url));

@@ -15,8 +15,8 @@ import { validateVerdict } from '../../shared/protocol.ts';
 import type { AnyPlugin } from '../../verifier-vm/plugin-api.ts';
 import { BUILTIN_PLUGINS } from '../../verifier-vm/plugins/index.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
-import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage } from '../../verifier-vm/manifest.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair, signEd25519 } from '../../verifier-vm/signature/ed25519.ts';
+import { signManifest } from '../../verifier-vm/manifest-builder.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import { Verifier } from '../../verifier-vm/verifier.ts';
 import type { VerifierWorkerApi } from '../../verifier-vm/worker-api.ts';
 import { K, item, patchRequest, syntheticBody, syntheticManifest } from './plugin-synthetic.ts';
@@ -69,14 +69,7 @@ test('in process: bad configuration is a named denial, not a throw', async (t) =
 test('through the worker: WorkerInit.pluginModules loads the example after the built-ins', async (t) => {
   const vendor = generateEd25519KeyPair();
   const keyId = ed25519KeyIdHex(vendor.publicKey);
-  const body = JSON.stringify(syntheticBody());
-  const manifest = JSON.stringify({
-    type: MANIFEST_FILE_TYPE,
-    version: MANIFEST_VERSION,
-    keyId,
-    signature: Buffer.from(signEd25519(manifestSignatureMessage(body), vendor.secretKey)).toString('base64'),
-    body,
-  });
+  const manifest = signManifest(syntheticBody(), vendor);
   const keyring = Keyring.fromData({ ed25519: [{ keyId, role: 'kernel-vendor', publicKey: vendor.publicKey }], certificates: [], revoked: { ed25519KeyIds: [], x509Sha256: [] } });
   if (!keyring.ok) throw new Error(keyring.error);
 
