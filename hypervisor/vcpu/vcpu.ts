@@ -2,10 +2,9 @@
  * One virtual CPU: the guest's {@link GuestCpu}. Every guest action goes through here and is
  * checked in this order, fixed like a CPU's:
  *
- * - memory access: canonical check (#GP) -> page walk through the guest tables, with EPT
- *   checks on the paging structures (#PF or EPT violation) -> mode/WP/SMEP/SMAP/NX checks
- *   (#PF) -> EPT check of the target frame (EPT-violation exit, then #PF) -> the access.
- *   A multi-page write is checked on every page before the first byte is written.
+ * - memory access: canonical check (#GP) -> page walk (#PF or EPT violation) -> mode, WP,
+ *   SMEP, SMAP and NX checks (#PF) -> EPT check of the frame (exit, then #PF) -> the access:
+ *   memory-access.ts.
  * - mov to CR: reserved bits (#GP) -> Heki pins (denial, #GP, nothing changes) -> the VMM's
  *   CR filter (exit: allow, #GP, stop) -> the write, and the TLB flush it implies.
  * - wrmsr/rdmsr: unknown MSR or bad value (#GP) -> the VMM's MSR filter (exit) -> the access.
@@ -14,14 +13,14 @@
  *   names (shared/platform-io.ts): a lifecycle request exits to the VMM (`system-event`).
  * - vmcall: CPL check (-KVM_EPERM) -> the hypercall table (hypervisor/hypercalls).
  */
-import { CR0, CR4, EFER, MSR, MSR_NAMES, PF_ERR, crBitNames, type ControlRegister } from '../../shared/x86/cpu.ts';
-import { isCanonical } from '../../shared/addr.ts';
-import type { AccessKind, AccessMode, DescriptorTable, GuestCpu, GuestFault, GuestOutcome } from '../../shared/guest-cpu.ts';
+import { CR0, CR4, EFER, MSR, MSR_NAMES, crBitNames, type ControlRegister } from '../../shared/x86/cpu.ts';
+import type { DescriptorTable, GuestCpu, GuestFault, GuestOutcome } from '../../shared/guest-cpu.ts';
 import { HEKI_DENIAL } from '../../shared/exit-reasons.ts';
 import { KVM_STATUS } from '../../shared/abi.ts';
-import { accessMask } from '../ept/permissions.ts';
-import { Tlb, type TlbEntry } from './tlb.ts';
-import { checkAccess, walk } from './mmu.ts';
+import { isCanonical } from '../../shared/addr.ts';
+import { Tlb } from './tlb.ts';
+import { MemoryAccess, type PagingRegs } from './memory-access.ts';
+import { gp, stoppedOutcome } from './faults.ts';
 import { msrAllowed } from '../core/msr-filter.ts';
 import { filteredCrChange } from '../core/cr-filter.ts';
 import { dispatchHypercall } from '../hypercalls/dispatch.ts';
@@ -46,9 +45,6 @@ const CANONICAL_MSRS = new Set<number>([
   MSR.GS_BASE,
   MSR.KERNEL_GS_BASE,
 ]);
-const PAGE = 4096n;
-/** The EPT check of a page-walk read (hardware reads paging structures as supervisor data). */
-const KERNEL_READ = accessMask('read', 'kernel');
 
 /** Register state the VMM can read and set (KVM_GET/SET_SREGS, KVM_GET/SET_MSRS). */
 export interface VcpuState {
@@ -62,19 +58,15 @@ export interface VcpuState {
   msrs: Array<[number, bigint]>;
 }
 
-type Translation = { ok: true; frame: number } | { ok: false; fault: GuestFault };
 
 /** One vCPU of a {@link VmCore}. */
 export class Vcpu implements GuestCpu {
   readonly id: number;
   readonly #core: VmCore;
   readonly tlb = new Tlb();
-  #cpl: 0 | 3 = 0;
-  #ac = false;
-  #cr0 = CR0_RESET;
-  #cr3 = 0n;
-  #cr4 = 0n;
-  #efer = 0n;
+  /** CR0, CR3, CR4, EFER, CPL and EFLAGS.AC: changed in place, read by the memory path. */
+  readonly #r: PagingRegs = { cr0: CR0_RESET, cr3: 0n, cr4: 0n, efer: 0n, cpl: 0, ac: false };
+  readonly #mem: MemoryAccess;
   #idtr: DescriptorTable = { base: 0n, limit: 0xffff };
   #gdtr: DescriptorTable = { base: 0n, limit: 0xffff };
   readonly #msrs = new Map<number, bigint>();
@@ -82,17 +74,18 @@ export class Vcpu implements GuestCpu {
   constructor(id: number, core: VmCore) {
     this.id = id;
     this.#core = core;
+    this.#mem = new MemoryAccess(id, core, this.tlb, this.#r);
     this.reset();
   }
 
   /** Back to the RESET state (registers, MSRs, TLB). Called by the core on a VMM reset. */
   reset(): void {
-    this.#cpl = 0;
-    this.#ac = false;
-    this.#cr0 = CR0_RESET;
-    this.#cr3 = 0n;
-    this.#cr4 = 0n;
-    this.#efer = 0n;
+    this.#r.cpl = 0;
+    this.#r.ac = false;
+    this.#r.cr0 = CR0_RESET;
+    this.#r.cr3 = 0n;
+    this.#r.cr4 = 0n;
+    this.#r.efer = 0n;
     this.#idtr = { base: 0n, limit: 0xffff };
     this.#gdtr = { base: 0n, limit: 0xffff };
     this.#msrs.clear();
@@ -102,131 +95,33 @@ export class Vcpu implements GuestCpu {
   }
 
   get cpl(): 0 | 3 {
-    return this.#cpl;
+    return this.#r.cpl;
   }
 
   setCpl(cpl: 0 | 3): void {
-    this.#cpl = cpl;
+    this.#r.cpl = cpl;
   }
 
   setAc(ac: boolean): void {
-    this.#ac = ac;
+    this.#r.ac = ac;
   }
 
   // ---------------------------------------------------------------- memory
 
   read(va: bigint, len: number): GuestOutcome<Uint8Array> {
-    const frames = this.#translateRange(va, len, 'read');
-    if (!frames.ok) return frames;
-    return { ok: true, value: this.#copyOut(va, len, frames.value) };
+    return this.#mem.read(va, len);
   }
 
   fetch(va: bigint, len: number): GuestOutcome<Uint8Array> {
-    const frames = this.#translateRange(va, len, 'fetch');
-    if (!frames.ok) return frames;
-    return { ok: true, value: this.#copyOut(va, len, frames.value) };
+    return this.#mem.fetch(va, len);
   }
 
   write(va: bigint, bytes: Uint8Array): GuestOutcome<void> {
-    const frames = this.#translateRange(va, bytes.length, 'write');
-    if (!frames.ok) return frames;
-    // INVARIANT: every page of the write passed every check; now write them all.
-    let done = 0;
-    let off = Number(va & (PAGE - 1n));
-    for (const frame of frames.value) {
-      const n = Math.min(4096 - off, bytes.length - done);
-      this.#core.memory.write(BigInt(frame) * PAGE + BigInt(off), bytes.subarray(done, done + n));
-      done += n;
-      off = 0;
-    }
-    return { ok: true, value: undefined };
+    return this.#mem.write(va, bytes);
   }
 
   invlpg(va: bigint): void {
     this.tlb.invalidate(va >> 12n);
-  }
-
-  #copyOut(va: bigint, len: number, frames: number[]): Uint8Array {
-    const out = new Uint8Array(len);
-    let done = 0;
-    let off = Number(va & (PAGE - 1n));
-    for (const frame of frames) {
-      const n = Math.min(4096 - off, len - done);
-      out.set(this.#core.memory.read(BigInt(frame) * PAGE + BigInt(off), n), done);
-      done += n;
-      off = 0;
-    }
-    return out;
-  }
-
-  /** Translates and checks every page of [va, va + len) for `access`; frames in order. */
-  #translateRange(va: bigint, len: number, access: AccessKind): GuestOutcome<number[]> {
-    const stopped = this.#stoppedFault();
-    if (stopped) return stopped;
-    if (!Number.isSafeInteger(len) || len < 0) {
-      return gp('bad-length', `access length ${len} is not a non-negative integer`);
-    }
-    const frames: number[] = [];
-    if (len === 0) return { ok: true, value: frames };
-    const last = va + BigInt(len - 1);
-    for (let page = va & ~(PAGE - 1n); page <= last; page += PAGE) {
-      const t = this.#translate(page === (va & ~(PAGE - 1n)) ? va : page, access);
-      if (!t.ok) return t;
-      frames.push(t.frame);
-    }
-    return { ok: true, value: frames };
-  }
-
-  #mode(): AccessMode {
-    return this.#cpl === 0 ? 'kernel' : 'user';
-  }
-
-  /** Translates one address and applies every check for `access`. */
-  #translate(va: bigint, access: AccessKind): Translation {
-    const mode = this.#mode();
-    let frame: number;
-    if ((this.#cr0 & CR0.PG) === 0n) {
-      if (va < 0n || va >= 1n << 52n) return gp('non-canonical', `physical address 0x${va.toString(16)} out of range with paging off`);
-      frame = Number(va >> 12n);
-    } else {
-      if (!isCanonical(va)) return gp('non-canonical', `address 0x${va.toString(16)} is not canonical`);
-      const vpn = va >> 12n;
-      let entry: TlbEntry | undefined = this.tlb.lookup(vpn);
-      if (!entry) {
-        const w = walk(this.#cr3, va, this.#efer, (gpa) => this.#readPagingStructure(gpa));
-        if (!w.ok) {
-          if (w.kind === 'ept') return this.#eptViolation(w.gpa, va, 'read', 'kernel', true);
-          return pf(va, w.errorCode | codeBits(access, mode), w.cause, w.detail);
-        }
-        entry = w.entry;
-        this.tlb.insert(vpn, entry);
-      }
-      const denied = checkAccess(entry, access, mode, this.#cr0, this.#cr4, this.#efer, this.#ac);
-      if (denied) return pf(va, denied.errorCode, denied.cause, denied.detail);
-      frame = entry.frame;
-    }
-    if (frame >= this.#core.memory.frames || !this.#core.ept.check(frame, accessMask(access, mode))) {
-      return this.#eptViolation(BigInt(frame) * PAGE + (va & (PAGE - 1n)), va, access, mode, false);
-    }
-    return { ok: true, frame };
-  }
-
-  #readPagingStructure(gpa: bigint): { ok: true; value: bigint } | { ok: false; gpa: bigint } {
-    const frame = Number(gpa >> 12n);
-    // TRUST: the walk reads guest-controlled tables; the EPT must allow reading them.
-    if (frame >= this.#core.memory.frames || !this.#core.ept.check(frame, KERNEL_READ)) return { ok: false, gpa };
-    return { ok: true, value: this.#core.memory.readU64(gpa) };
-  }
-
-  /** Reports an EPT violation to the VMM and turns its reaction into the guest's fault. */
-  #eptViolation(gpa: bigint, gva: bigint, access: AccessKind, mode: AccessMode, pageWalk: boolean): Translation {
-    const frame = Number(gpa >> 12n);
-    const perms = this.#core.ept.get(frame);
-    const r = this.#core.exit({ reason: 'ept-violation', vcpu: this.id, gpa, gva, access, mode, perms, pageWalk });
-    if (r.action === 'stop') return stoppedOutcome(r.reason);
-    // Contract (exit-handlers.ts): an EPT violation is never resumed; the guest takes a #PF.
-    const what = pageWalk ? 'page-table read' : access;
-    return pf(gva, PF_ERR.PRESENT | codeBits(access, mode), 'ept-violation', `EPT refused ${mode} ${what} of gpa 0x${gpa.toString(16)}`);
   }
 
   #stoppedFault(): { ok: false; fault: GuestFault } | undefined {
@@ -237,13 +132,13 @@ export class Vcpu implements GuestCpu {
   // ---------------------------------------------------------------- control registers
 
   readCr(cr: ControlRegister): bigint {
-    return cr === 0 ? this.#cr0 : cr === 3 ? this.#cr3 : this.#cr4;
+    return cr === 0 ? this.#r.cr0 : cr === 3 ? this.#r.cr3 : this.#r.cr4;
   }
 
   writeCr(cr: ControlRegister, value: bigint): GuestOutcome<void> {
     const stopped = this.#stoppedFault();
     if (stopped) return stopped;
-    if (this.#cpl !== 0) return gp('privileged', `mov to CR${cr} at CPL 3`);
+    if (this.#r.cpl !== 0) return gp('privileged', `mov to CR${cr} at CPL 3`);
     if (cr !== 0 && cr !== 3 && cr !== 4) return gp('bad-cr', `CR${cr as number} cannot be written`);
     if (value < 0n || value >= 1n << 64n) return gp('reserved-bit', `CR${cr} value out of 64-bit range`);
     if (cr === 0 && (value & ~CR0_VALID) !== 0n) return gp('reserved-bit', `reserved CR0 bits 0x${(value & ~CR0_VALID).toString(16)}`);
@@ -276,10 +171,10 @@ export class Vcpu implements GuestCpu {
 
   #applyCr(cr: ControlRegister, value: bigint): void {
     const old = this.readCr(cr);
-    if (cr === 0) this.#cr0 = value;
-    else if (cr === 3) this.#cr3 = value;
-    else this.#cr4 = value;
-    if (cr === 3) this.tlb.flush((this.#cr4 & CR4.PGE) !== 0n);
+    if (cr === 0) this.#r.cr0 = value;
+    else if (cr === 3) this.#r.cr3 = value;
+    else this.#r.cr4 = value;
+    if (cr === 3) this.tlb.flush((this.#r.cr4 & CR4.PGE) !== 0n);
     else if (((old ^ value) & (cr === 0 ? CR0.PG | CR0.PE : CR4.PGE | CR4.PAE | CR4.PSE | CR4.LA57)) !== 0n) this.tlb.flush(false);
   }
 
@@ -288,7 +183,7 @@ export class Vcpu implements GuestCpu {
   rdmsr(msr: number): GuestOutcome<bigint> {
     const stopped = this.#stoppedFault();
     if (stopped) return stopped;
-    if (this.#cpl !== 0) return gp('privileged', 'rdmsr at CPL 3');
+    if (this.#r.cpl !== 0) return gp('privileged', 'rdmsr at CPL 3');
     const value = this.#msrValue(msr);
     if (value === undefined) return gp('unknown-msr', `rdmsr of unknown MSR 0x${msr.toString(16)}`);
     if (!msrAllowed(this.#core.msrFilter, msr, 'read')) {
@@ -302,7 +197,7 @@ export class Vcpu implements GuestCpu {
   wrmsr(msr: number, value: bigint): GuestOutcome<void> {
     const stopped = this.#stoppedFault();
     if (stopped) return stopped;
-    if (this.#cpl !== 0) return gp('privileged', 'wrmsr at CPL 3');
+    if (this.#r.cpl !== 0) return gp('privileged', 'wrmsr at CPL 3');
     if (!this.#msrs.has(msr)) return gp('unknown-msr', `wrmsr to unknown MSR 0x${msr.toString(16)}`);
     if (value < 0n || value >= 1n << 64n) return gp('reserved-bit', `value out of 64-bit range for ${msrName(msr)}`);
     if (msr === MSR.EFER && (value & ~(EFER_WRITABLE | EFER.LMA)) !== 0n) {
@@ -315,9 +210,9 @@ export class Vcpu implements GuestCpu {
       if (r.action === 'inject') return gp('msr-filter', `the VMM refused wrmsr to ${msrName(msr)}`);
     }
     if (msr === MSR.EFER) {
-      const old = this.#efer;
-      this.#efer = value & EFER_WRITABLE;
-      if (((old ^ this.#efer) & EFER.NXE) !== 0n) this.tlb.flush(false);
+      const old = this.#r.efer;
+      this.#r.efer = value & EFER_WRITABLE;
+      if (((old ^ this.#r.efer) & EFER.NXE) !== 0n) this.tlb.flush(false);
     } else {
       this.#msrs.set(msr, value);
     }
@@ -326,8 +221,8 @@ export class Vcpu implements GuestCpu {
 
   #msrValue(msr: number): bigint | undefined {
     if (msr === MSR.EFER) {
-      const lma = (this.#efer & EFER.LME) !== 0n && (this.#cr0 & CR0.PG) !== 0n ? EFER.LMA : 0n;
-      return this.#efer | lma;
+      const lma = (this.#r.efer & EFER.LME) !== 0n && (this.#r.cr0 & CR0.PG) !== 0n ? EFER.LMA : 0n;
+      return this.#r.efer | lma;
     }
     return this.#msrs.get(msr);
   }
@@ -351,7 +246,7 @@ export class Vcpu implements GuestCpu {
   #loadDt(which: 'idtr' | 'gdtr', table: DescriptorTable): GuestOutcome<void> {
     const stopped = this.#stoppedFault();
     if (stopped) return stopped;
-    if (this.#cpl !== 0) return gp('privileged', `l${which.slice(0, 2)}t at CPL 3`);
+    if (this.#r.cpl !== 0) return gp('privileged', `l${which.slice(0, 2)}t at CPL 3`);
     if (!isCanonical(table.base) || !Number.isInteger(table.limit) || table.limit < 0 || table.limit > 0xffff) {
       return gp('non-canonical', `bad ${which.toUpperCase()} base 0x${table.base.toString(16)} or limit ${table.limit}`);
     }
@@ -372,7 +267,7 @@ export class Vcpu implements GuestCpu {
     const stopped = this.#stoppedFault();
     if (stopped) return stopped;
     // Linux runs with IOPL 0 and no I/O bitmap for the kernel's own ports: out at CPL 3 is #GP.
-    if (this.#cpl !== 0) return gp('privileged', `out to port 0x${port.toString(16)} at CPL 3`);
+    if (this.#r.cpl !== 0) return gp('privileged', `out to port 0x${port.toString(16)} at CPL 3`);
     if (!Number.isInteger(port) || port < 0 || port > 0xffff) return gp('bad-operand', `I/O port ${port} is not 0..0xffff`);
     if ((size !== 1 && size !== 2 && size !== 4) || !Number.isInteger(value) || value < 0 || value >= 2 ** (8 * size)) {
       return gp('bad-operand', `out of ${value} does not fit ${size} byte(s)`);
@@ -406,7 +301,7 @@ export class Vcpu implements GuestCpu {
   async #vmcall(nr: number, a0: bigint, a1: bigint, a2: bigint, a3: bigint): Promise<number> {
     if (this.#core.stopped !== undefined) return -KVM_STATUS.KVM_EPERM;
     // KVM's kvm_emulate_hypercall(): a hypercall from CPL > 0 returns -KVM_EPERM.
-    if (this.#cpl !== 0) return -KVM_STATUS.KVM_EPERM;
+    if (this.#r.cpl !== 0) return -KVM_STATUS.KVM_EPERM;
     return dispatchHypercall(this.#core, this, nr, [a0, a1, a2, a3]);
   }
 
@@ -414,33 +309,15 @@ export class Vcpu implements GuestCpu {
 
   /**
    * Translates `va` with the guest's current page tables for the core itself, like KVM's
-   * kvm_read_guest_virt(): no permission or EPT checks, no TLB, no exits. Returns the frame,
-   * or undefined when the address is not mapped. TRUST: the tables are guest-controlled, so
-   * the core uses this only to find what the guest points at, and authenticates contents.
+   * kvm_read_guest_virt() (memory-access.ts): no checks, no TLB, no exits.
    */
   translateForCore(va: bigint): number | undefined {
-    if ((this.#cr0 & CR0.PG) === 0n) return va >= 0n && va < this.#core.memory.size ? Number(va >> 12n) : undefined;
-    if (!isCanonical(va)) return undefined;
-    const mem = this.#core.memory;
-    const w = walk(this.#cr3, va, this.#efer, (gpa) => (mem.contains(gpa, 8) ? { ok: true, value: mem.readU64(gpa) } : { ok: false, gpa }));
-    if (!w.ok || w.entry.frame >= mem.frames) return undefined;
-    return w.entry.frame;
+    return this.#mem.translateForCore(va);
   }
 
   /** Copies `len` bytes at `va` for the core (see {@link translateForCore}); undefined if unmapped. */
   readForCore(va: bigint, len: number): Uint8Array | undefined {
-    const out = new Uint8Array(len);
-    let done = 0;
-    while (done < len) {
-      const at = va + BigInt(done);
-      const frame = this.translateForCore(at);
-      if (frame === undefined) return undefined;
-      const off = Number(at & (PAGE - 1n));
-      const n = Math.min(4096 - off, len - done);
-      out.set(this.#core.memory.read(BigInt(frame) * PAGE + BigInt(off), n), done);
-      done += n;
-    }
-    return out;
+    return this.#mem.readForCore(va, len);
   }
 
   // ---------------------------------------------------------------- VMM access
@@ -448,11 +325,11 @@ export class Vcpu implements GuestCpu {
   /** KVM_GET_SREGS / KVM_GET_MSRS: the register state, for the VMM. */
   getState(): VcpuState {
     return {
-      cr0: this.#cr0,
-      cr3: this.#cr3,
-      cr4: this.#cr4,
-      efer: this.#efer,
-      cpl: this.#cpl,
+      cr0: this.#r.cr0,
+      cr3: this.#r.cr3,
+      cr4: this.#r.cr4,
+      efer: this.#r.efer,
+      cpl: this.#r.cpl,
       idtr: this.#idtr,
       gdtr: this.#gdtr,
       msrs: [...this.#msrs.entries()],
@@ -471,36 +348,17 @@ export class Vcpu implements GuestCpu {
         return gp('cr-pin', `KVM_SET_SREGS would clear pinned CR${cr} bits; reset the VM first`);
       }
     }
-    if (state.cr0 !== undefined) this.#cr0 = state.cr0;
-    if (state.cr3 !== undefined) this.#cr3 = state.cr3;
-    if (state.cr4 !== undefined) this.#cr4 = state.cr4;
-    if (state.efer !== undefined) this.#efer = state.efer & EFER_WRITABLE;
-    if (state.cpl !== undefined) this.#cpl = state.cpl;
+    if (state.cr0 !== undefined) this.#r.cr0 = state.cr0;
+    if (state.cr3 !== undefined) this.#r.cr3 = state.cr3;
+    if (state.cr4 !== undefined) this.#r.cr4 = state.cr4;
+    if (state.efer !== undefined) this.#r.efer = state.efer & EFER_WRITABLE;
+    if (state.cpl !== undefined) this.#r.cpl = state.cpl;
     if (state.idtr !== undefined) this.#idtr = state.idtr;
     if (state.gdtr !== undefined) this.#gdtr = state.gdtr;
     for (const [msr, value] of state.msrs ?? []) this.#msrs.set(msr, value);
     this.tlb.flush(false);
     return { ok: true, value: undefined };
   }
-}
-
-function codeBits(access: AccessKind, mode: AccessMode): number {
-  return (access === 'write' ? PF_ERR.WRITE : 0) | (access === 'fetch' ? PF_ERR.FETCH : 0) | (mode === 'user' ? PF_ERR.USER : 0);
-}
-
-function gp(cause: string, detail: string): { ok: false; fault: GuestFault } {
-  return { ok: false, fault: { kind: 'fault', vector: 'GP', errorCode: 0, cause, detail } };
-}
-
-function pf(address: bigint, errorCode: number, cause: string, detail?: string): { ok: false; fault: GuestFault } {
-  return {
-    ok: false,
-    fault: { kind: 'fault', vector: 'PF', errorCode, address, cause, detail: `#PF at 0x${address.toString(16)}: ${detail ?? cause}` },
-  };
-}
-
-function stoppedOutcome(detail: string): { ok: false; fault: GuestFault } {
-  return { ok: false, fault: { kind: 'stopped', detail } };
 }
 
 function msrName(msr: number): string {
