@@ -122,4 +122,11 @@ export interface MachineApi {
   inspect?(): MachineInspection;
   /** Stops the verifier workers; the machine is unusable afterwards. */
   dispose(): Promise<void>;
+  /**
+   * Optional: a mark in the record of the verifier's verdicts (the audit log), and the
+   * verifier's reasons for the denials recorded since a mark. The scenario runner uses them
+   * to say why a step was denied when the guest saw only a status (`-KVM_EPERM`).
+   */
+  verdictMark?(): number;
+  deniedSince?(mark: number): readonly string[];
 }

@@ -119,6 +119,19 @@ export class SimulatedMachine implements MachineApi {
     };
   }
 
+  verdictMark(): number {
+    return this.audit.records().length;
+  }
+
+  deniedSince(mark: number): string[] {
+    // Verdicts only (not lifecycle or host records); a retryable "busy" was retried by the guest.
+    return this.audit
+      .records()
+      .slice(mark)
+      .filter((r) => r['event'] === 'verdict' && r['ok'] === false && r['retryable'] !== true)
+      .map((r) => `${String(r['kind'])} ${String(r['subject'])}: ${String(r['reason'])}`);
+  }
+
   async boot(): Promise<StepOutcome> {
     if (this.#kernel) return error('the kernel is already booted');
     if (this.vmm.core.stopped !== undefined) {

@@ -118,6 +118,36 @@ function safeJson(v: unknown): string {
   }
 }
 
+/** The machine's verdict mark, when it keeps one (and does not throw). */
+function verdictMark(machine: MachineApi): number | undefined {
+  try {
+    const m = machine.verdictMark?.();
+    return typeof m === 'number' ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A denied outcome with the verifier's reason added when the guest saw only a status: the
+ * first denial the verifier recorded during the step (and how many more), unless the reason
+ * already says it.
+ */
+function withVerifierReason(o: StepOutcome, machine: MachineApi, mark: number | undefined): StepOutcome {
+  if (o.outcome !== 'denied' || mark === undefined) return o;
+  let why: readonly string[] | undefined;
+  try {
+    why = machine.deniedSince?.(mark);
+  } catch {
+    return o;
+  }
+  if (!Array.isArray(why) || why.length === 0 || typeof why[0] !== 'string') return o;
+  const first = why[0];
+  if (o.reason.includes(first)) return o;
+  const more = why.length > 1 ? ` (and ${why.length - 1} more denial${why.length > 2 ? 's' : ''})` : '';
+  return { ...o, reason: `${o.reason}; verifier: ${first}${more}` };
+}
+
 type Timed<T> = { done: true; value: T } | { done: false };
 
 /** Awaits `p` for at most `ms`; clears its timer either way. */
@@ -152,11 +182,12 @@ async function runStep(step: Step, machine: MachineApi, timeoutMs: number): Prom
     }
   }
   try {
+    const mark = verdictMark(machine);
     const t = await within(Promise.resolve().then(() => performer.perform(step as StepOf<StepKind>, machine)), timeoutMs);
     if (!t.done) {
       return { outcome: { outcome: 'error', reason: `machine.${method}() did not finish within ${timeoutMs / 1000} s` }, timedOut: true };
     }
-    return { outcome: checkOutcome(t.value, method), timedOut: false };
+    return { outcome: withVerifierReason(checkOutcome(t.value, method), machine, mark), timedOut: false };
   } catch (e) {
     return { outcome: { outcome: 'error', reason: `machine.${method}() threw ${thrownText(e)}` }, timedOut: false };
   }

@@ -265,3 +265,38 @@ test('the machine gets copies of byte arrays: it cannot change the scenario', as
   const w = s.steps[0]!;
   t.true(w.op === 'write' && w.bytes[0] === 0x90);
 });
+
+test("a denied step says the verifier's reason when the machine recorded one during it, unless it says it already", async (t) => {
+  // The guest saw only -KVM_EPERM; the machine's verdict record says why (the audit log).
+  const denials: string[] = [];
+  class Recording extends ScriptedMachine {
+    verdictMark(): number {
+      return denials.length;
+    }
+    deniedSince(mark: number): string[] {
+      return denials.slice(mark);
+    }
+  }
+  const m = new Recording({
+    answer: (c) => {
+      if (c.method === 'loadModule') {
+        denials.push('module-load crc7: module-pkcs7: unknown signer', 'module-load crc7: module-end-state: bytes differ');
+        return { outcome: 'denied', reason: 'the hypervisor refused module crc7: -KVM_EPERM' };
+      }
+      if (c.method === 'exec') return { outcome: 'denied', reason: '#PF (nx)' };
+      if (c.method === 'textPoke') {
+        denials.push('text-patch 1 patches: ftrace: not a site');
+        return { outcome: 'denied', reason: 'text patch refused (text-patch 1 patches: ftrace: not a site)' };
+      }
+      return { outcome: 'allowed', reason: 'ok' };
+    },
+  });
+  const r = await runScenario(
+    scenario("  - boot: {}\n  - load-module: { path: /m/crc7.ko, expect: denied }\n  - exec: { addr: _stext, expect: denied }\n  - text-poke: { addr: _stext, bytes: '90', expect: denied }\n"),
+    m,
+  );
+  t.true(r.passed);
+  t.is(r.steps[1]!.reason, 'the hypervisor refused module crc7: -KVM_EPERM; verifier: module-load crc7: module-pkcs7: unknown signer (and 1 more denial)');
+  t.is(r.steps[2]!.reason, '#PF (nx)', 'no verdict during the step: the reason is unchanged');
+  t.is(r.steps[3]!.reason, 'text patch refused (text-patch 1 patches: ftrace: not a site)', 'the reason already names the denial');
+});
