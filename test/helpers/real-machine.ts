@@ -10,10 +10,12 @@ import { fixtures } from './fixtures.ts';
 export async function bootRealMachine(extra: Partial<MachineConfig> = {}): Promise<SimulatedMachine> {
   const m = await createMachineDetailed({ kernel: 'real', keys: { pubkeys: [], certs: [fixtures.signingKeyDer], revoked: [] }, ...extra });
   if (!m.ok) throw new Error(m.error.message);
+  const mark = m.value.verdictMark();
   const b = await m.value.boot();
   if (b.outcome !== 'allowed') {
+    const why = m.value.deniedSince(mark);
     await m.value.dispose();
-    throw new Error(`boot: ${b.reason}`);
+    throw new Error(`boot: ${b.reason}${why.length > 0 ? `; verifier: ${why.join(' | ')}` : ''}`);
   }
   return m.value;
 }
