@@ -6,9 +6,17 @@ import { createMachineDetailed, type MachineConfig } from '../../runtime/machine
 import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
 import { fixtures } from './fixtures.ts';
 
+/**
+ * The verifier timeout of these machines. The product's default (5 s) fails closed; on a
+ * shared 2-core machine running several test files, each with its workers, the cold first
+ * kernel-text check (about 25 MB) can take longer, and a boot refused for that says nothing
+ * about what the test checks. Tests of timeouts set their own.
+ */
+const TEST_VERIFIER_TIMEOUT_MS = 30_000;
+
 /** Builds and boots a machine trusting the fixture certificate (plus `extra` key files). */
 export async function bootRealMachine(extra: Partial<MachineConfig> = {}): Promise<SimulatedMachine> {
-  const m = await createMachineDetailed({ kernel: 'real', keys: { pubkeys: [], certs: [fixtures.signingKeyDer], revoked: [] }, ...extra });
+  const m = await createMachineDetailed({ kernel: 'real', keys: { pubkeys: [], certs: [fixtures.signingKeyDer], revoked: [] }, verifierTimeoutMs: TEST_VERIFIER_TIMEOUT_MS, ...extra });
   if (!m.ok) throw new Error(m.error.message);
   const mark = m.value.verdictMark();
   const b = await m.value.boot();
