@@ -16,7 +16,7 @@ export interface TrustedCertificate {
   readonly sha256: string;
   /** The certificate's public key. */
   readonly publicKey: KeyObject;
-  /** The DER of the issuer Name, re-encoded by @peculiar/asn1-x509 (compare with {@link nameDer}). */
+  /** The DER of the issuer Name, re-encoded by @peculiar/asn1-x509 (compare with `nameDer` of the same module). */
   readonly issuerDer: string;
   /** The serial number as lowercase hex without leading zero bytes. */
   readonly serialHex: string;
