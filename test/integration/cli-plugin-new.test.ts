@@ -15,23 +15,17 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.mjs';
-import { main } from '../../cli/main.ts';
 import { validateVerdict } from '../../shared/protocol.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
 import { signManifest } from '../../verifier-vm/manifest-builder.ts';
 import { NOP5, SYNTHETIC, jump5, loadPluginModule, patchItem, pluginTestVerifier, syntheticManifestBody } from '../../verifier-vm/plugin-testing.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import type { VerifierWorkerApi } from '../../verifier-vm/worker-api.ts';
+import { heki } from '../helpers/cli.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const AVA_CLI = join(ROOT, 'node_modules', 'ava', 'entrypoints', 'cli.mjs');
 
-async function heki(args: string[], cwd: string): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(args, { out: (s) => (out += s), err: (s) => (err += s), cwd });
-  return { code, out, err };
-}
 
 /** Runs ava on `file` in `cwd` as a child process; resolves to its exit code and output. */
 function runAva(cwd: string, file: string): Promise<{ code: number; output: string }> {

@@ -10,27 +10,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { CliIo } from '../../cli/command.ts';
-import { main } from '../../cli/main.ts';
 import { RequestLogReader, type LogEntry, type LogRequest } from '../../shared/request-log.ts';
 import { fixtures, haveFixtures, needsFixtures, readFixtureModule } from '../helpers/fixtures.ts';
+import { heki, type CliRun as Run } from '../helpers/cli.ts';
 
 const realTest = needsFixtures(test);
 const PLUGINS = fileURLToPath(new URL('../fixtures/replay/', import.meta.url));
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function heki(argv: string[], cwd: string): Promise<Run> {
-  let out = '';
-  let err = '';
-  const io: CliIo = { out: (s) => void (out += s), err: (s) => void (err += s), cwd };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'heki-record-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));

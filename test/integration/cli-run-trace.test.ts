@@ -10,25 +10,11 @@ import test from 'ava';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CliIo } from '../../cli/command.ts';
-import { main } from '../../cli/main.ts';
 import { fixtureDir, needsFixtures } from '../helpers/fixtures.ts';
+import { heki, type CliRun as Run } from '../helpers/cli.ts';
 
 const fixtureTest = needsFixtures(test);
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-}
-
-async function heki(argv: string[], cwd: string): Promise<Run> {
-  let out = '';
-  let err = '';
-  const io: CliIo = { out: (s) => void (out += s), err: (s) => void (err += s), cwd };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
 
 const SCENARIO = `name: trace-small
 kernel: real

@@ -9,21 +9,13 @@ import test, { type TestFn } from 'ava';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CliIo } from '../../cli/command.ts';
-import { main } from '../../cli/main.ts';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 import { formatPublicKeyFile, formatSecretKeyFile } from '../../verifier-vm/key-files.ts';
 import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { heki } from '../helpers/cli.ts';
 
 const realTest = needsFixtures(test.serial as unknown as TestFn);
 
-async function heki(argv: string[], cwd: string): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = { out: (s) => void (out += s), err: (s) => void (err += s), cwd };
-  const code = await main(argv, io);
-  return { code, out, err };
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'heki-snapshot-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
