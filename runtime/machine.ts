@@ -29,6 +29,7 @@ import { observePort } from '../hypervisor/observe/observed-port.ts';
 import type { WorkerInit } from '../verifier-vm/worker-api.ts';
 import type { MachineApi } from './machine-api.ts';
 import { SimulatedMachine } from './simulated-machine.ts';
+import { verifierTimeoutMs } from './verifier-timeout.ts';
 
 /** Guest RAM by default: 1 GiB (sparse: only touched pages cost host memory). */
 export const DEFAULT_MEMORY = 1n << 30n;
@@ -57,7 +58,7 @@ export interface MachineConfig {
   readonly policy?: VmmPolicy;
   /** Where the audit log goes (default: memory only). */
   readonly auditPath?: string;
-  /** Verifier request timeout in ms. */
+  /** Verifier request timeout in ms (default: HEKI_VERIFIER_TIMEOUT_MS, else the link's 5 s). */
   readonly verifierTimeoutMs?: number;
   /** Allow fault injection into the verifier worker (tests, benchmark). */
   readonly faultInjection?: boolean;
@@ -104,6 +105,8 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   if (config.kernel === 'synthetic') {
     return err({ kind: 'input', message: "kernel: synthetic is for the core's unit tests; scenarios run on kernel: real (the Debian 6.1 image)" });
   }
+  const timeoutMs = verifierTimeoutMs(config.verifierTimeoutMs);
+  if (!timeoutMs.ok) return err({ kind: 'input', message: timeoutMs.error });
   const fx = fixturePaths();
   const vmlinuzPath = config.vmlinuz ?? fx.vmlinuz;
   const systemMapPath = config.systemMap ?? fx.systemMap;
@@ -149,7 +152,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
     ...(config.pluginConfig ? { pluginConfig: config.pluginConfig } : {}),
   };
   const linkOptions = {
-    ...(config.verifierTimeoutMs ? { timeoutMs: config.verifierTimeoutMs } : {}),
+    ...(timeoutMs.value !== undefined ? { timeoutMs: timeoutMs.value } : {}),
     ...(config.verifierSpare === false ? { spare: false } : {}),
   };
   let link: VerifierLink;
@@ -242,6 +245,8 @@ export type RestoreMachineError = RestoreError | { readonly kind: 'input'; reado
  * kernel runs on where the source's stopped. Every refusal names the check that failed.
  */
 export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineConfig): Promise<Result<SimulatedMachine, RestoreMachineError>> {
+  const timeoutMs = verifierTimeoutMs(undefined);
+  if (!timeoutMs.ok) return err({ kind: 'input', message: timeoutMs.error });
   const fx = fixturePaths();
   const vmlinuzPath = config.vmlinuz ?? fx.vmlinuz;
   const systemMapPath = config.systemMap ?? fx.systemMap;
@@ -259,7 +264,7 @@ export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineCo
     host: {
       vmlinuzPath,
       systemMapPath,
-      linkOptions: config.verifierSpare === false ? { spare: false } : {},
+      linkOptions: { ...(config.verifierSpare === false ? { spare: false } : {}), ...(timeoutMs.value !== undefined ? { timeoutMs: timeoutMs.value } : {}) },
       ...(config.policy ? { policy: config.policy } : {}),
     },
     ...(audit ? { audit } : {}),

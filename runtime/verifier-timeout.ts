@@ -1,0 +1,26 @@
+/**
+ * The verifier's fail-closed timeout when the machine's configuration names none: the
+ * link's default (5 s), or `HEKI_VERIFIER_TIMEOUT_MS` from the environment. An operator on a
+ * loaded host (and the test suite, which boots many kernels on two cores at once) may allow
+ * the verifier longer before a request is denied as "verifier unavailable"; a bad value is
+ * refused, naming the variable, rather than ignored.
+ */
+import { err, ok, type Result } from '../shared/result.ts';
+
+/** The variable's name. */
+export const VERIFIER_TIMEOUT_ENV = 'HEKI_VERIFIER_TIMEOUT_MS';
+
+/** At most ten minutes: a verifier that takes longer is as good as dead. */
+const MAX_MS = 600_000;
+
+/** `configured`, else the environment's value, else undefined (the link's default); or why the environment's is bad. */
+export function verifierTimeoutMs(configured: number | undefined, env: NodeJS.ProcessEnv = process.env): Result<number | undefined, string> {
+  if (configured !== undefined) return ok(configured);
+  const text = env[VERIFIER_TIMEOUT_ENV];
+  if (text === undefined || text === '') return ok(undefined);
+  const ms = Number(text);
+  if (!/^\d+$/.test(text) || !(ms > 0) || ms > MAX_MS) {
+    return err(`${VERIFIER_TIMEOUT_ENV} must be a whole number of milliseconds between 1 and ${MAX_MS}, got '${text}'`);
+  }
+  return ok(ms);
+}
