@@ -5,7 +5,7 @@
  * Expected stop: EPT violation exit (fetch, kernel) for the data page, #PF `ept-violation`.
  */
 import test from 'ava';
-import { LAYOUT, PTE, bootSynthetic, lockSyntheticKernel } from '../helpers/synthetic-machine.ts';
+import { LAYOUT, bootSynthetic, lockSyntheticKernel } from '../helpers/synthetic-machine.ts';
 
 test('executing from a locked non-executable page faults with an EPT violation', async (t) => {
   const m = bootSynthetic();

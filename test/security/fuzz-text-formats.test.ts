@@ -14,7 +14,6 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadManifest, type ManifestBody } from '../../verifier-vm/manifest.ts';
 import { signManifest } from '../../verifier-vm/manifest-builder.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
