@@ -19,7 +19,7 @@ import { bootKernel } from '../guest/kernel/boot.ts';
 import { GuestKernel } from '../guest/kernel/guest-kernel.ts';
 import type { ModuleSource } from '../guest/modules/module-loader.ts';
 import type { AddressExpr, KexecOptions, MachineApi, Mode, StepOutcome } from './machine-api.ts';
-import type { MachineHost, MachineSwap } from './lifecycle/machine-host.ts';
+import type { MachineHost } from './lifecycle/machine-host.ts';
 import { resetInto } from '../hypervisor/vmm/lifecycle/system-events.ts';
 import * as lifecycle from './lifecycle/machine-lifecycle.ts';
 import { inspectVm, type MachineInspection } from './inspection.ts';

@@ -102,14 +102,6 @@ function contextFor(base: Omit<PluginContext, 'config'>, configs: Readonly<Recor
   return { manifest: base.manifest, keyring: base.keyring, vm: base.vm, facts: base.facts, config: configs[p.name] ?? {} };
 }
 
-/** A reason reference: a plugin's template or a text, with the plugin's name in front. */
-interface Winner {
-  decision: number;
-  plugin: number;
-  template: number;
-  text: string | undefined;
-}
-
 /**
  * Decides `batch` with `claimants` (the plugins that claim text-patch requests, in order),
  * exactly as Verifier#decide does for protocol items; calls `commit` hooks afterwards.

@@ -14,7 +14,7 @@ import { verifyModuleCommand } from '../../cli/commands/verify-module.ts';
 import { auditCommand } from '../../cli/commands/audit.ts';
 import { AuditLog } from '../../verifier-vm/audit-log.ts';
 import { PKEY_ID_HEKI_ED25519, parseModuleSignature } from '../../shared/module-signature.ts';
-import { fixtures, haveFixtures, needsFixtures } from '../helpers/fixtures.ts';
+import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 
 interface Run {
   code: number;
