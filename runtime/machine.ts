@@ -100,6 +100,23 @@ export interface MachineError {
   readonly message: string;
 }
 
+/**
+ * The kernel files a machine boots (the fixture's unless named) and their image, loaded
+ * unless given: bad files are `input` errors.
+ */
+async function hostKernel(config: {
+  readonly vmlinuz?: string;
+  readonly systemMap?: string;
+  readonly image?: KernelImage;
+}): Promise<Result<{ vmlinuzPath: string; systemMapPath: string; image: KernelImage }, { readonly kind: 'input'; readonly message: string }>> {
+  const fx = fixturePaths();
+  const vmlinuzPath = config.vmlinuz ?? fx.vmlinuz;
+  const systemMapPath = config.systemMap ?? fx.systemMap;
+  const image = config.image ? ok(config.image) : await loadKernelImage({ vmlinuzPath, systemMapPath });
+  if (!image.ok) return err({ kind: 'input', message: image.error.message });
+  return ok({ vmlinuzPath, systemMapPath, image: image.value });
+}
+
 /** Builds the machine, or says why not. */
 export async function createMachineDetailed(config: MachineConfig): Promise<Result<SimulatedMachine, MachineError>> {
   if (config.kernel === 'synthetic') {
@@ -107,11 +124,9 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   }
   const timeoutMs = verifierTimeoutMs(config.verifierTimeoutMs);
   if (!timeoutMs.ok) return err({ kind: 'input', message: timeoutMs.error });
-  const fx = fixturePaths();
-  const vmlinuzPath = config.vmlinuz ?? fx.vmlinuz;
-  const systemMapPath = config.systemMap ?? fx.systemMap;
-  const image = config.image ? ok(config.image) : await loadKernelImage({ vmlinuzPath, systemMapPath });
-  if (!image.ok) return err({ kind: 'input', message: image.error.message });
+  const kernel = await hostKernel(config);
+  if (!kernel.ok) return kernel;
+  const { vmlinuzPath, systemMapPath, image } = kernel.value;
   const keys = keyringDataFromFiles({ pubkeys: [...config.keys.pubkeys], certs: [...config.keys.certs], revoked: [...config.keys.revoked] });
   if (!keys.ok) return err({ kind: 'input', message: keys.error });
 
@@ -121,7 +136,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   const codeSigner = generateEd25519KeyPair();
   const vmlinuzBytes = new Uint8Array(readFileSync(vmlinuzPath));
   const kernelName = bzImageKernelName(vmlinuzBytes);
-  const body = buildManifestBody(image.value, {
+  const body = buildManifestBody(image, {
     kernel: kernelName.ok ? kernelName.value : 'unknown',
     vmlinuzSha256: createHash('sha256').update(vmlinuzBytes).digest('hex'),
   });
@@ -179,7 +194,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   const regions = body.sections.map((s) => ({ name: s.name, vaddr: BigInt(`0x${s.vaddr}`), paddr: BigInt(`0x${s.paddr}`), size: s.size }));
   const port = observer ? observePort(link, observer, { before: () => vmm.core.events?.flushEpt() }) : link;
   vmm.core.attachVerifier({ port, vm: VM_NAME, audit, kernelRegions: regions });
-  vmm.setBootKernel({ elf: image.value.elf, manifest, regions, name: body.kernel });
+  vmm.setBootKernel({ elf: image.elf, manifest, regions, name: body.kernel });
   const loaded = vmm.loadKernel();
   if (!loaded.ok) {
     await link.dispose();
@@ -190,7 +205,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
       vmm,
       link,
       audit,
-      image: image.value,
+      image,
       memoryBytes,
       codeSigner,
       ...(config.log ? { log: config.log } : {}),
@@ -247,11 +262,9 @@ export type RestoreMachineError = RestoreError | { readonly kind: 'input'; reado
 export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineConfig): Promise<Result<SimulatedMachine, RestoreMachineError>> {
   const timeoutMs = verifierTimeoutMs(undefined);
   if (!timeoutMs.ok) return err({ kind: 'input', message: timeoutMs.error });
-  const fx = fixturePaths();
-  const vmlinuzPath = config.vmlinuz ?? fx.vmlinuz;
-  const systemMapPath = config.systemMap ?? fx.systemMap;
-  const image = config.image ? ok(config.image) : await loadKernelImage({ vmlinuzPath, systemMapPath });
-  if (!image.ok) return err({ kind: 'input', message: image.error.message });
+  const kernel = await hostKernel(config);
+  if (!kernel.ok) return kernel;
+  const { vmlinuzPath, systemMapPath, image } = kernel.value;
   let audit: AuditLog | undefined;
   if (config.auditPath) {
     const a = AuditLog.open({ path: config.auditPath });
@@ -260,7 +273,7 @@ export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineCo
   }
   const r = await restoreVm(bytes, {
     trust: config.trust,
-    image: image.value,
+    image,
     host: {
       vmlinuzPath,
       systemMapPath,
