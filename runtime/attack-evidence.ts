@@ -65,10 +65,7 @@ export function describeRefusal(r: AuditRecord): string {
  */
 export function hostEvidence(m: SimulatedMachine, fromSeq: number, fromAudit: number): { short: string; long: string } {
   const events = m.vmm.log.events().filter((e) => e.seq >= fromSeq);
-  const refusals = m.audit
-    .records()
-    .slice(fromAudit)
-    .filter(isRefusal);
+  const refusals = m.audit.since(fromAudit).filter(isRefusal);
   // The first event that refused something is what stopped the attack; later ones are usually
   // the attack checking its effect (a fetch through an executable alias, a second write).
   const parts: string[] = [];

@@ -235,7 +235,7 @@ async function attackOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, m:
     const before = probe?.before ? await probe.before(m) : undefined;
     const events = m.vmm.log.events();
     const fromSeq = events.length ? events[events.length - 1]!.seq + 1 : 0;
-    const fromAudit = m.audit.records().length;
+    const fromAudit = m.audit.count;
     const ctx: AttackContext = {
       kernel,
       cpu: kernel.cpu,

@@ -120,14 +120,13 @@ export class SimulatedMachine implements MachineApi {
   }
 
   verdictMark(): number {
-    return this.audit.records().length;
+    return this.audit.count;
   }
 
   deniedSince(mark: number): string[] {
     // Verdicts only (not lifecycle or host records); a retryable "busy" was retried by the guest.
     return this.audit
-      .records()
-      .slice(mark)
+      .since(mark)
       .filter((r) => r['event'] === 'verdict' && r['ok'] === false && r['retryable'] !== true)
       .map((r) => `${String(r['kind'])} ${String(r['subject'])}: ${String(r['reason'])}`);
   }

@@ -145,6 +145,16 @@ export class AuditLog {
     return [...this.#records];
   }
 
+  /** How many records were appended through this object. */
+  get count(): number {
+    return this.#records.length;
+  }
+
+  /** The records appended through this object after the first `n` (a mark from {@link count}). */
+  since(n: number): AuditRecord[] {
+    return this.#records.slice(n);
+  }
+
   /** Closes the file. Further appends throw. Idempotent. */
   close(): void {
     if (this.#closed) return;

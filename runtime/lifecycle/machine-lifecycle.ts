@@ -145,10 +145,10 @@ export async function kexec(mi: MachineInternals, o: KexecOptions): Promise<Step
   if (o.tamper === 'image') bytes = flipped(bytes);
   if (o.tamper === 'manifest') manifest = tamperManifest(manifest);
   const slot = o.crash ? 'crash' : 'kexec';
-  const fromAudit = mi.audit.records().length;
+  const fromAudit = mi.audit.count;
   const r = await k.lifecycle.kexecLoad(bytes, new TextEncoder().encode(manifest), o.crash === true);
   if (!r.ok) {
-    const v = mi.audit.records().slice(fromAudit).find((x) => x['kind'] === 'kexec-image');
+    const v = mi.audit.since(fromAudit).find((x) => x['kind'] === 'kexec-image');
     return denied(`${r.reason}${v ? `: ${String(v['reason'])}` : ''}; the running kernel keeps every protection`);
   }
   if (o.crash) {
