@@ -22,6 +22,7 @@ import { bzImageKernelName, buildManifestBody, signManifest } from '../verifier-
 import { AuditLog } from '../verifier-vm/audit-log.ts';
 import { VerifierLink } from '../hypervisor/verifier-link/verifier-link.ts';
 import { Vmm, newVmIdentity } from '../hypervisor/vmm/vmm.ts';
+import { resolveCpuModel, type CpuModelSpec } from '../hypervisor/vmm/cpu-models.ts';
 import { restoreVm, snapshotVm, type RestoreError } from './lifecycle/migration.ts';
 import type { VmmPolicy } from '../hypervisor/vmm/policy.ts';
 import { notify, type VmObserver } from '../hypervisor/observe/vm-observer.ts';
@@ -54,6 +55,12 @@ export interface MachineConfig {
   readonly keys: { readonly pubkeys: readonly string[]; readonly certs: readonly string[]; readonly revoked: readonly string[] };
   /** Guest RAM in bytes (default 1 GiB). */
   readonly memoryBytes?: bigint;
+  /**
+   * The CPU model (hypervisor/vmm/cpu-models.ts): a named model (`qemu64-up`,
+   * `skylake-smp2`, `epyc-smp2`), a reference folder's path, or a model object. Default:
+   * `skylake-smp2`. A bad one is an `input` error naming the problem.
+   */
+  readonly cpu?: CpuModelSpec;
   /** The VMM's reactions to exits. */
   readonly policy?: VmmPolicy;
   /** Where the audit log goes (default: memory only). */
@@ -124,6 +131,8 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   }
   const timeoutMs = verifierTimeoutMs(config.verifierTimeoutMs);
   if (!timeoutMs.ok) return err({ kind: 'input', message: timeoutMs.error });
+  const cpu = resolveCpuModel(config.cpu);
+  if (!cpu.ok) return err({ kind: 'input', message: cpu.error });
   const kernel = await hostKernel(config);
   if (!kernel.ok) return kernel;
   const { vmlinuzPath, systemMapPath, image } = kernel.value;
@@ -162,6 +171,8 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   const init: WorkerInit = {
     keyring,
     manifest,
+    // TRUST: the verifier learns the CPU model from the VMM, here, never from the guest.
+    vms: { [VM_NAME]: { cpuModel: cpu.value } },
     ...(config.faultInjection ? { faultInjection: true } : {}),
     ...(config.pluginModules ? { pluginModules: config.pluginModules } : {}),
     ...(config.pluginConfig ? { pluginConfig: config.pluginConfig } : {}),
@@ -186,6 +197,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
     memoryBytes,
     name: VM_NAME,
     identity,
+    cpu: cpu.value,
     disk: { sectors: DEFAULT_DISK_SECTORS },
     ...(config.policy ? { policy: config.policy } : {}),
     ...(config.protectedMemory ? { protectedMemory: true } : {}),

@@ -9,6 +9,7 @@
  * enables paging.
  */
 import type { ControlRegister } from './x86/cpu.ts';
+import type { CpuidRegs } from './x86/cpuid.ts';
 
 /** Kind of memory access. */
 export type AccessKind = 'read' | 'write' | 'fetch';
@@ -82,6 +83,13 @@ export interface GuestCpu {
   sidt(): DescriptorTable;
   /** sgdt. */
   sgdt(): DescriptorTable;
+
+  /**
+   * cpuid: what the VMM's CPU model says for `leaf` (and `subleaf`, which no leaf answered
+   * uses): the leaves of shared/x86/cpuid.ts, zeros for any other. Allowed at any CPL, as on
+   * hardware; the guest learns its CPU model only this way.
+   */
+  cpuid(leaf: number, subleaf?: number): CpuidRegs;
 
   /**
    * out: writes `value` (`size` bytes) to I/O port `port`. Privileged (IOPL 0): #GP at CPL 3.

@@ -22,6 +22,7 @@
  * throw for bad input (a throw is caught and becomes a deny naming the plugin), and must be
  * deterministic: the same request and state give the same decision (replay depends on it).
  */
+import type { CpuModel } from '../shared/x86/cpu-model.ts';
 import type { RequestKind, RequestOf, SectionGrant, VerifyRequest } from '../shared/protocol.ts';
 import type { Keyring } from './keyring.ts';
 import type { KernelManifest } from './manifest.ts';
@@ -82,6 +83,13 @@ export interface VmState {
   kernel?: { readonly manifest: KernelManifest; readonly text: string } | undefined;
   /** Private state of each plugin, by plugin name (e.g. installed kprobes). Change it only in `commit`. */
   readonly pluginState: Map<string, unknown>;
+  /**
+   * The CPU model the VMM runs this VM on (WorkerInit `vms`; TRUST: from the VMM, never from
+   * the guest), checked and frozen: what the boot touch-ups are predicted from.
+   */
+  readonly cpuModel: CpuModel;
+  /** CPUs online now, as the VMM last said (its present CPUs until a CPU hotplug). */
+  readonly onlineCpus: number;
 }
 
 /** What a plugin sees besides the request. */

@@ -12,6 +12,7 @@ import { BUILTIN_PLUGINS } from './plugins/index.ts';
 import { Verifier } from './verifier.ts';
 import type { AnyPlugin } from './plugin-api.ts';
 import type { WorkerInit } from './worker-api.ts';
+import { checkVmConfigs } from './vm-config.ts';
 
 /**
  * The plugins of a plugin module (its default export: a plugin or an array of them). Throws
@@ -75,8 +76,10 @@ export function buildVerifier(config: WorkerInit, plugins: readonly AnyPlugin[])
     manifest = m.value;
     manifestInfo = { kernel: m.value.body.kernel, keyId: m.value.keyId };
   }
+  const vms = checkVmConfigs(config.vms);
+  if (!vms.ok) return err(`VM configuration refused: ${vms.error}`);
   try {
-    const verifier = new Verifier({ keyring: keyring.value, plugins, ...(manifest ? { manifest } : {}), ...(config.pluginConfig ? { pluginConfig: config.pluginConfig } : {}) });
+    const verifier = new Verifier({ keyring: keyring.value, plugins, vms: vms.value, ...(manifest ? { manifest } : {}), ...(config.pluginConfig ? { pluginConfig: config.pluginConfig } : {}) });
     return ok({ verifier, ...(manifestInfo ? { manifest: manifestInfo } : {}) });
   } catch (e) {
     return err(e instanceof Error ? e.message : String(e));

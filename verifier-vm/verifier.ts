@@ -13,6 +13,7 @@ import type { AuditLog } from './audit-log.ts';
 import { PatchRecords } from '../shared/ring/patch-records.ts';
 import { decideRecordBatch, recordBatch, type RecordBatchOutcome } from './record-batch.ts';
 import { EXPORTED_VM_STATE_VERSION, type ExportedVmState } from './vm-state.ts';
+import { checkOnlineCpus, defaultVmConfig, type CheckedVmConfig } from './vm-config.ts';
 
 /** How the engine is set up. */
 export interface VerifierOptions {
@@ -23,6 +24,8 @@ export interface VerifierOptions {
   readonly pluginConfig?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** Where verdicts are recorded; every verdict is appended before it is returned. */
   readonly audit?: AuditLog;
+  /** Each VM's configuration from the VMM, checked (vm-config.ts); others get the default. */
+  readonly vms?: ReadonlyMap<string, CheckedVmConfig>;
 }
 
 /** Counters, for the control plane's statistics call. */
@@ -46,7 +49,8 @@ export class Verifier {
   readonly #plugins: readonly AnyPlugin[];
   readonly #config: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   readonly #audit: AuditLog | undefined;
-  readonly #vms = new Map<string, VmState>();
+  readonly #vms = new Map<string, VmState & { onlineCpus: number }>();
+  readonly #vmConfig: Map<string, CheckedVmConfig>;
   readonly stats: VerifierStats = { requests: 0, allowed: 0, denied: 0, malformed: 0 };
 
   constructor(options: VerifierOptions) {
@@ -60,6 +64,7 @@ export class Verifier {
     this.#manifest = options.manifest;
     this.#config = options.pluginConfig ?? {};
     this.#audit = options.audit;
+    this.#vmConfig = new Map(options.vms ?? []);
   }
 
   /** Installs the (already signature-checked) manifest. */
@@ -80,10 +85,35 @@ export class Verifier {
   vmState(vm: string): VmState {
     let s = this.#vms.get(vm);
     if (!s) {
-      s = { vm, modules: new Map(), codeImages: new Map(), bootVerified: false, kernel: undefined, pluginState: new Map() };
+      const c = this.#vmConfigOf(vm);
+      s = { vm, modules: new Map(), codeImages: new Map(), bootVerified: false, kernel: undefined, pluginState: new Map(), cpuModel: c.cpuModel, onlineCpus: c.onlineCpus };
       this.#vms.set(vm, s);
     }
     return s;
+  }
+
+  #vmConfigOf(vm: string): CheckedVmConfig {
+    let c = this.#vmConfig.get(vm);
+    if (!c) {
+      c = defaultVmConfig();
+      this.#vmConfig.set(vm, c);
+    }
+    return c;
+  }
+
+  /**
+   * The VMM brought CPUs of `vm` online (control plane): the count only rises, within the
+   * model's possible CPUs. Undefined when taken, else why not. Survives {@link resetVm}.
+   */
+  setOnlineCpus(vm: string, online: number): string | undefined {
+    const c = this.#vmConfigOf(vm);
+    const bad = checkOnlineCpus(c.cpuModel, online);
+    if (bad) return bad;
+    if (online < c.onlineCpus) return `${online} CPUs online is fewer than the ${c.onlineCpus} already online (CPU unplug is not modelled)`;
+    c.onlineCpus = online;
+    const s = this.#vms.get(vm);
+    if (s) s.onlineCpus = online;
+    return undefined;
   }
 
   /** Forgets a VM's state (the VMM reset it). */

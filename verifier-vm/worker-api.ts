@@ -7,6 +7,18 @@ import type { KeyringData } from './keyring.ts';
 import type { VerifierStats } from './verifier.ts';
 import type { RingLayout } from '../shared/ring/layout.ts';
 import type { RingServerTiming } from './ring-server.ts';
+import type { CpuModel } from '../shared/x86/cpu-model.ts';
+
+/**
+ * What the VMM says about one VM when it starts the verifier: its configuration, which the
+ * guest never gives. Checked in the worker (verifier-vm/vm-config.ts) before it is used.
+ */
+export interface VmConfig {
+  /** The CPU model the VMM runs the VM on (plugins read it as `ctx.vm.cpuModel`). */
+  readonly cpuModel: CpuModel;
+  /** CPUs online now (default: the model's present CPUs); raised by `setOnlineCpus`. */
+  readonly onlineCpus?: number;
+}
 
 /** How the VMM configures a verifier worker. Plain data: it crosses the worker boundary. */
 export interface WorkerInit {
@@ -22,6 +34,11 @@ export interface WorkerInit {
   readonly pluginConfig?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** Allows `inject` (fault injection for tests and the benchmark). Off by default. */
   readonly faultInjection?: boolean;
+  /**
+   * Each VM's configuration from the VMM, by VM name. A VM without one is verified for the
+   * default CPU model (shared/x86/cpu-models-builtin.ts), as a VMM that names none boots it.
+   */
+  readonly vms?: Readonly<Record<string, VmConfig>>;
 }
 
 /** What `init` answers. */
@@ -49,6 +66,12 @@ export interface VerifierWorkerApi {
   verify(message: unknown): unknown;
   stats(): VerifierStats;
   resetVm(vm: string): void;
+  /**
+   * The VMM raised (CPU hotplug) the number of CPUs of `vm` online: undefined once taken,
+   * else why not (a count that is not an integer from the present to the possible CPUs, or
+   * lower than before). Kept across `resetVm`: it is VM configuration, not verified state.
+   */
+  setOnlineCpus(vm: string, online: number): string | undefined;
   /** The per-VM state of `vm` as plain data (verifier-vm/vm-state.ts), or undefined. */
   exportVm(vm: string): unknown;
   /**

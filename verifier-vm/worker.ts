@@ -62,6 +62,12 @@ const api: VerifierWorkerApi = {
     verifier?.resetVm(vm);
   },
 
+  setOnlineCpus(vm: string, online: number): string | undefined {
+    if (!verifier) return 'the verifier is not initialised';
+    if (typeof vm !== 'string') return 'the VM name is not a string';
+    return verifier.setOnlineCpus(vm, online);
+  },
+
   exportVm(vm: string): unknown {
     return verifier?.exportVm(vm);
   },

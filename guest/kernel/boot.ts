@@ -27,6 +27,7 @@ import { Heki } from '../heki/heki.ts';
 import { Scratch } from '../heki/scratch.ts';
 import { kvmHekiBackend } from '../heki/kvm-backend.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
+import { detectCpu, type CpuView } from './cpu-detect.ts';
 
 const NOP5 = Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00);
 const MB2 = 0x20_0000n;
@@ -54,6 +55,8 @@ export interface BootedKernel {
   readonly tableFrames?: BumpFrameAllocator;
   /** Milliseconds per boot phase. */
   readonly timings: Readonly<Record<string, number>>;
+  /** `boot_cpu_data` and the command line, as the vCPU's CPUID gave them (cpu-detect.ts). */
+  readonly bootCpuData: CpuView;
 }
 
 /** Why boot stopped. */
@@ -112,6 +115,9 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   const phys = (va: bigint): bigint => va - START_KERNEL_MAP;
   const { start: imageStart, end: imageEnd } = kernelImageExtent(image);
   if (options.ramBytes < imageEnd + 0x400_0000n) return err({ phase: 'setup', message: `${options.ramBytes} bytes of RAM cannot hold the kernel image and its working memory` });
+  // 0. identify_boot_cpu(): the CPU model, from CPUID only.
+  const bootCpuData = detectCpu(cpu);
+  if (!bootCpuData.ok) return err({ phase: 'identify_boot_cpu', message: bootCpuData.error });
 
   // 1. Early page tables, written with paging off.
   const early = cpuPhysPort(cpu, false);
@@ -237,7 +243,7 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   if (!late.ok) return err({ phase: 'heki_late_init', message: `${late.step} refused: ${late.status.ok ? '' : late.status.name}` });
   log('heki: CR0.WP and CR4.SMEP|SMAP|UMIP pinned; text RX and rodata R locked immutable; boot text verified');
   phase('heki_late_init');
-  return ok({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings });
+  return ok({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings, bootCpuData: bootCpuData.value });
 }
 
 function hex(v: bigint): string {

@@ -14,6 +14,7 @@ import { StaticCalls } from '../patching/static-calls.ts';
 import { Kprobes } from '../patching/kprobes.ts';
 import { BpfJit } from '../bpf/bpf-jit.ts';
 import type { BootedKernel } from './boot.ts';
+import type { CpuView } from './cpu-detect.ts';
 import type { Heki } from '../heki/heki.ts';
 import type { Scratch } from '../heki/scratch.ts';
 import type { BumpFrameAllocator } from '../mm/page-table-writer.ts';
@@ -38,9 +39,12 @@ export class GuestKernel {
   readonly tableFrames: BumpFrameAllocator | undefined;
   /** Reboot, panic, S4/S5, kexec. */
   readonly lifecycle: KernelLifecycle;
+  /** The CPU model the kernel booted on, as its vCPU's CPUID gave it (`boot_cpu_data`). */
+  readonly bootCpuData: CpuView;
 
   constructor(booted: BootedKernel) {
     this.cpu = booted.cpu;
+    this.bootCpuData = booted.bootCpuData;
     this.scratch = booted.scratch;
     this.tableFrames = booted.tableFrames;
     this.image = booted.image;

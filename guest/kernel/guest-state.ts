@@ -28,6 +28,7 @@ import { FrameAllocator, type FrameAllocatorState } from './frame-allocator.ts';
 import { GuestKernel } from './guest-kernel.ts';
 import { BOOT_TABLES } from './layout.ts';
 import { cpuPhysPort } from './phys-port.ts';
+import type { CpuView } from './cpu-detect.ts';
 
 /** Version of {@link GuestKernelState}. */
 export const GUEST_KERNEL_STATE_VERSION = 1;
@@ -47,6 +48,8 @@ export interface GuestKernelState {
   readonly kprobes: ReadonlyArray<[bigint, number]>;
   readonly staticCalls: ReadonlyArray<[bigint, bigint | null]>;
   readonly bpf: readonly BpfProgram[];
+  /** `boot_cpu_data` as the kernel detected it at boot (it lives in the kernel's memory). */
+  readonly bootCpuData: CpuView;
 }
 
 /** The kernel's bookkeeping now. Throws only on a broken invariant (a kernel booted without its table pool). */
@@ -70,6 +73,7 @@ export function saveGuestKernel(k: GuestKernel): GuestKernelState {
     kprobes: k.kprobes.exportState(),
     staticCalls,
     bpf: [...k.bpf.programs.values()].map((p) => ({ ...p })),
+    bootCpuData: k.bootCpuData,
   };
 }
 
@@ -92,7 +96,8 @@ export function restoreGuestKernel(cpu: GuestCpu, image: KernelImage, state: Gue
   const scratch = new Scratch(cpu, state.scratch.pa, state.scratch.size);
   const heki = new Heki(kvmHekiBackend(cpu, scratch), hekiCountsBaseline(image));
   heki.importState(state.heki);
-  const k = new GuestKernel({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings: {} });
+  if (typeof state.bootCpuData !== 'object' || state.bootCpuData === null) return err('the guest kernel state has no boot_cpu_data');
+  const k = new GuestKernel({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings: {}, bootCpuData: state.bootCpuData });
   k.mm.modules.importState(state.areas.modules);
   k.mm.vmallocArea.importState(state.areas.vmalloc);
   const mods = k.modules.restoreState(state.modules);

@@ -22,6 +22,7 @@ import type { AuditLog } from '../../verifier-vm/audit-log.ts';
 import { EPT_FROZEN } from '../ept/permissions.ts';
 import { CORE_STATE_VERSION, type CoreState, type CoreStateError } from './core-state.ts';
 import { HostEvents } from '../observe/host-events.ts';
+import type { CpuidRegs } from '../../shared/x86/cpuid.ts';
 import type { VmObserver } from '../observe/vm-observer.ts';
 
 /** How to build a VM. */
@@ -35,6 +36,8 @@ export interface VmConfig {
    * KVM_HC_MAP_GPA_RANGE are visible to the VMM (default false: everything is shared).
    */
   readonly protectedMemory?: boolean;
+  /** MAXPHYADDR of the vCPUs' page walks (the CPU model's `physBits`; default 40). */
+  readonly physBits?: number;
 }
 
 /** The core of one VM. */
@@ -54,6 +57,7 @@ export class VmCore {
   #parked: string | undefined;
   #auth: Authenticator | undefined;
   #events: HostEvents | undefined;
+  #cpuid: ReadonlyMap<number, CpuidRegs> = new Map();
 
   constructor(config: VmConfig, sink: ExitSink) {
     if (!Number.isInteger(config.vcpus) || config.vcpus < 1 || config.vcpus > 256) {
@@ -63,7 +67,21 @@ export class VmCore {
     this.ept = new Ept(this.memory.frames);
     this.memoryAttributes = new MemoryAttributes(this.memory.frames, config.protectedMemory ?? false);
     this.#sink = sink;
-    this.vcpus = Array.from({ length: config.vcpus }, (_, id) => new Vcpu(id, this));
+    const physBits = config.physBits ?? 40;
+    this.vcpus = Array.from({ length: config.vcpus }, (_, id) => new Vcpu(id, this, { physBits }));
+  }
+
+  /**
+   * VMM ioctl (KVM_SET_CPUID2): the CPUID leaves every vCPU answers from now on. The VMM
+   * builds them from its CPU model (shared/x86/cpuid.ts); the core only serves them.
+   */
+  setCpuid(table: ReadonlyMap<number, CpuidRegs>): void {
+    this.#cpuid = table;
+  }
+
+  /** The CPUID leaves the vCPUs answer (KVM_GET_CPUID2). */
+  get cpuid(): ReadonlyMap<number, CpuidRegs> {
+    return this.#cpuid;
   }
 
   /**

@@ -26,6 +26,7 @@ import { filteredCrChange } from '../core/cr-filter.ts';
 import { dispatchHypercall } from '../hypercalls/dispatch.ts';
 import { decodePortWrite, type PortSize } from '../../shared/platform-io.ts';
 import type { VmCore } from '../core/vm-core.ts';
+import { cpuidLookup, type CpuidRegs } from '../../shared/x86/cpuid.ts';
 
 /** CR0 after RESET (SDM 9.1.1: 60000010H). */
 const CR0_RESET = CR0.CD | CR0.NW | CR0.ET;
@@ -59,6 +60,15 @@ export interface VcpuState {
 }
 
 
+/** How a vCPU is built. */
+export interface VcpuOptions {
+  /**
+   * MAXPHYADDR of the page walk: the CPU model's `physBits` (CPUID 0x80000008 EAX 7:0). The
+   * walk's reserved-bit checks take it from here once the MMU honours it.
+   */
+  readonly physBits: number;
+}
+
 /** One vCPU of a {@link VmCore}. */
 export class Vcpu implements GuestCpu {
   readonly id: number;
@@ -71,8 +81,12 @@ export class Vcpu implements GuestCpu {
   #gdtr: DescriptorTable = { base: 0n, limit: 0xffff };
   readonly #msrs = new Map<number, bigint>();
 
-  constructor(id: number, core: VmCore) {
+  /** MAXPHYADDR of this vCPU (its CPU model's `physBits`). */
+  readonly physBits: number;
+
+  constructor(id: number, core: VmCore, options: VcpuOptions = { physBits: 40 }) {
     this.id = id;
+    this.physBits = options.physBits;
     this.#core = core;
     this.#mem = new MemoryAccess(id, core, this.tlb, this.#r);
     this.reset();
@@ -259,6 +273,13 @@ export class Vcpu implements GuestCpu {
     if (which === 'idtr') this.#idtr = { ...table };
     else this.#gdtr = { ...table };
     return { ok: true, value: undefined };
+  }
+
+  // ---------------------------------------------------------------- CPUID
+
+  /** cpuid: the leaf from the table the VMM set (KVM_SET_CPUID2); zeros for others. */
+  cpuid(leaf: number, _subleaf = 0): CpuidRegs {
+    return cpuidLookup(this.#core.cpuid, leaf);
   }
 
   // ---------------------------------------------------------------- port I/O

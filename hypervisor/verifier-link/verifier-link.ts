@@ -102,6 +102,8 @@ export class VerifierLink {
   #disposed = false;
   #deathAt: number | undefined;
   readonly #journal: VerifyRequest[] = [];
+  /** CPUs online per VM, as the VMM last said: given to every worker started from now on. */
+  readonly #onlineCpus = new Map<string, number>();
   readonly #maxInFlight: number;
   #inFlight = 0;
   /** Which allowed text-patch requests change the verifier's state (its init answer says). */
@@ -218,6 +220,22 @@ export class VerifierLink {
     for (const w of [this.#active, this.#spare]) {
       if (w && !w.dead) await w.call((api) => api.resetVm(vm)).catch(() => undefined);
     }
+  }
+
+  /**
+   * Tells the verifier (active and spare) that `online` CPUs of `vm` are online (the VMM's
+   * CPU hotplug); workers started later get it in their init. Undefined once the active
+   * worker took it, else its reason or that no worker answers.
+   */
+  async setOnlineCpus(vm: string, online: number): Promise<string | undefined> {
+    const w = await this.#serving();
+    if (!w) return 'no verifier worker could be started';
+    const r = await w.call((api) => api.setOnlineCpus(vm, online)).catch((e: unknown) => `the verifier did not answer: ${String(e)}`);
+    if (r !== undefined) return r;
+    this.#onlineCpus.set(vm, online);
+    const spare = this.#spare;
+    if (spare && !spare.dead) await spare.call((api) => api.setOnlineCpus(vm, online)).catch(() => undefined);
+    return undefined;
   }
 
   /**
@@ -364,9 +382,16 @@ export class VerifierLink {
 
   /** Starts a worker whose readiness includes replaying the journal. */
   #startWorker(): WorkerHandle {
-    const w = VerifierLink.#newWorker(this.#opts);
+    const w = VerifierLink.#newWorker({ ...this.#opts, init: withOnlineCpus(this.#opts.init, this.#onlineCpus) });
     w.replay([...this.#journal]);
     this.#watch(w);
     return w;
   }
+}
+
+/** `init` with the CPUs online the VMM announced since it was made (a VM without config gets none). */
+function withOnlineCpus(init: WorkerInit, online: ReadonlyMap<string, number>): WorkerInit {
+  if (online.size === 0 || !init.vms) return init;
+  const vms = Object.fromEntries(Object.entries(init.vms).map(([vm, c]) => [vm, online.has(vm) ? { ...c, onlineCpus: online.get(vm)! } : c]));
+  return { ...init, vms };
 }

@@ -25,7 +25,7 @@ import { checkVmImage, decodeStructured, decodeVmImage, encodeStructured } from 
 import { Vmm } from '../../hypervisor/vmm/vmm.ts';
 import { VerifierLink } from '../../hypervisor/verifier-link/verifier-link.ts';
 import { manifestLayout } from '../../hypervisor/vmm/lifecycle/boot-kernel.ts';
-import { applyVmImage, captureVmImage } from '../../hypervisor/vmm/lifecycle/vm-state-image.ts';
+import { applyVmImage, captureVmImage, imageCpu } from '../../hypervisor/vmm/lifecycle/vm-state-image.ts';
 import { auditLifecycle } from '../../hypervisor/vmm/lifecycle/lifecycle-audit.ts';
 import { AuditLog, type AuditHead } from '../../verifier-vm/audit-log.ts';
 import type { KeyringData } from '../../verifier-vm/keyring.ts';
@@ -127,6 +127,9 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
   if (platform?.version !== 1 || typeof platform.manifest !== 'string' || typeof platform.memoryBytes !== 'bigint') return fail('malformed', 'the platform section is not a version 1 platform');
   const layout = manifestLayout(platform.manifest);
   if (!layout.ok) return fail('malformed', `the boot manifest: ${layout.error}`);
+  // The VM's CPU model is VM configuration: the destination runs the source's, online CPUs included.
+  const cpu = imageCpu(image);
+  if (!cpu.ok) return fail('malformed', cpu.error);
 
   // The destination VMM keeps the VM's identity and signs the VM's next images with its own
   // key (its operator's, or a fresh one).
@@ -139,6 +142,7 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
     ...platform.verifier,
     keyring,
     manifest: platform.manifest,
+    vms: { ...platform.verifier.vms, [h.vm]: { cpuModel: cpu.value.model, onlineCpus: cpu.value.online } },
     ...(opts.faultInjection !== undefined ? { faultInjection: opts.faultInjection } : {}),
   };
   const linkOptions = opts.host.linkOptions ?? {};
@@ -158,6 +162,7 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
     memoryBytes: platform.memoryBytes,
     name: h.vm,
     identity,
+    cpu: cpu.value.model,
     disk: { sectors: Math.max(2048, ...platform.disk.map(([s]) => s + 1)) },
     ...(opts.host.policy ? { policy: opts.host.policy } : {}),
     ...(observer ? { observer } : {}),

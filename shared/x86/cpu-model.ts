@@ -140,3 +140,86 @@ export function returnThunkName(model: Pick<CpuModel, 'capabilities'>): string {
   if (cpuHas(model, X86_BUG.ITS) && cpuHas(model, X86_FEATURE.RETHUNK) && !cpuHas(model, X86_FEATURE.UNRET)) thunk = 'its_return_thunk';
   return thunk;
 }
+
+/**
+ * `x86_vendor` for a CPUID vendor string, as get_cpu_vendor() finds it in the `c_ident`
+ * strings of the vendors' cpu_dev (arch/x86/kernel/cpu/{intel,amd,hygon,centaur,zhaoxin,
+ * cyrix,transmeta,umc,vortex}.c); X86_VENDOR_UNKNOWN (0xff) for any other string.
+ */
+export function vendorFromId(vendorId: string): number {
+  return VENDOR_IDS.get(vendorId) ?? X86_VENDOR_UNKNOWN;
+}
+
+/** X86_VENDOR_UNKNOWN (arch/x86/include/asm/processor.h). */
+export const X86_VENDOR_UNKNOWN = 0xff;
+
+const VENDOR_IDS: ReadonlyMap<string, number> = new Map([
+  ['GenuineIntel', X86_VENDOR.INTEL],
+  ['CyrixInstead', X86_VENDOR.CYRIX],
+  ['AuthenticAMD', X86_VENDOR.AMD],
+  ['UMC UMC UMC ', X86_VENDOR.UMC],
+  ['CentaurHauls', X86_VENDOR.CENTAUR],
+  ['GenuineTMx86', X86_VENDOR.TRANSMETA],
+  ['TransmetaCPU', X86_VENDOR.TRANSMETA],
+  ['Geode by NSC', X86_VENDOR.NSC],
+  ['HygonGenuine', X86_VENDOR.HYGON],
+  ['  Shanghai  ', X86_VENDOR.ZHAOXIN],
+  ['Vortex86 SoC', X86_VENDOR.VORTEX],
+]);
+
+/** Most vCPUs a VM has (hypervisor/core/vm-core.ts). */
+export const MAX_MODEL_CPUS = 256;
+/** COMMAND_LINE_SIZE of x86 (arch/x86/include/asm/setup.h), the terminating NUL included. */
+export const COMMAND_LINE_SIZE = 2048;
+/** Bytes of the CPUID brand string (leaves 0x80000002..4), the terminating NUL included. */
+export const BRAND_STRING_BYTES = 48;
+
+const PRINTABLE = /^[\x20-\x7e]*$/;
+
+function isU(v: unknown, max: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+}
+
+/**
+ * Checks that `v` is a {@link CpuModel} a machine can boot and a vCPU can report through
+ * CPUID; the error names the first field that is wrong. Used wherever a model crosses a
+ * boundary: given to createMachine as an object, read from a snapshot or image, received
+ * by the verifier.
+ */
+export function validateCpuModel(v: unknown): Result<CpuModel, string> {
+  const x = v as Record<string, unknown> | null;
+  if (typeof x !== 'object' || x === null) return err('the CPU model is not an object');
+  if (typeof x.name !== 'string' || x.name === '') return err('CPU model: name must be a non-empty string');
+  const where = `CPU model ${x.name}`;
+  if (typeof x.vendorId !== 'string' || x.vendorId.length !== 12 || !PRINTABLE.test(x.vendorId)) return err(`${where}: vendorId must be 12 printable ASCII characters (the CPUID vendor string)`);
+  if (x.vendor !== vendorFromId(x.vendorId)) return err(`${where}: vendor ${String(x.vendor)} is not the x86_vendor of "${x.vendorId}" (${vendorFromId(x.vendorId)})`);
+  if (!isU(x.family, 0xff + 0xf)) return err(`${where}: family must be an integer 0..${0xff + 0xf} (base plus extended family)`);
+  if (!isU(x.model, 0xff)) return err(`${where}: model must be an integer 0..255`);
+  if (!isU(x.stepping, 0xf)) return err(`${where}: stepping must be an integer 0..15`);
+  // x86_model() (arch/x86/lib/cpu.c) adds the extended model only from family 6 up.
+  if (x.family < 6 && x.model > 0xf) return err(`${where}: model ${x.model} needs an extended model, which x86_model() adds only from family 6 up`);
+  if (typeof x.modelId !== 'string' || x.modelId.length >= BRAND_STRING_BYTES || !PRINTABLE.test(x.modelId)) return err(`${where}: modelId must be printable ASCII of at most ${BRAND_STRING_BYTES - 1} characters (the CPUID brand string)`);
+  const caps = x.capabilities;
+  if (!Array.isArray(caps) || caps.length !== CAPABILITY_WORDS || !caps.every((w) => isU(w, 0xffffffff))) return err(`${where}: capabilities must be ${CAPABILITY_WORDS} unsigned 32-bit words`);
+  if (!cpuHas({ capabilities: caps as number[] }, X86_FEATURE.ALWAYS)) return err(`${where}: capabilities lack X86_FEATURE_ALWAYS: these are not the words of a booted 6.1 kernel`);
+  if (!isU(x.presentCpus, MAX_MODEL_CPUS) || x.presentCpus < 1) return err(`${where}: presentCpus must be an integer 1..${MAX_MODEL_CPUS}`);
+  if (!isU(x.possibleCpus, MAX_MODEL_CPUS) || x.possibleCpus < x.presentCpus) return err(`${where}: possibleCpus must be an integer from presentCpus (${x.presentCpus}) to ${MAX_MODEL_CPUS}`);
+  if (!isU(x.physBits, 52) || x.physBits < 32) return err(`${where}: physBits must be an integer 32..52`);
+  if (x.virtBits !== 48 && x.virtBits !== 57) return err(`${where}: virtBits must be 48 or 57`);
+  if (typeof x.cmdline !== 'string' || x.cmdline.length >= COMMAND_LINE_SIZE || !PRINTABLE.test(x.cmdline)) return err(`${where}: cmdline must be printable ASCII of at most ${COMMAND_LINE_SIZE - 1} characters`);
+  return ok({
+    name: x.name,
+    vendorId: x.vendorId,
+    vendor: x.vendor,
+    family: x.family,
+    model: x.model,
+    stepping: x.stepping,
+    modelId: x.modelId,
+    capabilities: [...(caps as number[])],
+    presentCpus: x.presentCpus,
+    possibleCpus: x.possibleCpus,
+    physBits: x.physBits,
+    virtBits: x.virtBits,
+    cmdline: x.cmdline,
+  });
+}

@@ -4,6 +4,7 @@
  * bytes whose hashes the manifest records, one verified module, and builders for requests and
  * contexts.
  */
+import { DEFAULT_CPU_MODEL } from '../../shared/x86/cpu-models-builtin.ts';
 import { createHash } from 'node:crypto';
 import { PROTOCOL_VERSION, type PatchItem, type RequestOf, type SetMemoryRange } from '../../shared/protocol.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
@@ -124,7 +125,7 @@ export function syntheticModule(name: string = MOD.name): VerifiedModule {
 
 /** A fresh VM state. */
 export function freshVm(vm = 'vm0'): VmState {
-  return { vm, modules: new Map(), codeImages: new Map(), bootVerified: false, pluginState: new Map() };
+  return { vm, modules: new Map(), codeImages: new Map(), bootVerified: false, pluginState: new Map(), cpuModel: DEFAULT_CPU_MODEL, onlineCpus: DEFAULT_CPU_MODEL.presentCpus };
 }
 
 /** A plugin context over `vm` (fresh unless given). */

@@ -36,6 +36,11 @@ export interface VerifierPort {
   resetVm?(vm: string): Promise<void>;
   /** Optional: the verifier's per-VM state of `vm`, as plain data, or undefined when it has none. */
   exportVm?(vm: string): Promise<unknown>;
+  /**
+   * Optional: the VMM tells the verifier how many CPUs of `vm` are online now (a CPU
+   * hotplug). Resolves undefined once the verifier took it, else why not.
+   */
+  setOnlineCpus?(vm: string, online: number): Promise<string | undefined>;
 }
 
 /** The denial the core takes when its port throws (the verifier is unavailable): fail closed. */

@@ -9,8 +9,8 @@
  * - `memory`: every resident guest page, copied out through the VMM's named host copy path
  *   (`snapshot` for hibernation, `migration` for a migration), raw-deflated;
  * - `verifier`: the verifier's per-VM state (exportVm), which only the verifier reads back;
- * - `vmm`: what the VMM itself holds for the VM: whether it pinned the platform state, and
- *   the verified kexec and crash kernels it staged;
+ * - `vmm`: what the VMM itself holds for the VM: whether it pinned the platform state, the
+ *   verified kexec and crash kernels it staged, its CPU model and the CPUs online;
  * - and whatever the caller adds (the guest kernel's bookkeeping, a migration's platform).
  *
  * Putting an image back ({@link applyVmImage}) happens only after the verifier allowed it
@@ -24,11 +24,14 @@ import type { CoreState } from '../../core/core-state.ts';
 import type { KexecSlot, VerifiedKexecImage } from '../../exits/exit.ts';
 import type { HostCopyPath } from '../host-memory.ts';
 import type { Vmm } from '../vmm.ts';
+import { type CpuModel, validateCpuModel } from '../../../shared/x86/cpu-model.ts';
 
 /** What the `vmm` section holds. */
 interface VmmSection {
   readonly platformPinned: boolean;
   readonly staged: ReadonlyArray<[KexecSlot, VerifiedKexecImage]>;
+  /** The VM's CPU model and the CPUs online when it was saved: VM configuration, restored with it. */
+  readonly cpu: { readonly model: CpuModel; readonly online: number };
 }
 
 const PAGE = 4096;
@@ -65,7 +68,7 @@ export async function captureVmImage(vmm: Vmm, kind: VmImageKind, extra: Readonl
     if (!page.ok) return err(`cannot copy guest memory: ${page.error.message}`);
     raw.set(page.value, 4 + frames.length * 4 + i * PAGE);
   }
-  const vmmSection: VmmSection = { platformPinned: vmm.platformPinned, staged: (['kexec', 'crash'] as const).flatMap((s) => (vmm.staged(s) ? [[s, vmm.staged(s)!] as [KexecSlot, VerifiedKexecImage]] : [])) };
+  const vmmSection: VmmSection = { cpu: { model: vmm.cpuModel, online: vmm.onlineCpus }, platformPinned: vmm.platformPinned, staged: (['kexec', 'crash'] as const).flatMap((s) => (vmm.staged(s) ? [[s, vmm.staged(s)!] as [KexecSlot, VerifiedKexecImage]] : [])) };
   const id = vmm.identity;
   const image = encodeVmImage(
     { kind, vm: id.vm, vmId: id.vmId },
@@ -136,7 +139,42 @@ export function applyVmImage(vmm: Vmm, image: VmImage): Result<{ pages: number }
   const loaded = vmm.core.loadState(state);
   if (!loaded.ok) return err(`core section: ${loaded.error.message}`);
   const v = vmmState.value as VmmSection;
+  const cpu = cpuOfVmmSection(v);
+  if (!cpu.ok) return err(`vmm section: ${cpu.error}`);
+  if (!sameCpuModel(cpu.value.model, vmm.cpuModel)) return err(`vmm section: the image was saved on CPU model ${cpu.value.model.name}, this VM runs ${vmm.cpuModel.name}`);
+  const online = vmm.restoreOnlineCpus(cpu.value.online);
+  if (!online.ok) return err(`vmm section: ${online.error}`);
   vmm.markPlatformPinned(v.platformPinned === true);
   for (const [slot, img] of v.staged ?? []) vmm.restageKexec(slot, img);
   return ok({ pages: mem.value.frames.length });
+}
+
+/** The CPU model and online count of a decoded `vmm` section, checked. */
+function cpuOfVmmSection(v: unknown): Result<{ model: CpuModel; online: number }, string> {
+  const cpu = (v as { cpu?: { model?: unknown; online?: unknown } } | null)?.cpu;
+  if (typeof cpu !== 'object' || cpu === null) return err('no CPU model (an image made before CPU models were VM configuration)');
+  const model = validateCpuModel(cpu.model);
+  if (!model.ok) return model;
+  if (typeof cpu.online !== 'number') return err('the CPUs online are not a number');
+  return ok({ model: model.value, online: cpu.online });
+}
+
+/**
+ * The CPU model and CPUs online an image's VM ran with (its `vmm` section), for a VMM that
+ * is about to be built for it (a migration's destination). The image must be checked first.
+ */
+export function imageCpu(image: VmImage): Result<{ model: CpuModel; online: number }, string> {
+  const s = image.sections.get('vmm');
+  if (!s) return err('the image has no vmm section');
+  const d = decodeStructured(s);
+  if (!d.ok) return err(`vmm section: ${d.error}`);
+  const c = cpuOfVmmSection(d.value);
+  return c.ok ? c : err(`vmm section: ${c.error}`);
+}
+
+/** Whether two models are the same CPU (every field, the name included). */
+function sameCpuModel(a: CpuModel, b: CpuModel): boolean {
+  const keys = Object.keys(a) as Array<keyof CpuModel>;
+  if (keys.length !== Object.keys(b).length) return false;
+  return keys.every((k) => (k === 'capabilities' ? a.capabilities.length === b.capabilities.length && a.capabilities.every((w, i) => w === b.capabilities[i]) : a[k] === b[k]));
 }
