@@ -24,8 +24,11 @@ import { createHash } from 'node:crypto';
 import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
 import { BOUNDARY_SYMBOLS } from '../shared/kernel-image/kernel-layout.ts';
 import { textFunctionEntries } from '../shared/kernel-image/static-calls.ts';
+import { vmlinuxTouchupSource } from '../shared/kernel-image/touchup-tables.ts';
+import { TOUCHUP_SECTIONS, TOUCHUP_SYMBOLS, touchupTables } from '../shared/x86/touchups/source.ts';
+import { gatherSpans, touchupSpans } from '../shared/x86/touchups/spans.ts';
 import { err, ok, type Result } from '../shared/result.ts';
-import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage, type ManifestBody, type ManifestJumpEntry, type ManifestSection, type ManifestStaticCalls } from './manifest.ts';
+import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage, type ManifestBody, type ManifestJumpEntry, type ManifestSection, type ManifestStaticCalls, type ManifestTouchups } from './manifest.ts';
 import { ed25519KeyIdHex, signEd25519, type Ed25519KeyPair } from './signature/ed25519.ts';
 
 /** The sections the manifest hashes, in this order. */
@@ -88,6 +91,44 @@ export function manifestStaticCalls(image: KernelImage): ManifestStaticCalls {
   };
 }
 
+/** Page size of the manifest's `.text` page digests. */
+export const TOUCHUP_PAGE_SIZE = 4096;
+
+const b64 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64');
+
+/**
+ * The manifest's `touchups`: the file's touch-up tables, its `.text` bytes at every span the
+ * touch-ups write, a SHA-256 per page of the file's `.text`, the symbols, `pv_ops` values and
+ * static call functions the passes use (verifier-vm/end-state/kernel-text-prediction.ts).
+ */
+export function manifestTouchups(image: KernelImage): ManifestTouchups {
+  const text = image.sectionByName('.text');
+  if (!text) throw new ManifestBuildError('vmlinux has no .text section');
+  const src = vmlinuxTouchupSource(image);
+  const tables = touchupTables(src);
+  const spans = touchupSpans(tables, { mcountSites: image.mcountSites.map((s) => s.address), trampolines: image.staticCalls.keys.map((k) => k.trampoline) }, text.vaddr, text.size);
+  const digests = new Uint8Array(Math.ceil(text.size / TOUCHUP_PAGE_SIZE) * 32);
+  for (let p = 0, i = 0; p < text.size; p += TOUCHUP_PAGE_SIZE, i++) digests.set(createHash('sha256').update(text.bytes.subarray(p, Math.min(text.size, p + TOUCHUP_PAGE_SIZE))).digest(), i * 32);
+  const sections: Record<string, { vaddr: string; data: string }> = {};
+  for (const name of [...TOUCHUP_SECTIONS, '.altinstr_replacement']) {
+    const s = image.sectionByName(name);
+    if (s) sections[name] = { vaddr: manifestHex(s.vaddr), data: b64(s.bytes) };
+  }
+  const symbols: Record<string, string> = {};
+  for (const name of TOUCHUP_SYMBOLS) {
+    const a = src.symbol(name);
+    if (a !== undefined) symbols[name] = manifestHex(a);
+  }
+  const pvOps: Record<string, string> = {};
+  for (const p of tables.paravirt) {
+    const op = src.pvOp(p.type);
+    if (op !== undefined) pvOps[String(p.type)] = manifestHex(op);
+  }
+  const staticCallFuncs: Record<string, string> = {};
+  for (const k of src.staticCallKeys) staticCallFuncs[manifestHex(k.key)] = manifestHex(k.func ?? 0n);
+  return { pageSize: TOUCHUP_PAGE_SIZE, pageSha256: b64(digests), siteBytes: b64(gatherSpans(text.bytes, spans)), sections, symbols, pvOps, staticCallFuncs };
+}
+
 /**
  * Builds the manifest body from a loaded kernel image. Throws {@link ManifestBuildError}
  * naming what is missing when the image lacks a manifest section or a required trampoline
@@ -127,6 +168,7 @@ export function buildManifestBody(image: KernelImage, info: ManifestInfo): Manif
     ftraceTrampolines,
     fentry: manifestHex(image.boundaries.__fentry__),
     staticCalls: manifestStaticCalls(image),
+    touchups: manifestTouchups(image),
   };
 }
 

@@ -92,6 +92,29 @@ export interface ManifestStaticCalls {
   readonly returnThunk?: string;
 }
 
+/**
+ * What the verifier needs to predict the kernel's boot-time text touch-ups
+ * (shared/x86/touchups/) for any CPU model: the file's tables and the file's bytes where the
+ * touch-ups write, with a digest of every page of the file's `.text`, so that the guest's
+ * text plus these bytes rebuild the file image exactly (or a page digest names where not).
+ */
+export interface ManifestTouchups {
+  /** Size of the pages {@link pageSha256} covers (4096). */
+  readonly pageSize: number;
+  /** SHA-256 of each `pageSize` page of the file's `.text` (the last one shorter), concatenated, base64. */
+  readonly pageSha256: string;
+  /** The file's `.text` bytes at every touch-up span (shared/x86/touchups/spans.ts), concatenated, base64. */
+  readonly siteBytes: string;
+  /** Table sections as in the file (`.parainstructions`, `.retpoline_sites`, `.return_sites`, `.altinstructions`, `.smp_locks`, `.altinstr_replacement`): vaddr hex, data base64. */
+  readonly sections: Readonly<Record<string, { readonly vaddr: string; readonly data: string }>>;
+  /** The symbols the passes need (source.ts TOUCHUP_SYMBOLS that the kernel has): name -> hex. */
+  readonly symbols: Readonly<Record<string, string>>;
+  /** `pv_ops[type]` as the file initialises it, for every type a paravirt site uses: type -> hex (`0` for NULL). */
+  readonly pvOps: Readonly<Record<string, string>>;
+  /** Every static call key's initial function: `__SCK__` address hex -> function hex (`0` for NULL). */
+  readonly staticCallFuncs: Readonly<Record<string, string>>;
+}
+
 /** What the manifest's body holds. */
 export interface ManifestBody {
   /** `linux-6.1.0-56-amd64`-style release name. */
@@ -114,6 +137,11 @@ export interface ManifestBody {
   readonly fentry: string;
   /** Static call sites, keys and allowed targets (absent in manifests made before static calls). */
   readonly staticCalls?: ManifestStaticCalls;
+  /**
+   * The boot touch-up tables and file bytes (absent in manifests made before them: the
+   * verifier then checks `.text` against its section digest, the file with only ftrace's NOPs).
+   */
+  readonly touchups?: ManifestTouchups;
 }
 
 /** A static call key as the plugins look it up. */

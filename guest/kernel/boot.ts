@@ -7,7 +7,10 @@
  * 1. early page tables (paging still off): the kernel image at __START_KERNEL_map with 2 MiB
  *    pages, writable and executable as in early boot, and the direct map of all RAM (RW, NX);
  * 2. long mode and paging; CR4.SMEP|SMAP|UMIP; the syscall MSRs, IDT and GDT;
- * 3. ftrace_init: every `call __fentry__` site of `__mcount_loc` becomes the 5-byte NOP;
+ * 3. the kernel's text touch-ups for the CPU it runs on, in 6.1's order (static_call_init,
+ *    ftrace_init, PREEMPT_DYNAMIC's static calls, alternative_instructions: paravirt,
+ *    retpolines, return thunks, alternatives, SMP lock prefixes; shared/x86/touchups/),
+ *    computed on a copy of the file's text and written through the vCPU (text_poke_early);
  * 4. free_initmem and mark_rodata_ro: 4 KiB mappings with the STRICT_KERNEL_RWX permissions
  *    (text RX, rodata R, data/bss RW NX, freed init memory RW NX);
  * 5. heki_late_init: pin CR0.WP and CR4 bits, lock text RX and rodata (with ro_after_init) R
@@ -28,8 +31,9 @@ import { Scratch } from '../heki/scratch.ts';
 import { kvmHekiBackend } from '../heki/kvm-backend.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import { detectCpu, type CpuView } from './cpu-detect.ts';
+import { vmlinuxTextSpace, vmlinuxTouchupContext, vmlinuxTouchupTables } from '../../shared/kernel-image/touchup-tables.ts';
+import { applyBootTouchups, type BootTouchupReport } from '../../shared/x86/touchups/boot-touchups.ts';
 
-const NOP5 = Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00);
 const MB2 = 0x20_0000n;
 const PAGE = 0x1000n;
 /** Scratch buffer for hypervisor descriptors: 2 MiB holds a batch of all 40,521 ftrace sites. */
@@ -57,6 +61,8 @@ export interface BootedKernel {
   readonly timings: Readonly<Record<string, number>>;
   /** `boot_cpu_data` and the command line, as the vCPU's CPUID gave them (cpu-detect.ts). */
   readonly bootCpuData: CpuView;
+  /** What the boot touch-ups did (absent for a kernel restored from a snapshot). */
+  readonly touchups?: BootTouchupReport;
 }
 
 /** Why boot stopped. */
@@ -165,18 +171,24 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   const port = cpuPhysPort(cpu, true);
   const pageTables = new PageTableWriter(pt.root, port, tableFrames);
 
-  // 3. ftrace_init: call __fentry__ -> NOP at every __mcount_loc site (ftrace_make_nop checks the call).
-  for (const site of image.mcountSites) {
-    const cur = cpu.read(site.address, 5);
-    if (!cur.ok) return must(cur, 'ftrace_init', `reading site 0x${site.address.toString(16)}`) as Result<never, BootError>;
-    if (cur.value[0] !== 0xe8) continue; // already a NOP (a site the build left as one)
-    const rel = new DataView(cur.value.buffer, cur.value.byteOffset).getInt32(1, true);
-    if (site.address + 5n + BigInt(rel) !== b.__fentry__) return err({ phase: 'ftrace_init', message: `site 0x${site.address.toString(16)} does not call __fentry__` });
-    const w = must(cpu.write(site.address, NOP5), 'ftrace_init', `patching 0x${site.address.toString(16)}`);
+  // 3. The boot touch-ups, computed on a copy of the file's executable sections and written
+  // where they changed a byte (text_poke_early: paging is on, protections are not yet).
+  const space = vmlinuxTextSpace(image);
+  const touchups = applyBootTouchups(
+    space,
+    vmlinuxTouchupTables(image),
+    { sites: image.mcountSites.map((s) => s.address), fentry: b.__fentry__ },
+    { start: b._stext, end: b._etext },
+    vmlinuxTouchupContext(image, bootCpuData.value),
+  );
+  for (const region of space.regions) {
+    const file = image.sectionByName(region.name);
+    if (!file) continue;
+    const w = writeChangedRuns(cpu, region.base, file.bytes, region.bytes);
     if (!w.ok) return w;
   }
-  log(`ftrace: ${image.mcountSites.length} call sites converted to NOPs`);
-  phase('ftrace_init');
+  log(`touch-ups: ${touchups.staticCallSites} static call sites, ${touchups.ftraceNops} ftrace NOPs, preempt=${touchups.preemptMode}${touchups.uniprocessor ? `, ${touchups.lockPrefixesUp} lock prefixes patched to UP` : ''}`);
+  phase('touch-ups');
 
   // Working memory: everything above the image is the page allocator's.
   const frames = new FrameAllocator(imageEnd, options.ramBytes);
@@ -243,7 +255,29 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   if (!late.ok) return err({ phase: 'heki_late_init', message: `${late.step} refused: ${late.status.ok ? '' : late.status.name}` });
   log('heki: CR0.WP and CR4.SMEP|SMAP|UMIP pinned; text RX and rodata R locked immutable; boot text verified');
   phase('heki_late_init');
-  return ok({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings, bootCpuData: bootCpuData.value });
+  return ok({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings, bootCpuData: bootCpuData.value, touchups });
+}
+
+/** Runs closer than this are written as one (the bytes between are unchanged either way). */
+const RUN_MERGE_GAP = 16;
+
+/** Writes the runs where `now` differs from `file` (both at `base`) through the vCPU. */
+function writeChangedRuns(cpu: GuestCpu, base: bigint, file: Uint8Array, now: Uint8Array): Result<void, BootError> {
+  const n = Math.min(file.length, now.length);
+  let i = 0;
+  while (i < n) {
+    if (file[i] === now[i]) {
+      i++;
+      continue;
+    }
+    const start = i;
+    let end = i + 1;
+    for (let j = end; j < n && j - end < RUN_MERGE_GAP; j++) if (file[j] !== now[j]) end = j + 1;
+    const w = must(cpu.write(base + BigInt(start), now.subarray(start, end)), 'touch-ups', `patching 0x${(base + BigInt(start)).toString(16)}`);
+    if (!w.ok) return w;
+    i = end;
+  }
+  return ok(undefined);
 }
 
 function hex(v: bigint): string {

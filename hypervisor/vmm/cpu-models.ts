@@ -30,7 +30,7 @@ export function cpuModelNames(): readonly string[] {
 }
 
 /** Reads a regular file of at most `max` bytes; the error names the file and the problem. */
-function readBounded(path: string, max: number): Result<Uint8Array, string> {
+export function readBounded(path: string, max: number): Result<Uint8Array, string> {
   let fd: number;
   try {
     fd = openSync(path, 'r');

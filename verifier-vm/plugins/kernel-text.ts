@@ -1,9 +1,12 @@
 /**
  * kernel-text: decides the end-of-boot `kernel-text` request. The core sends the bytes of the
  * kernel's sections as they are in memory (frozen); every section the signed manifest lists
- * must be there, once, with the manifest's name, address and size, and its SHA-256 must equal
- * the manifest's. Sections the manifest does not list are ignored. The first mismatching
- * manifest section (in manifest order) is named in the denial.
+ * must be there, once, with the manifest's name, address and size. `.text` must be, byte for
+ * byte, what Linux 6.1's boot touch-ups write on the VM's CPU model (the VMM's, in
+ * `ctx.vm.cpuModel`), predicted from the manifest's tables and file bytes
+ * (end-state/kernel-text-prediction.ts); a manifest without touch-up tables, and every other
+ * section, must match the manifest's SHA-256. Sections the manifest does not list are
+ * ignored. The first mismatching manifest section (in manifest order) is named in the denial.
  *
  * On an allowed verdict, `commit` sets `ctx.vm.bootVerified`; ftrace and jump-label then stop
  * patching `.init.text`, which Linux frees after boot.
@@ -13,6 +16,7 @@ import type { RequestOf } from '../../shared/protocol.ts';
 import type { PluginContext, PluginResult, VerifierPlugin } from '../plugin-api.ts';
 import { sha256Hex } from '../signature/code-image.ts';
 import { NO_MANIFEST } from './patch-sites.ts';
+import { checkPredictedText, hasTouchups } from '../end-state/kernel-text-prediction.ts';
 
 const HEX_ADDR = /^[0-9a-f]{1,16}$/;
 
@@ -31,10 +35,18 @@ export function checkKernelText(request: RequestOf<'kernel-text'>, ctx: PluginCo
     const addr = BigInt(`0x${want.vaddr}`);
     if (got.addr !== addr) return deny(`section ${want.name} is at ${hex(got.addr)}, the manifest says ${hex(addr)}`);
     if (got.bytes.length !== want.size) return deny(`section ${want.name} is ${got.bytes.length} bytes, the manifest says ${want.size}`);
+    if (want.name === '.text' && hasTouchups(m)) {
+      const model = ctx.vm.cpuModel;
+      if (!model) return deny('the VMM gave no CPU model for this VM: the end state of .text cannot be predicted');
+      const predicted = checkPredictedText(m, model, got.addr, got.bytes);
+      if (!predicted.ok) return deny(predicted.error);
+      continue;
+    }
     const sha = sha256Hex(got.bytes);
     if (sha !== String(want.sha256).toLowerCase()) return deny(`section ${want.name} at ${hex(addr)} differs from the manifest (sha256 ${sha}, expected ${want.sha256})`);
   }
-  return { decision: 'allow', reason: `${m.body.sections.length} sections match the manifest of ${m.body.kernel} (key ${m.keyId})` };
+  const how = hasTouchups(m) ? `, .text as Linux 6.1 patches it on CPU model ${ctx.vm.cpuModel?.name ?? '?'}` : '';
+  return { decision: 'allow', reason: `${m.body.sections.length} sections match the manifest of ${m.body.kernel} (key ${m.keyId})${how}` };
 }
 
 /** The kernel-text plugin. */
