@@ -36,11 +36,16 @@ const DIGESTS: Readonly<Record<string, RsaDigest>> = {
 
 /** rsaEncryption: the hash is given by the digest algorithm. */
 const OID_RSA_ENCRYPTION = '1.2.840.113549.1.1.1';
-/** sha*WithRSAEncryption: the hash is part of the OID and must agree with the digest algorithm. */
+/**
+ * sha*WithRSAEncryption: OpenSSL takes them as a SignerInfo's signature algorithm, Linux does
+ * not: pkcs7_sig_note_pkey_algo() knows only rsaEncryption for RSA ("Unsupported pkey algo",
+ * -ENOPKG, which module_sig_check() turns into "module with unsupported crypto", refused
+ * when signatures are enforced). Named here only to say so.
+ */
 const RSA_WITH_HASH: Readonly<Record<string, string>> = {
-  '1.2.840.113549.1.1.11': 'sha256',
-  '1.2.840.113549.1.1.12': 'sha384',
-  '1.2.840.113549.1.1.13': 'sha512',
+  '1.2.840.113549.1.1.11': 'sha256WithRSAEncryption',
+  '1.2.840.113549.1.1.12': 'sha384WithRSAEncryption',
+  '1.2.840.113549.1.1.13': 'sha512WithRSAEncryption',
 };
 
 /** Why a PKCS#7 signature was refused. */
@@ -225,11 +230,13 @@ export function verifyPkcs7ModuleSignature(elf: Uint8Array, blob: Uint8Array, ke
   }
   const sigOid = si.signatureAlgorithm.algorithm;
   if (sigOid !== OID_RSA_ENCRYPTION) {
-    const sigHash = RSA_WITH_HASH[sigOid];
-    if (sigHash === undefined) return fail('unsupported-signature-algorithm', `unsupported signature algorithm ${sigOid}`);
-    if (sigHash !== hash) {
-      return fail('unsupported-signature-algorithm', `signature algorithm ${sigOid} (${sigHash}) disagrees with digest algorithm ${digestOid} (${hash})`);
-    }
+    const name = RSA_WITH_HASH[sigOid];
+    if (name === undefined) return fail('unsupported-signature-algorithm', `unsupported signature algorithm ${sigOid}`);
+    return fail(
+      'unsupported-signature-algorithm',
+      `signature algorithm ${sigOid} (${name}) in the SignerInfo: Linux takes only rsaEncryption there ` +
+        '(pkcs7_sig_note_pkey_algo: "Unsupported pkey algo", -ENOPKG; module_sig_check refuses a "module with unsupported crypto")',
+    );
   }
 
   const { cert, described } = findSigner(si, parsed.id, keyring);
