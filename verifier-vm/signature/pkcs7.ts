@@ -15,9 +15,10 @@
  * (lib/asn1_decoder.c) also takes long-form and indefinite lengths; sign-file writes DER,
  * so this refuses nothing real and leaves one encoding of every field to match on.
  *
- * Deliberate restrictions, all failing closed: exactly one SignerInfo; RSA only; digests
- * SHA-256/384/512 only; the signer's certificate must be in the keyring (certificates
- * embedded in the blob are ignored, there is no chain building).
+ * Deliberate restrictions, all failing closed: exactly one SignerInfo; RSA only, named
+ * rsaEncryption as the kernel requires; digests SHA-256/384/512 only; the signer's
+ * certificate must be in the keyring (certificates embedded in the blob are ignored, there
+ * is no chain building).
  */
 import { createHash } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
