@@ -12,7 +12,8 @@
  * {"type":"heki-ed25519-secret-key","role":"module-signing","keyId":"<16 hex>","seed":"<base64 of 32 bytes>","publicKey":"<base64 of 32 bytes>"}
  * ```
  * `role` is `module-signing`, `kernel-vendor` or `vmm`; `keyId` is SHA-256(publicKey)[0..8) in
- * lowercase hex and must match the key; the secret file's `publicKey` must be the seed's.
+ * lowercase hex and must match the key; the secret file's `publicKey` must be the seed's; a
+ * public key must be a canonical encoding of a curve point of large order.
  * Unknown extra members are refused, so a typo never silently drops a field.
  *
  * Certificate file: an X.509 certificate in DER (like the kernel's signing_key.x509) or PEM.
@@ -37,6 +38,7 @@ import {
   type Ed25519KeyPair,
 } from './signature/ed25519.ts';
 import { parseTrustedCertificate } from './signature/x509.ts';
+import { ed25519PublicKeyProblem } from './signature/ed25519-public-key.ts';
 
 /** The `type` of a public key file. */
 export const PUBLIC_KEY_FILE_TYPE = 'heki-ed25519-public-key';
@@ -95,6 +97,10 @@ export function parsePublicKeyFile(text: string, source: string): Result<Ed25519
   if (!isKeyRole(o['role'])) return err(`${source}: role must be module-signing, kernel-vendor or vmm, got ${JSON.stringify(o['role'])}`);
   const publicKey = decodeBase64(o['publicKey'], ED25519_PUBLIC_KEY_LEN);
   if (publicKey === undefined) return err(`${source}: publicKey must be base64 of ${ED25519_PUBLIC_KEY_LEN} bytes`);
+  // TRUST: a key file is the host's, but a refused key (small order: anyone could sign) is
+  // stopped here, naming the file, before it reaches a keyring or a trusted-source check.
+  const problem = ed25519PublicKeyProblem(publicKey);
+  if (problem !== undefined) return err(`${source}: refused public key ${Buffer.from(publicKey).toString('hex')}: it ${problem}`);
   const keyId = ed25519KeyIdHex(publicKey);
   if (o['keyId'] !== keyId) return err(`${source}: keyId ${JSON.stringify(o['keyId'])} does not match the public key (${keyId})`);
   return ok({ keyId, role: o['role'], publicKey, source });

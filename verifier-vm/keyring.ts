@@ -11,6 +11,7 @@
  */
 import { ok, err, type Result } from '../shared/result.ts';
 import { ED25519_PUBLIC_KEY_LEN, ed25519KeyIdHex } from './signature/ed25519.ts';
+import { ed25519PublicKeyProblem } from './signature/ed25519-public-key.ts';
 import { parseTrustedCertificate, type TrustedCertificate } from './signature/x509.ts';
 
 /**
@@ -125,7 +126,8 @@ export class Keyring {
   /**
    * Validates `data` (of unknown shape: it may come over a worker boundary) and builds the
    * keyring. Errors name the offending entry; never throws. Key ids must match their keys;
-   * a key id or certificate may appear once.
+   * a key id or certificate may appear once; an Ed25519 key must be a canonical encoding of a
+   * curve point of large order (ed25519-public-key.ts: a small-order key would let anyone sign).
    */
   static fromData(data: unknown): Result<Keyring, string> {
     if (!isRecord(data)) return err('keyring data is not an object');
@@ -142,6 +144,8 @@ export class Keyring {
       if (!(publicKey instanceof Uint8Array) || publicKey.length !== ED25519_PUBLIC_KEY_LEN) {
         return err(`keyring data: ${where}: publicKey must be ${ED25519_PUBLIC_KEY_LEN} bytes`);
       }
+      const problem = ed25519PublicKeyProblem(publicKey);
+      if (problem !== undefined) return err(`keyring data: ${where}: refused public key ${Buffer.from(publicKey).toString('hex')}: it ${problem}`);
       if (!isKeyRole(role)) return err(`keyring data: ${where}: unknown role ${JSON.stringify(role)}`);
       if (!isKeyIdHex(keyId)) return err(`keyring data: ${where}: keyId must be 16 lowercase hex digits`);
       const actual = ed25519KeyIdHex(publicKey);

@@ -1,10 +1,12 @@
 /**
  * Test access to the real kernel fixtures. Tests that need them wrap `test` with
  * {@link needsFixtures}, which turns them into skipped tests (with a message saying where the
- * fixtures were looked for) when the fixture directory is absent.
+ * fixtures were looked for) when the fixture directory is absent, or, with
+ * `HEKI_REQUIRE_FIXTURES=1` (as `.ci/run` sets it), into failing tests: so no fixture-gated
+ * test can pass in CI by being skipped.
  */
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExecutionContext, TestFn } from 'ava';
 import { loadKernelImage } from '../../shared/kernel-image/load-kernel.ts';
@@ -15,24 +17,52 @@ import { defaultFixtureDir, fixturePaths, fixturesAvailable, type FixturePaths }
 export const fixtureDir: string = defaultFixtureDir();
 /** The fixture files inside {@link fixtureDir}. */
 export const fixtures: FixturePaths = fixturePaths(fixtureDir);
-/** True when the fixtures are present. */
-export const haveFixtures: boolean = fixturesAvailable(fixtureDir);
+/** True when the fixtures are present (every file the tests read: see {@link missingFixtureFiles}). */
+export const haveFixtures: boolean = fixturesAvailable(fixtureDir) && missingFixtureFiles().length === 0;
 
-let warned = false;
+/**
+ * Is `HEKI_REQUIRE_FIXTURES` set to 1? Then a test whose fixtures (or other outside
+ * references) are missing fails instead of being skipped. Unset, empty or 0: it is skipped.
+ */
+export function fixturesRequired(env: NodeJS.ProcessEnv = process.env): boolean {
+  const v = env['HEKI_REQUIRE_FIXTURES'];
+  if (v === undefined || v === '' || v === '0') return false;
+  if (v === '1') return true;
+  throw new Error(`HEKI_REQUIRE_FIXTURES must be 1 (fail when fixtures are missing) or 0, got ${JSON.stringify(v.slice(0, 40))}`);
+}
+
+/** The fixture files the tests read that are missing from {@link fixtureDir}. */
+export function missingFixtureFiles(): string[] {
+  return [fixtures.vmlinuz, fixtures.systemMap, fixtures.signingKeyDer, fixtures.modulesDir].filter((p) => !existsSync(p));
+}
 
 /** A test-registering function with the plain `(title, impl)` shape. */
 export type SimpleTestFn = (title: string, impl: (t: ExecutionContext) => void | Promise<void>) => void;
 
+const warned = new Set<string>();
+
 /**
- * `test` when the fixtures exist, else `test.skip` (printing once why the tests are skipped).
+ * `test` when nothing is `missing`; else, with {@link fixturesRequired}, a test that fails
+ * saying what is missing, and without it `test.skip` (printing once why the tests are
+ * skipped). `missing` says what is missing and how to provide it.
  */
-export function needsFixtures(test: TestFn): SimpleTestFn {
-  if (haveFixtures) return (title, impl) => test(title, impl);
-  if (!warned) {
-    warned = true;
-    console.log(`fixtures not found at ${fixtureDir}; set HEKI_FIXTURES`);
+export function unlessMissing(test: TestFn, missing: string | undefined): SimpleTestFn {
+  if (missing === undefined) return (title, impl) => test(title, impl);
+  const required = fixturesRequired();
+  if (!warned.has(missing)) {
+    warned.add(missing);
+    console.log(required ? `${missing} (HEKI_REQUIRE_FIXTURES=1: the tests that need it fail)` : `${missing}: the tests that need it are skipped`);
   }
+  if (required) return (title) => test(title, (t) => t.fail(`${missing}, and HEKI_REQUIRE_FIXTURES=1 makes that a failure, not a skip`));
   return (title, impl) => test.skip(title, impl);
+}
+
+/** Why the fixtures are unusable (where they were looked for), or undefined when they are present. */
+export const fixturesMissing: string | undefined = haveFixtures ? undefined : `fixtures not found at ${fixtureDir}; set HEKI_FIXTURES`;
+
+/** {@link unlessMissing} for the kernel fixtures: `test` when they exist. */
+export function needsFixtures(test: TestFn): SimpleTestFn {
+  return unlessMissing(test, fixturesMissing);
 }
 
 /** Length of the module-signature magic `~Module signature appended~\n`. */

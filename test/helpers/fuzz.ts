@@ -1,11 +1,13 @@
 /**
- * Shared settings of the fuzz tests (test/security/fuzz-*.test.ts): how many runs, which
- * seed, and how a failure is reported so that it can be reproduced.
+ * Shared settings of the fuzz and property tests (test/security/fuzz-*.test.ts and every
+ * fast-check property in test/): how many runs, which seed, and how a failure is reported so
+ * that it can be reproduced. Every property goes through {@link checkProperty}; a test
+ * (test/unit/property-seeds.test.ts) fails on a bare `fc.assert` or `fc.check`.
  *
- * `npm test` runs each fuzzer at its default size with a fixed seed, so a run is reproducible.
- * `npm run fuzz` sets HEKI_FUZZ_RUNS (runs of the hypercall fuzzer; the input fuzzers scale
- * in proportion) and may set HEKI_FUZZ_SEED; a failure prints the seed and fast-check's
- * counterexample path.
+ * `npm test` runs each property at its default size with a fixed seed, so a run is
+ * reproducible and a failure is a regression, not luck. `npm run fuzz` sets HEKI_FUZZ_RUNS
+ * (runs of the hypercall fuzzer; the others scale in proportion) and HEKI_FUZZ_SEED=random
+ * unless a seed is given; a failure prints the seed and fast-check's counterexample path.
  */
 import fc from 'fast-check';
 import type { ExecutionContext } from 'ava';
@@ -13,12 +15,21 @@ import type { ExecutionContext } from 'ava';
 /** The default number of hypercall-fuzzer runs in `npm test` (100 calls each). */
 export const DEFAULT_ABI_RUNS = 1000;
 
-/** The seed: HEKI_FUZZ_SEED, or a fixed one. */
+/** The seed of `npm test` runs. */
+export const FIXED_SEED = 0x5eed_0001;
+
+let randomSeed: number | undefined;
+
+/**
+ * The seed: HEKI_FUZZ_SEED (an integer, or `random` for one drawn once per process, as `npm
+ * run fuzz` sets it), else {@link FIXED_SEED}.
+ */
 export function fuzzSeed(): number {
   const s = process.env['HEKI_FUZZ_SEED'];
-  if (s === undefined || s === '') return 0x5eed_0001;
+  if (s === undefined || s === '') return FIXED_SEED;
+  if (s === 'random') return (randomSeed ??= (Math.random() * 2 ** 32) | 0);
   const n = Number(s);
-  if (!Number.isSafeInteger(n)) throw new Error(`HEKI_FUZZ_SEED must be an integer, got ${JSON.stringify(s)}`);
+  if (!Number.isSafeInteger(n)) throw new Error(`HEKI_FUZZ_SEED must be an integer or "random", got ${JSON.stringify(s.slice(0, 40))}`);
   return n | 0;
 }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { CliIo } from '../../cli/command.ts';
 import { main } from '../../cli/main.ts';
 import { repoRoot } from '../../shared/kernel-image/fixture-paths.ts';
-import { fixtureDir, haveFixtures } from '../helpers/fixtures.ts';
+import { fixturesMissing, unlessMissing } from '../helpers/fixtures.ts';
 
 const root = repoRoot();
 const files = readdirSync(join(root, 'scenarios')).filter((f) => f.endsWith('.yaml'));
@@ -25,11 +25,11 @@ async function machineProblem(): Promise<string | undefined> {
   }
 }
 
-const why = !haveFixtures ? `fixtures not found at ${fixtureDir}; set HEKI_FIXTURES` : await machineProblem();
-if (why !== undefined) console.log(`cli-run-examples: skipped: ${why}`);
+const why = fixturesMissing ?? (await machineProblem());
+const exampleTest = unlessMissing(test, why === undefined ? undefined : `cli-run-examples: ${why}`);
 
 for (const file of files) {
-  (why === undefined ? test : test.skip)(`heki run scenarios/${file} --json: every step as expected, exit 0`, async (t) => {
+  exampleTest(`heki run scenarios/${file} --json: every step as expected, exit 0`, async (t) => {
     let out = '';
     let err = '';
     const io: CliIo = { out: (s) => void (out += s), err: (s) => void (err += s), cwd: root };

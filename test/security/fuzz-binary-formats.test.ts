@@ -22,7 +22,7 @@ import { Keyring } from '../../verifier-vm/keyring.ts';
 import { verifyModuleSignature } from '../../verifier-vm/signature/verify-module.ts';
 import { signModuleFile } from '../../verifier-vm/signature/sign-module.ts';
 import { SYNTH_FENTRY, synthResolve, syntheticModule } from '../unit/module-elf-builder.ts';
-import { fixtures, haveFixtures } from '../helpers/fixtures.ts';
+import { fixtures, haveFixtures, needsFixtures } from '../helpers/fixtures.ts';
 import { testKeyring } from '../helpers/verifier-setup.ts';
 import { byteMutationArb, checkProperty, isTypedError, mutateBytes, noThrowNoHang, scaledRuns } from '../helpers/fuzz.ts';
 
@@ -41,6 +41,11 @@ const keyring = (() => {
   return r.value;
 })();
 if (!crc7) console.log(`fixtures not found in ${fixtures.modulesDir}: the PKCS#7 seed (crc7.ko) is left out`);
+// Without the fixtures the corpus lacks its real PKCS#7 seed: with HEKI_REQUIRE_FIXTURES=1 that fails.
+needsFixtures(test)('the real PKCS#7 seed (crc7.ko) and its certificate are in the corpus', (t) => {
+  t.truthy(crc7);
+  t.is(keyring.certificates().length, 1);
+});
 
 /** `xz --format=xz --check=crc32 --x86 --lzma2 -c` of 1000 bytes of x86-like data (as in xz-errors.test.ts). */
 const SAMPLE_XZ = Buffer.from(

@@ -4,6 +4,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
+import { checkProperty, scaledRuns } from '../helpers/fuzz.ts';
 import { readdirSync } from 'node:fs';
 import {
   HASH_ALGO_SHA256,
@@ -133,44 +134,45 @@ test('append refuses fields that do not fit', (t) => {
   t.false(appendModuleSignature(new Uint8Array(0), { idType: PKEY_ID_PKCS7, signature: new Uint8Array(1) }).ok);
 });
 
-test('property: parsing arbitrary bytes ending in the marker never throws, and every success is consistent', (t) => {
-  t.notThrows(() =>
-    fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 300 }), fc.boolean(), (body, withMarker) => {
-        const file = withMarker ? Uint8Array.from([...body, ...MODULE_SIG_MARKER]) : body;
-        const r = parseModuleSignature(file);
-        if (r.ok) {
-          const m = r.value;
-          const total = m.elf.length + m.signer.length + m.keyId.length + m.signature.length + 12 + 28;
-          return total === file.length && m.elf.length > 0;
-        }
-        return typeof r.error.message === 'string' && r.error.message.length > 0;
-      }),
-      { numRuns: 3000 },
-    ),
+test('property: parsing arbitrary bytes ending in the marker never throws, and every success is consistent', async (t) => {
+  await checkProperty(
+    t,
+    'property: parsing arbitrary bytes ending in the marker never throws, and every success is consistent',
+    fc.property(fc.uint8Array({ maxLength: 300 }), fc.boolean(), (body, withMarker) => {
+      const file = withMarker ? Uint8Array.from([...body, ...MODULE_SIG_MARKER]) : body;
+      const r = parseModuleSignature(file);
+      if (r.ok) {
+        const m = r.value;
+        const total = m.elf.length + m.signer.length + m.keyId.length + m.signature.length + 12 + 28;
+        return total === file.length && m.elf.length > 0;
+      }
+      return typeof r.error.message === 'string' && r.error.message.length > 0;
+    }),
+    scaledRuns(3000),
   );
 });
 
-test('property: append then parse is the identity for valid parts', (t) => {
-  t.notThrows(() =>
-    fc.assert(
-      fc.property(
-        fc.uint8Array({ minLength: 1, maxLength: 200 }),
-        fc.uint8Array({ maxLength: 40 }),
-        fc.uint8Array({ maxLength: 20 }),
-        fc.uint8Array({ maxLength: 100 }),
-        (e, signer, keyId, signature) => {
-          const file = unwrap(appendModuleSignature(e, { idType: PKEY_ID_PGP, signer, keyId, signature }));
-          const m = unwrap(parseModuleSignature(file));
-          return (
-            Buffer.from(m.elf).equals(e) &&
-            Buffer.from(m.signer).equals(signer) &&
-            Buffer.from(m.keyId).equals(keyId) &&
-            Buffer.from(m.signature).equals(signature)
-          );
-        },
-      ),
+test('property: append then parse is the identity for valid parts', async (t) => {
+  await checkProperty(
+    t,
+    'property: append then parse is the identity for valid parts',
+    fc.property(
+      fc.uint8Array({ minLength: 1, maxLength: 200 }),
+      fc.uint8Array({ maxLength: 40 }),
+      fc.uint8Array({ maxLength: 20 }),
+      fc.uint8Array({ maxLength: 100 }),
+      (e, signer, keyId, signature) => {
+        const file = unwrap(appendModuleSignature(e, { idType: PKEY_ID_PGP, signer, keyId, signature }));
+        const m = unwrap(parseModuleSignature(file));
+        return (
+          Buffer.from(m.elf).equals(e) &&
+          Buffer.from(m.signer).equals(signer) &&
+          Buffer.from(m.keyId).equals(keyId) &&
+          Buffer.from(m.signature).equals(signature)
+        );
+      },
     ),
+    scaledRuns(100),
   );
 });
 

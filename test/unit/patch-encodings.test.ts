@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
+import { checkProperty, scaledRuns } from '../helpers/fuzz.ts';
 import {
   INT3,
   NOP2,
@@ -92,31 +93,32 @@ test('decode works on a view with a byte offset', (t) => {
 
 const kernelAddr = fc.bigInt(0xffffffff80000000n, 0xffffffffbfffffffn);
 
-test('property: encode then decode gives the target back, and agrees with the kernel-image decoders', (t) => {
-  t.notThrows(() =>
-    fc.assert(
-      fc.property(kernelAddr, fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), fc.integer({ min: -128, max: 127 }), (site, rel32, rel8) => {
-        const t32 = (site + 5n + BigInt(rel32)) & ((1n << 64n) - 1n);
-        const call = encodeCall32(site, t32);
-        const jmp = encodeJmp32(site, t32);
-        const t8 = (site + 2n + BigInt(rel8)) & ((1n << 64n) - 1n);
-        const jmp8 = encodeJmp8(site, t8);
-        const c = decodePatchInsn(site, call);
-        const j = decodePatchInsn(site, jmp);
-        const j8 = decodePatchInsn(site, jmp8);
-        return (
-          c.kind === 'call32' &&
-          c.target === t32 &&
-          j.kind === 'jmp32' &&
-          j.target === t32 &&
-          j8.kind === 'jmp8' &&
-          j8.target === t8 &&
-          decodeMcountSite(site, call).target === t32 &&
-          classifyJumpSite(site, jmp)?.jumpsTo === t32 &&
-          classifyJumpSite(site, jmp8)?.jumpsTo === t8
-        );
-      }),
-    ),
+test('property: encode then decode gives the target back, and agrees with the kernel-image decoders', async (t) => {
+  await checkProperty(
+    t,
+    'property: encode then decode gives the target back, and agrees with the kernel-image decoders',
+    fc.property(kernelAddr, fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), fc.integer({ min: -128, max: 127 }), (site, rel32, rel8) => {
+      const t32 = (site + 5n + BigInt(rel32)) & ((1n << 64n) - 1n);
+      const call = encodeCall32(site, t32);
+      const jmp = encodeJmp32(site, t32);
+      const t8 = (site + 2n + BigInt(rel8)) & ((1n << 64n) - 1n);
+      const jmp8 = encodeJmp8(site, t8);
+      const c = decodePatchInsn(site, call);
+      const j = decodePatchInsn(site, jmp);
+      const j8 = decodePatchInsn(site, jmp8);
+      return (
+        c.kind === 'call32' &&
+        c.target === t32 &&
+        j.kind === 'jmp32' &&
+        j.target === t32 &&
+        j8.kind === 'jmp8' &&
+        j8.target === t8 &&
+        decodeMcountSite(site, call).target === t32 &&
+        classifyJumpSite(site, jmp)?.jumpsTo === t32 &&
+        classifyJumpSite(site, jmp8)?.jumpsTo === t8
+      );
+    }),
+    scaledRuns(100),
   );
 });
 

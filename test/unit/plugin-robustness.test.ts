@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
+import { checkProperty, scaledRuns } from '../helpers/fuzz.ts';
 import { PROTOCOL_VERSION, validateRequest, type PatchItem, type VerifyRequest } from '../../shared/protocol.ts';
 import type { AnyPlugin, PluginContext } from '../../verifier-vm/plugin-api.ts';
 import { codeLoadPlugin } from '../../verifier-vm/plugins/code-load.ts';
@@ -68,27 +69,27 @@ function ctxWith(cfg: Record<string, unknown>, withManifest: boolean): PluginCon
   return context(withManifest ? { vm, config: cfg } : { vm, config: cfg, manifest: undefined });
 }
 
-test('property: every plugin answers any well-shaped request without throwing, deterministically', (t) => {
-  t.notThrows(() =>
-    fc.assert(
-      fc.property(request, config, fc.boolean(), fc.boolean(), (req, cfg, withManifest, ok) => {
-        if (!validateRequest(req).ok) return true; // the worker would refuse it before any plugin
-        for (const p of PLUGINS) {
-          if (!(p.kinds as readonly string[]).includes(req.kind)) continue;
-          const ctx = ctxWith(cfg as Record<string, unknown>, withManifest);
-          const a = p.decide(req as never, ctx);
-          const b = p.decide(req as never, ctx);
-          if (JSON.stringify(a, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) !== JSON.stringify(b, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) return false;
-          if (!DECISIONS.has(a.decision)) return false;
-          if (a.decision === 'deny' && a.reason.length === 0) return false;
-          const n = req.kind === 'text-patch' ? req.items.length : req.kind === 'set-memory' ? req.ranges.length : undefined;
-          if (n !== undefined && a.items?.length !== n) return false;
-          if (a.items?.some((i) => !DECISIONS.has(i.decision) || (i.decision === 'deny' && i.reason.length === 0))) return false;
-          p.commit?.(req as never, ok, ctx);
-        }
-        return true;
-      }),
-      { numRuns: 400 },
-    ),
+test('property: every plugin answers any well-shaped request without throwing, deterministically', async (t) => {
+  await checkProperty(
+    t,
+    'property: every plugin answers any well-shaped request without throwing, deterministically',
+    fc.property(request, config, fc.boolean(), fc.boolean(), (req, cfg, withManifest, ok) => {
+      if (!validateRequest(req).ok) return true; // the worker would refuse it before any plugin
+      for (const p of PLUGINS) {
+        if (!(p.kinds as readonly string[]).includes(req.kind)) continue;
+        const ctx = ctxWith(cfg as Record<string, unknown>, withManifest);
+        const a = p.decide(req as never, ctx);
+        const b = p.decide(req as never, ctx);
+        if (JSON.stringify(a, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) !== JSON.stringify(b, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) return false;
+        if (!DECISIONS.has(a.decision)) return false;
+        if (a.decision === 'deny' && a.reason.length === 0) return false;
+        const n = req.kind === 'text-patch' ? req.items.length : req.kind === 'set-memory' ? req.ranges.length : undefined;
+        if (n !== undefined && a.items?.length !== n) return false;
+        if (a.items?.some((i) => !DECISIONS.has(i.decision) || (i.decision === 'deny' && i.reason.length === 0))) return false;
+        p.commit?.(req as never, ok, ctx);
+      }
+      return true;
+    }),
+    scaledRuns(400),
   );
 });

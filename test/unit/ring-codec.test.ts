@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
+import { checkProperty, scaledRuns } from '../helpers/fuzz.ts';
 import { hex } from '../../shared/addr.ts';
 import type { PatchItem } from '../../shared/protocol.ts';
 import {
@@ -59,7 +60,7 @@ test('patch records: items in, the same items out; sites print as hex() prints t
   t.deepEqual(r.kindCounts(), [1, 1, 1, 1]);
 });
 
-test('property: any encodable batch survives records unchanged', (t) => {
+test('property: any encodable batch survives records unchanged', async (t) => {
   const item = fc.integer({ min: 1, max: 8 }).chain((len) =>
     fc.record({
       kind: fc.constantFrom('ftrace', 'jump-label', 'static-call', 'kprobe') as fc.Arbitrary<PatchItem['kind']>,
@@ -69,14 +70,15 @@ test('property: any encodable batch survives records unchanged', (t) => {
       currentBytes: fc.uint8Array({ minLength: len, maxLength: len }),
     }),
   );
-  t.notThrows(() =>
-    fc.assert(
-      fc.property(fc.array(item, { maxLength: 20 }), (list) => {
-        const r = PatchRecords.fromItems(list);
-        if (typeof r === 'string') return false;
-        return r.validate() === undefined && JSON.stringify(r.toItems(), (_k, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? [...v] : v)) === JSON.stringify(list, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? [...v] : v)) && list.every((it, i) => r.siteHex(i) === hex(it.site));
-      }),
-    ),
+  await checkProperty(
+    t,
+    'property: any encodable batch survives records unchanged',
+    fc.property(fc.array(item, { maxLength: 20 }), (list) => {
+      const r = PatchRecords.fromItems(list);
+      if (typeof r === 'string') return false;
+      return r.validate() === undefined && JSON.stringify(r.toItems(), (_k, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? [...v] : v)) === JSON.stringify(list, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? [...v] : v)) && list.every((it, i) => r.siteHex(i) === hex(it.site));
+    }),
+    scaledRuns(100),
   );
 });
 

@@ -9,11 +9,13 @@
  *
  * Two verifiers are provided and must agree: {@link verifyEd25519Nacl} (tweetnacl, pure JS,
  * the reference) and {@link verifyEd25519Node} (node:crypto / OpenSSL, the fast one used by the
- * verifier VM). Both reject a non-canonical `S` (S >= L) before verifying, so they also agree
- * on malleated signatures, where tweetnacl alone would not check.
+ * verifier VM). Both reject a non-canonical `S` (S >= L), and a public key that is not
+ * canonically encoded or of small order, before verifying, so they also agree on malleated
+ * signatures and on the keys where tweetnacl and OpenSSL alone would not check.
  */
 import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import nacl from 'tweetnacl';
+import { ed25519EncodingProblem } from './ed25519-public-key.ts';
 
 /** The domain-separation prefix of the message a heki module signature covers (ends in NUL). */
 export const MODULE_SIGNATURE_DOMAIN = 'heki-sim module signature v1\0';
@@ -100,13 +102,21 @@ function hasCanonicalS(signature: Uint8Array): boolean {
   return false; // S == L
 }
 
+/**
+ * The checks both verifiers make before any curve arithmetic, so that they agree: sizes, a
+ * canonical S, and a public key that is canonically encoded and not of small order
+ * (ed25519-public-key.ts; tweetnacl and OpenSSL take y >= p and small-order keys).
+ */
 function wellFormed(signature: Uint8Array, publicKey: Uint8Array): boolean {
   return (
-    signature.length === ED25519_SIGNATURE_LEN && publicKey.length === ED25519_PUBLIC_KEY_LEN && hasCanonicalS(signature)
+    signature.length === ED25519_SIGNATURE_LEN &&
+    publicKey.length === ED25519_PUBLIC_KEY_LEN &&
+    hasCanonicalS(signature) &&
+    ed25519EncodingProblem(publicKey) === undefined
   );
 }
 
-/** Verifies with tweetnacl. False for wrong sizes, non-canonical S, or a bad signature. Never throws. */
+/** Verifies with tweetnacl. False for wrong sizes, non-canonical S, a refused key, or a bad signature. Never throws. */
 export function verifyEd25519Nacl(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
   if (!wellFormed(signature, publicKey)) return false;
   try {
@@ -141,7 +151,7 @@ export function ed25519KeyObject(publicKey: Uint8Array): KeyObject | null {
   return key;
 }
 
-/** Verifies with node:crypto (OpenSSL). False for wrong sizes, non-canonical S, or a bad signature. Never throws. */
+/** Verifies with node:crypto (OpenSSL). False for wrong sizes, non-canonical S, a refused key, or a bad signature. Never throws. */
 export function verifyEd25519Node(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array): boolean {
   if (!wellFormed(signature, publicKey)) return false;
   const key = ed25519KeyObject(publicKey);

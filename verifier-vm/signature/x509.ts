@@ -6,6 +6,7 @@
 import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { Certificate, SubjectKeyIdentifier, id_ce_subjectKeyIdentifier, type Name } from '@peculiar/asn1-x509';
+import { children, derViolation, tlvAt } from './der.ts';
 import { ok, err, type Result } from '../../shared/result.ts';
 
 /** A certificate of the keyring, with everything signature matching needs. Immutable. */
@@ -16,29 +17,21 @@ export interface TrustedCertificate {
   readonly sha256: string;
   /** The certificate's public key. */
   readonly publicKey: KeyObject;
-  /** The DER of the issuer Name, re-encoded by @peculiar/asn1-x509 (compare with `nameDer` of the same module). */
+  /** The issuer Name's DER (tag, length and content) as hex, exactly as the certificate encodes it. */
   readonly issuerDer: string;
-  /** The serial number as lowercase hex without leading zero bytes. */
+  /**
+   * The serial number's INTEGER content bytes as lowercase hex, exactly as encoded (a
+   * positive serial with its top bit set keeps its leading 00). The kernel matches a PKCS#7
+   * signer to a certificate by these raw bytes and the raw issuer (x509_cert_parser.c
+   * x509_note_serial, pkcs7_parser.c pkcs7_sig_note_serial, both into
+   * asymmetric_key_generate_id), and so do we.
+   */
   readonly serialHex: string;
   /** The subjectKeyIdentifier extension value as hex, if the certificate has one. */
   readonly subjectKeyIdHex: string | undefined;
   /** Subject and issuer as text (`CN=...`), for messages. */
   readonly subject: string;
   readonly issuer: string;
-}
-
-/** Hex of a DER INTEGER's content bytes, without leading zero bytes ("0" for zero). */
-export function serialToHex(serial: ArrayBuffer | Uint8Array): string {
-  const bytes = serial instanceof Uint8Array ? serial : new Uint8Array(serial);
-  let i = 0;
-  while (i < bytes.length - 1 && bytes[i] === 0) i++;
-  const hex = Buffer.from(bytes.subarray(i)).toString('hex');
-  return hex === '' ? '0' : hex;
-}
-
-/** The DER of a Name as hex, in the canonical re-encoding used for issuer comparison. */
-export function nameDer(name: Name): string {
-  return Buffer.from(AsnConvert.serialize(name)).toString('hex');
 }
 
 const SHORT_NAMES: Record<string, string> = {
@@ -82,6 +75,12 @@ export function parseTrustedCertificate(input: Uint8Array): Result<TrustedCertif
     return err(`not an X.509 certificate (${e instanceof Error ? e.message : String(e)})`);
   }
   const der = new Uint8Array(x509.raw);
+  // OpenSSL's parser takes some BER (long-form lengths, for one); the verifier takes DER only,
+  // so that the bytes it matches signers on have one encoding (see TrustedCertificate.serialHex).
+  const bad = derViolation(der);
+  if (bad !== undefined) return err(`certificate is not DER: ${bad.problem} at offset ${bad.offset}`);
+  const ids = rawIdentifiers(der);
+  if (ids === undefined) return err('cannot find the serial number and issuer in the certificate');
   let cert: Certificate;
   try {
     cert = AsnConvert.parse(der, Certificate);
@@ -103,11 +102,29 @@ export function parseTrustedCertificate(input: Uint8Array): Result<TrustedCertif
       der,
       sha256: createHash('sha256').update(der).digest('hex'),
       publicKey: x509.publicKey,
-      issuerDer: nameDer(cert.tbsCertificate.issuer),
-      serialHex: serialToHex(cert.tbsCertificate.serialNumber),
+      issuerDer: ids.issuerDer,
+      serialHex: ids.serialHex,
       subjectKeyIdHex,
       subject: formatName(cert.tbsCertificate.subject),
       issuer: formatName(cert.tbsCertificate.issuer),
     }),
   );
+}
+
+/**
+ * The raw serial number content and issuer Name of a DER certificate: Certificate >
+ * tbsCertificate > [0] version (optional), serialNumber, signature, issuer (RFC 5280 4.1).
+ */
+function rawIdentifiers(der: Uint8Array): { serialHex: string; issuerDer: string } | undefined {
+  const tbs = tlvAt(der, [0]);
+  const kids = tbs === undefined ? undefined : children(der, tbs);
+  if (kids === undefined) return undefined;
+  const first = kids[0]?.tag === 0xa0 ? 1 : 0;
+  const serial = kids[first];
+  const issuer = kids[first + 2];
+  if (serial?.tag !== 0x02 || issuer?.tag !== 0x30) return undefined;
+  return {
+    serialHex: Buffer.from(der.subarray(serial.contentStart, serial.end)).toString('hex'),
+    issuerDer: Buffer.from(der.subarray(issuer.start, issuer.end)).toString('hex'),
+  };
 }
