@@ -145,7 +145,7 @@ export function buildManifestBody(image: KernelImage, info: ManifestInfo): Manif
   const symbols: Record<string, string> = {};
   for (const name of BOUNDARY_SYMBOLS) symbols[name] = manifestHex(image.boundaries[name]);
   const mcountSites = [...image.mcountSites].map((s) => s.address).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(manifestHex);
-  const jumpEntries: ManifestJumpEntry[] = image.jumpEntries.map((e) => ({ site: manifestHex(e.site), target: manifestHex(e.target), key: manifestHex(e.key), len: e.length }));
+  const jumpEntries: ManifestJumpEntry[] = image.jumpEntries.map((e) => ({ site: manifestHex(e.site), target: manifestHex(e.target), key: manifestHex(e.key), len: e.length, branch: (e.flags & 1) === 1 }));
   const exports: Record<string, string> = {};
   for (const [name, addr] of image.exports) exports[name] = manifestHex(addr);
   const ftraceTrampolines: Record<string, string> = {};

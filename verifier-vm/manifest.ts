@@ -50,6 +50,8 @@ export interface ManifestJumpEntry {
   readonly key: string;
   /** Site length: 2 or 5. */
   readonly len: 2 | 5;
+  /** The entry's branch bit (bit 0 of its key field): it jumps when its key's state differs (absent in older manifests). */
+  readonly branch?: boolean;
 }
 
 /** One `.static_call_sites` entry. */
@@ -176,7 +178,7 @@ export interface KernelManifest {
   readonly keyId: string;
   readonly mcountSites: ReadonlySet<bigint>;
   /** Jump entries by site address. */
-  readonly jumpEntries: ReadonlyMap<bigint, { target: bigint; key: bigint; len: 2 | 5 }>;
+  readonly jumpEntries: ReadonlyMap<bigint, { target: bigint; key: bigint; len: 2 | 5; branch: boolean | undefined }>;
   readonly exports: ReadonlyMap<string, bigint>;
   /** Allowed ftrace targets by address, with their names. */
   readonly ftraceTrampolines: ReadonlyMap<bigint, string>;
@@ -247,10 +249,11 @@ export function indexManifest(body: ManifestBody, keyId: string): KernelManifest
   }
   if (typeof body.exports !== 'object' || typeof body.ftraceTrampolines !== 'object') throw new TypeError('exports and ftraceTrampolines must be objects');
   const mcountSites = new Set<bigint>(body.mcountSites.map((s, i) => big(s, `mcountSites[${i}]`)));
-  const jumpEntries = new Map<bigint, { target: bigint; key: bigint; len: 2 | 5 }>();
+  const jumpEntries = new Map<bigint, { target: bigint; key: bigint; len: 2 | 5; branch: boolean | undefined }>();
   body.jumpEntries.forEach((e, i) => {
     if (e.len !== 2 && e.len !== 5) throw new TypeError(`jumpEntries[${i}].len must be 2 or 5`);
-    jumpEntries.set(big(e.site, `jumpEntries[${i}].site`), { target: big(e.target, 'target'), key: big(e.key, 'key'), len: e.len });
+    if (e.branch !== undefined && typeof e.branch !== 'boolean') throw new TypeError(`jumpEntries[${i}].branch must be a boolean`);
+    jumpEntries.set(big(e.site, `jumpEntries[${i}].site`), { target: big(e.target, 'target'), key: big(e.key, 'key'), len: e.len, branch: e.branch });
   });
   const exports = new Map<string, bigint>(Object.entries(body.exports).map(([n, a]) => [n, big(a, `exports.${n}`)]));
   const ftraceTrampolines = new Map<bigint, string>(Object.entries(body.ftraceTrampolines).map(([n, a]) => [big(a, `ftraceTrampolines.${n}`), n]));

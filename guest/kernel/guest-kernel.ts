@@ -7,6 +7,9 @@ import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { KernelMm } from '../mm/kernel-mm.ts';
 import { ModuleLoader, type LoadedModule } from '../modules/module-loader.ts';
+import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
+import { vmlinuxTouchupContext } from '../../shared/kernel-image/touchup-tables.ts';
+import { returnThunkSet, trampolineFunc } from '../../shared/x86/touchups/static-call-init.ts';
 import { TextPoker } from '../patching/text-poker.ts';
 import { Ftrace } from '../patching/ftrace.ts';
 import { JumpLabels } from '../patching/jump-labels.ts';
@@ -41,10 +44,16 @@ export class GuestKernel {
   readonly lifecycle: KernelLifecycle;
   /** The CPU model the kernel booted on, as its vCPU's CPUID gave it (`boot_cpu_data`). */
   readonly bootCpuData: CpuView;
+  /**
+   * `uniproc_patched`: boot patched the lock prefixes to UP (one CPU present) and no second
+   * CPU came online since; module loads then patch theirs too.
+   */
+  uniprocessorPatched: boolean;
 
   constructor(booted: BootedKernel) {
     this.cpu = booted.cpu;
     this.bootCpuData = booted.bootCpuData;
+    this.uniprocessorPatched = booted.touchups?.uniprocessor ?? false;
     this.scratch = booted.scratch;
     this.tableFrames = booted.tableFrames;
     this.image = booted.image;
@@ -87,7 +96,22 @@ export class GuestKernel {
     this.modules = new ModuleLoader(booted.cpu, this.mm, booted.heki, booted.image, {
       loaded: (m) => this.#moduleLoaded(m),
       unloaded: (m) => this.#moduleUnloaded(m),
-    });
+    }, () => this.#moduleTouchupEnv());
+  }
+
+  /** What a module load needs of the kernel's state: the CPU, UP patching, the keys as the text says. */
+  #moduleTouchupEnv(): ModuleTouchupEnv {
+    const ctx = vmlinuxTouchupContext(this.image, this.bootCpuData);
+    const thunks = returnThunkSet(ctx);
+    return {
+      ctx,
+      uniprocessor: this.uniprocessorPatched,
+      staticKeyEnabled: (key) => this.jumpLabels.enabled(key),
+      staticCallFunc: (key) => {
+        const tramp = ctx.symbols.staticCallTrampoline(key);
+        return tramp === undefined ? undefined : trampolineFunc(tramp, this.#read(tramp, 5), thunks);
+      },
+    };
   }
 
   #read(va: bigint, len: number): Uint8Array {

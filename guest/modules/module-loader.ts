@@ -11,6 +11,7 @@
  * init sections stay until unload), copying per-CPU initial data to each CPU.
  */
 import { buildModuleImage, layoutModule, parseModuleFile, readModinfo, type GroupRange, type ModuleImage } from '../../shared/module/index.ts';
+import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import type { Heki } from '../heki/heki.ts';
@@ -72,6 +73,8 @@ export class ModuleLoader {
     private readonly heki: Heki,
     private readonly kernel: KernelImage,
     private readonly listener: ModuleListener,
+    /** The kernel's CPU and key state a module load depends on (module_finalize, COMING notifiers). */
+    private readonly touchups: () => ModuleTouchupEnv,
   ) {}
 
   /** An exported symbol of the kernel or of a loaded module. */
@@ -147,6 +150,7 @@ export class ModuleLoader {
       percpuBase,
       resolve: (sym) => this.resolve(sym),
       fentry: this.kernel.boundaries.__fentry__,
+      touchups: this.touchups(),
     });
     if (!built.ok) {
       await release();
@@ -220,7 +224,7 @@ export class ModuleLoader {
    */
   restoreState(s: { percpuNext: bigint; loaded: readonly LoadedModuleState[] }): Result<void, string> {
     for (const r of s.loaded) {
-      const built = buildModuleImage(r.file, { base: r.core.va, initBase: r.initBase, percpuBase: r.percpuBase, resolve: (sym) => this.resolve(sym), fentry: this.kernel.boundaries.__fentry__ });
+      const built = buildModuleImage(r.file, { base: r.core.va, initBase: r.initBase, percpuBase: r.percpuBase, resolve: (sym) => this.resolve(sym), fentry: this.kernel.boundaries.__fentry__, touchups: this.touchups() });
       if (!built.ok) return err(`restoring a module: ${built.error.message}`);
       const image = built.value;
       const name = image.modinfo.name ?? image.name;

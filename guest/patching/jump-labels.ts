@@ -56,6 +56,16 @@ export class JumpLabels {
     return this.#byKey.get(key) ?? [];
   }
 
+  /** Whether `key` is enabled now, read from its first entry (jumps = enabled ^ branch); undefined without entries. */
+  enabled(key: bigint): boolean | undefined {
+    const e = this.#byKey.get(key)?.[0];
+    if (!e) return undefined;
+    const cur = this.#state.get(e.site);
+    if (!cur) return undefined;
+    const jumps = cur[0] === 0xeb || cur[0] === 0xe9;
+    return jumps !== e.branch;
+  }
+
   /** static_key_enable / static_key_disable. */
   async set(key: bigint, enabled: boolean): Promise<PokeResult & { entries: number }> {
     const list = this.#byKey.get(key);

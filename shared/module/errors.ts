@@ -30,6 +30,8 @@ export type ModuleErrorKind =
   | 'jump-table'
   /** `__ksymtab` / `__ksymtab_gpl` / `__ksymtab_strings` is wrong. */
   | 'ksymtab'
+  /** A `.static_call_sites` entry names a trampoline with no key (static_call_add_module()). */
+  | 'static-calls'
   /** The module exceeds a size bound this code enforces. */
   | 'limits';
 

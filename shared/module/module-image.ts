@@ -6,12 +6,16 @@
  * 2. decide the placed sections (module-sections.ts) and lay them out (layout.ts), or take
  *    someone else's addresses ({@link relocateAt});
  * 3. give every symbol its value (symbols.ts) and apply the relocations (relocate.ts);
- * 4. turn every `__mcount_loc` site into the 5-byte NOP (mcount.ts);
- * 5. read the jump entries (jump-table.ts) and the exports (ksymtab.ts).
+ * 4. given the kernel's state ({@link LinkOptions.touchups}), `module_finalize()`'s
+ *    paravirt, retpoline, return-thunk, alternatives and `.smp_locks` passes for the CPU
+ *    (module-finalize.ts);
+ * 5. sort `__mcount_loc` and turn every site into the 5-byte NOP (mcount.ts);
+ * 6. given the kernel's state, the COMING notifiers: `__jump_table` and `.static_call_sites`
+ *    sorted and marked, their sites set to their keys' current state (module-finalize.ts);
+ * 7. read the jump entries (jump-table.ts) and the exports (ksymtab.ts).
  *
- * Not modelled: `module_finalize()`'s alternatives, paravirt, retpoline/return-thunk and
- * `.smp_locks` patching, and static-call site updates. Both sides skip them alike, so the
- * end states still agree; a real kernel's text would differ there.
+ * Without {@link LinkOptions.touchups} steps 4 and 6 are skipped (the synthetic kernel of the
+ * unit tests has no touch-up tables).
  *
  * TRUST: the input may be attacker-made. Every size is bounded (module-sections.ts), every
  * read is checked against its buffer, and every failure is a {@link ModuleError}; nothing
@@ -32,6 +36,7 @@ import { PlacedMemory, type PlacedBuffer } from './placed-memory.ts';
 import { applyRelocations, type RelocationCounts } from './relocate.ts';
 import { simplifySymbols, type SymbolResolver } from './symbols.ts';
 import { SHF_EXECINSTR } from '../elf/types.ts';
+import { moduleComing, moduleFinalize, sortMcountTable, type ModuleTouchupEnv, type ModuleTouchupReport } from './module-finalize.ts';
 
 /** A placed section with its final bytes. */
 export interface ModuleSectionImage extends SectionPlacement {
@@ -61,6 +66,8 @@ export interface RelocatedModule {
   readonly imports: ReadonlyMap<string, bigint>;
   /** Relocations applied, per type. */
   readonly relocations: RelocationCounts;
+  /** What module_finalize() and the COMING notifiers did, when the kernel's state was given. */
+  readonly touchups: ModuleTouchupReport | undefined;
 }
 
 /** A module built by {@link buildModuleImage}. */
@@ -81,6 +88,8 @@ export interface LinkOptions {
   readonly fentry: bigint;
   /** Name for messages; default `.modinfo`'s `name`. */
   readonly name?: string;
+  /** The kernel's CPU and key state, for module_finalize() and the COMING notifiers. */
+  readonly touchups?: ModuleTouchupEnv;
 }
 
 /** Options of {@link buildModuleImage}. */
@@ -129,7 +138,7 @@ export function buildModuleImage(file: Uint8Array, opts: BuildModuleOptions): Re
  * call checkLayout() first when the placement is untrusted. Every section the loader places
  * must have an address; extra or unknown entries are errors.
  */
-export function relocateAt(elf: Elf64, placed: readonly PlacedSectionRef[], resolve: SymbolResolver, fentry: bigint, name?: string): Result<RelocatedModule, ModuleError> {
+export function relocateAt(elf: Elf64, placed: readonly PlacedSectionRef[], resolve: SymbolResolver, fentry: bigint, name?: string, touchups?: ModuleTouchupEnv): Result<RelocatedModule, ModuleError> {
   const plan = planSections(elf);
   if (!plan.ok) return plan;
   let n = name;
@@ -137,7 +146,7 @@ export function relocateAt(elf: Elf64, placed: readonly PlacedSectionRef[], reso
     const mi = readModinfo(elf);
     n = mi.ok && mi.value.name ? mi.value.name : 'module';
   }
-  return link(elf, plan.value, placed, { resolve, fentry, name: n });
+  return link(elf, plan.value, placed, { resolve, fentry, name: n, ...(touchups ? { touchups } : {}) });
 }
 
 function link(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[], opts: LinkOptions & { name: string }): Result<RelocatedModule, ModuleError> {
@@ -174,8 +183,18 @@ function link(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[]
 
   const memory = new PlacedMemory([...buffers.values()]);
   const buf = (secName: string): PlacedBuffer | undefined => buffers.get(findSec(elf, secName));
+  const env = opts.touchups;
+  const finalized = env ? moduleFinalize([...buffers.values()], env) : undefined;
   const mcount = nopMcountSites(buf('__mcount_loc'), memory, opts.fentry, name);
   if (!mcount.ok) return mcount;
+  sortMcountTable(buf('__mcount_loc'), mcount.value);
+  let touchups: ModuleTouchupReport | undefined;
+  if (env && finalized) {
+    const init = images.filter((s) => s.part === 'init').map((s) => [s.addr, s.addr + BigInt(s.size)] as const);
+    const coming = moduleComing([...buffers.values()], memory, init, env);
+    if (!coming.ok) return err(moduleError('static-calls', `${name}: ${coming.error}`, { section: '.static_call_sites' }));
+    touchups = { ...coming.value, lockPrefixesUp: finalized.lockPrefixesUp };
+  }
   const jumps = readJumpEntries(buf('__jump_table'), memory, name);
   if (!jumps.ok) return jumps;
   const tables: Array<{ buffer: PlacedBuffer; gpl: boolean }> = [];
@@ -197,5 +216,6 @@ function link(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[]
     jumpEntries: jumps.value,
     imports: symbols.value.imports,
     relocations: relocations.value,
+    touchups,
   });
 }

@@ -18,6 +18,8 @@ import { hex } from '../../shared/addr.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { applyBootTouchups, type BootTouchupReport } from '../../shared/x86/touchups/boot-touchups.ts';
+import type { TouchupContext } from '../../shared/x86/touchups/context.ts';
+import { bootPatchesToUp } from '../../shared/x86/touchups/smp-locks.ts';
 import { SiteOwners } from '../../shared/x86/touchups/site-owner.ts';
 import { touchupContext, touchupTables, type TouchupSource } from '../../shared/x86/touchups/source.ts';
 import { scatterSpans, touchupSpans } from '../../shared/x86/touchups/spans.ts';
@@ -161,4 +163,22 @@ export function checkPredictedText(m: KernelManifest, model: CpuModel, addr: big
     return err(`.text differs from what Linux 6.1 writes on CPU model ${model.name} in ${differing} bytes; the first at ${hex(at)}, ${t.owners.describe(at)}: the guest holds ${show(text)}, the kernel writes ${show(file)}`);
   }
   return ok({ report, bytes: text.length });
+}
+
+/**
+ * The touch-up context of the manifest's kernel on `model` (its thunks, stubs, `pv_ops` and
+ * static calls from the signed manifest), for module loads; undefined when the manifest has
+ * no touch-up tables or they are malformed.
+ */
+export function manifestTouchupContext(m: KernelManifest, model: CpuModel): TouchupContext | undefined {
+  const d = decodedTouchups(m);
+  if (!d || !d.ok) return undefined;
+  const c = touchupContext(d.value.source, model);
+  return c.ok ? c.value : undefined;
+}
+
+/** Whether boot leaves the kernel patched to UP on `model` (one CPU present, no `noreplace-smp`). */
+export function bootsUniprocessor(m: KernelManifest, model: CpuModel): boolean {
+  const c = manifestTouchupContext(m, model);
+  return c !== undefined && bootPatchesToUp(c);
 }

@@ -16,6 +16,7 @@
 import { NOP2, NOP5, formatBytes } from '../../shared/x86/patch-encodings.ts';
 import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
 import type { PatchItem } from '../../shared/protocol.ts';
+import { notePatch } from '../end-state/key-state.ts';
 import type { PluginContext, VerifierPlugin } from '../plugin-api.ts';
 import { ItemDecisions } from '../record-batch.ts';
 import { NO_MANIFEST, decideItems, findJumpEntry, hex, ownerName, type ItemVerdict } from './patch-sites.ts';
@@ -83,5 +84,12 @@ export const jumpLabelPlugin: VerifierPlugin<'text-patch'> = {
     const sink = new DecisionSink(out);
     for (let i = 0; i < out.count; i++) if (batch.records.kindCode(i) === JUMP_LABEL_CODE) checkJumpLabel(cursor.at(i), ctx, sink.at(i));
     return { decision: 'abstain', reason: `jump-label: ${out.allowed} allowed, ${out.denied} denied`, items: out };
+  },
+  commit(request, ok, ctx) {
+    if (ok && ctx.manifest) for (const item of request.items) if (item.kind === 'jump-label') notePatch(ctx, ctx.manifest, item.kind, item.site, item.newBytes);
+  },
+  commitRecords(batch, ok, ctx) {
+    // Only a batch with jump-label items moves a key; leave the others in record form.
+    if (ok && batch.kindCounts[JUMP_LABEL_CODE]) jumpLabelPlugin.commit!(batch.request, ok, ctx);
   },
 };

@@ -8,8 +8,9 @@
  * section, must match the manifest's SHA-256. Sections the manifest does not list are
  * ignored. The first mismatching manifest section (in manifest order) is named in the denial.
  *
- * On an allowed verdict, `commit` sets `ctx.vm.bootVerified`; ftrace and jump-label then stop
- * patching `.init.text`, which Linux frees after boot.
+ * On an allowed verdict, `commit` sets `ctx.vm.bootVerified` (ftrace and jump-label then stop
+ * patching `.init.text`, which Linux frees after boot) and records the static keys' and static
+ * calls' state the verified text holds (end-state/key-state.ts), which module loads depend on.
  */
 import { hex } from '../../shared/addr.ts';
 import type { RequestOf } from '../../shared/protocol.ts';
@@ -17,6 +18,7 @@ import type { PluginContext, PluginResult, VerifierPlugin } from '../plugin-api.
 import { sha256Hex } from '../signature/code-image.ts';
 import { NO_MANIFEST } from './patch-sites.ts';
 import { checkPredictedText, hasTouchups } from '../end-state/kernel-text-prediction.ts';
+import { recordBootKeys } from '../end-state/key-state.ts';
 
 const HEX_ADDR = /^[0-9a-f]{1,16}$/;
 
@@ -57,7 +59,11 @@ export const kernelTextPlugin: VerifierPlugin<'kernel-text'> = {
   decide(request, ctx) {
     return checkKernelText(request, ctx);
   },
-  commit(_request, ok, ctx) {
-    if (ok) ctx.vm.bootVerified = true;
+  commit(request, ok, ctx) {
+    if (!ok) return;
+    ctx.vm.bootVerified = true;
+    // The verified text is the record of the kernel's key states (end-state/key-state.ts).
+    const text = request.sections.find((s) => s.name === '.text');
+    if (ctx.manifest && text) recordBootKeys(ctx, ctx.manifest, text.addr, text.bytes);
   },
 };

@@ -14,9 +14,12 @@
  * 4. every undefined symbol resolves against the manifest's exports and the exports of the
  *    verified modules of this VM (so dependencies are loaded and verified first), and the
  *    module exports nothing already exported (Linux's "exports duplicate symbol");
- * 5. relocated at the guest's addresses, with every ftrace site turned into the 5-byte NOP,
- *    every section's bytes equal the request's (NOBITS: zeros; an executable NOBITS section
- *    has nothing to verify and is refused).
+ * 5. relocated at the guest's addresses, touched up as module_finalize() and the COMING
+ *    notifiers do for the VMM's CPU model and the kernel's key states as the verifier recorded
+ *    them (end-state/key-state.ts; shared/module/module-finalize.ts), with every ftrace site
+ *    turned into the 5-byte NOP, every section's bytes equal the request's (NOBITS: zeros; an
+ *    executable NOBITS section has nothing to verify and is refused). A manifest without
+ *    touch-up tables (made before them) gets no touch-ups.
  *
  * The grants: text R|X|IMMUTABLE, ro R|IMMUTABLE, ro_after_init R|IMMUTABLE, rw R|W, for
  * core and init sections alike; the per-CPU section (at a per-CPU pointer, not module
@@ -45,11 +48,36 @@ import type { PluginContext, PluginResult, VerifiedModule, VerifierPlugin } from
 import { sha256Hex } from '../signature/code-image.ts';
 import { SIGNATURE_FACT, type SignatureFact } from './module-signature-fact.ts';
 import { NO_MANIFEST } from './patch-sites.ts';
+import type { KernelManifest } from '../manifest.ts';
+import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
+import { bootsUniprocessor, hasTouchups, manifestTouchupContext } from '../end-state/kernel-text-prediction.ts';
+import { kernelKeyState } from '../end-state/key-state.ts';
 
 /** Plugin name. */
 export const MODULE_END_STATE = 'module-end-state';
 /** Fact under which decide hands its computed record to commit (same request only). */
 const RECORD_FACT = 'module-end-state.record';
+
+/**
+ * The kernel's state a module load is predicted with: the VMM's CPU model, the manifest's
+ * thunks and stubs, UP patching, and the key states recorded since boot. Undefined for a
+ * manifest without touch-up tables; a string says why no prediction can be made.
+ */
+function moduleTouchupEnv(ctx: PluginContext, m: KernelManifest): ModuleTouchupEnv | undefined | string {
+  if (!hasTouchups(m)) return undefined;
+  const model = ctx.vm.cpuModel;
+  if (!model) return 'the VMM gave no CPU model for this VM: the end state of a module cannot be predicted';
+  const tc = manifestTouchupContext(m, model);
+  if (!tc) return 'the manifest\'s touch-up tables are malformed';
+  const keys = kernelKeyState(ctx);
+  const online = (ctx.vm as { onlineCpus?: number }).onlineCpus ?? model.presentCpus;
+  return {
+    ctx: tc,
+    uniprocessor: bootsUniprocessor(m, model) && online <= 1,
+    staticKeyEnabled: (key) => keys?.jump.get(key),
+    staticCallFunc: (key) => keys?.calls.get(key),
+  };
+}
 
 /** MEM_ATTR bits granted per group. */
 export const MODULE_GRANTS: Readonly<Record<SectionGroup, number>> = Object.freeze({
@@ -126,7 +154,9 @@ export function checkModuleLoad(request: RequestOf<'module-load'>, ctx: PluginCo
     }
     return undefined;
   };
-  const r = relocateAt(elf.value, placed, resolve, m.fentry, request.name);
+  const touchups = moduleTouchupEnv(ctx, m);
+  if (typeof touchups === 'string') return deny(touchups);
+  const r = relocateAt(elf.value, placed, resolve, m.fentry, request.name, touchups);
   if (!r.ok) {
     const missing = modinfo.value.depends.filter((d) => !ctx.vm.modules.has(d));
     const hint = r.error.kind === 'unresolved-symbol' && missing.length > 0 ? ` (depends on ${missing.join(', ')}, not loaded)` : '';

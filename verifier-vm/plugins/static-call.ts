@@ -33,6 +33,7 @@ import { RET5, XOR5RAX, bytesEqual, decodePatchInsn, formatBytes } from '../../s
 import type { PatchItem } from '../../shared/protocol.ts';
 import type { KernelManifest, StaticCallKeyInfo } from '../manifest.ts';
 import type { Decision, PluginContext, PluginResult, VerifierPlugin } from '../plugin-api.ts';
+import { notePatch } from '../end-state/key-state.ts';
 import {
   NO_MANIFEST,
   STATIC_CALL_INSN_LEN,
@@ -228,5 +229,12 @@ export const staticCallPlugin: VerifierPlugin<'text-patch'> = {
     // A batch without static-call items: every item abstains, as decideStaticCalls says.
     if (batch.kindCounts[PATCH_KIND['static-call']]) return undefined;
     return { decision: 'abstain', reason: 'static-call: 0 allowed, 0 denied' };
+  },
+  commit(request, ok, ctx) {
+    // The trampoline's new bytes are the key's new function (end-state/key-state.ts).
+    if (ok && ctx.manifest) for (const item of request.items) if (item.kind === 'static-call') notePatch(ctx, ctx.manifest, item.kind, item.site, item.newBytes);
+  },
+  commitRecords(batch, ok, ctx) {
+    if (ok && batch.kindCounts[PATCH_KIND['static-call']]) staticCallPlugin.commit!(batch.request, ok, ctx);
   },
 };

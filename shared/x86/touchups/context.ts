@@ -40,6 +40,8 @@ export interface TouchupSymbols {
   staticCallFunc(key: bigint): bigint | null | undefined;
   /** The trampoline (`__SCT__<name>`) of the static call whose key (`__SCK__<name>`) is at `key`. */
   staticCallTrampoline(key: bigint): bigint | undefined;
+  /** The key of the static call whose trampoline is at `tramp` (`tramp_key_lookup()`). */
+  staticCallKeyOfTrampoline(tramp: bigint): bigint | undefined;
   /** Any other kernel symbol the passes name (`__cond_resched`, `__SCK__cond_resched`, ...). */
   symbol(name: string): bigint | undefined;
   /** `kernel_text_address()`: whether `addr` is kernel or module text. */

@@ -84,9 +84,11 @@ export function touchupContext(src: TouchupSource, cpu: TouchupCpu & Pick<CpuMod
   for (const name of REQUIRED) if (src.symbol(name) === undefined) return { ok: false, error: `the kernel has no ${name}` };
   const funcs = new Map<bigint, bigint | null>();
   const tramps = new Map<bigint, bigint>();
+  const keysByTramp = new Map<bigint, bigint>();
   for (const k of src.staticCallKeys) {
     funcs.set(k.key, k.func);
     tramps.set(k.key, k.trampoline);
+    keysByTramp.set(k.trampoline, k.key);
   }
   const returnThunk = src.symbol('__x86_return_thunk')!;
   const symbols: TouchupSymbols = {
@@ -101,6 +103,7 @@ export function touchupContext(src: TouchupSource, cpu: TouchupCpu & Pick<CpuMod
     pvOp: (type) => src.pvOp(type),
     staticCallFunc: (key) => funcs.get(key),
     staticCallTrampoline: (key) => tramps.get(key),
+    staticCallKeyOfTrampoline: (tramp) => keysByTramp.get(tramp),
     symbol: (name) => src.symbol(name),
     isKernelText: (addr) => src.textRanges.some(([s, e]) => addr >= s && addr < e),
   };

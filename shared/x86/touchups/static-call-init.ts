@@ -131,3 +131,22 @@ export class StaticCallState {
     return written;
   }
 }
+
+/**
+ * The function a static call trampoline's bytes point at now: `jmp func`, NULL for a return
+ * form (`ret; int3`, or a `jmp` to a return thunk), undefined for bytes that are neither.
+ * The kernel text is the record of a key's state (`key->func` and the trampoline always move
+ * together in __static_call_update()).
+ */
+export function trampolineFunc(tramp: bigint, bytes: Uint8Array, returnThunks: ReadonlySet<bigint>): bigint | null | undefined {
+  if (bytes[0] === 0xc3) return null;
+  if (bytes[0] !== 0xe9 || bytes.length < 5) return undefined;
+  const rel = (bytes[1]! | (bytes[2]! << 8) | (bytes[3]! << 16) | (bytes[4]! << 24)) | 0;
+  const target = BigInt.asUintN(64, tramp + 5n + BigInt(rel));
+  return returnThunks.has(target) ? null : target;
+}
+
+/** The return thunks a NULL trampoline may jump to: `__x86_return_thunk` and the one the CPU uses. */
+export function returnThunkSet(ctx: TouchupContext): Set<bigint> {
+  return new Set([ctx.symbols.returnThunk, ctx.symbols.x86ReturnThunk]);
+}
