@@ -15,6 +15,8 @@ import { buildModuleImage, MODULES_VADDR, type ModuleImage } from '../../shared/
 import { Keyring } from '../../verifier-vm/keyring.ts';
 import { indexManifest, type KernelManifest } from '../../verifier-vm/manifest.ts';
 import { buildManifestBody } from '../../verifier-vm/manifest-builder.ts';
+import { manifestTouchupContext } from '../../verifier-vm/end-state/kernel-text-prediction.ts';
+import { DEFAULT_CPU_MODEL } from '../../shared/x86/cpu-models-builtin.ts';
 import { moduleEndStatePlugin, MODULE_GRANTS } from '../../verifier-vm/plugins/module-end-state.ts';
 import { modulePkcs7Plugin, moduleSignaturePlugin } from '../../verifier-vm/plugins/module-signature.ts';
 import { BUILTIN_PLUGINS } from '../../verifier-vm/plugins/index.ts';
@@ -57,6 +59,8 @@ class Guest {
       percpuBase: this.percpu,
       fentry: this.m.fentry,
       resolve: (n) => this.m.exports.get(n) ?? [...this.exports.values()].map((e) => e.get(n)).find((v) => v !== undefined),
+      // module_finalize() for the VM's CPU model; no boot was verified, so no key state is known.
+      touchups: { ctx: manifestTouchupContext(this.m, DEFAULT_CPU_MODEL)!, uniprocessor: false, staticKeyEnabled: () => undefined, staticCallFunc: () => undefined },
     });
     if (!r.ok) throw new Error(`${mod.file}: ${r.error.message}`);
     const img = r.value;
