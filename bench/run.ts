@@ -14,8 +14,9 @@ import type { Progress } from './progress.ts';
 import { measureRoundTrip } from './roundtrip.ts';
 import { measureScaling } from './scaling.ts';
 import { round, si } from './stats.ts';
+import { measureBootVerify } from './boot-verify.ts';
 
-/** The JSON report's keys, exactly (issue 7). */
+/** The JSON report's keys, exactly (issue 7; `boot_verify_ms` from issue 12). */
 export const BENCH_KEYS = [
   'roundtrip_comlink_p50_us',
   'roundtrip_comlink_p99_us',
@@ -26,6 +27,7 @@ export const BENCH_KEYS = [
   'module_auth_mb_per_s',
   'ept_checks_per_s',
   'boot_lock_ms',
+  'boot_verify_ms',
   'failover_ms',
   'failover_lost',
 ] as const;
@@ -174,6 +176,16 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       },
     },
     {
+      label: 'end-of-boot prediction',
+      weight: 2,
+      run: async () => {
+        if (!ctx.haveFixtures) return void unmeasured.push({ key: 'boot_verify_ms', why: `${noFixtures}: needs the real kernel` });
+        const v = await measureBootVerify(ctx, ctx.n(1, 5));
+        json.boot_verify_ms = round(v.medianMs);
+        row('boot', "verifier's end-of-boot prediction and comparison of .text (median)", `${v.medianMs.toFixed(0)} ms`, `${v.runs} runs, CPU model ${v.model}`);
+      },
+    },
+    {
       label: 'verifier failover',
       weight: 3,
       run: async () => {
@@ -237,6 +249,7 @@ function keysOf(label: string): BenchKey[] {
     'module authentication': ['module_auth_mb_per_s'],
     'EPT checks': ['ept_checks_per_s'],
     'boot and lock': ['boot_lock_ms'],
+    'end-of-boot prediction': ['boot_verify_ms'],
     'verifier failover': ['failover_ms', 'failover_lost'],
   };
   return map[label] ?? [];
