@@ -10,6 +10,7 @@ import { ModuleLoader, type LoadedModule } from '../modules/module-loader.ts';
 import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
 import { vmlinuxTouchupContext } from '../../shared/kernel-image/touchup-tables.ts';
 import { returnThunkSet, trampolineFunc } from '../../shared/x86/touchups/static-call-init.ts';
+import { cpuWantsRethunkAt } from '../../shared/x86/touchups/context.ts';
 import { TextPoker } from '../patching/text-poker.ts';
 import { Ftrace } from '../patching/ftrace.ts';
 import { JumpLabels } from '../patching/jump-labels.ts';
@@ -77,15 +78,16 @@ export class GuestKernel {
     );
     const map = booted.image.systemMap;
     const return0 = map.address('__static_call_return0');
-    const returnThunk = map.address('__x86_return_thunk');
+    // __static_call_transform()'s return form for this CPU: jmp x86_return_thunk where
+    // cpu_wants_rethunk_at(), else ret; int3 (shared/x86/touchups/context.ts).
+    const touch = vmlinuxTouchupContext(booted.image, booted.bootCpuData);
     this.staticCalls = new StaticCalls(
       this.poker,
       (va, len) => {
         const r = this.cpu.read(va, len);
         return r.ok ? r.value : undefined;
       },
-      // CONFIG_RETHUNK kernels return through __x86_return_thunk (X86_FEATURE_RETHUNK assumed on).
-      { ...(return0 !== undefined ? { return0 } : {}), ...(returnThunk !== undefined ? { returnThunk } : {}) },
+      { ...(return0 !== undefined ? { return0 } : {}), returnThunk: touch.symbols.x86ReturnThunk, rethunkAt: (site) => cpuWantsRethunkAt(touch, site) },
     );
     this.staticCalls.addKeys(booted.image.staticCalls.keys.map((k) => ({ key: k.key, name: k.name, trampoline: k.trampoline })));
     // Like ftrace and jump labels, only live sites: init text is gone after boot.

@@ -117,8 +117,16 @@ export type StaticCallRole = 'call' | 'tail' | 'trampoline';
 export interface StaticCallSymbols {
   /** `__static_call_return0`: a call to it becomes {@link XOR5RAX}. */
   readonly return0?: bigint;
-  /** `__x86_return_thunk`: when given, a NULL tail site or trampoline jumps to it; else {@link RET5}. */
+  /**
+   * The return thunk a NULL tail site or trampoline jumps to (`x86_return_thunk`); without it
+   * they get {@link RET5}.
+   */
   readonly returnThunk?: bigint;
+  /**
+   * `cpu_wants_rethunk_at(site)` (arch/x86/kernel/alternative.c): whether the kernel writes the
+   * jump to {@link returnThunk} at `site` rather than {@link RET5}; absent means always.
+   */
+  readonly rethunkAt?: (site: bigint) => boolean;
 }
 
 /**
@@ -133,7 +141,8 @@ export function encodeStaticCall(site: bigint, role: StaticCallRole, func: bigin
     return encodeCall32(site, func);
   }
   if (func !== null) return encodeJmp32(site, func);
-  return symbols.returnThunk !== undefined ? encodeJmp32(site, symbols.returnThunk) : Uint8Array.from(RET5);
+  const thunk = symbols.returnThunk !== undefined && (symbols.rethunkAt?.(site) ?? true);
+  return thunk ? encodeJmp32(site, symbols.returnThunk!) : Uint8Array.from(RET5);
 }
 
 /**

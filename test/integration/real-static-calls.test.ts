@@ -7,6 +7,8 @@
  * site back through the vCPU, and show that a target inside a function, in kernel data or in
  * module data is refused with nothing written, while a module's function is a valid target.
  */
+import { vmlinuxTouchupContext } from '../../shared/kernel-image/touchup-tables.ts';
+import { cpuWantsRethunkAt } from '../../shared/x86/touchups/context.ts';
 import test from 'ava';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
@@ -38,7 +40,9 @@ function snapshot(m: SimulatedMachine, name: string): { key: bigint; items: Arra
 /** How many of the key's instructions hold what static_call_update(name, func) writes. */
 function matching(m: SimulatedMachine, name: string, func: bigint | null): { total: number; ok: number; first?: string } {
   const sym = m.image.systemMap;
-  const symbols = { return0: sym.address('__static_call_return0')!, returnThunk: sym.address('__x86_return_thunk')! };
+  // The return form of this CPU model: jmp x86_return_thunk where cpu_wants_rethunk_at(), else ret; int3.
+  const touch = vmlinuxTouchupContext(m.image, m.kernel!.bootCpuData);
+  const symbols = { return0: sym.address('__static_call_return0')!, returnThunk: touch.symbols.x86ReturnThunk, rethunkAt: (site: bigint) => cpuWantsRethunkAt(touch, site) };
   const { items } = snapshot(m, name);
   const bad = items.filter((i) => !bytesEqual(i.bytes, encodeStaticCall(i.at, i.role, func, symbols)));
   return { total: items.length, ok: items.length - bad.length, ...(bad[0] ? { first: `${bad[0].role} 0x${bad[0].at.toString(16)}: ${formatBytes(bad[0].bytes)}` } : {}) };
@@ -51,7 +55,7 @@ realTest('static_call_update on the real kernel: keys move to another function a
   const condResched = sym.address('__cond_resched')!;
   const return0 = sym.address('__static_call_return0')!;
 
-  // Before any update the sites still call their trampoline (no static_call_init in the simulator).
+  // Boot pointed the sites at the key's function (static_call_init, then preempt=voluntary's update).
   const before = snapshot(m, 'might_resched');
   t.is(before.items.length, 1 + 592, 'the trampoline and 592 live sites');
   const tramp = before.items[0]!.at;

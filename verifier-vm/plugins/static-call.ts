@@ -5,7 +5,7 @@
  * trampoline `__SCT__<name>` and every one of its `.static_call_sites` through
  * `__static_call_transform()` (arch/x86/kernel/static_call.c): a call site becomes `call func`
  * (NOP5 for NULL, `2e 2e 2e 31 c0` for `__static_call_return0`); a tail-call site and the
- * trampoline become `jmp func` (for NULL a return: `jmp __x86_return_thunk` or `c3 cc cc cc cc`).
+ * trampoline become `jmp func` (for NULL the return form Linux writes at that address on the VM's CPU: `jmp x86_return_thunk` where `cpu_wants_rethunk_at()`, else `c3 cc cc cc cc`).
  *
  * An item is allowed when:
  *
@@ -34,6 +34,9 @@ import type { PatchItem } from '../../shared/protocol.ts';
 import type { KernelManifest, StaticCallKeyInfo } from '../manifest.ts';
 import type { Decision, PluginContext, PluginResult, VerifierPlugin } from '../plugin-api.ts';
 import { notePatch } from '../end-state/key-state.ts';
+import { manifestTouchupContext } from '../end-state/kernel-text-prediction.ts';
+import { cpuWantsRethunkAt } from '../../shared/x86/touchups/context.ts';
+import { returnThunkSet } from '../../shared/x86/touchups/static-call-init.ts';
 import {
   NO_MANIFEST,
   STATIC_CALL_INSN_LEN,
@@ -95,7 +98,7 @@ function notAnEntry(m: KernelManifest, ctx: PluginContext, addr: bigint): string
 type Decoded = { readonly kind: 'null' } | { readonly kind: 'function'; readonly addr: bigint } | { readonly kind: 'address'; readonly addr: bigint };
 
 /** The target of `newBytes` for `found`'s role, or a denial. */
-function decodeTarget(m: KernelManifest, item: PatchItem, found: FoundStaticCall, where: string): { target: Decoded } | { deny: string } {
+function decodeTarget(m: KernelManifest, item: PatchItem, found: FoundStaticCall, where: string, ctx: PluginContext): { target: Decoded } | { deny: string } {
   const sc = m.staticCalls;
   const insn = decodePatchInsn(item.site, item.newBytes);
   if (found.role === 'call') {
@@ -104,9 +107,22 @@ function decodeTarget(m: KernelManifest, item: PatchItem, found: FoundStaticCall
     if (insn.kind === 'call32') return { target: { kind: 'address', addr: insn.target } };
     return { deny: `${where}: new bytes ${formatBytes(item.newBytes)} are neither call rel32, NOP5 nor the xor that stands for __static_call_return0` };
   }
-  if (bytesEqual(item.newBytes, RET5)) return { target: { kind: 'null' } };
+  // A NULL tail site or trampoline: the one return form __static_call_transform() writes at
+  // this address on the VM's CPU (jmp x86_return_thunk where cpu_wants_rethunk_at(), else
+  // ret; int3). A manifest without touch-up tables accepts either form.
+  const tc = ctx.vm.cpuModel ? manifestTouchupContext(m, ctx.vm.cpuModel) : undefined;
+  const thunk = tc ? tc.symbols.x86ReturnThunk : sc.returnThunk;
+  const wantsThunk = tc ? cpuWantsRethunkAt(tc, item.site) : undefined;
+  if (bytesEqual(item.newBytes, RET5)) {
+    if (wantsThunk === true) return { deny: `${where}: ret for NULL, but Linux writes jmp to its return thunk (0x${thunk!.toString(16)}) here on CPU model ${ctx.vm.cpuModel!.name}` };
+    return { target: { kind: 'null' } };
+  }
   if (insn.kind === 'jmp32') {
-    if (sc.returnThunk !== undefined && insn.target === sc.returnThunk) return { target: { kind: 'null' } };
+    if (thunk !== undefined && insn.target === thunk) {
+      if (wantsThunk === false) return { deny: `${where}: jmp to the return thunk for NULL, but Linux writes ret; int3 here on CPU model ${ctx.vm.cpuModel!.name}` };
+      return { target: { kind: 'null' } };
+    }
+    if (tc && (insn.target === tc.symbols.returnThunk || returnThunkSet(tc).has(insn.target))) return { deny: `${where}: a jump to return thunk 0x${insn.target.toString(16)}, which is not the one this CPU returns through (0x${thunk!.toString(16)})` };
     return { target: { kind: 'address', addr: insn.target } };
   }
   return { deny: `${where}: new bytes ${formatBytes(item.newBytes)} are neither jmp rel32 nor a return (${formatBytes(RET5)} or jmp __x86_return_thunk)` };
@@ -132,7 +148,7 @@ export function checkStaticCallItem(item: PatchItem, ctx: PluginContext): Static
   if (!bytesEqual(item.oldBytes, item.currentBytes)) {
     return deny(`old bytes differ from memory at ${hex(site)} (old ${formatBytes(item.oldBytes)}, memory ${formatBytes(item.currentBytes)})`);
   }
-  const d = decodeTarget(m, item, found, where);
+  const d = decodeTarget(m, item, found, where, ctx);
   if ('deny' in d) return deny(d.deny);
   const verb = found.role === 'call' ? 'call' : 'jmp';
   if (d.target.kind === 'null') return { verdict: allowItem(`${where} -> NULL`), key, target: d.target };
