@@ -65,6 +65,11 @@ export interface VmmConfig {
    * except ranges the guest shares with KVM_HC_MAP_GPA_RANGE.
    */
   readonly protectedMemory?: boolean;
+  /**
+   * MAXPHYADDR of the vCPUs, 32 to 52 (default 40); the CPU model's `physBits` when the VM
+   * has one (shared/x86/cpu-model.ts).
+   */
+  readonly physBits?: number;
   /** The emulated disk (default 2048 sectors, 1 MiB). */
   readonly disk?: VirtioBlkOptions;
   /** The VM's name in audit records written before a verifier is attached (default `vm0`). */
@@ -141,7 +146,7 @@ export class Vmm implements ExitSink {
       },
       ...(config.observer ? { onHandled: (exit: VmExit, action: string, note: string | undefined) => this.core.events?.exit(exit, action, note) } : {}),
     };
-    this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? 1, protectedMemory: config.protectedMemory ?? false }, this);
+    this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? 1, protectedMemory: config.protectedMemory ?? false, ...(config.physBits !== undefined ? { physBits: config.physBits } : {}) }, this);
     this.#enableHekiExits();
     this.#name = config.name ?? 'vm0';
     if (config.observer) this.core.observe(config.observer);
