@@ -6,23 +6,10 @@
  *
  * Entry bits (SDM 4.5, Linux's _PAGE_*): P, RW, US, PWT, PCD, A, D, PS, G, NX.
  */
+import { PTE, PTE_ADDR_MASK } from '../../shared/x86/cpu.ts';
 
-/** Page-table entry bits. */
-export const PTE = {
-  P: 1n << 0n,
-  RW: 1n << 1n,
-  US: 1n << 2n,
-  PWT: 1n << 3n,
-  PCD: 1n << 4n,
-  A: 1n << 5n,
-  D: 1n << 6n,
-  PS: 1n << 7n,
-  G: 1n << 8n,
-  NX: 1n << 63n,
-} as const;
-
-/** Bits 51:12: the physical address in an entry. */
-export const PTE_ADDR_MASK = 0x000f_ffff_ffff_f000n;
+/** The entry bits and address mask (defined once, in shared/x86/cpu.ts). */
+export { PTE, PTE_ADDR_MASK };
 
 /** How the writer reaches physical memory. Failures are reported, never thrown. */
 export interface PhysPort {

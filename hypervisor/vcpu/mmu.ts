@@ -10,20 +10,11 @@
  * written or executed. The walk's own reads of the paging structures, and its writes of the
  * accessed and dirty flags, are EPT-checked too ({@link PagingMemory}).
  */
-import { CR0, CR4, EFER, PF_ERR } from '../../shared/x86/cpu.ts';
+import { CR0, CR4, EFER, PF_ERR, PTE, PTE_ADDR_MASK as ADDR_MASK } from '../../shared/x86/cpu.ts';
 import type { AccessKind, AccessMode } from '../../shared/guest-cpu.ts';
 import type { TlbEntry } from './tlb.ts';
 
-const PTE_P = 1n << 0n;
-const PTE_RW = 1n << 1n;
-const PTE_US = 1n << 2n;
-const PTE_A = 1n << 5n;
-const PTE_D = 1n << 6n;
-const PTE_PS = 1n << 7n;
-const PTE_G = 1n << 8n;
-const PTE_NX = 1n << 63n;
-/** Bits 51:12 of an entry: the next table's (or the page's) physical address. */
-const ADDR_MASK = 0x000f_ffff_ffff_f000n;
+const { P: PTE_P, RW: PTE_RW, US: PTE_US, A: PTE_A, D: PTE_D, PS: PTE_PS, G: PTE_G, NX: PTE_NX } = PTE;
 const ADDR_MASK_1G = 0x000f_ffff_c000_0000n;
 const ADDR_MASK_2M = 0x000f_ffff_ffe0_0000n;
 /** SDM Table 4-17: bits 29:13 of a PDPTE that maps a 1 GiB page are reserved (bit 12 is PAT). */
