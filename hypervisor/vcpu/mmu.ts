@@ -28,14 +28,21 @@ const MAX_PHYS_BITS = 52;
 export const DEFAULT_PHYS_BITS = 40;
 
 /**
+ * Why `physBits` cannot be a MAXPHYADDR, or undefined when it can: an integer from 32 to 52
+ * (the range cpu-model.ts accepts for `x86_phys_bits`).
+ */
+export function physBitsError(physBits: number): string | undefined {
+  if (Number.isInteger(physBits) && physBits >= 32 && physBits <= MAX_PHYS_BITS) return undefined;
+  return `physBits (MAXPHYADDR) must be an integer from 32 to ${MAX_PHYS_BITS}, got ${physBits}`;
+}
+
+/**
  * Bits MAXPHYADDR..51 of a paging-structure entry, reserved in every entry (SDM Tables
- * 4-15..4-20). Throws a RangeError naming the value unless `physBits` is an integer from 32
- * to 52 (the range cpu-model.ts accepts for `x86_phys_bits`).
+ * 4-15..4-20). Throws a RangeError with {@link physBitsError}'s message for a bad value.
  */
 export function reservedAddressBits(physBits: number): bigint {
-  if (!Number.isInteger(physBits) || physBits < 32 || physBits > MAX_PHYS_BITS) {
-    throw new RangeError(`physBits (MAXPHYADDR) must be an integer from 32 to ${MAX_PHYS_BITS}, got ${physBits}`);
-  }
+  const bad = physBitsError(physBits);
+  if (bad !== undefined) throw new RangeError(bad);
   return ((1n << BigInt(MAX_PHYS_BITS)) - 1n) & ~((1n << BigInt(physBits)) - 1n);
 }
 

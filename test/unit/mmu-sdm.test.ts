@@ -9,6 +9,7 @@ import { CR4, EFER, PF_ERR } from '../../shared/x86/cpu.ts';
 import { EPT_DEFAULT, EPT_R, EPT_XS, EPT_XU } from '../../hypervisor/ept/permissions.ts';
 import { Vmm } from '../../hypervisor/index.ts';
 import type { GuestOutcome } from '../../shared/guest-cpu.ts';
+import { createMachineDetailed } from '../../runtime/machine.ts';
 
 const VA = 0xffff_c900_0000_0000n;
 const PA = 0x70_0000n;
@@ -141,4 +142,9 @@ test('the core reads through the guest tables without setting A or D', (t) => {
   const leaf = m.pt.leafEntryGpa(VA);
   t.is(m.vmm.core.vcpus[0]!.translateForCore(VA), Number(PA >> 12n));
   t.is(m.vmm.core.memory.readU64(leaf) & PTE.A, 0n);
+});
+
+test('a machine with a bad physBits is refused as bad input, naming the option, before anything starts', async (t) => {
+  const r = await createMachineDetailed({ kernel: 'real', keys: { pubkeys: [], certs: [], revoked: [] }, physBits: 31 });
+  t.deepEqual(r, { ok: false, error: { kind: 'input', message: 'physBits (MAXPHYADDR) must be an integer from 32 to 52, got 31' } });
 });
