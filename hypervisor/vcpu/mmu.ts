@@ -135,15 +135,14 @@ export function walk(va: bigint, access: AccessKind, mode: AccessMode, r: WalkRe
       if (level === 3) base = (e & ADDR_MASK_1G) + (va & 0x3fff_f000n);
       else if (level === 2) base = (e & ADDR_MASK_2M) + (va & 0x1f_f000n);
       else base = e & ADDR_MASK;
-      const entry: TlbEntry = { frame: Number(base >> 12n), writable, user, nx, global: (e & PTE_G) !== 0n, dirty: (e & PTE_D) !== 0n };
+      // `dirty` as it will be once this access is done: a write sets D below, or fails and
+      // the entry is dropped. One object shape for every TLB entry (no spread copies).
+      const entry: TlbEntry = { frame: Number(base >> 12n), writable, user, nx, global: (e & PTE_G) !== 0n, dirty: (e & PTE_D) !== 0n || access === 'write' };
       if (!update) return { ok: true, entry };
       const denied = checkAccess(entry, access, mode, r);
       if (denied) return { ok: false, kind: 'page-fault', ...denied };
       const want = access === 'write' ? PTE_A | PTE_D : PTE_A;
-      if ((e & want) !== want) {
-        if (!mem.write(gpa, e | want)) return { ok: false, kind: 'ept', gpa, access: 'write' };
-        if (access === 'write') return { ok: true, entry: { ...entry, dirty: true } };
-      }
+      if ((e & want) !== want && !mem.write(gpa, e | want)) return { ok: false, kind: 'ept', gpa, access: 'write' };
       return { ok: true, entry };
     }
     if (update && (e & PTE_A) === 0n && !mem.write(gpa, e | PTE_A)) return { ok: false, kind: 'ept', gpa, access: 'write' };
