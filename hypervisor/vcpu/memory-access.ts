@@ -153,7 +153,7 @@ export class MemoryAccess {
     if ((r.cr0 & CR0.PG) === 0n) {
       if (va < 0n || va >= 1n << 52n) return gp('non-canonical', `physical address 0x${va.toString(16)} out of range with paging off`);
       frame = Number(va >> 12n);
-      // With CR0.PG = 0 every linear address is a user-mode linear address (SDM 28.3.3.2, MBEC).
+      // With CR0.PG = 0 every linear address is a user-mode linear address (SDM 29.3.3.2, MBEC).
       userAddress = true;
     } else {
       if (!isCanonical(va)) return gp('non-canonical', `address 0x${va.toString(16)} is not canonical`);
@@ -181,7 +181,7 @@ export class MemoryAccess {
       userAddress = entry.user;
     }
     // MBEC: a fetch needs X-user when the linear address is user-mode (U/S = 1 at every level),
-    // X-supervisor otherwise, whatever the CPL (SDM 28.3.3.2): a CPL 0 fetch from a user page
+    // X-supervisor otherwise, whatever the CPL (SDM 29.3.3.2): a CPL 0 fetch from a user page
     // (SMEP off) needs X-user.
     const eptMode: AccessMode = access === 'fetch' ? (userAddress ? 'user' : 'kernel') : mode;
     if (frame >= this.#core.memory.frames || !this.#core.ept.check(frame, accessMask(access, eptMode))) {

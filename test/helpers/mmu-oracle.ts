@@ -1,7 +1,7 @@
 /**
  * The expected outcome of one guest memory access, written from the Intel SDM alone (vol. 3A
  * 4.5 reserved bits, 4.6 access rights, 4.7 the #PF error code, 4.8 accessed and dirty
- * flags, 4.10 TLBs; vol. 3C 28.3.3.2 mode-based execute control), not from the MMU's code:
+ * flags, 4.10 TLBs; vol. 3C 29.3.3.2 mode-based execute control), not from the MMU's code:
  * the grid test (test/unit/mmu-access-grid.test.ts) compares the vCPU against it case by case.
  */
 import type { AccessKind } from '../../shared/guest-cpu.ts';
@@ -104,7 +104,7 @@ export function oracle(entries: readonly OracleEntry[], targetGpa: bigint, env: 
     after[li] = after[li]! | want;
   }
   // The EPT check of the frame; with MBEC a fetch needs X-user for a user-mode linear address
-  // (U/S = 1 at every level), X-supervisor otherwise, whatever the CPL (SDM 28.3.3.2).
+  // (U/S = 1 at every level), X-supervisor otherwise, whatever the CPL (SDM 29.3.3.2).
   const need = write ? EPT_W : fetch ? (allUser ? EPT_XU : EPT_XS) : EPT_R;
   if ((env.targetEpt & need) === 0) return done({ kind: 'ept', gpa: targetGpa, access: access.kind, pageWalk: false, code: ERR.P | code });
   return done({ kind: 'ok' });
