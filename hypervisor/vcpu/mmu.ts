@@ -21,6 +21,8 @@ const ADDR_MASK_2M = 0x000f_ffff_ffe0_0000n;
 const RSVD_1G = 0x3fff_e000n;
 /** SDM Table 4-18: bits 20:13 of a PDE that maps a 2 MiB page are reserved (bit 12 is PAT). */
 const RSVD_2M = 0x1f_e000n;
+/** The shift of the table index of each level (index 1..4): 12 + 9 * (level - 1). */
+const LEVEL_SHIFT: readonly bigint[] = [0n, 12n, 21n, 30n, 39n];
 /** The largest MAXPHYADDR of 4-level paging (SDM 4.1.4): entries hold 52-bit addresses. */
 const MAX_PHYS_BITS = 52;
 
@@ -107,29 +109,28 @@ export function accessCodeBits(access: AccessKind, mode: AccessMode, cr4: bigint
  * leaf's D flag is now 1, so a TLB hit can tell whether a write must walk again.
  */
 export function walk(va: bigint, access: AccessKind, mode: AccessMode, r: WalkRegs, rsvdAddr: bigint, mem: PagingMemory, update: boolean): WalkResult {
-  const nxe = (r.efer & EFER.NXE) !== 0n;
   // Reserved in every entry: MAXPHYADDR..51, and XD unless EFER.NXE = 1 (SDM 4.5.4).
-  const rsvd = nxe ? rsvdAddr : rsvdAddr | PTE_NX;
+  const rsvd = (r.efer & EFER.NXE) !== 0n ? rsvdAddr : rsvdAddr | PTE_NX;
   let table = r.cr3 & ADDR_MASK;
-  let writable = true;
-  let user = true;
-  let nx = false;
+  // Hot path (every TLB miss): BigInt operations allocate, so the rights are combined with
+  // one AND (RW, US) and one OR (XD) per level, and the reserved bits tested with one mask.
+  let all = PTE_RW | PTE_US;
+  let any = 0n;
   for (let level = 4; level >= 1; level--) {
-    const gpa = table + ((va >> BigInt(3 + 9 * level)) & 0x1ffn) * 8n;
+    const gpa = table + (((va >> LEVEL_SHIFT[level]!) & 0x1ffn) << 3n);
     const e = mem.read(gpa);
     if (e === undefined) return { ok: false, kind: 'ept', gpa, access: 'read' };
     if ((e & PTE_P) === 0n) {
       return { ok: false, kind: 'page-fault', errorCode: accessCodeBits(access, mode, r.cr4, r.efer), cause: 'not-present', detail: `level-${level} entry for ${hexv(va)} is not present` };
     }
-    const large = (e & PTE_PS) !== 0n && level > 1;
-    const bad = reservedBitsSet(e, level, large, rsvd);
-    if (bad !== undefined) {
+    const ps = level > 1 && (e & PTE_PS) !== 0n;
+    const large = ps && level < 4;
+    if ((e & (large ? rsvd | (level === 3 ? RSVD_1G : RSVD_2M) : rsvd)) !== 0n || (ps && level === 4)) {
       const errorCode = PF_ERR.PRESENT | PF_ERR.RSVD | accessCodeBits(access, mode, r.cr4, r.efer);
-      return { ok: false, kind: 'page-fault', errorCode, cause: 'reserved-bit', detail: `level-${level} entry for ${hexv(va)}: ${bad}` };
+      return { ok: false, kind: 'page-fault', errorCode, cause: 'reserved-bit', detail: `level-${level} entry for ${hexv(va)}: ${reservedBitsSet(e, level, large, rsvd)}` };
     }
-    writable &&= (e & PTE_RW) !== 0n;
-    user &&= (e & PTE_US) !== 0n;
-    nx ||= (e & PTE_NX) !== 0n;
+    all &= e;
+    any |= e;
     if (large || level === 1) {
       let base: bigint;
       if (level === 3) base = (e & ADDR_MASK_1G) + (va & 0x3fff_f000n);
@@ -137,7 +138,14 @@ export function walk(va: bigint, access: AccessKind, mode: AccessMode, r: WalkRe
       else base = e & ADDR_MASK;
       // `dirty` as it will be once this access is done: a write sets D below, or fails and
       // the entry is dropped. One object shape for every TLB entry (no spread copies).
-      const entry: TlbEntry = { frame: Number(base >> 12n), writable, user, nx, global: (e & PTE_G) !== 0n, dirty: (e & PTE_D) !== 0n || access === 'write' };
+      const entry: TlbEntry = {
+        frame: Number(base >> 12n),
+        writable: (all & PTE_RW) !== 0n,
+        user: (all & PTE_US) !== 0n,
+        nx: (any & PTE_NX) !== 0n,
+        global: (e & PTE_G) !== 0n,
+        dirty: access === 'write' || (e & PTE_D) !== 0n,
+      };
       if (!update) return { ok: true, entry };
       const denied = checkAccess(entry, access, mode, r);
       if (denied) return { ok: false, kind: 'page-fault', ...denied };
@@ -152,14 +160,11 @@ export function walk(va: bigint, access: AccessKind, mode: AccessMode, r: WalkRe
   throw new Error('unreachable: the walk ends at level 1');
 }
 
-/** The reserved bits set in a present entry at `level` (SDM Tables 4-14..4-20), named, or undefined. */
-function reservedBitsSet(e: bigint, level: number, large: boolean, rsvd: bigint): string | undefined {
+/** Names the reserved bits set in a present entry at `level` (SDM Tables 4-14..4-20), once the walk found some. */
+function reservedBitsSet(e: bigint, level: number, large: boolean, rsvd: bigint): string {
   if ((e & rsvd) !== 0n) return (e & rsvd & PTE_NX) !== 0n ? 'XD set while EFER.NXE is clear' : `bits above MAXPHYADDR set (0x${(e & rsvd).toString(16)})`;
-  if (level === 4 && (e & PTE_PS) !== 0n) return 'PS set in a PML4 entry';
-  if (large && (e & (level === 3 ? RSVD_1G : RSVD_2M)) !== 0n) {
-    return level === 3 ? 'bits 29:13 of a 1 GiB page entry set' : 'bits 20:13 of a 2 MiB page entry set';
-  }
-  return undefined;
+  if (level === 4) return 'PS set in a PML4 entry';
+  return large && level === 3 ? 'bits 29:13 of a 1 GiB page entry set' : 'bits 20:13 of a 2 MiB page entry set';
 }
 
 /**
