@@ -20,7 +20,7 @@ export function describeEvent(e: VmmEvent): string {
   const how = e.action === 'stop' ? ', VM stopped' : '';
   switch (x.reason) {
     case 'ept-violation':
-      return `ept-violation exit (${x.mode} ${x.pageWalk ? 'page-walk read' : x.access}, gpa ${hexv(x.gpa)}${how})`;
+      return `ept-violation exit (${x.mode} ${x.pageWalk ? `page-walk ${x.access}` : x.access}, gpa ${hexv(x.gpa)}${how})`;
     case 'cr-write':
       return `cr-write exit (CR${x.cr}${how})`;
     case 'msr-write':

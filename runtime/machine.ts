@@ -23,6 +23,7 @@ import { AuditLog } from '../verifier-vm/audit-log.ts';
 import { VerifierLink } from '../hypervisor/verifier-link/verifier-link.ts';
 import { Vmm, newVmIdentity } from '../hypervisor/vmm/vmm.ts';
 import { resolveCpuModel, type CpuModelSpec } from '../hypervisor/vmm/cpu-models.ts';
+import { physBitsError } from '../hypervisor/vcpu/mmu.ts';
 import { restoreVm, snapshotVm, type RestoreError } from './lifecycle/migration.ts';
 import type { VmmPolicy } from '../hypervisor/vmm/policy.ts';
 import { notify, type VmObserver } from '../hypervisor/observe/vm-observer.ts';
@@ -90,6 +91,12 @@ export interface MachineConfig {
    */
   readonly protectedMemory?: boolean;
   /**
+   * MAXPHYADDR of the vCPUs, 32 to 52 (default 40, the reference CPUs' `x86_phys_bits`):
+   * bits from it to 51 are reserved in the guest's page-table entries (docs/mmu.md). A CPU
+   * model gives its `physBits` here. Kept across reboot, kexec and migration.
+   */
+  readonly physBits?: number;
+  /**
    * Keep a warm spare verifier worker for failover (default true). Without one, a verifier
    * that dies is replaced by a worker started on demand (slower failover, one thread less).
    */
@@ -133,6 +140,8 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   if (!timeoutMs.ok) return err({ kind: 'input', message: timeoutMs.error });
   const cpu = resolveCpuModel(config.cpu);
   if (!cpu.ok) return err({ kind: 'input', message: cpu.error });
+  const badPhysBits = config.physBits === undefined ? undefined : physBitsError(config.physBits);
+  if (badPhysBits) return err({ kind: 'input', message: badPhysBits });
   const kernel = await hostKernel(config);
   if (!kernel.ok) return kernel;
   const { vmlinuzPath, systemMapPath, image } = kernel.value;
@@ -201,6 +210,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
     disk: { sectors: DEFAULT_DISK_SECTORS },
     ...(config.policy ? { policy: config.policy } : {}),
     ...(config.protectedMemory ? { protectedMemory: true } : {}),
+    ...(config.physBits !== undefined ? { physBits: config.physBits } : {}),
     ...(observer ? { observer } : {}),
   });
   const regions = body.sections.map((s) => ({ name: s.name, vaddr: BigInt(`0x${s.vaddr}`), paddr: BigInt(`0x${s.paddr}`), size: s.size }));
@@ -229,6 +239,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
         systemMapPath,
         ...(config.policy ? { policy: config.policy } : {}),
         ...(config.vmmKey ? { vmmKey: config.vmmKey } : {}),
+        ...(config.physBits !== undefined ? { physBits: config.physBits } : {}),
         ...(observer ? { observer } : {}),
       },
     }),
@@ -262,6 +273,8 @@ export interface RestoreMachineConfig {
   readonly faultInjection?: boolean;
   readonly verifierSpare?: boolean;
   readonly policy?: VmmPolicy;
+  /** MAXPHYADDR of the new machine's vCPUs (MachineConfig.physBits; default 40). */
+  readonly physBits?: number;
 }
 
 /** Why a snapshot was not restored: the image's checks, the new verifier, or the host's files. */
@@ -274,6 +287,8 @@ export type RestoreMachineError = RestoreError | { readonly kind: 'input'; reado
 export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineConfig): Promise<Result<SimulatedMachine, RestoreMachineError>> {
   const timeoutMs = verifierTimeoutMs(undefined);
   if (!timeoutMs.ok) return err({ kind: 'input', message: timeoutMs.error });
+  const badPhysBits = config.physBits === undefined ? undefined : physBitsError(config.physBits);
+  if (badPhysBits) return err({ kind: 'input', message: badPhysBits });
   const kernel = await hostKernel(config);
   if (!kernel.ok) return kernel;
   const { vmlinuzPath, systemMapPath, image } = kernel.value;
@@ -291,6 +306,7 @@ export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineCo
       systemMapPath,
       linkOptions: { ...(config.verifierSpare === false ? { spare: false } : {}), ...(timeoutMs.value !== undefined ? { timeoutMs: timeoutMs.value } : {}) },
       ...(config.policy ? { policy: config.policy } : {}),
+      ...(config.physBits !== undefined ? { physBits: config.physBits } : {}),
     },
     ...(audit ? { audit } : {}),
     ...(config.faultInjection !== undefined ? { faultInjection: config.faultInjection } : {}),

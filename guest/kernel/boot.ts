@@ -22,7 +22,7 @@ import { MEM_ATTR } from '../../shared/abi.ts';
 import type { GuestCpu, GuestOutcome } from '../../shared/guest-cpu.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import type { PageRange } from '../../shared/page-list.ts';
-import { BumpFrameAllocator, PTE, PageTableWriter, mapErrorMessage } from '../mm/page-table-writer.ts';
+import { BumpFrameAllocator, PTE, PTE_AD, PageTableWriter, mapErrorMessage } from '../mm/page-table-writer.ts';
 import { BOOT_TABLES, START_KERNEL_MAP, physToVirt } from './layout.ts';
 import { FrameAllocator } from './frame-allocator.ts';
 import { cpuPhysPort } from './phys-port.ts';
@@ -131,11 +131,11 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   for (let pa = BOOT_TABLES.start; pa < BOOT_TABLES.start + PAGE; pa += 8n) if (!early.writeU64(pa, 0n)) return err({ phase: 'page tables', message: 'cannot clear the root table' });
   const pt = new PageTableWriter(BOOT_TABLES.start, early, tableFrames);
   for (let pa = imageStart; pa < imageEnd; pa += MB2) {
-    const e = pt.map(START_KERNEL_MAP + pa, pa, PTE.RW | PTE.G, 2);
+    const e = pt.map(START_KERNEL_MAP + pa, pa, PTE.RW | PTE.G | PTE_AD, 2);
     if (e) return err({ phase: 'page tables', message: mapErrorMessage(e) });
   }
   for (let pa = 0n; pa < options.ramBytes; pa += MB2) {
-    const e = pt.map(physToVirt(pa), pa, PTE.RW | PTE.G | PTE.NX, 2);
+    const e = pt.map(physToVirt(pa), pa, PTE.RW | PTE.G | PTE.NX | PTE_AD, 2);
     if (e) return err({ phase: 'page tables', message: mapErrorMessage(e) });
   }
   phase('early page tables');
@@ -213,7 +213,7 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
       else if (v >= ro.start && v < ro.end) flags = PTE.G | PTE.NX;
       else if (v >= text.end && v < ro.start) flags = PTE.G | PTE.NX;
       else flags = PTE.G | PTE.NX | PTE.RW;
-      const e = pageTables.map(v, phys(v), flags);
+      const e = pageTables.map(v, phys(v), flags | PTE_AD);
       if (e) return err({ phase: 'mark_rodata_ro', message: mapErrorMessage(e) });
     }
   }
@@ -224,7 +224,7 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
     for (let off = 0n; off < MB2; off += PAGE) {
       const v = START_KERNEL_MAP + pa + off;
       const readOnly = (v >= text.start && v < text.end) || (v >= text.end && v < ro.end);
-      const e = pageTables.map(physToVirt(pa + off), pa + off, PTE.G | PTE.NX | (readOnly ? 0n : PTE.RW));
+      const e = pageTables.map(physToVirt(pa + off), pa + off, PTE.G | PTE.NX | PTE_AD | (readOnly ? 0n : PTE.RW));
       if (e) return err({ phase: 'mark_rodata_ro', message: mapErrorMessage(e) });
     }
   }

@@ -11,7 +11,7 @@ import type { Heki } from '../heki/heki.ts';
 import type { Prot } from '../heki/counters.ts';
 import type { FrameAllocator } from '../kernel/frame-allocator.ts';
 import { MODULES_END, MODULES_VADDR, VMALLOC_START } from '../kernel/layout.ts';
-import { PTE, PTE_ADDR_MASK, type PageTableWriter, mapErrorMessage } from './page-table-writer.ts';
+import { PTE, PTE_AD, PTE_ADDR_MASK, type PageTableWriter, mapErrorMessage } from './page-table-writer.ts';
 import { VirtualArea } from './virtual-area.ts';
 
 /** Protections the kernel uses for its mappings. */
@@ -29,7 +29,7 @@ export type SetMemoryOp = 'ro' | 'rw' | 'x' | 'nx' | 'rox';
 export type MmResult<T> = { ok: true; value: T } | { ok: false; reason: string };
 
 function pteFlags(p: Prot): bigint {
-  return PTE.G | (p.write ? PTE.RW : 0n) | (p.exec ? 0n : PTE.NX);
+  return PTE.G | PTE_AD | (p.write ? PTE.RW : 0n) | (p.exec ? 0n : PTE.NX);
 }
 
 function protOf(pte: bigint): Prot {

@@ -6,23 +6,18 @@
  *
  * Entry bits (SDM 4.5, Linux's _PAGE_*): P, RW, US, PWT, PCD, A, D, PS, G, NX.
  */
+import { PTE, PTE_ADDR_MASK } from '../../shared/x86/cpu.ts';
 
-/** Page-table entry bits. */
-export const PTE = {
-  P: 1n << 0n,
-  RW: 1n << 1n,
-  US: 1n << 2n,
-  PWT: 1n << 3n,
-  PCD: 1n << 4n,
-  A: 1n << 5n,
-  D: 1n << 6n,
-  PS: 1n << 7n,
-  G: 1n << 8n,
-  NX: 1n << 63n,
-} as const;
+/** The entry bits and address mask (defined once, in shared/x86/cpu.ts). */
+export { PTE, PTE_ADDR_MASK };
 
-/** Bits 51:12: the physical address in an entry. */
-export const PTE_ADDR_MASK = 0x000f_ffff_ffff_f000n;
+/**
+ * Accessed and dirty, preset by Linux in every table entry it writes (_KERNPG_TABLE and
+ * _PAGE_TABLE) and in every kernel leaf (__PAGE_KERNEL*, arch/x86/include/asm/
+ * pgtable_types.h), so the CPU never has to write them there (docs/mmu.md). The writer
+ * sets them in the table entries it makes; kernel callers add them to their leaf flags.
+ */
+export const PTE_AD = PTE.A | PTE.D;
 
 /** How the writer reaches physical memory. Failures are reported, never thrown. */
 export interface PhysPort {
@@ -55,7 +50,7 @@ export class PageTableWriter {
 
   /**
    * Maps `va` to `pa` with `flags` (P is added; PS too for levels 2 and 3). Intermediate
-   * entries are created P|RW (and US when `flags` has US), as Linux does: the leaf decides.
+   * entries are created P|RW|A|D (and US when `flags` has US), as Linux does: the leaf decides.
    */
   map(va: bigint, pa: bigint, flags: bigint, level: MapLevel = 1): MapError | undefined {
     const slot = this.#slot(va, level, true, (flags & PTE.US) !== 0n);
@@ -104,7 +99,7 @@ export class PageTableWriter {
       for (let i = 0n; i < 512n; i++) {
         if (!this.port.writeU64(table + i * 8n, (base + i * step) | flags)) return { kind: 'memory', pa: table + i * 8n };
       }
-      if (!this.port.writeU64(slot, table | PTE.P | PTE.RW | (e & PTE.US))) return { kind: 'memory', pa: slot };
+      if (!this.port.writeU64(slot, table | PTE.P | PTE.RW | PTE_AD | (e & PTE.US))) return { kind: 'memory', pa: slot };
     }
     return undefined;
   }
@@ -130,7 +125,7 @@ export class PageTableWriter {
         if (!create) return { kind: 'conflict', va, level: l, detail: `no level-${l} entry` };
         const t = this.frames.allocTableFrame();
         if (t === undefined) return { kind: 'out-of-frames' };
-        e = t | PTE.P | PTE.RW | (user ? PTE.US : 0n);
+        e = t | PTE.P | PTE.RW | PTE_AD | (user ? PTE.US : 0n);
         if (!this.port.writeU64(slot, e)) return { kind: 'memory', pa: slot };
       } else if ((e & PTE.PS) !== 0n) {
         return { kind: 'conflict', va, level: l, detail: `a large page at level ${l} covers this address` };

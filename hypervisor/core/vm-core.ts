@@ -17,6 +17,7 @@ import { type Result, err, ok } from '../../shared/result.ts';
 import { HEKI_CONFIGURE, HEKI_DENIAL } from '../../shared/exit-reasons.ts';
 import type { SystemEventType } from '../../shared/platform-io.ts';
 import { Vcpu } from '../vcpu/vcpu.ts';
+import { DEFAULT_PHYS_BITS, reservedAddressBits } from '../vcpu/mmu.ts';
 import { Authenticator, type KernelRegion, type VerifierPort } from './auth/authenticator.ts';
 import type { AuditLog } from '../../verifier-vm/audit-log.ts';
 import { EPT_FROZEN } from '../ept/permissions.ts';
@@ -36,7 +37,11 @@ export interface VmConfig {
    * KVM_HC_MAP_GPA_RANGE are visible to the VMM (default false: everything is shared).
    */
   readonly protectedMemory?: boolean;
-  /** MAXPHYADDR of the vCPUs' page walks (the CPU model's `physBits`; default 40). */
+  /**
+   * MAXPHYADDR of the vCPUs (CPUID 0x80000008 EAX[7:0], Linux's `x86_phys_bits`), 32 to 52;
+   * default {@link DEFAULT_PHYS_BITS} (40, as the reference CPUs). Bits from it to 51 are
+   * reserved in every paging-structure entry and in CR3.
+   */
   readonly physBits?: number;
 }
 
@@ -48,6 +53,8 @@ export class VmCore {
   readonly memoryAttributes: MemoryAttributes;
   readonly pins = new CrPins();
   readonly vcpus: readonly Vcpu[];
+  /** MAXPHYADDR of every vCPU ({@link VmConfig.physBits}). */
+  readonly physBits: number;
   #sink: ExitSink;
   #msrFilter: MsrFilter = ALLOW_ALL_MSRS;
   #crFilter: CrFilter = NO_CR_FILTER;
@@ -63,6 +70,8 @@ export class VmCore {
     if (!Number.isInteger(config.vcpus) || config.vcpus < 1 || config.vcpus > 256) {
       throw new RangeError(`a VM has 1 to 256 vCPUs, got ${config.vcpus}`);
     }
+    this.physBits = config.physBits ?? DEFAULT_PHYS_BITS;
+    reservedAddressBits(this.physBits); // throws a RangeError naming a bad value
     this.memory = new GuestMemory(config.memoryBytes);
     this.ept = new Ept(this.memory.frames);
     this.memoryAttributes = new MemoryAttributes(this.memory.frames, config.protectedMemory ?? false);

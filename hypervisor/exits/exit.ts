@@ -53,7 +53,12 @@ export type VmExit =
       readonly mode: AccessMode;
       /** EPT bits of the frame at the time of the access. */
       readonly perms: number;
-      /** Whether the access was a paging-structure read during a page walk. */
+      /**
+       * Whether the access was a paging-structure access of the page walk (the exit
+       * qualification's "GPA is a paging-structure access"): a read of an entry, or the write
+       * of its accessed/dirty flags (`access` says which; `mode` is then `kernel`, as hardware
+       * makes these accesses).
+       */
       readonly pageWalk: boolean;
     }
   | { readonly reason: 'cr-write'; readonly vcpu: number; readonly cr: 0 | 3 | 4; readonly old: bigint; readonly value: bigint; readonly changed: bigint }

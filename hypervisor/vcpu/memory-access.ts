@@ -1,8 +1,9 @@
 /**
  * A vCPU's memory accesses, checked in the order a CPU checks them: canonical address (#GP)
- * -> page walk through the guest's tables, with EPT checks on the paging structures (#PF or
- * EPT violation) -> mode/WP/SMEP/SMAP/NX checks (#PF) -> the EPT check of the target frame
- * (an EPT-violation exit, then #PF) -> the access. A multi-page write is checked on every
+ * -> TLB, or the page walk through the guest's tables with EPT checks on the paging
+ * structures (#PF or EPT violation) -> mode/WP/SMEP/SMAP/NX checks (#PF) -> the accessed and
+ * dirty flags (EPT-checked writes to the tables) -> the EPT check of the target frame (an
+ * EPT-violation exit, then #PF) -> the access. A multi-page write is checked on every
  * page before the first byte is written. Also the core's own reads through the guest's
  * tables (no checks, no TLB, no exits).
  *
@@ -13,19 +14,23 @@ import { isCanonical } from '../../shared/addr.ts';
 import type { AccessKind, AccessMode, GuestFault, GuestOutcome } from '../../shared/guest-cpu.ts';
 import { accessMask } from '../ept/permissions.ts';
 import type { Tlb, TlbEntry } from './tlb.ts';
-import { checkAccess, walk } from './mmu.ts';
-import { codeBits, gp, pf, stoppedOutcome, type Translation } from './faults.ts';
+import { accessCodeBits, checkAccess, reservedAddressBits, walk, type PagingMemory, type WalkRegs } from './mmu.ts';
+import { gp, pf, stoppedOutcome, type Translation } from './faults.ts';
 import type { VmCore } from '../core/vm-core.ts';
 
 const PAGE = 4096n;
-/** The EPT check of a page-walk read (hardware reads paging structures as supervisor data). */
+/**
+ * The EPT checks of the walk's paging-structure accesses: hardware reads the entries, and
+ * writes their accessed and dirty flags, as supervisor data accesses.
+ */
 const KERNEL_READ = accessMask('read', 'kernel');
+const KERNEL_WRITE = accessMask('write', 'kernel');
 
 /**
  * The registers a memory access depends on. The vCPU owns them and changes them in place;
  * its memory path reads the same object.
  */
-export interface PagingRegs {
+export interface PagingRegs extends WalkRegs {
   cr0: bigint;
   cr3: bigint;
   cr4: bigint;
@@ -41,12 +46,39 @@ export class MemoryAccess {
   readonly #core: VmCore;
   readonly #tlb: Tlb;
   readonly #r: PagingRegs;
+  /** Bits MAXPHYADDR..51, reserved in every paging-structure entry. */
+  readonly #rsvdAddr: bigint;
+  /** The walk's EPT-checked access to the paging structures (made once, not per walk). */
+  readonly #paging: PagingMemory;
+  /** The core's unchecked access to them (translateForCore): reads only, writes nothing. */
+  readonly #corePaging: PagingMemory;
 
   constructor(vcpu: number, core: VmCore, tlb: Tlb, regs: PagingRegs) {
     this.#vcpu = vcpu;
     this.#core = core;
     this.#tlb = tlb;
     this.#r = regs;
+    this.#rsvdAddr = reservedAddressBits(core.physBits);
+    const mem = core.memory;
+    const ept = core.ept;
+    // TRUST: the walk reads guest-controlled tables and writes their A/D flags; the EPT must
+    // allow both, so a design that write-protects page-table pages sees the A/D write.
+    this.#paging = {
+      read: (gpa) => {
+        const frame = Number(gpa >> 12n);
+        return frame < mem.frames && ept.check(frame, KERNEL_READ) ? mem.readU64(gpa) : undefined;
+      },
+      write: (gpa, value) => {
+        const frame = Number(gpa >> 12n);
+        if (!(frame < mem.frames && ept.check(frame, KERNEL_WRITE))) return false;
+        mem.writeU64(gpa, value);
+        return true;
+      },
+    };
+    this.#corePaging = {
+      read: (gpa) => (mem.contains(gpa, 8) ? mem.readU64(gpa) : undefined),
+      write: () => false,
+    };
   }
 
   read(va: bigint, len: number): GuestOutcome<Uint8Array> {
@@ -107,56 +139,73 @@ export class MemoryAccess {
     return { ok: true, value: frames };
   }
 
-  #mode(): AccessMode {
-    return this.#r.cpl === 0 ? 'kernel' : 'user';
-  }
-
-  /** Translates one address and applies every check for `access`. */
+  /**
+   * Translates one address and applies every check for `access`. A TLB hit is checked like a
+   * walk; a write through an entry whose dirty flag is 0 walks again (to set D). Every #PF and
+   * EPT violation drops the address's TLB entry (SDM 4.10.4.1, 29.4.3.1), so a retry after the
+   * guest fixed its PTE (without invlpg, as Linux's fault handler does) walks the new tables.
+   */
   #translate(va: bigint, access: AccessKind): Translation {
-    const mode = this.#mode();
+    const r = this.#r;
+    const mode: AccessMode = r.cpl === 0 ? 'kernel' : 'user';
     let frame: number;
-    if ((this.#r.cr0 & CR0.PG) === 0n) {
+    let userAddress: boolean;
+    if ((r.cr0 & CR0.PG) === 0n) {
       if (va < 0n || va >= 1n << 52n) return gp('non-canonical', `physical address 0x${va.toString(16)} out of range with paging off`);
       frame = Number(va >> 12n);
+      // With CR0.PG = 0 every linear address is a user-mode linear address (SDM 29.3.3.2, MBEC).
+      userAddress = true;
     } else {
       if (!isCanonical(va)) return gp('non-canonical', `address 0x${va.toString(16)} is not canonical`);
       const vpn = va >> 12n;
       let entry: TlbEntry | undefined = this.#tlb.lookup(vpn);
-      if (!entry) {
-        const w = walk(this.#r.cr3, va, this.#r.efer, (gpa) => this.#readPagingStructure(gpa));
+      if (entry !== undefined) {
+        const denied = checkAccess(entry, access, mode, r);
+        if (denied) {
+          this.#tlb.invalidate(vpn);
+          return pf(va, denied.errorCode, denied.cause, denied.detail);
+        }
+        if (access === 'write' && !entry.dirty) entry = undefined;
+      }
+      if (entry === undefined) {
+        const w = walk(va, access, mode, r, this.#rsvdAddr, this.#paging, true);
         if (!w.ok) {
-          if (w.kind === 'ept') return this.#eptViolation(w.gpa, va, 'read', 'kernel', true);
-          return pf(va, w.errorCode | codeBits(access, mode), w.cause, w.detail);
+          this.#tlb.invalidate(vpn);
+          if (w.kind === 'ept') return this.#eptViolation(w.gpa, va, w.access, 'kernel', true, access, mode);
+          return pf(va, w.errorCode, w.cause, w.detail);
         }
         entry = w.entry;
         this.#tlb.insert(vpn, entry);
       }
-      const denied = checkAccess(entry, access, mode, this.#r.cr0, this.#r.cr4, this.#r.efer, this.#r.ac);
-      if (denied) return pf(va, denied.errorCode, denied.cause, denied.detail);
       frame = entry.frame;
+      userAddress = entry.user;
     }
-    if (frame >= this.#core.memory.frames || !this.#core.ept.check(frame, accessMask(access, mode))) {
-      return this.#eptViolation(BigInt(frame) * PAGE + (va & (PAGE - 1n)), va, access, mode, false);
+    // MBEC: a fetch needs X-user when the linear address is user-mode (U/S = 1 at every level),
+    // X-supervisor otherwise, whatever the CPL (SDM 29.3.3.2): a CPL 0 fetch from a user page
+    // (SMEP off) needs X-user.
+    const eptMode: AccessMode = access === 'fetch' ? (userAddress ? 'user' : 'kernel') : mode;
+    if (frame >= this.#core.memory.frames || !this.#core.ept.check(frame, accessMask(access, eptMode))) {
+      if ((r.cr0 & CR0.PG) !== 0n) this.#tlb.invalidate(va >> 12n);
+      return this.#eptViolation(BigInt(frame) * PAGE + (va & (PAGE - 1n)), va, access, mode, false, access, mode);
     }
     return { ok: true, frame };
   }
 
-  #readPagingStructure(gpa: bigint): { ok: true; value: bigint } | { ok: false; gpa: bigint } {
-    const frame = Number(gpa >> 12n);
-    // TRUST: the walk reads guest-controlled tables; the EPT must allow reading them.
-    if (frame >= this.#core.memory.frames || !this.#core.ept.check(frame, KERNEL_READ)) return { ok: false, gpa };
-    return { ok: true, value: this.#core.memory.readU64(gpa) };
-  }
-
-  /** Reports an EPT violation to the VMM and turns its reaction into the guest's fault. */
-  #eptViolation(gpa: bigint, gva: bigint, access: AccessKind, mode: AccessMode, pageWalk: boolean): Translation {
+  /**
+   * Reports an EPT violation to the VMM and turns its reaction into the guest's fault. The
+   * exit carries the refused access (for a paging-structure access: the walk's read, or its
+   * accessed/dirty write, as a supervisor access with `pageWalk`); the guest's #PF carries
+   * the error code of the guest's own access.
+   */
+  #eptViolation(gpa: bigint, gva: bigint, access: AccessKind, mode: AccessMode, pageWalk: boolean, guestAccess: AccessKind, guestMode: AccessMode): Translation {
     const frame = Number(gpa >> 12n);
     const perms = this.#core.ept.get(frame);
     const r = this.#core.exit({ reason: 'ept-violation', vcpu: this.#vcpu, gpa, gva, access, mode, perms, pageWalk });
     if (r.action === 'stop') return stoppedOutcome(r.reason);
     // Contract (exit-handlers.ts): an EPT violation is never resumed; the guest takes a #PF.
-    const what = pageWalk ? 'page-table read' : access;
-    return pf(gva, PF_ERR.PRESENT | codeBits(access, mode), 'ept-violation', `EPT refused ${mode} ${what} of gpa 0x${gpa.toString(16)}`);
+    const what = pageWalk ? `page-table ${access === 'write' ? 'accessed/dirty write' : 'read'}` : access;
+    const code = PF_ERR.PRESENT | accessCodeBits(guestAccess, guestMode, this.#r.cr4, this.#r.efer);
+    return pf(gva, code, 'ept-violation', `EPT refused ${mode} ${what} of gpa 0x${gpa.toString(16)}`);
   }
 
   #stoppedFault(): { ok: false; fault: GuestFault } | undefined {
@@ -173,9 +222,8 @@ export class MemoryAccess {
   translateForCore(va: bigint): number | undefined {
     if ((this.#r.cr0 & CR0.PG) === 0n) return va >= 0n && va < this.#core.memory.size ? Number(va >> 12n) : undefined;
     if (!isCanonical(va)) return undefined;
-    const mem = this.#core.memory;
-    const w = walk(this.#r.cr3, va, this.#r.efer, (gpa) => (mem.contains(gpa, 8) ? { ok: true, value: mem.readU64(gpa) } : { ok: false, gpa }));
-    if (!w.ok || w.entry.frame >= mem.frames) return undefined;
+    const w = walk(va, 'read', 'kernel', this.#r, this.#rsvdAddr, this.#corePaging, false);
+    if (!w.ok || w.entry.frame >= this.#core.memory.frames) return undefined;
     return w.entry.frame;
   }
 

@@ -3,7 +3,14 @@
  * combined permission bits of the walk. Like hardware, it caches the translation and the
  * page-table permissions, not the result of the checks that depend on the current mode,
  * CR0.WP, SMEP or SMAP, which are applied on every use. A mov to CR3 flushes the non-global
- * entries, invlpg drops one, and changes of paging-control bits flush everything (SDM 4.10.4).
+ * entries, invlpg drops one, a #PF or an EPT violation drops the faulting address's entry
+ * (SDM 4.10.4.1; 29.4.3.1 for EPT), and changes of paging-control bits flush everything
+ * (SDM 4.10.4). An entry is made only after a successful access, when the walk has set the
+ * accessed flag of every entry it used (SDM 4.10.2.1), and it caches the leaf's dirty flag: a
+ * write through an entry whose dirty flag is 0 walks again to set it (SDM 4.8).
+ *
+ * Entries are per 4 KiB page, also for 2 MiB and 1 GiB pages: invlpg and a fault drop the
+ * 4 KiB piece of the address, not the whole large page (docs/mmu.md).
  */
 
 /** One cached translation. */
@@ -18,6 +25,8 @@ export interface TlbEntry {
   readonly nx: boolean;
   /** Global (survives a CR3 write when CR4.PGE is set). */
   readonly global: boolean;
+  /** The leaf's dirty flag was 1 when this entry was made (else a write walks again). */
+  readonly dirty: boolean;
 }
 
 /** A small fully associative TLB keyed by virtual page number. */

@@ -158,6 +158,9 @@ export class Vcpu implements GuestCpu {
     if (cr === 0 && (value & ~CR0_VALID) !== 0n) return gp('reserved-bit', `reserved CR0 bits 0x${(value & ~CR0_VALID).toString(16)}`);
     if (cr === 4 && (value & ~CR4_VALID) !== 0n) return gp('reserved-bit', `reserved CR4 bits 0x${(value & ~CR4_VALID).toString(16)}`);
     if (cr === 0 && (value & CR0.PG) !== 0n && (value & CR0.PE) === 0n) return gp('reserved-bit', 'CR0.PG without CR0.PE');
+    if (cr === 3 && (value & this.#cr3Reserved()) !== 0n) {
+      return gp('reserved-bit', `CR3 bits above MAXPHYADDR (${this.#core.physBits}) set: 0x${(value & this.#cr3Reserved()).toString(16)}`);
+    }
 
     if (cr === 0 || cr === 4) {
       const cleared = this.#core.pins.violations(cr, value);
@@ -181,6 +184,15 @@ export class Vcpu implements GuestCpu {
     }
     this.#applyCr(cr, value);
     return { ok: true, value: undefined };
+  }
+
+  /**
+   * CR3 bits MAXPHYADDR..63 are reserved (SDM 4.5.2; KVM's kvm_vcpu_is_illegal_gpa), except
+   * bit 63 with CR4.PCIDE = 1 (its "no flush" bit; PCIDs are not modelled, docs/mmu.md).
+   */
+  #cr3Reserved(): bigint {
+    const high = ((1n << 64n) - 1n) & ~((1n << BigInt(this.#core.physBits)) - 1n);
+    return (this.#r.cr4 & CR4.PCIDE) !== 0n ? high & ~(1n << 63n) : high;
   }
 
   #applyCr(cr: ControlRegister, value: bigint): void {

@@ -76,6 +76,11 @@ export interface VmmConfig {
    * except ranges the guest shares with KVM_HC_MAP_GPA_RANGE.
    */
   readonly protectedMemory?: boolean;
+  /**
+   * MAXPHYADDR of the vCPUs, 32 to 52: overrides the CPU model's `physBits` (the model then
+   * carries it, so CPUID and the page walk agree); default the model's (40 for the shipped ones).
+   */
+  readonly physBits?: number;
   /** The emulated disk (default 2048 sectors, 1 MiB). */
   readonly disk?: VirtioBlkOptions;
   /** The VM's name in audit records written before a verifier is attached (default `vm0`). */
@@ -135,7 +140,10 @@ export class Vmm implements ExitSink {
 
   constructor(config: VmmConfig) {
     this.#config = config;
-    this.#cpu = config.cpu ?? DEFAULT_CPU_MODEL;
+    // One MAXPHYADDR: an explicit physBits is folded into the model, so the page walk and
+    // CPUID 0x80000008 (and the verifier's copy of the model) say the same.
+    const model = config.cpu ?? DEFAULT_CPU_MODEL;
+    this.#cpu = config.physBits !== undefined && config.physBits !== model.physBits ? { ...model, physBits: config.physBits } : model;
     this.#onlineCpus = this.#cpu.presentCpus;
     this.#identity = config.identity ?? newVmIdentity();
     const pinOnLock = config.pinPlatformOnLock ?? true;

@@ -27,6 +27,8 @@ export interface MachineHost {
   readonly policy?: VmmPolicy;
   /** The operator's VMM key, when one was given: VMs this host restores keep signing with it (default: a fresh key per VM). */
   readonly vmmKey?: Ed25519KeyPair;
+  /** MAXPHYADDR of the machine's vCPUs, when it was given (MachineConfig.physBits): VMs this host restores or receives keep it. */
+  readonly physBits?: number;
   /**
    * The machine's observer (`heki run --trace/--report/--record`), when it has one: a
    * migration's new VMM and verifier get it too, so one trace covers the whole run.

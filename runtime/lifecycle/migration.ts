@@ -92,7 +92,7 @@ export interface RestoreOptions {
   /** The kernel the new VMM boots on a reboot (default: `image`). */
   readonly bootImage?: KernelImage;
   /** The host side of the new machine: its files and kernel-vendor key (a fresh, untrusted one by default). */
-  readonly host: Pick<MachineHost, 'vmlinuzPath' | 'systemMapPath'> & Partial<Pick<MachineHost, 'vendor' | 'linkOptions' | 'policy' | 'vmmKey' | 'observer'>>;
+  readonly host: Pick<MachineHost, 'vmlinuzPath' | 'systemMapPath'> & Partial<Pick<MachineHost, 'vendor' | 'linkOptions' | 'policy' | 'vmmKey' | 'observer' | 'physBits'>>;
   /** The audit log to continue (default: a new in-memory one, whose first record names the source's head). */
   readonly audit?: AuditLog;
   /** Overrides the snapshot's fault-injection setting (tests). */
@@ -165,6 +165,7 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
     cpu: cpu.value.model,
     disk: { sectors: Math.max(2048, ...platform.disk.map(([s]) => s + 1)) },
     ...(opts.host.policy ? { policy: opts.host.policy } : {}),
+    ...(opts.host.physBits !== undefined ? { physBits: opts.host.physBits } : {}),
     ...(observer ? { observer } : {}),
   });
   const bootImage = opts.bootImage ?? opts.image;
@@ -202,6 +203,7 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
       systemMapPath: opts.host.systemMapPath,
       ...(opts.host.policy ? { policy: opts.host.policy } : {}),
       ...(opts.host.vmmKey ? { vmmKey: opts.host.vmmKey } : {}),
+      ...(opts.host.physBits !== undefined ? { physBits: opts.host.physBits } : {}),
       ...(observer ? { observer } : {}),
     },
     source: { vm: h.vm, vmId: h.vmId, keyId: h.keyId, created: h.created, auditHead: platform.auditHead },

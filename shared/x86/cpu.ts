@@ -85,6 +85,27 @@ export const VECTOR = {
   PF: 14,
 } as const;
 
+/**
+ * Paging-structure entry bits of 4-level paging (SDM 4.5, Tables 4-15..4-20; Linux's
+ * _PAGE_*): one definition for the guest's table writer, the vCPU's walk and the tests.
+ * PS is the page-size bit of a PDPTE or PDE (PAT in a PTE); NX is XD, bit 63.
+ */
+export const PTE = {
+  P: 1n << 0n,
+  RW: 1n << 1n,
+  US: 1n << 2n,
+  PWT: 1n << 3n,
+  PCD: 1n << 4n,
+  A: 1n << 5n,
+  D: 1n << 6n,
+  PS: 1n << 7n,
+  G: 1n << 8n,
+  NX: 1n << 63n,
+} as const;
+
+/** Bits 51:12 of an entry: the physical address of the next table or of the 4 KiB page. */
+export const PTE_ADDR_MASK = 0x000f_ffff_ffff_f000n;
+
 /** Page-fault error-code bits (SDM 4.7). */
 export const PF_ERR = {
   PRESENT: 1 << 0,
