@@ -14,8 +14,9 @@ const USAGE = `usage: heki attacks [NAME...] [--cpu MODEL] [--json]
        heki attacks --list [NAME...] [--json]
 
 Runs the security regression catalogue: each named attack (every attack when none is named)
-acts as an attacker who owns the guest kernel after boot, on its own freshly booted machine
-with the real Debian 6.1 kernel, and checks whether the protection held. A table shows each
+acts as an attacker who owns the guest kernel after boot (the boot-* attacks: its boot code
+too, rebooting the VM and tampering with the text touch-ups before heki_late_init), on its own
+freshly booted machine with the real Debian 6.1 kernel, and checks whether the protection held. A table shows each
 attack, whether it was stopped and what stopped it (the guest's fault or status, then what the
 host recorded: the VM exit, the refusing audit record). docs/threat-model.md explains them.
 
