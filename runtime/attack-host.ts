@@ -2,11 +2,13 @@
  * The host side of the attacks that are host-side by nature ({@link AttackHost}), on a real
  * machine: it arms faults in the verifier worker through the verifier link (the machine
  * enables fault injection only for attacks that declare `needs.verifierFaults`), rings the
- * emulated disk's doorbell, drives the VMM's named copy paths, and reads the link's counters.
+ * emulated disk's doorbell, drives the VMM's named copy paths, reads the link's counters, and
+ * runs the VMM's main loop for a system event the guest requested (its reset).
  * This is the only door from guest/attacks/ to host objects, and it opens only what the
  * interface names.
  */
 import type { AttackHost } from '../guest/attacks/attack.ts';
+import { carryOutSystemEvent } from '../hypervisor/vmm/lifecycle/system-events.ts';
 import type { SimulatedMachine } from './simulated-machine.ts';
 
 /** The {@link AttackHost} of `machine`. */
@@ -24,6 +26,14 @@ export function attackHost(machine: SimulatedMachine): AttackHost {
       return r.ok ? { ok: true, value: undefined } : { ok: false, error: `${r.error.kind}: ${r.error.message}` };
     },
     readDiskSectors: (sector, count) => vmm.devices.disk.readSectors(sector, count),
+    carryOutSystemEvent: async () => {
+      const mi = machine.internals;
+      const out = await carryOutSystemEvent(vmm);
+      if (out === undefined) return { ok: false, error: 'no system event is pending' };
+      // As the runtime's own reboot step does: the running kernel is gone, whatever the guest boots next.
+      mi.setKernel(undefined, mi.parts.image);
+      return out.kind === 'rebooted' || out.kind === 'kexeced' ? { ok: true, value: out.detail } : { ok: false, error: `${out.kind}: ${out.detail}` };
+    },
     vmmReadGuest: (path, gpa, len) => {
       const r = vmm.hostMemory.copyFromGuest(path, gpa, len);
       return r.ok ? { ok: true, value: r.value } : { ok: false, error: `${r.error.kind}: ${r.error.message}` };

@@ -8,12 +8,19 @@
  * Each report's `stop` is what the guest saw (the attack's own words) followed by what the
  * host recorded while the attack ran: the VM exits in the VMM's event log and the verdicts in
  * the audit log that refused something.
+ *
+ * Every machine boots with the run's CPU model (default: the VMM's default model). An attack
+ * whose {@link AttackNeeds.cpu} the model does not meet is not run: its report says it is not
+ * applicable on that model and why (neither stopped nor failed; it never counts as stopped).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Attack, AttackContext, AttackSigners, ModuleFileSigner } from '../guest/attacks/attack.ts';
 import { ATTACKS, checkCatalogue } from '../guest/attacks/catalogue.ts';
+import { unmetCpuNeeds } from '../guest/attacks/cpu-needs.ts';
+import type { CpuModel } from '../shared/x86/cpu-model.ts';
+import { resolveCpuModel, type CpuModelSpec } from '../hypervisor/vmm/cpu-models.ts';
 import { type Result, err, ok } from '../shared/result.ts';
 import { defaultFixtureDir, fixturePaths, type FixturePaths } from '../shared/kernel-image/fixture-paths.ts';
 import { loadKernelImage } from '../shared/kernel-image/load-kernel.ts';
@@ -31,6 +38,8 @@ import type { SimulatedMachine } from './simulated-machine.ts';
 export interface AttackReport {
   readonly name: string;
   readonly stopped: boolean;
+  /** False when the attack does not apply to the run's CPU model (`stop` says why); it was not run. */
+  readonly applicable: boolean;
   readonly stop: string;
   readonly detail: string;
 }
@@ -40,18 +49,25 @@ export interface AttacksRun {
   readonly attacks: readonly AttackReport[];
   readonly total: number;
   readonly stopped: number;
+  /** Attacks that do not apply to the run's CPU model. */
+  readonly notApplicable: number;
+  /** The CPU model every machine booted with. */
+  readonly cpu: string;
 }
 
 /** Why a run could not start: a name that is no attack, or missing kernel fixtures. */
 export type AttacksError =
   | { readonly kind: 'unknown-attack'; readonly names: readonly string[]; readonly message: string }
   | { readonly kind: 'no-fixtures'; readonly message: string }
-  | { readonly kind: 'bad-fixtures'; readonly message: string };
+  | { readonly kind: 'bad-fixtures'; readonly message: string }
+  | { readonly kind: 'bad-cpu'; readonly message: string };
 
 /** How to run. */
 export interface RunAttacksOptions {
   /** The fixture folder (default: `$HEKI_FIXTURES` or the one beside the repository). */
   readonly fixtureDir?: string;
+  /** The CPU model every machine boots with: a named model or a reference folder (default: the VMM's default, skylake-smp2). */
+  readonly cpu?: CpuModelSpec;
   /** Attacks run at once, each on its own machine (default {@link DEFAULT_ATTACK_CONCURRENCY}). */
   readonly concurrency?: number;
   /** How long one attack may take, boot included, before it counts as not stopped (default 120 s). */
@@ -104,6 +120,7 @@ export function selectAttacks(names: readonly string[] = []): Result<readonly At
 /** What every machine of a run shares: the image, the fixture paths, the host key files. */
 interface RunEnv {
   readonly fx: FixturePaths;
+  readonly cpu: CpuModel;
   readonly image: KernelImage;
   readonly dir: string;
   readonly trustedPub: string;
@@ -131,7 +148,7 @@ function moduleSigner(key: Ed25519KeyPair): ModuleFileSigner {
   };
 }
 
-async function prepareEnv(fx: FixturePaths): Promise<Result<RunEnv, AttacksError>> {
+async function prepareEnv(fx: FixturePaths, cpu: CpuModel): Promise<Result<RunEnv, AttacksError>> {
   const image = await loadKernelImage({ vmlinuzPath: fx.vmlinuz, systemMapPath: fx.systemMap });
   if (!image.ok) return err({ kind: 'bad-fixtures', message: `${fx.vmlinuz}: ${image.error.message}` });
   const trusted = generateEd25519KeyPair();
@@ -155,6 +172,7 @@ async function prepareEnv(fx: FixturePaths): Promise<Result<RunEnv, AttacksError
   };
   return ok({
     fx,
+    cpu,
     image: image.value,
     dir,
     trustedPub,
@@ -189,9 +207,15 @@ async function runOn<B, A>(
   machine?: RunAttacksOptions['machine'],
 ): Promise<{ report: AttackReport; after: A | undefined }> {
   const needs = attack.needs ?? {};
-  const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, stop, detail }, after: undefined });
+  const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, applicable: true, stop, detail }, after: undefined });
+  const unmet = needs.cpu ? unmetCpuNeeds(env.cpu, needs.cpu) : undefined;
+  if (unmet !== undefined) {
+    const stop = `not applicable on CPU model ${env.cpu.name}: ${unmet}`;
+    return { report: { name: attack.name, stopped: false, applicable: false, stop, detail: `${stop}; the attack was not run (run it on a model that meets its needs: heki attacks --list)` }, after: undefined };
+  }
   const config: MachineConfig = {
     kernel: 'real',
+    cpu: env.cpu,
     vmlinuz: env.fx.vmlinuz,
     systemMap: env.fx.systemMap,
     image: env.image,
@@ -224,7 +248,7 @@ async function runOn<B, A>(
 /** Runs `attack` on machine `m` (booting it first when `boot`); always disposes `m`. */
 async function attackOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, m: SimulatedMachine, probe?: AttackProbe<B, A>, boot = false): Promise<{ report: AttackReport; after: A | undefined }> {
   const needs = attack.needs ?? {};
-  const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, stop, detail }, after: undefined });
+  const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, applicable: true, stop, detail }, after: undefined });
   try {
     if (boot) {
       const b = await withTimeout(m.boot(), timeoutMs, 'boot');
@@ -247,9 +271,9 @@ async function attackOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, m:
     try {
       const r = await withTimeout(attack.run(ctx), timeoutMs, `attack ${attack.name}`);
       const ev = hostEvidence(m, fromSeq, fromAudit);
-      report = { name: attack.name, stopped: r.stopped, stop: ev.short ? `${r.stop}; ${ev.short}` : r.stop, detail: `${r.detail}; ${ev.long}` };
+      report = { name: attack.name, stopped: r.stopped, applicable: true, stop: ev.short ? `${r.stop}; ${ev.short}` : r.stop, detail: `${r.detail}; ${ev.long}` };
     } catch (e) {
-      report = { name: attack.name, stopped: false, stop: `the attack failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
+      report = { name: attack.name, stopped: false, applicable: true, stop: `the attack failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
     }
     const after = probe?.after ? await probe.after(m, before, report) : undefined;
     return { report, after };
@@ -259,9 +283,11 @@ async function attackOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, m:
 }
 
 async function withEnv<T>(opts: RunAttacksOptions, f: (env: RunEnv) => Promise<T>): Promise<Result<T, AttacksError>> {
+  const cpu = resolveCpuModel(opts.cpu);
+  if (!cpu.ok) return err({ kind: 'bad-cpu', message: cpu.error });
   const fx = checkAttackFixtures(opts.fixtureDir);
   if (!fx.ok) return fx;
-  const env = await prepareEnv(fx.value);
+  const env = await prepareEnv(fx.value, cpu.value);
   if (!env.ok) return env;
   try {
     return ok(await f(env.value));
@@ -293,14 +319,14 @@ export async function runAttacks(names: readonly string[] = [], opts: RunAttacks
         try {
           report = (await runOn(attack, env, timeoutMs, undefined, opts.machine)).report;
         } catch (e) {
-          report = { name: attack.name, stopped: false, stop: `the runner failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
+          report = { name: attack.name, stopped: false, applicable: true, stop: `the runner failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
         }
         reports[i] = report;
         opts.onReport?.(report, i);
       }
     };
     await Promise.all(Array.from({ length: width }, worker));
-    return { attacks: reports, total: reports.length, stopped: reports.filter((r) => r.stopped).length };
+    return { attacks: reports, total: reports.length, stopped: reports.filter((r) => r.stopped).length, notApplicable: reports.filter((r) => !r.applicable).length, cpu: env.cpu.name };
   });
 }
 

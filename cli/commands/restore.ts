@@ -102,6 +102,8 @@ export function createRestoreCommand(): CliCommand {
           guestRuns: text.outcome === 'allowed',
           textWriteDenied: poke.outcome === 'denied',
         };
+        // The attacks run on the restored VM's own CPU model (the snapshot carries it).
+        const cpuModel = m.vmm.cpuModel;
         await m.dispose();
         if (!values.json) {
           io.out(
@@ -124,6 +126,7 @@ export function createRestoreCommand(): CliCommand {
         const names = chosen.value.filter((a) => !a.needs?.protectedMemory).map((a) => a.name);
         if (!values.json && skipped.length) io.out(`left out (a protected-memory VM cannot be snapshotted): ${skipped.join(', ')}\n`);
         const run = await attacksMod.runAttacks(names, {
+          cpu: cpuModel,
           machine: async (config) => {
             const r = await machineMod.restoreMachine(bytes, {
               trust: key.value.publicKey,
@@ -135,7 +138,7 @@ export function createRestoreCommand(): CliCommand {
             return r.ok ? ok(r.value) : err(`${r.error.kind}: ${r.error.message}`);
           },
           onReport: (r) => {
-            if (!values.json) io.out(`${r.name}  ${r.stopped ? 'stopped' : 'NOT STOPPED'}  ${r.stop}\n`);
+            if (!values.json) io.out(`${r.name}  ${r.stopped ? 'stopped' : r.applicable ? 'NOT STOPPED' : 'n/a'}  ${r.stop}\n`);
           },
         });
         if (!run.ok) {
@@ -143,9 +146,10 @@ export function createRestoreCommand(): CliCommand {
           return EXIT_USAGE;
         }
         const r = run.value;
-        if (values.json) io.out(`${JSON.stringify({ restored: summary, attacks: r.attacks, total: r.total, stopped: r.stopped, skipped })}\n`);
-        else io.out(`${r.stopped} of ${r.total} attacks stopped on the restored VM${r.stopped < r.total ? `; NOT stopped: ${r.attacks.filter((a) => !a.stopped).map((a) => a.name).join(', ')}` : ''}\n`);
-        return r.stopped === r.total ? EXIT_OK : EXIT_NEGATIVE;
+        const failed = r.attacks.filter((a) => a.applicable && !a.stopped).map((a) => a.name);
+        if (values.json) io.out(`${JSON.stringify({ restored: summary, attacks: r.attacks, total: r.total, stopped: r.stopped, notApplicable: r.notApplicable, skipped })}\n`);
+        else io.out(`${r.stopped} of ${r.total} attacks stopped on the restored VM${r.notApplicable ? ` (${r.notApplicable} not applicable on CPU model ${r.cpu})` : ''}${failed.length ? `; NOT stopped: ${failed.join(', ')}` : ''}\n`);
+        return failed.length === 0 ? EXIT_OK : EXIT_NEGATIVE;
       });
     },
   };

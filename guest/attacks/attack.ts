@@ -17,6 +17,7 @@
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import type { CodePlacementSigner } from '../bpf/code-signer.ts';
 import type { GuestKernel } from '../kernel/guest-kernel.ts';
+import type { MitigationFeature } from '../../shared/x86/cpu-features.ts';
 
 /** What one attack observed. */
 export interface AttackResult {
@@ -94,6 +95,29 @@ export interface AttackHost {
   answerNextRequestWithForeignVerdict(): Promise<boolean>;
   /** The verifier link's counters. */
   verifierCounters(): VerifierCounters;
+  /**
+   * The VMM's main loop carrying out the system event the guest's last request left pending
+   * (a reset the guest asked for through the reset control register: pins, locks and RAM
+   * cleared, the boot kernel loaded again, the vCPUs at RESET), as it does for any guest.
+   * Resolves to what the VMM did, or why nothing was carried out.
+   */
+  carryOutSystemEvent(): Promise<HostOutcome<string>>;
+}
+
+/**
+ * What the VMM's CPU model must be for an attack to apply; the runner checks it before
+ * booting and reports an attack whose needs the model does not meet as not applicable, with
+ * the reason, never as stopped. Features are the mitigation bits of shared/x86/cpu-features.ts.
+ */
+export interface CpuModelNeeds {
+  /** Every one of these features. */
+  readonly features?: readonly MitigationFeature[];
+  /** At least one of these features. */
+  readonly anyOf?: readonly MitigationFeature[];
+  /** At least one of these features missing. */
+  readonly lacksAnyOf?: readonly MitigationFeature[];
+  /** The kernel keeps its SMP lock prefixes at boot: more than one CPU present (or `noreplace-smp`). */
+  readonly smp?: boolean;
 }
 
 /** What an attack needs from the machine it runs on; the runner honours it. */
@@ -104,6 +128,8 @@ export interface AttackNeeds {
   readonly verifierFaults?: boolean;
   /** Protected-memory mode: guest memory private to the guest unless shared (KVM_HC_MAP_GPA_RANGE). */
   readonly protectedMemory?: boolean;
+  /** A CPU model with these properties; on another model the attack does not apply. */
+  readonly cpu?: CpuModelNeeds;
 }
 
 /** Everything an attack may use. */

@@ -4,6 +4,7 @@
  * attacks, never rename one.
  */
 import type { Attack } from './attack.ts';
+import { BOOT_TOUCHUP_ATTACKS } from './boot-touchups.ts';
 import { CODE_IMAGE_ATTACKS } from './code-images.ts';
 import { CR_PIN_ATTACKS } from './cr-pins.ts';
 import { DATA_EXECUTION_ATTACKS } from './data-execution.ts';
@@ -26,6 +27,7 @@ export const ATTACKS: readonly Attack[] = [
   ...SET_MEMORY_ATTACKS,
   ...MODULE_ATTACKS,
   ...TEXT_PATCH_ATTACKS,
+  ...BOOT_TOUCHUP_ATTACKS,
   ...CODE_IMAGE_ATTACKS,
   ...PAGE_TABLE_ATTACKS,
   ...HYPERCALL_ATTACKS,

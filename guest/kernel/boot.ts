@@ -45,6 +45,24 @@ export interface BootOptions {
   readonly ramBytes: bigint;
   /** Progress messages (the demo prints them). */
   readonly log?: (line: string) => void;
+  /**
+   * Runs once the boot touch-ups are written (step 3), before mark_rodata_ro and
+   * heki_late_init, with the text still writable through the vCPU. Only the security
+   * catalogue sets it: an attacker who owns the kernel's boot code tampers with the touched-up
+   * text here (guest/attacks/boot-touchups.ts). An exception it throws ends the boot with it.
+   * Absent (every ordinary boot), boot does exactly what Linux does.
+   */
+  readonly afterTouchups?: (booting: TouchedUpText) => void | Promise<void>;
+}
+
+/** What {@link BootOptions.afterTouchups} is given: the vCPU, the image and what boot applied for which CPU. */
+export interface TouchedUpText {
+  readonly cpu: GuestCpu;
+  readonly image: KernelImage;
+  /** The CPU model as the vCPU's CPUID gave it. */
+  readonly bootCpuData: CpuView;
+  /** What the touch-ups did. */
+  readonly touchups: BootTouchupReport;
 }
 
 /** What a booted kernel keeps: its page tables, allocator, Heki layer and image. */
@@ -189,6 +207,7 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   }
   log(`touch-ups: ${touchups.staticCallSites} static call sites, ${touchups.ftraceNops} ftrace NOPs, preempt=${touchups.preemptMode}${touchups.uniprocessor ? `, ${touchups.lockPrefixesUp} lock prefixes patched to UP` : ''}`);
   phase('touch-ups');
+  if (options.afterTouchups) await options.afterTouchups({ cpu, image, bootCpuData: bootCpuData.value, touchups });
 
   // Working memory: everything above the image is the page allocator's.
   const frames = new FrameAllocator(imageEnd, options.ramBytes);

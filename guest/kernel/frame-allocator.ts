@@ -42,6 +42,11 @@ export class FrameAllocator {
     return a;
   }
 
+  /** The physical address where the managed range ends: the end of the guest's RAM for the kernel's allocator. */
+  get end(): bigint {
+    return (BigInt(this.#first) + BigInt(this.#used.length)) << 12n;
+  }
+
   /** Frames still free. */
   get free(): number {
     return this.#free;

@@ -4,7 +4,7 @@
  * after it, so a security test can assert the VM exit, the audit record and the protected
  * state. Wrap tests in {@link needsFixtures}: without the fixtures they are skipped.
  */
-import type { AttackReport } from '../../runtime/attacks.ts';
+import type { AttackReport, RunAttacksOptions } from '../../runtime/attacks.ts';
 import { runAttack } from '../../runtime/attacks.ts';
 import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
 import type { AuditRecord } from '../../verifier-vm/audit-log.ts';
@@ -19,12 +19,14 @@ export interface AttackRun<B, A> {
 
 /**
  * Runs attack `name`; `before` looks at the booted machine first, `after` once the attack ran
- * (the machine is still up). Throws when the attack cannot be run at all (unknown name, no
- * fixtures): the test fails loudly.
+ * (the machine is still up, the attack's report at hand). `opts` are the runner's (the CPU model). Throws when the attack
+ * cannot be run at all (unknown name, no fixtures, not applicable to the model): the test
+ * fails loudly.
  */
 export async function attackOnRealKernel<B, A>(
   name: string,
-  look: { before?: (m: SimulatedMachine) => B | Promise<B>; after: (m: SimulatedMachine, before: B) => A | Promise<A> },
+  look: { before?: (m: SimulatedMachine) => B | Promise<B>; after: (m: SimulatedMachine, before: B, report: AttackReport) => A | Promise<A> },
+  opts: Pick<RunAttacksOptions, 'cpu'> = {},
 ): Promise<AttackRun<B, A>> {
   let seenBefore: B | undefined;
   let seenAfter: A | undefined;
@@ -34,12 +36,12 @@ export async function attackOnRealKernel<B, A>(
       seenBefore = look.before ? await look.before(m) : (undefined as B);
       return seenBefore;
     },
-    after: async (m) => {
+    after: async (m, _before, report) => {
       called = true;
-      seenAfter = await look.after(m, seenBefore as B);
+      seenAfter = await look.after(m, seenBefore as B, report);
       return seenAfter;
     },
-  });
+  }, opts);
   if (!r.ok) throw new Error(r.error.message);
   if (!called) throw new Error(`attack ${name} did not run: ${r.value.report.stop}: ${r.value.report.detail}`);
   return { report: r.value.report, before: seenBefore as B, after: seenAfter as A };

@@ -36,13 +36,15 @@ needsFixtures(test)('--json on two attacks: the exact shape, both stopped, exit 
   t.is(r.code, 0, r.err);
   t.is(r.err, '');
   const j = JSON.parse(r.out) as { attacks: Array<Record<string, unknown>>; total: number; stopped: number };
-  t.deepEqual(Object.keys(j), ['attacks', 'total', 'stopped']);
+  t.deepEqual(Object.keys(j), ['attacks', 'total', 'stopped', 'notApplicable', 'cpu']);
   t.is(j.total, 2);
   t.is(j.stopped, 2);
+  t.like(j, { notApplicable: 0, cpu: 'skylake-smp2' });
   t.deepEqual(j.attacks.map((a) => a['name']), ['clear-cr0-wp', 'overwrite-lstar']);
   for (const a of j.attacks) {
-    t.deepEqual(Object.keys(a), ['name', 'stopped', 'stop', 'detail']);
+    t.deepEqual(Object.keys(a), ['name', 'stopped', 'applicable', 'stop', 'detail']);
     t.is(a['stopped'], true);
+    t.is(a['applicable'], true);
     t.is(typeof a['stop'], 'string');
     t.is(typeof a['detail'], 'string');
   }
@@ -89,8 +91,8 @@ test('without fixtures: exit 2, naming where they were looked for', async (t) =>
 test('an attack that is not stopped makes the run exit 1 and is reported with its detail', async (t) => {
   const fake = (names: readonly string[] = []): Promise<Result<AttacksRun, never>> => {
     const bad = (n: string): boolean => n === 'write-kernel-text';
-    const attacks = names.map((name) => ({ name, stopped: !bad(name), stop: bad(name) ? 'nothing: the byte changed' : '#GP (cr-pin)', detail: `detail of ${name}` }));
-    return Promise.resolve({ ok: true, value: { attacks, total: attacks.length, stopped: attacks.filter((a) => a.stopped).length } });
+    const attacks = names.map((name) => ({ name, stopped: !bad(name), applicable: true, stop: bad(name) ? 'nothing: the byte changed' : '#GP (cr-pin)', detail: `detail of ${name}` }));
+    return Promise.resolve({ ok: true, value: { attacks, total: attacks.length, stopped: attacks.filter((a) => a.stopped).length, notApplicable: 0, cpu: 'skylake-smp2' } });
   };
   const b = io();
   const code = await createAttacksCommand({ runAttacks: fake }).run(['write-kernel-text', 'clear-cr0-wp'], b.io);
@@ -105,7 +107,30 @@ test('--list names every attack with its expected stop; --list --json is machine
   const r = await heki(['attacks', '--list']);
   t.is(r.code, 0);
   for (const a of listAttacks()) t.true(r.out.includes(`${a.name}\n    ${a.title}\n    expected stop: ${a.expectedStop}`), a.name);
+  t.regex(r.out, /boot-return-thunks-to-ret\n.*\n.*\n    applies to: a CPU model with X86_FEATURE_RETHUNK\n/);
   const j = await heki(['attacks', '--list', '--json', 'flood-verifier']);
   t.is(j.code, 0);
   t.deepEqual(Object.keys((JSON.parse(j.out) as { attacks: object[] }).attacks[0]!), ['name', 'title', 'expectedStop']);
+});
+
+needsFixtures(test)('an attack that does not apply to the CPU model is n/a, with the reason, and the run still exits 0', async (t) => {
+  // No machine is built for an attack whose needs the model does not meet: this runs without booting.
+  const r = await heki(['attacks', 'boot-return-thunks-to-ret', 'boot-smp-locks-stripped', '--cpu', 'qemu64-up', '--json']);
+  t.is(r.code, 0, r.err);
+  const j = JSON.parse(r.out) as { attacks: Array<{ name: string; stopped: boolean; applicable: boolean; stop: string }>; total: number; stopped: number; notApplicable: number; cpu: string };
+  t.like(j, { total: 2, stopped: 0, notApplicable: 2, cpu: 'qemu64-up' });
+  t.deepEqual(j.attacks.map((a) => [a.name, a.stopped, a.applicable]), [['boot-return-thunks-to-ret', false, false], ['boot-smp-locks-stripped', false, false]]);
+  t.is(j.attacks[0]!.stop, 'not applicable on CPU model qemu64-up: it has no X86_FEATURE_RETHUNK');
+  t.regex(j.attacks[1]!.stop, /^not applicable on CPU model qemu64-up: it has 1 CPU present, so boot patches the lock prefixes to UP/);
+  const table = await heki(['attacks', 'boot-return-thunks-to-ret', '--cpu', 'qemu64-up']);
+  t.is(table.code, 0, table.err);
+  t.regex(table.out, /^boot-return-thunks-to-ret\s+n\/a\s+not applicable on CPU model qemu64-up: it has no X86_FEATURE_RETHUNK$/m);
+  t.regex(table.out, /^0 of 1 attacks stopped in \d+\.\d s \(1 not applicable on CPU model qemu64-up: boot-return-thunks-to-ret\)$/m);
+});
+
+test('an unknown CPU model is exit 2, named', async (t) => {
+  const r = await heki(['attacks', 'clear-cr0-wp', '--cpu', 'no-such-cpu']);
+  t.is(r.code, 2);
+  t.is(r.out, '');
+  t.regex(r.err, /^heki attacks: .*no-such-cpu/);
 });

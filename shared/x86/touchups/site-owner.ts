@@ -50,10 +50,11 @@ export class SiteOwners {
     return out.reverse();
   }
 
-  /** `"alternative site 0xffffffff81001234 (.altinstructions)"`, or `"no touch-up site"`. */
+  /** `"alternative site 0xffffffff81001234 (.altinstructions)"` (each site once), or `"no touch-up site"`. */
   describe(addr: bigint): string {
     const owners = this.at(addr);
     if (owners.length === 0) return 'no touch-up site';
-    return owners.map((o) => `${o.table} site 0x${o.site.toString(16)} (${TOUCHUP_TABLE_SECTION[o.table]})`).join(', ');
+    // Several entries of one table may share a site (ALTERNATIVE_2's two entries): named once.
+    return [...new Set(owners.map((o) => `${o.table} site 0x${o.site.toString(16)} (${TOUCHUP_TABLE_SECTION[o.table]})`))].join(', ');
   }
 }

@@ -5,7 +5,7 @@
  * becomes a DS segment override (0x3e): the uniprocessor form. `alternatives_enable_smp()`
  * turns them back when a second CPU comes online.
  */
-import { cmdlineHas, type TouchupContext } from './context.ts';
+import { cmdlineHas, type TouchupContext, type TouchupCpu } from './context.ts';
 import type { TextSpace } from './text-space.ts';
 
 /** The `lock` prefix. */
@@ -14,7 +14,7 @@ export const LOCK_PREFIX = 0xf0;
 export const DS_PREFIX = 0x3e;
 
 /** Whether boot patches the lock prefixes to UP (`!noreplace_smp && num_present_cpus() == 1`). */
-export function bootPatchesToUp(ctx: TouchupContext): boolean {
+export function bootPatchesToUp(ctx: { readonly cpu: Pick<TouchupCpu, 'cmdline' | 'presentCpus'> }): boolean {
   return !cmdlineHas(ctx.cpu.cmdline, 'noreplace-smp') && ctx.cpu.presentCpus === 1;
 }
 
