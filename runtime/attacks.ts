@@ -25,6 +25,7 @@ import { signModuleFile } from '../verifier-vm/signature/sign-module.ts';
 import { attackHost } from './attack-host.ts';
 import { hostEvidence } from './attack-evidence.ts';
 import { createMachineDetailed, type MachineConfig } from './machine.ts';
+import type { CpuModelSpec } from '../hypervisor/vmm/cpu-models.ts';
 import type { SimulatedMachine } from './simulated-machine.ts';
 
 /** One attack's outcome, as `heki attacks --json` prints it. */
@@ -56,6 +57,8 @@ export interface RunAttacksOptions {
   readonly concurrency?: number;
   /** How long one attack may take, boot included, before it counts as not stopped (default 120 s). */
   readonly timeoutMs?: number;
+  /** The CPU model every attack's machine runs on (default: the default model). */
+  readonly cpu?: CpuModelSpec;
   /** Called as each attack finishes, with its index in the run (for progress output). */
   readonly onReport?: (report: AttackReport, index: number) => void;
   /**
@@ -187,10 +190,12 @@ async function runOn<B, A>(
   timeoutMs: number,
   probe?: AttackProbe<B, A>,
   machine?: RunAttacksOptions['machine'],
+  cpu?: CpuModelSpec,
 ): Promise<{ report: AttackReport; after: A | undefined }> {
   const needs = attack.needs ?? {};
   const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, stop, detail }, after: undefined });
   const config: MachineConfig = {
+    ...(cpu !== undefined ? { cpu } : {}),
     kernel: 'real',
     vmlinuz: env.fx.vmlinuz,
     systemMap: env.fx.systemMap,
@@ -291,7 +296,7 @@ export async function runAttacks(names: readonly string[] = [], opts: RunAttacks
         const attack = attacks[i]!;
         let report: AttackReport;
         try {
-          report = (await runOn(attack, env, timeoutMs, undefined, opts.machine)).report;
+          report = (await runOn(attack, env, timeoutMs, undefined, opts.machine, opts.cpu)).report;
         } catch (e) {
           report = { name: attack.name, stopped: false, stop: `the runner failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
         }
@@ -317,5 +322,5 @@ export async function runAttack<B = undefined, A = undefined>(
   const selected = selectAttacks([name]);
   if (!selected.ok) return selected;
   const attack = selected.value[0]!;
-  return withEnv(opts, (env) => runOn(attack, env, opts.timeoutMs ?? DEFAULT_ATTACK_TIMEOUT_MS, probe, opts.machine));
+  return withEnv(opts, (env) => runOn(attack, env, opts.timeoutMs ?? DEFAULT_ATTACK_TIMEOUT_MS, probe, opts.machine, opts.cpu));
 }

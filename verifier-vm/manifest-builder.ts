@@ -25,6 +25,7 @@ import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
 import { BOUNDARY_SYMBOLS } from '../shared/kernel-image/kernel-layout.ts';
 import { textFunctionEntries } from '../shared/kernel-image/static-calls.ts';
 import { err, ok, type Result } from '../shared/result.ts';
+import { kernelSmpLocks } from '../shared/x86/smp-locks.ts';
 import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage, type ManifestBody, type ManifestJumpEntry, type ManifestSection, type ManifestStaticCalls } from './manifest.ts';
 import { ed25519KeyIdHex, signEd25519, type Ed25519KeyPair } from './signature/ed25519.ts';
 
@@ -127,6 +128,7 @@ export function buildManifestBody(image: KernelImage, info: ManifestInfo): Manif
     ftraceTrampolines,
     fentry: manifestHex(image.boundaries.__fentry__),
     staticCalls: manifestStaticCalls(image),
+    smpLocks: kernelSmpLocks(image).map(manifestHex),
   };
 }
 

@@ -6,9 +6,10 @@
  */
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, withUsage } from '../args.ts';
+import { CPU_FLAG, CPU_FLAG_USAGE, cpuFlagModel } from '../cpu-flag.ts';
 import type { runAttacks as RunAttacks } from '../../runtime/attacks.ts';
 
-const USAGE = `usage: heki attacks [NAME...] [--json]
+const USAGE = `usage: heki attacks [NAME...] [--json] [--cpu <name|folder>]
        heki attacks --list [NAME...] [--json]
 
 Runs the security regression catalogue: each named attack (every attack when none is named)
@@ -25,7 +26,7 @@ message says where they were looked for; set HEKI_FIXTURES).
            {"attacks":[{"name","stopped","stop","detail"}],"total","stopped"}
            (with --list: {"attacks":[{"name","title","expectedStop"}]})
   --list   list the attacks (name, what the attacker does, the expected stop); run nothing
-`;
+${CPU_FLAG_USAGE}`;
 
 /** How the command runs (tests point it at another fixture folder, or at a scripted runner). */
 export interface AttacksCommandOptions {
@@ -45,9 +46,10 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
       return withUsage(USAGE, io, argv, async () => {
         const { values, positionals } = parseFlags(
           argv,
-          { json: { type: 'boolean', default: false }, list: { type: 'boolean', default: false } },
+          { json: { type: 'boolean', default: false }, list: { type: 'boolean', default: false }, ...CPU_FLAG },
           { min: 0, max: Number.MAX_SAFE_INTEGER, names: '[NAME...]' },
         );
+        const cpu = cpuFlagModel(values.cpu, io);
         // Loaded on first use, so that `heki --help` does not load the machine.
         const runtime = await import('../../runtime/attacks.ts');
         const selected = runtime.selectAttacks(positionals);
@@ -70,6 +72,7 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
         let printed = 0;
         const run = await (options.runAttacks ?? runtime.runAttacks)(names, {
           ...(options.fixtureDir !== undefined ? { fixtureDir: options.fixtureDir } : {}),
+          ...(cpu !== undefined ? { cpu } : {}),
           onReport: (r, i) => {
             done[i] = r;
             if (values.json) return;

@@ -15,6 +15,8 @@ import { Kprobes } from '../patching/kprobes.ts';
 import { BpfJit } from '../bpf/bpf-jit.ts';
 import type { BootedKernel } from './boot.ts';
 import type { CpuView } from './cpu-detect.ts';
+import { CORE_KERNEL, SmpAlternatives } from '../patching/smp-alternatives.ts';
+import { kernelSmpLocks } from '../../shared/x86/smp-locks.ts';
 import type { Heki } from '../heki/heki.ts';
 import type { Scratch } from '../heki/scratch.ts';
 import type { BumpFrameAllocator } from '../mm/page-table-writer.ts';
@@ -41,6 +43,8 @@ export class GuestKernel {
   readonly lifecycle: KernelLifecycle;
   /** The CPU model the kernel booted on, as its vCPU's CPUID gave it (`boot_cpu_data`). */
   readonly bootCpuData: CpuView;
+  /** The SMP alternatives: lock-prefix lists and whether boot patched them to UP. */
+  readonly smp: SmpAlternatives;
 
   constructor(booted: BootedKernel) {
     this.cpu = booted.cpu;
@@ -82,6 +86,14 @@ export class GuestKernel {
     // Like ftrace and jump labels, only live sites: init text is gone after boot.
     this.staticCalls.addSites(booted.image.staticCalls.sites.filter((s) => !inInit(s.site)).map((s) => ({ site: s.site, key: s.key, tail: s.tail })));
     this.kprobes = new Kprobes(this.poker, (va) => this.#read(va, 1)[0]);
+    this.smp = new SmpAlternatives(
+      (patches) => this.poker.poke(patches),
+      (va) => {
+        const r = this.cpu.read(va, 1);
+        return r.ok ? r.value[0] : undefined;
+      },
+    );
+    this.smp.add(CORE_KERNEL, kernelSmpLocks(booted.image));
     this.bpf = new BpfJit(booted.cpu, this.mm, booted.heki);
     this.lifecycle = new KernelLifecycle(booted.cpu, this.mm, booted.heki);
     this.modules = new ModuleLoader(booted.cpu, this.mm, booted.heki, booted.image, {
@@ -106,10 +118,12 @@ export class GuestKernel {
     this.jumpLabels.addEntries(
       m.image.jumpEntries.map((e) => ({ site: e.site, target: e.target, key: e.key, branch: (e.flags & 1) === 1, length: e.len, current: this.#read(e.site, e.len) })),
     );
+    this.smp.add(m.name, m.image.smpLocks);
   }
 
   #moduleUnloaded(m: LoadedModule): void {
     this.ftrace.removeSites(m.image.mcountSites);
     this.jumpLabels.removeSites(new Set(m.image.jumpEntries.map((e) => e.site)));
+    this.smp.remove(m.name);
   }
 }

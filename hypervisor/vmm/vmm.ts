@@ -289,6 +289,29 @@ export class Vmm implements ExitSink {
     return ok(undefined);
   }
 
+  /**
+   * Reads `len` bytes at guest-virtual `va` as a debugger does (KVM_TRANSLATE with the boot
+   * vCPU's page tables, then the VMM's `debug` host copy path, page by page): no guest access
+   * checks, but a private page in protected-memory mode is refused like any host copy.
+   */
+  readGuestVirtual(va: bigint, len: number): Result<Uint8Array, string> {
+    const vcpu = this.core.vcpus[0]!;
+    const out = new Uint8Array(len);
+    let done = 0;
+    while (done < len) {
+      const at = va + BigInt(done);
+      const frame = vcpu.translateForCore(at);
+      if (frame === undefined) return err(`0x${at.toString(16)} is not mapped by the guest's page tables`);
+      const off = Number(at & 0xfffn);
+      const n = Math.min(4096 - off, len - done);
+      const page = this.hostMemory.copyFromGuest('debug', BigInt(frame) * 4096n + BigInt(off), n);
+      if (!page.ok) return err(page.error.message);
+      out.set(page.value, done);
+      done += n;
+    }
+    return ok(out);
+  }
+
   /** The guest's view of the vCPUs. */
   get cpus(): readonly GuestCpu[] {
     return this.core.vcpus;

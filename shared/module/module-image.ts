@@ -9,6 +9,8 @@
  * 4. turn every `__mcount_loc` site into the 5-byte NOP (mcount.ts);
  * 5. read the jump entries (jump-table.ts) and the exports (ksymtab.ts).
  *
+ * 6. list the `.smp_locks` lock prefixes (for a later alternatives_enable_smp()).
+ *
  * Not modelled: `module_finalize()`'s alternatives, paravirt, retpoline/return-thunk and
  * `.smp_locks` patching, and static-call site updates. Both sides skip them alike, so the
  * end states still agree; a real kernel's text would differ there.
@@ -32,6 +34,7 @@ import { PlacedMemory, type PlacedBuffer } from './placed-memory.ts';
 import { applyRelocations, type RelocationCounts } from './relocate.ts';
 import { simplifySymbols, type SymbolResolver } from './symbols.ts';
 import { SHF_EXECINSTR } from '../elf/types.ts';
+import { smpLockSites } from '../x86/smp-locks.ts';
 
 /** A placed section with its final bytes. */
 export interface ModuleSectionImage extends SectionPlacement {
@@ -57,6 +60,11 @@ export interface RelocatedModule {
   readonly mcountSites: readonly bigint[];
   /** Jump-label entries, in table order. */
   readonly jumpEntries: readonly ModuleJumpEntry[];
+  /**
+   * The lock prefixes of its `.smp_locks` within its `.text` section, sorted (what
+   * module_finalize() hands alternatives_smp_module_add(): shared/x86/smp-locks.ts).
+   */
+  readonly smpLocks: readonly bigint[];
   /** Undefined symbols and the addresses they resolved to. */
   readonly imports: ReadonlyMap<string, bigint>;
   /** Relocations applied, per type. */
@@ -185,6 +193,9 @@ function link(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[]
   if (ksg) tables.push({ buffer: ksg, gpl: true });
   const exportList = readKsymtab(tables, buf('__ksymtab_strings'), name);
   if (!exportList.ok) return exportList;
+  const locks = buf('.smp_locks');
+  const textSec = buf('.text');
+  const smpLocks = locks && textSec ? smpLockSites(locks.bytes, locks.addr, textSec.addr, textSec.addr + BigInt(textSec.bytes.length)) : [];
 
   images.sort((a, b) => a.shndx - b.shndx);
   return ok({
@@ -195,6 +206,7 @@ function link(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[]
     exportList: exportList.value,
     mcountSites: mcount.value,
     jumpEntries: jumps.value,
+    smpLocks,
     imports: symbols.value.imports,
     relocations: relocations.value,
   });
