@@ -57,6 +57,12 @@ export interface BootedKernel {
   readonly timings: Readonly<Record<string, number>>;
   /** `boot_cpu_data` and the command line, as the vCPU's CPUID gave them (cpu-detect.ts). */
   readonly bootCpuData: CpuView;
+  /**
+   * Whether alternative_instructions() patched the `.smp_locks` prefixes to UP (one CPU
+   * present): the kernel's `uniproc_patched`, which a later CPU hotplug undoes
+   * (guest/patching/smp-alternatives.ts). Absent: the prefixes were kept.
+   */
+  readonly uniprocPatched?: boolean;
 }
 
 /** Why boot stopped. */

@@ -94,6 +94,7 @@ export class GuestKernel {
       },
     );
     this.smp.add(CORE_KERNEL, kernelSmpLocks(booted.image));
+    if (booted.uniprocPatched === true) this.smp.markUniprocPatched();
     this.bpf = new BpfJit(booted.cpu, this.mm, booted.heki);
     this.lifecycle = new KernelLifecycle(booted.cpu, this.mm, booted.heki);
     this.modules = new ModuleLoader(booted.cpu, this.mm, booted.heki, booted.image, {

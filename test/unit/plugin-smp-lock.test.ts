@@ -10,6 +10,7 @@ import { buildVerifier } from '../../verifier-vm/verifier-setup.ts';
 import { BUILTIN_PLUGINS } from '../../verifier-vm/plugins/index.ts';
 import { BUILTIN_CPU_MODELS, DEFAULT_CPU_MODEL } from '../../shared/x86/cpu-models-builtin.ts';
 import { Verifier } from '../../verifier-vm/verifier.ts';
+import { MOD, syntheticModule } from './plugin-synthetic.ts';
 
 const LOCK = SYNTHETIC.text + 0x500n;
 const NOT_LOCK = SYNTHETIC.text + 0x501n;
@@ -83,4 +84,15 @@ test('the worker refuses a malformed VM configuration, naming the VM and the fie
     if (!r.ok) t.regex(r.error, re);
   }
   t.true(buildVerifier({ ...init, vms: { vm0: { cpuModel: upSmp } } }, BUILTIN_PLUGINS).ok);
+});
+
+test("a verified module's .smp_locks sites are restorable too, named by module; another module's record without them allows none", (t) => {
+  const e = verifier(2);
+  const lock = MOD.text + 0x80n;
+  e.vmState('vm0').modules.set('synth', { ...syntheticModule('synth'), smpLocks: new Set([lock]) });
+  const r = send(e, [restore(lock)]);
+  t.true(r.ok, r.reason);
+  t.regex(r.items![0]!.reason, new RegExp(`\\.smp_locks site 0x${hex(lock)} \\(module synth\\) -> lock prefix`));
+  e.vmState('vm0').modules.set('synth', syntheticModule('synth'));
+  t.false(send(e, [restore(lock)]).ok);
 });
