@@ -28,6 +28,11 @@ realTest('epyc-smp2: the guest booted on the VMM model, the verifier has it, and
   t.is(m.vmm.cpus.length, 2);
   t.is((await m.cpuOnline()).outcome, 'error', 'both possible CPUs are online already');
 
+  // kexec: the same VMM boots the new kernel on the same CPU; the verifier keeps the model.
+  t.is((await m.kexec({})).outcome, 'allowed');
+  t.deepEqual(m.kernel!.bootCpuData, view, 'the kexec\'d kernel detected the same model');
+  t.is(m.vmm.cpuModel, epyc);
+
   const snap = await snapshotMachine(m);
   if (!snap.ok) return t.fail(snap.error);
   const r = await restoreMachine(snap.value, { trust: m.vmm.identity.publicKey, image: m.image });
@@ -54,8 +59,12 @@ realTest('CPU hotplug on a 1-present/2-possible model: the count rises once, rea
   t.regex(again.reason, /all 2 possible CPUs of model .* are online/);
   t.true(m.audit.records().some((r) => r['event'] === 'lifecycle' && r['type'] === 'cpu-online' && r['online'] === 2));
 
+  t.is((await m.hibernate()).outcome, 'allowed');
+  t.is((await m.resume()).outcome, 'allowed');
+  t.is(m.vmm.onlineCpus, 2, 'a resumed VM has both CPUs online');
   t.is((await m.migrate()).outcome, 'allowed');
   t.is(m.vmm.onlineCpus, 2, 'the destination VMM has both CPUs online');
+  t.is(m.vmm.bootCpu.cpuid(0x40000101).ebx, 2);
   t.is(m.vmm.cpuModel.name, HOTPLUG);
 });
 
