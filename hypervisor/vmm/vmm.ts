@@ -37,7 +37,7 @@ import type { VmImageSigner } from '../../shared/vm-image.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
 import { randomBytes } from 'node:crypto';
-import type { VmObserver } from '../observe/vm-observer.ts';
+import { notify, type VmObserver } from '../observe/vm-observer.ts';
 
 /** MSRs the VMM pins when the guest locks: the syscall entry points, sysenter, EFER. */
 export const PINNED_MSRS: readonly number[] = [
@@ -273,6 +273,11 @@ export class Vmm implements ExitSink {
     this.#onlineCpus++;
     this.core.setCpuid(cpuidTable(this.#cpu, this.#onlineCpus));
     this.audit.append({ event: 'lifecycle', vm: this.identity.vm, type: 'cpu-online', online: this.#onlineCpus, possible: this.#cpu.possibleCpus });
+    const observer = this.#config.observer;
+    if (observer?.cpusOnline) {
+      const e = { vm: this.identity.vm, online: this.#onlineCpus, time: performance.now() };
+      notify(() => observer.cpusOnline!(e));
+    }
     return ok(this.#onlineCpus);
   }
 
