@@ -3,6 +3,7 @@
  * image (loaded once), a verifier configuration with a manifest of that image, and the
  * progress reporter.
  */
+import type { CpuModel } from '../shared/x86/cpu-model.ts';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
 import { NOP5, encodeCall32 } from '../shared/x86/patch-encodings.ts';
 import { defaultFixtureDir, fixturePaths, fixturesAvailable, type FixturePaths } from '../shared/kernel-image/fixture-paths.ts';
@@ -53,11 +54,14 @@ export class BenchContext {
   readonly fixtures: FixturePaths;
   readonly haveFixtures: boolean;
   readonly progress: Progress;
+  /** The CPU model of the machines the benchmark boots (undefined: the default). */
+  readonly cpu: CpuModel | undefined;
   #image: Promise<KernelImage> | undefined;
   #init: Promise<WorkerInit> | undefined;
 
-  constructor(options: { quick: boolean; progress: Progress }) {
+  constructor(options: { quick: boolean; progress: Progress; cpu?: CpuModel }) {
     this.quick = options.quick;
+    this.cpu = options.cpu;
     this.fixtureDir = defaultFixtureDir();
     this.fixtures = fixturePaths(this.fixtureDir);
     this.haveFixtures = fixturesAvailable(this.fixtureDir);

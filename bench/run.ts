@@ -3,6 +3,7 @@
  * one run, with the targets it is checked against. Parts that need the real kernel fixtures
  * report null without them, with the reason; a part that fails reports null with its error.
  */
+import type { CpuModel } from '../shared/x86/cpu-model.ts';
 import { BenchContext, machineInfo, type MachineInfo } from './context.ts';
 import { measureBootLock } from './boot.ts';
 import { measureEpt } from './ept.ts';
@@ -69,6 +70,8 @@ export interface BenchOptions {
   /** Also measure how the costs grow (bench/scaling.ts): table rows only. */
   readonly scaling?: boolean;
   readonly progress: Progress;
+  /** The CPU model of every machine the benchmark boots (default: the default model). */
+  readonly cpu?: CpuModel;
 }
 
 interface Part {

@@ -7,7 +7,7 @@ export { VirtioBlk, type VirtioBlkCompletion, type VirtioBlkError, type VirtioBl
 export { MemoryAttributes, type MemoryAttributesView } from './memory/memory-attributes.ts';
 export { EXIT_HANDLERS } from './vmm/exit-handlers.ts';
 export { VmCore, type VmConfig } from './core/vm-core.ts';
-export { Vcpu, type VcpuState } from './vcpu/vcpu.ts';
+export { Vcpu, type VcpuState, type VcpuOptions } from './vcpu/vcpu.ts';
 export { GuestMemory, type GuestMemoryAccess } from './memory/guest-memory.ts';
 export { Ept, type EptView } from './ept/ept.ts';
 export * from './ept/permissions.ts';
@@ -23,3 +23,4 @@ export { carryOutSystemEvent, resetInto, type LifecycleOutcome } from './vmm/lif
 export { hibernate, resume, RESUME_SECTOR, type ResumeError } from './vmm/lifecycle/hibernate.ts';
 export { captureVmImage, applyVmImage } from './vmm/lifecycle/vm-state-image.ts';
 export { bootKernelFromBzImage, manifestLayout, type BootKernel } from './vmm/lifecycle/boot-kernel.ts';
+export { resolveCpuModel, loadCpuModelFolder, cpuModelNames, type CpuModelSpec } from './vmm/cpu-models.ts';

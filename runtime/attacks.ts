@@ -205,6 +205,7 @@ async function runOn<B, A>(
   timeoutMs: number,
   probe?: AttackProbe<B, A>,
   machine?: RunAttacksOptions['machine'],
+  cpu?: CpuModelSpec,
 ): Promise<{ report: AttackReport; after: A | undefined }> {
   const needs = attack.needs ?? {};
   const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, applicable: true, stop, detail }, after: undefined });
@@ -214,6 +215,7 @@ async function runOn<B, A>(
     return { report: { name: attack.name, stopped: false, applicable: false, stop, detail: `${stop}; the attack was not run (run it on a model that meets its needs: heki attacks --list)` }, after: undefined };
   }
   const config: MachineConfig = {
+    ...(cpu !== undefined ? { cpu } : {}),
     kernel: 'real',
     cpu: env.cpu,
     vmlinuz: env.fx.vmlinuz,
@@ -317,7 +319,7 @@ export async function runAttacks(names: readonly string[] = [], opts: RunAttacks
         const attack = attacks[i]!;
         let report: AttackReport;
         try {
-          report = (await runOn(attack, env, timeoutMs, undefined, opts.machine)).report;
+          report = (await runOn(attack, env, timeoutMs, undefined, opts.machine, opts.cpu)).report;
         } catch (e) {
           report = { name: attack.name, stopped: false, applicable: true, stop: `the runner failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
         }
@@ -343,5 +345,5 @@ export async function runAttack<B = undefined, A = undefined>(
   const selected = selectAttacks([name]);
   if (!selected.ok) return selected;
   const attack = selected.value[0]!;
-  return withEnv(opts, (env) => runOn(attack, env, opts.timeoutMs ?? DEFAULT_ATTACK_TIMEOUT_MS, probe, opts.machine));
+  return withEnv(opts, (env) => runOn(attack, env, opts.timeoutMs ?? DEFAULT_ATTACK_TIMEOUT_MS, probe, opts.machine, opts.cpu));
 }

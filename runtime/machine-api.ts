@@ -110,6 +110,18 @@ export interface MachineApi {
    * flipped in transit. Denied when the destination refuses it: the source VM runs on.
    */
   migrate(options?: { readonly tamper?: boolean }): Promise<StepOutcome>;
+  /**
+   * CPU hotplug: the VMM brings one more vCPU online (only while fewer than the model's
+   * possible CPUs are), tells the verifier, and the guest restores its SMP lock prefixes as
+   * alternatives_enable_smp() does, through the authenticated text-patch path. `error` when
+   * no CPU can come online; `denied` when the verifier refuses the lock-prefix patch.
+   */
+  cpuOnline(): Promise<StepOutcome>;
+  /**
+   * Writes `len` bytes of guest memory at kernel virtual address `addr` (translated by the
+   * guest's page tables, read through the VMM's `debug` copy path) to the file `out`.
+   */
+  saveMemory(addr: AddressExpr, len: number, out: string): Promise<StepOutcome>;
   /** A raw hypercall. `allowed` when it returns >= 0. */
   hypercall(nr: number, args: readonly bigint[]): Promise<StepOutcome>;
   /** Resolves an address expression against System.map and loaded modules, or says why not. */

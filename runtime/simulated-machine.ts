@@ -4,7 +4,8 @@
  * `error` (the step could not be carried out), with the reason.
  */
 import { dirname, basename, join } from 'node:path';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import type { GuestFault, GuestOutcome } from '../shared/guest-cpu.ts';
 import { statusName } from '../shared/abi.ts';
 import { resolveSymbolExpression } from '../shared/kernel-image/system-map.ts';
@@ -23,12 +24,16 @@ import type { MachineHost } from './lifecycle/machine-host.ts';
 import { resetInto } from '../hypervisor/vmm/lifecycle/system-events.ts';
 import * as lifecycle from './lifecycle/machine-lifecycle.ts';
 import { inspectVm, type MachineInspection } from './inspection.ts';
+import { LIMITS } from './scenario/steps.ts';
 
 export type { MachineHost, MachineSwap } from './lifecycle/machine-host.ts';
 
 const allowed = (reason: string, detail?: StepOutcome['detail']): StepOutcome => ({ outcome: 'allowed', reason, ...(detail ? { detail } : {}) });
 const denied = (reason: string, detail?: StepOutcome['detail']): StepOutcome => ({ outcome: 'denied', reason, ...(detail ? { detail } : {}) });
 const error = (reason: string): StepOutcome => ({ outcome: 'error', reason });
+
+/** The most bytes one save-memory step writes. */
+const SAVE_MEMORY_MAX = LIMITS.saveBytes;
 
 /** Describes a fault the way reports show it: `#PF (ept-violation): ...`. */
 export function describeFault(f: GuestFault): string {
@@ -333,6 +338,33 @@ export class SimulatedMachine implements MachineApi {
 
   async migrate(options: { tamper?: boolean } = {}): Promise<StepOutcome> {
     return lifecycle.migrateStep(this.internals, options);
+  }
+
+  async cpuOnline(): Promise<StepOutcome> {
+    const k = this.#needKernel();
+    if (!(k instanceof GuestKernel)) return k;
+    // The VMM first (it tells the verifier), then the guest's CPU bring-up.
+    const r = await this.vmm.cpuOnline();
+    if (!r.ok) return error(`cpu-online: ${r.error}`);
+    const online = `CPU ${r.value - 1} online (${r.value} of ${this.vmm.cpuModel.possibleCpus} possible)`;
+    const s = await k.smp.enableSmp();
+    if (!s.ok) return denied(`${online}, but the lock-prefix restore was refused: ${s.reason}`);
+    if (!s.uniprocPatched) return allowed(`${online}; boot kept the lock prefixes (not patched to UP): nothing to restore`, { online: r.value, restored: 0 });
+    return allowed(`${online}; alternatives_enable_smp restored ${s.restored} lock prefix(es) in ${s.batches} batch(es)`, { online: r.value, restored: s.restored });
+  }
+
+  async saveMemory(addr: AddressExpr, len: number, out: string): Promise<StepOutcome> {
+    if (!Number.isSafeInteger(len) || len < 1 || len > SAVE_MEMORY_MAX) return error(`save-memory len ${len} is not 1..${SAVE_MEMORY_MAX}`);
+    const a = this.resolve(addr);
+    if (!a.ok) return error(a.error);
+    const bytes = this.vmm.readGuestVirtual(a.value, len);
+    if (!bytes.ok) return error(`cannot read ${len} bytes at ${addr}: ${bytes.error}`);
+    try {
+      writeFileSync(out, bytes.value);
+    } catch (e) {
+      return error(`cannot write ${out}: ${(e as Error).message}`);
+    }
+    return allowed(`saved ${len} bytes at 0x${a.value.toString(16)} to ${out}`, { bytes: len, sha256: createHash('sha256').update(bytes.value).digest('hex') });
   }
 
   async hypercall(nr: number, args: readonly bigint[]): Promise<StepOutcome> {

@@ -43,7 +43,7 @@ export const PATCH_ENTRY = 32;
 export const PATCH_BATCH_MAX = 65536;
 
 /** Patch kind codes in a batch entry. */
-export const PATCH_KIND = { ftrace: 0, 'jump-label': 1, 'static-call': 2, kprobe: 3 } as const;
+export const PATCH_KIND = { ftrace: 0, 'jump-label': 1, 'static-call': 2, kprobe: 3, 'smp-lock': 4 } as const;
 /** A patch kind name. */
 export type PatchKindName = keyof typeof PATCH_KIND;
 /** Status the core writes back into each batch entry. */

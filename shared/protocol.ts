@@ -30,7 +30,7 @@ export interface PlacedSection {
 /** One text patch: replace `oldBytes` at `site` with `newBytes`. */
 export interface PatchItem {
   /** What kind of patch the guest says this is. */
-  readonly kind: 'ftrace' | 'jump-label' | 'static-call' | 'kprobe';
+  readonly kind: 'ftrace' | 'jump-label' | 'static-call' | 'kprobe' | 'smp-lock';
   /** Kernel virtual address of the first byte. */
   readonly site: bigint;
   /** What the guest believes is there now. */
@@ -99,7 +99,7 @@ export type VerifyRequest =
       readonly name: string;
     })
   | (RequestBase & {
-      /** A batch of text patches (ftrace, jump labels, static calls, kprobes). */
+      /** A batch of text patches (ftrace, jump labels, static calls, kprobes, SMP lock prefixes). */
       readonly kind: 'text-patch';
       readonly items: readonly PatchItem[];
     })
@@ -242,7 +242,7 @@ const REQUEST_SHAPES: Record<RequestKind, Check> = {
   'text-patch': obj({
     ...base,
     kind: str,
-    items: arr(obj({ kind: oneOf(['ftrace', 'jump-label', 'static-call', 'kprobe']), site: big, oldBytes: bytes, newBytes: bytes, currentBytes: bytes })),
+    items: arr(obj({ kind: oneOf(['ftrace', 'jump-label', 'static-call', 'kprobe', 'smp-lock']), site: big, oldBytes: bytes, newBytes: bytes, currentBytes: bytes })),
   }),
   'set-memory': obj({
     ...base,

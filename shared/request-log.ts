@@ -7,6 +7,7 @@
  * {"type":"verifier","vm":"vm0","init":{"keyring":{...},"manifest":"...","pluginConfig":{...}}}
  * {"type":"request","seq":0,"vm":"vm0","kind":"kernel-text","request":{...},"verdict":{...}}
  * {"type":"reset","vm":"vm0","why":"reboot"}
+ * {"type":"cpus","vm":"vm0","online":2}
  * {"type":"end","requests":12}
  * ```
  *
@@ -22,6 +23,8 @@
  *   null when the core's link answered without the request reaching a verifier; `verdict`
  *   is null when the run ended before the verdict came.
  * - A `reset` line: the VMM reset the VM; the verifier forgot its state.
+ * - A `cpus` line: the VMM brought a CPU online (CPU hotplug) and told the verifier the new
+ *   count over its control plane; replay tells the rebuilt verifier the same.
  * - The `end` line closes a complete recording; a file without one was cut short.
  *
  * Values JSON has no form for are tagged objects with one key: a bigint is
@@ -57,6 +60,8 @@ export interface RecordedVerifierInit {
   readonly plugins?: readonly string[];
   readonly pluginModules?: readonly string[];
   readonly pluginConfig?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** Each VM's configuration from the VMM (its CPU model); checked by the verifier on replay. */
+  readonly vms?: Readonly<Record<string, unknown>>;
 }
 
 /** Line 1. */
@@ -97,6 +102,13 @@ export interface LogReset {
   readonly why: string;
 }
 
+/** The VMM told the verifier that `online` CPUs of `vm` are online. */
+export interface LogCpus {
+  readonly type: 'cpus';
+  readonly vm: string;
+  readonly online: number;
+}
+
 /** The last line of a complete recording. */
 export interface LogEnd {
   readonly type: 'end';
@@ -105,7 +117,7 @@ export interface LogEnd {
 }
 
 /** A line after the header. */
-export type LogEntry = LogVerifier | LogRequest | LogReset | LogEnd;
+export type LogEntry = LogVerifier | LogRequest | LogReset | LogCpus | LogEnd;
 
 const TAG_BIGINT = '$bigint';
 const TAG_HEX = '$hex';
@@ -235,6 +247,7 @@ function checkInit(init: unknown): string | undefined {
     if (!isObj(init.pluginConfig)) return 'init.pluginConfig must be an object';
     for (const [k, v] of Object.entries(init.pluginConfig)) if (!isObj(v)) return `init.pluginConfig.${k} must be an object`;
   }
+  if (init.vms !== undefined && !isObj(init.vms)) return 'init.vms must be an object';
   return undefined;
 }
 
@@ -281,11 +294,15 @@ function checkEntry(v: unknown): { ok: true; entry: LogEntry } | { ok: false; er
       if (typeof v.vm !== 'string') return bad('reset.vm must be a string');
       if (typeof v.why !== 'string') return bad('reset.why must be a string');
       return { ok: true, entry: v as unknown as LogReset };
+    case 'cpus':
+      if (typeof v.vm !== 'string') return bad('cpus.vm must be a string');
+      if (!isCount(v.online) || v.online < 1) return bad('cpus.online must be a positive integer');
+      return { ok: true, entry: v as unknown as LogCpus };
     case 'end':
       if (!isCount(v.requests)) return bad('end.requests must be a non-negative integer');
       return { ok: true, entry: v as unknown as LogEnd };
     default:
-      return bad(`unknown line type ${JSON.stringify(v.type)?.slice(0, 40)} (expected verifier, request, reset or end)`);
+      return bad(`unknown line type ${JSON.stringify(v.type)?.slice(0, 40)} (expected verifier, request, reset, cpus or end)`);
   }
 }
 

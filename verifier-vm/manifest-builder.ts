@@ -28,6 +28,7 @@ import { vmlinuxTouchupSource } from '../shared/kernel-image/touchup-tables.ts';
 import { TOUCHUP_SECTIONS, TOUCHUP_SYMBOLS, touchupTables } from '../shared/x86/touchups/source.ts';
 import { gatherSpans, touchupSpans } from '../shared/x86/touchups/spans.ts';
 import { err, ok, type Result } from '../shared/result.ts';
+import { kernelSmpLocks } from '../shared/x86/smp-locks.ts';
 import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage, type ManifestBody, type ManifestJumpEntry, type ManifestSection, type ManifestStaticCalls, type ManifestTouchups } from './manifest.ts';
 import { ed25519KeyIdHex, signEd25519, type Ed25519KeyPair } from './signature/ed25519.ts';
 
@@ -169,6 +170,7 @@ export function buildManifestBody(image: KernelImage, info: ManifestInfo): Manif
     fentry: manifestHex(image.boundaries.__fentry__),
     staticCalls: manifestStaticCalls(image),
     touchups: manifestTouchups(image),
+    smpLocks: kernelSmpLocks(image).map(manifestHex),
   };
 }
 

@@ -144,6 +144,12 @@ export interface ManifestBody {
    * verifier then checks `.text` against its section digest, the file with only ftrace's NOPs).
    */
   readonly touchups?: ManifestTouchups;
+  /**
+   * The `lock` prefixes `.smp_locks` lists within `_stext`.._etext, hex, sorted: where
+   * alternatives_smp_lock()/unlock() may switch `f0` and `3e` (shared/x86/smp-locks.ts).
+   * Absent in manifests made before CPU hotplug: no lock-prefix patch is allowed then.
+   */
+  readonly smpLocks?: readonly string[];
 }
 
 /** A static call key as the plugins look it up. */
@@ -187,6 +193,8 @@ export interface KernelManifest {
   readonly textRanges: ReadonlyArray<{ name: string; start: bigint; end: bigint }>;
   /** Static call sites, keys, trampolines and function entry points. */
   readonly staticCalls: StaticCallIndex;
+  /** The kernel's `.smp_locks` lock-prefix addresses (empty for a manifest without them). */
+  readonly smpLocks: ReadonlySet<bigint>;
 }
 
 /** The manifest message the signature covers. */
@@ -268,7 +276,9 @@ export function indexManifest(body: ManifestBody, keyId: string): KernelManifest
     textRanges.push({ name: '.init.text', start: big(ib, '__init_begin'), end: big(ie, '__init_end') });
   }
   const staticCalls = indexStaticCalls(body.staticCalls);
-  return { body, keyId, mcountSites, jumpEntries, exports, ftraceTrampolines, fentry: big(body.fentry, 'fentry'), textRanges, staticCalls };
+  if (body.smpLocks !== undefined && !Array.isArray(body.smpLocks)) throw new TypeError('smpLocks must be an array');
+  const smpLocks = new Set<bigint>((body.smpLocks ?? []).map((s, i) => big(s, `smpLocks[${i}]`)));
+  return { body, keyId, mcountSites, jumpEntries, exports, ftraceTrampolines, fentry: big(body.fentry, 'fentry'), textRanges, staticCalls, smpLocks };
 }
 
 /** Indexes `staticCalls` (undefined: empty); throws TypeError on a malformed one. */

@@ -64,6 +64,11 @@ export interface VerifiedModule {
    * without it allow no static call into the module.
    */
   readonly functions?: ReadonlySet<bigint>;
+  /**
+   * Its `.smp_locks` lock prefixes within its `.text`: where a lock-prefix restore may write.
+   * Optional: records made without it allow none in the module.
+   */
+  readonly smpLocks?: ReadonlySet<bigint>;
 }
 
 /** Per-VM state the verifier keeps. Plugins read it; only `commit` hooks change it. */

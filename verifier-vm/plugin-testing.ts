@@ -23,6 +23,8 @@ import { createHash } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { PROTOCOL_VERSION, type PatchItem, type Verdict, type VerifyRequest } from '../shared/protocol.ts';
 import { Keyring } from './keyring.ts';
+import { checkVmConfigs } from './vm-config.ts';
+import type { WorkerInit } from './worker-api.ts';
 import { indexManifest, type KernelManifest, type ManifestBody } from './manifest.ts';
 import type { AnyPlugin, VerifierPlugin, VmState } from './plugin-api.ts';
 import { BUILTIN_PLUGINS } from './plugins/index.ts';
@@ -164,6 +166,12 @@ export interface PluginTestOptions {
   readonly keyring?: Keyring;
   /** The VM requests come from by default (default `vm0`, as in `heki run`). */
   readonly vm?: string;
+  /**
+   * The VMM's configuration of each VM (`ctx.vm.cpuModel`, `ctx.vm.onlineCpus`), as
+   * WorkerInit `vms` gives it; checked like the worker checks it (a bad one throws here).
+   * VMs without one get the default CPU model.
+   */
+  readonly vms?: WorkerInit['vms'];
 }
 
 /** A verifier engine for plugin tests; made by {@link pluginTestVerifier}. */
@@ -230,7 +238,10 @@ function manifestFor(m: PluginTestOptions['manifest']): KernelManifest | undefin
  */
 export function pluginTestVerifier(options: PluginTestOptions = {}): PluginTestVerifier {
   const manifest = manifestFor(options.manifest);
+  const vms = checkVmConfigs(options.vms);
+  if (!vms.ok) throw new TypeError(vms.error);
   const engine = new Verifier({
+    vms: vms.value,
     keyring: options.keyring ?? Keyring.empty(),
     plugins: [...builtinsFor(options.builtins), ...((options.plugins ?? []) as readonly AnyPlugin[])],
     ...(manifest ? { manifest } : {}),

@@ -52,6 +52,7 @@ function checkModule(name: unknown, m: unknown): string | undefined {
   if (r) return r;
   if (!isMap(x.textPageHashes) || ![...x.textPageHashes].every(([k, h]) => isBig(k) && typeof h === 'string' && HEX64.test(h))) return `${where}: textPageHashes must map pages to SHA-256 hex`;
   if (x.functions !== undefined && (!(x.functions instanceof Set) || ![...x.functions].every(isBig))) return `${where}: functions must be a set of addresses`;
+  if (x.smpLocks !== undefined && (!(x.smpLocks instanceof Set) || ![...x.smpLocks].every(isBig))) return `${where}: smpLocks must be a set of addresses`;
   return undefined;
 }
 

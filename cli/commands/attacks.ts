@@ -6,6 +6,7 @@
  */
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, withUsage } from '../args.ts';
+import { CPU_FLAG, CPU_FLAG_USAGE, cpuFlagModel } from '../cpu-flag.ts';
 import type { runAttacks as RunAttacks } from '../../runtime/attacks.ts';
 import type { Attack } from '../../guest/attacks/attack.ts';
 import { describeCpuNeeds } from '../../guest/attacks/cpu-needs.ts';
@@ -28,15 +29,13 @@ Exit 0 when every attack that applies was stopped, 1 when one was not (an attack
 run counts as not stopped), 2 on bad usage: an unknown attack name or CPU model, or missing
 kernel fixtures (the message says where they were looked for; set HEKI_FIXTURES).
 
-  --cpu MODEL  the CPU model every machine boots with: skylake-smp2 (default), qemu64-up,
-               epyc-smp2, or a reference folder
   --json       print one JSON object
                {"attacks":[{"name","stopped","applicable","stop","detail"}],"total","stopped",
                 "notApplicable","cpu"}
                (with --list: {"attacks":[{"name","title","expectedStop"}]})
   --list       list the attacks (name, what the attacker does, the expected stop, the CPU
                models it applies to); run nothing
-`;
+${CPU_FLAG_USAGE}`;
 
 /** `\n    applies to: <needs>` for an attack that needs something of the CPU model, else nothing. */
 function appliesTo(a: Attack): string {
@@ -61,9 +60,10 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
       return withUsage(USAGE, io, argv, async () => {
         const { values, positionals } = parseFlags(
           argv,
-          { json: { type: 'boolean', default: false }, list: { type: 'boolean', default: false }, cpu: { type: 'string' } },
+          { json: { type: 'boolean', default: false }, list: { type: 'boolean', default: false }, ...CPU_FLAG },
           { min: 0, max: Number.MAX_SAFE_INTEGER, names: '[NAME...]' },
         );
+        const cpu = cpuFlagModel(values.cpu, io);
         // Loaded on first use, so that `heki --help` does not load the machine.
         const runtime = await import('../../runtime/attacks.ts');
         const selected = runtime.selectAttacks(positionals);
@@ -89,7 +89,7 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
         let printed = 0;
         const run = await (options.runAttacks ?? runtime.runAttacks)(names, {
           ...(options.fixtureDir !== undefined ? { fixtureDir: options.fixtureDir } : {}),
-          ...(values.cpu !== undefined ? { cpu: values.cpu } : {}),
+          ...(cpu !== undefined ? { cpu } : {}),
           onReport: (r, i) => {
             done[i] = r;
             if (values.json) return;

@@ -6,10 +6,11 @@
  */
 import { EXIT_NEGATIVE, EXIT_OK, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, withUsage } from '../args.ts';
+import { CPU_FLAG, CPU_FLAG_USAGE, cpuFlagModel } from '../cpu-flag.ts';
 import { formatReport, runBench } from '../../bench/run.ts';
 import { progressBar } from '../../bench/progress.ts';
 
-const USAGE = `usage: heki bench [--json] [--quick] [--scaling]
+const USAGE = `usage: heki bench [--json] [--quick] [--scaling] [--cpu <name|folder>]
 
 Measures, in one run: one request's round trip core -> verifier -> core over comlink and over
 the verification ring (p50, p99); batched text-patch verifications per second; ftrace on all
@@ -22,6 +23,7 @@ the reason. Exit 0 when every part ran, 1 when one failed.
   --json    one JSON object: the figures (null when not measured) and "machine"
   --quick   tiny iteration counts (a smoke run; the figures are rough)
   --scaling also measure how costs grow with guest RAM, modules and patch sites (table rows)
+${CPU_FLAG_USAGE}                          (the model of every machine the benchmark boots)
 `;
 
 /** The `heki bench` command. */
@@ -31,10 +33,11 @@ export const benchCommand: CliCommand = {
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
-      const { values } = parseFlags(argv, { json: { type: 'boolean' }, quick: { type: 'boolean' }, scaling: { type: 'boolean' } }, { min: 0, max: 0, names: '' });
+      const { values } = parseFlags(argv, { json: { type: 'boolean' }, quick: { type: 'boolean' }, scaling: { type: 'boolean' }, ...CPU_FLAG }, { min: 0, max: 0, names: '' });
+      const cpu = cpuFlagModel(values.cpu, io);
       // Through io.err (stderr), redrawn in place when stderr is a terminal.
       const bar = progressBar({ write: (s: string) => io.err(s), isTTY: process.stderr.isTTY === true });
-      const report = await runBench({ quick: values.quick === true, scaling: values.scaling === true, progress: bar });
+      const report = await runBench({ quick: values.quick === true, scaling: values.scaling === true, progress: bar, ...(cpu !== undefined ? { cpu } : {}) });
       bar.done();
       if (values.json) {
         io.out(`${JSON.stringify(report.json)}\n`);

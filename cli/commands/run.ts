@@ -4,8 +4,10 @@
  * (or the machine failed to start), 2 for bad usage or bad input: a malformed scenario (each
  * problem as `file:line: message`), an unreadable or malformed key file, missing kernel files.
  */
-import { accessSync, constants, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { CPU_FLAG, CPU_FLAG_USAGE, cpuFlagModel } from '../cpu-flag.ts';
+import { resolveCpuModel } from '../../hypervisor/vmm/cpu-models.ts';
+import { dirname, resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { readScenarioInput } from '../scenario-input.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -24,7 +26,7 @@ import { fanOut } from '../../hypervisor/observe/vm-observer.ts';
 
 const OUTPUT_FLAGS = RUN_OUTPUTS.map((o) => ` [--${o.flag} <${o.file}>]`).join('');
 
-const USAGE = `usage: heki run <scenario.yaml> [--json] [--step-timeout <seconds>] [--audit <log>]${OUTPUT_FLAGS}
+const USAGE = `usage: heki run <scenario.yaml> [--json] [--cpu <name|folder>] [--step-timeout <seconds>] [--audit <log>]${OUTPUT_FLAGS}
        heki run <scenario.yaml> --check
 
 Runs a scenario: boots a simulated machine (the real Debian 6.1 kernel or a synthetic
@@ -40,6 +42,7 @@ vmlinuz/system-map, or the fixtures': the message says where they were looked fo
   --json                  print one JSON object
                           {"name","passed","steps":[{"index","op","outcome","reason","expected","ok"}]}
   --check                 only check the file (exit 0 if well-formed, 2 if not); no machine
+${CPU_FLAG_USAGE}                          (overrides the scenario's cpu:)
   --step-timeout <secs>   how long one step may take before it is an error (default 300)
   --audit <log>           append every verdict to this hash-chained audit log (JSON lines;
                           check it with 'heki audit verify <log>')
@@ -59,6 +62,26 @@ export interface MachineStartError {
 
 /** Builds the machine a scenario runs on; the error names what stopped it. */
 export type MachineFactory = (config: MachineConfig) => Promise<Result<MachineApi, string | MachineStartError>>;
+
+/**
+ * Whether a file can be written at `path` (an existing regular file that is writable, or a
+ * new one in a writable folder), or why not. Nothing is created.
+ */
+export function writableFile(path: string): Result<void, string> {
+  try {
+    if (existsSync(path)) {
+      if (!statSync(path).isFile()) return err('not a regular file');
+      accessSync(path, constants.W_OK);
+      return { ok: true, value: undefined };
+    }
+    const dir = dirname(path);
+    if (!statSync(dir).isDirectory()) return err(`${dir} is not a folder`);
+    accessSync(dir, constants.W_OK);
+    return { ok: true, value: undefined };
+  } catch (e) {
+    return err(`cannot be written (${e instanceof Error ? e.message : String(e)})`);
+  }
+}
 
 /** Whether `path` is a readable file, or why not. */
 function readableFile(path: string): Result<void, string> {
@@ -105,6 +128,7 @@ export function machineConfigOf(s: Scenario): MachineConfig {
     ...(s.vmlinuz !== undefined ? { vmlinuz: s.vmlinuz } : {}),
     ...(s.systemMap !== undefined ? { systemMap: s.systemMap } : {}),
     keys: { pubkeys: s.keys.pubkeys, certs: s.keys.certs, revoked: s.keys.revoked },
+    ...(s.cpu !== undefined ? { cpu: s.cpu } : {}),
   };
 }
 
@@ -117,6 +141,15 @@ export function machineConfigOf(s: Scenario): MachineConfig {
 export function checkScenarioFiles(s: Scenario, display: string): Result<void, string> {
   const keys = keyringDataFromFiles(s.keys);
   if (!keys.ok) return err(`${display}: key file ${keys.error}`);
+  if (s.cpu !== undefined) {
+    const cpu = resolveCpuModel(s.cpu);
+    if (!cpu.ok) return err(`${display}: 'cpu' ${cpu.error}`);
+  }
+  for (const step of s.steps) {
+    if (step.op !== 'save-memory') continue;
+    const w = writableFile(step.out);
+    if (!w.ok) return err(`${display}: step ${step.index} (save-memory): 'out' ${step.out}: ${w.error}`);
+  }
   for (const [key, path] of [['vmlinuz', s.vmlinuz], ['system-map', s.systemMap]] as const) {
     if (path === undefined) continue;
     const r = readableFile(path);
@@ -181,6 +214,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
             check: { type: 'boolean', default: false },
             'step-timeout': { type: 'string' },
             audit: { type: 'string' },
+            ...CPU_FLAG,
             ...Object.fromEntries(RUN_OUTPUTS.map((o) => [o.flag, { type: 'string' as const }])),
           },
           { min: 1, max: 1, names: '<scenario.yaml>' },
@@ -190,6 +224,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
         const outputFlags = RUN_OUTPUTS.filter((o) => (values as Record<string, unknown>)[o.flag] !== undefined);
         if (values.check && outputFlags.length > 0) throw new UsageError(`--check runs no steps; --${outputFlags[0]!.flag} does not apply`);
         const stepTimeoutMs = parseTimeout(values['step-timeout']);
+        const cpu = cpuFlagModel(values.cpu, io);
         const display = positionals[0]!;
         const scenario = readScenarioInput(io, display, 'run');
         if (!scenario) return EXIT_USAGE;
@@ -215,6 +250,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
         try {
           machine = await factory({
             ...machineConfigOf(scenario),
+            ...(cpu !== undefined ? { cpu } : {}),
             ...(values.audit !== undefined ? { auditPath: resolve(io.cwd, values.audit) } : {}),
             ...(observers.length > 0 ? { observer: fanOut(observers) } : {}),
           });

@@ -4,6 +4,7 @@
  * protection state, signed by the VMM's per-VM Ed25519 key (docs/lifecycle.md). `heki
  * restore` restores it into a fresh VM.
  */
+import { CPU_FLAG, CPU_FLAG_USAGE, cpuFlagModel } from '../cpu-flag.ts';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -17,7 +18,7 @@ import { formatPublicKeyFile, loadSecretKeyFile } from '../../verifier-vm/key-fi
 import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import { machineConfigOf } from './run.ts';
 
-const USAGE = `usage: heki snapshot <scenario.yaml> --out <file> [--key <vmm.secret.json>] [--json]
+const USAGE = `usage: heki snapshot <scenario.yaml> --out <file> [--key <vmm.secret.json>] [--cpu <name|folder>] [--json]
 
 Runs the scenario like 'heki run' and, when every step held, writes a migration snapshot of
 the machine as its last step left it (a kernel must be running): guest memory, the vCPUs,
@@ -30,6 +31,7 @@ the audit log's head), signed with the VMM's Ed25519 key for the VM. 'heki resto
   --key <file>    the VMM's key, a secret key file of role vmm ('heki keygen --role vmm');
                   without it a fresh key signs, and its public key is written to
                   <file>.pub.json (role vmm): give that file to 'heki restore --trust'
+${CPU_FLAG_USAGE}                          (overrides the scenario's cpu:; the snapshot keeps the model)
   --json          print one JSON object: {"scenario": <heki run --json result>,
                   "snapshot": {"file","bytes","sha256","keyId","publicKey"} | null, "error"?}
 
@@ -47,11 +49,12 @@ export function createSnapshotCommand(): CliCommand {
       return withUsage(USAGE, io, argv, async () => {
         const { values, positionals } = parseFlags(
           argv,
-          { out: { type: 'string' }, key: { type: 'string' }, json: { type: 'boolean', default: false } },
+          { out: { type: 'string' }, key: { type: 'string' }, json: { type: 'boolean', default: false }, ...CPU_FLAG },
           { min: 1, max: 1, names: '<scenario.yaml>' },
         );
         if (values.out === undefined) throw new UsageError('--out <file> is required');
         const out = resolve(io.cwd, values.out);
+        const cpu = cpuFlagModel(values.cpu, io);
         const display = positionals[0]!;
         const scenario = readScenarioInput(io, display, 'snapshot');
         if (!scenario) return EXIT_USAGE;
@@ -71,7 +74,7 @@ export function createSnapshotCommand(): CliCommand {
           ownKey = true;
         }
         const runtime = await import('../../runtime/machine.ts');
-        const built = await runtime.createMachineDetailed({ ...machineConfigOf(scenario), vmmKey: key });
+        const built = await runtime.createMachineDetailed({ ...machineConfigOf(scenario), ...(cpu !== undefined ? { cpu } : {}), vmmKey: key });
         if (!built.ok) {
           io.err(`heki snapshot: ${display}: cannot start the machine: ${built.error.message}\n`);
           return built.error.kind === 'input' ? EXIT_USAGE : EXIT_NEGATIVE;

@@ -7,6 +7,7 @@ import { verifyAuditChain } from '../../verifier-vm/audit-log.ts';
 import { loadScenario, runScenario } from '../../runtime/scenario/index.ts';
 import type { MachineApi } from '../../runtime/machine-api.ts';
 import { createMachineDetailed } from '../../runtime/machine.ts';
+import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { machineConfigOf } from '../commands/run.ts';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliIo } from '../command.ts';
 
@@ -23,7 +24,7 @@ interface Summary {
 }
 
 /** Runs the demo scenario; resolves to the exit code. */
-export async function runRealDemo(io: CliIo, json: boolean): Promise<number> {
+export async function runRealDemo(io: CliIo, json: boolean, cpu?: CpuModel): Promise<number> {
   const scenario = loadScenario(DEMO_SCENARIO, 'scenarios/demo.yaml');
   if (!scenario.ok) {
     io.err(`heki demo: ${scenario.error}\n`);
@@ -31,7 +32,7 @@ export async function runRealDemo(io: CliIo, json: boolean): Promise<number> {
   }
   const t0 = performance.now();
   if (!json) io.out('heki-sim demo: the real Debian 6.1 kernel (linux-6.1.0-56-amd64) under Heki, with an isolated verifier VM\n\n');
-  const created = await createMachineDetailed({ ...machineConfigOf(scenario.value), ...(json ? {} : { log: (l: string) => io.out(`      ${l}\n`) }) });
+  const created = await createMachineDetailed({ ...machineConfigOf(scenario.value), ...(cpu !== undefined ? { cpu } : {}), ...(json ? {} : { log: (l: string) => io.out(`      ${l}\n`) }) });
   if (!created.ok) {
     io.err(`heki demo: ${created.error.message}\n`);
     return created.error.kind === 'input' ? EXIT_USAGE : EXIT_NEGATIVE;

@@ -141,6 +141,13 @@ export async function replayLog(path: string, options: ReplayOptions, onDifferen
         resets++;
         break;
       }
+      case 'cpus': {
+        const v = verifiers.get(entry.vm) ?? latest;
+        if (!v) return err({ line, message: 'a cpus line before any verifier line' });
+        const bad = v.setOnlineCpus(entry.vm, entry.online);
+        if (bad) return err({ line, message: `the recorded CPU count does not fit the verifier: ${bad}` });
+        break;
+      }
       case 'end':
         complete = true;
         break;

@@ -24,6 +24,7 @@ function recordedInit(init: WorkerInit): RecordedVerifierInit {
     ...(init.plugins !== undefined ? { plugins: init.plugins } : {}),
     ...(init.pluginModules !== undefined ? { pluginModules: init.pluginModules } : {}),
     ...(init.pluginConfig !== undefined ? { pluginConfig: init.pluginConfig } : {}),
+    ...(init.vms !== undefined ? { vms: init.vms } : {}),
   };
 }
 
@@ -61,6 +62,7 @@ class RecordSession implements RunOutputSession {
           this.#requestLine(e.seq, e.vm, e.kind, p?.json ?? 'null', encodeLogValue(e.verdict));
         }),
       reset: (e) => this.#guard('a reset', () => this.#write(encodeLogLine({ type: 'reset', vm: e.vm, why: e.why }))),
+      cpusOnline: (e) => this.#guard('a CPU hotplug', () => this.#write(encodeLogLine({ type: 'cpus', vm: e.vm, online: e.online }))),
     };
   }
 

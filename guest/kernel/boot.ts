@@ -81,6 +81,12 @@ export interface BootedKernel {
   readonly bootCpuData: CpuView;
   /** What the boot touch-ups did (absent for a kernel restored from a snapshot). */
   readonly touchups?: BootTouchupReport;
+  /**
+   * Whether alternative_instructions() patched the `.smp_locks` prefixes to UP (one CPU
+   * present): the kernel's `uniproc_patched`, which a later CPU hotplug undoes
+   * (guest/patching/smp-alternatives.ts). Absent: the prefixes were kept.
+   */
+  readonly uniprocPatched?: boolean;
 }
 
 /** Why boot stopped. */
@@ -274,7 +280,7 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   if (!late.ok) return err({ phase: 'heki_late_init', message: `${late.step} refused: ${late.status.ok ? '' : late.status.name}` });
   log('heki: CR0.WP and CR4.SMEP|SMAP|UMIP pinned; text RX and rodata R locked immutable; boot text verified');
   phase('heki_late_init');
-  return ok({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings, bootCpuData: bootCpuData.value, touchups });
+  return ok({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings, bootCpuData: bootCpuData.value, touchups, uniprocPatched: touchups.uniprocessor });
 }
 
 /** Runs closer than this are written as one (the bytes between are unchanged either way). */

@@ -19,6 +19,8 @@ import { Kprobes } from '../patching/kprobes.ts';
 import { BpfJit } from '../bpf/bpf-jit.ts';
 import type { BootedKernel } from './boot.ts';
 import type { CpuView } from './cpu-detect.ts';
+import { CORE_KERNEL, SmpAlternatives } from '../patching/smp-alternatives.ts';
+import { kernelSmpLocks } from '../../shared/x86/smp-locks.ts';
 import type { Heki } from '../heki/heki.ts';
 import type { Scratch } from '../heki/scratch.ts';
 import type { BumpFrameAllocator } from '../mm/page-table-writer.ts';
@@ -45,16 +47,12 @@ export class GuestKernel {
   readonly lifecycle: KernelLifecycle;
   /** The CPU model the kernel booted on, as its vCPU's CPUID gave it (`boot_cpu_data`). */
   readonly bootCpuData: CpuView;
-  /**
-   * `uniproc_patched`: boot patched the lock prefixes to UP (one CPU present) and no second
-   * CPU came online since; module loads then patch theirs too.
-   */
-  uniprocessorPatched: boolean;
+  /** The SMP alternatives: lock-prefix lists and whether boot patched them to UP. */
+  readonly smp: SmpAlternatives;
 
   constructor(booted: BootedKernel) {
     this.cpu = booted.cpu;
     this.bootCpuData = booted.bootCpuData;
-    this.uniprocessorPatched = booted.touchups?.uniprocessor ?? false;
     this.scratch = booted.scratch;
     this.tableFrames = booted.tableFrames;
     this.image = booted.image;
@@ -93,6 +91,15 @@ export class GuestKernel {
     // Like ftrace and jump labels, only live sites: init text is gone after boot.
     this.staticCalls.addSites(booted.image.staticCalls.sites.filter((s) => !inInit(s.site)).map((s) => ({ site: s.site, key: s.key, tail: s.tail })));
     this.kprobes = new Kprobes(this.poker, (va) => this.#read(va, 1)[0]);
+    this.smp = new SmpAlternatives(
+      (patches) => this.poker.poke(patches),
+      (va) => {
+        const r = this.cpu.read(va, 1);
+        return r.ok ? r.value[0] : undefined;
+      },
+    );
+    this.smp.add(CORE_KERNEL, kernelSmpLocks(booted.image));
+    if (booted.uniprocPatched === true) this.smp.markUniprocPatched();
     this.bpf = new BpfJit(booted.cpu, this.mm, booted.heki);
     this.lifecycle = new KernelLifecycle(booted.cpu, this.mm, booted.heki);
     this.modules = new ModuleLoader(booted.cpu, this.mm, booted.heki, booted.image, {
@@ -107,7 +114,7 @@ export class GuestKernel {
     const thunks = returnThunkSet(ctx);
     return {
       ctx,
-      uniprocessor: this.uniprocessorPatched,
+      uniprocessor: this.smp.uniprocPatched,
       staticKeyEnabled: (key) => this.jumpLabels.enabled(key),
       staticCallFunc: (key) => {
         const tramp = ctx.symbols.staticCallTrampoline(key);
@@ -132,10 +139,12 @@ export class GuestKernel {
     this.jumpLabels.addEntries(
       m.image.jumpEntries.map((e) => ({ site: e.site, target: e.target, key: e.key, branch: (e.flags & 1) === 1, length: e.len, current: this.#read(e.site, e.len) })),
     );
+    this.smp.add(m.name, m.image.smpLocks);
   }
 
   #moduleUnloaded(m: LoadedModule): void {
     this.ftrace.removeSites(m.image.mcountSites);
     this.jumpLabels.removeSites(new Set(m.image.jumpEntries.map((e) => e.site)));
+    this.smp.remove(m.name);
   }
 }

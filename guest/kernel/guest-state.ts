@@ -50,6 +50,8 @@ export interface GuestKernelState {
   readonly bpf: readonly BpfProgram[];
   /** `boot_cpu_data` as the kernel detected it at boot (it lives in the kernel's memory). */
   readonly bootCpuData: CpuView;
+  /** Whether the lock prefixes are patched to UP (`uniproc_patched`). */
+  readonly uniprocPatched: boolean;
 }
 
 /** The kernel's bookkeeping now. Throws only on a broken invariant (a kernel booted without its table pool). */
@@ -74,6 +76,7 @@ export function saveGuestKernel(k: GuestKernel): GuestKernelState {
     staticCalls,
     bpf: [...k.bpf.programs.values()].map((p) => ({ ...p })),
     bootCpuData: k.bootCpuData,
+    uniprocPatched: k.smp.uniprocPatched,
   };
 }
 
@@ -98,6 +101,7 @@ export function restoreGuestKernel(cpu: GuestCpu, image: KernelImage, state: Gue
   heki.importState(state.heki);
   if (typeof state.bootCpuData !== 'object' || state.bootCpuData === null) return err('the guest kernel state has no boot_cpu_data');
   const k = new GuestKernel({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings: {}, bootCpuData: state.bootCpuData });
+  if (state.uniprocPatched === true) k.smp.markUniprocPatched();
   k.mm.modules.importState(state.areas.modules);
   k.mm.vmallocArea.importState(state.areas.vmalloc);
   const mods = k.modules.restoreState(state.modules);

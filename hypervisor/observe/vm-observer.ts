@@ -94,6 +94,13 @@ export interface VerifierStartedEvent {
   readonly time: number;
 }
 
+/** The VMM brought a CPU of `vm` online (CPU hotplug) and told the verifier: `online` CPUs now. */
+export interface CpusOnlineEvent {
+  readonly vm: string;
+  readonly online: number;
+  readonly time: number;
+}
+
 /** A watcher of the host side. Every method optional. */
 export interface VmObserver {
   hypercall?(e: HypercallEvent): void;
@@ -103,6 +110,7 @@ export interface VmObserver {
   verdict?(e: VerdictEvent): void;
   reset?(e: ResetEvent): void;
   verifierStarted?(e: VerifierStartedEvent): void;
+  cpusOnline?(e: CpusOnlineEvent): void;
 }
 
 /** One observer that forwards every event to each of `observers`, in order. */
@@ -116,7 +124,7 @@ export function fanOut(observers: readonly VmObserver[]): VmObserver {
     }) as VmObserver[K];
   };
   const out: { -readonly [K in keyof VmObserver]: VmObserver[K] } = {};
-  for (const k of ['hypercall', 'exit', 'eptUpdate', 'verifierRequest', 'verdict', 'reset', 'verifierStarted'] as const) {
+  for (const k of ['hypercall', 'exit', 'eptUpdate', 'verifierRequest', 'verdict', 'reset', 'verifierStarted', 'cpusOnline'] as const) {
     const h = on(k);
     if (h) (out as Record<string, unknown>)[k] = h;
   }

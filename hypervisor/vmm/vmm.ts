@@ -29,10 +29,10 @@ import { DmaPort } from './devices/dma-port.ts';
 import { VirtioBlk, type VirtioBlkOptions } from './devices/virtio-blk.ts';
 import { loadKernelSegments } from './kernel-loader.ts';
 import type { BootKernel } from './lifecycle/boot-kernel.ts';
-import { type Result, err, ok } from '../../shared/result.ts';
+import { type Result, err } from '../../shared/result.ts';
 import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { DEFAULT_CPU_MODEL } from '../../shared/x86/cpu-models-builtin.ts';
-import { cpuidTable } from '../../shared/x86/cpuid.ts';
+import { VmCpus, readGuestVirtual } from './vm-cpus.ts';
 import type { VmImageSigner } from '../../shared/vm-image.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
@@ -135,16 +135,14 @@ export class Vmm implements ExitSink {
   #pending: ExitOf<'system-event'> | undefined;
   readonly #staged = new Map<KexecSlot, VerifiedKexecImage>();
   #bootKernel: BootKernel | undefined;
-  readonly #cpu: CpuModel;
-  #onlineCpus: number;
+  readonly #cpus: VmCpus;
 
   constructor(config: VmmConfig) {
     this.#config = config;
     // One MAXPHYADDR: an explicit physBits is folded into the model, so the page walk and
     // CPUID 0x80000008 (and the verifier's copy of the model) say the same.
-    const model = config.cpu ?? DEFAULT_CPU_MODEL;
-    this.#cpu = config.physBits !== undefined && config.physBits !== model.physBits ? { ...model, physBits: config.physBits } : model;
-    this.#onlineCpus = this.#cpu.presentCpus;
+    const given = config.cpu ?? DEFAULT_CPU_MODEL;
+    const model = config.physBits !== undefined && config.physBits !== given.physBits ? { ...given, physBits: config.physBits } : given;
     this.#identity = config.identity ?? newVmIdentity();
     const pinOnLock = config.pinPlatformOnLock ?? true;
     this.#ctx = {
@@ -164,8 +162,8 @@ export class Vmm implements ExitSink {
       },
       ...(config.observer ? { onHandled: (exit: VmExit, action: string, note: string | undefined) => this.core.events?.exit(exit, action, note) } : {}),
     };
-    this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? this.#cpu.possibleCpus, protectedMemory: config.protectedMemory ?? false, physBits: this.#cpu.physBits }, this);
-    this.core.setCpuid(cpuidTable(this.#cpu, this.#onlineCpus));
+    this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? model.possibleCpus, protectedMemory: config.protectedMemory ?? false, physBits: model.physBits }, this);
+    this.#cpus = new VmCpus(this.core, model);
     this.#enableHekiExits();
     this.#name = config.name ?? 'vm0';
     if (config.observer) this.core.observe(config.observer);
@@ -254,47 +252,31 @@ export class Vmm implements ExitSink {
 
   /** The CPU model the VM runs on (VM configuration: kept across reboot, kexec, hibernation, migration). */
   get cpuModel(): CpuModel {
-    return this.#cpu;
+    return this.#cpus.model;
   }
 
   /** CPUs online now: the model's present ones, plus those brought online since. */
   get onlineCpus(): number {
-    return this.#onlineCpus;
+    return this.#cpus.online;
   }
 
   /**
-   * Brings one more vCPU online (ACPI CPU hotplug): allowed while fewer than the model's
-   * possible CPUs are online. The vCPUs' CPUID then reports the new count, and the verifier
-   * is told before this resolves (it allows the guest's lock-prefix restore only after that).
-   * Resolves to the new count, or why not. A hot-added CPU stays across a reboot, as a
-   * hot-plugged QEMU CPU device does.
+   * Brings one more vCPU online (CPU hotplug, hypervisor/vmm/vm-cpus.ts): allowed while fewer
+   * than the model's possible CPUs are online; the verifier is told before this resolves.
+   * Resolves to the new count, or why not.
    */
-  async cpuOnline(): Promise<Result<number, string>> {
-    if (this.core.stopped !== undefined) return err(`the VM is stopped (${this.core.stopped})`);
-    if (this.#onlineCpus >= this.#cpu.possibleCpus) return err(`all ${this.#cpu.possibleCpus} possible CPUs of model ${this.#cpu.name} are online`);
-    const auth = this.core.auth;
-    if (auth) {
-      if (!auth.port.setOnlineCpus) return err('the verifier link cannot be told the CPU count (no setOnlineCpus)');
-      const told = await auth.port.setOnlineCpus(auth.vm, this.#onlineCpus + 1);
-      if (told !== undefined) return err(`the verifier was not told the new CPU count: ${told}`);
-    }
-    this.#onlineCpus++;
-    this.core.setCpuid(cpuidTable(this.#cpu, this.#onlineCpus));
-    this.audit.append({ event: 'lifecycle', vm: this.identity.vm, type: 'cpu-online', online: this.#onlineCpus, possible: this.#cpu.possibleCpus });
-    return ok(this.#onlineCpus);
+  cpuOnline(): Promise<Result<number, string>> {
+    return this.#cpus.bringOnline(this.identity.vm, this.audit, this.#config.observer);
   }
 
-  /**
-   * VMM-internal (a restored state image): the online count the image was saved with, for
-   * this VMM's model; the error says why it does not fit.
-   */
+  /** VMM-internal (a restored state image): the online count it was saved with; the error says why it does not fit. */
   restoreOnlineCpus(online: number): Result<void, string> {
-    if (!Number.isInteger(online) || online < this.#cpu.presentCpus || online > this.#cpu.possibleCpus) {
-      return err(`the image has ${online} CPUs online; model ${this.#cpu.name} has ${this.#cpu.presentCpus} present and ${this.#cpu.possibleCpus} possible`);
-    }
-    this.#onlineCpus = online;
-    this.core.setCpuid(cpuidTable(this.#cpu, online));
-    return ok(undefined);
+    return this.#cpus.restoreOnline(online);
+  }
+
+  /** {@link readGuestVirtual} on this VM: a debugger's read of guest-virtual memory. */
+  readGuestVirtual(va: bigint, len: number): Result<Uint8Array, string> {
+    return readGuestVirtual(this.core.vcpus[0]!, this.hostMemory, va, len);
   }
 
   /** The guest's view of the vCPUs. */

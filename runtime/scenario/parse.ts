@@ -10,9 +10,10 @@ import { choices, MapReader } from './map-reader.ts';
 import { Problems, type ScenarioProblem } from './problems.ts';
 import { isStepKind, STEP_KINDS, type Expectation, type Scenario, type ScenarioKeys, type Step, type StepAction, type StepKind } from './scenario.ts';
 import { STEP_SPECS, type StepSpec } from './steps.ts';
+import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
 
 /** The top-level keys of a scenario. */
-export const TOP_LEVEL_KEYS = ['name', 'description', 'kernel', 'vmlinuz', 'system-map', 'keys', 'steps'] as const;
+export const TOP_LEVEL_KEYS = ['name', 'description', 'kernel', 'cpu', 'vmlinuz', 'system-map', 'keys', 'steps'] as const;
 /** The keys of `keys`. */
 export const KEY_FILE_KINDS = ['pubkeys', 'certs', 'revoked'] as const;
 const EXPECTATIONS: readonly Expectation[] = ['allowed', 'denied'];
@@ -73,6 +74,15 @@ export function parseScenario(text: string, options: ParseOptions): Result<Scena
     if (kernel === 'synthetic') top.problem(top.at(key), `'${key}' applies only to kernel: real`);
     else paths[field] = resolve(dir, p);
   }
+  let cpu: string | undefined;
+  if (top.has('cpu')) {
+    const c = nonEmptyPath(top, 'cpu');
+    if (c !== undefined) {
+      if (kernel === 'synthetic') top.problem(top.at('cpu'), `'cpu' applies only to kernel: real`);
+      // A named model as written; anything else is a reference folder beside the scenario.
+      else cpu = BUILTIN_CPU_MODELS.has(c) ? c : resolve(dir, c);
+    }
+  }
   const keys = readKeys(top, problems, dir);
   const steps = readSteps(top, problems, dir);
 
@@ -82,6 +92,7 @@ export function parseScenario(text: string, options: ParseOptions): Result<Scena
     ...(description !== undefined ? { description } : {}),
     file: options.path,
     kernel,
+    ...(cpu !== undefined ? { cpu } : {}),
     ...paths,
     keys,
     steps,

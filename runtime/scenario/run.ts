@@ -86,6 +86,8 @@ const PERFORMERS = {
   hibernate: { method: 'hibernate', perform: (_s, m) => m.hibernate() },
   resume: { method: 'resume', perform: (s, m) => m.resume({ tamper: s.tamper }) },
   migrate: { method: 'migrate', perform: (s, m) => m.migrate({ tamper: s.tamper }) },
+  'cpu-online': { method: 'cpuOnline', perform: (_s, m) => m.cpuOnline() },
+  'save-memory': { method: 'saveMemory', perform: (s, m) => m.saveMemory(s.addr, s.len, s.out) },
 } satisfies { readonly [K in StepKind]: Performer<K> };
 
 /** The addresses a step names, which must resolve before the step runs. */

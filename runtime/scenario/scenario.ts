@@ -31,6 +31,8 @@ export const STEP_KINDS = [
   'hibernate',
   'resume',
   'migrate',
+  'cpu-online',
+  'save-memory',
 ] as const;
 
 /** The name of a step kind, as written in the YAML. */
@@ -99,7 +101,16 @@ export type StepAction =
   | { readonly op: 'panic' }
   | { readonly op: 'hibernate' }
   | { readonly op: 'resume'; readonly tamper: boolean }
-  | { readonly op: 'migrate'; readonly tamper: boolean };
+  | { readonly op: 'migrate'; readonly tamper: boolean }
+  | { readonly op: 'cpu-online' }
+  | {
+      readonly op: 'save-memory';
+      /** A kernel virtual address (or symbol expression). */
+      readonly addr: AddressExpr;
+      readonly len: number;
+      /** Absolute path of the file written. */
+      readonly out: string;
+    };
 
 /** One step: its action plus where it came from and what it expects. */
 export type Step = StepAction & {
@@ -129,6 +140,11 @@ export interface Scenario {
   /** Absolute path of the file it was read from. */
   readonly file: string;
   readonly kernel: 'real' | 'synthetic';
+  /**
+   * The CPU model (`cpu:`): a named model as written (`skylake-smp2`), or a reference
+   * folder's absolute path; undefined: the default model.
+   */
+  readonly cpu?: string;
   /** Absolute path of the bzImage, when the file names one (kernel: real only). */
   readonly vmlinuz?: string;
   /** Absolute path of System.map, when the file names one (kernel: real only). */

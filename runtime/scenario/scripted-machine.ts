@@ -116,6 +116,12 @@ export class ScriptedMachine implements MachineApi {
   migrate(options: { readonly tamper?: boolean } = {}): Promise<StepOutcome> {
     return this.#call('migrate', { ...options });
   }
+  cpuOnline(): Promise<StepOutcome> {
+    return this.#call('cpuOnline');
+  }
+  saveMemory(addr: AddressExpr, len: number, out: string): Promise<StepOutcome> {
+    return this.#call('saveMemory', addr, len, out);
+  }
 
   /** Resolves `0x...`, `symbol`, `symbol+0x..` and `symbol-0x..` against the symbol table. */
   resolve(addr: AddressExpr): { ok: true; value: bigint } | { ok: false; error: string } {

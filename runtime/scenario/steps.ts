@@ -32,6 +32,8 @@ export const LIMITS = {
   jitBytes: 1 << 20,
   /** hypercall `args`: a0..a3 (KVM passes four in rbx, rcx, rdx, rsi). */
   hypercallArgs: 4,
+  /** save-memory `len`: 64 MiB, room for the kernel's text, rodata and data together. */
+  saveBytes: 64 << 20,
 } as const;
 
 const MODES = ['kernel', 'user'] as const;
@@ -343,6 +345,21 @@ export const STEP_SPECS = {
     parse(f) {
       const tamper = f.bool('tamper', false);
       return tamper === undefined ? undefined : { op: 'migrate', tamper };
+    },
+  },
+  'cpu-online': {
+    keys: [],
+    parse: () => ({ op: 'cpu-online' }),
+  },
+  'save-memory': {
+    keys: ['addr', 'len', 'out'],
+    parse(f, ctx) {
+      const addr = f.parsed('addr', parseAddressExpr, true);
+      const len = f.parsed('len', (t) => parseCount(t, 1, LIMITS.saveBytes), true);
+      if (!f.has('out')) f.missing('out');
+      const out = optionalPath(f, ctx, 'out');
+      if (addr === undefined || len === undefined || typeof out !== 'string') return undefined;
+      return { op: 'save-memory', addr, len, out };
     },
   },
 } satisfies { readonly [K in StepKind]: StepSpec<K> };

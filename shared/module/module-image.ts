@@ -14,6 +14,8 @@
  *    sorted and marked, their sites set to their keys' current state (module-finalize.ts);
  * 7. read the jump entries (jump-table.ts) and the exports (ksymtab.ts).
  *
+ * 8. list the `.smp_locks` lock prefixes (for a later alternatives_enable_smp()).
+ *
  * Without {@link LinkOptions.touchups} steps 4 and 6 are skipped (the synthetic kernel of the
  * unit tests has no touch-up tables).
  *
@@ -37,6 +39,7 @@ import { applyRelocations, type RelocationCounts } from './relocate.ts';
 import { simplifySymbols, type SymbolResolver } from './symbols.ts';
 import { SHF_EXECINSTR } from '../elf/types.ts';
 import { moduleComing, moduleFinalize, sortMcountTable, type ModuleTouchupEnv, type ModuleTouchupReport } from './module-finalize.ts';
+import { smpLockSites } from '../x86/smp-locks.ts';
 
 /** A placed section with its final bytes. */
 export interface ModuleSectionImage extends SectionPlacement {
@@ -62,6 +65,11 @@ export interface RelocatedModule {
   readonly mcountSites: readonly bigint[];
   /** Jump-label entries, in table order. */
   readonly jumpEntries: readonly ModuleJumpEntry[];
+  /**
+   * The lock prefixes of its `.smp_locks` within its `.text` section, sorted (what
+   * module_finalize() hands alternatives_smp_module_add(): shared/x86/smp-locks.ts).
+   */
+  readonly smpLocks: readonly bigint[];
   /** Undefined symbols and the addresses they resolved to. */
   readonly imports: ReadonlyMap<string, bigint>;
   /** Relocations applied, per type. */
@@ -204,6 +212,9 @@ function link(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[]
   if (ksg) tables.push({ buffer: ksg, gpl: true });
   const exportList = readKsymtab(tables, buf('__ksymtab_strings'), name);
   if (!exportList.ok) return exportList;
+  const locks = buf('.smp_locks');
+  const textSec = buf('.text');
+  const smpLocks = locks && textSec ? smpLockSites(locks.bytes, locks.addr, textSec.addr, textSec.addr + BigInt(textSec.bytes.length)) : [];
 
   images.sort((a, b) => a.shndx - b.shndx);
   return ok({
@@ -214,6 +225,7 @@ function link(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[]
     exportList: exportList.value,
     mcountSites: mcount.value,
     jumpEntries: jumps.value,
+    smpLocks,
     imports: symbols.value.imports,
     relocations: relocations.value,
     touchups,

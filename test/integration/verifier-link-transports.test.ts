@@ -59,7 +59,7 @@ for (const transport of TRANSPORTS) {
     t.false(v.ok);
     t.is(
       v.reason,
-      transport === 'ring' ? 'malformed request: record 0: unknown patch kind code 9' : 'malformed request: request.items[0].kind must be one of ftrace, jump-label, static-call, kprobe',
+      transport === 'ring' ? 'malformed request: record 0: unknown patch kind code 9' : 'malformed request: request.items[0].kind must be one of ftrace, jump-label, static-call, kprobe, smp-lock',
     );
     t.true((await link.verify(patch([allowed]))).ok, 'the verifier still serves');
     t.is(link.stats.restarts, 0, 'a malformed request is the core\'s fault, not the verifier\'s');

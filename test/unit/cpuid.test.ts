@@ -65,3 +65,19 @@ test('CPUID is answered at CPL 3 too, and a guest on a VMM without the paravirtu
   t.false(r.ok);
   if (!r.ok) t.regex(r.error, /0x40000100 lacks the "HekiSimCPUID" signature/);
 });
+
+test('cpuOnline raises the count CPUID reports, only up to the possible CPUs, and is audited', async (t) => {
+  const vmm = vmmOn({ ...BUILTIN_CPU_MODELS.get('qemu64-up')!, name: 'up-3', possibleCpus: 3 });
+  t.is(vmm.cpus.length, 3);
+  t.is(vmm.bootCpu.cpuid(0x40000101).ebx, 1);
+  for (const want of [2, 3]) {
+    const r = await vmm.cpuOnline();
+    t.deepEqual(r, { ok: true, value: want });
+    t.is(vmm.cpus[want - 1]!.cpuid(0x40000101).ebx, want, 'every vCPU sees the new count');
+  }
+  const over = await vmm.cpuOnline();
+  t.false(over.ok);
+  if (!over.ok) t.is(over.error, 'all 3 possible CPUs of model up-3 are online');
+  t.deepEqual(vmm.audit.records().filter((r) => r['type'] === 'cpu-online').map((r) => r['online']), [2, 3]);
+  t.false(vmm.restoreOnlineCpus(4).ok, 'an image cannot claim more CPUs than the model has');
+});

@@ -57,7 +57,7 @@ test('patch records: items in, the same items out; sites print as hex() prints t
   t.is(r.validate(), undefined);
   t.deepEqual(r.toItems(), items);
   for (let i = 0; i < items.length; i++) t.is(r.siteHex(i), hex(items[i]!.site));
-  t.deepEqual(r.kindCounts(), [1, 1, 1, 1]);
+  t.deepEqual(r.kindCounts(), [1, 1, 1, 1, 0]);
 });
 
 test('property: any encodable batch survives records unchanged', async (t) => {
@@ -252,4 +252,13 @@ test('a malformed or unexpected verdict is an error naming the problem', (t) => 
   writeParked(ver, 3);
   ver.u32[(ver.peek() + VD.ITEMS) >>> 2] = 1;
   t.like(readVerdict(ver, ver.peek(), { id: 3, items: 1 }), { ok: false, error: 'a parked verdict marker carries data' });
+});
+
+test('patch records carry the smp-lock kind (a lock-prefix restore) and count it in its own slot', (t) => {
+  const lock: PatchItem = { kind: 'smp-lock', site: 0xffffffff81000500n, oldBytes: Uint8Array.of(0x3e), newBytes: Uint8Array.of(0xf0), currentBytes: Uint8Array.of(0x3e) };
+  const r = PatchRecords.fromItems([...items, lock]);
+  if (typeof r === 'string') return t.fail(r);
+  t.is(r.validate(), undefined);
+  t.deepEqual(r.toItems(), [...items, lock]);
+  t.deepEqual(r.kindCounts(), [1, 1, 1, 1, 1]);
 });

@@ -202,3 +202,28 @@ steps:
 `);
   t.like(s.steps[0], { op: 'write', addr: '_stext', expect: 'denied', line: 4 });
 });
+
+test('cpu: a named model is kept as written, any other value is a folder beside the scenario', (t) => {
+  t.is(parse('name: t\ncpu: epyc-smp2\nsteps:\n  - boot: {}\n').cpu, 'epyc-smp2');
+  t.is(parse('name: t\ncpu: models/mine\nsteps:\n  - boot: {}\n').cpu, '/work/scenarios/models/mine');
+  t.is(parse('name: t\nsteps:\n  - boot: {}\n').cpu, undefined);
+  const bad = parseScenario('name: t\nkernel: synthetic\ncpu: qemu64-up\nsteps:\n  - boot: {}\n', { path: PATH });
+  t.false(bad.ok);
+  if (!bad.ok) t.regex(bad.error.problems[0]!.message, /'cpu' applies only to kernel: real/);
+});
+
+test('cpu-online takes nothing; save-memory an address, a bounded len and an out path beside the scenario', (t) => {
+  t.deepEqual(step('cpu-online: {}'), { op: 'cpu-online', index: 1, line: 3, expect: null });
+  t.like(step('save-memory: { addr: _stext, len: 0x1000, out: dumps/text.bin }'), { op: 'save-memory', addr: '_stext', len: 4096, out: '/work/scenarios/dumps/text.bin' });
+  const cases: Array<[string, RegExp]> = [
+    ['save-memory: { addr: _stext, out: x.bin }', /missing required key 'len'/],
+    ['save-memory: { addr: _stext, len: 1 }', /missing required key 'out'/],
+    ['save-memory: { addr: _stext, len: 0x4000001, out: x.bin }', /'len' must be between 1 and 67108864/],
+    ['save-memory: { addr: _stext, len: 1, out: "" }', /'out' must not be empty/],
+  ];
+  for (const [yaml, re] of cases) {
+    const r = parseScenario(`name: t\nsteps:\n  - ${yaml}\n`, { path: PATH });
+    t.false(r.ok, yaml);
+    if (!r.ok) t.regex(r.error.problems.map((p) => p.message).join(' | '), re, yaml);
+  }
+});

@@ -10,6 +10,7 @@ import { ftracePlugin } from './ftrace.ts';
 import { jumpLabelPlugin } from './jump-label.ts';
 import { kernelTextPlugin } from './kernel-text.ts';
 import { kprobePlugin } from './kprobe.ts';
+import { smpLockPlugin } from './smp-lock.ts';
 import { setMemoryPlugin } from './set-memory.ts';
 import { staticCallPlugin } from './static-call.ts';
 import { lifecyclePlugin } from './lifecycle.ts';
@@ -24,6 +25,7 @@ export const BUILTIN_PLUGINS: readonly AnyPlugin[] = [
   jumpLabelPlugin as AnyPlugin,
   staticCallPlugin as AnyPlugin,
   kprobePlugin as AnyPlugin,
+  smpLockPlugin as AnyPlugin,
   setMemoryPlugin as AnyPlugin,
   codeLoadPlugin as AnyPlugin,
   lifecyclePlugin as AnyPlugin,

@@ -259,6 +259,7 @@ function verifiedRecord(name: string, r: RelocatedModule, groups: readonly Group
     ranges: groups.map((g) => ({ start: g.start, end: g.end, permissions: MODULE_GRANTS[g.group] })),
     textPageHashes,
     functions: functionEntries(elf, r),
+    smpLocks: new Set(r.smpLocks),
   };
 }
 
