@@ -8,9 +8,10 @@
  * A jump-label entry jumps when its key's state differs from its branch bit
  * (kernel/jump_label.c jump_label_type(): enabled ^ branch); a key's state is read from its
  * entries, which must agree. A static call's function is read from its trampoline (`jmp func`,
- * or a return form for NULL).
+ * or a return form for NULL): static_call_update() rewrites the trampoline with every site.
  */
 import { classifyJumpSite } from '../../shared/kernel-image/jump-table.ts';
+import { decodeStaticCallInsn } from '../../shared/kernel-image/static-calls.ts';
 
 /** One `__jump_table` entry as the inference needs it. */
 export interface JumpEntryRef {
@@ -65,5 +66,52 @@ export function jumpKeyStates(entries: readonly JumpEntryRef[], at: (site: bigin
 export function changedKeys(booted: JumpKeyStates, real: JumpKeyStates): Map<bigint, boolean> {
   const out = new Map<bigint, boolean>();
   for (const [key, state] of real.enabled) if (booted.enabled.get(key) !== state) out.set(key, state);
+  return out;
+}
+
+/** A static call key with its trampoline (`__SCK__<name>`, `__SCT__<name>`). */
+export interface StaticCallKeyRef {
+  readonly key: bigint;
+  readonly trampoline: bigint;
+}
+
+/**
+ * What a trampoline says its key calls: the `jmp` target, or null (NULL) for a return form:
+ * `ret; int3...` or, on a return-thunk kernel, `jmp __x86_return_thunk`
+ * (arch/x86/kernel/static_call.c __static_call_transform(), case RET). Undefined when the 5
+ * bytes are neither.
+ */
+export function trampolineFunction(trampoline: bigint, bytes: Uint8Array, returnThunk: bigint | undefined): bigint | null | undefined {
+  const insn = decodeStaticCallInsn(trampoline, bytes);
+  if (insn.kind === 'ret') return null;
+  if (insn.kind !== 'jmp') return undefined;
+  return insn.target === returnThunk ? null : insn.target;
+}
+
+/** Per-key functions read off a text dump's trampolines. */
+export interface StaticCallStates {
+  readonly func: ReadonlyMap<bigint, bigint | null>;
+  /** Trampolines whose bytes are neither a `jmp` nor a return form. */
+  readonly unreadable: readonly bigint[];
+}
+
+/** Reads every key's function from its trampoline's bytes `at(trampoline, 5)` (undefined outside the dump). */
+export function staticCallStates(keys: readonly StaticCallKeyRef[], at: (va: bigint, len: number) => Uint8Array | undefined, returnThunk: bigint | undefined): StaticCallStates {
+  const func = new Map<bigint, bigint | null>();
+  const unreadable: bigint[] = [];
+  for (const k of keys) {
+    const bytes = at(k.trampoline, 5);
+    if (!bytes) continue;
+    const f = trampolineFunction(k.trampoline, bytes, returnThunk);
+    if (f === undefined) unreadable.push(k.trampoline);
+    else func.set(k.key, f);
+  }
+  return { func, unreadable };
+}
+
+/** The keys whose function in `real` differs from `booted`: what init code updated. */
+export function changedStaticCalls(booted: StaticCallStates, real: StaticCallStates): Map<bigint, bigint | null> {
+  const out = new Map<bigint, bigint | null>();
+  for (const [key, f] of real.func) if (booted.func.get(key) !== f) out.set(key, f);
   return out;
 }
