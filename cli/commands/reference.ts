@@ -45,7 +45,7 @@ and the field named).
   --json             print one JSON object: {"model","kernel":{".text":{"bytes","differing",
                      "first":[{"addr","owner"}]}},"modules":{"<name>":{"<section>":{...}}},
                      "runtime":{"staticKeys","staticCalls","problems"},"skipped":[{"module",
-                     "reason"}],"errors":[{"module","reason"}],"differing"}
+                     "reason"}],"errors":[{"module","reason"}],"differing","ms"}
 `;
 
 function sectionLine(name: string, c: SectionComparison): string[] {

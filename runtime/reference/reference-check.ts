@@ -41,6 +41,8 @@ export interface ReferenceCheckReport {
   readonly errors: readonly SkippedModule[];
   /** Differing bytes over every compared section. */
   readonly differing: number;
+  /** Wall time of each phase in ms: machine start and boot, runtime state, module loads, comparison. */
+  readonly ms: { readonly boot: number; readonly runtime: number; readonly modules: number; readonly compare: number };
 }
 
 /** How to run the check. */
@@ -104,6 +106,7 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
   for (const d of ref.dumped.keys()) {
     if (!mods.value.some((m) => m.name === d)) return err({ kind: 'input', message: `${ref.dir}/reference.json: "dumped" has module ${d}, which "loaded" does not list` });
   }
+  const t0 = performance.now();
   const m = await createMachineDetailed({ kernel: 'real', cpu: ref.model, keys: opts.keys, verifierSpare: false });
   if (!m.ok) return m;
   const machine = m.value;
@@ -116,6 +119,7 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
       return err({ kind: 'start', message: `the ${opts.name} guest did not boot: ${b.reason}${why.length ? `; verifier: ${why.join(' | ')}` : ''}` });
     }
     const image = machine.image;
+    const t1 = performance.now();
     const textEnd = ref.textAddr + BigInt(ref.text.length);
     const inText = (va: bigint, len: number): Uint8Array | undefined => (va >= ref.textAddr && va + BigInt(len) <= textEnd ? ref.text.subarray(Number(va - ref.textAddr), Number(va - ref.textAddr) + len) : undefined);
 
@@ -123,6 +127,7 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
     const returnThunk = image.systemMap.address('__x86_return_thunk');
     const runtime = await setRuntimeState(k, { real: inText, returnThunk });
 
+    const t2 = performance.now();
     const skipped: SkippedModule[] = ref.failed.map((f) => ({ module: f.replace(/\.ko$/, ''), reason: 'failed in the real boot' }));
     const errors: SkippedModule[] = [];
     const cores = mods.value.flatMap((x) => (x.core ? [x.core] : []));
@@ -139,6 +144,7 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
     };
     const moduleKeys = await setRuntimeState(k, { real: dumpedAt, returnThunk, jumpOnly: true, except: runtime.decided });
 
+    const t3 = performance.now();
     const kernelText = readGuest(k, ref.textAddr, ref.text.length);
     if (!kernelText) return err({ kind: 'start', message: `the guest's kernel text at 0x${ref.textAddr.toString(16)} (${ref.text.length} bytes) is not readable` });
     const kernelOwners = (): SiteOwners =>
@@ -171,6 +177,7 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
       skipped,
       errors,
       differing,
+      ms: { boot: Math.round(t1 - t0), runtime: Math.round(t2 - t1), modules: Math.round(t3 - t2), compare: Math.round(performance.now() - t3) },
     });
   } finally {
     await machine.dispose();
