@@ -26,7 +26,8 @@ export interface VaRange {
  * outside `avoid`; otherwise the init layout goes to fresh module memory outside `avoid`. A
  * real kernel frees a module's init memory once its init function returned and may hand it
  * to the next module's core; this loader keeps init memory until unload, so `avoid` holds
- * the core ranges of the modules still to come. Init sections are gone after a real load, so
+ * the core ranges of the modules still to come, each with the guard page vmalloc leaves
+ * after it (an allocation at an address needs that page free too). Init sections are gone after a real load, so
  * nothing compares them.
  */
 export interface ModulePlacement {

@@ -88,7 +88,8 @@ function moduleFiles(ref: ReferenceFolder, read: ReferenceCheckOptions['readModu
       const end = a + BigInt(s.size);
       core = core ? { start: a < core.start ? a : core.start, end: end > core.end ? end : core.end } : { start: a, end };
     }
-    out.push({ file, name, bytes: bytes.value, sections, core: core && { start: core.start & ~0xfffn, end: (core.end + 0xfffn) & ~0xfffn } });
+    // The core's pages and the guard page vmalloc leaves after them.
+    out.push({ file, name, bytes: bytes.value, sections, core: core && { start: core.start & ~0xfffn, end: ((core.end + 0xfffn) & ~0xfffn) + 0x1000n } });
   }
   return ok(out);
 }
