@@ -84,11 +84,17 @@ function moduleFiles(ref: ReferenceFolder, read: ReferenceCheckOptions['readModu
     let core: VaRange | undefined;
     for (const s of plan.value.loadable) {
       const a = sections.get(s.name);
-      if (s.part !== 'core' || s.size === 0 || a === undefined) continue;
+      if (s.part !== 'core' || s.size === 0) continue;
+      // The real kernel lists every non-empty allocated section in /sys/module/<name>/sections.
+      if (a === undefined) return err(`${ref.dir}/reference.json: sections.${name} has no address for ${s.name} (${s.size} bytes in ${file}): not a dump of this module file`);
       const end = a + BigInt(s.size);
       core = core ? { start: a < core.start ? a : core.start, end: end > core.end ? end : core.end } : { start: a, end };
     }
     // The core's pages and the guard page vmalloc leaves after them.
+    for (const d of ref.dumped.get(name) ?? []) {
+      const a = sections.get(d.name);
+      if (a !== d.addr) return err(`${ref.dir}/reference.json: dumped.${name}.${d.name}.addr 0x${d.addr.toString(16)} is not sections.${name}.${d.name} (${a === undefined ? 'absent' : `0x${a.toString(16)}`})`);
+    }
     out.push({ file, name, bytes: bytes.value, sections, core: core && { start: core.start & ~0xfffn, end: ((core.end + 0xfffn) & ~0xfffn) + 0x1000n } });
   }
   return ok(out);

@@ -12,7 +12,7 @@
  * count per model, so a change in either direction shows. It goes to 0 when those land.
  */
 import test, { type ExecutionContext } from 'ava';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -125,6 +125,18 @@ fixtureTest('malformed folders are exit 2, naming the file', async (t) => {
   writeFileSync(join(text, 'reference.json'), JSON.stringify({ ...j, kernel_text: { ...j.kernel_text, file: 'zero' } }));
   execFileSync('ln', ['-s', '/dev/zero', join(text, 'zero')]);
   await malformed(t, text, /zero is not a regular file/);
+});
+
+fixtureTest('a folder whose section addresses are not a dump of the module files is exit 2, named', async (t) => {
+  const dir = folderCopy(t);
+  const j = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as { kernel_text: { file: string }; sections: Record<string, Record<string, string>>; dumped: Record<string, unknown> };
+  symlinkSync(join(refDir('skylake-smp2'), j.kernel_text.file), join(dir, j.kernel_text.file));
+  delete j.sections['crc7']!['.text'];
+  j.dumped = {};
+  writeFileSync(join(dir, 'reference.json'), JSON.stringify(j));
+  const r = await heki(['reference', 'check', dir]);
+  t.is(r.code, 2, r.err);
+  t.regex(r.err, /reference\.json: sections\.crc7 has no address for \.text/);
 });
 
 fixtureTest('a module the folder lists and the modules folder lacks is exit 2, named', async (t) => {
