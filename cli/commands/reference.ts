@@ -44,7 +44,8 @@ and the field named).
   --pubkey <file>    Ed25519 public key file (from 'heki keygen') the verifier trusts; repeatable
   --json             print one JSON object: {"model","kernel":{".text":{"bytes","differing",
                      "first":[{"addr","owner"}]}},"modules":{"<name>":{"<section>":{...}}},
-                     "runtime":{"staticKeys","staticCalls","problems"},"skipped":[{"module",
+                     "runtime":{"staticKeys","staticKeysFromModules",
+                     "staticCalls","problems"},"skipped":[{"module",
                      "reason"}],"errors":[{"module","reason"}],"differing","ms"}
 `;
 

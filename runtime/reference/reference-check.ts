@@ -35,7 +35,8 @@ export interface ReferenceCheckReport {
   readonly kernel: Readonly<Record<string, SectionComparison>>;
   /** Per module, its dumped sections. */
   readonly modules: Readonly<Record<string, Readonly<Record<string, SectionComparison>>>>;
-  readonly runtime: RuntimeStateReport;
+  /** What was set; `staticKeysFromModules` of `staticKeys` were read off module text (keys with no kernel-text entry). */
+  readonly runtime: RuntimeStateReport & { readonly staticKeysFromModules: number };
   readonly skipped: readonly SkippedModule[];
   /** Modules that did not load, with why: the simulator refused what the real kernel loaded. */
   readonly errors: readonly SkippedModule[];
@@ -180,7 +181,12 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
       model: opts.name,
       kernel,
       modules,
-      runtime: { staticKeys: runtime.staticKeys + moduleKeys.staticKeys, staticCalls: runtime.staticCalls, problems: [...runtime.problems, ...moduleKeys.problems] },
+      runtime: {
+        staticKeys: runtime.staticKeys + moduleKeys.staticKeys,
+        staticKeysFromModules: moduleKeys.staticKeys,
+        staticCalls: runtime.staticCalls,
+        problems: [...runtime.problems, ...moduleKeys.problems],
+      },
       skipped,
       errors,
       differing,
