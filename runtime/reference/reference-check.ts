@@ -119,6 +119,13 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
   if (!m.ok) return m;
   const machine = m.value;
   try {
+    const { _stext, _etext } = machine.image.boundaries;
+    if (ref.textAddr !== _stext || BigInt(ref.text.length) !== _etext - _stext) {
+      return err({
+        kind: 'input',
+        message: `${ref.dir}/reference.json: kernel_text is ${ref.text.length} bytes at 0x${ref.textAddr.toString(16)}; this kernel's _stext.._etext is ${_etext - _stext} bytes at 0x${_stext.toString(16)} (a dump of another kernel?)`,
+      });
+    }
     const mark = machine.verdictMark();
     const b = await machine.boot();
     const k = machine.kernel;

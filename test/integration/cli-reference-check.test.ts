@@ -139,6 +139,18 @@ fixtureTest('a folder whose section addresses are not a dump of the module files
   t.regex(r.err, /reference\.json: sections\.crc7 has no address for \.text/);
 });
 
+fixtureTest("a text dump that is not this kernel's _stext.._etext is exit 2, named", async (t) => {
+  const dir = folderCopy(t);
+  const j = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as { kernel_text: { file: string; size: number }; dumped: Record<string, unknown> };
+  j.kernel_text = { ...j.kernel_text, file: 'vmlinux.text.bin', size: 4096 };
+  j.dumped = {};
+  writeFileSync(join(dir, 'reference.json'), JSON.stringify(j));
+  writeFileSync(join(dir, 'vmlinux.text.bin'), new Uint8Array(4096));
+  const r = await heki(['reference', 'check', dir]);
+  t.is(r.code, 2, r.err);
+  t.regex(r.err, /reference\.json: kernel_text is 4096 bytes at 0xffffffff81000000; this kernel's _stext.._etext is 14687538 bytes/);
+});
+
 fixtureTest('a module the folder lists and the modules folder lacks is exit 2, named', async (t) => {
   const empty = mkdtempSync(join(tmpdir(), 'heki-mods-'));
   t.teardown(() => rmSync(empty, { recursive: true, force: true }));
