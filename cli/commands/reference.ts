@@ -59,7 +59,7 @@ function sectionLine(name: string, c: SectionComparison): string[] {
 /** The human-readable report. */
 export function formatReferenceReport(r: ReferenceCheckReport): string {
   const out = [
-    `reference check ${r.model}: ${r.differing === 0 && r.errors.length === 0 ? 'the simulated text equals the real boot' : `${r.differing} byte(s) differ`}`,
+    `reference check ${r.model}: ${r.differing === 0 ? 'the simulated text equals the real boot' : `${r.differing} byte(s) differ`}${r.errors.length ? `; ${r.errors.length} module(s) the real boot loaded did not load` : ''}`,
     `runtime state set through the authenticated paths: ${r.runtime.staticKeys} static key(s), ${r.runtime.staticCalls} static call(s)`,
     ...r.runtime.problems.map((p) => `  problem: ${p}`),
     'kernel',
