@@ -16,10 +16,11 @@ import { signCommand } from './commands/sign.ts';
 import { snapshotCommand } from './commands/snapshot.ts';
 import { restoreCommand } from './commands/restore.ts';
 import { replayCommand } from './commands/replay.ts';
+import { referenceCommand } from './commands/reference.ts';
 import { verifyModuleCommand } from './commands/verify-module.ts';
 
 /** Every command, in the order `heki --help` lists them. */
-export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, replayCommand, pluginCommand, attacksCommand, snapshotCommand, restoreCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand, benchCommand];
+export const COMMANDS: readonly CliCommand[] = [demoCommand, runCommand, replayCommand, pluginCommand, attacksCommand, snapshotCommand, restoreCommand, keygenCommand, signCommand, verifyModuleCommand, auditCommand, manifestCommand, referenceCommand, benchCommand];
 
 /** Top-level usage text. */
 export function topUsage(): string {

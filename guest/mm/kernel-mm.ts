@@ -62,9 +62,23 @@ export class KernelMm {
    * vmalloc: `pages` fresh frames mapped at consecutive addresses of `area` with `prot`.
    * `sync: false` records the mappings in the counters without asking the hypervisor (the
    * caller is about to obtain the permissions through an authenticated request).
+   *
+   * `place.at` asks for exactly that address (a module at the address the real kernel's
+   * module_alloc gave it); `place.avoid` keeps the allocation out of ranges the caller will
+   * ask for by address later.
    */
-  async vmalloc(pages: number, prot: Prot, area: 'modules' | 'vmalloc' = 'vmalloc'): Promise<MmResult<{ va: bigint; frames: number[] }>> {
-    const va = (area === 'modules' ? this.modules : this.vmallocArea).alloc(pages);
+  async vmalloc(
+    pages: number,
+    prot: Prot,
+    area: 'modules' | 'vmalloc' = 'vmalloc',
+    place: { readonly at?: bigint; readonly avoid?: readonly { readonly start: bigint; readonly end: bigint }[] } = {},
+  ): Promise<MmResult<{ va: bigint; frames: number[] }>> {
+    const space = area === 'modules' ? this.modules : this.vmallocArea;
+    let va: bigint | undefined;
+    if (place.at !== undefined) {
+      if (!space.allocAt(place.at, pages)) return { ok: false, reason: `${area} area: ${pages} page(s) at 0x${place.at.toString(16)} (and the guard page after them) are not free` };
+      va = place.at;
+    } else va = space.alloc(pages, place.avoid);
     if (va === undefined) return { ok: false, reason: `${area} area exhausted` };
     const frames: number[] = [];
     for (let i = 0; i < pages; i++) {

@@ -15,17 +15,50 @@ export class VirtualArea {
     this.#free = [{ start, end }];
   }
 
-  /** `pages` pages (plus a guard page), page-aligned; undefined when the area is full. */
-  alloc(pages: number): bigint | undefined {
+  /**
+   * `pages` pages (plus a guard page), page-aligned, first fit; undefined when the area is
+   * full. No page of the allocation (guard included) lies in a range of `avoid` (half-open
+   * byte ranges: memory the caller will claim later with {@link allocAt}).
+   */
+  alloc(pages: number, avoid: readonly { readonly start: bigint; readonly end: bigint }[] = []): bigint | undefined {
     const size = BigInt(pages + 1) * 4096n;
     for (const r of this.#free) {
-      if (r.end - r.start >= size) {
-        const va = r.start;
-        r.start += size;
-        return va;
+      let va = r.start;
+      for (;;) {
+        const end = va + size;
+        if (end > r.end) break;
+        const hit = avoid.find((a) => a.start < end && va < a.end);
+        if (!hit) {
+          this.#claim(va, size);
+          return va;
+        }
+        va = (hit.end + 4095n) & ~4095n;
       }
     }
     return undefined;
+  }
+
+  /**
+   * Claims `pages` pages at `va` (plus the guard page after them, as vmalloc leaves one):
+   * false when `va` is not page-aligned or any of those pages is not free.
+   */
+  allocAt(va: bigint, pages: number): boolean {
+    if ((va & 4095n) !== 0n) return false;
+    const size = BigInt(pages + 1) * 4096n;
+    if (!this.#free.some((r) => r.start <= va && va + size <= r.end)) return false;
+    this.#claim(va, size);
+    return true;
+  }
+
+  /** Removes [va, va + size) from the free range holding it. */
+  #claim(va: bigint, size: bigint): void {
+    const i = this.#free.findIndex((r) => r.start <= va && va + size <= r.end);
+    const r = this.#free[i]!;
+    const parts = [
+      { start: r.start, end: va },
+      { start: va + size, end: r.end },
+    ].filter((p) => p.end > p.start);
+    this.#free.splice(i, 1, ...parts);
   }
 
   /** The free ranges as plain data. */

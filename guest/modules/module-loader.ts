@@ -10,7 +10,10 @@
  * Not modelled: running the module's init function, freeing the init layout after it (the
  * init sections stay until unload), copying per-CPU initial data to each CPU.
  */
-import { buildModuleImage, layoutModule, parseModuleFile, readModinfo, type GroupRange, type ModuleImage } from '../../shared/module/index.ts';
+import { buildModuleImage, parseModuleFile, readModinfo, type GroupRange, type ModuleImage, type PlacedSectionRef } from '../../shared/module/index.ts';
+import { allocateModuleMemory, type ModulePlacement } from './module-memory.ts';
+
+export type { ModulePlacement, VaRange } from './module-memory.ts';
 import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
@@ -39,7 +42,13 @@ export interface LoadedModule {
    * What the module was built from: the file init_module got and the bases it was linked at,
    * so a restored kernel rebuilds the same image (hibernation, migration).
    */
-  readonly source?: { readonly file: Uint8Array; readonly initBase: bigint; readonly percpuBase: bigint };
+  readonly source?: { readonly file: Uint8Array; readonly initBase: bigint; readonly percpuBase: bigint; readonly placed?: readonly PlacedSectionRef[] };
+}
+
+/** Options of {@link ModuleLoader.load}. */
+export interface LoadOptions {
+  /** Put the sections at these addresses instead of the loader's own layout. */
+  readonly placement?: ModulePlacement;
 }
 
 /** A loaded module as plain data (see {@link ModuleLoader.exportState}). */
@@ -49,6 +58,8 @@ export interface LoadedModuleState {
   readonly init: { va: bigint; pages: number } | undefined;
   readonly initBase: bigint;
   readonly percpuBase: bigint;
+  /** The sections' addresses, when the load chose them ({@link LoadOptions.placement}). */
+  readonly placed?: readonly PlacedSectionRef[];
 }
 
 /** Notified when modules come and go (ftrace, jump labels). */
@@ -111,7 +122,7 @@ export class ModuleLoader {
   }
 
   /** Loads one module file (its dependencies must be loaded already). */
-  async load(file: Uint8Array): Promise<Result<LoadedModule, string>> {
+  async load(file: Uint8Array, opts: LoadOptions = {}): Promise<Result<LoadedModule, string>> {
     const elf = parseModuleFile(file);
     if (!elf.ok) return err(elf.error.message);
     const info = readModinfo(elf.value);
@@ -122,35 +133,22 @@ export class ModuleLoader {
     const missing = info.value.depends.filter((d) => !this.loaded.has(d));
     if (missing.length) return err(`module ${name} needs ${missing.join(', ')} loaded first`);
 
-    // Measure the layout, then place it in freshly allocated module memory.
-    const percpuBase = this.#percpuNext;
-    const probe = layoutModule(elf.value, { base: 0n, initBase: 1n << 40n, percpuBase });
-    if (!probe.ok) return err(`${name}: ${probe.error.message}`);
-    const extent = (part: 'core' | 'init', base: bigint): number => {
-      const g = probe.value.groups.filter((x) => x.part === part);
-      return g.length ? Number((g[g.length - 1]!.end - base) / 4096n) : 0;
-    };
-    const corePages = extent('core', 0n);
-    const initPages = extent('init', 1n << 40n);
-    const core = await this.mm.vmalloc(Math.max(corePages, 1), PROT.RW, 'modules');
-    if (!core.ok) return err(`${name}: ${core.reason}`);
-    const init = initPages > 0 ? await this.mm.vmalloc(initPages, PROT.RW, 'modules') : undefined;
-    if (init && !init.ok) {
-      await this.mm.vfree(core.value.va, corePages, 'modules');
-      return err(`${name}: ${init.reason}`);
-    }
+    const percpuBase = opts.placement?.percpu ?? this.#percpuNext;
+    const mem = await allocateModuleMemory(this.mm, elf.value, name, percpuBase, opts.placement);
+    if (!mem.ok) return mem;
+    const { core, init, initBase, placed } = mem.value;
     const release = async (): Promise<void> => {
-      await this.mm.vfree(core.value.va, Math.max(corePages, 1), 'modules');
-      if (init?.ok) await this.mm.vfree(init.value.va, initPages, 'modules');
+      await this.mm.vfree(core.va, core.pages, 'modules');
+      if (init) await this.mm.vfree(init.va, init.pages, 'modules');
     };
-    const initBase = init?.ok ? init.value.va : core.value.va + BigInt(corePages) * 4096n;
     const built = buildModuleImage(file, {
-      base: core.value.va,
+      base: core.va,
       initBase,
       percpuBase,
       resolve: (sym) => this.resolve(sym),
       fentry: this.kernel.boundaries.__fentry__,
       touchups: this.touchups(),
+      ...(placed ? { placed } : {}),
     });
     if (!built.ok) {
       await release();
@@ -197,10 +195,10 @@ export class ModuleLoader {
       name,
       depends: info.value.depends,
       image,
-      core: { va: core.value.va, pages: Math.max(corePages, 1) },
-      init: init?.ok ? { va: init.value.va, pages: initPages } : undefined,
+      core,
+      init,
       exports: image.exports,
-      source: { file: Uint8Array.from(file), initBase, percpuBase },
+      source: { file: Uint8Array.from(file), initBase, percpuBase, ...(placed ? { placed } : {}) },
     };
     this.loaded.set(name, m);
     this.listener.loaded(m);
@@ -211,7 +209,7 @@ export class ModuleLoader {
   exportState(): { percpuNext: bigint; loaded: LoadedModuleState[] } {
     const loaded = [...this.loaded.values()].map((m) => {
       if (!m.source) throw new Error(`internal: module ${m.name} has no source record`);
-      return { file: m.source.file, core: { ...m.core }, init: m.init && { ...m.init }, initBase: m.source.initBase, percpuBase: m.source.percpuBase };
+      return { file: m.source.file, core: { ...m.core }, init: m.init && { ...m.init }, initBase: m.source.initBase, percpuBase: m.source.percpuBase, ...(m.source.placed ? { placed: m.source.placed } : {}) };
     });
     return { percpuNext: this.#percpuNext, loaded };
   }
@@ -224,11 +222,19 @@ export class ModuleLoader {
    */
   restoreState(s: { percpuNext: bigint; loaded: readonly LoadedModuleState[] }): Result<void, string> {
     for (const r of s.loaded) {
-      const built = buildModuleImage(r.file, { base: r.core.va, initBase: r.initBase, percpuBase: r.percpuBase, resolve: (sym) => this.resolve(sym), fentry: this.kernel.boundaries.__fentry__, touchups: this.touchups() });
+      const built = buildModuleImage(r.file, {
+        base: r.core.va,
+        initBase: r.initBase,
+        percpuBase: r.percpuBase,
+        resolve: (sym) => this.resolve(sym),
+        fentry: this.kernel.boundaries.__fentry__,
+        ...(r.placed ? { placed: r.placed } : {}),
+        touchups: this.touchups(),
+      });
       if (!built.ok) return err(`restoring a module: ${built.error.message}`);
       const image = built.value;
       const name = image.modinfo.name ?? image.name;
-      const m: LoadedModule = { name, depends: image.modinfo.depends, image, core: r.core, init: r.init, exports: image.exports, source: { file: r.file, initBase: r.initBase, percpuBase: r.percpuBase } };
+      const m: LoadedModule = { name, depends: image.modinfo.depends, image, core: r.core, init: r.init, exports: image.exports, source: { file: r.file, initBase: r.initBase, percpuBase: r.percpuBase, ...(r.placed ? { placed: r.placed } : {}) } };
       this.loaded.set(name, m);
       this.listener.loaded(m);
     }

@@ -10,7 +10,7 @@
  *
  * TRUST: the folder is the operator's input: every read is bounded and checked before use.
  */
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Result, err, ok } from '../../shared/result.ts';
 import { type CpuModel, decodeCpuinfo, validateCpuModel } from '../../shared/x86/cpu-model.ts';
@@ -29,11 +29,16 @@ export function cpuModelNames(): readonly string[] {
   return [...BUILTIN_CPU_MODELS.keys()];
 }
 
-/** Reads a regular file of at most `max` bytes; the error names the file and the problem. */
+/**
+ * Reads a regular file of at most `max` bytes; the error names the file and the problem.
+ * The file is opened non-blocking, so a FIFO is refused at once instead of waiting for a
+ * writer; anything that is not a regular file (a FIFO, a device such as /dev/zero, a folder)
+ * is refused before a byte is read.
+ */
 export function readBounded(path: string, max: number): Result<Uint8Array, string> {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     return err(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }

@@ -36,6 +36,8 @@ export interface ReferenceFolder {
   readonly text: Uint8Array;
   /** Module files in the order the real boot loaded them (`loaded`), e.g. `crc7.ko`. */
   readonly loaded: readonly string[];
+  /** Module files that failed to load in the real boot (`failed`), e.g. `kvm-intel.ko`. */
+  readonly failed: readonly string[];
   /** Every section's address of every loaded module, by module name. */
   readonly sections: ReadonlyMap<string, ReadonlyMap<string, bigint>>;
   /** The dumped sections, by module name. */
@@ -87,6 +89,8 @@ export function readReferenceFolder(dir: string): Result<ReferenceFolder, string
   if (text.length !== size) return err(`${textPath} holds ${text.length} bytes; reference.json says ${size}`);
   const loaded = j['loaded'];
   if (!Array.isArray(loaded) || !loaded.every((x) => typeof x === 'string' && /^[\w.-]+\.ko$/.test(x))) return err(`${jsonPath}: "loaded" must be a list of .ko file names`);
+  const failed = j['failed'] ?? [];
+  if (!Array.isArray(failed) || !failed.every((x) => typeof x === 'string' && /^[\w.-]+\.ko$/.test(x))) return err(`${jsonPath}: "failed" must be a list of .ko file names`);
   const sections = new Map<string, Map<string, bigint>>();
   const secs = j['sections'] ?? {};
   if (!record(secs)) return err(`${jsonPath}: "sections" must map module names to their sections`);
@@ -117,5 +121,5 @@ export function readReferenceFolder(dir: string): Result<ReferenceFolder, string
     }
     dumped.set(mod, list);
   }
-  return ok({ dir, model: model.value, textAddr: textAddr.value, text, loaded, sections, dumped });
+  return ok({ dir, model: model.value, textAddr: textAddr.value, text, loaded, failed, sections, dumped });
 }

@@ -30,7 +30,7 @@ import { err, ok, type Result } from '../result.ts';
 import { moduleError, type ModuleError } from './errors.ts';
 import { readJumpEntries, type ModuleJumpEntry } from './jump-table.ts';
 import { readKsymtab, type ModuleExport } from './ksymtab.ts';
-import { layoutPlan, type GroupRange, type ModuleLayout, type PercpuPlacement, type PlacedSectionRef, type SectionPlacement } from './layout.ts';
+import { checkPlan, layoutPlan, type GroupRange, type ModuleLayout, type PercpuPlacement, type PlacedSectionRef, type SectionPlacement } from './layout.ts';
 import { nopMcountSites } from './mcount.ts';
 import { readModinfo, type Modinfo } from './modinfo.ts';
 import { findSec, planSections, type SectionPlan } from './module-sections.ts';
@@ -108,6 +108,12 @@ export interface BuildModuleOptions extends LinkOptions {
   readonly initBase: bigint;
   /** Per-CPU pointer for `.data..percpu` (required when the module has one). */
   readonly percpuBase?: bigint;
+  /**
+   * Every placed section's address (and the per-CPU pointer), chosen by the caller instead of
+   * laid out from `base` / `initBase`: a module put where a real kernel's module_alloc put it.
+   * The placement must pass checkLayout(), the layout rules the verifier enforces.
+   */
+  readonly placed?: readonly PlacedSectionRef[];
 }
 
 /** Strips the trailer and parses the ELF. */
@@ -132,7 +138,7 @@ export function buildModuleImage(file: Uint8Array, opts: BuildModuleOptions): Re
   if (name === undefined || name === '') return err(moduleError('modinfo', '.modinfo has no name= entry', { section: '.modinfo' }));
   const plan = planSections(elf.value);
   if (!plan.ok) return plan;
-  const layout = layoutPlan(plan.value, opts);
+  const layout = opts.placed ? checkPlan(elf.value, plan.value, opts.placed) : layoutPlan(plan.value, opts);
   if (!layout.ok) return layout;
   const placed: PlacedSectionRef[] = [...layout.value.sections, ...(layout.value.percpu ? [layout.value.percpu] : [])];
   const linked = link(elf.value, plan.value, placed, { ...opts, name });
