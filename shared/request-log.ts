@@ -34,6 +34,7 @@
  * names the line and the problem; nothing in a log is trusted because it was written by us.
  */
 import { createReadStream } from 'node:fs';
+import { checkHostFile } from './host-file.ts';
 import { createInterface } from 'node:readline';
 import { PROTOCOL_VERSION, validateRequest, validateVerdict, type RequestBody, type Verdict, type VerifyRequest } from './protocol.ts';
 
@@ -364,6 +365,12 @@ export type LogRead = { ok: true; line: number; entry: LogEntry } | { ok: false;
  */
 export async function* readRequestLog(path: string, onHeader?: (h: LogHeader) => void): AsyncGenerator<LogRead, void> {
   const reader = new RequestLogReader();
+  // A regular file, checked before the stream opens: a FIFO or /dev/zero would be read forever.
+  const file = checkHostFile(path, { display: '' });
+  if (!file.ok) {
+    yield { ok: false, error: { line: 0, message: file.error } };
+    return;
+  }
   const input = createReadStream(path, { encoding: 'utf8' });
   const lines = createInterface({ input, crlfDelay: Infinity });
   try {

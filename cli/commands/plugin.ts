@@ -8,7 +8,8 @@
  * importing itself, elsewhere the installed package, so a plugin moves between the two
  * unchanged.
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { makeOutputDir } from '../../shared/host-output.ts';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
@@ -126,8 +127,12 @@ export const pluginCommand: CliCommand = {
           return EXIT_USAGE;
         }
       }
+      const made = makeOutputDir(dir);
+      if (!made.ok) {
+        io.err(`heki plugin new: ${made.error}\n`);
+        return EXIT_USAGE;
+      }
       try {
-        mkdirSync(dir, { recursive: true });
         for (const f of files) writeFileSync(f.path, f.text, { flag: values.force === true ? 'w' : 'wx' });
       } catch (e) {
         io.err(`heki plugin new: cannot write into ${shown(io.cwd, dir)}: ${e instanceof Error ? e.message : String(e)}\n`);

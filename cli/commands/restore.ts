@@ -5,7 +5,8 @@
  * With `--attacks`, runs the attack catalogue against the restored VM (each attack on its own
  * fresh restore), to show it enforces what the source did.
  */
-import { readFileSync } from 'node:fs';
+import { readHostFile } from '../../shared/host-file.ts';
+import { quoteForMessage } from '../../shared/message-text.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -57,13 +58,12 @@ export function createRestoreCommand(): CliCommand {
         if (positionals.length > 1 && !values.attacks) throw new UsageError(`unexpected argument '${positionals[1]}' (attack names follow --attacks)`);
         if ((values.vmlinuz === undefined) !== (values['system-map'] === undefined)) throw new UsageError('--vmlinuz and --system-map go together');
         const file = positionals[0]!;
-        let bytes: Uint8Array;
-        try {
-          bytes = new Uint8Array(readFileSync(resolve(io.cwd, file)));
-        } catch (e) {
-          io.err(`heki restore: cannot read ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
+        const read = readHostFile(resolve(io.cwd, file), { display: quoteForMessage(file) });
+        if (!read.ok) {
+          io.err(`heki restore: ${read.error}\n`);
           return EXIT_USAGE;
         }
+        const bytes = read.value;
         const key = loadPublicKeyFile(resolve(io.cwd, values.trust));
         if (!key.ok) {
           io.err(`heki restore: ${key.error}\n`);

@@ -4,7 +4,8 @@
  * (or the machine failed to start), 2 for bad usage or bad input: a malformed scenario (each
  * problem as `file:line: message`), an unreadable or malformed key file, missing kernel files.
  */
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants } from 'node:fs';
+import { checkHostFile, systemReason } from '../../shared/host-file.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { readScenarioInput } from '../scenario-input.ts';
@@ -60,15 +61,15 @@ export interface MachineStartError {
 /** Builds the machine a scenario runs on; the error names what stopped it. */
 export type MachineFactory = (config: MachineConfig) => Promise<Result<MachineApi, string | MachineStartError>>;
 
-/** Whether `path` is a readable file, or why not. */
+/** Whether `path` is a readable regular file of bounded size (shared/host-file.ts), or why not. */
 function readableFile(path: string): Result<void, string> {
   try {
-    if (!statSync(path).isFile()) return err('not a file');
     accessSync(path, constants.R_OK);
-    return { ok: true, value: undefined };
   } catch (e) {
-    return err(`cannot read (${e instanceof Error ? e.message : String(e)})`);
+    return err(`cannot read: ${systemReason(e)}`);
   }
+  const r = checkHostFile(path, { display: '' });
+  return r.ok ? { ok: true, value: undefined } : err(r.error);
 }
 
 /**

@@ -2,7 +2,8 @@
  * `heki sign`: signs a module with an Ed25519 secret key, replacing any signature trailer it
  * already has (a PKCS#7 one from the distribution, say) with a PKEY_ID_HEKI_ED25519 trailer.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { readHostFile } from '../../shared/host-file.ts';
 import { resolve } from 'node:path';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -45,12 +46,9 @@ export const signCommand: CliCommand = {
       if (key.value.role !== 'module-signing') {
         return fail(`${values.key}: key ${key.value.keyId} has role ${key.value.role}; modules need a module-signing key`);
       }
-      let file: Uint8Array;
-      try {
-        file = new Uint8Array(readFileSync(inPath));
-      } catch (e) {
-        return fail(`${inPath}: cannot read (${e instanceof Error ? e.message : String(e)})`);
-      }
+      const read = readHostFile(inPath);
+      if (!read.ok) return fail(read.error);
+      const file = read.value;
       const signer = values.signer === undefined ? undefined : new TextEncoder().encode(values.signer);
       if (signer !== undefined && signer.length > 255) return fail('--signer is longer than 255 bytes');
       const signed = signModuleFile(file, key.value.keyPair, signer);

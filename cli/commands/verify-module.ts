@@ -3,7 +3,7 @@
  * verifyModuleSignature the verifier VM runs) on a module file, against a keyring built from
  * the given key, certificate and revocation files.
  */
-import { readFileSync } from 'node:fs';
+import { readHostFile } from '../../shared/host-file.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -54,14 +54,12 @@ export const verifyModuleCommand: CliCommand = {
         return EXIT_USAGE;
       }
       const file = positionals[0]!;
-      let bytes: Uint8Array;
-      try {
-        bytes = new Uint8Array(readFileSync(abs(file)));
-      } catch (e) {
-        io.err(`heki verify-module: ${abs(file)}: cannot read (${e instanceof Error ? e.message : String(e)})\n`);
+      const bytes = readHostFile(abs(file));
+      if (!bytes.ok) {
+        io.err(`heki verify-module: ${bytes.error}\n`);
         return EXIT_USAGE;
       }
-      const v = verifyModuleSignature(bytes, keyring.value, { ed25519: impl });
+      const v = verifyModuleSignature(bytes.value, keyring.value, { ed25519: impl });
       if (values.json) {
         io.out(
           JSON.stringify({

@@ -152,10 +152,10 @@ test('a YAML syntax error and a missing file are exit 2', async (t) => {
   t.regex(a.err, /^syntax\.yaml:2: YAML syntax error: /);
   const b = await run(scripted().factory, ['nope.yaml'], dir);
   t.is(b.code, 2);
-  t.regex(b.err, /^nope\.yaml: cannot read \(ENOENT/);
+  t.regex(b.err, /^nope\.yaml: cannot read: no such file/);
   const c = await run(scripted().factory, ['.'], dir);
   t.is(c.code, 2);
-  t.is(c.err, '.: not a file\n');
+  t.is(c.err, '.: is a directory, not a file\n');
 });
 
 test('bad usage is exit 2 with the usage text', async (t) => {
