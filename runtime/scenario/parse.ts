@@ -15,7 +15,7 @@ import { STEP_SPECS, type StepSpec } from './steps.ts';
 export const TOP_LEVEL_KEYS = ['name', 'description', 'kernel', 'vmlinuz', 'system-map', 'keys', 'steps'] as const;
 /** The keys of `keys`. */
 export const KEY_FILE_KINDS = ['pubkeys', 'certs', 'revoked'] as const;
-const EXPECTATIONS: readonly Expectation[] = ['allowed', 'denied'];
+const EXPECTATIONS: readonly Expectation[] = ['allowed', 'denied', 'error'];
 
 /** Where the text came from. */
 export interface ParseOptions {
