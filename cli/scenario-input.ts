@@ -7,10 +7,11 @@ import { loadScenario } from '../runtime/scenario/load.ts';
 import type { Scenario } from '../runtime/scenario/scenario.ts';
 import { checkScenarioFiles } from './commands/run.ts';
 import type { CliIo } from './command.ts';
+import { quoteForMessage } from '../shared/message-text.ts';
 
 /** The scenario at `display` (relative to io.cwd), or undefined after printing why not. */
 export function readScenarioInput(io: CliIo, display: string, command: string): Scenario | undefined {
-  const loaded = loadScenario(resolve(io.cwd, display), display);
+  const loaded = loadScenario(resolve(io.cwd, display), quoteForMessage(display));
   if (!loaded.ok) {
     io.err(`${loaded.error}\n`);
     return undefined;

@@ -39,7 +39,6 @@ export interface AttacksCommandOptions {
 export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCommand {
   return {
     name: 'attacks',
-    summary: 'run the security regression catalogue: named attacks on a booted kernel, each must be stopped',
     usage: USAGE,
     run(argv: string[], io: CliIo): Promise<number> {
       return withUsage(USAGE, io, argv, async () => {

@@ -25,7 +25,6 @@ function parseHead(text: string): AuditHead {
 /** The `heki audit` command. */
 export const auditCommand: CliCommand = {
   name: 'audit',
-  summary: 'check the hash chain of a verifier audit log (audit verify <log>)',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

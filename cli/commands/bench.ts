@@ -27,7 +27,6 @@ the reason. Exit 0 when every part ran, 1 when one failed.
 /** The `heki bench` command. */
 export const benchCommand: CliCommand = {
   name: 'bench',
-  summary: 'measure the verification ring, ftrace, module authentication, EPT, boot and failover',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

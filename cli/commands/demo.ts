@@ -23,7 +23,6 @@ Exit 0 when every step behaved as expected, 1 otherwise, 2 on bad usage.
 /** The `heki demo` command. */
 export const demoCommand: CliCommand = {
   name: 'demo',
-  summary: 'the demo npm start runs: the real kernel under Heki, signed modules, ftrace, attacks',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

@@ -32,7 +32,6 @@ Exit codes: 0 written, 2 bad usage or unreadable/invalid input.
 /** The `heki manifest` command. */
 export const manifestCommand: CliCommand = {
   name: 'manifest',
-  summary: 'build and sign the kernel manifest (text hash, ftrace/jump-label sites, exports) from vmlinuz + System.map',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

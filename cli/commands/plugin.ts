@@ -96,7 +96,6 @@ function shown(cwd: string, p: string): string {
 /** The `heki plugin` command. */
 export const pluginCommand: CliCommand = {
   name: 'plugin',
-  summary: 'write a new verifier plugin and its test from a template (plugin new <name>)',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

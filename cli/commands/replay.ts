@@ -142,7 +142,6 @@ function formatTable(s: ReplaySummary): string {
 /** The `heki replay` command. */
 export const replayCommand: CliCommand = {
   name: 'replay',
-  summary: 'decide a recorded run\'s requests again with plugins under development; list the verdicts that differ',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

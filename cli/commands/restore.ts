@@ -5,7 +5,8 @@
  * With `--attacks`, runs the attack catalogue against the restored VM (each attack on its own
  * fresh restore), to show it enforces what the source did.
  */
-import { readHostFile } from '../../shared/host-file.ts';
+import { checkHostFile, readHostFile } from '../../shared/host-file.ts';
+import { auditNotice, preflight } from '../preflight.ts';
 import { quoteForMessage } from '../../shared/message-text.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
@@ -38,7 +39,6 @@ refused or an attack was not stopped, 2 on bad usage or an unreadable file.
 export function createRestoreCommand(): CliCommand {
   return {
     name: 'restore',
-    summary: "restore a 'heki snapshot' into a fresh VM (checked, every protection re-applied); --attacks runs the catalogue on it",
     usage: USAGE,
     run(argv: string[], io: CliIo): Promise<number> {
       return withUsage(USAGE, io, argv, async () => {
@@ -73,12 +73,27 @@ export function createRestoreCommand(): CliCommand {
           io.err(`heki restore: ${values.trust}: key ${key.value.keyId} has role ${key.value.role}; snapshots are signed by vmm keys\n`);
           return EXIT_USAGE;
         }
+        const auditPath = values.audit !== undefined ? resolve(io.cwd, values.audit) : undefined;
+        const planned = preflight(auditPath !== undefined ? { audit: auditPath } : {});
+        if (!planned.ok) {
+          io.err(`heki restore: ${planned.error}\n`);
+          return EXIT_USAGE;
+        }
+        for (const [flag, given] of [['--vmlinuz', values.vmlinuz], ['--system-map', values['system-map']]] as const) {
+          if (given === undefined) continue;
+          const f = checkHostFile(resolve(io.cwd, given), { display: `${flag} ${quoteForMessage(given)}` });
+          if (!f.ok) {
+            io.err(`heki restore: ${f.error}\n`);
+            return EXIT_USAGE;
+          }
+        }
+        if (!values.json) io.err(`heki restore: checking ${quoteForMessage(file)} (${bytes.length.toLocaleString('en-US')} bytes) and loading its kernel into a fresh VM...\n`);
         const machineMod = await import('../../runtime/machine.ts');
         const kernelFiles = values.vmlinuz !== undefined ? { vmlinuz: resolve(io.cwd, values.vmlinuz), systemMap: resolve(io.cwd, values['system-map']!) } : {};
         const restored = await machineMod.restoreMachine(bytes, {
           trust: key.value.publicKey,
           ...kernelFiles,
-          ...(values.audit !== undefined ? { auditPath: resolve(io.cwd, values.audit) } : {}),
+          ...(auditPath !== undefined ? { auditPath } : {}),
         });
         if (!restored.ok) {
           const e = restored.error;
@@ -103,6 +118,7 @@ export function createRestoreCommand(): CliCommand {
           textWriteDenied: poke.outcome === 'denied',
         };
         await m.dispose();
+        if (auditPath !== undefined) (values.json ? io.err : io.out)(auditNotice(auditPath));
         if (!values.json) {
           io.out(
             `restored VM ${summary.vm} (${summary.vmId}) from ${file}: CR0 pins ${summary.pins.cr0}, CR4 pins ${summary.pins.cr4}, ` +

@@ -20,6 +20,7 @@ import type { Scenario } from '../../runtime/scenario/scenario.ts';
 import type { ScenarioResult } from '../../runtime/scenario/outcome.ts';
 import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
 import { RUN_OUTPUTS } from '../run-outputs/index.ts';
+import { auditNotice, preflight } from '../preflight.ts';
 import type { RunOutputSession } from '../run-outputs/run-output.ts';
 import { fanOut } from '../../hypervisor/observe/vm-observer.ts';
 
@@ -96,7 +97,9 @@ const createRealMachine: MachineFactory = async (config) => {
   } catch (e) {
     return err(`the machine (runtime/machine.ts) could not be loaded: ${e instanceof Error ? e.message : String(e)}`);
   }
-  return mod.createMachine(config);
+  // The detailed form keeps whether a failure was bad input (a malformed vmlinuz or
+  // System.map named by the scenario: exit 2) or a machine that would not start (exit 1).
+  return mod.createMachineDetailed(config);
 };
 
 /** The machine configuration a scenario asks for. */
@@ -171,7 +174,6 @@ async function finishOutputs(sessions: readonly RunOutputSession[], result: Scen
 export function createRunCommand(factory: MachineFactory = createRealMachine): CliCommand {
   return {
     name: 'run',
-    summary: 'run a scenario file (boot, modules, ftrace, attacks) and check each expect',
     usage: USAGE,
     run(argv: string[], io: CliIo): Promise<number> {
       return withUsage(USAGE, io, argv, async () => {
@@ -199,6 +201,15 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
           return EXIT_OK;
         }
 
+        const auditPath = values.audit !== undefined ? resolve(io.cwd, values.audit) : undefined;
+        const planned = preflight({
+          files: outputFlags.map((o) => ({ flag: `--${o.flag}`, path: resolve(io.cwd, String((values as Record<string, unknown>)[o.flag])) })),
+          ...(auditPath !== undefined ? { audit: auditPath } : {}),
+        });
+        if (!planned.ok) {
+          io.err(`heki run: ${planned.error}\n`);
+          return EXIT_USAGE;
+        }
         const sessions: RunOutputSession[] = [];
         for (const o of outputFlags) {
           const path = resolve(io.cwd, String((values as Record<string, unknown>)[o.flag]));
@@ -216,7 +227,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
         try {
           machine = await factory({
             ...machineConfigOf(scenario),
-            ...(values.audit !== undefined ? { auditPath: resolve(io.cwd, values.audit) } : {}),
+            ...(auditPath !== undefined ? { auditPath } : {}),
             ...(observers.length > 0 ? { observer: fanOut(observers) } : {}),
           });
         } catch (e) {
@@ -257,6 +268,11 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
           },
         );
         io.out(values.json ? `${JSON.stringify(result)}\n` : `${formatSummary(result)}\n`);
+        if (auditPath !== undefined) {
+          const line = auditNotice(auditPath);
+          if (values.json) io.err(line);
+          else io.out(line);
+        }
         const written = await finishOutputs(sessions, result, io, values.json);
         return result.passed && written ? EXIT_OK : EXIT_NEGATIVE;
       });

@@ -23,7 +23,6 @@ and appends a heki Ed25519 one (id_type 3, SHA-256, 8-byte key id, 64-byte signa
 /** The `heki sign` command. */
 export const signCommand: CliCommand = {
   name: 'sign',
-  summary: 'sign a kernel module with an Ed25519 key (replaces any existing signature)',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

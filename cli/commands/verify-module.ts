@@ -26,7 +26,6 @@ an unreadable module, or an unreadable or malformed key, certificate or revocati
 /** The `heki verify-module` command. */
 export const verifyModuleCommand: CliCommand = {
   name: 'verify-module',
-  summary: 'verify a kernel module signature (Ed25519 or PKCS#7) against keys and certificates',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
