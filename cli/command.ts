@@ -14,6 +14,8 @@ export interface CliIo {
   err(text: string): void;
   /** The directory relative paths resolve against. */
   cwd: string;
+  /** True when stderr is a terminal: progress is redrawn in place there (cli/progress.ts). */
+  errIsTTY?: boolean;
 }
 
 /** Exit codes of every command. */

@@ -59,7 +59,7 @@ export function topUsage(): string {
 
 /** Process-backed io. */
 export function processIo(): CliIo {
-  return { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), cwd: process.cwd() };
+  return { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), cwd: process.cwd(), errIsTTY: process.stderr.isTTY === true };
 }
 
 /** Runs `heki` with `argv` (without the node and script paths); resolves to the exit code. */

@@ -6,6 +6,7 @@
  */
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, withUsage } from '../args.ts';
+import { Progress } from '../progress.ts';
 import type { runAttacks as RunAttacks } from '../../runtime/attacks.ts';
 
 const USAGE = `usage: heki attacks [NAME...] [--json]
@@ -25,6 +26,9 @@ message says where they were looked for; set HEKI_FIXTURES).
            {"attacks":[{"name","stopped","stop","detail"}],"total","stopped"}
            (with --list: {"attacks":[{"name","title","expectedStop"}]})
   --list   list the attacks (name, what the attacker does, the expected stop); run nothing
+
+Progress ("12/57 done") goes to stderr: redrawn in place on a terminal, one line per
+finished attack otherwise; stdout holds only the table or the JSON object.
 `;
 
 /** How the command runs (tests point it at another fixture folder, or at a scripted runner). */
@@ -67,19 +71,25 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
         // printed with the first row (a run that cannot start prints no table).
         const done: Array<{ name: string; stopped: boolean; stop: string } | undefined> = [];
         let printed = 0;
+        let finished = 0;
+        const progress = new Progress(io, 'heki attacks');
+        progress.status(`0/${names.length} done, booting the first kernels...`);
         const run = await (options.runAttacks ?? runtime.runAttacks)(names, {
           ...(options.fixtureDir !== undefined ? { fixtureDir: options.fixtureDir } : {}),
           onReport: (r, i) => {
             done[i] = r;
+            finished++;
+            progress.step(`${finished}/${names.length} done (${r.name}: ${r.stopped ? 'stopped' : 'NOT stopped'})`);
             if (values.json) return;
-            if (printed === 0 && done[0]) io.out(`running ${names.length} attack${names.length === 1 ? '' : 's'}, each on a freshly booted Debian 6.1 kernel\n${'attack'.padEnd(width)}  stopped  stop\n`);
+            if (printed === 0 && done[0]) progress.out(`running ${names.length} attack${names.length === 1 ? '' : 's'}, each on a freshly booted Debian 6.1 kernel\n${'attack'.padEnd(width)}  stopped  stop\n`);
             while (done[printed]) {
               const d = done[printed]!;
-              io.out(`${d.name.padEnd(width)}  ${(d.stopped ? 'yes' : 'NO').padEnd('stopped'.length)}  ${d.stop}\n`);
+              progress.out(`${d.name.padEnd(width)}  ${(d.stopped ? 'yes' : 'NO').padEnd('stopped'.length)}  ${d.stop}\n`);
               printed++;
             }
           },
         });
+        progress.done();
         if (!run.ok) {
           io.err(`heki attacks: ${run.error.message}\n`);
           return EXIT_USAGE;

@@ -7,6 +7,7 @@
  */
 import { checkHostFile, readHostFile } from '../../shared/host-file.ts';
 import { auditNotice, preflight } from '../preflight.ts';
+import { Progress } from '../progress.ts';
 import { quoteForMessage } from '../../shared/message-text.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
@@ -139,6 +140,9 @@ export function createRestoreCommand(): CliCommand {
         const skipped = chosen.value.filter((a) => a.needs?.protectedMemory).map((a) => a.name);
         const names = chosen.value.filter((a) => !a.needs?.protectedMemory).map((a) => a.name);
         if (!values.json && skipped.length) io.out(`left out (a protected-memory VM cannot be snapshotted): ${skipped.join(', ')}\n`);
+        const progress = new Progress(io, 'heki restore');
+        let finished = 0;
+        progress.status(`0/${names.length} attacks done, restoring the first copies...`);
         const run = await attacksMod.runAttacks(names, {
           machine: async (config) => {
             const r = await machineMod.restoreMachine(bytes, {
@@ -151,9 +155,12 @@ export function createRestoreCommand(): CliCommand {
             return r.ok ? ok(r.value) : err(`${r.error.kind}: ${r.error.message}`);
           },
           onReport: (r) => {
-            if (!values.json) io.out(`${r.name}  ${r.stopped ? 'stopped' : 'NOT STOPPED'}  ${r.stop}\n`);
+            finished++;
+            progress.step(`${finished}/${names.length} attacks done (${r.name}: ${r.stopped ? 'stopped' : 'NOT stopped'})`);
+            if (!values.json) progress.out(`${r.name}  ${r.stopped ? 'stopped' : 'NOT STOPPED'}  ${r.stop}\n`);
           },
         });
+        progress.done();
         if (!run.ok) {
           io.err(`heki restore: ${run.error.message}\n`);
           return EXIT_USAGE;
