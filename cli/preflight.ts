@@ -6,7 +6,7 @@
  * been loaded and booted (seconds later, and exit 1).
  */
 import { err, ok, type Result } from '../shared/result.ts';
-import { checkOutputFile, distinctOutputs, type NamedOutput } from '../shared/host-output.ts';
+import { checkOutputFlag, distinctOutputs, type NamedOutput } from '../shared/host-output.ts';
 import { quoteForMessage } from '../shared/message-text.ts';
 import { verifierTimeoutMs } from '../runtime/verifier-timeout.ts';
 import { AuditLog } from '../verifier-vm/audit-log.ts';
@@ -37,8 +37,8 @@ export function preflight(planned: PlannedOutputs): Result<void, string> {
   const distinct = distinctOutputs(all);
   if (!distinct.ok) return distinct;
   for (const o of planned.files ?? []) {
-    const c = checkOutputFile(o.path);
-    if (!c.ok) return err(`${o.flag} ${quoteForMessage(o.path)}: cannot write: ${c.error}`);
+    const c = checkOutputFlag(o.flag, o.path);
+    if (!c.ok) return c;
   }
   if (planned.audit !== undefined) {
     const a = AuditLog.check(planned.audit);

@@ -88,6 +88,12 @@ export function checkOutputFile(path: string): Result<{ exists: boolean }, strin
   return ok({ exists: false });
 }
 
+/** {@link checkOutputFile} for the file a flag names; the error reads `--out <path>: cannot write: <problem>`. */
+export function checkOutputFlag(flag: string, path: string): Result<void, string> {
+  const c = checkOutputFile(path);
+  return c.ok ? ok(undefined) : err(`${flag} ${quoteForMessage(path)}: cannot write: ${c.error}`);
+}
+
 /** /proc and /sys: kernel pseudo-filesystems where no ordinary file can be created. */
 function isPseudoFs(dir: string): boolean {
   const abs = resolve(dir);

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { hostPathMissing, readHostFile } from '../../shared/host-file.ts';
+import { checkOutputFlag } from '../../shared/host-output.ts';
 import { resolve } from 'node:path';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -52,6 +53,8 @@ export const manifestCommand: CliCommand = {
       const vmlinuzPath = resolve(io.cwd, values.vmlinuz);
       const mapPath = resolve(io.cwd, values['system-map']);
       const outPath = resolve(io.cwd, values.out);
+      const target = checkOutputFlag('--out', outPath);
+      if (!target.ok) return fail(target.error);
 
       const key = loadSecretKeyFile(resolve(io.cwd, values.key));
       if (!key.ok) return fail(key.error);

@@ -4,6 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { readHostFile } from '../../shared/host-file.ts';
+import { checkOutputFlag } from '../../shared/host-output.ts';
 import { resolve } from 'node:path';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -39,6 +40,8 @@ export const signCommand: CliCommand = {
         io.err(`heki sign: ${msg}\n`);
         return EXIT_USAGE;
       };
+      const target = checkOutputFlag('--out', outPath);
+      if (!target.ok) return fail(target.error);
 
       const key = loadSecretKeyFile(resolve(io.cwd, values.key));
       if (!key.ok) return fail(key.error);

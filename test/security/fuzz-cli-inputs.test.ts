@@ -168,10 +168,18 @@ test('output paths (unwritable, folders, /proc, devices, one file twice): exit 0
   await checkProperty(t, 'run output paths', prop, scaledRuns(120));
 });
 
-test('output folders for keygen --out and plugin new --dir: exit 0/1/2, no spin under /proc', async (t) => {
+test('output folders (keygen --out, plugin new --dir) and files (sign, manifest --out): exit 0/1/2, no spin under /proc, no block on a FIFO', async (t) => {
   const folderPath = fc.oneof(outputPath, fc.constantFrom('/proc/a/b/c', '/proc/self/heki', '/sys/kernel/heki', join(dir, 'empty', 'sub'), join(dir, 'kg', 'a', 'b')));
-  const prop = fc.asyncProperty(fc.boolean(), folderPath, async (keygen, path) => {
-    const argv = keygen ? ['keygen', '--out', path, '--force'] : ['plugin', 'new', 'fuzzed', '--dir', path, '--force'];
+  const lines: Record<string, (p: string) => string[]> = {
+    keygen: (p) => ['keygen', '--out', p, '--force'],
+    plugin: (p) => ['plugin', 'new', 'fuzzed', '--dir', p, '--force'],
+    // Output files: a FIFO with no reader would block writeFileSync forever.
+    sign: (p) => ['sign', 'good.pub.json', '--key', 'keys/m.secret.json', '--out', p],
+    manifest: (p) => ['manifest', '--vmlinuz', 'empty', '--system-map', 'empty', '--key', 'keys/v.secret.json', '--out', p],
+  };
+  await keys();
+  const prop = fc.asyncProperty(fc.constantFrom(...Object.keys(lines)), folderPath, async (cmd, path) => {
+    const argv = lines[cmd]!(path);
     wellBehaved(await heki(argv, dir), `heki ${argv.join(' ').slice(0, 200)}`);
   });
   await checkProperty(t, 'output folders', prop, scaledRuns(60));
