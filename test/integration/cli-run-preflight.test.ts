@@ -66,9 +66,9 @@ test('an output or audit path that cannot be written is exit 2 before the machin
     [['--audit', '/proc/audit.log'], /--audit \/proc\/audit\.log: .*kernel pseudo-filesystem/],
     [['--audit', 'bad.log'], /--audit .*bad\.log: line 1: /],
     [['--audit', dir], /--audit .*: is a folder; name a file/],
-    [['--trace', '/dev/zero'], /--trace \/dev\/zero: exists and is not a regular file/],
-    [['--report', 'no/such/dir/r.html'], /--report .*no\/such\/dir\/r\.html: the folder .* does not exist/],
-    [['--record', '/proc/r.jsonl'], /--record \/proc\/r\.jsonl: .*kernel pseudo-filesystem/],
+    [['--trace', '/dev/zero'], /--trace \/dev\/zero: cannot write: exists and is not a regular file/],
+    [['--report', 'no/such/dir/r.html'], /--report .*no\/such\/dir\/r\.html: cannot write: the folder .* does not exist/],
+    [['--record', '/proc/r.jsonl'], /--record \/proc\/r\.jsonl: cannot write: .*kernel pseudo-filesystem/],
   ];
   for (const [flags, re] of cases) {
     const r = await run(['s.yaml', ...flags], dir);
