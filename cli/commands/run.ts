@@ -4,16 +4,13 @@
  * (or the machine failed to start), 2 for bad usage or bad input: a malformed scenario (each
  * problem as `file:line: message`), an unreadable or malformed key file, missing kernel files.
  */
-import { accessSync, constants } from 'node:fs';
-import { checkHostFile, systemReason } from '../../shared/host-file.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
-import { readScenarioInput } from '../scenario-input.ts';
+import { readableFile, readScenarioInput } from '../scenario-input.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { err, type Result } from '../../shared/result.ts';
 import type { MachineApi } from '../../runtime/machine-api.ts';
 import type { MachineConfig } from '../../runtime/machine.ts';
-import { keyringDataFromFiles } from '../../verifier-vm/key-files.ts';
 import { fixturePaths } from '../../shared/kernel-image/fixture-paths.ts';
 import { runScenario } from '../../runtime/scenario/run.ts';
 import type { Scenario } from '../../runtime/scenario/scenario.ts';
@@ -62,17 +59,6 @@ export interface MachineStartError {
 /** Builds the machine a scenario runs on; the error names what stopped it. */
 export type MachineFactory = (config: MachineConfig) => Promise<Result<MachineApi, string | MachineStartError>>;
 
-/** Whether `path` is a readable regular file of bounded size (shared/host-file.ts), or why not. */
-function readableFile(path: string): Result<void, string> {
-  try {
-    accessSync(path, constants.R_OK);
-  } catch (e) {
-    return err(`cannot read: ${systemReason(e)}`);
-  }
-  const r = checkHostFile(path, { display: '' });
-  return r.ok ? { ok: true, value: undefined } : err(r.error);
-}
-
 /**
  * The real factory: checks that the kernel files exist (the fixtures', unless the scenario
  * names its own), then runs runtime/machine.ts's createMachine, imported on first use so that
@@ -110,31 +96,6 @@ export function machineConfigOf(s: Scenario): MachineConfig {
     ...(s.systemMap !== undefined ? { systemMap: s.systemMap } : {}),
     keys: { pubkeys: s.keys.pubkeys, certs: s.keys.certs, revoked: s.keys.revoked },
   };
-}
-
-/**
- * Checks the host files a scenario names before any machine starts, so that bad input is
- * exit 2 naming the file: every key file must load (verifier-vm/key-files.ts), and the
- * kernel files given explicitly (the boot kernel's, and each kexec step's image, manifest and
- * System.map) must be readable files.
- */
-export function checkScenarioFiles(s: Scenario, display: string): Result<void, string> {
-  const keys = keyringDataFromFiles(s.keys);
-  if (!keys.ok) return err(`${display}: key file ${keys.error}`);
-  for (const [key, path] of [['vmlinuz', s.vmlinuz], ['system-map', s.systemMap]] as const) {
-    if (path === undefined) continue;
-    const r = readableFile(path);
-    if (!r.ok) return err(`${display}: '${key}' ${path}: ${r.error}`);
-  }
-  for (const step of s.steps) {
-    if (step.op !== 'kexec') continue;
-    for (const [key, path] of [['image', step.image], ['manifest', step.manifest], ['system-map', step.systemMap]] as const) {
-      if (path === undefined) continue;
-      const r = readableFile(path);
-      if (!r.ok) return err(`${display}: step ${step.index} (kexec): '${key}' ${path}: ${r.error}`);
-    }
-  }
-  return { ok: true, value: undefined };
 }
 
 function parseTimeout(text: string | undefined): number | undefined {

@@ -150,11 +150,46 @@ test('a scenario naming malformed kernel files is exit 2 (bad input), not a mach
   const dir = folder(t);
   writeFileSync(join(dir, 'vmlinuz'), Buffer.alloc(4096, 0x41));
   writeFileSync(join(dir, 'System.map'), 'not a map\n');
+  // Past the CLI's header check (test below): the machine's own loader must still say exit 2.
+  const header = Buffer.alloc(4096, 0x41);
+  header.writeUInt32LE(0x53726448, 0x202);
+  header.writeUInt16LE(0x020f, 0x206);
+  header[0x1f1] = 4; // setup sectors: the payload starts at 2560
+  header.writeUInt32LE(0, 0x248);
+  header.writeUInt32LE(100, 0x24c);
+  writeFileSync(join(dir, 'vmlinuz'), header);
+  writeFileSync(join(dir, 'System.map'), 'ffffffff81000000 T _stext\n');
   writeFileSync(join(dir, 'k.yaml'), 'name: k\nkernel: real\nvmlinuz: vmlinuz\nsystem-map: System.map\nsteps:\n  - boot: {}\n');
   let out = '';
   let err = '';
   const code = await createRunCommand().run(['k.yaml'], { out: (s) => void (out += s), err: (s) => void (err += s), cwd: dir });
   t.is(code, 2, err);
-  t.regex(err, /^heki run: k\.yaml: cannot start the machine: .*vmlinuz: bzImage: /);
+  t.regex(err, /^heki run: k\.yaml: cannot start the machine: .*vmlinuz: /);
   t.is(out, '', 'no table: nothing ran');
+});
+
+test('malformed kernel files named by a scenario (boot or kexec) are exit 2 with --check already: nothing is started', async (t) => {
+  const dir = folder(t);
+  writeFileSync(join(dir, 'garbage'), Buffer.alloc(8192, 0x41));
+  writeFileSync(join(dir, 'map'), 'ffffffff81000000 T _stext\n');
+  writeFileSync(join(dir, 'binary.map'), Buffer.from([0x66, 0, 0x66]));
+  const cases: [string, RegExp][] = [
+    ['vmlinuz: garbage\nsystem-map: map\n', /'vmlinuz' .*garbage: not a bzImage: bzImage: bad magic: no "HdrS" setup header at 0x202/],
+    ['vmlinuz: /dev/zero\nsystem-map: map\n', /'vmlinuz' \/dev\/zero: is a character device, not a regular file/],
+    ['vmlinuz: garbage\nsystem-map: garbage\n', /'vmlinuz' .*garbage: not a bzImage/],
+  ];
+  for (const [top, re] of cases) {
+    writeFileSync(join(dir, 'k.yaml'), `name: k\nkernel: real\n${top}steps:\n  - boot: {}\n`);
+    const r = await run(['k.yaml', '--check'], dir);
+    t.is(r.code, 2, top);
+    t.regex(r.err, re);
+  }
+  writeFileSync(join(dir, 'x.yaml'), 'name: x\nkernel: real\nsteps:\n  - boot: {}\n  - kexec: { image: garbage }\n');
+  const k = await run(['x.yaml', '--check'], dir);
+  t.is(k.code, 2);
+  t.regex(k.err, /step 2 \(kexec\): 'image' .*garbage: not a bzImage/);
+  writeFileSync(join(dir, 'y.yaml'), 'name: y\nkernel: real\nsteps:\n  - boot: {}\n  - kexec: { system-map: binary.map }\n');
+  const m = await run(['y.yaml', '--check'], dir);
+  t.is(m.code, 2);
+  t.regex(m.err, /step 2 \(kexec\): 'system-map' .*binary\.map: a NUL byte at byte 1: not a text file/);
 });
