@@ -33,8 +33,9 @@ relative paths in the file resolve against the file's folder.
 
 Exit 0 when every step held, 1 when one did not (an 'error' outcome fails its step) or the
 machine failed to start, 2 on bad usage, a malformed scenario (the line and the problem
-named), an unreadable or malformed key file, or missing kernel files (the scenario's
-vmlinuz/system-map, or the fixtures': the message says where they were looked for).
+named), an unreadable or malformed key file, an input that is not a regular file of bounded
+size, or missing kernel files (the scenario's vmlinuz/system-map, or the fixtures': the
+message says where they were looked for).
 
   --json                  print one JSON object
                           {"name","passed","steps":[{"index","op","outcome","reason","expected","ok"}]}
@@ -43,8 +44,11 @@ vmlinuz/system-map, or the fixtures': the message says where they were looked fo
   --audit <log>           append every verdict to this hash-chained audit log (JSON lines;
                           check it with 'heki audit verify <log>')
 ${RUN_OUTPUTS.map((o) => o.usage).join('')}
-A file that an output cannot write is exit 2 before anything runs; a failure while writing
-it is reported after the run (exit 1). The outputs never change verdicts.
+A file that an output (or --audit) cannot write, two of them naming one file, an existing
+audit log whose chain is broken, kernel files the scenario names that are not a bzImage or a
+System.map, and a malformed HEKI_VERIFIER_TIMEOUT_MS are exit 2 before anything runs; a
+failure while writing is reported after the run (exit 1). The outputs never change verdicts.
+With --audit the run says where the verdicts went. The --record log is gzip-compressed.
 `;
 
 /**

@@ -150,7 +150,8 @@ export const recordOutput: RunOutput = {
   file: 'requests.jsonl',
   usage: `  --record <requests.jsonl>
                           write every verifier request with its verdict, and the verifier's
-                          configuration, as JSON lines (a request log) that 'heki replay'
+                          configuration, as gzip-compressed JSON lines (a request log;
+                          'zcat' shows them) that 'heki replay'
                           runs again with other plugins (docs/plugins.md)
 `,
   open(path: string, ctx: RunOutputContext): Result<RunOutputSession, string> {
