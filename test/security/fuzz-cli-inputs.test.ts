@@ -124,7 +124,7 @@ test('input files of every kind: exit 0/1/2, no stack trace, no hang', async (t)
     const argv = line.map((a) => (a === 'X' ? path : a));
     wellBehaved(await heki(argv, dir), `heki ${argv.join(' ').slice(0, 200)}`);
   });
-  await checkProperty(t, 'cli input files', prop, scaledRuns(150));
+  await checkProperty(t, 'cli input files', prop, scaledRuns(80));
 });
 
 /** Where an output can be pointed. */
