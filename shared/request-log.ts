@@ -367,6 +367,9 @@ export class RequestLogReader {
   }
 }
 
+/** The most a compressed log may decompress to (the demo's is 50 MB). */
+export const MAX_INFLATED_BYTES = 4 * 1024 ** 3;
+
 /** True when the file at `path` begins with the gzip magic bytes. */
 function startsWithGzipMagic(path: string): boolean {
   let fd: number;
@@ -409,6 +412,12 @@ export async function* readRequestLog(path: string, onHeader?: (h: LogHeader) =>
   if (startsWithGzipMagic(path)) {
     const gunzip = createGunzip();
     raw.on('error', (e) => gunzip.destroy(e));
+    // A small file may inflate without end (a gzip bomb): bound what it may decompress to.
+    let inflated = 0;
+    gunzip.on('data', (chunk: Buffer | string) => {
+      inflated += chunk.length;
+      if (inflated > MAX_INFLATED_BYTES) gunzip.destroy(new Error(`it decompresses to more than ${MAX_INFLATED_BYTES} bytes`));
+    });
     input = raw.pipe(gunzip);
   }
   input.setEncoding('utf8');
