@@ -4,6 +4,7 @@
  * the command turns into exit code 2 with its usage text.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { quoteForMessage } from '../shared/message-text.ts';
 
 /** Bad command-line usage; the message names the problem. */
 export class UsageError extends Error {
@@ -36,7 +37,7 @@ export function parseFlags<O extends Options>(
   const n = parsed.positionals.length;
   if (n < positionals.min) throw new UsageError(`missing ${positionals.names}`);
   if (n > positionals.max) {
-    throw new UsageError(`unexpected argument '${parsed.positionals[positionals.max]}'`);
+    throw new UsageError(`unexpected argument '${quoteForMessage(parsed.positionals[positionals.max]!)}'`);
   }
   return { values: parsed.values as ParsedArgs<O>['values'], positionals: parsed.positionals };
 }
@@ -44,13 +45,14 @@ export function parseFlags<O extends Options>(
 function cleanParseArgsMessage(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   // node's messages carry a hint about '--' that means nothing to our users.
-  return msg.replace(/\. To specify a positional argument.*$/s, '').replace(/^TypeError \[[A-Z_]+\]: /, '');
+  // The message quotes the user's flag: cut and escaped like every echoed input.
+  return quoteForMessage(msg.replace(/\. To specify a positional argument.*$/s, '').replace(/^TypeError \[[A-Z_]+\]: /, ''), 200);
 }
 
 /**
  * Runs a command's `body`: `--help` or `-h` anywhere in `argv` prints `usage` and exits 0;
  * a {@link UsageError} becomes exit 2 with the message and the usage text. Any other exception
- * is an internal error: reported with its stack, exit 2 as well, so a script never mistakes a
+ * is an internal error: reported by name and message (the stack with HEKI_DEBUG=1), exit 2 as well, so a script never mistakes a
  * crash for a verdict.
  */
 export async function withUsage(
@@ -70,7 +72,10 @@ export async function withUsage(
       io.err(`heki: ${e.message}\n\n${usage}\n`);
       return 2;
     }
-    io.err(`heki: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    // A bug, not bad input: no stack trace for users (HEKI_DEBUG=1 shows it to developers).
+    const debug = process.env['HEKI_DEBUG'] === '1';
+    const what = e instanceof Error ? (debug ? (e.stack ?? e.message) : `${e.name}: ${e.message}`) : String(e);
+    io.err(`heki: internal error: ${debug ? what : `${quoteForMessage(what, 300)} (set HEKI_DEBUG=1 for the stack)`}\n`);
     return 2;
   }
 }

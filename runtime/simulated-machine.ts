@@ -6,6 +6,7 @@
 import { dirname, basename, join } from 'node:path';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { readHostFile } from '../shared/host-file.ts';
 import type { GuestFault, GuestOutcome } from '../shared/guest-cpu.ts';
 import { statusName } from '../shared/abi.ts';
 import { resolveSymbolExpression } from '../shared/kernel-image/system-map.ts';
@@ -160,12 +161,9 @@ export class SimulatedMachine implements MachineApi {
   async loadModule(path: string): Promise<StepOutcome> {
     const k = this.#needKernel();
     if (!(k instanceof GuestKernel)) return k;
-    let file: Uint8Array;
-    try {
-      file = new Uint8Array(readFileSync(path));
-    } catch (e) {
-      return error(`cannot read module ${path}: ${(e as Error).message}`);
-    }
+    const read = readHostFile(path);
+    if (!read.ok) return error(`cannot read module ${read.error}`);
+    const file = read.value;
     const elf = parseModuleFile(file);
     if (!elf.ok) return error(`${path}: ${elf.error.message}`);
     const info = readModinfo(elf.value);

@@ -11,6 +11,9 @@
  * {"type":"end","requests":12}
  * ```
  *
+ * The file is written gzip-compressed (a multi-member gzip stream of these lines; see
+ * cli/run-outputs/record.ts); a plain-text log, as earlier versions wrote, reads the same.
+ *
  * - The header comes first; a reader refuses another format or version, naming line 1.
  * - A `verifier` line is the configuration the VMM started a verifier with (the keyring's
  *   public keys, the signed manifest text, the plugins, plugin modules and configuration):
@@ -36,7 +39,10 @@
  * line's shape, the request with the protocol's own validator, the verdict likewise) and
  * names the line and the problem; nothing in a log is trusted because it was written by us.
  */
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { checkHostFile } from './host-file.ts';
 import { createInterface } from 'node:readline';
 import { PROTOCOL_VERSION, validateRequest, validateVerdict, type RequestBody, type Verdict, type VerifyRequest } from './protocol.ts';
 
@@ -326,6 +332,8 @@ export class RequestLogReader {
   #header: LogHeader | undefined;
   #ended = false;
   #requests = 0;
+  /** The line of each request's `seq`: the core numbers requests uniquely across a whole run (hypervisor/observe/observed-port.ts). */
+  readonly #seqLines = new Map<number, number>();
 
   /** The header, once line 1 was read. */
   get header(): LogHeader | undefined {
@@ -359,7 +367,13 @@ export class RequestLogReader {
     if (c.entry.type === 'end') {
       if (c.entry.requests !== this.#requests) return fail(`the end line counts ${c.entry.requests} requests, the file has ${this.#requests}`);
       this.#ended = true;
-    } else if (c.entry.type === 'request') this.#requests++;
+    } else if (c.entry.type === 'request') {
+      // Two requests with one number: a spliced or edited log, not a verdict to compare.
+      const first = this.#seqLines.get(c.entry.seq);
+      if (first !== undefined) return fail(`request seq ${c.entry.seq} appears twice (first on line ${first}): a malformed log`);
+      this.#seqLines.set(c.entry.seq, n);
+      this.#requests++;
+    }
     return { ok: true, entry: c.entry, line: n };
   }
 
@@ -367,6 +381,27 @@ export class RequestLogReader {
   finish(): LogError | undefined {
     if (this.#header === undefined) return { line: 0, message: 'the file is empty: no header line' };
     return undefined;
+  }
+}
+
+/** The most a compressed log may decompress to (the demo's is 50 MB). */
+export const MAX_INFLATED_BYTES = 4 * 1024 ** 3;
+
+/** True when the file at `path` begins with the gzip magic bytes. */
+function startsWithGzipMagic(path: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return false; // the stream's open reports the problem
+  }
+  try {
+    const b = Buffer.alloc(2);
+    return readSync(fd, b, 0, 2, 0) === 2 && b[0] === 0x1f && b[1] === 0x8b;
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -381,7 +416,28 @@ export type LogRead = { ok: true; line: number; entry: LogEntry } | { ok: false;
  */
 export async function* readRequestLog(path: string, onHeader?: (h: LogHeader) => void): AsyncGenerator<LogRead, void> {
   const reader = new RequestLogReader();
-  const input = createReadStream(path, { encoding: 'utf8' });
+  // A regular file, checked before the stream opens: a FIFO or /dev/zero would be read forever.
+  const file = checkHostFile(path, { display: '' });
+  if (!file.ok) {
+    yield { ok: false, error: { line: 0, message: file.error } };
+    return;
+  }
+  // Logs from `heki run --record` are gzip (multi-member); older ones are plain text. The
+  // container is told by the gzip magic (RFC 1952: 1f 8b); the lines are the same either way.
+  const raw = createReadStream(path);
+  let input: Readable = raw;
+  if (startsWithGzipMagic(path)) {
+    const gunzip = createGunzip();
+    raw.on('error', (e) => gunzip.destroy(e));
+    // A small file may inflate without end (a gzip bomb): bound what it may decompress to.
+    let inflated = 0;
+    gunzip.on('data', (chunk: Buffer | string) => {
+      inflated += chunk.length;
+      if (inflated > MAX_INFLATED_BYTES) gunzip.destroy(new Error(`it decompresses to more than ${MAX_INFLATED_BYTES} bytes`));
+    });
+    input = raw.pipe(gunzip);
+  }
+  input.setEncoding('utf8');
   const lines = createInterface({ input, crlfDelay: Infinity });
   try {
     for await (const text of lines) {
@@ -399,6 +455,7 @@ export async function* readRequestLog(path: string, onHeader?: (h: LogHeader) =>
   } finally {
     lines.close();
     input.destroy();
+    raw.destroy();
   }
   const e = reader.finish();
   if (e) yield { ok: false, error: e };

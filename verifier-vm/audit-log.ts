@@ -16,8 +16,10 @@
  * verdict that was acted on is never lost when the process crashes afterwards.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, writeSync, existsSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, writeSync, existsSync } from 'node:fs';
 import { ok, err, type Result } from '../shared/result.ts';
+import { readHostText } from '../shared/host-file.ts';
+import { checkOutputFile } from '../shared/host-output.ts';
 
 /** The `prev` of the first record. */
 export const AUDIT_GENESIS_PREV = '0'.repeat(64);
@@ -89,19 +91,9 @@ export class AuditLog {
    */
   static open(options: AuditLogOptions & { readonly path: string }): Result<AuditLog, string> {
     const path = options.path;
-    let head: AuditHead = { seq: 0, hash: AUDIT_GENESIS_PREV };
-    if (existsSync(path)) {
-      let text: string;
-      try {
-        text = readFileSync(path, 'utf8');
-      } catch (e) {
-        return err(`${path}: cannot read (${e instanceof Error ? e.message : String(e)})`);
-      }
-      const v = verifyAuditChain(text);
-      if (!v.ok) return err(`${path}: line ${v.line}: ${v.reason}`);
-      if (text.length > 0 && !text.endsWith('\n')) return err(`${path}: the last line is not terminated (torn write?)`);
-      head = v.head;
-    }
+    const checked = AuditLog.check(path);
+    if (!checked.ok) return checked;
+    const head = checked.value;
     let fd: number;
     try {
       fd = openSync(path, 'a', 0o600);
@@ -109,6 +101,25 @@ export class AuditLog {
       return err(`${path}: cannot open for append (${e instanceof Error ? e.message : String(e)})`);
     }
     return ok(new AuditLog(fd, head, options));
+  }
+
+  /**
+   * Whether {@link AuditLog.open} can continue the log at `path`, without opening it for
+   * writing: the file can be created or appended to (shared/host-output.ts), and an existing
+   * one is a regular file whose chain verifies and whose last line is complete. Resolves to
+   * the head the next record continues. Commands call it before a machine starts, so a bad
+   * `--audit` path is bad input (exit 2), not a failure found after the boot.
+   */
+  static check(path: string): Result<AuditHead, string> {
+    const target = checkOutputFile(path);
+    if (!target.ok) return err(`${path}: ${target.error}`);
+    if (!target.value.exists || !existsSync(path)) return ok({ seq: 0, hash: AUDIT_GENESIS_PREV });
+    const text = readHostText(path, { display: path });
+    if (!text.ok) return text;
+    const v = verifyAuditChain(text.value);
+    if (!v.ok) return err(`${path}: line ${v.line}: ${v.reason}`);
+    if (text.value.length > 0 && !text.value.endsWith('\n')) return err(`${path}: the last line is not terminated (torn write?)`);
+    return ok(v.head);
   }
 
   /**

@@ -26,9 +26,11 @@
  *
  * Every loader returns a Result whose error names the file and the problem; none throws.
  */
-import { readFileSync, writeFileSync, mkdirSync, unlinkSync, existsSync } from 'node:fs';
+import { writeFileSync, unlinkSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ok, err, type Result } from '../shared/result.ts';
+import { MAX_SMALL_INPUT_BYTES, readHostFile, readHostText } from '../shared/host-file.ts';
+import { makeOutputDir } from '../shared/host-output.ts';
 import { Keyring, isKeyRole, type CertificateData, type Ed25519KeyData, type KeyRole, type KeyringData, type RevocationData } from './keyring.ts';
 import {
   ED25519_PUBLIC_KEY_LEN,
@@ -177,12 +179,9 @@ export function parseRevocationList(text: string, source: string): Result<Revoca
   return ok({ ed25519KeyIds, x509Sha256 });
 }
 
+/** A key, certificate or revocation file is a few hundred bytes; 1 MiB bounds a long revocation list. */
 function readText(path: string): Result<string, string> {
-  try {
-    return ok(readFileSync(path, 'utf8'));
-  } catch (e) {
-    return err(`${path}: cannot read (${errorText(e)})`);
-  }
+  return readHostText(path, { maxBytes: MAX_SMALL_INPUT_BYTES });
 }
 
 /** Loads a public key file. */
@@ -199,13 +198,9 @@ export function loadSecretKeyFile(path: string): Result<SecretKeyMaterial, strin
 
 /** Loads a certificate file (DER or PEM), checking that it parses. */
 export function loadCertificateFile(path: string): Result<CertificateData, string> {
-  let der: Uint8Array;
-  try {
-    der = new Uint8Array(readFileSync(path));
-  } catch (e) {
-    return err(`${path}: cannot read (${errorText(e)})`);
-  }
-  const parsed = parseTrustedCertificate(der);
+  const der = readHostFile(path, { maxBytes: MAX_SMALL_INPUT_BYTES });
+  if (!der.ok) return der;
+  const parsed = parseTrustedCertificate(der.value);
   if (!parsed.ok) return err(`${path}: ${parsed.error}`);
   return ok({ der: parsed.value.der, role: 'module-signing', source: path });
 }
@@ -274,11 +269,8 @@ export function writeKeyPairFiles(
 ): Result<WrittenKeyPair, string> {
   const secretPath = join(dir, `${name}.secret.json`);
   const publicPath = join(dir, `${name}.pub.json`);
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    return err(`${dir}: cannot create directory (${errorText(e)})`);
-  }
+  const made = makeOutputDir(dir);
+  if (!made.ok) return made;
   for (const p of [secretPath, publicPath]) {
     if (!existsSync(p)) continue;
     if (!options.force) return err(`${p}: already exists (remove it, or pass --force)`);

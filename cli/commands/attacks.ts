@@ -7,6 +7,7 @@
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, withUsage } from '../args.ts';
 import { CPU_FLAG, CPU_FLAG_USAGE, cpuFlagModel } from '../cpu-flag.ts';
+import { Progress } from '../progress.ts';
 import type { runAttacks as RunAttacks } from '../../runtime/attacks.ts';
 import type { Attack } from '../../guest/attacks/attack.ts';
 import { describeCpuNeeds } from '../../guest/attacks/cpu-needs.ts';
@@ -35,6 +36,9 @@ kernel fixtures (the message says where they were looked for; set HEKI_FIXTURES)
                (with --list: {"attacks":[{"name","title","expectedStop"}]})
   --list       list the attacks (name, what the attacker does, the expected stop, the CPU
                models it applies to); run nothing
+
+Progress ("12/57 done") goes to stderr: redrawn in place on a terminal, one line per
+finished attack otherwise; stdout holds only the table or the JSON object.
 ${CPU_FLAG_USAGE}`;
 
 /** `\n    applies to: <needs>` for an attack that needs something of the CPU model, else nothing. */
@@ -54,7 +58,6 @@ export interface AttacksCommandOptions {
 export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCommand {
   return {
     name: 'attacks',
-    summary: 'run the security regression catalogue: named attacks on a booted kernel, each must be stopped',
     usage: USAGE,
     run(argv: string[], io: CliIo): Promise<number> {
       return withUsage(USAGE, io, argv, async () => {
@@ -87,20 +90,26 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
         // printed with the first row (a run that cannot start prints no table).
         const done: Array<{ name: string; stopped: boolean; applicable: boolean; stop: string } | undefined> = [];
         let printed = 0;
+        let finished = 0;
+        const progress = new Progress(io, 'heki attacks');
+        progress.status(`0/${names.length} done, booting the first kernels...`);
         const run = await (options.runAttacks ?? runtime.runAttacks)(names, {
           ...(options.fixtureDir !== undefined ? { fixtureDir: options.fixtureDir } : {}),
           ...(cpu !== undefined ? { cpu } : {}),
           onReport: (r, i) => {
             done[i] = r;
+            finished++;
+            progress.step(`${finished}/${names.length} done (${r.name}: ${r.stopped ? 'stopped' : 'NOT stopped'})`);
             if (values.json) return;
-            if (printed === 0 && done[0]) io.out(`running ${names.length} attack${names.length === 1 ? '' : 's'}, each on a freshly booted Debian 6.1 kernel${values.cpu !== undefined ? ` (CPU model ${values.cpu})` : ''}\n${'attack'.padEnd(width)}  stopped  stop\n`);
+            if (printed === 0 && done[0]) progress.out(`running ${names.length} attack${names.length === 1 ? '' : 's'}, each on a freshly booted Debian 6.1 kernel${values.cpu !== undefined ? ` (CPU model ${values.cpu})` : ''}\n${'attack'.padEnd(width)}  stopped  stop\n`);
             while (done[printed]) {
               const d = done[printed]!;
-              io.out(`${d.name.padEnd(width)}  ${(d.stopped ? 'yes' : d.applicable ? 'NO' : 'n/a').padEnd('stopped'.length)}  ${d.stop}\n`);
+              progress.out(`${d.name.padEnd(width)}  ${(d.stopped ? 'yes' : d.applicable ? 'NO' : 'n/a').padEnd('stopped'.length)}  ${d.stop}\n`);
               printed++;
             }
           },
         });
+        progress.done();
         if (!run.ok) {
           io.err(`heki attacks: ${run.error.message}\n`);
           return EXIT_USAGE;

@@ -2,7 +2,7 @@
  * `heki audit`: tools for the verifier's hash-chained audit log (verifier-vm/audit-log.ts).
  * Sub-command `verify` checks a log file's chain.
  */
-import { readFileSync } from 'node:fs';
+import { readHostText } from '../../shared/host-file.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -25,7 +25,6 @@ function parseHead(text: string): AuditHead {
 /** The `heki audit` command. */
 export const auditCommand: CliCommand = {
   name: 'audit',
-  summary: 'check the hash chain of a verifier audit log (audit verify <log>)',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
@@ -35,14 +34,12 @@ export const auditCommand: CliCommand = {
       const { values, positionals } = parseFlags(rest, { head: { type: 'string' } }, { min: 1, max: 1, names: '<log>' });
       const head = values.head === undefined ? undefined : parseHead(values.head);
       const path = resolve(io.cwd, positionals[0]!);
-      let text: string;
-      try {
-        text = readFileSync(path, 'utf8');
-      } catch (e) {
-        io.err(`heki audit: ${path}: cannot read (${e instanceof Error ? e.message : String(e)})\n`);
+      const text = readHostText(path, { refuseNul: false });
+      if (!text.ok) {
+        io.err(`heki audit: ${text.error}\n`);
         return EXIT_USAGE;
       }
-      const v = verifyAuditChain(text, head === undefined ? {} : { head });
+      const v = verifyAuditChain(text.value, head === undefined ? {} : { head });
       if (!v.ok) {
         io.out(`${positionals[0]}: TAMPERED at line ${v.line}: ${v.reason}\n`);
         return EXIT_NEGATIVE;

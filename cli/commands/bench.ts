@@ -29,7 +29,6 @@ ${CPU_FLAG_USAGE}                          (the model of every machine the bench
 /** The `heki bench` command. */
 export const benchCommand: CliCommand = {
   name: 'bench',
-  summary: 'measure the verification ring, ftrace, module authentication, EPT, boot and failover',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

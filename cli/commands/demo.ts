@@ -24,7 +24,6 @@ ${CPU_FLAG_USAGE}`;
 /** The `heki demo` command. */
 export const demoCommand: CliCommand = {
   name: 'demo',
-  summary: 'the demo npm start runs: the real kernel under Heki, signed modules, ftrace, attacks',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

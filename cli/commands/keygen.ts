@@ -24,7 +24,6 @@ Generates an Ed25519 key pair and writes <dir>/<name>.secret.json (mode 0600) an
 /** The `heki keygen` command. */
 export const keygenCommand: CliCommand = {
   name: 'keygen',
-  summary: 'generate an Ed25519 signing key pair (secret + public key files)',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

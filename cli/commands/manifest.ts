@@ -4,7 +4,9 @@
  * verifier, which refuses it unless a kernel-vendor key of its keyring signed it.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { hostPathMissing, readHostFile } from '../../shared/host-file.ts';
+import { checkOutputFlag } from '../../shared/host-output.ts';
 import { resolve } from 'node:path';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -31,7 +33,6 @@ Exit codes: 0 written, 2 bad usage or unreadable/invalid input.
 /** The `heki manifest` command. */
 export const manifestCommand: CliCommand = {
   name: 'manifest',
-  summary: 'build and sign the kernel manifest (text hash, ftrace/jump-label sites, exports) from vmlinuz + System.map',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
@@ -52,19 +53,18 @@ export const manifestCommand: CliCommand = {
       const vmlinuzPath = resolve(io.cwd, values.vmlinuz);
       const mapPath = resolve(io.cwd, values['system-map']);
       const outPath = resolve(io.cwd, values.out);
+      const target = checkOutputFlag('--out', outPath);
+      if (!target.ok) return fail(target.error);
 
       const key = loadSecretKeyFile(resolve(io.cwd, values.key));
       if (!key.ok) return fail(key.error);
       if (key.value.role !== 'kernel-vendor') {
         return fail(`${values.key}: key ${key.value.keyId} has role ${key.value.role}; manifests need a kernel-vendor key ('heki keygen --role kernel-vendor')`);
       }
-      let vmlinuz: Uint8Array;
-      try {
-        vmlinuz = new Uint8Array(readFileSync(vmlinuzPath));
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        return fail(code === 'ENOENT' ? `vmlinuz not found at ${vmlinuzPath} (the kernel fixtures live in ../shared/fixtures/<release>/)` : `${vmlinuzPath}: cannot read (${e instanceof Error ? e.message : String(e)})`);
-      }
+      if (hostPathMissing(vmlinuzPath)) return fail(`vmlinuz not found at ${vmlinuzPath} (the kernel fixtures live in ../shared/fixtures/<release>/)`);
+      const read = readHostFile(vmlinuzPath);
+      if (!read.ok) return fail(read.error);
+      const vmlinuz = read.value;
       let kernelName = values.kernel;
       if (kernelName === undefined) {
         const n = bzImageKernelName(vmlinuz);

@@ -8,7 +8,8 @@
  * importing itself, elsewhere the installed package, so a plugin moves between the two
  * unchanged.
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { makeOutputDir } from '../../shared/host-output.ts';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
@@ -95,7 +96,6 @@ function shown(cwd: string, p: string): string {
 /** The `heki plugin` command. */
 export const pluginCommand: CliCommand = {
   name: 'plugin',
-  summary: 'write a new verifier plugin and its test from a template (plugin new <name>)',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
@@ -126,8 +126,12 @@ export const pluginCommand: CliCommand = {
           return EXIT_USAGE;
         }
       }
+      const made = makeOutputDir(dir);
+      if (!made.ok) {
+        io.err(`heki plugin new: ${made.error}\n`);
+        return EXIT_USAGE;
+      }
       try {
-        mkdirSync(dir, { recursive: true });
         for (const f of files) writeFileSync(f.path, f.text, { flag: values.force === true ? 'w' : 'wx' });
       } catch (e) {
         io.err(`heki plugin new: cannot write into ${shown(io.cwd, dir)}: ${e instanceof Error ? e.message : String(e)}\n`);

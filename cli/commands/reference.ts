@@ -117,7 +117,6 @@ async function check(argv: string[], io: CliIo): Promise<number> {
 /** The `heki reference` command (one sub-command: `check`). */
 export const referenceCommand: CliCommand = {
   name: 'reference',
-  summary: "compare the simulated boot's kernel and module text with a real boot's dump",
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {

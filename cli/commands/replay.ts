@@ -4,7 +4,8 @@
  * from the recorded one. How a plugin author tests a policy on real traffic without booting
  * anything (docs/plugins.md, "Testing a plugin on recorded traffic").
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { quoteForMessage } from '../../shared/message-text.ts';
+import { checkHostFile, MAX_SMALL_INPUT_BYTES, readHostText } from '../../shared/host-file.ts';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
@@ -50,11 +51,9 @@ function parseConfig(text: string, cwd: string): PluginConfig {
   let what = '--config';
   if (!text.trimStart().startsWith('{')) {
     const path = resolve(cwd, text);
-    try {
-      source = readFileSync(path, 'utf8');
-    } catch (e) {
-      throw new UsageError(`--config ${path}: cannot read (${e instanceof Error ? e.message : String(e)})`);
-    }
+    const read = readHostText(path, { maxBytes: MAX_SMALL_INPUT_BYTES });
+    if (!read.ok) throw new UsageError(`--config ${read.error}`);
+    source = read.value;
     what = `--config ${path}`;
   }
   let v: unknown;
@@ -88,8 +87,8 @@ async function loadDevPlugins(paths: readonly string[], cwd: string): Promise<De
   const out: DevPlugin[] = [];
   for (const given of paths) {
     const path = resolve(cwd, given);
-    if (!existsSync(path)) return `--plugin ${path}: no such file`;
-    if (!statSync(path).isFile()) return `--plugin ${path}: not a file`;
+    const file = checkHostFile(path, { maxBytes: MAX_SMALL_INPUT_BYTES * 16 });
+    if (!file.ok) return `--plugin ${file.error}`;
     let plugins;
     try {
       plugins = await loadPluginModule(path);
@@ -143,7 +142,6 @@ function formatTable(s: ReplaySummary): string {
 /** The `heki replay` command. */
 export const replayCommand: CliCommand = {
   name: 'replay',
-  summary: 'decide a recorded run\'s requests again with plugins under development; list the verdicts that differ',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
@@ -154,8 +152,9 @@ export const replayCommand: CliCommand = {
       );
       const display = positionals[0]!;
       const file = resolve(io.cwd, display);
-      if (!existsSync(file)) {
-        io.err(`heki replay: ${display}: no such file\n`);
+      const input = checkHostFile(file, { display: quoteForMessage(display) });
+      if (!input.ok) {
+        io.err(`heki replay: ${input.error}\n`);
         return EXIT_USAGE;
       }
       const config = values.config !== undefined ? parseConfig(values.config, io.cwd) : undefined;

@@ -5,7 +5,10 @@
  * With `--attacks`, runs the attack catalogue against the restored VM (each attack on its own
  * fresh restore), to show it enforces what the source did.
  */
-import { readFileSync } from 'node:fs';
+import { checkHostFile, readHostFile } from '../../shared/host-file.ts';
+import { auditNotice, preflight } from '../preflight.ts';
+import { Progress } from '../progress.ts';
+import { quoteForMessage } from '../../shared/message-text.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -37,7 +40,6 @@ refused or an attack was not stopped, 2 on bad usage or an unreadable file.
 export function createRestoreCommand(): CliCommand {
   return {
     name: 'restore',
-    summary: "restore a 'heki snapshot' into a fresh VM (checked, every protection re-applied); --attacks runs the catalogue on it",
     usage: USAGE,
     run(argv: string[], io: CliIo): Promise<number> {
       return withUsage(USAGE, io, argv, async () => {
@@ -57,13 +59,12 @@ export function createRestoreCommand(): CliCommand {
         if (positionals.length > 1 && !values.attacks) throw new UsageError(`unexpected argument '${positionals[1]}' (attack names follow --attacks)`);
         if ((values.vmlinuz === undefined) !== (values['system-map'] === undefined)) throw new UsageError('--vmlinuz and --system-map go together');
         const file = positionals[0]!;
-        let bytes: Uint8Array;
-        try {
-          bytes = new Uint8Array(readFileSync(resolve(io.cwd, file)));
-        } catch (e) {
-          io.err(`heki restore: cannot read ${file}: ${e instanceof Error ? e.message : String(e)}\n`);
+        const read = readHostFile(resolve(io.cwd, file), { display: quoteForMessage(file) });
+        if (!read.ok) {
+          io.err(`heki restore: ${read.error}\n`);
           return EXIT_USAGE;
         }
+        const bytes = read.value;
         const key = loadPublicKeyFile(resolve(io.cwd, values.trust));
         if (!key.ok) {
           io.err(`heki restore: ${key.error}\n`);
@@ -73,12 +74,27 @@ export function createRestoreCommand(): CliCommand {
           io.err(`heki restore: ${values.trust}: key ${key.value.keyId} has role ${key.value.role}; snapshots are signed by vmm keys\n`);
           return EXIT_USAGE;
         }
+        const auditPath = values.audit !== undefined ? resolve(io.cwd, values.audit) : undefined;
+        const planned = preflight(auditPath !== undefined ? { audit: auditPath } : {});
+        if (!planned.ok) {
+          io.err(`heki restore: ${planned.error}\n`);
+          return EXIT_USAGE;
+        }
+        for (const [flag, given] of [['--vmlinuz', values.vmlinuz], ['--system-map', values['system-map']]] as const) {
+          if (given === undefined) continue;
+          const f = checkHostFile(resolve(io.cwd, given), { display: `${flag} ${quoteForMessage(given)}` });
+          if (!f.ok) {
+            io.err(`heki restore: ${f.error}\n`);
+            return EXIT_USAGE;
+          }
+        }
+        if (!values.json) io.err(`heki restore: checking ${quoteForMessage(file)} (${bytes.length.toLocaleString('en-US')} bytes) and loading its kernel into a fresh VM...\n`);
         const machineMod = await import('../../runtime/machine.ts');
         const kernelFiles = values.vmlinuz !== undefined ? { vmlinuz: resolve(io.cwd, values.vmlinuz), systemMap: resolve(io.cwd, values['system-map']!) } : {};
         const restored = await machineMod.restoreMachine(bytes, {
           trust: key.value.publicKey,
           ...kernelFiles,
-          ...(values.audit !== undefined ? { auditPath: resolve(io.cwd, values.audit) } : {}),
+          ...(auditPath !== undefined ? { auditPath } : {}),
         });
         if (!restored.ok) {
           const e = restored.error;
@@ -105,6 +121,7 @@ export function createRestoreCommand(): CliCommand {
         // The attacks run on the restored VM's own CPU model (the snapshot carries it).
         const cpuModel = m.vmm.cpuModel;
         await m.dispose();
+        if (auditPath !== undefined) (values.json ? io.err : io.out)(auditNotice(auditPath));
         if (!values.json) {
           io.out(
             `restored VM ${summary.vm} (${summary.vmId}) from ${file}: CR0 pins ${summary.pins.cr0}, CR4 pins ${summary.pins.cr4}, ` +
@@ -125,6 +142,9 @@ export function createRestoreCommand(): CliCommand {
         const skipped = chosen.value.filter((a) => a.needs?.protectedMemory).map((a) => a.name);
         const names = chosen.value.filter((a) => !a.needs?.protectedMemory).map((a) => a.name);
         if (!values.json && skipped.length) io.out(`left out (a protected-memory VM cannot be snapshotted): ${skipped.join(', ')}\n`);
+        const progress = new Progress(io, 'heki restore');
+        let finished = 0;
+        progress.status(`0/${names.length} attacks done, restoring the first copies...`);
         const run = await attacksMod.runAttacks(names, {
           cpu: cpuModel,
           machine: async (config) => {
@@ -138,9 +158,12 @@ export function createRestoreCommand(): CliCommand {
             return r.ok ? ok(r.value) : err(`${r.error.kind}: ${r.error.message}`);
           },
           onReport: (r) => {
-            if (!values.json) io.out(`${r.name}  ${r.stopped ? 'stopped' : r.applicable ? 'NOT STOPPED' : 'n/a'}  ${r.stop}\n`);
+            finished++;
+            progress.step(`${finished}/${names.length} attacks done (${r.name}: ${r.stopped ? 'stopped' : r.applicable ? 'NOT stopped' : 'n/a'})`);
+            if (!values.json) progress.out(`${r.name}  ${r.stopped ? 'stopped' : r.applicable ? 'NOT STOPPED' : 'n/a'}  ${r.stop}\n`);
           },
         });
+        progress.done();
         if (!run.ok) {
           io.err(`heki restore: ${run.error.message}\n`);
           return EXIT_USAGE;

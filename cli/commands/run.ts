@@ -4,23 +4,21 @@
  * (or the machine failed to start), 2 for bad usage or bad input: a malformed scenario (each
  * problem as `file:line: message`), an unreadable or malformed key file, missing kernel files.
  */
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { CPU_FLAG, CPU_FLAG_USAGE, cpuFlagModel } from '../cpu-flag.ts';
-import { resolveCpuModel } from '../../hypervisor/vmm/cpu-models.ts';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
-import { readScenarioInput } from '../scenario-input.ts';
+import { readableFile, readScenarioInput } from '../scenario-input.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { err, type Result } from '../../shared/result.ts';
 import type { MachineApi } from '../../runtime/machine-api.ts';
 import type { MachineConfig } from '../../runtime/machine.ts';
-import { keyringDataFromFiles } from '../../verifier-vm/key-files.ts';
 import { fixturePaths } from '../../shared/kernel-image/fixture-paths.ts';
 import { runScenario } from '../../runtime/scenario/run.ts';
 import type { Scenario } from '../../runtime/scenario/scenario.ts';
 import type { ScenarioResult } from '../../runtime/scenario/outcome.ts';
 import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
 import { RUN_OUTPUTS } from '../run-outputs/index.ts';
+import { auditNotice, preflight } from '../preflight.ts';
 import type { RunOutputSession } from '../run-outputs/run-output.ts';
 import { fanOut } from '../../hypervisor/observe/vm-observer.ts';
 
@@ -36,8 +34,9 @@ relative paths in the file resolve against the file's folder.
 
 Exit 0 when every step held, 1 when one did not (an 'error' outcome fails its step) or the
 machine failed to start, 2 on bad usage, a malformed scenario (the line and the problem
-named), an unreadable or malformed key file, or missing kernel files (the scenario's
-vmlinuz/system-map, or the fixtures': the message says where they were looked for).
+named), an unreadable or malformed key file, an input that is not a regular file of bounded
+size, or missing kernel files (the scenario's vmlinuz/system-map, or the fixtures': the
+message says where they were looked for).
 
   --json                  print one JSON object
                           {"name","passed","steps":[{"index","op","outcome","reason","expected","ok"}]}
@@ -47,8 +46,11 @@ ${CPU_FLAG_USAGE}                          (overrides the scenario's cpu:)
   --audit <log>           append every verdict to this hash-chained audit log (JSON lines;
                           check it with 'heki audit verify <log>')
 ${RUN_OUTPUTS.map((o) => o.usage).join('')}
-A file that an output cannot write is exit 2 before anything runs; a failure while writing
-it is reported after the run (exit 1). The outputs never change verdicts.
+A file that an output (or --audit) cannot write, two of them naming one file, an existing
+audit log whose chain is broken, kernel files the scenario names that are not a bzImage or a
+System.map, and a malformed HEKI_VERIFIER_TIMEOUT_MS are exit 2 before anything runs; a
+failure while writing is reported after the run (exit 1). The outputs never change verdicts.
+With --audit the run says where the verdicts went. The --record log is gzip-compressed.
 `;
 
 /**
@@ -62,37 +64,6 @@ export interface MachineStartError {
 
 /** Builds the machine a scenario runs on; the error names what stopped it. */
 export type MachineFactory = (config: MachineConfig) => Promise<Result<MachineApi, string | MachineStartError>>;
-
-/**
- * Whether a file can be written at `path` (an existing regular file that is writable, or a
- * new one in a writable folder), or why not. Nothing is created.
- */
-export function writableFile(path: string): Result<void, string> {
-  try {
-    if (existsSync(path)) {
-      if (!statSync(path).isFile()) return err('not a regular file');
-      accessSync(path, constants.W_OK);
-      return { ok: true, value: undefined };
-    }
-    const dir = dirname(path);
-    if (!statSync(dir).isDirectory()) return err(`${dir} is not a folder`);
-    accessSync(dir, constants.W_OK);
-    return { ok: true, value: undefined };
-  } catch (e) {
-    return err(`cannot be written (${e instanceof Error ? e.message : String(e)})`);
-  }
-}
-
-/** Whether `path` is a readable file, or why not. */
-function readableFile(path: string): Result<void, string> {
-  try {
-    if (!statSync(path).isFile()) return err('not a file');
-    accessSync(path, constants.R_OK);
-    return { ok: true, value: undefined };
-  } catch (e) {
-    return err(`cannot read (${e instanceof Error ? e.message : String(e)})`);
-  }
-}
 
 /**
  * The real factory: checks that the kernel files exist (the fixtures', unless the scenario
@@ -118,7 +89,9 @@ const createRealMachine: MachineFactory = async (config) => {
   } catch (e) {
     return err(`the machine (runtime/machine.ts) could not be loaded: ${e instanceof Error ? e.message : String(e)}`);
   }
-  return mod.createMachine(config);
+  // The detailed form keeps whether a failure was bad input (a malformed vmlinuz or
+  // System.map named by the scenario: exit 2) or a machine that would not start (exit 1).
+  return mod.createMachineDetailed(config);
 };
 
 /** The machine configuration a scenario asks for. */
@@ -130,40 +103,6 @@ export function machineConfigOf(s: Scenario): MachineConfig {
     keys: { pubkeys: s.keys.pubkeys, certs: s.keys.certs, revoked: s.keys.revoked },
     ...(s.cpu !== undefined ? { cpu: s.cpu } : {}),
   };
-}
-
-/**
- * Checks the host files a scenario names before any machine starts, so that bad input is
- * exit 2 naming the file: every key file must load (verifier-vm/key-files.ts), and the
- * kernel files given explicitly (the boot kernel's, and each kexec step's image, manifest and
- * System.map) must be readable files.
- */
-export function checkScenarioFiles(s: Scenario, display: string): Result<void, string> {
-  const keys = keyringDataFromFiles(s.keys);
-  if (!keys.ok) return err(`${display}: key file ${keys.error}`);
-  if (s.cpu !== undefined) {
-    const cpu = resolveCpuModel(s.cpu);
-    if (!cpu.ok) return err(`${display}: 'cpu' ${cpu.error}`);
-  }
-  for (const step of s.steps) {
-    if (step.op !== 'save-memory') continue;
-    const w = writableFile(step.out);
-    if (!w.ok) return err(`${display}: step ${step.index} (save-memory): 'out' ${step.out}: ${w.error}`);
-  }
-  for (const [key, path] of [['vmlinuz', s.vmlinuz], ['system-map', s.systemMap]] as const) {
-    if (path === undefined) continue;
-    const r = readableFile(path);
-    if (!r.ok) return err(`${display}: '${key}' ${path}: ${r.error}`);
-  }
-  for (const step of s.steps) {
-    if (step.op !== 'kexec') continue;
-    for (const [key, path] of [['image', step.image], ['manifest', step.manifest], ['system-map', step.systemMap]] as const) {
-      if (path === undefined) continue;
-      const r = readableFile(path);
-      if (!r.ok) return err(`${display}: step ${step.index} (kexec): '${key}' ${path}: ${r.error}`);
-    }
-  }
-  return { ok: true, value: undefined };
 }
 
 function parseTimeout(text: string | undefined): number | undefined {
@@ -203,7 +142,6 @@ async function finishOutputs(sessions: readonly RunOutputSession[], result: Scen
 export function createRunCommand(factory: MachineFactory = createRealMachine): CliCommand {
   return {
     name: 'run',
-    summary: 'run a scenario file (boot, modules, ftrace, attacks) and check each expect',
     usage: USAGE,
     run(argv: string[], io: CliIo): Promise<number> {
       return withUsage(USAGE, io, argv, async () => {
@@ -233,6 +171,15 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
           return EXIT_OK;
         }
 
+        const auditPath = values.audit !== undefined ? resolve(io.cwd, values.audit) : undefined;
+        const planned = preflight({
+          files: outputFlags.map((o) => ({ flag: `--${o.flag}`, path: resolve(io.cwd, String((values as Record<string, unknown>)[o.flag])) })),
+          ...(auditPath !== undefined ? { audit: auditPath } : {}),
+        });
+        if (!planned.ok) {
+          io.err(`heki run: ${planned.error}\n`);
+          return EXIT_USAGE;
+        }
         const sessions: RunOutputSession[] = [];
         for (const o of outputFlags) {
           const path = resolve(io.cwd, String((values as Record<string, unknown>)[o.flag]));
@@ -251,7 +198,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
           machine = await factory({
             ...machineConfigOf(scenario),
             ...(cpu !== undefined ? { cpu } : {}),
-            ...(values.audit !== undefined ? { auditPath: resolve(io.cwd, values.audit) } : {}),
+            ...(auditPath !== undefined ? { auditPath } : {}),
             ...(observers.length > 0 ? { observer: fanOut(observers) } : {}),
           });
         } catch (e) {
@@ -292,6 +239,11 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
           },
         );
         io.out(values.json ? `${JSON.stringify(result)}\n` : `${formatSummary(result)}\n`);
+        if (auditPath !== undefined) {
+          const line = auditNotice(auditPath);
+          if (values.json) io.err(line);
+          else io.out(line);
+        }
         const written = await finishOutputs(sessions, result, io, values.json);
         return result.passed && written ? EXIT_OK : EXIT_NEGATIVE;
       });

@@ -2,7 +2,9 @@
  * `heki sign`: signs a module with an Ed25519 secret key, replacing any signature trailer it
  * already has (a PKCS#7 one from the distribution, say) with a PKEY_ID_HEKI_ED25519 trailer.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { readHostFile } from '../../shared/host-file.ts';
+import { checkOutputFlag } from '../../shared/host-output.ts';
 import { resolve } from 'node:path';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -22,7 +24,6 @@ and appends a heki Ed25519 one (id_type 3, SHA-256, 8-byte key id, 64-byte signa
 /** The `heki sign` command. */
 export const signCommand: CliCommand = {
   name: 'sign',
-  summary: 'sign a kernel module with an Ed25519 key (replaces any existing signature)',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
@@ -39,18 +40,17 @@ export const signCommand: CliCommand = {
         io.err(`heki sign: ${msg}\n`);
         return EXIT_USAGE;
       };
+      const target = checkOutputFlag('--out', outPath);
+      if (!target.ok) return fail(target.error);
 
       const key = loadSecretKeyFile(resolve(io.cwd, values.key));
       if (!key.ok) return fail(key.error);
       if (key.value.role !== 'module-signing') {
         return fail(`${values.key}: key ${key.value.keyId} has role ${key.value.role}; modules need a module-signing key`);
       }
-      let file: Uint8Array;
-      try {
-        file = new Uint8Array(readFileSync(inPath));
-      } catch (e) {
-        return fail(`${inPath}: cannot read (${e instanceof Error ? e.message : String(e)})`);
-      }
+      const read = readHostFile(inPath);
+      if (!read.ok) return fail(read.error);
+      const file = read.value;
       const signer = values.signer === undefined ? undefined : new TextEncoder().encode(values.signer);
       if (signer !== undefined && signer.length > 255) return fail('--signer is longer than 255 bytes');
       const signed = signModuleFile(file, key.value.keyPair, signer);

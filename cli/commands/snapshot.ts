@@ -17,6 +17,7 @@ import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../..
 import { formatPublicKeyFile, loadSecretKeyFile } from '../../verifier-vm/key-files.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import { machineConfigOf } from './run.ts';
+import { preflight } from '../preflight.ts';
 
 const USAGE = `usage: heki snapshot <scenario.yaml> --out <file> [--key <vmm.secret.json>] [--cpu <name|folder>] [--json]
 
@@ -43,7 +44,6 @@ snapshotted (nothing is written), 2 on bad usage or input.
 export function createSnapshotCommand(): CliCommand {
   return {
     name: 'snapshot',
-    summary: 'run a scenario, then write a signed migration snapshot of the VM (heki restore restores it)',
     usage: USAGE,
     run(argv: string[], io: CliIo): Promise<number> {
       return withUsage(USAGE, io, argv, async () => {
@@ -72,6 +72,11 @@ export function createSnapshotCommand(): CliCommand {
           }
           key = k.value.keyPair;
           ownKey = true;
+        }
+        const planned = preflight({ files: [{ flag: '--out', path: out }, ...(ownKey ? [] : [{ flag: '--out (its public key)', path: `${out}.pub.json` }])] });
+        if (!planned.ok) {
+          io.err(`heki snapshot: ${planned.error}\n`);
+          return EXIT_USAGE;
         }
         const runtime = await import('../../runtime/machine.ts');
         const built = await runtime.createMachineDetailed({ ...machineConfigOf(scenario), ...(cpu !== undefined ? { cpu } : {}), vmmKey: key });

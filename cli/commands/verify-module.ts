@@ -3,7 +3,7 @@
  * verifyModuleSignature the verifier VM runs) on a module file, against a keyring built from
  * the given key, certificate and revocation files.
  */
-import { readFileSync } from 'node:fs';
+import { readHostFile } from '../../shared/host-file.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
@@ -26,7 +26,6 @@ an unreadable module, or an unreadable or malformed key, certificate or revocati
 /** The `heki verify-module` command. */
 export const verifyModuleCommand: CliCommand = {
   name: 'verify-module',
-  summary: 'verify a kernel module signature (Ed25519 or PKCS#7) against keys and certificates',
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
@@ -54,14 +53,12 @@ export const verifyModuleCommand: CliCommand = {
         return EXIT_USAGE;
       }
       const file = positionals[0]!;
-      let bytes: Uint8Array;
-      try {
-        bytes = new Uint8Array(readFileSync(abs(file)));
-      } catch (e) {
-        io.err(`heki verify-module: ${abs(file)}: cannot read (${e instanceof Error ? e.message : String(e)})\n`);
+      const bytes = readHostFile(abs(file));
+      if (!bytes.ok) {
+        io.err(`heki verify-module: ${bytes.error}\n`);
         return EXIT_USAGE;
       }
-      const v = verifyModuleSignature(bytes, keyring.value, { ed25519: impl });
+      const v = verifyModuleSignature(bytes.value, keyring.value, { ed25519: impl });
       if (values.json) {
         io.out(
           JSON.stringify({

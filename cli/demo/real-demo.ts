@@ -10,6 +10,7 @@ import { createMachineDetailed } from '../../runtime/machine.ts';
 import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { machineConfigOf } from '../commands/run.ts';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliIo } from '../command.ts';
+import { Progress } from '../progress.ts';
 
 /** The default scenario. */
 export const DEMO_SCENARIO = fileURLToPath(new URL('../../scenarios/demo.yaml', import.meta.url));
@@ -31,7 +32,11 @@ export async function runRealDemo(io: CliIo, json: boolean, cpu?: CpuModel): Pro
     return EXIT_USAGE;
   }
   const t0 = performance.now();
-  if (!json) io.out('heki-sim demo: the real Debian 6.1 kernel (linux-6.1.0-56-amd64) under Heki, with an isolated verifier VM\n\n');
+  if (!json) {
+    io.out('heki-sim demo: the real Debian 6.1 kernel (linux-6.1.0-56-amd64) under Heki, with an isolated verifier VM\n\n');
+    io.out('  loading the kernel: decompressing vmlinuz, reading System.map, building and signing its manifest, starting the verifier VM...\n');
+  }
+  const progress = new Progress(io, 'heki demo');
   const created = await createMachineDetailed({ ...machineConfigOf(scenario.value), ...(cpu !== undefined ? { cpu } : {}), ...(json ? {} : { log: (l: string) => io.out(`      ${l}\n`) }) });
   if (!created.ok) {
     io.err(`heki demo: ${created.error.message}\n`);
@@ -62,14 +67,17 @@ export async function runRealDemo(io: CliIo, json: boolean, cpu?: CpuModel): Pro
     },
   });
   let last = performance.now();
+  const total = scenario.value.steps.length;
   const result = await runScenario(scenario.value, machine, (r) => {
     const now = performance.now();
+    progress.done();
     if (!json) {
       const mark = r.ok ? 'ok ' : 'FAIL';
       io.out(`  ${mark} ${String(r.index).padStart(2)} ${r.op.padEnd(13)} ${r.outcome.padEnd(8)} ${`${Math.round(now - last)} ms`.padStart(8)}  ${r.reason}\n`);
     }
     last = now;
-  });
+  }, { onStepStart: (step) => progress.status(`step ${step.index}/${total} (${step.op}) running...`) });
+  progress.done();
   const passed = result.steps.filter((s) => s.ok).length;
   if (json) {
     io.out(`${JSON.stringify({ ...result, summary: summary ?? null, ms: Math.round(performance.now() - t0) })}\n`);

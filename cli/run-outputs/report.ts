@@ -5,8 +5,8 @@
  * EPT-violation and Heki-denial exits, from this output's observer) and the denied steps
  * pinned on it, and the table of steps (runtime/report/).
  */
-import { accessSync, closeSync, constants, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { checkOutputFile } from '../../shared/host-output.ts';
 import { err, ok, type Result } from '../../shared/result.ts';
 import type { MachineInspection } from '../../runtime/inspection.ts';
 import { DenialCollector, renderReport } from '../../runtime/report/index.ts';
@@ -19,27 +19,9 @@ const why = (e: unknown): string => (e instanceof Error ? e.message : String(e))
  * An existing file is not truncated before the run ends.
  */
 function claim(path: string): Result<{ created: boolean }, string> {
-  let st;
-  try {
-    st = statSync(path);
-  } catch {
-    st = undefined;
-  }
-  if (st?.isDirectory()) return err('is a directory; name an .html file');
-  if (st) {
-    try {
-      accessSync(path, constants.W_OK);
-      return ok({ created: false });
-    } catch (e) {
-      return err(`cannot write (${why(e)})`);
-    }
-  }
-  const dir = dirname(path);
-  try {
-    if (!statSync(dir).isDirectory()) return err(`${dir} is not a directory`);
-  } catch {
-    return err(`the folder ${dir} does not exist`);
-  }
+  const target = checkOutputFile(path);
+  if (!target.ok) return target;
+  if (target.value.exists) return ok({ created: false });
   try {
     closeSync(openSync(path, 'wx'));
     return ok({ created: true });

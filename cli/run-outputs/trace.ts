@@ -8,8 +8,8 @@
  * before the machine starts; the trace is written at finish(). A run whose machine did not
  * start leaves no file.
  */
-import { closeSync, existsSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { checkOutputFile } from '../../shared/host-output.ts';
 import { err, ok, type Result } from '../../shared/result.ts';
 import type { ScenarioResult } from '../../runtime/scenario/outcome.ts';
 import { ChromeTrace } from './chrome-trace.ts';
@@ -21,10 +21,8 @@ function message(e: unknown): string {
 
 /** Why `path` cannot be opened for writing, in words, or the open file. */
 function openForWriting(path: string): Result<number, string> {
-  const dir = dirname(path);
-  if (!existsSync(dir)) return err(`cannot write the trace: the folder ${dir} does not exist`);
-  if (!statSync(dir).isDirectory()) return err(`cannot write the trace: ${dir} is not a folder`);
-  if (existsSync(path) && statSync(path).isDirectory()) return err('cannot write the trace: it is a folder');
+  const target = checkOutputFile(path);
+  if (!target.ok) return err(`cannot write the trace: ${target.error}`);
   try {
     return ok(openSync(path, 'w'));
   } catch (e) {

@@ -10,9 +10,10 @@
  *
  * TRUST: the folder is the operator's input: every read is bounded and checked before use.
  */
-import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Result, err, ok } from '../../shared/result.ts';
+import { readHostFile } from '../../shared/host-file.ts';
 import { type CpuModel, decodeCpuinfo, validateCpuModel } from '../../shared/x86/cpu-model.ts';
 import { BUILTIN_CPU_MODELS, DEFAULT_CPU_MODEL } from '../../shared/x86/cpu-models-builtin.ts';
 
@@ -29,36 +30,9 @@ export function cpuModelNames(): readonly string[] {
   return [...BUILTIN_CPU_MODELS.keys()];
 }
 
-/**
- * Reads a regular file of at most `max` bytes; the error names the file and the problem.
- * The file is opened non-blocking, so a FIFO is refused at once instead of waiting for a
- * writer; anything that is not a regular file (a FIFO, a device such as /dev/zero, a folder)
- * is refused before a byte is read.
- */
+/** Reads a regular file of at most `max` bytes through the one bounded reader (shared/host-file.ts); the error names the file and the problem. */
 export function readBounded(path: string, max: number): Result<Uint8Array, string> {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-  } catch (e) {
-    return err(`cannot open ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) return err(`${path} is not a regular file`);
-    if (st.size > max) return err(`${path} is ${st.size} bytes; at most ${max} are read`);
-    const buf = new Uint8Array(st.size);
-    let off = 0;
-    while (off < buf.length) {
-      const n = readSync(fd, buf, off, buf.length - off, off);
-      if (n === 0) break;
-      off += n;
-    }
-    return ok(buf.subarray(0, off));
-  } catch (e) {
-    return err(`cannot read ${path}: ${(e as Error).message}`);
-  } finally {
-    closeSync(fd);
-  }
+  return readHostFile(path, { maxBytes: max });
 }
 
 function cpuCount(v: unknown, field: string, where: string): Result<number | undefined, string> {

@@ -2,6 +2,11 @@
  * The map part of the report: the legend, an overview of guest RAM, and one row per kernel
  * region and per module section, each a bar of its pages to scale within the region, runs
  * coloured by EPT value, with the denials' markers at the pages they concern.
+ *
+ * A module has dozens of small sections whose bars look alike (one read-only run, one
+ * read-execute run): those of one module with the same bar and no denial on them are folded
+ * into one row that opens to list them, so the map stays a screen or two and the denials'
+ * table is reached without scrolling past a hundred identical rows.
  */
 import type { InspectedRun, MachineInspection } from '../inspection.ts';
 import { esc } from './escape.ts';
@@ -71,6 +76,49 @@ function rowOf(m: MapRegion, markers: readonly MapMarker[]): string {
   ].join('');
 }
 
+/**
+ * What a bar looks like: its runs' colour classes with their share of the bar (a bar is to
+ * scale within its region, so one 1-page and one 9-page read-only section look the same).
+ */
+function barLook(m: MapRegion): string {
+  return m.region.runs.map((run) => `${permClasses(run.perms, run.gpa !== null)}@${(run.pages / Math.max(m.pages, 1)).toFixed(3)}`).join('|');
+}
+
+/** Rows in order, sections with the same look and no markers gathered at the first one's place. */
+function foldAlike(list: readonly MapRegion[], byKey: ReadonlyMap<string, readonly MapMarker[]>): MapRegion[][] {
+  const groups: MapRegion[][] = [];
+  const byLook = new Map<string, MapRegion[]>();
+  for (const m of list) {
+    if ((byKey.get(m.key) ?? []).length > 0) {
+      groups.push([m]);
+      continue;
+    }
+    const look = barLook(m);
+    const g = byLook.get(look);
+    if (g) g.push(m);
+    else {
+      const fresh = [m];
+      byLook.set(look, fresh);
+      groups.push(fresh);
+    }
+  }
+  return groups;
+}
+
+/** One row standing for `group` (two or more sections with the same bar and no denial). */
+function foldedRowOf(group: readonly MapRegion[]): string {
+  const first = group[0]!;
+  const size = group.reduce((a, m) => a + m.region.size, 0);
+  const pages = group.reduce((a, m) => a + m.pages, 0);
+  const names = group.map((m) => `<div><span class="mono">${esc(m.region.name)}</span> · ${esc(sizeText(m.region.size))} · va ${esc(hexAddr(m.region.vaddr))}</div>`).join('');
+  return [
+    `<div class="cell name" data-folded="${group.length}"><details><summary>${esc(first.region.name)} and ${group.length - 1} more alike</summary>${names}</details></div>`,
+    `<div class="cell mono">${group.length} sections</div>`,
+    `<div class="cell">${esc(sizeText(size))} · ${pages} pg</div>`,
+    `<div class="cell">${bar(first, [])}</div>`,
+  ].join('');
+}
+
 const HEAD = '<div class="h">region</div><div class="h">guest-physical</div><div class="h">size</div><div class="h">pages to scale within the region, coloured by EPT permission</div>';
 
 /** The legend of colours and marks. */
@@ -104,7 +152,11 @@ export function mapHtml(ins: MachineInspection, regions: readonly MapRegion[], m
       const list = regions.filter((m) => m.key.startsWith(`m${mi}s`));
       const pages = list.reduce((a, m) => a + m.pages, 0);
       const badge = mod.verified ? '<span class="badge verified">verified by the core</span>' : '<span class="badge unverified">no core record</span>';
-      return `<div class="module-head" id="module-${esc(mod.name)}">module ${esc(mod.name)}${badge}<span class="note">&nbsp;${list.length} sections, ${pages} pages</span></div>${list.length ? rows(list) : '<p class="note">no sections with a size</p>'}`;
+      const groups = foldAlike(list, byKey);
+      const body = groups.map((g) => (g.length === 1 ? rowOf(g[0]!, byKey.get(g[0]!.key) ?? []) : foldedRowOf(g))).join('');
+      const folded = list.length - groups.length;
+      const note = `${list.length} sections, ${pages} pages${folded > 0 ? `; sections with the same bar folded into one row (open it for the list)` : ''}`;
+      return `<div class="module-head" id="module-${esc(mod.name)}">module ${esc(mod.name)}${badge}<span class="note">&nbsp;${note}</span></div>${list.length ? `<div class="map">${HEAD}${body}</div>` : '<p class="note">no sections with a size</p>'}`;
     })
     .join('');
   return [

@@ -92,7 +92,7 @@ export function renderReport(input: ReportInput): RenderedReport {
 </head>
 <body>
 <header><h1>heki run: ${esc(input.scenario)}${status}</h1>
-<div class="sub"><span class="mono">${esc(input.file)}</span> · ${esc(steps)} · ${input.denials.length + input.droppedDenials} denial(s), ${pinned} on the map · ${esc(input.generated)}</div></header>
+<div class="sub"><span class="mono">${esc(input.file)}</span> · ${esc(steps)} · <a href="#denials">${input.denials.length + input.droppedDenials} denial(s)</a>, ${pinned} on the map · ${esc(input.generated)}</div></header>
 <main>
 ${map}
 ${denialsHtml(input.denials, input.droppedDenials, placed)}

@@ -43,6 +43,8 @@ ${Object.entries(PERM_COLOURS)
 .map > .h { font-size:11.5px; text-transform:uppercase; letter-spacing:.04em; color:var(--muted); padding-bottom:4px; border-bottom:1px solid var(--line); }
 .map > div.cell { padding:7px 0; border-bottom:1px solid #eef1f4; min-height:34px; display:flex; align-items:center; }
 .map .name { font-weight:600; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
+.map .name details { white-space:normal; font-weight:400; }
+.map .name summary { font-weight:600; cursor:pointer; }
 .map .name small { font-weight:400; color:var(--muted); margin-left:6px; }
 .bar { position:relative; display:flex; width:100%; height:18px; border-radius:3px; background:#eef1f4; }
 .ticks { position:absolute; inset:0; pointer-events:none; background:repeating-linear-gradient(90deg,transparent 0,transparent calc(100% / var(--n) - 1px),rgba(255,255,255,.75) calc(100% / var(--n) - 1px),rgba(255,255,255,.75) calc(100% / var(--n))); }

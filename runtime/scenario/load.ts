@@ -1,9 +1,9 @@
 /**
- * Reads and parses a scenario file from the host. Errors are ready to print: an unreadable
+ * Reads and parses a scenario file from the host (through shared/host-file.ts, bounded). Errors are ready to print: an unreadable
  * file names the path and the system's reason; a malformed one lists `file:line: problem`.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { err, type Result } from '../../shared/result.ts';
+import { readHostText } from '../../shared/host-file.ts';
 import { formatParseError, parseScenario } from './parse.ts';
 import type { Scenario } from './scenario.ts';
 
@@ -15,15 +15,10 @@ export const MAX_SCENARIO_BYTES = 1 << 20;
  * the user typed it). Never throws.
  */
 export function loadScenario(path: string, display: string = path): Result<Scenario, string> {
-  let text: string;
-  try {
-    const st = statSync(path);
-    if (!st.isFile()) return err(`${display}: not a file`);
-    if (st.size > MAX_SCENARIO_BYTES) return err(`${display}: ${st.size} bytes; a scenario file is at most ${MAX_SCENARIO_BYTES}`);
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    return err(`${display}: cannot read (${e instanceof Error ? e.message : String(e)})`);
-  }
-  const parsed = parseScenario(text, { path, display });
+  // A regular file of at most 1 MiB, valid UTF-8 without NUL bytes (a binary file is refused
+  // with the offset of its first bad byte, not parsed as YAML).
+  const text = readHostText(path, { maxBytes: MAX_SCENARIO_BYTES, display });
+  if (!text.ok) return text;
+  const parsed = parseScenario(text.value, { path, display });
   return parsed.ok ? parsed : err(formatParseError(parsed.error));
 }

@@ -16,7 +16,7 @@ import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
 export const TOP_LEVEL_KEYS = ['name', 'description', 'kernel', 'cpu', 'vmlinuz', 'system-map', 'keys', 'steps'] as const;
 /** The keys of `keys`. */
 export const KEY_FILE_KINDS = ['pubkeys', 'certs', 'revoked'] as const;
-const EXPECTATIONS: readonly Expectation[] = ['allowed', 'denied'];
+const EXPECTATIONS: readonly Expectation[] = ['allowed', 'denied', 'error'];
 
 /** Where the text came from. */
 export interface ParseOptions {

@@ -8,6 +8,10 @@
 import type { AddressExpr, MachineApi, StepOutcome } from '../machine-api.ts';
 import { scenarioResult, stepResult, type ScenarioResult, type StepResult } from './outcome.ts';
 import type { Scenario, Step, StepKind, StepOf } from './scenario.ts';
+import { err, ok, type Result } from '../../shared/result.ts';
+import { readHostFile } from '../../shared/host-file.ts';
+import { quoteForMessage } from '../../shared/message-text.ts';
+import { parseModuleFile, readModinfo } from '../../shared/module/index.ts';
 
 /** Called after each step (for progress output). */
 export type StepObserver = (result: StepResult, step: Step, outcome: StepOutcome) => void;
@@ -47,7 +51,14 @@ interface Performer<K extends StepKind> {
 const PERFORMERS = {
   boot: { method: 'boot', perform: (_s, m) => m.boot() },
   'load-module': { method: 'loadModule', perform: (s, m) => m.loadModule(s.path) },
-  'unload-module': { method: 'unloadModule', perform: (s, m) => m.unloadModule(s.name) },
+  'unload-module': {
+    method: 'unloadModule',
+    perform: (s, m) => {
+      if ('name' in s) return m.unloadModule(s.name);
+      const name = moduleNameOf(s.path);
+      return name.ok ? m.unloadModule(name.value) : Promise.resolve({ outcome: 'error', reason: name.error });
+    },
+  },
   ftrace: { method: 'ftrace', perform: (s, m) => m.ftrace(s.action, s.target) },
   'jump-label': { method: 'jumpLabel', perform: (s, m) => m.jumpLabel(s.action, s.key) },
   'static-call': { method: 'staticCall', perform: (s, m) => m.staticCall(s.key, s.target) },
@@ -89,6 +100,21 @@ const PERFORMERS = {
   'cpu-online': { method: 'cpuOnline', perform: (_s, m) => m.cpuOnline() },
   'save-memory': { method: 'saveMemory', perform: (s, m) => m.saveMemory(s.addr, s.len, s.out) },
 } satisfies { readonly [K in StepKind]: Performer<K> };
+
+/**
+ * The name a .ko file's `.modinfo` gives its module (what the kernel and `rmmod` call it: the
+ * file dm-mod.ko is module dm_mod), read through the bounded host-file reader; or why not.
+ */
+function moduleNameOf(path: string): Result<string, string> {
+  const file = readHostFile(path);
+  if (!file.ok) return err(`cannot read module ${file.error}`);
+  const elf = parseModuleFile(file.value);
+  if (!elf.ok) return err(`${quoteForMessage(path)}: ${elf.error.message}`);
+  const info = readModinfo(elf.value);
+  if (!info.ok) return err(`${quoteForMessage(path)}: ${info.error.message}`);
+  if (!info.value.name) return err(`${quoteForMessage(path)}: .modinfo has no name`);
+  return ok(info.value.name);
+}
 
 /** The addresses a step names, which must resolve before the step runs. */
 function addressesOf(step: Step): AddressExpr[] {

@@ -43,8 +43,12 @@ export function isStepKind(s: string): s is StepKind {
   return (STEP_KINDS as readonly string[]).includes(s);
 }
 
-/** What a step says should happen. */
-export type Expectation = 'allowed' | 'denied';
+/**
+ * What a step says should happen: the change `allowed` or `denied`, or the step an `error`
+ * (the input was refused as malformed before any verdict: a corrupt module, an unknown
+ * symbol), so that a regression file can pin that too.
+ */
+export type Expectation = 'allowed' | 'denied' | 'error';
 
 /** A set_memory_* permission. */
 export type MemoryPerm = 'ro' | 'rw' | 'x' | 'nx' | 'rox';
@@ -59,7 +63,10 @@ export type Toggle = 'enable' | 'disable';
 export type StepAction =
   | { readonly op: 'boot' }
   | { readonly op: 'load-module'; /** Absolute path of the .ko file. */ readonly path: string }
-  | { readonly op: 'unload-module'; readonly name: string }
+  | ({ readonly op: 'unload-module' } & (
+      | { /** The module's name as the kernel knows it. */ readonly name: string }
+      | { /** Absolute path of its .ko file: the name is read from its .modinfo when the step runs. */ readonly path: string }
+    ))
   | { readonly op: 'ftrace'; readonly action: Toggle; readonly target: FtraceTarget }
   | { readonly op: 'jump-label'; readonly action: Toggle; readonly key: AddressExpr }
   | {

@@ -84,6 +84,17 @@ export function generateJitImage(size: number): Uint8Array {
   return img;
 }
 
+/** A module step's `path`: required, not empty, resolved against the scenario's folder. */
+function readModulePath(f: MapReader, ctx: StepContext): string | undefined {
+  const p = f.text('path', true);
+  if (p === undefined) return undefined;
+  if (p.trim() === '') {
+    f.problem(f.at('path'), `'path' must not be empty`);
+    return undefined;
+  }
+  return resolve(ctx.dir, p);
+}
+
 /** Reads `cr` as 0, 3, 4 or cr0/CR3/CR4. */
 function readCr(f: MapReader): 0 | 3 | 4 | undefined {
   return f.parsed(
@@ -105,18 +116,19 @@ export const STEP_SPECS = {
   'load-module': {
     keys: ['path'],
     parse(f, ctx) {
-      const p = f.text('path', true);
-      if (p === undefined) return undefined;
-      if (p.trim() === '') {
-        f.problem(f.at('path'), `'path' must not be empty`);
-        return undefined;
-      }
-      return { op: 'load-module', path: resolve(ctx.dir, p) };
+      const path = readModulePath(f, ctx);
+      return path === undefined ? undefined : { op: 'load-module', path };
     },
   },
   'unload-module': {
-    keys: ['name'],
-    parse(f) {
+    keys: ['name', 'path'],
+    parse(f, ctx) {
+      const by = f.exactlyOne(['name', 'path'] as const);
+      if (by === 'path') {
+        const path = readModulePath(f, ctx);
+        return path === undefined ? undefined : { op: 'unload-module', path };
+      }
+      if (by === undefined) return undefined;
       const name = f.parsed('name', parseModuleName, true);
       return name === undefined ? undefined : { op: 'unload-module', name };
     },

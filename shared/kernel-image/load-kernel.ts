@@ -3,9 +3,9 @@
  * taken from the vmlinux cache), parsed and cross-checked into a {@link KernelImage}.
  */
 
-import { readFile } from 'node:fs/promises';
 import type { Elf64 } from '../elf/elf64.ts';
 import { err, type Result } from '../result.ts';
+import { hostPathMissing, readHostFile } from '../host-file.ts';
 import { checkVmlinuxElf, extractVmlinux } from './bzimage.ts';
 import { kernelImageError, type KernelImageError } from './kernel-image-errors.ts';
 import { parseSystemMap } from './system-map.ts';
@@ -23,15 +23,11 @@ export interface LoadKernelOptions {
 }
 
 async function readInput(path: string, what: string): Promise<Result<Uint8Array, KernelImageError>> {
-  try {
-    return { ok: true, value: new Uint8Array(await readFile(path)) };
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') {
-      return err(kernelImageError('missing-file', `${what} not found at ${path} (the kernel fixtures live in ../shared/fixtures; set HEKI_FIXTURES to another directory)`, path));
-    }
-    return err(kernelImageError('read-failed', `cannot read ${what} at ${path}: ${(e as Error).message}`, path));
+  if (hostPathMissing(path)) {
+    return err(kernelImageError('missing-file', `${what} not found at ${path} (the kernel fixtures live in ../shared/fixtures; set HEKI_FIXTURES to another directory)`, path));
   }
+  const bytes = readHostFile(path);
+  return bytes.ok ? bytes : err(kernelImageError('read-failed', `${what}: ${bytes.error}`, path));
 }
 
 /** Reads, decompresses and parses a kernel; every failure names the file and the problem. */

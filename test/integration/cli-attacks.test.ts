@@ -34,7 +34,7 @@ async function heki(argv: string[]): Promise<Run> {
 needsFixtures(test)('--json on two attacks: the exact shape, both stopped, exit 0', async (t) => {
   const r = await heki(['attacks', 'clear-cr0-wp', 'overwrite-lstar', '--json']);
   t.is(r.code, 0, r.err);
-  t.is(r.err, '');
+  t.regex(r.err, /^heki attacks: 1\/2 done \([\w-]+: stopped\)\nheki attacks: 2\/2 done \([\w-]+: stopped\)\n$/, 'progress on stderr only');
   const j = JSON.parse(r.out) as { attacks: Array<Record<string, unknown>>; total: number; stopped: number };
   t.deepEqual(Object.keys(j), ['attacks', 'total', 'stopped', 'notApplicable', 'cpu']);
   t.is(j.total, 2);
@@ -133,4 +133,40 @@ test('an unknown CPU model is exit 2, named', async (t) => {
   t.is(r.code, 2);
   t.is(r.out, '');
   t.regex(r.err, /^heki attacks: .*no-such-cpu/);
+});
+
+/** A runner that reports each attack as it finishes, like runtime/attacks.ts's. */
+function reportingRunner(order: readonly number[]) {
+  return (names: readonly string[] = [], opts?: { onReport?: (r: { name: string; stopped: boolean; applicable: boolean; stop: string; detail: string }, i: number) => void }): Promise<Result<AttacksRun, never>> => {
+    const attacks = names.map((name) => ({ name, stopped: true, applicable: true, stop: '#GP (cr-pin)', detail: `detail of ${name}` }));
+    for (const i of order) opts?.onReport?.(attacks[i]!, i);
+    return Promise.resolve({ ok: true, value: { attacks, total: attacks.length, stopped: attacks.length, notApplicable: 0, cpu: 'skylake-smp2' } });
+  };
+}
+
+test('progress "k/n done" goes to stderr, one line per finished attack; stdout keeps the table and the JSON contract', async (t) => {
+  // Issue 15 class 11: the catalogue took minutes with no sign of how far it was.
+  const names = ['clear-cr0-wp', 'overwrite-lstar', 'overwrite-gdtr'];
+  const b = io();
+  t.is(await createAttacksCommand({ runAttacks: reportingRunner([1, 0, 2]) as never }).run(names, b.io), 0);
+  const r = b.run();
+  t.deepEqual(r.err.trimEnd().split('\n'), ['heki attacks: 1/3 done (overwrite-lstar: stopped)', 'heki attacks: 2/3 done (clear-cr0-wp: stopped)', 'heki attacks: 3/3 done (overwrite-gdtr: stopped)']);
+  t.regex(r.out, /^running 3 attacks, each on a freshly booted Debian 6.1 kernel\nattack\s+stopped\s+stop\nclear-cr0-wp\s+yes/);
+  const j = io();
+  t.is(await createAttacksCommand({ runAttacks: reportingRunner([0, 1, 2]) as never }).run([...names, '--json'], j.io), 0);
+  const out = JSON.parse(j.run().out) as { attacks: object[]; total: number; stopped: number };
+  t.deepEqual(Object.keys(out).slice(0, 3), ['attacks', 'total', 'stopped'], 'the contract fields come first');
+  t.deepEqual(Object.keys(out.attacks[0]!).filter((k) => k !== 'applicable'), ['name', 'stopped', 'stop', 'detail']);
+  t.regex(j.run().err, /3\/3 done/);
+});
+
+test('on a terminal the progress is one status line redrawn in place, erased around each table row', async (t) => {
+  const b = io();
+  const ttyIo = { ...b.io, errIsTTY: true };
+  t.is(await createAttacksCommand({ runAttacks: reportingRunner([0]) as never }).run(['clear-cr0-wp'], ttyIo), 0);
+  const r = b.run();
+  t.true(r.err.startsWith('\r\x1b[Kheki attacks: 0/1 done'), JSON.stringify(r.err));
+  t.true(r.err.includes('\r\x1b[Kheki attacks: 1/1 done (clear-cr0-wp: stopped)'));
+  t.true(r.err.endsWith('\r\x1b[K'), 'the status line is erased at the end');
+  t.false(r.out.includes('\x1b'), 'no escape sequences in stdout');
 });

@@ -7,6 +7,7 @@
  */
 import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,7 +60,7 @@ function recorded(): Promise<Run> {
 function entries(path: string): Array<{ line: number; entry: LogEntry }> {
   const reader = new RequestLogReader();
   const out: Array<{ line: number; entry: LogEntry }> = [];
-  for (const text of readFileSync(path, 'utf8').split('\n')) {
+  for (const text of gunzipSync(readFileSync(path)).toString('utf8').split('\n')) {
     if (text === '') continue;
     const r = reader.line(text);
     if (!r.ok) throw new Error(`line ${r.error.line}: ${r.error.message}`);
@@ -81,7 +82,7 @@ function firstFtraceSite(): string {
 realTest('heki run --record writes the verifier configuration and every request with its verdict, in order', async (t) => {
   const run = await recorded();
   t.is(run.code, 0, run.err + run.out);
-  t.regex(run.out, /record: 1\d requests, [\d.]+ MB in .*requests\.jsonl/);
+  t.regex(run.out, /record: 1\d requests, [\d.]+ MB of JSON lines, [\d.]+ MB gzip-compressed in .*requests\.jsonl/);
   const es = entries(LOG);
   const first = es[0]!.entry;
   t.is(first.type, 'verifier');
@@ -189,7 +190,7 @@ realTest('a plugin named like a built-in replaces it', async (t) => {
 
 realTest('a cut-short recording (no end line) replays what it holds, with a warning', async (t) => {
   t.is((await recorded()).code, 0);
-  const lines = readFileSync(LOG, 'utf8').split('\n').filter((l) => l !== '');
+  const lines = gunzipSync(readFileSync(LOG)).toString('utf8').split('\n').filter((l) => l !== '');
   const cut = join(dir, 'cut.jsonl');
   writeFileSync(cut, `${lines.slice(0, 4).join('\n')}\n`);
   const r = await heki(['replay', cut, '--json'], dir);
@@ -232,7 +233,7 @@ test('bad usage and plugin modules that do not load are exit 2, named', async (t
   const ok = log('ok.jsonl', [HEADER, '{"type":"end","requests":0}']);
   const missing = await heki(['replay', ok, '--plugin', 'nowhere/plugin.ts'], dir);
   t.is(missing.code, 2);
-  t.regex(missing.err, /--plugin .*nowhere\/plugin\.ts: no such file/);
+  t.regex(missing.err, /--plugin .*nowhere\/plugin\.ts: cannot read: no such file/);
   const notPlugin = await heki(['replay', ok, '--plugin', join(PLUGINS, 'not-a-plugin.ts')], dir);
   t.is(notPlugin.code, 2);
   t.regex(notPlugin.err, /--plugin .*not-a-plugin\.ts: cannot load: .*default export is not a verifier plugin/);
@@ -245,7 +246,7 @@ test('bad usage and plugin modules that do not load are exit 2, named', async (t
   t.is((await heki(['replay'], dir)).code, 2);
   const noFile = await heki(['replay', 'nothing.jsonl'], dir);
   t.is(noFile.code, 2);
-  t.regex(noFile.err, /nothing\.jsonl: no such file/);
+  t.regex(noFile.err, /nothing\.jsonl: cannot read: no such file/);
   const empty = await heki(['replay', ok], dir);
   t.is(empty.code, 0, 'a log without requests: nothing differs');
 });

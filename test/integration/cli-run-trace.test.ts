@@ -112,6 +112,6 @@ fixtureTest('heki run --trace into a folder that does not exist is exit 2, namin
   t.is(r.code, 2);
   t.is(r.out, '');
   t.true(r.err.includes(join(dir, 'missing', 'trace.json')), r.err);
-  t.regex(r.err, /--trace .*: cannot write the trace: the folder .*missing does not exist/);
+  t.regex(r.err, /--trace .*: cannot write: the folder .*missing does not exist/);
   t.false(existsSync(join(dir, 'missing')));
 });

@@ -50,7 +50,7 @@ realTest('snapshot, then restore with the key trusted; a changed byte or another
   writeFileSync(join(dir, 'bad.snap'), bytes);
   const bad = await heki(['restore', 'bad.snap', '--trust', 'vm.snap.pub.json'], dir);
   t.is(bad.code, 1);
-  t.regex(bad.err, /^heki restore: bad\.snap refused \(digest\): section \w+: SHA-256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}: the image was modified after it was signed\n$/);
+  t.regex(bad.err, /^heki restore: checking bad\.snap \([\d,]+ bytes\) and loading its kernel into a fresh VM\.\.\.\nheki restore: bad\.snap refused \(digest\): section \w+: SHA-256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}: the image was modified after it was signed\n$/);
 
   writeFileSync(join(dir, 'other.pub.json'), formatPublicKeyFile(generateEd25519KeyPair().publicKey, 'vmm'));
   const other = await heki(['restore', 'vm.snap', '--trust', 'other.pub.json', '--json'], dir);
@@ -98,5 +98,5 @@ test('usage errors: exit 2, the problem named', async (t) => {
   t.regex(role.err, /has role module-signing; snapshots are signed by vmm keys/);
   const missing = await heki(['restore', 'nope.snap', '--trust', 'signing.pub.json'], dir);
   t.is(missing.code, 2);
-  t.regex(missing.err, /cannot read nope\.snap/);
+  t.regex(missing.err, /nope\.snap: cannot read: no such file/);
 });

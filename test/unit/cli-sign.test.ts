@@ -130,7 +130,7 @@ test('bad usage and unreadable or malformed inputs exit 2 with a message naming 
     [verifyModuleCommand, [], /missing <file.ko>/],
     [verifyModuleCommand, ['a.ko', 'b.ko'], /unexpected argument 'b.ko'/],
     [verifyModuleCommand, ['missing.ko'], /missing\.ko: cannot read/],
-    [verifyModuleCommand, ['m.ko', '--pubkey', 'm.ko'], /m\.ko: not valid JSON/],
+    [verifyModuleCommand, ['m.ko', '--pubkey', 'm.ko'], /m\.ko: a NUL byte at byte \d+: not a text file/],
     [verifyModuleCommand, ['m.ko', '--cert', 'keys/heki-signing-key.pub.json'], /not an X.509 certificate/],
     [verifyModuleCommand, ['m.ko', '--impl', 'fast'], /unknown --impl 'fast'/],
     [signCommand, ['m.ko', '--key', 'keys/heki-signing-key.secret.json'], /missing --out/],

@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { recordOutput } from '../../cli/run-outputs/record.ts';
@@ -27,7 +28,7 @@ function tmp(t: { teardown(f: () => void): void }): string {
 function entries(path: string): LogEntry[] {
   const r = new RequestLogReader();
   const out: LogEntry[] = [];
-  for (const l of readFileSync(path, 'utf8').split('\n')) {
+  for (const l of gunzipSync(readFileSync(path)).toString('utf8').split('\n')) {
     if (!l) continue;
     const x = r.line(l);
     if (!x.ok) throw new Error(`line ${x.error.line}: ${x.error.message}`);

@@ -47,14 +47,14 @@ test('a report path in a folder that does not exist: exit 2 naming it, no machin
   const r = await run(['s.yaml', '--report', 'no/such/dir/out.html'], dir);
   t.is(r.code, 2);
   t.is(r.started, 0);
-  t.regex(r.err, /--report .*no\/such\/dir\/out\.html: the folder .* does not exist/);
+  t.regex(r.err, /--report .*no\/such\/dir\/out\.html: cannot write: the folder .* does not exist/);
 });
 
 test('a report path that is a folder: exit 2 saying so', async (t) => {
   const dir = setup(t);
   const r = await run(['s.yaml', '--report', '.'], dir);
   t.is(r.code, 2);
-  t.regex(r.err, /--report .*: is a directory; name an \.html file/);
+  t.regex(r.err, /--report .*: cannot write: is a folder; name a file/);
 });
 
 test('a run writes the page and prints where, with its counts; steps and the denied one are in it, escaped', async (t) => {

@@ -4,6 +4,7 @@
  */
 import test from 'ava';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HEX_BYTES_MAX, RequestLogReader, encodeLogLine, logHeader, readRequestLog, type LogEntry, type LogRead } from '../../shared/request-log.ts';
@@ -73,6 +74,8 @@ test('the reader names the line and the problem', (t) => {
     [[header, encodeLogLine({ ...patch, request: null, verdict: null })], 2, /both null/],
     [[header, '{"type":"verifier","vm":"vm0","init":{"keyring":{},"pluginModules":[3]}}'], 2, /init\.pluginModules must be an array of strings/],
     [[header, '{"type":"reset","vm":"vm0"}'], 2, /reset\.why must be a string/],
+    // Issue 15 class 6: a duplicated request is a malformed log, not a verdict difference.
+    [[header, encodeLogLine(patch), encodeLogLine(patch)], 3, /request seq 3 appears twice \(first on line 2\): a malformed log/],
   ];
   for (const [lines, line, message] of cases) {
     const { error } = read(lines);
@@ -100,6 +103,16 @@ test('readRequestLog streams a file: entries with their lines, then the first pr
   for await (const r of readRequestLog(path)) bad.push(r);
   t.is(bad.length, 2);
   t.deepEqual(bad[1]!.ok ? undefined : bad[1]!.error.line, 3);
+  // Written compressed (several gzip members, as heki run --record writes them), read the same.
+  const lines = [header, '{"type":"reset","vm":"vm0","why":"reboot"}', encodeLogLine(patch), '{"type":"end","requests":1}'];
+  writeFileSync(path, Buffer.concat([gzipSync(`${lines.slice(0, 2).join('\n')}\n`), gzipSync(`${lines.slice(2).join('\n')}\n`)]));
+  const gz: string[] = [];
+  for await (const r of readRequestLog(path)) gz.push(r.ok ? `${r.line}:${r.entry.type}` : `error ${r.error.message}`);
+  t.deepEqual(gz, ['2:reset', '3:request', '4:end']);
+  writeFileSync(path, gzipSync(`${lines.join('\n')}\n`).subarray(0, 40));
+  const torn: LogRead[] = [];
+  for await (const r of readRequestLog(path)) torn.push(r);
+  t.regex(torn.at(-1)!.ok ? '' : (torn.at(-1) as { error: { message: string } }).error.message, /cannot read: unexpected end of file/);
   const missing: LogRead[] = [];
   for await (const r of readRequestLog(join(dir, 'nope.jsonl'))) missing.push(r);
   t.regex(missing[0]!.ok ? '' : missing[0]!.error.message, /cannot read/);

@@ -114,10 +114,10 @@ test('unknown, duplicate and missing keys in a step', (t) => {
   t.is(stepProblem('write: { addr: , bytes: "90" }'), `scenario.yaml:3: step 1 (write): 'addr' has no value`);
 });
 
-test('expect must be allowed or denied', (t) => {
-  t.is(stepProblem('boot: { expect: stopped }'), `scenario.yaml:3: step 1 (boot): 'expect' must be allowed or denied`);
-  t.is(stepProblem('boot: { expect: true }'), `scenario.yaml:3: step 1 (boot): 'expect' must be allowed or denied`);
-  t.is(stepProblem('boot: { expect: error }'), `scenario.yaml:3: step 1 (boot): 'expect' must be allowed or denied`);
+test('expect must be allowed, denied or error', (t) => {
+  t.is(stepProblem('boot: { expect: stopped }'), `scenario.yaml:3: step 1 (boot): 'expect' must be one of allowed, denied, error`);
+  t.is(stepProblem('boot: { expect: true }'), `scenario.yaml:3: step 1 (boot): 'expect' must be one of allowed, denied, error`);
+  t.is(stepProblem('boot: { expect: failed }'), `scenario.yaml:3: step 1 (boot): 'expect' must be one of allowed, denied, error`);
 });
 
 test('addresses: syntax only, named precisely', (t) => {
@@ -172,6 +172,9 @@ test('choices: perm, kind, mode, ftrace targets, names', (t) => {
   t.is(stepProblem('bpf-jit: { name: p }'), `scenario.yaml:3: step 1 (bpf-jit): needs 'image' or 'size'`);
   t.is(stepProblem('bpf-jit: { name: p, image: "c3", size: 1 }'), `scenario.yaml:3: step 1 (bpf-jit): takes 'image' or 'size', not both`);
   t.is(stepProblem('bpf-jit: { name: "a b", size: 1 }'), `scenario.yaml:3: step 1 (bpf-jit): 'name' must be 1 to 64 letters, digits, _, . or -, got 'a b'`);
+  t.is(stepProblem('unload-module: {}'), `scenario.yaml:3: step 1 (unload-module): needs 'name' or 'path'`);
+  t.is(stepProblem('unload-module: { name: crc7, path: crc7.ko }'), `scenario.yaml:3: step 1 (unload-module): takes 'name' or 'path', not both`);
+  t.is(stepProblem('unload-module: { path: "" }'), `scenario.yaml:3: step 1 (unload-module): 'path' must not be empty`);
   t.is(stepProblem('unload-module: { name: "a/b" }'), `scenario.yaml:3: step 1 (unload-module): 'name' must be a module name like virtio_net (letters, digits, _ and -, at most 55), got 'a/b'`);
   t.is(stepProblem('load-module: { path: "" }'), `scenario.yaml:3: step 1 (load-module): 'path' must not be empty`);
 });
@@ -207,7 +210,7 @@ steps:
     `scenario.yaml:5: step 2 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00": '9' has an odd number of hex digits`,
     `scenario.yaml:6: step 3 (read): 'addr' must be hex (0x...) or symbol[+offset], got '12'`,
     `scenario.yaml:7: step 4: unknown step kind 'frob' (expected one of: boot, load-module, unload-module, ftrace, jump-label, static-call, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall, reboot, kexec, panic, hibernate, resume, migrate, cpu-online, save-memory)`,
-    `scenario.yaml:8: step 5 (exec): 'expect' must be allowed or denied`,
+    `scenario.yaml:8: step 5 (exec): 'expect' must be one of allowed, denied, error`,
   ]);
 });
 

@@ -4,6 +4,7 @@
  * value spellings the format accepts.
  */
 import test from 'ava';
+import { isAbsolute } from 'node:path';
 import { parseScenario, type Scenario, type Step } from '../../runtime/scenario/index.ts';
 import { generateJitImage } from '../../runtime/scenario/steps.ts';
 
@@ -74,6 +75,11 @@ test('kernel synthetic, a description, keys as single strings, an empty boot', (
 
 test('unload-module, jump-label, kprobe', (t) => {
   t.like(step('unload-module: { name: virtio_net }'), { op: 'unload-module', name: 'virtio_net' });
+  // Issue 15 class 10: a path, as load-module takes, resolved against the scenario's folder.
+  const byPath = step('unload-module: { path: mods/dm-mod.ko, expect: allowed }');
+  t.like(byPath, { op: 'unload-module', expect: 'allowed' });
+  t.true('path' in byPath && isAbsolute(byPath.path) && byPath.path.endsWith('/mods/dm-mod.ko'));
+  t.like(step('load-module: { path: corrupt.ko, expect: error }'), { op: 'load-module', expect: 'error' });
   t.like(step('jump-label: { enable: sched_schedstats }'), { op: 'jump-label', action: 'enable', key: 'sched_schedstats' });
   t.like(step('jump-label: { disable: 0xffffffff82a00000 }'), { op: 'jump-label', action: 'disable', key: '0xffffffff82a00000' });
   t.like(step('kprobe: { addr: do_sys_open }'), { op: 'kprobe', addr: 'do_sys_open', action: 'install' });
