@@ -17,10 +17,10 @@ import { testKeyring } from '../helpers/verifier-setup.ts';
 const keys = testKeyring();
 const dir = mkdtempSync(join(tmpdir(), 'heki-worker-plugins-'));
 
-/** A plugin module claiming module-unload whose decide body is `body` (`top` runs at import). */
-function plugin(name: string, body: string, top = ''): string {
+/** A plugin module claiming `kinds` whose decide body is `body` (`top` runs at import). */
+function plugin(name: string, body: string, top = '', kinds = ['module-unload']): string {
   const path = join(dir, `${name}.mjs`);
-  writeFileSync(path, `${top}\nexport default { name: ${JSON.stringify(name)}, description: 'under test', kinds: ['module-unload'], decide() { ${body} } };\n`);
+  writeFileSync(path, `${top}\nexport default { name: ${JSON.stringify(name)}, description: 'under test', kinds: ${JSON.stringify(kinds)}, decide() { ${body} } };\n`);
   return path;
 }
 
@@ -69,4 +69,19 @@ test('in the worker an async denial is awaited and wins, garbage denies naming t
   const n = await never.verify(unload);
   t.false(n.ok);
   t.true(n.reason.startsWith(VERIFIER_UNAVAILABLE), n.reason);
+});
+
+test('over the verification ring too, a text-patch plugin\'s async denial is awaited and wins over an async allowance', async (t) => {
+  const later = (d: string): string => `return new Promise((r) => setTimeout(() => r({ decision: "${d}", reason: "later ${d}" }), 5));`;
+  const link = await VerifierLink.start({
+    init: { keyring: keys.data, plugins: [], pluginModules: [plugin('later-allow', later('allow'), '', ['text-patch']), plugin('later-deny', later('deny'), '', ['text-patch'])] },
+    spare: false,
+    transport: 'ring',
+  });
+  t.teardown(() => link.dispose());
+  const nop = Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0);
+  const v = await link.verify({ kind: 'text-patch', vm: 'vm0', items: [{ kind: 'ftrace', site: 0xffffffff81000100n, oldBytes: nop, newBytes: nop, currentBytes: nop }] });
+  t.false(v.ok);
+  t.is(v.reason, 'later-deny: later deny');
+  t.true(link.stats.viaRing > 0, 'decided on the ring');
 });
