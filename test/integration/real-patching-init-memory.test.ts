@@ -87,5 +87,10 @@ realTest('"ftrace all" leaves the sites in a module\'s init text alone, as 6.1 f
   const core = mod.image.mcountSites.find((a) => !inInit(a))!;
   t.is(bytesAt(m, core, 1)[0], 0xe8, 'a core site is traced');
   t.is((await m.ftrace('disable', 'all')).outcome, 'allowed');
+  // The attack: a guest that patches a freed init site anyway. The stop: the verifier denies it.
+  const caller = m.image.systemMap.address('ftrace_caller')!;
+  const poke = await m.textPoke(hex(initSites[0]!), encodeCall32(initSites[0]!, caller), 'ftrace');
+  t.is(poke.outcome, 'denied', 'the verifier refuses an ftrace patch in the module\'s freed init text');
+  t.deepEqual(bytesAt(m, initSites[0]!, 5), [...NOP5]);
   await kernelTextStillProtected(t, m);
 });
