@@ -260,7 +260,7 @@ const REQUEST_SHAPES: Record<RequestKind, Check> = {
  * a null-prototype object and `JSON.stringify` on a bigint, and either would turn a malformed
  * message into a crash of the validator (found by test/security/fuzz-text-formats.test.ts).
  */
-function describeValue(v: unknown): string {
+export function describeValue(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 64 ? `${v.slice(0, 64)}...` : v);
   if (typeof v === 'bigint') return `${v}n`;
   if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null) return String(v);

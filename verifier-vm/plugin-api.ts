@@ -110,16 +110,26 @@ export interface PluginContext {
   readonly config: Readonly<Record<string, unknown>>;
 }
 
-/** A verifier plugin. */
-export interface VerifierPlugin<K extends RequestKind = RequestKind> {
+/** What `decide` may return: a result, or a promise of one (awaited by the worker and `heki replay`). */
+export type PluginAnswer = PluginResult | Promise<PluginResult>;
+
+/**
+ * A verifier plugin. `R` is what its `decide` returns: a {@link PluginResult} (default), or a
+ * promise of one for an asynchronous plugin (`VerifierPlugin<'module-load', Promise<PluginResult>>`).
+ */
+export interface VerifierPlugin<K extends RequestKind = RequestKind, R extends PluginAnswer = PluginResult> {
   /** Unique name, e.g. `ftrace`. */
   readonly name: string;
   /** One line on what it checks. */
   readonly description: string;
   /** The request kinds it decides. */
   readonly kinds: readonly K[];
-  /** Decides one request. Must not throw for bad input; must be deterministic. */
-  decide(request: RequestOf<K>, ctx: PluginContext): PluginResult;
+  /**
+   * Decides one request. Must not throw for bad input; must be deterministic. The engine
+   * checks what it returns: anything but a well-formed result (or a promise of one) is a
+   * denial naming the plugin (verifier-vm/plugin-result.ts).
+   */
+  decide(request: RequestOf<K>, ctx: PluginContext): R;
   /**
    * Optional, for `text-patch` plugins: decides a batch that came in record form (the
    * verification ring, verifier-vm/record-batch.ts) without an object per item. It must give
@@ -140,7 +150,7 @@ export interface VerifierPlugin<K extends RequestKind = RequestKind> {
 }
 
 /** Any plugin, for registries. */
-export type AnyPlugin = VerifierPlugin<RequestKind>;
+export type AnyPlugin = VerifierPlugin<RequestKind, PluginAnswer>;
 
 /** Helper for plugin authors: the plugin's own typed view of a request. */
 export function isKind<K extends RequestKind>(r: VerifyRequest, kind: K): r is RequestOf<K> {

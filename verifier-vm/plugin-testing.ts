@@ -20,13 +20,12 @@
  * them from frozen guest memory.
  */
 import { createHash } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import { PROTOCOL_VERSION, type PatchItem, type Verdict, type VerifyRequest } from '../shared/protocol.ts';
 import { Keyring } from './keyring.ts';
 import { checkVmConfigs } from './vm-config.ts';
 import type { WorkerInit } from './worker-api.ts';
 import { indexManifest, type KernelManifest, type ManifestBody } from './manifest.ts';
-import type { AnyPlugin, VerifierPlugin, VmState } from './plugin-api.ts';
+import type { AnyPlugin, PluginAnswer, VerifierPlugin, VmState } from './plugin-api.ts';
 import { BUILTIN_PLUGINS } from './plugins/index.ts';
 import { Verifier } from './verifier.ts';
 
@@ -142,7 +141,7 @@ export type PluginConfig = Readonly<Record<string, Readonly<Record<string, unkno
  * gives a plugin the kinds it claims).
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type SomePlugin = VerifierPlugin<any>;
+export type SomePlugin = VerifierPlugin<any, PluginAnswer>;
 
 /** How {@link pluginTestVerifier} sets the engine up. */
 export interface PluginTestOptions {
@@ -252,17 +251,7 @@ export function pluginTestVerifier(options: PluginTestOptions = {}): PluginTestV
 
 /**
  * Imports a plugin module the way the verifier worker imports `pluginModules`: its default
- * export, a plugin or an array of plugins. Rejects, naming the file, when the default export
- * is not a verifier plugin (`name`, `kinds`, `decide`).
+ * export, a plugin or an array of plugins, each checked (name, description, known kinds,
+ * decide). Rejects, naming the file and the problem, when one is malformed.
  */
-export async function loadPluginModule(path: string): Promise<AnyPlugin[]> {
-  const mod = (await import(pathToFileURL(path).href)) as { default?: unknown };
-  const list = Array.isArray(mod.default) ? (mod.default as unknown[]) : [mod.default];
-  for (const p of list) {
-    const q = p as Partial<AnyPlugin> | undefined;
-    if (!q || typeof q.name !== 'string' || !Array.isArray(q.kinds) || typeof q.decide !== 'function') {
-      throw new Error(`${path}: default export is not a verifier plugin (name, kinds, decide)`);
-    }
-  }
-  return list as AnyPlugin[];
-}
+export { loadPluginModule } from './verifier-setup.ts';

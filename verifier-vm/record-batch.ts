@@ -15,8 +15,9 @@ import { PROTOCOL_VERSION, type RequestOf, type SectionGrant } from '../shared/p
 import { PATCH_KIND, type PatchKindName } from '../shared/heki-descriptors.ts';
 import type { PatchRecords } from '../shared/ring/patch-records.ts';
 import type { PackedItems, PackedVerdict, ReasonTemplate } from '../shared/ring/verdict-codec.ts';
-import type { AnyPlugin, Decision, PluginContext, PluginResult } from './plugin-api.ts';
+import type { AnyPlugin, Decision, PluginContext } from './plugin-api.ts';
 import { ABSTAIN, ALLOW, CODE, DENY, ItemDecisions } from './item-decisions.ts';
+import { runCommit, runPlugins, supersedes, type CheckedResult, type PluginMode } from './plugin-result.ts';
 
 /** Re-exported: plugins build their record answers with these. */
 export { ABSTAIN, ALLOW, DENY, ItemDecisions };
@@ -104,59 +105,61 @@ function contextFor(base: Omit<PluginContext, 'config'>, configs: Readonly<Recor
 
 /**
  * Decides `batch` with `claimants` (the plugins that claim text-patch requests, in order),
- * exactly as Verifier#decide does for protocol items; calls `commit` hooks afterwards.
+ * exactly as Verifier#decide does for protocol items; calls `commit` hooks afterwards. In
+ * `async` mode a plugin's promise is awaited (plugin-result.ts), and the outcome is a promise
+ * when one was.
  */
 export function decideRecordBatch(
   batch: RecordBatch,
   claimants: readonly AnyPlugin[],
   base: Omit<PluginContext, 'config'>,
   configs: Readonly<Record<string, Readonly<Record<string, unknown>>>>,
+  mode: PluginMode = 'sync',
+): RecordBatchOutcome | Promise<RecordBatchOutcome> {
+  if (claimants.length === 0) {
+    return { verdict: { id: batch.id, ok: false, reason: 'no plugin claims text-patch requests (default deny)', plugins: [] }, grants: undefined };
+  }
+  const results = runPlugins(claimants, (p) => p.decideRecords?.(batch, contextFor(base, configs, p)) ?? p.decide(batch.request as never, contextFor(base, configs, p)), batch.records.count, mode, true);
+  return results instanceof Promise ? results.then((rs) => combineRecordResults(batch, claimants, base, configs, rs)) : combineRecordResults(batch, claimants, base, configs, results);
+}
+
+/** The verdict on `batch` from the plugins' checked results (in claimant order), then the commit hooks. */
+function combineRecordResults(
+  batch: RecordBatch,
+  claimants: readonly AnyPlugin[],
+  base: Omit<PluginContext, 'config'>,
+  configs: Readonly<Record<string, Readonly<Record<string, unknown>>>>,
+  results: readonly CheckedResult[],
 ): RecordBatchOutcome {
   const ctxFor = contextFor;
   const id = batch.id;
   const n = batch.records.count;
-  if (claimants.length === 0) {
-    return { verdict: { id, ok: false, reason: 'no plugin claims text-patch requests (default deny)', plugins: [] }, grants: undefined };
-  }
   // The winning decision of each item so far, and where its reason comes from.
-  // Working arrays, reused across batches (one batch at a time: the verifier is one thread).
+  // Working arrays, reused across batches: this combination runs to its end without a turn of
+  // the event loop, and the engine decides one request at a time (Verifier's ordering).
   const { decision: fDecision, plugin: fPlugin, template: fTemplate } = scratch(n);
   const fText: Array<string | undefined> = [];
   const pluginTemplates: Array<readonly ReasonTemplate[]> = [];
   let overall: { decision: Decision; reason: string } = { decision: 'abstain', reason: '' };
   let grants: readonly SectionGrant[] | undefined;
   const deciders: string[] = [];
-  claimants.forEach((p, pi) => {
-    let r: RecordsResult | PluginResult;
-    try {
-      r = p.decideRecords?.(batch, ctxFor(base, configs, p)) ?? p.decide(batch.request as never, ctxFor(base, configs, p));
-    } catch (e) {
-      r = { decision: 'deny', reason: `plugin ${p.name} failed: ${e instanceof Error ? e.message : String(e)}` };
-    }
-    const items = r.items;
-    const packed = items instanceof ItemDecisions ? items : undefined;
-    const listed = packed ? undefined : (items as PluginResult['items']);
-    const itemDecided = packed ? packed.allowed + packed.denied > 0 : (listed?.some((i) => i.decision !== 'abstain') ?? false);
+  results.forEach((r, pi) => {
+    const p = claimants[pi]!;
+    const packed = r.items;
+    const itemDecided = packed ? packed.allowed + packed.denied > 0 : false;
     if (r.decision !== 'abstain' || itemDecided) deciders.push(p.name);
-    if (overall.decision !== 'deny' && (r.decision === 'deny' || (r.decision === 'allow' && overall.decision === 'abstain'))) {
-      overall = { decision: r.decision, reason: `${p.name}: ${r.reason}` };
-    }
-    if ('grants' in r && r.grants && r.decision === 'allow') grants = r.grants;
+    if (supersedes(CODE[overall.decision], CODE[r.decision])) overall = { decision: r.decision, reason: `${p.name}: ${r.reason}` };
+    if (r.grants && r.decision === 'allow') grants = r.grants;
     pluginTemplates[pi] = packed ? packed.templates : [];
-    const fallback = r.decision === 'deny' ? DENY : ABSTAIN;
     // Every item abstained (a plugin's items all "abstain", or none and an overall abstain
-    // or allow, which per item counts as abstain): nothing to combine.
-    if ((packed && !itemDecided) || (!packed && !listed && r.decision !== 'deny')) return;
+    // or allow, which per item counts as abstain): nothing to combine. Without items a deny
+    // denies every item.
+    if ((packed && !itemDecided) || (!packed && r.decision !== 'deny')) return;
     for (let i = 0; i < n; i++) {
       const acc = fDecision[i] as number;
       if (acc === DENY) continue;
-      let d: number;
-      if (packed) d = packed.decision[i] as number;
-      else {
-        const it = listed?.[i];
-        d = it ? CODE[it.decision] : fallback;
-      }
-      if (d === DENY || (d === ALLOW && acc === ABSTAIN)) {
+      const d = packed ? (packed.decision[i] as number) : DENY;
+      if (supersedes(acc, d)) {
         fDecision[i] = d;
         fPlugin[i] = pi;
         if (packed) {
@@ -167,7 +170,7 @@ export function decideRecordBatch(
           if (t < 0 || fText[i] !== undefined) fText[i] = packed.textOf(i);
         } else {
           fTemplate[i] = -1;
-          fText[i] = listed?.[i]?.reason ?? r.reason;
+          fText[i] = r.reason;
         }
       }
     }
@@ -229,13 +232,7 @@ export function decideRecordBatch(
     const allOk = overall.decision === 'allow';
     verdict = { id, ok: allOk, reason: overall.decision === 'abstain' ? 'no plugin allowed this text-patch request (default deny)' : overall.reason, plugins: deciders };
   }
-  for (const p of claimants) {
-    try {
-      if (p.commitRecords) p.commitRecords(batch, verdict.ok, ctxFor(base, configs, p));
-      else p.commit?.(batch.request as never, verdict.ok, ctxFor(base, configs, p));
-    } catch {
-      // TRUST: as in Verifier#decide, a failing commit never turns a verdict around.
-    }
-  }
+  // TRUST: as in Verifier#decide, a failing commit never turns a verdict around.
+  for (const p of claimants) runCommit(() => (p.commitRecords ? p.commitRecords(batch, verdict.ok, ctxFor(base, configs, p)) : p.commit?.(batch.request as never, verdict.ok, ctxFor(base, configs, p))));
   return { verdict, grants: verdict.ok ? grants : undefined };
 }

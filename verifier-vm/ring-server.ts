@@ -60,12 +60,18 @@ export const DEFAULT_RING_TIMING: RingServerTiming = { spinMs: 2, sliceMs: 0.5 }
 
 /** What the server needs of the worker. */
 export interface RingHandlers {
-  /** Decides a text-patch batch in record form. */
-  patches(id: number, vm: string, records: PatchRecords): { verdict: PackedVerdict; grants: readonly SectionGrant[] | undefined };
-  /** Decides any other request (a protocol message; the verifier validates it). */
-  message(msg: unknown): Verdict;
+  /** Decides a text-patch batch in record form (a promise when a plugin answered with one: it is awaited). */
+  patches(id: number, vm: string, records: PatchRecords): PatchOutcome | Promise<PatchOutcome>;
+  /** Decides any other request (a protocol message; the verifier validates it); a promise as for `patches`. */
+  message(msg: unknown): Verdict | Promise<Verdict>;
   /** Takes the fault armed for the next request, if any. */
   takeFault(): InjectedFault | undefined;
+}
+
+/** What the worker answers on a record batch. */
+export interface PatchOutcome {
+  readonly verdict: PackedVerdict;
+  readonly grants: readonly SectionGrant[] | undefined;
 }
 
 /** The widest spin window (ms). */
@@ -151,7 +157,9 @@ export class RingServer {
       const sliceStart = nowMs();
       const control = Atomics.load(ctl, CTL.CONTROL);
       for (;;) {
-        if (this.#serveAll()) lastWork = nowMs();
+        const served = this.#serveAll();
+        // A decision waiting for a plugin's promise: wait for it (requests stay in order).
+        if (served === true || (served instanceof Promise && (await served))) lastWork = nowMs();
         const t = nowMs();
         if (t - sliceStart >= sliceMs || t - lastWork >= spinMs || Atomics.load(ctl, CTL.CONTROL) !== control) break;
       }
@@ -199,18 +207,19 @@ export class RingServer {
     Atomics.store(ctl, CTL.WORKER_PARKED, 0);
   }
 
-  /** Serves every request published now; true when there was one. */
-  #serveAll(): boolean {
+  /** Serves every request published now; true when there was one (a promise of it while a decision waits for a plugin). */
+  #serveAll(): boolean | Promise<boolean> {
     let any = false;
     for (;;) {
       const off = this.#req.peek();
       if (off < 0) return any;
       any = true;
-      this.#serveOne(off);
+      const pending = this.#serveOne(off);
+      if (pending) return pending.then(() => true);
     }
   }
 
-  #serveOne(off: number): void {
+  #serveOne(off: number): Promise<void> | undefined {
     const r = readRequest(this.#req, off);
     if (!r.ok) {
       if (r.size === undefined) this.#req.releaseAll();
@@ -224,21 +233,37 @@ export class RingServer {
     const fault = this.#handlers.takeFault();
     if (fault === 'crash') process.exit(70);
     if (fault === 'hang') for (;;);
-    if (fault === 'garbage') return this.#garbage();
+    if (fault === 'garbage') {
+      this.#garbage();
+      return undefined;
+    }
+    const answer = (d: Decided): void => {
+      if (fault === 'wrong-id') d.verdict = { ...d.verdict, id: d.verdict.id + 1000 };
+      this.#answer(d);
+    };
     const d = this.#decide(r.request);
-    if (fault === 'wrong-id') d.verdict = { ...d.verdict, id: d.verdict.id + 1000 };
-    this.#answer(d);
+    if (d instanceof Promise) return d.then(answer);
+    answer(d);
+    return undefined;
   }
 
   /** Decides a request: the packed verdict, and what it takes to make the protocol verdict it stands for. */
-  #decide(req: RingRequest): Decided {
+  #decide(req: RingRequest): Decided | Promise<Decided> {
     if (req.kind === 'text-patch') {
-      const { verdict, grants } = this.#handlers.patches(req.id, req.vm, req.records);
       // Grants (never from the built-in patch plugins) have no place in a verdict record.
-      return { verdict, park: grants !== undefined && grants.length > 0, grants, records: req.records, full: undefined };
+      const fromPatches = ({ verdict, grants }: PatchOutcome): Decided => ({ verdict, park: grants !== undefined && grants.length > 0, grants, records: req.records, full: undefined });
+      const out = this.#handlers.patches(req.id, req.vm, req.records);
+      return out instanceof Promise ? out.then(fromPatches) : fromPatches(out);
     }
+    const fromVerdict = (v: Verdict): Decided => ({
+      verdict: { id: v.id, ok: v.ok, reason: v.reason, plugins: v.plugins },
+      park: v.items !== undefined || v.grants !== undefined,
+      grants: undefined,
+      records: undefined,
+      full: v,
+    });
     const v = this.#handlers.message({ v: PROTOCOL_VERSION, id: req.id, vm: req.vm, kind: req.kind, name: req.name });
-    return { verdict: { id: v.id, ok: v.ok, reason: v.reason, plugins: v.plugins }, park: v.items !== undefined || v.grants !== undefined, grants: undefined, records: undefined, full: v };
+    return v instanceof Promise ? v.then(fromVerdict) : fromVerdict(v);
   }
 
   /** Writes the verdict, or parks it when the ring cannot carry it; then wakes the core if it waits. */

@@ -5,8 +5,10 @@
  *
  * It runs inside the verifier worker (verifier-vm/worker.ts); tests may run it in-process.
  */
-import { PROTOCOL_VERSION, denial, validateRequest, type PatchItem, type RequestBody, type Verdict, type VerifyRequest } from '../shared/protocol.ts';
-import type { AnyPlugin, Decision, PluginContext, PluginResult, VmState } from './plugin-api.ts';
+import { denial, validateRequest, type PatchItem, type RequestBody, type Verdict, type VerifyRequest } from '../shared/protocol.ts';
+import type { AnyPlugin, PluginContext, VmState } from './plugin-api.ts';
+import { runPlugins, type PluginMode } from './plugin-result.ts';
+import { combineResults, itemCount } from './request-verdict.ts';
 import type { Keyring } from './keyring.ts';
 import type { KernelManifest } from './manifest.ts';
 import type { AuditLog } from './audit-log.ts';
@@ -36,11 +38,6 @@ export interface VerifierStats {
   malformed: number;
 }
 
-function itemCount(r: VerifyRequest): number {
-  if (r.kind === 'text-patch') return r.items.length;
-  if (r.kind === 'set-memory') return r.ranges.length;
-  return 0;
-}
 
 /** The engine. */
 export class Verifier {
@@ -52,6 +49,9 @@ export class Verifier {
   readonly #vms = new Map<string, VmState & { onlineCpus: number }>();
   readonly #vmConfig: Map<string, CheckedVmConfig>;
   readonly stats: VerifierStats = { requests: 0, allowed: 0, denied: 0, malformed: 0 };
+  /** Asynchronous decisions started and not finished, and the end of the last one (see #ordered). */
+  #pending = 0;
+  #tail: Promise<void> = Promise.resolve();
 
   constructor(options: VerifierOptions) {
     const names = new Set<string>();
@@ -139,17 +139,32 @@ export class Verifier {
     };
   }
 
-  /** Decides one message; never throws. The verdict is audited before it is returned. */
-  verify(message: unknown): Verdict {
+  /**
+   * Decides one message; never throws. The verdict is audited before it is returned. Plain,
+   * the call is synchronous, and a plugin that answers with a promise is a denial saying so;
+   * with `{ async: true }` (the worker, `heki replay`) such an answer is awaited and the
+   * verdict comes as a promise (only then). Either way requests are decided one at a time, in
+   * the order they came: a request waits for the asynchronous decision before it.
+   */
+  verify(message: unknown): Verdict;
+  verify(message: unknown, options: { readonly async: true }): Verdict | Promise<Verdict>;
+  verify(message: unknown, options?: { readonly async?: boolean }): Verdict | Promise<Verdict> {
+    const async = options?.async === true;
+    return this.#ordered(async, () => this.#verify(message, async ? 'async' : 'sync'), () => denial(-1, BUSY));
+  }
+
+  #verify(message: unknown, mode: PluginMode): Verdict | Promise<Verdict> {
     this.stats.requests++;
     const v = validateRequest(message);
-    let verdict: Verdict;
     if (!v.ok) {
       this.stats.malformed++;
-      verdict = denial(v.id, `malformed request: ${v.error}`);
-    } else {
-      verdict = this.#decide(v.request);
+      return this.#audited(v, denial(v.id, `malformed request: ${v.error}`));
     }
+    const verdict = this.#decide(v.request, mode);
+    return verdict instanceof Promise ? verdict.then((x) => this.#audited(v, x)) : this.#audited(v, verdict);
+  }
+
+  #audited(v: ReturnType<typeof validateRequest>, verdict: Verdict): Verdict {
     if (verdict.ok) this.stats.allowed++;
     else this.stats.denied++;
     this.#audit?.append({
@@ -167,19 +182,55 @@ export class Verifier {
   }
 
   /**
+   * Runs `decide` after every asynchronous decision before it; a synchronous call while one is
+   * pending cannot wait and gets `busy()` (a denial).
+   * INVARIANT: at most one request is being decided; plugins see the state every earlier
+   * request's commits left (the kprobe plugin's commit re-checks on that assumption).
+   */
+  #ordered<T>(async: boolean, decide: () => T | Promise<T>, busy: () => T): T | Promise<T> {
+    if (this.#pending === 0) {
+      const r = decide();
+      return r instanceof Promise ? this.#track(r) : r;
+    }
+    if (!async) return busy();
+    return this.#track(this.#tail.then(decide));
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#pending++;
+    const done = p.finally(() => void this.#pending--);
+    this.#tail = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    return done;
+  }
+
+  /**
    * Decides a text-patch batch in record form (the verification ring's volume path,
    * verifier-vm/record-batch.ts): the same rules, decisions and reasons as {@link verify} on
-   * the same items, in packed form. Counted and audited like {@link verify}.
-   * The records must have passed `PatchRecords.validate()`: the ring's reader checks them.
+   * the same items, in packed form, with the same `async` option. Counted and audited like
+   * {@link verify}. The records must have passed `PatchRecords.validate()`: the ring's reader checks them.
    */
-  verifyPatchRecords(id: number, vm: string, records: PatchRecords): RecordBatchOutcome {
+  verifyPatchRecords(id: number, vm: string, records: PatchRecords): RecordBatchOutcome;
+  verifyPatchRecords(id: number, vm: string, records: PatchRecords, options: { readonly async: true }): RecordBatchOutcome | Promise<RecordBatchOutcome>;
+  verifyPatchRecords(id: number, vm: string, records: PatchRecords, options?: { readonly async?: boolean }): RecordBatchOutcome | Promise<RecordBatchOutcome> {
+    const async = options?.async === true;
+    return this.#ordered(async, () => this.#verifyPatchRecords(id, vm, records, async ? 'async' : 'sync'), () => ({ verdict: { id, ok: false, reason: BUSY, plugins: [] }, grants: undefined }));
+  }
+
+  #verifyPatchRecords(id: number, vm: string, records: PatchRecords, mode: PluginMode): RecordBatchOutcome | Promise<RecordBatchOutcome> {
     this.stats.requests++;
     const batch = recordBatch(id, vm, records);
     const state = this.vmState(vm);
     // The same context as #decide gives each plugin (no closure: this is the ring's hot path).
     const base = { manifest: state.kernel?.manifest ?? this.#manifest, keyring: this.#keyring, vm: state, facts: new Map<string, unknown>() };
     const claimants = this.#plugins.filter((p) => (p.kinds as readonly string[]).includes('text-patch'));
-    const out = decideRecordBatch(batch, claimants, base, this.#config);
+    const out = decideRecordBatch(batch, claimants, base, this.#config, mode);
+    return out instanceof Promise ? out.then((o) => this.#auditedRecords(id, vm, records, o)) : this.#auditedRecords(id, vm, records, out);
+  }
+
+  #auditedRecords(id: number, vm: string, records: PatchRecords, out: RecordBatchOutcome): RecordBatchOutcome {
     const verdict = out.verdict;
     if (verdict.ok) this.stats.allowed++;
     else this.stats.denied++;
@@ -229,7 +280,7 @@ export class Verifier {
     this.resetVm(vm);
   }
 
-  #decide(request: VerifyRequest): Verdict {
+  #decide(request: VerifyRequest, mode: PluginMode): Verdict | Promise<Verdict> {
     const claimants = this.#plugins.filter((p) => (p.kinds as readonly string[]).includes(request.kind));
     if (claimants.length === 0) return denial(request.id, `no plugin claims ${request.kind} requests (default deny)`);
     const facts = new Map<string, unknown>();
@@ -241,69 +292,13 @@ export class Verifier {
       facts,
       config: this.#config[p.name] ?? {},
     });
-    const n = itemCount(request);
-    const items: Array<{ decision: Decision; reason: string }> = Array.from({ length: n }, () => ({ decision: 'abstain', reason: '' }));
-    let overall: { decision: Decision; reason: string } = { decision: 'abstain', reason: '' };
-    let grants: PluginResult['grants'];
-    const deciders: string[] = [];
-    for (const p of claimants) {
-      let r: PluginResult;
-      try {
-        r = p.decide(request as never, ctxFor(p));
-      } catch (e) {
-        r = { decision: 'deny', reason: `plugin ${p.name} failed: ${e instanceof Error ? e.message : String(e)}` };
-      }
-      if (r.decision !== 'abstain' || r.items?.some((i) => i.decision !== 'abstain')) deciders.push(p.name);
-      overall = combine(overall, r.decision, `${p.name}: ${r.reason}`);
-      if (r.grants && r.decision === 'allow') grants = r.grants;
-      if (n > 0) {
-        for (let i = 0; i < n; i++) {
-          const d = r.items?.[i] ?? { decision: r.decision === 'deny' ? 'deny' : 'abstain', reason: r.reason };
-          items[i] = combine(items[i]!, d.decision, `${p.name}: ${d.reason}`);
-        }
-      }
-    }
-    let ok: boolean;
-    let reason: string;
-    let outItems: Verdict['items'];
-    if (n > 0) {
-      outItems = items.map((i) =>
-        i.decision === 'allow' ? { ok: true, reason: i.reason } : { ok: false, reason: i.decision === 'deny' ? i.reason : `no plugin allowed this ${request.kind} item (default deny)` },
-      );
-      const denied = outItems.filter((i) => !i.ok);
-      ok = overall.decision !== 'deny' && denied.length === 0;
-      reason = overall.decision === 'deny' ? overall.reason : ok ? `all ${n} items allowed` : `${denied.length} of ${n} items denied; first: ${denied[0]!.reason}`;
-    } else {
-      ok = overall.decision === 'allow';
-      reason = overall.decision === 'abstain' ? `no plugin allowed this ${request.kind} request (default deny)` : overall.reason;
-    }
-    for (const p of claimants) {
-      try {
-        p.commit?.(request as never, ok, ctxFor(p));
-      } catch {
-        // TRUST: a failing commit must not turn a verdict around after the fact; the plugin's
-        // state update is lost, which makes later requests fail closed, never open.
-      }
-    }
-    return {
-      v: PROTOCOL_VERSION,
-      id: request.id,
-      ok,
-      reason,
-      ...(outItems ? { items: outItems } : {}),
-      ...(ok && grants ? { grants } : {}),
-      plugins: deciders,
-    };
+    const results = runPlugins(claimants, (p) => p.decide(request as never, ctxFor(p)), itemCount(request), mode);
+    return results instanceof Promise ? results.then((rs) => combineResults(request, claimants, rs, ctxFor)) : combineResults(request, claimants, results, ctxFor);
   }
 }
 
-/** Deny beats allow beats abstain; the first reason of the winning kind is kept. */
-function combine(acc: { decision: Decision; reason: string }, d: Decision, reason: string): { decision: Decision; reason: string } {
-  if (acc.decision === 'deny') return acc;
-  if (d === 'deny') return { decision: 'deny', reason };
-  if (d === 'allow' && acc.decision === 'abstain') return { decision: 'allow', reason };
-  return acc;
-}
+/** What a synchronous call gets while an asynchronous decision is pending. */
+const BUSY = 'the verifier is deciding an asynchronous request; a synchronous verify cannot wait for it';
 
 /** What a request is about, in a few words (audit records, `heki replay`): the module, the patch count, the sections. */
 export function requestSubject(r: RequestBody): string {

@@ -44,13 +44,15 @@ const api: VerifierWorkerApi = {
     return { ok: true, plugins: verifier.plugins().map((p) => ({ name: p.name, kinds: p.kinds })), statefulTextPatch, ...(manifestInfo ? { manifest: manifestInfo } : {}) };
   },
 
-  verify(message: unknown): unknown {
+  async verify(message: unknown): Promise<unknown> {
     const fault = takeFault();
     if (fault === 'crash') process.exit(70);
     if (fault === 'hang') for (;;);
     if (fault === 'garbage') return { nonsense: true };
     if (!verifier) return { v: 1, id: -1, ok: false, reason: 'verifier not initialised', plugins: [] };
-    const v = verifier.verify(message);
+    // A plugin's promise is awaited; one that never settles is cut by the link's fail-closed
+    // timeout, which ends this worker, as it ends one that loops.
+    const v = await verifier.verify(message, { async: true });
     return fault === 'wrong-id' ? { ...v, id: v.id + 1000 } : v;
   },
 
@@ -78,7 +80,7 @@ const api: VerifierWorkerApi = {
     if (!HAVE_WAIT_ASYNC) return 'this runtime has no Atomics.waitAsync';
     const v = verifier;
     try {
-      ring = new RingServer(layout, { patches: (id, vm, records) => v.verifyPatchRecords(id, vm, records), message: (m) => v.verify(m), takeFault }, timing ?? DEFAULT_RING_TIMING);
+      ring = new RingServer(layout, { patches: (id, vm, records) => v.verifyPatchRecords(id, vm, records, { async: true }), message: (m) => v.verify(m, { async: true }), takeFault }, timing ?? DEFAULT_RING_TIMING);
     } catch (e) {
       return e instanceof Error ? e.message : String(e);
     }

@@ -6,13 +6,13 @@
  */
 import { quoteForMessage } from '../../shared/message-text.ts';
 import { checkHostFile, MAX_SMALL_INPUT_BYTES, readHostText } from '../../shared/host-file.ts';
-import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { formatLogError } from '../../shared/request-log.ts';
-import { loadPluginModule } from '../../verifier-vm/verifier-setup.ts';
-import { replayLog, type DevPlugin, type PluginConfig, type ReplaySummary, type RequestDifference } from '../replay/replay-log.ts';
+import { verifierTimeoutMs } from '../../runtime/verifier-timeout.ts';
+import type { PluginConfig, ReplaySummary, RequestDifference } from '../replay/replay-log.ts';
+import { runReplay } from '../replay/replay-runner.ts';
 import type { Decided } from '../replay/verdict-diff.ts';
 
 const USAGE = `usage: heki replay <requests.jsonl> [--plugin <module.ts>]... [--config <json|file>] [--json]
@@ -24,7 +24,9 @@ request again in the order the recorded verifier decided them (resets included),
 each request whose verdict differs from the recorded one: both decisions and reasons, and
 for batches how many items differ, with the first few (site or address, both reasons).
 Requests the core's link answered without a verifier (busy, verifier unavailable) are
-skipped. Nothing boots.
+skipped. Nothing boots. Plugins run in a worker thread: one that loops or never settles its
+promise is stopped after HEKI_VERIFIER_TIMEOUT_MS (default 5000 ms) on one request, or 20 s
+(at least twice that) while a plugin module loads, naming the line.
 
   --plugin <module>   a plugin module (default export: a plugin or an array of them), as
                       WorkerInit.pluginModules loads them; may be repeated. A plugin named
@@ -33,7 +35,8 @@ skipped. Nothing boots.
                       the recorded plugins
   --config <json>     plugin configuration by plugin name, as JSON or a JSON file:
                       {"kprobe-one-symbol":{"symbol":"vfs_read","length":512}}; replaces the
-                      recorded configuration of the plugins it names
+                      recorded configuration of the plugins it names; every name must be a
+                      plugin of the replayed verifier
   --json              print one object {"file","requests","replayed","same","skipped",
                       "complete","differences":[{"line","seq","vm","kind","subject",
                       "recorded":{"ok","reason"},"replayed":{"ok","reason"},
@@ -41,9 +44,14 @@ skipped. Nothing boots.
                       "grants"?}]}
 
 Exit 0 when no verdict differs, 1 when one does, 2 on bad usage, a malformed log (the line
-and the problem named), a plugin module that does not exist or fails to load (named), or a
-recorded verifier that cannot be rebuilt.
+and the problem named), a plugin module that does not exist, fails to load or holds a
+malformed plugin (named), configuration for a plugin that does not run, a recorded verifier
+that cannot be rebuilt, or a plugin stopped at its time bound. A plugin's malformed answer
+is a denial naming it (a verdict difference), never a crash.
 `;
+
+/** How long one request may take to be decided again without HEKI_VERIFIER_TIMEOUT_MS: the verifier link's default. */
+const DEFAULT_REQUEST_MS = 5000;
 
 /** `--config`: inline JSON or a JSON file, an object of objects. */
 function parseConfig(text: string, cwd: string): PluginConfig {
@@ -66,42 +74,6 @@ function parseConfig(text: string, cwd: string): PluginConfig {
   if (!isObj(v)) throw new UsageError(`${what}: must be an object of plugin names to configuration objects`);
   for (const [k, c] of Object.entries(v)) if (!isObj(c)) throw new UsageError(`${what}: the configuration of ${k} must be an object`);
   return v as PluginConfig;
-}
-
-/**
- * Why a plugin outside this checkout may fail to load, when that is the likely cause: it
- * imports heki-sim by name, which resolves only where heki-sim is installed (or inside the
- * checkout), and its folder must be an ES module package.
- */
-function setupHint(path: string): string {
-  try {
-    createRequire(path).resolve('heki-sim/package.json');
-    return '';
-  } catch {
-    return ` (heki-sim cannot be resolved from ${path}: a plugin outside the heki-sim checkout needs a project with "type": "module" and heki-sim installed, 'npm install --save-dev <heki-sim folder>'; 'heki plugin new' prints the setup)`;
-  }
-}
-
-/** Loads the plugins under development; the error names the module and the problem. */
-async function loadDevPlugins(paths: readonly string[], cwd: string): Promise<DevPlugin[] | string> {
-  const out: DevPlugin[] = [];
-  for (const given of paths) {
-    const path = resolve(cwd, given);
-    const file = checkHostFile(path, { maxBytes: MAX_SMALL_INPUT_BYTES * 16 });
-    if (!file.ok) return `--plugin ${file.error}`;
-    let plugins;
-    try {
-      plugins = await loadPluginModule(path);
-    } catch (e) {
-      return `--plugin ${path}: cannot load: ${(e instanceof Error ? e.message : String(e)).replace(/\s*\n\s*/g, ' ')}${setupHint(path)}`;
-    }
-    for (const plugin of plugins) {
-      const twice = out.find((p) => p.plugin.name === plugin.name);
-      if (twice) return `--plugin ${path}: a plugin named ${plugin.name} is already loaded from ${twice.path}`;
-      out.push({ plugin, path });
-    }
-  }
-  return out;
 }
 
 const decided = (d: Decided | null): string => (d === null ? 'missing' : d.ok ? 'allowed' : 'denied');
@@ -158,20 +130,29 @@ export const replayCommand: CliCommand = {
         return EXIT_USAGE;
       }
       const config = values.config !== undefined ? parseConfig(values.config, io.cwd) : undefined;
-      const plugins = await loadDevPlugins(values.plugin ?? [], io.cwd);
-      if (typeof plugins === 'string') {
-        io.err(`heki replay: ${plugins}\n`);
+      const timeout = verifierTimeoutMs(undefined);
+      if (!timeout.ok) throw new UsageError(timeout.error);
+      const requestMs = timeout.value ?? DEFAULT_REQUEST_MS;
+      const started = performance.now();
+      // Plugin code runs in a worker thread under a watchdog: one that loops or never settles
+      // is stopped, naming the line (cli/replay/replay-runner.ts).
+      const r = await runReplay(
+        { file, pluginPaths: values.plugin ?? [], cwd: io.cwd, ...(config ? { config } : {}) },
+        { requestMs, loadMs: Math.max(20_000, 2 * requestMs), startMs: 120_000 },
+        (d) => {
+          if (!values.json) io.out(formatDifference(d));
+        },
+      );
+      if (r.kind === 'usage' || r.kind === 'stopped') {
+        io.err(`heki replay: ${r.message}\n`);
         return EXIT_USAGE;
       }
-      const started = performance.now();
-      const r = await replayLog(file, { plugins, ...(config ? { config } : {}) }, (d) => {
-        if (!values.json) io.out(formatDifference(d));
-      });
-      if (!r.ok) {
+      if (r.kind === 'log-error') {
         io.err(`heki replay: ${formatLogError(display, r.error)}\n`);
         return EXIT_USAGE;
       }
-      const s = r.value;
+      const plugins = r.plugins;
+      const s = r.summary;
       const seconds = (performance.now() - started) / 1000;
       if (!s.complete) io.err(`heki replay: warning: ${display} has no end line: the recording was cut short; replayed what it holds\n`);
       if (values.json) {
@@ -183,13 +164,13 @@ export const replayCommand: CliCommand = {
           same: s.same,
           skipped: s.skipped,
           complete: s.complete,
-          plugins: plugins.map((p) => ({ name: p.plugin.name, path: p.path, replaces: s.replaced.get(p.plugin.name) ?? false })),
+          plugins: plugins.map((p) => ({ name: p.name, path: p.path, replaces: s.replaced.get(p.name) ?? false })),
           differences: s.differences,
         };
         io.out(`${JSON.stringify(json)}\n`);
       } else {
         const pluginLine = plugins.length
-          ? plugins.map((p) => `${p.plugin.name}${s.replaced.get(p.plugin.name) ? ' (replaces the recorded one)' : ''}`).join(', ')
+          ? plugins.map((p) => `${p.name}${s.replaced.get(p.name) ? ' (replaces the recorded one)' : ''}`).join(', ')
           : 'none (the recorded plugins only)';
         io.out(`\n${display}: scenario '${s.header.scenario ?? '?'}', recorded ${s.header.created}; ${s.verifiers} verifier${s.verifiers === 1 ? '' : 's'}, ${s.resets} reset${s.resets === 1 ? '' : 's'}; plugins under test: ${pluginLine}\n`);
         io.out(formatTable(s));

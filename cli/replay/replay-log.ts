@@ -37,6 +37,16 @@ export interface ReplayOptions {
   readonly plugins: readonly DevPlugin[];
   /** Configuration by plugin name, replacing the recorded configuration of those plugins. */
   readonly config?: PluginConfig;
+  /** Hears what the replay works on, before it starts on it (a watchdog's view: cli/replay/replay-runner.ts). */
+  readonly watch?: ReplayWatch;
+}
+
+/** What a replay is busy with, told before each step that runs plugin code. */
+export interface ReplayWatch {
+  /** Rebuilding the verifier of a `verifier` line (its plugin modules are imported). */
+  rebuilding(line: number): void;
+  /** Deciding the request of `line` again. */
+  deciding(line: number, kind: string): void;
 }
 
 /** A request whose replayed verdict differs. */
@@ -127,6 +137,7 @@ export async function replayLog(path: string, options: ReplayOptions, onDifferen
     const { line, entry } = read;
     switch (entry.type) {
       case 'verifier': {
+        options.watch?.rebuilding(line);
         const v = await rebuild(entry.init, options, replaced);
         if (!v.ok) return err({ line, message: `cannot rebuild the recorded verifier: ${v.error}` });
         verifiers.set(entry.vm, v.value);
@@ -164,7 +175,8 @@ export async function replayLog(path: string, options: ReplayOptions, onDifferen
         }
         const v = verifiers.get(entry.vm) ?? latest;
         if (!v) return err({ line, message: 'a request before any verifier line' });
-        const replayed = decide(v, request, nextId++);
+        options.watch?.deciding(line, entry.kind);
+        const replayed = await decide(v, request, nextId++);
         const d = diffVerdicts(request, recorded, replayed);
         if (!d) {
           same++;
@@ -196,14 +208,17 @@ async function rebuild(init: RecordedVerifierInit, options: ReplayOptions, repla
   return built.ok ? ok(built.value.verifier) : built;
 }
 
-/** Decides `request` again: text patches on the record path when they fit records, the rest as the worker's comlink path does. */
-function decide(v: Verifier, request: NonNullable<LogRequest['request']>, id: number): Replayed {
+/**
+ * Decides `request` again: text patches on the record path when they fit records, the rest as
+ * the worker's comlink path does; a plugin's promise is awaited, as the worker awaits it.
+ */
+async function decide(v: Verifier, request: NonNullable<LogRequest['request']>, id: number): Promise<Replayed> {
   if (request.kind === 'text-patch') {
     const records = PatchRecords.fromItems(request.items);
     if (typeof records !== 'string') {
-      const out = v.verifyPatchRecords(id, request.vm, records);
+      const out = await v.verifyPatchRecords(id, request.vm, records, { async: true });
       return { form: 'packed', verdict: out.verdict, records, ...(out.grants ? { grants: out.grants } : {}) };
     }
   }
-  return { form: 'verdict', verdict: v.verify({ ...request, v: PROTOCOL_VERSION, id }) };
+  return { form: 'verdict', verdict: await v.verify({ ...request, v: PROTOCOL_VERSION, id }, { async: true }) };
 }

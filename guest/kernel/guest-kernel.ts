@@ -61,18 +61,25 @@ export class GuestKernel {
     this.poker = new TextPoker(booted.heki.hv);
     const trampoline = booted.image.systemMap.address('ftrace_caller');
     if (trampoline === undefined) throw new Error('System.map has no ftrace_caller');
-    this.ftrace = new Ftrace(this.poker, trampoline);
-    const initText = booted.image.sectionByName('.init.text');
-    const inInit = (a: bigint): boolean => initText !== undefined && a >= initText.vaddr && a < initText.vaddr + BigInt(initText.size);
+    this.ftrace = new Ftrace(this.poker, trampoline, booted.image.systemMap.address('ftrace_regs_caller') ?? trampoline);
+    const inInit = kernelInitMemory(booted.image);
     // Runtime ftrace has the live sites only: init memory was freed at the end of boot.
     this.ftrace.addSites(
       booted.image.mcountSites.filter((s) => !inInit(s.address)).map((s) => ({ address: s.address, func: booted.image.systemMap.symbolize(s.address).replace(/\+0x0$/, '') })),
     );
     this.jumpLabels = new JumpLabels(this.poker);
+    // Every entry is kept, so a key whose sites are all in init memory is still a key, but an
+    // init one is never patched (jump_label_can_update), as jump_label_init marks it.
     this.jumpLabels.addEntries(
-      booted.image.jumpEntries
-        .filter((e) => !inInit(e.site))
-        .map((e) => ({ site: e.site, target: e.target, key: e.key, branch: (e.flags & 1) === 1, length: e.length as 2 | 5, current: this.#read(e.site, e.length) })),
+      booted.image.jumpEntries.map((e) => ({
+        site: e.site,
+        target: e.target,
+        key: e.key,
+        branch: (e.flags & 1) === 1,
+        length: e.length as 2 | 5,
+        init: inInit(e.site),
+        current: inInit(e.site) ? new Uint8Array(e.length) : this.#read(e.site, e.length),
+      })),
     );
     const map = booted.image.systemMap;
     const return0 = map.address('__static_call_return0');
@@ -90,7 +97,7 @@ export class GuestKernel {
     this.staticCalls.addKeys(booted.image.staticCalls.keys.map((k) => ({ key: k.key, name: k.name, trampoline: k.trampoline })));
     // Like ftrace and jump labels, only live sites: init text is gone after boot.
     this.staticCalls.addSites(booted.image.staticCalls.sites.filter((s) => !inInit(s.site)).map((s) => ({ site: s.site, key: s.key, tail: s.tail })));
-    this.kprobes = new Kprobes(this.poker, (va) => this.#read(va, 1)[0]);
+    this.kprobes = new Kprobes(this.poker, (va) => this.#read(va, 1)[0], this.ftrace);
     this.smp = new SmpAlternatives(
       (patches) => this.poker.poke(patches),
       (va) => {
@@ -135,9 +142,22 @@ export class GuestKernel {
       const base = secAddr.get(sym.shndx);
       if (base !== undefined && sym.type === 2 /* STT_FUNC */) funcAt.set(base + sym.value, sym.name);
     }
-    this.ftrace.addSites(m.image.mcountSites.map((a) => ({ address: a, func: `${funcAt.get(a) ?? `0x${a.toString(16)}`} [${m.name}]` })));
+    // 6.1 frees the module's init layout once its init returns (do_init_module), before any
+    // runtime patch can come: ftrace drops its sites there (ftrace_free_mem), and jump labels
+    // there are init entries (jump_label_add_module: within_module_init), never patched again.
+    // The loader keeps the pages until unload (module-loader.ts), but no patch goes there.
+    const inInit = (a: bigint): boolean => m.init !== undefined && a >= m.init.va && a < m.init.va + BigInt(m.init.pages) * 4096n;
+    this.ftrace.addSites(m.image.mcountSites.filter((a) => !inInit(a)).map((a) => ({ address: a, func: `${funcAt.get(a) ?? `0x${a.toString(16)}`} [${m.name}]` })));
     this.jumpLabels.addEntries(
-      m.image.jumpEntries.map((e) => ({ site: e.site, target: e.target, key: e.key, branch: (e.flags & 1) === 1, length: e.len, current: this.#read(e.site, e.len) })),
+      m.image.jumpEntries.map((e) => ({
+        site: e.site,
+        target: e.target,
+        key: e.key,
+        branch: (e.flags & 1) === 1,
+        length: e.len,
+        init: inInit(e.site),
+        current: inInit(e.site) ? new Uint8Array(e.len) : this.#read(e.site, e.len),
+      })),
     );
     this.smp.add(m.name, m.image.smpLocks);
   }
@@ -147,4 +167,17 @@ export class GuestKernel {
     this.jumpLabels.removeSites(new Set(m.image.jumpEntries.map((e) => e.site)));
     this.smp.remove(m.name);
   }
+}
+
+/**
+ * Whether an address lies in the kernel's init memory, [__init_begin, __init_end): what
+ * init_section_contains() tests and free_initmem() frees, `.init.text` and the built-in
+ * `.exit.text` among it (arch/x86/kernel/vmlinux.lds.S). Without those symbols, `.init.text`.
+ */
+export function kernelInitMemory(image: KernelImage): (a: bigint) => boolean {
+  const begin = image.systemMap.address('__init_begin');
+  const end = image.systemMap.address('__init_end');
+  if (begin !== undefined && end !== undefined && end > begin) return (a) => a >= begin && a < end;
+  const t = image.sectionByName('.init.text');
+  return (a) => t !== undefined && a >= t.vaddr && a < t.vaddr + BigInt(t.size);
 }

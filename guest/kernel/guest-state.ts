@@ -46,6 +46,8 @@ export interface GuestKernelState {
   readonly modules: { readonly percpuNext: bigint; readonly loaded: readonly LoadedModuleState[] };
   readonly ftraceEnabled: readonly bigint[];
   readonly kprobes: ReadonlyArray<[bigint, number]>;
+  /** Kprobes armed through ftrace, by site (absent in images made before they existed: none). */
+  readonly ftraceKprobes?: readonly bigint[];
   readonly staticCalls: ReadonlyArray<[bigint, bigint | null]>;
   readonly bpf: readonly BpfProgram[];
   /** `boot_cpu_data` as the kernel detected it at boot (it lives in the kernel's memory). */
@@ -73,6 +75,7 @@ export function saveGuestKernel(k: GuestKernel): GuestKernelState {
     modules: k.modules.exportState(),
     ftraceEnabled: k.ftrace.enabledSites(),
     kprobes: k.kprobes.exportState(),
+    ftraceKprobes: k.ftrace.kprobeSites(),
     staticCalls,
     bpf: [...k.bpf.programs.values()].map((p) => ({ ...p })),
     bootCpuData: k.bootCpuData,
@@ -108,6 +111,7 @@ export function restoreGuestKernel(cpu: GuestCpu, image: KernelImage, state: Gue
   if (!mods.ok) return mods;
   k.ftrace.restoreEnabled(state.ftraceEnabled);
   k.kprobes.importState(state.kprobes);
+  k.ftrace.restoreKprobes(state.ftraceKprobes ?? []);
   for (const [key, f] of state.staticCalls) k.staticCalls.restoreCurrent(key, f);
   for (const p of state.bpf) k.bpf.programs.set(p.name, { ...p });
   return ok(k);

@@ -10,7 +10,7 @@
  * Not modelled: running the module's init function, freeing the init layout after it (the
  * init sections stay until unload), copying per-CPU initial data to each CPU.
  */
-import { buildModuleImage, parseModuleFile, readModinfo, type GroupRange, type ModuleImage, type PlacedSectionRef } from '../../shared/module/index.ts';
+import { buildModuleImage, normalizeModuleName, parseModuleFile, readModinfo, type GroupRange, type ModuleImage, type PlacedSectionRef } from '../../shared/module/index.ts';
 import { allocateModuleMemory, type ModulePlacement } from './module-memory.ts';
 
 export type { ModulePlacement, VaRange } from './module-memory.ts';
@@ -99,8 +99,9 @@ export class ModuleLoader {
     return undefined;
   }
 
-  /** Loads `name` from `source` after its dependencies, like modprobe. */
-  async modprobe(name: string, source: ModuleSource, chain: readonly string[] = []): Promise<Result<LoadedModule[], string>> {
+  /** Loads `name` (either spelling, `-` or `_`: module-name.ts) from `source` after its dependencies, like modprobe. */
+  async modprobe(given: string, source: ModuleSource, chain: readonly string[] = []): Promise<Result<LoadedModule[], string>> {
+    const name = normalizeModuleName(given);
     if (chain.includes(name)) return err(`dependency cycle: ${[...chain, name].join(' -> ')}`);
     const existing = this.loaded.get(name);
     if (existing) return ok([]);
@@ -242,8 +243,9 @@ export class ModuleLoader {
     return ok(undefined);
   }
 
-  /** Unloads `name`; refused while another loaded module depends on it. */
-  async unload(name: string): Promise<Result<void, string>> {
+  /** Unloads `name` (either spelling, as rmmod normalises it); refused while another loaded module depends on it. */
+  async unload(given: string): Promise<Result<void, string>> {
+    const name = normalizeModuleName(given);
     const m = this.loaded.get(name);
     if (!m) return err(`module ${name} is not loaded`);
     const users = [...this.loaded.values()].filter((o) => o.depends.includes(name)).map((o) => o.name);

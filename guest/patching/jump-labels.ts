@@ -3,6 +3,11 @@
  * rewrites every `__jump_table` entry of that key between the NOP and the jump to the entry's
  * target, through the authenticated text-poke path. An entry jumps when the key's state
  * differs from the entry's branch bit (jump_label_type(): enabled ^ branch).
+ *
+ * Entries in init memory (the kernel's [__init_begin, __init_end), `.exit.text` included, and
+ * a module's init layout) stay the key's, but are never patched after init: 6.1's
+ * jump_label_can_update() skips an entry marked init (jump_label_init, jump_label_add_module),
+ * so enabling a key whose only sites are there succeeds and patches nothing.
  */
 import { NOP2, NOP5, encodeJumpLabel } from '../../shared/x86/patch-encodings.ts';
 import type { PatchRequest } from '../../shared/heki-descriptors.ts';
@@ -16,6 +21,8 @@ export interface JumpLabel {
   /** The entry's branch bit (bit 0 of its key field). */
   readonly branch: boolean;
   readonly length: 2 | 5;
+  /** In freed init memory: kept for the key, never patched (jump_entry_is_init). */
+  readonly init?: boolean;
 }
 
 /** Static keys of the kernel and its modules. */
@@ -32,7 +39,7 @@ export class JumpLabels {
       const list = this.#byKey.get(e.key) ?? [];
       list.push(e);
       this.#byKey.set(e.key, list);
-      this.#state.set(e.site, Uint8Array.from(e.current));
+      if (!e.init) this.#state.set(e.site, Uint8Array.from(e.current));
     }
   }
 
@@ -72,6 +79,7 @@ export class JumpLabels {
     if (!list) return { ok: false, reason: `no jump label uses key 0x${key.toString(16)}`, denied: [], applied: 0, entries: 0 };
     const patches: PatchRequest[] = [];
     for (const e of list) {
+      if (e.init) continue;
       const want = encodeJumpLabel(e.site, e.length, e.target, enabled !== e.branch);
       const cur = this.#state.get(e.site) ?? Uint8Array.from(e.length === 2 ? NOP2 : NOP5);
       if (cur.every((b, i) => b === want[i])) continue;

@@ -43,6 +43,11 @@ export interface VerifierLinkOptions {
   readonly init: WorkerInit;
   /** How long one request may take before it is denied and the worker killed (default 5000 ms). */
   readonly timeoutMs?: number;
+  /**
+   * How long a running worker's init (keyring, manifest, plugin modules) may take before the
+   * worker is stopped and the init fails (default 2 x `timeoutMs`, at least 20 s).
+   */
+  readonly initTimeoutMs?: number;
   /** Keep a spare worker warm (default true). */
   readonly spare?: boolean;
   /** How long `dispose` waits for workers to exit (default 10000 ms). */
@@ -377,7 +382,10 @@ export class VerifierLink {
 
   /** A worker with this link's ring, if it uses one. */
   static #newWorker(opts: VerifierLinkOptions): WorkerHandle {
-    return opts.transport === 'comlink' ? new WorkerHandle(opts.init) : new WorkerHandle(opts.init, opts.ring ?? {}, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
+    const initTimeoutMs = opts.initTimeoutMs ?? Math.max(20_000, 2 * (opts.timeoutMs ?? 5000));
+    return opts.transport === 'comlink'
+      ? new WorkerHandle(opts.init, undefined, undefined, initTimeoutMs)
+      : new WorkerHandle(opts.init, opts.ring ?? {}, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, initTimeoutMs);
   }
 
   /** Starts a worker whose readiness includes replaying the journal. */

@@ -38,9 +38,12 @@ export class WorkerHandle {
 
   /**
    * Starts the worker with `init`; with `ring`, a verification ring beside comlink, bounded to
-   * `maxInFlight` requests (the worker attaches it before it counts as ready).
+   * `maxInFlight` requests (the worker attaches it before it counts as ready). Once the
+   * worker runs, its init (keyring, manifest, plugin modules) has `initTimeoutMs`: a plugin
+   * module that loops while it is imported, or never finishes loading, ends the worker and
+   * the init fails naming the bound, instead of hanging whoever waits for the verifier.
    */
-  constructor(init: WorkerInit, ring?: RingOptions, maxInFlight = 256) {
+  constructor(init: WorkerInit, ring?: RingOptions, maxInFlight = 256, initTimeoutMs = 20_000) {
     this.worker = new Worker(WORKER_ENTRY);
     // Every control-plane post rings the ring's doorbell: a worker whose ring loop spins or is
     // parked in a blocking Atomics.wait serves its message port only when told to.
@@ -59,10 +62,16 @@ export class WorkerHandle {
     // The worker keeps the process alive only while something waits on it (init, replays,
     // requests in flight); an idle verifier does not stop the process from exiting.
     this.hold();
-    this.#init = Promise.race([
-      this.api.init(init).catch((e: unknown) => ({ ok: false as const, error: `init failed: ${String(e)}` })),
-      died,
-    ])
+    // The first answer comes once the worker's code is loaded (seconds on a busy host, not
+    // counted against the bound); from then on, init is bounded.
+    const initCall = this.api.stats().then((): Promise<InitResult> => {
+      const timer = setTimeout(
+        () => this.markDead(`the verifier's init did not finish within ${initTimeoutMs} ms (a plugin module that loops or never finishes loading?); the worker was stopped`),
+        initTimeoutMs,
+      );
+      return this.api.init(init).finally(() => clearTimeout(timer));
+    });
+    this.#init = Promise.race([initCall.catch((e: unknown) => ({ ok: false as const, error: `init failed: ${String(e)}` })), died])
       .then(async (r) => {
         if (r.ok && ring) await this.#attachRing(ring, maxInFlight);
         this.#initOk = r.ok;

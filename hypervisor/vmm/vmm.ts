@@ -99,6 +99,15 @@ export interface VmmConfig {
   readonly observer?: VmObserver;
 }
 
+/**
+ * The VM's configuration as data: everything of {@link VmmConfig} but the host-side objects
+ * (reactions, identity, observer), which the host supplies again wherever the VM runs. A
+ * migration carries it whole (runtime/lifecycle/migration.ts), so a field added to VmmConfig
+ * survives without anyone listing it; it must stay plain data (shared/vm-image.ts
+ * encodeStructured).
+ */
+export type VmSettings = Omit<VmmConfig, 'policy' | 'identity' | 'observer'>;
+
 /** Who a VM is, for its state images: kept across hibernation and migration. */
 export interface VmIdentity {
   /** 32 hex digits, drawn when the VM was first created. */
@@ -171,6 +180,12 @@ export class Vmm implements ExitSink {
     this.hostMemory = new HostMemory(this.core.memory, this.core.memoryAttributes, recorder);
     const diskPort = new DmaPort('virtio-blk', this.core.ept, this.hostMemory, recorder);
     this.devices = { disk: new VirtioBlk(diskPort, config.disk ?? { sectors: 2048 }) };
+  }
+
+  /** The configuration this VM was started with, as data ({@link VmSettings}). */
+  get settings(): VmSettings {
+    const { policy, identity, observer, ...settings } = this.#config;
+    return settings;
   }
 
   /** The VM's name (its verifier requests' `vm`), id and the key id of its state images. */

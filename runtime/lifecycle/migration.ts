@@ -8,9 +8,10 @@
  * vm-state-image.ts), plus:
  * - `guest`: the guest kernel's bookkeeping (guest/kernel/guest-state.ts), guest data the
  *   host carries without interpreting;
- * - `platform`: what the destination needs to stand the VM up: the verifier's keyring and
- *   boot manifest (and plugin configuration), the audit log's head at the source, the disk's
- *   written sectors, the RAM size.
+ * - `platform`: what the destination needs to stand the VM up: the VM's whole configuration
+ *   (the source VMM's {@link VmSettings}: RAM and disk size, vCPUs, protected-memory mode and
+ *   whatever VmmConfig holds), the verifier's keyring and boot manifest (and plugin
+ *   configuration), the audit log's head at the source, the disk's written sectors.
  *
  * TRUST: the destination believes nothing in a snapshot before it checked the signature
  * against the one source key its operator trusts (`trust`): the keyring in it is what the new
@@ -22,7 +23,7 @@ import { createHash } from 'node:crypto';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import { checkVmImage, decodeStructured, decodeVmImage, encodeStructured } from '../../shared/vm-image.ts';
-import { Vmm } from '../../hypervisor/vmm/vmm.ts';
+import { Vmm, type VmSettings } from '../../hypervisor/vmm/vmm.ts';
 import { VerifierLink } from '../../hypervisor/verifier-link/verifier-link.ts';
 import { manifestLayout } from '../../hypervisor/vmm/lifecycle/boot-kernel.ts';
 import { applyVmImage, captureVmImage, imageCpu } from '../../hypervisor/vmm/lifecycle/vm-state-image.ts';
@@ -40,8 +41,11 @@ import { observePort } from '../../hypervisor/observe/observed-port.ts';
 
 /** What the `platform` section holds. */
 export interface SnapshotPlatform {
-  readonly version: 1;
+  /** 2; version 1 images (without `vm`) still restore, with the disk sized by its written sectors. */
+  readonly version: 2;
   readonly memoryBytes: bigint;
+  /** The source VM's configuration, carried whole: the destination VMM starts with exactly it. */
+  readonly vm: VmSettings;
   readonly keyring: KeyringData;
   /** The verifier's own (boot) manifest; a kexec'd kernel's travels in the verifier section. */
   readonly manifest: string;
@@ -58,8 +62,9 @@ export async function snapshotVm(vmm: Vmm, kernel: GuestKernel, host: MachineHos
   const { keyring, manifest, ...verifier } = host.verifierInit;
   if (manifest === undefined) return err('the verifier was started without a manifest');
   const platform: SnapshotPlatform = {
-    version: 1,
+    version: 2,
     memoryBytes: vmm.core.memory.size,
+    vm: vmm.settings,
     keyring,
     manifest,
     verifier,
@@ -123,8 +128,12 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
   const p = decodeStructured(platformBytes);
   const g = decodeStructured(guestBytes);
   if (!p.ok || !g.ok) return fail('malformed', `the snapshot's platform or guest section does not decode: ${!p.ok ? p.error : !g.ok ? g.error : ''}`);
-  const platform = p.value as SnapshotPlatform;
-  if (platform?.version !== 1 || typeof platform.manifest !== 'string' || typeof platform.memoryBytes !== 'bigint') return fail('malformed', 'the platform section is not a version 1 platform');
+  const platform = p.value as SnapshotPlatform | (Omit<SnapshotPlatform, 'version' | 'vm'> & { readonly version: 1 });
+  if ((platform?.version !== 1 && platform?.version !== 2) || typeof platform.manifest !== 'string' || typeof platform.memoryBytes !== 'bigint') {
+    return fail('malformed', 'the platform section is not a version 1 or 2 platform');
+  }
+  const settings = vmSettingsOf(platform);
+  if (typeof settings === 'string') return fail('malformed', `the platform section's VM configuration: ${settings}`);
   const layout = manifestLayout(platform.manifest);
   if (!layout.ok) return fail('malformed', `the boot manifest: ${layout.error}`);
   // The VM's CPU model is VM configuration: the destination runs the source's, online CPUs included.
@@ -159,11 +168,10 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
   }
   const audit = opts.audit ?? AuditLog.inMemory();
   const vmm = new Vmm({
-    memoryBytes: platform.memoryBytes,
+    ...settings,
     name: h.vm,
     identity,
     cpu: cpu.value.model,
-    disk: { sectors: Math.max(2048, ...platform.disk.map(([s]) => s + 1)) },
     ...(opts.host.policy ? { policy: opts.host.policy } : {}),
     ...(opts.host.physBits !== undefined ? { physBits: opts.host.physBits } : {}),
     ...(observer ? { observer } : {}),
@@ -208,4 +216,20 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
     },
     source: { vm: h.vm, vmId: h.vmId, keyId: h.keyId, created: h.created, auditHead: platform.auditHead },
   });
+}
+
+/**
+ * The configuration the destination VM starts with: the source's, checked against the rest
+ * of the platform section (its RAM size, a disk that holds every written sector); for a
+ * version 1 image, which did not carry it, the RAM size and a disk just large enough.
+ */
+function vmSettingsOf(platform: { readonly version: 1 | 2; readonly memoryBytes: bigint; readonly vm?: VmSettings; readonly disk: ReadonlyArray<[number, Uint8Array]> }): VmSettings | string {
+  const needed = Math.max(0, ...platform.disk.map(([s]) => s + 1));
+  if (platform.version === 1) return { memoryBytes: platform.memoryBytes, disk: { sectors: Math.max(2048, needed) } };
+  const vm = platform.vm;
+  if (typeof vm !== 'object' || vm === null) return 'missing';
+  if (vm.memoryBytes !== platform.memoryBytes) return `RAM size ${String(vm.memoryBytes)} differs from the memory's ${platform.memoryBytes}`;
+  const sectors = vm.disk?.sectors ?? 2048;
+  if (!Number.isSafeInteger(sectors) || sectors < needed) return `a disk of ${String(sectors)} sectors cannot hold the written sector ${needed - 1}`;
+  return vm;
 }

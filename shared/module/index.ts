@@ -10,3 +10,4 @@ export * from './module-sections.ts';
 export * from './placed-memory.ts';
 export * from './relocate.ts';
 export * from './symbols.ts';
+export * from './module-name.ts';

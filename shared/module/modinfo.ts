@@ -6,6 +6,7 @@
  * must be loaded first, comma-separated and possibly empty.
  */
 
+import { normalizeModuleName } from './module-name.ts';
 import type { Elf64 } from '../elf/elf64.ts';
 import { SHT_NOBITS } from '../elf/types.ts';
 import { err, ok, type Result } from '../result.ts';
@@ -17,7 +18,11 @@ export interface Modinfo {
   readonly entries: ReadonlyMap<string, readonly string[]>;
   /** `name=` (the module name the kernel uses, `KBUILD_MODNAME`). */
   readonly name: string | undefined;
-  /** `depends=`, split on commas; empty when the field is empty or absent. */
+  /**
+   * `depends=`, split on commas, each name normalised as kmod does (`-` to `_`,
+   * module-name.ts), so it compares equal to the `name=` of the module it means; empty when
+   * the field is empty or absent.
+   */
   readonly depends: readonly string[];
   /** `vermagic=`. */
   readonly vermagic: string | undefined;
@@ -66,7 +71,7 @@ export function parseModinfo(bytes: Uint8Array): Result<Modinfo, ModuleError> {
   return ok({
     entries,
     name: get('name'),
-    depends: dependsText === '' ? [] : dependsText.split(',').filter((d) => d !== ''),
+    depends: dependsText === '' ? [] : dependsText.split(',').filter((d) => d !== '').map(normalizeModuleName),
     vermagic: get('vermagic'),
     license: get('license'),
     intree: get('intree') === 'Y',

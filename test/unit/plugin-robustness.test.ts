@@ -7,7 +7,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { checkProperty, scaledRuns } from '../helpers/fuzz.ts';
 import { PROTOCOL_VERSION, validateRequest, type PatchItem, type VerifyRequest } from '../../shared/protocol.ts';
-import type { AnyPlugin, PluginContext } from '../../verifier-vm/plugin-api.ts';
+import type { PluginContext, VerifierPlugin } from '../../verifier-vm/plugin-api.ts';
 import { codeLoadPlugin } from '../../verifier-vm/plugins/code-load.ts';
 import { ftracePlugin } from '../../verifier-vm/plugins/ftrace.ts';
 import { jumpLabelPlugin } from '../../verifier-vm/plugins/jump-label.ts';
@@ -17,7 +17,7 @@ import { setMemoryPlugin } from '../../verifier-vm/plugins/set-memory.ts';
 import { staticCallPlugin } from '../../verifier-vm/plugins/static-call.ts';
 import { K, MOD, SC, context, freshVm, syntheticModule } from './plugin-synthetic.ts';
 
-const PLUGINS = [ftracePlugin, jumpLabelPlugin, staticCallPlugin, kprobePlugin, setMemoryPlugin, codeLoadPlugin, kernelTextPlugin] as AnyPlugin[];
+const PLUGINS = [ftracePlugin, jumpLabelPlugin, staticCallPlugin, kprobePlugin, setMemoryPlugin, codeLoadPlugin, kernelTextPlugin] as VerifierPlugin[];
 const DECISIONS = new Set(['allow', 'deny', 'abstain']);
 
 /** Addresses near the interesting ones, plus anything. */

@@ -5,7 +5,9 @@
  * the 5-byte NOP and `call <trampoline>`. An item is allowed when:
  *
  * 1. a manifest is loaded;
- * 2. the site is an exact `__mcount_loc` entry of the kernel (manifest) or of a verified module;
+ * 2. the site is an exact `__mcount_loc` entry of the kernel (manifest) or of a verified
+ *    module's core text (its init text is freed after its init, and its sites with it:
+ *    module-end-state.ts keeps only the others);
  * 3. it is not in `.init.text` after the boot check passed (init text is freed by then);
  * 4. the patch is 5 bytes;
  * 5. the old bytes equal the bytes in memory (the core's snapshot);

@@ -250,10 +250,14 @@ function verifiedRecord(name: string, r: RelocatedModule, groups: readonly Group
       textPageHashes.set(page, sha256Hex(buf));
     }
   }
+  // 6.1 frees the init layout once the module's init returns (do_init_module), and ftrace
+  // drops the sites there first (ftrace_free_mem): no runtime ftrace patch may go there.
+  const initRanges = r.sections.filter((s) => s.part === 'init' && s.size > 0).map((s) => [s.addr, s.addr + BigInt(s.size)] as const);
+  const inInit = (a: bigint): boolean => initRanges.some(([start, end]) => a >= start && a < end);
   return {
     name,
     exports: new Map(r.exports),
-    mcountSites: new Set(r.mcountSites),
+    mcountSites: new Set(r.mcountSites.filter((a) => !inInit(a))),
     jumpEntries: new Map(r.jumpEntries.map((j) => [j.site, { target: j.target, len: j.len }])),
     textRanges,
     ranges: groups.map((g) => ({ start: g.start, end: g.end, permissions: MODULE_GRANTS[g.group] })),
