@@ -2,7 +2,7 @@
  * The plugins under development of `heki replay --plugin`: loaded and checked as the worker
  * loads `pluginModules` (verifier-vm/verifier-setup.ts), each error naming the module.
  */
-import { existsSync, statSync } from 'node:fs';
+import { checkHostFile, MAX_SMALL_INPUT_BYTES } from '../../shared/host-file.ts';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import { loadPluginModule } from '../../verifier-vm/verifier-setup.ts';
@@ -27,8 +27,9 @@ export async function loadDevPlugins(paths: readonly string[], cwd: string): Pro
   const out: DevPlugin[] = [];
   for (const given of paths) {
     const path = resolve(cwd, given);
-    if (!existsSync(path)) return `--plugin ${path}: no such file`;
-    if (!statSync(path).isFile()) return `--plugin ${path}: not a file`;
+    // The one bounded reader's check: a regular file of bounded size, or why not (FIFO, device, folder, missing).
+    const file = checkHostFile(path, { maxBytes: MAX_SMALL_INPUT_BYTES * 16 });
+    if (!file.ok) return `--plugin ${file.error}`;
     let plugins;
     try {
       plugins = await loadPluginModule(path);
