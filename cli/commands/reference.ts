@@ -9,7 +9,7 @@ import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from 
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { fixturePaths } from '../../shared/kernel-image/fixture-paths.ts';
 import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
-import { readBounded } from '../../hypervisor/vmm/cpu-models.ts';
+import { readHostFile } from '../../shared/host-file.ts';
 import type { ReferenceCheckReport } from '../../runtime/reference/reference-check.ts';
 import type { SectionComparison } from '../../runtime/reference/section-compare.ts';
 
@@ -103,7 +103,7 @@ async function check(argv: string[], io: CliIo): Promise<number> {
       certs: values.cert ? values.cert.map((p) => resolve(io.cwd, p)) : [fx.signingKeyDer],
       revoked: [],
     },
-    readModule: (file) => readBounded(join(modulesDir, file), MAX_MODULE_BYTES),
+    readModule: (file) => readHostFile(join(modulesDir, file), { maxBytes: MAX_MODULE_BYTES }),
   });
   if (!r.ok) {
     if (r.error.kind === 'input') return fail(r.error.message);

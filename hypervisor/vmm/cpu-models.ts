@@ -30,11 +30,6 @@ export function cpuModelNames(): readonly string[] {
   return [...BUILTIN_CPU_MODELS.keys()];
 }
 
-/** Reads a regular file of at most `max` bytes through the one bounded reader (shared/host-file.ts); the error names the file and the problem. */
-export function readBounded(path: string, max: number): Result<Uint8Array, string> {
-  return readHostFile(path, { maxBytes: max });
-}
-
 function cpuCount(v: unknown, field: string, where: string): Result<number | undefined, string> {
   if (v === undefined) return ok(undefined);
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) return err(`${where}: "${field}" must be a positive integer, got ${JSON.stringify(v)}`);
@@ -54,7 +49,7 @@ export function loadCpuModelFolder(dir: string): Result<CpuModel, string> {
   }
   if (!st.isDirectory()) return err(`CPU model ${dir}: not a folder (a model folder holds reference.json and boot_cpu_data.bin)`);
   const jsonPath = join(dir, 'reference.json');
-  const raw = readBounded(jsonPath, MAX_REFERENCE_JSON_BYTES);
+  const raw = readHostFile(jsonPath, { maxBytes: MAX_REFERENCE_JSON_BYTES });
   if (!raw.ok) return err(`CPU model ${dir}: ${raw.error}`);
   let ref: Record<string, unknown>;
   try {
@@ -72,7 +67,7 @@ export function loadCpuModelFolder(dir: string): Result<CpuModel, string> {
   if (!possible.ok) return possible;
   const cmdline = ref['cmdline'];
   if (typeof cmdline !== 'string') return err(`${jsonPath}: "cmdline" (the kernel command line as booted) must be a string`);
-  const bin = readBounded(join(dir, 'boot_cpu_data.bin'), MAX_BOOT_CPU_DATA_BYTES);
+  const bin = readHostFile(join(dir, 'boot_cpu_data.bin'), { maxBytes: MAX_BOOT_CPU_DATA_BYTES });
   if (!bin.ok) return err(`CPU model ${dir}: ${bin.error}`);
   const id = decodeCpuinfo(bin.value);
   if (!id.ok) return err(`${join(dir, 'boot_cpu_data.bin')}: ${id.error}`);

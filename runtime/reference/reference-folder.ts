@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { type Result, err, ok } from '../../shared/result.ts';
 import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { xzDecompress } from '../../shared/kernel-image/xz.ts';
-import { loadCpuModelFolder, readBounded } from '../../hypervisor/vmm/cpu-models.ts';
+import { loadCpuModelFolder } from '../../hypervisor/vmm/cpu-models.ts';
+import { readHostFile } from '../../shared/host-file.ts';
 
 /** The text dump is at most this big (the fixture kernel's is 14 MiB). */
 const MAX_TEXT_BYTES = 256 << 20;
@@ -60,7 +61,7 @@ export function readReferenceFolder(dir: string): Result<ReferenceFolder, string
   const model = loadCpuModelFolder(dir);
   if (!model.ok) return model;
   const jsonPath = join(dir, 'reference.json');
-  const raw = readBounded(jsonPath, MAX_JSON_BYTES);
+  const raw = readHostFile(jsonPath, { maxBytes: MAX_JSON_BYTES });
   if (!raw.ok) return raw;
   let j: unknown;
   try {
@@ -78,7 +79,7 @@ export function readReferenceFolder(dir: string): Result<ReferenceFolder, string
   // The shipped dumps are xz-compressed; the tool writes them raw (vmlinux.text.bin).
   const file = kt['file'];
   const textPath = join(dir, file);
-  const textFile = readBounded(textPath, MAX_TEXT_BYTES);
+  const textFile = readHostFile(textPath, { maxBytes: MAX_TEXT_BYTES });
   if (!textFile.ok) return textFile;
   let text = textFile.value;
   if (file.endsWith('.xz')) {
@@ -114,7 +115,7 @@ export function readReferenceFolder(dir: string): Result<ReferenceFolder, string
       if (!record(d) || typeof d['file'] !== 'string' || !/^[\w./-]+$/.test(d['file']) || d['file'].includes('..')) return err(`${jsonPath}: dumped.${mod}.${name} must be {addr, size, file} with a file inside the folder`);
       const a = addr(d['addr'], `${jsonPath}: dumped.${mod}.${name}.addr`);
       if (!a.ok) return a;
-      const bytes = readBounded(join(dir, d['file']), MAX_SECTION_BYTES);
+      const bytes = readHostFile(join(dir, d['file']), { maxBytes: MAX_SECTION_BYTES });
       if (!bytes.ok) return bytes;
       if (bytes.value.length !== d['size']) return err(`${join(dir, d['file'])} holds ${bytes.value.length} bytes; reference.json says ${String(d['size'])}`);
       list.push({ name, addr: a.value, bytes: bytes.value });

@@ -8,11 +8,10 @@
  * `.text` section for a module).
  */
 import type { KernelImage } from '../kernel-image/vmlinux.ts';
+import { readS32Table } from './touchups/tables.ts';
 
-/** The `lock` prefix. */
-export const LOCK_PREFIX = 0xf0;
-/** The DS segment override prefix a UP kernel leaves in its place. */
-export const DS_PREFIX = 0x3e;
+/** The prefixes, as the touch-ups define them. */
+export { DS_PREFIX, LOCK_PREFIX } from './touchups/smp-locks.ts';
 
 /**
  * The lock-prefix addresses a `.smp_locks` section lists, as the kernel resolves them: the
@@ -21,16 +20,8 @@ export const DS_PREFIX = 0x3e;
  * (the kernel iterates whole s32 entries up to the section's end).
  */
 export function smpLockSites(bytes: Uint8Array, vaddr: bigint, textStart: bigint, textEnd: bigint): bigint[] {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const out = new Set<bigint>();
-  for (let off = 0; off + 4 <= bytes.length; off += 4) {
-    const rel = dv.getInt32(off, true);
-    if (rel === 0) continue;
-    const at = vaddr + BigInt(off) + BigInt(rel);
-    if (at < textStart || at >= textEnd) continue;
-    out.add(at);
-  }
-  return [...out].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const inText = readS32Table(bytes, vaddr, true).filter((at) => at >= textStart && at < textEnd);
+  return [...new Set(inText)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /**
