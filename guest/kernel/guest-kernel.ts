@@ -10,7 +10,7 @@ import { ModuleLoader, type LoadedModule } from '../modules/module-loader.ts';
 import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
 import { vmlinuxTouchupContext } from '../../shared/kernel-image/touchup-tables.ts';
 import { returnThunkSet, trampolineFunc } from '../../shared/x86/touchups/static-call-init.ts';
-import { cpuWantsRethunkAt } from '../../shared/x86/touchups/context.ts';
+import { cpuWantsRethunkAt, type TouchupContext } from '../../shared/x86/touchups/context.ts';
 import { TextPoker } from '../patching/text-poker.ts';
 import { Ftrace } from '../patching/ftrace.ts';
 import { JumpLabels } from '../patching/jump-labels.ts';
@@ -47,12 +47,15 @@ export class GuestKernel {
   readonly lifecycle: KernelLifecycle;
   /** The CPU model the kernel booted on, as its vCPU's CPUID gave it (`boot_cpu_data`). */
   readonly bootCpuData: CpuView;
+  /** The kernel's touch-up context on that CPU (its thunks, stubs, static calls): one per kernel, for static calls and module loads. */
+  readonly #touchups: TouchupContext;
   /** The SMP alternatives: lock-prefix lists and whether boot patched them to UP. */
   readonly smp: SmpAlternatives;
 
   constructor(booted: BootedKernel) {
     this.cpu = booted.cpu;
     this.bootCpuData = booted.bootCpuData;
+    this.#touchups = vmlinuxTouchupContext(booted.image, booted.bootCpuData);
     this.scratch = booted.scratch;
     this.tableFrames = booted.tableFrames;
     this.image = booted.image;
@@ -85,7 +88,7 @@ export class GuestKernel {
     const return0 = map.address('__static_call_return0');
     // __static_call_transform()'s return form for this CPU: jmp x86_return_thunk where
     // cpu_wants_rethunk_at(), else ret; int3 (shared/x86/touchups/context.ts).
-    const touch = vmlinuxTouchupContext(booted.image, booted.bootCpuData);
+    const touch = this.#touchups;
     this.staticCalls = new StaticCalls(
       this.poker,
       (va, len) => {
@@ -117,7 +120,7 @@ export class GuestKernel {
 
   /** What a module load needs of the kernel's state: the CPU, UP patching, the keys as the text says. */
   #moduleTouchupEnv(): ModuleTouchupEnv {
-    const ctx = vmlinuxTouchupContext(this.image, this.bootCpuData);
+    const ctx = this.#touchups;
     const thunks = returnThunkSet(ctx);
     return {
       ctx,

@@ -87,17 +87,7 @@ export function cpuHas(model: Pick<CpuModel, 'capabilities'>, bit: number): bool
 }
 
 /** The part of a model read from `struct cpuinfo_x86`. */
-export interface CpuIdentity {
-  readonly vendorId: string;
-  readonly vendor: number;
-  readonly family: number;
-  readonly model: number;
-  readonly stepping: number;
-  readonly modelId: string;
-  readonly capabilities: readonly number[];
-  readonly physBits: number;
-  readonly virtBits: number;
-}
+export type CpuIdentity = Omit<CpuModel, 'name' | 'presentCpus' | 'possibleCpus' | 'cmdline'>;
 
 function cString(bytes: Uint8Array): string {
   const end = bytes.indexOf(0);

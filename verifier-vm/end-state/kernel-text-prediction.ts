@@ -171,11 +171,18 @@ export function checkPredictedText(m: KernelManifest, model: CpuModel, addr: big
  * no touch-up tables or they are malformed.
  */
 export function manifestTouchupContext(m: KernelManifest, model: CpuModel): TouchupContext | undefined {
+  // Built once per manifest and model: plugins ask for it per patch item.
+  let byModel = contexts.get(m);
+  if (!byModel) contexts.set(m, (byModel = new WeakMap()));
+  if (byModel.has(model)) return byModel.get(model);
   const d = decodedTouchups(m);
-  if (!d || !d.ok) return undefined;
-  const c = touchupContext(d.value.source, model);
-  return c.ok ? c.value : undefined;
+  const c = d && d.ok ? touchupContext(d.value.source, model) : undefined;
+  const value = c && c.ok ? c.value : undefined;
+  byModel.set(model, value);
+  return value;
 }
+
+const contexts = new WeakMap<KernelManifest, WeakMap<CpuModel, TouchupContext | undefined>>();
 
 /** Whether boot leaves the kernel patched to UP on `model` (one CPU present, no `noreplace-smp`). */
 export function bootsUniprocessor(m: KernelManifest, model: CpuModel): boolean {
