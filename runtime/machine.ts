@@ -18,7 +18,8 @@ import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
 import { fixturePaths } from '../shared/kernel-image/fixture-paths.ts';
 import { keyringDataFromFiles } from '../verifier-vm/key-files.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../verifier-vm/signature/ed25519.ts';
-import { bzImageKernelName, buildManifestBody, signManifest } from '../verifier-vm/manifest-builder.ts';
+import { bzImageKernelName, signManifest } from '../verifier-vm/manifest-builder.ts';
+import { manifestBodyFor } from './manifest-cache.ts';
 import { AuditLog } from '../verifier-vm/audit-log.ts';
 import { VerifierLink } from '../hypervisor/verifier-link/verifier-link.ts';
 import { Vmm, newVmIdentity } from '../hypervisor/vmm/vmm.ts';
@@ -154,9 +155,9 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   const codeSigner = generateEd25519KeyPair();
   const vmlinuzBytes = new Uint8Array(readFileSync(vmlinuzPath));
   const kernelName = bzImageKernelName(vmlinuzBytes);
-  const body = buildManifestBody(image, {
+  const body = await manifestBodyFor(image, {
     kernel: kernelName.ok ? kernelName.value : 'unknown',
-    vmlinuzSha256: createHash('sha256').update(vmlinuzBytes).digest('hex'),
+    vmlinuzSha256: image.source?.vmlinuzSha256 ?? createHash('sha256').update(vmlinuzBytes).digest('hex'),
   });
   const manifest = signManifest(body, vendor);
   const identity = config.vmmKey ? { ...newVmIdentity(), key: config.vmmKey } : newVmIdentity();

@@ -22,7 +22,8 @@ import type { VerifierLink } from '../../hypervisor/verifier-link/verifier-link.
 import { carryOutSystemEvent } from '../../hypervisor/vmm/lifecycle/system-events.ts';
 import { RESUME_SECTOR, resume } from '../../hypervisor/vmm/lifecycle/hibernate.ts';
 import type { AuditLog } from '../../verifier-vm/audit-log.ts';
-import { bzImageKernelName, buildManifestBody, signManifest } from '../../verifier-vm/manifest-builder.ts';
+import { bzImageKernelName, signManifest } from '../../verifier-vm/manifest-builder.ts';
+import { manifestBodyFor } from '../manifest-cache.ts';
 import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import type { GuestKernel } from '../../guest/kernel/guest-kernel.ts';
 import { restoreGuestKernel, saveGuestKernel, type GuestKernelState } from '../../guest/kernel/guest-state.ts';
@@ -139,7 +140,7 @@ export async function kexec(mi: MachineInternals, o: KexecOptions): Promise<Step
     // The vendor's build of the new kernel: its manifest, signed by the host's vendor key
     // (or, for the attack, by a key nobody trusts).
     const name = bzImageKernelName(bytes);
-    const body = buildManifestBody(newImage.value, { kernel: name.ok ? name.value : 'unknown', vmlinuzSha256: createHash('sha256').update(bytes).digest('hex') });
+    const body = await manifestBodyFor(newImage.value, { kernel: name.ok ? name.value : 'unknown', vmlinuzSha256: createHash('sha256').update(bytes).digest('hex') });
     manifest = signManifest(body, o.signer === 'untrusted' ? generateEd25519KeyPair() : host.vendor);
   }
   if (o.tamper === 'image') bytes = flipped(bytes);

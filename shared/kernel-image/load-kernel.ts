@@ -3,6 +3,7 @@
  * taken from the vmlinux cache), parsed and cross-checked into a {@link KernelImage}.
  */
 
+import { createHash } from 'node:crypto';
 import type { Elf64 } from '../elf/elf64.ts';
 import { err, type Result } from '../result.ts';
 import { hostPathMissing, readHostFile } from '../host-file.ts';
@@ -57,7 +58,7 @@ export async function loadKernelImage(opts: LoadKernelOptions): Promise<Result<K
   const map = parseSystemMap(new TextDecoder().decode(mapBytes.value));
   if (!map.ok) return err(kernelImageError('system-map', `${opts.systemMapPath}: ${map.error.message}`, opts.systemMapPath));
 
-  const image = buildKernelImage(vmlinux, elf, map.value);
+  const image = buildKernelImage(vmlinux, elf, map.value, { vmlinuzSha256: key, systemMapSha256: createHash('sha256').update(mapBytes.value).digest('hex') });
   if (!image.ok) return err(kernelImageError(image.error.kind, `${opts.vmlinuzPath} with ${opts.systemMapPath}: ${image.error.message}`, image.error.file));
   return image;
 }

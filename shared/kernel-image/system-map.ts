@@ -104,8 +104,11 @@ function buildSystemMap(symbols: MapSymbol[]): SystemMap {
   const preferred = new Map<string, MapSymbol>();
   for (const [name, list] of byName) preferred.set(name, list.find((s) => isGlobal(s.type)) ?? list[0]!);
 
+  // `nm -n` writes the map in address order, so a map is usually sorted already; otherwise
   // Array.prototype.sort is stable, so equal addresses keep file order.
-  const byAddress = [...symbols].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
+  let sorted = true;
+  for (let i = 1; i < symbols.length && sorted; i++) sorted = symbols[i - 1]!.address <= symbols[i]!.address;
+  const byAddress = sorted ? symbols : [...symbols].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : 0));
   const last = byAddress[byAddress.length - 1]!;
 
   /** Index of the first entry whose address is > addr. */

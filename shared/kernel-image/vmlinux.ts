@@ -44,10 +44,20 @@ export interface KernelImage {
   virtToPhys(vaddr: bigint): bigint | undefined;
   /** `name+0xoff` for an address. */
   symbolize(vaddr: bigint): string;
+  /** The SHA-256 of the files it was loaded from (load-kernel.ts), when it was loaded from files. */
+  readonly source?: KernelImageSource;
+}
+
+/** Which files a {@link KernelImage} was loaded from, by content. */
+export interface KernelImageSource {
+  /** SHA-256 of the vmlinuz, lowercase hex. */
+  readonly vmlinuzSha256: string;
+  /** SHA-256 of the System.map, lowercase hex. */
+  readonly systemMapSha256: string;
 }
 
 /** Builds a {@link KernelImage} from a parsed vmlinux and its System.map. */
-export function buildKernelImage(vmlinux: Uint8Array, elf: Elf64, systemMap: SystemMap): Result<KernelImage, KernelImageError> {
+export function buildKernelImage(vmlinux: Uint8Array, elf: Elf64, systemMap: SystemMap, source?: KernelImageSource): Result<KernelImage, KernelImageError> {
   const layout = buildKernelLayout(elf);
   const boundaries = readBoundaries(systemMap);
   if (!boundaries.ok) return boundaries;
@@ -81,5 +91,6 @@ export function buildKernelImage(vmlinux: Uint8Array, elf: Elf64, systemMap: Sys
     readVirt: (vaddr, len) => layout.readVirt(vaddr, len),
     virtToPhys: (vaddr) => layout.virtToPhys(vaddr),
     symbolize: (vaddr) => systemMap.symbolize(vaddr),
+    ...(source ? { source } : {}),
   });
 }
