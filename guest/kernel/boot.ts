@@ -229,29 +229,26 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   const initText = image.sectionByName('.init.text');
   for (let va = START_KERNEL_MAP + imageStart; va < START_KERNEL_MAP + imageEnd; va += MB2) {
     // Replace each 2 MiB mapping by a table of 4 KiB entries.
-    const slot = pageTables.entryAddress(va, 2);
-    if (typeof slot !== 'bigint' || !port.writeU64(slot, 0n)) return err({ phase: 'mark_rodata_ro', message: 'cannot split the kernel mapping' });
-    for (let off = 0n; off < MB2; off += PAGE) {
-      const v = va + off;
+    const e = pageTables.mapTable(va, (i) => {
+      const v = va + BigInt(i) * PAGE;
       let flags = PTE.G | PTE.NX;
       if (v >= text.start && v < text.end) flags = PTE.G;
       else if (v >= ro.start && v < ro.end) flags = PTE.G | PTE.NX;
       else if (v >= text.end && v < ro.start) flags = PTE.G | PTE.NX;
       else flags = PTE.G | PTE.NX | PTE.RW;
-      const e = pageTables.map(v, phys(v), flags | PTE_AD);
-      if (e) return err({ phase: 'mark_rodata_ro', message: mapErrorMessage(e) });
-    }
+      return phys(v) | flags | PTE_AD;
+    });
+    if (e) return err({ phase: 'mark_rodata_ro', message: `cannot split the kernel mapping: ${mapErrorMessage(e)}` });
   }
   // CPA alias processing: the direct-map alias of text and rodata becomes read-only too.
   for (let pa = imageStart; pa < imageEnd; pa += MB2) {
-    const slot = pageTables.entryAddress(physToVirt(pa), 2);
-    if (typeof slot !== 'bigint' || !port.writeU64(slot, 0n)) return err({ phase: 'mark_rodata_ro', message: 'cannot split the direct map' });
-    for (let off = 0n; off < MB2; off += PAGE) {
+    const e = pageTables.mapTable(physToVirt(pa), (i) => {
+      const off = BigInt(i) * PAGE;
       const v = START_KERNEL_MAP + pa + off;
       const readOnly = (v >= text.start && v < text.end) || (v >= text.end && v < ro.end);
-      const e = pageTables.map(physToVirt(pa + off), pa + off, PTE.G | PTE.NX | PTE_AD | (readOnly ? 0n : PTE.RW));
-      if (e) return err({ phase: 'mark_rodata_ro', message: mapErrorMessage(e) });
-    }
+      return (pa + off) | PTE.G | PTE.NX | PTE_AD | (readOnly ? 0n : PTE.RW);
+    });
+    if (e) return err({ phase: 'mark_rodata_ro', message: `cannot split the direct map: ${mapErrorMessage(e)}` });
   }
   // __flush_tlb_all(): a CR3 reload keeps global entries (CR4.PGE), and the early 2 MiB
   // mappings were global and writable, so toggle PGE to drop them too.

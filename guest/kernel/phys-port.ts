@@ -22,6 +22,9 @@ export function cpuPhysPort(cpu: GuestCpu, direct: boolean): PhysPort & { write(
     write(pa, bytes) {
       return cpu.write(at(pa), bytes).ok;
     },
+    writePage(pa, bytes) {
+      return cpu.write(at(pa), bytes).ok;
+    },
     read(pa, len) {
       const r = cpu.read(at(pa), len);
       return r.ok ? r.value : undefined;
