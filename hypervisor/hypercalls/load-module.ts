@@ -62,7 +62,10 @@ export const loadModule: HypercallHandler = (ctx, [a0]) => {
       if (!plan.ok) return { kind: 'refused', ...plan.error };
       const frameGrant = plan.value;
       const padding = nonZeroPadding(core.memory, layout, frameGrant.keys());
-      if (padding) return { kind: 'refused', note: `non-zero padding in frame ${padding.frame} at offset ${padding.offset}`, reason: `frame ${padding.frame} holds unverified non-zero bytes outside the module's sections (offset ${padding.offset})` };
+      if (padding) {
+        const { frame, offset } = padding;
+        return { kind: 'refused', note: `non-zero padding in frame ${frame} at offset ${offset}`, reason: `frame ${frame} holds unverified non-zero bytes outside the module's sections (offset ${offset})` };
+      }
       const textPages = new Map<bigint, number>();
       for (const s of layout) {
         const g = grantOf.get(s.shndx) as number;
@@ -88,7 +91,9 @@ function frameGrants(layout: Layout, grantOf: ReadonlyMap<number, number>): Resu
     for (const [, f] of s.pages) {
       const prev = frameGrant.get(f);
       // INVARIANT: one frame, one permission; a page shared by text and data is refused.
-      if (prev !== undefined && prev !== g) return err({ note: `frame ${f} would get two different grants`, reason: `frame ${f} is shared by sections with different permissions` });
+      if (prev !== undefined && prev !== g) {
+        return err({ note: `frame ${f} would get two different grants`, reason: `frame ${f} is shared by sections with different permissions` });
+      }
       frameGrant.set(f, g);
     }
   }

@@ -100,6 +100,9 @@ export interface RevocationChange extends ChangeBase {
 /** A typed description of one authenticated change. */
 export type AuthenticatedChange = GatedChange | RevocationChange;
 
+/** Writes the change's one audit record for verdict `v`. */
+type Recorder = (v: Verdict, applied: boolean | null, fields?: AuditFields) => void;
+
 /** The step a change was in when it threw, as its audit record names it. */
 type Step = 'freeze' | 'snapshot' | 'verify' | 'deny' | 'apply' | 'audit' | 'revoke';
 
@@ -115,7 +118,7 @@ export async function authenticatedChange(caller: ChangeCaller, auth: Authentica
   // step starts, then unknown (null) until it returns.
   let applied: boolean | null = false;
   let frozen: number[] = [];
-  const record = (v: Verdict, applied: boolean | null, fields: AuditFields = {}): void => auth.record(change.kind, change.subject, v, { applied, ...change.audit, ...fields });
+  const record: Recorder = (v, applied, fields = {}) => auth.record(change.kind, change.subject, v, { applied, ...change.audit, ...fields });
   try {
     if (change.gate === 'none') {
       applied = null;
@@ -173,7 +176,8 @@ export async function authenticatedChange(caller: ChangeCaller, auth: Authentica
 function deny({ core, vcpu }: ChangeCaller, change: ChangeBase, verdict: Verdict | { reason: string }): number {
   if ('ok' in verdict && isRetryable(verdict)) return -KVM_STATUS.KVM_EAGAIN;
   if (core.denialExits(HEKI_DENIAL.VERIFICATION)) {
-    core.exit({ reason: 'heki-denial', vcpu: vcpu.id, denial: { kind: 'verification', request: change.kind, subject: change.subject, reason: verdict.reason } });
+    const denial = { kind: 'verification', request: change.kind, subject: change.subject, reason: verdict.reason } as const;
+    core.exit({ reason: 'heki-denial', vcpu: vcpu.id, denial });
   }
   return -KVM_STATUS.KVM_EPERM;
 }
@@ -188,7 +192,7 @@ function coreVerdict(reason: string): Verdict {
  * `applied` is null when the apply or revoke step itself threw: it may have changed part of
  * what it meant to. A record that cannot be written joins the error.
  */
-function auditFailure(e: unknown, step: Step, applied: boolean | null, verdict: Verdict | undefined, record: (v: Verdict, applied: boolean | null, fields: AuditFields) => void): unknown {
+function auditFailure(e: unknown, step: Step, applied: boolean | null, verdict: Verdict | undefined, record: Recorder): unknown {
   const message = e instanceof Error ? e.message : String(e);
   try {
     record(verdict ?? coreVerdict(`internal error: ${message}`), applied, { error: message, step });
