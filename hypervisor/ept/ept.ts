@@ -114,6 +114,14 @@ export class Ept implements EptView {
     for (let f = first; f < first + count; f++) this.set(f, perms);
   }
 
+  /**
+   * Sets the permission bits of `frame` and keeps its FROZEN bit as it is. INVARIANT: a
+   * permission change never thaws a frame that a verification in flight holds frozen.
+   */
+  setKeepingFrozen(frame: number, perms: number): void {
+    this.set(frame, (perms & ~EPT_FROZEN) | (this.get(frame) & EPT_FROZEN));
+  }
+
   /** Marks `frame` FROZEN (write-protected while a verification is in flight). */
   freeze(frame: number): void {
     this.set(frame, this.get(frame) | EPT_FROZEN);

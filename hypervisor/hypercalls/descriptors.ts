@@ -156,3 +156,10 @@ export function readKexecDesc(mem: GuestMemoryAccess, gpa: bigint): Result<Kexec
   if (manifestLen === 0n || manifestLen > BigInt(KEXEC_MANIFEST_MAX)) return err(`kexec manifest length ${manifestLen} is not in 1..${KEXEC_MANIFEST_MAX}`);
   return ok({ imageGva: dv.getBigUint64(8, true), imageLen: Number(imageLen), manifestGva: dv.getBigUint64(24, true), manifestLen: Number(manifestLen) });
 }
+
+/** Decodes a guest-supplied name (UTF-8, no NULs), or undefined. */
+export function decodeName(bytes: Uint8Array | undefined): string | undefined {
+  if (!bytes) return undefined;
+  const name = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+  return name.length > 0 && !name.includes('\0') ? name : undefined;
+}

@@ -6,10 +6,10 @@
  * Refused: -KVM_EPERM and, by default, the VMM stops the VM.
  */
 import { KVM_STATUS } from '../../shared/abi.ts';
+import { authenticatedChange } from '../core/auth/authenticated-change.ts';
 import type { HypercallHandler } from './context.ts';
-import { verificationDenied } from './verification-outcome.ts';
 
-export const endBoot: HypercallHandler = async (ctx) => {
+export const endBoot: HypercallHandler = (ctx) => {
   const auth = ctx.core.auth;
   if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
   if (auth.bootEnded) return -KVM_STATUS.KVM_EPERM;
@@ -18,15 +18,18 @@ export const endBoot: HypercallHandler = async (ctx) => {
   if (regions.length !== auth.kernelRegions.length) return -KVM_STATUS.KVM_EINVAL;
   const frames: number[] = [];
   for (const r of regions) for (let f = Number(r.paddr >> 12n); f <= Number((r.paddr + BigInt(r.size) - 1n) >> 12n); f++) frames.push(f);
-  const frozen = auth.freeze(frames);
-  try {
-    const sections = regions.map((r) => ({ name: r.name, addr: r.vaddr, bytes: mem.read(r.paddr, r.size) }));
-    const subject = regions.map((r) => r.name).join(',');
-    const verdict = await auth.verify({ kind: 'kernel-text', vm: auth.vm, sections });
-    if (verdict.ok) auth.bootEnded = true;
-    auth.record('kernel-text', subject, verdict, { applied: verdict.ok });
-    return verdict.ok ? 0 : verificationDenied(ctx, 'kernel-text', subject, verdict);
-  } finally {
-    auth.thaw(frozen);
-  }
+  return authenticatedChange(ctx, auth, {
+    gate: 'verdict',
+    kind: 'kernel-text',
+    subject: regions.map((r) => r.name).join(','),
+    freeze: frames,
+    snapshot: () => ({
+      kind: 'ask',
+      question: { request: { kind: 'kernel-text', vm: auth.vm, sections: regions.map((r) => ({ name: r.name, addr: r.vaddr, bytes: mem.read(r.paddr, r.size) })) } },
+    }),
+    apply: () => {
+      auth.bootEnded = true;
+      return { kind: 'applied' };
+    },
+  });
 };

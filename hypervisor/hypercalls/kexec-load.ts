@@ -5,9 +5,9 @@
  * empties the slot and ignores a0).
  *
  * The core copies the image and the manifest once, asks the verifier (`kexec-image`: the
- * manifest signed by a kernel-vendor key, the image's SHA-256 the one it names), audits the
- * verdict, and hands the accepted copies to the VMM in a `kexec-load` exit: the VMM owns the
- * lifecycle and stages them. Nothing is reset here: the running kernel keeps every pin and
+ * manifest signed by a kernel-vendor key, the image's SHA-256 the one it names), hands the
+ * accepted copies to the VMM in a `kexec-load` exit (the apply step: the VMM owns the
+ * lifecycle and stages them), and audits the verdict with what the VMM did. Nothing is reset here: the running kernel keeps every pin and
  * lock until the VMM resets the VM into the staged kernel (KVM_HC_HEKI_KEXEC, or a panic for
  * the crash kernel).
  *
@@ -20,10 +20,10 @@ import { KEXEC_FLAG, KEXEC_FLAGS_MASK, KVM_STATUS } from '../../shared/abi.ts';
 import type { KexecSlot } from '../exits/exit.ts';
 import type { HypercallHandler } from './context.ts';
 import { readKexecDesc } from './descriptors.ts';
-import { verificationDenied } from './verification-outcome.ts';
+import { authenticatedChange } from '../core/auth/authenticated-change.ts';
 
 /** KVM_HC_HEKI_KEXEC_LOAD: see the file comment. */
-export const kexecLoad: HypercallHandler = async (ctx, [a0, a1]) => {
+export const kexecLoad: HypercallHandler = (ctx, [a0, a1]) => {
   const { core, vcpu } = ctx;
   const auth = core.auth;
   if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
@@ -45,18 +45,19 @@ export const kexecLoad: HypercallHandler = async (ctx, [a0, a1]) => {
   } catch {
     return -KVM_STATUS.KVM_EINVAL;
   }
-  const subject = `${slot} image (${image.length} bytes)`;
-  const verdict = await auth.verify({ kind: 'kexec-image', vm: auth.vm, slot, image, manifest });
-  if (!verdict.ok) {
-    auth.record('kexec-image', subject, verdict, { applied: false, slot });
-    return verificationDenied(ctx, 'kexec-image', subject, verdict);
-  }
-  const sha256 = createHash('sha256').update(image).digest('hex');
-  const r = core.exit({ reason: 'kexec-load', vcpu: vcpu.id, slot, image: { image, manifest, sha256, request: verdict.id } });
-  if (r.action !== 'resume') {
-    auth.record('kexec-image', subject, verdict, { applied: false, slot, note: 'the VMM refused to stage it' });
-    return -KVM_STATUS.KVM_EPERM;
-  }
-  auth.record('kexec-image', subject, verdict, { applied: true, slot, sha256 });
-  return 0;
+  return authenticatedChange(ctx, auth, {
+    gate: 'verdict',
+    kind: 'kexec-image',
+    subject: `${slot} image (${image.length} bytes)`,
+    audit: { slot },
+    // TRUST: the file comment: the core's own copies are what is checked and staged.
+    freeze: [],
+    snapshot: () => ({ kind: 'ask', question: { request: { kind: 'kexec-image', vm: auth.vm, slot, image, manifest } } }),
+    apply: (verdict) => {
+      const sha256 = createHash('sha256').update(image).digest('hex');
+      const r = core.exit({ reason: 'kexec-load', vcpu: vcpu.id, slot, image: { image, manifest, sha256, request: verdict.id } });
+      if (r.action !== 'resume') return { kind: 'failed', note: 'the VMM refused to stage it', status: -KVM_STATUS.KVM_EPERM };
+      return { kind: 'applied', audit: { sha256 } };
+    },
+  });
 };

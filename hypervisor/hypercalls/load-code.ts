@@ -7,12 +7,12 @@
 import { KVM_STATUS } from '../../shared/abi.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_XS } from '../ept/permissions.ts';
 import type { HypercallHandler } from './context.ts';
-import { readCodeDesc } from './descriptors.ts';
-import { decodeName, verificationDenied } from './verification-outcome.ts';
+import { decodeName, readCodeDesc } from './descriptors.ts';
+import { authenticatedChange } from '../core/auth/authenticated-change.ts';
 
 const PAGE = 4096n;
 
-export const loadCode: HypercallHandler = async (ctx, [a0]) => {
+export const loadCode: HypercallHandler = (ctx, [a0]) => {
   const { core, vcpu } = ctx;
   const auth = core.auth;
   if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
@@ -30,37 +30,30 @@ export const loadCode: HypercallHandler = async (ctx, [a0]) => {
     pages.push([d.imageGva + off, f]);
     before.set(f, core.ept.get(f));
   }
-  const frozen = auth.freeze(before.keys());
-  try {
-    const image = new Uint8Array(d.imageLen);
-    pages.forEach(([, f], i) => image.set(core.memory.read(BigInt(f) * PAGE, Math.min(4096, d.imageLen - i * 4096)), i * 4096));
-    // The whole last frame becomes executable, so the bytes after the image must be zero:
-    // otherwise unverified code would ride along in the tail.
-    const tail = d.imageLen % 4096;
-    if (tail !== 0 && core.memory.read(BigInt(pages[pages.length - 1]![1]) * PAGE + BigInt(tail), 4096 - tail).some((b) => b !== 0)) {
-      return -KVM_STATUS.KVM_EINVAL;
-    }
-    const verdict = await auth.verify({
-      kind: 'code-load',
-      vm: auth.vm,
-      what: d.what,
-      name,
-      addr: d.imageGva,
-      image,
-      signature: d.signature,
-      keyId: Buffer.from(d.keyId).toString('hex'),
-    });
-    if (!verdict.ok) {
-      auth.record('code-load', `${d.what}:${name}`, verdict, { applied: false });
-      return verificationDenied(ctx, 'code-load', `${d.what}:${name}`, verdict);
-    }
-    for (const f of before.keys()) auth.setPermissions(f, EPT_R | EPT_XS);
-    const textPages = new Map(pages);
-    auth.codeImages.set(name, { name, frames: before, textPages });
-    auth.addCode(textPages);
-    auth.record('code-load', `${d.what}:${name}`, verdict, { applied: true, pages: pages.length });
-    return 0;
-  } finally {
-    auth.thaw(frozen);
-  }
+  const subject = `${d.what}:${name}`;
+  return authenticatedChange(ctx, auth, {
+    gate: 'verdict',
+    kind: 'code-load',
+    subject,
+    freeze: before.keys(),
+    snapshot: () => {
+      const image = new Uint8Array(d.imageLen);
+      pages.forEach(([, f], i) => image.set(core.memory.read(BigInt(f) * PAGE, Math.min(4096, d.imageLen - i * 4096)), i * 4096));
+      // The whole last frame becomes executable, so the bytes after the image must be zero:
+      // otherwise unverified code would ride along in the tail.
+      const tail = d.imageLen % 4096;
+      if (tail !== 0 && core.memory.read(BigInt(pages[pages.length - 1]![1]) * PAGE + BigInt(tail), 4096 - tail).some((b) => b !== 0)) {
+        return { kind: 'invalid', status: -KVM_STATUS.KVM_EINVAL };
+      }
+      const keyId = Buffer.from(d.keyId).toString('hex');
+      return { kind: 'ask', question: { request: { kind: 'code-load', vm: auth.vm, what: d.what, name, addr: d.imageGva, image, signature: d.signature, keyId } } };
+    },
+    apply: () => {
+      for (const f of before.keys()) auth.setPermissions(f, EPT_R | EPT_XS);
+      const textPages = new Map(pages);
+      auth.codeImages.set(name, { name, frames: before, textPages });
+      auth.addCode(textPages);
+      return { kind: 'applied', audit: { pages: pages.length } };
+    },
+  });
 };

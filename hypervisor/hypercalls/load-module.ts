@@ -9,12 +9,13 @@ import { KVM_STATUS } from '../../shared/abi.ts';
 import type { PlacedSection } from '../../shared/protocol.ts';
 import { EPT_IMMUTABLE, EPT_XS, memAttrToEpt } from '../ept/permissions.ts';
 import type { HypercallHandler } from './context.ts';
-import { readModuleDesc } from './descriptors.ts';
-import { decodeName, verificationDenied } from './verification-outcome.ts';
+import { decodeName, readModuleDesc } from './descriptors.ts';
+import { authenticatedChange } from '../core/auth/authenticated-change.ts';
+import { type Result, err, ok } from '../../shared/result.ts';
 
 const PAGE = 4096n;
 
-export const loadModule: HypercallHandler = async (ctx, [a0]) => {
+export const loadModule: HypercallHandler = (ctx, [a0]) => {
   const { core, vcpu } = ctx;
   const auth = core.auth;
   if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
@@ -45,74 +46,89 @@ export const loadModule: HypercallHandler = async (ctx, [a0]) => {
     }
     layout.push({ shndx: s.shndx, gva: s.gva, size: s.size, pages });
   }
-  const frozen = auth.freeze(before.keys());
-  try {
-    const sections: PlacedSection[] = layout.map((s) => ({ shndx: s.shndx, addr: s.gva, size: s.size, bytes: readFrames(core.memory, s.gva, s.size, s.pages) }));
-    const verdict = await auth.verify({ kind: 'module-load', vm: auth.vm, name, image, sections, ...(d.percpu !== undefined ? { percpu: d.percpu } : {}) });
-    if (!verdict.ok || !verdict.grants) {
-      auth.record('module-load', name, verdict, { applied: false });
-      return verificationDenied(ctx, 'module-load', name, verdict.ok ? { reason: 'verdict carried no grants' } : verdict);
-    }
-    const grantOf = new Map(verdict.grants.map((g) => [g.shndx, g.permissions]));
-    const frameGrant = new Map<number, number>();
-    for (const s of layout) {
-      const g = grantOf.get(s.shndx);
-      if (g === undefined) {
-        auth.record('module-load', name, verdict, { applied: false, note: `no grant for section ${s.shndx}` });
-        return verificationDenied(ctx, 'module-load', name, { reason: `no grant for section ${s.shndx}` });
+  return authenticatedChange(ctx, auth, {
+    gate: 'verdict',
+    kind: 'module-load',
+    subject: name,
+    freeze: before.keys(),
+    snapshot: () => {
+      const sections: PlacedSection[] = layout.map((s) => ({ shndx: s.shndx, addr: s.gva, size: s.size, bytes: readFrames(core.memory, s.gva, s.size, s.pages) }));
+      return { kind: 'ask', question: { request: { kind: 'module-load', vm: auth.vm, name, image, sections, ...(d.percpu !== undefined ? { percpu: d.percpu } : {}) } } };
+    },
+    apply: (verdict) => {
+      if (!verdict.grants) return { kind: 'refused', note: 'verdict carried no grants', reason: 'verdict carried no grants' };
+      const grantOf = new Map(verdict.grants.map((g) => [g.shndx, g.permissions]));
+      const plan = frameGrants(layout, grantOf);
+      if (!plan.ok) return { kind: 'refused', ...plan.error };
+      const frameGrant = plan.value;
+      const padding = nonZeroPadding(core.memory, layout, frameGrant.keys());
+      if (padding) {
+        const { frame, offset } = padding;
+        return { kind: 'refused', note: `non-zero padding in frame ${frame} at offset ${offset}`, reason: `frame ${frame} holds unverified non-zero bytes outside the module's sections (offset ${offset})` };
       }
-      for (const [, f] of s.pages) {
-        const prev = frameGrant.get(f);
-        if (prev !== undefined && prev !== g) {
-          // INVARIANT: one frame, one permission; a page shared by text and data is refused.
-          auth.record('module-load', name, verdict, { applied: false, note: `frame ${f} would get two different grants` });
-          return verificationDenied(ctx, 'module-load', name, { reason: `frame ${f} is shared by sections with different permissions` });
-        }
-        frameGrant.set(f, g);
+      const textPages = new Map<bigint, number>();
+      for (const s of layout) {
+        const g = grantOf.get(s.shndx) as number;
+        for (const [va, f] of s.pages) if (memAttrToEpt(g) & EPT_XS) textPages.set(va, f);
       }
-    }
-    // INVARIANT: a granted frame holds only verified bytes: everything outside the sections
-    // (alignment gaps, the tail of the last page) must be zero, or it would become
-    // executable or read-only without anyone having looked at it.
-    const covered = new Map<number, Array<[number, number]>>();
-    for (const s of layout) {
-      let off = Number(s.gva & (PAGE - 1n));
-      let left = s.size;
-      for (const [, f] of s.pages) {
-        const n = Math.min(4096 - off, left);
-        if (n > 0) (covered.get(f) ?? covered.set(f, []).get(f)!).push([off, off + n]);
-        left -= n;
-        off = 0;
-      }
-    }
-    for (const f of frameGrant.keys()) {
-      const page = core.memory.read(BigInt(f) * PAGE, 4096);
-      const ranges = (covered.get(f) ?? []).sort((a, b) => a[0] - b[0]);
-      let at = 0;
-      for (const [from, to] of [...ranges, [4096, 4096] as [number, number]]) {
-        for (let i = at; i < from; i++) {
-          if (page[i] !== 0) {
-            auth.record('module-load', name, verdict, { applied: false, note: `non-zero padding in frame ${f} at offset ${i}` });
-            return verificationDenied(ctx, 'module-load', name, { reason: `frame ${f} holds unverified non-zero bytes outside the module's sections (offset ${i})` });
-          }
-        }
-        at = Math.max(at, to);
-      }
-    }
-    const textPages = new Map<bigint, number>();
-    for (const s of layout) {
-      const g = grantOf.get(s.shndx) as number;
-      for (const [va, f] of s.pages) if (memAttrToEpt(g) & EPT_XS) textPages.set(va, f);
-    }
-    for (const [f, g] of frameGrant) auth.setPermissions(f, memAttrToEpt(g));
-    auth.modules.set(name, { name, frames: before, textPages });
-    auth.addCode(textPages);
-    auth.record('module-load', name, verdict, { applied: true, frames: frameGrant.size, textPages: textPages.size });
-    return 0;
-  } finally {
-    auth.thaw(frozen);
-  }
+      for (const [f, g] of frameGrant) auth.setPermissions(f, memAttrToEpt(g));
+      auth.modules.set(name, { name, frames: before, textPages });
+      auth.addCode(textPages);
+      return { kind: 'applied', audit: { frames: frameGrant.size, textPages: textPages.size } };
+    },
+  });
 };
+
+/** Where the module's sections are: each section's guest-virtual pages and their frames. */
+type Layout = ReadonlyArray<{ readonly shndx: number; readonly gva: bigint; readonly size: number; readonly pages: ReadonlyArray<[bigint, number]> }>;
+
+/** Each frame's granted MEM_ATTR bits, or why the grants cannot be applied. */
+function frameGrants(layout: Layout, grantOf: ReadonlyMap<number, number>): Result<Map<number, number>, { note: string; reason: string }> {
+  const frameGrant = new Map<number, number>();
+  for (const s of layout) {
+    const g = grantOf.get(s.shndx);
+    if (g === undefined) return err({ note: `no grant for section ${s.shndx}`, reason: `no grant for section ${s.shndx}` });
+    for (const [, f] of s.pages) {
+      const prev = frameGrant.get(f);
+      // INVARIANT: one frame, one permission; a page shared by text and data is refused.
+      if (prev !== undefined && prev !== g) {
+        return err({ note: `frame ${f} would get two different grants`, reason: `frame ${f} is shared by sections with different permissions` });
+      }
+      frameGrant.set(f, g);
+    }
+  }
+  return ok(frameGrant);
+}
+
+/**
+ * The first non-zero byte of a granted frame outside every section, or undefined.
+ * INVARIANT: a granted frame holds only verified bytes: everything outside the sections
+ * (alignment gaps, the tail of the last page) must be zero, or it would become executable or
+ * read-only without anyone having looked at it.
+ */
+function nonZeroPadding(mem: { read(a: bigint, n: number): Uint8Array }, layout: Layout, granted: Iterable<number>): { frame: number; offset: number } | undefined {
+  const covered = new Map<number, Array<[number, number]>>();
+  for (const s of layout) {
+    let off = Number(s.gva & (PAGE - 1n));
+    let left = s.size;
+    for (const [, f] of s.pages) {
+      const n = Math.min(4096 - off, left);
+      if (n > 0) (covered.get(f) ?? covered.set(f, []).get(f)!).push([off, off + n]);
+      left -= n;
+      off = 0;
+    }
+  }
+  for (const f of granted) {
+    const page = mem.read(BigInt(f) * PAGE, 4096);
+    const ranges = (covered.get(f) ?? []).sort((a, b) => a[0] - b[0]);
+    let at = 0;
+    for (const [from, to] of [...ranges, [4096, 4096] as [number, number]]) {
+      for (let i = at; i < from; i++) if (page[i] !== 0) return { frame: f, offset: i };
+      at = Math.max(at, to);
+    }
+  }
+  return undefined;
+}
 
 function readFrames(mem: { read(a: bigint, n: number): Uint8Array }, gva: bigint, size: number, pages: ReadonlyArray<[bigint, number]>): Uint8Array {
   const out = new Uint8Array(size);

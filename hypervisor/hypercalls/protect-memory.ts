@@ -53,7 +53,7 @@ export const protectMemory: HypercallHandler = ({ core, vcpu }, [a0]) => {
   for (const r of ranges) {
     const wanted = memAttrToEpt(r.permissions);
     for (let f = Number(r.pa >> 12n); f < Number(r.epa >> 12n); f++) {
-      core.ept.set(f, wanted | (core.ept.get(f) & EPT_FROZEN));
+      core.ept.setKeepingFrozen(f, wanted);
     }
   }
   return 0;

@@ -9,11 +9,11 @@ import { createHash } from 'node:crypto';
 import { KVM_STATUS, MEM_ATTR, MEM_ATTR_MASK } from '../../shared/abi.ts';
 import { EPT_FROZEN, EPT_IMMUTABLE, EPT_XS, eptToMemAttr, memAttrToEpt } from '../ept/permissions.ts';
 import type { HypercallHandler } from './context.ts';
-import { verificationDenied } from './verification-outcome.ts';
+import { authenticatedChange } from '../core/auth/authenticated-change.ts';
 
 const PAGE = 4096n;
 
-export const setMemory: HypercallHandler = async (ctx, [a0, a1, a2]) => {
+export const setMemory: HypercallHandler = (ctx, [a0, a1, a2]) => {
   const { core, vcpu } = ctx;
   const auth = core.auth;
   if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
@@ -26,26 +26,28 @@ export const setMemory: HypercallHandler = async (ctx, [a0, a1, a2]) => {
     if (f === undefined) return -KVM_STATUS.KVM_EINVAL;
     pages.push([a0 + i * PAGE, f]);
   }
-  const frozen = auth.freeze(pages.map(([, f]) => f));
-  try {
-    const frames = pages.map(([, f]) => f);
-    const current = frames.map((f) => eptToMemAttr(core.ept.get(f)));
-    const pageHashes = frames.map((f) => createHash('sha256').update(core.memory.read(BigInt(f) * PAGE, 4096)).digest('hex'));
-    const subject = `0x${a0.toString(16)}+${a1} pages -> ${requested}`;
-    const verdict = await auth.verify({ kind: 'set-memory', vm: auth.vm, ranges: [{ addr: a0, frames, current, requested, pageHashes }] });
-    const wanted = memAttrToEpt(requested);
-    const touchesImmutable = frames.some((f) => (core.ept.get(f) & EPT_IMMUTABLE) !== 0 && (core.ept.get(f) & ~EPT_FROZEN) !== wanted);
-    if (!verdict.ok || touchesImmutable) {
-      auth.record('set-memory', subject, verdict, { applied: false });
-      return verificationDenied(ctx, 'set-memory', subject, verdict.ok ? { reason: 'an IMMUTABLE page cannot change' } : verdict);
-    }
-    for (const f of frames) auth.setPermissions(f, wanted);
-    const code = new Map(pages);
-    if (wanted & EPT_XS) auth.addCode(code);
-    else auth.removeCode(code);
-    auth.record('set-memory', subject, verdict, { applied: true, pages: frames.length });
-    return 0;
-  } finally {
-    auth.thaw(frozen);
-  }
+  const frames = pages.map(([, f]) => f);
+  const wanted = memAttrToEpt(requested);
+  return authenticatedChange(ctx, auth, {
+    gate: 'verdict',
+    kind: 'set-memory',
+    subject: `0x${a0.toString(16)}+${a1} pages -> ${requested}`,
+    freeze: frames,
+    snapshot: () => {
+      const current = frames.map((f) => eptToMemAttr(core.ept.get(f)));
+      const pageHashes = frames.map((f) => createHash('sha256').update(core.memory.read(BigInt(f) * PAGE, 4096)).digest('hex'));
+      return { kind: 'ask', question: { request: { kind: 'set-memory', vm: auth.vm, ranges: [{ addr: a0, frames, current, requested, pageHashes }] } } };
+    },
+    apply: () => {
+      // TRUST: an IMMUTABLE page never changes, whatever the verdict says.
+      if (frames.some((f) => (core.ept.get(f) & EPT_IMMUTABLE) !== 0 && (core.ept.get(f) & ~EPT_FROZEN) !== wanted)) {
+        return { kind: 'refused', note: 'an IMMUTABLE page cannot change', reason: 'an IMMUTABLE page cannot change' };
+      }
+      for (const f of frames) auth.setPermissions(f, wanted);
+      const code = new Map(pages);
+      if (wanted & EPT_XS) auth.addCode(code);
+      else auth.removeCode(code);
+      return { kind: 'applied', audit: { pages: frames.length } };
+    },
+  });
 };

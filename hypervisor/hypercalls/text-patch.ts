@@ -14,7 +14,7 @@ import { PATCH_KIND_NAMES, hexU64, type PatchRecords } from '../../shared/ring/p
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import type { HypercallHandler } from './context.ts';
 import { readPatchBatchRecords } from './patch-batch-records.ts';
-import { verificationDenied } from './verification-outcome.ts';
+import { authenticatedChange } from '../core/auth/authenticated-change.ts';
 
 const PAGE = 4096;
 /** 2^20: a page number is `hi * 2^20 + (lo >>> 12)` for the u64 address `hi:lo` (exact below 2^52). */
@@ -22,7 +22,7 @@ const VPN_HI = 0x10_0000;
 /** Offset of the status byte in a batch entry. */
 const ENTRY_STATUS = 10;
 
-export const textPatch: HypercallHandler = async (ctx, [a0]) => {
+export const textPatch: HypercallHandler = (ctx, [a0]) => {
   const { core } = ctx;
   const auth = core.auth;
   if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
@@ -67,57 +67,58 @@ export const textPatch: HypercallHandler = async (ctx, [a0]) => {
       frames.push(f1);
     }
   }
-  const frozen = auth.freeze(frames);
-  try {
-    // Snapshot, after the freeze: the bytes the verifier sees are the bytes in memory.
-    const mem = core.memory;
-    for (let i = 0; i < n; i++) {
-      const gpa = at[i] as number;
-      if (gpa < 0) continue;
-      const r = i * PATCH_RECORD + PR.CUR;
-      const first = split(gpa, records.len(i), next[i] as number);
-      mem.copyOut(gpa, records.bytes, r, first);
-      if (first < records.len(i)) mem.copyOut(next[i] as number, records.bytes, r + first, records.len(i) - first);
-    }
-    const subject = `${n} patches (${summary(records)})`;
-    if (unknown >= 0) {
-      // The core refuses on its own: it does not know this site as verified code.
-      status[unknown] = PATCH_STATUS.DENIED;
-      writeStatus(mem, a0, status);
-      const reason = `site ${hexU64(records.siteLo(unknown), records.siteHi(unknown))} is not in verified kernel or module text`;
-      const verdict = { v: 1, id: -1, ok: false, reason, plugins: ['core'] };
-      auth.record('text-patch', subject, verdict, { applied: false, denied: 1 });
-      return verificationDenied(ctx, 'text-patch', subject, verdict);
-    }
-    const verdict = await auth.verifyPatches(records);
-    if (!verdict.ok) {
-      const deniedCount = isRetryable(verdict) ? 0 : verdict.items ? verdict.items.filter((i) => !i.ok).length : n;
-      // A retryable refusal decided nothing: every entry stays "not applied".
-      if (!isRetryable(verdict)) {
-        verdict.items?.forEach((it, i) => {
-          if (!it.ok) status[i] = PATCH_STATUS.DENIED;
-        });
-        if (!verdict.items) status.fill(PATCH_STATUS.DENIED);
+  const mem = core.memory;
+  return authenticatedChange(ctx, auth, {
+    gate: 'verdict',
+    kind: 'text-patch',
+    subject: `${n} patches (${summary(records)})`,
+    freeze: frames,
+    snapshot: () => {
+      // After the freeze: the bytes the verifier sees are the bytes in memory.
+      for (let i = 0; i < n; i++) {
+        const gpa = at[i] as number;
+        if (gpa < 0) continue;
+        const r = i * PATCH_RECORD + PR.CUR;
+        const first = split(gpa, records.len(i), next[i] as number);
+        mem.copyOut(gpa, records.bytes, r, first);
+        if (first < records.len(i)) mem.copyOut(next[i] as number, records.bytes, r + first, records.len(i) - first);
       }
+      // The core refuses on its own: it does not know this site as verified code.
+      if (unknown >= 0) return { kind: 'refuse', reason: `site ${hexU64(records.siteLo(unknown), records.siteHi(unknown))} is not in verified kernel or module text` };
+      return { kind: 'ask', question: { patches: records } };
+    },
+    denied: (verdict) => {
+      if (unknown >= 0) {
+        status[unknown] = PATCH_STATUS.DENIED;
+        writeStatus(mem, a0, status);
+        return { denied: 1 };
+      }
+      // A retryable refusal decided nothing: every entry stays "not applied".
+      if (isRetryable(verdict)) {
+        writeStatus(mem, a0, status);
+        return { denied: 0 };
+      }
+      verdict.items?.forEach((it, i) => {
+        if (!it.ok) status[i] = PATCH_STATUS.DENIED;
+      });
+      if (!verdict.items) status.fill(PATCH_STATUS.DENIED);
       writeStatus(mem, a0, status);
-      auth.record('text-patch', subject, verdict, { applied: false, denied: deniedCount });
-      return verificationDenied(ctx, 'text-patch', subject, verdict);
-    }
-    for (let i = 0; i < n; i++) {
-      const gpa = at[i] as number;
-      const len = records.len(i);
-      const r = i * PATCH_RECORD + PR.NEW;
-      const first = split(gpa, len, next[i] as number);
-      mem.copyIn(gpa, records.bytes, r, first);
-      if (first < len) mem.copyIn(next[i] as number, records.bytes, r + first, len - first);
-    }
-    status.fill(PATCH_STATUS.APPLIED);
-    writeStatus(mem, a0, status);
-    auth.record('text-patch', subject, verdict, { applied: true, patches: n });
-    return 0;
-  } finally {
-    auth.thaw(frozen);
-  }
+      return { denied: verdict.items ? verdict.items.filter((i) => !i.ok).length : n };
+    },
+    apply: () => {
+      for (let i = 0; i < n; i++) {
+        const gpa = at[i] as number;
+        const len = records.len(i);
+        const r = i * PATCH_RECORD + PR.NEW;
+        const first = split(gpa, len, next[i] as number);
+        mem.copyIn(gpa, records.bytes, r, first);
+        if (first < len) mem.copyIn(next[i] as number, records.bytes, r + first, len - first);
+      }
+      status.fill(PATCH_STATUS.APPLIED);
+      writeStatus(mem, a0, status);
+      return { kind: 'applied', audit: { patches: n } };
+    },
+  });
 };
 
 /** Bytes of a `len`-byte site at `gpa` that lie on its first page (`len` unless it crosses into `next`). */

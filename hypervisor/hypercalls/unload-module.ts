@@ -8,9 +8,11 @@
 import { KVM_STATUS } from '../../shared/abi.ts';
 import { EPT_R, EPT_W } from '../ept/permissions.ts';
 import type { HypercallHandler } from './context.ts';
-import { decodeName } from './verification-outcome.ts';
+import { authenticatedChange } from '../core/auth/authenticated-change.ts';
+import { decodeName } from './descriptors.ts';
 
-export const unloadModule: HypercallHandler = async ({ core, vcpu }, [a0, a1]) => {
+export const unloadModule: HypercallHandler = (ctx, [a0, a1]) => {
+  const { core, vcpu } = ctx;
   const auth = core.auth;
   if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
   if (a1 === 0n || a1 > 256n) return -KVM_STATUS.KVM_EINVAL;
@@ -18,10 +20,16 @@ export const unloadModule: HypercallHandler = async ({ core, vcpu }, [a0, a1]) =
   if (name === undefined) return -KVM_STATUS.KVM_EINVAL;
   const rec = auth.modules.get(name);
   if (!rec) return -KVM_STATUS.KVM_EINVAL;
-  auth.modules.delete(name);
-  auth.removeCode(rec.textPages);
-  for (const f of rec.frames.keys()) auth.setPermissions(f, EPT_R | EPT_W);
-  const verdict = await auth.verify({ kind: 'module-unload', vm: auth.vm, name });
-  auth.record('module-unload', name, verdict, { applied: true, frames: rec.frames.size });
-  return 0;
+  return authenticatedChange(ctx, auth, {
+    gate: 'none',
+    kind: 'module-unload',
+    subject: name,
+    revoke: () => {
+      auth.modules.delete(name);
+      auth.removeCode(rec.textPages);
+      for (const f of rec.frames.keys()) auth.setPermissions(f, EPT_R | EPT_W);
+      return { frames: rec.frames.size };
+    },
+    request: { kind: 'module-unload', vm: auth.vm, name },
+  });
 };

@@ -4,66 +4,12 @@
  * integration tests).
  */
 import test from 'ava';
-import { LAYOUT, PTE, bootSynthetic, lockSyntheticKernel, protect, type SyntheticMachine } from '../helpers/synthetic-machine.ts';
+import { LAYOUT, bootSynthetic, lockSyntheticKernel, protect } from '../helpers/synthetic-machine.ts';
+import { BLOB, BLOB_VA, DESC, MOD_DATA, MOD_TEXT, MOD_VA, grants, withVerifier } from '../helpers/stub-verifier-machine.ts';
 import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
-import { encodeModuleDesc, encodePatchBatch, patchStatuses, PATCH_STATUS } from '../../shared/heki-descriptors.ts';
-import { PROTOCOL_VERSION, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
-import type { OutgoingRequest } from '../../hypervisor/verifier-link/verifier-link.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { encodePatchBatch, patchStatuses, PATCH_STATUS } from '../../shared/heki-descriptors.ts';
+import type { VerifyRequest } from '../../shared/protocol.ts';
 import { EPT_R, EPT_W, EPT_XS, EPT_FROZEN } from '../../hypervisor/ept/permissions.ts';
-
-type Decide = (r: OutgoingRequest) => Omit<Verdict, 'v' | 'id' | 'plugins'> | Promise<Omit<Verdict, 'v' | 'id' | 'plugins'>>;
-
-const MOD_VA = 0xffff_ffff_c000_0000n;
-const MOD_TEXT = 0x80_0000n;
-const MOD_DATA = 0x80_1000n;
-const DESC = 0x90_0000n;
-const BLOB_VA = 0xffff_c900_1000_0000n;
-const BLOB = 0x91_0000n;
-
-function withVerifier(decide: Decide): { m: SyntheticMachine; audit: AuditLog; seen: OutgoingRequest[] } {
-  const m = bootSynthetic();
-  const audit = AuditLog.inMemory();
-  const seen: OutgoingRequest[] = [];
-  let id = 0;
-  m.vmm.core.attachVerifier({
-    vm: 'vm0',
-    audit,
-    kernelRegions: [{ name: '.text', vaddr: m.kva(LAYOUT.text), paddr: LAYOUT.text, size: 4096 }],
-    port: {
-      async verify(r) {
-        seen.push(r);
-        const d = await decide(r);
-        return { v: PROTOCOL_VERSION, id: ++id, plugins: ['stub'], ...d };
-      },
-    },
-  });
-  // A module placed by the guest: one text page, one data page, and its image and name.
-  m.pt.map(MOD_VA, MOD_TEXT, PTE.RW | PTE.NX);
-  m.pt.map(MOD_VA + 0x1000n, MOD_DATA, PTE.RW | PTE.NX);
-  m.pt.map(BLOB_VA, BLOB, PTE.RW | PTE.NX);
-  m.vmm.core.memory.write(MOD_TEXT, Uint8Array.of(0x55, 0x48, 0x89, 0xe5, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3));
-  m.vmm.core.memory.write(BLOB, new TextEncoder().encode('SIGNED-IMAGE\0mod0'));
-  m.vmm.core.memory.write(
-    DESC,
-    encodeModuleDesc({
-      imageGva: BLOB_VA,
-      imageLen: 12,
-      nameGva: BLOB_VA + 13n,
-      nameLen: 4,
-      sections: [
-        { shndx: 1, gva: MOD_VA, size: 10 },
-        { shndx: 2, gva: MOD_VA + 0x1000n, size: 16 },
-      ],
-    }),
-  );
-  return { m, audit, seen };
-}
-
-const grants = [
-  { shndx: 1, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC | MEM_ATTR.IMMUTABLE },
-  { shndx: 2, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE },
-];
 
 test('module load: the verifier sees frozen snapshots, and the grants are applied per section', async (t) => {
   let frozenDuringVerify = false;

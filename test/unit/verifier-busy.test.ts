@@ -4,28 +4,15 @@
  * `retryable: true`, and the same call succeeds when the verifier has room again.
  */
 import test from 'ava';
-import { LAYOUT, bootSynthetic, lockSyntheticKernel } from '../helpers/synthetic-machine.ts';
+import { LAYOUT, lockSyntheticKernel } from '../helpers/synthetic-machine.ts';
+import { withVerifier } from '../helpers/stub-verifier-machine.ts';
 import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
 import { PATCH_STATUS, encodePatchBatch, patchStatuses } from '../../shared/heki-descriptors.ts';
-import { PROTOCOL_VERSION, busyVerdict, isRetryable, validateVerdict, type Verdict } from '../../shared/protocol.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { busyVerdict, isRetryable, validateVerdict } from '../../shared/protocol.ts';
 
 function machine() {
-  const m = bootSynthetic();
-  const audit = AuditLog.inMemory();
   let busy = true;
-  let id = 0;
-  m.vmm.core.attachVerifier({
-    vm: 'vm0',
-    audit,
-    kernelRegions: [{ name: '.text', vaddr: m.kva(LAYOUT.text), paddr: LAYOUT.text, size: 4096 }],
-    port: {
-      async verify(): Promise<Verdict> {
-        id++;
-        return busy ? busyVerdict(id, 'test bound reached') : { v: PROTOCOL_VERSION, id, ok: true, reason: 'ok', plugins: ['stub'], items: [{ ok: true, reason: 'ok' }] };
-      },
-    },
-  });
+  const { m, audit } = withVerifier(() => (busy ? busyVerdict(0, 'test bound reached') : { ok: true, reason: 'ok', items: [{ ok: true, reason: 'ok' }] }));
   return { m, audit, setBusy: (b: boolean) => (busy = b) };
 }
 

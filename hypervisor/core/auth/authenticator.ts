@@ -1,6 +1,7 @@
 /**
  * The core's side of authenticated changes: the state the core keeps so that it applies a
- * verdict to the right frames, and the steps every authenticated hypercall shares.
+ * verdict to the right frames, and the steps every authenticated hypercall shares. The steps
+ * are run in their order by one function, authenticated-change.ts; handlers do not call them.
  *
  * The order is fixed (ARCHITECTURE.md): **freeze, snapshot, verify, apply, audit.** The
  * target frames become non-writable for the guest (EPT_FROZEN) before their bytes are copied
@@ -15,7 +16,6 @@
 import type { Verdict } from '../../../shared/protocol.ts';
 import type { OutgoingRequest } from '../../verifier-link/verifier-link.ts';
 import type { AuditLog } from '../../../verifier-vm/audit-log.ts';
-import { EPT_FROZEN } from '../../ept/permissions.ts';
 import type { Ept } from '../../ept/ept.ts';
 import type { PatchRecords } from '../../../shared/ring/patch-records.ts';
 
@@ -204,7 +204,7 @@ export class Authenticator {
       const n = this.#frozen.get(f) ?? 0;
       if (n <= 1) {
         this.#frozen.delete(f);
-        this.#ept.set(f, this.#ept.get(f) & ~EPT_FROZEN);
+        this.#ept.thaw(f);
       } else {
         this.#frozen.set(f, n - 1);
       }
@@ -214,7 +214,7 @@ export class Authenticator {
   /** Sets a frame's permissions while keeping its FROZEN state (the core's apply step). */
   setPermissions(frame: number, perms: number): void {
     if (this.#retired) return;
-    this.#ept.set(frame, (perms & ~EPT_FROZEN) | (this.#frozen.has(frame) ? EPT_FROZEN : 0));
+    this.#ept.setKeepingFrozen(frame, perms);
   }
 
   /** Asks the verifier; never rejects (a throwing port is a denial). */
