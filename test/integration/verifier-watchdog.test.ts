@@ -71,19 +71,19 @@ test('work that keeps reporting progress outlives the no-progress bound; progres
   const top = `import { reportProgress } from ${JSON.stringify(PROGRESS)};`;
   // Busy for `ms` of wall time, reporting progress every millisecond, as the verifier's own checks do.
   const busy = (ms: string) => `const end = performance.now() + ${ms}; while (performance.now() < end) { const s = performance.now(); while (performance.now() - s < 1) {} reportProgress(); }`;
-  const slow = plugin('slow-but-progressing', `${busy('1500')} return { decision: "allow", reason: "done" };`, ['module-unload'], top);
-  const link = await VerifierLink.start({ init: { keyring: keys.data, plugins: [], pluginModules: [slow] }, spare: false, timeoutMs: 300, ceilingMs: 60_000 });
+  const slow = plugin('slow-but-progressing', `${busy('3000')} return { decision: "allow", reason: "done" };`, ['module-unload'], top);
+  const link = await VerifierLink.start({ init: { keyring: keys.data, plugins: [], pluginModules: [slow] }, spare: false, timeoutMs: 1000, ceilingMs: 60_000 });
   t.teardown(() => link.dispose());
   const v = await link.verify(unload('m'));
   t.true(v.ok, v.reason);
   t.is(link.stats.failClosed, 0);
 
   const forever = plugin('progress-forever', `${busy('Infinity')}`, ['module-unload'], top);
-  const capped = await VerifierLink.start({ init: { keyring: keys.data, plugins: [], pluginModules: [forever] }, spare: false, timeoutMs: 300, ceilingMs: 1500 });
+  const capped = await VerifierLink.start({ init: { keyring: keys.data, plugins: [], pluginModules: [forever] }, spare: false, timeoutMs: 1000, ceilingMs: 3000 });
   t.teardown(() => capped.dispose());
   const c = await capped.verify(unload('m'));
   t.false(c.ok);
-  t.is(c.reason, `${VERIFIER_UNAVAILABLE}: a request was not answered within the 1500 ms ceiling`);
+  t.is(c.reason, `${VERIFIER_UNAVAILABLE}: a request was not answered within the 3000 ms ceiling`);
 });
 
 realTest('the core audits the denial: a real boot whose kernel-text plugin loops is refused "verifier unavailable", once, and recorded', async (t) => {
