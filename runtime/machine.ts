@@ -67,7 +67,11 @@ export interface MachineConfig {
   readonly policy?: VmmPolicy;
   /** Where the audit log goes (default: memory only). */
   readonly auditPath?: string;
-  /** Verifier request timeout in ms (default: HEKI_VERIFIER_TIMEOUT_MS, else the link's 5 s). */
+  /**
+   * The verifier's no-progress bound in ms: a request on which the verifier reports no
+   * progress for that long is denied "verifier unavailable" (default: HEKI_VERIFIER_TIMEOUT_MS,
+   * else the link's 2 s; runtime/verifier-timeout.ts). One request is cut at 120 s regardless.
+   */
   readonly verifierTimeoutMs?: number;
   /** Allow fault injection into the verifier worker (tests, benchmark). */
   readonly faultInjection?: boolean;

@@ -12,6 +12,7 @@
  * the rules live here once; the combination rule is {@link supersedes}.
  */
 import { describeValue, type SectionGrant } from '../shared/protocol.ts';
+import { reportProgress } from '../shared/progress.ts';
 import { ABSTAIN, ALLOW, DENY, ItemDecisions } from './item-decisions.ts';
 import type { AnyPlugin, Decision } from './plugin-api.ts';
 
@@ -179,6 +180,9 @@ export function runPlugins(
   for (let i = 0; i < plugins.length; i++) {
     const p = plugins[i]!;
     const raw = invoke(p, call);
+    // PROGRESS: the engine reports after each plugin call, never the plugin: one that loops or
+    // never settles reports nothing, and the core's watchdog cuts it (shared/progress.ts).
+    reportProgress();
     if (!isThenable(raw)) {
       out.push(raw instanceof Failure ? raw.result : checkPluginResult(p.name, raw, n, packed));
       continue;
@@ -205,6 +209,7 @@ async function finishAsync(
   for (let i = from; i < plugins.length; i++) {
     const p = plugins[i]!;
     let raw: unknown = i === from ? pending : invoke(p, call);
+    if (i !== from) reportProgress();
     if (raw instanceof Failure) {
       out.push(raw.result);
       continue;
@@ -212,6 +217,7 @@ async function finishAsync(
     if (isThenable(raw)) {
       try {
         raw = await raw;
+        reportProgress();
       } catch (e) {
         out.push(pluginDenial(p.name, `failed: ${cut(message(e))}`));
         continue;
@@ -249,6 +255,7 @@ export function settleQuietly(v: unknown): void {
 export function runCommit(hook: () => unknown): void {
   try {
     settleQuietly(hook());
+    reportProgress();
   } catch {
     // TRUST: a failing commit must not turn a verdict around after the fact; the plugin's
     // state update is lost, which makes later requests fail closed, never open.

@@ -5,7 +5,7 @@
  *
  * Started from worker-entry.mjs (which registers tsx, since a worker does not inherit it).
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.mjs';
 import type { Verifier } from './verifier.ts';
@@ -15,6 +15,7 @@ import { RingServer, DEFAULT_RING_TIMING, type RingServerTiming } from './ring-s
 import { kprobePlugin } from './plugins/kprobe.ts';
 import type { RingLayout } from '../shared/ring/layout.ts';
 import { HAVE_WAIT_ASYNC } from '../shared/ring/wait-async.ts';
+import { attachProgress } from '../shared/progress.ts';
 
 let verifier: Verifier | undefined;
 let faultInjection = false;
@@ -50,8 +51,8 @@ const api: VerifierWorkerApi = {
     if (fault === 'hang') for (;;);
     if (fault === 'garbage') return { nonsense: true };
     if (!verifier) return { v: 1, id: -1, ok: false, reason: 'verifier not initialised', plugins: [] };
-    // A plugin's promise is awaited; one that never settles is cut by the link's fail-closed
-    // timeout, which ends this worker, as it ends one that loops.
+    // A plugin's promise is awaited; one that never settles reports no progress and is cut by
+    // the link's watchdog, which ends this worker, as it ends one that loops.
     const v = await verifier.verify(message, { async: true });
     return fault === 'wrong-id' ? { ...v, id: v.id + 1000 } : v;
   },
@@ -102,4 +103,8 @@ const api: VerifierWorkerApi = {
 };
 
 if (!parentPort) throw new Error('verifier-vm/worker.ts must run in a worker thread');
+// The core's watchdog samples this word (hypervisor/verifier-link/watchdog.ts): the verifier's
+// code bumps it as it works, so a busy host is told from a stuck verifier.
+const progress: unknown = (workerData as { progress?: unknown } | null)?.progress;
+if (progress instanceof SharedArrayBuffer) attachProgress(new Int32Array(progress, 0, 1));
 Comlink.expose(api, nodeEndpoint(parentPort as unknown as NodeEndpoint));

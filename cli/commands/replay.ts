@@ -11,6 +11,7 @@ import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from 
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { formatLogError } from '../../shared/request-log.ts';
 import { verifierTimeoutMs } from '../../runtime/verifier-timeout.ts';
+import { DEFAULT_CEILING_MS, DEFAULT_NO_PROGRESS_MS } from '../../hypervisor/verifier-link/watchdog.ts';
 import type { PluginConfig, ReplaySummary, RequestDifference } from '../replay/replay-log.ts';
 import { runReplay } from '../replay/replay-runner.ts';
 import type { Decided } from '../replay/verdict-diff.ts';
@@ -25,8 +26,10 @@ each request whose verdict differs from the recorded one: both decisions and rea
 for batches how many items differ, with the first few (site or address, both reasons).
 Requests the core's link answered without a verifier (busy, verifier unavailable) are
 skipped. Nothing boots. Plugins run in a worker thread: one that loops or never settles its
-promise is stopped after HEKI_VERIFIER_TIMEOUT_MS (default 5000 ms) on one request, or 20 s
-(at least twice that) while a plugin module loads, naming the line.
+promise is stopped, naming the line, once the request shows no progress for
+HEKI_VERIFIER_TIMEOUT_MS (default 2000 ms), once one request takes 120 s (or that bound,
+if longer) however it progresses, or after 20 s (at least twice the bound) while a plugin
+module loads.
 
   --plugin <module>   a plugin module (default export: a plugin or an array of them), as
                       WorkerInit.pluginModules loads them; may be repeated. A plugin named
@@ -50,8 +53,6 @@ that cannot be rebuilt, or a plugin stopped at its time bound. A plugin's malfor
 is a denial naming it (a verdict difference), never a crash.
 `;
 
-/** How long one request may take to be decided again without HEKI_VERIFIER_TIMEOUT_MS: the verifier link's default. */
-const DEFAULT_REQUEST_MS = 5000;
 
 /** `--config`: inline JSON or a JSON file, an object of objects. */
 function parseConfig(text: string, cwd: string): PluginConfig {
@@ -132,13 +133,14 @@ export const replayCommand: CliCommand = {
       const config = values.config !== undefined ? parseConfig(values.config, io.cwd) : undefined;
       const timeout = verifierTimeoutMs(undefined);
       if (!timeout.ok) throw new UsageError(timeout.error);
-      const requestMs = timeout.value ?? DEFAULT_REQUEST_MS;
+      // The verifier link's bounds: no progress for the bound, or the ceiling on one request.
+      const requestMs = timeout.value ?? DEFAULT_NO_PROGRESS_MS;
       const started = performance.now();
       // Plugin code runs in a worker thread under a watchdog: one that loops or never settles
       // is stopped, naming the line (cli/replay/replay-runner.ts).
       const r = await runReplay(
         { file, pluginPaths: values.plugin ?? [], cwd: io.cwd, ...(config ? { config } : {}) },
-        { requestMs, loadMs: Math.max(20_000, 2 * requestMs), startMs: 120_000 },
+        { requestMs, requestCeilingMs: Math.max(DEFAULT_CEILING_MS, requestMs), loadMs: Math.max(20_000, 2 * requestMs), startMs: 120_000 },
         (d) => {
           if (!values.json) io.out(formatDifference(d));
         },

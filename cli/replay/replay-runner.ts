@@ -2,8 +2,9 @@
  * Runs a replay in a worker thread (replay-worker.ts) under a watchdog. Plugin code, under
  * development or recorded, runs there: one that loops (at import or in `decide`) or never
  * settles its promise cannot be interrupted on the thread it runs on, so the main thread
- * watches the worker's progress words and ends the worker when a step takes longer than its
- * bound, naming the step. The worker's own start (compiling the verifier) is not bounded by
+ * watches the worker's progress words and ends the worker when a step shows no progress for
+ * its bound (while deciding, the engine's own reports count: shared/progress.ts), or one
+ * request outlives the ceiling, naming the step. The worker's own start (compiling the verifier) is not bounded by
  * the plugins' bounds.
  */
 import { Worker } from 'node:worker_threads';
@@ -16,8 +17,13 @@ const ENTRY = new URL('./replay-worker-entry.mjs', import.meta.url);
 
 /** How long each step may take (ms). */
 export interface ReplayBounds {
-  /** Deciding one request again (the worker's verify timeout). */
+  /**
+   * Deciding one request again: how long it may go without the engine reporting progress
+   * (the link's no-progress bound, shared/progress.ts).
+   */
   readonly requestMs: number;
+  /** Deciding one request again, progress or not (the link's ceiling). */
+  readonly requestCeilingMs: number;
   /** Loading the plugins under development, or rebuilding a recorded verifier (importing its plugin modules). */
   readonly loadMs: number;
   /** The worker's start, until it loads plugins (its code is compiled then). */
@@ -49,15 +55,26 @@ export function runReplay(job: ReplayJob, bounds: ReplayBounds, onDifference: (d
     };
     let tick = Atomics.load(words, PROGRESS.TICK);
     let since = performance.now();
+    // The step (phase and line) seen last, and since when: for the ceiling on one request.
+    let stepKey = -1;
+    let stepSince = since;
     const timer = setInterval(() => {
       const now = performance.now();
+      const phase = Atomics.load(words, PROGRESS.PHASE);
+      const key = phase * 0x1000_0000 + Atomics.load(words, PROGRESS.LINE);
+      if (key !== stepKey) {
+        stepKey = key;
+        stepSince = now;
+      } else if (phase === PHASE.DECIDING && now - stepSince > bounds.requestCeilingMs) {
+        finish({ kind: 'stopped', message: `${where(phase, Atomics.load(words, PROGRESS.LINE), Atomics.load(words, PROGRESS.KIND))} was not finished within the ${(bounds.requestCeilingMs / 1000).toFixed(1)} s ceiling; the replay was stopped` });
+        return;
+      }
       const t = Atomics.load(words, PROGRESS.TICK);
       if (t !== tick) {
         tick = t;
         since = now;
         return;
       }
-      const phase = Atomics.load(words, PROGRESS.PHASE);
       const bound = phase === PHASE.DECIDING ? bounds.requestMs : phase === PHASE.STARTING ? bounds.startMs : bounds.loadMs;
       if (now - since > bound) finish({ kind: 'stopped', message: stalled(phase, Atomics.load(words, PROGRESS.LINE), Atomics.load(words, PROGRESS.KIND), bound, job) });
     }, Math.max(10, Math.min(250, bounds.requestMs / 4)));
@@ -104,7 +121,7 @@ function stalled(phase: number, line: number, kind: number, bound: number, job: 
     case PHASE.REBUILDING:
       return `${where(phase, line, kind)} took longer than ${s}: a plugin module loops or never finishes loading${plugins}; the replay was stopped`;
     case PHASE.DECIDING:
-      return `${where(phase, line, kind)} took longer than ${s}: a plugin loops or never settles its promise${plugins}; the replay was stopped`;
+      return `${where(phase, line, kind)} made no progress for ${s}: a plugin loops or never settles its promise${plugins}; the replay was stopped`;
     default:
       return `the replay worker did not start within ${s}; it was stopped`;
   }

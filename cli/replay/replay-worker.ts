@@ -2,10 +2,12 @@
  * The `heki replay` worker thread (started by replay-runner.ts): it loads the plugins under
  * development and replays the log, so a plugin that loops or never settles blocks this thread
  * only, and the main thread can stop it. Before each step that runs plugin code it writes the
- * step into the shared progress words, which the main thread's watchdog reads.
+ * step into the shared progress words, which the main thread's watchdog reads; while it
+ * decides, the engine's progress reports tick them too.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { REQUEST_KINDS } from '../../shared/protocol.ts';
+import { attachProgress } from '../../shared/progress.ts';
 import { loadDevPlugins } from './dev-plugins.ts';
 import { replayLog } from './replay-log.ts';
 import { PROGRESS, PHASE, type ReplayJob, type WorkerMessage } from './replay-progress.ts';
@@ -14,6 +16,9 @@ const port = parentPort;
 if (!port) throw new Error('cli/replay/replay-worker.ts must run in a worker thread');
 const { job, progress } = workerData as { job: ReplayJob; progress: SharedArrayBuffer };
 const words = new Int32Array(progress);
+// The verifier engine's own progress reports (shared/progress.ts) tick the same word: a long
+// request that keeps deciding is not stopped, one whose plugin loops is.
+attachProgress(words, PROGRESS.TICK);
 const post = (m: WorkerMessage): void => port.postMessage(m);
 
 /** Marks the step the thread starts now. */

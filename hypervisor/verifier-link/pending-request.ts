@@ -4,7 +4,8 @@
  *
  * - The first answer wins; every later one (a verdict after a timeout, a death after a
  *   verdict) is ignored: exactly one answer per request.
- * - No answer within the timeout: denied "verifier unavailable", and the worker is killed.
+ * - No progress for the no-progress bound, or no answer within the per-request ceiling: the
+ *   worker's watchdog (watchdog.ts) ends the worker, and its handle fails this request.
  * - An answer that is not a well-formed verdict for this request: denied, worker killed.
  * - The worker dies first: denied (its handle calls {@link fail} on everything in flight).
  *
@@ -13,6 +14,7 @@
  */
 import { validateVerdict, type Verdict } from '../../shared/protocol.ts';
 import type { RingAnswer } from './ring-channel.ts';
+import type { Watched } from './watchdog.ts';
 import type { WorkerHandle } from './worker-handle.ts';
 
 /** What a worker handle can do to a request in flight on it. */
@@ -22,36 +24,30 @@ export interface InFlight {
 }
 
 /** A request in flight. */
-export class PendingRequest implements InFlight {
+export class PendingRequest implements InFlight, Watched {
   #done = false;
-  readonly #timer: NodeJS.Timeout;
+  /** When it started, on the worker watchdog's clock (for the per-request ceiling). */
+  readonly since: number;
 
   /**
-   * Starts waiting: registers with `w` (which keeps the process alive meanwhile) and arms the
-   * timeout. `failClosed(id, why)` makes the link's denial (and counts it).
+   * Starts waiting: registers with `w` (which keeps the process alive meanwhile, and whose
+   * watchdog now watches it). `failClosed(id, why)` makes the link's denial (and counts it).
    */
   constructor(
     private readonly w: WorkerHandle,
     readonly id: number,
-    private readonly timeoutMs: number,
     private readonly resolve: (v: Verdict) => void,
     private readonly failClosed: (id: number, why: string) => Verdict,
   ) {
-    this.#timer = setTimeout(PendingRequest.#timedOut, timeoutMs, this);
+    this.since = w.watchdog.stamp();
     w.inflight.add(this);
     w.hold();
-  }
-
-  static #timedOut(p: PendingRequest): void {
-    p.fail(`no answer within ${p.timeoutMs} ms`);
-    p.w.markDead(`timed out after ${p.timeoutMs} ms`);
   }
 
   /** Settles with `v` unless already settled. */
   finish(v: Verdict): void {
     if (this.#done) return;
     this.#done = true;
-    clearTimeout(this.#timer);
     this.w.inflight.delete(this);
     this.w.release();
     this.resolve(v);

@@ -2,8 +2,12 @@
  * The core's only way to the verifier VM: requests go out as protocol messages over comlink,
  * verdicts come back and are shape-checked.
  *
- * Fail closed. A verifier that times out, crashes, or answers garbage (a verdict of the
- * wrong shape or for another request) makes the request denied with reason
+ * Fail closed, on lack of progress rather than by the clock (watchdog.ts). The worker reports
+ * progress as it works; a request in flight that sees none for `timeoutMs` (default
+ * {@link DEFAULT_NO_PROGRESS_MS}), or is not answered within the absolute ceiling
+ * `ceilingMs` (default {@link DEFAULT_CEILING_MS}), ends the worker. Such a verifier, one
+ * that crashes, or one that answers garbage (a verdict of the wrong shape or for another
+ * request) makes the request denied with reason
  * {@link VERIFIER_UNAVAILABLE}; the worker is killed; every other request in flight on it
  * gets the same answer, exactly once; the warm spare takes over, and a new spare starts.
  *
@@ -23,8 +27,8 @@
  * ring (ring-channel.ts, shared/ring/): text-patch batches and module unloads go there as
  * fixed-size records, everything else (module images, kernel text, code images, permission
  * changes) and whatever the ring cannot take at the moment goes over comlink. Both paths
- * give the same verdicts and fail closed the same way: a timeout, a crash or an unreadable
- * answer denies the request ("verifier unavailable"), once, and the spare takes over.
+ * give the same verdicts and fail closed the same way: no progress, the ceiling, a crash or an
+ * unreadable answer denies the request ("verifier unavailable"), once, and the spare takes over.
  */
 import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, busyVerdict, denial, type RequestBody, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
 import type { InjectedFault, WorkerInit } from '../../verifier-vm/worker-api.ts';
@@ -33,6 +37,9 @@ import { Job } from './job.ts';
 import { WorkerHandle } from './worker-handle.ts';
 import { PendingRequest } from './pending-request.ts';
 import type { RingAnswer, RingOptions } from './ring-channel.ts';
+import { DEFAULT_CEILING_MS, DEFAULT_NO_PROGRESS_MS, type WatchdogBounds } from './watchdog.ts';
+
+export { DEFAULT_CEILING_MS, DEFAULT_NO_PROGRESS_MS };
 
 /** A request without the fields the link fills in (version and id). */
 export type OutgoingRequest = RequestBody;
@@ -41,8 +48,17 @@ export type OutgoingRequest = RequestBody;
 export interface VerifierLinkOptions {
   /** The worker configuration (keyring, manifest, plugins). */
   readonly init: WorkerInit;
-  /** How long one request may take before it is denied and the worker killed (default 5000 ms). */
+  /**
+   * The no-progress bound: how long a request in flight may see no progress from the verifier
+   * before it is denied and the worker killed (default {@link DEFAULT_NO_PROGRESS_MS}). A busy
+   * host slows progress without stopping it; a plugin that loops or never settles stops it.
+   */
   readonly timeoutMs?: number;
+  /**
+   * The absolute ceiling on one request, progress or not (default {@link DEFAULT_CEILING_MS},
+   * or `timeoutMs` when that is longer).
+   */
+  readonly ceilingMs?: number;
   /**
    * How long a running worker's init (keyring, manifest, plugin modules) may take before the
    * worker is stopped and the init fails (default 2 x `timeoutMs`, at least 20 s).
@@ -140,6 +156,9 @@ export class VerifierLink {
   static async start(opts: VerifierLinkOptions): Promise<VerifierLink> {
     if (opts.maxInFlight !== undefined && (!Number.isSafeInteger(opts.maxInFlight) || opts.maxInFlight < 1)) {
       throw new RangeError(`maxInFlight must be a positive integer, got ${opts.maxInFlight}`);
+    }
+    for (const [name, v] of [['timeoutMs', opts.timeoutMs], ['ceilingMs', opts.ceilingMs]] as const) {
+      if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new RangeError(`${name} must be a positive number of milliseconds, got ${v}`);
     }
     const first = VerifierLink.#newWorker(opts);
     const r = await first.ready;
@@ -288,7 +307,7 @@ export class VerifierLink {
 
   #ask(w: WorkerHandle, job: Job): Promise<Verdict> {
     return new Promise<Verdict>((resolve) => {
-      const p = new PendingRequest(w, job.id, this.#opts.timeoutMs ?? 5000, resolve, this.#failClosedFn);
+      const p = new PendingRequest(w, job.id, resolve, this.#failClosedFn);
       const ring = this.#opts.transport !== 'comlink' ? w.ring : undefined;
       const viaRing = ring ? this.#sendRing(ring, job) : undefined;
       if (viaRing) {
@@ -382,10 +401,12 @@ export class VerifierLink {
 
   /** A worker with this link's ring, if it uses one. */
   static #newWorker(opts: VerifierLinkOptions): WorkerHandle {
-    const initTimeoutMs = opts.initTimeoutMs ?? Math.max(20_000, 2 * (opts.timeoutMs ?? 5000));
+    const noProgressMs = opts.timeoutMs ?? DEFAULT_NO_PROGRESS_MS;
+    const initTimeoutMs = opts.initTimeoutMs ?? Math.max(20_000, 2 * noProgressMs);
+    const bounds: WatchdogBounds = { noProgressMs, ceilingMs: opts.ceilingMs ?? Math.max(DEFAULT_CEILING_MS, noProgressMs) };
     return opts.transport === 'comlink'
-      ? new WorkerHandle(opts.init, undefined, undefined, initTimeoutMs)
-      : new WorkerHandle(opts.init, opts.ring ?? {}, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, initTimeoutMs);
+      ? new WorkerHandle(opts.init, undefined, undefined, initTimeoutMs, bounds)
+      : new WorkerHandle(opts.init, opts.ring ?? {}, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, initTimeoutMs, bounds);
   }
 
   /** Starts a worker whose readiness includes replaying the journal. */

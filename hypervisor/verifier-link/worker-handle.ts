@@ -11,6 +11,7 @@ import type { InitResult, VerifierWorkerApi, WorkerInit } from '../../verifier-v
 import { validateVerdict, type VerifyRequest } from '../../shared/protocol.ts';
 import { RING_DEFAULTS, RingChannel, type RingOptions } from './ring-channel.ts';
 import type { InFlight } from './pending-request.ts';
+import { DEFAULT_CEILING_MS, DEFAULT_NO_PROGRESS_MS, Watchdog, type Watched, type WatchdogBounds } from './watchdog.ts';
 
 /** Path of the worker entry (registers tsx, then loads verifier-vm/worker.ts). */
 export const WORKER_ENTRY = fileURLToPath(new URL('../../verifier-vm/worker-entry.mjs', import.meta.url));
@@ -31,8 +32,10 @@ export class WorkerHandle {
   /** Replays queued and not finished, and whether init (with the ring) succeeded. */
   #replaysPending = 0;
   #initOk = false;
-  /** Requests in flight on this worker (each fails closed if the worker dies). */
-  readonly inflight = new Set<InFlight>();
+  /** Requests in flight on this worker, oldest first (each fails closed if the worker dies). */
+  readonly inflight = new Set<InFlight & Watched>();
+  /** The worker's fail-closed watchdog (watchdog.ts): no progress, or the per-request ceiling. */
+  readonly watchdog: Watchdog;
   #dead: string | undefined;
   readonly #onDeath: Array<(why: string) => void> = [];
 
@@ -42,9 +45,12 @@ export class WorkerHandle {
    * worker runs, its init (keyring, manifest, plugin modules) has `initTimeoutMs`: a plugin
    * module that loops while it is imported, or never finishes loading, ends the worker and
    * the init fails naming the bound, instead of hanging whoever waits for the verifier.
+   * Requests are watched by a {@link Watchdog} with `bounds`, whose progress word the worker
+   * gets with its thread (workerData).
    */
-  constructor(init: WorkerInit, ring?: RingOptions, maxInFlight = 256, initTimeoutMs = 20_000) {
-    this.worker = new Worker(WORKER_ENTRY);
+  constructor(init: WorkerInit, ring?: RingOptions, maxInFlight = 256, initTimeoutMs = 20_000, bounds: WatchdogBounds = { noProgressMs: DEFAULT_NO_PROGRESS_MS, ceilingMs: DEFAULT_CEILING_MS }) {
+    this.watchdog = new Watchdog(bounds, this.inflight, (why) => this.markDead(why));
+    this.worker = new Worker(WORKER_ENTRY, { workerData: { progress: this.watchdog.buffer } });
     // Every control-plane post rings the ring's doorbell: a worker whose ring loop spins or is
     // parked in a blocking Atomics.wait serves its message port only when told to.
     const ep = nodeEndpoint(this.worker as unknown as NodeEndpoint);
@@ -186,6 +192,7 @@ export class WorkerHandle {
   markDead(why: string): void {
     if (this.#dead !== undefined) return;
     this.#dead = why;
+    this.watchdog.stop();
     this.ring?.close();
     for (const r of [...this.inflight]) r.fail(why);
     this.inflight.clear();

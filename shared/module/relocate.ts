@@ -33,6 +33,7 @@ import { err, ok, type Result } from '../result.ts';
 import { moduleError, type ModuleError } from './errors.ts';
 import { viewOf, type PlacedBuffer } from './placed-memory.ts';
 import type { SymbolValues } from './symbols.ts';
+import { reportProgress } from '../progress.ts';
 
 const MASK64 = (1n << 64n) - 1n;
 const TWO31 = 1n << 31n;
@@ -67,6 +68,8 @@ export function applyRelocations(elf: Elf64, buffers: ReadonlyMap<number, Placed
   const counts: RelocationCounts = {};
   const values = splitSymbolValues(elf, symbols);
   for (const rela of elf.relocations) {
+    // PROGRESS: one report per relocation section, for the verifier's watchdog (shared/progress.ts).
+    reportProgress();
     const target = buffers.get(rela.appliesTo);
     if (!target) continue; // not placed: .modinfo, __versions, per-CPU, non-allocated
     if (rela.symtab !== elf.symtabIndex) {

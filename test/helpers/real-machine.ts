@@ -2,10 +2,10 @@
  * A booted machine on the real Debian 6.1 image, for integration tests. The caller must
  * dispose it (t.teardown), which stops the verifier workers.
  *
- * Its verifier gets 30 s before it fails closed, not the product's 5 s: package.json sets
- * HEKI_VERIFIER_TIMEOUT_MS for every test process, since on a shared 2-core machine running
- * several test files the cold first kernel-text check (about 25 MB) can take longer, and a
- * boot refused for that says nothing about what a test checks. Tests of timeouts set their own.
+ * Its verifier runs with the product's bounds (2 s without progress, 120 s per request): the
+ * link fails closed on lack of progress, not by the clock, so a loaded test machine slows the
+ * cold first kernel-text check without getting it denied (test/integration/
+ * real-boot-busy-host.test.ts). Tests of the bounds set their own.
  */
 import { createMachineDetailed, type MachineConfig } from '../../runtime/machine.ts';
 import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';

@@ -48,8 +48,8 @@ function plugin(name: string, body: string, top = ''): string {
 const noStack = (err: string): boolean => !/\n\s+at /.test(err);
 
 for (const [what, body, why] of [
-  ['loops in decide', 'for (;;) {}', /took longer than 1\.5 s: a plugin loops or never settles its promise/],
-  ['never settles its promise (a timer keeps the thread alive)', 'return new Promise(() => { setInterval(() => {}, 1000); });', /took longer than 1\.5 s: a plugin loops or never settles its promise/],
+  ['loops in decide', 'for (;;) {}', /made no progress for 1\.5 s: a plugin loops or never settles its promise/],
+  ['never settles its promise (a timer keeps the thread alive)', 'return new Promise(() => { setInterval(() => {}, 1000); });', /made no progress for 1\.5 s: a plugin loops or never settles its promise/],
   ['never settles its promise (nothing left to settle it)', 'return new Promise(() => {});', /: a plugin's promise can never settle/],
 ] as const) {
   test.serial(`a plugin that ${what} is stopped: exit 2, naming the line`, async (t) => {

@@ -23,7 +23,7 @@ import { main } from '../../cli/main.ts';
 import type { CliIo } from '../../cli/command.ts';
 
 // Serial: each test runs a real kernel; several at once on one main thread make the
-// verifier's answers late on a loaded machine (the tests give it 30 s: HEKI_VERIFIER_TIMEOUT_MS in package.json).
+// verifier's answers late on a loaded machine.
 const realTest = needsFixtures(test.serial as unknown as TestFn);
 
 realTest('kexec: verified, staged, then the VM is reset into the new kernel, which locks itself', async (t) => {

@@ -18,7 +18,7 @@ import { verifyAuditChain } from '../../verifier-vm/audit-log.ts';
 import type { ExportedVmState } from '../../verifier-vm/vm-state.ts';
 
 // Serial: each test runs a real kernel; several at once on one main thread make the
-// verifier's answers late on a loaded machine (the tests give it 30 s: HEKI_VERIFIER_TIMEOUT_MS in package.json).
+// verifier's answers late on a loaded machine.
 const realTest = needsFixtures(test.serial as unknown as TestFn);
 
 realTest('a migrated VM has the source\'s protection state, verifier state and running kernel', async (t) => {

@@ -14,7 +14,7 @@ import { EPT_IMMUTABLE, EPT_R, EPT_XS } from '../../hypervisor/ept/permissions.t
 import type { ExportedVmState } from '../../verifier-vm/vm-state.ts';
 
 // Serial: each test runs a real kernel; several at once on one main thread make the
-// verifier's answers late on a loaded machine (the tests give it 30 s: HEKI_VERIFIER_TIMEOUT_MS in package.json).
+// verifier's answers late on a loaded machine.
 const realTest = needsFixtures(test.serial as unknown as TestFn);
 
 realTest('a reboot: the VMM clears everything at the reset, the new boot locks itself again', async (t) => {

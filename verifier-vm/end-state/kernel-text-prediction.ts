@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { hex } from '../../shared/addr.ts';
+import { reportProgress } from '../../shared/progress.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { applyBootTouchups, type BootTouchupReport } from '../../shared/x86/touchups/boot-touchups.ts';
@@ -28,6 +29,9 @@ import { TextSpace } from '../../shared/x86/touchups/text-space.ts';
 import type { KernelManifest, ManifestTouchups } from '../manifest.ts';
 
 const HEX = /^[0-9a-f]{1,16}$/;
+
+/** Pages hashed between two progress reports (a power of two; 256 pages is 1 MiB). */
+const PAGE_CHUNK = 256;
 
 /** The manifest's touch-up data, decoded once per manifest. */
 interface DecodedTouchups {
@@ -77,19 +81,17 @@ function decode(m: KernelManifest, t: ManifestTouchups): DecodedTouchups {
     pvOp: (type) => pvOps.get(type),
     textRanges,
   };
+  reportProgress();
   const tables = touchupTables(source);
+  reportProgress();
   const trampolines = keys.map((k) => k.trampoline);
   const alt = sections.get('.altinstr_replacement');
-  return {
-    source,
-    tables,
-    pageSize: t.pageSize,
-    pages: b64(t.pageSha256, 'pageSha256'),
-    siteBytes: b64(t.siteBytes, 'siteBytes'),
-    altReplacement: alt,
-    trampolines,
-    owners: new SiteOwners(tables, { mcountSites: [...m.mcountSites], trampolines }),
-  };
+  const pages = b64(t.pageSha256, 'pageSha256');
+  const siteBytes = b64(t.siteBytes, 'siteBytes');
+  reportProgress();
+  const owners = new SiteOwners(tables, { mcountSites: [...m.mcountSites], trampolines });
+  reportProgress();
+  return { source, tables, pageSize: t.pageSize, pages, siteBytes, altReplacement: alt, trampolines, owners };
 }
 
 function decodedTouchups(m: KernelManifest): Result<DecodedTouchups, string> | undefined {
@@ -131,11 +133,14 @@ export function checkPredictedText(m: KernelManifest, model: CpuModel, addr: big
   const stext = m.body.symbols['_stext'];
   if (typeof stext !== 'string' || big(stext, '_stext') !== addr) return err(`.text is at ${hex(addr)}, the manifest's _stext is ${String(stext)}`);
   const spans = touchupSpans(t.tables, { mcountSites: [...m.mcountSites], trampolines: t.trampolines }, addr, text.length);
+  reportProgress();
   const file = Uint8Array.from(text);
   if (!scatterSpans(file, spans, t.siteBytes)) return err('the manifest\'s touch-up site bytes do not fit its tables');
+  reportProgress();
   const pages = Math.ceil(text.length / t.pageSize);
   if (t.pages.length !== pages * 32) return err(`the manifest has ${t.pages.length / 32} page digests for a ${text.length}-byte .text (${pages} pages)`);
   for (let p = 0; p < pages; p++) {
+    if ((p & (PAGE_CHUNK - 1)) === 0) reportProgress();
     const start = p * t.pageSize;
     const digest = createHash('sha256').update(file.subarray(start, Math.min(file.length, start + t.pageSize))).digest();
     for (let i = 0; i < 32; i++) {
@@ -149,6 +154,7 @@ export function checkPredictedText(m: KernelManifest, model: CpuModel, addr: big
   const space = new TextSpace(regions);
   const end = addr + BigInt(text.length);
   const report = applyBootTouchups(space, t.tables, { sites: [...m.mcountSites], fentry: m.fentry }, { start: addr, end }, ctx.value);
+  reportProgress();
   let first = -1;
   let differing = 0;
   for (let i = 0; i < text.length; i++) {

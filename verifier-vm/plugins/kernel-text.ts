@@ -13,6 +13,7 @@
  * calls' state the verified text holds (end-state/key-state.ts), which module loads depend on.
  */
 import { hex } from '../../shared/addr.ts';
+import { reportProgress } from '../../shared/progress.ts';
 import type { RequestOf } from '../../shared/protocol.ts';
 import type { PluginContext, PluginResult, VerifierPlugin } from '../plugin-api.ts';
 import { sha256Hex } from '../signature/code-image.ts';
@@ -29,6 +30,8 @@ export function checkKernelText(request: RequestOf<'kernel-text'>, ctx: PluginCo
   const deny = (reason: string): PluginResult => ({ decision: 'deny', reason });
   if (m.body.sections.length === 0) return deny(`manifest of ${m.body.kernel} lists no sections`);
   for (const want of m.body.sections) {
+    // PROGRESS: one report per section (a hash or the .text prediction, which reports more).
+    reportProgress();
     const found = request.sections.filter((s) => s.name === want.name);
     if (found.length === 0) return deny(`section ${want.name} is missing from the request`);
     if (found.length > 1) return deny(`section ${want.name} appears ${found.length} times in the request`);

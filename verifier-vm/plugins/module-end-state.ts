@@ -52,6 +52,7 @@ import type { KernelManifest } from '../manifest.ts';
 import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
 import { bootsUniprocessor, hasTouchups, manifestTouchupContext } from '../end-state/kernel-text-prediction.ts';
 import { kernelKeyState } from '../end-state/key-state.ts';
+import { reportProgress } from '../../shared/progress.ts';
 
 /** Plugin name. */
 export const MODULE_END_STATE = 'module-end-state';
@@ -157,6 +158,7 @@ export function checkModuleLoad(request: RequestOf<'module-load'>, ctx: PluginCo
   const touchups = moduleTouchupEnv(ctx, m);
   if (typeof touchups === 'string') return deny(touchups);
   const r = relocateAt(elf.value, placed, resolve, m.fentry, request.name, touchups);
+  reportProgress();
   if (!r.ok) {
     const missing = modinfo.value.depends.filter((d) => !ctx.vm.modules.has(d));
     const hint = r.error.kind === 'unresolved-symbol' && missing.length > 0 ? ` (depends on ${missing.join(', ')}, not loaded)` : '';

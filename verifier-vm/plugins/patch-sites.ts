@@ -8,6 +8,7 @@
  * address the verifier already knows.
  */
 import { hex } from '../../shared/addr.ts';
+import { reportItemProgress } from '../../shared/progress.ts';
 import type { PatchItem, RequestOf } from '../../shared/protocol.ts';
 import type { KernelManifest, StaticCallKeyInfo } from '../manifest.ts';
 import type { Decision, PluginContext, PluginResult, VerifiedModule } from '../plugin-api.ts';
@@ -160,6 +161,7 @@ export function decideItems(
   // otherwise cost every other patch plugin 40,000 objects.
   const other: { decision: Decision; reason: string } = Object.freeze({ decision: 'abstain', reason: `not a ${itemKind} patch` });
   const items = request.items.map((item, i): { decision: Decision; reason: string } => {
+    reportItemProgress(i);
     if (item.kind !== itemKind) return other;
     const v = check(item, i);
     if (v.decision === 'allow') allowed++;

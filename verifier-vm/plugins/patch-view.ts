@@ -8,6 +8,7 @@
  * (`prefix + hex(site) + suffix`) that a record batch keeps as a template.
  */
 import { hex } from '../../shared/addr.ts';
+import { reportItemProgress } from '../../shared/progress.ts';
 import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
 import type { PatchItem } from '../../shared/protocol.ts';
 import { PATCH_RECORD, PR } from '../../shared/ring/layout.ts';
@@ -79,8 +80,9 @@ export class RecordCursor implements PatchView {
     this.#b = records.bytes;
     this.#u32 = new Uint32Array(records.bytes.buffer, records.bytes.byteOffset, records.bytes.length >>> 2);
   }
-  /** Moves to record `i`. */
+  /** Moves to record `i` (reporting progress every PROGRESS_ITEM_CHUNK records: shared/progress.ts). */
   at(i: number): this {
+    reportItemProgress(i);
     const o = i * PATCH_RECORD;
     this.#o = o;
     this.kindCode = this.#b[o + PR.KIND] as number;

@@ -13,6 +13,7 @@ import {
 import type { Keyring } from '../keyring.ts';
 import { verifyModuleEd25519, type Ed25519Impl } from './ed25519.ts';
 import { verifyPkcs7ModuleSignature } from './pkcs7.ts';
+import { reportProgress } from '../../shared/progress.ts';
 
 /** The signature scheme a verdict is about; `none` when no scheme could be applied. */
 export type SignatureScheme = 'ed25519' | 'pkcs7' | 'none';
@@ -53,6 +54,9 @@ export function verifyModuleSignature(
   if (!((file as unknown) instanceof Uint8Array)) {
     return { accepted: false, scheme: 'none', reason: 'module contents are not a byte array' };
   }
+  // PROGRESS: one report per signature check (shared/progress.ts); the check itself is
+  // milliseconds (an RSA-4096 or Ed25519 verification and a SHA-256 of the image).
+  reportProgress();
   const parsed = parseModuleSignature(file);
   if (!parsed.ok) {
     if (parsed.error.kind === 'unsigned') return { accepted: false, scheme: 'none', reason: 'module is not signed' };

@@ -27,6 +27,7 @@ import { preemptModeOf, schedDynamicUpdate, type PreemptMode } from './preempt-d
 import type { TouchupTables } from './tables.ts';
 import { type TextSpace, readS32 } from './text-space.ts';
 import { X86_NOPS } from './nops.ts';
+import { reportProgress } from '../../progress.ts';
 
 /** ftrace's view of the mcount sites: where they are and what they must call in the file. */
 export interface FtraceSites {
@@ -68,17 +69,26 @@ export function ftraceInitNops(space: TextSpace, ftrace: FtraceSites): number {
 
 /** Runs the boot touch-ups on `space`; `text` is `[_text, _etext)`, the range whose lock prefixes are patched. */
 export function applyBootTouchups(space: TextSpace, tables: TouchupTables, ftrace: FtraceSites, text: { start: bigint; end: bigint }, ctx: TouchupContext): BootTouchupReport {
+  // PROGRESS: one report per pass (each is milliseconds of work), for the verifier's
+  // watchdog when the verifier predicts the end state (shared/progress.ts).
   const early = earlyContext(ctx);
   const state = new StaticCallState(ctx, tables.staticCalls);
   const staticCallSites = staticCallInit(space, tables.staticCalls, early);
+  reportProgress();
   const ftraceNops = ftraceInitNops(space, ftrace);
+  reportProgress();
   const preemptMode = preemptModeOf(ctx.cpu.cmdline);
   const preemptWrites = schedDynamicUpdate(space, early, state, preemptMode).length;
   applyParavirt(space, tables.paravirt, ctx);
+  reportProgress();
   applyRetpolines(space, tables.retpolines, ctx);
+  reportProgress();
   applyReturns(space, tables.returns, ctx);
+  reportProgress();
   applyAlternatives(space, tables.alternatives, ctx);
+  reportProgress();
   const uniprocessor = bootPatchesToUp(ctx);
   const lockPrefixesUp = uniprocessor ? rewriteLockPrefixes(space, tables.smpLocks, text.start, text.end, LOCK_PREFIX, DS_PREFIX).length : 0;
+  reportProgress();
   return { staticCallSites, ftraceNops, preemptMode, preemptWrites, uniprocessor, lockPrefixesUp };
 }
