@@ -89,14 +89,21 @@ export function opt<T>(s: Schema<T>): Schema<T | undefined> {
   return { describe: `${s.describe} or absent`, optional: true, encode: (v) => (v === undefined ? null : s.encode(v)), decode: (j, at) => (j === undefined ? ok(undefined) : s.decode(j, at)) };
 }
 
+/** A value that is not `s` at `at` itself is not null either: say so. */
+function orNull<T>(s: Schema<unknown>, describe: string, d: Result<T, string>, at: string): Result<T, string> {
+  return !d.ok && d.error === `${at} must be ${s.describe}` ? must(at, describe) : d;
+}
+
 /** `s`, or undefined (written as null): for a field that is always there but may hold nothing. */
 export function orUndefined<T>(s: Schema<T>): Schema<T | undefined> {
-  return { describe: `${s.describe} or null`, encode: (v) => (v === undefined ? null : s.encode(v)), decode: (j, at) => (j === null ? ok(undefined) : s.decode(j, at)) };
+  const describe = `${s.describe} or null`;
+  return { describe, encode: (v) => (v === undefined ? null : s.encode(v)), decode: (j, at) => (j === null ? ok(undefined) : orNull(s, describe, s.decode(j, at), at)) };
 }
 
 /** `s`, or null. */
 export function nullable<T>(s: Schema<T>): Schema<T | null> {
-  return { describe: `${s.describe} or null`, encode: (v) => (v === null ? null : s.encode(v)), decode: (j, at) => (j === null ? ok(null) : s.decode(j, at)) };
+  const describe = `${s.describe} or null`;
+  return { describe, encode: (v) => (v === null ? null : s.encode(v)), decode: (j, at) => (j === null ? ok(null) : orNull(s, describe, s.decode(j, at), at)) };
 }
 
 /** A list of `s`, at most `max` long. */
