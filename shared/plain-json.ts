@@ -41,7 +41,8 @@ function encodePlain(v: unknown, at: string): Json {
   throw new Error(`internal: ${at} is not plain data`);
 }
 
-const HEX_BIG = /^-?0x(0|[1-9a-f][0-9a-f]*)$/;
+/** One spelling per value: lowercase, no leading zeros, no "-0x0". */
+const HEX_BIG = /^(?:0x0|-?0x[1-9a-f][0-9a-f]*)$/;
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 function decodePlain(j: unknown, at: string, depth: number): Result<unknown, string> {

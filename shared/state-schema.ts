@@ -68,7 +68,8 @@ export function oneOf<const L extends ReadonlyArray<string | number | boolean>>(
   return leaf(d, (j): j is L[number] => values.includes(j as L[number]));
 }
 
-const HEX_BIG = /^-?0x(0|[1-9a-f][0-9a-f]*)$/;
+/** One spelling per value: lowercase, no leading zeros, no "-0x0". */
+const HEX_BIG = /^(?:0x0|-?0x[1-9a-f][0-9a-f]*)$/;
 /** A bigint, as a hex string. */
 export const big: Schema<bigint> = {
   describe: 'a hex integer string ("0x1f")',

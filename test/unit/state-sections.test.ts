@@ -43,6 +43,7 @@ test('the stored sections decode, and encode back to the same bytes', (t) => {
 test('core section: each field of the wrong type or range is refused by its path', (t) => {
   t.is(refusal(CORE_SECTION, (j) => (j.data.pins.cr0 = 65536)), 'core section: data.pins.cr0 must be a hex integer string ("0x1f")');
   t.is(refusal(CORE_SECTION, (j) => (j.data.pins.cr4 = '0x0010')), 'core section: data.pins.cr4 must be a hex integer string ("0x1f")', 'no leading zeros: one spelling per value');
+  t.is(refusal(CORE_SECTION, (j) => (j.data.pins.cr4 = '-0x0')), 'core section: data.pins.cr4 must be a hex integer string ("0x1f")');
   t.is(refusal(CORE_SECTION, (j) => (j.data.vcpus[0].cpl = 1)), 'core section: data.vcpus[0].cpl must be one of 0, 3');
   t.is(refusal(CORE_SECTION, (j) => (j.data.vcpus[0].idtr.limit = 0x10000)), 'core section: data.vcpus[0].idtr.limit must be an integer from 0 to 65535');
   t.is(refusal(CORE_SECTION, (j) => (j.data.ept[0] = [256, 16])), 'core section: data.ept[0] must be a list of 3 entries');
