@@ -17,19 +17,24 @@
  * ```
  * The signature covers the header and, through each section's SHA-256 in it, every byte of
  * every section. `vm` and `vmId` bind the image to one VM: an image of another VM (or of the
- * same name with another identity) is refused. Section payloads are the producer's: raw pages
- * for memory, structured clones (node:v8 serialization of plain data) for state.
+ * same name with another identity) is refused.
+ *
+ * Section payloads: `memory` is raw pages (hypervisor/vmm/lifecycle/vm-state-image.ts); every
+ * state section is JSON of a declared schema with its own version (shared/state-section.ts,
+ * shared/state-schema.ts), never a runtime's serialisation, so an image written by one Node
+ * version restores under another (ARCHITECTURE.md rule 10). Version history of this format:
+ * - 1: state sections were node:v8 structured clones; no longer read (the reader says so);
+ * - 2: state sections are declared-schema JSON.
  */
 import { createHash } from 'node:crypto';
-import { deserialize, serialize } from 'node:v8';
 import { type Result, err, ok } from './result.ts';
 
 /** Magic of a VM state image: "HEKIVMI1". */
 export const VM_IMAGE_MAGIC = new TextEncoder().encode('HEKIVMI1');
 /** `type` of the header. */
 export const VM_IMAGE_TYPE = 'heki-vm-image';
-/** Current version. */
-export const VM_IMAGE_VERSION = 1;
+/** Current version (the only one read). */
+export const VM_IMAGE_VERSION = 2;
 /** Domain separation for image signatures. */
 export const VM_IMAGE_SIGNATURE_DOMAIN = 'heki-sim VM state image v1\0';
 /** Longest header accepted (1 MiB). */
@@ -183,7 +188,8 @@ function checkHeader(v: unknown): Result<VmImageHeader, VmImageError> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return malformed('the header is not a JSON object');
   const o = v as Record<string, unknown>;
   if (o.type !== VM_IMAGE_TYPE) return malformed(`header type must be "${VM_IMAGE_TYPE}"`);
-  if (o.version !== VM_IMAGE_VERSION) return malformed(`header version ${String(o.version)} is not ${VM_IMAGE_VERSION}`);
+  if (o.version === 1) return malformed(`header version 1 is not ${VM_IMAGE_VERSION}: version 1 images hold node:v8 structured clones, which this heki-sim no longer reads; take the image again`);
+  if (o.version !== VM_IMAGE_VERSION) return malformed(`header version ${JSON.stringify(o.version)} is not ${VM_IMAGE_VERSION}, the only version this heki-sim reads`);
   if (o.kind !== 'hibernate' && o.kind !== 'migration') return malformed('header kind must be hibernate or migration');
   if (typeof o.vm !== 'string' || o.vm === '' || o.vm.length > 256) return malformed('header vm must be a name of 1 to 256 characters');
   if (typeof o.vmId !== 'string' || !HEX32.test(o.vmId)) return malformed('header vmId must be 32 hex digits');
@@ -221,19 +227,4 @@ export function checkVmImage(image: VmImage, verify: VmImageVerifier, expect: { 
   if (expect.vmId !== undefined && image.header.vmId !== expect.vmId) return err({ kind: 'identity', message: `the image is of VM identity ${image.header.vmId}, not ${expect.vmId}` });
   if (expect.kind !== undefined && image.header.kind !== expect.kind) return err({ kind: 'kind', message: `the image was made for ${image.header.kind}, not ${expect.kind}` });
   return ok(image);
-}
-
-/** Serializes plain data (numbers, bigints, strings, Uint8Arrays, arrays, Maps, Sets, plain objects). */
-export function encodeStructured(value: unknown): Uint8Array {
-  const b = serialize(value);
-  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-}
-
-/** The reverse of {@link encodeStructured}; names a failure instead of throwing. */
-export function decodeStructured(bytes: Uint8Array): Result<unknown, string> {
-  try {
-    return ok(deserialize(bytes));
-  } catch (e) {
-    return err(`cannot decode: ${e instanceof Error ? e.message : String(e)}`);
-  }
 }

@@ -14,7 +14,8 @@ import type { KernelManifest } from './manifest.ts';
 import type { AuditLog } from './audit-log.ts';
 import { PatchRecords } from '../shared/ring/patch-records.ts';
 import { decideRecordBatch, recordBatch, type RecordBatchOutcome } from './record-batch.ts';
-import { EXPORTED_VM_STATE_VERSION, type ExportedVmState } from './vm-state.ts';
+import { EXPORTED_VM_STATE_VERSION, VERIFIER_SECTION, type ExportedVmState } from './vm-state.ts';
+import { encodeSection } from '../shared/state-section.ts';
 import { checkOnlineCpus, defaultVmConfig, type CheckedVmConfig } from './vm-config.ts';
 
 /** How the engine is set up. */
@@ -137,6 +138,11 @@ export class Verifier {
       pluginState: s.pluginState,
       manifest: s.kernel?.text,
     };
+  }
+
+  /** {@link exportVm} as the `verifier` section of a state image (vm-state.ts VERIFIER_SECTION): the verifier writes the section it alone reads back. */
+  exportVmSection(vm: string): Uint8Array {
+    return encodeSection(VERIFIER_SECTION, this.exportVm(vm));
   }
 
   /**

@@ -3,8 +3,11 @@
  * image or a migration snapshot, and what a `restore-state` request brings back. The VMM
  * carries it without looking inside; the lifecycle plugin (plugins/lifecycle.ts) takes it
  * back only from an image a `vmm` key of the keyring signed for this VM, and checks its shape
- * here before a single field is used.
+ * here, field by field against the section's declared schema, before a single field is used.
  */
+import { type Result, err, ok } from '../shared/result.ts';
+import { decodeSection, type SectionFormat } from '../shared/state-section.ts';
+import { big, bool, count, list, map, obj, oneOf, opt, orUndefined, plain, refine, set, str, strMatching, u32 } from '../shared/state-schema.ts';
 import type { VerifiedModule, VmState } from './plugin-api.ts';
 
 /** Version of {@link ExportedVmState}. */
@@ -16,68 +19,54 @@ export interface ExportedVmState {
   readonly bootVerified: boolean;
   readonly modules: ReadonlyMap<string, VerifiedModule>;
   readonly codeImages: VmState['codeImages'];
-  /** Each plugin's private state, as the plugin left it (structured-clone data). */
+  /** Each plugin's private state, as the plugin left it (plain data: shared/plain-json.ts). */
   readonly pluginState: ReadonlyMap<string, unknown>;
   /** The signed manifest text of the kernel the VM runs, when it is not the verifier's own. */
   readonly manifest: string | undefined;
 }
 
-const isMap = (v: unknown): v is Map<unknown, unknown> => v instanceof Map;
-const isBig = (v: unknown): v is bigint => typeof v === 'bigint';
-const HEX64 = /^[0-9a-f]{64}$/;
+const range = refine(obj({ start: big, end: big }), (r) => (r.start <= r.end ? undefined : 'must have start <= end'));
+const sha256Hex = strMatching(/^[0-9a-f]{64}$/, 'a SHA-256 (64 lowercase hex digits)');
 
-function checkRanges(v: unknown, where: string, withPerm: boolean): string | undefined {
-  if (!Array.isArray(v)) return `${where} must be a list`;
-  for (const [i, r] of v.entries()) {
-    const x = r as Record<string, unknown> | null;
-    if (typeof x !== 'object' || x === null || !isBig(x.start) || !isBig(x.end) || x.start > x.end) return `${where}[${i}] must be {start, end} with start <= end`;
-    if (withPerm && (typeof x.permissions !== 'number' || !Number.isInteger(x.permissions))) return `${where}[${i}].permissions must be an integer`;
-  }
-  return undefined;
-}
+/** A verified module record (plugin-api.ts VerifiedModule). */
+const verifiedModule = obj({
+  name: strMatching(/^.+$/s, 'a non-empty string'),
+  exports: map(str, big),
+  mcountSites: set(big),
+  jumpEntries: map(big, obj({ target: big, len: oneOf(2, 5) })),
+  textRanges: list(range),
+  ranges: list(refine(obj({ start: big, end: big, permissions: u32 }), (r) => (r.start <= r.end ? undefined : 'must have start <= end'))),
+  textPageHashes: map(big, sha256Hex),
+  functions: opt(set(big)),
+  smpLocks: opt(set(big)),
+});
 
-function checkModule(name: unknown, m: unknown): string | undefined {
-  if (typeof name !== 'string' || name === '') return 'a module name is not a non-empty string';
-  const where = `module ${name}`;
-  const x = m as Record<string, unknown> | null;
-  if (typeof x !== 'object' || x === null || x.name !== name) return `${where}: the record is not an object of that name`;
-  if (!isMap(x.exports) || ![...x.exports].every(([k, a]) => typeof k === 'string' && isBig(a))) return `${where}: exports must map names to addresses`;
-  if (!(x.mcountSites instanceof Set) || ![...x.mcountSites].every(isBig)) return `${where}: mcountSites must be a set of addresses`;
-  if (!isMap(x.jumpEntries)) return `${where}: jumpEntries must be a map`;
-  for (const [site, e] of x.jumpEntries) {
-    const j = e as Record<string, unknown> | null;
-    if (!isBig(site) || typeof j !== 'object' || j === null || !isBig(j.target) || (j.len !== 2 && j.len !== 5)) return `${where}: a jump entry is malformed`;
-  }
-  const r = checkRanges(x.textRanges, `${where}: textRanges`, false) ?? checkRanges(x.ranges, `${where}: ranges`, true);
-  if (r) return r;
-  if (!isMap(x.textPageHashes) || ![...x.textPageHashes].every(([k, h]) => isBig(k) && typeof h === 'string' && HEX64.test(h))) return `${where}: textPageHashes must map pages to SHA-256 hex`;
-  if (x.functions !== undefined && (!(x.functions instanceof Set) || ![...x.functions].every(isBig))) return `${where}: functions must be a set of addresses`;
-  if (x.smpLocks !== undefined && (!(x.smpLocks instanceof Set) || ![...x.smpLocks].every(isBig))) return `${where}: smpLocks must be a set of addresses`;
-  return undefined;
-}
+const exportedVmState = obj({
+  version: count,
+  bootVerified: bool,
+  modules: refine(map(str, verifiedModule), (m) => {
+    const bad = [...m].find(([k, v]) => k !== v.name);
+    return bad ? `holds module ${bad[1].name} under the name ${bad[0]}` : undefined;
+  }),
+  codeImages: map(big, obj({ end: big, name: str, sha256: sha256Hex, pageHashes: map(big, sha256Hex) })),
+  pluginState: map(str, plain),
+  manifest: orUndefined(str),
+});
 
-/** Checks the shape of an exported state of unknown origin; names the first problem. */
-export function validateExportedVmState(v: unknown): { ok: true; state: ExportedVmState } | { ok: false; error: string } {
-  const bad = (error: string) => ({ ok: false as const, error });
-  const x = v as Record<string, unknown> | null;
-  if (typeof x !== 'object' || x === null) return bad('the verifier state is not an object');
-  if (x.version !== EXPORTED_VM_STATE_VERSION) return bad(`verifier state version ${String(x.version)} is not ${EXPORTED_VM_STATE_VERSION}`);
-  if (typeof x.bootVerified !== 'boolean') return bad('bootVerified must be a boolean');
-  if (!isMap(x.modules)) return bad('modules must be a map');
-  for (const [name, m] of x.modules) {
-    const e = checkModule(name, m);
-    if (e) return bad(e);
-  }
-  if (!isMap(x.codeImages)) return bad('codeImages must be a map');
-  for (const [addr, c] of x.codeImages) {
-    const y = c as Record<string, unknown> | null;
-    if (!isBig(addr) || typeof y !== 'object' || y === null || !isBig(y.end) || typeof y.name !== 'string' || typeof y.sha256 !== 'string' || !isMap(y.pageHashes)) {
-      return bad('a code image record is malformed');
-    }
-  }
-  if (!isMap(x.pluginState) || ![...x.pluginState.keys()].every((k) => typeof k === 'string')) return bad('pluginState must map plugin names to state');
-  if (x.manifest !== undefined && typeof x.manifest !== 'string') return bad('manifest must be the manifest text or absent');
-  return { ok: true, state: x as unknown as ExportedVmState };
+/**
+ * The `verifier` section of a VM state image: the verifier writes it (exportVmSection) and only
+ * the verifier reads it back (plugins/lifecycle.ts); the VMM carries its bytes. Data null: the
+ * verifier had no state for the VM.
+ */
+export const VERIFIER_SECTION: SectionFormat<ExportedVmState | undefined> = { name: 'verifier', version: EXPORTED_VM_STATE_VERSION, schema: orUndefined(exportedVmState) };
+
+/** Reads a `verifier` section of unknown origin; names the first field that is wrong. */
+export function decodeVerifierSection(bytes: Uint8Array): Result<ExportedVmState, string> {
+  const d = decodeSection(VERIFIER_SECTION, bytes);
+  if (!d.ok) return d;
+  if (d.value === undefined) return err('verifier section: the source verifier held no state for the VM');
+  if (d.value.version !== EXPORTED_VM_STATE_VERSION) return err(`verifier section: data.version ${d.value.version} is not ${EXPORTED_VM_STATE_VERSION}`);
+  return ok(d.value);
 }
 
 /**

@@ -74,6 +74,8 @@ export interface VerifierWorkerApi {
   setOnlineCpus(vm: string, online: number): string | undefined;
   /** The per-VM state of `vm` as plain data (verifier-vm/vm-state.ts), or undefined. */
   exportVm(vm: string): unknown;
+  /** The same state as the `verifier` section of a state image (verifier-vm/vm-state.ts), or undefined before init. */
+  exportVmSection(vm: string): Uint8Array | undefined;
   /**
    * Starts serving the verification ring in `layout` (shared/ring/layout.ts) beside comlink;
    * undefined when it runs, else why not (the link then keeps to comlink for this worker).

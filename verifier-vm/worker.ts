@@ -75,6 +75,10 @@ const api: VerifierWorkerApi = {
     return verifier?.exportVm(vm);
   },
 
+  exportVmSection(vm: string): Uint8Array | undefined {
+    return typeof vm === 'string' ? verifier?.exportVmSection(vm) : undefined;
+  },
+
   attachRing(layout: RingLayout, timing?: RingServerTiming): string | undefined {
     if (!verifier) return 'the verifier is not initialised';
     if (ring) return 'a ring is already attached';

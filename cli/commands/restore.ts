@@ -33,7 +33,9 @@ restored.
   --json             one JSON object: {"restored": {...} | null, "error"?, "attacks"?}
 
 Exit 0 when restored (and, with --attacks, every attack stopped), 1 when the snapshot is
-refused or an attack was not stopped, 2 on bad usage or an unreadable file.
+refused (a check failed) or an attack was not stopped, 2 on bad usage, an unreadable file, or
+a file that is not a snapshot of this format (another format version, a section that does not
+match its schema: the field is named).
 `;
 
 /** Makes the command. */
@@ -100,7 +102,9 @@ export function createRestoreCommand(): CliCommand {
           const e = restored.error;
           if (values.json) io.out(`${JSON.stringify({ restored: null, error: { kind: e.kind, message: e.message } })}\n`);
           else io.err(`heki restore: ${file} refused (${e.kind}): ${e.message}\n`);
-          return e.kind === 'input' ? EXIT_USAGE : EXIT_NEGATIVE;
+          // A file that is not a snapshot of this format (or a section not of its schema) is bad
+          // input; a refused check (signature, key, digest, identity, the verifier) is a verdict.
+          return e.kind === 'input' || e.kind === 'malformed' ? EXIT_USAGE : EXIT_NEGATIVE;
         }
         const m = restored.value;
         const core = m.vmm.core;

@@ -85,5 +85,6 @@ export function observePort(port: VerifierPort, observer: VmObserver, options: O
       : {}),
     ...(port.resetVm ? { resetVm: port.resetVm.bind(port) } : {}),
     ...(port.exportVm ? { exportVm: port.exportVm.bind(port) } : {}),
+    ...(port.exportVmSection ? { exportVmSection: port.exportVmSection.bind(port) } : {}),
   };
 }

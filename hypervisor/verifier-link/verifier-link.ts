@@ -271,6 +271,12 @@ export class VerifierLink {
     return w ? w.call((api) => api.exportVm(vm)).catch(() => undefined) : undefined;
   }
 
+  /** The same state as the verifier encodes it for a state image (its `verifier` section), or undefined when no worker answers. */
+  async exportVmSection(vm: string): Promise<Uint8Array | undefined> {
+    const w = await this.#serving();
+    return w ? w.call((api) => api.exportVmSection(vm)).catch(() => undefined) : undefined;
+  }
+
   /**
    * Resolves true once a warm spare is ready to take over (journal replayed), false when the
    * link keeps none or it could not start. The benchmark waits on it between failovers.

@@ -16,7 +16,9 @@ import type { GuestOutcome } from '../../shared/guest-cpu.ts';
 import { loadKernelImage } from '../../shared/kernel-image/load-kernel.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
-import { decodeStructured, decodeVmImage, encodeStructured } from '../../shared/vm-image.ts';
+import { decodeVmImage } from '../../shared/vm-image.ts';
+import { decodeSection, encodeSection } from '../../shared/state-section.ts';
+import { GUEST_SECTION } from '../../guest/kernel/guest-state-schema.ts';
 import type { Vmm } from '../../hypervisor/vmm/vmm.ts';
 import type { VerifierLink } from '../../hypervisor/verifier-link/verifier-link.ts';
 import { carryOutSystemEvent } from '../../hypervisor/vmm/lifecycle/system-events.ts';
@@ -26,7 +28,7 @@ import { bzImageKernelName, signManifest } from '../../verifier-vm/manifest-buil
 import { manifestBodyFor } from '../manifest-cache.ts';
 import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import type { GuestKernel } from '../../guest/kernel/guest-kernel.ts';
-import { restoreGuestKernel, saveGuestKernel, type GuestKernelState } from '../../guest/kernel/guest-state.ts';
+import { restoreGuestKernel, saveGuestKernel } from '../../guest/kernel/guest-state.ts';
 import type { KexecOptions, StepOutcome } from '../machine-api.ts';
 import type { SimulatedMachineParts } from '../simulated-machine.ts';
 import type { MachineSwap } from './machine-host.ts';
@@ -190,7 +192,7 @@ export async function hibernateStep(mi: MachineInternals): Promise<StepOutcome> 
   if (!k) return NOT_BOOTED;
   const refused = requested(k.lifecycle.sleep('S4'), 'S4 (hibernation)');
   if (refused) return refused;
-  const out = await carryOutSystemEvent(mi.vmm, { guestState: encodeStructured(saveGuestKernel(k)) });
+  const out = await carryOutSystemEvent(mi.vmm, { guestState: encodeSection(GUEST_SECTION, saveGuestKernel(k)) });
   if (out?.kind === 'hibernated') {
     mi.setKernel(undefined);
     return allowed(`hibernated: ${out.detail}`);
@@ -226,9 +228,9 @@ export async function resumeStep(mi: MachineInternals, o: { readonly tamper?: bo
   }
   const r = await resume(mi.vmm);
   if (!r.ok) return r.error.kind === 'no-image' ? error(r.error.message) : denied(`resume refused (${r.error.kind}): ${r.error.message}; the VM stays off`);
-  const state = decodeStructured(r.value.guest);
+  const state = decodeSection(GUEST_SECTION, r.value.guest);
   if (!state.ok) return error(`the guest kernel's state: ${state.error}`);
-  const k = restoreGuestKernel(mi.vmm.bootCpu, mi.image, state.value as GuestKernelState);
+  const k = restoreGuestKernel(mi.vmm.bootCpu, mi.image, state.value);
   if (!k.ok) return error(k.error);
   mi.setKernel(k.value);
   return allowed(r.value.detail);

@@ -6,12 +6,13 @@
  * The snapshot is a signed VM state image (shared/vm-image.ts) of kind `migration` with the
  * sections every state image has (core, memory, verifier, vmm: hypervisor/vmm/lifecycle/
  * vm-state-image.ts), plus:
- * - `guest`: the guest kernel's bookkeeping (guest/kernel/guest-state.ts), guest data the
- *   host carries without interpreting;
+ * - `guest`: the guest kernel's bookkeeping (guest/kernel/guest-state.ts, its schema
+ *   guest-state-schema.ts), guest data the host carries without interpreting;
  * - `platform`: what the destination needs to stand the VM up: the VM's whole configuration
  *   (the source VMM's {@link VmSettings}: RAM and disk size, vCPUs, protected-memory mode and
  *   whatever VmmConfig holds), the verifier's keyring and boot manifest (and plugin
- *   configuration), the audit log's head at the source, the disk's written sectors.
+ *   configuration), the audit log's head at the source, the disk's written sectors
+ *   (platform-section.ts).
  *
  * TRUST: the destination believes nothing in a snapshot before it checked the signature
  * against the one source key its operator trusts (`trust`): the keyring in it is what the new
@@ -22,7 +23,10 @@
 import { createHash } from 'node:crypto';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
-import { checkVmImage, decodeStructured, decodeVmImage, encodeStructured } from '../../shared/vm-image.ts';
+import { checkVmImage, decodeVmImage } from '../../shared/vm-image.ts';
+import { decodeSection, encodeSection } from '../../shared/state-section.ts';
+import { GUEST_SECTION } from '../../guest/kernel/guest-state-schema.ts';
+import { PLATFORM_SECTION, type SnapshotPlatform } from './platform-section.ts';
 import { Vmm, type VmSettings } from '../../hypervisor/vmm/vmm.ts';
 import { VerifierLink } from '../../hypervisor/verifier-link/verifier-link.ts';
 import { manifestLayout } from '../../hypervisor/vmm/lifecycle/boot-kernel.ts';
@@ -39,23 +43,7 @@ import type { MachineHost, MachineSwap } from './machine-host.ts';
 import { notify } from '../../hypervisor/observe/vm-observer.ts';
 import { observePort } from '../../hypervisor/observe/observed-port.ts';
 
-/** What the `platform` section holds. */
-export interface SnapshotPlatform {
-  /** 2; version 1 images (without `vm`) still restore, with the disk sized by its written sectors. */
-  readonly version: 2;
-  readonly memoryBytes: bigint;
-  /** The source VM's configuration, carried whole: the destination VMM starts with exactly it. */
-  readonly vm: VmSettings;
-  readonly keyring: KeyringData;
-  /** The verifier's own (boot) manifest; a kexec'd kernel's travels in the verifier section. */
-  readonly manifest: string;
-  /** The rest of the verifier's configuration. */
-  readonly verifier: Omit<WorkerInit, 'keyring' | 'manifest'>;
-  /** The audit log's head at the source when the snapshot was taken. */
-  readonly auditHead: AuditHead;
-  /** The disk's written sectors. */
-  readonly disk: ReadonlyArray<[number, Uint8Array]>;
-}
+export type { SnapshotPlatform } from './platform-section.ts';
 
 /** Takes a migration snapshot of a running machine; the VM must be idle (between steps). */
 export async function snapshotVm(vmm: Vmm, kernel: GuestKernel, host: MachineHost, audit: AuditLog): Promise<Result<Uint8Array, string>> {
@@ -73,8 +61,8 @@ export async function snapshotVm(vmm: Vmm, kernel: GuestKernel, host: MachineHos
   };
   const guest: GuestKernelState = saveGuestKernel(kernel);
   const image = await captureVmImage(vmm, 'migration', [
-    { name: 'guest', bytes: encodeStructured(guest) },
-    { name: 'platform', bytes: encodeStructured(platform) },
+    { name: 'guest', bytes: encodeSection(GUEST_SECTION, guest) },
+    { name: 'platform', bytes: encodeSection(PLATFORM_SECTION, platform) },
   ]);
   if (!image.ok) return image;
   auditLifecycle(vmm, { type: 'migrate-out', result: 'snapshot', bytes: image.value.length, sha256: createHash('sha256').update(image.value).digest('hex') });
@@ -125,13 +113,11 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
   const platformBytes = image.sections.get('platform');
   const guestBytes = image.sections.get('guest');
   if (!platformBytes || !guestBytes) return fail('malformed', 'the snapshot lacks its platform or guest section');
-  const p = decodeStructured(platformBytes);
-  const g = decodeStructured(guestBytes);
-  if (!p.ok || !g.ok) return fail('malformed', `the snapshot's platform or guest section does not decode: ${!p.ok ? p.error : !g.ok ? g.error : ''}`);
-  const platform = p.value as SnapshotPlatform | (Omit<SnapshotPlatform, 'version' | 'vm'> & { readonly version: 1 });
-  if ((platform?.version !== 1 && platform?.version !== 2) || typeof platform.manifest !== 'string' || typeof platform.memoryBytes !== 'bigint') {
-    return fail('malformed', 'the platform section is not a version 1 or 2 platform');
-  }
+  const p = decodeSection(PLATFORM_SECTION, platformBytes);
+  if (!p.ok) return fail('malformed', p.error);
+  const g = decodeSection(GUEST_SECTION, guestBytes);
+  if (!g.ok) return fail('malformed', g.error);
+  const platform = p.value;
   const settings = vmSettingsOf(platform);
   if (typeof settings === 'string') return fail('malformed', `the platform section's VM configuration: ${settings}`);
   const layout = manifestLayout(platform.manifest);
@@ -193,7 +179,7 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
   const applied = applyVmImage(vmm, image);
   if (!applied.ok) return give('failed', applied.error);
   vmm.devices.disk.importSectors(platform.disk);
-  const kernel = restoreGuestKernel(vmm.bootCpu, opts.image, g.value as GuestKernelState);
+  const kernel = restoreGuestKernel(vmm.bootCpu, opts.image, g.value);
   if (!kernel.ok) return give('failed', kernel.error);
   auditLifecycle(vmm, { type: 'migrate-in', result: 'restored', pages: applied.value.pages });
   return ok({
@@ -220,14 +206,11 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
 
 /**
  * The configuration the destination VM starts with: the source's, checked against the rest
- * of the platform section (its RAM size, a disk that holds every written sector); for a
- * version 1 image, which did not carry it, the RAM size and a disk just large enough.
+ * of the platform section (its RAM size, a disk that holds every written sector).
  */
-function vmSettingsOf(platform: { readonly version: 1 | 2; readonly memoryBytes: bigint; readonly vm?: VmSettings; readonly disk: ReadonlyArray<[number, Uint8Array]> }): VmSettings | string {
+function vmSettingsOf(platform: SnapshotPlatform): VmSettings | string {
   const needed = Math.max(0, ...platform.disk.map(([s]) => s + 1));
-  if (platform.version === 1) return { memoryBytes: platform.memoryBytes, disk: { sectors: Math.max(2048, needed) } };
   const vm = platform.vm;
-  if (typeof vm !== 'object' || vm === null) return 'missing';
   if (vm.memoryBytes !== platform.memoryBytes) return `RAM size ${String(vm.memoryBytes)} differs from the memory's ${platform.memoryBytes}`;
   const sectors = vm.disk?.sectors ?? 2048;
   if (!Number.isSafeInteger(sectors) || sectors < needed) return `a disk of ${String(sectors)} sectors cannot hold the written sector ${needed - 1}`;

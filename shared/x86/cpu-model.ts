@@ -17,6 +17,7 @@
  * x86_vendor_id[16] at 136, x86_model_id[64] at 152.
  */
 import { type Result, err, ok } from '../result.ts';
+import { validated, type Schema } from '../state-schema.ts';
 
 /** NCAPINTS + NBUGINTS of Linux 6.1 (arch/x86/include/asm/cpufeatures.h). */
 export const CAPABILITY_WORDS = 24;
@@ -213,3 +214,6 @@ export function validateCpuModel(v: unknown): Result<CpuModel, string> {
     cmdline: x.cmdline,
   });
 }
+
+/** A CPU model as a state-image field (shared/state-schema.ts): written as its fields, read back through {@link validateCpuModel}. */
+export const CPU_MODEL_SCHEMA: Schema<CpuModel> = validated('a CPU model', validateCpuModel);

@@ -3,7 +3,7 @@
  * its steps (the file, its SHA-256 and the VMM's public key file), restored into a fresh VM
  * with the key trusted (exit 0, what was restored), refused when a byte of it changed or when
  * another key is trusted (exit 1, the check named), the attacks run on the restored VM, and
- * the usage errors (exit 2).
+ * the usage errors and files that are not snapshots of this format (exit 2).
  */
 import test, { type TestFn } from 'ava';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,8 @@ import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 import { formatPublicKeyFile, formatSecretKeyFile } from '../../verifier-vm/key-files.ts';
 import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import { heki } from '../helpers/cli.ts';
+import { encodeVmImage } from '../../shared/vm-image.ts';
+import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
 
 const realTest = needsFixtures(test.serial as unknown as TestFn);
 
@@ -99,4 +101,32 @@ test('usage errors: exit 2, the problem named', async (t) => {
   const missing = await heki(['restore', 'nope.snap', '--trust', 'signing.pub.json'], dir);
   t.is(missing.code, 2);
   t.regex(missing.err, /nope\.snap: cannot read: no such file/);
+});
+
+needsFixtures(test)('a file that is not a snapshot of this format: exit 2, the version or the field named', async (t) => {
+  const key = generateEd25519KeyPair();
+  writeFileSync(join(dir, 'fmt.pub.json'), formatPublicKeyFile(key.publicKey, 'vmm'));
+  const restore = async (name: string, bytes: Uint8Array) => {
+    writeFileSync(join(dir, name), bytes);
+    return heki(['restore', name, '--trust', 'fmt.pub.json', '--json'], dir);
+  };
+  const junk = await restore('junk.snap', new TextEncoder().encode('not a snapshot, but long enough'));
+  t.is(junk.code, 2);
+  t.like(JSON.parse(junk.out), { restored: null, error: { kind: 'malformed', message: 'no "HEKIVMI1" magic: not a heki VM state image' } });
+  // A version 1 snapshot (node:v8 sections): its header is all that is read, and it names the version.
+  const v1 = encodeVmImage({ kind: 'migration', vm: 'vm0', vmId: 'ab'.repeat(16) }, [], vmImageSigner(key));
+  const at = Buffer.from(v1).indexOf('"version":2');
+  v1[at + '"version":'.length] = '1'.charCodeAt(0);
+  const old = await restore('v1.snap', v1);
+  t.is(old.code, 2);
+  t.regex((JSON.parse(old.out) as { error: { message: string } }).error.message, /^header version 1 is not 2: version 1 images hold node:v8 structured clones/);
+  // Signed by the trusted key, but its platform section is not of its schema: the field is named.
+  const section = (data: unknown) => new TextEncoder().encode(JSON.stringify({ section: 'platform', version: 2, data }));
+  const signed = encodeVmImage({ kind: 'migration', vm: 'vm0', vmId: 'ab'.repeat(16) }, [
+    { name: 'platform', bytes: section({ version: 2, memoryBytes: 4096 }) },
+    { name: 'guest', bytes: new TextEncoder().encode('{}') },
+  ], vmImageSigner(key));
+  const field = await restore('field.snap', signed);
+  t.is(field.code, 2);
+  t.like(JSON.parse(field.out), { restored: null, error: { kind: 'malformed', message: 'platform section: data.memoryBytes must be a hex integer string ("0x1f")' } });
 });

@@ -12,7 +12,9 @@ import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
 import { RESUME_SECTOR } from '../../hypervisor/vmm/lifecycle/hibernate.ts';
-import { decodeStructured, decodeVmImage, encodeStructured, encodeVmImage } from '../../shared/vm-image.ts';
+import { decodeVmImage, encodeVmImage } from '../../shared/vm-image.ts';
+import { decodeSection, encodeSection } from '../../shared/state-section.ts';
+import { CORE_SECTION } from '../../hypervisor/core/core-state-schema.ts';
 import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
 import type { CoreState } from '../../hypervisor/core/core-state.ts';
@@ -26,9 +28,9 @@ needsFixtures(test)('a re-signed hibernation image with weakened protections is 
   const len = Number(new DataView(disk.readSectors(RESUME_SECTOR, 1).buffer).getBigUint64(8, true));
   const d = decodeVmImage(disk.readSectors(RESUME_SECTOR + 1, Math.ceil(len / 512)).subarray(0, len));
   if (!d.ok) throw new Error(d.error.message);
-  const core = decodeStructured(d.value.sections.get('core')!);
+  const core = decodeSection(CORE_SECTION, d.value.sections.get('core')!);
   if (!core.ok) throw new Error(core.error);
-  const s = core.value as CoreState;
+  const s = core.value;
   const weakened: CoreState = {
     ...s,
     pins: { cr0: 0n, cr4: 0n },
@@ -36,7 +38,7 @@ needsFixtures(test)('a re-signed hibernation image with weakened protections is 
   };
   const forged = encodeVmImage(
     { kind: 'hibernate', vm: d.value.header.vm, vmId: d.value.header.vmId },
-    d.value.header.sections.map((x) => ({ name: x.name, bytes: x.name === 'core' ? encodeStructured(weakened) : d.value.sections.get(x.name)! })),
+    d.value.header.sections.map((x) => ({ name: x.name, bytes: x.name === 'core' ? encodeSection(CORE_SECTION, weakened) : d.value.sections.get(x.name)! })),
     vmImageSigner(generateEd25519KeyPair()),
   );
   const header = disk.readSectors(RESUME_SECTOR, 1);

@@ -12,7 +12,9 @@ import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
 import { snapshotVm, restoreVm } from '../../runtime/lifecycle/migration.ts';
 import { captureVmImage } from '../../hypervisor/vmm/lifecycle/vm-state-image.ts';
-import { decodeStructured, decodeVmImage, encodeStructured, encodeVmImage } from '../../shared/vm-image.ts';
+import { decodeVmImage, encodeVmImage } from '../../shared/vm-image.ts';
+import { decodeSection, encodeSection } from '../../shared/state-section.ts';
+import { CORE_SECTION } from '../../hypervisor/core/core-state-schema.ts';
 import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
 import type { CoreState } from '../../hypervisor/core/core-state.ts';
@@ -26,13 +28,13 @@ needsFixtures(test)('a forged or misused snapshot is refused by the destination,
   if (!snap.ok) throw new Error(snap.error);
   const d = decodeVmImage(snap.value);
   if (!d.ok) throw new Error(d.error.message);
-  const core = decodeStructured(d.value.sections.get('core')!);
+  const core = decodeSection(CORE_SECTION, d.value.sections.get('core')!);
   if (!core.ok) throw new Error(core.error);
-  const s = core.value as CoreState;
+  const s = core.value;
   const weakened: CoreState = { ...s, pins: { cr0: 0n, cr4: 0n }, ept: s.ept.map(([f, n, p]) => [f, n, (p | EPT_W) & ~EPT_IMMUTABLE] as [number, number, number]) };
   const forged = encodeVmImage(
     { kind: 'migration', vm: d.value.header.vm, vmId: d.value.header.vmId },
-    d.value.header.sections.map((x) => ({ name: x.name, bytes: x.name === 'core' ? encodeStructured(weakened) : d.value.sections.get(x.name)! })),
+    d.value.header.sections.map((x) => ({ name: x.name, bytes: x.name === 'core' ? encodeSection(CORE_SECTION, weakened) : d.value.sections.get(x.name)! })),
     vmImageSigner(generateEd25519KeyPair()),
   );
   const opts = { trust: m.vmm.identity.publicKey, image: m.image, host };

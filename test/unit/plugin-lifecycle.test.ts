@@ -7,7 +7,9 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
 import { PROTOCOL_VERSION, type VerifyRequest } from '../../shared/protocol.ts';
-import { encodeStructured, encodeVmImage } from '../../shared/vm-image.ts';
+import { encodeVmImage } from '../../shared/vm-image.ts';
+import { encodeSection } from '../../shared/state-section.ts';
+import { VERIFIER_SECTION } from '../../verifier-vm/vm-state.ts';
 import { Keyring, type KeyRole } from '../../verifier-vm/keyring.ts';
 import { Verifier } from '../../verifier-vm/verifier.ts';
 import { BUILTIN_PLUGINS } from '../../verifier-vm/plugins/index.ts';
@@ -130,8 +132,8 @@ function exportedState(): ExportedVmState {
 
 function stateImage(state: unknown, opts: { key?: Ed25519KeyPair; vm?: string; extra?: boolean } = {}): Uint8Array {
   const sections = [
-    { name: 'core', bytes: encodeStructured({}) },
-    ...(state === undefined ? [] : [{ name: 'verifier', bytes: encodeStructured(state) }]),
+    { name: 'core', bytes: new TextEncoder().encode('{}') },
+    ...(state === undefined ? [] : [{ name: 'verifier', bytes: state instanceof Uint8Array ? state : encodeSection(VERIFIER_SECTION, state as ExportedVmState) }]),
   ];
   return encodeVmImage({ kind: 'hibernate', vm: opts.vm ?? 'vm0', vmId: 'ab'.repeat(16) }, sections, vmImageSigner(opts.key ?? vmmKey));
 }
@@ -165,7 +167,10 @@ test('restore-state: refused unless a trusted vmm key signed this VM\'s unmodifi
   flipped[flipped.length - 10]! ^= 1;
   t.regex(reason(flipped), /state image: section verifier: SHA-256 .* differs from the signed .*: the image was modified after it was signed/);
   t.regex(reason(stateImage(undefined)), /state image: it has no verifier section/);
-  t.regex(reason(stateImage({ version: 1, bootVerified: 'yes' })), /verifier section: bootVerified must be a boolean/);
+  const raw = (data: unknown, version = 1) => new TextEncoder().encode(JSON.stringify({ section: 'verifier', version, data }));
+  t.regex(reason(stateImage(raw({ version: 1, bootVerified: 'yes' }))), /verifier section: data\.bootVerified must be a boolean/);
+  t.regex(reason(stateImage(raw(null))), /verifier section: the source verifier held no state for the VM/);
+  t.regex(reason(stateImage(raw({}, 9))), /verifier section: schema version 9 is not 1/);
   t.regex(reason(stateImage({ ...state, manifest: manifestFor(bzImage(3), stranger) })), /the VM's kernel manifest: manifest signed by unknown key/);
   t.regex(reason(Uint8Array.of(1, 2, 3)), /state image: 3 bytes is too short/);
 });

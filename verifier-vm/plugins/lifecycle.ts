@@ -12,17 +12,17 @@
  * - `restore-state`: the VMM resumes or receives the VM from a signed state image
  *   (shared/vm-image.ts). Allowed when a `vmm` key of the keyring that is not revoked signed
  *   it, it is this VM's image, every section's digest matches the signed header, the
- *   `verifier` section is a well-formed state (../vm-state.ts), and the manifest it names, if
+ *   `verifier` section is a well-formed state of its declared schema (../vm-state.ts), and the manifest it names, if
  *   any, passes the manifest check. `commit` then replaces the VM's state with it.
  */
 import { createHash } from 'node:crypto';
 import type { RequestOf } from '../../shared/protocol.ts';
-import { checkVmImage, decodeStructured, decodeVmImage } from '../../shared/vm-image.ts';
+import { checkVmImage, decodeVmImage } from '../../shared/vm-image.ts';
 import { parseBzImageHeader } from '../../shared/kernel-image/bzimage.ts';
 import { loadManifest, type KernelManifest } from '../manifest.ts';
 import type { PluginContext, PluginResult, VerifierPlugin, VmState } from '../plugin-api.ts';
 import { keyringVmImageVerifier } from '../signature/vm-image.ts';
-import { applyExportedVmState, validateExportedVmState, type ExportedVmState } from '../vm-state.ts';
+import { applyExportedVmState, decodeVerifierSection, type ExportedVmState } from '../vm-state.ts';
 
 /** Plugin name. */
 export const LIFECYCLE_PLUGIN = 'lifecycle';
@@ -61,21 +61,19 @@ export function checkRestoreState(request: RequestOf<'restore-state'>, ctx: Plug
   if (!checked.ok) return deny(`state image: ${checked.error.message}`);
   const section = checked.value.sections.get('verifier');
   if (!section) return deny('state image: it has no verifier section');
-  const raw = decodeStructured(section);
-  if (!raw.ok) return deny(`state image: verifier section: ${raw.error}`);
-  const v = validateExportedVmState(raw.value);
-  if (!v.ok) return deny(`state image: verifier section: ${v.error}`);
+  const v = decodeVerifierSection(section);
+  if (!v.ok) return deny(`state image: ${v.error}`);
   let kernel: VmState['kernel'];
-  if (v.state.manifest !== undefined) {
-    const m = loadManifest(v.state.manifest, ctx.keyring);
+  if (v.value.manifest !== undefined) {
+    const m = loadManifest(v.value.manifest, ctx.keyring);
     if (!m.ok) return deny(`state image: the VM's kernel manifest: ${m.error}`);
-    kernel = { manifest: m.value, text: v.state.manifest };
+    kernel = { manifest: m.value, text: v.value.manifest };
   }
-  ctx.facts.set(RESTORE_FACT, { state: v.state, kernel } satisfies Restore);
+  ctx.facts.set(RESTORE_FACT, { state: v.value, kernel } satisfies Restore);
   const h = checked.value.header;
   return {
     decision: 'allow',
-    reason: `${h.kind} image of VM ${h.vm} (${h.vmId}) signed by vmm key ${h.keyId} on ${h.created}: ${v.state.modules.size} module(s), boot ${v.state.bootVerified ? 'verified' : 'not verified'}`,
+    reason: `${h.kind} image of VM ${h.vm} (${h.vmId}) signed by vmm key ${h.keyId} on ${h.created}: ${v.value.modules.size} module(s), boot ${v.value.bootVerified ? 'verified' : 'not verified'}`,
   };
 }
 

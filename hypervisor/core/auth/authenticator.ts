@@ -37,6 +37,11 @@ export interface VerifierPort {
   /** Optional: the verifier's per-VM state of `vm`, as plain data, or undefined when it has none. */
   exportVm?(vm: string): Promise<unknown>;
   /**
+   * Optional: the same state as the `verifier` section of a state image, which the verifier
+   * writes and alone reads back (the VMM carries the bytes); undefined when no verifier answers.
+   */
+  exportVmSection?(vm: string): Promise<Uint8Array | undefined>;
+  /**
    * Optional: the VMM tells the verifier how many CPUs of `vm` are online now (a CPU
    * hotplug). Resolves undefined once the verifier took it, else why not.
    */
