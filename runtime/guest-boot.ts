@@ -23,8 +23,8 @@ export async function bootGuest(p: MachineParts): Promise<StepResult> {
   const image = parts.image;
   const r = await bootKernel(parts.vmm.bootCpu, image, { ramBytes: parts.memoryBytes, ...(parts.log ? { log: parts.log } : {}) });
   if (!r.ok) {
-    // heki_late_init fails only when a hypercall refused it (guest/kernel/boot.ts): a protection stopped the boot.
-    const outcome = r.error.phase === 'heki_late_init' ? denied(`boot stopped in ${r.error.phase}: ${r.error.message}`) : error(`boot failed in ${r.error.phase}: ${r.error.message}`);
+    // A request heki_late_init made was refused: a protection stopped the boot.
+    const outcome = r.error.refused ? denied(`boot stopped in ${r.error.phase}: ${r.error.message}`) : error(`boot failed in ${r.error.phase}: ${r.error.message}`);
     return { outcome, next: parts };
   }
   const total = Object.values(r.value.timings).reduce((a, b) => a + b, 0);
