@@ -103,7 +103,9 @@ export async function kprobe(p: Running, addr: AddressExpr, op: 'install' | 'rem
 /** `bpf-jit`: the image JITed into the pack area, signed with the machine's code key unless `signed` is false. */
 export async function bpfJit(p: Running, name: string, image: Uint8Array, signed: boolean): Promise<StepOutcome> {
   const key = p.codeSigner;
-  const signer = signed ? (img: Uint8Array, placement: { what: 'bpf-jit' | 'trampoline'; addr: bigint }) => ({ keyId: ed25519KeyId(key.publicKey), signature: signCodeImage(img, placement, key) }) : undefined;
+  const signer = signed
+    ? (img: Uint8Array, placement: { what: 'bpf-jit' | 'trampoline'; addr: bigint }) => ({ keyId: ed25519KeyId(key.publicKey), signature: signCodeImage(img, placement, key) })
+    : undefined;
   const r = await p.kernel.bpf.load(name, image, signer);
   if (!r.ok) return fromGuestError(r.error);
   return allowed(`BPF program ${name} JITed at 0x${r.value.va.toString(16)} (${r.value.length} bytes)`);

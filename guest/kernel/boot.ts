@@ -286,7 +286,8 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   const late = await heki.lateInit({ cr0: CR0.WP, cr4: CR4.SMEP | CR4.SMAP | CR4.UMIP, ranges });
   if (!late.ok) {
     const st = late.status;
-    return err({ phase: 'heki_late_init', message: `${late.step} refused: ${st.ok ? '' : st.name}`, ...(st.ok ? {} : { refused: { step: late.step, refusal: refusalOf(st) } }) });
+    const refused = st.ok ? {} : { refused: { step: late.step, refusal: refusalOf(st) } };
+    return err({ phase: 'heki_late_init', message: `${late.step} refused: ${st.ok ? '' : st.name}`, ...refused });
   }
   log('heki: CR0.WP and CR4.SMEP|SMAP|UMIP pinned; text RX and rodata R locked immutable; boot text verified');
   phase('heki_late_init');

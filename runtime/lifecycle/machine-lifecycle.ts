@@ -75,11 +75,17 @@ export async function reboot(p: MachineParts): Promise<StepResult> {
   return bootAfter(reset, out.detail);
 }
 
+/** What a system event the guest requested came to, and the parts the machine goes on with. */
+export interface SystemEventResult {
+  readonly out: LifecycleOutcome;
+  readonly next: MachineParts;
+}
+
 /**
  * Carries out the system event the guest requested (an attack's own reset request): the
  * running kernel is gone, whatever the guest boots next; `undefined` when none was pending.
  */
-export async function pendingSystemEvent(p: MachineParts): Promise<{ readonly out: LifecycleOutcome; readonly next: MachineParts } | undefined> {
+export async function pendingSystemEvent(p: MachineParts): Promise<SystemEventResult | undefined> {
   const out = await carryOutSystemEvent(p.vmm);
   return out === undefined ? undefined : { out, next: withoutKernel(p, p.bootImage) };
 }
