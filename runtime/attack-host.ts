@@ -8,7 +8,6 @@
  * interface names.
  */
 import type { AttackHost } from '../guest/attacks/attack.ts';
-import { carryOutSystemEvent } from '../hypervisor/vmm/lifecycle/system-events.ts';
 import type { SimulatedMachine } from './simulated-machine.ts';
 
 /** The {@link AttackHost} of `machine`. */
@@ -27,11 +26,9 @@ export function attackHost(machine: SimulatedMachine): AttackHost {
     },
     readDiskSectors: (sector, count) => vmm.devices.disk.readSectors(sector, count),
     carryOutSystemEvent: async () => {
-      const mi = machine.internals;
-      const out = await carryOutSystemEvent(vmm);
+      // The machine forgets the running kernel, as its own reboot step does.
+      const out = await machine.carryOutSystemEvent();
       if (out === undefined) return { ok: false, error: 'no system event is pending' };
-      // As the runtime's own reboot step does: the running kernel is gone, whatever the guest boots next.
-      mi.setKernel(undefined, mi.parts.image);
       return out.kind === 'rebooted' || out.kind === 'kexeced' ? { ok: true, value: out.detail } : { ok: false, error: `${out.kind}: ${out.detail}` };
     },
     vmmReadGuest: (path, gpa, len) => {

@@ -257,7 +257,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
  */
 export async function snapshotMachine(machine: SimulatedMachine): Promise<Result<Uint8Array, string>> {
   const k = machine.kernel;
-  const host = machine.internals.parts.host;
+  const host = machine.host;
   if (!k) return err('the machine runs no kernel (it is not booted, hibernated or stopped): nothing to snapshot');
   if (!host) return err('the machine was built without its host side');
   return snapshotVm(machine.vmm, k, host, machine.audit);

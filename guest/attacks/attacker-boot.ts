@@ -33,9 +33,6 @@ export interface Tampering {
 /** The attacker's hook: changes the touched-up text through the vCPU and says what it did. */
 export type Tamper = (booting: TouchedUpText) => Tampering;
 
-/** The status the guest saw from KVM_HC_HEKI_END_BOOT, from boot's heki_late_init message. */
-const END_BOOT_REFUSED = /^end boot refused: (.+)$/;
-
 /** Reboots, boots with `tamper` after the touch-ups, and checks what became of the tampered kernel. */
 export async function attackerBoot(ctx: AttackContext, tamper: Tamper): Promise<AttackResult> {
   const { kernel, cpu } = ctx;
@@ -63,9 +60,9 @@ export async function attackerBoot(ctx: AttackContext, tamper: Tamper): Promise<
     `rebooted through the reset control register (${reset.value}); the attacker's boot applied the touch-ups for its CPU, then ${done.what}: ` +
     `${done.sites} site(s), the first ${hex(done.site)} (${done.section}) now ${bytesHex(done.bytes)}`;
   if (booted.ok) return { stopped: false, stop: 'KVM_HC_HEKI_END_BOOT accepted the tampered text: the kernel runs with it under protection', detail: steps };
-  const refused = booted.error.phase === 'heki_late_init' ? END_BOOT_REFUSED.exec(booted.error.message) : null;
-  if (!refused) throw new AttackSetupError(`the attacker's boot failed elsewhere than at the end of boot: ${booted.error.phase}: ${booted.error.message}`);
-  const status = `${refused[1]!} from KVM_HC_HEKI_END_BOOT`;
+  const refused = booted.error.refused;
+  if (refused?.step !== 'end boot') throw new AttackSetupError(`the attacker's boot failed elsewhere than at the end of boot: ${booted.error.phase}: ${booted.error.message}`);
+  const status = `${refused.refusal.name} from KVM_HC_HEKI_END_BOOT`;
   // Does the kernel run on with the tampered text? The vCPU fetching the site says.
   const run = cpu.fetch(done.site, done.bytes.length);
   if (run.ok) return { stopped: false, stop: `${status}, but the VM runs on: the vCPU executes the tampered text at ${hex(done.site)}`, detail: steps };

@@ -41,10 +41,10 @@ async function loadHooked(kernel: GuestKernel, name: string, sign: CodePlacement
   } finally {
     hv.loadCode = original;
   }
-  if (!seen) throw new AttackSetupError(`the JIT gave up before asking the hypervisor: ${r.ok ? '' : r.error}`);
+  if (!seen) throw new AttackSetupError(`the JIT gave up before asking the hypervisor: ${r.ok ? '' : r.error.message}`);
   const exec = executableFrames(kernel, seen.frames);
   const status = seen.status.ok ? '0' : seen.status.name;
-  const detail = `JIT image ${name} at ${hex(seen.request.imageVa)} (${seen.request.imageLen} bytes): KVM_HC_HEKI_LOAD_CODE ${status}; JIT: ${r.ok ? 'loaded' : r.error}; executable frames afterwards: ${exec.length ? exec.map((f) => hex(f)).join(', ') : 'none'}`;
+  const detail = `JIT image ${name} at ${hex(seen.request.imageVa)} (${seen.request.imageLen} bytes): KVM_HC_HEKI_LOAD_CODE ${status}; JIT: ${r.ok ? 'loaded' : r.error.message}; executable frames afterwards: ${exec.length ? exec.map((f) => hex(f)).join(', ') : 'none'}`;
   const stopped = !r.ok && !seen.status.ok && exec.length === 0;
   return { stopped, stop: stopped ? `${status} from KVM_HC_HEKI_LOAD_CODE` : r.ok ? 'nothing: the image became executable' : 'nothing: a frame is executable', detail };
 }

@@ -113,7 +113,7 @@ export const HOST_SIDE_ATTACKS: readonly Attack[] = [
           dmas.push({ when: 'while the verdict was pending', r: disk.request(VIRTIO_BLK_T.IN, textPa) });
         },
       });
-      if (!result.ok) throw new AttackSetupError(`the genuine module did not load: ${result.error}`);
+      if (!result.ok) throw new AttackSetupError(`the genuine module did not load: ${result.error.message}`);
       const diffs = result.value.image.sections.filter((s) => !s.nobits && s.size > 0).filter((s) => {
         const now = kernel.cpu.read(s.addr, s.size);
         return !now.ok || !sameBytes(now.value, s.bytes);

@@ -10,6 +10,7 @@ import type { Result } from '../../shared/result.ts';
 import type { HekiStatus, ModuleValidation } from '../heki/hypervisor.ts';
 import type { GuestKernel } from '../kernel/guest-kernel.ts';
 import type { LoadedModule } from '../modules/module-loader.ts';
+import type { GuestOpError } from '../heki/refusal.ts';
 import type { AttackContext } from './attack.ts';
 import { AttackSetupError, physOf } from './primitives.ts';
 
@@ -84,7 +85,7 @@ export async function loadModuleHooked(
   kernel: GuestKernel,
   file: Uint8Array,
   hooks: ValidationHooks = {},
-): Promise<{ result: Result<LoadedModule, string>; captured: CapturedValidation | undefined }> {
+): Promise<{ result: Result<LoadedModule, GuestOpError>; captured: CapturedValidation | undefined }> {
   const hv = kernel.heki.hv;
   const original = hv.validateModule;
   if (!original) throw new AttackSetupError(`the ${hv.name} backend cannot validate modules`);
@@ -112,7 +113,7 @@ export async function loadModuleHooked(
 /** Loads fixture module `name` the ordinary way; the attack needs it loaded. */
 export async function loadGenuine(ctx: AttackContext, name: string): Promise<LoadedModule> {
   const r = await ctx.kernel.modules.load(moduleBytes(ctx, name));
-  if (!r.ok) throw new AttackSetupError(`the genuine module ${name} did not load: ${r.error}`);
+  if (!r.ok) throw new AttackSetupError(`the genuine module ${name} did not load: ${r.error.message}`);
   return r.value;
 }
 

@@ -47,10 +47,10 @@ const DENIED = 'verifier denies the module-load request: -KVM_EPERM, heki-denial
  */
 export async function refusedLoad(kernel: GuestKernel, file: Uint8Array, what: string, hooks: ValidationHooks = {}): Promise<AttackResult> {
   const { result, captured } = await loadModuleHooked(kernel, file, hooks);
-  if (!captured) throw new AttackSetupError(`the guest loader gave up before asking the hypervisor: ${result.ok ? 'no request' : result.error}`);
+  if (!captured) throw new AttackSetupError(`the guest loader gave up before asking the hypervisor: ${result.ok ? 'no request' : result.error.message}`);
   const exec = executableFrames(kernel, captured.frames);
   const status = captured.status.ok ? '0' : captured.status.name;
-  const detail = `${what}; KVM_HC_HEKI_LOAD_MODULE: ${status}; loader: ${result.ok ? `loaded ${result.value.name}` : result.error}; ${captured.frames.length} section frame(s), executable afterwards: ${exec.length ? exec.map((f) => hex(f)).join(', ') : 'none'}`;
+  const detail = `${what}; KVM_HC_HEKI_LOAD_MODULE: ${status}; loader: ${result.ok ? `loaded ${result.value.name}` : result.error.message}; ${captured.frames.length} section frame(s), executable afterwards: ${exec.length ? exec.map((f) => hex(f)).join(', ') : 'none'}`;
   const stopped = !result.ok && !captured.status.ok && exec.length === 0;
   if (stopped) return { stopped, stop: `${status} from KVM_HC_HEKI_LOAD_MODULE`, detail };
   return { stopped, stop: result.ok ? `nothing: the module loaded` : `nothing: frame ${hex(exec[0] ?? 0n)} is executable`, detail };
@@ -131,7 +131,7 @@ export const MODULE_ATTACKS: readonly Attack[] = [
           if (pending()) writes.push({ when: 'one event-loop turn later, still pending', r: ctx.cpu.write(va, SHELLCODE) });
         },
       });
-      if (!captured) throw new AttackSetupError(`the loader gave up before asking the hypervisor: ${result.ok ? '' : result.error}`);
+      if (!captured) throw new AttackSetupError(`the loader gave up before asking the hypervisor: ${result.ok ? '' : result.error.message}`);
       const steps = writes.map((w) => `write ${w.when}: ${outcomeText(w.r)}`);
       const landed = writes.some((w) => w.r.ok);
       let intact = false;
@@ -147,7 +147,7 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       } else {
         const exec = executableFrames(ctx.kernel, captured.frames);
         intact = exec.length === 0;
-        execNote = `; load refused (${result.error}); executable frames: ${exec.length}`;
+        execNote = `; load refused (${result.error.message}); executable frames: ${exec.length}`;
       }
       const detail = `${steps.join('; ')}${execNote}`;
       const first = writes[0]?.r;
@@ -182,10 +182,10 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       const { result, captured } = await loadModuleHooked(ctx.kernel, file, {
         before: (request) => ({ ...request, sections: request.sections.map((s) => (s.shndx === data ? { ...s, gva: page } : s)) }),
       });
-      if (!captured) throw new AttackSetupError(`the loader gave up before asking the hypervisor: ${result.ok ? '' : result.error}`);
+      if (!captured) throw new AttackSetupError(`the loader gave up before asking the hypervisor: ${result.ok ? '' : result.error.message}`);
       const write = overwriteProtectedByte(ctx.kernel, victim, 'ro_after_init (security_hook_heads)');
       const status = captured.status.ok ? '0' : captured.status.name;
-      const detail = `descriptor section ${data} moved to ${hex(page)}; KVM_HC_HEKI_LOAD_MODULE: ${status}; loader: ${result.ok ? 'loaded' : result.error}; then ${write.detail}`;
+      const detail = `descriptor section ${data} moved to ${hex(page)}; KVM_HC_HEKI_LOAD_MODULE: ${status}; loader: ${result.ok ? 'loaded' : result.error.message}; then ${write.detail}`;
       const stopped = !result.ok && !captured.status.ok && captured.status.status === -KVM_STATUS.KVM_EPERM && write.stopped;
       return { stopped, stop: stopped ? `${statusName(-KVM_STATUS.KVM_EPERM)} from KVM_HC_HEKI_LOAD_MODULE` : `nothing: ${result.ok ? 'the module loaded over ro_after_init' : write.stop}`, detail };
     },
@@ -202,7 +202,7 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       const alias = mapAlias(kernel, pa, EXEC_FLAGS);
       const live = cpu.fetch(alias, 4);
       const un = await kernel.modules.unload(m.name);
-      if (!un.ok) throw new AttackSetupError(`unload refused: ${un.error}`);
+      if (!un.ok) throw new AttackSetupError(`unload refused: ${un.error.message}`);
       const w = cpu.write(physToVirt(pa), SHELLCODE);
       cpu.invlpg(alias);
       const f = cpu.fetch(alias, SHELLCODE.length);

@@ -40,7 +40,7 @@ export const VERIFIER_ATTACKS: readonly Attack[] = [
       if (counters.failClosed === 0) throw new AttackSetupError(`the verifier did not crash on the request (counters ${JSON.stringify(counters)}); ${during.detail}`);
       const after = await refusedLoad(ctx.kernel, file, 'the same module with the restarted verifier');
       const genuine = await ctx.kernel.modules.load(moduleBytes(ctx, VICTIM_MODULE));
-      const detail = `${during.detail}; verifier counters ${JSON.stringify(ctx.host.verifierCounters())}; then ${after.detail}; then genuine crc7.ko: ${genuine.ok ? 'loaded' : genuine.error}`;
+      const detail = `${during.detail}; verifier counters ${JSON.stringify(ctx.host.verifierCounters())}; then ${after.detail}; then genuine crc7.ko: ${genuine.ok ? 'loaded' : genuine.error.message}`;
       const stopped = during.stopped && after.stopped;
       return { stopped, stop: stopped ? `${during.stop} (fail closed)` : during.stopped ? after.stop : during.stop, detail };
     },

@@ -33,6 +33,7 @@ import { type Result, err, ok } from '../../shared/result.ts';
 import { detectCpu, type CpuView } from './cpu-detect.ts';
 import { vmlinuxTextSpace, vmlinuxTouchupContext, vmlinuxTouchupTables } from '../../shared/kernel-image/touchup-tables.ts';
 import { applyBootTouchups, type BootTouchupReport } from '../../shared/x86/touchups/boot-touchups.ts';
+import { refusalOf, type HekiRefusal } from '../heki/refusal.ts';
 
 const MB2 = 0x20_0000n;
 const PAGE = 0x1000n;
@@ -93,6 +94,12 @@ export interface BootedKernel {
 export interface BootError {
   readonly phase: string;
   readonly message: string;
+  /**
+   * Set when the hypervisor refused a heki_late_init request: which one (`lock CR0`,
+   * `protect memory`, `end boot`...) and the status it returned. Boot failures of the
+   * guest's own (no memory, a bad image) have none.
+   */
+  readonly refused?: { readonly step: string; readonly refusal: HekiRefusal };
 }
 
 function must<T>(r: GuestOutcome<T>, phase: string, what: string): Result<T, BootError> {
@@ -274,7 +281,11 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
     { pa: phys(ro.end), epa: options.ramBytes, permissions: RW },
   ];
   const late = await heki.lateInit({ cr0: CR0.WP, cr4: CR4.SMEP | CR4.SMAP | CR4.UMIP, ranges });
-  if (!late.ok) return err({ phase: 'heki_late_init', message: `${late.step} refused: ${late.status.ok ? '' : late.status.name}` });
+  if (!late.ok) {
+    const st = late.status;
+    const refused = st.ok ? {} : { refused: { step: late.step, refusal: refusalOf(st) } };
+    return err({ phase: 'heki_late_init', message: `${late.step} refused: ${st.ok ? '' : st.name}`, ...refused });
+  }
   log('heki: CR0.WP and CR4.SMEP|SMAP|UMIP pinned; text RX and rodata R locked immutable; boot text verified');
   phase('heki_late_init');
   return ok({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings, bootCpuData: bootCpuData.value, touchups, uniprocPatched: touchups.uniprocessor });

@@ -8,6 +8,7 @@
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import type { HekiStatus } from '../heki/hypervisor.ts';
 import type { Heki } from '../heki/heki.ts';
+import { refusalOf, type MmFailure } from '../heki/refusal.ts';
 import type { Prot } from '../heki/counters.ts';
 import type { FrameAllocator } from '../kernel/frame-allocator.ts';
 import { MODULES_END, MODULES_VADDR, VMALLOC_START } from '../kernel/layout.ts';
@@ -25,8 +26,11 @@ export const PROT = {
 /** set_memory_* operations. */
 export type SetMemoryOp = 'ro' | 'rw' | 'x' | 'nx' | 'rox';
 
-/** A mapping operation's result. */
-export type MmResult<T> = { ok: true; value: T } | { ok: false; reason: string };
+/**
+ * A mapping operation's result; a failure carries the hypervisor's refusal when that was
+ * the cause (guest/heki/refusal.ts), so callers tell a protection from a guest failure.
+ */
+export type MmResult<T> = { ok: true; value: T } | MmFailure;
 
 function pteFlags(p: Prot): bigint {
   return PTE.G | PTE_AD | (p.write ? PTE.RW : 0n) | (p.exec ? 0n : PTE.NX);
@@ -36,8 +40,8 @@ function protOf(pte: bigint): Prot {
   return { read: true, write: (pte & PTE.RW) !== 0n, exec: (pte & PTE.NX) === 0n };
 }
 
-function failed(what: string, s: HekiStatus): { ok: false; reason: string } {
-  return { ok: false, reason: `${what}: the hypervisor refused (${s.ok ? 'ok' : s.name})` };
+function failed(what: string, s: Extract<HekiStatus, { ok: false }>): MmFailure {
+  return { ok: false, reason: `${what}: the hypervisor refused (${s.name})`, refused: refusalOf(s) };
 }
 
 /** The memory manager. */

@@ -37,7 +37,8 @@ export interface FrameAllocator {
 export type MapError =
   | { kind: 'out-of-frames' }
   | { kind: 'memory'; pa: bigint }
-  | { kind: 'conflict'; va: bigint; level: number; detail: string };
+  /** `cause` says what is in the way (the walk reads it; `detail` is for messages). */
+  | { kind: 'conflict'; va: bigint; level: number; cause: 'not-mapped' | 'no-entry' | 'large-page'; detail: string };
 
 /** Mapping size: 4 KiB (level 1), 2 MiB (level 2), 1 GiB (level 3). */
 export type MapLevel = 1 | 2 | 3;
@@ -91,7 +92,7 @@ export class PageTableWriter {
     if (typeof slot !== 'bigint') return slot;
     const e = this.port.readU64(slot);
     if (e === undefined) return { kind: 'memory', pa: slot };
-    if ((e & PTE.P) === 0n) return { kind: 'conflict', va, level: 1, detail: 'not mapped' };
+    if ((e & PTE.P) === 0n) return { kind: 'conflict', va, level: 1, cause: 'not-mapped', detail: 'not mapped' };
     return this.port.writeU64(slot, (e & PTE_ADDR_MASK) | flags | PTE.P) ? undefined : { kind: 'memory', pa: slot };
   }
 
@@ -111,7 +112,7 @@ export class PageTableWriter {
     for (let level = 3; level >= 2; level--) {
       const slot = this.#slot(va, level as MapLevel, false, false);
       if (typeof slot !== 'bigint') {
-        if (slot.kind === 'conflict' && /large page/.test(slot.detail)) continue;
+        if (slot.kind === 'conflict' && slot.cause === 'large-page') continue;
         return slot;
       }
       const e = this.port.readU64(slot);
@@ -148,13 +149,13 @@ export class PageTableWriter {
       let e = this.port.readU64(slot);
       if (e === undefined) return { kind: 'memory', pa: slot };
       if ((e & PTE.P) === 0n) {
-        if (!create) return { kind: 'conflict', va, level: l, detail: `no level-${l} entry` };
+        if (!create) return { kind: 'conflict', va, level: l, cause: 'no-entry', detail: `no level-${l} entry` };
         const t = this.frames.allocTableFrame();
         if (t === undefined) return { kind: 'out-of-frames' };
         e = t | PTE.P | PTE.RW | PTE_AD | (user ? PTE.US : 0n);
         if (!this.port.writeU64(slot, e)) return { kind: 'memory', pa: slot };
       } else if ((e & PTE.PS) !== 0n) {
-        return { kind: 'conflict', va, level: l, detail: `a large page at level ${l} covers this address` };
+        return { kind: 'conflict', va, level: l, cause: 'large-page', detail: `a large page at level ${l} covers this address` };
       } else if (user && (e & PTE.US) === 0n) {
         if (!this.port.writeU64(slot, e | PTE.US)) return { kind: 'memory', pa: slot };
       }

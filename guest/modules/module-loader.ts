@@ -21,6 +21,7 @@ import type { Heki } from '../heki/heki.ts';
 import { PROT, type KernelMm } from '../mm/kernel-mm.ts';
 import type { Prot } from '../heki/counters.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
+import { failed, fromMm, prefixed, refusalOf, refused, type GuestOpError } from '../heki/refusal.ts';
 
 /** Where module files come from (userspace hands the kernel the bytes). */
 export interface ModuleSource {
@@ -99,22 +100,25 @@ export class ModuleLoader {
     return undefined;
   }
 
-  /** Loads `name` (either spelling, `-` or `_`: module-name.ts) from `source` after its dependencies, like modprobe. */
-  async modprobe(given: string, source: ModuleSource, chain: readonly string[] = []): Promise<Result<LoadedModule[], string>> {
+  /**
+   * Loads `name` (either spelling, `-` or `_`: module-name.ts) from `source` after its
+   * dependencies, like modprobe. A refusal of a dependency is a refusal of the whole load.
+   */
+  async modprobe(given: string, source: ModuleSource, chain: readonly string[] = []): Promise<Result<LoadedModule[], GuestOpError>> {
     const name = normalizeModuleName(given);
-    if (chain.includes(name)) return err(`dependency cycle: ${[...chain, name].join(' -> ')}`);
+    if (chain.includes(name)) return err(failed(`dependency cycle: ${[...chain, name].join(' -> ')}`));
     const existing = this.loaded.get(name);
     if (existing) return ok([]);
     const file = source.read(name);
-    if (!file) return err(`module ${name} not found in ${source.where}`);
+    if (!file) return err(failed(`module ${name} not found in ${source.where}`));
     const elf = parseModuleFile(file);
-    if (!elf.ok) return err(`${name}: ${elf.error.message}`);
+    if (!elf.ok) return err(failed(`${name}: ${elf.error.message}`));
     const info = readModinfo(elf.value);
-    if (!info.ok) return err(`${name}: ${info.error.message}`);
+    if (!info.ok) return err(failed(`${name}: ${info.error.message}`));
     const done: LoadedModule[] = [];
     for (const dep of info.value.depends) {
       const r = await this.modprobe(dep, source, [...chain, name]);
-      if (!r.ok) return err(`${name} needs ${dep}: ${r.error}`);
+      if (!r.ok) return err(prefixed(r.error, `${name} needs ${dep}: `));
       done.push(...r.value);
     }
     const m = await this.load(file);
@@ -123,16 +127,16 @@ export class ModuleLoader {
   }
 
   /** Loads one module file (its dependencies must be loaded already). */
-  async load(file: Uint8Array, opts: LoadOptions = {}): Promise<Result<LoadedModule, string>> {
+  async load(file: Uint8Array, opts: LoadOptions = {}): Promise<Result<LoadedModule, GuestOpError>> {
     const elf = parseModuleFile(file);
-    if (!elf.ok) return err(elf.error.message);
+    if (!elf.ok) return err(failed(elf.error.message));
     const info = readModinfo(elf.value);
-    if (!info.ok) return err(info.error.message);
+    if (!info.ok) return err(failed(info.error.message));
     const name = info.value.name;
-    if (!name) return err('.modinfo has no name');
-    if (this.loaded.has(name)) return err(`module ${name} is already loaded`);
+    if (!name) return err(failed('.modinfo has no name'));
+    if (this.loaded.has(name)) return err(failed(`module ${name} is already loaded`));
     const missing = info.value.depends.filter((d) => !this.loaded.has(d));
-    if (missing.length) return err(`module ${name} needs ${missing.join(', ')} loaded first`);
+    if (missing.length) return err(failed(`module ${name} needs ${missing.join(', ')} loaded first`));
 
     const percpuBase = opts.placement?.percpu ?? this.#percpuNext;
     const mem = await allocateModuleMemory(this.mm, elf.value, name, percpuBase, opts.placement);
@@ -153,14 +157,14 @@ export class ModuleLoader {
     });
     if (!built.ok) {
       await release();
-      return err(`${name}: ${built.error.message}`);
+      return err(failed(`${name}: ${built.error.message}`));
     }
     const image = built.value;
     for (const s of image.sections) {
       if (s.nobits || s.bytes.length === 0) continue;
       if (!this.cpu.write(s.addr, s.bytes).ok) {
         await release();
-        return err(`${name}: cannot write section ${s.name} at 0x${s.addr.toString(16)}`);
+        return err(failed(`${name}: cannot write section ${s.name} at 0x${s.addr.toString(16)}`));
       }
     }
     // The signed file goes to the hypervisor from a kernel buffer, as init_module copies it.
@@ -168,12 +172,12 @@ export class ModuleLoader {
     const buf = await this.mm.vmalloc(bufPages, PROT.RW);
     if (!buf.ok) {
       await release();
-      return err(`${name}: ${buf.reason}`);
+      return err(fromMm(buf, `${name}: `));
     }
     if (!this.cpu.write(buf.value.va, file).ok) {
       await this.mm.vfree(buf.value.va, bufPages);
       await release();
-      return err(`${name}: cannot copy the module image`);
+      return err(failed(`${name}: cannot copy the module image`));
     }
     const v = await this.heki.hv.validateModule!({
       name,
@@ -185,12 +189,12 @@ export class ModuleLoader {
     await this.mm.vfree(buf.value.va, bufPages);
     if (!v.ok) {
       await release();
-      return err(`the hypervisor refused module ${name}: ${v.name}`);
+      return err(refused(refusalOf(v), `the hypervisor refused module ${name}: ${v.name}`));
     }
     if (image.percpu) this.#percpuNext = (percpuBase + BigInt(image.percpu.size) + 0xfffn) & ~0xfffn;
     for (const g of image.groups) {
       const r = await this.mm.adopt(g.start, Number((g.end - g.start) / 4096n), groupProt[g.group]);
-      if (!r.ok) return err(`${name}: ${r.reason}`);
+      if (!r.ok) return err(fromMm(r, `${name}: `));
     }
     const m: LoadedModule = {
       name,
@@ -244,14 +248,14 @@ export class ModuleLoader {
   }
 
   /** Unloads `name` (either spelling, as rmmod normalises it); refused while another loaded module depends on it. */
-  async unload(given: string): Promise<Result<void, string>> {
+  async unload(given: string): Promise<Result<void, GuestOpError>> {
     const name = normalizeModuleName(given);
     const m = this.loaded.get(name);
-    if (!m) return err(`module ${name} is not loaded`);
+    if (!m) return err(failed(`module ${name} is not loaded`));
     const users = [...this.loaded.values()].filter((o) => o.depends.includes(name)).map((o) => o.name);
-    if (users.length) return err(`module ${name} is in use by ${users.join(', ')}`);
+    if (users.length) return err(failed(`module ${name} is in use by ${users.join(', ')}`));
     const s = await this.heki.hv.unloadModule!(name);
-    if (!s.ok) return err(`the hypervisor refused to unload ${name}: ${s.name}`);
+    if (!s.ok) return err(refused(refusalOf(s), `the hypervisor refused to unload ${name}: ${s.name}`));
     this.listener.unloaded(m);
     this.loaded.delete(name);
     // The hypervisor made every page data-only; the guest's tables follow, then the memory goes back.

@@ -7,6 +7,7 @@ import { layoutModule, type PlacedSectionRef } from '../../shared/module/index.t
 import type { Elf64 } from '../../shared/elf/elf64.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import { PROT, type KernelMm } from '../mm/kernel-mm.ts';
+import { failed, fromMm, type GuestOpError } from '../heki/refusal.ts';
 
 /** Where the probe layout starts its init part (far from its core part, which starts at 0). */
 const PROBE_INIT = 1n << 40n;
@@ -52,10 +53,10 @@ export interface ModuleMemory {
  * Measures the layout and allocates its module memory: core and init where the loader
  * chooses, or where `placement` says ({@link ModulePlacement}).
  */
-export async function allocateModuleMemory(mm: KernelMm, elf: Elf64, name: string, percpuBase: bigint, placement: ModulePlacement | undefined): Promise<Result<ModuleMemory, string>> {
+export async function allocateModuleMemory(mm: KernelMm, elf: Elf64, name: string, percpuBase: bigint, placement: ModulePlacement | undefined): Promise<Result<ModuleMemory, GuestOpError>> {
   // The probe's addresses are offsets from 0 (core) and PROBE_INIT (init).
   const probe = layoutModule(elf, { base: 0n, initBase: PROBE_INIT, percpuBase });
-  if (!probe.ok) return err(`${name}: ${probe.error.message}`);
+  if (!probe.ok) return err(failed(`${name}: ${probe.error.message}`));
   const pagesOf = (part: 'core' | 'init', base: bigint): number => {
     const g = probe.value.groups.filter((x) => x.part === part);
     return g.length ? Number((g[g.length - 1]!.end - base) / 4096n) : 0;
@@ -64,11 +65,11 @@ export async function allocateModuleMemory(mm: KernelMm, elf: Elf64, name: strin
     const corePages = Math.max(pagesOf('core', 0n), 1);
     const initPages = pagesOf('init', PROBE_INIT);
     const core = await mm.vmalloc(corePages, PROT.RW, 'modules');
-    if (!core.ok) return err(`${name}: ${core.reason}`);
+    if (!core.ok) return err(fromMm(core, `${name}: `));
     const init = initPages > 0 ? await mm.vmalloc(initPages, PROT.RW, 'modules') : undefined;
     if (init && !init.ok) {
       await mm.vfree(core.value.va, corePages, 'modules');
-      return err(`${name}: ${init.reason}`);
+      return err(fromMm(init, `${name}: `));
     }
     const initBase = init ? init.value.va : core.value.va + BigInt(corePages) * 4096n;
     return ok({ core: { va: core.value.va, pages: corePages }, init: init && { va: init.value.va, pages: initPages }, initBase, placed: undefined });
@@ -87,12 +88,12 @@ export async function allocateModuleMemory(mm: KernelMm, elf: Elf64, name: strin
     return start === undefined ? undefined : { start: start & ~0xfffn, end: (end + 0xfffn) & ~0xfffn };
   };
   const missing = secs.find((s) => s.part === 'core' && s.size > 0 && !at.has(s.name));
-  if (missing) return err(`${name}: the placement gives no address for core section ${missing.name}`);
+  if (missing) return err(failed(`${name}: the placement gives no address for core section ${missing.name}`));
   const coreSpan = span('core');
-  if (!coreSpan) return err(`${name}: the placement gives no address for any core section`);
+  if (!coreSpan) return err(failed(`${name}: the placement gives no address for any core section`));
   const corePages = Number((coreSpan.end - coreSpan.start) / 4096n);
   const core = await mm.vmalloc(corePages, PROT.RW, 'modules', { at: coreSpan.start });
-  if (!core.ok) return err(`${name}: ${core.reason}`);
+  if (!core.ok) return err(fromMm(core, `${name}: `));
   const avoid = placement.avoid ?? [];
   const initSecs = secs.filter((s) => s.part === 'init' && s.size > 0);
   let initSpan = initSecs.every((s) => at.has(s.name)) ? span('init') : undefined;
@@ -109,7 +110,7 @@ export async function allocateModuleMemory(mm: KernelMm, elf: Elf64, name: strin
     const r = await mm.vmalloc(initPages, PROT.RW, 'modules', { avoid });
     if (!r.ok) {
       await mm.vfree(core.value.va, corePages, 'modules');
-      return err(`${name}: ${r.reason}`);
+      return err(fromMm(r, `${name}: `));
     }
     init = { va: r.value.va, pages: initPages };
   }

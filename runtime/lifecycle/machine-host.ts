@@ -36,7 +36,7 @@ export interface MachineHost {
   readonly observer?: VmObserver;
 }
 
-/** The parts a migration swaps: the destination VM's. */
+/** The destination VM a restore stands up (runtime/lifecycle/migration.ts): the parts a machine goes on with after a migration. */
 export interface MachineSwap {
   readonly vmm: Vmm;
   readonly link: VerifierLink;

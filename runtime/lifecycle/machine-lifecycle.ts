@@ -4,7 +4,9 @@
  * (guest/kernel/lifecycle.ts), the VMM decides and carries the event out
  * (hypervisor/vmm/lifecycle/), and the runtime boots or rebuilds the guest kernel on the
  * result. Each step reports `allowed` with what happened, `denied` when a protection refused
- * it (the verifier, the VMM), `error` when it could not be tried.
+ * it (the verifier, the VMM), `error` when it could not be tried, and returns the parts the
+ * machine goes on with when it changed them (runtime/machine-parts.ts): the kernel that runs
+ * now or none, the image it runs, after a migration the destination's VMM and verifier.
  *
  * The attacks these steps model (a tampered kexec image or manifest, an untrusted signer, a
  * modified hibernation image, a snapshot changed in transit) are options of the steps, so a
@@ -20,58 +22,33 @@ import { decodeVmImage } from '../../shared/vm-image.ts';
 import { decodeSection, encodeSection } from '../../shared/state-section.ts';
 import { GUEST_SECTION } from '../../guest/kernel/guest-state-schema.ts';
 import type { Vmm } from '../../hypervisor/vmm/vmm.ts';
-import type { VerifierLink } from '../../hypervisor/verifier-link/verifier-link.ts';
-import { carryOutSystemEvent } from '../../hypervisor/vmm/lifecycle/system-events.ts';
+import { carryOutSystemEvent, type LifecycleOutcome } from '../../hypervisor/vmm/lifecycle/system-events.ts';
 import { RESUME_SECTOR, resume } from '../../hypervisor/vmm/lifecycle/hibernate.ts';
-import type { AuditLog } from '../../verifier-vm/audit-log.ts';
 import { bzImageKernelName, signManifest } from '../../verifier-vm/manifest-builder.ts';
 import { manifestBodyFor } from '../manifest-cache.ts';
 import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import type { GuestKernel } from '../../guest/kernel/guest-kernel.ts';
 import { restoreGuestKernel, saveGuestKernel } from '../../guest/kernel/guest-state.ts';
 import type { KexecOptions, StepOutcome } from '../machine-api.ts';
-import type { SimulatedMachineParts } from '../simulated-machine.ts';
-import type { MachineSwap } from './machine-host.ts';
+import { type MachineParts, type StepResult, withoutKernel } from '../machine-parts.ts';
+import { bootGuest } from '../guest-boot.ts';
+import { allowed, denied, error, NOT_BOOTED } from '../step-outcome.ts';
+import type { MachineHost } from './machine-host.ts';
 import { restoreVm, snapshotVm } from './migration.ts';
 
-/** What the lifecycle steps see of a machine. */
-export interface MachineInternals {
-  readonly vmm: Vmm;
-  readonly link: VerifierLink;
-  readonly audit: AuditLog;
-  /** The image the guest runs now. */
-  readonly image: KernelImage;
-  readonly kernel: GuestKernel | undefined;
-  readonly parts: SimulatedMachineParts;
-  /** Records the running guest kernel (undefined: none) and, when given, the image it runs. */
-  setKernel(k: GuestKernel | undefined, image?: KernelImage): void;
-  /** Boots the guest kernel on the VM as it is (the VMM loaded the segments). */
-  bootGuest(): Promise<StepOutcome>;
-  /** Goes on as the destination VM of a migration (the source's verifier is disposed). */
-  swap(to: MachineSwap): Promise<void>;
-}
-
-const allowed = (reason: string): StepOutcome => ({ outcome: 'allowed', reason });
-const denied = (reason: string): StepOutcome => ({ outcome: 'denied', reason });
-const error = (reason: string): StepOutcome => ({ outcome: 'error', reason });
-const NOT_BOOTED = error('the kernel is not booted (add a boot step first)');
 const NO_HOST = error('this machine was built without its host side (runtime/machine.ts keeps it): no lifecycle');
 
-/** Crash kernels loaded per VMM: the image the guest boots if it panics. */
-const crashImages = new WeakMap<Vmm, KernelImage>();
 /** Kernel images loaded from files, by path pair (a KernelImage is never written to). */
 const images = new Map<string, Promise<Result<KernelImage, string>>>();
 
-function imageFor(mi: MachineInternals, vmlinuz: string, systemMap: string): Promise<Result<KernelImage, string>> {
-  const host = mi.parts.host!;
-  if (vmlinuz === host.vmlinuzPath && systemMap === host.systemMapPath) return Promise.resolve(ok(mi.parts.image));
+function imageFor(p: MachineParts, host: MachineHost, vmlinuz: string, systemMap: string): Promise<Result<KernelImage, string>> {
+  if (vmlinuz === host.vmlinuzPath && systemMap === host.systemMapPath) return Promise.resolve(ok(p.bootImage));
   const key = `${vmlinuz}\0${systemMap}`;
-  let p = images.get(key);
-  if (!p) {
-    p = loadKernelImage({ vmlinuzPath: vmlinuz, systemMapPath: systemMap }).then((r) => (r.ok ? ok(r.value) : err(r.error.message)));
-    images.set(key, p);
+  let loading = images.get(key);
+  if (!loading) {
+    loading = loadKernelImage({ vmlinuzPath: vmlinuz, systemMapPath: systemMap }).then((r) => (r.ok ? ok(r.value) : err(r.error.message)));
+    images.set(key, loading);
   }
-  return p;
+  return loading;
 }
 
 /** What the guest's request did: the VMM accepted it (the VM is parked), refused it, or a fault. */
@@ -81,22 +58,38 @@ function requested(r: GuestOutcome<void>, what: string): StepOutcome | undefined
   return undefined;
 }
 
-/** After the VMM reset the VM into a kernel: boot it and report both. */
-async function bootAfter(mi: MachineInternals, detail: string): Promise<StepOutcome> {
-  const b = await mi.bootGuest();
-  return b.outcome === 'allowed' ? allowed(`${detail}; then booted: ${b.reason}`) : { ...b, reason: `${detail}; then the boot failed: ${b.reason}` };
+/** After the VMM reset the VM into a kernel (`p` runs none yet): boot it and report both. */
+async function bootAfter(p: MachineParts, detail: string): Promise<StepResult> {
+  const b = await bootGuest(p);
+  const o = b.outcome;
+  return { outcome: o.outcome === 'allowed' ? allowed(`${detail}; then booted: ${o.reason}`) : { ...o, reason: `${detail}; then the boot failed: ${o.reason}` }, next: b.next ?? p };
 }
 
 /** `reboot`. */
-export async function reboot(mi: MachineInternals): Promise<StepOutcome> {
-  const k = mi.kernel;
-  if (!k) return NOT_BOOTED;
+export async function reboot(p: MachineParts): Promise<StepResult> {
+  const k = p.kernel;
+  if (!k) return { outcome: NOT_BOOTED };
   const refused = requested(k.lifecycle.reboot(), 'reset');
-  if (refused) return refused;
-  const out = await carryOutSystemEvent(mi.vmm);
-  mi.setKernel(undefined, mi.parts.image);
-  if (out?.kind !== 'rebooted') return error(`the reset was not carried out: ${out?.detail ?? 'nothing was pending'}`);
-  return bootAfter(mi, out.detail);
+  if (refused) return { outcome: refused };
+  const out = await carryOutSystemEvent(p.vmm);
+  const reset = withoutKernel(p, p.bootImage);
+  if (out?.kind !== 'rebooted') return { outcome: error(`the reset was not carried out: ${out?.detail ?? 'nothing was pending'}`), next: reset };
+  return bootAfter(reset, out.detail);
+}
+
+/** What a system event the guest requested came to, and the parts the machine goes on with. */
+export interface SystemEventResult {
+  readonly out: LifecycleOutcome;
+  readonly next: MachineParts;
+}
+
+/**
+ * Carries out the system event the guest requested (an attack's own reset request): the
+ * running kernel is gone, whatever the guest boots next; `undefined` when none was pending.
+ */
+export async function pendingSystemEvent(p: MachineParts): Promise<SystemEventResult | undefined> {
+  const out = await carryOutSystemEvent(p.vmm);
+  return out === undefined ? undefined : { out, next: withoutKernel(p, p.bootImage) };
 }
 
 /** Flips one byte in the middle of `b` (a copy). */
@@ -116,27 +109,27 @@ function tamperManifest(text: string): string {
 }
 
 /** `kexec`: load (verified), then (unless `crash`) run. */
-export async function kexec(mi: MachineInternals, o: KexecOptions): Promise<StepOutcome> {
-  const k = mi.kernel;
-  if (!k) return NOT_BOOTED;
-  const host = mi.parts.host;
-  if (!host) return NO_HOST;
+export async function kexec(p: MachineParts, o: KexecOptions): Promise<StepResult> {
+  const k = p.kernel;
+  if (!k) return { outcome: NOT_BOOTED };
+  const host = p.host;
+  if (!host) return { outcome: NO_HOST };
   const imagePath = o.image ?? host.vmlinuzPath;
   const mapPath = o.systemMap ?? host.systemMapPath;
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(readFileSync(imagePath));
   } catch (e) {
-    return error(`cannot read the kexec image ${imagePath}: ${(e as Error).message}`);
+    return { outcome: error(`cannot read the kexec image ${imagePath}: ${(e as Error).message}`) };
   }
-  const newImage = await imageFor(mi, imagePath, mapPath);
-  if (!newImage.ok) return error(`the kexec kernel ${imagePath}: ${newImage.error}`);
+  const newImage = await imageFor(p, host, imagePath, mapPath);
+  if (!newImage.ok) return { outcome: error(`the kexec kernel ${imagePath}: ${newImage.error}`) };
   let manifest: string;
   if (o.manifest !== undefined) {
     try {
       manifest = readFileSync(o.manifest, 'utf8');
     } catch (e) {
-      return error(`cannot read the kexec manifest ${o.manifest}: ${(e as Error).message}`);
+      return { outcome: error(`cannot read the kexec manifest ${o.manifest}: ${(e as Error).message}`) };
     }
   } else {
     // The vendor's build of the new kernel: its manifest, signed by the host's vendor key
@@ -148,58 +141,49 @@ export async function kexec(mi: MachineInternals, o: KexecOptions): Promise<Step
   if (o.tamper === 'image') bytes = flipped(bytes);
   if (o.tamper === 'manifest') manifest = tamperManifest(manifest);
   const slot = o.crash ? 'crash' : 'kexec';
-  const fromAudit = mi.audit.count;
+  const fromAudit = p.audit.count;
   const r = await k.lifecycle.kexecLoad(bytes, new TextEncoder().encode(manifest), o.crash === true);
   if (!r.ok) {
-    const v = mi.audit.since(fromAudit).find((x) => x['kind'] === 'kexec-image');
-    return denied(`${r.reason}${v ? `: ${String(v['reason'])}` : ''}; the running kernel keeps every protection`);
+    // The guest saw only the status; the verifier's reason is in its verdict record.
+    const v = p.audit.since(fromAudit).find((x) => x['kind'] === 'kexec-image');
+    return { outcome: denied(`${r.reason}${v ? `: ${String(v['reason'])}` : ''}; the running kernel keeps every protection`) };
   }
   if (o.crash) {
-    crashImages.set(mi.vmm, newImage.value);
-    return allowed(`crash kernel loaded and verified (SHA-256 ${mi.vmm.staged('crash')?.sha256 ?? '?'}); it runs only on a panic`);
+    return {
+      outcome: allowed(`crash kernel loaded and verified (SHA-256 ${p.vmm.staged('crash')?.sha256 ?? '?'}); it runs only on a panic`),
+      next: { ...p, crashImage: newImage.value },
+    };
   }
   const s = await k.lifecycle.kexecExec();
-  if (!s.ok) return denied(`the hypervisor refused to run the ${slot} kernel: ${s.name}`);
-  const out = await carryOutSystemEvent(mi.vmm);
-  if (out?.kind !== 'kexeced') {
-    mi.setKernel(undefined);
-    return error(`kexec was not carried out: ${out?.detail ?? 'nothing was pending'}`);
-  }
-  mi.setKernel(undefined, newImage.value);
-  return bootAfter(mi, out.detail);
+  if (!s.ok) return { outcome: denied(`the hypervisor refused to run the ${slot} kernel: ${s.name}`) };
+  const out = await carryOutSystemEvent(p.vmm);
+  if (out?.kind !== 'kexeced') return { outcome: error(`kexec was not carried out: ${out?.detail ?? 'nothing was pending'}`), next: withoutKernel(p) };
+  return bootAfter(withoutKernel(p, newImage.value), out.detail);
 }
 
-/** `panic`. */
-export async function panic(mi: MachineInternals): Promise<StepOutcome> {
-  const k = mi.kernel;
-  if (!k) return NOT_BOOTED;
+/** `panic`: the VMM boots the crash kernel `kexec -p` loaded, or stops the VM. */
+export async function panic(p: MachineParts): Promise<StepResult> {
+  const k = p.kernel;
+  if (!k) return { outcome: NOT_BOOTED };
   const r = k.lifecycle.panic();
-  if (r.ok) return allowed('the VMM ignored the panic notification (its policy): the kernel runs on');
-  if (r.fault.kind !== 'stopped') return denied(`the panic notification faulted: ${r.fault.detail}`);
-  const out = await carryOutSystemEvent(mi.vmm);
-  if (out?.kind === 'kexeced') {
-    mi.setKernel(undefined, crashImages.get(mi.vmm) ?? mi.parts.image);
-    crashImages.delete(mi.vmm);
-    return bootAfter(mi, `panic: ${out.detail}`);
-  }
-  mi.setKernel(undefined);
-  return allowed(`panic: ${out?.detail ?? 'nothing was carried out'}`);
+  if (r.ok) return { outcome: allowed('the VMM ignored the panic notification (its policy): the kernel runs on') };
+  if (r.fault.kind !== 'stopped') return { outcome: denied(`the panic notification faulted: ${r.fault.detail}`) };
+  const out = await carryOutSystemEvent(p.vmm);
+  const { crashImage, ...rest } = p;
+  if (out?.kind === 'kexeced') return bootAfter(withoutKernel(rest, crashImage ?? p.bootImage), `panic: ${out.detail}`);
+  return { outcome: allowed(`panic: ${out?.detail ?? 'nothing was carried out'}`), next: withoutKernel(p) };
 }
 
 /** `hibernate`. */
-export async function hibernateStep(mi: MachineInternals): Promise<StepOutcome> {
-  const k = mi.kernel;
-  if (!k) return NOT_BOOTED;
+export async function hibernateStep(p: MachineParts): Promise<StepResult> {
+  const k = p.kernel;
+  if (!k) return { outcome: NOT_BOOTED };
   const refused = requested(k.lifecycle.sleep('S4'), 'S4 (hibernation)');
-  if (refused) return refused;
-  const out = await carryOutSystemEvent(mi.vmm, { guestState: encodeSection(GUEST_SECTION, saveGuestKernel(k)) });
-  if (out?.kind === 'hibernated') {
-    mi.setKernel(undefined);
-    return allowed(`hibernated: ${out.detail}`);
-  }
-  if (out?.kind === 'refused') return denied(out.detail);
-  mi.setKernel(undefined);
-  return error(`hibernation: ${out?.detail ?? 'nothing was pending'}`);
+  if (refused) return { outcome: refused };
+  const out = await carryOutSystemEvent(p.vmm, { guestState: encodeSection(GUEST_SECTION, saveGuestKernel(k)) });
+  if (out?.kind === 'hibernated') return { outcome: allowed(`hibernated: ${out.detail}`), next: withoutKernel(p) };
+  if (out?.kind === 'refused') return { outcome: denied(out.detail) };
+  return { outcome: error(`hibernation: ${out?.detail ?? 'nothing was pending'}`), next: withoutKernel(p) };
 }
 
 /** Flips a byte of the memory section of the image at the resume area (the attack on the disk). */
@@ -220,50 +204,55 @@ function tamperDiskImage(vmm: Vmm): Result<void, string> {
 }
 
 /** `resume`. */
-export async function resumeStep(mi: MachineInternals, o: { readonly tamper?: boolean }): Promise<StepOutcome> {
-  if (mi.kernel) return error('the VM is running: hibernate it first');
+export async function resumeStep(p: MachineParts, o: { readonly tamper?: boolean }): Promise<StepResult> {
+  if (p.kernel) return { outcome: error('the VM is running: hibernate it first') };
   if (o.tamper) {
-    const t = tamperDiskImage(mi.vmm);
-    if (!t.ok) return error(t.error);
+    const t = tamperDiskImage(p.vmm);
+    if (!t.ok) return { outcome: error(t.error) };
   }
-  const r = await resume(mi.vmm);
-  if (!r.ok) return r.error.kind === 'no-image' ? error(r.error.message) : denied(`resume refused (${r.error.kind}): ${r.error.message}; the VM stays off`);
+  const r = await resume(p.vmm);
+  if (!r.ok) return { outcome: r.error.kind === 'no-image' ? error(r.error.message) : denied(`resume refused (${r.error.kind}): ${r.error.message}; the VM stays off`) };
   const state = decodeSection(GUEST_SECTION, r.value.guest);
-  if (!state.ok) return error(`the guest kernel's state: ${state.error}`);
-  const k = restoreGuestKernel(mi.vmm.bootCpu, mi.image, state.value);
-  if (!k.ok) return error(k.error);
-  mi.setKernel(k.value);
-  return allowed(r.value.detail);
+  if (!state.ok) return { outcome: error(`the guest kernel's state: ${state.error}`) };
+  const k = restoreGuestKernel(p.vmm.bootCpu, p.image, state.value);
+  if (!k.ok) return { outcome: error(k.error) };
+  return { outcome: allowed(r.value.detail), next: { ...p, kernel: k.value } };
 }
 
 /** `migrate`. */
-export async function migrateStep(mi: MachineInternals, o: { readonly tamper?: boolean }): Promise<StepOutcome> {
-  const k = mi.kernel;
-  if (!k) return NOT_BOOTED;
-  const host = mi.parts.host;
-  if (!host) return NO_HOST;
-  const snap = await snapshotVm(mi.vmm, k, host, mi.audit);
-  if (!snap.ok) return denied(`the source VMM cannot take a snapshot: ${snap.error}`);
+export async function migrateStep(p: MachineParts, o: { readonly tamper?: boolean }): Promise<StepResult> {
+  const k = p.kernel;
+  if (!k) return { outcome: NOT_BOOTED };
+  const host = p.host;
+  if (!host) return { outcome: NO_HOST };
+  const snap = await snapshotVm(p.vmm, k, host, p.audit);
+  if (!snap.ok) return { outcome: denied(`the source VMM cannot take a snapshot: ${snap.error}`) };
   let bytes = snap.value;
   if (o.tamper) {
     const d = decodeVmImage(bytes);
     const mem = d.ok ? d.value.sections.get('memory') : undefined;
     bytes = flipped(bytes, mem ? mem.byteOffset + (mem.length >> 1) : bytes.length >> 1);
   }
-  const source = mi.vmm.identity;
+  const source = p.vmm.identity;
   const dest = await restoreVm(bytes, {
     trust: source.publicKey,
-    image: mi.image,
-    bootImage: mi.parts.image,
+    image: p.image,
+    bootImage: p.bootImage,
     host,
-    audit: mi.audit,
+    audit: p.audit,
   });
-  if (!dest.ok) return denied(`the destination refused the snapshot (${dest.error.kind}): ${dest.error.message}; the source VM runs on`);
-  mi.vmm.core.stop(`migrated: the VM runs on at the destination (snapshot of ${bytes.length} bytes)`);
-  await mi.swap(dest.value);
-  const c = dest.value.vmm.core;
-  return allowed(
-    `migrated into a fresh VM: snapshot of ${bytes.length} bytes signed by vmm key ${source.keyId}; CR0/CR4 pins 0x${c.pins.get(0).toString(16)}/0x${c.pins.get(4).toString(16)}, ` +
-      `${c.ept.entries().length} locked frames, ${c.auth?.modules.size ?? 0} verified module(s) re-applied before the guest ran`,
-  );
+  if (!dest.ok) return { outcome: denied(`the destination refused the snapshot (${dest.error.kind}): ${dest.error.message}; the source VM runs on`) };
+  p.vmm.core.stop(`migrated: the VM runs on at the destination (snapshot of ${bytes.length} bytes)`);
+  const d = dest.value;
+  const c = d.vmm.core;
+  // The destination's VMM, verifier, kernel and host side; the machine disposes of the source's verifier.
+  // The crash kernel's image stays behind: it was the source VMM's staged kernel.
+  const { crashImage: _left, ...rest } = p;
+  return {
+    outcome: allowed(
+      `migrated into a fresh VM: snapshot of ${bytes.length} bytes signed by vmm key ${source.keyId}; CR0/CR4 pins 0x${c.pins.get(0).toString(16)}/0x${c.pins.get(4).toString(16)}, ` +
+        `${c.ept.entries().length} locked frames, ${c.auth?.modules.size ?? 0} verified module(s) re-applied before the guest ran`,
+    ),
+    next: { ...rest, vmm: d.vmm, link: d.link, image: d.image, kernel: d.kernel, host: d.host },
+  };
 }

@@ -155,7 +155,7 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
     const cores = mods.value.flatMap((x) => (x.core ? [x.core] : []));
     for (const mod of mods.value) {
       const r = await k.modules.load(mod.bytes, { placement: { sections: mod.sections, avoid: cores, ...(mod.percpu !== undefined ? { percpu: mod.percpu } : {}) } });
-      if (!r.ok) errors.push({ module: mod.name, reason: r.error });
+      if (!r.ok) errors.push({ module: mod.name, reason: r.error.message });
     }
     // Keys only modules use, which their init code may have set: read off the dumped sections.
     const dumpedAt = (va: bigint, len: number): Uint8Array | undefined => {

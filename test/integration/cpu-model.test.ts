@@ -24,7 +24,7 @@ realTest('epyc-smp2: the guest booted on the VMM model, the verifier has it, and
   const epyc = BUILTIN_CPU_MODELS.get('epyc-smp2')!;
   const { name: _n, ...view } = epyc;
   t.deepEqual(m.kernel!.bootCpuData, view, 'boot_cpu_data from CPUID is the model');
-  t.deepEqual(m.internals.parts.host!.verifierInit.vms, { vm0: { cpuModel: epyc } }, 'the VMM configured the verifier with it');
+  t.deepEqual(m.host!.verifierInit.vms, { vm0: { cpuModel: epyc } }, 'the VMM configured the verifier with it');
   t.is(m.vmm.cpus.length, 2);
   t.is((await m.cpuOnline()).outcome, 'error', 'both possible CPUs are online already');
 

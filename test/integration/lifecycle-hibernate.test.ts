@@ -72,7 +72,10 @@ realTest('a protected-memory VM is not hibernated (the VMM cannot read it); the 
 realTest('resume without an image is an error and leaves the VM as it is', async (t) => {
   const m = await bootRealMachine();
   t.teardown(() => m.dispose());
-  m.internals.setKernel(undefined);
+  // A VM that is off without having hibernated: a panic with no crash kernel stops it.
+  const p = await m.panic();
+  t.is(p.outcome, 'allowed', p.reason);
+  t.is(m.kernel, undefined);
   const r = await m.resume();
   t.is(r.outcome, 'error');
   t.regex(r.reason, /no hibernation image at sector 0/);

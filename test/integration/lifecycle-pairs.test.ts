@@ -60,7 +60,7 @@ async function configurationAndProtectionHold(t: ExecutionContext, m: SimulatedM
   t.deepEqual(m.vmm.settings, settings, 'the VMM configuration: RAM and disk size, vCPUs, protected-memory mode, ...');
   t.is(m.vmm.devices.disk.sectors, settings!.disk!.sectors, 'the disk keeps its size');
   t.is(m.vmm.core.memory.size, 512n << 20n);
-  const init = m.internals.parts.host!.verifierInit;
+  const init = m.host!.verifierInit;
   t.deepEqual(init.pluginModules, [PLUGIN]);
   t.deepEqual(init.pluginConfig, { 'refuse-module': { name: 'crc7' } });
   const info = await m.link.info();

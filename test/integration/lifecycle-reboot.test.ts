@@ -8,7 +8,6 @@
 import test, { type TestFn } from 'ava';
 import { needsFixtures, fixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine, eptOf } from '../helpers/real-machine.ts';
-import { carryOutSystemEvent } from '../../hypervisor/vmm/lifecycle/system-events.ts';
 import { CR0, CR4 } from '../../shared/x86/cpu.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_XS } from '../../hypervisor/ept/permissions.ts';
 import type { ExportedVmState } from '../../verifier-vm/vm-state.ts';
@@ -31,8 +30,9 @@ realTest('a reboot: the VMM clears everything at the reset, the new boot locks i
   t.is(m.vmm.core.pins.get(4), CR4.SMEP | CR4.SMAP | CR4.UMIP);
   t.true(m.vmm.platformPinned);
 
-  const out = await carryOutSystemEvent(m.vmm);
+  const out = await m.carryOutSystemEvent();
   t.is(out?.kind, 'rebooted');
+  t.is(m.kernel, undefined, 'the machine forgot the old kernel at the reset');
   t.is(m.vmm.core.pins.get(0), 0n);
   t.is(m.vmm.core.pins.get(4), 0n);
   t.deepEqual(m.vmm.core.ept.entries(), []);
@@ -45,7 +45,6 @@ realTest('a reboot: the VMM clears everything at the reset, the new boot locks i
   t.true(m.vmm.core.memory.residentPages() > 0, 'the boot kernel is loaded again');
 
   // The new boot.
-  m.internals.setKernel(undefined, m.image);
   const b = await m.boot();
   t.is(b.outcome, 'allowed', b.reason);
   t.is(m.vmm.core.pins.get(0), CR0.WP);

@@ -23,7 +23,7 @@ import { EPT_IMMUTABLE, EPT_W } from '../../hypervisor/ept/permissions.ts';
 needsFixtures(test)('a forged or misused snapshot is refused by the destination, naming the check', async (t) => {
   const m = await bootRealMachine();
   t.teardown(() => m.dispose());
-  const host = m.internals.parts.host!;
+  const host = m.host!;
   const snap = await snapshotVm(m.vmm, m.kernel!, host, m.audit);
   if (!snap.ok) throw new Error(snap.error);
   const d = decodeVmImage(snap.value);
