@@ -12,7 +12,7 @@ import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
 import type { PatchItem } from '../shared/protocol.ts';
 import { buildManifestBody, signManifest } from '../verifier-vm/manifest-builder.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair } from '../verifier-vm/signature/ed25519.ts';
-import type { KeyringData } from '../verifier-vm/keyring.ts';
+import type { KeyringData } from '../shared/keyring-data.ts';
 import type { WorkerInit } from '../verifier-vm/worker-api.ts';
 import type { Progress } from './progress.ts';
 

@@ -17,7 +17,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RequestOf, VerifyRequest } from '../shared/protocol.ts';
-import { Keyring, type KeyringData } from '../verifier-vm/keyring.ts';
+import { Keyring } from '../verifier-vm/keyring.ts';
+import { type KeyringData } from '../shared/keyring-data.ts';
 import { formatPublicKeyFile, keyringDataFromFiles } from '../verifier-vm/key-files.ts';
 import { loadManifest } from '../verifier-vm/manifest.ts';
 import { BUILTIN_PLUGINS } from '../verifier-vm/plugins/index.ts';

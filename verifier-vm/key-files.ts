@@ -31,7 +31,8 @@ import { join } from 'node:path';
 import { ok, err, type Result } from '../shared/result.ts';
 import { MAX_SMALL_INPUT_BYTES, readHostFile, readHostText } from '../shared/host-file.ts';
 import { makeOutputDir } from '../shared/host-output.ts';
-import { Keyring, isKeyRole, type CertificateData, type Ed25519KeyData, type KeyRole, type KeyringData, type RevocationData } from './keyring.ts';
+import { Keyring } from './keyring.ts';
+import { isKeyRole, type CertificateData, type Ed25519KeyData, type KeyRole, type KeyringData, type RevocationData } from '../shared/keyring-data.ts';
 import {
   ED25519_PUBLIC_KEY_LEN,
   ED25519_SEED_LEN,

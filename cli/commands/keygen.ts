@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
-import { isKeyRole, KEY_ROLES } from '../../verifier-vm/keyring.ts';
+import { isKeyRole, KEY_ROLES } from '../../shared/keyring-data.ts';
 import { writeKeyPairFiles } from '../../verifier-vm/key-files.ts';
 import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
 

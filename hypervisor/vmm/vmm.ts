@@ -35,7 +35,7 @@ import { DEFAULT_CPU_MODEL } from '../../shared/x86/cpu-models-builtin.ts';
 import { VmCpus, readGuestVirtual } from './vm-cpus.ts';
 import type { VmImageSigner } from '../../shared/vm-image.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
+import { vmImageSigner } from '../../verifier-vm/signature/vm-image-signature.ts';
 import { randomBytes } from 'node:crypto';
 import type { VmObserver } from '../observe/vm-observer.ts';
 

@@ -14,7 +14,7 @@ import { bootRealMachine } from '../helpers/real-machine.ts';
 import { RESUME_SECTOR } from '../../hypervisor/vmm/lifecycle/hibernate.ts';
 import { decodeStructured, decodeVmImage, encodeStructured, encodeVmImage } from '../../shared/vm-image.ts';
 import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
+import { vmImageSigner } from '../../verifier-vm/signature/vm-image-signature.ts';
 import type { CoreState } from '../../hypervisor/core/core-state.ts';
 import { EPT_IMMUTABLE, EPT_W } from '../../hypervisor/ept/permissions.ts';
 

@@ -12,7 +12,8 @@ import {
   PKEY_ID_X509,
   appendModuleSignature,
 } from '../../shared/module-signature.ts';
-import { Keyring, type KeyringData, type KeyRole } from '../../verifier-vm/keyring.ts';
+import { Keyring } from '../../verifier-vm/keyring.ts';
+import { type KeyringData, type KeyRole } from '../../shared/keyring-data.ts';
 import {
   formatPublicKeyFile,
   formatSecretKeyFile,
