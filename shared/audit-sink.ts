@@ -1,6 +1,6 @@
 /**
  * Where verdict and lifecycle records go: the fields a record may hold and the one method a
- * writer needs. The host's hash-chained audit log (verifier-vm/audit-log.ts) is the sink the
+ * writer needs. The host's hash-chained audit log (hypervisor/audit/audit-log.ts) is the sink the
  * core, the VMM and an in-process verifier engine append to; the engine names only this
  * interface, so it never depends on the host's log or its files.
  */

@@ -1,6 +1,6 @@
 /**
- * The keyring as plain data: what the VMM builds from host files (verifier-vm/key-files.ts) and
- * posts to the verifier worker in its init (verifier-vm/worker-api.ts), and what the verifier's
+ * The keyring as plain data: what the VMM builds from host files (tools/key-files.ts) and
+ * posts to the verifier worker in its init (shared/worker-api.ts), and what the verifier's
  * keyring (verifier-vm/keyring.ts) validates before it trusts a single key. Part of the
  * worker's wire contract, so both sides name the same shapes.
  */

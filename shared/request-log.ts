@@ -57,7 +57,7 @@ export const HEX_BYTES_MAX = 64;
 export type RecordedRequest = RequestBody;
 
 /**
- * The configuration a verifier was started with (verifier-vm/worker-api.ts WorkerInit, which
+ * The configuration a verifier was started with (shared/worker-api.ts WorkerInit, which
  * shared/ may not import). `keyring` is checked by the verifier's own keyring loader on replay.
  */
 export interface RecordedVerifierInit {

@@ -10,8 +10,8 @@
  * or lift a revocation: the worst it can do is present signatures that fail.
  */
 import { ok, err, type Result } from '../shared/result.ts';
-import { ED25519_PUBLIC_KEY_LEN, ed25519KeyIdHex } from './signature/ed25519.ts';
-import { ed25519PublicKeyProblem } from './signature/ed25519-public-key.ts';
+import { ED25519_PUBLIC_KEY_LEN, ed25519KeyIdHex } from '../shared/crypto/ed25519.ts';
+import { ed25519PublicKeyProblem } from '../shared/crypto/ed25519-public-key.ts';
 import { parseTrustedCertificate, type TrustedCertificate } from './signature/x509.ts';
 import { isKeyRole, type KeyRole, type KeyringData } from '../shared/keyring-data.ts';
 
@@ -75,7 +75,7 @@ export class Keyring {
    * Validates `data` (of unknown shape: it may come over a worker boundary) and builds the
    * keyring. Errors name the offending entry; never throws. Key ids must match their keys;
    * a key id or certificate may appear once; an Ed25519 key must be a canonical encoding of a
-   * curve point of large order (ed25519-public-key.ts: a small-order key would let anyone sign).
+   * curve point of large order (shared/crypto/ed25519-public-key.ts: a small-order key would let anyone sign).
    */
   static fromData(data: unknown): Result<Keyring, string> {
     if (!isRecord(data)) return err('keyring data is not an object');

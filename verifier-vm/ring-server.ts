@@ -32,7 +32,7 @@ import { readRequest, type RingRequest } from '../shared/ring/request-codec.ts';
 import { SpscRing } from '../shared/ring/spsc-ring.ts';
 import { waitAsync } from '../shared/ring/wait-async.ts';
 import { expandItems, writeParked, writeVerdict, type PackedVerdict } from '../shared/ring/verdict-codec.ts';
-import type { InjectedFault, RingServerTiming } from './worker-api.ts';
+import type { InjectedFault, RingServerTiming } from '../shared/worker-api.ts';
 
 /** Longest a blocking park lasts before the loop takes an event-loop turn and parks again (ms). */
 export const PARK_SLICE_MS = 50;

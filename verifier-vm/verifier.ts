@@ -16,7 +16,7 @@ import { PatchRecords } from '../shared/ring/patch-records.ts';
 import { decideRecordBatch, recordBatch, type RecordBatchOutcome } from './record-batch.ts';
 import { EXPORTED_VM_STATE_VERSION, type ExportedVmState } from './vm-state.ts';
 import { checkOnlineCpus, defaultVmConfig, type CheckedVmConfig } from './vm-config.ts';
-import type { VerifierStats } from './worker-api.ts';
+import type { VerifierStats } from '../shared/worker-api.ts';
 
 /** How the engine is set up. */
 export interface VerifierOptions {

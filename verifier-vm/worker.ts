@@ -10,7 +10,7 @@ import * as Comlink from 'comlink';
 import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.mjs';
 import type { Verifier } from './verifier.ts';
 import { buildVerifier, pluginsFor } from './verifier-setup.ts';
-import type { InitResult, InjectedFault, RingServerTiming, VerifierWorkerApi, WorkerInit } from './worker-api.ts';
+import type { InitResult, InjectedFault, RingServerTiming, VerifierWorkerApi, WorkerInit } from '../shared/worker-api.ts';
 import { RingServer, DEFAULT_RING_TIMING } from './ring-server.ts';
 import { kprobePlugin } from './plugins/kprobe.ts';
 import type { RingLayout } from '../shared/ring/layout.ts';

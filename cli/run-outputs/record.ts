@@ -20,7 +20,7 @@ import { checkOutputFile } from '../../shared/host-output.ts';
 import { err, ok, type Result } from '../../shared/result.ts';
 import { encodeLogLine, encodeLogValue, logHeader, type RecordedVerifierInit } from '../../shared/request-log.ts';
 import type { VmObserver } from '../../hypervisor/observe/vm-observer.ts';
-import type { WorkerInit } from '../../verifier-vm/worker-api.ts';
+import type { WorkerInit } from '../../shared/worker-api.ts';
 import type { RunOutput, RunOutputContext, RunOutputSession } from './run-output.ts';
 
 /** What of a WorkerInit a replay needs (fault injection is the test harness's, not the policy's). */

@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import * as Comlink from 'comlink';
 import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.mjs';
-import type { InitResult, VerifierWorkerApi, WorkerInit } from '../../verifier-vm/worker-api.ts';
+import type { InitResult, VerifierWorkerApi, WorkerInit } from '../../shared/worker-api.ts';
 import { validateVerdict, type VerifyRequest } from '../../shared/protocol.ts';
 import { RING_DEFAULTS, RingChannel, type RingOptions } from './ring-channel.ts';
 import type { InFlight } from './pending-request.ts';

@@ -13,8 +13,8 @@ import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
 import { RESUME_SECTOR } from '../../hypervisor/vmm/lifecycle/hibernate.ts';
 import { decodeStructured, decodeVmImage, encodeStructured, encodeVmImage } from '../../shared/vm-image.ts';
-import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { vmImageSigner } from '../../verifier-vm/signature/vm-image-signature.ts';
+import { generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
+import { vmImageSigner } from '../../shared/crypto/vm-image-signature.ts';
 import type { CoreState } from '../../hypervisor/core/core-state.ts';
 import { EPT_IMMUTABLE, EPT_W } from '../../hypervisor/ept/permissions.ts';
 

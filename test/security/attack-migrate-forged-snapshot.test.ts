@@ -13,8 +13,8 @@ import { bootRealMachine } from '../helpers/real-machine.ts';
 import { snapshotVm, restoreVm } from '../../runtime/lifecycle/migration.ts';
 import { captureVmImage } from '../../hypervisor/vmm/lifecycle/vm-state-image.ts';
 import { decodeStructured, decodeVmImage, encodeStructured, encodeVmImage } from '../../shared/vm-image.ts';
-import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { vmImageSigner } from '../../verifier-vm/signature/vm-image-signature.ts';
+import { generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
+import { vmImageSigner } from '../../shared/crypto/vm-image-signature.ts';
 import type { CoreState } from '../../hypervisor/core/core-state.ts';
 import { EPT_IMMUTABLE, EPT_W } from '../../hypervisor/ept/permissions.ts';
 

@@ -9,7 +9,7 @@ import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
 import { encodeModuleDesc, encodePatchBatch, patchStatuses, PATCH_STATUS } from '../../shared/heki-descriptors.ts';
 import { PROTOCOL_VERSION, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
 import type { OutgoingRequest } from '../../hypervisor/verifier-link/verifier-link.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { AuditLog } from '../../hypervisor/audit/audit-log.ts';
 import { EPT_R, EPT_W, EPT_XS, EPT_FROZEN } from '../../hypervisor/ept/permissions.ts';
 
 type Decide = (r: OutgoingRequest) => Omit<Verdict, 'v' | 'id' | 'plugins'> | Promise<Omit<Verdict, 'v' | 'id' | 'plugins'>>;

@@ -1,5 +1,5 @@
 /**
- * The verifier keyring (verifier-vm/keyring.ts), its host files (verifier-vm/key-files.ts)
+ * The verifier keyring (verifier-vm/keyring.ts), its host files (tools/key-files.ts)
  * and the module signature verdict (verifier-vm/signature/verify-module.ts).
  */
 import test from 'ava';
@@ -23,14 +23,14 @@ import {
   parseRevocationList,
   parseSecretKeyFile,
   writeKeyPairFiles,
-} from '../../verifier-vm/key-files.ts';
+} from '../../tools/key-files.ts';
 import {
   ed25519KeyId,
   ed25519KeyIdHex,
   generateEd25519KeyPair,
   signModuleEd25519,
   type Ed25519KeyPair,
-} from '../../verifier-vm/signature/ed25519.ts';
+} from '../../shared/crypto/ed25519.ts';
 import { verifyModuleSignature } from '../../verifier-vm/signature/verify-module.ts';
 import { fixtures, needsFixtures, readFixtureModule } from '../helpers/fixtures.ts';
 

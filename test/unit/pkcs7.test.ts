@@ -17,7 +17,7 @@ import { Keyring } from '../../verifier-vm/keyring.ts';
 import { type KeyringData } from '../../shared/keyring-data.ts';
 import { verifyPkcs7ModuleSignature } from '../../verifier-vm/signature/pkcs7.ts';
 import { verifyModuleSignature } from '../../verifier-vm/signature/verify-module.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import fc from 'fast-check';
 import { fixtures, needsFixtures, readFixtureModule, type SimpleTestFn } from '../helpers/fixtures.ts';
 import { checkProperty, noThrowNoHang, scaledRuns } from '../helpers/fuzz.ts';

@@ -15,10 +15,10 @@ import { validateVerdict } from '../../shared/protocol.ts';
 import type { AnyPlugin } from '../../verifier-vm/plugin-api.ts';
 import { BUILTIN_PLUGINS } from '../../verifier-vm/plugins/index.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
-import { signManifest } from '../../verifier-vm/manifest-builder.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { signManifest } from '../../tools/manifest-builder.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import { Verifier } from '../../verifier-vm/verifier.ts';
-import type { VerifierWorkerApi } from '../../verifier-vm/worker-api.ts';
+import type { VerifierWorkerApi } from '../../shared/worker-api.ts';
 import { K, item, patchRequest, syntheticBody, syntheticManifest } from './plugin-synthetic.ts';
 
 const DOC = new URL('../../docs/plugins.md', import.meta.url);

@@ -8,7 +8,7 @@ import { LAYOUT, bootSynthetic, lockSyntheticKernel } from '../helpers/synthetic
 import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
 import { PATCH_STATUS, encodePatchBatch, patchStatuses } from '../../shared/heki-descriptors.ts';
 import { PROTOCOL_VERSION, busyVerdict, isRetryable, validateVerdict, type Verdict } from '../../shared/protocol.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { AuditLog } from '../../hypervisor/audit/audit-log.ts';
 
 function machine() {
   const m = bootSynthetic();

@@ -1,10 +1,10 @@
 /**
  * The verifier's check of VM state images (shared/vm-image.ts): signed by a `vmm` key of its
- * keyring that is not revoked, with the scheme of vm-image-signature.ts.
+ * keyring that is not revoked, with the scheme of shared/crypto/vm-image-signature.ts.
  */
 import type { VmImageVerifier } from '../../shared/vm-image.ts';
 import type { Keyring } from '../keyring.ts';
-import { checkVmImageSignature } from './vm-image-signature.ts';
+import { checkVmImageSignature } from '../../shared/crypto/vm-image-signature.ts';
 
 /** Checks against the keyring's `vmm` keys that are not revoked. */
 export function keyringVmImageVerifier(keyring: Keyring): VmImageVerifier {

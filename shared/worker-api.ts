@@ -3,9 +3,9 @@
  * Data plane calls (`verify`) carry protocol messages (shared/protocol.ts); control calls
  * configure the worker at VM start and read statistics.
  */
-import type { KeyringData } from '../shared/keyring-data.ts';
-import type { RingLayout } from '../shared/ring/layout.ts';
-import type { CpuModel } from '../shared/x86/cpu-model.ts';
+import type { KeyringData } from './keyring-data.ts';
+import type { RingLayout } from './ring/layout.ts';
+import type { CpuModel } from './x86/cpu-model.ts';
 
 /**
  * What the VMM says about one VM when it starts the verifier: its configuration, which the

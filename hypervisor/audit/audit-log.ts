@@ -17,10 +17,10 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, writeSync, existsSync } from 'node:fs';
-import { ok, err, type Result } from '../shared/result.ts';
-import { readHostText } from '../shared/host-file.ts';
-import { checkOutputFile } from '../shared/host-output.ts';
-import type { AuditSink, AuditValue } from '../shared/audit-sink.ts';
+import { ok, err, type Result } from '../../shared/result.ts';
+import { readHostText } from '../../shared/host-file.ts';
+import { checkOutputFile } from '../../shared/host-output.ts';
+import type { AuditSink, AuditValue } from '../../shared/audit-sink.ts';
 
 /** The `prev` of the first record. */
 export const AUDIT_GENESIS_PREV = '0'.repeat(64);

@@ -4,7 +4,7 @@
  * against the one source key its operator trusts; the verifier checks against the `vmm` keys
  * of its keyring (verifier-vm/signature/vm-image.ts), with the same check.
  */
-import type { VmImageSigner, VmImageVerifier } from '../../shared/vm-image.ts';
+import type { VmImageSigner, VmImageVerifier } from '../vm-image.ts';
 import { ED25519_SIGNATURE_LEN, ed25519KeyIdHex, signEd25519, verifyEd25519, type Ed25519KeyPair } from './ed25519.ts';
 
 /** A signer with `keyPair` (the VMM's per-VM key). */
