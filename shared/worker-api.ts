@@ -1,11 +1,20 @@
 /**
- * The control-plane interface of the verifier worker, as the core sees it through comlink.
- * Data plane calls (`verify`) carry protocol messages (shared/protocol.ts); control calls
- * configure the worker at VM start and read statistics.
+ * The control-plane interface of the verifier worker, as the core sees it through comlink,
+ * and where the worker starts. Data plane calls (`verify`) carry protocol messages
+ * (shared/protocol.ts); control calls configure the worker at VM start and read statistics.
  */
+import { fileURLToPath } from 'node:url';
 import type { KeyringData } from './keyring-data.ts';
 import type { RingLayout } from './ring/layout.ts';
 import type { CpuModel } from './x86/cpu-model.ts';
+
+/**
+ * The file a verifier worker is started from: the entry module, which registers tsx (a
+ * worker does not inherit the parent's loader) and loads verifier-vm/worker.ts.
+ * TRUST: the host starts the verifier VM from this file, as a VMM boots a VM from its image,
+ * and reaches it only through {@link VerifierWorkerApi}; it imports none of the worker's code.
+ */
+export const VERIFIER_WORKER_ENTRY = fileURLToPath(new URL('../verifier-vm/worker-entry.mjs', import.meta.url));
 
 /**
  * What the VMM says about one VM when it starts the verifier: its configuration, which the

@@ -4,16 +4,12 @@
  * flight on it.
  */
 import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
 import * as Comlink from 'comlink';
 import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.mjs';
-import type { InitResult, VerifierWorkerApi, WorkerInit } from '../../shared/worker-api.ts';
+import { VERIFIER_WORKER_ENTRY, type InitResult, type VerifierWorkerApi, type WorkerInit } from '../../shared/worker-api.ts';
 import { validateVerdict, type VerifyRequest } from '../../shared/protocol.ts';
 import { RING_DEFAULTS, RingChannel, type RingOptions } from './ring-channel.ts';
 import type { InFlight } from './pending-request.ts';
-
-/** Path of the worker entry (registers tsx, then loads verifier-vm/worker.ts). */
-export const WORKER_ENTRY = fileURLToPath(new URL('../../verifier-vm/worker-entry.mjs', import.meta.url));
 
 /** A started worker. */
 export class WorkerHandle {
@@ -44,7 +40,7 @@ export class WorkerHandle {
    * the init fails naming the bound, instead of hanging whoever waits for the verifier.
    */
   constructor(init: WorkerInit, ring?: RingOptions, maxInFlight = 256, initTimeoutMs = 20_000) {
-    this.worker = new Worker(WORKER_ENTRY);
+    this.worker = new Worker(VERIFIER_WORKER_ENTRY);
     // Every control-plane post rings the ring's doorbell: a worker whose ring loop spins or is
     // parked in a blocking Atomics.wait serves its message port only when told to.
     const ep = nodeEndpoint(this.worker as unknown as NodeEndpoint);
