@@ -10,12 +10,14 @@
  *   tools/        shared/ and verifier-vm/ (host-side tools: the files the verifier reads)
  *   runtime/      the domains and tools/ (the composition root)
  *   bench/        what runtime/ may, and runtime/;  cli/  that and bench/;  test/  anything
+ *   plugins/      shared/, verifier-vm/, tools/ (`heki plugin new` writes here in a checkout:
+ *                 heki-sim/plugin-api, /protocol, /plugin-testing)
  *
  * These allowances form no circle, so a circle between top-level folders needs a forbidden
  * import; `no-folder-circle` names it as such all the same. File circles are refused too,
  * but for the known ones listed in KNOWN_FILE_CIRCLES, each with why it is still there.
  */
-const FOLDERS = ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'runtime', 'bench', 'cli', 'test', 'types'];
+const FOLDERS = ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'runtime', 'bench', 'cli', 'test', 'types', 'plugins'];
 
 /**
  * Files of the file circles that predate the rule; a circle among them only is not reported.
@@ -58,6 +60,7 @@ module.exports = {
     only('verifier-vm', ['shared'], 'verifier-vm/ holds what the worker runs: byte copies in, verdicts out, no host code.'),
     only('tools', ['shared', 'verifier-vm'], 'Host-side tools write what the verifier reads (keys, manifests, signatures) and test plugins.'),
     only('types', [], 'Declarations for untyped modules only.'),
+    only('plugins', ['shared', 'verifier-vm', 'tools'], 'A plugin runs in the worker: the plugin API and the protocol, and the testing kit in its test.'),
     only('runtime', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools'], 'The composition root wires the domains; it is not the command.'),
     only('bench', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'runtime'], 'The benchmark measures the machine, not the command.'),
     only('cli', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'runtime', 'bench'], 'The command may use all but the tests.'),
