@@ -10,7 +10,7 @@ import { vmlinuxTextSpace, vmlinuxTouchupContext, vmlinuxTouchupTables } from '.
 import { DEFAULT_CPU_MODEL } from '../shared/x86/cpu-models-builtin.ts';
 import { applyBootTouchups } from '../shared/x86/touchups/boot-touchups.ts';
 import { checkPredictedText } from '../verifier-vm/end-state/kernel-text-prediction.ts';
-import { buildManifestBody } from '../verifier-vm/manifest-builder.ts';
+import { buildManifestBody } from '../tools/manifest-builder.ts';
 import { indexManifest } from '../verifier-vm/manifest.ts';
 import type { BenchContext } from './context.ts';
 import { median } from './stats.ts';

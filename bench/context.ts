@@ -10,10 +10,10 @@ import { defaultFixtureDir, fixturePaths, fixturesAvailable, type FixturePaths }
 import { loadKernelImage } from '../shared/kernel-image/load-kernel.ts';
 import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
 import type { PatchItem } from '../shared/protocol.ts';
-import { buildManifestBody, signManifest } from '../verifier-vm/manifest-builder.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair } from '../verifier-vm/signature/ed25519.ts';
-import type { KeyringData } from '../verifier-vm/keyring.ts';
-import type { WorkerInit } from '../verifier-vm/worker-api.ts';
+import { buildManifestBody, signManifest } from '../tools/manifest-builder.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair } from '../shared/crypto/ed25519.ts';
+import type { KeyringData } from '../shared/keyring-data.ts';
+import type { WorkerInit } from '../shared/worker-api.ts';
 import type { Progress } from './progress.ts';
 
 /** The machine the figures come from (the `machine` object of the JSON report). */

@@ -9,7 +9,7 @@
  * They are then decided again by a verifier engine in this thread, `rounds` times, each round
  * for a fresh VM, so the figure is the verifier's own work, not the transport's. Three
  * signature schemes: Debian's PKCS#7 (RSA-4096, node:crypto), and the same modules re-signed
- * with Ed25519 in a temporary directory (verifier-vm/signature/sign-module.ts), checked with
+ * with Ed25519 in a temporary directory (tools/sign-module.ts), checked with
  * node:crypto (the verifier's default) and with tweetnacl (the pure-JS reference).
  */
 import { createHash } from 'node:crypto';
@@ -17,12 +17,13 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RequestOf, VerifyRequest } from '../shared/protocol.ts';
-import { Keyring, type KeyringData } from '../verifier-vm/keyring.ts';
-import { formatPublicKeyFile, keyringDataFromFiles } from '../verifier-vm/key-files.ts';
+import { Keyring } from '../verifier-vm/keyring.ts';
+import { type KeyringData } from '../shared/keyring-data.ts';
+import { formatPublicKeyFile, keyringDataFromFiles } from '../tools/key-files.ts';
 import { loadManifest } from '../verifier-vm/manifest.ts';
 import { BUILTIN_PLUGINS } from '../verifier-vm/plugins/index.ts';
-import { generateEd25519KeyPair } from '../verifier-vm/signature/ed25519.ts';
-import { signModuleFile } from '../verifier-vm/signature/sign-module.ts';
+import { generateEd25519KeyPair } from '../shared/crypto/ed25519.ts';
+import { signModuleFile } from '../tools/sign-module.ts';
 import { verifyModuleSignature } from '../verifier-vm/signature/verify-module.ts';
 import { Verifier } from '../verifier-vm/verifier.ts';
 import type { BenchContext } from './context.ts';

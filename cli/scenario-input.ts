@@ -12,7 +12,7 @@ import { err, type Result } from '../shared/result.ts';
 import { checkHostFile, readHostFile, readHostText, systemReason } from '../shared/host-file.ts';
 import { parseBzImageHeader } from '../shared/kernel-image/bzimage.ts';
 import { parseSystemMap } from '../shared/kernel-image/system-map.ts';
-import { keyringDataFromFiles } from '../verifier-vm/key-files.ts';
+import { keyringDataFromFiles } from '../tools/key-files.ts';
 import { resolveCpuModel } from '../hypervisor/vmm/cpu-models.ts';
 import { checkOutputFile } from '../shared/host-output.ts';
 import { quoteForMessage } from '../shared/message-text.ts';
@@ -73,7 +73,7 @@ function kernelFileProblem(kind: KernelFileKind, path: string): string | undefin
 
 /**
  * Checks the host files a scenario names before any machine starts, so that bad input is
- * exit 2 naming the file: every key file must load (verifier-vm/key-files.ts), a `cpu` must
+ * exit 2 naming the file: every key file must load (tools/key-files.ts), a `cpu` must
  * name a model (hypervisor/vmm/cpu-models.ts), a save-memory step's `out` must be writable, and the
  * kernel files given explicitly (the boot kernel's, and each kexec step's image, manifest and
  * System.map) must be readable regular files of their format (kernelFileProblem).

@@ -4,7 +4,7 @@
  * (denied or unapplied verdicts, refused DMA, refused host copies).
  */
 import { MSR_NAMES } from '../shared/x86/cpu.ts';
-import type { AuditRecord } from '../verifier-vm/audit-log.ts';
+import type { AuditRecord } from '../hypervisor/audit/audit-log.ts';
 import type { VmmEvent } from '../hypervisor/vmm/event-log.ts';
 import type { SimulatedMachine } from './simulated-machine.ts';
 

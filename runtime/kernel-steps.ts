@@ -8,7 +8,7 @@
 import type { GuestKernel } from '../guest/kernel/guest-kernel.ts';
 import type { SetMemoryOp } from '../guest/mm/kernel-mm.ts';
 import { signCodeImage } from '../verifier-vm/signature/code-image.ts';
-import { ed25519KeyId } from '../verifier-vm/signature/ed25519.ts';
+import { ed25519KeyId } from '../shared/crypto/ed25519.ts';
 import type { AddressExpr, FtraceTarget, StepOutcome } from './machine-api.ts';
 import type { MachineParts } from './machine-parts.ts';
 import { moduleFiles } from './module-files.ts';

@@ -8,8 +8,8 @@
 import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
 import type { Vmm } from '../hypervisor/vmm/vmm.ts';
 import type { VerifierLink } from '../hypervisor/verifier-link/verifier-link.ts';
-import type { AuditLog } from '../verifier-vm/audit-log.ts';
-import type { Ed25519KeyPair } from '../verifier-vm/signature/ed25519.ts';
+import type { AuditLog } from '../hypervisor/audit/audit-log.ts';
+import type { Ed25519KeyPair } from '../shared/crypto/ed25519.ts';
 import type { GuestKernel } from '../guest/kernel/guest-kernel.ts';
 import type { MachineHost } from './lifecycle/machine-host.ts';
 import type { StepOutcome } from './machine-api.ts';

@@ -1,6 +1,6 @@
 /**
  * The vendor's manifest body, built once per kernel image: building it from a loaded image
- * (verifier-vm/manifest-builder.ts: section digests, patch-site tables, the touch-up spans
+ * (tools/manifest-builder.ts: section digests, patch-site tables, the touch-up spans
  * and page digests) costs about as much as the rest of a machine's creation, and it depends
  * only on the image and on the code that builds it. So the body is kept in the
  * content-addressed host cache (shared/kernel-image/vmlinux-cache.ts) under the SHA-256 of
@@ -19,7 +19,7 @@ import { repoRoot } from '../shared/kernel-image/fixture-paths.ts';
 import { defaultCacheDir, readCacheEntry, writeCacheEntry } from '../shared/kernel-image/vmlinux-cache.ts';
 import type { KernelImage } from '../shared/kernel-image/vmlinux.ts';
 import { MANIFEST_VERSION, type ManifestBody } from '../verifier-vm/manifest.ts';
-import { buildManifestBody, type ManifestInfo } from '../verifier-vm/manifest-builder.ts';
+import { buildManifestBody, type ManifestInfo } from '../tools/manifest-builder.ts';
 
 /** The folders whose sources can change what a manifest body holds. */
 const SOURCE_FOLDERS = ['shared', 'verifier-vm', 'hypervisor', 'guest', 'runtime', 'tools'];

@@ -45,7 +45,7 @@ export const PKEY_ID_X509 = 1;
 /** Signature in PKCS#7 (CMS SignedData) form: what `sign-file` writes and kernels verify. */
 export const PKEY_ID_PKCS7 = 2;
 /**
- * heki-sim's own scheme: a raw Ed25519 signature (see verifier-vm/signature/ed25519.ts).
+ * heki-sim's own scheme: a raw Ed25519 signature (see shared/crypto/ed25519.ts).
  * Not a kernel value: the kernel's enum pkey_id_type stops at PKEY_ID_PKCS7.
  */
 export const PKEY_ID_HEKI_ED25519 = 3;

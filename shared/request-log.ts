@@ -45,6 +45,7 @@ import { createGunzip } from 'node:zlib';
 import { checkHostFile } from './host-file.ts';
 import { createInterface } from 'node:readline';
 import { PROTOCOL_VERSION, validateRequest, validateVerdict, type RequestBody, type Verdict, type VerifyRequest } from './protocol.ts';
+import type { WorkerInit } from './worker-api.ts';
 
 /** The `format` of the header line. */
 export const REQUEST_LOG_FORMAT = 'heki-request-log';
@@ -57,18 +58,15 @@ export const HEX_BYTES_MAX = 64;
 export type RecordedRequest = RequestBody;
 
 /**
- * The configuration a verifier was started with (verifier-vm/worker-api.ts WorkerInit, which
- * shared/ may not import). `keyring` is checked by the verifier's own keyring loader on replay.
+ * The configuration a verifier was started with: the {@link WorkerInit} the VMM gave it,
+ * without `faultInjection` (the test harness's, not the policy's). As read from a log,
+ * `keyring` and `vms` are unchecked data: the verifier's own keyring and VM-configuration
+ * loaders check them on replay, so they are typed as what the reader guarantees (objects).
  */
-export interface RecordedVerifierInit {
+export type RecordedVerifierInit = Omit<WorkerInit, 'faultInjection' | 'keyring' | 'vms'> & {
   readonly keyring: unknown;
-  readonly manifest?: string;
-  readonly plugins?: readonly string[];
-  readonly pluginModules?: readonly string[];
-  readonly pluginConfig?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
-  /** Each VM's configuration from the VMM (its CPU model); checked by the verifier on replay. */
   readonly vms?: Readonly<Record<string, unknown>>;
-}
+};
 
 /** Line 1. */
 export interface LogHeader {

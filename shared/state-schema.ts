@@ -18,7 +18,7 @@
  * - an optional field: absent (never `null`) when undefined.
  * Objects are closed: a field the schema does not name is refused, so a section written by a
  * newer schema is not half-read by an older one. Data a schema cannot know (a verifier
- * plugin's private state, configuration the consumer checks itself) uses {@link plain}: JSON
+ * plugin's private state, configuration the consumer checks itself) uses `plain` (plain-json.ts): JSON
  * with tagged objects for the types JSON lacks, equally fixed.
  */
 import { type Result, err, ok } from './result.ts';
@@ -247,4 +247,3 @@ export function record<V>(value: Schema<V>): Schema<Record<string, V>> {
   return mapped(map(str, value), (m) => Object.fromEntries(m), (r) => new Map(Object.entries(r)));
 }
 
-export { plain } from './plain-json.ts';

@@ -1,6 +1,6 @@
 /**
  * The signed kernel manifest: what the verifier knows about the kernel the guest booted,
- * built on the host from the real image (`heki manifest`, verifier-vm/manifest-builder.ts)
+ * built on the host from the real image (`heki manifest`, tools/manifest-builder.ts)
  * and signed by the kernel vendor's Ed25519 key. The VMM hands it to the verifier at VM
  * start; the verifier checks the signature against a `kernel-vendor` key of its keyring
  * before it uses anything in it.
@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import { type Result, err, ok } from '../shared/result.ts';
 import type { Keyring } from './keyring.ts';
-import { verifyEd25519 } from './signature/ed25519.ts';
+import { verifyEd25519 } from '../shared/crypto/ed25519.ts';
 
 /** Domain separation for manifest signatures. */
 export const MANIFEST_SIGNATURE_DOMAIN = 'heki-sim kernel manifest v1\0';

@@ -32,25 +32,7 @@ import { readRequest, type RingRequest } from '../shared/ring/request-codec.ts';
 import { SpscRing } from '../shared/ring/spsc-ring.ts';
 import { waitAsync } from '../shared/ring/wait-async.ts';
 import { expandItems, writeParked, writeVerdict, type PackedVerdict } from '../shared/ring/verdict-codec.ts';
-import type { InjectedFault } from './worker-api.ts';
-
-/** How the loop waits. */
-export interface RingServerTiming {
-  /**
-   * How long the loop spins after the last request before it parks (ms): the shortest
-   * window. The loop widens it (up to {@link MAX_SPIN_MS}) while requests keep arriving soon
-   * after it parked, so a steady stream never pays for a wake-up per request.
-   */
-  readonly spinMs: number;
-  /** Longest stretch the loop spins or serves before it yields to the event loop (ms). */
-  readonly sliceMs: number;
-  /**
-   * How the loop parks: `block` (default) in `Atomics.wait`, cut every
-   * {@link PARK_SLICE_MS}; `async` in `Atomics.waitAsync` (the thread's event loop runs
-   * meanwhile: for a loop that shares its thread with the core, as in tests).
-   */
-  readonly park?: 'block' | 'async';
-}
+import type { InjectedFault, RingServerTiming } from '../shared/worker-api.ts';
 
 /** Longest a blocking park lasts before the loop takes an event-loop turn and parks again (ms). */
 export const PARK_SLICE_MS = 50;

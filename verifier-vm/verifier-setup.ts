@@ -12,7 +12,7 @@ import { BUILTIN_PLUGINS } from './plugins/index.ts';
 import { Verifier } from './verifier.ts';
 import type { AnyPlugin } from './plugin-api.ts';
 import { REQUEST_KINDS, describeValue, type RequestKind } from '../shared/protocol.ts';
-import type { WorkerInit } from './worker-api.ts';
+import type { WorkerInit } from '../shared/worker-api.ts';
 import { checkVmConfigs } from './vm-config.ts';
 
 /** What a plugin's name may be: a letter or digit, then letters, digits and `-_.:@/`, at most 64 characters. */

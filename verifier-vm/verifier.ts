@@ -11,12 +11,13 @@ import { runPlugins, type PluginMode } from './plugin-result.ts';
 import { combineResults, itemCount } from './request-verdict.ts';
 import type { Keyring } from './keyring.ts';
 import type { KernelManifest } from './manifest.ts';
-import type { AuditLog } from './audit-log.ts';
+import type { AuditSink } from '../shared/audit-sink.ts';
 import { PatchRecords } from '../shared/ring/patch-records.ts';
 import { decideRecordBatch, recordBatch, type RecordBatchOutcome } from './record-batch.ts';
 import { EXPORTED_VM_STATE_VERSION, VERIFIER_SECTION, type ExportedVmState } from './vm-state.ts';
 import { encodeSection } from '../shared/state-section.ts';
 import { checkOnlineCpus, defaultVmConfig, type CheckedVmConfig } from './vm-config.ts';
+import type { VerifierStats } from '../shared/worker-api.ts';
 
 /** How the engine is set up. */
 export interface VerifierOptions {
@@ -26,18 +27,11 @@ export interface VerifierOptions {
   /** Per-plugin configuration by plugin name. */
   readonly pluginConfig?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   /** Where verdicts are recorded; every verdict is appended before it is returned. */
-  readonly audit?: AuditLog;
+  readonly audit?: AuditSink;
   /** Each VM's configuration from the VMM, checked (vm-config.ts); others get the default. */
   readonly vms?: ReadonlyMap<string, CheckedVmConfig>;
 }
 
-/** Counters, for the control plane's statistics call. */
-export interface VerifierStats {
-  requests: number;
-  allowed: number;
-  denied: number;
-  malformed: number;
-}
 
 
 /** The engine. */
@@ -46,7 +40,7 @@ export class Verifier {
   readonly #keyring: Keyring;
   readonly #plugins: readonly AnyPlugin[];
   readonly #config: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
-  readonly #audit: AuditLog | undefined;
+  readonly #audit: AuditSink | undefined;
   readonly #vms = new Map<string, VmState & { onlineCpus: number }>();
   readonly #vmConfig: Map<string, CheckedVmConfig>;
   readonly stats: VerifierStats = { requests: 0, allowed: 0, denied: 0, malformed: 0 };

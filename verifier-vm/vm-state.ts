@@ -7,7 +7,8 @@
  */
 import { type Result, err, ok } from '../shared/result.ts';
 import { decodeSection, type SectionFormat } from '../shared/state-section.ts';
-import { big, bool, count, list, map, obj, oneOf, opt, orUndefined, plain, refine, set, str, strMatching, u32 } from '../shared/state-schema.ts';
+import { big, bool, count, list, map, obj, oneOf, opt, orUndefined, refine, set, str, strMatching, u32 } from '../shared/state-schema.ts';
+import { plain } from '../shared/plain-json.ts';
 import type { VerifiedModule, VmState } from './plugin-api.ts';
 
 /** Version of {@link ExportedVmState}. */

@@ -1,12 +1,12 @@
 /**
- * `heki audit`: tools for the verifier's hash-chained audit log (verifier-vm/audit-log.ts).
+ * `heki audit`: tools for the verifier's hash-chained audit log (hypervisor/audit/audit-log.ts).
  * Sub-command `verify` checks a log file's chain.
  */
 import { readHostText } from '../../shared/host-file.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
-import { verifyAuditChain, type AuditHead } from '../../verifier-vm/audit-log.ts';
+import { verifyAuditChain, type AuditHead } from '../../hypervisor/audit/audit-log.ts';
 
 const USAGE = `usage: heki audit verify <log> [--head <seq>:<sha256 hex>]
 

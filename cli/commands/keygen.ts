@@ -1,13 +1,13 @@
 /**
  * `heki keygen`: makes an Ed25519 key pair and writes it as a secret key file (mode 0600) and
- * a public key file, in the formats of verifier-vm/key-files.ts.
+ * a public key file, in the formats of tools/key-files.ts.
  */
 import { resolve } from 'node:path';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
-import { isKeyRole, KEY_ROLES } from '../../verifier-vm/keyring.ts';
-import { writeKeyPairFiles } from '../../verifier-vm/key-files.ts';
-import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { isKeyRole, KEY_ROLES } from '../../shared/keyring-data.ts';
+import { writeKeyPairFiles } from '../../tools/key-files.ts';
+import { generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
 
 const USAGE = `usage: heki keygen --out <dir> [--role module-signing|kernel-vendor|vmm] [--name <basename>] [--force]
 

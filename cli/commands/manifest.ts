@@ -10,8 +10,8 @@ import { checkOutputFlag } from '../../shared/host-output.ts';
 import { resolve } from 'node:path';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
-import { loadSecretKeyFile } from '../../verifier-vm/key-files.ts';
-import { ManifestBuildError, buildManifestBody, bzImageKernelName, signManifest } from '../../verifier-vm/manifest-builder.ts';
+import { loadSecretKeyFile } from '../../tools/key-files.ts';
+import { ManifestBuildError, buildManifestBody, bzImageKernelName, signManifest } from '../../tools/manifest-builder.ts';
 import { loadKernelImage } from '../../shared/kernel-image/load-kernel.ts';
 
 const USAGE = `usage: heki manifest --vmlinuz <file> --system-map <file> --key <secret.json> --out <file> [--kernel <name>]

@@ -13,7 +13,7 @@ import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { err, ok } from '../../shared/result.ts';
-import { loadPublicKeyFile } from '../../verifier-vm/key-files.ts';
+import { loadPublicKeyFile } from '../../tools/key-files.ts';
 
 const USAGE = `usage: heki restore <snapshot> --trust <vmm.pub.json> [--attacks [NAME...]] [--json]
                     [--vmlinuz <file> --system-map <file>] [--audit <log>]

@@ -8,8 +8,8 @@ import { checkOutputFlag } from '../../shared/host-output.ts';
 import { resolve } from 'node:path';
 import { EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
-import { loadSecretKeyFile } from '../../verifier-vm/key-files.ts';
-import { signModuleFile } from '../../verifier-vm/signature/sign-module.ts';
+import { loadSecretKeyFile } from '../../tools/key-files.ts';
+import { signModuleFile } from '../../tools/sign-module.ts';
 
 const USAGE = `usage: heki sign <in.ko> --key <secret.json> --out <out.ko> [--signer <name>]
 

@@ -14,8 +14,8 @@ import { parseFlags, UsageError, withUsage } from '../args.ts';
 import type { MachineApi } from '../../runtime/machine-api.ts';
 import { runScenario } from '../../runtime/scenario/run.ts';
 import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
-import { formatPublicKeyFile, loadSecretKeyFile } from '../../verifier-vm/key-files.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { formatPublicKeyFile, loadSecretKeyFile } from '../../tools/key-files.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import { machineConfigOf } from './run.ts';
 import { preflight } from '../preflight.ts';
 

@@ -7,7 +7,7 @@ import { readHostFile } from '../../shared/host-file.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
-import { keyringFromFiles } from '../../verifier-vm/key-files.ts';
+import { keyringFromFiles } from '../../tools/key-files.ts';
 import { verifyModuleSignature } from '../../verifier-vm/signature/verify-module.ts';
 
 const USAGE = `usage: heki verify-module <file.ko> [--pubkey <file>]... [--cert <x509.der>]... [--revoked <file>]... [--json]

@@ -3,7 +3,7 @@
  * line per step as it completes and a summary of what the verifier, the core and the VMM did.
  */
 import { fileURLToPath } from 'node:url';
-import { verifyAuditChain } from '../../verifier-vm/audit-log.ts';
+import { verifyAuditChain } from '../../hypervisor/audit/audit-log.ts';
 import { loadScenario, runScenario } from '../../runtime/scenario/index.ts';
 import type { MachineApi } from '../../runtime/machine-api.ts';
 import { createMachineDetailed } from '../../runtime/machine.ts';

@@ -15,7 +15,7 @@ import { err, ok, type Result } from '../../shared/result.ts';
 import type { AnyPlugin } from '../../verifier-vm/plugin-api.ts';
 import { buildVerifier, pluginsFor } from '../../verifier-vm/verifier-setup.ts';
 import { requestSubject, type Verifier } from '../../verifier-vm/verifier.ts';
-import type { WorkerInit } from '../../verifier-vm/worker-api.ts';
+import type { WorkerInit } from '../../shared/worker-api.ts';
 import { diffVerdicts, type Replayed, type VerdictDifference } from './verdict-diff.ts';
 
 /** A plugin under development: loaded from `path`. */

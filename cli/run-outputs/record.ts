@@ -20,19 +20,13 @@ import { checkOutputFile } from '../../shared/host-output.ts';
 import { err, ok, type Result } from '../../shared/result.ts';
 import { encodeLogLine, encodeLogValue, logHeader, type RecordedVerifierInit } from '../../shared/request-log.ts';
 import type { VmObserver } from '../../hypervisor/observe/vm-observer.ts';
-import type { WorkerInit } from '../../verifier-vm/worker-api.ts';
+import type { WorkerInit } from '../../shared/worker-api.ts';
 import type { RunOutput, RunOutputContext, RunOutputSession } from './run-output.ts';
 
-/** What of a WorkerInit a replay needs (fault injection is the test harness's, not the policy's). */
+/** What of a WorkerInit a replay needs: all of it but fault injection (the test harness's, not the policy's). */
 function recordedInit(init: WorkerInit): RecordedVerifierInit {
-  return {
-    keyring: init.keyring,
-    ...(init.manifest !== undefined ? { manifest: init.manifest } : {}),
-    ...(init.plugins !== undefined ? { plugins: init.plugins } : {}),
-    ...(init.pluginModules !== undefined ? { pluginModules: init.pluginModules } : {}),
-    ...(init.pluginConfig !== undefined ? { pluginConfig: init.pluginConfig } : {}),
-    ...(init.vms !== undefined ? { vms: init.vms } : {}),
-  };
+  const { faultInjection: _harness, ...recorded } = init;
+  return recorded;
 }
 
 /** Text buffered before it is compressed and written: bounds memory, keeps small lines in one member. */

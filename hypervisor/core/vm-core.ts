@@ -19,7 +19,7 @@ import type { SystemEventType } from '../../shared/platform-io.ts';
 import { Vcpu } from '../vcpu/vcpu.ts';
 import { DEFAULT_PHYS_BITS, reservedAddressBits } from '../vcpu/mmu.ts';
 import { Authenticator, type KernelRegion, type VerifierPort } from './auth/authenticator.ts';
-import type { AuditLog } from '../../verifier-vm/audit-log.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 import { EPT_FROZEN } from '../ept/permissions.ts';
 import { CORE_STATE_VERSION, type CoreState, type CoreStateError } from './core-state.ts';
 import { HostEvents } from '../observe/host-events.ts';

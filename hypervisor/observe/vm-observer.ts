@@ -15,7 +15,7 @@
 import type { Verdict } from '../../shared/protocol.ts';
 import type { VmExit } from '../exits/exit.ts';
 import type { OutgoingRequest } from '../verifier-link/verifier-link.ts';
-import type { WorkerInit } from '../../verifier-vm/worker-api.ts';
+import type { WorkerInit } from '../../shared/worker-api.ts';
 
 /** A hypercall from the guest, after the core answered it. */
 export interface HypercallEvent {

@@ -31,7 +31,7 @@
  * unreadable answer denies the request ("verifier unavailable"), once, and the spare takes over.
  */
 import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, busyVerdict, denial, type RequestBody, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
-import type { InjectedFault, WorkerInit } from '../../verifier-vm/worker-api.ts';
+import type { InjectedFault, WorkerInit } from '../../shared/worker-api.ts';
 import type { PatchRecords } from '../../shared/ring/patch-records.ts';
 import { Job } from './job.ts';
 import { WorkerHandle } from './worker-handle.ts';

@@ -4,17 +4,13 @@
  * flight on it.
  */
 import { Worker } from 'node:worker_threads';
-import { fileURLToPath } from 'node:url';
 import * as Comlink from 'comlink';
 import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.mjs';
-import type { InitResult, VerifierWorkerApi, WorkerInit } from '../../verifier-vm/worker-api.ts';
+import { VERIFIER_WORKER_ENTRY, type InitResult, type VerifierWorkerApi, type WorkerInit } from '../../shared/worker-api.ts';
 import { validateVerdict, type VerifyRequest } from '../../shared/protocol.ts';
 import { RING_DEFAULTS, RingChannel, type RingOptions } from './ring-channel.ts';
 import type { InFlight } from './pending-request.ts';
 import { DEFAULT_CEILING_MS, DEFAULT_NO_PROGRESS_MS, Watchdog, type Watched, type WatchdogBounds } from './watchdog.ts';
-
-/** Path of the worker entry (registers tsx, then loads verifier-vm/worker.ts). */
-export const WORKER_ENTRY = fileURLToPath(new URL('../../verifier-vm/worker-entry.mjs', import.meta.url));
 
 /** A started worker. */
 export class WorkerHandle {
@@ -50,7 +46,7 @@ export class WorkerHandle {
    */
   constructor(init: WorkerInit, ring?: RingOptions, maxInFlight = 256, initTimeoutMs = 20_000, bounds: WatchdogBounds = { noProgressMs: DEFAULT_NO_PROGRESS_MS, ceilingMs: DEFAULT_CEILING_MS }) {
     this.watchdog = new Watchdog(bounds, this.inflight, (why) => this.markDead(why));
-    this.worker = new Worker(WORKER_ENTRY, { workerData: { progress: this.watchdog.buffer } });
+    this.worker = new Worker(VERIFIER_WORKER_ENTRY, { workerData: { progress: this.watchdog.buffer } });
     // Every control-plane post rings the ring's doorbell: a worker whose ring loop spins or is
     // parked in a blocking Atomics.wait serves its message port only when told to.
     const ep = nodeEndpoint(this.worker as unknown as NodeEndpoint);

@@ -5,7 +5,7 @@
  * trail holds verdicts and refusals in order; before that, the VMM's own.
  */
 import { hex } from '../../shared/addr.ts';
-import type { AuditLog, AuditRecord } from '../../verifier-vm/audit-log.ts';
+import type { AuditLog, AuditRecord } from '../audit/audit-log.ts';
 import type { HostRefusal, VmmDmaRefusedEvent, VmmEventLog, VmmHostAccessRefusedEvent } from './event-log.ts';
 
 /** Where refusals go. */

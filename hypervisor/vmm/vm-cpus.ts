@@ -12,7 +12,7 @@ import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { cpuidTable } from '../../shared/x86/cpuid.ts';
 import type { VmCore } from '../core/vm-core.ts';
 import type { Vcpu } from '../vcpu/vcpu.ts';
-import type { AuditLog } from '../../verifier-vm/audit-log.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
 import { notify, type VmObserver } from '../observe/vm-observer.ts';
 import type { HostMemory } from './host-memory.ts';
 

@@ -22,7 +22,7 @@ import type { ExitOf, ExitSink, KexecSlot, Reaction, VerifiedKexecImage, VmExit 
 import { VmmEventLog } from './event-log.ts';
 import { handleExit, type ExitHandlerContext } from './exit-handlers.ts';
 import type { VmmPolicy } from './policy.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { AuditLog } from '../audit/audit-log.ts';
 import { HostMemory } from './host-memory.ts';
 import { HostRefusalRecorder } from './host-refusals.ts';
 import { DmaPort } from './devices/dma-port.ts';
@@ -34,8 +34,8 @@ import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { DEFAULT_CPU_MODEL } from '../../shared/x86/cpu-models-builtin.ts';
 import { VmCpus, readGuestVirtual } from './vm-cpus.ts';
 import type { VmImageSigner } from '../../shared/vm-image.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../shared/crypto/ed25519.ts';
+import { vmImageSigner } from '../../shared/crypto/vm-image-signature.ts';
 import { randomBytes } from 'node:crypto';
 import type { VmObserver } from '../observe/vm-observer.ts';
 

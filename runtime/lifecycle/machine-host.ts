@@ -6,8 +6,8 @@ import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import type { Vmm } from '../../hypervisor/vmm/vmm.ts';
 import type { VmmPolicy } from '../../hypervisor/vmm/policy.ts';
 import type { VerifierLink, VerifierLinkOptions } from '../../hypervisor/verifier-link/verifier-link.ts';
-import type { WorkerInit } from '../../verifier-vm/worker-api.ts';
-import type { Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import type { WorkerInit } from '../../shared/worker-api.ts';
+import type { Ed25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import type { GuestKernel } from '../../guest/kernel/guest-kernel.ts';
 import type { VmObserver } from '../../hypervisor/observe/vm-observer.ts';
 

@@ -5,12 +5,13 @@
  * against the source key its operator gave.
  */
 import type { SectionFormat } from '../../shared/state-section.ts';
-import { big, bool, bytes, count, list, obj, oneOf, opt, plain, record, str, tuple, u32 } from '../../shared/state-schema.ts';
+import { big, bool, bytes, count, list, obj, oneOf, opt, record, str, tuple, u32 } from '../../shared/state-schema.ts';
+import { plain } from '../../shared/plain-json.ts';
 import { CPU_MODEL_SCHEMA } from '../../shared/x86/cpu-model.ts';
 import type { VmSettings } from '../../hypervisor/vmm/vmm.ts';
-import type { AuditHead } from '../../verifier-vm/audit-log.ts';
-import type { KeyringData } from '../../verifier-vm/keyring.ts';
-import type { WorkerInit } from '../../verifier-vm/worker-api.ts';
+import type { AuditHead } from '../../hypervisor/audit/audit-log.ts';
+import type { KeyringData } from '../../shared/keyring-data.ts';
+import type { WorkerInit } from '../../shared/worker-api.ts';
 
 /** What the `platform` section holds. */
 export interface SnapshotPlatform {

@@ -7,7 +7,7 @@
 import type { AttackReport, RunAttacksOptions } from '../../runtime/attacks.ts';
 import { runAttack } from '../../runtime/attacks.ts';
 import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
-import type { AuditRecord } from '../../verifier-vm/audit-log.ts';
+import type { AuditRecord } from '../../hypervisor/audit/audit-log.ts';
 import type { LoadedModule } from '../../guest/modules/module-loader.ts';
 
 /** What a test sees of one attack. */

@@ -8,7 +8,7 @@ import { MEM_ATTR } from '../../shared/abi.ts';
 import { encodeModuleDesc } from '../../shared/heki-descriptors.ts';
 import { PROTOCOL_VERSION, type Verdict } from '../../shared/protocol.ts';
 import type { OutgoingRequest } from '../../hypervisor/verifier-link/verifier-link.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { AuditLog } from '../../hypervisor/audit/audit-log.ts';
 
 /** The stub verifier's decision for one request. */
 export type Decide = (r: OutgoingRequest) => Omit<Verdict, 'v' | 'id' | 'plugins'> | Promise<Omit<Verdict, 'v' | 'id' | 'plugins'>>;

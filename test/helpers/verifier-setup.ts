@@ -1,9 +1,9 @@
 /**
  * Keys and a keyring for tests that start the verifier VM, plus a signed dummy module.
  */
-import { generateEd25519KeyPair, ed25519KeyIdHex, type Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { signModuleFile } from '../../verifier-vm/signature/sign-module.ts';
-import type { KeyringData } from '../../verifier-vm/keyring.ts';
+import { generateEd25519KeyPair, ed25519KeyIdHex, type Ed25519KeyPair } from '../../shared/crypto/ed25519.ts';
+import { signModuleFile } from '../../tools/sign-module.ts';
+import type { KeyringData } from '../../shared/keyring-data.ts';
 
 /** A module-signing key pair and a keyring that trusts it. */
 export function testKeyring(): { keyPair: Ed25519KeyPair; vendor: Ed25519KeyPair; data: KeyringData } {

@@ -17,10 +17,10 @@ import * as Comlink from 'comlink';
 import nodeEndpoint, { type NodeEndpoint } from 'comlink/dist/esm/node-adapter.mjs';
 import { validateVerdict } from '../../shared/protocol.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
-import { signManifest } from '../../verifier-vm/manifest-builder.ts';
-import { NOP5, SYNTHETIC, jump5, loadPluginModule, patchItem, pluginTestVerifier, syntheticManifestBody } from '../../verifier-vm/plugin-testing.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import type { VerifierWorkerApi } from '../../verifier-vm/worker-api.ts';
+import { signManifest } from '../../tools/manifest-builder.ts';
+import { NOP5, SYNTHETIC, jump5, loadPluginModule, patchItem, pluginTestVerifier, syntheticManifestBody } from '../../tools/plugin-testing.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
+import { VERIFIER_WORKER_ENTRY, type VerifierWorkerApi } from '../../shared/worker-api.ts';
 import { heki } from '../helpers/cli.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -181,7 +181,7 @@ test('the generated plugin loads into a real verifier and decides: in process an
   const manifest = signManifest(syntheticManifestBody(), vendor);
   const keyring = Keyring.fromData({ ed25519: [{ keyId, role: 'kernel-vendor', publicKey: vendor.publicKey }], certificates: [], revoked: { ed25519KeyIds: [], x509Sha256: [] } });
   if (!keyring.ok) throw new Error(keyring.error);
-  const worker = new Worker(new URL('../../verifier-vm/worker-entry.mjs', import.meta.url));
+  const worker = new Worker(VERIFIER_WORKER_ENTRY);
   const api = Comlink.wrap<VerifierWorkerApi>(nodeEndpoint(worker as unknown as NodeEndpoint));
   try {
     const init = await api.init({ keyring: keyring.value.toData(), manifest, pluginModules: [pluginPath], pluginConfig: config });

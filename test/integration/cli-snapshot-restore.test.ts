@@ -10,11 +10,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
-import { formatPublicKeyFile, formatSecretKeyFile } from '../../verifier-vm/key-files.ts';
-import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { formatPublicKeyFile, formatSecretKeyFile } from '../../tools/key-files.ts';
+import { generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import { heki } from '../helpers/cli.ts';
 import { encodeVmImage } from '../../shared/vm-image.ts';
-import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
+import { vmImageSigner } from '../../shared/crypto/vm-image-signature.ts';
 
 const realTest = needsFixtures(test.serial as unknown as TestFn);
 

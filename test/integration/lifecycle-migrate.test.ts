@@ -14,7 +14,7 @@ import { ATTACKS } from '../../guest/attacks/catalogue.ts';
 import { err, ok } from '../../shared/result.ts';
 import { fixtures } from '../helpers/fixtures.ts';
 import { CR0, CR4 } from '../../shared/x86/cpu.ts';
-import { verifyAuditChain } from '../../verifier-vm/audit-log.ts';
+import { verifyAuditChain } from '../../hypervisor/audit/audit-log.ts';
 import type { ExportedVmState } from '../../verifier-vm/vm-state.ts';
 
 // Serial: each test runs a real kernel; several at once on one main thread make the

@@ -10,7 +10,7 @@ import { VerifierLink, type OutgoingRequest } from '../../hypervisor/verifier-li
 import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
 import { VERIFIER_BUSY } from '../../shared/protocol.ts';
 import { EPT_R, EPT_RWX_MASK } from '../../hypervisor/ept/permissions.ts';
-import { AuditLog, type AuditRecord } from '../../verifier-vm/audit-log.ts';
+import { AuditLog, type AuditRecord } from '../../hypervisor/audit/audit-log.ts';
 import { PTE, bootSynthetic, type SyntheticMachine } from '../helpers/synthetic-machine.ts';
 import { signedBlob, testKeyring } from '../helpers/verifier-setup.ts';
 

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixtures, needsFixtures, readFixtureModule } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
-import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { signModuleFile } from '../../verifier-vm/signature/sign-module.ts';
-import { formatPublicKeyFile } from '../../verifier-vm/key-files.ts';
+import { generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
+import { signModuleFile } from '../../tools/sign-module.ts';
+import { formatPublicKeyFile } from '../../tools/key-files.ts';
 import { normalizeModuleName } from '../../shared/module/index.ts';
 
 const realTest = needsFixtures(test);

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { fixtures, needsFixtures, readFixtureModule } from '../helpers/fixtures.ts';
 import { bootRealMachine, eptOf } from '../helpers/real-machine.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS } from '../../hypervisor/ept/permissions.ts';
-import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { signModuleFile } from '../../verifier-vm/signature/sign-module.ts';
-import { formatPublicKeyFile } from '../../verifier-vm/key-files.ts';
+import { generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
+import { signModuleFile } from '../../tools/sign-module.ts';
+import { formatPublicKeyFile } from '../../tools/key-files.ts';
 import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
 
 const realTest = needsFixtures(test);

@@ -7,7 +7,7 @@
 import test from 'ava';
 import { VerifierLink } from '../../hypervisor/verifier-link/verifier-link.ts';
 import type { PatchItem } from '../../shared/protocol.ts';
-import { signManifest } from '../../verifier-vm/manifest-builder.ts';
+import { signManifest } from '../../tools/manifest-builder.ts';
 import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
 import { K, syntheticBody } from '../unit/plugin-synthetic.ts';
 import { testKeyring } from '../helpers/verifier-setup.ts';

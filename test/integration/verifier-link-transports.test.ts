@@ -10,7 +10,7 @@ import { VerifierLink, type VerifierLinkOptions } from '../../hypervisor/verifie
 import { NOP5, encodeCall32 } from '../../shared/x86/patch-encodings.ts';
 import { VERIFIER_UNAVAILABLE, isRetryable, type PatchItem, type Verdict } from '../../shared/protocol.ts';
 import { PR, PatchRecords } from '../../shared/ring/index.ts';
-import { signManifest } from '../../verifier-vm/manifest-builder.ts';
+import { signManifest } from '../../tools/manifest-builder.ts';
 import { K, syntheticBody } from '../unit/plugin-synthetic.ts';
 import { testKeyring } from '../helpers/verifier-setup.ts';
 

@@ -9,7 +9,7 @@ import { VerifierLink } from '../../hypervisor/verifier-link/verifier-link.ts';
 import { NOP5, encodeCall32 } from '../../shared/x86/patch-encodings.ts';
 import type { PatchItem } from '../../shared/protocol.ts';
 import { PatchRecords } from '../../shared/ring/index.ts';
-import { signManifest } from '../../verifier-vm/manifest-builder.ts';
+import { signManifest } from '../../tools/manifest-builder.ts';
 import { K, syntheticBody } from '../unit/plugin-synthetic.ts';
 import { testKeyring } from '../helpers/verifier-setup.ts';
 

@@ -19,7 +19,7 @@ import { VIRTIO_BLK_S, VIRTIO_BLK_T, encodeVirtioBlkRequest } from '../../shared
 import { HC, MEM_ATTR } from '../../shared/abi.ts';
 import { encodeModuleDesc } from '../../shared/heki-descriptors.ts';
 import { PROTOCOL_VERSION } from '../../shared/protocol.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { AuditLog } from '../../hypervisor/audit/audit-log.ts';
 import type { VirtioBlkError } from '../../hypervisor/vmm/devices/virtio-blk.ts';
 
 const DESC = 0x70_0000n;

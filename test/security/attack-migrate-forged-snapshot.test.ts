@@ -15,8 +15,8 @@ import { captureVmImage } from '../../hypervisor/vmm/lifecycle/vm-state-image.ts
 import { decodeVmImage, encodeVmImage } from '../../shared/vm-image.ts';
 import { decodeSection, encodeSection } from '../../shared/state-section.ts';
 import { CORE_SECTION } from '../../hypervisor/core/core-state-schema.ts';
-import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
+import { generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
+import { vmImageSigner } from '../../shared/crypto/vm-image-signature.ts';
 import type { CoreState } from '../../hypervisor/core/core-state.ts';
 import { EPT_IMMUTABLE, EPT_W } from '../../hypervisor/ept/permissions.ts';
 

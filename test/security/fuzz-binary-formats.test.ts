@@ -20,7 +20,7 @@ import { buildModuleImage } from '../../shared/module/module-image.ts';
 import { xzDecompress } from '../../shared/kernel-image/xz.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
 import { verifyModuleSignature } from '../../verifier-vm/signature/verify-module.ts';
-import { signModuleFile } from '../../verifier-vm/signature/sign-module.ts';
+import { signModuleFile } from '../../tools/sign-module.ts';
 import { SYNTH_FENTRY, synthResolve, syntheticModule } from '../unit/module-elf-builder.ts';
 import { fixtures, haveFixtures, needsFixtures } from '../helpers/fixtures.ts';
 import { testKeyring } from '../helpers/verifier-setup.ts';

@@ -12,7 +12,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { validateVerdict, type Verdict } from '../../shared/protocol.ts';
 import { PatchRecords } from '../../shared/ring/patch-records.ts';
-import { NOP5, SYNTHETIC, ftraceCall, patchItem, pluginTestVerifier } from '../../verifier-vm/plugin-testing.ts';
+import { NOP5, SYNTHETIC, ftraceCall, patchItem, pluginTestVerifier } from '../../tools/plugin-testing.ts';
 import type { AnyPlugin } from '../../verifier-vm/plugin-api.ts';
 import { checkProperty, scaledRuns } from '../helpers/fuzz.ts';
 

@@ -15,7 +15,7 @@ import test from 'ava';
 import fc from 'fast-check';
 import { readFileSync, readdirSync } from 'node:fs';
 import { loadManifest, type ManifestBody } from '../../verifier-vm/manifest.ts';
-import { signManifest } from '../../verifier-vm/manifest-builder.ts';
+import { signManifest } from '../../tools/manifest-builder.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
 import { parseScenario } from '../../runtime/scenario/parse.ts';
 import { PROTOCOL_VERSION, REQUEST_KINDS, validateRequest, validateVerdict, type VerifyRequest } from '../../shared/protocol.ts';

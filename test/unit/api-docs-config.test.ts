@@ -29,6 +29,6 @@ test('every package export points at a file, and the plugin API, testing kit and
   const exports = (json('package.json') as { exports: Record<string, string> }).exports;
   for (const [subpath, target] of Object.entries(exports)) t.true(existsSync(join(root, target)), `${subpath} -> ${target}`);
   t.is(exports['./plugin-api'], './verifier-vm/plugin-api.ts');
-  t.is(exports['./plugin-testing'], './verifier-vm/plugin-testing.ts');
+  t.is(exports['./plugin-testing'], './tools/plugin-testing.ts');
   t.is(exports['./protocol'], './shared/protocol.ts');
 });

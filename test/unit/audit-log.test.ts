@@ -1,5 +1,5 @@
 /**
- * The hash-chained audit log (verifier-vm/audit-log.ts): records chain by SHA-256 of the
+ * The hash-chained audit log (hypervisor/audit/audit-log.ts): records chain by SHA-256 of the
  * previous line, go to the file synchronously, and any edit, removal, reordering or garbage
  * is reported at the first bad line.
  */
@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AUDIT_GENESIS_PREV, AuditLog, verifyAuditChain } from '../../verifier-vm/audit-log.ts';
+import { AUDIT_GENESIS_PREV, AuditLog, verifyAuditChain } from '../../hypervisor/audit/audit-log.ts';
 
 const fixedClock = (): (() => Date) => {
   let t = Date.UTC(2025, 0, 1);

@@ -12,7 +12,7 @@ import { EPT_FROZEN, EPT_R, EPT_XS } from '../../hypervisor/ept/permissions.ts';
 import { Authenticator, type VerifierPort } from '../../hypervisor/core/auth/authenticator.ts';
 import { authenticatedChange, type ChangeCaller, type ChangeSnapshot, type GatedChange } from '../../hypervisor/core/auth/authenticated-change.ts';
 import type { VmExit } from '../../hypervisor/exits/exit.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { AuditLog } from '../../hypervisor/audit/audit-log.ts';
 
 const FRAMES = [3, 4];
 

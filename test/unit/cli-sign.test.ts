@@ -12,7 +12,7 @@ import { keygenCommand } from '../../cli/commands/keygen.ts';
 import { signCommand } from '../../cli/commands/sign.ts';
 import { verifyModuleCommand } from '../../cli/commands/verify-module.ts';
 import { auditCommand } from '../../cli/commands/audit.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { AuditLog } from '../../hypervisor/audit/audit-log.ts';
 import { PKEY_ID_HEKI_ED25519, parseModuleSignature } from '../../shared/module-signature.ts';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 

@@ -1,5 +1,5 @@
 /**
- * Ed25519 public keys that must be refused (verifier-vm/signature/ed25519-public-key.ts),
+ * Ed25519 public keys that must be refused (shared/crypto/ed25519-public-key.ts),
  * everywhere a key enters: both verifiers, the keyring, and key files.
  *
  * Attack: a key file holding a small-order point (the identity `01 00..00`, or one of the
@@ -16,9 +16,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { verifyModuleCommand } from '../../cli/commands/verify-module.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
-import { keyringFromFiles } from '../../verifier-vm/key-files.ts';
-import { ed25519EncodingProblem, ed25519PublicKeyProblem } from '../../verifier-vm/signature/ed25519-public-key.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair, verifyEd25519Nacl, verifyEd25519Node } from '../../verifier-vm/signature/ed25519.ts';
+import { keyringFromFiles } from '../../tools/key-files.ts';
+import { ed25519EncodingProblem, ed25519PublicKeyProblem } from '../../shared/crypto/ed25519-public-key.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair, verifyEd25519Nacl, verifyEd25519Node } from '../../shared/crypto/ed25519.ts';
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 const FF30 = 'ff'.repeat(30);

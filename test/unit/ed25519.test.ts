@@ -1,5 +1,5 @@
 /**
- * Ed25519 module signatures (verifier-vm/signature/ed25519.ts): both verifiers (tweetnacl and
+ * Ed25519 module signatures (shared/crypto/ed25519.ts): both verifiers (tweetnacl and
  * node:crypto) agree on the RFC 8032 section 7.1 test vectors and on every tampering, and the
  * module signature covers the domain prefix and the ELF digest.
  */
@@ -19,7 +19,7 @@ import {
   verifyEd25519Nacl,
   verifyEd25519Node,
   verifyModuleEd25519,
-} from '../../verifier-vm/signature/ed25519.ts';
+} from '../../shared/crypto/ed25519.ts';
 
 const hex = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'hex'));
 

@@ -5,7 +5,7 @@
 import test from 'ava';
 import { LAYOUT, bootSynthetic, protect } from '../helpers/synthetic-machine.ts';
 import { HC, KVM_MAP_GPA_RANGE } from '../../shared/abi.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { AuditLog } from '../../hypervisor/audit/audit-log.ts';
 import { HOST_COPY_PATHS } from '../../hypervisor/vmm/host-memory.ts';
 
 const PAGE = 0x70_0000n;

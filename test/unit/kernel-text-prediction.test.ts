@@ -13,7 +13,7 @@ import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
 import { alternativeApplies } from '../../shared/x86/touchups/alternatives.ts';
 import { applyBootTouchups } from '../../shared/x86/touchups/boot-touchups.ts';
-import { buildManifestBody } from '../../verifier-vm/manifest-builder.ts';
+import { buildManifestBody } from '../../tools/manifest-builder.ts';
 import { indexManifest, type KernelManifest } from '../../verifier-vm/manifest.ts';
 import { checkPredictedText } from '../../verifier-vm/end-state/kernel-text-prediction.ts';
 import { loadFixtureKernel, needsFixtures } from '../helpers/fixtures.ts';

@@ -1,5 +1,5 @@
 /**
- * The verifier keyring (verifier-vm/keyring.ts), its host files (verifier-vm/key-files.ts)
+ * The verifier keyring (verifier-vm/keyring.ts), its host files (tools/key-files.ts)
  * and the module signature verdict (verifier-vm/signature/verify-module.ts).
  */
 import test from 'ava';
@@ -12,7 +12,8 @@ import {
   PKEY_ID_X509,
   appendModuleSignature,
 } from '../../shared/module-signature.ts';
-import { Keyring, type KeyringData, type KeyRole } from '../../verifier-vm/keyring.ts';
+import { Keyring } from '../../verifier-vm/keyring.ts';
+import { type KeyringData, type KeyRole } from '../../shared/keyring-data.ts';
 import {
   formatPublicKeyFile,
   formatSecretKeyFile,
@@ -22,14 +23,14 @@ import {
   parseRevocationList,
   parseSecretKeyFile,
   writeKeyPairFiles,
-} from '../../verifier-vm/key-files.ts';
+} from '../../tools/key-files.ts';
 import {
   ed25519KeyId,
   ed25519KeyIdHex,
   generateEd25519KeyPair,
   signModuleEd25519,
   type Ed25519KeyPair,
-} from '../../verifier-vm/signature/ed25519.ts';
+} from '../../shared/crypto/ed25519.ts';
 import { verifyModuleSignature } from '../../verifier-vm/signature/verify-module.ts';
 import { fixtures, needsFixtures, readFixtureModule } from '../helpers/fixtures.ts';
 

@@ -6,10 +6,11 @@
 import test from 'ava';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { Keyring, type KeyringData } from '../../verifier-vm/keyring.ts';
+import { Keyring } from '../../verifier-vm/keyring.ts';
+import { type KeyringData } from '../../shared/keyring-data.ts';
 import { loadManifest, type ManifestBody } from '../../verifier-vm/manifest.ts';
-import { buildManifestBody, bzImageKernelName, normalisedText, signManifest } from '../../verifier-vm/manifest-builder.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { buildManifestBody, bzImageKernelName, normalisedText, signManifest } from '../../tools/manifest-builder.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import { fixtures, loadFixtureKernel, needsFixtures } from '../helpers/fixtures.ts';
 
 const fixtureTest = needsFixtures(test);

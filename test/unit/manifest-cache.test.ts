@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadKernelImage } from '../../shared/kernel-image/load-kernel.ts';
 import { manifestBodyFor, sourceDigest } from '../../runtime/manifest-cache.ts';
-import { buildManifestBody } from '../../verifier-vm/manifest-builder.ts';
+import { buildManifestBody } from '../../tools/manifest-builder.ts';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 
 const fixtureTest = needsFixtures(test);

@@ -10,7 +10,7 @@ import type { CliCommand, CliIo } from '../../cli/command.ts';
 import { keygenCommand } from '../../cli/commands/keygen.ts';
 import { manifestCommand } from '../../cli/commands/manifest.ts';
 import { COMMANDS } from '../../cli/main.ts';
-import { loadPublicKeyFile } from '../../verifier-vm/key-files.ts';
+import { loadPublicKeyFile } from '../../tools/key-files.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
 import { loadManifest } from '../../verifier-vm/manifest.ts';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';

@@ -6,8 +6,8 @@
 import test from 'ava';
 import { Keyring } from '../../verifier-vm/keyring.ts';
 import { indexManifest, loadManifest, type ManifestBody } from '../../verifier-vm/manifest.ts';
-import { signManifest } from '../../verifier-vm/manifest-builder.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { signManifest } from '../../tools/manifest-builder.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import { K, SC, SC_FUNCTIONS, syntheticBody } from './plugin-synthetic.ts';
 
 const KEY_ID = '0123456789abcdef';

@@ -11,7 +11,7 @@ import { PROTOCOL_VERSION, type RequestOf } from '../../shared/protocol.ts';
 import { BUILTIN_PLUGINS } from '../../verifier-vm/plugins/index.ts';
 import { codeImageSignatureMessage, codeLoadPlugin, signCodeImage } from '../../verifier-vm/plugins/code-load.ts';
 import { codeImagePageHashes } from '../../verifier-vm/signature/code-image.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair, moduleSignatureMessage, signEd25519, type Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair, moduleSignatureMessage, signEd25519, type Ed25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import { Verifier } from '../../verifier-vm/verifier.ts';
 import { context, keyringOf, setMemoryRequest, sha256 } from './plugin-synthetic.ts';
 

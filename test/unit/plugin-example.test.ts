@@ -15,10 +15,10 @@ import { validateVerdict } from '../../shared/protocol.ts';
 import type { AnyPlugin } from '../../verifier-vm/plugin-api.ts';
 import { BUILTIN_PLUGINS } from '../../verifier-vm/plugins/index.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
-import { signManifest } from '../../verifier-vm/manifest-builder.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
+import { signManifest } from '../../tools/manifest-builder.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import { Verifier } from '../../verifier-vm/verifier.ts';
-import type { VerifierWorkerApi } from '../../verifier-vm/worker-api.ts';
+import { VERIFIER_WORKER_ENTRY, type VerifierWorkerApi } from '../../shared/worker-api.ts';
 import { K, item, patchRequest, syntheticBody, syntheticManifest } from './plugin-synthetic.ts';
 
 const DOC = new URL('../../docs/plugins.md', import.meta.url);
@@ -73,7 +73,7 @@ test('through the worker: WorkerInit.pluginModules loads the example after the b
   const keyring = Keyring.fromData({ ed25519: [{ keyId, role: 'kernel-vendor', publicKey: vendor.publicKey }], certificates: [], revoked: { ed25519KeyIds: [], x509Sha256: [] } });
   if (!keyring.ok) throw new Error(keyring.error);
 
-  const worker = new Worker(new URL('../../verifier-vm/worker-entry.mjs', import.meta.url));
+  const worker = new Worker(VERIFIER_WORKER_ENTRY);
   const api = Comlink.wrap<VerifierWorkerApi>(nodeEndpoint(worker as unknown as NodeEndpoint));
   try {
     const init = await api.init({ keyring: keyring.value.toData(), manifest, pluginModules: [pluginPath], pluginConfig: CONFIG });

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { indexManifest, type KernelManifest, type ManifestBody } from '../../verifier-vm/manifest.ts';
-import { manifestStaticCalls } from '../../verifier-vm/manifest-builder.ts';
+import { manifestStaticCalls } from '../../tools/manifest-builder.ts';
 
 const h = (a: bigint): string => a.toString(16);
 

@@ -10,13 +10,14 @@ import { PROTOCOL_VERSION, type VerifyRequest } from '../../shared/protocol.ts';
 import { encodeVmImage } from '../../shared/vm-image.ts';
 import { encodeSection } from '../../shared/state-section.ts';
 import { VERIFIER_SECTION } from '../../verifier-vm/vm-state.ts';
-import { Keyring, type KeyRole } from '../../verifier-vm/keyring.ts';
+import { Keyring } from '../../verifier-vm/keyring.ts';
+import { type KeyRole } from '../../shared/keyring-data.ts';
 import { Verifier } from '../../verifier-vm/verifier.ts';
 import { BUILTIN_PLUGINS } from '../../verifier-vm/plugins/index.ts';
-import { signManifest } from '../../verifier-vm/manifest-builder.ts';
+import { signManifest } from '../../tools/manifest-builder.ts';
 import type { ManifestBody } from '../../verifier-vm/manifest.ts';
-import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
+import { ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../../shared/crypto/ed25519.ts';
+import { vmImageSigner } from '../../shared/crypto/vm-image-signature.ts';
 import type { ExportedVmState } from '../../verifier-vm/vm-state.ts';
 import { signCodeImage } from '../../verifier-vm/signature/code-image.ts';
 

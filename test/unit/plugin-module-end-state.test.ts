@@ -14,7 +14,7 @@ import { PROTOCOL_VERSION, type PlacedSection, type Verdict } from '../../shared
 import { buildModuleImage, MODULES_VADDR, type ModuleImage } from '../../shared/module/index.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
 import { indexManifest, type KernelManifest } from '../../verifier-vm/manifest.ts';
-import { buildManifestBody } from '../../verifier-vm/manifest-builder.ts';
+import { buildManifestBody } from '../../tools/manifest-builder.ts';
 import { manifestTouchupContext } from '../../verifier-vm/end-state/kernel-text-prediction.ts';
 import { DEFAULT_CPU_MODEL } from '../../shared/x86/cpu-models-builtin.ts';
 import { moduleEndStatePlugin, MODULE_GRANTS } from '../../verifier-vm/plugins/module-end-state.ts';

@@ -5,7 +5,7 @@
  * come from the VMM (WorkerInit `vms`), checked, and survive a VM reset.
  */
 import test from 'ava';
-import { patchItem, pluginTestVerifier, syntheticManifestBody, SYNTHETIC } from '../../verifier-vm/plugin-testing.ts';
+import { patchItem, pluginTestVerifier, syntheticManifestBody, SYNTHETIC } from '../../tools/plugin-testing.ts';
 import { buildVerifier } from '../../verifier-vm/verifier-setup.ts';
 import { BUILTIN_PLUGINS } from '../../verifier-vm/plugins/index.ts';
 import { BUILTIN_CPU_MODELS, DEFAULT_CPU_MODEL } from '../../shared/x86/cpu-models-builtin.ts';

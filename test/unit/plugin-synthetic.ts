@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import { PROTOCOL_VERSION, type PatchItem, type RequestOf, type SetMemoryRange } from '../../shared/protocol.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
 import { indexManifest, type KernelManifest, type ManifestBody } from '../../verifier-vm/manifest.ts';
-import { SYNTHETIC, syntheticManifestBody, syntheticSectionBytes } from '../../verifier-vm/plugin-testing.ts';
+import { SYNTHETIC, syntheticManifestBody, syntheticSectionBytes } from '../../tools/plugin-testing.ts';
 import type { PluginContext, VerifiedModule, VmState } from '../../verifier-vm/plugin-api.ts';
 
 const h = (a: bigint): string => a.toString(16);

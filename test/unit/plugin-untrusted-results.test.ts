@@ -11,7 +11,7 @@ import test from 'ava';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NOP5, SYNTHETIC, ftraceCall, loadPluginModule, patchItem, pluginTestVerifier } from '../../verifier-vm/plugin-testing.ts';
+import { NOP5, SYNTHETIC, ftraceCall, loadPluginModule, patchItem, pluginTestVerifier } from '../../tools/plugin-testing.ts';
 import { PatchRecords } from '../../shared/ring/patch-records.ts';
 import { buildVerifier } from '../../verifier-vm/verifier-setup.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';

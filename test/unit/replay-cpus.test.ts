@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RequestLogReader, encodeLogLine, logHeader } from '../../shared/request-log.ts';
 import { replayLog } from '../../cli/replay/replay-log.ts';
-import { signManifest } from '../../verifier-vm/manifest-builder.ts';
+import { signManifest } from '../../tools/manifest-builder.ts';
 import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
 import { K, syntheticBody } from './plugin-synthetic.ts';
 import { testKeyring } from '../helpers/verifier-setup.ts';

@@ -10,7 +10,7 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { decodeVmImage } from '../../shared/vm-image.ts';
 import { decodeSection, encodeSection, type SectionFormat } from '../../shared/state-section.ts';
-import { plain } from '../../shared/state-schema.ts';
+import { plain } from '../../shared/plain-json.ts';
 import { CORE_SECTION } from '../../hypervisor/core/core-state-schema.ts';
 import { VMM_SECTION } from '../../hypervisor/vmm/lifecycle/vmm-section.ts';
 import { GUEST_SECTION } from '../../guest/kernel/guest-state-schema.ts';

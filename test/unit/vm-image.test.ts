@@ -5,8 +5,8 @@
  */
 import test from 'ava';
 import { checkVmImage, decodeVmImage, encodeVmImage, VM_IMAGE_MAGIC, type VmImage } from '../../shared/vm-image.ts';
-import { generateEd25519KeyPair } from '../../verifier-vm/signature/ed25519.ts';
-import { publicKeyVmImageVerifier, vmImageSigner } from '../../verifier-vm/signature/vm-image.ts';
+import { generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
+import { publicKeyVmImageVerifier, vmImageSigner } from '../../shared/crypto/vm-image-signature.ts';
 
 const key = generateEd25519KeyPair();
 const other = generateEd25519KeyPair();

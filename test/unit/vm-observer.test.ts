@@ -10,7 +10,7 @@ import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
 import { encodePatchBatch } from '../../shared/heki-descriptors.ts';
 import { PROTOCOL_VERSION, type Verdict } from '../../shared/protocol.ts';
 import type { VerifierPort } from '../../hypervisor/core/auth/authenticator.ts';
-import { AuditLog } from '../../verifier-vm/audit-log.ts';
+import { AuditLog } from '../../hypervisor/audit/audit-log.ts';
 import { EPT_DEFAULT, EPT_R, EPT_W } from '../../hypervisor/ept/permissions.ts';
 import { Ept } from '../../hypervisor/ept/ept.ts';
 import { EptRuns } from '../../hypervisor/observe/ept-runs.ts';

@@ -10,8 +10,8 @@ import { createHash, createPublicKey } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../shared/kernel-image/fixture-paths.ts';
-import { ed25519PublicKeyProblem } from '../../verifier-vm/signature/ed25519-public-key.ts';
-import { verifyEd25519Nacl, verifyEd25519Node } from '../../verifier-vm/signature/ed25519.ts';
+import { ed25519PublicKeyProblem } from '../../shared/crypto/ed25519-public-key.ts';
+import { verifyEd25519Nacl, verifyEd25519Node } from '../../shared/crypto/ed25519.ts';
 import { verifyRsaPkcs1v15, type RsaDigest } from '../../verifier-vm/signature/rsa.ts';
 import { unlessMissing } from '../helpers/fixtures.ts';
 

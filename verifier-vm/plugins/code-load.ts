@@ -16,7 +16,7 @@ import { hex, isPageAligned } from '../../shared/addr.ts';
 import type { RequestOf } from '../../shared/protocol.ts';
 import type { PluginContext, PluginResult, VerifierPlugin } from '../plugin-api.ts';
 import { isKeyIdHex } from '../keyring.ts';
-import { ED25519_SIGNATURE_LEN } from '../signature/ed25519.ts';
+import { ED25519_SIGNATURE_LEN } from '../../shared/crypto/ed25519.ts';
 import { codeImagePageHashes, sha256Hex, verifyCodeImageSignature } from '../signature/code-image.ts';
 
 export { codeImageSignatureMessage, signCodeImage, codeImagePageHashes, CODE_IMAGE_SIGNATURE_DOMAIN, type CodePlacement } from '../signature/code-image.ts';

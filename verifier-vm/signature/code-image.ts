@@ -16,7 +16,7 @@
  */
 import { createHash } from 'node:crypto';
 import { PAGE_SIZE, PAGE_SIZE_N } from '../../shared/addr.ts';
-import { signEd25519, verifyEd25519, type Ed25519KeyPair } from './ed25519.ts';
+import { signEd25519, verifyEd25519, type Ed25519KeyPair } from '../../shared/crypto/ed25519.ts';
 
 /** The domain-separation prefix of a code image signature (ends in NUL). */
 export const CODE_IMAGE_SIGNATURE_DOMAIN = 'heki-sim code image v1\0';

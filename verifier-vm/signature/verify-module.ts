@@ -11,7 +11,7 @@ import {
   parseModuleSignature,
 } from '../../shared/module-signature.ts';
 import type { Keyring } from '../keyring.ts';
-import { verifyModuleEd25519, type Ed25519Impl } from './ed25519.ts';
+import { verifyModuleEd25519, type Ed25519Impl } from '../../shared/crypto/ed25519.ts';
 import { verifyPkcs7ModuleSignature } from './pkcs7.ts';
 import { reportProgress } from '../../shared/progress.ts';
 

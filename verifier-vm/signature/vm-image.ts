@@ -1,23 +1,10 @@
 /**
- * Ed25519 signing and checking of VM state images (shared/vm-image.ts): the VMM signs with
- * its per-VM key; the verifier checks against the `vmm` keys of its keyring, and a migration's
- * destination VMM against the one source key its operator trusts.
+ * The verifier's check of VM state images (shared/vm-image.ts): signed by a `vmm` key of its
+ * keyring that is not revoked, with the scheme of shared/crypto/vm-image-signature.ts.
  */
-import type { VmImageSigner, VmImageVerifier } from '../../shared/vm-image.ts';
+import type { VmImageVerifier } from '../../shared/vm-image.ts';
 import type { Keyring } from '../keyring.ts';
-import { ED25519_SIGNATURE_LEN, ed25519KeyIdHex, signEd25519, verifyEd25519, type Ed25519KeyPair } from './ed25519.ts';
-
-/** A signer with `keyPair` (the VMM's per-VM key). */
-export function vmImageSigner(keyPair: Ed25519KeyPair): VmImageSigner {
-  return { keyId: ed25519KeyIdHex(keyPair.publicKey), sign: (message) => signEd25519(message, keyPair.secretKey) };
-}
-
-function check(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array, keyId: string): ReturnType<VmImageVerifier> {
-  if (signature.length !== ED25519_SIGNATURE_LEN || !verifyEd25519(message, signature, publicKey)) {
-    return { kind: 'signature', message: `the signature does not verify with key ${keyId}: the header or signature was modified` };
-  }
-  return undefined;
-}
+import { checkVmImageSignature } from '../../shared/crypto/vm-image-signature.ts';
 
 /** Checks against the keyring's `vmm` keys that are not revoked. */
 export function keyringVmImageVerifier(keyring: Keyring): VmImageVerifier {
@@ -26,15 +13,6 @@ export function keyringVmImageVerifier(keyring: Keyring): VmImageVerifier {
     if (!key) return { kind: 'untrusted-key', message: `signed by key ${keyId}, which the keyring does not hold` };
     if (key.role !== 'vmm') return { kind: 'untrusted-key', message: `key ${keyId} has role ${key.role}, not vmm` };
     if (keyring.isKeyRevoked(keyId)) return { kind: 'untrusted-key', message: `key ${keyId} is revoked` };
-    return check(message, signature, key.publicKey, keyId);
-  };
-}
-
-/** Checks against one trusted public key (a migration source's, named by the operator). */
-export function publicKeyVmImageVerifier(publicKey: Uint8Array): VmImageVerifier {
-  const trusted = ed25519KeyIdHex(publicKey);
-  return (keyId, message, signature) => {
-    if (keyId !== trusted) return { kind: 'untrusted-key', message: `signed by key ${keyId}, not by the trusted source key ${trusted}` };
-    return check(message, signature, publicKey, keyId);
+    return checkVmImageSignature(message, signature, key.publicKey, keyId);
   };
 }

@@ -15,7 +15,7 @@
  */
 import type { Verdict } from '../../../shared/protocol.ts';
 import type { OutgoingRequest } from '../../verifier-link/verifier-link.ts';
-import type { AuditLog } from '../../../verifier-vm/audit-log.ts';
+import type { AuditLog } from '../../audit/audit-log.ts';
 import type { Ept } from '../../ept/ept.ts';
 import type { PatchRecords } from '../../../shared/ring/patch-records.ts';
 

@@ -3,7 +3,7 @@
  * shutdown, hibernation, resume and migration step, in the same hash-chained log as the
  * verdicts (the core's once a verifier is attached).
  */
-import type { AuditValue } from '../../../verifier-vm/audit-log.ts';
+import type { AuditValue } from '../../../shared/audit-sink.ts';
 import type { Vmm } from '../vmm.ts';
 
 /** Appends a lifecycle record (`event: 'lifecycle'`, the VM's name, then `fields`). */

@@ -20,7 +20,7 @@
  */
 import { type Result, err, ok } from '../../../shared/result.ts';
 import type { SystemEventType } from '../../../shared/platform-io.ts';
-import type { AuditValue } from '../../../verifier-vm/audit-log.ts';
+import type { AuditValue } from '../../../shared/audit-sink.ts';
 import type { ExitOf, KexecSlot } from '../../exits/exit.ts';
 import type { Vmm } from '../vmm.ts';
 import { bootKernelFromBzImage, type BootKernel } from './boot-kernel.ts';

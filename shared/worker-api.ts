@@ -1,13 +1,20 @@
 /**
- * The control-plane interface of the verifier worker, as the core sees it through comlink.
- * Data plane calls (`verify`) carry protocol messages (shared/protocol.ts); control calls
- * configure the worker at VM start and read statistics.
+ * The control-plane interface of the verifier worker, as the core sees it through comlink,
+ * and where the worker starts. Data plane calls (`verify`) carry protocol messages
+ * (shared/protocol.ts); control calls configure the worker at VM start and read statistics.
  */
-import type { KeyringData } from './keyring.ts';
-import type { VerifierStats } from './verifier.ts';
-import type { RingLayout } from '../shared/ring/layout.ts';
-import type { RingServerTiming } from './ring-server.ts';
-import type { CpuModel } from '../shared/x86/cpu-model.ts';
+import { fileURLToPath } from 'node:url';
+import type { KeyringData } from './keyring-data.ts';
+import type { RingLayout } from './ring/layout.ts';
+import type { CpuModel } from './x86/cpu-model.ts';
+
+/**
+ * The file a verifier worker is started from: the entry module, which registers tsx (a
+ * worker does not inherit the parent's loader) and loads verifier-vm/worker.ts.
+ * TRUST: the host starts the verifier VM from this file, as a VMM boots a VM from its image,
+ * and reaches it only through {@link VerifierWorkerApi}; it imports none of the worker's code.
+ */
+export const VERIFIER_WORKER_ENTRY = fileURLToPath(new URL('../verifier-vm/worker-entry.mjs', import.meta.url));
 
 /**
  * What the VMM says about one VM when it starts the verifier: its configuration, which the
@@ -55,6 +62,32 @@ export type InitResult =
       statefulTextPatch?: 'kprobe-items' | 'always';
     }
   | { ok: false; error: string };
+
+/** The verifier's counters, for the control plane's statistics call. */
+export interface VerifierStats {
+  requests: number;
+  allowed: number;
+  denied: number;
+  malformed: number;
+}
+
+/** How the worker's ring loop waits (verifier-vm/ring-server.ts), as the core asks in `attachRing`. */
+export interface RingServerTiming {
+  /**
+   * How long the loop spins after the last request before it parks (ms): the shortest
+   * window. The loop widens it (up to the ring server's `MAX_SPIN_MS`) while requests keep
+   * arriving soon after it parked, so a steady stream never pays for a wake-up per request.
+   */
+  readonly spinMs: number;
+  /** Longest stretch the loop spins or serves before it yields to the event loop (ms). */
+  readonly sliceMs: number;
+  /**
+   * How the loop parks: `block` (default) in `Atomics.wait`, cut every
+   * `PARK_SLICE_MS`; `async` in `Atomics.waitAsync` (the thread's event loop runs
+   * meanwhile: for a loop that shares its thread with the core, as in tests).
+   */
+  readonly park?: 'block' | 'async';
+}
 
 /** Faults a test can inject into the worker (when `faultInjection` is on). */
 export type InjectedFault = 'crash' | 'hang' | 'garbage' | 'wrong-id';

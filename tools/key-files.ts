@@ -31,16 +31,17 @@ import { join } from 'node:path';
 import { ok, err, type Result } from '../shared/result.ts';
 import { MAX_SMALL_INPUT_BYTES, readHostFile, readHostText } from '../shared/host-file.ts';
 import { makeOutputDir } from '../shared/host-output.ts';
-import { Keyring, isKeyRole, type CertificateData, type Ed25519KeyData, type KeyRole, type KeyringData, type RevocationData } from './keyring.ts';
+import { Keyring } from '../verifier-vm/keyring.ts';
+import { isKeyRole, type CertificateData, type Ed25519KeyData, type KeyRole, type KeyringData, type RevocationData } from '../shared/keyring-data.ts';
 import {
   ED25519_PUBLIC_KEY_LEN,
   ED25519_SEED_LEN,
   ed25519KeyIdHex,
   ed25519KeyPairFromSeed,
   type Ed25519KeyPair,
-} from './signature/ed25519.ts';
-import { parseTrustedCertificate } from './signature/x509.ts';
-import { ed25519PublicKeyProblem } from './signature/ed25519-public-key.ts';
+} from '../shared/crypto/ed25519.ts';
+import { parseTrustedCertificate } from '../verifier-vm/signature/x509.ts';
+import { ed25519PublicKeyProblem } from '../shared/crypto/ed25519-public-key.ts';
 
 /** The `type` of a public key file. */
 export const PUBLIC_KEY_FILE_TYPE = 'heki-ed25519-public-key';

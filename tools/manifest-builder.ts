@@ -29,8 +29,8 @@ import { TOUCHUP_SECTIONS, TOUCHUP_SYMBOLS, touchupTables } from '../shared/x86/
 import { gatherSpans, touchupSpans } from '../shared/x86/touchups/spans.ts';
 import { err, ok, type Result } from '../shared/result.ts';
 import { kernelSmpLocks } from '../shared/x86/smp-locks.ts';
-import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage, type ManifestBody, type ManifestJumpEntry, type ManifestSection, type ManifestStaticCalls, type ManifestTouchups } from './manifest.ts';
-import { ed25519KeyIdHex, signEd25519, type Ed25519KeyPair } from './signature/ed25519.ts';
+import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage, type ManifestBody, type ManifestJumpEntry, type ManifestSection, type ManifestStaticCalls, type ManifestTouchups } from '../verifier-vm/manifest.ts';
+import { ed25519KeyIdHex, signEd25519, type Ed25519KeyPair } from '../shared/crypto/ed25519.ts';
 
 /** The sections the manifest hashes, in this order. */
 export const MANIFEST_SECTIONS: readonly string[] = Object.freeze(['.text', '.rodata']);

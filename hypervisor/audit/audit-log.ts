@@ -17,9 +17,10 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, writeSync, existsSync } from 'node:fs';
-import { ok, err, type Result } from '../shared/result.ts';
-import { readHostText } from '../shared/host-file.ts';
-import { checkOutputFile } from '../shared/host-output.ts';
+import { ok, err, type Result } from '../../shared/result.ts';
+import { readHostText } from '../../shared/host-file.ts';
+import { checkOutputFile } from '../../shared/host-output.ts';
+import type { AuditSink, AuditValue } from '../../shared/audit-sink.ts';
 
 /** The `prev` of the first record. */
 export const AUDIT_GENESIS_PREV = '0'.repeat(64);
@@ -27,8 +28,6 @@ export const AUDIT_GENESIS_PREV = '0'.repeat(64);
 /** Members every record has; `append` refuses fields with these names. */
 export const AUDIT_RESERVED_FIELDS: readonly string[] = Object.freeze(['seq', 'time', 'prev']);
 
-/** A JSON value allowed in a record's fields. */
-export type AuditValue = string | number | boolean | null | readonly AuditValue[] | { readonly [k: string]: AuditValue };
 
 /** One record: the chain members plus the caller's fields. */
 export interface AuditRecord {
@@ -64,7 +63,7 @@ function sha256Hex(text: string): string {
 }
 
 /** An append-only audit log, in memory and optionally in a file. */
-export class AuditLog {
+export class AuditLog implements AuditSink {
   readonly #records: AuditRecord[] = [];
   readonly #fd: number | undefined;
   readonly #fsync: boolean;

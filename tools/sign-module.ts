@@ -2,9 +2,9 @@
  * Signs a module image with an Ed25519 key in the Linux trailer format (heki-sim's
  * id_type 3): the one function `heki sign`, the demo and the tests share.
  */
-import { HASH_ALGO_SHA256, PKEY_ID_HEKI_ED25519, appendModuleSignature, stripModuleSignature } from '../../shared/module-signature.ts';
-import { type Result, err } from '../../shared/result.ts';
-import { ed25519KeyId, signModuleEd25519, type Ed25519KeyPair } from './ed25519.ts';
+import { HASH_ALGO_SHA256, PKEY_ID_HEKI_ED25519, appendModuleSignature, stripModuleSignature } from '../shared/module-signature.ts';
+import { type Result, err } from '../shared/result.ts';
+import { ed25519KeyId, signModuleEd25519, type Ed25519KeyPair } from '../shared/crypto/ed25519.ts';
 
 /**
  * Returns `file` with any existing signature trailer replaced by an Ed25519 one made with

@@ -7,7 +7,7 @@
  *
  * ```ts
  * import { pluginTestVerifier, patchItem, ftraceCall, NOP5, SYNTHETIC } from 'heki-sim/plugin-testing';
- * import plugin from './my-policy.ts';
+ * import plugin from '../verifier-vm/my-policy.ts';
  *
  * const v = pluginTestVerifier({ plugins: [plugin], pluginConfig: { 'my-policy': { ... } } });
  * const site = SYNTHETIC.mcountSites[0];
@@ -21,13 +21,13 @@
  */
 import { createHash } from 'node:crypto';
 import { PROTOCOL_VERSION, type PatchItem, type Verdict, type VerifyRequest } from '../shared/protocol.ts';
-import { Keyring } from './keyring.ts';
-import { checkVmConfigs } from './vm-config.ts';
-import type { WorkerInit } from './worker-api.ts';
-import { indexManifest, type KernelManifest, type ManifestBody } from './manifest.ts';
-import type { AnyPlugin, PluginAnswer, VerifierPlugin, VmState } from './plugin-api.ts';
-import { BUILTIN_PLUGINS } from './plugins/index.ts';
-import { Verifier } from './verifier.ts';
+import { Keyring } from '../verifier-vm/keyring.ts';
+import { checkVmConfigs } from '../verifier-vm/vm-config.ts';
+import type { WorkerInit } from '../shared/worker-api.ts';
+import { indexManifest, type KernelManifest, type ManifestBody } from '../verifier-vm/manifest.ts';
+import type { AnyPlugin, PluginAnswer, VerifierPlugin, VmState } from '../verifier-vm/plugin-api.ts';
+import { BUILTIN_PLUGINS } from '../verifier-vm/plugins/index.ts';
+import { Verifier } from '../verifier-vm/verifier.ts';
 
 export { BUILTIN_PLUGINS };
 
@@ -254,4 +254,4 @@ export function pluginTestVerifier(options: PluginTestOptions = {}): PluginTestV
  * export, a plugin or an array of plugins, each checked (name, description, known kinds,
  * decide). Rejects, naming the file and the problem, when one is malformed.
  */
-export { loadPluginModule } from './verifier-setup.ts';
+export { loadPluginModule } from '../verifier-vm/verifier-setup.ts';
