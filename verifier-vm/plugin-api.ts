@@ -21,15 +21,18 @@
  * Plugins run inside the verifier VM. They receive plain data (byte copies), must not
  * throw for bad input (a throw is caught and becomes a deny naming the plugin), and must be
  * deterministic: the same request and state give the same decision (replay depends on it).
+ *
+ * INVARIANT: this is the package export `heki-sim/plugin-api`, and it depends on nothing of
+ * the engine (verifier.ts, plugin-engine.ts, record-batch.ts): only on the protocol, the
+ * manifest and keyring types plugins read, and plugin-decisions.ts, which the engine imports.
  */
 import type { CpuModel } from '../shared/x86/cpu-model.ts';
 import type { RequestKind, RequestOf, SectionGrant, VerifyRequest } from '../shared/protocol.ts';
 import type { Keyring } from './keyring.ts';
 import type { KernelManifest } from './manifest.ts';
-import type { RecordBatch, RecordsResult } from './record-batch.ts';
+import type { Decision, RecordBatch, RecordsResult } from './plugin-decisions.ts';
 
-/** A plugin's answer on one request or one item. */
-export type Decision = 'allow' | 'deny' | 'abstain';
+export { ItemDecisions, type Decision, type RecordBatch, type RecordsResult } from './plugin-decisions.ts';
 
 /** What a plugin returns for one request. */
 export interface PluginResult {
@@ -132,9 +135,9 @@ export interface VerifierPlugin<K extends RequestKind = RequestKind, R extends P
   decide(request: RequestOf<K>, ctx: PluginContext): R;
   /**
    * Optional, for `text-patch` plugins: decides a batch that came in record form (the
-   * verification ring, verifier-vm/record-batch.ts) without an object per item. It must give
-   * the same decisions and reasons as `decide` on the same items; return undefined to have
-   * `decide` called with protocol items (`batch.request`) instead.
+   * verification ring) without an object per item, answering with an {@link ItemDecisions}.
+   * It must give the same decisions and reasons as `decide` on the same items; return
+   * undefined to have `decide` called with protocol items (`batch.request`) instead.
    */
   decideRecords?(batch: RecordBatch, ctx: PluginContext): RecordsResult | undefined;
   /**

@@ -7,14 +7,14 @@
  * denial naming the plugin and what was wrong. A promise is awaited where the caller can wait
  * (`async` mode), and deny still wins over every other answer.
  *
- * Both of the engine's paths (Verifier#decide for protocol requests, decideRecordBatch for
- * record batches) call plugins through {@link runPlugins} and get {@link CheckedResult}s, so
- * the rules live here once; the combination rule is {@link supersedes}.
+ * The engine (plugin-engine.ts) calls plugins through {@link runPlugins} and gets
+ * {@link CheckedResult}s, for object requests and record batches alike; the combination rule
+ * is {@link supersedes}.
  */
 import { describeValue, type SectionGrant } from '../shared/protocol.ts';
 import { reportProgress } from '../shared/progress.ts';
-import { ABSTAIN, ALLOW, DENY, ItemDecisions } from './item-decisions.ts';
-import type { AnyPlugin, Decision } from './plugin-api.ts';
+import { ABSTAIN, ALLOW, DENY, ItemDecisions, type Decision } from './plugin-decisions.ts';
+import type { AnyPlugin } from './plugin-api.ts';
 
 /** A plugin's answer after {@link checkPluginResult}: well-formed, copied out of the plugin's objects. */
 export interface CheckedResult {

@@ -1,19 +1,22 @@
 /**
- * The verifier engine: validates each request's shape, runs the plugins that claim its kind,
- * combines their decisions (default deny; see plugin-api.ts), lets plugins commit state, and
- * appends the verdict to the audit log. One engine serves many VMs; each VM has its own state.
+ * The verifier: validates each request's shape, has the plugin engine (plugin-engine.ts)
+ * decide it, in either form (an object request, or a text-patch batch in record form), counts
+ * it and appends the verdict to the audit log. It keeps each VM's state and decides one
+ * request at a time. One verifier serves many VMs.
  *
  * It runs inside the verifier worker (verifier-vm/worker.ts); tests may run it in-process.
  */
-import { denial, validateRequest, type PatchItem, type RequestBody, type Verdict, type VerifyRequest } from '../shared/protocol.ts';
-import type { AnyPlugin, PluginContext, VmState } from './plugin-api.ts';
-import { runPlugins, type PluginMode } from './plugin-result.ts';
-import { combineResults, itemCount } from './request-verdict.ts';
+import { denial, validateRequest, type PatchItem, type RequestBody, type RequestKind, type Verdict } from '../shared/protocol.ts';
+import type { PackedVerdict } from '../shared/ring/verdict-codec.ts';
+import type { AnyPlugin, VmState } from './plugin-api.ts';
+import type { PluginMode } from './plugin-result.ts';
+import { PluginEngine, type EngineOutcome, type SharedContext } from './plugin-engine.ts';
+import { protocolVerdict, requestForm } from './request-verdict.ts';
 import type { Keyring } from './keyring.ts';
 import type { KernelManifest } from './manifest.ts';
 import type { AuditSink } from '../shared/audit-sink.ts';
 import { PatchRecords } from '../shared/ring/patch-records.ts';
-import { decideRecordBatch, recordBatch, type RecordBatchOutcome } from './record-batch.ts';
+import { recordBatch, recordForm } from './record-batch.ts';
 import { EXPORTED_VM_STATE_VERSION, VERIFIER_SECTION, type ExportedVmState } from './vm-state.ts';
 import { encodeSection } from '../shared/state-section.ts';
 import { checkOnlineCpus, defaultVmConfig, type CheckedVmConfig } from './vm-config.ts';
@@ -33,13 +36,11 @@ export interface VerifierOptions {
 }
 
 
-
-/** The engine. */
+/** The verifier. */
 export class Verifier {
   #manifest: KernelManifest | undefined;
   readonly #keyring: Keyring;
-  readonly #plugins: readonly AnyPlugin[];
-  readonly #config: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  readonly #engine: PluginEngine;
   readonly #audit: AuditSink | undefined;
   readonly #vms = new Map<string, VmState & { onlineCpus: number }>();
   readonly #vmConfig: Map<string, CheckedVmConfig>;
@@ -48,16 +49,11 @@ export class Verifier {
   #pending = 0;
   #tail: Promise<void> = Promise.resolve();
 
+  /** Throws when two plugins share a name. */
   constructor(options: VerifierOptions) {
-    const names = new Set<string>();
-    for (const p of options.plugins) {
-      if (names.has(p.name)) throw new Error(`two plugins are named ${p.name}`);
-      names.add(p.name);
-    }
+    this.#engine = new PluginEngine(options.plugins, options.pluginConfig);
     this.#keyring = options.keyring;
-    this.#plugins = options.plugins;
     this.#manifest = options.manifest;
-    this.#config = options.pluginConfig ?? {};
     this.#audit = options.audit;
     this.#vmConfig = new Map(options.vms ?? []);
   }
@@ -73,7 +69,7 @@ export class Verifier {
 
   /** Plugin names and the kinds they claim. */
   plugins(): Array<{ name: string; kinds: readonly string[]; description: string }> {
-    return this.#plugins.map((p) => ({ name: p.name, kinds: p.kinds, description: p.description }));
+    return this.#engine.plugins.map((p) => ({ name: p.name, kinds: p.kinds, description: p.description }));
   }
 
   /** State of one VM (created on first use). */
@@ -158,27 +154,45 @@ export class Verifier {
     const v = validateRequest(message);
     if (!v.ok) {
       this.stats.malformed++;
-      return this.#audited(v, denial(v.id, `malformed request: ${v.error}`));
+      const verdict = denial(v.id, `malformed request: ${v.error}`);
+      this.#account(null, 'malformed', null, { id: verdict.id, ok: false, reason: verdict.reason, plugins: [] });
+      return verdict;
     }
-    const verdict = this.#decide(v.request, mode);
-    return verdict instanceof Promise ? verdict.then((x) => this.#audited(v, x)) : this.#audited(v, verdict);
+    const request = v.request;
+    const form = requestForm(request);
+    const decided = (out: EngineOutcome): Verdict => {
+      this.#account(request.vm, request.kind, requestSubject(request), out.verdict);
+      return protocolVerdict(form, out);
+    };
+    const out = this.#engine.decide(form, () => this.#shared(request.vm), mode);
+    return out instanceof Promise ? out.then(decided) : decided(out);
   }
 
-  #audited(v: ReturnType<typeof validateRequest>, verdict: Verdict): Verdict {
+  /** What every plugin asked about a request of `vm` shares: the VM's manifest, the keyring, its state, fresh facts. */
+  #shared(vm: string): SharedContext {
+    const state = this.vmState(vm);
+    return { manifest: state.kernel?.manifest ?? this.#manifest, keyring: this.#keyring, vm: state, facts: new Map<string, unknown>() };
+  }
+
+  /** Counts a verdict and appends it to the audit log, for either form (malformed requests: `vm` and `subject` null). */
+  #account(vm: string | null, kind: RequestKind | 'malformed', subject: string | null, verdict: PackedVerdict): void {
     if (verdict.ok) this.stats.allowed++;
     else this.stats.denied++;
-    this.#audit?.append({
+    if (!this.#audit) return;
+    let allowed = 0;
+    const items = verdict.items;
+    if (items) for (let i = 0; i < items.count; i++) allowed += items.ok[i] as number;
+    this.#audit.append({
       event: 'verdict',
       id: verdict.id,
-      vm: v.ok ? v.request.vm : null,
-      kind: v.ok ? v.request.kind : 'malformed',
-      subject: v.ok ? requestSubject(v.request) : null,
+      vm,
+      kind,
+      subject,
       ok: verdict.ok,
       reason: verdict.reason,
       plugins: [...verdict.plugins],
-      ...(verdict.items ? { itemsAllowed: verdict.items.filter((i) => i.ok).length, itemsDenied: verdict.items.filter((i) => !i.ok).length } : {}),
+      ...(items ? { itemsAllowed: allowed, itemsDenied: items.count - allowed } : {}),
     });
-    return verdict;
   }
 
   /**
@@ -208,48 +222,26 @@ export class Verifier {
 
   /**
    * Decides a text-patch batch in record form (the verification ring's volume path,
-   * verifier-vm/record-batch.ts): the same rules, decisions and reasons as {@link verify} on
-   * the same items, in packed form, with the same `async` option. Counted and audited like
-   * {@link verify}. The records must have passed `PatchRecords.validate()`: the ring's reader checks them.
+   * verifier-vm/record-batch.ts): the same engine as {@link verify}, so the same decisions and
+   * reasons on the same items, in packed form, with the same `async` option. Counted and
+   * audited like {@link verify}. The records must have passed `PatchRecords.validate()`: the
+   * ring's reader checks them.
    */
-  verifyPatchRecords(id: number, vm: string, records: PatchRecords): RecordBatchOutcome;
-  verifyPatchRecords(id: number, vm: string, records: PatchRecords, options: { readonly async: true }): RecordBatchOutcome | Promise<RecordBatchOutcome>;
-  verifyPatchRecords(id: number, vm: string, records: PatchRecords, options?: { readonly async?: boolean }): RecordBatchOutcome | Promise<RecordBatchOutcome> {
+  verifyPatchRecords(id: number, vm: string, records: PatchRecords): EngineOutcome;
+  verifyPatchRecords(id: number, vm: string, records: PatchRecords, options: { readonly async: true }): EngineOutcome | Promise<EngineOutcome>;
+  verifyPatchRecords(id: number, vm: string, records: PatchRecords, options?: { readonly async?: boolean }): EngineOutcome | Promise<EngineOutcome> {
     const async = options?.async === true;
     return this.#ordered(async, () => this.#verifyPatchRecords(id, vm, records, async ? 'async' : 'sync'), () => ({ verdict: { id, ok: false, reason: BUSY, plugins: [] }, grants: undefined }));
   }
 
-  #verifyPatchRecords(id: number, vm: string, records: PatchRecords, mode: PluginMode): RecordBatchOutcome | Promise<RecordBatchOutcome> {
+  #verifyPatchRecords(id: number, vm: string, records: PatchRecords, mode: PluginMode): EngineOutcome | Promise<EngineOutcome> {
     this.stats.requests++;
-    const batch = recordBatch(id, vm, records);
-    const state = this.vmState(vm);
-    // The same context as #decide gives each plugin (no closure: this is the ring's hot path).
-    const base = { manifest: state.kernel?.manifest ?? this.#manifest, keyring: this.#keyring, vm: state, facts: new Map<string, unknown>() };
-    const claimants = this.#plugins.filter((p) => (p.kinds as readonly string[]).includes('text-patch'));
-    const out = decideRecordBatch(batch, claimants, base, this.#config, mode);
-    return out instanceof Promise ? out.then((o) => this.#auditedRecords(id, vm, records, o)) : this.#auditedRecords(id, vm, records, out);
-  }
-
-  #auditedRecords(id: number, vm: string, records: PatchRecords, out: RecordBatchOutcome): RecordBatchOutcome {
-    const verdict = out.verdict;
-    if (verdict.ok) this.stats.allowed++;
-    else this.stats.denied++;
-    if (this.#audit) {
-      let allowed = 0;
-      if (verdict.items) for (let i = 0; i < verdict.items.count; i++) allowed += verdict.items.ok[i] as number;
-      this.#audit.append({
-        event: 'verdict',
-        id,
-        vm,
-        kind: 'text-patch',
-        subject: `${records.count} patches`,
-        ok: verdict.ok,
-        reason: verdict.reason,
-        plugins: [...verdict.plugins],
-        ...(verdict.items ? { itemsAllowed: allowed, itemsDenied: verdict.items.count - allowed } : {}),
-      });
-    }
-    return out;
+    const decided = (out: EngineOutcome): EngineOutcome => {
+      this.#account(vm, 'text-patch', `${records.count} patches`, out.verdict);
+      return out;
+    };
+    const out = this.#engine.decide(recordForm(recordBatch(id, vm, records)), () => this.#shared(vm), mode);
+    return out instanceof Promise ? out.then(decided) : decided(out);
   }
 
   /**
@@ -273,27 +265,8 @@ export class Verifier {
     const records = PatchRecords.fromItems(items);
     if (typeof records === 'string') return;
     const vm = '\u0000warm-up';
-    const state = this.vmState(vm);
-    const base = { manifest: this.#manifest, keyring: this.#keyring, vm: state, facts: new Map<string, unknown>() };
-    const claimants = this.#plugins.filter((p) => (p.kinds as readonly string[]).includes('text-patch'));
-    for (let i = 0; i < rounds; i++) decideRecordBatch(recordBatch(0, vm, records), claimants, { ...base, facts: new Map() }, this.#config);
+    for (let i = 0; i < rounds; i++) this.#engine.decide(recordForm(recordBatch(0, vm, records)), () => this.#shared(vm), 'sync');
     this.resetVm(vm);
-  }
-
-  #decide(request: VerifyRequest, mode: PluginMode): Verdict | Promise<Verdict> {
-    const claimants = this.#plugins.filter((p) => (p.kinds as readonly string[]).includes(request.kind));
-    if (claimants.length === 0) return denial(request.id, `no plugin claims ${request.kind} requests (default deny)`);
-    const facts = new Map<string, unknown>();
-    const vm = this.vmState(request.vm);
-    const ctxFor = (p: AnyPlugin): PluginContext => ({
-      manifest: vm.kernel?.manifest ?? this.#manifest,
-      keyring: this.#keyring,
-      vm,
-      facts,
-      config: this.#config[p.name] ?? {},
-    });
-    const results = runPlugins(claimants, (p) => p.decide(request as never, ctxFor(p)), itemCount(request), mode);
-    return results instanceof Promise ? results.then((rs) => combineResults(request, claimants, rs, ctxFor)) : combineResults(request, claimants, results, ctxFor);
   }
 }
 

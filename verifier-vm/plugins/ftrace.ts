@@ -19,8 +19,7 @@
 import { NOP5, formatBytes } from '../../shared/x86/patch-encodings.ts';
 import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
 import type { PatchItem } from '../../shared/protocol.ts';
-import type { PluginContext, VerifierPlugin } from '../plugin-api.ts';
-import { ItemDecisions } from '../record-batch.ts';
+import { ItemDecisions, type PluginContext, type VerifierPlugin } from '../plugin-api.ts';
 import { KERNEL_OWNER, NO_MANIFEST, decideItems, findMcountSite, hex, ownerName, type ItemVerdict } from './patch-sites.ts';
 import {
   DecisionSink,

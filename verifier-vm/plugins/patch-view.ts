@@ -13,7 +13,7 @@ import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
 import type { PatchItem } from '../../shared/protocol.ts';
 import { PATCH_RECORD, PR } from '../../shared/ring/layout.ts';
 import type { PatchRecords } from '../../shared/ring/patch-records.ts';
-import type { ItemDecisions } from '../record-batch.ts';
+import type { ItemDecisions } from '../plugin-api.ts';
 
 /** A text-patch item as the checks read it. Byte accessors take an index below `len`. */
 export interface PatchView {

@@ -18,8 +18,7 @@ import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
 import type { PatchItem } from '../../shared/protocol.ts';
 import { DS_PREFIX, LOCK_PREFIX } from '../../shared/x86/smp-locks.ts';
 import type { KernelManifest } from '../manifest.ts';
-import type { PluginContext, VerifierPlugin } from '../plugin-api.ts';
-import { ItemDecisions } from '../record-batch.ts';
+import { ItemDecisions, type PluginContext, type VerifierPlugin } from '../plugin-api.ts';
 import { KERNEL_OWNER, NO_MANIFEST, decideItems, hex, ownerName, type ItemVerdict, type SiteOwner } from './patch-sites.ts';
 import { DecisionSink, ItemView, RecordCursor, TextSink, type ItemSink, type PatchView } from './patch-view.ts';
 
