@@ -8,8 +8,11 @@
  *   hypervisor/   shared/ only (never verifier-vm/: the host's audit log and keys are its own)
  *   verifier-vm/  shared/ only (what the verifier worker runs, and nothing else)
  *   tools/        shared/ and verifier-vm/ (host-side tools: the files the verifier reads)
- *   runtime/      the domains and tools/ (the composition root)
- *   bench/        what runtime/ may, and runtime/;  cli/  that and bench/;  test/  anything
+ *   machine/      the domains and tools/ (the composition root: createMachine, the steps, lifecycle)
+ *   scenario/     shared/ and machine/ (the scenario engine drives a MachineApi)
+ *   report/       shared/, hypervisor/, machine/, scenario/ (the HTML report of a run)
+ *   checks/       the domains, tools/ and machine/ (the attack catalogue's runner, the reference check)
+ *   bench/        what machine/ may, and machine/;  cli/  all of these;  test/  anything
  *   plugins/      shared/, verifier-vm/, tools/ (`heki plugin new` writes here in a checkout:
  *                 heki-sim/plugin-api, /protocol, /plugin-testing)
  *
@@ -17,7 +20,7 @@
  * import; `no-folder-circle` names it as such all the same. File circles are refused too,
  * but for the known ones listed in KNOWN_FILE_CIRCLES, each with why it is still there.
  */
-const FOLDERS = ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'runtime', 'bench', 'cli', 'test', 'types', 'plugins'];
+const FOLDERS = ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'machine', 'scenario', 'report', 'checks', 'bench', 'cli', 'test', 'types', 'plugins'];
 
 /**
  * Files of the file circles that predate the rule; a circle among them only is not reported.
@@ -58,9 +61,12 @@ module.exports = {
     only('tools', ['shared', 'verifier-vm'], 'Host-side tools write what the verifier reads (keys, manifests, signatures) and test plugins.'),
     only('types', [], 'Declarations for untyped modules only.'),
     only('plugins', ['shared', 'verifier-vm', 'tools'], 'A plugin runs in the worker: the plugin API and the protocol, and the testing kit in its test.'),
-    only('runtime', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools'], 'The composition root wires the domains; it is not the command.'),
-    only('bench', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'runtime'], 'The benchmark measures the machine, not the command.'),
-    only('cli', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'runtime', 'bench'], 'The command may use all but the tests.'),
+    only('machine', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools'], 'The composition root wires the domains; it is not the command.'),
+    only('scenario', ['shared', 'machine'], 'The scenario engine drives a MachineApi, whatever builds it.'),
+    only('report', ['shared', 'hypervisor', 'machine', 'scenario'], 'The report draws what a run observed.'),
+    only('checks', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'machine'], 'Regression checks run machines and judge them.'),
+    only('bench', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'machine'], 'The benchmark measures the machine, not the command.'),
+    only('cli', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'machine', 'scenario', 'report', 'checks', 'bench'], 'The command may use all but the tests.'),
     {
       name: 'no-folder-circle',
       comment: 'A circle between top-level folders makes two of them one.',

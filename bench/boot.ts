@@ -1,5 +1,5 @@
 /**
- * Boot and lock of the real kernel image: runtime/machine.ts `createMachineDetailed` (load
+ * Boot and lock of the real kernel image: machine/machine.ts `createMachineDetailed` (load
  * the image, build and sign the manifest, start the verifier and its spare, load the kernel's
  * segments) and `boot()` (the guest boots on its own page tables, pins CR0/CR4 bits, locks
  * its text and rodata in the EPT and ends boot, when the verifier checks the text against the

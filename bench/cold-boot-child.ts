@@ -5,7 +5,7 @@
  * `boot_lock_cold_ms`, empty for `boot_lock_nocache_ms`.
  */
 const t0 = performance.now();
-const { createMachineDetailed } = await import('../runtime/machine.ts');
+const { createMachineDetailed } = await import('../machine/machine.ts');
 const { fixturePaths } = await import('../shared/kernel-image/fixture-paths.ts');
 const t1 = performance.now();
 const cpu = process.argv[2];

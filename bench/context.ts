@@ -84,7 +84,7 @@ export class BenchContext {
 
   /**
    * A verifier configuration: with the fixtures, a keyring with an ephemeral kernel-vendor key
-   * and the signed manifest of the real image (as runtime/machine.ts makes one); without, a
+   * and the signed manifest of the real image (as machine/machine.ts makes one); without, a
    * keyring only (patch items are then denied: "no kernel manifest loaded").
    */
   verifierInit(): Promise<WorkerInit> {

@@ -1,11 +1,11 @@
 /**
- * Booting the real kernel for the benchmark: runtime/machine.ts `createMachineDetailed` and
+ * Booting the real kernel for the benchmark: machine/machine.ts `createMachineDetailed` and
  * `boot()`, exactly as `heki run` does, trusting the fixtures' module signing certificate
  * (plus any extra key files).
  */
 import type { RequestOf } from '../shared/protocol.ts';
-import { createMachineDetailed, type MachineConfig } from '../runtime/machine.ts';
-import type { SimulatedMachine } from '../runtime/simulated-machine.ts';
+import { createMachineDetailed, type MachineConfig } from '../machine/machine.ts';
+import type { SimulatedMachine } from '../machine/simulated-machine.ts';
 import type { BenchContext } from './context.ts';
 
 /** A built machine, how long building and booting took, and the guest's boot phases. */

@@ -8,7 +8,7 @@
 import { err, ok, type Result } from '../shared/result.ts';
 import { checkOutputFlag, distinctOutputs, type NamedOutput } from '../shared/host-output.ts';
 import { quoteForMessage } from '../shared/message-text.ts';
-import { verifierTimeoutMs } from '../runtime/verifier-timeout.ts';
+import { verifierTimeoutMs } from '../machine/verifier-timeout.ts';
 import { AuditLog } from '../hypervisor/audit/audit-log.ts';
 
 /** What one command will write. */

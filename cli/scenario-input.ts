@@ -4,8 +4,8 @@
  * bad input before any machine starts.
  */
 import { resolve } from 'node:path';
-import { loadScenario } from '../runtime/scenario/load.ts';
-import type { Scenario } from '../runtime/scenario/scenario.ts';
+import { loadScenario } from '../scenario/load.ts';
+import type { Scenario } from '../scenario/scenario.ts';
 import type { CliIo } from './command.ts';
 import { accessSync, constants } from 'node:fs';
 import { err, type Result } from '../shared/result.ts';

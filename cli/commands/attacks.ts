@@ -1,5 +1,5 @@
 /**
- * `heki attacks`: runs the security regression catalogue (guest/attacks/, runtime/attacks.ts)
+ * `heki attacks`: runs the security regression catalogue (guest/attacks/, checks/attacks.ts)
  * and says, per attack, whether it was stopped and by what. Exit 0 when every attack was
  * stopped, 1 when one was not (an attack that could not run counts as not stopped), 2 on bad
  * usage: an unknown attack name (named) or missing kernel fixtures (where they were looked for).
@@ -8,7 +8,7 @@ import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from 
 import { parseFlags, withUsage } from '../args.ts';
 import { CPU_FLAG, CPU_FLAG_USAGE, cpuFlagModel } from '../cpu-flag.ts';
 import { Progress } from '../progress.ts';
-import type { runAttacks as RunAttacks } from '../../runtime/attacks.ts';
+import type { runAttacks as RunAttacks } from '../../checks/attacks.ts';
 import type { Attack } from '../../guest/attacks/attack.ts';
 import { describeCpuNeeds } from '../../guest/attacks/cpu-needs.ts';
 
@@ -50,7 +50,7 @@ function appliesTo(a: Attack): string {
 export interface AttacksCommandOptions {
   /** Where the fixtures are (default: `$HEKI_FIXTURES` or the folder beside the repository). */
   readonly fixtureDir?: string;
-  /** The runner (default: runtime/attacks.ts's runAttacks). */
+  /** The runner (default: checks/attacks.ts's runAttacks). */
   readonly runAttacks?: typeof RunAttacks;
 }
 
@@ -68,7 +68,7 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
         );
         const cpu = cpuFlagModel(values.cpu, io);
         // Loaded on first use, so that `heki --help` does not load the machine.
-        const runtime = await import('../../runtime/attacks.ts');
+        const runtime = await import('../../checks/attacks.ts');
         const selected = runtime.selectAttacks(positionals);
         if (!selected.ok) {
           io.err(`heki attacks: ${selected.error.message} (run 'heki attacks --list' for the names)\n`);

@@ -1,6 +1,6 @@
 /**
  * `heki reference check`: compares what the simulated guest's boot and module loads write
- * with a real boot's dump (runtime/reference/reference-check.ts). Exit 0 when not one byte
+ * with a real boot's dump (checks/reference/reference-check.ts). Exit 0 when not one byte
  * differs, 1 when some do (or a module the real kernel loaded did not load, or the machine did
  * not boot), 2 on bad usage or a malformed reference folder or module file, named.
  */
@@ -10,8 +10,8 @@ import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { fixturePaths } from '../../shared/kernel-image/fixture-paths.ts';
 import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
 import { readHostFile } from '../../shared/host-file.ts';
-import type { ReferenceCheckReport } from '../../runtime/reference/reference-check.ts';
-import type { SectionComparison } from '../../runtime/reference/section-compare.ts';
+import type { ReferenceCheckReport } from '../../checks/reference/reference-check.ts';
+import type { SectionComparison } from '../../checks/reference/section-compare.ts';
 
 /** Differing sites the text report lists per section (`--json` lists all it has). */
 const TEXT_SITES = 3;
@@ -91,11 +91,11 @@ async function check(argv: string[], io: CliIo): Promise<number> {
     return EXIT_USAGE;
   };
   // Loaded on first use: `heki --help` does not load the machine.
-  const { readReferenceFolder } = await import('../../runtime/reference/reference-folder.ts');
+  const { readReferenceFolder } = await import('../../checks/reference/reference-folder.ts');
   const ref = readReferenceFolder(dir);
   if (!ref.ok) return fail(ref.error);
   const modulesDir = values.modules !== undefined ? resolve(io.cwd, values.modules) : fx.modulesDir;
-  const { checkReference } = await import('../../runtime/reference/reference-check.ts');
+  const { checkReference } = await import('../../checks/reference/reference-check.ts');
   const r = await checkReference(ref.value, {
     name: given,
     keys: {

@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { formatLogError } from '../../shared/request-log.ts';
-import { verifierTimeoutMs } from '../../runtime/verifier-timeout.ts';
+import { verifierTimeoutMs } from '../../machine/verifier-timeout.ts';
 import { DEFAULT_CEILING_MS, DEFAULT_NO_PROGRESS_MS } from '../../hypervisor/verifier-link/watchdog.ts';
 import type { PluginConfig, ReplaySummary, RequestDifference } from '../replay/replay-log.ts';
 import { runReplay } from '../replay/replay-runner.ts';

@@ -91,7 +91,7 @@ export function createRestoreCommand(): CliCommand {
           }
         }
         if (!values.json) io.err(`heki restore: checking ${quoteForMessage(file)} (${bytes.length.toLocaleString('en-US')} bytes) and loading its kernel into a fresh VM...\n`);
-        const machineMod = await import('../../runtime/machine.ts');
+        const machineMod = await import('../../machine/machine.ts');
         const kernelFiles = values.vmlinuz !== undefined ? { vmlinuz: resolve(io.cwd, values.vmlinuz), systemMap: resolve(io.cwd, values['system-map']!) } : {};
         const restored = await machineMod.restoreMachine(bytes, {
           trust: key.value.publicKey,
@@ -137,7 +137,7 @@ export function createRestoreCommand(): CliCommand {
           if (values.json) io.out(`${JSON.stringify({ restored: summary })}\n`);
           return EXIT_OK;
         }
-        const attacksMod = await import('../../runtime/attacks.ts');
+        const attacksMod = await import('../../checks/attacks.ts');
         const chosen = attacksMod.selectAttacks(positionals.slice(1));
         if (!chosen.ok) {
           io.err(`heki restore: ${chosen.error.message} (run 'heki attacks --list' for the names)\n`);

@@ -10,13 +10,13 @@ import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from 
 import { readableFile, readScenarioInput } from '../scenario-input.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { err, type Result } from '../../shared/result.ts';
-import type { MachineApi } from '../../runtime/machine-api.ts';
-import type { MachineConfig } from '../../runtime/machine.ts';
+import type { MachineApi } from '../../machine/machine-api.ts';
+import type { MachineConfig } from '../../machine/machine.ts';
 import { fixturePaths } from '../../shared/kernel-image/fixture-paths.ts';
-import { runScenario } from '../../runtime/scenario/run.ts';
-import type { Scenario } from '../../runtime/scenario/scenario.ts';
-import type { ScenarioResult } from '../../runtime/scenario/outcome.ts';
-import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
+import { runScenario } from '../../scenario/run.ts';
+import type { Scenario } from '../../scenario/scenario.ts';
+import type { ScenarioResult } from '../../scenario/outcome.ts';
+import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../scenario/table.ts';
 import { RUN_OUTPUTS } from '../run-outputs/index.ts';
 import { auditNotice, preflight } from '../preflight.ts';
 import type { RunOutputSession } from '../run-outputs/run-output.ts';
@@ -67,7 +67,7 @@ export type MachineFactory = (config: MachineConfig) => Promise<Result<MachineAp
 
 /**
  * The real factory: checks that the kernel files exist (the fixtures', unless the scenario
- * names its own), then runs runtime/machine.ts's createMachine, imported on first use so that
+ * names its own), then runs machine/machine.ts's createMachine, imported on first use so that
  * `heki --help` and the other commands do not load the whole machine.
  */
 const createRealMachine: MachineFactory = async (config) => {
@@ -83,11 +83,11 @@ const createRealMachine: MachineFactory = async (config) => {
       });
     }
   }
-  let mod: typeof import('../../runtime/machine.ts');
+  let mod: typeof import('../../machine/machine.ts');
   try {
-    mod = await import('../../runtime/machine.ts');
+    mod = await import('../../machine/machine.ts');
   } catch (e) {
-    return err(`the machine (runtime/machine.ts) could not be loaded: ${e instanceof Error ? e.message : String(e)}`);
+    return err(`the machine (machine/machine.ts) could not be loaded: ${e instanceof Error ? e.message : String(e)}`);
   }
   // The detailed form keeps whether a failure was bad input (a malformed vmlinuz or
   // System.map named by the scenario: exit 2) or a machine that would not start (exit 1).

@@ -11,9 +11,9 @@ import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { readScenarioInput } from '../scenario-input.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
-import type { MachineApi } from '../../runtime/machine-api.ts';
-import { runScenario } from '../../runtime/scenario/run.ts';
-import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../runtime/scenario/table.ts';
+import type { MachineApi } from '../../machine/machine-api.ts';
+import { runScenario } from '../../scenario/run.ts';
+import { formatColumns, formatHeader, formatStepRow, formatSummary } from '../../scenario/table.ts';
 import { formatPublicKeyFile, loadSecretKeyFile } from '../../tools/key-files.ts';
 import { ed25519KeyIdHex, generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import { machineConfigOf } from './run.ts';
@@ -78,7 +78,7 @@ export function createSnapshotCommand(): CliCommand {
           io.err(`heki snapshot: ${planned.error}\n`);
           return EXIT_USAGE;
         }
-        const runtime = await import('../../runtime/machine.ts');
+        const runtime = await import('../../machine/machine.ts');
         const built = await runtime.createMachineDetailed({ ...machineConfigOf(scenario), ...(cpu !== undefined ? { cpu } : {}), vmmKey: key });
         if (!built.ok) {
           io.err(`heki snapshot: ${display}: cannot start the machine: ${built.error.message}\n`);

@@ -4,9 +4,9 @@
  */
 import { fileURLToPath } from 'node:url';
 import { verifyAuditChain } from '../../hypervisor/audit/audit-log.ts';
-import { loadScenario, runScenario } from '../../runtime/scenario/index.ts';
-import type { MachineApi } from '../../runtime/machine-api.ts';
-import { createMachineDetailed } from '../../runtime/machine.ts';
+import { loadScenario, runScenario } from '../../scenario/index.ts';
+import type { MachineApi } from '../../machine/machine-api.ts';
+import { createMachineDetailed } from '../../machine/machine.ts';
 import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { machineConfigOf } from '../commands/run.ts';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliIo } from '../command.ts';

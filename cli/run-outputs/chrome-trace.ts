@@ -21,8 +21,8 @@ import { HC_NAMES, isHypercallNr, statusName } from '../../shared/abi.ts';
 import { eptString } from '../../hypervisor/ept/permissions.ts';
 import type { VmExit } from '../../hypervisor/exits/exit.ts';
 import type { VmObserver } from '../../hypervisor/observe/vm-observer.ts';
-import type { StepResult } from '../../runtime/scenario/outcome.ts';
-import type { Step } from '../../runtime/scenario/scenario.ts';
+import type { StepResult } from '../../scenario/outcome.ts';
+import type { Step } from '../../scenario/scenario.ts';
 
 /** Events kept by default: about 200 bytes each, so a trace stays under ~100 MB. */
 export const DEFAULT_MAX_EVENTS = 500_000;

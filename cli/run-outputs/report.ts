@@ -3,13 +3,13 @@
  * map of the kernel and the loaded modules coloured by EPT permission (from
  * `machine.inspect()` after the last step), the denials the host saw (verifier denials,
  * EPT-violation and Heki-denial exits, from this output's observer) and the denied steps
- * pinned on it, and the table of steps (runtime/report/).
+ * pinned on it, and the table of steps (report/).
  */
 import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { checkOutputFile } from '../../shared/host-output.ts';
 import { err, ok, type Result } from '../../shared/result.ts';
-import type { MachineInspection } from '../../runtime/inspection.ts';
-import { DenialCollector, renderReport } from '../../runtime/report/index.ts';
+import type { MachineInspection } from '../../machine/inspection.ts';
+import { DenialCollector, renderReport } from '../../report/index.ts';
 import type { RunOutput, RunOutputSession } from './run-output.ts';
 
 const why = (e: unknown): string => (e instanceof Error ? e.message : String(e));

@@ -11,9 +11,9 @@
 import type { CliIo } from '../command.ts';
 import type { Result } from '../../shared/result.ts';
 import type { VmObserver } from '../../hypervisor/observe/vm-observer.ts';
-import type { MachineApi, StepOutcome } from '../../runtime/machine-api.ts';
-import type { ScenarioResult, StepResult } from '../../runtime/scenario/outcome.ts';
-import type { Scenario, Step } from '../../runtime/scenario/scenario.ts';
+import type { MachineApi, StepOutcome } from '../../machine/machine-api.ts';
+import type { ScenarioResult, StepResult } from '../../scenario/outcome.ts';
+import type { Scenario, Step } from '../../scenario/scenario.ts';
 
 /** What an output knows about the run it belongs to. */
 export interface RunOutputContext {

@@ -11,7 +11,7 @@
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
 import { checkOutputFile } from '../../shared/host-output.ts';
 import { err, ok, type Result } from '../../shared/result.ts';
-import type { ScenarioResult } from '../../runtime/scenario/outcome.ts';
+import type { ScenarioResult } from '../../scenario/outcome.ts';
 import { ChromeTrace } from './chrome-trace.ts';
 import type { RunOutput, RunOutputSession } from './run-output.ts';
 

@@ -5,7 +5,7 @@
  * tables, its memory manager, its Heki backend, its module loader). It never touches a
  * hypervisor object; the few attacks that are host-side by nature (a verifier crash, a
  * foreign verdict, a device's DMA, the VMM reading guest memory) go through the narrow
- * {@link AttackHost} interface, which the runtime implements (runtime/attack-host.ts), so
+ * {@link AttackHost} interface, which the runtime implements (machine/attack-host.ts), so
  * guest/ still imports nothing from hypervisor/ or verifier-vm/.
  *
  * INVARIANT (honesty): an attack performs the real exploit step and checks its effect (the
@@ -72,7 +72,7 @@ export type HostCopyPathName = 'snapshot' | 'migration' | 'debug';
 
 /**
  * The host-side actions of the few attacks that are host-side by nature. Implemented by
- * runtime/attack-host.ts on a real machine; an attack that needs a machine feature declares
+ * machine/attack-host.ts on a real machine; an attack that needs a machine feature declares
  * it in {@link AttackNeeds}.
  */
 export interface AttackHost {

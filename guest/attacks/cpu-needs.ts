@@ -1,6 +1,6 @@
 /**
  * Whether a CPU model meets an attack's {@link CpuModelNeeds}, and the needs in words: the
- * runner (runtime/attacks.ts) asks before it boots anything, so an attack that cannot apply
+ * runner (checks/attacks.ts) asks before it boots anything, so an attack that cannot apply
  * to the VMM's model (return thunks on a CPU without X86_FEATURE_RETHUNK, lock prefixes on a
  * one-CPU guest whose boot patched them away) is reported as not applicable, saying why.
  */

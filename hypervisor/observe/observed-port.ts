@@ -1,7 +1,7 @@
 /**
  * A {@link VerifierPort} that reports each request and its verdict to a {@link VmObserver}
  * (`verifierRequest`, `verdict`), around the port the core would use anyway. The VMM installs it
- * where it attaches a verifier (runtime/machine.ts, runtime/lifecycle/migration.ts); the
+ * where it attaches a verifier (machine/machine.ts, machine/lifecycle/migration.ts); the
  * lifecycle's re-attachments reuse `auth.port`, so the wrapper carries over.
  *
  * It changes nothing: the same request reaches the port, the same verdict (or exception) the

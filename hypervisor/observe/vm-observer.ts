@@ -2,7 +2,7 @@
  * What the host side lets a tool watch: the hypercalls each vCPU makes, the VM exits the VMM
  * handles, the EPT changes the core applies and the requests the core sends to the verifier
  * with their verdicts. The trace writer (`heki run --trace`), the report (`--report`) and the
- * request recorder (`--record`) are observers; runtime/machine.ts installs one
+ * request recorder (`--record`) are observers; machine/machine.ts installs one
  * ({@link fanOut} when there are several).
  *
  * Contract: an observer only watches. Its methods are called synchronously, in order, on

@@ -102,9 +102,9 @@ export interface VmmConfig {
 /**
  * The VM's configuration as data: everything of {@link VmmConfig} but the host-side objects
  * (reactions, identity, observer), which the host supplies again wherever the VM runs. A
- * migration carries it whole (runtime/lifecycle/migration.ts); a field added to VmmConfig
+ * migration carries it whole (machine/lifecycle/migration.ts); a field added to VmmConfig
  * travels only once its field is in the platform section's schema
- * (runtime/lifecycle/platform-section.ts): a section's fields are declared, and an unknown one
+ * (machine/lifecycle/platform-section.ts): a section's fields are declared, and an unknown one
  * is refused on read.
  */
 export type VmSettings = Omit<VmmConfig, 'policy' | 'identity' | 'observer'>;

@@ -1,7 +1,7 @@
 /**
  * A content-addressed disk cache of what the host derives from a kernel image and can
  * rebuild at will: the decompressed vmlinux (so runs decompress a vmlinuz once) and the
- * manifest body built from it (runtime/manifest-cache.ts). Entries live in
+ * manifest body built from it (machine/manifest-cache.ts). Entries live in
  * `$HEKI_CACHE_DIR`, else `node_modules/.cache/heki-sim`, as `<kind>-<sha256 key>` with a
  * `.json` record beside each holding the length and sha256 of the cached bytes.
  *

@@ -4,9 +4,9 @@
  * after it, so a security test can assert the VM exit, the audit record and the protected
  * state. Wrap tests in {@link needsFixtures}: without the fixtures they are skipped.
  */
-import type { AttackReport, RunAttacksOptions } from '../../runtime/attacks.ts';
-import { runAttack } from '../../runtime/attacks.ts';
-import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
+import type { AttackReport, RunAttacksOptions } from '../../checks/attacks.ts';
+import { runAttack } from '../../checks/attacks.ts';
+import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 import type { AuditRecord } from '../../hypervisor/audit/audit-log.ts';
 import type { LoadedModule } from '../../guest/modules/module-loader.ts';
 

@@ -6,7 +6,7 @@
  * applicable, with the reason) without booting anything.
  */
 import type { ExecutionContext } from 'ava';
-import { runAttack, type AttackReport } from '../../runtime/attacks.ts';
+import { runAttack, type AttackReport } from '../../checks/attacks.ts';
 import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
 import { attackOnRealKernel, gpaOf, memAt, verdicts } from './attack-run.ts';
 

@@ -5,7 +5,7 @@
  * frame's EPT bits unchanged.
  */
 import type { ExecutionContext } from 'ava';
-import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
+import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 import { attackOnRealKernel, eptAt, gpaOf, memAt, sym } from './attack-run.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS } from '../../hypervisor/ept/permissions.ts';
 

@@ -7,8 +7,8 @@
  * cold first kernel-text check without getting it denied (test/integration/
  * real-boot-busy-host.test.ts). Tests of the bounds set their own.
  */
-import { createMachineDetailed, type MachineConfig } from '../../runtime/machine.ts';
-import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
+import { createMachineDetailed, type MachineConfig } from '../../machine/machine.ts';
+import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 import { fixtures } from './fixtures.ts';
 
 /** Builds and boots a machine trusting the fixture certificate (plus `extra` key files). */

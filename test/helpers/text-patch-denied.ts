@@ -6,7 +6,7 @@
  * verified text never reaches the verifier); the 8 bytes at the site are unchanged.
  */
 import type { ExecutionContext } from 'ava';
-import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
+import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 import { attackOnRealKernel, gpaOf, memAt, verdicts } from './attack-run.ts';
 
 /** Runs attack `name` against the site at `site(m)` and asserts that stop. */

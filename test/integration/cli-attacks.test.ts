@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import type { CliIo } from '../../cli/command.ts';
 import { main } from '../../cli/main.ts';
 import { createAttacksCommand } from '../../cli/commands/attacks.ts';
-import { listAttacks, type AttacksRun } from '../../runtime/attacks.ts';
+import { listAttacks, type AttacksRun } from '../../checks/attacks.ts';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import type { Result } from '../../shared/result.ts';
 
@@ -135,7 +135,7 @@ test('an unknown CPU model is exit 2, named', async (t) => {
   t.regex(r.err, /^heki( attacks)?: --cpu: .*no-such-cpu/);
 });
 
-/** A runner that reports each attack as it finishes, like runtime/attacks.ts's. */
+/** A runner that reports each attack as it finishes, like checks/attacks.ts's. */
 function reportingRunner(order: readonly number[]) {
   return (names: readonly string[] = [], opts?: { onReport?: (r: { name: string; stopped: boolean; applicable: boolean; stop: string; detail: string }, i: number) => void }): Promise<Result<AttacksRun, never>> => {
     const attacks = names.map((name) => ({ name, stopped: true, applicable: true, stop: '#GP (cr-pin)', detail: `detail of ${name}` }));

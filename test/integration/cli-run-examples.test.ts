@@ -1,5 +1,5 @@
 /**
- * The example scenarios on the real machine (runtime/machine.ts and the Debian 6.1
+ * The example scenarios on the real machine (machine/machine.ts and the Debian 6.1
  * fixtures): `heki run scenarios/<file> --json` exits 0 with every step as expected. Skipped,
  * with a message saying why, when the machine or the fixtures are not there.
  */
@@ -16,12 +16,12 @@ const files = readdirSync(join(root, 'scenarios')).filter((f) => f.endsWith('.ya
 
 /** Why the machine cannot be used here, or undefined. (It is loaded once, as `heki run` does.) */
 async function machineProblem(): Promise<string | undefined> {
-  if (!existsSync(join(root, 'runtime', 'machine.ts'))) return 'runtime/machine.ts is not there yet';
+  if (!existsSync(join(root, 'machine', 'machine.ts'))) return 'machine/machine.ts is not there yet';
   try {
-    await import('../../runtime/machine.ts');
+    await import('../../machine/machine.ts');
     return undefined;
   } catch (e) {
-    return `runtime/machine.ts cannot be loaded yet (${e instanceof Error ? e.message : String(e)})`;
+    return `machine/machine.ts cannot be loaded yet (${e instanceof Error ? e.message : String(e)})`;
   }
 }
 

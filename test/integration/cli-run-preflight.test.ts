@@ -16,8 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CliIo } from '../../cli/command.ts';
 import { createRunCommand, type MachineFactory } from '../../cli/commands/run.ts';
-import { ScriptedMachine } from '../../runtime/scenario/index.ts';
-import { VERIFIER_TIMEOUT_ENV } from '../../runtime/verifier-timeout.ts';
+import { ScriptedMachine } from '../../scenario/index.ts';
+import { VERIFIER_TIMEOUT_ENV } from '../../machine/verifier-timeout.ts';
 import { heki } from '../helpers/cli.ts';
 
 const SCENARIO = 'name: p\nkernel: real\nsteps:\n  - boot: {}\n';

@@ -12,8 +12,8 @@ import type { CliIo } from '../../cli/command.ts';
 import { main } from '../../cli/main.ts';
 import { createRunCommand, type MachineFactory } from '../../cli/commands/run.ts';
 import { keygenCommand } from '../../cli/commands/keygen.ts';
-import { ScriptedMachine, type ScriptedMachineOptions } from '../../runtime/scenario/index.ts';
-import type { StepOutcome } from '../../runtime/machine-api.ts';
+import { ScriptedMachine, type ScriptedMachineOptions } from '../../scenario/index.ts';
+import type { StepOutcome } from '../../machine/machine-api.ts';
 
 interface Run {
   code: number;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
-import { restoreMachine, snapshotMachine } from '../../runtime/machine.ts';
+import { restoreMachine, snapshotMachine } from '../../machine/machine.ts';
 import { repoRoot } from '../../shared/kernel-image/fixture-paths.ts';
 import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
 import { detectCpu } from '../../guest/kernel/cpu-detect.ts';

@@ -10,7 +10,7 @@ import test, { type TestFn } from 'ava';
 import { needsFixtures, fixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
 import { RESUME_MAGIC, RESUME_SECTOR } from '../../hypervisor/vmm/lifecycle/hibernate.ts';
-import { generateJitImage } from '../../runtime/scenario/steps.ts';
+import { generateJitImage } from '../../scenario/steps.ts';
 import type { ExportedVmState } from '../../verifier-vm/vm-state.ts';
 
 const realTest = needsFixtures(test.serial as unknown as TestFn);

@@ -3,13 +3,13 @@
  * restored into a fresh VM (a new VMM and verifier) that enforces exactly what the source did:
  * the same pins, filters, EPT attributes and immutable ranges, the same authenticated records,
  * the same verifier state; the guest kernel runs on. Then the whole attack catalogue runs
- * against migrated VMs (runtime/attacks.ts with a machine that is booted and migrated first).
+ * against migrated VMs (checks/attacks.ts with a machine that is booted and migrated first).
  */
 import test, { type TestFn } from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
-import { createMachineDetailed, restoreMachine, snapshotMachine, type MachineConfig } from '../../runtime/machine.ts';
-import { listAttacks, runAttacks } from '../../runtime/attacks.ts';
+import { createMachineDetailed, restoreMachine, snapshotMachine, type MachineConfig } from '../../machine/machine.ts';
+import { listAttacks, runAttacks } from '../../checks/attacks.ts';
 import { ATTACKS } from '../../guest/attacks/catalogue.ts';
 import { err, ok } from '../../shared/result.ts';
 import { fixtures } from '../helpers/fixtures.ts';

@@ -14,8 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
-import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
-import type { StepOutcome } from '../../runtime/machine-api.ts';
+import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
+import type { StepOutcome } from '../../machine/machine-api.ts';
 import type { VmSettings } from '../../hypervisor/vmm/vmm.ts';
 
 const realTest = needsFixtures(test.serial as unknown as TestFn);

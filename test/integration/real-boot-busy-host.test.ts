@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
-import { VERIFIER_TIMEOUT_ENV } from '../../runtime/verifier-timeout.ts';
+import { VERIFIER_TIMEOUT_ENV } from '../../machine/verifier-timeout.ts';
 
 const realTest = needsFixtures(test);
 

@@ -13,7 +13,7 @@ import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS } from '../../hypervisor/ept/permis
 import { generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import { signModuleFile } from '../../tools/sign-module.ts';
 import { formatPublicKeyFile } from '../../tools/key-files.ts';
-import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
+import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 
 const realTest = needsFixtures(test);
 const ALL = ['crc7', 'cordic', 'irqbypass', 'kvm', 'kvm_intel', 'failover', 'net_failover', 'virtio_ring', 'virtio', 'virtio_net'];

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
 import { NOP5, encodeCall32 } from '../../shared/x86/patch-encodings.ts';
-import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
+import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 
 const realTest = needsFixtures(test.serial as unknown as TestFn);
 const hex = (a: bigint): string => `0x${a.toString(16)}`;

@@ -12,8 +12,8 @@ import { cpuWantsRethunkAt } from '../../shared/x86/touchups/context.ts';
 import test from 'ava';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
-import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
-import { parseScenario, runScenario } from '../../runtime/scenario/index.ts';
+import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
+import { parseScenario, runScenario } from '../../scenario/index.ts';
 import { bytesEqual, encodeStaticCall, formatBytes, type StaticCallRole } from '../../shared/x86/patch-encodings.ts';
 
 const realTest = needsFixtures(test);

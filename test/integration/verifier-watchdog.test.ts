@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { VerifierLink } from '../../hypervisor/verifier-link/verifier-link.ts';
-import { createMachineDetailed } from '../../runtime/machine.ts';
+import { createMachineDetailed } from '../../machine/machine.ts';
 import { VERIFIER_UNAVAILABLE } from '../../shared/protocol.ts';
 import { testKeyring } from '../helpers/verifier-setup.ts';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';

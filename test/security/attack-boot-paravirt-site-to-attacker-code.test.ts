@@ -11,8 +11,8 @@
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { eachShippedModel } from '../helpers/boot-touchup-attack.ts';
-import { runAttack } from '../../runtime/attacks.ts';
-import { createMachineDetailed } from '../../runtime/machine.ts';
+import { runAttack } from '../../checks/attacks.ts';
+import { createMachineDetailed } from '../../machine/machine.ts';
 import type { VmmPolicy } from '../../hypervisor/vmm/policy.ts';
 import { err, ok } from '../../shared/result.ts';
 

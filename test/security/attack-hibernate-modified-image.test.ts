@@ -13,7 +13,7 @@ import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
 import { RESUME_SECTOR } from '../../hypervisor/vmm/lifecycle/hibernate.ts';
 import { decodeVmImage } from '../../shared/vm-image.ts';
-import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
+import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 
 /** Flips one byte of the image on the disk at `where` (an offset into the image). */
 function flipOnDisk(m: SimulatedMachine, where: (image: Uint8Array) => number): void {

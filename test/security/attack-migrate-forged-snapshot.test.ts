@@ -10,7 +10,7 @@
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
-import { snapshotVm, restoreVm } from '../../runtime/lifecycle/migration.ts';
+import { snapshotVm, restoreVm } from '../../machine/lifecycle/migration.ts';
 import { captureVmImage } from '../../hypervisor/vmm/lifecycle/vm-state-image.ts';
 import { decodeVmImage, encodeVmImage } from '../../shared/vm-image.ts';
 import { decodeSection, encodeSection } from '../../shared/state-section.ts';

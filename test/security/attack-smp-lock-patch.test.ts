@@ -12,7 +12,7 @@ import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
 import { repoRoot } from '../../shared/kernel-image/fixture-paths.ts';
 import { kernelSmpLocks } from '../../shared/x86/smp-locks.ts';
-import type { SimulatedMachine } from '../../runtime/simulated-machine.ts';
+import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 
 const HOTPLUG = join(repoRoot(), 'test', 'fixtures', 'cpu-models', 'qemu64-up-hotplug');
 const hex = (v: bigint): string => `0x${v.toString(16)}`;

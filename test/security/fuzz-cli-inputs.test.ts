@@ -20,8 +20,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CliIo } from '../../cli/command.ts';
 import { createRunCommand, type MachineFactory } from '../../cli/commands/run.ts';
-import { ScriptedMachine } from '../../runtime/scenario/index.ts';
-import { VERIFIER_TIMEOUT_ENV, verifierTimeoutMs } from '../../runtime/verifier-timeout.ts';
+import { ScriptedMachine } from '../../scenario/index.ts';
+import { VERIFIER_TIMEOUT_ENV, verifierTimeoutMs } from '../../machine/verifier-timeout.ts';
 import { heki, type CliRun } from '../helpers/cli.ts';
 import { checkProperty, scaledRuns } from '../helpers/fuzz.ts';
 

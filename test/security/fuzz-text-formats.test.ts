@@ -1,6 +1,6 @@
 /**
  * Fuzzing the structured inputs that cross a trust boundary (issue 5, part 3): signed kernel
- * manifests (verifier-vm/manifest.ts), scenario files (runtime/scenario) and verifier protocol
+ * manifests (verifier-vm/manifest.ts), scenario files (scenario/) and verifier protocol
  * messages (shared/protocol.ts).
  *
  * Attack: a tampered manifest, a hostile scenario file (YAML alias bombs, wrong types, huge
@@ -17,7 +17,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { loadManifest, type ManifestBody } from '../../verifier-vm/manifest.ts';
 import { signManifest } from '../../tools/manifest-builder.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
-import { parseScenario } from '../../runtime/scenario/parse.ts';
+import { parseScenario } from '../../scenario/parse.ts';
 import { PROTOCOL_VERSION, REQUEST_KINDS, validateRequest, validateVerdict, type VerifyRequest } from '../../shared/protocol.ts';
 import { testKeyring } from '../helpers/verifier-setup.ts';
 import { byteMutationArb, checkProperty, isTypedError, mutateBytes, noThrowNoHang, scaledRuns } from '../helpers/fuzz.ts';

@@ -10,8 +10,8 @@ import { ChromeTrace, truncate } from '../../cli/run-outputs/chrome-trace.ts';
 import { HC } from '../../shared/abi.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_XS } from '../../hypervisor/ept/permissions.ts';
 import type { Verdict } from '../../shared/protocol.ts';
-import type { Step } from '../../runtime/scenario/scenario.ts';
-import { stepResult } from '../../runtime/scenario/outcome.ts';
+import type { Step } from '../../scenario/scenario.ts';
+import { stepResult } from '../../scenario/outcome.ts';
 
 interface Ev {
   name: string;

@@ -25,9 +25,9 @@ const CLEAN: Readonly<Record<string, string>> = {
   'hypervisor/vmm.ts': "import { readFileSync } from 'node:fs';\nimport { PROTOCOL } from '../shared/protocol.ts';\nexport const VMM = [readFileSync, PROTOCOL];\n",
   'verifier-vm/verifier.ts': "import { PROTOCOL } from '../shared/protocol.ts';\nexport const VERIFIER = PROTOCOL;\n",
   'tools/keygen.ts': "import { VERIFIER } from '../verifier-vm/verifier.ts';\nexport const KEYGEN = VERIFIER;\n",
-  'runtime/machine.ts':
+  'machine/machine.ts':
     "import { GUEST } from '../guest/kernel.ts';\nimport { VMM } from '../hypervisor/vmm.ts';\nimport { KEYGEN } from '../tools/keygen.ts';\nexport const MACHINE = [GUEST, VMM, KEYGEN];\n",
-  'cli/main.ts': "import { MACHINE } from '../runtime/machine.ts';\nexport const MAIN = MACHINE;\n",
+  'cli/main.ts': "import { MACHINE } from '../machine/machine.ts';\nexport const MAIN = MACHINE;\n",
   'test/machine.test.ts': "import { MAIN } from '../cli/main.ts';\nexport const T = MAIN;\n",
 };
 
@@ -89,8 +89,8 @@ const FORBIDDEN: ReadonlyArray<{ readonly title: string; readonly change: Readon
   },
   {
     title: 'a circle between two folders fails as a circle',
-    change: { 'runtime/machine.ts': "import { MAIN } from '../cli/main.ts';\nexport const MACHINE = MAIN;\n" },
-    rules: ['no-file-circle', 'no-folder-circle', 'runtime-imports-only-shared-guest-hypervisor-verifier-vm-tools'],
+    change: { 'machine/machine.ts': "import { MAIN } from '../cli/main.ts';\nexport const MACHINE = MAIN;\n" },
+    rules: ['no-file-circle', 'no-folder-circle', 'machine-imports-only-shared-guest-hypervisor-verifier-vm-tools'],
   },
   {
     title: 'a file circle inside one folder fails',
@@ -125,6 +125,6 @@ test('every top-level folder that holds TypeScript is type-checked (tsconfig.jso
       return statSync(path).isDirectory() ? holdsTs(path) : name.endsWith('.ts');
     });
   const folders = readdirSync(root).filter((name) => !name.startsWith('.') && name !== 'node_modules' && name !== 'docs' && statSync(join(root, name)).isDirectory() && holdsTs(join(root, name)));
-  t.true(folders.includes('runtime'));
+  t.true(folders.includes('machine'));
   for (const folder of folders) t.true(include.includes(folder), `${folder}/ is in tsconfig.json's include`);
 });

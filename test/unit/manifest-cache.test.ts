@@ -1,5 +1,5 @@
 /**
- * The manifest body cache (runtime/manifest-cache.ts): a body is built once per kernel image
+ * The manifest body cache (machine/manifest-cache.ts): a body is built once per kernel image
  * and read back equal, under a key of the image's, the System.map's and the source's
  * SHA-256; a damaged entry is rebuilt, never used; an image not loaded from files, or a
  * disabled cache, always builds.
@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadKernelImage } from '../../shared/kernel-image/load-kernel.ts';
-import { manifestBodyFor, sourceDigest } from '../../runtime/manifest-cache.ts';
+import { manifestBodyFor, sourceDigest } from '../../machine/manifest-cache.ts';
 import { buildManifestBody } from '../../tools/manifest-builder.ts';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 

@@ -9,7 +9,7 @@ import { CR4, EFER, PF_ERR } from '../../shared/x86/cpu.ts';
 import { EPT_DEFAULT, EPT_R, EPT_XS, EPT_XU } from '../../hypervisor/ept/permissions.ts';
 import { Vmm } from '../../hypervisor/index.ts';
 import type { GuestOutcome } from '../../shared/guest-cpu.ts';
-import { createMachineDetailed } from '../../runtime/machine.ts';
+import { createMachineDetailed } from '../../machine/machine.ts';
 
 const VA = 0xffff_c900_0000_0000n;
 const PA = 0x70_0000n;

@@ -16,7 +16,7 @@ import { parseModuleFile, planSections, relocateAt, type RelocatedModule } from 
 import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
 import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
 import { returnThunkSet, trampolineFunc } from '../../shared/x86/touchups/static-call-init.ts';
-import { readReferenceFolder } from '../../runtime/reference/reference-folder.ts';
+import { readReferenceFolder } from '../../checks/reference/reference-folder.ts';
 import { fixtureDir, fixtures, loadFixtureKernel, needsFixtures } from '../helpers/fixtures.ts';
 
 const fixtureTest = needsFixtures(test);

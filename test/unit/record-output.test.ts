@@ -13,8 +13,8 @@ import type { RunOutputContext } from '../../cli/run-outputs/run-output.ts';
 import type { OutgoingRequest } from '../../hypervisor/verifier-link/verifier-link.ts';
 import type { Verdict } from '../../shared/protocol.ts';
 import { RequestLogReader, type LogEntry } from '../../shared/request-log.ts';
-import type { ScenarioResult } from '../../runtime/scenario/outcome.ts';
-import type { Scenario } from '../../runtime/scenario/scenario.ts';
+import type { ScenarioResult } from '../../scenario/outcome.ts';
+import type { Scenario } from '../../scenario/scenario.ts';
 
 const ctx = { io: { out: () => {}, err: () => {}, cwd: '/' }, scenario: { name: 'fed' } as Scenario, display: 'fed.yaml' } as RunOutputContext;
 const keyring = { ed25519: [], certificates: [], revoked: { ed25519KeyIds: [], x509Sha256: [] } };

@@ -4,7 +4,7 @@
  * touch-up site in text, an entry in a table section, a run of bytes no table owns.
  */
 import test from 'ava';
-import { compareSection } from '../../runtime/reference/section-compare.ts';
+import { compareSection } from '../../checks/reference/section-compare.ts';
 import { SiteOwners } from '../../shared/x86/touchups/site-owner.ts';
 import type { TouchupTables } from '../../shared/x86/touchups/tables.ts';
 

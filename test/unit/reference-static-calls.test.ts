@@ -5,7 +5,7 @@
  * __static_call_transform(), case RET); anything else is unreadable, not guessed.
  */
 import test from 'ava';
-import { changedStaticCalls, staticCallStates, trampolineFunction } from '../../runtime/reference/runtime-state.ts';
+import { changedStaticCalls, staticCallStates, trampolineFunction } from '../../checks/reference/runtime-state.ts';
 import { RET5, encodeJmp32 } from '../../shared/x86/patch-encodings.ts';
 
 const TRAMP = 0xffffffff81e00000n;

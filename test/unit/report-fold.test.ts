@@ -5,8 +5,8 @@
  * section with a denial pinned on it is never folded away.
  */
 import test from 'ava';
-import { renderReport, type Denial } from '../../runtime/report/index.ts';
-import type { InspectedRegion, MachineInspection } from '../../runtime/inspection.ts';
+import { renderReport, type Denial } from '../../report/index.ts';
+import type { InspectedRegion, MachineInspection } from '../../machine/inspection.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_XS } from '../../hypervisor/ept/permissions.ts';
 
 const M = 0xffffffffc0000000n;

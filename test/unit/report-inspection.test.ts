@@ -1,11 +1,11 @@
 /**
- * The map data behind `heki run --report` (runtime/inspection.ts): pages merged into runs
+ * The map data behind `heki run --report` (machine/inspection.ts): pages merged into runs
  * only while frames follow one another and the EPT value stays the same; the kernel split
  * into its regions with ro_after_init carved out of .rodata; module sections placed through
  * the guest's page tables, in address order.
  */
 import test from 'ava';
-import { inspectMachine, mergeRuns } from '../../runtime/inspection.ts';
+import { inspectMachine, mergeRuns } from '../../machine/inspection.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS } from '../../hypervisor/ept/permissions.ts';
 import type { KernelBoundaries } from '../../shared/kernel-image/kernel-layout.ts';
 

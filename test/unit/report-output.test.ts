@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CliIo } from '../../cli/command.ts';
 import { createRunCommand, type MachineFactory } from '../../cli/commands/run.ts';
-import { ScriptedMachine } from '../../runtime/scenario/index.ts';
-import type { StepOutcome } from '../../runtime/machine-api.ts';
+import { ScriptedMachine } from '../../scenario/index.ts';
+import type { StepOutcome } from '../../machine/machine-api.ts';
 
 const SCENARIO = `name: scripted<report>
 kernel: real

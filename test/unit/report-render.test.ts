@@ -1,14 +1,14 @@
 /**
- * The report page (runtime/report/): everything from the run is escaped (a scenario name,
+ * The report page (report/): everything from the run is escaped (a scenario name,
  * a reason, a section name cannot inject markup or end the script), runs become coloured
  * segments to scale with the immutable hatching, denials are pinned at the page they
  * concern and linked both ways, and the collector turns observer events into denials.
  */
 import test from 'ava';
-import { DenialCollector, renderReport, type Denial } from '../../runtime/report/index.ts';
-import { esc, rawText } from '../../runtime/report/escape.ts';
-import { permClass } from '../../runtime/report/perm-class.ts';
-import type { MachineInspection } from '../../runtime/inspection.ts';
+import { DenialCollector, renderReport, type Denial } from '../../report/index.ts';
+import { esc, rawText } from '../../report/escape.ts';
+import { permClass } from '../../report/perm-class.ts';
+import type { MachineInspection } from '../../machine/inspection.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS } from '../../hypervisor/ept/permissions.ts';
 import type { VerdictEvent, VerifierRequestEvent } from '../../hypervisor/observe/vm-observer.ts';
 import type { OutgoingRequest } from '../../hypervisor/verifier-link/verifier-link.ts';

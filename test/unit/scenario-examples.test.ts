@@ -7,7 +7,7 @@ import test from 'ava';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../../shared/kernel-image/fixture-paths.ts';
-import { loadScenario, type Scenario } from '../../runtime/scenario/index.ts';
+import { loadScenario, type Scenario } from '../../scenario/index.ts';
 import { needsFixtures } from '../helpers/fixtures.ts';
 
 const dir = join(repoRoot(), 'scenarios');

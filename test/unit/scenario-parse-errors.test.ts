@@ -4,7 +4,7 @@
  * are reported at once.
  */
 import test from 'ava';
-import { formatParseError, parseScenario } from '../../runtime/scenario/index.ts';
+import { formatParseError, parseScenario } from '../../scenario/index.ts';
 
 /** The `file:line: message` lines for `text` (fails the test if it parses). */
 function problems(text: string): string[] {

@@ -5,8 +5,8 @@
  */
 import test from 'ava';
 import { isAbsolute } from 'node:path';
-import { parseScenario, type Scenario, type Step } from '../../runtime/scenario/index.ts';
-import { generateJitImage } from '../../runtime/scenario/steps.ts';
+import { parseScenario, type Scenario, type Step } from '../../scenario/index.ts';
+import { generateJitImage } from '../../scenario/steps.ts';
 
 const PATH = '/work/scenarios/s.yaml';
 

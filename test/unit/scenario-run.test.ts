@@ -5,8 +5,8 @@
  * shape `heki run --json` prints.
  */
 import test from 'ava';
-import type { StepOutcome } from '../../runtime/machine-api.ts';
-import { parseScenario, runScenario, ScriptedMachine, stepHolds, type MachineCall, type Scenario } from '../../runtime/scenario/index.ts';
+import type { StepOutcome } from '../../machine/machine-api.ts';
+import { parseScenario, runScenario, ScriptedMachine, stepHolds, type MachineCall, type Scenario } from '../../scenario/index.ts';
 
 function scenario(steps: string, name = 'run-test'): Scenario {
   const r = parseScenario(`name: ${name}\nsteps:\n${steps}`, { path: '/s/x.yaml' });

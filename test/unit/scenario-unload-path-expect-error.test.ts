@@ -8,7 +8,7 @@ import test from 'ava';
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseScenario, runScenario, ScriptedMachine, type Scenario } from '../../runtime/scenario/index.ts';
+import { parseScenario, runScenario, ScriptedMachine, type Scenario } from '../../scenario/index.ts';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
 
 function scenario(dir: string, steps: string): Scenario {

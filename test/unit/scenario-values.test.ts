@@ -13,7 +13,7 @@ import {
   parseInteger,
   parseMsr,
   U64_MAX,
-} from '../../runtime/scenario/values.ts';
+} from '../../scenario/values.ts';
 
 const value = <T>(r: { ok: true; value: T } | { ok: false; error: string }): T => {
   if (!r.ok) throw new Error(r.error);

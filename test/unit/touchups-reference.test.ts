@@ -13,8 +13,8 @@ import { BUILTIN_CPU_MODELS } from '../../shared/x86/cpu-models-builtin.ts';
 import { vmlinuxTextSpace, vmlinuxTouchupContext, vmlinuxTouchupTables } from '../../shared/kernel-image/touchup-tables.ts';
 import { applyBootTouchups } from '../../shared/x86/touchups/boot-touchups.ts';
 import { SiteOwners } from '../../shared/x86/touchups/site-owner.ts';
-import { changedKeys, jumpKeyStates } from '../../runtime/reference/runtime-state.ts';
-import { readReferenceFolder } from '../../runtime/reference/reference-folder.ts';
+import { changedKeys, jumpKeyStates } from '../../checks/reference/runtime-state.ts';
+import { readReferenceFolder } from '../../checks/reference/reference-folder.ts';
 import { fixtureDir, loadFixtureKernel, needsFixtures } from '../helpers/fixtures.ts';
 
 const fixtureTest = needsFixtures(test);

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { VERIFIER_TIMEOUT_ENV, verifierTimeoutMs } from '../../runtime/verifier-timeout.ts';
+import { VERIFIER_TIMEOUT_ENV, verifierTimeoutMs } from '../../machine/verifier-timeout.ts';
 
 test('the verifier timeout: the configured value, else HEKI_VERIFIER_TIMEOUT_MS, else the link default', (t) => {
   t.deepEqual(verifierTimeoutMs(1234, { [VERIFIER_TIMEOUT_ENV]: '9000' }), { ok: true, value: 1234 });

@@ -1,6 +1,6 @@
 /**
  * Saving a whole VM into a signed state image (shared/vm-image.ts) and putting one back: the
- * common part of hibernation (hibernate.ts) and migration (runtime/lifecycle/migration.ts).
+ * common part of hibernation (hibernate.ts) and migration (machine/lifecycle/migration.ts).
  *
  * Sections the VMM writes:
  * - `core`: the core's protection state and the vCPUs' registers (VmCore.saveState: pins, MSR
