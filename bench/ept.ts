@@ -113,11 +113,10 @@ function timeChecks(ept: Ept, m: ReturnType<typeof mix>, budgetMs: number): { ch
   const { frames, access, mode, masks } = m;
   let allowed = 0;
   let rounds = 0;
-  let t0 = performance.now();
   // One round untimed: the JIT optimises the loop first.
   for (let i = 0; i < n; i++) if (ept.check(frames[i] as number, masks[i] as AccessMask)) allowed++;
   allowed = 0;
-  t0 = performance.now();
+  const t0 = performance.now();
   do {
     for (let i = 0; i < n; i++) if (ept.check(frames[i] as number, masks[i] as AccessMask)) allowed++;
     rounds++;

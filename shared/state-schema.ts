@@ -145,6 +145,7 @@ export function tuple<const S extends readonly Schema<unknown>[]>(...items: S): 
   };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a field's schema may hold any type; Req/Opt below recover each one
 type Fields = Record<string, Schema<any>>;
 type Req<F extends Fields> = { [K in keyof F as F[K]['optional'] extends true ? never : K]: F[K] extends Schema<infer T> ? T : never };
 type Opt<F extends Fields> = { [K in keyof F as F[K]['optional'] extends true ? K : never]?: F[K] extends Schema<infer T> ? T : never };

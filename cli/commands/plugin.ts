@@ -152,7 +152,7 @@ function nextSteps(cwd: string, dir: string, pluginPath: string, testPath: strin
   const reach = hekiReach(dir);
   const lines: string[] = [];
   const heki = 'npx heki';
-  let scenario = '<scenario.yaml>';
+  let scenario: string;
   if (reach.kind === 'checkout') {
     const inRoot = relative(reach.root, testPath).split(sep).join('/');
     const prefix = shown(cwd, reach.root) === '.' ? '' : `cd ${shown(cwd, reach.root)} && `;

@@ -238,7 +238,7 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
     // Replace each 2 MiB mapping by a table of 4 KiB entries.
     const e = pageTables.mapTable(va, (i) => {
       const v = va + BigInt(i) * PAGE;
-      let flags = PTE.G | PTE.NX;
+      let flags: bigint;
       if (v >= text.start && v < text.end) flags = PTE.G;
       else if (v >= ro.start && v < ro.end) flags = PTE.G | PTE.NX;
       else if (v >= text.end && v < ro.start) flags = PTE.G | PTE.NX;

@@ -113,11 +113,15 @@ export class LzmaDecoder {
     let range = -1; // 0xffffffff as int32
     ip += 5;
 
+    // The decoder's locals live across the loop's states, so their first values can look
+    // unused to a linter that does not follow the state machine.
+    /* eslint-disable no-useless-assignment */
     let p = 0;
     let bound = 0;
     let i = 0;
     let sym = 0;
     let len = 0;
+    /* eslint-enable no-useless-assignment */
 
     while (op < opEnd) {
       if (ip > inEnd) return this.fail(inEnd, 'LZMA chunk overruns its compressed size');
@@ -325,6 +329,7 @@ export class LzmaDecoder {
 
     // xz-embedded normalizes once more after the loop; the chunk must then be consumed
     // exactly and the range coder must be finished (code == 0).
+    // eslint-disable-next-line no-useless-assignment -- the normalisation is xz-embedded's, kept whole
     if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
     if (ip !== inEnd) return this.fail(Math.min(ip, inEnd), `LZMA chunk used ${ip > inEnd ? 'more' : 'fewer'} bytes than its header says`);
     if (code !== 0) return this.fail(ip, 'range coder did not finish cleanly at the end of the chunk');

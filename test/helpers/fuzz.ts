@@ -142,7 +142,7 @@ export function noThrowNoHang<T>(what: string, size: number, f: () => T): T {
   try {
     r = f();
   } catch (e) {
-    throw new Error(`${what} threw on a ${size}-byte input: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    throw new Error(`${what} threw on a ${size}-byte input: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`, { cause: e });
   }
   const ms = performance.now() - t0;
   if (ms > HANG_MS) throw new Error(`${what} took ${ms.toFixed(0)} ms on a ${size}-byte input (more than ${HANG_MS} ms: a hang)`);

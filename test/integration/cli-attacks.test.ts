@@ -97,7 +97,7 @@ test('an attack that is not stopped makes the run exit 1 and is reported with it
   const b = io();
   const code = await createAttacksCommand({ runAttacks: fake }).run(['write-kernel-text', 'clear-cr0-wp'], b.io);
   t.is(code, 1);
-  t.regex(b.run().out, /1 of 2 attacks stopped in .*; NOT stopped: write-kernel-text\n\nwrite-kernel-text: nothing: the byte changed\n  detail of write-kernel-text\n/);
+  t.regex(b.run().out, /1 of 2 attacks stopped in .*; NOT stopped: write-kernel-text\n\nwrite-kernel-text: nothing: the byte changed\n {2}detail of write-kernel-text\n/);
   const j = io();
   t.is(await createAttacksCommand({ runAttacks: fake }).run(['write-kernel-text', '--json'], j.io), 1);
   t.like(JSON.parse(j.run().out), { total: 1, stopped: 0 });
@@ -107,7 +107,7 @@ test('--list names every attack with its expected stop; --list --json is machine
   const r = await heki(['attacks', '--list']);
   t.is(r.code, 0);
   for (const a of listAttacks()) t.true(r.out.includes(`${a.name}\n    ${a.title}\n    expected stop: ${a.expectedStop}`), a.name);
-  t.regex(r.out, /boot-return-thunks-to-ret\n.*\n.*\n    applies to: a CPU model with X86_FEATURE_RETHUNK\n/);
+  t.regex(r.out, /boot-return-thunks-to-ret\n.*\n.*\n {4}applies to: a CPU model with X86_FEATURE_RETHUNK\n/);
   const j = await heki(['attacks', '--list', '--json', 'flood-verifier']);
   t.is(j.code, 0);
   t.deepEqual(Object.keys((JSON.parse(j.out) as { attacks: object[] }).attacks[0]!), ['name', 'title', 'expectedStop']);

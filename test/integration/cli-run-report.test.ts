@@ -78,6 +78,7 @@ if (haveFixtures && !haveChromium) {
     t.is(await main(['run', scenario(dir), '--report', out], run), 0, run.stdout + run.stderr);
     t.regex(run.stdout, /report: .*report\.html \(\d+ regions, \d+ denials\)\n/);
 
+    // eslint-disable-next-line prefer-const -- the teardown must see it even when launch throws
     let browser: Browser | undefined;
     t.teardown(() => browser?.close());
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });

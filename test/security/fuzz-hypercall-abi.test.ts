@@ -281,7 +281,7 @@ async function runOne(run: Run): Promise<void> {
         : op.kind === 'map-gpa' ? await cpu.vmcall(HC.MAP_GPA_RANGE, op.a0, op.a1, op.a2)
         : await cpu.vmcall(op.nr, op.args[0], op.args[1], op.args[2], op.args[3]);
     } catch (e) {
-      throw new Error(`${where}: an exception escaped the core: ${e instanceof Error ? e.stack : String(e)}`);
+      throw new Error(`${where}: an exception escaped the core: ${e instanceof Error ? e.stack : String(e)}`, { cause: e });
     }
     hypercalls++;
     count(`${op.kind === 'other' ? 'other' : op.kind}${step.cpl === 3 ? '@cpl3' : ''} ${statusName(ret)}`);
