@@ -6,6 +6,8 @@
  * here before a single field is used.
  */
 import type { VerifiedModule, VmState } from './plugin-api.ts';
+import type { Keyring } from './keyring.ts';
+import { loadManifest } from './manifest.ts';
 
 /** Version of {@link ExportedVmState}. */
 export const EXPORTED_VM_STATE_VERSION = 1;
@@ -78,6 +80,24 @@ export function validateExportedVmState(v: unknown): { ok: true; state: Exported
   if (!isMap(x.pluginState) || ![...x.pluginState.keys()].every((k) => typeof k === 'string')) return bad('pluginState must map plugin names to state');
   if (x.manifest !== undefined && typeof x.manifest !== 'string') return bad('manifest must be the manifest text or absent');
   return { ok: true, state: x as unknown as ExportedVmState };
+}
+
+/**
+ * An exported state of unknown origin, checked for taking back: its shape, and the signed
+ * manifest it names (against `keyring`'s kernel-vendor keys), loaded. The error names the
+ * first problem. Used by a `restore-state` (plugins/lifecycle.ts) and by the VMM's
+ * `importVm` of a forked VM (verifier.ts).
+ */
+export function checkExportedVmState(
+  v: unknown,
+  keyring: Keyring,
+): { ok: true; state: ExportedVmState; kernel: VmState['kernel'] } | { ok: false; part: 'shape' | 'manifest'; error: string } {
+  const checked = validateExportedVmState(v);
+  if (!checked.ok) return { ok: false, part: 'shape', error: checked.error };
+  if (checked.state.manifest === undefined) return { ok: true, state: checked.state, kernel: undefined };
+  const m = loadManifest(checked.state.manifest, keyring);
+  if (!m.ok) return { ok: false, part: 'manifest', error: `the VM's kernel manifest: ${m.error}` };
+  return { ok: true, state: checked.state, kernel: { manifest: m.value, text: checked.state.manifest } };
 }
 
 /**

@@ -75,6 +75,12 @@ export interface VerifierWorkerApi {
   /** The per-VM state of `vm` as plain data (verifier-vm/vm-state.ts), or undefined. */
   exportVm(vm: string): unknown;
   /**
+   * Takes the per-VM state of `vm` as {@link exportVm} gave it (the VMM forks a booted VM
+   * onto a new verifier): undefined once taken, else why not (a malformed state, a manifest
+   * the keyring does not trust, a VM that already has state).
+   */
+  importVm(vm: string, state: unknown): string | undefined;
+  /**
    * Starts serving the verification ring in `layout` (shared/ring/layout.ts) beside comlink;
    * undefined when it runs, else why not (the link then keeps to comlink for this worker).
    */

@@ -74,6 +74,10 @@ const api: VerifierWorkerApi = {
     return verifier?.exportVm(vm);
   },
 
+  importVm(vm: string, state: unknown): string | undefined {
+    return verifier ? verifier.importVm(vm, state) : 'the verifier is not initialised';
+  },
+
   attachRing(layout: RingLayout, timing?: RingServerTiming): string | undefined {
     if (!verifier) return 'the verifier is not initialised';
     if (ring) return 'a ring is already attached';

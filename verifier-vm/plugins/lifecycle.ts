@@ -22,7 +22,7 @@ import { parseBzImageHeader } from '../../shared/kernel-image/bzimage.ts';
 import { loadManifest, type KernelManifest } from '../manifest.ts';
 import type { PluginContext, PluginResult, VerifierPlugin, VmState } from '../plugin-api.ts';
 import { keyringVmImageVerifier } from '../signature/vm-image.ts';
-import { applyExportedVmState, validateExportedVmState, type ExportedVmState } from '../vm-state.ts';
+import { applyExportedVmState, checkExportedVmState, type ExportedVmState } from '../vm-state.ts';
 
 /** Plugin name. */
 export const LIFECYCLE_PLUGIN = 'lifecycle';
@@ -63,15 +63,9 @@ export function checkRestoreState(request: RequestOf<'restore-state'>, ctx: Plug
   if (!section) return deny('state image: it has no verifier section');
   const raw = decodeStructured(section);
   if (!raw.ok) return deny(`state image: verifier section: ${raw.error}`);
-  const v = validateExportedVmState(raw.value);
-  if (!v.ok) return deny(`state image: verifier section: ${v.error}`);
-  let kernel: VmState['kernel'];
-  if (v.state.manifest !== undefined) {
-    const m = loadManifest(v.state.manifest, ctx.keyring);
-    if (!m.ok) return deny(`state image: the VM's kernel manifest: ${m.error}`);
-    kernel = { manifest: m.value, text: v.state.manifest };
-  }
-  ctx.facts.set(RESTORE_FACT, { state: v.state, kernel } satisfies Restore);
+  const v = checkExportedVmState(raw.value, ctx.keyring);
+  if (!v.ok) return deny(v.part === 'manifest' ? `state image: ${v.error}` : `state image: verifier section: ${v.error}`);
+  ctx.facts.set(RESTORE_FACT, { state: v.state, kernel: v.kernel } satisfies Restore);
   const h = checked.value.header;
   return {
     decision: 'allow',
