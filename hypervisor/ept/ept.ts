@@ -153,7 +153,9 @@ export class Ept implements EptView {
     const leaves: Array<Uint8Array | undefined> = [];
     source.#leaves.forEach((leaf, key) => {
       if (leaf === undefined) return;
-      if (leaf.some((p) => (p & EPT_FROZEN) !== 0)) throw new RangeError(`the EPT to copy holds frozen frames in region ${key} (a verification is in flight)`);
+      for (let i = 0; i < LEAF_SIZE; i++) {
+        if (((leaf[i] as number) & EPT_FROZEN) !== 0) throw new RangeError(`the EPT to copy holds frozen frames in region ${key} (a verification is in flight)`);
+      }
       leaves[key] = leaf.slice();
     });
     this.#leaves = leaves;
