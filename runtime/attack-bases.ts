@@ -41,12 +41,21 @@ export class AttackBases {
     return (this.#uses.get(configKey(config)) ?? 0) >= 2;
   }
 
-  /** A fork of the base of `config`, booting the base on first use; a base that did not boot fails every fork of it. */
+  /**
+   * A fork of the base of `config`, booting the base on first use. A base that does not boot
+   * fails the attacks waiting for it (not stopped, with the boot's reason); the next attack
+   * boots one again.
+   */
   async machine(config: MachineConfig): Promise<Result<SimulatedMachine, string>> {
     const key = configKey(config);
     let base = this.#bases.get(key);
     if (!base) {
-      base = bootBase(config, { warm: this.#warm }).then((b) => (b.ok ? ok(b.value) : err(`the base machine did not boot: ${b.error.message}`)));
+      base = bootBase(config, { warm: this.#warm }).then((b) => {
+        if (b.ok) return ok(b.value);
+        // Not kept: the next attack of this configuration boots a base again.
+        this.#bases.delete(key);
+        return err(`the base machine did not boot: ${b.error.message}`);
+      });
       this.#bases.set(key, base);
     }
     const b = await base;

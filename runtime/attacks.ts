@@ -271,8 +271,11 @@ async function attackOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, m:
   const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, applicable: true, stop, detail }, after: undefined });
   try {
     if (boot) {
+      const mark = m.verdictMark();
       const b = await withTimeout(m.boot(), timeoutMs, 'boot');
-      if (b.outcome !== 'allowed' || !m.kernel) return notStopped('the kernel did not boot', b.reason);
+      // The verifier's own reason, when it refused the boot (a timeout says so: fail closed).
+      const why = m.deniedSince(mark);
+      if (b.outcome !== 'allowed' || !m.kernel) return notStopped('the kernel did not boot', `${b.reason}${why.length ? `; verifier: ${why.join(' | ')}` : ''}`);
     }
     const kernel = m.kernel;
     if (!kernel) return notStopped('the kernel did not boot', 'the machine has no running kernel');

@@ -84,20 +84,11 @@ export async function forkMachine(machine: SimulatedMachine, link?: StartedLink)
   const started = await (link ?? startLink(init, host));
   if (!started.ok) return give(started.error);
   const l = started.value;
-  // The parent's state, read while it is idle; nothing below awaits the parent again.
+  // INVARIANT: the parent's verifier state and VM state are read with no await between the
+  // end of the export and the copy, so a parent that is idle between steps gives one state.
   const exported = await machine.link.exportVm(vm);
   if (exported === undefined) return give(`the parent's verifier holds no state for VM ${vm}`, l);
-  const refused = await l.importVm(vm, exported);
-  if (refused !== undefined) return give(`the fork's verifier refused the parent's state: ${refused}`, l);
-  if (machine.vmm.onlineCpus !== machine.vmm.cpuModel.presentCpus) {
-    const r = await l.setOnlineCpus(vm, machine.vmm.onlineCpus);
-    if (r !== undefined) return give(`the fork's verifier refused the CPUs online: ${r}`, l);
-  }
   const observer = host.observer;
-  if (observer?.verifierStarted) {
-    const time = performance.now();
-    notify(() => observer.verifierStarted!({ vm, init, time }));
-  }
   const audit = AuditLog.inMemory();
   const vmm = new Vmm({
     ...machine.vmm.settings,
@@ -115,6 +106,17 @@ export async function forkMachine(machine: SimulatedMachine, link?: StartedLink)
   if (!copied.ok) return give(copied.error, l);
   const guest = restoreGuestKernel(vmm.bootCpu, machine.image, structuredClone(saveGuestKernel(kernel)));
   if (!guest.ok) return give(`cannot fork the guest kernel: ${guest.error}`, l);
+  // The fork's verifier takes the state before the fork's first request can reach it.
+  const refused = await l.importVm(vm, exported);
+  if (refused !== undefined) return give(`the fork's verifier refused the parent's state: ${refused}`, l);
+  if (vmm.onlineCpus !== vmm.cpuModel.presentCpus) {
+    const r = await l.setOnlineCpus(vm, vmm.onlineCpus);
+    if (r !== undefined) return give(`the fork's verifier refused the CPUs online: ${r}`, l);
+  }
+  if (observer?.verifierStarted) {
+    const time = performance.now();
+    notify(() => observer.verifierStarted!({ vm, init, time }));
+  }
   auditLifecycle(vmm, { type: 'fork', result: 'forked', parentVmId: machine.vmm.identity.vmId, parentAuditSeq: head.seq, parentAuditHash: head.hash, sharedPages: vmm.core.memory.sharedPages() });
   return ok(
     new SimulatedMachine({
@@ -144,8 +146,7 @@ export class MachineBase {
   readonly #warm: number;
   readonly #ready: StartedLink[] = [];
   #disposed = false;
-  /** Forks made so far. */
-  forks = 0;
+  #forks = 0;
 
   /** `machine`: booted, with its host side and the VMM key the host named (bootBase makes it so). */
   constructor(machine: SimulatedMachine, options: { readonly warm?: number } = {}) {
@@ -165,8 +166,13 @@ export class MachineBase {
     const link = this.#ready.shift();
     this.#fill();
     const m = await forkMachine(this.#machine, link);
-    if (m.ok) this.forks++;
+    if (m.ok) this.#forks++;
     return m;
+  }
+
+  /** Forks made so far. */
+  get forks(): number {
+    return this.#forks;
   }
 
   /** Resolves once the warm verifiers have started (or failed to): the next `warm` forks start none. */
