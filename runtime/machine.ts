@@ -35,6 +35,7 @@ import { verifierTimeoutMs } from './verifier-timeout.ts';
 import { MachineBase } from './machine-fork.ts';
 
 export { MachineBase, forkMachine } from './machine-fork.ts';
+export { machineDigest, type MachineDigest } from './machine-digest.ts';
 
 /** Guest RAM by default: 1 GiB (sparse: only touched pages cost host memory). */
 export const DEFAULT_MEMORY = 1n << 30n;
