@@ -17,8 +17,9 @@ import { measureRoundTrip } from './roundtrip.ts';
 import { measureScaling } from './scaling.ts';
 import { round, si } from './stats.ts';
 import { measureBootVerify } from './boot-verify.ts';
+import { measureFork } from './fork.ts';
 
-/** The JSON report's keys, exactly (issue 7; `boot_verify_ms` from issue 12; `boot_lock_cold_ms`, `boot_lock_nocache_ms` from issue 17). */
+/** The JSON report's keys, exactly (issue 7; `boot_verify_ms` from issue 12; `boot_lock_cold_ms`, `boot_lock_nocache_ms` and `fork_ms` from issue 17). */
 export const BENCH_KEYS = [
   'roundtrip_comlink_p50_us',
   'roundtrip_comlink_p99_us',
@@ -32,6 +33,7 @@ export const BENCH_KEYS = [
   'boot_lock_cold_ms',
   'boot_lock_nocache_ms',
   'boot_verify_ms',
+  'fork_ms',
   'failover_ms',
   'failover_lost',
 ] as const;
@@ -207,6 +209,17 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       },
     },
     {
+      label: 'fork of a booted machine',
+      weight: 3,
+      run: async () => {
+        if (!ctx.haveFixtures) return void unmeasured.push({ key: 'fork_ms', why: `${noFixtures}: needs the real kernel` });
+        const f = await measureFork(ctx, ctx.n(1, 5));
+        json.fork_ms = round(f.medianMs);
+        row('fork', 'bootBase + fork() with a warm verifier (median)', `${f.medianMs.toFixed(1)} ms`, `${f.runs} runs, ${f.sharedPages} pages shared copy-on-write`);
+        row('fork', 'fork() starting its verifier on demand', `${f.coldVerifierMs.toFixed(0)} ms`, 'a worker thread starts and initialises');
+      },
+    },
+    {
       label: 'verifier failover',
       weight: 3,
       run: async () => {
@@ -252,6 +265,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     check('module authentication >= 500 MB/s', json.module_auth_mb_per_s, (v) => v >= 500, (v) => `${v} MB/s`),
     check('boot and lock from a fresh process <= 500 ms', json.boot_lock_cold_ms, (v) => v <= 500, (v) => `${v} ms`),
     check('EPT checks >= 100 M/s', json.ept_checks_per_s, (v) => v >= 100e6, (v) => `${si(v)}/s`),
+    check('fork of a booted machine <= 20 ms', json.fork_ms, (v) => v <= 20, (v) => `${v} ms`),
     check('failover <= 10 ms with 0 lost', json.failover_ms !== null && json.failover_lost !== null ? json.failover_ms : null, (v) => v <= 10 && json.failover_lost === 0, (v) => `${v} ms, ${json.failover_lost} lost`),
   ];
   return { json: { ...json, machine }, rows, targets, unmeasured };
@@ -273,6 +287,7 @@ function keysOf(label: string): BenchKey[] {
     'boot and lock': ['boot_lock_ms'],
     'boot and lock from a fresh process': ['boot_lock_cold_ms', 'boot_lock_nocache_ms'],
     'end-of-boot prediction': ['boot_verify_ms'],
+    'fork of a booted machine': ['fork_ms'],
     'verifier failover': ['failover_ms', 'failover_lost'],
   };
   return map[label] ?? [];

@@ -1,6 +1,9 @@
 /**
- * The runner of the security regression catalogue (guest/attacks/): each attack on a freshly
- * built and booted machine with the real Debian 6.1 kernel, the machine always disposed. What
+ * The runner of the security regression catalogue (guest/attacks/): each attack on its own
+ * machine with the real Debian 6.1 kernel in its booted state, the machine always disposed.
+ * By default that machine is a fork of one booted base per machine configuration the run's
+ * attacks share (checks/attack-bases.ts, machine/machine-fork.ts), as indistinguishable
+ * from a fresh boot as the fork test shows; `fork: false` boots a machine per attack. What
  * can be shared safely is shared: the loaded kernel image (never written to) and the host key
  * files. An attack that throws, times out, or whose machine does not boot counts as NOT
  * stopped, with the problem as its detail: the catalogue fails loudly, never silently.
@@ -30,6 +33,7 @@ import { signCodeImage } from '../verifier-vm/signature/code-image.ts';
 import { ed25519KeyId, ed25519KeyIdHex, generateEd25519KeyPair, type Ed25519KeyPair } from '../shared/crypto/ed25519.ts';
 import { signModuleFile } from '../tools/sign-module.ts';
 import { attackHost } from '../machine/attack-host.ts';
+import { AttackBases } from './attack-bases.ts';
 import { hostEvidence } from './attack-evidence.ts';
 import { createMachineDetailed, type MachineConfig } from '../machine/machine.ts';
 import type { SimulatedMachine } from '../machine/simulated-machine.ts';
@@ -80,6 +84,12 @@ export interface RunAttacksOptions {
    * another state: migrated, restored from a snapshot (docs/lifecycle.md).
    */
   readonly machine?: (config: MachineConfig) => Promise<Result<SimulatedMachine, string>>;
+  /**
+   * Run each attack on its own fork of one booted base per machine configuration
+   * (checks/attack-bases.ts; default true), or boot a machine per attack (false). Ignored
+   * when `machine` is given.
+   */
+  readonly fork?: boolean;
 }
 
 /**
@@ -206,6 +216,7 @@ async function runOn<B, A>(
   probe?: AttackProbe<B, A>,
   machine?: RunAttacksOptions['machine'],
   cpu?: CpuModelSpec,
+  bases?: AttackBases,
 ): Promise<{ report: AttackReport; after: A | undefined }> {
   const needs = attack.needs ?? {};
   const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, applicable: true, stop, detail }, after: undefined });
@@ -214,7 +225,27 @@ async function runOn<B, A>(
     const stop = `not applicable on CPU model ${env.cpu.name}: ${unmet}`;
     return { report: { name: attack.name, stopped: false, applicable: false, stop, detail: `${stop}; the attack was not run (run it on a model that meets its needs: heki attacks --list)` }, after: undefined };
   }
-  const config: MachineConfig = {
+  const config = attackMachineConfig(attack, env, cpu);
+  const make = machine ?? (bases?.forks(config) ? (c: MachineConfig) => bases.machine(c) : undefined);
+  if (make) {
+    let made: Result<SimulatedMachine, string>;
+    try {
+      made = await withTimeout(make(config), timeoutMs, 'the machine');
+    } catch (e) {
+      return notStopped('the machine did not start', errorText(e));
+    }
+    if (!made.ok) return notStopped('the machine did not start', made.error);
+    return attackOn(attack, env, timeoutMs, made.value, probe);
+  }
+  const built = await createMachineDetailed(config);
+  if (!built.ok) return notStopped('the machine did not start', built.error.message);
+  return attackOn(attack, env, timeoutMs, built.value, probe, true);
+}
+
+/** The machine `attack` runs on: the run's CPU model, kernel and keys, and what the attack needs. */
+function attackMachineConfig(attack: Attack, env: RunEnv, cpu?: CpuModelSpec): MachineConfig {
+  const needs = attack.needs ?? {};
+  return {
     ...(cpu !== undefined ? { cpu } : {}),
     kernel: 'real',
     cpu: env.cpu,
@@ -232,19 +263,6 @@ async function runOn<B, A>(
     // production setup, the others one thread less competing with the boot.
     ...(needs.verifierFaults ? {} : { verifierSpare: false }),
   };
-  if (machine) {
-    let made: Result<SimulatedMachine, string>;
-    try {
-      made = await withTimeout(machine(config), timeoutMs, 'the machine');
-    } catch (e) {
-      return notStopped('the machine did not start', errorText(e));
-    }
-    if (!made.ok) return notStopped('the machine did not start', made.error);
-    return attackOn(attack, env, timeoutMs, made.value, probe);
-  }
-  const built = await createMachineDetailed(config);
-  if (!built.ok) return notStopped('the machine did not start', built.error.message);
-  return attackOn(attack, env, timeoutMs, built.value, probe, true);
 }
 
 /** Runs `attack` on machine `m` (booting it first when `boot`); always disposes `m`. */
@@ -253,8 +271,11 @@ async function attackOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, m:
   const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, applicable: true, stop, detail }, after: undefined });
   try {
     if (boot) {
+      const mark = m.verdictMark();
       const b = await withTimeout(m.boot(), timeoutMs, 'boot');
-      if (b.outcome !== 'allowed' || !m.kernel) return notStopped('the kernel did not boot', b.reason);
+      // The verifier's own reason, when it refused the boot (a timeout says so: fail closed).
+      const why = m.deniedSince(mark);
+      if (b.outcome !== 'allowed' || !m.kernel) return notStopped('the kernel did not boot', `${b.reason}${why.length ? `; verifier: ${why.join(' | ')}` : ''}`);
     }
     const kernel = m.kernel;
     if (!kernel) return notStopped('the kernel did not boot', 'the machine has no running kernel');
@@ -299,7 +320,8 @@ async function withEnv<T>(opts: RunAttacksOptions, f: (env: RunEnv) => Promise<T
 }
 
 /**
- * Runs the attacks `names` (all when omitted or empty), each on a fresh machine, at most
+ * Runs the attacks `names` (all when omitted or empty), each on its own machine (a fork of
+ * a booted base, or a fresh boot: {@link RunAttacksOptions.fork}), at most
  * `concurrency` at a time. Reports come back in catalogue order. Fails (typed) only for an
  * unknown name or missing fixtures; anything that goes wrong inside an attack is that
  * attack's report.
@@ -311,6 +333,18 @@ export async function runAttacks(names: readonly string[] = [], opts: RunAttacks
   const timeoutMs = opts.timeoutMs ?? DEFAULT_ATTACK_TIMEOUT_MS;
   const width = Math.max(1, Math.min(opts.concurrency ?? DEFAULT_ATTACK_CONCURRENCY, attacks.length));
   return withEnv(opts, async (env) => {
+    // One booted base per configuration that several attacks share, unless the caller builds
+    // the machines or asked for a boot per attack.
+    const bases = opts.machine || opts.fork === false ? undefined : new AttackBases(width);
+    if (bases) for (const a of attacks) if (!a.needs?.cpu || unmetCpuNeeds(env.cpu, a.needs.cpu) === undefined) bases.expect(attackMachineConfig(a, env, opts.cpu));
+    try {
+      return await runAll(env, bases);
+    } finally {
+      await bases?.dispose();
+    }
+  });
+
+  async function runAll(env: RunEnv, bases: AttackBases | undefined): Promise<AttacksRun> {
     const reports: AttackReport[] = new Array<AttackReport>(attacks.length);
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -319,7 +353,7 @@ export async function runAttacks(names: readonly string[] = [], opts: RunAttacks
         const attack = attacks[i]!;
         let report: AttackReport;
         try {
-          report = (await runOn(attack, env, timeoutMs, undefined, opts.machine, opts.cpu)).report;
+          report = (await runOn(attack, env, timeoutMs, undefined, opts.machine, opts.cpu, bases)).report;
         } catch (e) {
           report = { name: attack.name, stopped: false, applicable: true, stop: `the runner failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
         }
@@ -329,7 +363,7 @@ export async function runAttacks(names: readonly string[] = [], opts: RunAttacks
     };
     await Promise.all(Array.from({ length: width }, worker));
     return { attacks: reports, total: reports.length, stopped: reports.filter((r) => r.stopped).length, notApplicable: reports.filter((r) => !r.applicable).length, cpu: env.cpu.name };
-  });
+  }
 }
 
 /**

@@ -33,6 +33,10 @@ import type { WorkerInit } from '../shared/worker-api.ts';
 import type { MachineApi } from './machine-api.ts';
 import { SimulatedMachine } from './simulated-machine.ts';
 import { verifierTimeoutMs } from './verifier-timeout.ts';
+import { MachineBase } from './machine-fork.ts';
+
+export { MachineBase, forkMachine } from './machine-fork.ts';
+export { machineDigest, type MachineDigest } from './machine-digest.ts';
 
 /** Guest RAM by default: 1 GiB (sparse: only touched pages cost host memory). */
 export const DEFAULT_MEMORY = 1n << 30n;
@@ -322,6 +326,27 @@ export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineCo
   }
   const v = r.value;
   return ok(new SimulatedMachine({ vmm: v.vmm, link: v.link, audit: v.audit, image: v.image, memoryBytes: v.memoryBytes, codeSigner: generateEd25519KeyPair(), host: v.host, kernel: v.kernel }));
+}
+
+/**
+ * Builds a machine from `config`, boots it, and keeps it as the base of forks
+ * (machine/machine-fork.ts, docs/fork.md): `(await base.fork())` is a new machine in the
+ * booted state, as if it had booted itself, in milliseconds instead of a boot. The base
+ * signs with `config.vmmKey` or a key made for it, which every fork shares; `warm` verifier
+ * workers are kept started ahead (default 1). A boot that is not allowed is a `start` error
+ * with the boot's reason.
+ */
+export async function bootBase(config: MachineConfig, options: { readonly warm?: number } = {}): Promise<Result<MachineBase, MachineError>> {
+  const built = await createMachineDetailed({ ...config, vmmKey: config.vmmKey ?? generateEd25519KeyPair() });
+  if (!built.ok) return built;
+  const m = built.value;
+  const b = await m.boot();
+  if (b.outcome !== 'allowed') {
+    const why = m.deniedSince(0);
+    await m.dispose();
+    return err({ kind: 'start', message: `boot: ${b.reason}${why.length > 0 ? `; verifier: ${why.join(' | ')}` : ''}` });
+  }
+  return ok(new MachineBase(m, options));
 }
 
 /** Builds the machine (the signature `heki run` uses). */

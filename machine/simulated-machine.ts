@@ -80,6 +80,11 @@ export class SimulatedMachine implements MachineApi {
     return this.#parts.kernel;
   }
 
+  /** Its parts as they are now, read-only (the composition root's: a fork copies from them). */
+  get parts(): Readonly<MachineParts> {
+    return this.#parts;
+  }
+
   /** The host side the lifecycle steps use (after a migration: the destination's), if the machine has one. */
   get host(): MachineHost | undefined {
     return this.#parts.host;

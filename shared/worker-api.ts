@@ -110,6 +110,12 @@ export interface VerifierWorkerApi {
   /** The same state as the `verifier` section of a state image (verifier-vm/vm-state.ts), or undefined before init. */
   exportVmSection(vm: string): Uint8Array | undefined;
   /**
+   * Takes the per-VM state of `vm` as {@link exportVmSection} gave it, the `verifier` section
+   * bytes (the VMM forks a booted VM onto a new verifier): undefined once taken, else why not
+   * (a malformed section, a manifest the keyring does not trust, a VM that already has state).
+   */
+  importVm(vm: string, section: Uint8Array): string | undefined;
+  /**
    * Starts serving the verification ring in `layout` (shared/ring/layout.ts) beside comlink;
    * undefined when it runs, else why not (the link then keeps to comlink for this worker).
    */

@@ -17,7 +17,7 @@ import type { KernelManifest } from './manifest.ts';
 import type { AuditSink } from '../shared/audit-sink.ts';
 import { PatchRecords } from '../shared/ring/patch-records.ts';
 import { recordBatch, recordForm } from './record-batch.ts';
-import { EXPORTED_VM_STATE_VERSION, VERIFIER_SECTION, type ExportedVmState } from './vm-state.ts';
+import { EXPORTED_VM_STATE_VERSION, VERIFIER_SECTION, applyExportedVmState, checkVerifierSection, type ExportedVmState } from './vm-state.ts';
 import { encodeSection } from '../shared/state-section.ts';
 import { checkOnlineCpus, defaultVmConfig, type CheckedVmConfig } from './vm-config.ts';
 import type { VerifierStats } from '../shared/worker-api.ts';
@@ -104,6 +104,26 @@ export class Verifier {
     c.onlineCpus = online;
     const s = this.#vms.get(vm);
     if (s) s.onlineCpus = online;
+    return undefined;
+  }
+
+  /**
+   * Takes a VM's state from the VMM (a fork of a booted VM: the `verifier` section the parent
+   * VM's verifier exported), checked as a restore checks it (verifier-vm/vm-state.ts): its shape,
+   * and the manifest it names against this verifier's keyring. Undefined when taken, else why
+   * not. Refused for a VM this verifier already holds state for: an import never replaces
+   * what a VM's own requests built up.
+   *
+   * TRUST: the VMM's control plane, as `init` and `resetVm` are. The guest cannot reach it,
+   * and the state never leaves the host: the VMM carried it from one verifier to another as
+   * data (a structured clone over the worker boundary), without reading it.
+   */
+  importVm(vm: string, section: unknown): string | undefined {
+    if (typeof vm !== 'string' || vm === '') return 'the VM name is not a non-empty string';
+    if (this.#vms.has(vm)) return `the verifier already holds state for VM ${vm}: reset it before an import`;
+    const checked = checkVerifierSection(section, this.#keyring);
+    if (!checked.ok) return `the imported state of VM ${vm}: ${checked.error}`;
+    applyExportedVmState(this.vmState(vm), checked.state, checked.kernel);
     return undefined;
   }
 

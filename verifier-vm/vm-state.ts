@@ -10,6 +10,8 @@ import { decodeSection, type SectionFormat } from '../shared/state-section.ts';
 import { big, bool, count, list, map, obj, oneOf, opt, orUndefined, refine, set, str, strMatching, u32 } from '../shared/state-schema.ts';
 import { plain } from '../shared/plain-json.ts';
 import type { VerifiedModule, VmState } from './plugin-api.ts';
+import type { Keyring } from './keyring.ts';
+import { loadManifest } from './manifest.ts';
 
 /** Version of {@link ExportedVmState}. */
 export const EXPORTED_VM_STATE_VERSION = 1;
@@ -68,6 +70,25 @@ export function decodeVerifierSection(bytes: Uint8Array): Result<ExportedVmState
   if (d.value === undefined) return err('verifier section: the source verifier held no state for the VM');
   if (d.value.version !== EXPORTED_VM_STATE_VERSION) return err(`verifier section: data.version ${d.value.version} is not ${EXPORTED_VM_STATE_VERSION}`);
   return ok(d.value);
+}
+
+/**
+ * An exported state of unknown origin, checked for taking back: its shape, and the signed
+ * manifest it names (against `keyring`'s kernel-vendor keys), loaded. The error names the
+ * first problem. Used by a `restore-state` (plugins/lifecycle.ts) and by the VMM's
+ * `importVm` of a forked VM (verifier.ts).
+ */
+export function checkVerifierSection(
+  section: unknown,
+  keyring: Keyring,
+): { ok: true; state: ExportedVmState; kernel: VmState['kernel'] } | { ok: false; part: 'shape' | 'manifest'; error: string } {
+  if (!(section instanceof Uint8Array)) return { ok: false, part: 'shape', error: 'verifier section: not bytes' };
+  const checked = decodeVerifierSection(section);
+  if (!checked.ok) return { ok: false, part: 'shape', error: checked.error };
+  if (checked.value.manifest === undefined) return { ok: true, state: checked.value, kernel: undefined };
+  const m = loadManifest(checked.value.manifest, keyring);
+  if (!m.ok) return { ok: false, part: 'manifest', error: `the VM's kernel manifest: ${m.error}` };
+  return { ok: true, state: checked.value, kernel: { manifest: m.value, text: checked.value.manifest } };
 }
 
 /**

@@ -78,6 +78,9 @@ const api: VerifierWorkerApi = {
   exportVmSection(vm: string): Uint8Array | undefined {
     return typeof vm === 'string' ? verifier?.exportVmSection(vm) : undefined;
   },
+  importVm(vm: string, section: unknown): string | undefined {
+    return verifier ? verifier.importVm(vm, section) : 'the verifier is not initialised';
+  },
 
   attachRing(layout: RingLayout, timing?: RingServerTiming): string | undefined {
     if (!verifier) return 'the verifier is not initialised';

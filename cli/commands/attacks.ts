@@ -12,13 +12,16 @@ import type { runAttacks as RunAttacks } from '../../checks/attacks.ts';
 import type { Attack } from '../../guest/attacks/attack.ts';
 import { describeCpuNeeds } from '../../guest/attacks/cpu-needs.ts';
 
-const USAGE = `usage: heki attacks [NAME...] [--cpu MODEL] [--json]
+const USAGE = `usage: heki attacks [NAME...] [--cpu MODEL] [--boot-each] [--json]
        heki attacks --list [NAME...] [--json]
 
 Runs the security regression catalogue: each named attack (every attack when none is named)
 acts as an attacker who owns the guest kernel after boot (the boot-* attacks: its boot code
 too, rebooting the VM and tampering with the text touch-ups before heki_late_init), on its own
-freshly booted machine with the real Debian 6.1 kernel, and checks whether the protection held. A table shows each
+machine with the real Debian 6.1 kernel in its booted state, and checks whether the protection
+held. The machines are forks of one booted machine per configuration the attacks share (the
+kernel boots once, each fork is a copy of the booted VM and its verifier state, docs/fork.md);
+a configuration only one attack needs boots its own. A table shows each
 attack, whether it was stopped and what stopped it (the guest's fault or status, then what the
 host recorded: the VM exit, the refusing audit record). docs/threat-model.md explains them.
 
@@ -36,6 +39,7 @@ kernel fixtures (the message says where they were looked for; set HEKI_FIXTURES)
                (with --list: {"attacks":[{"name","title","expectedStop"}]})
   --list       list the attacks (name, what the attacker does, the expected stop, the CPU
                models it applies to); run nothing
+  --boot-each  boot a machine per attack instead of forking one booted machine
 
 Progress ("12/57 done") goes to stderr: redrawn in place on a terminal, one line per
 finished attack otherwise; stdout holds only the table or the JSON object.
@@ -63,7 +67,7 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
       return withUsage(USAGE, io, argv, async () => {
         const { values, positionals } = parseFlags(
           argv,
-          { json: { type: 'boolean', default: false }, list: { type: 'boolean', default: false }, ...CPU_FLAG },
+          { json: { type: 'boolean', default: false }, list: { type: 'boolean', default: false }, 'boot-each': { type: 'boolean', default: false }, ...CPU_FLAG },
           { min: 0, max: Number.MAX_SAFE_INTEGER, names: '[NAME...]' },
         );
         const cpu = cpuFlagModel(values.cpu, io);
@@ -96,12 +100,13 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
         const run = await (options.runAttacks ?? runtime.runAttacks)(names, {
           ...(options.fixtureDir !== undefined ? { fixtureDir: options.fixtureDir } : {}),
           ...(cpu !== undefined ? { cpu } : {}),
+          ...(values['boot-each'] ? { fork: false } : {}),
           onReport: (r, i) => {
             done[i] = r;
             finished++;
             progress.step(`${finished}/${names.length} done (${r.name}: ${r.stopped ? 'stopped' : 'NOT stopped'})`);
             if (values.json) return;
-            if (printed === 0 && done[0]) progress.out(`running ${names.length} attack${names.length === 1 ? '' : 's'}, each on a freshly booted Debian 6.1 kernel${values.cpu !== undefined ? ` (CPU model ${values.cpu})` : ''}\n${'attack'.padEnd(width)}  stopped  stop\n`);
+            if (printed === 0 && done[0]) progress.out(`running ${names.length} attack${names.length === 1 ? '' : 's'}, each on its own machine with a booted Debian 6.1 kernel${values['boot-each'] ? ' (one boot per attack)' : ''}${values.cpu !== undefined ? ` (CPU model ${values.cpu})` : ''}\n${'attack'.padEnd(width)}  stopped  stop\n`);
             while (done[printed]) {
               const d = done[printed]!;
               progress.out(`${d.name.padEnd(width)}  ${(d.stopped ? 'yes' : d.applicable ? 'NO' : 'n/a').padEnd('stopped'.length)}  ${d.stop}\n`);

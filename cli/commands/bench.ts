@@ -15,7 +15,8 @@ const USAGE = `usage: heki bench [--json] [--quick] [--scaling] [--cpu <name|fol
 Measures, in one run: one request's round trip core -> verifier -> core over comlink and over
 the verification ring (p50, p99); batched text-patch verifications per second; ftrace on all
 sites of the real kernel, end to end; module authentication of the real fixture modules
-(MB/s); EPT access checks per second; boot and lock of the real kernel; verifier failover
+(MB/s); EPT access checks per second; boot and lock of the real kernel; a fork of a booted
+machine (fork_ms: bootBase once, fork() with a warm verifier); verifier failover
 after an injected crash, and requests lost. Prints a table with the targets met or missed and
 a progress bar on stderr. Figures that need the kernel fixtures are null without them, with
 the reason. Exit 0 when every part ran, 1 when one failed.

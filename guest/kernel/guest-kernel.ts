@@ -12,9 +12,9 @@ import { vmlinuxTouchupContext } from '../../shared/kernel-image/touchup-tables.
 import { returnThunkSet, trampolineFunc } from '../../shared/x86/touchups/static-call-init.ts';
 import { cpuWantsRethunkAt, type TouchupContext } from '../../shared/x86/touchups/context.ts';
 import { TextPoker } from '../patching/text-poker.ts';
-import { Ftrace } from '../patching/ftrace.ts';
+import { Ftrace, type FtraceSite } from '../patching/ftrace.ts';
 import { JumpLabels } from '../patching/jump-labels.ts';
-import { StaticCalls } from '../patching/static-calls.ts';
+import { StaticCalls, type StaticCallSiteEntry } from '../patching/static-calls.ts';
 import { Kprobes } from '../patching/kprobes.ts';
 import { BpfJit } from '../bpf/bpf-jit.ts';
 import type { BootedKernel } from './boot.ts';
@@ -66,10 +66,8 @@ export class GuestKernel {
     if (trampoline === undefined) throw new Error('System.map has no ftrace_caller');
     this.ftrace = new Ftrace(this.poker, trampoline, booted.image.systemMap.address('ftrace_regs_caller') ?? trampoline);
     const inInit = kernelInitMemory(booted.image);
-    // Runtime ftrace has the live sites only: init memory was freed at the end of boot.
-    this.ftrace.addSites(
-      booted.image.mcountSites.filter((s) => !inInit(s.address)).map((s) => ({ address: s.address, func: booted.image.systemMap.symbolize(s.address).replace(/\+0x0$/, '') })),
-    );
+    const live = liveSites(booted.image);
+    this.ftrace.addSites(live.ftrace);
     this.jumpLabels = new JumpLabels(this.poker);
     // Every entry is kept, so a key whose sites are all in init memory is still a key, but an
     // init one is never patched (jump_label_can_update), as jump_label_init marks it.
@@ -98,8 +96,7 @@ export class GuestKernel {
       { ...(return0 !== undefined ? { return0 } : {}), returnThunk: touch.symbols.x86ReturnThunk, rethunkAt: (site) => cpuWantsRethunkAt(touch, site) },
     );
     this.staticCalls.addKeys(booted.image.staticCalls.keys.map((k) => ({ key: k.key, name: k.name, trampoline: k.trampoline })));
-    // Like ftrace and jump labels, only live sites: init text is gone after boot.
-    this.staticCalls.addSites(booted.image.staticCalls.sites.filter((s) => !inInit(s.site)).map((s) => ({ site: s.site, key: s.key, tail: s.tail })));
+    this.staticCalls.addSites(live.staticCalls);
     this.kprobes = new Kprobes(this.poker, (va) => this.#read(va, 1)[0], this.ftrace);
     this.smp = new SmpAlternatives(
       (patches) => this.poker.poke(patches),
@@ -108,7 +105,7 @@ export class GuestKernel {
         return r.ok ? r.value[0] : undefined;
       },
     );
-    this.smp.add(CORE_KERNEL, kernelSmpLocks(booted.image));
+    this.smp.add(CORE_KERNEL, live.smpLocks);
     if (booted.uniprocPatched === true) this.smp.markUniprocPatched();
     this.bpf = new BpfJit(booted.cpu, this.mm, booted.heki);
     this.lifecycle = new KernelLifecycle(booted.cpu, this.mm, booted.heki);
@@ -170,6 +167,37 @@ export class GuestKernel {
     this.jumpLabels.removeSites(new Set(m.image.jumpEntries.map((e) => e.site)));
     this.smp.remove(m.name);
   }
+}
+
+/** What {@link liveSites} lists of one image. */
+interface LiveSites {
+  readonly ftrace: readonly FtraceSite[];
+  readonly staticCalls: readonly StaticCallSiteEntry[];
+  readonly smpLocks: readonly bigint[];
+}
+
+/** Per image (a KernelImage is never written to): every kernel booted or forked from it shares the lists. */
+const liveSitesOf = new WeakMap<KernelImage, LiveSites>();
+
+/**
+ * The image's sites that outlive boot, as the running kernel's subsystems take them: ftrace's
+ * and the static calls' live sites (init memory was freed at the end of boot, so runtime
+ * ftrace and static_call_update never see its sites) and the core kernel's lock prefixes.
+ * Made once per image: a kernel restored or forked from a booted one starts in milliseconds.
+ * INVARIANT: the lists and their entries are frozen; subsystems keep them by reference.
+ */
+function liveSites(image: KernelImage): LiveSites {
+  let s = liveSitesOf.get(image);
+  if (!s) {
+    const inInit = kernelInitMemory(image);
+    s = Object.freeze({
+      ftrace: Object.freeze(image.mcountSites.filter((x) => !inInit(x.address)).map((x) => Object.freeze({ address: x.address, func: image.systemMap.symbolize(x.address).replace(/\+0x0$/, '') }))),
+      staticCalls: Object.freeze(image.staticCalls.sites.filter((x) => !inInit(x.site)).map((x) => Object.freeze({ site: x.site, key: x.key, tail: x.tail }))),
+      smpLocks: Object.freeze(kernelSmpLocks(image)),
+    });
+    liveSitesOf.set(image, s);
+  }
+  return s;
 }
 
 /**

@@ -256,7 +256,7 @@ export class VmCore {
    * migration). Refused while a verification holds frames frozen: the state would record a
    * half-applied change.
    */
-  saveState(): { ok: true; value: CoreState } | { ok: false; error: CoreStateError } {
+  saveState(options: { readonly ept?: boolean } = {}): { ok: true; value: CoreState } | { ok: false; error: CoreStateError } {
     if (this.#auth?.busy) return err({ kind: 'busy', message: 'a verification is in flight (frames are frozen); save the state after it ends' });
     const auth = this.#auth;
     return ok({
@@ -266,7 +266,8 @@ export class VmCore {
       msrFilter: this.#msrFilter,
       crFilter: this.#crFilter,
       hekiExitMasks: this.hekiExitMasks,
-      ept: eptRuns(this.ept.entries()),
+      // Without the EPT (`ept: false`) for a fork, which copies the EPT's leaves instead.
+      ept: options.ept === false ? [] : eptRuns(this.ept.entries()),
       protectedMemory: this.memoryAttributes.protected,
       sharedFrames: this.memoryAttributes.sharedFrames(),
       vcpus: this.vcpus.map((v) => v.getState()),
@@ -314,6 +315,32 @@ export class VmCore {
     for (const [f, n, p] of state.ept) this.ept.setRange(f, n, p & ~EPT_FROZEN);
     for (const f of state.sharedFrames) this.memoryAttributes.setPrivate(f, 1, false);
     if (state.auth) this.#auth?.importState(state.auth);
+    this.#events?.flushEpt();
+    return ok(undefined);
+  }
+
+  /**
+   * VMM ioctl (heki-sim's fork of a booted VM): makes this VM, fresh from creation with the
+   * same configuration and its verifier attached under the same VM name, a copy of `parent`
+   * as it is now: guest memory shared copy-on-write (GuestMemory.shareFrom), the EPT copied
+   * leaf by leaf, and pins, filters, exit masks, shared frames, the vCPUs' registers and the
+   * authenticator's records through {@link saveState} and {@link loadState}, so a fork gets
+   * exactly what a restored image would. The vCPUs' TLBs start empty (flushed), as after a
+   * restore. Refused, changing nothing, while `parent` verifies (frames frozen) or when the
+   * two do not fit.
+   *
+   * INVARIANT: no object is shared between the two VMs but page buffers neither writes in
+   * place (the state is cloned, the EPT leaves copied).
+   */
+  forkFrom(parent: VmCore): { ok: true; value: undefined } | { ok: false; error: CoreStateError } {
+    const saved = parent.saveState({ ept: false });
+    if (!saved.ok) return saved;
+    if (parent.memory.size !== this.memory.size) return err({ kind: 'mismatch', message: `the parent VM has ${parent.memory.size} bytes of RAM, this VM ${this.memory.size}` });
+    if (this.memory.residentPages() !== 0) return err({ kind: 'not-fresh', message: 'the VM has memory in use: a fork starts from a VM fresh from creation' });
+    const loaded = this.loadState(structuredClone(saved.value));
+    if (!loaded.ok) return loaded;
+    this.memory.shareFrom(parent.memory);
+    this.ept.copyFrom(parent.ept);
     this.#events?.flushEpt();
     return ok(undefined);
   }

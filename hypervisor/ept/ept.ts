@@ -150,6 +150,32 @@ export class Ept implements EptView {
     return out;
   }
 
+  /**
+   * Takes every frame's permissions from `source` (a fork of a booted VM: the EPT of the VM
+   * forked from), as one copy of each leaf: the two never share a leaf, so a later change of
+   * one is never seen by the other. Throws RangeError when `source` covers another number of
+   * frames, or holds FROZEN frames (a verification in flight: the caller forks an idle VM).
+   */
+  copyFrom(source: Ept): void {
+    if (source.frames !== this.frames) throw new RangeError(`cannot copy an EPT of ${source.frames} frames into one of ${this.frames}`);
+    const leaves: Array<Uint8Array | undefined> = [];
+    source.#leaves.forEach((leaf, key) => {
+      if (leaf === undefined) return;
+      for (let i = 0; i < LEAF_SIZE; i++) {
+        if (((leaf[i] as number) & EPT_FROZEN) !== 0) throw new RangeError(`the EPT to copy holds frozen frames in region ${key} (a verification is in flight)`);
+      }
+      leaves[key] = leaf.slice();
+    });
+    this.#leaves = leaves;
+    this.#generation++;
+    if (this.#runs !== undefined) {
+      this.#runs.flush();
+      this.#runs.add(0, this.frames, EPT_DEFAULT);
+      for (const [f, p] of this.entries()) this.#runs.add(f, 1, p);
+      this.#runs.flush();
+    }
+  }
+
   /** Every frame back to the default permissions: only a VMM reset does this. */
   reset(): void {
     this.#leaves = [];

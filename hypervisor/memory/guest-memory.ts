@@ -6,6 +6,9 @@
  * touches a hundred pages costs a hundred 4 KiB buffers. Reads of untouched pages return
  * zeros and allocate nothing.
  *
+ * A booted VM's memory can be shared copy-on-write with a fork ({@link GuestMemory.shareFrom}):
+ * both then hold the same page buffers, and each copies a page on its first write to it.
+ *
  * This is the raw backing store: it checks bounds, never permissions. Permission checks
  * belong to the EPT and are applied by the vCPU before it calls in here, and by the VMM's
  * device paths (hypervisor/vmm) before they do.
@@ -35,7 +38,14 @@ export class GuestMemory implements GuestMemoryAccess {
   readonly size: bigint;
   readonly frames: number;
   // INVARIANT: every key is a frame number < frames; every value is PAGE_SIZE bytes.
-  readonly #pages = new Map<number, Uint8Array>();
+  #pages = new Map<number, Uint8Array>();
+  /**
+   * Frames whose buffer this memory may write in place. INVARIANT: a resident frame not in
+   * the set may share its buffer with another memory (a fork, or the memory forked from):
+   * {@link #writable} copies it before the first write. Undefined: every page is private
+   * (no fork ever shared this memory), and writes skip the check.
+   */
+  #owned: Set<number> | undefined;
 
   /** Creates `size` bytes of guest RAM (a multiple of 4 KiB), none of it resident yet. */
   constructor(size: bigint) {
@@ -58,6 +68,48 @@ export class GuestMemory implements GuestMemoryAccess {
   /** The frames that hold host memory, ascending. */
   residentFrames(): number[] {
     return [...this.#pages.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * Makes this memory a copy-on-write copy of `source`'s (a fork of a booted VM): both hold
+   * the same page buffers from now on, and whichever writes a page first copies it, so no
+   * write of one is ever seen by the other. The cost is one map entry per resident page.
+   * Throws RangeError unless this memory is the same size and holds no page yet.
+   */
+  shareFrom(source: GuestMemory): void {
+    if (source.size !== this.size) throw new RangeError(`cannot share ${hex(source.size)} bytes of memory with a VM of ${hex(this.size)}`);
+    if (this.#pages.size !== 0) throw new RangeError('cannot share memory into a VM whose memory is in use');
+    this.#pages = new Map(source.#pages);
+    // Every page is shared now, the source's too: both copy before their next write.
+    this.#owned = new Set();
+    source.#owned = new Set();
+  }
+
+  /** Resident frames that still share their buffer with a fork (or the memory forked from). */
+  sharedPages(): number {
+    return this.#owned === undefined ? 0 : this.#pages.size - this.#owned.size;
+  }
+
+  /**
+   * The buffer of resident `frame` to write into: its own, copied first when it was shared;
+   * undefined when the frame is not resident.
+   */
+  #writable(frame: number): Uint8Array | undefined {
+    const page = this.#pages.get(frame);
+    const owned = this.#owned;
+    if (page === undefined || owned === undefined || owned.has(frame)) return page;
+    const copy = page.slice();
+    this.#pages.set(frame, copy);
+    owned.add(frame);
+    return copy;
+  }
+
+  /** A new zeroed page for `frame`, owned by this memory. */
+  #allocate(frame: number): Uint8Array {
+    const page = new Uint8Array(PAGE_SIZE);
+    this.#pages.set(frame, page);
+    this.#owned?.add(frame);
+    return page;
   }
 
   read(addr: bigint, len: number): Uint8Array {
@@ -84,7 +136,7 @@ export class GuestMemory implements GuestMemoryAccess {
     let off = Number(addr & BigInt(PAGE_SIZE - 1));
     while (done < bytes.length) {
       const n = Math.min(PAGE_SIZE - off, bytes.length - done);
-      let page = this.#pages.get(frame);
+      let page = this.#writable(frame);
       if (!page) {
         if (isZero(bytes, done, n)) {
           // Writing zeros to an untouched page changes nothing observable: stay sparse.
@@ -93,8 +145,7 @@ export class GuestMemory implements GuestMemoryAccess {
           off = 0;
           continue;
         }
-        page = new Uint8Array(PAGE_SIZE);
-        this.#pages.set(frame, page);
+        page = this.#allocate(frame);
       }
       page.set(bytes.subarray(done, done + n), off);
       done += n;
@@ -132,7 +183,7 @@ export class GuestMemory implements GuestMemoryAccess {
     let off = gpa % PAGE_SIZE;
     while (done < len) {
       const n = Math.min(PAGE_SIZE - off, len - done);
-      let page = this.#pages.get(frame);
+      let page = this.#writable(frame);
       if (!page) {
         if (isZero(src, srcOff + done, n)) {
           // As in write(): zeros to an untouched page change nothing observable.
@@ -141,8 +192,7 @@ export class GuestMemory implements GuestMemoryAccess {
           off = 0;
           continue;
         }
-        page = new Uint8Array(PAGE_SIZE);
-        this.#pages.set(frame, page);
+        page = this.#allocate(frame);
       }
       for (let k = 0; k < n; k++) page[off + k] = src[srcOff + done + k] as number;
       done += n;
@@ -165,13 +215,12 @@ export class GuestMemory implements GuestMemoryAccess {
       const f = Math.floor(a / PAGE_SIZE);
       if (f !== frame) {
         frame = f;
-        page = this.#pages.get(f);
+        page = this.#writable(f);
       }
       const v = src[i] as number;
       if (!page) {
         if (v === 0) continue;
-        page = new Uint8Array(PAGE_SIZE);
-        this.#pages.set(f, page);
+        page = this.#allocate(f);
       }
       page[a - f * PAGE_SIZE] = v;
     }
@@ -181,11 +230,10 @@ export class GuestMemory implements GuestMemoryAccess {
   writeByte(gpa: number, value: number): void {
     this.#checkN(gpa, 1);
     const frame = Math.floor(gpa / PAGE_SIZE);
-    let page = this.#pages.get(frame);
+    let page = this.#writable(frame);
     if (!page) {
       if ((value & 0xff) === 0) return;
-      page = new Uint8Array(PAGE_SIZE);
-      this.#pages.set(frame, page);
+      page = this.#allocate(frame);
     }
     page[gpa % PAGE_SIZE] = value;
   }
@@ -204,11 +252,15 @@ export class GuestMemory implements GuestMemoryAccess {
   /** Drops every resident page: all memory reads as zero again (a VMM-driven reset). */
   clear(): void {
     this.#pages.clear();
+    this.#owned?.clear();
   }
 
   /** Drops the given frames (their contents become zero). */
   discardFrames(frames: Iterable<number>): void {
-    for (const f of frames) this.#pages.delete(f);
+    for (const f of frames) {
+      this.#pages.delete(f);
+      this.#owned?.delete(f);
+    }
   }
 
   #checkN(gpa: number, len: number): void {

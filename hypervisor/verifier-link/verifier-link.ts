@@ -14,7 +14,9 @@
  * State survives failover: requests that changed the verifier's per-VM state and were
  * allowed (kernel-text, module-load, module-unload, code-load, and text patches that
  * installed kprobes) are kept in a journal and replayed to every spare before it may serve,
- * so the spare knows the same modules and images as the worker it replaces.
+ * so the spare knows the same modules and images as the worker it replaces. A VM forked from
+ * a booted one starts from its parent's exported state ({@link VerifierLink.importVm}), which
+ * every spare takes before the journal.
  *
  * Backpressure. One link may serve many VMs (each request names its VM; the worker keeps
  * per-VM state). At most `maxInFlight` requests wait on the worker at once; one more is not
@@ -123,6 +125,11 @@ export class VerifierLink {
   #disposed = false;
   #deathAt: number | undefined;
   readonly #journal: VerifyRequest[] = [];
+  /**
+   * Per-VM states the VMM imported (a forked VM's, {@link importVm}): every worker started
+   * from now on takes them before the journal, which holds only what came after.
+   */
+  readonly #imported = new Map<string, Uint8Array>();
   /** CPUs online per VM, as the VMM last said: given to every worker started from now on. */
   readonly #onlineCpus = new Map<string, number>();
   readonly #maxInFlight: number;
@@ -238,8 +245,26 @@ export class VerifierLink {
     return verdict;
   }
 
+  /**
+   * Gives the verifier the per-VM state of `vm` that another verifier exported
+   * ({@link exportVm}): a VM forked from a booted one starts with its parent's verified boot,
+   * modules and code images, without its requests being decided again. Call it before any
+   * request for `vm`. Undefined once the active worker took it (the spare and every later
+   * worker take it too), else why not.
+   */
+  async importVm(vm: string, state: Uint8Array): Promise<string | undefined> {
+    if (this.#imported.has(vm) || this.#journal.some((r) => r.vm === vm)) return `the link already holds state for VM ${vm}`;
+    const refused = await this.#control((api) => api.importVm(vm, state));
+    if (refused !== undefined) return refused;
+    this.#imported.set(vm, state);
+    const spare = this.#spare;
+    if (spare && !spare.dead) spare.importState(vm, state);
+    return undefined;
+  }
+
   /** Resets the per-VM state of `vm` in the verifier and in the journal (the VMM reset the VM). */
   async resetVm(vm: string): Promise<void> {
+    this.#imported.delete(vm);
     for (let i = this.#journal.length - 1; i >= 0; i--) if (this.#journal[i]!.vm === vm) this.#journal.splice(i, 1);
     for (const w of [this.#active, this.#spare]) {
       if (w && !w.dead) await w.call((api) => api.resetVm(vm)).catch(() => undefined);
@@ -252,14 +277,19 @@ export class VerifierLink {
    * worker took it, else its reason or that no worker answers.
    */
   async setOnlineCpus(vm: string, online: number): Promise<string | undefined> {
-    const w = await this.#serving();
-    if (!w) return 'no verifier worker could be started';
-    const r = await w.call((api) => api.setOnlineCpus(vm, online)).catch((e: unknown) => `the verifier did not answer: ${String(e)}`);
+    const r = await this.#control((api) => api.setOnlineCpus(vm, online));
     if (r !== undefined) return r;
     this.#onlineCpus.set(vm, online);
     const spare = this.#spare;
     if (spare && !spare.dead) await spare.call((api) => api.setOnlineCpus(vm, online)).catch(() => undefined);
     return undefined;
+  }
+
+  /** A control call on the serving worker that answers undefined when taken, else why not (or that no worker answers). */
+  async #control(f: (api: WorkerHandle['api']) => Promise<string | undefined>): Promise<string | undefined> {
+    const w = await this.#serving();
+    if (!w) return 'no verifier worker could be started';
+    return w.call(f).catch((e: unknown) => `the verifier did not answer: ${String(e)}`);
   }
 
   /**
@@ -418,6 +448,7 @@ export class VerifierLink {
   /** Starts a worker whose readiness includes replaying the journal. */
   #startWorker(): WorkerHandle {
     const w = VerifierLink.#newWorker({ ...this.#opts, init: withOnlineCpus(this.#opts.init, this.#onlineCpus) });
+    for (const [vm, state] of this.#imported) w.importState(vm, state);
     w.replay([...this.#journal]);
     this.#watch(w);
     return w;

@@ -151,10 +151,7 @@ export class WorkerHandle {
    * A replay that is not allowed kills the worker (its state would differ).
    */
   replay(requests: readonly VerifyRequest[]): void {
-    this.hold();
-    this.#replaysPending++;
-    this.#replays = this.#replays.then(async (okSoFar) => {
-      if (!okSoFar || (await this.#init).ok === false) return false;
+    this.#queue(async () => {
       for (const req of requests) {
         const raw = await this.call((api) => api.verify(req)).catch(() => undefined);
         const v = validateVerdict(raw);
@@ -164,6 +161,30 @@ export class WorkerHandle {
         }
       }
       return true;
+    });
+  }
+
+  /**
+   * Queues an import of a VM's exported state (VerifierLink.importVm: a forked VM's), in
+   * order with the replays, so a spare starts from the same state as the active worker. A
+   * worker that refuses it is killed, as one that refuses a replay.
+   */
+  importState(vm: string, state: Uint8Array): void {
+    this.#queue(async () => {
+      const refused = await this.call((api) => api.importVm(vm, state)).catch((e: unknown) => `the worker did not answer: ${String(e)}`);
+      if (refused === undefined) return true;
+      this.markDead(`the import of VM ${vm}'s state was refused: ${refused}`);
+      return false;
+    });
+  }
+
+  /** Runs `step` after init and every earlier queued step, unless one of them failed; {@link ready} waits for it. */
+  #queue(step: () => Promise<boolean>): void {
+    this.hold();
+    this.#replaysPending++;
+    this.#replays = this.#replays.then(async (okSoFar) => {
+      if (!okSoFar || (await this.#init).ok === false) return false;
+      return step();
     }).finally(() => {
       this.#replaysPending--;
       this.release();

@@ -57,7 +57,7 @@ needsFixtures(test)('the table: a header, one row per attack, a summary; exit 0'
   const r = await heki(['attacks', 'overwrite-gdtr']);
   t.is(r.code, 0, r.err);
   const lines = r.out.trim().split('\n');
-  t.regex(lines[0]!, /^running 1 attack, each on a freshly booted Debian 6.1 kernel$/);
+  t.regex(lines[0]!, /^running 1 attack, each on its own machine with a booted Debian 6.1 kernel$/);
   t.regex(lines[1]!, /^attack\s+stopped\s+stop$/);
   t.regex(lines[2]!, /^overwrite-gdtr\s+yes\s+#GP \(dt-filter\); dt-write exit \(gdtr\)$/);
   t.regex(lines[3]!, /^1 of 1 attacks stopped in \d+\.\d s$/);
@@ -151,7 +151,7 @@ test('progress "k/n done" goes to stderr, one line per finished attack; stdout k
   t.is(await createAttacksCommand({ runAttacks: reportingRunner([1, 0, 2]) as never }).run(names, b.io), 0);
   const r = b.run();
   t.deepEqual(r.err.trimEnd().split('\n'), ['heki attacks: 1/3 done (overwrite-lstar: stopped)', 'heki attacks: 2/3 done (clear-cr0-wp: stopped)', 'heki attacks: 3/3 done (overwrite-gdtr: stopped)']);
-  t.regex(r.out, /^running 3 attacks, each on a freshly booted Debian 6.1 kernel\nattack\s+stopped\s+stop\nclear-cr0-wp\s+yes/);
+  t.regex(r.out, /^running 3 attacks, each on its own machine with a booted Debian 6.1 kernel\nattack\s+stopped\s+stop\nclear-cr0-wp\s+yes/);
   const j = io();
   t.is(await createAttacksCommand({ runAttacks: reportingRunner([0, 1, 2]) as never }).run([...names, '--json'], j.io), 0);
   const out = JSON.parse(j.run().out) as { attacks: object[]; total: number; stopped: number };

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { needsFixtures, fixtures, loadFixtureKernel } from '../helpers/fixtures.ts';
-import { bootRealMachine } from '../helpers/real-machine.ts';
+import { disposeForkBases, forkRealMachine } from '../helpers/real-machine.ts';
 import { CR4 } from '../../shared/x86/cpu.ts';
 import { buildManifestBody, signManifest } from '../../tools/manifest-builder.ts';
 import { generateEd25519KeyPair } from '../../shared/crypto/ed25519.ts';
@@ -25,9 +25,11 @@ import type { CliIo } from '../../cli/command.ts';
 // Serial: each test runs a real kernel; several at once on one main thread make the
 // verifier's answers late on a loaded machine.
 const realTest = needsFixtures(test.serial as unknown as TestFn);
+// Each test starts from its own fork of one booted machine (none tests the first boot itself).
+test.after.always(disposeForkBases);
 
 realTest('kexec: verified, staged, then the VM is reset into the new kernel, which locks itself', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   const r = await m.kexec({});
   t.is(r.outcome, 'allowed', r.reason);
@@ -50,7 +52,7 @@ realTest('kexec: verified, staged, then the VM is reset into the new kernel, whi
 });
 
 realTest('the crash kernel: loaded and verified, not run by kexec, run by a panic', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   const load = await m.kexec({ crash: true });
   t.is(load.outcome, 'allowed', load.reason);
@@ -66,7 +68,7 @@ realTest('the crash kernel: loaded and verified, not run by kexec, run by a pani
 });
 
 realTest('a panic without a crash kernel stops the VM', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   const p = await m.panic();
   t.is(p.outcome, 'allowed');

@@ -5,14 +5,16 @@
 import test from 'ava';
 import { join } from 'node:path';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
-import { bootRealMachine } from '../helpers/real-machine.ts';
+import { disposeForkBases, forkRealMachine } from '../helpers/real-machine.ts';
 import { NOP5, decodePatchInsn } from '../../shared/x86/patch-encodings.ts';
 import { PROT } from '../../guest/mm/kernel-mm.ts';
 
 const realTest = needsFixtures(test);
+// Each test works on its own fork of one booted machine (none tests boot itself).
+test.after.always(disposeForkBases);
 
 realTest('ftrace on every live site and off again: each site holds the call, then the NOP', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   t.is((await m.loadModule(join(fixtures.modulesDir, 'virtio_ring.ko'))).outcome, 'allowed');
   const k = m.kernel!;
@@ -40,7 +42,7 @@ realTest('ftrace on every live site and off again: each site holds the call, the
 });
 
 realTest('a module\'s ftrace sites patch only after the module is verified', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   const k = m.kernel!;
   // Unverified code: the attacker writes a function with an mcount NOP into its own pages.

@@ -11,11 +11,13 @@
 import test, { type TestFn } from 'ava';
 import { join } from 'node:path';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
-import { bootRealMachine } from '../helpers/real-machine.ts';
+import { disposeForkBases, forkRealMachine } from '../helpers/real-machine.ts';
 import { NOP5, encodeCall32 } from '../../shared/x86/patch-encodings.ts';
 import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 
 const realTest = needsFixtures(test.serial as unknown as TestFn);
+// Each test works on its own fork of one booted machine (none tests boot itself).
+test.after.always(disposeForkBases);
 const hex = (a: bigint): string => `0x${a.toString(16)}`;
 
 function bytesAt(m: SimulatedMachine, va: bigint, n: number): number[] {
@@ -29,7 +31,7 @@ async function kernelTextStillProtected(t: import('ava').ExecutionContext, m: Si
 }
 
 realTest('a static key whose only site is in .exit.text enables and patches nothing, as 6.1 does', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   const exit = m.image.sectionByName('.exit.text')!;
   const inExit = (a: bigint): boolean => a >= exit.vaddr && a < exit.vaddr + BigInt(exit.size);
@@ -45,7 +47,7 @@ realTest('a static key whose only site is in .exit.text enables and patches noth
 });
 
 realTest('a kprobe on an ftrace site is armed through ftrace (a call to ftrace_regs_caller) and disarmed to the NOP', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   const func = m.image.systemMap.address('vfs_read')!;
   const site = m.image.mcountSites.map((s) => s.address).find((a) => a >= func && a < func + 16n);
@@ -73,7 +75,7 @@ realTest('a kprobe on an ftrace site is armed through ftrace (a call to ftrace_r
 });
 
 realTest('"ftrace all" leaves the sites in a module\'s init text alone, as 6.1 freed them', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   t.is((await m.loadModule(join(fixtures.modulesDir, 'virtio_net.ko'))).outcome, 'allowed');
   const mod = m.kernel!.modules.loaded.get('virtio_net')!;

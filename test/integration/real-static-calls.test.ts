@@ -11,12 +11,14 @@ import { vmlinuxTouchupContext } from '../../shared/kernel-image/touchup-tables.
 import { cpuWantsRethunkAt } from '../../shared/x86/touchups/context.ts';
 import test from 'ava';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
-import { bootRealMachine } from '../helpers/real-machine.ts';
+import { disposeForkBases, forkRealMachine } from '../helpers/real-machine.ts';
 import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 import { parseScenario, runScenario } from '../../scenario/index.ts';
 import { bytesEqual, encodeStaticCall, formatBytes, type StaticCallRole } from '../../shared/x86/patch-encodings.ts';
 
 const realTest = needsFixtures(test);
+// Each test works on its own fork of one booted machine (none tests boot itself).
+test.after.always(disposeForkBases);
 
 /** The trampoline and live sites of `name`, with the bytes the vCPU reads there now. */
 function snapshot(m: SimulatedMachine, name: string): { key: bigint; items: Array<{ at: bigint; role: StaticCallRole; bytes: Uint8Array }> } {
@@ -49,7 +51,7 @@ function matching(m: SimulatedMachine, name: string, func: bigint | null): { tot
 }
 
 realTest('static_call_update on the real kernel: keys move to another function and back, every site read through the vCPU', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   const sym = m.image.systemMap;
   const condResched = sym.address('__cond_resched')!;
@@ -94,7 +96,7 @@ realTest('static_call_update on the real kernel: keys move to another function a
 });
 
 realTest('a static call target inside a function, in data or in module data is denied and nothing changes; a module function is allowed', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   const before = snapshot(m, 'might_resched').items.map((i) => formatBytes(i.bytes));
   const unchanged = (): boolean => snapshot(m, 'might_resched').items.every((i, n) => formatBytes(i.bytes) === before[n]);
@@ -130,7 +132,7 @@ realTest('a static call target inside a function, in data or in module data is d
 });
 
 realTest('a heki run scenario drives static-call steps on the real machine', async (t) => {
-  const m = await bootRealMachine();
+  const m = await forkRealMachine();
   t.teardown(() => m.dispose()); // runScenario disposes it too; dispose is idempotent
   const s = parseScenario(
     `name: static-calls

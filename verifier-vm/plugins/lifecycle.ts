@@ -22,7 +22,7 @@ import { parseBzImageHeader } from '../../shared/kernel-image/bzimage.ts';
 import { loadManifest, type KernelManifest } from '../manifest.ts';
 import type { PluginContext, PluginResult, VerifierPlugin, VmState } from '../plugin-api.ts';
 import { keyringVmImageVerifier } from '../signature/vm-image.ts';
-import { applyExportedVmState, decodeVerifierSection, type ExportedVmState } from '../vm-state.ts';
+import { applyExportedVmState, checkVerifierSection, type ExportedVmState } from '../vm-state.ts';
 
 /** Plugin name. */
 export const LIFECYCLE_PLUGIN = 'lifecycle';
@@ -61,19 +61,13 @@ export function checkRestoreState(request: RequestOf<'restore-state'>, ctx: Plug
   if (!checked.ok) return deny(`state image: ${checked.error.message}`);
   const section = checked.value.sections.get('verifier');
   if (!section) return deny('state image: it has no verifier section');
-  const v = decodeVerifierSection(section);
+  const v = checkVerifierSection(section, ctx.keyring);
   if (!v.ok) return deny(`state image: ${v.error}`);
-  let kernel: VmState['kernel'];
-  if (v.value.manifest !== undefined) {
-    const m = loadManifest(v.value.manifest, ctx.keyring);
-    if (!m.ok) return deny(`state image: the VM's kernel manifest: ${m.error}`);
-    kernel = { manifest: m.value, text: v.value.manifest };
-  }
-  ctx.facts.set(RESTORE_FACT, { state: v.value, kernel } satisfies Restore);
+  ctx.facts.set(RESTORE_FACT, { state: v.state, kernel: v.kernel } satisfies Restore);
   const h = checked.value.header;
   return {
     decision: 'allow',
-    reason: `${h.kind} image of VM ${h.vm} (${h.vmId}) signed by vmm key ${h.keyId} on ${h.created}: ${v.value.modules.size} module(s), boot ${v.value.bootVerified ? 'verified' : 'not verified'}`,
+    reason: `${h.kind} image of VM ${h.vm} (${h.vmId}) signed by vmm key ${h.keyId} on ${h.created}: ${v.state.modules.size} module(s), boot ${v.state.bootVerified ? 'verified' : 'not verified'}`,
   };
 }
 
