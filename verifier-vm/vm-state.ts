@@ -53,6 +53,13 @@ function checkModule(name: unknown, m: unknown): string | undefined {
   if (!isMap(x.textPageHashes) || ![...x.textPageHashes].every(([k, h]) => isBig(k) && typeof h === 'string' && HEX64.test(h))) return `${where}: textPageHashes must map pages to SHA-256 hex`;
   if (x.functions !== undefined && (!(x.functions instanceof Set) || ![...x.functions].every(isBig))) return `${where}: functions must be a set of addresses`;
   if (x.smpLocks !== undefined && (!(x.smpLocks instanceof Set) || ![...x.smpLocks].every(isBig))) return `${where}: smpLocks must be a set of addresses`;
+  if (x.init !== undefined) {
+    const i = x.init as Record<string, unknown> | null;
+    const indexes = (v: unknown): boolean => Array.isArray(v) && v.every((n) => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 0xffff);
+    if (typeof i !== 'object' || i === null || !indexes(i.sections) || !indexes(i.roAfterInit)) return `${where}: init must hold section indexes (sections, roAfterInit)`;
+    const e = checkRanges(i.ranges, `${where}: init.ranges`, false) ?? checkRanges(i.roAfterInitRanges, `${where}: init.roAfterInitRanges`, false);
+    if (e) return e;
+  }
   return undefined;
 }
 

@@ -105,7 +105,8 @@ export const loadModule: HypercallHandler = async (ctx, [a0]) => {
       for (const [va, f] of s.pages) if (memAttrToEpt(g) & EPT_XS) textPages.set(va, f);
     }
     for (const [f, g] of frameGrant) auth.setPermissions(f, memAttrToEpt(g));
-    auth.modules.set(name, { name, frames: before, textPages });
+    const sectionFrames = new Map(layout.map((s) => [s.shndx, s.pages.map(([, f]) => f)] as const));
+    auth.modules.set(name, { name, frames: before, textPages, sections: sectionFrames });
     auth.addCode(textPages);
     auth.record('module-load', name, verdict, { applied: true, frames: frameGrant.size, textPages: textPages.size });
     return 0;

@@ -5,19 +5,14 @@
  * core applies it even if the verifier is unavailable; the verifier is told so that it
  * forgets the module's symbols and sites, and the verdict is audited.
  */
-import { KVM_STATUS } from '../../shared/abi.ts';
 import { EPT_R, EPT_W } from '../ept/permissions.ts';
 import type { HypercallHandler } from './context.ts';
-import { decodeName } from './verification-outcome.ts';
+import { namedModule } from './verification-outcome.ts';
 
-export const unloadModule: HypercallHandler = async ({ core, vcpu }, [a0, a1]) => {
-  const auth = core.auth;
-  if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
-  if (a1 === 0n || a1 > 256n) return -KVM_STATUS.KVM_EINVAL;
-  const name = decodeName(vcpu.readForCore(a0, Number(a1)));
-  if (name === undefined) return -KVM_STATUS.KVM_EINVAL;
-  const rec = auth.modules.get(name);
-  if (!rec) return -KVM_STATUS.KVM_EINVAL;
+export const unloadModule: HypercallHandler = async (ctx, [a0, a1]) => {
+  const named = namedModule(ctx, a0, a1);
+  if (typeof named === 'number') return named;
+  const { auth, name, rec } = named;
   auth.modules.delete(name);
   auth.removeCode(rec.textPages);
   for (const f of rec.frames.keys()) auth.setPermissions(f, EPT_R | EPT_W);
