@@ -23,7 +23,7 @@
 import { buildModuleImage, normalizeModuleName, parseModuleFile, readModinfo, type GroupRange, type ModuleImage, type PlacedSectionRef } from '../../shared/module/index.ts';
 import { allocateModuleMemory, type ModulePlacement } from './module-memory.ts';
 
-export type { ModulePlacement, VaRange } from './module-memory.ts';
+export type { ModulePlacement } from './module-memory.ts';
 import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { type Result, err, ok } from '../../shared/result.ts';

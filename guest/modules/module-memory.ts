@@ -11,12 +11,6 @@ import { PROT, type KernelMm } from '../mm/kernel-mm.ts';
 /** Where the probe layout starts its init part (far from its core part, which starts at 0). */
 const PROBE_INIT = 1n << 40n;
 
-/** A byte range [start, end) of kernel virtual addresses. */
-export interface VaRange {
-  readonly start: bigint;
-  readonly end: bigint;
-}
-
 /**
  * Where a module goes when the caller chooses (`heki reference check` puts each module where
  * the real kernel's module_alloc put it, from `/sys/module/<name>/sections`).
