@@ -6,7 +6,7 @@
  * would place it; the verifier's records forget the init layouts. Then the combinations: an
  * unload after init was freed and a reload, and a hibernation and resume after init was freed
  * (the guest, the core's records and the verifier's come back without the init layouts, and
- * the modules still unload and reload).
+ * the modules still unload and reload). The machine's map shows no freed init section.
  */
 import test, { type ExecutionContext, type TestFn } from 'ava';
 import { join } from 'node:path';
@@ -59,6 +59,10 @@ realTest('a dependency chain: every init is freed and the next core takes the fr
   // vmalloc's lowest fit: failover's init layout was the last allocation; once freed, net_failover's core starts there.
   const failoverInit = k.modules.loaded.get('failover')!.image.groups.find((g) => g.part === 'init')!;
   t.is(k.modules.loaded.get('net_failover')!.core.va, failoverInit.start);
+  // The map (heki run --report) shows a module's core only: its freed init memory is not its own.
+  const map = m.inspect().modules.find((x) => x.name === 'failover')!;
+  t.deepEqual(map.sections.map((x) => x.name).filter((n) => n.startsWith('.init')), []);
+  t.true(map.sections.some((x) => x.name === '.text'));
 
   // Unload after init was freed, then load again: a fresh init layout, freed again.
   t.is((await m.unloadModule('virtio_net')).outcome, 'allowed');
