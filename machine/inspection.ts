@@ -175,7 +175,8 @@ export function inspectVm(vmm: Vmm, image: KernelImage, kernel: GuestKernel | un
     ept: core.ept,
     kernelRegions: core.auth?.kernelRegions ?? [],
     boundaries: image.boundaries,
-    modules: kernel ? [...kernel.modules.loaded.values()].map((m) => ({ name: m.name, sections: m.image.sections })) : [],
+    // A freed init layout is no longer the module's (a later module's core may be there now).
+    modules: kernel ? [...kernel.modules.loaded.values()].map((m) => ({ name: m.name, sections: m.image.sections.filter((s) => s.part === 'core' || m.init !== undefined) })) : [],
     verifiedModules: new Set(core.auth?.modules.keys() ?? []),
     translate: (va) => (kernel && cpu ? cpu.translateForCore(va) : undefined),
   });

@@ -76,7 +76,8 @@ export function requestSites(req: OutgoingRequest, verdict: VerdictEvent['verdic
     case 'kernel-text':
       return { title: 'verifier: kernel-text', total: req.sections.length, sites: req.sections.slice(0, MAX_SITES).map((s) => ({ va: s.addr, label: s.name })) };
     case 'module-unload':
-      return { title: `verifier: module-unload ${req.name}`, total: 0, sites: [] };
+    case 'module-init-free':
+      return { title: `verifier: ${req.kind} ${req.name}`, total: 0, sites: [] };
     default:
       return { title: `verifier: ${req.kind}`, total: 0, sites: [] };
   }

@@ -40,6 +40,11 @@ export const HC = {
   HEKI_KEXEC_LOAD: 21,
   /** heki-sim: run the loaded kexec kernel (reboot(LINUX_REBOOT_CMD_KEXEC)); the VMM resets the VM into it. */
   HEKI_KEXEC: 22,
+  /**
+   * heki-sim: a module's init returned (do_init_module): its init layout leaves the module
+   * (data-only, out of the trusted code map) and its ro_after_init data is sealed.
+   */
+  HEKI_FREE_MODULE_INIT: 23,
 } as const;
 
 /** A hypercall number the core knows. */
@@ -58,6 +63,7 @@ export const HC_NAMES: Readonly<Record<HypercallNr, string>> = {
   [HC.HEKI_LOAD_CODE]: 'KVM_HC_HEKI_LOAD_CODE',
   [HC.HEKI_KEXEC_LOAD]: 'KVM_HC_HEKI_KEXEC_LOAD',
   [HC.HEKI_KEXEC]: 'KVM_HC_HEKI_KEXEC',
+  [HC.HEKI_FREE_MODULE_INIT]: 'KVM_HC_HEKI_FREE_MODULE_INIT',
 };
 
 /** True when `nr` is a hypercall the core implements. */

@@ -56,7 +56,7 @@ export interface SetMemoryRange {
 }
 
 /** Every request kind. */
-export const REQUEST_KINDS = ['kernel-text', 'module-load', 'module-unload', 'text-patch', 'set-memory', 'code-load', 'kexec-image', 'kernel-manifest', 'restore-state'] as const;
+export const REQUEST_KINDS = ['kernel-text', 'module-load', 'module-unload', 'text-patch', 'set-memory', 'code-load', 'kexec-image', 'kernel-manifest', 'restore-state', 'module-init-free'] as const;
 
 /** Largest manifest text a request carries (16 Mi characters). */
 export const MANIFEST_TEXT_MAX = 16 << 20;
@@ -96,6 +96,14 @@ export type VerifyRequest =
   | (RequestBase & {
       /** A module unload: forget its symbols and sites. */
       readonly kind: 'module-unload';
+      readonly name: string;
+    })
+  | (RequestBase & {
+      /**
+       * A loaded module's init returned (do_init_module): its init layout is freed and its
+       * ro_after_init data sealed. Allowed with grants for exactly those sections.
+       */
+      readonly kind: 'module-init-free';
       readonly name: string;
     })
   | (RequestBase & {
@@ -175,7 +183,7 @@ export interface Verdict {
   readonly reason: string;
   /** Per item, for batches (text-patch items, set-memory ranges), in request order. */
   readonly items?: ReadonlyArray<{ readonly ok: boolean; readonly reason: string }>;
-  /** For module-load: per-section permissions granted. */
+  /** For module-load and module-init-free: per-section permissions granted. */
   readonly grants?: readonly SectionGrant[];
   /** Plugins that decided. */
   readonly plugins: readonly string[];
@@ -239,6 +247,7 @@ const REQUEST_SHAPES: Record<RequestKind, Check> = {
   'kernel-text': obj({ ...base, kind: str, sections: arr(obj({ name: str, addr: big, bytes }), 256) }),
   'module-load': obj({ ...base, kind: str, name: str, image: bytes, sections: arr(obj({ shndx: num, addr: big, bytes, size: num }), 65536) }, { percpu: big }),
   'module-unload': obj({ ...base, kind: str, name: str }),
+  'module-init-free': obj({ ...base, kind: str, name: str }),
   'text-patch': obj({
     ...base,
     kind: str,

@@ -72,6 +72,24 @@ export interface VerifiedModule {
    * Optional: records made without it allow none in the module.
    */
   readonly smpLocks?: ReadonlySet<bigint>;
+  /**
+   * Its init layout while it is live, from the load until the module's init returned
+   * (`module-init-free`): the init sections' indexes and page ranges, and the ro_after_init
+   * sections sealed then. Absent once init memory is freed, and in records made without it.
+   */
+  readonly init?: ModuleInitLayout;
+}
+
+/** A verified module's init layout and what its end seals (see {@link VerifiedModule.init}). */
+export interface ModuleInitLayout {
+  /** Section indexes of its init sections (`module_init_layout_section()`). */
+  readonly sections: readonly number[];
+  /** Page-aligned ranges [start, end) of its init layout. */
+  readonly ranges: ReadonlyArray<{ readonly start: bigint; readonly end: bigint }>;
+  /** Section indexes of its non-empty core ro_after_init sections (`.data..ro_after_init`, `__jump_table`). */
+  readonly roAfterInit: readonly number[];
+  /** Page-aligned ranges [start, end) of its core ro_after_init group. */
+  readonly roAfterInitRanges: ReadonlyArray<{ readonly start: bigint; readonly end: bigint }>;
 }
 
 /** Per-VM state the verifier keeps. Plugins read it; only `commit` hooks change it. */

@@ -298,6 +298,7 @@ export function requestSubject(r: RequestBody): string {
   switch (r.kind) {
     case 'module-load':
     case 'module-unload':
+    case 'module-init-free':
       return r.name;
     case 'code-load':
       return `${r.what}:${r.name}`;

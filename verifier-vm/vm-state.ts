@@ -42,6 +42,7 @@ const verifiedModule = obj({
   textPageHashes: map(big, sha256Hex),
   functions: opt(set(big)),
   smpLocks: opt(set(big)),
+  init: opt(obj({ sections: list(u32), ranges: list(range), roAfterInit: list(u32), roAfterInitRanges: list(range) })),
 });
 
 const exportedVmState = obj({

@@ -15,7 +15,6 @@ import { parseModuleFile, planSections, readModinfo } from '../../shared/module/
 import { vmlinuxTouchupTables } from '../../shared/kernel-image/touchup-tables.ts';
 import { SiteOwners } from '../../shared/x86/touchups/site-owner.ts';
 import type { GuestKernel } from '../../guest/kernel/guest-kernel.ts';
-import type { VaRange } from '../../guest/modules/module-memory.ts';
 import { createMachineDetailed, type MachineError } from '../../machine/machine.ts';
 import type { ReferenceFolder } from './reference-folder.ts';
 import { compareSection, type SectionComparison } from './section-compare.ts';
@@ -65,7 +64,6 @@ interface ModuleFile {
   readonly name: string;
   readonly bytes: Uint8Array;
   readonly sections: ReadonlyMap<string, bigint>;
-  readonly core: VaRange | undefined;
   /** The per-CPU pointer the real kernel gave the module's `.data..percpu`, read off its real text. */
   readonly percpu: bigint | undefined;
 }
@@ -85,16 +83,12 @@ function moduleFiles(ref: ReferenceFolder, read: ReferenceCheckOptions['readModu
     if (!sections) return err(`${ref.dir}/reference.json: "sections" has no entry for module ${name} (${file}, in "loaded")`);
     const plan = planSections(elf.value);
     if (!plan.ok) return err(`${file}: ${plan.error.message}`);
-    let core: VaRange | undefined;
     for (const s of plan.value.loadable) {
-      const a = sections.get(s.name);
-      if (s.part !== 'core' || s.size === 0) continue;
       // The real kernel lists every non-empty allocated section in /sys/module/<name>/sections.
-      if (a === undefined) return err(`${ref.dir}/reference.json: sections.${name} has no address for ${s.name} (${s.size} bytes in ${file}): not a dump of this module file`);
-      const end = a + BigInt(s.size);
-      core = core ? { start: a < core.start ? a : core.start, end: end > core.end ? end : core.end } : { start: a, end };
+      if (s.part === 'core' && s.size > 0 && !sections.has(s.name)) {
+        return err(`${ref.dir}/reference.json: sections.${name} has no address for ${s.name} (${s.size} bytes in ${file}): not a dump of this module file`);
+      }
     }
-    // The core's pages and the guard page vmalloc leaves after them.
     for (const d of ref.dumped.get(name) ?? []) {
       const a = sections.get(d.name);
       if (a !== d.addr) return err(`${ref.dir}/reference.json: dumped.${name}.${d.name}.addr 0x${d.addr.toString(16)} is not sections.${name}.${d.name} (${a === undefined ? 'absent' : `0x${a.toString(16)}`})`);
@@ -103,7 +97,7 @@ function moduleFiles(ref: ReferenceFolder, read: ReferenceCheckOptions['readModu
     let percpu: bigint | undefined;
     const realText = ref.dumped.get(name)?.find((d) => d.name === '.text');
     if (plan.value.percpu && realText) percpu = inferPercpuPointer(elf.value, plan.value.percpu.shndx, realText.addr, realText.bytes);
-    out.push({ file, name, bytes: bytes.value, sections, core: core && { start: core.start & ~0xfffn, end: ((core.end + 0xfffn) & ~0xfffn) + 0x1000n }, percpu });
+    out.push({ file, name, bytes: bytes.value, sections, percpu });
   }
   return ok(out);
 }
@@ -152,9 +146,8 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
     const t2 = performance.now();
     const skipped: SkippedModule[] = ref.failed.map((f) => ({ module: f.replace(/\.ko$/, ''), reason: 'failed in the real boot' }));
     const errors: SkippedModule[] = [];
-    const cores = mods.value.flatMap((x) => (x.core ? [x.core] : []));
     for (const mod of mods.value) {
-      const r = await k.modules.load(mod.bytes, { placement: { sections: mod.sections, avoid: cores, ...(mod.percpu !== undefined ? { percpu: mod.percpu } : {}) } });
+      const r = await k.modules.load(mod.bytes, { placement: { sections: mod.sections, ...(mod.percpu !== undefined ? { percpu: mod.percpu } : {}) } });
       if (!r.ok) errors.push({ module: mod.name, reason: r.error.message });
     }
     // Keys only modules use, which their init code may have set: read off the dumped sections.

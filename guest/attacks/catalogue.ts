@@ -11,6 +11,7 @@ import { DATA_EXECUTION_ATTACKS } from './data-execution.ts';
 import { HOST_SIDE_ATTACKS } from './host-side.ts';
 import { HYPERCALL_ATTACKS } from './hypercall-abuse.ts';
 import { MODULE_ATTACKS } from './module-loading.ts';
+import { MODULE_INIT_ATTACKS } from './module-init.ts';
 import { PAGE_TABLE_ATTACKS } from './page-tables.ts';
 import { PLATFORM_ATTACKS } from './platform-registers.ts';
 import { PROTECTED_WRITE_ATTACKS } from './protected-writes.ts';
@@ -26,6 +27,7 @@ export const ATTACKS: readonly Attack[] = [
   ...DATA_EXECUTION_ATTACKS,
   ...SET_MEMORY_ATTACKS,
   ...MODULE_ATTACKS,
+  ...MODULE_INIT_ATTACKS,
   ...TEXT_PATCH_ATTACKS,
   ...BOOT_TOUCHUP_ATTACKS,
   ...CODE_IMAGE_ATTACKS,

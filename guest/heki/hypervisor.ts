@@ -58,6 +58,11 @@ export interface HekiHypervisor {
   validateModule?(m: ModuleValidation): Promise<HekiStatus>;
   /** Optional: revokes a module's permissions. */
   unloadModule?(name: string): Promise<HekiStatus>;
+  /**
+   * Optional: a module's init returned; its init layout leaves it (data-only, no longer
+   * executable) and its ro_after_init data is sealed, once the hypervisor's verifier agrees.
+   */
+  freeModuleInit?(name: string): Promise<HekiStatus>;
   /** Optional: applies text patches through the hypervisor; statuses per patch. */
   textPoke?(patches: readonly PatchRequest[]): Promise<HekiStatus & { readonly statuses: readonly number[] }>;
   /**

@@ -61,6 +61,13 @@ export function kvmHekiBackend(cpu: GuestCpu, scratch: Scratch): Required<HekiHy
         return status(await cpu.vmcall(HC.HEKI_UNLOAD_MODULE, name.va, BigInt(name.len)));
       });
     },
+    freeModuleInit(nameStr: string) {
+      return scratch.exclusive(async () => {
+        const name = writeName(0, nameStr);
+        if (!name) return NO_SPACE;
+        return status(await cpu.vmcall(HC.HEKI_FREE_MODULE_INIT, name.va, BigInt(name.len)));
+      });
+    },
     textPoke(patches: readonly PatchRequest[]) {
       return scratch.exclusive(async () => {
         const batch = encodePatchBatch(patches);

@@ -111,6 +111,7 @@ export class GuestKernel {
     this.lifecycle = new KernelLifecycle(booted.cpu, this.mm, booted.heki);
     this.modules = new ModuleLoader(booted.cpu, this.mm, booted.heki, booted.image, {
       loaded: (m) => this.#moduleLoaded(m),
+      live: (m) => this.#moduleLive(m),
       unloaded: (m) => this.#moduleUnloaded(m),
     }, () => this.#moduleTouchupEnv());
   }
@@ -142,12 +143,9 @@ export class GuestKernel {
       const base = secAddr.get(sym.shndx);
       if (base !== undefined && sym.type === 2 /* STT_FUNC */) funcAt.set(base + sym.value, sym.name);
     }
-    // 6.1 frees the module's init layout once its init returns (do_init_module), before any
-    // runtime patch can come: ftrace drops its sites there (ftrace_free_mem), and jump labels
-    // there are init entries (jump_label_add_module: within_module_init), never patched again.
-    // The loader keeps the pages until unload (module-loader.ts), but no patch goes there.
-    const inInit = (a: bigint): boolean => m.init !== undefined && a >= m.init.va && a < m.init.va + BigInt(m.init.pages) * 4096n;
-    this.ftrace.addSites(m.image.mcountSites.filter((a) => !inInit(a)).map((a) => ({ address: a, func: `${funcAt.get(a) ?? `0x${a.toString(16)}`} [${m.name}]` })));
+    // MODULE_STATE_COMING: every site joins, init memory's too (ftrace_module_init,
+    // jump_label_add_module); #moduleLive drops those once the module's init returned.
+    this.ftrace.addSites(m.image.mcountSites.map((a) => ({ address: a, func: `${funcAt.get(a) ?? `0x${a.toString(16)}`} [${m.name}]` })));
     this.jumpLabels.addEntries(
       m.image.jumpEntries.map((e) => ({
         site: e.site,
@@ -155,11 +153,22 @@ export class GuestKernel {
         key: e.key,
         branch: (e.flags & 1) === 1,
         length: e.len,
-        init: inInit(e.site),
-        current: inInit(e.site) ? new Uint8Array(e.len) : this.#read(e.site, e.len),
+        current: this.#read(e.site, e.len),
       })),
     );
     this.smp.add(m.name, m.image.smpLocks);
+  }
+
+  /**
+   * MODULE_STATE_LIVE (do_init_module): jump labels in the init layout are never updated again
+   * (jump_label_can_update() once the module is no longer COMING), and ftrace_free_mem() drops
+   * the init layout's ftrace records, before the memory is freed.
+   */
+  #moduleLive(m: LoadedModule): void {
+    const init = m.image.groups.filter((g) => g.part === 'init');
+    const inInit = (a: bigint): boolean => init.some((g) => a >= g.start && a < g.end);
+    this.ftrace.removeSites(m.image.mcountSites.filter(inInit));
+    this.jumpLabels.retireSites(new Set(m.image.jumpEntries.filter((e) => inInit(e.site)).map((e) => e.site)));
   }
 
   #moduleUnloaded(m: LoadedModule): void {

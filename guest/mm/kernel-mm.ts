@@ -68,21 +68,20 @@ export class KernelMm {
    * caller is about to obtain the permissions through an authenticated request).
    *
    * `place.at` asks for exactly that address (a module at the address the real kernel's
-   * module_alloc gave it); `place.avoid` keeps the allocation out of ranges the caller will
-   * ask for by address later.
+   * module_alloc gave it); otherwise the lowest free range that fits, as alloc_vmap_area().
    */
   async vmalloc(
     pages: number,
     prot: Prot,
     area: 'modules' | 'vmalloc' = 'vmalloc',
-    place: { readonly at?: bigint; readonly avoid?: readonly { readonly start: bigint; readonly end: bigint }[] } = {},
+    place: { readonly at?: bigint } = {},
   ): Promise<MmResult<{ va: bigint; frames: number[] }>> {
     const space = area === 'modules' ? this.modules : this.vmallocArea;
     let va: bigint | undefined;
     if (place.at !== undefined) {
       if (!space.allocAt(place.at, pages)) return { ok: false, reason: `${area} area: ${pages} page(s) at 0x${place.at.toString(16)} (and the guard page after them) are not free` };
       va = place.at;
-    } else va = space.alloc(pages, place.avoid);
+    } else va = space.alloc(pages);
     if (va === undefined) return { ok: false, reason: `${area} area exhausted` };
     const frames: number[] = [];
     for (let i = 0; i < pages; i++) {

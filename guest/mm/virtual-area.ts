@@ -16,26 +16,16 @@ export class VirtualArea {
   }
 
   /**
-   * `pages` pages (plus a guard page), page-aligned, first fit; undefined when the area is
-   * full. No page of the allocation (guard included) lies in a range of `avoid` (half-open
-   * byte ranges: memory the caller will claim later with {@link allocAt}).
+   * `pages` pages (plus a guard page), page-aligned, at the lowest free address that fits
+   * (alloc_vmap_area()'s lowest match); undefined when the area is full.
    */
-  alloc(pages: number, avoid: readonly { readonly start: bigint; readonly end: bigint }[] = []): bigint | undefined {
+  alloc(pages: number): bigint | undefined {
     const size = BigInt(pages + 1) * 4096n;
-    for (const r of this.#free) {
-      let va = r.start;
-      for (;;) {
-        const end = va + size;
-        if (end > r.end) break;
-        const hit = avoid.find((a) => a.start < end && va < a.end);
-        if (!hit) {
-          this.#claim(va, size);
-          return va;
-        }
-        va = (hit.end + 4095n) & ~4095n;
-      }
-    }
-    return undefined;
+    const r = this.#free.find((x) => x.start + size <= x.end);
+    if (!r) return undefined;
+    const va = r.start;
+    this.#claim(va, size);
+    return va;
   }
 
   /**

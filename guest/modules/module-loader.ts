@@ -7,13 +7,23 @@
  * (text RX, rodata R, data RW NX) and register the module's exports, ftrace sites and jump
  * labels. Like modprobe, {@link ModuleLoader.modprobe} loads `depends=` first.
  *
- * Not modelled: running the module's init function, freeing the init layout after it (the
- * init sections stay until unload), copying per-CPU initial data to each CPU.
+ * Then what 6.1's do_init_module() does once the module's init function returned, in its
+ * order: the module goes LIVE (listeners stop patching init-memory sites: jump labels, and
+ * ftrace_free_mem() drops its init-text ftrace sites), module_enable_ro(mod, true) seals
+ * ro_after_init, and do_free_init() frees the init layout (module_memfree(), a vfree of the
+ * module area), so the next module's allocation may reuse it. Under Heki the hypervisor must
+ * first agree (KVM_HC_HEKI_FREE_MODULE_INIT): it releases the init pages, which it locked at
+ * the load, and seals ro_after_init. When it refuses, the init layout stays until unload and
+ * ro_after_init stays writable, as the hypervisor left them.
+ *
+ * Not modelled: running the module's constructors and init function (nothing in the
+ * simulated guest executes module code), copying per-CPU initial data to each CPU, the
+ * exception table and kallsyms (trim_init_extable(), the switch to core_kallsyms).
  */
 import { buildModuleImage, normalizeModuleName, parseModuleFile, readModinfo, type GroupRange, type ModuleImage, type PlacedSectionRef } from '../../shared/module/index.ts';
 import { allocateModuleMemory, type ModulePlacement } from './module-memory.ts';
 
-export type { ModulePlacement, VaRange } from './module-memory.ts';
+export type { ModulePlacement } from './module-memory.ts';
 import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
@@ -37,6 +47,7 @@ export interface LoadedModule {
   readonly depends: readonly string[];
   readonly image: ModuleImage;
   readonly core: { va: bigint; pages: number };
+  /** The init layout's memory while the module holds it: undefined once do_init_module freed it. */
   readonly init: { va: bigint; pages: number } | undefined;
   readonly exports: ReadonlyMap<string, bigint>;
   /**
@@ -65,14 +76,21 @@ export interface LoadedModuleState {
 
 /** Notified when modules come and go (ftrace, jump labels). */
 export interface ModuleListener {
+  /** MODULE_STATE_COMING: the module's sites join, init-memory ones included. */
   loaded(m: LoadedModule): void;
+  /**
+   * MODULE_STATE_LIVE, then ftrace_free_mem() of the init layout: sites in init memory are
+   * never patched again (called before the init layout is freed, and for every restored module).
+   */
+  live(m: LoadedModule): void;
   unloaded(m: LoadedModule): void;
 }
 
 /** First per-CPU offset handed to modules: past the kernel's static per-CPU area. */
 const PERCPU_MODULE_BASE = 0x10_0000n;
 
-const groupProt: Record<GroupRange['group'], Prot> = { text: PROT.RX, ro: PROT.RO, ro_after_init: PROT.RO, rw: PROT.RW };
+/** Protections at the load (module_enable_ro(mod, false): ro_after_init stays writable for init). */
+const groupProt: Record<GroupRange['group'], Prot> = { text: PROT.RX, ro: PROT.RO, ro_after_init: PROT.RW, rw: PROT.RW };
 
 /** The loader. */
 export class ModuleLoader {
@@ -207,7 +225,27 @@ export class ModuleLoader {
     };
     this.loaded.set(name, m);
     this.listener.loaded(m);
-    return ok(m);
+    return ok(await this.#initDone(m));
+  }
+
+  /**
+   * do_init_module() after `mod->init` returned (kernel/module/main.c), in its order: LIVE and
+   * ftrace_free_mem() (the listener), module_enable_ro(mod, true), then do_free_init(). The
+   * hypervisor changes the permissions first; the guest's tables follow, then the memory goes
+   * back to the module area. Returns the module as it stays loaded.
+   */
+  async #initDone(m: LoadedModule): Promise<LoadedModule> {
+    this.listener.live(m);
+    const s = await this.heki.hv.freeModuleInit?.(m.name);
+    if (!s?.ok) return m;
+    const pagesOf = (g: GroupRange): number => Number((g.end - g.start) / 4096n);
+    for (const g of m.image.groups) if (g.part === 'core' && g.group === 'ro_after_init') await this.mm.adopt(g.start, pagesOf(g), PROT.RO);
+    if (!m.init) return m;
+    for (const g of m.image.groups) if (g.part === 'init') await this.mm.adopt(g.start, pagesOf(g), PROT.RW);
+    await this.mm.vfree(m.init.va, m.init.pages, 'modules');
+    const live: LoadedModule = { ...m, init: undefined };
+    this.loaded.set(m.name, live);
+    return live;
   }
 
   /** The loaded modules (in load order) and the next per-CPU offset, as plain data. */
@@ -241,7 +279,9 @@ export class ModuleLoader {
       const name = image.modinfo.name ?? image.name;
       const m: LoadedModule = { name, depends: image.modinfo.depends, image, core: r.core, init: r.init, exports: image.exports, source: { file: r.file, initBase: r.initBase, percpuBase: r.percpuBase, ...(r.placed ? { placed: r.placed } : {}) } };
       this.loaded.set(name, m);
+      // Every saved module had finished its init: the image was taken between loads.
       this.listener.loaded(m);
+      this.listener.live(m);
     }
     this.#percpuNext = s.percpuNext;
     return ok(undefined);
@@ -259,7 +299,7 @@ export class ModuleLoader {
     this.listener.unloaded(m);
     this.loaded.delete(name);
     // The hypervisor made every page data-only; the guest's tables follow, then the memory goes back.
-    for (const g of m.image.groups) await this.mm.adopt(g.start, Number((g.end - g.start) / 4096n), PROT.RW);
+    for (const g of m.image.groups) if (g.part === 'core' || m.init) await this.mm.adopt(g.start, Number((g.end - g.start) / 4096n), PROT.RW);
     await this.mm.vfree(m.core.va, m.core.pages, 'modules');
     if (m.init) await this.mm.vfree(m.init.va, m.init.pages, 'modules');
     return ok(undefined);

@@ -12,30 +12,20 @@ import { failed, fromMm, type GuestOpError } from '../heki/refusal.ts';
 /** Where the probe layout starts its init part (far from its core part, which starts at 0). */
 const PROBE_INIT = 1n << 40n;
 
-/** A byte range [start, end) of kernel virtual addresses. */
-export interface VaRange {
-  readonly start: bigint;
-  readonly end: bigint;
-}
-
 /**
  * Where a module goes when the caller chooses (`heki reference check` puts each module where
  * the real kernel's module_alloc put it, from `/sys/module/<name>/sections`).
  *
  * Core sections go exactly at their addresses: every non-empty core section must have one.
- * The init sections go at theirs too when all of them have one and that memory is free and
- * outside `avoid`; otherwise the init layout goes to fresh module memory outside `avoid`. A
- * real kernel frees a module's init memory once its init function returned and may hand it
- * to the next module's core; this loader keeps init memory until unload, so `avoid` holds
- * the core ranges of the modules still to come, each with the guard page vmalloc leaves
- * after it (an allocation at an address needs that page free too). Init sections are gone after a real load, so
- * nothing compares them.
+ * The init sections go at theirs too when all of them have one and that memory (with the
+ * guard page vmalloc leaves after it) is free; otherwise the init layout goes where
+ * module_alloc() would put it. The loader frees a module's init layout once its init
+ * returned, as do_init_module() does, so a later module's core may take that memory, as in
+ * the real boot.
  */
 export interface ModulePlacement {
   /** Section addresses by section name. */
   readonly sections: ReadonlyMap<string, bigint>;
-  /** Memory the init layout must stay out of. */
-  readonly avoid?: readonly VaRange[];
   /** The per-CPU pointer of the module's `.data..percpu` (what pcpu_alloc() returned), when the caller chooses it. */
   readonly percpu?: bigint;
 }
@@ -94,12 +84,10 @@ export async function allocateModuleMemory(mm: KernelMm, elf: Elf64, name: strin
   const corePages = Number((coreSpan.end - coreSpan.start) / 4096n);
   const core = await mm.vmalloc(corePages, PROT.RW, 'modules', { at: coreSpan.start });
   if (!core.ok) return err(fromMm(core, `${name}: `));
-  const avoid = placement.avoid ?? [];
   const initSecs = secs.filter((s) => s.part === 'init' && s.size > 0);
   let initSpan = initSecs.every((s) => at.has(s.name)) ? span('init') : undefined;
   let init: { va: bigint; pages: number } | undefined;
-  // The guard page after the init layout must stay clear of `avoid` as well.
-  if (initSpan && !avoid.some((a) => a.start < initSpan!.end + 4096n && initSpan!.start < a.end)) {
+  if (initSpan) {
     const pages = Number((initSpan.end - initSpan.start) / 4096n);
     const r = await mm.vmalloc(pages, PROT.RW, 'modules', { at: initSpan.start });
     if (r.ok) init = { va: r.value.va, pages };
@@ -107,7 +95,7 @@ export async function allocateModuleMemory(mm: KernelMm, elf: Elf64, name: strin
   } else initSpan = undefined;
   const initPages = pagesOf('init', PROBE_INIT);
   if (!init && initPages > 0) {
-    const r = await mm.vmalloc(initPages, PROT.RW, 'modules', { avoid });
+    const r = await mm.vmalloc(initPages, PROT.RW, 'modules');
     if (!r.ok) {
       await mm.vfree(core.value.va, corePages, 'modules');
       return err(fromMm(r, `${name}: `));

@@ -43,6 +43,16 @@ export class JumpLabels {
     }
   }
 
+  /**
+   * Marks the entries at these sites init (their memory is freed: a module went LIVE): they
+   * stay their keys', but are never patched again, as jump_label_can_update() skips them.
+   */
+  retireSites(sites: ReadonlySet<bigint>): void {
+    if (sites.size === 0) return;
+    for (const [k, list] of this.#byKey) this.#byKey.set(k, list.map((e) => (sites.has(e.site) && !e.init ? { ...e, init: true } : e)));
+    for (const s of sites) this.#state.delete(s);
+  }
+
   /** Forgets entries at these sites (a module unloaded). */
   removeSites(sites: ReadonlySet<bigint>): void {
     for (const [k, list] of this.#byKey) {

@@ -4,7 +4,7 @@
  * that it fits the VM (RAM size, vCPU count, pinnable bits, a valid MSR filter).
  */
 import type { SectionFormat } from '../../shared/state-section.ts';
-import { big, bool, bytes, count, int, list, obj, oneOf, orUndefined, str, tuple, u32 } from '../../shared/state-schema.ts';
+import { big, bool, bytes, count, int, list, obj, oneOf, opt, orUndefined, str, tuple, u32 } from '../../shared/state-schema.ts';
 import { CORE_STATE_VERSION, type CoreState } from './core-state.ts';
 
 const descriptorTable = obj({ base: big, limit: int(0, 0xffff) });
@@ -23,6 +23,8 @@ const vcpu = obj({
 
 /** A module's or code image's record: frames with their EPT bits before, text pages. */
 const grantRecord = obj({ name: str, frames: list(tuple(u32, u32)), textPages: list(tuple(big, u32)) });
+/** A module's record also keeps each section's frames (section index, frames), once it has them. */
+const moduleRecord = obj({ name: str, frames: list(tuple(u32, u32)), textPages: list(tuple(big, u32)), sections: opt(list(tuple(u32, list(u32)))) });
 
 const coreState = obj({
   version: count,
@@ -40,7 +42,7 @@ const coreState = obj({
       vm: str,
       kernelRegions: list(obj({ name: str, vaddr: big, paddr: big, size: count })),
       bootEnded: bool,
-      modules: list(grantRecord),
+      modules: list(moduleRecord),
       codeImages: list(grantRecord),
       codePages: list(tuple(big, u32)),
     }),

@@ -29,6 +29,9 @@ import {
   type PatchKindName,
 } from '../../shared/heki-descriptors.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
+import { KVM_STATUS } from '../../shared/abi.ts';
+import type { Authenticator, ModuleRecord } from '../core/auth/authenticator.ts';
+import type { HypercallContext } from './context.ts';
 import type { GuestMemoryAccess } from '../memory/guest-memory.ts';
 
 /** A module descriptor as read. */
@@ -162,4 +165,18 @@ export function decodeName(bytes: Uint8Array | undefined): string | undefined {
   if (!bytes) return undefined;
   const name = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
   return name.length > 0 && !name.includes('\0') ? name : undefined;
+}
+
+/**
+ * The loaded module named by the guest's a0 (its name's guest-virtual address) and a1 (the
+ * name's length, 1 to 256), with the core's record of it; or the status to return:
+ * -KVM_EOPNOTSUPP without a verifier, -KVM_EINVAL for a bad name or one no module has.
+ */
+export function namedModule({ core, vcpu }: HypercallContext, a0: bigint, a1: bigint): { auth: Authenticator; name: string; rec: ModuleRecord } | number {
+  const auth = core.auth;
+  if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
+  if (a1 === 0n || a1 > 256n) return -KVM_STATUS.KVM_EINVAL;
+  const name = decodeName(vcpu.readForCore(a0, Number(a1)));
+  const rec = name === undefined ? undefined : auth.modules.get(name);
+  return name !== undefined && rec ? { auth, name, rec } : -KVM_STATUS.KVM_EINVAL;
 }

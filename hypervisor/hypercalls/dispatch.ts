@@ -12,6 +12,7 @@ import { protectMemory } from './protect-memory.ts';
 import { endBoot } from './end-boot.ts';
 import { loadModule } from './load-module.ts';
 import { unloadModule } from './unload-module.ts';
+import { freeModuleInit } from './free-module-init.ts';
 import { textPatch } from './text-patch.ts';
 import { setMemory } from './set-memory.ts';
 import { loadCode } from './load-code.ts';
@@ -32,6 +33,7 @@ export const HYPERCALL_HANDLERS = {
   [HC.HEKI_LOAD_CODE]: loadCode,
   [HC.HEKI_KEXEC_LOAD]: kexecLoad,
   [HC.HEKI_KEXEC]: kexec,
+  [HC.HEKI_FREE_MODULE_INIT]: freeModuleInit,
 } satisfies Record<HypercallNr, HypercallHandler>;
 
 /**

@@ -72,7 +72,8 @@ export const loadModule: HypercallHandler = (ctx, [a0]) => {
         for (const [va, f] of s.pages) if (memAttrToEpt(g) & EPT_XS) textPages.set(va, f);
       }
       for (const [f, g] of frameGrant) auth.setPermissions(f, memAttrToEpt(g));
-      auth.modules.set(name, { name, frames: before, textPages });
+      const sectionFrames = new Map(layout.map((s) => [s.shndx, s.pages.map(([, f]) => f)] as const));
+      auth.modules.set(name, { name, frames: before, textPages, sections: sectionFrames });
       auth.addCode(textPages);
       return { kind: 'applied', audit: { frames: frameGrant.size, textPages: textPages.size } };
     },

@@ -5,21 +5,15 @@
  * core applies it even if the verifier is unavailable; the verifier is told so that it
  * forgets the module's symbols and sites, and the verdict is audited.
  */
-import { KVM_STATUS } from '../../shared/abi.ts';
 import { EPT_R, EPT_W } from '../ept/permissions.ts';
 import type { HypercallHandler } from './context.ts';
 import { authenticatedChange } from '../core/auth/authenticated-change.ts';
-import { decodeName } from './descriptors.ts';
+import { namedModule } from './descriptors.ts';
 
 export const unloadModule: HypercallHandler = (ctx, [a0, a1]) => {
-  const { core, vcpu } = ctx;
-  const auth = core.auth;
-  if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
-  if (a1 === 0n || a1 > 256n) return -KVM_STATUS.KVM_EINVAL;
-  const name = decodeName(vcpu.readForCore(a0, Number(a1)));
-  if (name === undefined) return -KVM_STATUS.KVM_EINVAL;
-  const rec = auth.modules.get(name);
-  if (!rec) return -KVM_STATUS.KVM_EINVAL;
+  const named = namedModule(ctx, a0, a1);
+  if (typeof named === 'number') return named;
+  const { auth, name, rec } = named;
   return authenticatedChange(ctx, auth, {
     gate: 'none',
     kind: 'module-unload',

@@ -114,7 +114,7 @@ export interface LinkStats {
   viaRing: number;
 }
 
-const STATEFUL_KINDS = new Set<VerifyRequest['kind']>(['kernel-text', 'module-load', 'module-unload', 'code-load', 'text-patch', 'kernel-manifest', 'restore-state']);
+const STATEFUL_KINDS = new Set<VerifyRequest['kind']>(['kernel-text', 'module-load', 'module-unload', 'module-init-free', 'code-load', 'text-patch', 'kernel-manifest', 'restore-state']);
 
 /** The link. */
 export class VerifierLink {

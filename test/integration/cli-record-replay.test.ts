@@ -82,7 +82,7 @@ function firstFtraceSite(): string {
 realTest('heki run --record writes the verifier configuration and every request with its verdict, in order', async (t) => {
   const run = await recorded();
   t.is(run.code, 0, run.err + run.out);
-  t.regex(run.out, /record: 1\d requests, [\d.]+ MB of JSON lines, [\d.]+ MB gzip-compressed in .*requests\.jsonl/);
+  t.regex(run.out, /record: 23 requests, [\d.]+ MB of JSON lines, [\d.]+ MB gzip-compressed in .*requests\.jsonl/);
   const es = entries(LOG);
   const first = es[0]!.entry;
   t.is(first.type, 'verifier');
@@ -96,15 +96,8 @@ realTest('heki run --record writes the verifier configuration and every request 
     reqs.map((r) => `${r.kind}${r.request && 'name' in r.request ? ` ${r.request.name}` : ''}`),
     [
       'kernel-text',
-      'module-load crc7',
-      'module-load virtio_ring',
-      'module-load virtio',
-      'module-load failover',
-      'module-load net_failover',
-      'module-load virtio_net',
-      'module-load irqbypass',
-      'module-load kvm',
-      'module-load kvm_intel',
+      // Each load is followed by the end of the module's init (do_init_module()).
+      ...['crc7', 'virtio_ring', 'virtio', 'failover', 'net_failover', 'virtio_net', 'irqbypass', 'kvm', 'kvm_intel'].flatMap((n) => [`module-load ${n}`, `module-init-free ${n}`]),
       'text-patch',
       'text-patch',
       'module-load cordic',
@@ -116,11 +109,11 @@ realTest('heki run --record writes the verifier configuration and every request 
     reqs.map((_, i) => i),
     'one verdict at a time here: decision order is send order',
   );
-  const enable = reqs[10]!;
+  const enable = reqs[19]!;
   t.true(enable.verdict!.ok);
   t.is(enable.verdict!.items!.length, enable.request!.kind === 'text-patch' ? enable.request!.items.length : -1);
   t.true(enable.verdict!.items!.length > 40_000, 'every ftrace site, modules included, in one batch');
-  const cordic = reqs[12]!;
+  const cordic = reqs[21]!;
   t.false(cordic.verdict!.ok);
   t.regex(cordic.verdict!.reason, /module-pkcs7/);
 });
@@ -130,7 +123,7 @@ realTest('replay with the recorded plugins: every verdict is the same, exit 0', 
   const r = await heki(['replay', LOG, '--json'], dir);
   t.is(r.code, 0, r.err);
   const j = JSON.parse(r.out) as { requests: number; replayed: number; same: number; skipped: number; complete: boolean; differences: unknown[] };
-  t.deepEqual({ requests: j.requests, replayed: j.replayed, same: j.same, skipped: j.skipped, complete: j.complete, differences: j.differences }, { requests: 14, replayed: 14, same: 14, skipped: 0, complete: true, differences: [] });
+  t.deepEqual({ requests: j.requests, replayed: j.replayed, same: j.same, skipped: j.skipped, complete: j.complete, differences: j.differences }, { requests: 23, replayed: 23, same: 23, skipped: 0, complete: true, differences: [] });
   const text = await heki(['replay', LOG], dir);
   t.is(text.code, 0);
   t.regex(text.out, /text-patch\s+2\s+2\s+0\s+0/);
@@ -147,7 +140,7 @@ realTest('replay with a policy that refuses ftrace at one site: exit 1, the batc
   t.is(j.differences.length, 1, 'only the enabling batch: disabling is not refused');
   const d = j.differences[0]!;
   t.is(d.kind, 'text-patch');
-  t.is(d.seq, 10);
+  t.is(d.seq, 19);
   t.deepEqual(d.recorded, { ok: true, reason: `all ${d.items.of} items allowed` });
   t.false(d.replayed.ok);
   t.is(d.replayed.reason, `1 of ${d.items.of} items denied; first: deny-ftrace-site: tracing ${site} is not allowed`);
@@ -157,13 +150,13 @@ realTest('replay with a policy that refuses ftrace at one site: exit 1, the batc
   t.true(d.items.first[0]!.recorded.ok);
   t.regex(d.items.first[0]!.recorded.reason, /^ftrace: /);
   t.deepEqual(d.items.first[0]!.replayed, { ok: false, reason: `deny-ftrace-site: tracing ${site} is not allowed` });
-  t.is(j.same, 13);
+  t.is(j.same, 22);
 
   const text = await heki(args, dir);
   t.is(text.code, 1);
-  t.true(text.out.includes(`line ${d.line} (seq 10, vm0) text-patch`), text.out);
+  t.true(text.out.includes(`line ${d.line} (seq 19, vm0) text-patch`), text.out);
   t.true(text.out.includes(`item 0 site ${site}: allowed -> denied`), text.out);
-  t.regex(text.out, /1 of 14 replayed requests differ/);
+  t.regex(text.out, /1 of 23 replayed requests differ/);
 });
 
 realTest('replay with a policy that refuses a module: the load is listed with both reasons, exit 1', async (t) => {

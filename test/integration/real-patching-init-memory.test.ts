@@ -79,20 +79,19 @@ realTest('"ftrace all" leaves the sites in a module\'s init text alone, as 6.1 f
   t.teardown(() => m.dispose());
   t.is((await m.loadModule(join(fixtures.modulesDir, 'virtio_net.ko'))).outcome, 'allowed');
   const mod = m.kernel!.modules.loaded.get('virtio_net')!;
-  const init = mod.init!;
-  const inInit = (a: bigint): boolean => a >= init.va && a < init.va + BigInt(init.pages) * 4096n;
+  t.is(mod.init, undefined, 'its init layout was freed once its init returned');
+  const init = mod.image.groups.filter((g) => g.part === 'init');
+  const inInit = (a: bigint): boolean => init.some((g) => a >= g.start && a < g.end);
   const initSites = mod.image.mcountSites.filter(inInit);
   t.true(initSites.length > 0, 'virtio_net has ftrace sites in its init text');
+  t.false(initSites.some((s) => m.kernel!.ftrace.siteCovering(s) !== undefined), 'ftrace_free_mem dropped them');
   const r = await m.ftrace('enable', 'all');
   t.is(r.outcome, 'allowed', r.reason);
-  for (const s of initSites) t.deepEqual(bytesAt(m, s, 5), [...NOP5], `init site ${hex(s)} untouched`);
   const core = mod.image.mcountSites.find((a) => !inInit(a))!;
   t.is(bytesAt(m, core, 1)[0], 0xe8, 'a core site is traced');
   t.is((await m.ftrace('disable', 'all')).outcome, 'allowed');
-  // The attack: a guest that patches a freed init site anyway. The stop: the verifier denies it.
-  const caller = m.image.systemMap.address('ftrace_caller')!;
-  const poke = await m.textPoke(hex(initSites[0]!), encodeCall32(initSites[0]!, caller), 'ftrace');
-  t.is(poke.outcome, 'denied', 'the verifier refuses an ftrace patch in the module\'s freed init text');
-  t.deepEqual(bytesAt(m, initSites[0]!, 5), [...NOP5]);
+  // The freed init memory is unmapped (virtio_net loaded last: nothing took it yet); patching
+  // it anyway is test/security/attack-ftrace-freed-module-init-site.test.ts.
+  t.is(m.vmm.core.vcpus[0]!.translateForCore(initSites[0]!), undefined);
   await kernelTextStillProtected(t, m);
 });

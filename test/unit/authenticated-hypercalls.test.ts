@@ -8,8 +8,8 @@ import { LAYOUT, bootSynthetic, lockSyntheticKernel, protect } from '../helpers/
 import { BLOB, BLOB_VA, DESC, MOD_DATA, MOD_TEXT, MOD_VA, grants, withVerifier } from '../helpers/stub-verifier-machine.ts';
 import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
 import { encodePatchBatch, patchStatuses, PATCH_STATUS } from '../../shared/heki-descriptors.ts';
-import type { VerifyRequest } from '../../shared/protocol.ts';
-import { EPT_R, EPT_W, EPT_XS, EPT_FROZEN } from '../../hypervisor/ept/permissions.ts';
+import type { Verdict, VerifyRequest } from '../../shared/protocol.ts';
+import { EPT_R, EPT_W, EPT_XS, EPT_FROZEN, EPT_IMMUTABLE } from '../../hypervisor/ept/permissions.ts';
 
 test('module load: the verifier sees frozen snapshots, and the grants are applied per section', async (t) => {
   let frozenDuringVerify = false;
@@ -146,4 +146,53 @@ test('module load: a granted frame with non-zero bytes outside the sections is r
   t.is(m.vmm.core.ept.get(Number(MOD_TEXT >> 12n)) & EPT_XS, EPT_XS, 'still the default, not a grant');
   t.false(m.vmm.core.auth!.modules.has('mod0'));
   t.regex(String(audit.records()[0]!['note']), /non-zero padding in frame \d+ at offset 100/);
+});
+
+/** The end of init, with a stub that allows the load with `grants` and answers the end of init with `endGrants`. */
+function endOfInit(endGrants: Verdict['grants'], ok = true): ReturnType<typeof withVerifier> {
+  return withVerifier((r) => (r.kind === 'module-load' ? { ok: true, reason: 'ok', grants } : r.kind === 'module-init-free' ? { ok, reason: ok ? 'init returned' : 'no', ...(endGrants ? { grants: endGrants } : {}) } : { ok: false, reason: 'unexpected' }));
+}
+
+test('end of init: sections granted R+W are released (data-only, out of the record and code map), R+IMMUTABLE ones sealed', async (t) => {
+  // Section 1 plays the init text, section 2 ro_after_init.
+  const { m, audit, seen } = endOfInit([
+    { shndx: 1, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE },
+    { shndx: 2, permissions: MEM_ATTR.READ | MEM_ATTR.IMMUTABLE },
+  ]);
+  t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, DESC), 0);
+  t.is(await m.cpu.vmcall(HC.HEKI_FREE_MODULE_INIT, BLOB_VA + 13n, 4n), 0);
+  t.like(seen[1], { kind: 'module-init-free', name: 'mod0' });
+  const ept = m.vmm.core.ept;
+  t.is(ept.get(Number(MOD_TEXT >> 12n)), EPT_R | EPT_W, 'the released init text is data-only');
+  t.is(ept.get(Number(MOD_DATA >> 12n)), EPT_R | EPT_IMMUTABLE, 'ro_after_init is sealed');
+  t.false(m.cpu.fetch(MOD_VA, 1).ok, 'the freed init text does not execute');
+  const rec = m.vmm.core.auth!.modules.get('mod0')!;
+  t.deepEqual([...rec.frames.keys()], [Number(MOD_DATA >> 12n)]);
+  t.deepEqual([...rec.sections!.keys()], [2]);
+  t.is(rec.textPages.size, 0);
+  t.false(m.vmm.core.auth!.ownsFrame(Number(MOD_TEXT >> 12n)), 'a later load may use the released frame');
+  // A patch into the freed init text is refused by the core, without asking.
+  m.vmm.core.memory.write(DESC, encodePatchBatch([{ kind: 'ftrace', site: MOD_VA + 4n, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) }]));
+  t.is(await m.cpu.vmcall(HC.HEKI_TEXT_PATCH, DESC), -KVM_STATUS.KVM_EPERM);
+  t.is(seen.length, 2);
+  t.like(audit.records()[1], { kind: 'module-init-free', ok: true, applied: true, released: 1, sealed: 1, textPages: 1 });
+});
+
+test('end of init: a grant that is neither release nor seal, a section the module lacks, a denial or an unknown module change nothing', async (t) => {
+  for (const [endGrants, ok, why] of [
+    [[{ shndx: 1, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE | MEM_ATTR.EXEC }], true, /neither a release \(R\+W\) nor a seal/],
+    [[{ shndx: 9, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE }], true, /section 9, which module mod0 does not have/],
+    [undefined, false, /^no$/],
+  ] as const) {
+    const { m, audit } = endOfInit(endGrants && [...endGrants], ok);
+    t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, DESC), 0);
+    const before = [MOD_TEXT, MOD_DATA].map((pa) => m.vmm.core.ept.get(Number(pa >> 12n)));
+    t.is(await m.cpu.vmcall(HC.HEKI_FREE_MODULE_INIT, BLOB_VA + 13n, 4n), -KVM_STATUS.KVM_EPERM);
+    t.deepEqual([MOD_TEXT, MOD_DATA].map((pa) => m.vmm.core.ept.get(Number(pa >> 12n))), before, 'no frame changed');
+    t.is(m.vmm.core.auth!.modules.get('mod0')!.frames.size, 2, 'the module keeps every frame');
+    t.like(audit.records()[1], { kind: 'module-init-free', ok, applied: false });
+    t.regex(String(audit.records()[1]![ok ? 'note' : 'reason']), why);
+  }
+  const { m } = endOfInit([]);
+  t.is(await m.cpu.vmcall(HC.HEKI_FREE_MODULE_INIT, BLOB_VA + 13n, 4n), -KVM_STATUS.KVM_EINVAL, 'not loaded');
 });

@@ -25,15 +25,15 @@ test('allocAt claims exactly the pages and the guard page, and refuses taken or 
   t.is(a.alloc(6), BASE + 3n * P, 'it holds 6 and a guard');
 });
 
-test('alloc keeps out of the ranges to avoid, guard page included', (t) => {
+test('a freed hole is the next allocation that fits, lowest first (freed init memory reused by the next core)', (t) => {
   const a = new VirtualArea(BASE, BASE + 100n * P);
-  // A later module's core at pages 2..4, with the guard page 5 its allocation needs.
-  const avoid = [{ start: BASE + 2n * P, end: BASE + 6n * P }];
-  t.is(a.alloc(1, avoid), BASE, 'page 0 and its guard page 1 are clear');
-  t.is(a.alloc(1, avoid), BASE + 6n * P, 'nothing of it, guard included, lands in 2..5');
-  t.true(a.allocAt(BASE + 2n * P, 3), 'the avoided range is still free for its owner');
-  t.is(a.alloc(1, [{ start: BASE + 8n * P, end: BASE + 9n * P + 1n }]), BASE + 10n * P, 'a range ending one byte into page 9 avoids page 9');
-  t.is(a.alloc(200, avoid), undefined);
+  t.is(a.alloc(3), BASE, 'core: pages 0..2, guard 3');
+  t.is(a.alloc(2), BASE + 4n * P, 'init: pages 4..5, guard 6');
+  t.is(a.alloc(1), BASE + 7n * P, 'another: page 7, guard 8');
+  a.free(BASE + 4n * P, 2);
+  t.is(a.alloc(4), BASE + 9n * P, 'the freed hole 4..6 holds 2 pages and a guard, not 4');
+  t.is(a.alloc(2), BASE + 4n * P, 'the next that fits takes the freed init memory');
+  t.is(a.alloc(200), undefined);
 });
 
 test('freed memory is allocatable at its address again', (t) => {

@@ -1,6 +1,6 @@
 /**
- * module-end-state: decides `module-load` and `module-unload` requests by recomputing the end
- * state of a load. It does not trust the guest's loader; it takes the signed ELF (the
+ * module-end-state: decides `module-load`, `module-init-free` and `module-unload` requests,
+ * `module-load` by recomputing the end state of a load. It does not trust the guest's loader; it takes the signed ELF (the
  * `module.signature` fact a signature plugin published), the addresses the guest chose, and
  * the kernel's exports from the signed manifest, and computes with the same loader core
  * (shared/module/) what every section must hold. A load is allowed when:
@@ -21,12 +21,16 @@
  *    executable NOBITS section has nothing to verify and is refused). A manifest without
  *    touch-up tables (made before them) gets no touch-ups.
  *
- * The grants: text R|X|IMMUTABLE, ro R|IMMUTABLE, ro_after_init R|IMMUTABLE, rw R|W, for
- * core and init sections alike; the per-CPU section (at a per-CPU pointer, not module
- * memory) gets none. `commit` records the {@link VerifiedModule} (exports, ftrace sites, jump
+ * The grants: text R|X|IMMUTABLE, ro R|IMMUTABLE, ro_after_init R|W (the module's init may
+ * still write it, as module_enable_ro(mod, false) leaves it), rw R|W, for core and init
+ * sections alike; the per-CPU section (at a per-CPU pointer, not module memory) gets none.
+ * The end of init (`module-init-free`, module-init-free.ts) releases the init sections and
+ * seals ro_after_init R|IMMUTABLE. `commit` records the {@link VerifiedModule} (exports, ftrace sites, jump
  * entries, text ranges, granted page ranges, SHA-256 of each text page as placed, zeros where
  * no section is, and the entry points of the functions of its core text, the static-call
  * targets it offers) and, in its plugin state, which loaded modules it links against.
+ *
+ * The record keeps the init layout ({@link VerifiedModule.init}) until `module-init-free`.
  *
  * An unload is allowed when the module is loaded and no loaded module links against it
  * (Linux refuses to unload a module in use); `commit` forgets it.
@@ -53,6 +57,7 @@ import type { ModuleTouchupEnv } from '../../shared/module/module-finalize.ts';
 import { bootsUniprocessor, hasTouchups, manifestTouchupContext } from '../end-state/kernel-text-prediction.ts';
 import { kernelKeyState } from '../end-state/key-state.ts';
 import { reportProgress } from '../../shared/progress.ts';
+import { checkModuleInitFree } from './module-init-free.ts';
 
 /** Plugin name. */
 export const MODULE_END_STATE = 'module-end-state';
@@ -84,7 +89,7 @@ function moduleTouchupEnv(ctx: PluginContext, m: KernelManifest): ModuleTouchupE
 export const MODULE_GRANTS: Readonly<Record<SectionGroup, number>> = Object.freeze({
   text: MEM_ATTR.READ | MEM_ATTR.EXEC | MEM_ATTR.IMMUTABLE,
   ro: MEM_ATTR.READ | MEM_ATTR.IMMUTABLE,
-  ro_after_init: MEM_ATTR.READ | MEM_ATTR.IMMUTABLE,
+  ro_after_init: MEM_ATTR.READ | MEM_ATTR.WRITE,
   rw: MEM_ATTR.READ | MEM_ATTR.WRITE,
 });
 
@@ -256,6 +261,7 @@ function verifiedRecord(name: string, r: RelocatedModule, groups: readonly Group
   // drops the sites there first (ftrace_free_mem): no runtime ftrace patch may go there.
   const initRanges = r.sections.filter((s) => s.part === 'init' && s.size > 0).map((s) => [s.addr, s.addr + BigInt(s.size)] as const);
   const inInit = (a: bigint): boolean => initRanges.some(([start, end]) => a >= start && a < end);
+  const range = (g: GroupRange) => ({ start: g.start, end: g.end });
   return {
     name,
     exports: new Map(r.exports),
@@ -266,6 +272,13 @@ function verifiedRecord(name: string, r: RelocatedModule, groups: readonly Group
     textPageHashes,
     functions: functionEntries(elf, r),
     smpLocks: new Set(r.smpLocks),
+    init: {
+      // Every init section, empty ones included: the core resolved a frame for each.
+      sections: r.sections.filter((s) => s.part === 'init').map((s) => s.shndx),
+      ranges: groups.filter((g) => g.part === 'init').map(range),
+      roAfterInit: r.sections.filter((s) => s.part === 'core' && s.group === 'ro_after_init' && s.size > 0).map((s) => s.shndx),
+      roAfterInitRanges: groups.filter((g) => g.part === 'core' && g.group === 'ro_after_init').map(range),
+    },
   };
 }
 
@@ -278,12 +291,17 @@ export function checkModuleUnload(request: RequestOf<'module-unload'>, ctx: Plug
 }
 
 /** The module-end-state plugin. */
-export const moduleEndStatePlugin: VerifierPlugin<'module-load' | 'module-unload'> = {
+export const moduleEndStatePlugin: VerifierPlugin<'module-load' | 'module-init-free' | 'module-unload'> = {
   name: MODULE_END_STATE,
-  description: "allows an authenticated module load whose placed sections equal the signed image relocated at the guest's addresses, and grants per-group permissions; tracks loaded modules for unload",
-  kinds: ['module-load', 'module-unload'],
+  description:
+    "allows an authenticated module load whose placed sections equal the signed image relocated at the guest's addresses, and grants per-group permissions; releases init memory and seals ro_after_init once init returned; tracks loaded modules for unload",
+  kinds: ['module-load', 'module-init-free', 'module-unload'],
   decide(request, ctx): PluginResult {
     if (request.kind === 'module-unload') return checkModuleUnload(request, ctx);
+    if (request.kind === 'module-init-free') {
+      const f = checkModuleInitFree(request, ctx);
+      return f.ok ? { decision: 'allow', reason: f.value.reason, grants: [...f.value.grants] } : { decision: 'deny', reason: f.reason };
+    }
     const c = checkModuleLoad(request, ctx);
     if (!c.ok) return { decision: 'deny', reason: c.reason };
     ctx.facts.set(RECORD_FACT, c.value);
@@ -299,6 +317,11 @@ export const moduleEndStatePlugin: VerifierPlugin<'module-load' | 'module-unload
     if (request.kind === 'module-unload') {
       ctx.vm.modules.delete(request.name);
       state.delete(request.name);
+      return;
+    }
+    if (request.kind === 'module-init-free') {
+      const f = checkModuleInitFree(request, ctx);
+      if (f.ok) ctx.vm.modules.set(request.name, f.value.record);
       return;
     }
     const fact = ctx.facts.get(RECORD_FACT) as Computed | undefined;

@@ -68,6 +68,12 @@ export interface ModuleRecord {
   readonly frames: ReadonlyMap<number, number>;
   /** Text pages: virtual page -> frame. */
   readonly textPages: ReadonlyMap<bigint, number>;
+  /**
+   * The frames of each section (by section index) as the core resolved them at the load, so a
+   * later change to some sections (KVM_HC_HEKI_FREE_MODULE_INIT) never goes through the
+   * guest's page tables again. Absent in records restored from images made before it.
+   */
+  readonly sections?: ReadonlyMap<number, readonly number[]>;
 }
 
 /** A verified code image (eBPF JIT, trampoline). */
@@ -85,7 +91,12 @@ const PAGE = 4096n;
  */
 export interface AuthenticatorState {
   readonly bootEnded: boolean;
-  readonly modules: ReadonlyArray<{ readonly name: string; readonly frames: ReadonlyArray<[number, number]>; readonly textPages: ReadonlyArray<[bigint, number]> }>;
+  readonly modules: ReadonlyArray<{
+    readonly name: string;
+    readonly frames: ReadonlyArray<[number, number]>;
+    readonly textPages: ReadonlyArray<[bigint, number]>;
+    readonly sections?: ReadonlyArray<[number, readonly number[]]>;
+  }>;
   readonly codeImages: ReadonlyArray<{ readonly name: string; readonly frames: ReadonlyArray<[number, number]>; readonly textPages: ReadonlyArray<[bigint, number]> }>;
   /** The trusted code map: virtual page -> frame. */
   readonly codePages: ReadonlyArray<[bigint, number]>;
@@ -147,7 +158,7 @@ export class Authenticator {
     const rec = (r: ModuleRecord | CodeRecord) => ({ name: r.name, frames: [...r.frames], textPages: [...r.textPages] });
     return {
       bootEnded: this.bootEnded,
-      modules: [...this.modules.values()].map(rec),
+      modules: [...this.modules.values()].map((m) => ({ ...rec(m), ...(m.sections ? { sections: [...m.sections].map(([i, f]) => [i, [...f]] as [number, number[]]) } : {}) })),
       codeImages: [...this.codeImages.values()].map(rec),
       codePages: [...this.#codePages],
     };
@@ -161,7 +172,9 @@ export class Authenticator {
     this.bootEnded = state.bootEnded;
     this.modules.clear();
     this.codeImages.clear();
-    for (const m of state.modules) this.modules.set(m.name, { name: m.name, frames: new Map(m.frames), textPages: new Map(m.textPages) });
+    for (const m of state.modules) {
+      this.modules.set(m.name, { name: m.name, frames: new Map(m.frames), textPages: new Map(m.textPages), ...(m.sections ? { sections: new Map(m.sections.map(([i, f]) => [i, [...f]])) } : {}) });
+    }
     for (const c of state.codeImages) this.codeImages.set(c.name, { name: c.name, frames: new Map(c.frames), textPages: new Map(c.textPages) });
     this.#codePages.clear();
     for (const [va, f] of state.codePages) this.#codePages.set(va, f);
