@@ -53,8 +53,8 @@ export function describeRefusal(r: AuditRecord): string {
   const plugins = Array.isArray(r['plugins']) ? r['plugins'] : [];
   const kind = String(r['kind']);
   if (plugins.includes('core')) return `core refused ${kind}: ${reason}`;
-  if (reason.startsWith('verifier unavailable')) return `fail closed on ${kind}: ${reason}`;
-  if (reason.startsWith('verifier busy')) return `refused as busy (${kind}): ${reason}`;
+  if (r['failClosed'] === true) return `fail closed on ${kind}: ${reason}`;
+  if (r['retryable'] === true) return `refused as busy (${kind}): ${reason}`;
   if (r['ok'] === true) return `${kind} allowed but not applied: ${String(r['note'] ?? reason)}`;
   return `verifier denied ${kind}: ${reason}`;
 }

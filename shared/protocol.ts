@@ -194,6 +194,13 @@ export interface Verdict {
    * from the worker's answers, so a verifier cannot turn a denial into "try again".
    */
   readonly retryable?: boolean;
+  /**
+   * True when nobody decided because the verifier was unavailable (crashed, no progress, an
+   * unreadable answer, no worker): the denial {@link failClosedVerdict} makes, reason
+   * {@link VERIFIER_UNAVAILABLE}. Always with `ok: false`. TRUST: only the core and its link
+   * set it; the link drops it from the worker's answers, as it drops `retryable`.
+   */
+  readonly failClosed?: boolean;
 }
 
 /** A problem with a message's shape. */
@@ -321,7 +328,7 @@ function shapeExtras(r: VerifyRequest): ShapeError | undefined {
 
 const VERDICT_SHAPE = obj(
   { v: num, id: num, ok: bool, reason: str, plugins: arr(str, 64) },
-  { items: arr(obj({ ok: bool, reason: str })), grants: arr(obj({ shndx: num, permissions: num }), 65536), retryable: bool },
+  { items: arr(obj({ ok: bool, reason: str })), grants: arr(obj({ shndx: num, permissions: num }), 65536), retryable: bool, failClosed: bool },
 );
 
 /** Checks that `msg` is a well-formed verdict; names the first problem. */
@@ -338,6 +345,11 @@ export function denial(id: number, reason: string, plugins: readonly string[] = 
 
 /** The reason every fail-closed denial carries. */
 export const VERIFIER_UNAVAILABLE = 'verifier unavailable';
+
+/** The fail-closed denial of request `id`: nobody decided, because the verifier was unavailable (`why`). */
+export function failClosedVerdict(id: number, why: string): Verdict {
+  return { v: PROTOCOL_VERSION, id, ok: false, reason: `${VERIFIER_UNAVAILABLE}: ${why}`, plugins: [], failClosed: true };
+}
 
 /** The reason every backpressure refusal carries (a retryable verdict). */
 export const VERIFIER_BUSY = 'verifier busy';

@@ -8,7 +8,7 @@
  * Text patches take the verifier's record path (Verifier.verifyPatchRecords), as they do on
  * the verification ring, so the 40,000 items of `ftrace enable all` cost no object each.
  */
-import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
+import { PROTOCOL_VERSION, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
 import { readRequestLog, type LogError, type LogHeader, type LogRequest, type RecordedVerifierInit } from '../../shared/request-log.ts';
 import { PatchRecords } from '../../shared/ring/patch-records.ts';
 import { err, ok, type Result } from '../../shared/result.ts';
@@ -89,7 +89,7 @@ export interface ReplaySummary {
 
 /** True when the recorded verdict was not a verifier's decision (the link's busy or fail-closed answer). */
 function undecided(v: Verdict): boolean {
-  return v.retryable === true || v.reason.startsWith(VERIFIER_UNAVAILABLE);
+  return v.retryable === true || v.failClosed === true;
 }
 
 function subjectOf(r: LogRequest['request']): string {

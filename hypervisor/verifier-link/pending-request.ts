@@ -76,8 +76,8 @@ export class PendingRequest implements InFlight, Watched {
       this.garbage(v.ok ? `answer for request ${v.verdict.id}, not ${this.id}` : `malformed answer (${v.error})`);
       return;
     }
-    // TRUST: `retryable` is the link's word only; a worker cannot claim it.
-    const { retryable: _ignored, ...verdict } = v.verdict;
+    // TRUST: `retryable` and `failClosed` are the link's word only; a worker cannot claim them.
+    const { retryable: _retryable, failClosed: _failClosed, ...verdict } = v.verdict;
     this.finish(verdict);
   }
 

@@ -32,7 +32,7 @@
  * give the same verdicts and fail closed the same way: no progress, the ceiling, a crash or an
  * unreadable answer denies the request ("verifier unavailable"), once, and the spare takes over.
  */
-import { PROTOCOL_VERSION, VERIFIER_UNAVAILABLE, busyVerdict, denial, type RequestBody, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
+import { PROTOCOL_VERSION, busyVerdict, failClosedVerdict, type RequestBody, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
 import type { InjectedFault, WorkerInit } from '../../shared/worker-api.ts';
 import type { PatchRecords } from '../../shared/ring/patch-records.ts';
 import { Job } from './job.ts';
@@ -232,7 +232,7 @@ export class VerifierLink {
     const w = active.readyNow ? active : await this.#serving();
     if (!w) return this.#failClosed(id, 'no verifier worker could be started');
     const verdict = await this.#ask(w, job);
-    if (this.#deathAt !== undefined && !verdict.reason.startsWith(VERIFIER_UNAVAILABLE)) {
+    if (this.#deathAt !== undefined && verdict.failClosed !== true) {
       this.stats.lastFailoverMs = performance.now() - this.#deathAt;
       this.#deathAt = undefined;
     }
@@ -379,7 +379,7 @@ export class VerifierLink {
 
   #failClosed(id: number, why: string): Verdict {
     this.stats.failClosed++;
-    return denial(id, `${VERIFIER_UNAVAILABLE}: ${why}`);
+    return failClosedVerdict(id, why);
   }
 
   /** The worker that serves now: the active one, or the spare promoted after a death. */

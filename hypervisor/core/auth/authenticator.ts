@@ -13,7 +13,7 @@
  * and module and code-image text from the frames it snapshotted when it verified them. It
  * never follows the guest's page tables to decide where to write.
  */
-import type { Verdict } from '../../../shared/protocol.ts';
+import { failClosedVerdict, type Verdict } from '../../../shared/protocol.ts';
 import type { OutgoingRequest } from '../../verifier-link/verifier-link.ts';
 import type { AuditLog } from '../../audit/audit-log.ts';
 import type { Ept } from '../../ept/ept.ts';
@@ -50,7 +50,7 @@ export interface VerifierPort {
 
 /** The denial the core takes when its port throws (the verifier is unavailable): fail closed. */
 export function unavailableVerdict(e: unknown): Verdict {
-  return { v: 1, id: -1, ok: false, reason: `verifier unavailable: ${e instanceof Error ? e.message : String(e)}`, plugins: [] };
+  return failClosedVerdict(-1, e instanceof Error ? e.message : String(e));
 }
 
 /** A section of the kernel image the VMM knows from the manifest. */
@@ -267,7 +267,8 @@ export class Authenticator {
 
   /**
    * The audit step: one record per verdict, with what the core applied. A retryable refusal
-   * (verifier busy) is recorded too, marked `retryable: true`: the guest got -KVM_EAGAIN.
+   * (verifier busy) is recorded too, marked `retryable: true`: the guest got -KVM_EAGAIN; a
+   * fail-closed denial (verifier unavailable) is marked `failClosed: true`.
    */
   record(kind: string, subject: string, verdict: Verdict, applied: Record<string, string | number | boolean | null>): void {
     this.audit.append({
@@ -280,6 +281,7 @@ export class Authenticator {
       reason: verdict.reason,
       plugins: [...verdict.plugins],
       ...(verdict.retryable === true && !verdict.ok ? { retryable: true } : {}),
+      ...(verdict.failClosed === true && !verdict.ok ? { failClosed: true } : {}),
       ...applied,
     });
   }
