@@ -45,7 +45,9 @@ export function parseSymbolTable(bytes: Uint8Array, sections: readonly Elf64Sect
   if (strSec === undefined || strSec.type !== SHT_STRTAB) {
     return err(elfError('bad-section-link', `${where} has sh_link ${symtab.link}, which is not a string table`));
   }
-  const strtab = bytes.subarray(strSec.offset, strSec.offset + strSec.size);
+  // A Buffer view (no copy), so that readCString decodes names without a view per name.
+  const names = bytes.subarray(strSec.offset, strSec.offset + strSec.size);
+  const strtab = Buffer.from(names.buffer, names.byteOffset, names.byteLength);
   const count = symtab.size / ELF64_SYM_SIZE;
 
   let xindex: DataView | undefined;
