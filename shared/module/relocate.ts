@@ -94,6 +94,11 @@ interface SplitValues {
   readonly ok: Uint8Array;
 }
 
+/** A u64 seen as two u32 halves (storing a bigint reduces it mod 2^64; no bigint is made to split it). */
+const SCRATCH64 = new BigUint64Array(1);
+const SCRATCH32 = new Uint32Array(SCRATCH64.buffer);
+const LO = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+
 function splitSymbolValues(elf: Elf64, symbols: SymbolValues): SplitValues {
   const n = elf.symbols.length;
   const out = { lo: new Float64Array(n), hi: new Float64Array(n), ok: new Uint8Array(n) };
@@ -101,8 +106,9 @@ function splitSymbolValues(elf: Elf64, symbols: SymbolValues): SplitValues {
     const v = symbols.value(k);
     if (v === undefined) continue;
     out.ok[k] = 1;
-    out.lo[k] = Number(v & 0xffff_ffffn);
-    out.hi[k] = Number((v >> 32n) & 0xffff_ffffn);
+    SCRATCH64[0] = v;
+    out.lo[k] = SCRATCH32[LO]!;
+    out.hi[k] = SCRATCH32[1 - LO]!;
   }
   return out;
 }
