@@ -147,8 +147,10 @@ export class RelativeTable {
     const nflags = new Uint8Array(this.length);
     for (let i = 0; i < order.length; i++) {
       const from = order[i]!;
-      nlo.set(lo.subarray(from * nf, from * nf + nf), i * nf);
-      nhi.set(hi.subarray(from * nf, from * nf + nf), i * nf);
+      for (let j = 0; j < nf; j++) {
+        nlo[i * nf + j] = lo[from * nf + j]!;
+        nhi[i * nf + j] = hi[from * nf + j]!;
+      }
       nflags[i] = this.#flags[from]!;
     }
     this.#lo = nlo;

@@ -81,9 +81,11 @@ export function applyRetpolines(space: TextSpace, sites: TouchupTables['retpolin
 function staticCallFixup(space: TextSpace, ctx: TouchupContext, addr: bigint, at: Located, op: number, toReturnThunk: boolean): boolean {
   // addr and addr + 7 on different pages exactly when addr's page offset is at least 4096 - 7.
   if ((addr & 0xfffn) >= 0xff9n && !ctx.symbols.isKernelText(addr + 7n)) return false;
-  // The three bytes after the jump, from the site's region when they are in it (regions do not overlap).
-  const ud = at.offset + 8 <= at.region.bytes.length ? at.region.bytes.subarray(at.offset + 5, at.offset + 8) : space.view(addr + 5n, 3);
-  if (!ud || ud[0] !== TRAMP_UD[0] || ud[1] !== TRAMP_UD[1] || ud[2] !== TRAMP_UD[2]) return false;
+  // The three bytes after the jump, read in the site's region when they are in it (regions do not overlap).
+  const inRegion = at.offset + 8 <= at.region.bytes.length;
+  const ud = inRegion ? at.region.bytes : space.view(addr + 5n, 3);
+  const o = inRegion ? at.offset + 5 : 0;
+  if (!ud || ud[o] !== TRAMP_UD[0] || ud[o + 1] !== TRAMP_UD[1] || ud[o + 2] !== TRAMP_UD[2]) return false;
   if (op === RET || toReturnThunk) staticCallTransform(space, ctx, addr, 'ret', null);
   return true;
 }
