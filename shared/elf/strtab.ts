@@ -13,18 +13,16 @@ export function readCString(table: Uint8Array, offset: number): string | undefin
   const end = table.indexOf(0, offset);
   if (end < 0) return undefined;
   // Names are almost always ASCII: build them directly, which beats TextDecoder on short strings.
-  if (end - offset <= 64) {
-    let s = '';
-    let ascii = true;
-    for (let i = offset; i < end; i++) {
-      const c = table[i]!;
-      if (c >= 0x80) {
-        ascii = false;
-        break;
-      }
-      s += String.fromCharCode(c);
+  // Names are almost always ASCII, where latin1 and UTF-8 agree: Buffer's latin1 decoding makes
+  // a flat string in one native call (a string built a character at a time is a rope, which
+  // every later Map lookup of the name must flatten first).
+  let ascii = true;
+  for (let i = offset; i < end; i++) {
+    if (table[i]! >= 0x80) {
+      ascii = false;
+      break;
     }
-    if (ascii) return s;
   }
+  if (ascii) return (Buffer.isBuffer(table) ? table : Buffer.from(table.buffer, table.byteOffset, table.byteLength)).toString('latin1', offset, end);
   return decoder.decode(table.subarray(offset, end));
 }

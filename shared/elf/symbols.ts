@@ -45,7 +45,9 @@ export function parseSymbolTable(bytes: Uint8Array, sections: readonly Elf64Sect
   if (strSec === undefined || strSec.type !== SHT_STRTAB) {
     return err(elfError('bad-section-link', `${where} has sh_link ${symtab.link}, which is not a string table`));
   }
-  const strtab = bytes.subarray(strSec.offset, strSec.offset + strSec.size);
+  // A Buffer view (no copy), so that readCString decodes names without a view per name.
+  const names = bytes.subarray(strSec.offset, strSec.offset + strSec.size);
+  const strtab = Buffer.from(names.buffer, names.byteOffset, names.byteLength);
   const count = symtab.size / ELF64_SYM_SIZE;
 
   let xindex: DataView | undefined;
@@ -67,10 +69,12 @@ export function parseSymbolTable(bytes: Uint8Array, sections: readonly Elf64Sect
     const other = dv.getUint8(at + 5);
     let shndx = dv.getUint16(at + 6, true);
     const value = dv.getBigUint64(at + 8, true);
-    const sizeBig = dv.getBigUint64(at + 16, true);
-    if (sizeBig > BigInt(Number.MAX_SAFE_INTEGER)) {
-      return err(elfError('symbol-size-too-large', `symbol ${i} in ${where} has size ${sizeBig}, beyond 2^53`));
+    // st_size in halves (no bigint per symbol): at most 2^53 - 1 exactly when the high half is below 2^21.
+    const sizeHi = dv.getUint32(at + 20, true);
+    if (sizeHi >= 0x20_0000) {
+      return err(elfError('symbol-size-too-large', `symbol ${i} in ${where} has size ${dv.getBigUint64(at + 16, true)}, beyond 2^53`));
     }
+    const size = sizeHi * 0x1_0000_0000 + dv.getUint32(at + 16, true);
     const name = nameOff === 0 ? '' : readCString(strtab, nameOff);
     if (name === undefined) {
       return err(elfError('bad-symbol-name', `symbol ${i} in ${where} has name offset ${nameOff} outside its string table`));
@@ -86,7 +90,7 @@ export function parseSymbolTable(bytes: Uint8Array, sections: readonly Elf64Sect
     } else if (shndx !== SHN_UNDEF && shndx < SHN_LORESERVE && shndx >= sections.length) {
       return err(elfError('bad-symbol-shndx', `symbol ${i} (${name}) has section index ${shndx} beyond the ${sections.length} sections`));
     }
-    out.push({ index: i, name, value, size: Number(sizeBig), type: info & 0xf, bind: info >> 4, visibility: other & 0x3, shndx });
+    out.push({ index: i, name, value, size, type: info & 0xf, bind: info >> 4, visibility: other & 0x3, shndx });
   }
   return ok(out);
 }

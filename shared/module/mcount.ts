@@ -33,9 +33,11 @@ export function nopMcountSites(table: PlacedBuffer | undefined, memory: PlacedMe
   const n = table.bytes.length / 8;
   if (n > MAX_SITES) return fail(`__mcount_loc has ${n} entries, more than ${MAX_SITES}`);
   const dv = viewOf(table.bytes);
-  const sites: bigint[] = [];
-  for (let i = 0; i < n; i++) sites.push(dv.getBigUint64(i * 8, true));
-  sites.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  // A BigUint64Array sorts natively in ascending unsigned order, without a comparator call per step.
+  const table64 = new BigUint64Array(n);
+  for (let i = 0; i < n; i++) table64[i] = dv.getBigUint64(i * 8, true);
+  table64.sort();
+  const sites = Array.from(table64);
   for (let i = 0; i < sites.length; i++) {
     const site = sites[i]!;
     if (i > 0 && sites[i - 1] === site) return fail(`ftrace site ${hex(site)} is listed twice in __mcount_loc`);

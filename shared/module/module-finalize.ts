@@ -29,9 +29,7 @@ import type { TouchupTables } from '../x86/touchups/tables.ts';
 import { TextSpace } from '../x86/touchups/text-space.ts';
 import type { PlacedBuffer, PlacedMemory } from './placed-memory.ts';
 import { type Result, err, ok } from '../result.ts';
-import { linuxSort } from './linux-sort.ts';
-
-const MASK64 = (1n << 64n) - 1n;
+import { RelativeTable } from './relative-table.ts';
 
 /** The kernel's state a module load depends on. */
 export interface ModuleTouchupEnv {
@@ -89,74 +87,6 @@ export function moduleFinalize(buffers: readonly PlacedBuffer[], env: ModuleTouc
   return { tables, lockPrefixesUp };
 }
 
-/** A self-relative table entry decoded to absolute fields, for sorting. */
-interface RelEntry {
-  /** Absolute targets of the s32/s64 fields, in field order. */
-  readonly fields: bigint[];
-  /** Low flag bits of the last field (a key), kept with the entry. */
-  flags: bigint;
-}
-
-/**
- * Sorts a table of self-relative entries in place by `cmp`, re-encoding each field for the
- * entry's new position (jump_label_swap(), static_call_site_swap()). `layout` gives each
- * field's offset and width; the last field is a key whose low two bits are flags.
- */
-function sortRelativeTable(buf: PlacedBuffer, entrySize: number, layout: readonly { off: number; size: 4 | 8 }[], cmp: (a: RelEntry, b: RelEntry) => number): RelEntry[] {
-  const entries = decodeRelativeTable(buf, entrySize, layout);
-  linuxSort(entries, cmp);
-  writeRelativeTable(buf, entrySize, layout, entries);
-  return entries;
-}
-
-/** The entries of a self-relative table, decoded to absolute fields (the last one's low two bits as flags). */
-function decodeRelativeTable(buf: PlacedBuffer, entrySize: number, layout: readonly { off: number; size: 4 | 8 }[]): RelEntry[] {
-  const dv = new DataView(buf.bytes.buffer, buf.bytes.byteOffset, buf.bytes.byteLength);
-  const n = Math.floor(buf.bytes.length / entrySize);
-  const entries: RelEntry[] = [];
-  const last = layout.length - 1;
-  for (let i = 0; i < n; i++) {
-    const at = buf.addr + BigInt(i * entrySize);
-    const fields = layout.map((f, j) => {
-      const rel = f.size === 4 ? BigInt(dv.getInt32(i * entrySize + f.off, true)) : dv.getBigInt64(i * entrySize + f.off, true);
-      return (at + BigInt(f.off) + rel) & MASK64;
-    });
-    const flags = fields[last]! & 3n;
-    fields[last] = fields[last]! & ~3n;
-    entries.push({ fields, flags });
-  }
-  return entries;
-}
-
-function writeRelativeTable(buf: PlacedBuffer, entrySize: number, layout: readonly { off: number; size: 4 | 8 }[], entries: readonly RelEntry[]): void {
-  const dv = new DataView(buf.bytes.buffer, buf.bytes.byteOffset, buf.bytes.byteLength);
-  const last = layout.length - 1;
-  entries.forEach((e, i) => {
-    const at = buf.addr + BigInt(i * entrySize);
-    layout.forEach((f, j) => {
-      const abs = j === last ? e.fields[j]! | e.flags : e.fields[j]!;
-      const rel = BigInt.asIntN(64, abs - (at + BigInt(f.off)));
-      if (f.size === 4) dv.setInt32(i * entrySize + f.off, Number(BigInt.asIntN(32, rel)), true);
-      else dv.setBigInt64(i * entrySize + f.off, rel, true);
-    });
-  });
-}
-
-/** static_call_site_cmp(): by key only (the order of one key's sites is the heapsort's). */
-const byKey = (a: RelEntry, b: RelEntry): number => {
-  const ka = a.fields[a.fields.length - 1]!;
-  const kb = b.fields[b.fields.length - 1]!;
-  return ka < kb ? -1 : ka > kb ? 1 : 0;
-};
-
-/** jump_label_cmp(): by key, then by site. */
-const byKeyThenSite = (a: RelEntry, b: RelEntry): number => {
-  const ka = a.fields[a.fields.length - 1]!;
-  const kb = b.fields[b.fields.length - 1]!;
-  if (ka !== kb) return ka < kb ? -1 : 1;
-  return a.fields[0]! < b.fields[0]! ? -1 : a.fields[0]! > b.fields[0]! ? 1 : 0;
-};
-
 const JUMP_LAYOUT = [
   { off: 0, size: 4 },
   { off: 4, size: 4 },
@@ -192,23 +122,25 @@ export function moduleComing(buffers: readonly PlacedBuffer[], memory: PlacedMem
   let jumpEntriesSet = 0;
   const jt = byName.get('__jump_table');
   if (jt) {
-    const entries = sortRelativeTable(jt, 16, JUMP_LAYOUT, byKeyThenSite);
+    const t = new RelativeTable(jt, 16, JUMP_LAYOUT);
+    t.sort(true);
     // jump_entry_set_init(): bit 1 set for a site in init text, cleared otherwise.
-    for (const e of entries) e.flags = (e.flags & ~2n) | (inRanges(init, e.fields[0]!) ? 2n : 0n);
-    writeRelativeTable(jt, 16, JUMP_LAYOUT, entries);
-    for (const e of entries) {
-      const [site, target, key] = e.fields as [bigint, bigint, bigint];
+    for (let i = 0; i < t.length; i++) t.setFlags(i, (t.flags(i) & ~2) | (inRanges(init, t.field(i, 0)) ? 2 : 0));
+    t.write();
+    for (let i = 0; i < t.length; i++) {
+      const key = t.field(i, 2);
       if (ownsKey(key)) continue;
       const enabled = env.staticKeyEnabled(key);
       if (enabled === undefined) continue;
+      const site = t.field(i, 0);
       const at = space.view(site, 2);
       if (!at) continue;
       const len: 2 | 5 = at[0] === 0x66 || at[0] === 0xeb ? 2 : 5;
       const jumps = at[0] === 0xeb || at[0] === 0xe9;
-      const branch = (e.flags & 1n) === 1n;
+      const branch = (t.flags(i) & 1) === 1;
       // jump_label_type() = enabled ^ branch: the site must jump exactly then.
       if (jumps !== (enabled !== branch)) {
-        space.write(site, encodeJumpLabel(site, len, target, enabled !== branch));
+        space.write(site, encodeJumpLabel(site, len, t.field(i, 1), enabled !== branch));
         jumpEntriesSet++;
       }
     }
@@ -218,23 +150,27 @@ export function moduleComing(buffers: readonly PlacedBuffer[], memory: PlacedMem
   if (sc) {
     // static_call_add_module(): a site whose key field points into kernel text names a
     // trampoline (the key is not exported); the key is looked up (tramp_key_lookup()).
-    const raw = decodeRelativeTable(sc, 8, STATIC_CALL_LAYOUT);
-    for (const e of raw) {
-      const addr = e.fields[1]!;
+    const t = new RelativeTable(sc, 8, STATIC_CALL_LAYOUT);
+    for (let i = 0; i < t.length; i++) {
+      const addr = t.field(i, 1);
       if (!env.ctx.symbols.isKernelText(addr)) continue;
       const key = env.ctx.symbols.staticCallKeyOfTrampoline(addr);
-      if (key === undefined) return err(`static call site 0x${e.fields[0]!.toString(16)} uses trampoline 0x${addr.toString(16)}, which has no key ("Failed to fixup __raw_static_call() usage")`);
-      e.fields[1] = key;
+      if (key === undefined) return err(`static call site 0x${t.field(i, 0).toString(16)} uses trampoline 0x${addr.toString(16)}, which has no key ("Failed to fixup __raw_static_call() usage")`);
+      t.setField(i, 1, key);
     }
-    writeRelativeTable(sc, 8, STATIC_CALL_LAYOUT, raw);
-    const entries = sortRelativeTable(sc, 8, STATIC_CALL_LAYOUT, byKey);
-    for (const e of entries) if (inRanges(init, e.fields[0]!)) e.flags |= 2n; // static_call_set_init
-    writeRelativeTable(sc, 8, STATIC_CALL_LAYOUT, entries);
-    for (const e of entries) {
-      const [site, key] = e.fields as [bigint, bigint];
+    // Written and read again: the s32 key field keeps only the low 32 bits, and the sort sees
+    // what the kernel's table then holds.
+    t.write();
+    t.decode();
+    t.sort(false);
+    for (let i = 0; i < t.length; i++) if (inRanges(init, t.field(i, 0))) t.setFlags(i, t.flags(i) | 2); // static_call_set_init
+    t.write();
+    for (let i = 0; i < t.length; i++) {
+      const site = t.field(i, 0);
+      const key = t.field(i, 1);
       const func = ownsKey(key) ? ownStaticCallFunc(memory, key) : env.staticCallFunc(key);
       if (func === undefined) continue;
-      const code = staticCallBytes(space, env.ctx, site, scInsn(func === null, (e.flags & 1n) === 1n), func);
+      const code = staticCallBytes(space, env.ctx, site, scInsn(func === null, (t.flags(i) & 1) === 1), func);
       if (code && space.write(site, code)) staticCallSitesSet++;
     }
   }

@@ -179,7 +179,8 @@ function link(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[]
     const addr = addrs.get(s.shndx);
     if (addr === undefined) return err(moduleError('placement', `${name}: section ${s.name} (index ${s.shndx}) has no address`, { section: s.name }));
     const sec = elf.sections[s.shndx]!;
-    const bytes = s.nobits ? new Uint8Array(s.size) : Uint8Array.from(elf.sectionBytes(sec));
+    // slice(): a private copy by memcpy (Uint8Array.from would walk the bytes one by one).
+    const bytes = s.nobits ? new Uint8Array(s.size) : elf.sectionBytes(sec).slice();
     buffers.set(s.shndx, { shndx: s.shndx, name: s.name, addr, bytes, exec: (s.flags & SHF_EXECINSTR) !== 0 });
     images.push({ shndx: s.shndx, name: s.name, part: s.part, group: s.group, addr, size: s.size, bytes, nobits: s.nobits });
   }
@@ -187,7 +188,7 @@ function link(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[]
   if (plan.percpu) {
     const addr = addrs.get(plan.percpu.shndx);
     if (addr === undefined) return err(moduleError('placement', `${name}: per-CPU section ${plan.percpu.name} has no per-CPU pointer`, { section: plan.percpu.name }));
-    percpu = { shndx: plan.percpu.shndx, name: plan.percpu.name, addr, size: plan.percpu.size, bytes: Uint8Array.from(elf.sectionBytes(elf.sections[plan.percpu.shndx]!)) };
+    percpu = { shndx: plan.percpu.shndx, name: plan.percpu.name, addr, size: plan.percpu.size, bytes: elf.sectionBytes(elf.sections[plan.percpu.shndx]!).slice() };
   }
 
   const symbols = simplifySymbols(elf, (shndx) => (plan.byIndex.has(shndx) || plan.percpu?.shndx === shndx ? addrs.get(shndx) : undefined), opts.resolve, name);

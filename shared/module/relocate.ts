@@ -94,6 +94,11 @@ interface SplitValues {
   readonly ok: Uint8Array;
 }
 
+/** A u64 seen as two u32 halves (storing a bigint reduces it mod 2^64; no bigint is made to split it). */
+const SCRATCH64 = new BigUint64Array(1);
+const SCRATCH32 = new Uint32Array(SCRATCH64.buffer);
+const LO = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
+
 function splitSymbolValues(elf: Elf64, symbols: SymbolValues): SplitValues {
   const n = elf.symbols.length;
   const out = { lo: new Float64Array(n), hi: new Float64Array(n), ok: new Uint8Array(n) };
@@ -101,8 +106,9 @@ function splitSymbolValues(elf: Elf64, symbols: SymbolValues): SplitValues {
     const v = symbols.value(k);
     if (v === undefined) continue;
     out.ok[k] = 1;
-    out.lo[k] = Number(v & 0xffff_ffffn);
-    out.hi[k] = Number((v >> 32n) & 0xffff_ffffn);
+    SCRATCH64[0] = v;
+    out.lo[k] = SCRATCH32[LO]!;
+    out.hi[k] = SCRATCH32[1 - LO]!;
   }
   return out;
 }
@@ -123,13 +129,17 @@ function applyFast(rela: Elf64RelaSection, target: PlacedBuffer, v: SplitValues,
   const size = bytes.length;
   const addrLo = Number(target.addr & 0xffff_ffffn);
   const addrHi = Number((target.addr >> 32n) & 0xffff_ffffn);
-  const applied = new Map<number, number>();
+  // Per-type counts in an array (the fast path's types are all below 32), and the order the
+  // types first appeared in: no Map operation per relocation.
+  const applied = new Uint32Array(32);
+  const order: number[] = [];
   let i = 0;
   for (; i < rela.count; i++) {
     const at = i * 24;
     const type = dv.getUint32(at + 8, true);
     if (type === R_X86_64_NONE) {
-      applied.set(type, (applied.get(type) ?? 0) + 1);
+      if (applied[type] === 0) order.push(type);
+      applied[type] = applied[type]! + 1;
       continue;
     }
     const width = type === R_X86_64_64 || type === R_X86_64_PC64 ? 8 : type === R_X86_64_32 || type === R_X86_64_32S || type === R_X86_64_PC32 || type === R_X86_64_PLT32 ? 4 : 0;
@@ -159,19 +169,21 @@ function applyFast(rela: Elf64RelaSection, target: PlacedBuffer, v: SplitValues,
         hi -= 1;
       }
     }
-    hi = ((hi % TWO32N) + TWO32N) % TWO32N;
+    // hi is an integer within (-2^34, 2^34): ToUint32 is exactly the reduction mod 2^32.
+    hi >>>= 0;
     if (type === R_X86_64_32 ? hi !== 0 : width === 4 && !((hi === 0 && lo < 0x8000_0000) || (hi === 0xffff_ffff && lo >= 0x8000_0000))) break;
     let zero = true;
     for (let b = 0; b < width; b++) if (bytes[off + b] !== 0) zero = false;
     if (!zero) break;
     out.setUint32(off, lo, true);
     if (width === 8) out.setUint32(off + 4, hi, true);
-    applied.set(type, (applied.get(type) ?? 0) + 1);
+    if (applied[type] === 0) order.push(type);
+    applied[type] = applied[type]! + 1;
   }
   // In the order the types first appeared, as the bigint path would have counted them.
-  for (const [type, n] of applied) {
+  for (const type of order) {
     const name = relocationName(type);
-    counts[name] = (counts[name] ?? 0) + n;
+    counts[name] = (counts[name] ?? 0) + applied[type]!;
   }
   return i;
 }

@@ -41,7 +41,7 @@
  * request for such a page only passes if the padding is zero.
  */
 import { MEM_ATTR } from '../../shared/abi.ts';
-import { PAGE_SIZE, PAGE_SIZE_N, hex } from '../../shared/addr.ts';
+import { PAGE_SIZE, hex } from '../../shared/addr.ts';
 import { parseElf64 } from '../../shared/elf/elf64.ts';
 import type { Elf64 } from '../../shared/elf/elf64.ts';
 import { SHF_EXECINSTR, STT_FUNC } from '../../shared/elf/types.ts';
@@ -243,18 +243,21 @@ function verifiedRecord(name: string, r: RelocatedModule, groups: readonly Group
     else textRanges.push({ start, end });
   }
   const textPageHashes = new Map<bigint, string>();
+  const buf = new Uint8Array(PAGE_SIZE);
   for (const g of groups) {
     if (g.group !== 'text') continue;
-    for (let page = g.start; page < g.end; page += PAGE_SIZE_N) {
-      const buf = new Uint8Array(PAGE_SIZE);
-      for (const s of text) {
-        const sEnd = s.addr + BigInt(s.size);
-        if (sEnd <= page || s.addr >= page + PAGE_SIZE_N) continue;
-        const from = s.addr > page ? s.addr : page;
-        const to = sEnd < page + PAGE_SIZE_N ? sEnd : page + PAGE_SIZE_N;
-        buf.set(s.bytes.subarray(Number(from - s.addr), Number(to - s.addr)), Number(from - page));
+    // Offsets from the group's start as numbers: a group spans the module area, far below 2^53.
+    const inGroup = text.filter((s) => s.addr < g.end && s.addr + BigInt(s.size) > g.start).map((s) => ({ off: Number(s.addr - g.start), size: s.size, bytes: s.bytes }));
+    const span = Number(g.end - g.start);
+    for (let lo = 0; lo < span; lo += PAGE_SIZE) {
+      buf.fill(0);
+      const hi = lo + PAGE_SIZE;
+      for (const s of inGroup) {
+        const from = Math.max(s.off, lo);
+        const to = Math.min(s.off + s.size, hi);
+        if (from < to) buf.set(s.bytes.subarray(from - s.off, to - s.off), from - lo);
       }
-      textPageHashes.set(page, sha256Hex(buf));
+      textPageHashes.set(g.start + BigInt(lo), sha256Hex(buf));
     }
   }
   // 6.1 frees the init layout once the module's init returns (do_init_module), and ftrace

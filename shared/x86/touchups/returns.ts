@@ -12,7 +12,7 @@ import { type TouchupContext, cpuWantsRethunkAt, has } from './context.ts';
 import { decodeInsn } from './insn.ts';
 import { INT3, RET } from './nops.ts';
 import { optimizeNops } from './alternatives.ts';
-import { type TextSpace, genRel32 } from './text-space.ts';
+import { type Located, type TextRegion, type TextSpace, genRel32 } from './text-space.ts';
 import type { TouchupTables } from './tables.ts';
 import { staticCallTransform } from './static-call-init.ts';
 
@@ -74,24 +74,45 @@ export function applyRetpolines(space: TextSpace, sites: TouchupTables['retpolin
   }
 }
 
-/** `__static_call_fixup(tramp, op, dest)`: true when `addr` is a static call trampoline (handled). */
-function staticCallFixup(space: TextSpace, ctx: TouchupContext, addr: bigint, op: number, dest: bigint | undefined): boolean {
-  if (addr >> 12n !== (addr + 7n) >> 12n && !ctx.symbols.isKernelText(addr + 7n)) return false;
-  const ud = space.view(addr + 5n, 3);
-  if (!ud || ud[0] !== TRAMP_UD[0] || ud[1] !== TRAMP_UD[1] || ud[2] !== TRAMP_UD[2]) return false;
-  if (op === RET || dest === ctx.symbols.returnThunk) staticCallTransform(space, ctx, addr, 'ret', null);
+/**
+ * `__static_call_fixup(tramp, op, dest)`: true when `addr` (at `at`) is a static call
+ * trampoline (handled). `toReturnThunk`: the instruction is `jmp __x86_return_thunk`.
+ */
+function staticCallFixup(space: TextSpace, ctx: TouchupContext, addr: bigint, at: Located, op: number, toReturnThunk: boolean): boolean {
+  // addr and addr + 7 on different pages exactly when addr's page offset is at least 4096 - 7.
+  if ((addr & 0xfffn) >= 0xff9n && !ctx.symbols.isKernelText(addr + 7n)) return false;
+  // The three bytes after the jump, read in the site's region when they are in it (regions do not overlap).
+  const inRegion = at.offset + 8 <= at.region.bytes.length;
+  const ud = inRegion ? at.region.bytes : space.view(addr + 5n, 3);
+  const o = inRegion ? at.offset + 5 : 0;
+  if (!ud || ud[o] !== TRAMP_UD[0] || ud[o + 1] !== TRAMP_UD[1] || ud[o + 2] !== TRAMP_UD[2]) return false;
+  if (op === RET || toReturnThunk) staticCallTransform(space, ctx, addr, 'ret', null);
   return true;
 }
 
+/** `__x86_return_thunk`'s offset from `region`'s start, NaN when it is not a safe integer (then no site there reaches it). */
+function thunkOffset(ctx: TouchupContext, region: TextRegion): number {
+  const d = ctx.symbols.returnThunk - region.base;
+  return d >= -MAX_SAFE && d <= MAX_SAFE ? Number(d) : NaN;
+}
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** `apply_returns(start, end)`. */
 export function applyReturns(space: TextSpace, sites: TouchupTables['returns'], ctx: TouchupContext): void {
+  let region: TextRegion | undefined;
+  let thunk = NaN;
   for (const addr of sites) {
     const at = space.locate(addr);
     if (!at) continue;
+    if (at.region !== region) {
+      region = at.region;
+      thunk = thunkOffset(ctx, region);
+    }
     const insn = decodeInsn(at.region.bytes, at.offset);
     if (!insn) continue;
-    const dest = insn.op1 === JMP32 ? addr + BigInt(insn.length) + BigInt(insn.rel) : undefined;
-    if (staticCallFixup(space, ctx, addr, insn.op1, dest) || dest !== ctx.symbols.returnThunk) continue;
+    // dest = addr + length + rel, compared in offsets from the region's start (exact: all are safe integers).
+    const toReturnThunk = insn.op1 === JMP32 && at.offset + insn.length + insn.rel === thunk;
+    if (staticCallFixup(space, ctx, addr, at, insn.op1, toReturnThunk) || !toReturnThunk) continue;
     const bytes = new Uint8Array(insn.length);
     let i = 0;
     if (cpuWantsRethunkAt(ctx, addr)) {
@@ -99,7 +120,8 @@ export function applyReturns(space: TextSpace, sites: TouchupTables['returns'], 
       i = 5;
     } else bytes[i++] = RET;
     for (; i < insn.length; i++) bytes[i] = INT3;
-    space.write(addr, bytes);
+    // decodeInsn read the instruction inside the region: it is written there (text_poke_early).
+    at.region.bytes.set(bytes, at.offset);
   }
 }
 

@@ -85,7 +85,8 @@ export class TextSpace {
 export function genRel32(op: number, addr: bigint, dest: bigint): Uint8Array {
   const out = new Uint8Array(5);
   out[0] = op;
-  new DataView(out.buffer).setInt32(1, Number(BigInt.asIntN(32, dest - (addr + 5n))), true);
+  // The low 32 bits of the difference, as s32 (BigInt.asIntN(32, ...)).
+  writeS32(out, 1, Number((dest - addr - 5n) & 0xffff_ffffn) | 0);
   return out;
 }
 
