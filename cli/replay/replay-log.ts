@@ -47,6 +47,8 @@ export interface ReplayWatch {
   rebuilding(line: number): void;
   /** Deciding the request of `line` again. */
   deciding(line: number, kind: string): void;
+  /** Done with `line`: reading and parsing the next one (no plugin code runs; a batch line can be megabytes). */
+  reading?(line: number): void;
 }
 
 /** A request whose replayed verdict differs. */
@@ -190,6 +192,7 @@ export async function replayLog(path: string, options: ReplayOptions, onDifferen
         break;
       }
     }
+    options.watch?.reading?.(line);
   }
   if (!header) return err({ line: 0, message: 'the file is empty: no header line' });
   return ok({ header, requests, same, skipped, differences, byKind, verifiers: verifierLines, resets, complete, replaced });

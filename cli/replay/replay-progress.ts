@@ -18,7 +18,7 @@ export interface ReplayJob {
 export const PROGRESS = { PHASE: 0, LINE: 1, KIND: 2, TICK: 3, WORDS: 4 } as const;
 
 /** What the worker is doing (PROGRESS.PHASE). */
-export const PHASE = { STARTING: 0, LOADING: 1, REBUILDING: 2, DECIDING: 3, DONE: 4 } as const;
+export const PHASE = { STARTING: 0, LOADING: 1, REBUILDING: 2, DECIDING: 3, DONE: 4, READING: 5 } as const;
 
 /** Messages from the worker. */
 export type WorkerMessage =

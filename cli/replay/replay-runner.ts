@@ -109,6 +109,7 @@ function oneLine(e: unknown): string {
 function where(phase: number, line: number, kind: number): string {
   if (phase === PHASE.DECIDING) return `line ${line}: deciding the ${REQUEST_KINDS[kind] ?? 'recorded'} request`;
   if (phase === PHASE.REBUILDING) return `line ${line}: rebuilding the recorded verifier`;
+  if (phase === PHASE.READING) return `reading the log after line ${line}`;
   return 'loading the plugins under test';
 }
 
@@ -122,6 +123,8 @@ function stalled(phase: number, line: number, kind: number, bound: number, job: 
       return `${where(phase, line, kind)} took longer than ${s}: a plugin module loops or never finishes loading${plugins}; the replay was stopped`;
     case PHASE.DECIDING:
       return `${where(phase, line, kind)} made no progress for ${s}: a plugin loops or never settles its promise${plugins}; the replay was stopped`;
+    case PHASE.READING:
+      return `${where(phase, line, kind)} took longer than ${s}; the replay was stopped`;
     default:
       return `the replay worker did not start within ${s}; it was stopped`;
   }

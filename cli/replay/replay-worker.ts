@@ -43,6 +43,7 @@ if (typeof plugins === 'string') {
       watch: {
         rebuilding: (line) => step(PHASE.REBUILDING, line),
         deciding: (line, kind) => step(PHASE.DECIDING, line, (REQUEST_KINDS as readonly string[]).indexOf(kind)),
+        reading: (line) => step(PHASE.READING, line),
       },
     },
     (difference) => post({ type: 'difference', difference }),
