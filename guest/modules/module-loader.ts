@@ -10,6 +10,7 @@
  * Not modelled: running the module's init function, freeing the init layout after it (the
  * init sections stay until unload), copying per-CPU initial data to each CPU.
  */
+import { gva } from '../../shared/addr.ts';
 import { buildModuleImage, normalizeModuleName, parseModuleFile, readModinfo, type GroupRange, type ModuleImage, type PlacedSectionRef } from '../../shared/module/index.ts';
 import { allocateModuleMemory, type ModulePlacement } from './module-memory.ts';
 
@@ -162,7 +163,7 @@ export class ModuleLoader {
     const image = built.value;
     for (const s of image.sections) {
       if (s.nobits || s.bytes.length === 0) continue;
-      if (!this.cpu.write(s.addr, s.bytes).ok) {
+      if (!this.cpu.write(gva(s.addr), s.bytes).ok) {
         await release();
         return err(failed(`${name}: cannot write section ${s.name} at 0x${s.addr.toString(16)}`));
       }
@@ -174,7 +175,7 @@ export class ModuleLoader {
       await release();
       return err(fromMm(buf, `${name}: `));
     }
-    if (!this.cpu.write(buf.value.va, file).ok) {
+    if (!this.cpu.write(gva(buf.value.va), file).ok) {
       await this.mm.vfree(buf.value.va, bufPages);
       await release();
       return err(failed(`${name}: cannot copy the module image`));

@@ -2,9 +2,10 @@
  * The faults a vCPU raises, built one way for its instructions and its memory accesses.
  */
 import type { GuestFault } from '../../shared/guest-cpu.ts';
+import type { Gfn } from '../../shared/addr.ts';
 
 /** A translated address or the fault that stopped it. */
-export type Translation = { ok: true; frame: number } | { ok: false; fault: GuestFault };
+export type Translation = { ok: true; frame: Gfn } | { ok: false; fault: GuestFault };
 
 /** A #GP with the cause and detail the guest sees. */
 export function gp(cause: string, detail: string): { ok: false; fault: GuestFault } {

@@ -18,6 +18,7 @@ import type { OutgoingRequest } from '../../verifier-link/verifier-link.ts';
 import type { AuditLog } from '../../audit/audit-log.ts';
 import type { Ept } from '../../ept/ept.ts';
 import type { PatchRecords } from '../../../shared/ring/patch-records.ts';
+import { gfn, gpa, gpaToGfn, type Gfn } from '../../../shared/addr.ts';
 
 /**
  * What the core and the VMM need of the verifier: one call that never rejects, and two
@@ -65,16 +66,16 @@ export interface KernelRegion {
 export interface ModuleRecord {
   readonly name: string;
   /** Every frame of every section, with the EPT bits it had before the load. */
-  readonly frames: ReadonlyMap<number, number>;
+  readonly frames: ReadonlyMap<Gfn, number>;
   /** Text pages: virtual page -> frame. */
-  readonly textPages: ReadonlyMap<bigint, number>;
+  readonly textPages: ReadonlyMap<bigint, Gfn>;
 }
 
 /** A verified code image (eBPF JIT, trampoline). */
 export interface CodeRecord {
   readonly name: string;
-  readonly frames: ReadonlyMap<number, number>;
-  readonly textPages: ReadonlyMap<bigint, number>;
+  readonly frames: ReadonlyMap<Gfn, number>;
+  readonly textPages: ReadonlyMap<bigint, Gfn>;
 }
 
 const PAGE = 4096n;
@@ -102,9 +103,9 @@ export class Authenticator {
   readonly modules = new Map<string, ModuleRecord>();
   readonly codeImages = new Map<string, CodeRecord>();
   readonly #ept: Ept;
-  readonly #frozen = new Map<number, number>();
+  readonly #frozen = new Map<Gfn, number>();
   /** Trusted code pages: virtual page -> frame. */
-  readonly #codePages = new Map<bigint, number>();
+  readonly #codePages = new Map<bigint, Gfn>();
   #retired = false;
 
   constructor(config: { port: VerifierPort; vm: string; audit: AuditLog; kernelRegions: readonly KernelRegion[] }, ept: Ept) {
@@ -116,7 +117,7 @@ export class Authenticator {
     for (const r of config.kernelRegions) {
       if (!r.name.startsWith('.text') && r.name !== '.init.text') continue;
       for (let off = 0n; off < BigInt(r.size); off += PAGE) {
-        this.#codePages.set((r.vaddr + off) & ~(PAGE - 1n), Number((r.paddr + off) >> 12n));
+        this.#codePages.set((r.vaddr + off) & ~(PAGE - 1n), gpaToGfn(gpa(r.paddr + off)));
       }
     }
   }
@@ -161,37 +162,43 @@ export class Authenticator {
     this.bootEnded = state.bootEnded;
     this.modules.clear();
     this.codeImages.clear();
-    for (const m of state.modules) this.modules.set(m.name, { name: m.name, frames: new Map(m.frames), textPages: new Map(m.textPages) });
-    for (const c of state.codeImages) this.codeImages.set(c.name, { name: c.name, frames: new Map(c.frames), textPages: new Map(c.textPages) });
+    // The saved state is data (a snapshot image): its frame numbers are validated on the way in.
+    const rec = (r: AuthenticatorState['modules'][number]) => ({
+      name: r.name,
+      frames: new Map(r.frames.map(([f, p]) => [gfn(f), p] as const)),
+      textPages: new Map(r.textPages.map(([va, f]) => [va, gfn(f)] as const)),
+    });
+    for (const m of state.modules) this.modules.set(m.name, rec(m));
+    for (const c of state.codeImages) this.codeImages.set(c.name, rec(c));
     this.#codePages.clear();
-    for (const [va, f] of state.codePages) this.#codePages.set(va, f);
+    for (const [va, f] of state.codePages) this.#codePages.set(va, gfn(f));
   }
 
   /** True when `frame` belongs to a verified module or code image. */
-  ownsFrame(frame: number): boolean {
+  ownsFrame(frame: Gfn): boolean {
     for (const m of this.modules.values()) if (m.frames.has(frame)) return true;
     for (const c of this.codeImages.values()) if (c.frames.has(frame)) return true;
     return false;
   }
 
   /** The frame of verified code at virtual address `va`, or undefined. */
-  codeFrame(va: bigint): number | undefined {
+  codeFrame(va: bigint): Gfn | undefined {
     return this.#codePages.get(va & ~(PAGE - 1n));
   }
 
   /** Adds verified code pages to the trusted map. */
-  addCode(pages: ReadonlyMap<bigint, number>): void {
+  addCode(pages: ReadonlyMap<bigint, Gfn>): void {
     if (this.#retired) return;
     for (const [va, f] of pages) this.#codePages.set(va, f);
   }
 
   /** Removes code pages from the trusted map. */
-  removeCode(pages: ReadonlyMap<bigint, number>): void {
+  removeCode(pages: ReadonlyMap<bigint, Gfn>): void {
     for (const va of pages.keys()) this.#codePages.delete(va);
   }
 
   /** Freeze: the guest can no longer write these frames until {@link thaw}. */
-  freeze(frames: Iterable<number>): number[] {
+  freeze(frames: Iterable<Gfn>): Gfn[] {
     const list = [...new Set(frames)];
     if (this.#retired) return [];
     for (const f of list) {
@@ -203,7 +210,7 @@ export class Authenticator {
   }
 
   /** Ends one freeze of these frames; a frame thaws when its last freeze ends. */
-  thaw(frames: readonly number[]): void {
+  thaw(frames: readonly Gfn[]): void {
     if (this.#retired) return;
     for (const f of frames) {
       const n = this.#frozen.get(f) ?? 0;
@@ -217,7 +224,7 @@ export class Authenticator {
   }
 
   /** Sets a frame's permissions while keeping its FROZEN state (the core's apply step). */
-  setPermissions(frame: number, perms: number): void {
+  setPermissions(frame: Gfn, perms: number): void {
     if (this.#retired) return;
     this.#ept.setKeepingFrozen(frame, perms);
   }
