@@ -19,7 +19,7 @@
  *
  * `npm test` runs 1,000 runs of 100 hypercalls (100,000 calls); `npm run fuzz` many more.
  */
-import { gfn, gpa } from '../../shared/addr.ts';
+import { gfn, gpa, isAddrError, tryGpa } from '../../shared/addr.ts';
 import test from 'ava';
 import fc from 'fast-check';
 import { HC, HEKI_ABI_VERSION, KVM_MAP_GPA_RANGE, KVM_STATUS, MEM_ATTR, MEM_ATTR_MASK, PINNABLE, statusName } from '../../shared/abi.ts';
@@ -261,7 +261,8 @@ async function runOne(run: Run): Promise<void> {
       const len = side.sectors * 512;
       core.memory.write(gpa(SCRATCH), encodeVirtioBlkRequest({ type: side.type, sector: side.sector, dataGpa: side.dataGpa, dataLen: len, statusGpa: side.statusGpa }));
       const permsBefore: number[] = [];
-      if (core.memory.contains(gpa(side.dataGpa), len)) for (let a = side.dataGpa & ~0xfffn; a < side.dataGpa + BigInt(len); a += 0x1000n) permsBefore.push(core.ept.get(gfn(Number(a >> 12n))));
+      const data = tryGpa(side.dataGpa);
+      if (!isAddrError(data) && core.memory.contains(data, len)) for (let a = side.dataGpa & ~0xfffn; a < side.dataGpa + BigInt(len); a += 0x1000n) permsBefore.push(core.ept.get(gfn(Number(a >> 12n))));
       const r = m.vmm.devices.disk.notify(SCRATCH);
       count(`disk ${r.ok ? r.value.type : r.error.kind}`);
       if (r.ok && r.value.type === 'read' && permsBefore.some((p) => !(p & EPT_W) || p & (EPT_IMMUTABLE | EPT_FROZEN))) throw new Error(`${where}: a disk read wrote into a page the guest may not write`);
