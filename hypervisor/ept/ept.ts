@@ -112,8 +112,7 @@ export class Ept implements EptView {
 
   /** Sets `count` frames from `first` to `perms`. */
   setRange(first: Gfn, count: number, perms: number): void {
-    // set() range-checks every frame, so the brand is checked where it matters.
-    for (let f = first; f < first + count; f++) this.set(f as Gfn, perms);
+    for (let f = first; f < first + count; f++) this.set(f, perms);
   }
 
   /**

@@ -4,7 +4,7 @@
  * after it, so a security test can assert the VM exit, the audit record and the protected
  * state. Wrap tests in {@link needsFixtures}: without the fixtures they are skipped.
  */
-import { gfn, gpa as physAddr } from '../../shared/addr.ts';
+import { gpa as physAddr, gpaToGfn } from '../../shared/addr.ts';
 import type { AttackReport, RunAttacksOptions } from '../../checks/attacks.ts';
 import { runAttack } from '../../checks/attacks.ts';
 import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
@@ -64,7 +64,7 @@ export function gpaOf(m: SimulatedMachine, va: bigint): bigint {
 
 /** The EPT bits of the frame holding guest-physical `gpa`. */
 export function eptAt(m: SimulatedMachine, gpa: bigint): number {
-  return m.vmm.core.ept.get(gfn(Number(gpa >> 12n)));
+  return m.vmm.core.ept.get(gpaToGfn(physAddr(gpa)));
 }
 
 /** `len` bytes of guest memory at `gpa`, as the host sees them. */

@@ -7,7 +7,7 @@
  * the frame at 0x200000 ({@link TARGET_GPA}) through {@link GRID_VA} (a 1 GiB page at 0, a
  * 2 MiB page at 0x200000 or a 4 KiB page at 0x200000).
  */
-import { gfn, gpa, gva } from '../../shared/addr.ts';
+import { gpa, gva, gpaToGfn } from '../../shared/addr.ts';
 import { VmCore } from '../../hypervisor/core/vm-core.ts';
 import type { VmExit } from '../../hypervisor/exits/exit.ts';
 import { EPT_DEFAULT, EPT_R } from '../../hypervisor/ept/permissions.ts';
@@ -71,9 +71,9 @@ export class GridMachine {
     const mem = this.core.memory;
     for (const e of entries) mem.writeU64(gpa(e.gpa), e.value);
     const tables = env.tablesWritable ? EPT_DEFAULT : EPT_R;
-    if (this.#tablesEpt !== tables) for (const t of TABLES) this.core.ept.set(gfn(Number(t >> 12n)), tables);
+    if (this.#tablesEpt !== tables) for (const t of TABLES) this.core.ept.set(gpaToGfn(gpa(t)), tables);
     this.#tablesEpt = tables;
-    this.core.ept.set(gfn(Number(TARGET_GPA >> 12n)), env.targetEpt);
+    this.core.ept.set(gpaToGfn(gpa(TARGET_GPA)), env.targetEpt);
     const r = this.cpu.setStateByVmm({
       cr0: CR0.PE | CR0.PG | CR0.ET | CR0.NE | (env.wp ? CR0.WP : 0n),
       cr3: TABLES[0],

@@ -19,7 +19,7 @@
  *
  * `npm test` runs 1,000 runs of 100 hypercalls (100,000 calls); `npm run fuzz` many more.
  */
-import { gfn, gpa, isAddrError, tryGpa } from '../../shared/addr.ts';
+import { gfn, gpa, isAddrError, tryGpa, gpaToGfn } from '../../shared/addr.ts';
 import test from 'ava';
 import fc from 'fast-check';
 import { HC, HEKI_ABI_VERSION, KVM_MAP_GPA_RANGE, KVM_STATUS, MEM_ATTR, MEM_ATTR_MASK, PINNABLE, statusName } from '../../shared/abi.ts';
@@ -262,7 +262,7 @@ async function runOne(run: Run): Promise<void> {
       core.memory.write(gpa(SCRATCH), encodeVirtioBlkRequest({ type: side.type, sector: side.sector, dataGpa: side.dataGpa, dataLen: len, statusGpa: side.statusGpa }));
       const permsBefore: number[] = [];
       const data = tryGpa(side.dataGpa);
-      if (!isAddrError(data) && core.memory.contains(data, len)) for (let a = side.dataGpa & ~0xfffn; a < side.dataGpa + BigInt(len); a += 0x1000n) permsBefore.push(core.ept.get(gfn(Number(a >> 12n))));
+      if (!isAddrError(data) && core.memory.contains(data, len)) for (let a = side.dataGpa & ~0xfffn; a < side.dataGpa + BigInt(len); a += 0x1000n) permsBefore.push(core.ept.get(gpaToGfn(gpa(a))));
       const r = m.vmm.devices.disk.notify(SCRATCH);
       count(`disk ${r.ok ? r.value.type : r.error.kind}`);
       if (r.ok && r.value.type === 'read' && permsBefore.some((p) => !(p & EPT_W) || p & (EPT_IMMUTABLE | EPT_FROZEN))) throw new Error(`${where}: a disk read wrote into a page the guest may not write`);
@@ -331,7 +331,7 @@ test('the oracle catches what it must: a W+X frame, a changed IMMUTABLE frame, a
   core.ept.set(gfn(data), EPT_W | EPT_XS);
   t.throws(() => oracle.ept('w+x'), { message: /frame \d+ is writable and executable/ });
   core.ept.set(gfn(data), EPT_W);
-  core.ept.set(gfn(Number(LAYOUT.text >> 12n)), EPT_IMMUTABLE | EPT_W);
+  core.ept.set(gpaToGfn(gpa(LAYOUT.text)), EPT_IMMUTABLE | EPT_W);
   t.throws(() => oracle.ept('immutable'), { message: /IMMUTABLE frame \d+ changed/ });
   t.is(await m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0);
   const before = oracle.snap();

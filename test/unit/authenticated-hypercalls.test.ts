@@ -3,7 +3,7 @@
  * the verifier VM so that each step can be observed (the real worker is covered by the
  * integration tests).
  */
-import { gfn, gpa, gva } from '../../shared/addr.ts';
+import { gpa, gva, gpaToGfn } from '../../shared/addr.ts';
 import test from 'ava';
 import { LAYOUT, bootSynthetic, lockSyntheticKernel, protect } from '../helpers/synthetic-machine.ts';
 import { BLOB, BLOB_VA, DESC, MOD_DATA, MOD_TEXT, MOD_VA, grants, withVerifier } from '../helpers/stub-verifier-machine.ts';
@@ -17,7 +17,7 @@ test('module load: the verifier sees frozen snapshots, and the grants are applie
   let guestWriteDuringVerify: boolean | undefined;
   const { m, audit, seen } = withVerifier((r) => {
     const ept = m.vmm.core.ept;
-    frozenDuringVerify = (ept.get(gfn(Number(MOD_TEXT >> 12n))) & EPT_FROZEN) !== 0;
+    frozenDuringVerify = (ept.get(gpaToGfn(gpa(MOD_TEXT))) & EPT_FROZEN) !== 0;
     guestWriteDuringVerify = m.cpu.write(gva(MOD_VA), Uint8Array.of(0xcc)).ok; // TOCTOU attempt
     return r.kind === 'module-load' ? { ok: true, reason: 'ok', grants } : { ok: false, reason: 'unexpected' };
   });
@@ -29,18 +29,18 @@ test('module load: the verifier sees frozen snapshots, and the grants are applie
   t.is(new TextDecoder().decode(req.image), 'SIGNED-IMAGE');
   t.deepEqual([...req.sections[0]!.bytes.subarray(0, 2)], [0x55, 0x48]);
   const ept = m.vmm.core.ept;
-  t.is(ept.get(gfn(Number(MOD_TEXT >> 12n))) & (EPT_R | EPT_W | EPT_XS), EPT_R | EPT_XS);
-  t.is(ept.get(gfn(Number(MOD_DATA >> 12n))) & (EPT_R | EPT_W | EPT_XS), EPT_R | EPT_W);
-  t.is(ept.get(gfn(Number(MOD_TEXT >> 12n))) & EPT_FROZEN, 0, 'thawed after apply');
+  t.is(ept.get(gpaToGfn(gpa(MOD_TEXT))) & (EPT_R | EPT_W | EPT_XS), EPT_R | EPT_XS);
+  t.is(ept.get(gpaToGfn(gpa(MOD_DATA))) & (EPT_R | EPT_W | EPT_XS), EPT_R | EPT_W);
+  t.is(ept.get(gpaToGfn(gpa(MOD_TEXT))) & EPT_FROZEN, 0, 'thawed after apply');
   t.is(audit.records().length, 1);
   t.like(audit.records()[0], { event: 'verdict', kind: 'module-load', subject: 'mod0', ok: true, applied: true });
 });
 
 test('module load denied: -KVM_EPERM, permissions unchanged, pages thawed, one audit record', async (t) => {
   const { m, audit } = withVerifier(() => ({ ok: false, reason: 'module-pkcs7: signature mismatch' }));
-  const before = m.vmm.core.ept.get(gfn(Number(MOD_TEXT >> 12n)));
+  const before = m.vmm.core.ept.get(gpaToGfn(gpa(MOD_TEXT)));
   t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, DESC), -KVM_STATUS.KVM_EPERM);
-  t.is(m.vmm.core.ept.get(gfn(Number(MOD_TEXT >> 12n))), before);
+  t.is(m.vmm.core.ept.get(gpaToGfn(gpa(MOD_TEXT))), before);
   t.true(m.cpu.write(gva(MOD_VA), Uint8Array.of(0x90)).ok, 'the guest may write its data pages again');
   t.is(audit.records().length, 1);
   t.like(audit.records()[0], { ok: false, applied: false, reason: 'module-pkcs7: signature mismatch' });
@@ -106,7 +106,7 @@ test('set memory: W+X is refused by the core; an allowed change is applied to th
   t.is(await m.cpu.vmcall(HC.HEKI_SET_MEMORY, BLOB_VA, 1n, BigInt(MEM_ATTR.READ | MEM_ATTR.WRITE | MEM_ATTR.EXEC)), -KVM_STATUS.KVM_EINVAL);
   t.is(seen.length, 0);
   t.is(await m.cpu.vmcall(HC.HEKI_SET_MEMORY, BLOB_VA, 1n, BigInt(MEM_ATTR.READ)), 0);
-  t.is(m.vmm.core.ept.get(gfn(Number(BLOB >> 12n))), EPT_R);
+  t.is(m.vmm.core.ept.get(gpaToGfn(gpa(BLOB))), EPT_R);
   const req = seen[0] as Extract<VerifyRequest, { kind: 'set-memory' }>;
   t.is(req.ranges[0]!.pageHashes[0]!.length, 64);
   t.deepEqual(req.ranges[0]!.frames, [Number(BLOB >> 12n)]);
@@ -134,7 +134,7 @@ test('unload returns every page of the module to data-only', async (t) => {
   const { m, audit } = withVerifier((r) => (r.kind === 'module-load' ? { ok: true, reason: 'ok', grants } : { ok: true, reason: 'forgotten' }));
   t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, DESC), 0);
   t.is(await m.cpu.vmcall(HC.HEKI_UNLOAD_MODULE, BLOB_VA + 13n, 4n), 0);
-  t.is(m.vmm.core.ept.get(gfn(Number(MOD_TEXT >> 12n))), EPT_R | EPT_W);
+  t.is(m.vmm.core.ept.get(gpaToGfn(gpa(MOD_TEXT))), EPT_R | EPT_W);
   const f = m.cpu.fetch(gva(MOD_VA), 1);
   t.false(f.ok, 'nothing stays executable');
   t.is(audit.records().length, 2);
@@ -144,7 +144,7 @@ test('module load: a granted frame with non-zero bytes outside the sections is r
   const { m, audit } = withVerifier(() => ({ ok: true, reason: 'ok', grants }));
   m.vmm.core.memory.write(gpa(MOD_TEXT + 100n), Uint8Array.of(0xcc)); // past the 10-byte text section
   t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, DESC), -KVM_STATUS.KVM_EPERM);
-  t.is(m.vmm.core.ept.get(gfn(Number(MOD_TEXT >> 12n))) & EPT_XS, EPT_XS, 'still the default, not a grant');
+  t.is(m.vmm.core.ept.get(gpaToGfn(gpa(MOD_TEXT))) & EPT_XS, EPT_XS, 'still the default, not a grant');
   t.false(m.vmm.core.auth!.modules.has('mod0'));
   t.regex(String(audit.records()[0]!['note']), /non-zero padding in frame \d+ at offset 100/);
 });

@@ -3,7 +3,7 @@
  * error code, reserved bits and MAXPHYADDR, MBEC's execute bit by the address's U/S, the TLB
  * entry a #PF drops, and the accessed and dirty flags, written through the EPT.
  */
-import { gfn, gpa, gva } from '../../shared/addr.ts';
+import { gfn, gpa, gva, gpaToGfn } from '../../shared/addr.ts';
 import test from 'ava';
 import { LAYOUT, PTE, bootSynthetic, type SyntheticMachine } from '../helpers/synthetic-machine.ts';
 import { CR4, EFER, PF_ERR } from '../../shared/x86/cpu.ts';
@@ -83,7 +83,7 @@ test('MBEC: the EPT execute bit is chosen by the address U/S, not by CPL: a CPL 
   t.like(m.vmm.log.byReason('ept-violation').at(-1)!.exit, { access: 'fetch', mode: 'kernel', pageWalk: false, gpa: LAYOUT.user });
   m.vmm.core.ept.set(gfn(frame), EPT_R | EPT_XU);
   t.true(m.cpu.fetch(gva(LAYOUT.userVa), 1).ok, 'X-user alone lets CPL 0 execute a user page');
-  m.vmm.core.ept.set(gfn(Number(LAYOUT.text >> 12n)), EPT_R | EPT_XU);
+  m.vmm.core.ept.set(gpaToGfn(gpa(LAYOUT.text)), EPT_R | EPT_XU);
   t.is(pfOf(m.cpu.fetch(gva(m.kva(LAYOUT.text)), 1))?.cause, 'ept-violation', 'a supervisor page needs X-supervisor');
   m.cpu.setCpl(3);
   m.vmm.core.ept.set(gfn(frame), EPT_R | EPT_XS);
@@ -143,7 +143,7 @@ test('the core reads through the guest tables without setting A or D', (t) => {
   const m = bootSynthetic();
   m.pt.map(VA, PA, PTE.NX | PTE.RW);
   const leaf = m.pt.leafEntryGpa(VA);
-  t.is(m.vmm.core.vcpus[0]!.translateForCore(VA), gfn(Number(PA >> 12n)));
+  t.is(m.vmm.core.vcpus[0]!.translateForCore(VA), gpaToGfn(gpa(PA)));
   t.is(m.vmm.core.memory.readU64(gpa(leaf)) & PTE.A, 0n);
 });
 

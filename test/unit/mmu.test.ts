@@ -1,6 +1,6 @@
 import test from 'ava';
 import { forgedGva } from '../helpers/forged-addr.ts';
-import { gfn, gpa, gva } from '../../shared/addr.ts';
+import { gpa, gva, gpaToGfn } from '../../shared/addr.ts';
 import { LAYOUT, PTE, bootSynthetic } from '../helpers/synthetic-machine.ts';
 import { CR0, CR4, EFER } from '../../shared/x86/cpu.ts';
 
@@ -85,7 +85,7 @@ test('NX in a PTE is a reserved bit when EFER.NXE is clear', async (t) => {
 
 test('the page walk itself is EPT-checked: unreadable page tables give an EPT violation', async (t) => {
   const m = bootSynthetic();
-  m.vmm.core.ept.set(gfn(Number(LAYOUT.tables >> 12n)), 0);
+  m.vmm.core.ept.set(gpaToGfn(gpa(LAYOUT.tables)), 0);
   const r = m.cpu.read(gva(m.kva(LAYOUT.data)), 1);
   t.true(!r.ok && r.fault.kind === 'fault' && r.fault.cause === 'ept-violation');
   const ev = m.vmm.log.byReason('ept-violation');

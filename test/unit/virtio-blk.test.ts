@@ -2,7 +2,7 @@
  * The emulated virtio-blk disk: requests through a descriptor in guest memory and the
  * doorbell, every guest-memory access a DMA through the port that obeys the EPT.
  */
-import { gfn, gpa } from '../../shared/addr.ts';
+import { gpa, gpaToGfn } from '../../shared/addr.ts';
 import test from 'ava';
 import { LAYOUT, bootSynthetic, lockSyntheticKernel } from '../helpers/synthetic-machine.ts';
 import { VIRTIO_BLK_S, VIRTIO_BLK_T, encodeVirtioBlkRequest, decodeVirtioBlkRequest, VIRTIO_BLK_DESC_SIZE, type VirtioBlkStatus } from '../../shared/virtio-blk.ts';
@@ -78,7 +78,7 @@ test('a read spanning pages checks every page: one non-writable page refuses the
 
 test('a read into a non-writable (but not immutable) page is refused as not-writable', async (t) => {
   const m = machine();
-  m.m.vmm.core.ept.set(gfn(Number(BUF >> 12n)), EPT_R);
+  m.m.vmm.core.ept.set(gpaToGfn(gpa(BUF)), EPT_R);
   const r = submit(m, { type: VIRTIO_BLK_T.IN, sector: 4n, dataGpa: BUF, dataLen: 512, statusGpa: STATUS });
   t.false(r.ok);
   if (!r.ok) t.is(r.error.refusal?.kind, 'not-writable');
@@ -87,7 +87,7 @@ test('a read into a non-writable (but not immutable) page is refused as not-writ
 test('a write from a page the EPT makes unreadable is refused and the disk is unchanged', (t) => {
   const m = machine();
   m.mem.write(gpa(BUF), new Uint8Array(512).fill(1));
-  m.m.vmm.core.ept.set(gfn(Number(BUF >> 12n)), 0); // no permissions at all
+  m.m.vmm.core.ept.set(gpaToGfn(gpa(BUF)), 0); // no permissions at all
   const r = submit(m, { type: VIRTIO_BLK_T.OUT, sector: 4n, dataGpa: BUF, dataLen: 512, statusGpa: STATUS });
   t.false(r.ok);
   if (!r.ok) t.is(r.error.refusal?.kind, 'not-readable');

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { gfn, gva } from '../../shared/addr.ts';
+import { gva, gpaToGfn, gpa } from '../../shared/addr.ts';
 import { bootSynthetic } from '../helpers/synthetic-machine.ts';
 import { EXIT_HANDLERS, PINNED_MSRS } from '../../hypervisor/index.ts';
 import { EXIT_REASONS } from '../../shared/exit-reasons.ts';
@@ -25,7 +25,7 @@ test('accepting the CR lock pins every platform MSR the VMM names', async (t) =>
 test('a policy answering resume to an EPT violation is overruled to inject', async (t) => {
   const m = bootSynthetic({ policy: { 'ept-violation': () => ({ action: 'resume' }) } });
   t.is(await lockSyntheticKernel(m), 0);
-  m.vmm.core.ept.set(gfn(Number(LAYOUT.user >> 12n)), MEM_ATTR.READ);
+  m.vmm.core.ept.set(gpaToGfn(gpa(LAYOUT.user)), MEM_ATTR.READ);
   m.cpu.setAc(true); // pass SMAP so that the EPT is what refuses
   const r = m.cpu.write(gva(LAYOUT.userVa), Uint8Array.of(1));
   t.false(r.ok);
