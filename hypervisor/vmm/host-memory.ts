@@ -37,13 +37,13 @@ export type HostMemoryError =
       readonly path: HostCopyPath;
       readonly access: 'read' | 'write';
       /** The address the copy asked for. */
-      readonly gpa: bigint;
+      readonly gpa: GuestPhysAddr;
       readonly len: number;
       /** The first private frame of the range. */
       readonly frame: Gfn;
       readonly message: string;
     }
-  | { readonly kind: 'outside-memory'; readonly path: HostCopyPath; readonly access: 'read' | 'write'; readonly gpa: bigint; readonly len: number; readonly message: string };
+  | { readonly kind: 'outside-memory'; readonly path: HostCopyPath; readonly access: 'read' | 'write'; readonly gpa: GuestPhysAddr; readonly len: number; readonly message: string };
 
 /** The copy paths of one VM. */
 export class HostMemory {

@@ -38,7 +38,7 @@ test('the VMM\'s snapshot path on a private page fails loudly, copies nothing, a
   if (r.ok) return;
   t.is(r.error.kind, 'private-page');
   t.is(r.error.path, 'snapshot');
-  t.is(r.error.gpa, SECRET_PAGE);
+  t.is<bigint, bigint>(r.error.gpa, SECRET_PAGE);
   t.is(r.error.message, `snapshot: host read of 0x720000+${SECRET.length} refused: frame 0x720 is private guest memory (protected-memory mode; the guest has not shared it with KVM_HC_MAP_GPA_RANGE)`);
   t.false('value' in r, 'no bytes come back');
 

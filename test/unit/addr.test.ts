@@ -4,6 +4,7 @@
  * address space.
  */
 import test from 'ava';
+// t.is<unknown, unknown>: the branded results are compared with plain literals.
 import {
   MAX_GFN,
   MAX_PHYS_ADDR,
@@ -27,8 +28,8 @@ import {
 } from '../../shared/addr.ts';
 
 test('tryGpa accepts [0, 2^52) and names why anything else is not a guest-physical address', (t) => {
-  t.is(tryGpa(0n), 0n);
-  t.is(tryGpa(MAX_PHYS_ADDR - 1n), MAX_PHYS_ADDR - 1n);
+  t.is<unknown, unknown>(tryGpa(0n), 0n);
+  t.is<unknown, unknown>(tryGpa(MAX_PHYS_ADDR - 1n), MAX_PHYS_ADDR - 1n);
   t.like(tryGpa(-1n), { kind: 'negative' });
   t.like(tryGpa(MAX_PHYS_ADDR), { kind: 'beyond-maxphyaddr' });
   t.true(isAddrError(tryGpa(1n << 63n)));
@@ -36,16 +37,16 @@ test('tryGpa accepts [0, 2^52) and names why anything else is not a guest-physic
 });
 
 test('tryGva accepts both canonical halves and refuses the hole, negatives and values past 2^64', (t) => {
-  t.is(tryGva(0x0000_7fff_ffff_ffffn), 0x0000_7fff_ffff_ffffn);
-  t.is(tryGva(0xffff_8000_0000_0000n), 0xffff_8000_0000_0000n);
+  t.is<unknown, unknown>(tryGva(0x0000_7fff_ffff_ffffn), 0x0000_7fff_ffff_ffffn);
+  t.is<unknown, unknown>(tryGva(0xffff_8000_0000_0000n), 0xffff_8000_0000_0000n);
   t.like(tryGva(0x0000_8000_0000_0000n), { kind: 'non-canonical' });
   t.like(tryGva(-1n), { kind: 'negative' });
   t.like(tryGva(1n << 64n), { kind: 'non-canonical' });
 });
 
 test('tryGfn accepts integers below 2^40 only', (t) => {
-  t.is(tryGfn(0), 0);
-  t.is(tryGfn(MAX_GFN - 1), MAX_GFN - 1);
+  t.is<unknown, unknown>(tryGfn(0), 0);
+  t.is<unknown, unknown>(tryGfn(MAX_GFN - 1), MAX_GFN - 1);
   for (const bad of [-1, MAX_GFN, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) t.like(tryGfn(bad), { kind: 'bad-gfn' }, `${bad}`);
 });
 
@@ -57,20 +58,20 @@ test('the throwing constructors throw a RangeError with the reason', (t) => {
 
 test('frame and address conversions round-trip and keep the in-page offset', (t) => {
   const a = gpa(0x1234_5678n);
-  t.is(gpaToGfn(a), 0x12345);
-  t.is(gfnToGpa(gpaToGfn(a)), 0x1234_5000n);
-  t.is(gpaPageBase(a), 0x1234_5000n);
-  t.is(gpaInFrame(gfn(0x12345), 0x678), a);
-  t.is(gpaToGfn(gpa(MAX_PHYS_ADDR - 1n)), MAX_GFN - 1);
+  t.is<unknown, unknown>(gpaToGfn(a), 0x12345);
+  t.is<unknown, unknown>(gfnToGpa(gpaToGfn(a)), 0x1234_5000n);
+  t.is<unknown, unknown>(gpaPageBase(a), 0x1234_5000n);
+  t.is<unknown, unknown>(gpaInFrame(gfn(0x12345), 0x678), a);
+  t.is<unknown, unknown>(gpaToGfn(gpa(MAX_PHYS_ADDR - 1n)), MAX_GFN - 1);
   t.throws(() => gpaInFrame(gfn(1), 4096), { instanceOf: RangeError, message: /in-page offset 4096/ });
 });
 
 test('the checked adds refuse to leave the address space', (t) => {
-  t.is(gpaAdd(gpa(0x1000n), 8), 0x1008n);
+  t.is<unknown, unknown>(gpaAdd(gpa(0x1000n), 8), 0x1008n);
   t.throws(() => gpaAdd(gpa(MAX_PHYS_ADDR - 1n), 1), { instanceOf: RangeError });
-  t.is(gvaAdd(gva(0xffff_ffff_8100_0000n), 0x10n), 0xffff_ffff_8100_0010n);
+  t.is<unknown, unknown>(gvaAdd(gva(0xffff_ffff_8100_0000n), 0x10n), 0xffff_ffff_8100_0010n);
   t.throws(() => gvaAdd(gva(0x0000_7fff_ffff_fff8n), 8), { instanceOf: RangeError, message: /not canonical/ });
-  t.is(gfnAdd(gfn(1), 1), 2);
+  t.is<unknown, unknown>(gfnAdd(gfn(1), 1), 2);
   t.throws(() => gfnAdd(gfn(MAX_GFN - 1), 1), { instanceOf: RangeError });
 });
 
@@ -84,6 +85,6 @@ test('framesOfRange covers every frame a byte range touches, and none for an emp
 });
 
 test('gvaFromRegister keeps the register value as it is, so the vCPU can refuse a non-canonical one', (t) => {
-  t.is(gvaFromRegister(0x0000_8000_0000_0000n), 0x0000_8000_0000_0000n);
-  t.is(gvaPageNumber(gva(0xffff_ffff_8100_1234n)), 0xffff_ffff_8100_1n);
+  t.is<unknown, unknown>(gvaFromRegister(0x0000_8000_0000_0000n), 0x0000_8000_0000_0000n);
+  t.is<unknown, unknown>(gvaPageNumber(gva(0xffff_ffff_8100_1234n)), 0xffff_ffff_8100_1n);
 });
