@@ -31,7 +31,7 @@ export type GuestFault =
       /** Architectural error code (PF_ERR bits for #PF, 0 for #GP). */
       readonly errorCode: number;
       /** For #PF, the faulting linear address (what the CPU writes to CR2). */
-      readonly address?: bigint;
+      readonly address?: GuestVirtAddr;
       /** Why, in words a test or a user can match on: `ept-violation`, `cr-pin`, ... */
       readonly cause: string;
       /** The full explanation. */
