@@ -17,6 +17,7 @@
  * The vCPU path (`GuestCpu.read`/`write`/`fetch`: canonical check, TLB or page walk, mode,
  * WP, SMEP, SMAP, NX and EPT checks, the copy) is timed the same way on the booted machine.
  */
+import { gfn, gva, type Gfn, type GuestVirtAddr } from '../shared/addr.ts';
 import type { Ept } from '../hypervisor/ept/ept.ts';
 import { Ept as EptImpl } from '../hypervisor/ept/ept.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS, accessMask, type AccessMask } from '../hypervisor/ept/permissions.ts';
@@ -87,9 +88,9 @@ function mix(c: FrameClasses, n = 1 << 20): { frames: Int32Array | Float64Array;
 function syntheticEpt(): Ept {
   const ept = new EptImpl(1 << 18);
   const mb = 256; // frames per MiB
-  for (let f = 16 * mb; f < 32 * mb; f++) ept.set(f, EPT_R | EPT_XS | EPT_IMMUTABLE);
-  for (let f = 32 * mb; f < 40 * mb; f++) ept.set(f, EPT_R | EPT_IMMUTABLE);
-  for (let f = 40 * mb; f < 56 * mb; f++) ept.set(f, EPT_R | EPT_W);
+  for (let f = 16 * mb; f < 32 * mb; f++) ept.set(gfn(f), EPT_R | EPT_XS | EPT_IMMUTABLE);
+  for (let f = 32 * mb; f < 40 * mb; f++) ept.set(gfn(f), EPT_R | EPT_IMMUTABLE);
+  for (let f = 40 * mb; f < 56 * mb; f++) ept.set(gfn(f), EPT_R | EPT_W);
   return ept;
 }
 
@@ -110,25 +111,27 @@ export interface EptFigures {
 /** Times `Ept.allows` (and `get`) over the mix for about `budgetMs`. */
 function timeChecks(ept: Ept, m: ReturnType<typeof mix>, budgetMs: number): { checks: number; allows: number; gets: number; allowedShare: number } {
   const n = m.frames.length;
+  // The frames were drawn below the EPT's size in mix(): valid frame numbers, kept in a typed
+  // array (which cannot carry the brand) as the core's own hot paths do.
   const { frames, access, mode, masks } = m;
   let allowed = 0;
   let rounds = 0;
   // One round untimed: the JIT optimises the loop first.
-  for (let i = 0; i < n; i++) if (ept.check(frames[i] as number, masks[i] as AccessMask)) allowed++;
+  for (let i = 0; i < n; i++) if (ept.check(frames[i] as Gfn, masks[i] as AccessMask)) allowed++;
   allowed = 0;
   const t0 = performance.now();
   do {
-    for (let i = 0; i < n; i++) if (ept.check(frames[i] as number, masks[i] as AccessMask)) allowed++;
+    for (let i = 0; i < n; i++) if (ept.check(frames[i] as Gfn, masks[i] as AccessMask)) allowed++;
     rounds++;
   } while (performance.now() - t0 < budgetMs);
   const checks = (rounds * n) / ((performance.now() - t0) / 1000);
   let allowedByString = 0;
   let sRounds = 0;
-  for (let i = 0; i < n; i++) if (ept.allows(frames[i] as number, access[i]!, mode[i]!)) allowedByString++;
+  for (let i = 0; i < n; i++) if (ept.allows(frames[i] as Gfn, access[i]!, mode[i]!)) allowedByString++;
   allowedByString = 0;
   const s0 = performance.now();
   do {
-    for (let i = 0; i < n; i++) if (ept.allows(frames[i] as number, access[i]!, mode[i]!)) allowedByString++;
+    for (let i = 0; i < n; i++) if (ept.allows(frames[i] as Gfn, access[i]!, mode[i]!)) allowedByString++;
     sRounds++;
   } while (performance.now() - s0 < budgetMs / 2);
   const allows = (sRounds * n) / ((performance.now() - s0) / 1000);
@@ -138,7 +141,7 @@ function timeChecks(ept: Ept, m: ReturnType<typeof mix>, budgetMs: number): { ch
   let gRounds = 0;
   const g0 = performance.now();
   do {
-    for (let i = 0; i < n; i++) sum += ept.get(frames[i] as number);
+    for (let i = 0; i < n; i++) sum += ept.get(frames[i] as Gfn);
     gRounds++;
   } while (performance.now() - g0 < budgetMs / 2);
   const gets = (gRounds * n) / ((performance.now() - g0) / 1000);
@@ -178,15 +181,15 @@ async function timeVcpu(machine: Awaited<ReturnType<typeof bootReal>>['machine']
   const data = sec('.data')!;
   const rnd = lcg(7);
   const n = 1 << 14;
-  const ops: Array<{ kind: 0 | 1 | 2; va: bigint }> = [];
+  const ops: Array<{ kind: 0 | 1 | 2; va: GuestVirtAddr }> = [];
   const within = (s: { vaddr: bigint; size: number }, len: number) => s.vaddr + BigInt(Math.floor(rnd() * (s.size - len)) & ~7);
   for (let i = 0; i < n; i++) {
     const a = rnd();
     if (a < 0.6) {
       const r = rnd();
-      ops.push({ kind: 0, va: within(r < 0.3 ? text : r < 0.6 ? rodata : data, 8) });
-    } else if (a < 0.85) ops.push({ kind: 1, va: buf.value.va + BigInt(Math.floor(rnd() * (16 * 4096 - 8)) & ~7) });
-    else ops.push({ kind: 2, va: within(text, 1) });
+      ops.push({ kind: 0, va: gva(within(r < 0.3 ? text : r < 0.6 ? rodata : data, 8)) });
+    } else if (a < 0.85) ops.push({ kind: 1, va: gva(buf.value.va + BigInt(Math.floor(rnd() * (16 * 4096 - 8)) & ~7)) });
+    else ops.push({ kind: 2, va: gva(within(text, 1)) });
   }
   const bytes = new Uint8Array(8);
   let ok = 0;

@@ -4,6 +4,7 @@
  * registers, `wrmsr`, raw hypercalls, and the VMM's debug copy of guest memory to a file.
  * A fault or a negative hypercall status is `denied`: a protection stopped the access.
  */
+import { gvaFromRegister } from '../shared/addr.ts';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { statusName } from '../shared/abi.ts';
@@ -30,7 +31,7 @@ function withMode<T>(vmm: Vmm, mode: Mode, f: () => T): T {
 export function read(p: MachineParts, addr: AddressExpr, len: number, mode: Mode): StepOutcome {
   const a = resolveAddress(p, addr);
   if (!a.ok) return error(a.error);
-  const r = withMode(p.vmm, mode, () => p.vmm.bootCpu.read(a.value, len));
+  const r = withMode(p.vmm, mode, () => p.vmm.bootCpu.read(gvaFromRegister(a.value), len));
   return r.ok ? allowed(`read ${Buffer.from(r.value).toString('hex')}`) : denied(describeFault(r.fault));
 }
 
@@ -38,14 +39,14 @@ export function read(p: MachineParts, addr: AddressExpr, len: number, mode: Mode
 export function write(p: MachineParts, addr: AddressExpr, bytes: Uint8Array, mode: Mode): StepOutcome {
   const a = resolveAddress(p, addr);
   if (!a.ok) return error(a.error);
-  return fromAccess(withMode(p.vmm, mode, () => p.vmm.bootCpu.write(a.value, bytes)), `wrote ${bytes.length} byte(s)`);
+  return fromAccess(withMode(p.vmm, mode, () => p.vmm.bootCpu.write(gvaFromRegister(a.value), bytes)), `wrote ${bytes.length} byte(s)`);
 }
 
 /** `exec`: an instruction fetch. */
 export function exec(p: MachineParts, addr: AddressExpr, mode: Mode): StepOutcome {
   const a = resolveAddress(p, addr);
   if (!a.ok) return error(a.error);
-  return fromAccess(withMode(p.vmm, mode, () => p.vmm.bootCpu.fetch(a.value, 1)), 'instruction fetched');
+  return fromAccess(withMode(p.vmm, mode, () => p.vmm.bootCpu.fetch(gvaFromRegister(a.value), 1)), 'instruction fetched');
 }
 
 /** `write-cr`: a full value, or bits set and cleared in the current one. */

@@ -11,6 +11,7 @@
  * (the core's translateForCore). TRUST: after boot the guest's view is attacker-owned; the
  * frames and permissions shown are the host's, the names and addresses the guest's.
  */
+import { gpaToGfn, isAddrError, tryGpa, type Gfn } from '../shared/addr.ts';
 import type { EptView } from '../hypervisor/ept/ept.ts';
 import type { KernelRegion } from '../hypervisor/core/auth/authenticator.ts';
 import type { KernelBoundaries } from '../shared/kernel-image/kernel-layout.ts';
@@ -75,7 +76,7 @@ export interface InspectionSource {
   /** Names of the modules the core keeps a record of. */
   readonly verifiedModules: ReadonlySet<string>;
   /** The frame behind a kernel virtual address (the guest's page tables), or undefined. */
-  translate(va: bigint): number | undefined;
+  translate(va: bigint): Gfn | undefined;
 }
 
 /**
@@ -97,7 +98,7 @@ export function mergeRuns(firstVa: bigint, pages: ReadonlyArray<{ readonly frame
   return out.map(({ vaddr, gpa, pages: n, perms }) => ({ vaddr, gpa, pages: n, perms }));
 }
 
-function regionOf(name: string, source: InspectedRegion['source'], vaddr: bigint, size: number, frameOf: (va: bigint) => number | undefined, ept: Pick<EptView, 'get'>): InspectedRegion {
+function regionOf(name: string, source: InspectedRegion['source'], vaddr: bigint, size: number, frameOf: (va: bigint) => Gfn | undefined, ept: Pick<EptView, 'get'>): InspectedRegion {
   const first = vaddr & ~(PAGE - 1n);
   const end = (vaddr + BigInt(Math.max(size, 1)) + PAGE - 1n) & ~(PAGE - 1n);
   const pages: Array<{ frame: number | undefined; perms: number }> = [];
@@ -153,7 +154,12 @@ export function inspectMachine(src: InspectionSource): MachineInspection {
   // INVARIANT: the kernel image is physically contiguous (loaded from its PT_LOAD segments in
   // order), so one offset places all of it; the manifest's first region gives it.
   const anchor = src.kernelRegions[0];
-  const kernelFrame = anchor ? (va: bigint): number | undefined => Number((va + anchor.paddr - anchor.vaddr) >> 12n) : (va: bigint) => src.translate(va);
+  const kernelFrame = anchor
+    ? (va: bigint): Gfn | undefined => {
+        const pa = tryGpa(va + anchor.paddr - anchor.vaddr);
+        return isAddrError(pa) ? undefined : gpaToGfn(pa);
+      }
+    : (va: bigint) => src.translate(va);
   const kernel = kernelRanges(src).map((r) => regionOf(r.name, r.source, r.vaddr, Number(r.end - r.vaddr), kernelFrame, src.ept));
   const modules = src.modules.map((m) => ({
     name: m.name,

@@ -5,6 +5,7 @@
  * the verifier behind it) refused the request, `error` when the guest could not make one;
  * the guest's results say which as data (guest/heki/refusal.ts), never in their messages.
  */
+import { gvaFromRegister } from '../shared/addr.ts';
 import type { GuestKernel } from '../guest/kernel/guest-kernel.ts';
 import type { SetMemoryOp } from '../guest/mm/kernel-mm.ts';
 import { signCodeImage } from '../verifier-vm/signature/code-image.ts';
@@ -86,7 +87,7 @@ export async function setMemory(p: Running, addr: AddressExpr, pages: number, pe
 export async function textPoke(p: Running, addr: AddressExpr, bytes: Uint8Array, kind: 'ftrace' | 'jump-label' | 'static-call' | 'kprobe'): Promise<StepOutcome> {
   const a = resolveAddress(p, addr);
   if (!a.ok) return error(a.error);
-  const cur = p.kernel.cpu.read(a.value, bytes.length);
+  const cur = p.kernel.cpu.read(gvaFromRegister(a.value), bytes.length);
   if (!cur.ok) return error(`cannot read the current bytes at ${addr}: ${describeFault(cur.fault)}`);
   const r = await p.kernel.poker.poke([{ kind, site: a.value, oldBytes: cur.value, newBytes: bytes }]);
   return r.ok ? allowed(`poked ${bytes.length} byte(s) at ${addr}`) : denied(r.reason);

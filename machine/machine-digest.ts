@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { saveGuestKernel } from '../guest/kernel/guest-state.ts';
 import type { SimulatedMachine } from './simulated-machine.ts';
+import { gfnToGpa } from '../shared/addr.ts';
 
 /** One digest (hex SHA-256) per part; see the file comment. */
 export interface MachineDigest {
@@ -49,7 +50,7 @@ export async function machineDigest(m: SimulatedMachine): Promise<MachineDigest>
   const mem = createHash('sha256');
   const frame = new Uint8Array(4);
   for (const f of core.memory.residentFrames()) {
-    const page = core.memory.read(BigInt(f) * 4096n, 4096);
+    const page = core.memory.read(gfnToGpa(f), 4096);
     // A resident page of zeros reads like an absent one: only contents count.
     if (page.every((b) => b === 0)) continue;
     new DataView(frame.buffer).setUint32(0, f, true);

@@ -87,27 +87,77 @@ export function gva(value: bigint | number): GuestVirtAddr {
   return r;
 }
 
+/** One past the highest frame number of the architecture's physical address space. */
+export const MAX_GFN = 2 ** (MAX_PHYS_BITS - PAGE_SHIFT);
+const PAGE_SHIFT_N = BigInt(PAGE_SHIFT);
+const PAGE_MASK_N = PAGE_SIZE_N - 1n;
+
+/** Makes a frame number, or says why the value is not one. */
+export function tryGfn(value: number): Gfn | AddrError {
+  if (!Number.isSafeInteger(value) || value < 0 || value >= MAX_GFN) return { kind: 'bad-gfn', value };
+  return value as Gfn;
+}
+
 /** Makes a frame number; throws on an invalid value (an internal invariant). */
 export function gfn(value: number): Gfn {
-  if (!Number.isSafeInteger(value) || value < 0 || value >= 2 ** (MAX_PHYS_BITS - PAGE_SHIFT)) {
-    throw new RangeError(addrErrorMessage({ kind: 'bad-gfn', value }));
-  }
-  return value as Gfn;
+  const r = tryGfn(value);
+  if (typeof r !== 'number') throw new RangeError(addrErrorMessage(r));
+  return r;
+}
+
+/** True when `r`, the answer of a `try*` constructor, is an error rather than an address. */
+export function isAddrError<A extends bigint | number>(r: A | AddrError): r is AddrError {
+  return typeof r === 'object';
 }
 
 /** The frame that holds `addr`. */
 export function gpaToGfn(addr: GuestPhysAddr): Gfn {
-  return Number(addr >> BigInt(PAGE_SHIFT)) as Gfn;
+  return Number(addr >> PAGE_SHIFT_N) as Gfn;
 }
 
 /** The first address of frame `frame`. */
 export function gfnToGpa(frame: Gfn): GuestPhysAddr {
-  return (BigInt(frame) << BigInt(PAGE_SHIFT)) as GuestPhysAddr;
+  return (BigInt(frame) << PAGE_SHIFT_N) as GuestPhysAddr;
+}
+
+/**
+ * The address `offset` bytes into frame `frame`. `offset` is an in-page offset, [0, PAGE_SIZE):
+ * the result then stays below MAX_PHYS_ADDR without a check (the frame is below MAX_GFN).
+ */
+export function gpaInFrame(frame: Gfn, offset: number): GuestPhysAddr {
+  if (!(offset >= 0 && offset < PAGE_SIZE)) throw new RangeError(`in-page offset ${offset} is outside [0, ${PAGE_SIZE})`);
+  return ((BigInt(frame) << PAGE_SHIFT_N) | BigInt(offset)) as GuestPhysAddr;
+}
+
+/**
+ * The frames [first, end) that hold the bytes [start, endAddr) of guest-physical memory (an
+ * empty range when endAddr <= start). Throws when either bound is outside the architecture's
+ * physical address space (an internal invariant: the caller validated the range).
+ */
+export function framesOfRange(start: bigint, endAddr: bigint): { readonly first: Gfn; readonly end: Gfn } {
+  const first = gpaToGfn(gpa(start));
+  if (endAddr <= start) return { first, end: first };
+  return { first, end: gpaToGfn(gpa(endAddr - 1n)) + 1 as Gfn };
+}
+
+/** `frame + delta`, checked to stay a frame number. */
+export function gfnAdd(frame: Gfn, delta: number): Gfn {
+  return gfn(frame + delta);
 }
 
 /** Offset of `addr` inside its page. */
 export function pageOffset(addr: GuestPhysAddr | GuestVirtAddr): number {
-  return Number(addr & (PAGE_SIZE_N - 1n));
+  return Number(addr & PAGE_MASK_N);
+}
+
+/** `addr` rounded down to its page. */
+export function gpaPageBase(addr: GuestPhysAddr): GuestPhysAddr {
+  return (addr & ~PAGE_MASK_N) as GuestPhysAddr;
+}
+
+/** The first frame after the range [addr, addr + len) ends, or `gpaToGfn(addr)` when len is 0. */
+export function gpaEndGfn(addr: GuestPhysAddr, len: number): Gfn {
+  return Number((addr + BigInt(len) + PAGE_MASK_N) >> PAGE_SHIFT_N) as Gfn;
 }
 
 /** True when `addr` is the first byte of a page. */
@@ -120,6 +170,17 @@ export function gpaAdd(addr: GuestPhysAddr, delta: bigint | number): GuestPhysAd
   return gpa(addr + BigInt(delta));
 }
 
+/**
+ * A register value used as a linear address, as the guest's own code may use any 64-bit value
+ * in an address operand (an attack probing the canonical hole, a scenario naming an address).
+ * Not validated here: the vCPU is the check that takes a #GP on a non-canonical value, as the
+ * CPU does, and that fault is what such a caller wants to reach. Everything else uses
+ * {@link gva} or {@link tryGva}.
+ */
+export function gvaFromRegister(value: bigint): GuestVirtAddr {
+  return value as GuestVirtAddr;
+}
+
 /** `addr + delta`, checked to stay canonical. */
 export function gvaAdd(addr: GuestVirtAddr, delta: bigint | number): GuestVirtAddr {
   return gva(addr + BigInt(delta));
@@ -127,7 +188,12 @@ export function gvaAdd(addr: GuestVirtAddr, delta: bigint | number): GuestVirtAd
 
 /** `addr` rounded down to its page. */
 export function gvaPageBase(addr: GuestVirtAddr): GuestVirtAddr {
-  return (addr & ~(PAGE_SIZE_N - 1n)) as GuestVirtAddr;
+  return (addr & ~PAGE_MASK_N) as GuestVirtAddr;
+}
+
+/** The virtual page number of `addr` (the TLB's key). */
+export function gvaPageNumber(addr: GuestVirtAddr): bigint {
+  return addr >> PAGE_SHIFT_N;
 }
 
 /** `0x`-prefixed lower-case hex, for messages and logs. */

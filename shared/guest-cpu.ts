@@ -7,9 +7,14 @@
  * 4-level page tables, walked in guest memory) and then the EPT. With paging off (CR0.PG
  * clear) a virtual address is the physical one, as on real hardware before the kernel
  * enables paging.
+ *
+ * TRUST: addresses are typed {@link GuestVirtAddr} (canonical by construction), but brands are
+ * erased at run time and guest code is the attacker: the vCPU still checks every address it
+ * is given (#GP for a non-canonical one), as the CPU does.
  */
 import type { ControlRegister } from './x86/cpu.ts';
 import type { CpuidRegs } from './x86/cpuid.ts';
+import type { GuestVirtAddr } from './addr.ts';
 
 /** Kind of memory access. */
 export type AccessKind = 'read' | 'write' | 'fetch';
@@ -26,7 +31,7 @@ export type GuestFault =
       /** Architectural error code (PF_ERR bits for #PF, 0 for #GP). */
       readonly errorCode: number;
       /** For #PF, the faulting linear address (what the CPU writes to CR2). */
-      readonly address?: bigint;
+      readonly address?: GuestVirtAddr;
       /** Why, in words a test or a user can match on: `ept-violation`, `cr-pin`, ... */
       readonly cause: string;
       /** The full explanation. */
@@ -59,13 +64,13 @@ export interface GuestCpu {
   setAc(ac: boolean): void;
 
   /** Reads `len` bytes at virtual address `va`. */
-  read(va: bigint, len: number): GuestOutcome<Uint8Array>;
+  read(va: GuestVirtAddr, len: number): GuestOutcome<Uint8Array>;
   /** Writes `bytes` at `va`; all or nothing: a fault on any page writes no byte. */
-  write(va: bigint, bytes: Uint8Array): GuestOutcome<void>;
+  write(va: GuestVirtAddr, bytes: Uint8Array): GuestOutcome<void>;
   /** Fetches `len` instruction bytes at `va` (an execute access). */
-  fetch(va: bigint, len: number): GuestOutcome<Uint8Array>;
+  fetch(va: GuestVirtAddr, len: number): GuestOutcome<Uint8Array>;
   /** Drops the TLB entry of `va` (invlpg). */
-  invlpg(va: bigint): void;
+  invlpg(va: GuestVirtAddr): void;
 
   /** Reads CR0, CR3 or CR4. */
   readCr(cr: ControlRegister): bigint;

@@ -10,6 +10,7 @@
  * kernel uses, so only bytes that those paths would write change. Every other byte is the
  * guest's boot and module loader's own.
  */
+import { gvaFromRegister } from '../../shared/addr.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import { parseModuleFile, planSections, readModinfo } from '../../shared/module/index.ts';
 import { vmlinuxTouchupTables } from '../../shared/kernel-image/touchup-tables.ts';
@@ -104,7 +105,7 @@ function moduleFiles(ref: ReferenceFolder, read: ReferenceCheckOptions['readModu
 
 /** Guest memory as the kernel reads it; undefined when not mapped. */
 function readGuest(k: GuestKernel, va: bigint, len: number): Uint8Array | undefined {
-  const r = k.cpu.read(va, len);
+  const r = k.cpu.read(gvaFromRegister(va), len);
   return r.ok ? r.value : undefined;
 }
 

@@ -6,6 +6,7 @@
  * `static-call` use, so the verifier checks every byte they write as it checks a running
  * kernel's.
  */
+import { gvaFromRegister } from '../../shared/addr.ts';
 import type { GuestKernel } from '../../guest/kernel/guest-kernel.ts';
 import { changedKeys, changedStaticCalls, jumpKeyStates, staticCallStates, type JumpEntryRef } from './runtime-state.ts';
 
@@ -37,7 +38,7 @@ const hex = (v: bigint): string => `0x${v.toString(16)}`;
 export async function setRuntimeState(k: GuestKernel, src: RuntimeStateSource): Promise<RuntimeStateReport & { decided: ReadonlySet<bigint> }> {
   const problems: string[] = [];
   const guest = (va: bigint, len: number): Uint8Array | undefined => {
-    const r = k.cpu.read(va, len);
+    const r = k.cpu.read(gvaFromRegister(va), len);
     return r.ok ? r.value : undefined;
   };
   const entries: JumpEntryRef[] = [];

@@ -5,6 +5,7 @@
  * itself as heki_late_init does, and then an attacker who owns the guest tries six classic
  * moves. Each is stopped by the core or the VMM, and the demo prints how.
  */
+import { gpa, gva } from '../../shared/addr.ts';
 import { Vmm } from '../../hypervisor/index.ts';
 import { CR0, CR4, EFER, MSR } from '../../shared/x86/cpu.ts';
 import { HC, MEM_ATTR, statusName } from '../../shared/abi.ts';
@@ -41,17 +42,17 @@ function must<T>(r: GuestOutcome<T>, what: string): T {
 async function bootGuest(vmm: Vmm): Promise<GuestCpu> {
   const cpu = vmm.bootCpu;
   // Early boot: paging is off, so the guest reaches physical memory directly.
-  must(cpu.write(TEXT, Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3)), 'load text');
-  must(cpu.write(RODATA, new TextEncoder().encode('Linux version 6.1')), 'load rodata');
+  must(cpu.write(gva(TEXT), Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3)), 'load text');
+  must(cpu.write(gva(RODATA), new TextEncoder().encode('Linux version 6.1')), 'load rodata');
   const port = {
     readU64: (pa: bigint) => {
-      const r = cpu.read(pa, 8);
+      const r = cpu.read(gva(pa), 8);
       return r.ok ? new DataView(r.value.buffer).getBigUint64(0, true) : undefined;
     },
     writeU64: (pa: bigint, v: bigint) => {
       const b = new Uint8Array(8);
       new DataView(b.buffer).setBigUint64(0, v, true);
-      return cpu.write(pa, b).ok;
+      return cpu.write(gva(pa), b).ok;
     },
   };
   const pt = new PageTableWriter(0x10_0000n, port, new BumpFrameAllocator(0x10_1000n, 0x20_0000n));
@@ -73,7 +74,7 @@ async function bootGuest(vmm: Vmm): Promise<GuestCpu> {
   if (await cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP | CR4.SMAP) !== 0) throw new Error('CR4 lock refused');
   const I = MEM_ATTR.IMMUTABLE;
   vmm.core.memory.write(
-    LIST,
+    gpa(LIST),
     encodePageList(
       [
         { pa: TEXT, epa: TEXT + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC | I },
@@ -96,14 +97,14 @@ async function attacks(vmm: Vmm, cpu: GuestCpu): Promise<Step[]> {
   add('overwrite MSR_LSTAR', cpu.wrmsr(MSR.LSTAR, 0xffff_ffff_dead_0000n));
   // The attacker owns the page tables: it maps kernel text writable at another address.
   const port = {
-    readU64: (pa: bigint) => vmm.core.memory.readU64(pa),
-    writeU64: (pa: bigint, v: bigint) => (vmm.core.memory.writeU64(pa, v), true),
+    readU64: (pa: bigint) => vmm.core.memory.readU64(gpa(pa)),
+    writeU64: (pa: bigint, v: bigint) => (vmm.core.memory.writeU64(gpa(pa), v), true),
   };
   const pt = new PageTableWriter(cpu.readCr(3), port, new BumpFrameAllocator(0x18_0000n, 0x20_0000n));
   pt.map(0xffff_c900_0000_0000n, TEXT, PTE.RW | PTE.NX);
   pt.map(0xffff_c900_0000_1000n, DATA, 0n);
-  add('write kernel text through a writable alias', cpu.write(0xffff_c900_0000_0000n, Uint8Array.of(0xcc)));
-  add('execute a data page mapped executable', cpu.fetch(0xffff_c900_0000_1000n, 1));
+  add('write kernel text through a writable alias', cpu.write(gva(0xffff_c900_0000_0000n), Uint8Array.of(0xcc)));
+  add('execute a data page mapped executable', cpu.fetch(gva(0xffff_c900_0000_1000n), 1));
   const relock = await cpu.vmcall(HC.PROTECT_MEMORY, LIST + 0x1000n);
   steps.push({ name: 'hypercall from a garbage page list', stopped: relock < 0, stop: `returned ${statusName(relock)}` });
   return steps;
@@ -113,7 +114,7 @@ async function attacks(vmm: Vmm, cpu: GuestCpu): Promise<Step[]> {
 export async function runCoreDemo(io: CliIo, json: boolean): Promise<number> {
   const vmm = new Vmm({ memoryBytes: 64n << 20n });
   const cpu = await bootGuest(vmm);
-  vmm.core.memory.write(LIST + 0x1000n, Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff));
+  vmm.core.memory.write(gpa(LIST + 0x1000n), Uint8Array.of(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff));
   const steps = await attacks(vmm, cpu);
   const stopped = steps.filter((s) => s.stopped).length;
   if (json) {

@@ -14,6 +14,7 @@
  * messages said on the way. A regression then shows up as a failed attack, never as a
  * weakened one.
  */
+import { type GuestPhysAddr } from '../../shared/addr.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import type { CodePlacementSigner } from '../bpf/code-signer.ts';
 import type { GuestKernel } from '../kernel/guest-kernel.ts';
@@ -85,7 +86,7 @@ export interface AttackHost {
   /** `count` sectors of the disk's contents from `sector` (to see what reached the host). */
   readDiskSectors(sector: number, count: number): Uint8Array;
   /** The VMM copying guest memory out through one of its copy paths: a curious or compromised host. */
-  vmmReadGuest(path: HostCopyPathName, gpa: bigint, len: number): HostOutcome<Uint8Array>;
+  vmmReadGuest(path: HostCopyPathName, gpa: GuestPhysAddr, len: number): HostOutcome<Uint8Array>;
   /** Arms the verifier VM to crash (its process exits) when it receives the next request. */
   crashVerifierOnNextRequest(): Promise<boolean>;
   /**

@@ -12,6 +12,7 @@
  * VMM's policy stops a VM whose booted text the verifier refused). An accepted end of boot,
  * or a refused one after which the vCPU still executes the tampered text, is not stopped.
  */
+import { gvaFromRegister } from '../../shared/addr.ts';
 import { bootKernel, type TouchedUpText } from '../kernel/boot.ts';
 import type { AttackContext, AttackResult } from './attack.ts';
 import { AttackSetupError, bytesHex, faultLong, hex, mustRead, sameBytes } from './primitives.ts';
@@ -64,7 +65,7 @@ export async function attackerBoot(ctx: AttackContext, tamper: Tamper): Promise<
   if (refused?.step !== 'end boot') throw new AttackSetupError(`the attacker's boot failed elsewhere than at the end of boot: ${booted.error.phase}: ${booted.error.message}`);
   const status = `${refused.refusal.name} from KVM_HC_HEKI_END_BOOT`;
   // Does the kernel run on with the tampered text? The vCPU fetching the site says.
-  const run = cpu.fetch(done.site, done.bytes.length);
+  const run = cpu.fetch(gvaFromRegister(done.site), done.bytes.length);
   if (run.ok) return { stopped: false, stop: `${status}, but the VM runs on: the vCPU executes the tampered text at ${hex(done.site)}`, detail: steps };
   if (run.fault.kind !== 'stopped') return { stopped: false, stop: `${status}, but the VM was not stopped (the fetch at ${hex(done.site)} faulted: ${faultLong(run.fault)})`, detail: steps };
   return { stopped: true, stop: `${status}; the VM is stopped`, detail: `${steps}; end of boot refused (${status}); the fetch at ${hex(done.site)} finds the ${faultLong(run.fault)}` };

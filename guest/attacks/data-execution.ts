@@ -6,6 +6,7 @@
  * fetch) and #PF (ept-violation), because the frames are not executable in the EPT; for the
  * user page, SMEP (pinned) stops the fetch first.
  */
+import { gvaFromRegister } from '../../shared/addr.ts';
 import { CR4 } from '../../shared/x86/cpu.ts';
 import { PTE } from '../mm/page-table-writer.ts';
 import { PROT } from '../mm/kernel-mm.ts';
@@ -77,9 +78,9 @@ export const DATA_EXECUTION_ATTACKS: readonly Attack[] = [
       mustWrite(cpu, frame.va, SHELLCODE);
       const e = kernel.mm.pageTables.map(USER_PAGE_VA, frame.pa, PTE.US);
       if (e) throw new AttackSetupError(`cannot map the user page: ${e.kind}`);
-      cpu.invlpg(USER_PAGE_VA);
+      cpu.invlpg(gvaFromRegister(USER_PAGE_VA));
       const smep = cpu.writeCr(4, cpu.readCr(4) & ~CR4.SMEP);
-      const f = cpu.fetch(USER_PAGE_VA, SHELLCODE.length);
+      const f = cpu.fetch(gvaFromRegister(USER_PAGE_VA), SHELLCODE.length);
       const detail = `user page ${hex(USER_PAGE_VA)} -> ${hex(frame.pa)} holds the shellcode; clearing SMEP: ${outcomeText(smep)}; kernel-mode fetch: ${outcomeText(f)}`;
       if (f.ok) return Promise.resolve({ stopped: false, stop: 'nothing: the kernel fetched the user page', detail });
       return Promise.resolve({ stopped: true, stop: faultShort(f.fault), detail });

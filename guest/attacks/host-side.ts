@@ -10,6 +10,7 @@
  *   private page and shares one bounce page; the host's snapshot and migration paths, and the
  *   disk used as a side door, must all refuse the private page, and the secret must not leave.
  */
+import { gpa, gvaFromRegister } from '../../shared/addr.ts';
 import { HC, KVM_MAP_GPA_RANGE } from '../../shared/abi.ts';
 import { VIRTIO_BLK_S, VIRTIO_BLK_T, encodeVirtioBlkRequest } from '../../shared/virtio-blk.ts';
 import type { GuestKernel } from '../kernel/guest-kernel.ts';
@@ -115,7 +116,7 @@ export const HOST_SIDE_ATTACKS: readonly Attack[] = [
       });
       if (!result.ok) throw new AttackSetupError(`the genuine module did not load: ${result.error.message}`);
       const diffs = result.value.image.sections.filter((s) => !s.nobits && s.size > 0).filter((s) => {
-        const now = kernel.cpu.read(s.addr, s.size);
+        const now = kernel.cpu.read(gvaFromRegister(s.addr), s.size);
         return !now.ok || !sameBytes(now.value, s.bytes);
       });
       dmas.push({ when: 'after the load', r: disk.request(VIRTIO_BLK_T.IN, textPa) });
@@ -137,11 +138,11 @@ export const HOST_SIDE_ATTACKS: readonly Attack[] = [
       const share = await kernel.cpu.vmcall(HC.MAP_GPA_RANGE, bounce.pa, 1n, BigInt(KVM_MAP_GPA_RANGE.DECRYPTED));
       if (share !== 0) throw new AttackSetupError(`sharing the bounce page failed: ${hypercallText(HC.MAP_GPA_RANGE, share)}`);
       mustWrite(kernel.cpu, bounce.va + 0x800n, new TextEncoder().encode('shared data'));
-      const control = host.vmmReadGuest('snapshot', bounce.pa + 0x800n, 11);
+      const control = host.vmmReadGuest('snapshot', gpa(bounce.pa + 0x800n), 11);
       const leaks: string[] = [];
       const steps = [`secret in private frame ${hex(secret.pa)}; bounce page ${hex(bounce.pa)} shared: ${hypercallText(HC.MAP_GPA_RANGE, share)}; the host reads the shared page: ${control.ok ? `"${new TextDecoder().decode(control.value)}"` : control.error}`];
       for (const path of ['snapshot', 'migration', 'debug'] as const) {
-        const r = host.vmmReadGuest(path, secret.pa, GUEST_SECRET.length);
+        const r = host.vmmReadGuest(path, gpa(secret.pa), GUEST_SECRET.length);
         steps.push(`${path} copy of the private page: ${r.ok ? `GOT ${JSON.stringify(new TextDecoder().decode(r.value))}` : r.error}`);
         // Any copy the path allowed is a breach, whatever it returned.
         if (r.ok) leaks.push(path);

@@ -11,6 +11,7 @@ import { physToVirt } from '../kernel/layout.ts';
 import type { Attack, AttackContext } from './attack.ts';
 import { loadModuleHooked, moduleBytes, requestSection, sectionIndex } from './module-hooks.ts';
 import { AttackSetupError, SHELLCODE, bytesHex, faultShort, fetchThroughExecAlias, hex, mustRead, outcomeText, sameBytes, symbol } from './primitives.ts';
+import { gva } from '../../shared/addr.ts';
 
 /** The module both attacks load: small, no dependencies, with an init function that ftrace traces. */
 export const INIT_VICTIM_MODULE = 'failover';
@@ -45,7 +46,7 @@ export const MODULE_INIT_ATTACKS: readonly Attack[] = [
       const { initTextVa, initTextPa } = await loadNotingInitText(ctx);
       const old = fetchThroughExecAlias(kernel, initTextPa, 4);
       // The freed frame is ordinary memory now: writing it is allowed, running it must not be.
-      const w = cpu.write(physToVirt(initTextPa), SHELLCODE);
+      const w = cpu.write(gva(physToVirt(initTextPa)), SHELLCODE);
       const shell = fetchThroughExecAlias(kernel, initTextPa, SHELLCODE.length);
       const detail =
         `${INIT_VICTIM_MODULE} .init.text was ${hex(initTextVa)} -> ${hex(initTextPa)}; init freed; fetch of the old init code through an executable alias: ${old.ok ? `fetched ${bytesHex(old.value)}` : outcomeText(old)}; ` +

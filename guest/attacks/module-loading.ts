@@ -8,6 +8,7 @@
  * to act) and checks afterwards, by fetching through an executable alias, that none of the
  * module's frames became executable.
  */
+import { gvaFromRegister } from '../../shared/addr.ts';
 import { KVM_STATUS, statusName } from '../../shared/abi.ts';
 import { stripModuleSignature } from '../../shared/module-signature.ts';
 import type { GuestOutcome } from '../../shared/guest-cpu.ts';
@@ -107,7 +108,7 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       return refusedLoad(ctx.kernel, file, 'genuine crc7.ko, .text changed in memory', {
         before(request) {
           const va = requestSection(request, text).gva + RELOCATED_BYTE_OFFSET;
-          const cur = ctx.cpu.read(va, 1);
+          const cur = ctx.cpu.read(gvaFromRegister(va), 1);
           if (!cur.ok) throw new AttackSetupError(`cannot read the placed .text: ${outcomeText(cur)}`);
           mustWrite(ctx.cpu, va, Uint8Array.of(cur.value[0]! ^ 0xff));
           note = `byte at ${hex(va)} changed`;
@@ -126,9 +127,9 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       const { result, captured } = await loadModuleHooked(ctx.kernel, file, {
         async during(request, pending) {
           const va = requestSection(request, text).gva;
-          writes.push({ when: 'right after the hypercall was issued', r: ctx.cpu.write(va, SHELLCODE) });
+          writes.push({ when: 'right after the hypercall was issued', r: ctx.cpu.write(gvaFromRegister(va), SHELLCODE) });
           await new Promise((r) => setImmediate(r));
-          if (pending()) writes.push({ when: 'one event-loop turn later, still pending', r: ctx.cpu.write(va, SHELLCODE) });
+          if (pending()) writes.push({ when: 'one event-loop turn later, still pending', r: ctx.cpu.write(gvaFromRegister(va), SHELLCODE) });
         },
       });
       if (!captured) throw new AttackSetupError(`the loader gave up before asking the hypervisor: ${result.ok ? '' : result.error.message}`);
@@ -139,7 +140,7 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       if (result.ok) {
         // The module is live: every placed section must hold exactly the signed, relocated bytes.
         const diffs = result.value.image.sections.filter((s) => !s.nobits && s.size > 0).filter((s) => {
-          const now = ctx.cpu.read(s.addr, s.size);
+          const now = ctx.cpu.read(gvaFromRegister(s.addr), s.size);
           return !now.ok || !sameBytes(now.value, s.bytes);
         });
         intact = diffs.length === 0;
@@ -200,12 +201,12 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       const textVa = moduleGroup(m, 'text').start;
       const pa = physOf(kernel, textVa);
       const alias = mapAlias(kernel, pa, EXEC_FLAGS);
-      const live = cpu.fetch(alias, 4);
+      const live = cpu.fetch(gvaFromRegister(alias), 4);
       const un = await kernel.modules.unload(m.name);
       if (!un.ok) throw new AttackSetupError(`unload refused: ${un.error.message}`);
-      const w = cpu.write(physToVirt(pa), SHELLCODE);
-      cpu.invlpg(alias);
-      const f = cpu.fetch(alias, SHELLCODE.length);
+      const w = cpu.write(gvaFromRegister(physToVirt(pa)), SHELLCODE);
+      cpu.invlpg(gvaFromRegister(alias));
+      const f = cpu.fetch(gvaFromRegister(alias), SHELLCODE.length);
       const again = fetchThroughExecAlias(kernel, pa, 1);
       const detail =
         `crc7 text ${hex(textVa)} -> frame ${hex(pa)}; executable alias ${hex(alias)}: fetch while loaded ${outcomeText(live)}; unloaded; ` +

@@ -6,6 +6,7 @@
  * EPT, which judges the frame reached, must not: an `ept-violation` exit and #PF
  * (ept-violation), and the text unchanged.
  */
+import { gvaFromRegister } from '../../shared/addr.ts';
 import { PTE, PTE_ADDR_MASK, PageTableWriter } from '../mm/page-table-writer.ts';
 import type { FrameAllocator } from '../mm/page-table-writer.ts';
 import { cpuPhysPort } from '../kernel/phys-port.ts';
@@ -41,7 +42,7 @@ const TEXT_WRITE_STOP = 'ept-violation exit (kernel write) and #PF (ept-violatio
 /** Writes one byte (not `before`) at `va` after the page tables were bent; notes the outcome in `steps`. */
 function writeByte(cpu: GuestCpu, va: bigint, before: number, steps: string[]): GuestOutcome<void> {
   const payload = Uint8Array.of(before === 0xcc ? 0x90 : 0xcc);
-  const w = cpu.write(va, payload);
+  const w = cpu.write(gvaFromRegister(va), payload);
   steps.push(`write ${bytesHex(payload)} at ${hex(va)}: ${outcomeText(w)}`);
   return w;
 }
@@ -61,7 +62,7 @@ export const PAGE_TABLE_ATTACKS: readonly Attack[] = [
       mustWrite(cpu, evil.va + (target - page), SHELLCODE);
       const e = editLeaf(kernel, page, (x) => (x & ~PTE_ADDR_MASK) | evil.pa);
       if (!e.ok) return Promise.resolve({ stopped: true, stop: faultShort(e.fault), detail: `editing the PTE: ${outcomeText(e)}` });
-      const f = cpu.fetch(target, SHELLCODE.length);
+      const f = cpu.fetch(gvaFromRegister(target), SHELLCODE.length);
       const detail = `PTE of ${hex(page)} (entry at ${hex(e.value.slot)}) now points at attacker frame ${hex(evil.pa)}; fetch at ${hex(target)}: ${f.ok ? `fetched ${bytesHex(f.value)}` : outcomeText(f)}`;
       if (f.ok) return Promise.resolve({ stopped: false, stop: sameBytes(f.value, SHELLCODE) ? 'nothing: the shellcode ran in place of commit_creds' : 'nothing: the fetch succeeded', detail });
       return Promise.resolve({ stopped: true, stop: faultShort(f.fault), detail });
@@ -97,7 +98,7 @@ export const PAGE_TABLE_ATTACKS: readonly Attack[] = [
       if (typeof slot !== 'bigint') throw new AttackSetupError(`no page-directory entry for ${hex(base)}`);
       const w0 = writeEntry(kernel, slot, pa | PTE.P | PTE.RW | PTE.PS | PTE.G);
       if (!w0.ok) return Promise.resolve({ stopped: true, stop: faultShort(w0.fault), detail: `writing the page-directory entry: ${outcomeText(w0)}` });
-      cpu.invlpg(target);
+      cpu.invlpg(gvaFromRegister(target));
       const leaf = leafOf(kernel, target);
       const steps = [`page-directory entry at ${hex(slot)} now maps ${hex(base)} as a writable 2 MiB page of ${hex(pa)} (level ${leaf.level})`];
       const w = writeByte(cpu, target, before, steps);
@@ -126,7 +127,7 @@ export const PAGE_TABLE_ATTACKS: readonly Attack[] = [
       steps.push(`mov ${hex(root)} to CR3: ${outcomeText(sw)}`);
       // The kernel's text mappings are global (CR4.PGE), so they survive the CR3 switch in the
       // TLB; drop the target's entry so the write walks the forged tables.
-      cpu.invlpg(target);
+      cpu.invlpg(gvaFromRegister(target));
       const w = sw.ok ? writeByte(cpu, target, before, steps) : sw;
       const back = cpu.writeCr(3, oldCr3);
       if (!back.ok) throw new AttackSetupError(`cannot restore CR3: ${outcomeText(back)}`);

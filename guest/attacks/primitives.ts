@@ -9,6 +9,7 @@
  * fails (no memory, an unmapped symbol): the runner reports that attack as not stopped with
  * the message, so a broken attack fails loudly instead of passing.
  */
+import { gvaFromRegister } from '../../shared/addr.ts';
 import type { GuestCpu, GuestFault, GuestOutcome } from '../../shared/guest-cpu.ts';
 import { HC_NAMES, isHypercallNr, statusName } from '../../shared/abi.ts';
 import { PTE, PTE_ADDR_MASK } from '../mm/page-table-writer.ts';
@@ -72,7 +73,7 @@ export function u64le(v: bigint): Uint8Array {
 
 /** Reads `len` bytes at `va`; the attack needs them, so a fault is a setup error. */
 export function mustRead(cpu: GuestCpu, va: bigint, len: number): Uint8Array {
-  const r = cpu.read(va, len);
+  const r = cpu.read(gvaFromRegister(va), len);
   if (!r.ok) throw new AttackSetupError(`cannot read ${len} byte(s) at ${hex(va)}: ${faultLong(r.fault)}`);
   return r.value;
 }
@@ -128,15 +129,15 @@ export function physOf(kernel: GuestKernel, va: bigint): bigint {
 export function editLeaf(kernel: GuestKernel, va: bigint, f: (entry: bigint) => bigint): GuestOutcome<Leaf> {
   const leaf = leafOf(kernel, va);
   const next = f(leaf.entry);
-  const w = kernel.cpu.write(physToVirt(leaf.slot), u64le(next));
+  const w = kernel.cpu.write(gvaFromRegister(physToVirt(leaf.slot)), u64le(next));
   if (!w.ok) return w;
-  kernel.cpu.invlpg(va);
+  kernel.cpu.invlpg(gvaFromRegister(va));
   return { ok: true, value: { ...leaf, entry: next } };
 }
 
 /** Writes a whole page-table entry at physical `slot` (through the direct map). */
 export function writeEntry(kernel: GuestKernel, slot: bigint, value: bigint): GuestOutcome<void> {
-  return kernel.cpu.write(physToVirt(slot), u64le(value));
+  return kernel.cpu.write(gvaFromRegister(physToVirt(slot)), u64le(value));
 }
 
 /**
@@ -148,7 +149,7 @@ export function mapAlias(kernel: GuestKernel, pa: bigint, flags: bigint): bigint
   if (va === undefined) throw new AttackSetupError('vmalloc space exhausted');
   const e = kernel.mm.pageTables.map(va, pa & ~0xfffn, flags);
   if (e) throw new AttackSetupError(`cannot map an alias of ${hex(pa)}: ${e.kind}`);
-  kernel.cpu.invlpg(va);
+  kernel.cpu.invlpg(gvaFromRegister(va));
   return va + (pa & 0xfffn);
 }
 
@@ -162,7 +163,7 @@ export const WRITE_FLAGS = PTE.G | PTE.RW | PTE.NX;
  * fresh address without NX and fetch. Returns the fetch outcome.
  */
 export function fetchThroughExecAlias(kernel: GuestKernel, pa: bigint, len: number): GuestOutcome<Uint8Array> {
-  return kernel.cpu.fetch(mapAlias(kernel, pa, EXEC_FLAGS), len);
+  return kernel.cpu.fetch(gvaFromRegister(mapAlias(kernel, pa, EXEC_FLAGS)), len);
 }
 
 /** A free frame from the kernel's page allocator (kmalloc-style memory), reached through the direct map. */
@@ -170,7 +171,7 @@ export function allocFrame(kernel: GuestKernel): { pa: bigint; va: bigint } {
   const pa = kernel.mm.frames.alloc();
   if (pa === undefined) throw new AttackSetupError('out of memory');
   const va = physToVirt(pa);
-  const z = kernel.cpu.write(va, new Uint8Array(4096));
+  const z = kernel.cpu.write(gvaFromRegister(va), new Uint8Array(4096));
   if (!z.ok) throw new AttackSetupError(`cannot clear a fresh frame at ${hex(pa)}: ${faultLong(z.fault)}`);
   return { pa, va };
 }
@@ -180,13 +181,13 @@ export function allocContiguous(kernel: GuestKernel, count: number): { pa: bigin
   const pa = kernel.mm.frames.allocContiguous(count);
   if (pa === undefined) throw new AttackSetupError(`no ${count} contiguous free frames`);
   const va = physToVirt(pa);
-  const z = kernel.cpu.write(va, new Uint8Array(4096 * count));
+  const z = kernel.cpu.write(gvaFromRegister(va), new Uint8Array(4096 * count));
   if (!z.ok) throw new AttackSetupError(`cannot clear frames at ${hex(pa)}: ${faultLong(z.fault)}`);
   return { pa, va };
 }
 
 /** Writes `bytes` at `va`; the attack needs this write to work (its own memory), so a fault is a setup error. */
 export function mustWrite(cpu: GuestCpu, va: bigint, bytes: Uint8Array): void {
-  const r = cpu.write(va, bytes);
+  const r = cpu.write(gvaFromRegister(va), bytes);
   if (!r.ok) throw new AttackSetupError(`cannot write ${bytes.length} byte(s) at ${hex(va)}: ${faultLong(r.fault)}`);
 }

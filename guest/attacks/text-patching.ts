@@ -8,6 +8,7 @@
  * TextPoker (the KVM_HC_HEKI_TEXT_PATCH batch) and checks afterwards that the bytes at the
  * site are unchanged.
  */
+import { gvaFromRegister } from '../../shared/addr.ts';
 import type { PatchRequest } from '../../shared/heki-descriptors.ts';
 import { NOP5, encodeCall32, encodeJmp32 } from '../../shared/x86/patch-encodings.ts';
 import type { GuestKernel } from '../kernel/guest-kernel.ts';
@@ -38,7 +39,7 @@ export function nopJumpLabel(kernel: GuestKernel): { site: bigint; target: bigin
   if (!text) throw new AttackSetupError('no .text');
   for (const e of kernel.image.jumpEntries) {
     if (e.length !== 5 || e.site < text.vaddr || e.site >= text.vaddr + BigInt(text.size)) continue;
-    const cur = kernel.cpu.read(e.site, 5);
+    const cur = kernel.cpu.read(gvaFromRegister(e.site), 5);
     if (cur.ok && sameBytes(cur.value, Uint8Array.from(NOP5))) return { site: e.site, target: e.target };
   }
   throw new AttackSetupError('no 5-byte jump label holds a NOP');

@@ -3,6 +3,7 @@
  * the image is written into data pages, then the hypervisor must authenticate it (a signed
  * code image, bound to its load address) before the pages become executable.
  */
+import { gva } from '../../shared/addr.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import type { CodePlacementSigner } from './code-signer.ts';
 import type { Heki } from '../heki/heki.ts';
@@ -40,7 +41,7 @@ export class BpfJit {
     const mem = await this.mm.vmalloc(pages, PROT.RW, 'modules');
     if (!mem.ok) return err(fromMm(mem));
     const va = mem.value.va;
-    if (!this.cpu.write(va, image).ok) {
+    if (!this.cpu.write(gva(va), image).ok) {
       await this.mm.vfree(va, pages, 'modules');
       return err(failed('cannot write the JIT image'));
     }

@@ -3,6 +3,7 @@
  * page lists to the hypervisor (which takes guest-physical addresses). The kernel writes it
  * through the direct map; only one hypervisor request uses it at a time.
  */
+import { gva } from '../../shared/addr.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import { physToVirt } from '../kernel/layout.ts';
 
@@ -25,12 +26,12 @@ export class Scratch {
   /** Writes `bytes` at offset `off`; false when the write faulted or does not fit. */
   write(off: number, bytes: Uint8Array): boolean {
     if (off < 0 || off + bytes.length > this.size) return false;
-    return this.cpu.write(this.va(off), bytes).ok;
+    return this.cpu.write(gva(this.va(off)), bytes).ok;
   }
 
   /** Reads `len` bytes at offset `off`. */
   read(off: number, len: number): Uint8Array | undefined {
-    const r = this.cpu.read(this.va(off), len);
+    const r = this.cpu.read(gva(this.va(off)), len);
     return r.ok ? r.value : undefined;
   }
 

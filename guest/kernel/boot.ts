@@ -17,6 +17,7 @@
  *    as immutable and all other RAM RW NX, then end boot: the verifier compares the kernel text
  *    with the signed manifest.
  */
+import { gva } from '../../shared/addr.ts';
 import { CR0, CR4, EFER, MSR } from '../../shared/x86/cpu.ts';
 import { MEM_ATTR } from '../../shared/abi.ts';
 import type { GuestCpu, GuestOutcome } from '../../shared/guest-cpu.ts';
@@ -306,7 +307,7 @@ function writeChangedRuns(cpu: GuestCpu, base: bigint, file: Uint8Array, now: Ui
     const start = i;
     let end = i + 1;
     for (let j = end; j < n && j - end < RUN_MERGE_GAP; j++) if (file[j] !== now[j]) end = j + 1;
-    const w = must(cpu.write(base + BigInt(start), now.subarray(start, end)), 'touch-ups', `patching 0x${(base + BigInt(start)).toString(16)}`);
+    const w = must(cpu.write(gva(base + BigInt(start)), now.subarray(start, end)), 'touch-ups', `patching 0x${(base + BigInt(start)).toString(16)}`);
     if (!w.ok) return w;
     i = end;
   }

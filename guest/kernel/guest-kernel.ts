@@ -3,6 +3,7 @@
  * keys, static calls, kprobes and BPF JIT, wired to one another (a module's ftrace sites and
  * jump labels join the kernel's when it loads and leave when it unloads).
  */
+import { gva } from '../../shared/addr.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { KernelMm } from '../mm/kernel-mm.ts';
@@ -90,7 +91,7 @@ export class GuestKernel {
     this.staticCalls = new StaticCalls(
       this.poker,
       (va, len) => {
-        const r = this.cpu.read(va, len);
+        const r = this.cpu.read(gva(va), len);
         return r.ok ? r.value : undefined;
       },
       { ...(return0 !== undefined ? { return0 } : {}), returnThunk: touch.symbols.x86ReturnThunk, rethunkAt: (site) => cpuWantsRethunkAt(touch, site) },
@@ -101,7 +102,7 @@ export class GuestKernel {
     this.smp = new SmpAlternatives(
       (patches) => this.poker.poke(patches),
       (va) => {
-        const r = this.cpu.read(va, 1);
+        const r = this.cpu.read(gva(va), 1);
         return r.ok ? r.value[0] : undefined;
       },
     );
@@ -132,7 +133,7 @@ export class GuestKernel {
   }
 
   #read(va: bigint, len: number): Uint8Array {
-    const r = this.cpu.read(va, len);
+    const r = this.cpu.read(gva(va), len);
     return r.ok ? r.value : new Uint8Array(len);
   }
 

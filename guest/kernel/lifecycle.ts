@@ -17,6 +17,7 @@
  * Every call answers what the guest saw: the fault or `stopped` outcome of its vCPU, or the
  * hypervisor's status.
  */
+import { gva } from '../../shared/addr.ts';
 import type { GuestCpu, GuestOutcome } from '../../shared/guest-cpu.ts';
 import { ACPI_PM1A_CNT_PORT, PVPANIC, PVPANIC_PORT, RESET_CONTROL_PORT, RST_CNT, pm1SleepValue } from '../../shared/platform-io.ts';
 import type { Heki } from '../heki/heki.ts';
@@ -63,7 +64,7 @@ export class KernelLifecycle {
         const m = await this.mm.vmalloc(pages, PROT.RW);
         if (!m.ok) return `${what}: ${m.reason}`;
         buffers.push({ va: m.value.va, pages });
-        return this.cpu.write(m.value.va, bytes).ok ? m.value.va : `${what}: cannot copy it into the kernel buffer`;
+        return this.cpu.write(gva(m.value.va), bytes).ok ? m.value.va : `${what}: cannot copy it into the kernel buffer`;
       };
       const imageVa = await place(image, 'the kexec image');
       if (typeof imageVa === 'string') return { ok: false, reason: imageVa };

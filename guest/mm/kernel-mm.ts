@@ -5,6 +5,7 @@
  * whose union permission changed, and a refusal undoes the page-table change, so the guest's
  * own view never claims more than the hypervisor granted.
  */
+import { gva } from '../../shared/addr.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import type { HekiStatus } from '../heki/hypervisor.ts';
 import type { Heki } from '../heki/heki.ts';
@@ -99,7 +100,7 @@ export class KernelMm {
     }
     // Fresh pages hold whatever the last user left: clear them as vmalloc(__GFP_ZERO) would.
     const zero = new Uint8Array(4096);
-    for (let i = 0; i < pages; i++) if (!this.cpu.write(va + BigInt(i) * 4096n, zero).ok) return { ok: false, reason: 'cannot clear a fresh page' };
+    for (let i = 0; i < pages; i++) if (!this.cpu.write(gva(va + BigInt(i) * 4096n), zero).ok) return { ok: false, reason: 'cannot clear a fresh page' };
     return { ok: true, value: { va, frames } };
   }
 
@@ -120,7 +121,7 @@ export class KernelMm {
       await this.heki.remap(va, frames.map((frame) => ({ frame, from: prot })), { sync: false });
       for (let i = 0; i < frames.length; i++) {
         this.pageTables.unmap(va + BigInt(i) * 4096n);
-        this.cpu.invlpg(va + BigInt(i) * 4096n);
+        this.cpu.invlpg(gva(va + BigInt(i) * 4096n));
       }
       return failed('vmap', s);
     }
@@ -139,7 +140,7 @@ export class KernelMm {
     for (let i = 0; i < pages; i++) {
       const v = va + BigInt(i) * 4096n;
       this.pageTables.unmap(v);
-      this.cpu.invlpg(v);
+      this.cpu.invlpg(gva(v));
     }
     const s = await this.heki.remap(va, changes);
     if (!s.ok) return failed('vunmap', s);
@@ -184,7 +185,7 @@ export class KernelMm {
       const v = va + BigInt(i) * 4096n;
       const e = this.pageTables.protect(v, (entries[i]! & ~(PTE.RW | PTE.NX | PTE_ADDR_MASK | PTE.P)) | pteFlags(changes[i]!.to));
       if (e) return { ok: false, reason: mapErrorMessage(e) };
-      this.cpu.invlpg(v);
+      this.cpu.invlpg(gva(v));
     }
     return { ok: true, value: undefined };
   }
@@ -202,7 +203,7 @@ export class KernelMm {
       changes.push({ frame: Number((e & PTE_ADDR_MASK) >> 12n), from: protOf(e), to });
       const err = this.pageTables.protect(v, pteFlags(to));
       if (err) return { ok: false, reason: mapErrorMessage(err) };
-      this.cpu.invlpg(v);
+      this.cpu.invlpg(gva(v));
     }
     await this.heki.remap(va, changes, { sync: false });
     return { ok: true, value: undefined };

@@ -20,6 +20,7 @@
  * simulated guest executes module code), copying per-CPU initial data to each CPU, the
  * exception table and kallsyms (trim_init_extable(), the switch to core_kallsyms).
  */
+import { gva } from '../../shared/addr.ts';
 import { buildModuleImage, normalizeModuleName, parseModuleFile, readModinfo, type GroupRange, type ModuleImage, type PlacedSectionRef } from '../../shared/module/index.ts';
 import { allocateModuleMemory, type ModulePlacement } from './module-memory.ts';
 
@@ -180,7 +181,7 @@ export class ModuleLoader {
     const image = built.value;
     for (const s of image.sections) {
       if (s.nobits || s.bytes.length === 0) continue;
-      if (!this.cpu.write(s.addr, s.bytes).ok) {
+      if (!this.cpu.write(gva(s.addr), s.bytes).ok) {
         await release();
         return err(failed(`${name}: cannot write section ${s.name} at 0x${s.addr.toString(16)}`));
       }
@@ -192,7 +193,7 @@ export class ModuleLoader {
       await release();
       return err(fromMm(buf, `${name}: `));
     }
-    if (!this.cpu.write(buf.value.va, file).ok) {
+    if (!this.cpu.write(gva(buf.value.va), file).ok) {
       await this.mm.vfree(buf.value.va, bufPages);
       await release();
       return err(failed(`${name}: cannot copy the module image`));

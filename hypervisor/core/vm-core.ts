@@ -6,6 +6,7 @@
  * The VMM drives it through the methods marked "VMM ioctl" (the shape of KVM's VM ioctls);
  * the guest reaches it only through its vCPUs' GuestCpu interface and hypercalls.
  */
+import { gfn } from '../../shared/addr.ts';
 import { GuestMemory } from '../memory/guest-memory.ts';
 import { Ept } from '../ept/ept.ts';
 import { MemoryAttributes } from '../memory/memory-attributes.ts';
@@ -312,8 +313,9 @@ export class VmCore {
     this.#crFilter = state.crFilter;
     const masks = this.enableHekiExits(state.hekiExitMasks.configure, state.hekiExitMasks.denial);
     if (!masks.ok) return mismatch(masks.error);
-    for (const [f, n, p] of state.ept) this.ept.setRange(f, n, p & ~EPT_FROZEN);
-    for (const f of state.sharedFrames) this.memoryAttributes.setPrivate(f, 1, false);
+    // The saved state is data: its frame numbers become Gfn through the validating constructor.
+    for (const [f, n, p] of state.ept) this.ept.setRange(gfn(f), n, p & ~EPT_FROZEN);
+    for (const f of state.sharedFrames) this.memoryAttributes.setPrivate(gfn(f), 1, false);
     if (state.auth) this.#auth?.importState(state.auth);
     this.#events?.flushEpt();
     return ok(undefined);

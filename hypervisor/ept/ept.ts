@@ -13,6 +13,7 @@
 import { EPT_DEFAULT, EPT_FROZEN, EPT_IMMUTABLE, accessMask, type AccessMask } from './permissions.ts';
 import type { AccessKind, AccessMode } from '../../shared/guest-cpu.ts';
 import type { EptRuns } from '../observe/ept-runs.ts';
+import type { Gfn } from '../../shared/addr.ts';
 
 const LEAF_SHIFT = 9;
 const LEAF_SIZE = 1 << LEAF_SHIFT;
@@ -28,16 +29,16 @@ export interface EptView {
   /** Number of frames the EPT covers. */
   readonly frames: number;
   /** Permission bits of `frame` (EPT_* bits). Frames outside guest memory have none. */
-  get(frame: number): number;
+  get(frame: Gfn): number;
   /** True when `frame` allows the access. */
-  allows(frame: number, access: AccessKind, mode: AccessMode): boolean;
+  allows(frame: Gfn, access: AccessKind, mode: AccessMode): boolean;
   /**
    * True when `frame` allows the access given as its mask (permissions.ts `accessMask`, made
    * once per access): the hot path of guest accesses, one byte read, a mask and a compare.
    */
-  check(frame: number, access: AccessMask): boolean;
+  check(frame: Gfn, access: AccessMask): boolean;
   /** Every frame whose permissions differ from the default, ascending, with its bits. */
-  entries(): Array<[frame: number, perms: number]>;
+  entries(): Array<[frame: Gfn, perms: number]>;
   /** Increases on every change; lets caches (the vCPU's TLB) notice EPT updates. */
   readonly generation: number;
 }
@@ -60,17 +61,17 @@ export class Ept implements EptView {
     return this.#generation;
   }
 
-  get(frame: number): number {
+  get(frame: Gfn): number {
     if (!(frame >= 0 && frame < this.frames)) return 0;
     const leaf = this.#leaves[leafIndex(frame)];
     return leaf === undefined ? EPT_DEFAULT : (leaf[frame & LEAF_MASK] as number);
   }
 
-  allows(frame: number, access: AccessKind, mode: AccessMode): boolean {
+  allows(frame: Gfn, access: AccessKind, mode: AccessMode): boolean {
     return this.check(frame, accessMask(access, mode));
   }
 
-  check(frame: number, m: AccessMask): boolean {
+  check(frame: Gfn, m: AccessMask): boolean {
     if (!(frame >= 0 && frame < this.frames)) return false;
     const leaf = this.#leaves[leafIndex(frame)];
     const perms = leaf === undefined ? EPT_DEFAULT : (leaf[frame & LEAF_MASK] as number);
@@ -91,7 +92,7 @@ export class Ept implements EptView {
    * change is allowed: this is mechanism, not policy. Throws on an out-of-range frame, which
    * is a broken invariant of the caller.
    */
-  set(frame: number, perms: number): void {
+  set(frame: Gfn, perms: number): void {
     if (!Number.isInteger(frame) || frame < 0 || frame >= this.frames) {
       throw new RangeError(`EPT frame ${frame} outside [0, ${this.frames})`);
     }
@@ -110,7 +111,7 @@ export class Ept implements EptView {
   }
 
   /** Sets `count` frames from `first` to `perms`. */
-  setRange(first: number, count: number, perms: number): void {
+  setRange(first: Gfn, count: number, perms: number): void {
     for (let f = first; f < first + count; f++) this.set(f, perms);
   }
 
@@ -118,33 +119,33 @@ export class Ept implements EptView {
    * Sets the permission bits of `frame` and keeps its FROZEN bit as it is. INVARIANT: a
    * permission change never thaws a frame that a verification in flight holds frozen.
    */
-  setKeepingFrozen(frame: number, perms: number): void {
+  setKeepingFrozen(frame: Gfn, perms: number): void {
     this.set(frame, (perms & ~EPT_FROZEN) | (this.get(frame) & EPT_FROZEN));
   }
 
   /** Marks `frame` FROZEN (write-protected while a verification is in flight). */
-  freeze(frame: number): void {
+  freeze(frame: Gfn): void {
     this.set(frame, this.get(frame) | EPT_FROZEN);
   }
 
   /** Clears FROZEN on `frame`. */
-  thaw(frame: number): void {
+  thaw(frame: Gfn): void {
     this.set(frame, this.get(frame) & ~EPT_FROZEN);
   }
 
   /** True when `frame` is IMMUTABLE. */
-  isImmutable(frame: number): boolean {
+  isImmutable(frame: Gfn): boolean {
     return (this.get(frame) & EPT_IMMUTABLE) !== 0;
   }
 
-  entries(): Array<[number, number]> {
-    const out: Array<[number, number]> = [];
+  entries(): Array<[Gfn, number]> {
+    const out: Array<[Gfn, number]> = [];
     // forEach visits the leaves in ascending index order and skips the holes.
     this.#leaves.forEach((leaf, key) => {
       if (leaf === undefined) return;
       for (let i = 0; i < LEAF_SIZE; i++) {
         const p = leaf[i] as number;
-        if (p !== EPT_DEFAULT) out.push([key * LEAF_SIZE + i, p]);
+        if (p !== EPT_DEFAULT) out.push([(key * LEAF_SIZE + i) as Gfn, p]); // an entry of a leaf: a frame below `frames`
       }
     });
     return out;

@@ -4,7 +4,7 @@
  * is checked against its limit before it is used, and every failure names the problem
  * (the hypercall returns -KVM_EINVAL).
  */
-import { PAGE_SIZE, hex } from '../../shared/addr.ts';
+import { PAGE_SIZE, hex, isAddrError, tryGpa, type GuestPhysAddr } from '../../shared/addr.ts';
 import {
   CODE_DESC_MAGIC,
   CODE_DESC_SIZE,
@@ -34,6 +34,16 @@ import type { Authenticator, ModuleRecord } from '../core/auth/authenticator.ts'
 import type { HypercallContext } from './context.ts';
 import type { GuestMemoryAccess } from '../memory/guest-memory.ts';
 
+/**
+ * The guest-physical address `raw` (a hypercall argument: the guest's), when it is aligned to
+ * `align` and [raw, raw + len) lies inside guest memory; else undefined.
+ */
+export function guestRange(mem: GuestMemoryAccess, raw: bigint, len: number, align: bigint): GuestPhysAddr | undefined {
+  if (raw % align !== 0n) return undefined;
+  const at = tryGpa(raw);
+  return isAddrError(at) || !mem.contains(at, len) ? undefined : at;
+}
+
 /** A module descriptor as read. */
 export interface ModuleDesc {
   readonly imageGva: bigint;
@@ -47,8 +57,9 @@ export interface ModuleDesc {
 
 /** Reads the module descriptor at `gpa`. */
 export function readModuleDesc(mem: GuestMemoryAccess, gpa: bigint): Result<ModuleDesc, string> {
-  if (gpa % BigInt(PAGE_SIZE) !== 0n || !mem.contains(gpa, PAGE_SIZE)) return err(`module descriptor at ${hex(gpa)} is unaligned or outside guest memory`);
-  const page = mem.read(gpa, PAGE_SIZE);
+  const at = guestRange(mem, gpa, PAGE_SIZE, BigInt(PAGE_SIZE));
+  if (at === undefined) return err(`module descriptor at ${hex(gpa)} is unaligned or outside guest memory`);
+  const page = mem.read(at, PAGE_SIZE);
   const dv = new DataView(page.buffer);
   if (dv.getBigUint64(0, true) !== MODULE_DESC_MAGIC) return err('module descriptor has a bad magic');
   const imageLen = dv.getBigUint64(16, true);
@@ -90,14 +101,15 @@ const KIND_BY_CODE = new Map<number, PatchKindName>(Object.entries(PATCH_KIND).m
 
 /** Reads the patch batch at `gpa` (physically contiguous). */
 export function readPatchBatch(mem: GuestMemoryAccess, gpa: bigint): Result<PatchEntry[], string> {
-  if (gpa % 8n !== 0n || !mem.contains(gpa, PATCH_BATCH_HEADER)) return err(`patch batch at ${hex(gpa)} is unaligned or outside guest memory`);
-  const head = new DataView(mem.read(gpa, PATCH_BATCH_HEADER).buffer);
+  const at = guestRange(mem, gpa, PATCH_BATCH_HEADER, 8n);
+  if (at === undefined) return err(`patch batch at ${hex(gpa)} is unaligned or outside guest memory`);
+  const head = new DataView(mem.read(at, PATCH_BATCH_HEADER).buffer);
   if (head.getBigUint64(0, true) !== PATCH_BATCH_MAGIC) return err('patch batch has a bad magic');
   const count = head.getBigUint64(8, true);
   if (count === 0n || count > BigInt(PATCH_BATCH_MAX)) return err(`patch batch claims ${count} patches; 1..${PATCH_BATCH_MAX} allowed`);
   const bytes = PATCH_BATCH_HEADER + Number(count) * PATCH_ENTRY;
-  if (!mem.contains(gpa, bytes)) return err(`patch batch of ${count} entries runs past the end of guest memory`);
-  const all = mem.read(gpa, bytes);
+  if (!mem.contains(at, bytes)) return err(`patch batch of ${count} entries runs past the end of guest memory`);
+  const all = mem.read(at, bytes);
   const dv = new DataView(all.buffer);
   const out: PatchEntry[] = [];
   for (let i = 0; i < Number(count); i++) {
@@ -124,8 +136,9 @@ export interface CodeDesc {
 
 /** Reads the code descriptor at `gpa`. */
 export function readCodeDesc(mem: GuestMemoryAccess, gpa: bigint): Result<CodeDesc, string> {
-  if (gpa % 8n !== 0n || !mem.contains(gpa, CODE_DESC_SIZE)) return err(`code descriptor at ${hex(gpa)} is unaligned or outside guest memory`);
-  const b = mem.read(gpa, CODE_DESC_SIZE);
+  const at = guestRange(mem, gpa, CODE_DESC_SIZE, 8n);
+  if (at === undefined) return err(`code descriptor at ${hex(gpa)} is unaligned or outside guest memory`);
+  const b = mem.read(at, CODE_DESC_SIZE);
   const dv = new DataView(b.buffer);
   if (dv.getBigUint64(0, true) !== CODE_DESC_MAGIC) return err('code descriptor has a bad magic');
   const whatCode = dv.getBigUint64(8, true);
@@ -150,8 +163,9 @@ export interface KexecDesc {
 
 /** Reads the kexec descriptor at `gpa`. */
 export function readKexecDesc(mem: GuestMemoryAccess, gpa: bigint): Result<KexecDesc, string> {
-  if (gpa % 8n !== 0n || !mem.contains(gpa, KEXEC_DESC_SIZE)) return err(`kexec descriptor at ${hex(gpa)} is unaligned or outside guest memory`);
-  const dv = new DataView(mem.read(gpa, KEXEC_DESC_SIZE).buffer);
+  const at = guestRange(mem, gpa, KEXEC_DESC_SIZE, 8n);
+  if (at === undefined) return err(`kexec descriptor at ${hex(gpa)} is unaligned or outside guest memory`);
+  const dv = new DataView(mem.read(at, KEXEC_DESC_SIZE).buffer);
   if (dv.getBigUint64(0, true) !== KEXEC_DESC_MAGIC) return err('kexec descriptor has a bad magic');
   const imageLen = dv.getBigUint64(16, true);
   const manifestLen = dv.getBigUint64(32, true);

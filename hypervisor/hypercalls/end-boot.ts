@@ -6,6 +6,7 @@
  * Refused: -KVM_EPERM and, by default, the VMM stops the VM.
  */
 import { KVM_STATUS } from '../../shared/abi.ts';
+import { framesOfRange, isAddrError, tryGpa, type Gfn } from '../../shared/addr.ts';
 import { authenticatedChange } from '../core/auth/authenticated-change.ts';
 import type { HypercallHandler } from './context.ts';
 
@@ -14,10 +15,16 @@ export const endBoot: HypercallHandler = (ctx) => {
   if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
   if (auth.bootEnded) return -KVM_STATUS.KVM_EPERM;
   const mem = ctx.core.memory;
-  const regions = auth.kernelRegions.filter((r) => mem.contains(r.paddr, r.size));
+  const regions = auth.kernelRegions.flatMap((r) => {
+    const at = tryGpa(r.paddr);
+    return !isAddrError(at) && mem.contains(at, r.size) ? [{ ...r, at }] : [];
+  });
   if (regions.length !== auth.kernelRegions.length) return -KVM_STATUS.KVM_EINVAL;
-  const frames: number[] = [];
-  for (const r of regions) for (let f = Number(r.paddr >> 12n); f <= Number((r.paddr + BigInt(r.size) - 1n) >> 12n); f++) frames.push(f);
+  const frames: Gfn[] = [];
+  for (const r of regions) {
+    const { first, end } = framesOfRange(r.at, r.at + BigInt(r.size));
+    for (let f = first; f < end; f++) frames.push(f);
+  }
   return authenticatedChange(ctx, auth, {
     gate: 'verdict',
     kind: 'kernel-text',
@@ -25,7 +32,7 @@ export const endBoot: HypercallHandler = (ctx) => {
     freeze: frames,
     snapshot: () => ({
       kind: 'ask',
-      question: { request: { kind: 'kernel-text', vm: auth.vm, sections: regions.map((r) => ({ name: r.name, addr: r.vaddr, bytes: mem.read(r.paddr, r.size) })) } },
+      question: { request: { kind: 'kernel-text', vm: auth.vm, sections: regions.map((r) => ({ name: r.name, addr: r.vaddr, bytes: mem.read(r.at, r.size) })) } },
     }),
     apply: () => {
       auth.bootEnded = true;

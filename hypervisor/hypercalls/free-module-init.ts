@@ -11,6 +11,7 @@
  * denial: init text stays executable and locked until the module unloads (fail closed).
  */
 import { KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
+import type { Gfn } from '../../shared/addr.ts';
 import type { Verdict } from '../../shared/protocol.ts';
 import { authenticatedChange, type ChangeApplied } from '../core/auth/authenticated-change.ts';
 import type { Authenticator, ModuleRecord } from '../core/auth/authenticator.ts';
@@ -39,11 +40,11 @@ export const freeModuleInit: HypercallHandler = (ctx, [a0, a1]) => {
 };
 
 /** Releases and seals the sections `verdict` grants, or refuses (changing nothing) a grant the core's own record does not back. */
-function applyInitFree(auth: Authenticator, name: string, rec: ModuleRecord, sections: ReadonlyMap<number, readonly number[]>, verdict: Verdict): ChangeApplied {
+function applyInitFree(auth: Authenticator, name: string, rec: ModuleRecord, sections: ReadonlyMap<number, readonly Gfn[]>, verdict: Verdict): ChangeApplied {
   const refused = (why: string): ChangeApplied => ({ kind: 'refused', note: why, reason: why });
   if (!verdict.grants) return refused('verdict carried no grants');
-  const released = new Set<number>();
-  const sealed = new Set<number>();
+  const released = new Set<Gfn>();
+  const sealed = new Set<Gfn>();
   for (const g of verdict.grants) {
     const frames = sections.get(g.shndx);
     // TRUST: the verdict may only release or seal sections the core itself resolved at the load.

@@ -5,6 +5,7 @@
  * frames R|X and add them to the trusted code map.
  */
 import { KVM_STATUS } from '../../shared/abi.ts';
+import { gfnToGpa, gpaInFrame, type Gfn } from '../../shared/addr.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_XS } from '../ept/permissions.ts';
 import type { HypercallHandler } from './context.ts';
 import { decodeName, readCodeDesc } from './descriptors.ts';
@@ -21,8 +22,8 @@ export const loadCode: HypercallHandler = (ctx, [a0]) => {
   const d = desc.value;
   const name = decodeName(vcpu.readForCore(d.nameGva, d.nameLen));
   if (name === undefined || auth.codeImages.has(name)) return -KVM_STATUS.KVM_EINVAL;
-  const pages: Array<[bigint, number]> = [];
-  const before = new Map<number, number>();
+  const pages: Array<[bigint, Gfn]> = [];
+  const before = new Map<Gfn, number>();
   for (let off = 0n; off < BigInt(d.imageLen); off += PAGE) {
     const f = vcpu.translateForCore(d.imageGva + off);
     if (f === undefined) return -KVM_STATUS.KVM_EINVAL;
@@ -38,11 +39,11 @@ export const loadCode: HypercallHandler = (ctx, [a0]) => {
     freeze: before.keys(),
     snapshot: () => {
       const image = new Uint8Array(d.imageLen);
-      pages.forEach(([, f], i) => image.set(core.memory.read(BigInt(f) * PAGE, Math.min(4096, d.imageLen - i * 4096)), i * 4096));
+      pages.forEach(([, f], i) => image.set(core.memory.read(gfnToGpa(f), Math.min(4096, d.imageLen - i * 4096)), i * 4096));
       // The whole last frame becomes executable, so the bytes after the image must be zero:
       // otherwise unverified code would ride along in the tail.
       const tail = d.imageLen % 4096;
-      if (tail !== 0 && core.memory.read(BigInt(pages[pages.length - 1]![1]) * PAGE + BigInt(tail), 4096 - tail).some((b) => b !== 0)) {
+      if (tail !== 0 && core.memory.read(gpaInFrame(pages[pages.length - 1]![1], tail), 4096 - tail).some((b) => b !== 0)) {
         return { kind: 'invalid', status: -KVM_STATUS.KVM_EINVAL };
       }
       const keyId = Buffer.from(d.keyId).toString('hex');

@@ -5,6 +5,8 @@
  * verifier (signature, then the end state: relocations re-run at these addresses), apply the
  * per-section grants, audit.
  */
+import { type GuestMemoryAccess } from '../memory/guest-memory.ts';
+import { gfnToGpa, gpaInFrame, type Gfn } from '../../shared/addr.ts';
 import { KVM_STATUS } from '../../shared/abi.ts';
 import type { PlacedSection } from '../../shared/protocol.ts';
 import { EPT_IMMUTABLE, EPT_XS, memAttrToEpt } from '../ept/permissions.ts';
@@ -29,10 +31,10 @@ export const loadModule: HypercallHandler = (ctx, [a0]) => {
   if (!image) return -KVM_STATUS.KVM_EINVAL;
 
   // Resolve every page of every section once; the snapshot and the grants use these frames.
-  const layout: Array<{ shndx: number; gva: bigint; size: number; pages: Array<[bigint, number]> }> = [];
-  const before = new Map<number, number>();
+  const layout: Array<{ shndx: number; gva: bigint; size: number; pages: Array<[bigint, Gfn]> }> = [];
+  const before = new Map<Gfn, number>();
   for (const s of d.sections) {
-    const pages: Array<[bigint, number]> = [];
+    const pages: Array<[bigint, Gfn]> = [];
     const end = s.gva + BigInt(Math.max(s.size, 1));
     for (let va = s.gva & ~(PAGE - 1n); va < end; va += PAGE) {
       const f = vcpu.translateForCore(va);
@@ -66,7 +68,7 @@ export const loadModule: HypercallHandler = (ctx, [a0]) => {
         const { frame, offset } = padding;
         return { kind: 'refused', note: `non-zero padding in frame ${frame} at offset ${offset}`, reason: `frame ${frame} holds unverified non-zero bytes outside the module's sections (offset ${offset})` };
       }
-      const textPages = new Map<bigint, number>();
+      const textPages = new Map<bigint, Gfn>();
       for (const s of layout) {
         const g = grantOf.get(s.shndx) as number;
         for (const [va, f] of s.pages) if (memAttrToEpt(g) & EPT_XS) textPages.set(va, f);
@@ -81,11 +83,11 @@ export const loadModule: HypercallHandler = (ctx, [a0]) => {
 };
 
 /** Where the module's sections are: each section's guest-virtual pages and their frames. */
-type Layout = ReadonlyArray<{ readonly shndx: number; readonly gva: bigint; readonly size: number; readonly pages: ReadonlyArray<[bigint, number]> }>;
+type Layout = ReadonlyArray<{ readonly shndx: number; readonly gva: bigint; readonly size: number; readonly pages: ReadonlyArray<[bigint, Gfn]> }>;
 
 /** Each frame's granted MEM_ATTR bits, or why the grants cannot be applied. */
-function frameGrants(layout: Layout, grantOf: ReadonlyMap<number, number>): Result<Map<number, number>, { note: string; reason: string }> {
-  const frameGrant = new Map<number, number>();
+function frameGrants(layout: Layout, grantOf: ReadonlyMap<number, number>): Result<Map<Gfn, number>, { note: string; reason: string }> {
+  const frameGrant = new Map<Gfn, number>();
   for (const s of layout) {
     const g = grantOf.get(s.shndx);
     if (g === undefined) return err({ note: `no grant for section ${s.shndx}`, reason: `no grant for section ${s.shndx}` });
@@ -107,8 +109,8 @@ function frameGrants(layout: Layout, grantOf: ReadonlyMap<number, number>): Resu
  * (alignment gaps, the tail of the last page) must be zero, or it would become executable or
  * read-only without anyone having looked at it.
  */
-function nonZeroPadding(mem: { read(a: bigint, n: number): Uint8Array }, layout: Layout, granted: Iterable<number>): { frame: number; offset: number } | undefined {
-  const covered = new Map<number, Array<[number, number]>>();
+function nonZeroPadding(mem: GuestMemoryAccess, layout: Layout, granted: Iterable<Gfn>): { frame: Gfn; offset: number } | undefined {
+  const covered = new Map<Gfn, Array<[number, number]>>();
   for (const s of layout) {
     let off = Number(s.gva & (PAGE - 1n));
     let left = s.size;
@@ -120,7 +122,7 @@ function nonZeroPadding(mem: { read(a: bigint, n: number): Uint8Array }, layout:
     }
   }
   for (const f of granted) {
-    const page = mem.read(BigInt(f) * PAGE, 4096);
+    const page = mem.read(gfnToGpa(f), 4096);
     const ranges = (covered.get(f) ?? []).sort((a, b) => a[0] - b[0]);
     let at = 0;
     for (const [from, to] of [...ranges, [4096, 4096] as [number, number]]) {
@@ -131,14 +133,14 @@ function nonZeroPadding(mem: { read(a: bigint, n: number): Uint8Array }, layout:
   return undefined;
 }
 
-function readFrames(mem: { read(a: bigint, n: number): Uint8Array }, gva: bigint, size: number, pages: ReadonlyArray<[bigint, number]>): Uint8Array {
+function readFrames(mem: GuestMemoryAccess, gva: bigint, size: number, pages: ReadonlyArray<[bigint, Gfn]>): Uint8Array {
   const out = new Uint8Array(size);
   let done = 0;
   let off = Number(gva & (PAGE - 1n));
   for (const [, f] of pages) {
     if (done >= size) break;
     const n = Math.min(4096 - off, size - done);
-    out.set(mem.read(BigInt(f) * PAGE + BigInt(off), n), done);
+    out.set(mem.read(gpaInFrame(f, off), n), done);
     done += n;
     off = 0;
   }

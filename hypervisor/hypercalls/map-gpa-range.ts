@@ -17,6 +17,7 @@
  */
 import { KVM_MAP_GPA_RANGE, KVM_MAP_GPA_RANGE_ATTR_MASK, KVM_MAP_GPA_RANGE_MAX_PAGE_SZ, KVM_MAP_GPA_RANGE_PAGE_SZ_MASK, KVM_STATUS } from '../../shared/abi.ts';
 import type { HypercallHandler } from './context.ts';
+import { gpa, gpaToGfn } from '../../shared/addr.ts';
 
 const PAGE = 4096n;
 
@@ -29,6 +30,7 @@ export const mapGpaRange: HypercallHandler = ({ core }, [a0, a1, a2]) => {
   if ((a2 & ~BigInt(KVM_MAP_GPA_RANGE_ATTR_MASK)) !== 0n) return -KVM_STATUS.KVM_EINVAL;
   if (Number(a2 & BigInt(KVM_MAP_GPA_RANGE_PAGE_SZ_MASK)) > KVM_MAP_GPA_RANGE_MAX_PAGE_SZ) return -KVM_STATUS.KVM_EINVAL;
   const priv = (a2 & BigInt(KVM_MAP_GPA_RANGE.ENCRYPTED)) !== 0n;
-  attrs.setPrivate(Number(a0 / PAGE), Number(a1), priv);
+  // INVARIANT: [a0, a0 + a1 pages) lies inside guest memory (checked above).
+  attrs.setPrivate(gpaToGfn(gpa(a0)), Number(a1), priv);
   return 0;
 };

@@ -7,7 +7,7 @@
  * refused), at most PAGE_LIST_MAX_ENTRIES entries per page, every address checked against
  * guest memory before use. It allocates nothing sized by an unchecked count.
  */
-import { PAGE_SIZE, hex } from '../../shared/addr.ts';
+import { PAGE_SIZE, hex, isAddrError, tryGpa } from '../../shared/addr.ts';
 import { MEM_ATTR_MASK } from '../../shared/abi.ts';
 import {
   PAGE_LIST_ENTRY_SIZE,
@@ -62,11 +62,13 @@ export function readPageList(memory: GuestMemoryAccess, head: bigint): Result<Pa
   let gpa = head;
   while (true) {
     if (gpa % BigInt(PAGE_SIZE) !== 0n) return err({ kind: 'unaligned-list', gpa });
-    if (!memory.contains(gpa, PAGE_SIZE)) return err({ kind: 'list-outside-memory', gpa });
+    // TRUST: `gpa` is the guest's (a hypercall argument or a list's next pointer).
+    const at = tryGpa(gpa);
+    if (isAddrError(at) || !memory.contains(at, PAGE_SIZE)) return err({ kind: 'list-outside-memory', gpa });
     if (seen.has(gpa)) return err({ kind: 'loop', gpa });
     if (seen.size >= PAGE_LIST_MAX_PAGES) return err({ kind: 'chain-too-long', pages: PAGE_LIST_MAX_PAGES });
     seen.add(gpa);
-    const page = memory.read(gpa, PAGE_SIZE);
+    const page = memory.read(at, PAGE_SIZE);
     const dv = new DataView(page.buffer, page.byteOffset, page.byteLength);
     const nextPa = dv.getBigUint64(8, true);
     const npages = dv.getBigUint64(16, true);

@@ -5,7 +5,8 @@
  * those of descriptors.ts `readPatchBatch`. TRUST: the batch is guest memory; every count
  * and length is checked before it is used.
  */
-import { hex } from '../../shared/addr.ts';
+import { hex, type GuestPhysAddr } from '../../shared/addr.ts';
+import { guestRange } from './descriptors.ts';
 import { PATCH_BATCH_HEADER, PATCH_BATCH_MAGIC, PATCH_BATCH_MAX, PATCH_ENTRY } from '../../shared/heki-descriptors.ts';
 import { PATCH_RECORD, PR } from '../../shared/ring/layout.ts';
 import { PATCH_KIND_NAMES, PatchRecords } from '../../shared/ring/patch-records.ts';
@@ -18,17 +19,21 @@ const ENTRY_KIND = 9;
 const ENTRY_OLD = 16;
 const ENTRY_NEW = 24;
 
-/** The batch at `gpa` as records (current bytes zero: the core fills them in after freezing). */
-export function readPatchBatchRecords(mem: GuestMemoryAccess, gpa: bigint): Result<PatchRecords, string> {
-  if (gpa % 8n !== 0n || !mem.contains(gpa, PATCH_BATCH_HEADER)) return err(`patch batch at ${hex(gpa)} is unaligned or outside guest memory`);
-  const head = new DataView(mem.read(gpa, PATCH_BATCH_HEADER).buffer);
+/**
+ * The batch at `gpa` (a hypercall argument) as records (current bytes zero: the core fills
+ * them in after freezing), with the batch's validated address.
+ */
+export function readPatchBatchRecords(mem: GuestMemoryAccess, gpa: bigint): Result<{ readonly at: GuestPhysAddr; readonly records: PatchRecords }, string> {
+  const at = guestRange(mem, gpa, PATCH_BATCH_HEADER, 8n);
+  if (at === undefined) return err(`patch batch at ${hex(gpa)} is unaligned or outside guest memory`);
+  const head = new DataView(mem.read(at, PATCH_BATCH_HEADER).buffer);
   if (head.getBigUint64(0, true) !== PATCH_BATCH_MAGIC) return err('patch batch has a bad magic');
   const count = head.getBigUint64(8, true);
   if (count === 0n || count > BigInt(PATCH_BATCH_MAX)) return err(`patch batch claims ${count} patches; 1..${PATCH_BATCH_MAX} allowed`);
   const n = Number(count);
   const bytes = PATCH_BATCH_HEADER + n * PATCH_ENTRY;
-  if (!mem.contains(gpa, bytes)) return err(`patch batch of ${count} entries runs past the end of guest memory`);
-  const all = mem.read(gpa, bytes);
+  if (!mem.contains(at, bytes)) return err(`patch batch of ${count} entries runs past the end of guest memory`);
+  const all = mem.read(at, bytes);
   // The guest's batch is little-endian (the x86 ABI); records are in host order.
   const dv = new DataView(all.buffer, all.byteOffset, all.length);
   const records = PatchRecords.alloc(n);
@@ -48,5 +53,5 @@ export function readPatchBatchRecords(mem: GuestMemoryAccess, gpa: bigint): Resu
       out[r + PR.NEW + k] = all[o + ENTRY_NEW + k] as number;
     }
   }
-  return ok(records);
+  return ok({ at, records });
 }

@@ -11,6 +11,7 @@ import { KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
 import { HEKI_CONFIGURE, HEKI_DENIAL } from '../../shared/exit-reasons.ts';
 import { EPT_FROZEN, EPT_IMMUTABLE, EPT_RWX_MASK, memAttrToEpt } from '../ept/permissions.ts';
 import { readPageList } from './page-list-reader.ts';
+import { framesOfRange } from '../../shared/addr.ts';
 import type { HypercallHandler } from './context.ts';
 
 export const protectMemory: HypercallHandler = ({ core, vcpu }, [a0]) => {
@@ -30,7 +31,8 @@ export const protectMemory: HypercallHandler = ({ core, vcpu }, [a0]) => {
   // INVARIANT: check every frame before changing any, so a refused call changes nothing.
   for (const r of ranges) {
     const wanted = memAttrToEpt(r.permissions);
-    for (let f = Number(r.pa >> 12n); f < Number(r.epa >> 12n); f++) {
+    const { first, end } = framesOfRange(r.pa, r.epa);
+    for (let f = first; f < end; f++) {
       const current = core.ept.get(f);
       if ((current & EPT_IMMUTABLE) !== 0 && (current & ~EPT_FROZEN) !== wanted) {
         if (core.denialExits(HEKI_DENIAL.IMMUTABLE)) {
@@ -45,14 +47,16 @@ export const protectMemory: HypercallHandler = ({ core, vcpu }, [a0]) => {
     // may only take them away.
     for (const r of ranges) {
       const wanted = memAttrToEpt(r.permissions) & EPT_RWX_MASK;
-      for (let f = Number(r.pa >> 12n); f < Number(r.epa >> 12n); f++) {
+      const { first, end } = framesOfRange(r.pa, r.epa);
+      for (let f = first; f < end; f++) {
         if ((wanted & ~core.ept.get(f)) !== 0) return -KVM_STATUS.KVM_EPERM;
       }
     }
   }
   for (const r of ranges) {
     const wanted = memAttrToEpt(r.permissions);
-    for (let f = Number(r.pa >> 12n); f < Number(r.epa >> 12n); f++) {
+    const { first, end } = framesOfRange(r.pa, r.epa);
+    for (let f = first; f < end; f++) {
       core.ept.setKeepingFrozen(f, wanted);
     }
   }

@@ -6,6 +6,7 @@
  * IMMUTABLE page is never changed whatever the verdict says.
  */
 import { createHash } from 'node:crypto';
+import { gfnToGpa, type Gfn } from '../../shared/addr.ts';
 import { KVM_STATUS, MEM_ATTR, MEM_ATTR_MASK } from '../../shared/abi.ts';
 import { EPT_FROZEN, EPT_IMMUTABLE, EPT_XS, eptToMemAttr, memAttrToEpt } from '../ept/permissions.ts';
 import type { HypercallHandler } from './context.ts';
@@ -20,7 +21,7 @@ export const setMemory: HypercallHandler = (ctx, [a0, a1, a2]) => {
   if (a0 % PAGE !== 0n || a1 === 0n || a1 > 65536n || (a2 & ~BigInt(MEM_ATTR_MASK)) !== 0n) return -KVM_STATUS.KVM_EINVAL;
   const requested = Number(a2);
   if (requested & MEM_ATTR.WRITE && requested & (MEM_ATTR.EXEC | MEM_ATTR.EXEC_USER)) return -KVM_STATUS.KVM_EINVAL;
-  const pages: Array<[bigint, number]> = [];
+  const pages: Array<[bigint, Gfn]> = [];
   for (let i = 0n; i < a1; i++) {
     const f = vcpu.translateForCore(a0 + i * PAGE);
     if (f === undefined) return -KVM_STATUS.KVM_EINVAL;
@@ -35,7 +36,7 @@ export const setMemory: HypercallHandler = (ctx, [a0, a1, a2]) => {
     freeze: frames,
     snapshot: () => {
       const current = frames.map((f) => eptToMemAttr(core.ept.get(f)));
-      const pageHashes = frames.map((f) => createHash('sha256').update(core.memory.read(BigInt(f) * PAGE, 4096)).digest('hex'));
+      const pageHashes = frames.map((f) => createHash('sha256').update(core.memory.read(gfnToGpa(f), 4096)).digest('hex'));
       return { kind: 'ask', question: { request: { kind: 'set-memory', vm: auth.vm, ranges: [{ addr: a0, frames, current, requested, pageHashes }] } } };
     },
     apply: () => {

@@ -11,6 +11,7 @@ import { PATCH_BATCH_HEADER, PATCH_ENTRY, PATCH_STATUS } from '../../shared/heki
 import { isRetryable } from '../../shared/protocol.ts';
 import { PATCH_RECORD, PR } from '../../shared/ring/layout.ts';
 import { PATCH_KIND_NAMES, hexU64, type PatchRecords } from '../../shared/ring/patch-records.ts';
+import { gpaAdd, type Gfn, type GuestPhysAddr } from '../../shared/addr.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import type { HypercallHandler } from './context.ts';
 import { readPatchBatchRecords } from './patch-batch-records.ts';
@@ -30,16 +31,17 @@ export const textPatch: HypercallHandler = (ctx, [a0]) => {
   // checks as readPatchBatch, no object per entry (ftrace on all sites is 38,252 of them).
   const batch = readPatchBatchRecords(core.memory, a0);
   if (!batch.ok) return -KVM_STATUS.KVM_EINVAL;
-  const records = batch.value;
+  const { at: batchAt, records } = batch.value;
   const n = records.count;
   const status = new Uint8Array(n).fill(PATCH_STATUS.NOT_APPLIED);
-  // Where each site lives, by the core's own records: the guest-physical address of its first
-  // byte and, for a site that crosses a page, of its first byte on the next page (else -1).
-  const at = new Float64Array(n);
-  const next = new Float64Array(n).fill(-1);
+  // Where each site lives, by the core's own records: the frame and offset of its first byte
+  // and, for a site that crosses a page, the frame of its first byte on the next page.
+  const at: Array<Gfn | undefined> = new Array(n);
+  const atOff = new Uint16Array(n);
+  const next: Array<Gfn | undefined> = new Array(n);
   let lastVpn = -1;
-  let lastFrame: number | undefined;
-  const frameOf = (vpn: number): number | undefined => {
+  let lastFrame: Gfn | undefined;
+  const frameOf = (vpn: number): Gfn | undefined => {
     // Sites come sorted, so consecutive ones share a page: one trusted-map lookup per page.
     if (vpn !== lastVpn) {
       lastVpn = vpn;
@@ -48,7 +50,7 @@ export const textPatch: HypercallHandler = (ctx, [a0]) => {
     return lastFrame;
   };
   let unknown = -1;
-  const frames: number[] = [];
+  const frames: Gfn[] = [];
   for (let i = 0; i < n; i++) {
     const lo = records.siteLo(i);
     const vpn = records.siteHi(i) * VPN_HI + (lo >>> 12);
@@ -57,13 +59,13 @@ export const textPatch: HypercallHandler = (ctx, [a0]) => {
     const f1 = off + records.len(i) > PAGE ? frameOf(vpn + 1) : f0;
     if (f0 === undefined || f1 === undefined) {
       if (unknown < 0) unknown = i;
-      at[i] = -1;
       continue;
     }
-    at[i] = f0 * PAGE + off;
+    at[i] = f0;
+    atOff[i] = off;
     if (frames[frames.length - 1] !== f0) frames.push(f0);
     if (f1 !== f0) {
-      next[i] = f1 * PAGE;
+      next[i] = f1;
       frames.push(f1);
     }
   }
@@ -76,12 +78,13 @@ export const textPatch: HypercallHandler = (ctx, [a0]) => {
     snapshot: () => {
       // After the freeze: the bytes the verifier sees are the bytes in memory.
       for (let i = 0; i < n; i++) {
-        const gpa = at[i] as number;
-        if (gpa < 0) continue;
+        const f = at[i];
+        if (f === undefined) continue;
         const r = i * PATCH_RECORD + PR.CUR;
-        const first = split(gpa, records.len(i), next[i] as number);
-        mem.copyOut(gpa, records.bytes, r, first);
-        if (first < records.len(i)) mem.copyOut(next[i] as number, records.bytes, r + first, records.len(i) - first);
+        const nf = next[i];
+        const first = nf === undefined ? records.len(i) : PAGE - (atOff[i] as number);
+        mem.copyOut(f, atOff[i] as number, records.bytes, r, first);
+        if (nf !== undefined) mem.copyOut(nf, 0, records.bytes, r + first, records.len(i) - first);
       }
       // The core refuses on its own: it does not know this site as verified code.
       if (unknown >= 0) return { kind: 'refuse', reason: `site ${hexU64(records.siteLo(unknown), records.siteHi(unknown))} is not in verified kernel or module text` };
@@ -90,45 +93,42 @@ export const textPatch: HypercallHandler = (ctx, [a0]) => {
     denied: (verdict) => {
       if (unknown >= 0) {
         status[unknown] = PATCH_STATUS.DENIED;
-        writeStatus(mem, a0, status);
+        writeStatus(mem, batchAt, status);
         return { denied: 1 };
       }
       // A retryable refusal decided nothing: every entry stays "not applied".
       if (isRetryable(verdict)) {
-        writeStatus(mem, a0, status);
+        writeStatus(mem, batchAt, status);
         return { denied: 0 };
       }
       verdict.items?.forEach((it, i) => {
         if (!it.ok) status[i] = PATCH_STATUS.DENIED;
       });
       if (!verdict.items) status.fill(PATCH_STATUS.DENIED);
-      writeStatus(mem, a0, status);
+      writeStatus(mem, batchAt, status);
       return { denied: verdict.items ? verdict.items.filter((i) => !i.ok).length : n };
     },
     apply: () => {
+      // INVARIANT: applied only when every site is known (an unknown one refuses above).
       for (let i = 0; i < n; i++) {
-        const gpa = at[i] as number;
+        const f = at[i] as Gfn;
         const len = records.len(i);
         const r = i * PATCH_RECORD + PR.NEW;
-        const first = split(gpa, len, next[i] as number);
-        mem.copyIn(gpa, records.bytes, r, first);
-        if (first < len) mem.copyIn(next[i] as number, records.bytes, r + first, len - first);
+        const nf = next[i];
+        const first = nf === undefined ? len : PAGE - (atOff[i] as number);
+        mem.copyIn(f, atOff[i] as number, records.bytes, r, first);
+        if (nf !== undefined) mem.copyIn(nf, 0, records.bytes, r + first, len - first);
       }
       status.fill(PATCH_STATUS.APPLIED);
-      writeStatus(mem, a0, status);
+      writeStatus(mem, batchAt, status);
       return { kind: 'applied', audit: { patches: n } };
     },
   });
 };
 
-/** Bytes of a `len`-byte site at `gpa` that lie on its first page (`len` unless it crosses into `next`). */
-function split(gpa: number, len: number, next: number): number {
-  return next < 0 ? len : PAGE - (gpa % PAGE);
-}
-
 /** Writes each entry's status byte back into the guest's batch. */
-function writeStatus(mem: GuestMemory, batch: bigint, status: Uint8Array): void {
-  mem.writeStrided(Number(batch) + PATCH_BATCH_HEADER + ENTRY_STATUS, PATCH_ENTRY, status);
+function writeStatus(mem: GuestMemory, batch: GuestPhysAddr, status: Uint8Array): void {
+  mem.writeStrided(gpaAdd(batch, PATCH_BATCH_HEADER + ENTRY_STATUS), PATCH_ENTRY, status);
 }
 
 /** `38252 ftrace, 3 jump-label`: the kinds in order of first appearance, with counts. */

@@ -13,7 +13,7 @@
  * belong to the EPT and are applied by the vCPU before it calls in here, and by the VMM's
  * device paths (hypervisor/vmm) before they do.
  */
-import { PAGE_SHIFT, PAGE_SIZE, hex } from '../../shared/addr.ts';
+import { PAGE_SHIFT, PAGE_SIZE, hex, type Gfn, type GuestPhysAddr } from '../../shared/addr.ts';
 
 /** Read and write access to guest-physical memory (no management). */
 export interface GuestMemoryAccess {
@@ -22,15 +22,15 @@ export interface GuestMemoryAccess {
   /** Number of 4 KiB frames: valid frame numbers are [0, frames). */
   readonly frames: number;
   /** True when [addr, addr + len) lies inside guest memory. */
-  contains(addr: bigint, len: number): boolean;
+  contains(addr: GuestPhysAddr, len: number): boolean;
   /** Copies `len` bytes out of guest memory. Throws RangeError outside guest memory. */
-  read(addr: bigint, len: number): Uint8Array;
+  read(addr: GuestPhysAddr, len: number): Uint8Array;
   /** Copies `bytes` into guest memory. Throws RangeError outside guest memory. */
-  write(addr: bigint, bytes: Uint8Array): void;
+  write(addr: GuestPhysAddr, bytes: Uint8Array): void;
   /** Reads a little-endian u64. */
-  readU64(addr: bigint): bigint;
+  readU64(addr: GuestPhysAddr): bigint;
   /** Writes a little-endian u64. */
-  writeU64(addr: bigint, value: bigint): void;
+  writeU64(addr: GuestPhysAddr, value: bigint): void;
 }
 
 /** Sparse guest memory with its management operations. */
@@ -56,7 +56,7 @@ export class GuestMemory implements GuestMemoryAccess {
     this.frames = Number(size >> BigInt(PAGE_SHIFT));
   }
 
-  contains(addr: bigint, len: number): boolean {
+  contains(addr: GuestPhysAddr, len: number): boolean {
     return addr >= 0n && len >= 0 && addr + BigInt(len) <= this.size;
   }
 
@@ -66,8 +66,9 @@ export class GuestMemory implements GuestMemoryAccess {
   }
 
   /** The frames that hold host memory, ascending. */
-  residentFrames(): number[] {
-    return [...this.#pages.keys()].sort((a, b) => a - b);
+  residentFrames(): Gfn[] {
+    // INVARIANT: keys are frames below `frames` (see #pages).
+    return [...this.#pages.keys()].sort((a, b) => a - b) as Gfn[];
   }
 
   /**
@@ -112,7 +113,7 @@ export class GuestMemory implements GuestMemoryAccess {
     return page;
   }
 
-  read(addr: bigint, len: number): Uint8Array {
+  read(addr: GuestPhysAddr, len: number): Uint8Array {
     this.#check(addr, len);
     const out = new Uint8Array(len);
     let done = 0;
@@ -129,7 +130,7 @@ export class GuestMemory implements GuestMemoryAccess {
     return out;
   }
 
-  write(addr: bigint, bytes: Uint8Array): void {
+  write(addr: GuestPhysAddr, bytes: Uint8Array): void {
     this.#check(addr, bytes.length);
     let done = 0;
     let frame = Number(addr >> BigInt(PAGE_SHIFT));
@@ -155,11 +156,12 @@ export class GuestMemory implements GuestMemoryAccess {
   }
 
   /**
-   * Copies `len` bytes at guest-physical `gpa` (a number: guest-physical addresses are below
-   * 2^52) into `dst` at `dstOff`, with no allocation: the core's hot paths (text patching)
-   * use it. Throws RangeError outside guest memory.
+   * Copies `len` bytes at `offset` into frame `first` (the range may run on into the next
+   * frames) into `dst` at `dstOff`, with no allocation and no bigint: the core's hot paths
+   * (text patching) use it. Throws RangeError outside guest memory.
    */
-  copyOut(gpa: number, dst: Uint8Array, dstOff: number, len: number): void {
+  copyOut(first: Gfn, offset: number, dst: Uint8Array, dstOff: number, len: number): void {
+    const gpa = first * PAGE_SIZE + offset;
     this.#checkN(gpa, len);
     let done = 0;
     let frame = Math.floor(gpa / PAGE_SIZE);
@@ -175,8 +177,9 @@ export class GuestMemory implements GuestMemoryAccess {
     }
   }
 
-  /** Copies `len` bytes of `src` at `srcOff` to guest-physical `gpa`, as {@link write} does, with no allocation. */
-  copyIn(gpa: number, src: Uint8Array, srcOff: number, len: number): void {
+  /** Copies `len` bytes of `src` at `srcOff` to `offset` into frame `first`, as {@link write} does, with no allocation. */
+  copyIn(first: Gfn, offset: number, src: Uint8Array, srcOff: number, len: number): void {
+    const gpa = first * PAGE_SIZE + offset;
     this.#checkN(gpa, len);
     let done = 0;
     let frame = Math.floor(gpa / PAGE_SIZE);
@@ -205,8 +208,9 @@ export class GuestMemory implements GuestMemoryAccess {
    * Writes `src[i]` at `gpa + i * stride` for every i (one field of each entry of a table in
    * guest memory, such as the status byte of each patch of a batch), a page at a time.
    */
-  writeStrided(gpa: number, stride: number, src: Uint8Array): void {
+  writeStrided(addr: GuestPhysAddr, stride: number, src: Uint8Array): void {
     if (src.length === 0) return;
+    const gpa = Number(addr);
     this.#checkN(gpa, (src.length - 1) * stride + 1);
     let frame = -1;
     let page: Uint8Array | undefined;
@@ -226,8 +230,9 @@ export class GuestMemory implements GuestMemoryAccess {
     }
   }
 
-  /** Writes one byte at guest-physical `gpa` (a number). */
-  writeByte(gpa: number, value: number): void {
+  /** Writes one byte at `addr`. */
+  writeByte(addr: GuestPhysAddr, value: number): void {
+    const gpa = Number(addr);
     this.#checkN(gpa, 1);
     const frame = Math.floor(gpa / PAGE_SIZE);
     let page = this.#writable(frame);
@@ -238,12 +243,12 @@ export class GuestMemory implements GuestMemoryAccess {
     page[gpa % PAGE_SIZE] = value;
   }
 
-  readU64(addr: bigint): bigint {
+  readU64(addr: GuestPhysAddr): bigint {
     const b = this.read(addr, 8);
     return new DataView(b.buffer).getBigUint64(0, true);
   }
 
-  writeU64(addr: bigint, value: bigint): void {
+  writeU64(addr: GuestPhysAddr, value: bigint): void {
     const b = new Uint8Array(8);
     new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, value), true);
     this.write(addr, b);
@@ -256,7 +261,7 @@ export class GuestMemory implements GuestMemoryAccess {
   }
 
   /** Drops the given frames (their contents become zero). */
-  discardFrames(frames: Iterable<number>): void {
+  discardFrames(frames: Iterable<Gfn>): void {
     for (const f of frames) {
       this.#pages.delete(f);
       this.#owned?.delete(f);
@@ -270,7 +275,7 @@ export class GuestMemory implements GuestMemoryAccess {
     }
   }
 
-  #check(addr: bigint, len: number): void {
+  #check(addr: GuestPhysAddr, len: number): void {
     if (!Number.isSafeInteger(len) || len < 0) throw new RangeError(`bad access length ${len}`);
     if (!this.contains(addr, len)) {
       throw new RangeError(`guest-physical range ${hex(addr)}+${len} is outside guest memory [0, ${hex(this.size)})`);

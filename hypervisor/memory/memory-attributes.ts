@@ -13,6 +13,7 @@
  * cannot change it. Storage is sparse like the EPT's: a 4096-frame region nobody shared has
  * no leaf.
  */
+import type { Gfn } from '../../shared/addr.ts';
 
 const LEAF_SHIFT = 12;
 const LEAF_FRAMES = 1 << LEAF_SHIFT;
@@ -23,7 +24,7 @@ export interface MemoryAttributesView {
   /** True when the VM runs in protected-memory mode. */
   readonly protected: boolean;
   /** True when `frame` is private to the guest (always false outside protected mode). */
-  isPrivate(frame: number): boolean;
+  isPrivate(frame: Gfn): boolean;
   /** Number of frames currently shared with the host (all of them outside protected mode). */
   sharedCount(): number;
   /** Increases on every change. */
@@ -49,7 +50,7 @@ export class MemoryAttributes implements MemoryAttributesView {
     return this.#generation;
   }
 
-  isPrivate(frame: number): boolean {
+  isPrivate(frame: Gfn): boolean {
     if (!this.protected) return false;
     const leaf = this.#leaves.get(frame >> LEAF_SHIFT);
     if (leaf === undefined) return true;
@@ -66,7 +67,7 @@ export class MemoryAttributes implements MemoryAttributesView {
    * validated the range. Throws on a range outside guest memory (a broken caller invariant)
    * or outside protected mode (nothing is private there).
    */
-  setPrivate(first: number, count: number, priv: boolean): void {
+  setPrivate(first: Gfn, count: number, priv: boolean): void {
     if (!this.protected) throw new Error('memory attributes change only in protected-memory mode');
     if (!Number.isSafeInteger(first) || !Number.isSafeInteger(count) || first < 0 || count < 0 || first + count > this.#frames) {
       throw new RangeError(`frames [${first}, ${first}+${count}) outside [0, ${this.#frames})`);
@@ -90,12 +91,12 @@ export class MemoryAttributes implements MemoryAttributesView {
   }
 
   /** The shared frames, ascending (every frame outside protected mode is shared: empty then). */
-  sharedFrames(): number[] {
-    const out: number[] = [];
+  sharedFrames(): Gfn[] {
+    const out: Gfn[] = [];
     if (!this.protected) return out;
     for (const key of [...this.#leaves.keys()].sort((a, b) => a - b)) {
       const leaf = this.#leaves.get(key) as Uint8Array;
-      for (let i = 0; i < LEAF_FRAMES; i++) if (((leaf[i >> 3] as number) & (1 << (i & 7))) !== 0) out.push((key << LEAF_SHIFT) + i);
+      for (let i = 0; i < LEAF_FRAMES; i++) if (((leaf[i >> 3] as number) & (1 << (i & 7))) !== 0) out.push(((key << LEAF_SHIFT) + i) as Gfn); // a bit of a leaf: a frame below #frames
     }
     return out;
   }

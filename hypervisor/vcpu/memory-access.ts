@@ -10,7 +10,7 @@
  * The hot path of every guest access: no closure or object per access beyond the result.
  */
 import { CR0, PF_ERR } from '../../shared/x86/cpu.ts';
-import { isCanonical } from '../../shared/addr.ts';
+import { gpaInFrame, gpaToGfn, isAddrError, isCanonical, pageOffset, tryGpa, type Gfn, type GuestPhysAddr, type GuestVirtAddr } from '../../shared/addr.ts';
 import type { AccessKind, AccessMode, GuestFault, GuestOutcome } from '../../shared/guest-cpu.ts';
 import { accessMask } from '../ept/permissions.ts';
 import type { Tlb, TlbEntry } from './tlb.ts';
@@ -65,11 +65,11 @@ export class MemoryAccess {
     // allow both, so a design that write-protects page-table pages sees the A/D write.
     this.#paging = {
       read: (gpa) => {
-        const frame = Number(gpa >> 12n);
+        const frame = gpaToGfn(gpa);
         return frame < mem.frames && ept.check(frame, KERNEL_READ) ? mem.readU64(gpa) : undefined;
       },
       write: (gpa, value) => {
-        const frame = Number(gpa >> 12n);
+        const frame = gpaToGfn(gpa);
         if (!(frame < mem.frames && ept.check(frame, KERNEL_WRITE))) return false;
         mem.writeU64(gpa, value);
         return true;
@@ -81,40 +81,40 @@ export class MemoryAccess {
     };
   }
 
-  read(va: bigint, len: number): GuestOutcome<Uint8Array> {
+  read(va: GuestVirtAddr, len: number): GuestOutcome<Uint8Array> {
     const frames = this.#translateRange(va, len, 'read');
     if (!frames.ok) return frames;
     return { ok: true, value: this.#copyOut(va, len, frames.value) };
   }
 
-  fetch(va: bigint, len: number): GuestOutcome<Uint8Array> {
+  fetch(va: GuestVirtAddr, len: number): GuestOutcome<Uint8Array> {
     const frames = this.#translateRange(va, len, 'fetch');
     if (!frames.ok) return frames;
     return { ok: true, value: this.#copyOut(va, len, frames.value) };
   }
 
-  write(va: bigint, bytes: Uint8Array): GuestOutcome<void> {
+  write(va: GuestVirtAddr, bytes: Uint8Array): GuestOutcome<void> {
     const frames = this.#translateRange(va, bytes.length, 'write');
     if (!frames.ok) return frames;
     // INVARIANT: every page of the write passed every check; now write them all.
     let done = 0;
-    let off = Number(va & (PAGE - 1n));
+    let off = pageOffset(va);
     for (const frame of frames.value) {
       const n = Math.min(4096 - off, bytes.length - done);
-      this.#core.memory.write(BigInt(frame) * PAGE + BigInt(off), bytes.subarray(done, done + n));
+      this.#core.memory.write(gpaInFrame(frame, off), bytes.subarray(done, done + n));
       done += n;
       off = 0;
     }
     return { ok: true, value: undefined };
   }
 
-  #copyOut(va: bigint, len: number, frames: number[]): Uint8Array {
+  #copyOut(va: GuestVirtAddr, len: number, frames: Gfn[]): Uint8Array {
     const out = new Uint8Array(len);
     let done = 0;
-    let off = Number(va & (PAGE - 1n));
+    let off = pageOffset(va);
     for (const frame of frames) {
       const n = Math.min(4096 - off, len - done);
-      out.set(this.#core.memory.read(BigInt(frame) * PAGE + BigInt(off), n), done);
+      out.set(this.#core.memory.read(gpaInFrame(frame, off), n), done);
       done += n;
       off = 0;
     }
@@ -122,17 +122,19 @@ export class MemoryAccess {
   }
 
   /** Translates and checks every page of [va, va + len) for `access`; frames in order. */
-  #translateRange(va: bigint, len: number, access: AccessKind): GuestOutcome<number[]> {
+  #translateRange(va: GuestVirtAddr, len: number, access: AccessKind): GuestOutcome<Gfn[]> {
     const stopped = this.#stoppedFault();
     if (stopped) return stopped;
     if (!Number.isSafeInteger(len) || len < 0) {
       return gp('bad-length', `access length ${len} is not a non-negative integer`);
     }
-    const frames: number[] = [];
+    const frames: Gfn[] = [];
     if (len === 0) return { ok: true, value: frames };
     const last = va + BigInt(len - 1);
     for (let page = va & ~(PAGE - 1n); page <= last; page += PAGE) {
-      const t = this.#translate(page === (va & ~(PAGE - 1n)) ? va : page, access);
+      // A range that runs past the canonical hole or 2^64 reaches a non-canonical page, which
+      // #translate refuses (#GP) before using it: the cast names a value still to be checked.
+      const t = this.#translate(page === (va & ~(PAGE - 1n)) ? va : (page as GuestVirtAddr), access);
       if (!t.ok) return t;
       frames.push(t.frame);
     }
@@ -145,14 +147,16 @@ export class MemoryAccess {
    * EPT violation drops the address's TLB entry (SDM 4.10.4.1, 29.4.3.1), so a retry after the
    * guest fixed its PTE (without invlpg, as Linux's fault handler does) walks the new tables.
    */
-  #translate(va: bigint, access: AccessKind): Translation {
+  #translate(va: GuestVirtAddr, access: AccessKind): Translation {
     const r = this.#r;
     const mode: AccessMode = r.cpl === 0 ? 'kernel' : 'user';
-    let frame: number;
+    let frame: Gfn;
     let userAddress: boolean;
     if ((r.cr0 & CR0.PG) === 0n) {
-      if (va < 0n || va >= 1n << 52n) return gp('non-canonical', `physical address 0x${va.toString(16)} out of range with paging off`);
-      frame = Number(va >> 12n);
+      // With paging off the linear address is the physical one.
+      const pa = tryGpa(va);
+      if (isAddrError(pa)) return gp('non-canonical', `physical address 0x${va.toString(16)} out of range with paging off`);
+      frame = gpaToGfn(pa);
       // With CR0.PG = 0 every linear address is a user-mode linear address (SDM 29.3.3.2, MBEC).
       userAddress = true;
     } else {
@@ -186,7 +190,7 @@ export class MemoryAccess {
     const eptMode: AccessMode = access === 'fetch' ? (userAddress ? 'user' : 'kernel') : mode;
     if (frame >= this.#core.memory.frames || !this.#core.ept.check(frame, accessMask(access, eptMode))) {
       if ((r.cr0 & CR0.PG) !== 0n) this.#tlb.invalidate(va >> 12n);
-      return this.#eptViolation(BigInt(frame) * PAGE + (va & (PAGE - 1n)), va, access, mode, false, access, mode);
+      return this.#eptViolation(gpaInFrame(frame, pageOffset(va)), va, access, mode, false, access, mode);
     }
     return { ok: true, frame };
   }
@@ -197,8 +201,8 @@ export class MemoryAccess {
    * accessed/dirty write, as a supervisor access with `pageWalk`); the guest's #PF carries
    * the error code of the guest's own access.
    */
-  #eptViolation(gpa: bigint, gva: bigint, access: AccessKind, mode: AccessMode, pageWalk: boolean, guestAccess: AccessKind, guestMode: AccessMode): Translation {
-    const frame = Number(gpa >> 12n);
+  #eptViolation(gpa: GuestPhysAddr, gva: GuestVirtAddr, access: AccessKind, mode: AccessMode, pageWalk: boolean, guestAccess: AccessKind, guestMode: AccessMode): Translation {
+    const frame = gpaToGfn(gpa);
     const perms = this.#core.ept.get(frame);
     const r = this.#core.exit({ reason: 'ept-violation', vcpu: this.#vcpu, gpa, gva, access, mode, perms, pageWalk });
     if (r.action === 'stop') return stoppedOutcome(r.reason);
@@ -218,11 +222,16 @@ export class MemoryAccess {
    * kvm_read_guest_virt(): no permission or EPT checks, no TLB, no exits. Returns the frame,
    * or undefined when the address is not mapped. TRUST: the tables are guest-controlled, so
    * the core uses this only to find what the guest points at, and authenticates contents.
+   * `va` is a raw guest value (a descriptor field): validated here.
    */
-  translateForCore(va: bigint): number | undefined {
-    if ((this.#r.cr0 & CR0.PG) === 0n) return va >= 0n && va < this.#core.memory.size ? Number(va >> 12n) : undefined;
+  translateForCore(va: bigint): Gfn | undefined {
+    if ((this.#r.cr0 & CR0.PG) === 0n) {
+      const pa = tryGpa(va);
+      return !isAddrError(pa) && pa < this.#core.memory.size ? gpaToGfn(pa) : undefined;
+    }
     if (!isCanonical(va)) return undefined;
-    const w = walk(va, 'read', 'kernel', this.#r, this.#rsvdAddr, this.#corePaging, false);
+    // Canonical, just checked.
+    const w = walk(va as GuestVirtAddr, 'read', 'kernel', this.#r, this.#rsvdAddr, this.#corePaging, false);
     if (!w.ok || w.entry.frame >= this.#core.memory.frames) return undefined;
     return w.entry.frame;
   }
@@ -237,7 +246,7 @@ export class MemoryAccess {
       if (frame === undefined) return undefined;
       const off = Number(at & (PAGE - 1n));
       const n = Math.min(4096 - off, len - done);
-      out.set(this.#core.memory.read(BigInt(frame) * PAGE + BigInt(off), n), done);
+      out.set(this.#core.memory.read(gpaInFrame(frame, off), n), done);
       done += n;
     }
     return out;

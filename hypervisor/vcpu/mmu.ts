@@ -12,6 +12,7 @@
  */
 import { CR0, CR4, EFER, PF_ERR, PTE, PTE_ADDR_MASK as ADDR_MASK } from '../../shared/x86/cpu.ts';
 import type { AccessKind, AccessMode } from '../../shared/guest-cpu.ts';
+import { gpaToGfn, type GuestPhysAddr, type GuestVirtAddr } from '../../shared/addr.ts';
 import type { TlbEntry } from './tlb.ts';
 
 const { P: PTE_P, RW: PTE_RW, US: PTE_US, A: PTE_A, D: PTE_D, PS: PTE_PS, G: PTE_G, NX: PTE_NX } = PTE;
@@ -55,9 +56,9 @@ export function reservedAddressBits(physBits: number): bigint {
  */
 export interface PagingMemory {
   /** Reads the u64 at `gpa`, or undefined when the EPT refuses the read. */
-  read(gpa: bigint): bigint | undefined;
+  read(gpa: GuestPhysAddr): bigint | undefined;
   /** Writes the u64 at `gpa` (an accessed/dirty update); false when the EPT refuses the write. */
-  write(gpa: bigint, value: bigint): boolean;
+  write(gpa: GuestPhysAddr, value: bigint): boolean;
 }
 
 /** The registers the walk and the checks depend on (memory-access.ts `PagingRegs`). */
@@ -80,7 +81,7 @@ export interface PageFault {
 /** A paging-structure access the EPT refused: the entry's gpa and whether it was the A/D write. */
 export interface PagingEptFault {
   readonly kind: 'ept';
-  readonly gpa: bigint;
+  readonly gpa: GuestPhysAddr;
   readonly access: 'read' | 'write';
 }
 
@@ -108,7 +109,7 @@ export function accessCodeBits(access: AccessKind, mode: AccessMode, cr4: bigint
  * checked but presence and reserved bits. The returned entry's `dirty` says whether the
  * leaf's D flag is now 1, so a TLB hit can tell whether a write must walk again.
  */
-export function walk(va: bigint, access: AccessKind, mode: AccessMode, r: WalkRegs, rsvdAddr: bigint, mem: PagingMemory, update: boolean): WalkResult {
+export function walk(va: GuestVirtAddr, access: AccessKind, mode: AccessMode, r: WalkRegs, rsvdAddr: bigint, mem: PagingMemory, update: boolean): WalkResult {
   // Reserved in every entry: MAXPHYADDR..51, and XD unless EFER.NXE = 1 (SDM 4.5.4).
   const rsvd = (r.efer & EFER.NXE) !== 0n ? rsvdAddr : rsvdAddr | PTE_NX;
   let table = r.cr3 & ADDR_MASK;
@@ -117,7 +118,9 @@ export function walk(va: bigint, access: AccessKind, mode: AccessMode, r: WalkRe
   let all = PTE_RW | PTE_US;
   let any = 0n;
   for (let level = 4; level >= 1; level--) {
-    const gpa = table + (((va >> LEVEL_SHIFT[level]!) & 0x1ffn) << 3n);
+    // INVARIANT: `table` is bits 51:12 of an entry (or CR3) and the index adds at most 4095,
+    // so the sum is below 2^52: a guest-physical address by construction.
+    const gpa = (table + (((va >> LEVEL_SHIFT[level]!) & 0x1ffn) << 3n)) as GuestPhysAddr;
     const e = mem.read(gpa);
     if (e === undefined) return { ok: false, kind: 'ept', gpa, access: 'read' };
     if ((e & PTE_P) === 0n) {
@@ -139,7 +142,8 @@ export function walk(va: bigint, access: AccessKind, mode: AccessMode, r: WalkRe
       // `dirty` as it will be once this access is done: a write sets D below, or fails and
       // the entry is dropped. One object shape for every TLB entry (no spread copies).
       const entry: TlbEntry = {
-        frame: Number(base >> 12n),
+        // INVARIANT: bits 51:12 of the leaf plus an in-page offset: below 2^52 by construction.
+        frame: gpaToGfn(base as GuestPhysAddr),
         writable: (all & PTE_RW) !== 0n,
         user: (all & PTE_US) !== 0n,
         nx: (any & PTE_NX) !== 0n,

@@ -12,11 +12,12 @@
  * Entries are per 4 KiB page, also for 2 MiB and 1 GiB pages: invlpg and a fault drop the
  * 4 KiB piece of the address, not the whole large page (docs/mmu.md).
  */
+import type { Gfn } from '../../shared/addr.ts';
 
 /** One cached translation. */
 export interface TlbEntry {
   /** Guest-physical frame the page maps to. */
-  readonly frame: number;
+  readonly frame: Gfn;
   /** Writable at every level of the walk. */
   readonly writable: boolean;
   /** User-accessible at every level of the walk. */

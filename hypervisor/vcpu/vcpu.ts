@@ -17,7 +17,7 @@ import { CR0, CR4, EFER, MSR, MSR_NAMES, crBitNames, type ControlRegister } from
 import type { DescriptorTable, GuestCpu, GuestFault, GuestOutcome } from '../../shared/guest-cpu.ts';
 import { HEKI_DENIAL } from '../../shared/exit-reasons.ts';
 import { KVM_STATUS } from '../../shared/abi.ts';
-import { isCanonical } from '../../shared/addr.ts';
+import { gvaPageNumber, isCanonical, type Gfn, type GuestVirtAddr } from '../../shared/addr.ts';
 import { Tlb } from './tlb.ts';
 import { MemoryAccess, type PagingRegs } from './memory-access.ts';
 import { gp, stoppedOutcome } from './faults.ts';
@@ -122,20 +122,20 @@ export class Vcpu implements GuestCpu {
 
   // ---------------------------------------------------------------- memory
 
-  read(va: bigint, len: number): GuestOutcome<Uint8Array> {
+  read(va: GuestVirtAddr, len: number): GuestOutcome<Uint8Array> {
     return this.#mem.read(va, len);
   }
 
-  fetch(va: bigint, len: number): GuestOutcome<Uint8Array> {
+  fetch(va: GuestVirtAddr, len: number): GuestOutcome<Uint8Array> {
     return this.#mem.fetch(va, len);
   }
 
-  write(va: bigint, bytes: Uint8Array): GuestOutcome<void> {
+  write(va: GuestVirtAddr, bytes: Uint8Array): GuestOutcome<void> {
     return this.#mem.write(va, bytes);
   }
 
-  invlpg(va: bigint): void {
-    this.tlb.invalidate(va >> 12n);
+  invlpg(va: GuestVirtAddr): void {
+    this.tlb.invalidate(gvaPageNumber(va));
   }
 
   #stoppedFault(): { ok: false; fault: GuestFault } | undefined {
@@ -342,9 +342,10 @@ export class Vcpu implements GuestCpu {
 
   /**
    * Translates `va` with the guest's current page tables for the core itself, like KVM's
-   * kvm_read_guest_virt() (memory-access.ts): no checks, no TLB, no exits.
+   * kvm_read_guest_virt() (memory-access.ts): no checks, no TLB, no exits. TRUST: `va` is a
+   * raw guest value (a descriptor field); this is where it is validated.
    */
-  translateForCore(va: bigint): number | undefined {
+  translateForCore(va: bigint): Gfn | undefined {
     return this.#mem.translateForCore(va);
   }
 

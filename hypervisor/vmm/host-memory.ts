@@ -19,7 +19,7 @@
  * does (SEV's LAUNCH_UPDATE_DATA puts the image in before the guest owns it). That is not
  * enforced here: the rule covers the running VM.
  */
-import { PAGE_SHIFT, hex } from '../../shared/addr.ts';
+import { framesOfRange, hex, type Gfn, type GuestPhysAddr } from '../../shared/addr.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
 import type { MemoryAttributesView } from '../memory/memory-attributes.ts';
@@ -37,13 +37,13 @@ export type HostMemoryError =
       readonly path: HostCopyPath;
       readonly access: 'read' | 'write';
       /** The address the copy asked for. */
-      readonly gpa: bigint;
+      readonly gpa: GuestPhysAddr;
       readonly len: number;
       /** The first private frame of the range. */
-      readonly frame: number;
+      readonly frame: Gfn;
       readonly message: string;
     }
-  | { readonly kind: 'outside-memory'; readonly path: HostCopyPath; readonly access: 'read' | 'write'; readonly gpa: bigint; readonly len: number; readonly message: string };
+  | { readonly kind: 'outside-memory'; readonly path: HostCopyPath; readonly access: 'read' | 'write'; readonly gpa: GuestPhysAddr; readonly len: number; readonly message: string };
 
 /** The copy paths of one VM. */
 export class HostMemory {
@@ -68,7 +68,7 @@ export class HostMemory {
   }
 
   /** True when the host may touch `frame` (it is shared, or the VM is not protected). */
-  isShared(frame: number): boolean {
+  isShared(frame: Gfn): boolean {
     return !this.#attrs.isPrivate(frame);
   }
 
@@ -77,30 +77,29 @@ export class HostMemory {
    * it. No side effect: for paths that check a whole transfer before they start (DMA).
    * INVARIANT: the caller checked that the range lies inside guest memory.
    */
-  firstPrivateFrame(gpa: bigint, len: number): number | undefined {
+  firstPrivateFrame(gpa: GuestPhysAddr, len: number): Gfn | undefined {
     if (!this.#attrs.protected || len === 0) return undefined;
-    const first = Number(gpa >> BigInt(PAGE_SHIFT));
-    const last = Number((gpa + BigInt(len) - 1n) >> BigInt(PAGE_SHIFT));
-    for (let f = first; f <= last; f++) if (this.#attrs.isPrivate(f)) return f;
+    const { first, end } = framesOfRange(gpa, gpa + BigInt(len));
+    for (let f = first; f < end; f++) if (this.#attrs.isPrivate(f)) return f;
     return undefined;
   }
 
   /** Copies `len` bytes out of guest memory for `path`; refused (and audited) on a private page. */
-  copyFromGuest(path: HostCopyPath, gpa: bigint, len: number): Result<Uint8Array, HostMemoryError> {
+  copyFromGuest(path: HostCopyPath, gpa: GuestPhysAddr, len: number): Result<Uint8Array, HostMemoryError> {
     const bad = this.#check(path, 'read', gpa, len);
     if (bad) return err(bad);
     return ok(this.#memory.read(gpa, len));
   }
 
   /** Copies `bytes` into guest memory for `path`; refused (and audited) on a private page. */
-  copyToGuest(path: HostCopyPath, gpa: bigint, bytes: Uint8Array): Result<void, HostMemoryError> {
+  copyToGuest(path: HostCopyPath, gpa: GuestPhysAddr, bytes: Uint8Array): Result<void, HostMemoryError> {
     const bad = this.#check(path, 'write', gpa, bytes.length);
     if (bad) return err(bad);
     this.#memory.write(gpa, bytes);
     return ok(undefined);
   }
 
-  #check(path: HostCopyPath, access: 'read' | 'write', gpa: bigint, len: number): HostMemoryError | undefined {
+  #check(path: HostCopyPath, access: 'read' | 'write', gpa: GuestPhysAddr, len: number): HostMemoryError | undefined {
     if (!Number.isSafeInteger(len) || len < 0 || !this.#memory.contains(gpa, len)) {
       return { kind: 'outside-memory', path, access, gpa, len, message: `${path}: host ${access} of ${hex(gpa)}+${len} is outside guest memory [0, ${hex(this.#memory.size)})` };
     }

@@ -8,6 +8,7 @@ import { PT_LOAD } from '../../shared/elf/types.ts';
 import type { Elf64 } from '../../shared/elf/elf64.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import type { GuestMemory } from '../memory/guest-memory.ts';
+import { isAddrError, tryGpa } from '../../shared/addr.ts';
 
 /** Loads the segments; says which one does not fit in guest memory. */
 export function loadKernelSegments(memory: GuestMemory, elf: Elf64): Result<{ segments: number; bytes: number }, string> {
@@ -15,11 +16,12 @@ export function loadKernelSegments(memory: GuestMemory, elf: Elf64): Result<{ se
   let bytes = 0;
   for (const ph of elf.programHeaders) {
     if (ph.type !== PT_LOAD) continue;
-    if (!memory.contains(ph.paddr, Number(ph.memsz))) {
+    const at = tryGpa(ph.paddr);
+    if (isAddrError(at) || !memory.contains(at, Number(ph.memsz))) {
       return err(`segment ${ph.index} [0x${ph.paddr.toString(16)}, +0x${ph.memsz.toString(16)}) does not fit in ${memory.size} bytes of guest memory`);
     }
     const off = Number(ph.offset);
-    memory.write(ph.paddr, elf.bytes.subarray(off, off + Number(ph.filesz)));
+    memory.write(at, elf.bytes.subarray(off, off + Number(ph.filesz)));
     segments++;
     bytes += Number(ph.filesz);
   }

@@ -7,6 +7,7 @@
  * through CPUID, and the verifier learns it from the VMM's control plane before the count
  * rises here, so it never allows a lock-prefix restore the VMM did not make possible.
  */
+import { gpaInFrame } from '../../shared/addr.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 import { cpuidTable } from '../../shared/x86/cpuid.ts';
@@ -85,7 +86,7 @@ export function readGuestVirtual(vcpu: Vcpu, host: HostMemory, va: bigint, len: 
     if (frame === undefined) return err(`0x${at.toString(16)} is not mapped by the guest's page tables`);
     const off = Number(at & 0xfffn);
     const n = Math.min(4096 - off, len - done);
-    const page = host.copyFromGuest('debug', BigInt(frame) * 4096n + BigInt(off), n);
+    const page = host.copyFromGuest('debug', gpaInFrame(frame, off), n);
     if (!page.ok) return err(page.error.message);
     out.set(page.value, done);
     done += n;

@@ -4,6 +4,7 @@
  * after it, so a security test can assert the VM exit, the audit record and the protected
  * state. Wrap tests in {@link needsFixtures}: without the fixtures they are skipped.
  */
+import { gpa as physAddr, gpaToGfn } from '../../shared/addr.ts';
 import type { AttackReport, RunAttacksOptions } from '../../checks/attacks.ts';
 import { runAttack } from '../../checks/attacks.ts';
 import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
@@ -63,12 +64,12 @@ export function gpaOf(m: SimulatedMachine, va: bigint): bigint {
 
 /** The EPT bits of the frame holding guest-physical `gpa`. */
 export function eptAt(m: SimulatedMachine, gpa: bigint): number {
-  return m.vmm.core.ept.get(Number(gpa >> 12n));
+  return m.vmm.core.ept.get(gpaToGfn(physAddr(gpa)));
 }
 
 /** `len` bytes of guest memory at `gpa`, as the host sees them. */
 export function memAt(m: SimulatedMachine, gpa: bigint, len: number): Uint8Array {
-  return m.vmm.core.memory.read(gpa, len);
+  return m.vmm.core.memory.read(physAddr(gpa), len);
 }
 
 /** Audit records of verdicts of one kind. */

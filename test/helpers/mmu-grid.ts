@@ -7,6 +7,7 @@
  * the frame at 0x200000 ({@link TARGET_GPA}) through {@link GRID_VA} (a 1 GiB page at 0, a
  * 2 MiB page at 0x200000 or a 4 KiB page at 0x200000).
  */
+import { gpa, gva, gpaToGfn } from '../../shared/addr.ts';
 import { VmCore } from '../../hypervisor/core/vm-core.ts';
 import type { VmExit } from '../../hypervisor/exits/exit.ts';
 import { EPT_DEFAULT, EPT_R } from '../../hypervisor/ept/permissions.ts';
@@ -68,11 +69,11 @@ export class GridMachine {
     // Every walk goes through the same slots (one GRID_VA), so writing them is enough: a slot
     // a shorter walk does not reach is never read.
     const mem = this.core.memory;
-    for (const e of entries) mem.writeU64(e.gpa, e.value);
+    for (const e of entries) mem.writeU64(gpa(e.gpa), e.value);
     const tables = env.tablesWritable ? EPT_DEFAULT : EPT_R;
-    if (this.#tablesEpt !== tables) for (const t of TABLES) this.core.ept.set(Number(t >> 12n), tables);
+    if (this.#tablesEpt !== tables) for (const t of TABLES) this.core.ept.set(gpaToGfn(gpa(t)), tables);
     this.#tablesEpt = tables;
-    this.core.ept.set(Number(TARGET_GPA >> 12n), env.targetEpt);
+    this.core.ept.set(gpaToGfn(gpa(TARGET_GPA)), env.targetEpt);
     const r = this.cpu.setStateByVmm({
       cr0: CR0.PE | CR0.PG | CR0.ET | CR0.NE | (env.wp ? CR0.WP : 0n),
       cr3: TABLES[0],
@@ -89,9 +90,9 @@ export class GridMachine {
   access(a: OracleAccess): OracleOutcome {
     const before = this.exits;
     let r: GuestOutcome<unknown>;
-    if (a.kind === 'read') r = this.cpu.read(GRID_VA, 1);
-    else if (a.kind === 'write') r = this.cpu.write(GRID_VA, Uint8Array.of(0x90));
-    else r = this.cpu.fetch(GRID_VA, 1);
+    if (a.kind === 'read') r = this.cpu.read(gva(GRID_VA), 1);
+    else if (a.kind === 'write') r = this.cpu.write(gva(GRID_VA), Uint8Array.of(0x90));
+    else r = this.cpu.fetch(gva(GRID_VA), 1);
     if (r.ok) return { kind: 'ok' };
     const f = r.fault;
     if (f.kind !== 'fault' || f.vector !== 'PF') throw new Error(`unexpected fault ${JSON.stringify(f, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v))}`);
@@ -103,7 +104,7 @@ export class GridMachine {
 
   /** The walk's entries as they are in guest memory now. */
   values(entries: readonly OracleEntry[]): bigint[] {
-    return entries.map((e) => this.core.memory.readU64(e.gpa));
+    return entries.map((e) => this.core.memory.readU64(gpa(e.gpa)));
   }
 }
 

@@ -3,6 +3,7 @@
  * of an authenticated change can be observed, and a module placed by the guest: one text page
  * (MOD_VA -> MOD_TEXT), one data page, its image and name at BLOB_VA, its descriptor at DESC.
  */
+import { gpa } from '../../shared/addr.ts';
 import { LAYOUT, PTE, bootSynthetic, type SyntheticMachine } from './synthetic-machine.ts';
 import { MEM_ATTR } from '../../shared/abi.ts';
 import { encodeModuleDesc } from '../../shared/heki-descriptors.ts';
@@ -49,10 +50,10 @@ export function withVerifier(decide: Decide): { m: SyntheticMachine; audit: Audi
   m.pt.map(MOD_VA, MOD_TEXT, PTE.RW | PTE.NX);
   m.pt.map(MOD_VA + 0x1000n, MOD_DATA, PTE.RW | PTE.NX);
   m.pt.map(BLOB_VA, BLOB, PTE.RW | PTE.NX);
-  m.vmm.core.memory.write(MOD_TEXT, Uint8Array.of(0x55, 0x48, 0x89, 0xe5, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3));
-  m.vmm.core.memory.write(BLOB, new TextEncoder().encode('SIGNED-IMAGE\0mod0'));
+  m.vmm.core.memory.write(gpa(MOD_TEXT), Uint8Array.of(0x55, 0x48, 0x89, 0xe5, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3));
+  m.vmm.core.memory.write(gpa(BLOB), new TextEncoder().encode('SIGNED-IMAGE\0mod0'));
   m.vmm.core.memory.write(
-    DESC,
+    gpa(DESC),
     encodeModuleDesc({
       imageGva: BLOB_VA,
       imageLen: 12,

@@ -3,6 +3,7 @@
  * tables written into guest memory by the host (standing in for the guest's own boot code).
  * Named "synthetic" because it is not the real kernel layout; integration tests use that.
  */
+import { gpa } from '../../shared/addr.ts';
 import { Vmm, type VmmConfig } from '../../hypervisor/index.ts';
 import { CR0, CR4, EFER } from '../../shared/x86/cpu.ts';
 import { HC, MEM_ATTR } from '../../shared/abi.ts';
@@ -21,7 +22,7 @@ export class PageTables {
     this.root = tablePool;
     const mem = vmm.core.memory;
     this.#alloc = new BumpFrameAllocator(tablePool + 0x1000n, tablePool + 0x10_0000n);
-    this.#writer = new PageTableWriter(tablePool, { readU64: (pa) => mem.readU64(pa), writeU64: (pa, v) => (mem.writeU64(pa, v), true) }, this.#alloc);
+    this.#writer = new PageTableWriter(tablePool, { readU64: (pa) => mem.readU64(gpa(pa)), writeU64: (pa, v) => (mem.writeU64(gpa(pa), v), true) }, this.#alloc);
   }
 
   /** Maps `va` to `pa` with `flags` at `level`; throws on a mapping error (a test bug). */
@@ -79,10 +80,10 @@ export function bootSynthetic(config: Partial<VmmConfig> = {}): SyntheticMachine
   pt.map(kva(LAYOUT.roAfterInit), LAYOUT.roAfterInit, PTE.G | PTE.NX);
   pt.map(kva(LAYOUT.data), LAYOUT.data, PTE.RW | PTE.G | PTE.NX);
   pt.map(LAYOUT.userVa, LAYOUT.user, PTE.RW | PTE.US);
-  vmm.core.memory.write(LAYOUT.text, Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3));
-  vmm.core.memory.write(LAYOUT.rodata, new TextEncoder().encode('const string'));
-  vmm.core.memory.write(LAYOUT.roAfterInit, Uint8Array.of(0xaa));
-  vmm.core.memory.write(LAYOUT.data, Uint8Array.of(0x90, 0xc3));
+  vmm.core.memory.write(gpa(LAYOUT.text), Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3));
+  vmm.core.memory.write(gpa(LAYOUT.rodata), new TextEncoder().encode('const string'));
+  vmm.core.memory.write(gpa(LAYOUT.roAfterInit), Uint8Array.of(0xaa));
+  vmm.core.memory.write(gpa(LAYOUT.data), Uint8Array.of(0x90, 0xc3));
   const vcpu = vmm.core.vcpus[0]!;
   const r = vcpu.setStateByVmm({
     cr0: CR0.PE | CR0.PG | CR0.WP | CR0.ET | CR0.NE,
@@ -96,7 +97,7 @@ export function bootSynthetic(config: Partial<VmmConfig> = {}): SyntheticMachine
 
 /** Writes a one-page list with `ranges` at LAYOUT.pageList and calls PROTECT_MEMORY. */
 export function protect(m: SyntheticMachine, ranges: PageRange[], listGpa: bigint = LAYOUT.pageList): Promise<number> {
-  m.vmm.core.memory.write(listGpa, encodePageList(ranges, 0n));
+  m.vmm.core.memory.write(gpa(listGpa), encodePageList(ranges, 0n));
   return m.cpu.vmcall(HC.PROTECT_MEMORY, listGpa);
 }
 

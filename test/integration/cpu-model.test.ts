@@ -4,6 +4,7 @@
  * the VMM; it survives migration with the CPUs online; CPU hotplug raises the count within
  * the model's possible CPUs; save-memory writes the kernel's bytes as the guest holds them.
  */
+import { gva } from '../../shared/addr.ts';
 import test, { type TestFn } from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -76,7 +77,7 @@ realTest('save-memory writes the bytes the guest holds at a kernel virtual addre
   const out = join(dir, 'text.bin');
   const r = await m.saveMemory('_stext', 8192, out);
   t.is(r.outcome, 'allowed', r.reason);
-  const want = m.kernel!.cpu.read(m.image.boundaries._stext, 8192);
+  const want = m.kernel!.cpu.read(gva(m.image.boundaries._stext), 8192);
   if (!want.ok) return t.fail('cannot read _stext');
   t.deepEqual(new Uint8Array(readFileSync(out)), want.value);
   const unmapped = await m.saveMemory('0xffffc90000000000', 16, join(dir, 'x.bin'));

@@ -3,6 +3,7 @@
  * kernel mappings. Dropping the writable alias narrows the EPT; adding a writable alias again
  * widens it through the authenticated path.
  */
+import { gfn, gva } from '../../shared/addr.ts';
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
@@ -17,7 +18,7 @@ needsFixtures(test)('an aliased page keeps the union of its mappings\' permissio
   t.true(a.ok);
   if (!a.ok) return;
   const frame = a.value.frames[0]!;
-  const ept = () => m.vmm.core.ept.get(frame) & (EPT_R | EPT_W | EPT_XS);
+  const ept = () => m.vmm.core.ept.get(gfn(frame)) & (EPT_R | EPT_W | EPT_XS);
   t.is(ept(), EPT_R | EPT_W);
 
   const b = await k.mm.vmap([frame], PROT.RO);
@@ -33,12 +34,12 @@ needsFixtures(test)('an aliased page keeps the union of its mappings\' permissio
   t.true((await k.mm.setMemory(direct, 1, 'ro')).ok, 'splits the 2 MiB direct mapping first, as CPA does');
   t.not(k.mm.pageTables.lookup(direct, 1), undefined);
   t.is(ept(), EPT_R, 'no writable mapping left: the EPT narrowed to read-only');
-  t.false(k.cpu.write(b.value, Uint8Array.of(1)).ok);
+  t.false(k.cpu.write(gva(b.value), Uint8Array.of(1)).ok);
 
   const c = await k.mm.vmap([frame], PROT.RW);
   t.true(c.ok, 'a writable alias of a data page is allowed (verified set-memory)');
   t.is(ept(), EPT_R | EPT_W);
-  if (c.ok) t.true(k.cpu.write(c.value, Uint8Array.of(1)).ok);
+  if (c.ok) t.true(k.cpu.write(gva(c.value), Uint8Array.of(1)).ok);
   const sm = m.audit.records().filter((r) => r['kind'] === 'set-memory');
   t.is(sm.length, 1);
   t.like(sm[0], { ok: true, applied: true });

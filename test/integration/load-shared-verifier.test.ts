@@ -5,6 +5,7 @@
  * retries. Nothing is lost, nothing is answered twice, and every verdict (busy ones included)
  * has exactly one audit record, in the right VM's name.
  */
+import { gfn } from '../../shared/addr.ts';
 import test from 'ava';
 import { VerifierLink, type OutgoingRequest } from '../../hypervisor/verifier-link/verifier-link.ts';
 import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
@@ -114,7 +115,7 @@ test(`${GUESTS} guests x ${VCPUS} vCPUs on one verifier with maxInFlight 4: EAGA
     t.is(mine.filter((r) => r['retryable'] === true).length, answers.filter((r) => r === -KVM_STATUS.KVM_EAGAIN).length);
     t.true(mine.filter((r) => r['retryable'] === true).every((r) => String(r['reason']).startsWith(`${VERIFIER_BUSY}:`)));
     // The last allowed step left each page read-only, and no page ever became executable.
-    for (let i = 0; i < VCPUS; i++) t.is(g.m.vmm.core.ept.get(Number((PAGE_BASE >> 12n) + BigInt(i))) & EPT_RWX_MASK, EPT_R);
+    for (let i = 0; i < VCPUS; i++) t.is(g.m.vmm.core.ept.get(gfn(Number((PAGE_BASE >> 12n) + BigInt(i)))) & EPT_RWX_MASK, EPT_R);
     t.is(g.m.vmm.core.stopped, undefined);
   }
 });

@@ -3,6 +3,7 @@
  * site a NOP, text RX and rodata R immutable, all other RAM RW NX, CRs pinned, the platform
  * MSRs pinned by the VMM, and the verifier's check of the booted text audited.
  */
+import { gva } from '../../shared/addr.ts';
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine, eptOf } from '../helpers/real-machine.ts';
@@ -32,7 +33,7 @@ realTest('the real kernel boots, locks itself, and the verifier accepts its text
   const sites = m.image.mcountSites.filter((s) => s.section === '.text');
   t.is(sites.length, 38_252);
   t.true(sites.every((s) => {
-    const r = cpu.read(s.address, 5);
+    const r = cpu.read(gva(s.address), 5);
     return r.ok && r.value.every((x, i) => x === NOP5[i]);
   }));
   const boot = m.audit.records().find((r) => r['kind'] === 'kernel-text');
@@ -54,7 +55,7 @@ realTest('after boot, writes to text through any alias and execution of data are
   const alias = 0xffff_8880_0000_0000n + (b._stext - 0xffff_ffff_8000_0000n) + 0x10n;
   const e = k.mm.pageTables.protect(alias & ~0xfffn, (1n << 1n) | (1n << 63n));
   t.is(e, undefined);
-  k.cpu.invlpg(alias);
+  k.cpu.invlpg(gva(alias));
   const w = await m.write(`0x${alias.toString(16)}`, Uint8Array.of(0xcc), 'kernel');
   t.is(w.outcome, 'denied');
   t.regex(w.reason, /ept-violation/);

@@ -2,6 +2,7 @@
  * ftrace on the real kernel: every live site on and off again through the authenticated
  * path; a module's sites can be patched only once the module is verified.
  */
+import { gva } from '../../shared/addr.ts';
 import test from 'ava';
 import { join } from 'node:path';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
@@ -25,7 +26,7 @@ realTest('ftrace on every live site and off again: each site holds the call, the
   const on = await m.ftrace('enable', 'all');
   t.is(on.outcome, 'allowed', on.reason);
   t.true(sites.every((a) => {
-    const r = k.cpu.read(a, 5);
+    const r = k.cpu.read(gva(a), 5);
     if (!r.ok) return false;
     const insn = decodePatchInsn(a, r.value);
     return insn.kind === 'call32' && insn.target === trampoline;
@@ -33,7 +34,7 @@ realTest('ftrace on every live site and off again: each site holds the call, the
   const off = await m.ftrace('disable', 'all');
   t.is(off.outcome, 'allowed', off.reason);
   t.true(sites.every((a) => {
-    const r = k.cpu.read(a, 5);
+    const r = k.cpu.read(gva(a), 5);
     return r.ok && r.value.every((b, i) => b === NOP5[i]);
   }));
   const batches = m.audit.records().filter((r) => r['kind'] === 'text-patch');
@@ -49,7 +50,7 @@ realTest('a module\'s ftrace sites patch only after the module is verified', asy
   const mem = await k.mm.vmalloc(1, PROT.RW, 'modules');
   t.true(mem.ok);
   if (!mem.ok) return;
-  t.true(k.cpu.write(mem.value.va, Uint8Array.from(NOP5)).ok);
+  t.true(k.cpu.write(gva(mem.value.va), Uint8Array.from(NOP5)).ok);
   const early = await m.textPoke(`0x${mem.value.va.toString(16)}`, Uint8Array.of(0xe8, 0, 0, 0, 0), 'ftrace');
   t.is(early.outcome, 'denied');
   const record = m.audit.records().at(-1)!;

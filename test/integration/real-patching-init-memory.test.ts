@@ -8,6 +8,7 @@
  * - "ftrace all" leaves a module's init text alone (ftrace_free_mem after do_init_module).
  * Each still leaves the kernel's text write-protected.
  */
+import { gva } from '../../shared/addr.ts';
 import test, { type TestFn } from 'ava';
 import { join } from 'node:path';
 import { fixtures, needsFixtures } from '../helpers/fixtures.ts';
@@ -21,7 +22,7 @@ test.after.always(disposeForkBases);
 const hex = (a: bigint): string => `0x${a.toString(16)}`;
 
 function bytesAt(m: SimulatedMachine, va: bigint, n: number): number[] {
-  const r = m.vmm.bootCpu.read(va, n);
+  const r = m.vmm.bootCpu.read(gva(va), n);
   if (!r.ok) throw new Error(`cannot read ${hex(va)}`);
   return [...r.value];
 }

@@ -7,6 +7,7 @@
  * site back through the vCPU, and show that a target inside a function, in kernel data or in
  * module data is refused with nothing written, while a module's function is a valid target.
  */
+import { gva } from '../../shared/addr.ts';
 import { vmlinuxTouchupContext } from '../../shared/kernel-image/touchup-tables.ts';
 import { cpuWantsRethunkAt } from '../../shared/x86/touchups/context.ts';
 import test from 'ava';
@@ -26,7 +27,7 @@ function snapshot(m: SimulatedMachine, name: string): { key: bigint; items: Arra
   const key = m.image.systemMap.address(`__SCK__${name}`)!;
   const info = k.staticCalls.key(key)!;
   const read = (at: bigint): Uint8Array => {
-    const r = k.cpu.read(at, 5);
+    const r = k.cpu.read(gva(at), 5);
     if (!r.ok) throw new Error(`cannot read 0x${at.toString(16)}`);
     return r.value;
   };
@@ -68,7 +69,7 @@ realTest('static_call_update on the real kernel: keys move to another function a
   t.is(on.outcome, 'allowed', on.reason);
   t.is(on.reason, 'static_call_update(might_resched, __cond_resched): the trampoline and 592 site(s) patched in 1 batch(es)');
   t.deepEqual(matching(m, 'might_resched', condResched), { total: 593, ok: 593 });
-  const sig = m.kernel!.cpu.read(tramp + 5n, 3);
+  const sig = m.kernel!.cpu.read(gva(tramp + 5n), 3);
   t.true(sig.ok && formatBytes(sig.value) === '0f b9 cc', 'the trampoline signature is untouched');
 
   // And back to the build-time __static_call_return0: call sites become the 5-byte xor.

@@ -13,6 +13,7 @@
  * VIRTIO_BLK_S_IOERR, and the refusal is in the VMM's event log (`dma-refused`) and in the
  * audit log (the VMM's own, or the core's once a verifier is attached).
  */
+import { gpa as physAddr } from '../../shared/addr.ts';
 import test from 'ava';
 import { LAYOUT, PTE, bootSynthetic, lockSyntheticKernel } from '../helpers/synthetic-machine.ts';
 import { VIRTIO_BLK_S, VIRTIO_BLK_T, encodeVirtioBlkRequest } from '../../shared/virtio-blk.ts';
@@ -36,13 +37,13 @@ for (const target of ['text', 'rodata'] as const) {
     const gpa = LAYOUT[target];
 
     // Step 1 (allowed): the attacker stages its payload on the disk from a writable page.
-    mem.write(STAGING, SHELLCODE);
-    mem.write(DESC, encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.OUT, sector: 8n, dataGpa: STAGING, dataLen: 512, statusGpa: STATUS }));
+    mem.write(physAddr(STAGING), SHELLCODE);
+    mem.write(physAddr(DESC), encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.OUT, sector: 8n, dataGpa: STAGING, dataLen: 512, statusGpa: STATUS }));
     t.true(disk.notify(DESC).ok);
 
     // Step 2 (the attack): read it back over the locked page.
-    const before = mem.read(gpa, 4096);
-    mem.write(DESC, encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 8n, dataGpa: gpa, dataLen: 512, statusGpa: STATUS }));
+    const before = mem.read(physAddr(gpa), 4096);
+    mem.write(physAddr(DESC), encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 8n, dataGpa: gpa, dataLen: 512, statusGpa: STATUS }));
     const r = disk.notify(DESC);
 
     t.false(r.ok, 'the DMA must be refused');
@@ -50,8 +51,8 @@ for (const target of ['text', 'rodata'] as const) {
     t.is(e.kind, 'dma-refused');
     t.is(e.refusal?.kind, 'immutable');
     t.regex(e.message, /virtio-blk DMA write of 512 bytes at 0x[0-9a-f]+ refused: frame 0x[0-9a-f]+ is IMMUTABLE in the EPT/);
-    t.deepEqual(mem.read(gpa, 4096), before, `no byte of ${target} changed`);
-    t.is(mem.read(STATUS, 1)[0], VIRTIO_BLK_S.IOERR);
+    t.deepEqual(mem.read(physAddr(gpa), 4096), before, `no byte of ${target} changed`);
+    t.is(mem.read(physAddr(STATUS), 1)[0], VIRTIO_BLK_S.IOERR);
 
     const events = m.vmm.log.byKind('dma-refused');
     t.is(events.length, 1);
@@ -81,9 +82,9 @@ test('a disk read into module pages frozen under verification is refused (no TOC
     port: {
       async verify(r) {
         // While the verifier looks, the attacker rings the doorbell to overwrite the module text.
-        mem.write(DESC, encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 8n, dataGpa: MOD_TEXT, dataLen: 512, statusGpa: STATUS }));
+        mem.write(physAddr(DESC), encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 8n, dataGpa: MOD_TEXT, dataLen: 512, statusGpa: STATUS }));
         duringVerify = disk.notify(DESC);
-        textDuringVerify = mem.read(MOD_TEXT, 16);
+        textDuringVerify = mem.read(physAddr(MOD_TEXT), 16);
         return { v: PROTOCOL_VERSION, id: 1, ok: r.kind === 'module-load', reason: 'ok', plugins: ['stub'], grants: [{ shndx: 1, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC | MEM_ATTR.IMMUTABLE }] };
       },
     },
@@ -92,25 +93,25 @@ test('a disk read into module pages frozen under verification is refused (no TOC
   m.pt.map(MOD_VA, MOD_TEXT, PTE.RW | PTE.NX);
   m.pt.map(BLOB_VA, BLOB, PTE.RW | PTE.NX);
   const code = Uint8Array.of(0x55, 0x48, 0x89, 0xe5, 0xc3);
-  mem.write(MOD_TEXT, code);
-  mem.write(BLOB, new TextEncoder().encode('SIGNED-IMAGE\0mod0'));
-  mem.write(MOD_DESC, encodeModuleDesc({ imageGva: BLOB_VA, imageLen: 12, nameGva: BLOB_VA + 13n, nameLen: 4, sections: [{ shndx: 1, gva: MOD_VA, size: code.length }] }));
+  mem.write(physAddr(MOD_TEXT), code);
+  mem.write(physAddr(BLOB), new TextEncoder().encode('SIGNED-IMAGE\0mod0'));
+  mem.write(physAddr(MOD_DESC), encodeModuleDesc({ imageGva: BLOB_VA, imageLen: 12, nameGva: BLOB_VA + 13n, nameLen: 4, sections: [{ shndx: 1, gva: MOD_VA, size: code.length }] }));
 
   t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, MOD_DESC), 0);
   t.truthy(duringVerify);
   t.false(duringVerify!.ok);
   if (duringVerify && !duringVerify.ok) t.is(duringVerify.error.refusal?.kind, 'frozen');
   t.deepEqual([...textDuringVerify!.subarray(0, 5)], [...code], 'the bytes under verification did not change');
-  t.deepEqual([...mem.read(MOD_TEXT, 5)], [...code], 'the verified bytes are the bytes made executable');
+  t.deepEqual([...mem.read(physAddr(MOD_TEXT), 5)], [...code], 'the verified bytes are the bytes made executable');
   // One trail: the DMA refusal, then the verdict, both in the core's audit log.
   t.deepEqual(audit.records().map((r) => r['event']), ['dma-refused', 'verdict']);
   t.like(audit.records()[0], { refusal: 'frozen', device: 'virtio-blk' });
   t.is(m.vmm.log.byKind('dma-refused').length, 1);
 
   // After the load the text is IMMUTABLE: the same DMA is refused again, as immutable.
-  mem.write(DESC, encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 8n, dataGpa: MOD_TEXT, dataLen: 512, statusGpa: STATUS }));
+  mem.write(physAddr(DESC), encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 8n, dataGpa: MOD_TEXT, dataLen: 512, statusGpa: STATUS }));
   const after = disk.notify(DESC);
   t.false(after.ok);
   if (!after.ok) t.is(after.error.refusal?.kind, 'immutable');
-  t.deepEqual([...mem.read(MOD_TEXT, 5)], [...code]);
+  t.deepEqual([...mem.read(physAddr(MOD_TEXT), 5)], [...code]);
 });

@@ -13,6 +13,7 @@ import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { attackOnRealKernel, eptAt, verdicts } from '../helpers/attack-run.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS, EPT_XU } from '../../hypervisor/ept/permissions.ts';
+import { gpa, gpaToGfn } from '../../shared/addr.ts';
 
 needsFixtures(test)("a module's freed init text no longer executes, old code or shellcode, through any alias", async (t) => {
   const { report, after } = await attackOnRealKernel('exec-freed-module-init-text', {
@@ -30,5 +31,5 @@ needsFixtures(test)("a module's freed init text no longer executes, old code or 
   t.is(after.fetches.length, 2, 'the old init code and the shellcode');
   t.is(after.fetches[0]!.exit.gpa & ~0xfffn, after.fetches[1]!.exit.gpa & ~0xfffn);
   t.is(after.ept & (EPT_R | EPT_W | EPT_XS | EPT_XU | EPT_IMMUTABLE), EPT_R | EPT_W);
-  t.false(after.frames.includes(Number(after.fetches[0]!.exit.gpa >> 12n)), 'the frame left the module');
+  t.false(after.frames.includes(gpaToGfn(gpa(after.fetches[0]!.exit.gpa))), 'the frame left the module');
 });

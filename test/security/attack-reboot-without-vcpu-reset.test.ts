@@ -12,6 +12,7 @@
  * the verifier's state are what boot left, and no lifecycle event happened: only a VMM reset
  * clears them.
  */
+import { gva } from '../../shared/addr.ts';
 import test from 'ava';
 import { needsFixtures } from '../helpers/fixtures.ts';
 import { bootRealMachine } from '../helpers/real-machine.ts';
@@ -33,7 +34,7 @@ needsFixtures(test)('a guest-side reboot that does not reset the vCPUs changes n
   t.true(!cr0.ok && cr0.fault.kind === 'fault' && cr0.fault.cause === 'cr-pin');
   const cr4 = cpu.writeCr(4, 0n);
   t.true(!cr4.ok && cr4.fault.kind === 'fault' && cr4.fault.cause === 'cr-pin');
-  const vector = cpu.fetch(0xfffffff0n, 16);
+  const vector = cpu.fetch(gva(0xfffffff0n), 16);
   t.true(!vector.ok && vector.fault.kind === 'fault' && vector.fault.vector === 'PF');
   t.is(await cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, 0n, 0n), -KVM_STATUS.KVM_EINVAL, 'there is no unpin: a pin of nothing is malformed');
   t.is(await cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0, 'asking for fewer pins removes nothing');
@@ -50,7 +51,7 @@ needsFixtures(test)('a guest-side reboot that does not reset the vCPUs changes n
   cpu.setCpl(0);
   t.true(!user.ok && user.fault.kind === 'fault' && user.fault.cause === 'privileged');
   // The attacker's own writes to the text through the direct map: still the EPT.
-  const alias = cpu.write(physToVirt(textPa) + 0x10n, Uint8Array.of(0xcc));
+  const alias = cpu.write(gva(physToVirt(textPa) + 0x10n), Uint8Array.of(0xcc));
   t.false(alias.ok);
 
   const after = m.vmm.core.saveState();

@@ -6,6 +6,7 @@
  * Expected stop: the verifier's smp-lock plugin denies each, naming the site (audit record
  * ok=false with the reason); the hypercall fails; the bytes at the site are unchanged.
  */
+import { gva } from '../../shared/addr.ts';
 import test from 'ava';
 import { join } from 'node:path';
 import { needsFixtures } from '../helpers/fixtures.ts';
@@ -19,11 +20,11 @@ const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
 async function attempt(m: SimulatedMachine, site: bigint, neu: number): Promise<{ ok: boolean; why: string; after: number }> {
   const k = m.kernel!;
-  const cur = k.cpu.read(site, 1);
+  const cur = k.cpu.read(gva(site), 1);
   if (!cur.ok) throw new Error(`cannot read ${hex(site)}`);
   const mark = m.verdictMark();
   const r = await k.poker.poke([{ kind: 'smp-lock', site, oldBytes: cur.value, newBytes: Uint8Array.of(neu) }]);
-  const after = k.cpu.read(site, 1);
+  const after = k.cpu.read(gva(site), 1);
   return { ok: r.ok, why: m.deniedSince(mark).join(' | '), after: after.ok ? after.value[0]! : -1 };
 }
 
@@ -31,7 +32,7 @@ needsFixtures(test)('smp-lock-patch: lock-prefix patches before the VMM raised t
   const m = await bootRealMachine({ cpu: HOTPLUG });
   t.teardown(() => m.dispose());
   const site = kernelSmpLocks(m.image)[100]!;
-  const before = m.kernel!.cpu.read(site, 1);
+  const before = m.kernel!.cpu.read(gva(site), 1);
   t.true(before.ok && before.value[0] === 0x3e, 'one CPU present: the boot patched the lock prefix to UP (ds)');
 
   const early = await attempt(m, site, 0xf0);
@@ -40,7 +41,7 @@ needsFixtures(test)('smp-lock-patch: lock-prefix patches before the VMM raised t
   t.is(early.after, 0x3e);
 
   t.is((await m.cpuOnline()).outcome, 'allowed');
-  const restored = m.kernel!.cpu.read(site, 1);
+  const restored = m.kernel!.cpu.read(gva(site), 1);
   t.true(restored.ok && restored.value[0] === 0xf0, 'alternatives_enable_smp() restored the lock prefix once the VMM raised the count');
   const off = site + 1n;
   const offSite = await attempt(m, off, 0xf0);

@@ -12,6 +12,7 @@
  * shared page works. The disk cannot be used as a side door: a virtio-blk WRITE from the
  * private page is refused, and the secret never reaches the disk.
  */
+import { gpa } from '../../shared/addr.ts';
 import test from 'ava';
 import { bootSynthetic } from '../helpers/synthetic-machine.ts';
 import { HC, KVM_MAP_GPA_RANGE } from '../../shared/abi.ts';
@@ -23,21 +24,21 @@ const SECRET = new TextEncoder().encode('-----BEGIN PRIVATE KEY----- guest secre
 
 async function protectedGuest() {
   const m = bootSynthetic({ protectedMemory: true });
-  m.vmm.core.memory.write(SECRET_PAGE, SECRET); // the guest's own write
+  m.vmm.core.memory.write(gpa(SECRET_PAGE), SECRET); // the guest's own write
   const r = await m.cpu.vmcall(HC.MAP_GPA_RANGE, BOUNCE, 1n, BigInt(KVM_MAP_GPA_RANGE.DECRYPTED));
   if (r !== 0) throw new Error(`MAP_GPA_RANGE failed: ${r}`);
-  m.vmm.core.memory.write(BOUNCE, new TextEncoder().encode('shared data'));
+  m.vmm.core.memory.write(gpa(BOUNCE), new TextEncoder().encode('shared data'));
   return m;
 }
 
 test('the VMM\'s snapshot path on a private page fails loudly, copies nothing, and is audited', async (t) => {
   const m = await protectedGuest();
-  const r = m.vmm.hostMemory.copyFromGuest('snapshot', SECRET_PAGE, SECRET.length);
+  const r = m.vmm.hostMemory.copyFromGuest('snapshot', gpa(SECRET_PAGE), SECRET.length);
   t.false(r.ok, 'private memory must not be readable by the host');
   if (r.ok) return;
   t.is(r.error.kind, 'private-page');
   t.is(r.error.path, 'snapshot');
-  t.is(r.error.gpa, SECRET_PAGE);
+  t.is<bigint, bigint>(r.error.gpa, SECRET_PAGE);
   t.is(r.error.message, `snapshot: host read of 0x720000+${SECRET.length} refused: frame 0x720 is private guest memory (protected-memory mode; the guest has not shared it with KVM_HC_MAP_GPA_RANGE)`);
   t.false('value' in r, 'no bytes come back');
 
@@ -52,11 +53,11 @@ test('the VMM\'s snapshot path on a private page fails loudly, copies nothing, a
 
 test('a page the guest shared can be read; once it takes it back, it cannot', async (t) => {
   const m = await protectedGuest();
-  const r = m.vmm.hostMemory.copyFromGuest('snapshot', BOUNCE, 11);
+  const r = m.vmm.hostMemory.copyFromGuest('snapshot', gpa(BOUNCE), 11);
   t.true(r.ok);
   if (r.ok) t.is(new TextDecoder().decode(r.value), 'shared data');
   t.is(await m.cpu.vmcall(HC.MAP_GPA_RANGE, BOUNCE, 1n, BigInt(KVM_MAP_GPA_RANGE.ENCRYPTED)), 0);
-  const again = m.vmm.hostMemory.copyFromGuest('snapshot', BOUNCE, 11);
+  const again = m.vmm.hostMemory.copyFromGuest('snapshot', gpa(BOUNCE), 11);
   t.false(again.ok);
   if (!again.ok) t.is(again.error.kind, 'private-page');
 });
@@ -65,7 +66,7 @@ test('the disk is no side door: a virtio-blk write from a private page is refuse
   const m = await protectedGuest();
   const disk = m.vmm.devices.disk;
   // The descriptor and the status byte live in the shared bounce page, as a real driver's would.
-  m.vmm.core.memory.write(BOUNCE, encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.OUT, sector: 0n, dataGpa: SECRET_PAGE, dataLen: 512, statusGpa: BOUNCE + 0x100n }));
+  m.vmm.core.memory.write(gpa(BOUNCE), encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.OUT, sector: 0n, dataGpa: SECRET_PAGE, dataLen: 512, statusGpa: BOUNCE + 0x100n }));
   const r = disk.notify(BOUNCE);
   t.false(r.ok);
   if (!r.ok) {
@@ -74,6 +75,6 @@ test('the disk is no side door: a virtio-blk write from a private page is refuse
     t.is(r.error.status, VIRTIO_BLK_S.IOERR);
   }
   t.true(disk.readSectors(0, 1).every((b) => b === 0), 'nothing reached the disk');
-  t.is(m.vmm.core.memory.read(BOUNCE + 0x100n, 1)[0], VIRTIO_BLK_S.IOERR);
+  t.is(m.vmm.core.memory.read(gpa(BOUNCE + 0x100n), 1)[0], VIRTIO_BLK_S.IOERR);
   t.like(m.vmm.ownAudit.records().at(-1), { event: 'dma-refused', direction: 'from-guest', refusal: 'private', frame: 0x720 });
 });

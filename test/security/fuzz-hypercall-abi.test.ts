@@ -19,6 +19,7 @@
  *
  * `npm test` runs 1,000 runs of 100 hypercalls (100,000 calls); `npm run fuzz` many more.
  */
+import { gfn, gpa, isAddrError, tryGpa, gpaToGfn } from '../../shared/addr.ts';
 import test from 'ava';
 import fc from 'fast-check';
 import { HC, HEKI_ABI_VERSION, KVM_MAP_GPA_RANGE, KVM_STATUS, MEM_ATTR, MEM_ATTR_MASK, PINNABLE, statusName } from '../../shared/abi.ts';
@@ -194,7 +195,7 @@ class Oracle {
 
   constructor(m: SyntheticMachine) {
     this.#m = m;
-    this.#kernelBytes = LOCKED_KERNEL.map((a) => m.vmm.core.memory.read(a, 4096));
+    this.#kernelBytes = LOCKED_KERNEL.map((a) => m.vmm.core.memory.read(gpa(a), 4096));
   }
 
   snap(): Snapshot {
@@ -209,12 +210,12 @@ class Oracle {
     if (ept.generation === this.#scannedAt) return;
     this.#scannedAt = ept.generation;
     for (let f = 0; f < FRAMES; f++) {
-      const p = ept.get(f);
+      const p = ept.get(gfn(f));
       if (p & EPT_W && p & (EPT_XS | EPT_XU)) throw new Error(`${where}: frame ${f} is writable and executable (EPT 0x${p.toString(16)})`);
       if (p & EPT_IMMUTABLE && !this.#immutable.has(f)) this.#immutable.set(f, p & ~EPT_FROZEN);
     }
     for (const [f, p] of this.#immutable) {
-      if ((ept.get(f) & ~EPT_FROZEN) !== p) throw new Error(`${where}: IMMUTABLE frame ${f} changed from 0x${p.toString(16)} to 0x${ept.get(f).toString(16)}`);
+      if ((ept.get(gfn(f)) & ~EPT_FROZEN) !== p) throw new Error(`${where}: IMMUTABLE frame ${f} changed from 0x${p.toString(16)} to 0x${ept.get(gfn(f)).toString(16)}`);
     }
   }
 
@@ -230,7 +231,7 @@ class Oracle {
   /** No byte of the locked kernel changed. */
   kernelBytes(where: string): void {
     LOCKED_KERNEL.forEach((a, k) => {
-      if (!this.#m.vmm.core.memory.read(a, 4096).every((b, j) => b === this.#kernelBytes[k]![j])) throw new Error(`${where}: the locked kernel at 0x${a.toString(16)} changed`);
+      if (!this.#m.vmm.core.memory.read(gpa(a), 4096).every((b, j) => b === this.#kernelBytes[k]![j])) throw new Error(`${where}: the locked kernel at 0x${a.toString(16)} changed`);
     });
   }
 }
@@ -258,9 +259,10 @@ async function runOne(run: Run): Promise<void> {
       oracle.pins(before, `${where}, CR${side.cr} write`);
     } else if (side?.kind === 'dma') {
       const len = side.sectors * 512;
-      core.memory.write(SCRATCH, encodeVirtioBlkRequest({ type: side.type, sector: side.sector, dataGpa: side.dataGpa, dataLen: len, statusGpa: side.statusGpa }));
+      core.memory.write(gpa(SCRATCH), encodeVirtioBlkRequest({ type: side.type, sector: side.sector, dataGpa: side.dataGpa, dataLen: len, statusGpa: side.statusGpa }));
       const permsBefore: number[] = [];
-      if (core.memory.contains(side.dataGpa, len)) for (let a = side.dataGpa & ~0xfffn; a < side.dataGpa + BigInt(len); a += 0x1000n) permsBefore.push(core.ept.get(Number(a >> 12n)));
+      const data = tryGpa(side.dataGpa);
+      if (!isAddrError(data) && core.memory.contains(data, len)) for (let a = side.dataGpa & ~0xfffn; a < side.dataGpa + BigInt(len); a += 0x1000n) permsBefore.push(core.ept.get(gpaToGfn(gpa(a))));
       const r = m.vmm.devices.disk.notify(SCRATCH);
       count(`disk ${r.ok ? r.value.type : r.error.kind}`);
       if (r.ok && r.value.type === 'read' && permsBefore.some((p) => !(p & EPT_W) || p & (EPT_IMMUTABLE | EPT_FROZEN))) throw new Error(`${where}: a disk read wrote into a page the guest may not write`);
@@ -272,8 +274,8 @@ async function runOne(run: Run): Promise<void> {
     let ret: number;
     try {
       if (op.kind === 'protect' && op.list) {
-        core.memory.write(LIST_A, encodeList(op.list.entries, op.list.npages, op.list.next));
-        core.memory.write(LIST_B, encodeList(op.list.second, null, 0n));
+        core.memory.write(gpa(LIST_A), encodeList(op.list.entries, op.list.npages, op.list.next));
+        core.memory.write(gpa(LIST_B), encodeList(op.list.second, null, 0n));
       }
       ret =
         op.kind === 'lock-cr' ? await cpu.vmcall(HC.LOCK_CR_UPDATE, op.a0, op.a1, op.a2)
@@ -305,7 +307,7 @@ async function runOne(run: Run): Promise<void> {
     oracle.pins(before, where);
     if (op.kind === 'map-gpa' && ret === 0) {
       const priv = (op.a2 & BigInt(KVM_MAP_GPA_RANGE.ENCRYPTED)) !== 0n;
-      for (let f = Number(op.a0 >> 12n); f < Number((op.a0 >> 12n) + op.a1); f++) if (core.memoryAttributes.isPrivate(f) !== priv) throw new Error(`${where}: frame ${f} has the wrong attribute`);
+      for (let f = Number(op.a0 >> 12n); f < Number((op.a0 >> 12n) + op.a1); f++) if (core.memoryAttributes.isPrivate(gfn(f)) !== priv) throw new Error(`${where}: frame ${f} has the wrong attribute`);
     }
     oracle.ept(where);
   }
@@ -326,16 +328,16 @@ test('the oracle catches what it must: a W+X frame, a changed IMMUTABLE frame, a
   const oracle = new Oracle(m);
   oracle.ept('start');
   const data = Number(LAYOUT.data >> 12n);
-  core.ept.set(data, EPT_W | EPT_XS);
+  core.ept.set(gfn(data), EPT_W | EPT_XS);
   t.throws(() => oracle.ept('w+x'), { message: /frame \d+ is writable and executable/ });
-  core.ept.set(data, EPT_W);
-  core.ept.set(Number(LAYOUT.text >> 12n), EPT_IMMUTABLE | EPT_W);
+  core.ept.set(gfn(data), EPT_W);
+  core.ept.set(gpaToGfn(gpa(LAYOUT.text)), EPT_IMMUTABLE | EPT_W);
   t.throws(() => oracle.ept('immutable'), { message: /IMMUTABLE frame \d+ changed/ });
   t.is(await m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP, 0n), 0);
   const before = oracle.snap();
   core.pins.resetByVmm();
   t.throws(() => oracle.pins(before, 'unpin'), { message: /a pin of CR4 was cleared/ });
-  core.memory.write(LAYOUT.rodata, Uint8Array.of(0x41));
+  core.memory.write(gpa(LAYOUT.rodata), Uint8Array.of(0x41));
   t.throws(() => oracle.kernelBytes('write'), { message: /the locked kernel at 0x300000 changed/ });
   t.is(CR0.WP & PINNABLE[0], CR0.WP);
 });

@@ -4,6 +4,7 @@
  * Expected stop: the VMM pinned these on the lock (MSR filter, descriptor-table filter): a
  * `msr-write` / `dt-write` exit, the default policy injects #GP, the value is unchanged.
  */
+import { gva } from '../../shared/addr.ts';
 import test from 'ava';
 import { bootSynthetic } from '../helpers/synthetic-machine.ts';
 import { CR4, MSR } from '../../shared/x86/cpu.ts';
@@ -47,6 +48,6 @@ test('a VMM policy that stops on MSR writes stops the VM', async (t) => {
   t.false(r.ok);
   if (!r.ok) t.like(r.fault, { kind: 'stopped', detail: 'LSTAR tampering' });
   t.is(m.vmm.core.stopped, 'LSTAR tampering');
-  const next = m.cpu.read(0xffff_ffff_8100_0000n, 1);
+  const next = m.cpu.read(gva(0xffff_ffff_8100_0000n), 1);
   t.false(next.ok, 'a stopped VM runs nothing');
 });

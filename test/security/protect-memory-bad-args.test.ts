@@ -4,6 +4,7 @@
  * out-of-range ranges, unknown attribute bits, and W+X requests.
  * Expected stop: -KVM_EINVAL, and the EPT is exactly as before (no partial application).
  */
+import { gpa as physAddr } from '../../shared/addr.ts';
 import test from 'ava';
 import { LAYOUT, bootSynthetic, type SyntheticMachine } from '../helpers/synthetic-machine.ts';
 import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
@@ -27,7 +28,7 @@ function rawList(m: SyntheticMachine, gpa: bigint, next: bigint, npages: bigint,
     dv.setBigUint64(32 + i * 24, epa, true);
     dv.setBigUint64(40 + i * 24, perm, true);
   });
-  m.vmm.core.memory.write(gpa, page);
+  m.vmm.core.memory.write(physAddr(gpa), page);
 }
 
 const cases: Array<[string, (m: SyntheticMachine) => bigint]> = [
@@ -108,7 +109,7 @@ const cases: Array<[string, (m: SyntheticMachine) => bigint]> = [
   [
     'a writable and executable range (W^X)',
     (m) => {
-      m.vmm.core.memory.write(LAYOUT.pageList, encodePageList([{ ...good, permissions: R | MEM_ATTR.WRITE | MEM_ATTR.EXEC }], 0n));
+      m.vmm.core.memory.write(physAddr(LAYOUT.pageList), encodePageList([{ ...good, permissions: R | MEM_ATTR.WRITE | MEM_ATTR.EXEC }], 0n));
       return LAYOUT.pageList;
     },
   ],

@@ -5,6 +5,7 @@
  * snapshot and verify, apply, audit, thaw; a denial applies nothing; a step that throws still
  * thaws and audits; and no handler calls a step itself.
  */
+import { gfn, gpa, gva } from '../../shared/addr.ts';
 import test from 'ava';
 import { readdirSync, readFileSync } from 'node:fs';
 import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
@@ -43,7 +44,7 @@ const CASES: Readonly<Record<string, Case>> = {
     nr: HC.HEKI_LOAD_CODE,
     kind: 'code-load',
     setup: (m) => {
-      m.vmm.core.memory.write(DESC, encodeCodeDesc({ what: 'bpf-jit', imageGva: MOD_VA, imageLen: 10, nameGva: NAME_VA, nameLen: 4, keyId: new Uint8Array(8), signature: new Uint8Array(64) }));
+      m.vmm.core.memory.write(gpa(DESC), encodeCodeDesc({ what: 'bpf-jit', imageGva: MOD_VA, imageLen: 10, nameGva: NAME_VA, nameLen: 4, keyId: new Uint8Array(8), signature: new Uint8Array(64) }));
       return [DESC];
     },
     frozen: [frame(MOD_TEXT)],
@@ -56,7 +57,7 @@ const CASES: Readonly<Record<string, Case>> = {
     nr: HC.HEKI_TEXT_PATCH,
     kind: 'text-patch',
     setup: (m) => {
-      m.vmm.core.memory.write(DESC, encodePatchBatch([{ kind: 'ftrace', site: m.kva(LAYOUT.text), oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) }]));
+      m.vmm.core.memory.write(gpa(DESC), encodePatchBatch([{ kind: 'ftrace', site: m.kva(LAYOUT.text), oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) }]));
       return [DESC];
     },
     frozen: [frame(LAYOUT.text)],
@@ -67,7 +68,7 @@ const CASES: Readonly<Record<string, Case>> = {
     nr: HC.HEKI_KEXEC_LOAD,
     kind: 'kexec-image',
     setup: (m) => {
-      m.vmm.core.memory.write(DESC, encodeKexecDesc({ imageGva: BLOB_VA, imageLen: 12, manifestGva: NAME_VA, manifestLen: 4 }));
+      m.vmm.core.memory.write(gpa(DESC), encodeKexecDesc({ imageGva: BLOB_VA, imageLen: 12, manifestGva: NAME_VA, manifestLen: 4 }));
       return [DESC, 0n];
     },
     frozen: [],
@@ -100,8 +101,8 @@ async function traced(c: Case, answer: 'allow' | 'deny' | 'audit-fails') {
   const { m, audit } = withVerifier((r: OutgoingRequest) => {
     if (armed) {
       trace.push('verify');
-      during.frozen = c.frozen.every((f) => (m.vmm.core.ept.get(f) & EPT_FROZEN) !== 0);
-      if (c.writable !== undefined) during.guestWrite = m.cpu.write(c.writable, Uint8Array.of(0xcc)).ok; // TOCTOU attempt
+      during.frozen = c.frozen.every((f) => (m.vmm.core.ept.get(gfn(f)) & EPT_FROZEN) !== 0);
+      if (c.writable !== undefined) during.guestWrite = m.cpu.write(gva(c.writable), Uint8Array.of(0xcc)).ok; // TOCTOU attempt
     }
     if (denyNow) return { ok: false, reason: 'stub: no' };
     if (r.kind === 'module-load') return { ok: true, reason: 'ok', grants };
@@ -151,7 +152,7 @@ for (const [name, c] of Object.entries(CASES)) {
     t.deepEqual(r.folded, c.allowed);
     t.true(r.during.frozen, 'every target frame is frozen while the verifier decides');
     if (c.writable !== undefined) t.false(r.during.guestWrite, 'the guest cannot change the bytes between the snapshot and the verdict');
-    t.true(c.frozen.every((f) => (r.m.vmm.core.ept.get(f) & EPT_FROZEN) === 0), 'thawed');
+    t.true(c.frozen.every((f) => (r.m.vmm.core.ept.get(gfn(f)) & EPT_FROZEN) === 0), 'thawed');
     t.is(r.records.length, 1);
     t.like(r.records[0], { event: 'verdict', kind: c.kind, ok: true, applied: true });
   });
@@ -160,7 +161,7 @@ for (const [name, c] of Object.entries(CASES)) {
     const r = await traced(c, 'deny');
     t.is(r.status, c.denied.status);
     t.is(r.folded.includes('apply'), c.denied.applied, c.denied.applied ? 'a revocation applies regardless' : 'a denial applies nothing');
-    t.true(c.frozen.every((f) => (r.m.vmm.core.ept.get(f) & EPT_FROZEN) === 0), 'thawed');
+    t.true(c.frozen.every((f) => (r.m.vmm.core.ept.get(gfn(f)) & EPT_FROZEN) === 0), 'thawed');
     t.is(r.records.length, 1);
     t.like(r.records[0], { kind: c.kind, ok: false, applied: c.denied.applied });
   });
@@ -169,7 +170,7 @@ for (const [name, c] of Object.entries(CASES)) {
     const r = await traced(c, 'audit-fails');
     t.is(r.status, -KVM_STATUS.KVM_EFAULT);
     t.regex(r.m.vmm.core.stopped ?? '', /internal error in hypercall \d+: audit disk full/);
-    t.true(c.frozen.every((f) => (r.m.vmm.core.ept.get(f) & EPT_FROZEN) === 0), 'thawed');
+    t.true(c.frozen.every((f) => (r.m.vmm.core.ept.get(gfn(f)) & EPT_FROZEN) === 0), 'thawed');
     t.is(r.records.length, 1, 'the failure is audited');
     t.like(r.records[0], { kind: c.kind, ok: true, step: 'audit', error: 'audit disk full', applied: true });
   });

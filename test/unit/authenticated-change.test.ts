@@ -4,6 +4,7 @@
  * change description whose steps write to a trace. What every hypercall does through it is
  * in authenticated-change-hypercalls.test.ts.
  */
+import { gfn } from '../../shared/addr.ts';
 import test from 'ava';
 import { KVM_STATUS } from '../../shared/abi.ts';
 import { PROTOCOL_VERSION, busyVerdict, type Verdict } from '../../shared/protocol.ts';
@@ -14,7 +15,7 @@ import { authenticatedChange, type ChangeCaller, type ChangeSnapshot, type Gated
 import type { VmExit } from '../../hypervisor/exits/exit.ts';
 import { AuditLog } from '../../hypervisor/audit/audit-log.ts';
 
-const FRAMES = [3, 4];
+const FRAMES = [gfn(3), gfn(4)];
 
 interface Rig {
   readonly auth: Authenticator;
@@ -31,7 +32,7 @@ function rig(answer: (trace: string[]) => Verdict | Promise<Verdict>): Rig {
   const ept = new Ept(16);
   const audit = AuditLog.inMemory();
   const trace: string[] = [];
-  const frozen = () => FRAMES.every((f) => (ept.get(f) & EPT_FROZEN) !== 0);
+  const frozen = () => FRAMES.every((f) => (ept.get(gfn(f)) & EPT_FROZEN) !== 0);
   const port: VerifierPort = {
     async verify() {
       trace.push(`verify:${frozen() ? 'frozen' : 'THAWED'}`);
@@ -75,7 +76,7 @@ function change(r: Rig, over: Partial<GatedChange> = {}): GatedChange {
     },
     apply: () => {
       trace.push(`apply:${frozen() ? 'frozen' : 'THAWED'}`);
-      for (const f of FRAMES) auth.setPermissions(f, EPT_R | EPT_XS);
+      for (const f of FRAMES) auth.setPermissions(gfn(f), EPT_R | EPT_XS);
       return { kind: 'applied', audit: { frames: FRAMES.length } };
     },
     ...over,
@@ -87,7 +88,7 @@ test('allowed: snapshot, verify and apply see the frames frozen, the record foll
   t.is(await authenticatedChange(r.caller, r.auth, change(r)), 0);
   t.deepEqual(r.trace, ['snapshot:frozen', 'verify:frozen', 'apply:frozen', 'audit:frozen']);
   t.false(r.frozen(), 'thawed once the change is done');
-  for (const f of FRAMES) t.is(r.ept.get(f), EPT_R | EPT_XS, 'the apply step set permissions, and the thaw kept them');
+  for (const f of FRAMES) t.is(r.ept.get(gfn(f)), EPT_R | EPT_XS, 'the apply step set permissions, and the thaw kept them');
   t.like(r.audit.records()[0], { event: 'verdict', kind: 'test-change', subject: 'frames 3,4', request: 7, ok: true, applied: true, frames: 2 });
   t.is(r.audit.records().length, 1);
 });
@@ -201,14 +202,14 @@ test('reset invariant: a verdict that arrives after the VM was reset is a denial
 test('overlapping changes: a shared frame stays frozen until the last of them is done', async (t) => {
   const releases: Array<() => void> = [];
   const r = rig(() => new Promise<Verdict>((res) => releases.push(() => res(allow()))));
-  const first = authenticatedChange(r.caller, r.auth, change(r, { freeze: [3] }));
-  const second = authenticatedChange(r.caller, r.auth, change(r, { freeze: [3, 4] }));
+  const first = authenticatedChange(r.caller, r.auth, change(r, { freeze: [gfn(3)] }));
+  const second = authenticatedChange(r.caller, r.auth, change(r, { freeze: [gfn(3), gfn(4)] }));
   releases[0]!();
   t.is(await first, 0);
-  t.not(r.ept.get(3) & EPT_FROZEN, 0, 'frame 3 is still under the second verification');
+  t.not(r.ept.get(gfn(3)) & EPT_FROZEN, 0, 'frame 3 is still under the second verification');
   releases[1]!();
   t.is(await second, 0);
-  t.is(r.ept.get(3) & EPT_FROZEN, 0);
+  t.is(r.ept.get(gfn(3)) & EPT_FROZEN, 0);
 });
 
 test('a revocation is applied before the verifier is asked, and audited as applied whatever it says', async (t) => {

@@ -22,6 +22,7 @@
  * again), no dirty flag on a write, CR0.WP ignored, MAXPHYADDR taken as 52, SMAP not lifted by
  * EFLAGS.AC, and no accessed flag on the non-leaf entries of a walk.
  */
+import { gpa } from '../../shared/addr.ts';
 import test from 'ava';
 import { oracle, type OracleAccess, type OracleEnv } from '../helpers/mmu-oracle.ts';
 import { B, GridMachine, TARGET_GPA, buildWalk, describeCase, sameOutcome, subsets, type PageSize } from '../helpers/mmu-grid.ts';
@@ -72,7 +73,7 @@ function runGrid(t: import('ava').ExecutionContext, cases: Iterable<{ size: Page
       // The OS fixes the entries (every right, no reserved bit) without invlpg and retries:
       // the #PF dropped the address's TLB entry, so the retry walks the new tables.
       const fixed = buildWalk(c.size, walkFlags(c.size, B.P | B.RW | B.US | B.A | B.D, UPPER, false));
-      for (const e of fixed) m.core.memory.writeU64(e.gpa, e.value);
+      for (const e of fixed) m.core.memory.writeU64(gpa(e.gpa), e.value);
       const again = oracle(fixed, TARGET_GPA, c.env, c.access);
       const retried = m.access(c.access);
       if (!sameOutcome(retried, again.outcome) && failures.length < 5) {

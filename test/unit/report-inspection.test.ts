@@ -4,6 +4,7 @@
  * into its regions with ro_after_init carved out of .rodata; module sections placed through
  * the guest's page tables, in address order.
  */
+import { gfn, type Gfn } from '../../shared/addr.ts';
 import test from 'ava';
 import { inspectMachine, mergeRuns } from '../../machine/inspection.ts';
 import { EPT_IMMUTABLE, EPT_R, EPT_W, EPT_XS } from '../../hypervisor/ept/permissions.ts';
@@ -86,9 +87,9 @@ test('the kernel is split into its regions, ro_after_init carved out of .rodata,
 
 test('module sections are placed through the page tables, in address order, empty ones left out', (t) => {
   const base = 0xffffffffc0100000n;
-  const frames = new Map<bigint, number>([
-    [base, 0x4e00],
-    [base + 0x1000n, 0x4e07],
+  const frames = new Map<bigint, Gfn>([
+    [base, gfn(0x4e00)],
+    [base + 0x1000n, gfn(0x4e07)],
   ]);
   const ins = inspectMachine({
     memoryBytes: 1 << 30,

@@ -4,6 +4,7 @@
  * parked; refuse: the write does nothing), KVM_HC_HEKI_KEXEC refused with nothing staged, the
  * VMM's reset clearing what only it may clear, and the state ioctls' invariants.
  */
+import { gpaToGfn, gpa } from '../../shared/addr.ts';
 import test from 'ava';
 import { bootSynthetic, lockSyntheticKernel, LAYOUT } from '../helpers/synthetic-machine.ts';
 import { HC, KEXEC_FLAG, KVM_STATUS } from '../../shared/abi.ts';
@@ -130,7 +131,7 @@ test('core state is not saved while a frame is frozen for a verification', (t) =
   const m = bootSynthetic();
   // No verifier: freeze through the EPT the way the authenticator does, then check the
   // saved state never records FROZEN.
-  m.vmm.core.ept.freeze(Number(LAYOUT.data >> 12n));
+  m.vmm.core.ept.freeze(gpaToGfn(gpa(LAYOUT.data)));
   const s = m.vmm.core.saveState();
   t.true(s.ok && s.value.ept.every(([, , p]) => (p & EPT_FROZEN) === 0));
 });

@@ -3,6 +3,7 @@
  * -KVM_EAGAIN, the VMM sees no denial exit, nothing changes, the audit record says
  * `retryable: true`, and the same call succeeds when the verifier has room again.
  */
+import { gpa, gpaToGfn } from '../../shared/addr.ts';
 import test from 'ava';
 import { LAYOUT, lockSyntheticKernel } from '../helpers/synthetic-machine.ts';
 import { withVerifier } from '../helpers/stub-verifier-machine.ts';
@@ -43,20 +44,20 @@ test('text patch: entries stay "not applied" (not "denied"), bytes unchanged, fr
   const { m, setBusy } = machine();
   const site = m.kva(LAYOUT.text);
   const batch = encodePatchBatch([{ kind: 'ftrace', site, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) }]);
-  m.vmm.core.memory.write(0x90_0000n, batch);
+  m.vmm.core.memory.write(gpa(0x90_0000n), batch);
   t.is(await m.cpu.vmcall(HC.HEKI_TEXT_PATCH, 0x90_0000n), -KVM_STATUS.KVM_EAGAIN);
-  t.deepEqual(patchStatuses(m.vmm.core.memory.read(0x90_0000n, batch.length)), [PATCH_STATUS.NOT_APPLIED]);
-  t.deepEqual([...m.vmm.core.memory.read(LAYOUT.text, 5)], [0x0f, 0x1f, 0x44, 0x00, 0x00]);
-  t.is(m.vmm.core.ept.get(Number(LAYOUT.text >> 12n)) & 0x20, 0, 'thawed');
+  t.deepEqual(patchStatuses(m.vmm.core.memory.read(gpa(0x90_0000n), batch.length)), [PATCH_STATUS.NOT_APPLIED]);
+  t.deepEqual([...m.vmm.core.memory.read(gpa(LAYOUT.text), 5)], [0x0f, 0x1f, 0x44, 0x00, 0x00]);
+  t.is(m.vmm.core.ept.get(gpaToGfn(gpa(LAYOUT.text))) & 0x20, 0, 'thawed');
   setBusy(false);
   t.is(await m.cpu.vmcall(HC.HEKI_TEXT_PATCH, 0x90_0000n), 0);
-  t.deepEqual([...m.vmm.core.memory.read(LAYOUT.text, 5)], [0xe8, 1, 2, 3, 4]);
+  t.deepEqual([...m.vmm.core.memory.read(gpa(LAYOUT.text), 5)], [0xe8, 1, 2, 3, 4]);
 });
 
 test('set memory: -KVM_EAGAIN and the permissions are unchanged', async (t) => {
   const { m, audit } = machine();
-  const before = m.vmm.core.ept.get(Number(LAYOUT.data >> 12n));
+  const before = m.vmm.core.ept.get(gpaToGfn(gpa(LAYOUT.data)));
   t.is(await m.cpu.vmcall(HC.HEKI_SET_MEMORY, m.kva(LAYOUT.data), 1n, BigInt(MEM_ATTR.READ)), -KVM_STATUS.KVM_EAGAIN);
-  t.is(m.vmm.core.ept.get(Number(LAYOUT.data >> 12n)), before);
+  t.is(m.vmm.core.ept.get(gpaToGfn(gpa(LAYOUT.data))), before);
   t.like(audit.records()[0], { kind: 'set-memory', retryable: true });
 });

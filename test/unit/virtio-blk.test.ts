@@ -2,6 +2,7 @@
  * The emulated virtio-blk disk: requests through a descriptor in guest memory and the
  * doorbell, every guest-memory access a DMA through the port that obeys the EPT.
  */
+import { gpa, gpaToGfn } from '../../shared/addr.ts';
 import test from 'ava';
 import { LAYOUT, bootSynthetic, lockSyntheticKernel } from '../helpers/synthetic-machine.ts';
 import { VIRTIO_BLK_S, VIRTIO_BLK_T, encodeVirtioBlkRequest, decodeVirtioBlkRequest, VIRTIO_BLK_DESC_SIZE, type VirtioBlkStatus } from '../../shared/virtio-blk.ts';
@@ -22,8 +23,8 @@ function machine() {
 }
 
 function submit(m: ReturnType<typeof machine>, req: Parameters<typeof encodeVirtioBlkRequest>[0]) {
-  m.mem.write(DESC, encodeVirtioBlkRequest(req));
-  m.mem.write(STATUS, Uint8Array.of(0xff));
+  m.mem.write(gpa(DESC), encodeVirtioBlkRequest(req));
+  m.mem.write(gpa(STATUS), Uint8Array.of(0xff));
   return m.disk.notify(DESC);
 }
 
@@ -42,19 +43,19 @@ test('a read copies sectors into a writable guest buffer and writes status OK', 
   const r = submit(m, { type: VIRTIO_BLK_T.IN, sector: 4n, dataGpa: BUF, dataLen: 1024, statusGpa: STATUS });
   t.true(r.ok);
   if (r.ok) t.like(r.value, { type: 'read', sector: 4n, bytes: 1024, status: VIRTIO_BLK_S.OK });
-  t.deepEqual(m.mem.read(BUF, 1024), m.pattern);
-  t.is(m.mem.read(STATUS, 1)[0], VIRTIO_BLK_S.OK);
+  t.deepEqual(m.mem.read(gpa(BUF), 1024), m.pattern);
+  t.is(m.mem.read(gpa(STATUS), 1)[0], VIRTIO_BLK_S.OK);
   t.is(m.m.vmm.log.byKind('dma-refused').length, 0);
 });
 
 test('a write copies guest bytes to the disk', (t) => {
   const m = machine();
   const data = new Uint8Array(512).fill(0x5a);
-  m.mem.write(BUF, data);
+  m.mem.write(gpa(BUF), data);
   const r = submit(m, { type: VIRTIO_BLK_T.OUT, sector: 100n, dataGpa: BUF, dataLen: 512, statusGpa: STATUS });
   t.true(r.ok);
   t.deepEqual(m.disk.readSectors(100, 1), data);
-  t.is(m.mem.read(STATUS, 1)[0], VIRTIO_BLK_S.OK);
+  t.is(m.mem.read(gpa(STATUS), 1)[0], VIRTIO_BLK_S.OK);
 });
 
 test('a read spanning pages checks every page: one non-writable page refuses the whole transfer', async (t) => {
@@ -62,7 +63,7 @@ test('a read spanning pages checks every page: one non-writable page refuses the
   t.is(await lockSyntheticKernel(m.m), 0);
   // The buffer straddles a writable page (the last one below text) and the locked text page.
   const straddle = LAYOUT.text - 512n;
-  const before = m.mem.read(straddle, 1024);
+  const before = m.mem.read(gpa(straddle), 1024);
   const r = submit(m, { type: VIRTIO_BLK_T.IN, sector: 4n, dataGpa: straddle, dataLen: 1024, statusGpa: STATUS });
   t.false(r.ok);
   if (!r.ok) {
@@ -71,13 +72,13 @@ test('a read spanning pages checks every page: one non-writable page refuses the
     t.is(r.error.refusal?.kind, 'immutable');
     t.is(r.error.refusal?.frame, Number(LAYOUT.text >> 12n));
   }
-  t.deepEqual(m.mem.read(straddle, 1024), before, 'not even the writable half was written');
-  t.is(m.mem.read(STATUS, 1)[0], VIRTIO_BLK_S.IOERR);
+  t.deepEqual(m.mem.read(gpa(straddle), 1024), before, 'not even the writable half was written');
+  t.is(m.mem.read(gpa(STATUS), 1)[0], VIRTIO_BLK_S.IOERR);
 });
 
 test('a read into a non-writable (but not immutable) page is refused as not-writable', async (t) => {
   const m = machine();
-  m.m.vmm.core.ept.set(Number(BUF >> 12n), EPT_R);
+  m.m.vmm.core.ept.set(gpaToGfn(gpa(BUF)), EPT_R);
   const r = submit(m, { type: VIRTIO_BLK_T.IN, sector: 4n, dataGpa: BUF, dataLen: 512, statusGpa: STATUS });
   t.false(r.ok);
   if (!r.ok) t.is(r.error.refusal?.kind, 'not-writable');
@@ -85,8 +86,8 @@ test('a read into a non-writable (but not immutable) page is refused as not-writ
 
 test('a write from a page the EPT makes unreadable is refused and the disk is unchanged', (t) => {
   const m = machine();
-  m.mem.write(BUF, new Uint8Array(512).fill(1));
-  m.m.vmm.core.ept.set(Number(BUF >> 12n), 0); // no permissions at all
+  m.mem.write(gpa(BUF), new Uint8Array(512).fill(1));
+  m.m.vmm.core.ept.set(gpaToGfn(gpa(BUF)), 0); // no permissions at all
   const r = submit(m, { type: VIRTIO_BLK_T.OUT, sector: 4n, dataGpa: BUF, dataLen: 512, statusGpa: STATUS });
   t.false(r.ok);
   if (!r.ok) t.is(r.error.refusal?.kind, 'not-readable');
@@ -112,7 +113,7 @@ test('malformed requests: unsupported type, bad length, out of range, reserved b
       t.is(r.error.kind, kind, r.error.message);
       t.is(r.error.status, status);
     }
-    t.is(m.mem.read(STATUS, 1)[0], status);
+    t.is(m.mem.read(gpa(STATUS), 1)[0], status);
   }
   t.is(m.disk.stats.failed, cases.length);
 });
@@ -120,14 +121,14 @@ test('malformed requests: unsupported type, bad length, out of range, reserved b
 test('a status byte the device may not write stops the request before any data moves', async (t) => {
   const m = machine();
   t.is(await lockSyntheticKernel(m.m), 0);
-  const before = m.mem.read(BUF, 512);
+  const before = m.mem.read(gpa(BUF), 512);
   const r = submit(m, { type: VIRTIO_BLK_T.IN, sector: 4n, dataGpa: BUF, dataLen: 512, statusGpa: LAYOUT.rodata });
   t.false(r.ok);
   if (!r.ok) {
     t.is(r.error.kind, 'status-unwritable');
     t.is(r.error.status, undefined);
   }
-  t.deepEqual(m.mem.read(BUF, 512), before);
+  t.deepEqual(m.mem.read(gpa(BUF), 512), before);
   t.is(m.m.vmm.log.byKind('dma-refused').length, 1);
 });
 
@@ -158,17 +159,17 @@ test('protected mode: the disk works on shared pages and is refused on private o
   // The driver shares its descriptor/status page and one bounce buffer (as swiotlb does).
   t.is(await m.cpu.vmcall(HC.MAP_GPA_RANGE, DESC, 1n, BigInt(KVM_MAP_GPA_RANGE.DECRYPTED)), 0);
   t.is(await m.cpu.vmcall(HC.MAP_GPA_RANGE, BUF, 1n, BigInt(KVM_MAP_GPA_RANGE.DECRYPTED)), 0);
-  mem.write(DESC, encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 0n, dataGpa: BUF, dataLen: 512, statusGpa: STATUS }));
+  mem.write(gpa(DESC), encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 0n, dataGpa: BUF, dataLen: 512, statusGpa: STATUS }));
   t.true(disk.notify(DESC).ok);
-  t.is(mem.read(BUF, 1)[0], 0x42);
+  t.is(mem.read(gpa(BUF), 1)[0], 0x42);
   const priv = BUF + 0x1000n;
-  mem.write(DESC, encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 0n, dataGpa: priv, dataLen: 512, statusGpa: STATUS }));
+  mem.write(gpa(DESC), encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 0n, dataGpa: priv, dataLen: 512, statusGpa: STATUS }));
   const r = disk.notify(DESC);
   t.false(r.ok);
   if (!r.ok) {
     t.is(r.error.refusal?.kind, 'private');
     t.is(r.error.status, VIRTIO_BLK_S.IOERR);
   }
-  t.is(mem.read(priv, 1)[0], 0);
+  t.is(mem.read(gpa(priv), 1)[0], 0);
   t.like(m.vmm.ownAudit.records()[0], { event: 'dma-refused', device: 'virtio-blk', direction: 'to-guest', refusal: 'private' });
 });

@@ -4,6 +4,7 @@
  * that no longer reads images already on disks and in snapshot files fails here. Such a change
  * needs a new version (and a new fixture), with this one refused by name or still read.
  */
+import { gpa } from '../../shared/addr.ts';
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { checkVmImage, decodeVmImage } from '../../shared/vm-image.ts';
@@ -48,7 +49,7 @@ test('the stored image restores into a fresh VM: memory, every protection, the V
   t.deepEqual(saved.value.crFilter, { cr0: 1n << 16n, cr4: 1n << 20n, cr3: false, descriptorTables: true });
   t.deepEqual(saved.value.ept, [[0x100, 16, EPT_R | EPT_IMMUTABLE]]);
   for (const frame of [0, 0x100, 0x3ff]) {
-    const page = vmm.hostMemory.copyFromGuest('snapshot', BigInt(frame) * 4096n, 4096);
+    const page = vmm.hostMemory.copyFromGuest('snapshot', gpa(BigInt(frame) * 4096n), 4096);
     t.true(page.ok && page.value.every((b, i) => b === ((i * 7 + frame) & 0xff)), `page ${frame} is back`);
   }
   t.true(vmm.platformPinned);

@@ -4,6 +4,7 @@
  * their verdicts under one sequence number), and that a watcher which throws changes nothing
  * the VM does.
  */
+import { gfn, gpa, gva } from '../../shared/addr.ts';
 import test from 'ava';
 import { LAYOUT, PTE, bootSynthetic, lockSyntheticKernel, protect, type SyntheticMachine } from '../helpers/synthetic-machine.ts';
 import { HC, KVM_STATUS, MEM_ATTR } from '../../shared/abi.ts';
@@ -75,13 +76,13 @@ async function scenario(observer: VmObserver | undefined, port: VerifierPort): P
   // 16 data pages at once: one EPT run.
   rets.push(await protect(m, [{ pa: 0x100_0000n, epa: 0x101_0000n, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE }]));
   const batch = encodePatchBatch([{ kind: 'ftrace', site: m.kva(LAYOUT.text), oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) }]);
-  m.vmm.core.memory.write(DESC, batch);
+  m.vmm.core.memory.write(gpa(DESC), batch);
   rets.push(await m.cpu.vmcall(HC.HEKI_TEXT_PATCH, DESC));
   rets.push(await m.cpu.vmcall(999));
   // A writable alias of locked rodata: the page tables allow the write, the EPT refuses it.
   const alias = 0xffff_c900_0000_0000n;
   m.pt.map(alias, LAYOUT.rodata, PTE.RW | PTE.NX);
-  const write = m.cpu.write(alias, Uint8Array.of(0xcc)).ok;
+  const write = m.cpu.write(gva(alias), Uint8Array.of(0xcc)).ok;
   m.vmm.reset({ clearMemory: false, why: 'test reboot' });
   return { m, audit, rets, write };
 }
@@ -165,17 +166,17 @@ test('a watcher that throws changes nothing the VM does', async (t) => {
     watched.m.vmm.log.exits().map((e) => [e.exit.reason, e.action]),
     plain.m.vmm.log.exits().map((e) => [e.exit.reason, e.action]),
   );
-  t.deepEqual([...watched.m.vmm.core.memory.read(LAYOUT.text, 5)], [...plain.m.vmm.core.memory.read(LAYOUT.text, 5)]);
+  t.deepEqual([...watched.m.vmm.core.memory.read(gpa(LAYOUT.text), 5)], [...plain.m.vmm.core.memory.read(gpa(LAYOUT.text), 5)]);
 });
 
 test('EPT runs: contiguous frames with equal permissions coalesce; a gap or other permissions starts a new run', (t) => {
   const got: EptUpdateEvent[] = [];
   const ept = new Ept(4096);
   ept.watch(new EptRuns((e) => got.push(e)));
-  ept.setRange(10, 100, EPT_R);
-  ept.set(110, EPT_R);
-  ept.set(111, EPT_R | EPT_W);
-  ept.set(200, EPT_R | EPT_W);
+  ept.setRange(gfn(10), 100, EPT_R);
+  ept.set(gfn(110), EPT_R);
+  ept.set(gfn(111), EPT_R | EPT_W);
+  ept.set(gfn(200), EPT_R | EPT_W);
   ept.reset();
   t.deepEqual(
     got.map((e) => [e.first, e.count, e.perms]),
@@ -188,6 +189,6 @@ test('EPT runs: contiguous frames with equal permissions coalesce; a gap or othe
   );
   // Unwatched: nothing more is reported.
   ept.watch(undefined);
-  ept.set(5, EPT_R);
+  ept.set(gfn(5), EPT_R);
   t.is(got.length, 4);
 });

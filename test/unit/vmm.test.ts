@@ -1,4 +1,5 @@
 import test from 'ava';
+import { gva, gpaToGfn, gpa } from '../../shared/addr.ts';
 import { bootSynthetic } from '../helpers/synthetic-machine.ts';
 import { EXIT_HANDLERS, PINNED_MSRS } from '../../hypervisor/index.ts';
 import { EXIT_REASONS } from '../../shared/exit-reasons.ts';
@@ -24,9 +25,9 @@ test('accepting the CR lock pins every platform MSR the VMM names', async (t) =>
 test('a policy answering resume to an EPT violation is overruled to inject', async (t) => {
   const m = bootSynthetic({ policy: { 'ept-violation': () => ({ action: 'resume' }) } });
   t.is(await lockSyntheticKernel(m), 0);
-  m.vmm.core.ept.set(Number(LAYOUT.user >> 12n), MEM_ATTR.READ);
+  m.vmm.core.ept.set(gpaToGfn(gpa(LAYOUT.user)), MEM_ATTR.READ);
   m.cpu.setAc(true); // pass SMAP so that the EPT is what refuses
-  const r = m.cpu.write(LAYOUT.userVa, Uint8Array.of(1));
+  const r = m.cpu.write(gva(LAYOUT.userVa), Uint8Array.of(1));
   t.false(r.ok);
   const ev = m.vmm.log.byReason('ept-violation');
   t.is(ev[0]!.action, 'inject');

@@ -26,6 +26,7 @@ import type { PatchRecords } from '../../../shared/ring/patch-records.ts';
 import type { OutgoingRequest } from '../../verifier-link/verifier-link.ts';
 import type { VmCore } from '../vm-core.ts';
 import type { Authenticator } from './authenticator.ts';
+import type { Gfn } from '../../../shared/addr.ts';
 
 /** Fields a change adds to its audit records (after `applied`). */
 export type AuditFields = Readonly<Record<string, string | number | boolean | null>>;
@@ -76,7 +77,7 @@ interface ChangeBase {
 export interface GatedChange extends ChangeBase {
   readonly gate: 'verdict';
   /** The frames the guest must not write from the snapshot until after the apply. */
-  readonly freeze: Iterable<number>;
+  readonly freeze: Iterable<Gfn>;
   /** Copies the frozen bytes into the question (or finds the input invalid, or refuses). */
   snapshot(): ChangeSnapshot;
   /** Applies an allowed verdict; runs while the frames are still frozen. */
@@ -117,7 +118,7 @@ export async function authenticatedChange(caller: ChangeCaller, auth: Authentica
   // What the audit says was applied if a step throws: nothing until the apply (or revoke)
   // step starts, then unknown (null) until it returns.
   let applied: boolean | null = false;
-  let frozen: number[] = [];
+  let frozen: Gfn[] = [];
   const record: Recorder = (v, applied, fields = {}) => auth.record(change.kind, change.subject, v, { applied, ...change.audit, ...fields });
   try {
     if (change.gate === 'none') {

@@ -18,6 +18,7 @@ import type { OutgoingRequest } from '../../verifier-link/verifier-link.ts';
 import type { AuditLog } from '../../audit/audit-log.ts';
 import type { Ept } from '../../ept/ept.ts';
 import type { PatchRecords } from '../../../shared/ring/patch-records.ts';
+import { gfn, gpa, gpaToGfn, type Gfn } from '../../../shared/addr.ts';
 
 /**
  * What the core and the VMM need of the verifier: one call that never rejects, and two
@@ -65,22 +66,22 @@ export interface KernelRegion {
 export interface ModuleRecord {
   readonly name: string;
   /** Every frame of every section, with the EPT bits it had before the load. */
-  readonly frames: ReadonlyMap<number, number>;
+  readonly frames: ReadonlyMap<Gfn, number>;
   /** Text pages: virtual page -> frame. */
-  readonly textPages: ReadonlyMap<bigint, number>;
+  readonly textPages: ReadonlyMap<bigint, Gfn>;
   /**
    * The frames of each section (by section index) as the core resolved them at the load, so a
    * later change to some sections (KVM_HC_HEKI_FREE_MODULE_INIT) never goes through the
    * guest's page tables again. Absent in records restored from images made before it.
    */
-  readonly sections?: ReadonlyMap<number, readonly number[]>;
+  readonly sections?: ReadonlyMap<number, readonly Gfn[]>;
 }
 
 /** A verified code image (eBPF JIT, trampoline). */
 export interface CodeRecord {
   readonly name: string;
-  readonly frames: ReadonlyMap<number, number>;
-  readonly textPages: ReadonlyMap<bigint, number>;
+  readonly frames: ReadonlyMap<Gfn, number>;
+  readonly textPages: ReadonlyMap<bigint, Gfn>;
 }
 
 const PAGE = 4096n;
@@ -113,9 +114,9 @@ export class Authenticator {
   readonly modules = new Map<string, ModuleRecord>();
   readonly codeImages = new Map<string, CodeRecord>();
   readonly #ept: Ept;
-  readonly #frozen = new Map<number, number>();
+  readonly #frozen = new Map<Gfn, number>();
   /** Trusted code pages: virtual page -> frame. */
-  readonly #codePages = new Map<bigint, number>();
+  readonly #codePages = new Map<bigint, Gfn>();
   #retired = false;
 
   constructor(config: { port: VerifierPort; vm: string; audit: AuditLog; kernelRegions: readonly KernelRegion[] }, ept: Ept) {
@@ -127,7 +128,7 @@ export class Authenticator {
     for (const r of config.kernelRegions) {
       if (!r.name.startsWith('.text') && r.name !== '.init.text') continue;
       for (let off = 0n; off < BigInt(r.size); off += PAGE) {
-        this.#codePages.set((r.vaddr + off) & ~(PAGE - 1n), Number((r.paddr + off) >> 12n));
+        this.#codePages.set((r.vaddr + off) & ~(PAGE - 1n), gpaToGfn(gpa(r.paddr + off)));
       }
     }
   }
@@ -172,39 +173,43 @@ export class Authenticator {
     this.bootEnded = state.bootEnded;
     this.modules.clear();
     this.codeImages.clear();
-    for (const m of state.modules) {
-      this.modules.set(m.name, { name: m.name, frames: new Map(m.frames), textPages: new Map(m.textPages), ...(m.sections ? { sections: new Map(m.sections.map(([i, f]) => [i, [...f]])) } : {}) });
-    }
-    for (const c of state.codeImages) this.codeImages.set(c.name, { name: c.name, frames: new Map(c.frames), textPages: new Map(c.textPages) });
+    // The saved state is data (a snapshot image): its frame numbers are validated on the way in.
+    const rec = (r: AuthenticatorState['codeImages'][number]) => ({
+      name: r.name,
+      frames: new Map(r.frames.map(([f, p]) => [gfn(f), p] as const)),
+      textPages: new Map(r.textPages.map(([va, f]) => [va, gfn(f)] as const)),
+    });
+    for (const m of state.modules) this.modules.set(m.name, { ...rec(m), ...(m.sections ? { sections: new Map(m.sections.map(([i, f]) => [i, f.map((x) => gfn(x))])) } : {}) });
+    for (const c of state.codeImages) this.codeImages.set(c.name, rec(c));
     this.#codePages.clear();
-    for (const [va, f] of state.codePages) this.#codePages.set(va, f);
+    for (const [va, f] of state.codePages) this.#codePages.set(va, gfn(f));
   }
 
   /** True when `frame` belongs to a verified module or code image. */
-  ownsFrame(frame: number): boolean {
+  ownsFrame(frame: Gfn): boolean {
     for (const m of this.modules.values()) if (m.frames.has(frame)) return true;
     for (const c of this.codeImages.values()) if (c.frames.has(frame)) return true;
     return false;
   }
 
   /** The frame of verified code at virtual address `va`, or undefined. */
-  codeFrame(va: bigint): number | undefined {
+  codeFrame(va: bigint): Gfn | undefined {
     return this.#codePages.get(va & ~(PAGE - 1n));
   }
 
   /** Adds verified code pages to the trusted map. */
-  addCode(pages: ReadonlyMap<bigint, number>): void {
+  addCode(pages: ReadonlyMap<bigint, Gfn>): void {
     if (this.#retired) return;
     for (const [va, f] of pages) this.#codePages.set(va, f);
   }
 
   /** Removes code pages from the trusted map. */
-  removeCode(pages: ReadonlyMap<bigint, number>): void {
+  removeCode(pages: ReadonlyMap<bigint, Gfn>): void {
     for (const va of pages.keys()) this.#codePages.delete(va);
   }
 
   /** Freeze: the guest can no longer write these frames until {@link thaw}. */
-  freeze(frames: Iterable<number>): number[] {
+  freeze(frames: Iterable<Gfn>): Gfn[] {
     const list = [...new Set(frames)];
     if (this.#retired) return [];
     for (const f of list) {
@@ -216,7 +221,7 @@ export class Authenticator {
   }
 
   /** Ends one freeze of these frames; a frame thaws when its last freeze ends. */
-  thaw(frames: readonly number[]): void {
+  thaw(frames: readonly Gfn[]): void {
     if (this.#retired) return;
     for (const f of frames) {
       const n = this.#frozen.get(f) ?? 0;
@@ -230,7 +235,7 @@ export class Authenticator {
   }
 
   /** Sets a frame's permissions while keeping its FROZEN state (the core's apply step). */
-  setPermissions(frame: number, perms: number): void {
+  setPermissions(frame: Gfn, perms: number): void {
     if (this.#retired) return;
     this.#ept.setKeepingFrozen(frame, perms);
   }

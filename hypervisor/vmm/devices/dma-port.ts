@@ -17,7 +17,7 @@
  * VMM's log and a `dma-refused` audit record. The bytes then move through the device's named
  * copy path in HostMemory.
  */
-import { PAGE_SHIFT, hex } from '../../../shared/addr.ts';
+import { framesOfRange, hex, isAddrError, tryGpa, type Gfn, type GuestPhysAddr } from '../../../shared/addr.ts';
 import { type Result, err, ok } from '../../../shared/result.ts';
 import { EPT_FROZEN, EPT_IMMUTABLE, EPT_R, EPT_W, eptString } from '../../ept/permissions.ts';
 import type { EptView } from '../../ept/ept.ts';
@@ -65,17 +65,27 @@ export class DmaPort {
     this.#sink = sink;
   }
 
-  /** What a transfer would run into, without recording or moving anything. */
+  /**
+   * What a transfer would run into, without recording or moving anything. TRUST: `gpa` is the
+   * guest's (a virtqueue descriptor's address): this is where it becomes a guest-physical
+   * address, or a refusal.
+   */
   check(direction: 'to-guest' | 'from-guest', gpa: bigint, len: number): DmaRefusal | undefined {
+    const r = this.#range(direction, gpa, len);
+    return typeof r === 'bigint' ? undefined : r;
+  }
+
+  /** The validated start of the transfer, or its refusal. */
+  #range(direction: 'to-guest' | 'from-guest', raw: bigint, len: number): GuestPhysAddr | DmaRefusal {
     const verb = direction === 'to-guest' ? 'write' : 'read';
-    const what = `${this.device} DMA ${verb} of ${len} bytes at ${hex(gpa)}`;
-    if (!Number.isSafeInteger(len) || len < 0 || gpa < 0n || gpa + BigInt(len) > this.#host.size) {
-      return { kind: 'outside-memory', device: this.device, direction, gpa, len, frame: -1, perms: 0, message: `${what} refused: outside guest memory [0, ${hex(this.#host.size)})` };
+    const what = `${this.device} DMA ${verb} of ${len} bytes at ${hex(raw)}`;
+    const gpa = tryGpa(raw);
+    if (!Number.isSafeInteger(len) || len < 0 || isAddrError(gpa) || gpa + BigInt(len) > this.#host.size) {
+      return { kind: 'outside-memory', device: this.device, direction, gpa: raw, len, frame: -1, perms: 0, message: `${what} refused: outside guest memory [0, ${hex(this.#host.size)})` };
     }
-    if (len === 0) return undefined;
-    const first = Number(gpa >> BigInt(PAGE_SHIFT));
-    const last = Number((gpa + BigInt(len) - 1n) >> BigInt(PAGE_SHIFT));
-    for (let f = first; f <= last; f++) {
+    if (len === 0) return gpa;
+    const { first, end } = framesOfRange(gpa, gpa + BigInt(len));
+    for (let f: Gfn = first; f < end; f++) {
       const perms = this.#ept.get(f);
       let kind: Exclude<DmaRefusalKind, 'outside-memory'> | undefined;
       if (direction === 'to-guest') {
@@ -91,7 +101,7 @@ export class DmaPort {
           kind,
           device: this.device,
           direction,
-          gpa,
+          gpa: raw,
           len,
           frame: f,
           perms,
@@ -99,7 +109,7 @@ export class DmaPort {
         };
       }
     }
-    return undefined;
+    return gpa;
   }
 
   /**
@@ -114,9 +124,9 @@ export class DmaPort {
 
   /** The device writes `bytes` into guest memory at `gpa`: all of it, or nothing. */
   writeToGuest(gpa: bigint, bytes: Uint8Array): Result<void, DmaRefusal> {
-    const refusal = this.check('to-guest', gpa, bytes.length);
-    if (refusal) return err(this.#refuse(refusal));
-    const r = this.#host.copyToGuest(this.device, gpa, bytes);
+    const at = this.#range('to-guest', gpa, bytes.length);
+    if (typeof at !== 'bigint') return err(this.#refuse(at));
+    const r = this.#host.copyToGuest(this.device, at, bytes);
     // INVARIANT: check() covered range and privacy, so the copy path cannot refuse.
     if (!r.ok) throw new Error(`internal: DMA port checked ${hex(gpa)}+${bytes.length} but the copy path refused: ${r.error.message}`);
     this.stats.toGuest++;
@@ -125,9 +135,9 @@ export class DmaPort {
 
   /** The device reads `len` bytes of guest memory at `gpa`. */
   readFromGuest(gpa: bigint, len: number): Result<Uint8Array, DmaRefusal> {
-    const refusal = this.check('from-guest', gpa, len);
-    if (refusal) return err(this.#refuse(refusal));
-    const r = this.#host.copyFromGuest(this.device, gpa, len);
+    const at = this.#range('from-guest', gpa, len);
+    if (typeof at !== 'bigint') return err(this.#refuse(at));
+    const r = this.#host.copyFromGuest(this.device, at, len);
     if (!r.ok) throw new Error(`internal: DMA port checked ${hex(gpa)}+${len} but the copy path refused: ${r.error.message}`);
     this.stats.fromGuest++;
     return ok(r.value);

@@ -21,6 +21,7 @@
  * (`restore-state`), into a VM the VMM has just reset: the VM's memory, then every
  * protection, all before a vCPU runs.
  */
+import { addrErrorMessage, gfnToGpa, isAddrError, tryGfn } from '../../../shared/addr.ts';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { type Result, err, ok } from '../../../shared/result.ts';
 import { decodeSection, encodeSection } from '../../../shared/state-section.ts';
@@ -81,7 +82,7 @@ export async function captureVmState(vmm: Vmm, kind: VmImageKind): Promise<Resul
   const frames = vmm.core.memory.residentFrames();
   const pages = new Uint8Array(frames.length * PAGE);
   for (const [i, f] of frames.entries()) {
-    const page = vmm.hostMemory.copyFromGuest(path, BigInt(f) * BigInt(PAGE), PAGE);
+    const page = vmm.hostMemory.copyFromGuest(path, gfnToGpa(f), PAGE);
     if (!page.ok) return err(`cannot copy guest memory: ${page.error.message}`);
     pages.set(page.value, i * PAGE);
   }
@@ -175,7 +176,10 @@ export function applyVmState(vmm: Vmm, kind: VmImageKind, state: VmStateCapture)
   const path = copyPathFor(kind);
   const { frames, pages } = state.memory;
   for (const [i, f] of frames.entries()) {
-    const w = vmm.hostMemory.copyToGuest(path, BigInt(f) * BigInt(PAGE), pages.subarray(i * PAGE, (i + 1) * PAGE));
+    // The image is data: its frame numbers become frames through the validating constructor.
+    const frame = tryGfn(f);
+    if (isAddrError(frame)) return err(`cannot restore guest memory: ${addrErrorMessage(frame)}`);
+    const w = vmm.hostMemory.copyToGuest(path, gfnToGpa(frame), pages.subarray(i * PAGE, (i + 1) * PAGE));
     if (!w.ok) return err(`cannot restore guest memory: ${w.error.message}`);
   }
   const loaded = vmm.core.loadState(state.core);
