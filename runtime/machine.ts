@@ -10,6 +10,7 @@
  * This is the composition root: the only place where the host side (hypervisor/,
  * verifier-vm/) and the guest kernel (guest/) meet, as a VMM process would start a guest.
  */
+import { DEFAULT_HYPERVISOR, parseHypervisorKind, type HypervisorKind } from '../shared/hypervisor-kind.ts';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Result, err, ok } from '../shared/result.ts';
@@ -63,6 +64,11 @@ export interface MachineConfig {
    * `skylake-smp2`. A bad one is an `input` error naming the problem.
    */
   readonly cpu?: CpuModelSpec;
+  /**
+   * The hypervisor (default `kvm`): `hyperv` runs the core's Hyper-V personality (VSM with
+   * the LVBS VTL-call ABI, hypervisor/hyperv/); the guest finds out from CPUID 0x40000000.
+   */
+  readonly hypervisor?: HypervisorKind;
   /** The VMM's reactions to exits. */
   readonly policy?: VmmPolicy;
   /** Where the audit log goes (default: memory only). */
@@ -145,6 +151,8 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   if (!timeoutMs.ok) return err({ kind: 'input', message: timeoutMs.error });
   const cpu = resolveCpuModel(config.cpu);
   if (!cpu.ok) return err({ kind: 'input', message: cpu.error });
+  const hypervisor = parseHypervisorKind(config.hypervisor ?? DEFAULT_HYPERVISOR);
+  if (!hypervisor.ok) return err({ kind: 'input', message: hypervisor.error });
   const badPhysBits = config.physBits === undefined ? undefined : physBitsError(config.physBits);
   if (badPhysBits) return err({ kind: 'input', message: badPhysBits });
   const kernel = await hostKernel(config);
@@ -212,6 +220,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
     name: VM_NAME,
     identity,
     cpu: cpu.value,
+    hypervisor: hypervisor.value,
     disk: { sectors: DEFAULT_DISK_SECTORS },
     ...(config.policy ? { policy: config.policy } : {}),
     ...(config.protectedMemory ? { protectedMemory: true } : {}),
