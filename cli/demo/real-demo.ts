@@ -8,6 +8,7 @@ import { loadScenario, runScenario } from '../../runtime/scenario/index.ts';
 import type { MachineApi } from '../../runtime/machine-api.ts';
 import { createMachineDetailed } from '../../runtime/machine.ts';
 import type { CpuModel } from '../../shared/x86/cpu-model.ts';
+import type { HypervisorKind } from '../../shared/hypervisor-kind.ts';
 import { machineConfigOf } from '../commands/run.ts';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliIo } from '../command.ts';
 import { Progress } from '../progress.ts';
@@ -25,7 +26,7 @@ interface Summary {
 }
 
 /** Runs the demo scenario; resolves to the exit code. */
-export async function runRealDemo(io: CliIo, json: boolean, cpu?: CpuModel): Promise<number> {
+export async function runRealDemo(io: CliIo, json: boolean, cpu?: CpuModel, hypervisor?: HypervisorKind): Promise<number> {
   const scenario = loadScenario(DEMO_SCENARIO, 'scenarios/demo.yaml');
   if (!scenario.ok) {
     io.err(`heki demo: ${scenario.error}\n`);
@@ -37,7 +38,7 @@ export async function runRealDemo(io: CliIo, json: boolean, cpu?: CpuModel): Pro
     io.out('  loading the kernel: decompressing vmlinuz, reading System.map, building and signing its manifest, starting the verifier VM...\n');
   }
   const progress = new Progress(io, 'heki demo');
-  const created = await createMachineDetailed({ ...machineConfigOf(scenario.value), ...(cpu !== undefined ? { cpu } : {}), ...(json ? {} : { log: (l: string) => io.out(`      ${l}\n`) }) });
+  const created = await createMachineDetailed({ ...machineConfigOf(scenario.value), ...(cpu !== undefined ? { cpu } : {}), ...(hypervisor !== undefined ? { hypervisor } : {}), ...(json ? {} : { log: (l: string) => io.out(`      ${l}\n`) }) });
   if (!created.ok) {
     io.err(`heki demo: ${created.error.message}\n`);
     return created.error.kind === 'input' ? EXIT_USAGE : EXIT_NEGATIVE;

@@ -43,7 +43,6 @@ export function vsmHekiBackend(cpu: GuestCpu, scratch: Scratch): HekiHypervisor 
   const vtlCall = (fn: number, a1 = 0n, a2 = 0n, a3 = 0n): Promise<number> => cpu.vmcall(HVCALL.VTL_CALL, BigInt(fn), a1, a2, a3);
   // VALIDATE_MODULE answers a token; UNLOAD_MODULE names the module by it.
   const tokens = new Map<string, number>();
-  let regsLocked = false;
   return {
     name: 'hyperv-vsm',
     async detect() {
@@ -51,11 +50,10 @@ export function vsmHekiBackend(cpu: GuestCpu, scratch: Scratch): HekiHypervisor 
       return cpuidHypervisor(cpu) === 'hyperv' ? 1 : undefined;
     },
     async lockCr() {
-      // One LOCK_REGS locks both CRs (and the MSRs) with VTL1's masks; Heki asks per CR.
-      if (regsLocked) return { ok: true };
-      const s = status(await vtlCall(VSM_FUNC.LOCK_REGS));
-      if (s.ok) regsLocked = true;
-      return s;
+      // LOCK_REGS has no arguments: each call locks both CRs (and the MSRs) with VTL1's
+      // masks, so Heki's per-CR request is the same call twice (harmless before end of boot,
+      // refused by VTL1 after it). The mask the Heki layer asks for is not sent.
+      return status(await vtlCall(VSM_FUNC.LOCK_REGS));
     },
     protectMemory(ranges: readonly PageRange[]) {
       return scratch.exclusive(async () => {
