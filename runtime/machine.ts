@@ -254,6 +254,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
         ...(config.policy ? { policy: config.policy } : {}),
         ...(config.vmmKey ? { vmmKey: config.vmmKey } : {}),
         ...(config.physBits !== undefined ? { physBits: config.physBits } : {}),
+        ...(hypervisor.value !== 'kvm' ? { hypervisor: hypervisor.value } : {}),
         ...(observer ? { observer } : {}),
       },
     }),
@@ -289,6 +290,8 @@ export interface RestoreMachineConfig {
   readonly policy?: VmmPolicy;
   /** MAXPHYADDR of the new machine's vCPUs (MachineConfig.physBits; default 40). */
   readonly physBits?: number;
+  /** The new machine's hypervisor (MachineConfig.hypervisor; default kvm): the source's. */
+  readonly hypervisor?: HypervisorKind;
 }
 
 /** Why a snapshot was not restored: the image's checks, the new verifier, or the host's files. */
@@ -321,6 +324,7 @@ export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineCo
       linkOptions: { ...(config.verifierSpare === false ? { spare: false } : {}), ...(timeoutMs.value !== undefined ? { timeoutMs: timeoutMs.value } : {}) },
       ...(config.policy ? { policy: config.policy } : {}),
       ...(config.physBits !== undefined ? { physBits: config.physBits } : {}),
+      ...(config.hypervisor !== undefined ? { hypervisor: config.hypervisor } : {}),
     },
     ...(audit ? { audit } : {}),
     ...(config.faultInjection !== undefined ? { faultInjection: config.faultInjection } : {}),

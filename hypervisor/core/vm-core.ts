@@ -26,6 +26,7 @@ import { HostEvents } from '../observe/host-events.ts';
 import type { CpuidRegs } from '../../shared/x86/cpuid.ts';
 import type { VmObserver } from '../observe/vm-observer.ts';
 import type { HypervisorKind } from '../../shared/hypervisor-kind.ts';
+import { CR0_PIN_MASK, CR4_PIN_MASK } from '../../shared/hv-vsm-abi.ts';
 
 /** How to build a VM. */
 export interface VmConfig {
@@ -57,7 +58,7 @@ export class VmCore {
   readonly ept: Ept;
   /** Private and shared frames (protected-memory mode); the VMM's copy paths consult it. */
   readonly memoryAttributes: MemoryAttributes;
-  readonly pins = new CrPins();
+  readonly pins: CrPins;
   readonly vcpus: readonly Vcpu[];
   /** MAXPHYADDR of every vCPU ({@link VmConfig.physBits}). */
   readonly physBits: number;
@@ -80,6 +81,7 @@ export class VmCore {
     }
     this.physBits = config.physBits ?? DEFAULT_PHYS_BITS;
     this.hypervisor = config.hypervisor ?? 'kvm';
+    this.pins = this.hypervisor === 'hyperv' ? new CrPins({ 0: CR0_PIN_MASK, 4: CR4_PIN_MASK }) : new CrPins();
     reservedAddressBits(this.physBits); // throws a RangeError naming a bad value
     this.memory = new GuestMemory(config.memoryBytes);
     this.ept = new Ept(this.memory.frames);

@@ -79,7 +79,11 @@ const lockRegs: VsmHandler = ({ core, vcpu }) => {
       if (r.action !== 'resume') return -VSM_ERRNO.EPERM;
     }
   }
-  // INVARIANT: both exits resumed before any pin changes, so a refused call pins nothing.
+  // INVARIANT: both exits resumed before any pin changes, so a refused call pins nothing; the
+  // masks are inside this core's pinnable bits (VmCore builds its CrPins with LVBS's masks).
+  for (const [cr, mask] of masks) {
+    if (core.pins.unpinnable(cr, mask) !== 0n) throw new Error(`CR${cr} mask 0x${mask.toString(16)} is outside the Hyper-V pinnable bits`);
+  }
   for (const [cr, mask] of masks) core.pins.pin(cr, mask);
   return 0;
 };
