@@ -34,6 +34,8 @@ const KNOWN_FILE_CIRCLES = [
   '^hypervisor/hypercalls/[^/]+\\.ts$',
   // ... and the one authenticated-change function every handler calls names the core's type.
   '^hypervisor/core/auth/authenticated-change\\.ts$',
+  // ... and the Hyper-V personality's VtlCall table, which the vCPU reaches as it reaches the KVM one.
+  '^hypervisor/hyperv/[^/]+\\.ts$',
   // A request in flight and the worker handle that holds it name each other.
   '^hypervisor/verifier-link/(pending-request|worker-handle)\\.ts$',
   // The benchmark's runner and its scaling sweep.

@@ -22,6 +22,8 @@ import { join } from 'node:path';
 import type { Attack, AttackContext, AttackSigners, ModuleFileSigner } from '../guest/attacks/attack.ts';
 import { ATTACKS, checkCatalogue } from '../guest/attacks/catalogue.ts';
 import { unmetCpuNeeds } from '../guest/attacks/cpu-needs.ts';
+import { hypervisorGap } from '../guest/attacks/hypervisor-needs.ts';
+import { DEFAULT_HYPERVISOR, type HypervisorKind } from '../shared/hypervisor-kind.ts';
 import type { CpuModel } from '../shared/x86/cpu-model.ts';
 import { resolveCpuModel, type CpuModelSpec } from '../hypervisor/vmm/cpu-models.ts';
 import { type Result, err, ok } from '../shared/result.ts';
@@ -57,6 +59,8 @@ export interface AttacksRun {
   readonly notApplicable: number;
   /** The CPU model every machine booted with. */
   readonly cpu: string;
+  /** The hypervisor every machine ran on (runAttacks always says; optional for scripted runners). */
+  readonly hypervisor?: HypervisorKind;
 }
 
 /** Why a run could not start: a name that is no attack, or missing kernel fixtures. */
@@ -72,6 +76,11 @@ export interface RunAttacksOptions {
   readonly fixtureDir?: string;
   /** The CPU model every machine boots with: a named model or a reference folder (default: the VMM's default, skylake-smp2). */
   readonly cpu?: CpuModelSpec;
+  /**
+   * The hypervisor every machine runs on (default `kvm`). An attack its ABI cannot express
+   * (guest/attacks/hypervisor-needs.ts) is not run and reported not applicable, with why.
+   */
+  readonly hypervisor?: HypervisorKind;
   /** Attacks run at once, each on its own machine (default {@link DEFAULT_ATTACK_CONCURRENCY}). */
   readonly concurrency?: number;
   /** How long one attack may take, boot included, before it counts as not stopped (default 120 s). */
@@ -131,6 +140,7 @@ export function selectAttacks(names: readonly string[] = []): Result<readonly At
 interface RunEnv {
   readonly fx: FixturePaths;
   readonly cpu: CpuModel;
+  readonly hypervisor: HypervisorKind;
   readonly image: KernelImage;
   readonly dir: string;
   readonly trustedPub: string;
@@ -158,7 +168,7 @@ function moduleSigner(key: Ed25519KeyPair): ModuleFileSigner {
   };
 }
 
-async function prepareEnv(fx: FixturePaths, cpu: CpuModel): Promise<Result<RunEnv, AttacksError>> {
+async function prepareEnv(fx: FixturePaths, cpu: CpuModel, hypervisor: HypervisorKind): Promise<Result<RunEnv, AttacksError>> {
   const image = await loadKernelImage({ vmlinuzPath: fx.vmlinuz, systemMapPath: fx.systemMap });
   if (!image.ok) return err({ kind: 'bad-fixtures', message: `${fx.vmlinuz}: ${image.error.message}` });
   const trusted = generateEd25519KeyPair();
@@ -183,6 +193,7 @@ async function prepareEnv(fx: FixturePaths, cpu: CpuModel): Promise<Result<RunEn
   return ok({
     fx,
     cpu,
+    hypervisor,
     image: image.value,
     dir,
     trustedPub,
@@ -225,6 +236,11 @@ async function runOn<B, A>(
     const stop = `not applicable on CPU model ${env.cpu.name}: ${unmet}`;
     return { report: { name: attack.name, stopped: false, applicable: false, stop, detail: `${stop}; the attack was not run (run it on a model that meets its needs: heki attacks --list)` }, after: undefined };
   }
+  const gap = hypervisorGap(env.hypervisor, attack.name);
+  if (gap !== undefined) {
+    const stop = `not applicable on hypervisor ${env.hypervisor}: ${gap}`;
+    return { report: { name: attack.name, stopped: false, applicable: false, stop, detail: `${stop}; the attack was not run (docs/hypervisors.md)` }, after: undefined };
+  }
   const config = attackMachineConfig(attack, env, cpu);
   const make = machine ?? (bases?.forks(config) ? (c: MachineConfig) => bases.machine(c) : undefined);
   if (make) {
@@ -249,6 +265,7 @@ function attackMachineConfig(attack: Attack, env: RunEnv, cpu?: CpuModelSpec): M
     ...(cpu !== undefined ? { cpu } : {}),
     kernel: 'real',
     cpu: env.cpu,
+    hypervisor: env.hypervisor,
     vmlinuz: env.fx.vmlinuz,
     systemMap: env.fx.systemMap,
     image: env.image,
@@ -310,7 +327,7 @@ async function withEnv<T>(opts: RunAttacksOptions, f: (env: RunEnv) => Promise<T
   if (!cpu.ok) return err({ kind: 'bad-cpu', message: cpu.error });
   const fx = checkAttackFixtures(opts.fixtureDir);
   if (!fx.ok) return fx;
-  const env = await prepareEnv(fx.value, cpu.value);
+  const env = await prepareEnv(fx.value, cpu.value, opts.hypervisor ?? DEFAULT_HYPERVISOR);
   if (!env.ok) return env;
   try {
     return ok(await f(env.value));
@@ -362,7 +379,7 @@ export async function runAttacks(names: readonly string[] = [], opts: RunAttacks
       }
     };
     await Promise.all(Array.from({ length: width }, worker));
-    return { attacks: reports, total: reports.length, stopped: reports.filter((r) => r.stopped).length, notApplicable: reports.filter((r) => !r.applicable).length, cpu: env.cpu.name };
+    return { attacks: reports, total: reports.length, stopped: reports.filter((r) => r.stopped).length, notApplicable: reports.filter((r) => !r.applicable).length, cpu: env.cpu.name, hypervisor: env.hypervisor };
   }
 }
 

@@ -10,6 +10,7 @@
  * This is the composition root: the only place where the host side (hypervisor/,
  * verifier-vm/) and the guest kernel (guest/) meet, as a VMM process would start a guest.
  */
+import { DEFAULT_HYPERVISOR, parseHypervisorKind, type HypervisorKind } from '../shared/hypervisor-kind.ts';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Result, err, ok } from '../shared/result.ts';
@@ -67,6 +68,11 @@ export interface MachineConfig {
    * `skylake-smp2`. A bad one is an `input` error naming the problem.
    */
   readonly cpu?: CpuModelSpec;
+  /**
+   * The hypervisor (default `kvm`): `hyperv` runs the core's Hyper-V personality (VSM with
+   * the LVBS VTL-call ABI, hypervisor/hyperv/); the guest finds out from CPUID 0x40000000.
+   */
+  readonly hypervisor?: HypervisorKind;
   /** The VMM's reactions to exits. */
   readonly policy?: VmmPolicy;
   /** Where the audit log goes (default: memory only). */
@@ -149,6 +155,8 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
   if (!timeoutMs.ok) return err({ kind: 'input', message: timeoutMs.error });
   const cpu = resolveCpuModel(config.cpu);
   if (!cpu.ok) return err({ kind: 'input', message: cpu.error });
+  const hypervisor = parseHypervisorKind(config.hypervisor ?? DEFAULT_HYPERVISOR);
+  if (!hypervisor.ok) return err({ kind: 'input', message: hypervisor.error });
   const badPhysBits = config.physBits === undefined ? undefined : physBitsError(config.physBits);
   if (badPhysBits) return err({ kind: 'input', message: badPhysBits });
   const kernel = await hostKernel(config);
@@ -216,6 +224,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
     name: VM_NAME,
     identity,
     cpu: cpu.value,
+    hypervisor: hypervisor.value,
     disk: { sectors: DEFAULT_DISK_SECTORS },
     ...(config.policy ? { policy: config.policy } : {}),
     ...(config.protectedMemory ? { protectedMemory: true } : {}),
@@ -249,6 +258,7 @@ export async function createMachineDetailed(config: MachineConfig): Promise<Resu
         ...(config.policy ? { policy: config.policy } : {}),
         ...(config.vmmKey ? { vmmKey: config.vmmKey } : {}),
         ...(config.physBits !== undefined ? { physBits: config.physBits } : {}),
+        ...(hypervisor.value !== 'kvm' ? { hypervisor: hypervisor.value } : {}),
         ...(observer ? { observer } : {}),
       },
     }),
@@ -284,6 +294,8 @@ export interface RestoreMachineConfig {
   readonly policy?: VmmPolicy;
   /** MAXPHYADDR of the new machine's vCPUs (MachineConfig.physBits; default 40). */
   readonly physBits?: number;
+  /** The new machine's hypervisor (MachineConfig.hypervisor; default kvm): the source's. */
+  readonly hypervisor?: HypervisorKind;
 }
 
 /** Why a snapshot was not restored: the image's checks, the new verifier, or the host's files. */
@@ -316,6 +328,7 @@ export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineCo
       linkOptions: { ...(config.verifierSpare === false ? { spare: false } : {}), ...(timeoutMs.value !== undefined ? { timeoutMs: timeoutMs.value } : {}) },
       ...(config.policy ? { policy: config.policy } : {}),
       ...(config.physBits !== undefined ? { physBits: config.physBits } : {}),
+      ...(config.hypervisor !== undefined ? { hypervisor: config.hypervisor } : {}),
     },
     ...(audit ? { audit } : {}),
     ...(config.faultInjection !== undefined ? { faultInjection: config.faultInjection } : {}),

@@ -3,6 +3,7 @@
  * every problem found, each with its line. Nothing here touches a machine: addresses are
  * checked for syntax only; symbols are resolved when the step runs.
  */
+import { DEFAULT_HYPERVISOR, HYPERVISOR_KINDS, type HypervisorKind } from '../shared/hypervisor-kind.ts';
 import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { err, ok, type Result } from '../shared/result.ts';
@@ -13,7 +14,7 @@ import { STEP_SPECS, type StepSpec } from './steps.ts';
 import { BUILTIN_CPU_MODELS } from '../shared/x86/cpu-models-builtin.ts';
 
 /** The top-level keys of a scenario. */
-export const TOP_LEVEL_KEYS = ['name', 'description', 'kernel', 'cpu', 'vmlinuz', 'system-map', 'keys', 'steps'] as const;
+export const TOP_LEVEL_KEYS = ['name', 'description', 'kernel', 'cpu', 'hypervisor', 'vmlinuz', 'system-map', 'keys', 'steps'] as const;
 /** The keys of `keys`. */
 export const KEY_FILE_KINDS = ['pubkeys', 'certs', 'revoked'] as const;
 const EXPECTATIONS: readonly Expectation[] = ['allowed', 'denied', 'error'];
@@ -83,6 +84,11 @@ export function parseScenario(text: string, options: ParseOptions): Result<Scena
       else cpu = BUILTIN_CPU_MODELS.has(c) ? c : resolve(dir, c);
     }
   }
+  let hypervisor: HypervisorKind | undefined;
+  if (top.has('hypervisor')) {
+    hypervisor = top.choice('hypervisor', HYPERVISOR_KINDS, DEFAULT_HYPERVISOR);
+    if (hypervisor !== undefined && kernel === 'synthetic') top.problem(top.at('hypervisor'), `'hypervisor' applies only to kernel: real`);
+  }
   const keys = readKeys(top, problems, dir);
   const steps = readSteps(top, problems, dir);
 
@@ -93,6 +99,7 @@ export function parseScenario(text: string, options: ParseOptions): Result<Scena
     file: options.path,
     kernel,
     ...(cpu !== undefined ? { cpu } : {}),
+    ...(hypervisor !== undefined ? { hypervisor } : {}),
     ...paths,
     keys,
     steps,

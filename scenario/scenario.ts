@@ -5,6 +5,7 @@
  * relative path resolved against the scenario file's folder. Only symbol resolution is left
  * for run time (MachineApi.resolve).
  */
+import type { HypervisorKind } from '../shared/hypervisor-kind.ts';
 import type { AddressExpr, FtraceTarget, Mode } from '../machine/machine-api.ts';
 
 /** Every step kind, in the order docs/scenarios.md documents them. */
@@ -152,6 +153,8 @@ export interface Scenario {
    * folder's absolute path; undefined: the default model.
    */
   readonly cpu?: string;
+  /** The hypervisor (`hypervisor: kvm | hyperv`); undefined: kvm. */
+  readonly hypervisor?: HypervisorKind;
   /** Absolute path of the bzImage, when the file names one (kernel: real only). */
   readonly vmlinuz?: string;
   /** Absolute path of System.map, when the file names one (kernel: real only). */

@@ -6,9 +6,10 @@ import { fixturePaths, fixturesAvailable } from '../../shared/kernel-image/fixtu
 import type { CliCommand, CliIo } from '../command.ts';
 import { parseFlags, UsageError, withUsage } from '../args.ts';
 import { CPU_FLAG, CPU_FLAG_USAGE, cpuFlagModel } from '../cpu-flag.ts';
+import { HYPERVISOR_FLAG, HYPERVISOR_FLAG_USAGE, hypervisorFlag } from '../hypervisor-flag.ts';
 import { runCoreDemo } from '../demo/core-demo.ts';
 
-const USAGE = `usage: heki demo [--json] [--core] [--cpu <name|folder>]
+const USAGE = `usage: heki demo [--json] [--core] [--cpu <name|folder>] [--hypervisor kvm|hyperv]
 
 Boots the real Debian 6.1 kernel under Heki with the isolated verifier VM, loads signed
 Debian modules, enables ftrace on every site and disables it again, then plays the attacker
@@ -19,7 +20,7 @@ Exit 0 when every step behaved as expected, 1 otherwise, 2 on bad usage.
 
   --json   print one JSON object (the heki run --json result, plus a summary)
   --core   run the core-level demo even when the fixtures are there
-${CPU_FLAG_USAGE}`;
+${CPU_FLAG_USAGE}${HYPERVISOR_FLAG_USAGE}`;
 
 /** The `heki demo` command. */
 export const demoCommand: CliCommand = {
@@ -27,16 +28,18 @@ export const demoCommand: CliCommand = {
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
-      const { values } = parseFlags(argv, { json: { type: 'boolean', default: false }, core: { type: 'boolean', default: false }, ...CPU_FLAG }, { min: 0, max: 0, names: '' });
+      const { values } = parseFlags(argv, { json: { type: 'boolean', default: false }, core: { type: 'boolean', default: false }, ...CPU_FLAG, ...HYPERVISOR_FLAG }, { min: 0, max: 0, names: '' });
       const cpu = cpuFlagModel(values.cpu, io);
       if (values.core && cpu !== undefined) throw new UsageError('--core runs no guest kernel; --cpu does not apply');
+      const hypervisor = hypervisorFlag(values.hypervisor);
+      if (values.core && hypervisor !== undefined) throw new UsageError('--core runs the KVM core demo; --hypervisor does not apply');
       if (values.core) return runCoreDemo(io, values.json);
       if (!fixturesAvailable()) {
         io.err(`heki demo: the real-kernel demo needs the Debian 6.1 fixtures, not found at ${fixturePaths().dir} (set HEKI_FIXTURES); running the core-level demo instead.\n\n`);
         return runCoreDemo(io, values.json);
       }
       const { runRealDemo } = await import('../demo/real-demo.ts');
-      return runRealDemo(io, values.json, cpu);
+      return runRealDemo(io, values.json, cpu, hypervisor);
     });
   },
 };

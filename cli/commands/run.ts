@@ -5,6 +5,7 @@
  * problem as `file:line: message`), an unreadable or malformed key file, missing kernel files.
  */
 import { CPU_FLAG, CPU_FLAG_USAGE, cpuFlagModel } from '../cpu-flag.ts';
+import { HYPERVISOR_FLAG, HYPERVISOR_FLAG_USAGE, hypervisorFlag } from '../hypervisor-flag.ts';
 import { resolve } from 'node:path';
 import { EXIT_NEGATIVE, EXIT_OK, EXIT_USAGE, type CliCommand, type CliIo } from '../command.ts';
 import { readableFile, readScenarioInput } from '../scenario-input.ts';
@@ -42,6 +43,7 @@ message says where they were looked for).
                           {"name","passed","steps":[{"index","op","outcome","reason","expected","ok"}]}
   --check                 only check the file (exit 0 if well-formed, 2 if not); no machine
 ${CPU_FLAG_USAGE}                          (overrides the scenario's cpu:)
+${HYPERVISOR_FLAG_USAGE}                          (overrides the scenario's hypervisor:)
   --step-timeout <secs>   how long one step may take before it is an error (default 300)
   --audit <log>           append every verdict to this hash-chained audit log (JSON lines;
                           check it with 'heki audit verify <log>')
@@ -102,6 +104,7 @@ export function machineConfigOf(s: Scenario): MachineConfig {
     ...(s.systemMap !== undefined ? { systemMap: s.systemMap } : {}),
     keys: { pubkeys: s.keys.pubkeys, certs: s.keys.certs, revoked: s.keys.revoked },
     ...(s.cpu !== undefined ? { cpu: s.cpu } : {}),
+    ...(s.hypervisor !== undefined ? { hypervisor: s.hypervisor } : {}),
   };
 }
 
@@ -153,6 +156,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
             'step-timeout': { type: 'string' },
             audit: { type: 'string' },
             ...CPU_FLAG,
+            ...HYPERVISOR_FLAG,
             ...Object.fromEntries(RUN_OUTPUTS.map((o) => [o.flag, { type: 'string' as const }])),
           },
           { min: 1, max: 1, names: '<scenario.yaml>' },
@@ -163,6 +167,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
         if (values.check && outputFlags.length > 0) throw new UsageError(`--check runs no steps; --${outputFlags[0]!.flag} does not apply`);
         const stepTimeoutMs = parseTimeout(values['step-timeout']);
         const cpu = cpuFlagModel(values.cpu, io);
+        const hypervisor = hypervisorFlag(values.hypervisor);
         const display = positionals[0]!;
         const scenario = readScenarioInput(io, display, 'run');
         if (!scenario) return EXIT_USAGE;
@@ -198,6 +203,7 @@ export function createRunCommand(factory: MachineFactory = createRealMachine): C
           machine = await factory({
             ...machineConfigOf(scenario),
             ...(cpu !== undefined ? { cpu } : {}),
+            ...(hypervisor !== undefined ? { hypervisor } : {}),
             ...(auditPath !== undefined ? { auditPath } : {}),
             ...(observers.length > 0 ? { observer: fanOut(observers) } : {}),
           });

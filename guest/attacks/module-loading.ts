@@ -51,9 +51,11 @@ export async function refusedLoad(kernel: GuestKernel, file: Uint8Array, what: s
   if (!captured) throw new AttackSetupError(`the guest loader gave up before asking the hypervisor: ${result.ok ? 'no request' : result.error.message}`);
   const exec = executableFrames(kernel, captured.frames);
   const status = captured.status.ok ? '0' : captured.status.name;
-  const detail = `${what}; KVM_HC_HEKI_LOAD_MODULE: ${status}; loader: ${result.ok ? `loaded ${result.value.name}` : result.error.message}; ${captured.frames.length} section frame(s), executable afterwards: ${exec.length ? exec.map((f) => hex(f)).join(', ') : 'none'}`;
+  // The call that carried the request: KVM's hypercall, or the VTL call on Hyper-V VSM.
+  const call = kernel.heki.hv.name === 'hyperv-vsm' ? 'VSM_VTL_CALL_FUNC_ID_VALIDATE_MODULE' : 'KVM_HC_HEKI_LOAD_MODULE';
+  const detail = `${what}; ${call}: ${status}; loader: ${result.ok ? `loaded ${result.value.name}` : result.error.message}; ${captured.frames.length} section frame(s), executable afterwards: ${exec.length ? exec.map((f) => hex(f)).join(', ') : 'none'}`;
   const stopped = !result.ok && !captured.status.ok && exec.length === 0;
-  if (stopped) return { stopped, stop: `${status} from KVM_HC_HEKI_LOAD_MODULE`, detail };
+  if (stopped) return { stopped, stop: `${status} from ${call}`, detail };
   return { stopped, stop: result.ok ? `nothing: the module loaded` : `nothing: frame ${hex(exec[0] ?? 0n)} is executable`, detail };
 }
 

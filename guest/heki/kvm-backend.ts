@@ -2,26 +2,22 @@
  * The KVM backend of the guest's Heki layer: each op becomes a `vmcall` with the numbers and
  * layouts of shared/abi.ts, descriptors written into the kernel's scratch buffer.
  */
-import { HC, HEKI_LOCK_CR_FLAG_ABI_VERSION, KEXEC_FLAG, KVM_STATUS, statusName } from '../../shared/abi.ts';
+import { HC, HEKI_LOCK_CR_FLAG_ABI_VERSION, KEXEC_FLAG, statusName } from '../../shared/abi.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import { PAGE_SIZE } from '../../shared/addr.ts';
-import { chunkPageRanges, encodePageList, type PageRange } from '../../shared/page-list.ts';
-import { encodeCodeDesc, encodeKexecDesc, encodeModuleDesc, encodePatchBatch, patchStatuses, type PatchRequest } from '../../shared/heki-descriptors.ts';
+import type { PageRange } from '../../shared/page-list.ts';
+import { encodeCodeDesc, encodePatchBatch, patchStatuses, type PatchRequest } from '../../shared/heki-descriptors.ts';
 import type { CodeValidation, HekiHypervisor, HekiStatus, KexecLoad, ModuleValidation } from './hypervisor.ts';
 import type { Scratch } from './scratch.ts';
+import { NO_SPACE, writeKexecDesc, writeModuleDesc, writeName as writeNameAt, writePageListChain } from './scratch-descriptors.ts';
 
 function status(ret: number): HekiStatus {
   return ret >= 0 ? { ok: true } : { ok: false, status: ret, name: statusName(ret) };
 }
 
-const NO_SPACE: HekiStatus = { ok: false, status: -KVM_STATUS.KVM_E2BIG, name: 'scratch buffer too small or not writable' };
-
 /** Builds the KVM backend for one vCPU and the kernel's scratch buffer. */
 export function kvmHekiBackend(cpu: GuestCpu, scratch: Scratch): Required<HekiHypervisor> {
-  const writeName = (off: number, name: string): { va: bigint; len: number } | undefined => {
-    const bytes = new TextEncoder().encode(name);
-    return scratch.write(off, bytes) ? { va: scratch.va(off), len: bytes.length } : undefined;
-  };
+  const writeName = (off: number, name: string): { va: bigint; len: number } | undefined => writeNameAt(scratch, off, name);
   return {
     name: 'kvm',
     async detect() {
@@ -33,12 +29,7 @@ export function kvmHekiBackend(cpu: GuestCpu, scratch: Scratch): Required<HekiHy
     },
     protectMemory(ranges: readonly PageRange[]) {
       return scratch.exclusive(async () => {
-        const chunks = chunkPageRanges(ranges);
-        if (chunks.length * PAGE_SIZE > scratch.size) return NO_SPACE;
-        for (let i = 0; i < chunks.length; i++) {
-          const next = i + 1 < chunks.length ? scratch.pa + BigInt((i + 1) * PAGE_SIZE) : 0n;
-          if (!scratch.write(i * PAGE_SIZE, encodePageList(chunks[i]!, next))) return NO_SPACE;
-        }
+        if (writePageListChain(scratch, ranges) === undefined) return NO_SPACE;
         return status(await cpu.vmcall(HC.PROTECT_MEMORY, scratch.pa));
       });
     },
@@ -47,10 +38,7 @@ export function kvmHekiBackend(cpu: GuestCpu, scratch: Scratch): Required<HekiHy
     },
     validateModule(m: ModuleValidation) {
       return scratch.exclusive(async () => {
-        const name = writeName(PAGE_SIZE, m.name);
-        if (!name) return NO_SPACE;
-        const desc = encodeModuleDesc({ imageGva: m.imageVa, imageLen: m.imageLen, nameGva: name.va, nameLen: name.len, sections: m.sections, ...(m.percpu !== undefined ? { percpu: m.percpu } : {}) });
-        if (!scratch.write(0, desc)) return NO_SPACE;
+        if (!writeModuleDesc(scratch, m)) return NO_SPACE;
         return status(await cpu.vmcall(HC.HEKI_LOAD_MODULE, scratch.pa));
       });
     },
@@ -103,8 +91,7 @@ export function kvmHekiBackend(cpu: GuestCpu, scratch: Scratch): Required<HekiHy
     },
     kexecLoad(k: KexecLoad) {
       return scratch.exclusive(async () => {
-        const desc = encodeKexecDesc({ imageGva: k.imageVa, imageLen: k.imageLen, manifestGva: k.manifestVa, manifestLen: k.manifestLen });
-        if (!scratch.write(0, desc)) return NO_SPACE;
+        if (!writeKexecDesc(scratch, k)) return NO_SPACE;
         return status(await cpu.vmcall(HC.HEKI_KEXEC_LOAD, scratch.pa, BigInt(k.crash ? KEXEC_FLAG.ON_CRASH : 0)));
       });
     },

@@ -29,7 +29,7 @@ import { FrameAllocator } from './frame-allocator.ts';
 import { cpuPhysPort } from './phys-port.ts';
 import { Heki } from '../heki/heki.ts';
 import { Scratch } from '../heki/scratch.ts';
-import { kvmHekiBackend } from '../heki/kvm-backend.ts';
+import { selectHekiBackend } from '../heki/backend-select.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import { detectCpu, type CpuView } from './cpu-detect.ts';
 import { vmlinuxTextSpace, vmlinuxTouchupContext, vmlinuxTouchupTables } from '../../shared/kernel-image/touchup-tables.ts';
@@ -228,7 +228,7 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   const scratchPa = frames.allocContiguous(SCRATCH_BYTES / 4096);
   if (scratchPa === undefined) return err({ phase: 'setup', message: 'no contiguous memory for the hypervisor scratch buffer' });
   const scratch = new Scratch(cpu, scratchPa, SCRATCH_BYTES);
-  const heki = new Heki(kvmHekiBackend(cpu, scratch), hekiCountsBaseline(image));
+  const heki = new Heki(selectHekiBackend(cpu, scratch), hekiCountsBaseline(image));
   if (!(await heki.earlyInit())) log('heki: the hypervisor does not support Heki; continuing unprotected');
 
   // 4. free_initmem + mark_rodata_ro: final 4 KiB mappings of the image.

@@ -17,7 +17,7 @@ import type { GuestCpu } from '../../shared/guest-cpu.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import { Heki } from '../heki/heki.ts';
-import { kvmHekiBackend } from '../heki/kvm-backend.ts';
+import { selectHekiBackend } from '../heki/backend-select.ts';
 import { Scratch } from '../heki/scratch.ts';
 import type { Counts } from '../heki/counters.ts';
 import { BumpFrameAllocator, PageTableWriter } from '../mm/page-table-writer.ts';
@@ -100,7 +100,7 @@ export function restoreGuestKernel(cpu: GuestCpu, image: KernelImage, state: Gue
   const tableFrames = new BumpFrameAllocator(state.pageTables.nextTableFrame, BOOT_TABLES.end);
   const pageTables = new PageTableWriter(state.pageTables.root, cpuPhysPort(cpu, true), tableFrames);
   const scratch = new Scratch(cpu, state.scratch.pa, state.scratch.size);
-  const heki = new Heki(kvmHekiBackend(cpu, scratch), hekiCountsBaseline(image));
+  const heki = new Heki(selectHekiBackend(cpu, scratch), hekiCountsBaseline(image));
   heki.importState(state.heki);
   if (typeof state.bootCpuData !== 'object' || state.bootCpuData === null) return err('the guest kernel state has no boot_cpu_data');
   const k = new GuestKernel({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings: {}, bootCpuData: state.bootCpuData });

@@ -26,6 +26,8 @@ import { CORE_STATE_VERSION, type CoreState, type CoreStateError } from './core-
 import { HostEvents } from '../observe/host-events.ts';
 import type { CpuidRegs } from '../../shared/x86/cpuid.ts';
 import type { VmObserver } from '../observe/vm-observer.ts';
+import type { HypervisorKind } from '../../shared/hypervisor-kind.ts';
+import { CR0_PIN_MASK, CR4_PIN_MASK } from '../../shared/hv-vsm-abi.ts';
 
 /** How to build a VM. */
 export interface VmConfig {
@@ -44,6 +46,11 @@ export interface VmConfig {
    * reserved in every paging-structure entry and in CR3.
    */
   readonly physBits?: number;
+  /**
+   * The hypervisor this core is (default `kvm`): which hypercall ABI the vCPUs' vmcall reaches
+   * (hypervisor/hypercalls/dispatch.ts, or hypervisor/hyperv/hv-dispatch.ts for `hyperv`).
+   */
+  readonly hypervisor?: HypervisorKind;
 }
 
 /** The core of one VM. */
@@ -52,10 +59,12 @@ export class VmCore {
   readonly ept: Ept;
   /** Private and shared frames (protected-memory mode); the VMM's copy paths consult it. */
   readonly memoryAttributes: MemoryAttributes;
-  readonly pins = new CrPins();
+  readonly pins: CrPins;
   readonly vcpus: readonly Vcpu[];
   /** MAXPHYADDR of every vCPU ({@link VmConfig.physBits}). */
   readonly physBits: number;
+  /** The hypervisor personality ({@link VmConfig.hypervisor}); fixed for the core's life. */
+  readonly hypervisor: HypervisorKind;
   #sink: ExitSink;
   #msrFilter: MsrFilter = ALLOW_ALL_MSRS;
   #crFilter: CrFilter = NO_CR_FILTER;
@@ -72,6 +81,8 @@ export class VmCore {
       throw new RangeError(`a VM has 1 to 256 vCPUs, got ${config.vcpus}`);
     }
     this.physBits = config.physBits ?? DEFAULT_PHYS_BITS;
+    this.hypervisor = config.hypervisor ?? 'kvm';
+    this.pins = this.hypervisor === 'hyperv' ? new CrPins({ 0: CR0_PIN_MASK, 4: CR4_PIN_MASK }) : new CrPins();
     reservedAddressBits(this.physBits); // throws a RangeError naming a bad value
     this.memory = new GuestMemory(config.memoryBytes);
     this.ept = new Ept(this.memory.frames);

@@ -16,7 +16,7 @@ import type { Verdict } from '../../shared/protocol.ts';
 import { authenticatedChange, type ChangeApplied } from '../core/auth/authenticated-change.ts';
 import type { Authenticator, ModuleRecord } from '../core/auth/authenticator.ts';
 import { EPT_R, EPT_W, memAttrToEpt } from '../ept/permissions.ts';
-import type { HypercallHandler } from './context.ts';
+import type { HypercallContext, HypercallHandler } from './context.ts';
 import { namedModule } from './descriptors.ts';
 
 const RELEASE = MEM_ATTR.READ | MEM_ATTR.WRITE;
@@ -25,7 +25,18 @@ const SEAL = MEM_ATTR.READ | MEM_ATTR.IMMUTABLE;
 export const freeModuleInit: HypercallHandler = (ctx, [a0, a1]) => {
   const named = namedModule(ctx, a0, a1);
   if (typeof named === 'number') return named;
-  const { auth, name, rec } = named;
+  return freeModuleInitNamed(ctx, named.name);
+};
+
+/**
+ * The end of init itself, for a module already named: the KVM hypercall reads the name from
+ * guest memory; the Hyper-V personality (hypervisor/hyperv/) has it from its module token.
+ */
+export function freeModuleInitNamed(ctx: HypercallContext, name: string): number | Promise<number> {
+  const auth = ctx.core.auth;
+  if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
+  const rec = auth.modules.get(name);
+  if (!rec) return -KVM_STATUS.KVM_EINVAL;
   // A record without section frames (restored from an older image) cannot say which go.
   if (!rec.sections) return -KVM_STATUS.KVM_EINVAL;
   const sections = rec.sections;
@@ -37,7 +48,7 @@ export const freeModuleInit: HypercallHandler = (ctx, [a0, a1]) => {
     snapshot: () => ({ kind: 'ask', question: { request: { kind: 'module-init-free', vm: auth.vm, name } } }),
     apply: (verdict) => applyInitFree(auth, name, rec, sections, verdict),
   });
-};
+}
 
 /** Releases and seals the sections `verdict` grants, or refuses (changing nothing) a grant the core's own record does not back. */
 function applyInitFree(auth: Authenticator, name: string, rec: ModuleRecord, sections: ReadonlyMap<number, readonly Gfn[]>, verdict: Verdict): ChangeApplied {

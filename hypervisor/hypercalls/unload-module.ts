@@ -5,15 +5,30 @@
  * core applies it even if the verifier is unavailable; the verifier is told so that it
  * forgets the module's symbols and sites, and the verdict is audited.
  */
+import { KVM_STATUS } from '../../shared/abi.ts';
 import { EPT_R, EPT_W } from '../ept/permissions.ts';
 import type { HypercallHandler } from './context.ts';
 import { authenticatedChange } from '../core/auth/authenticated-change.ts';
-import { namedModule } from './descriptors.ts';
+import { decodeName } from './descriptors.ts';
+import type { HypercallContext } from './context.ts';
 
 export const unloadModule: HypercallHandler = (ctx, [a0, a1]) => {
-  const named = namedModule(ctx, a0, a1);
-  if (typeof named === 'number') return named;
-  const { auth, name, rec } = named;
+  if (!ctx.core.auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
+  if (a1 === 0n || a1 > 256n) return -KVM_STATUS.KVM_EINVAL;
+  const name = decodeName(ctx.vcpu.readForCore(a0, Number(a1)));
+  if (name === undefined) return -KVM_STATUS.KVM_EINVAL;
+  return unloadModuleNamed(ctx, name);
+};
+
+/**
+ * The unload itself, for a module already named: the KVM hypercall reads the name from guest
+ * memory; the Hyper-V personality (hypervisor/hyperv/) has it from its module token.
+ */
+export function unloadModuleNamed(ctx: HypercallContext, name: string): number | Promise<number> {
+  const auth = ctx.core.auth;
+  if (!auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
+  const rec = auth.modules.get(name);
+  if (!rec) return -KVM_STATUS.KVM_EINVAL;
   return authenticatedChange(ctx, auth, {
     gate: 'none',
     kind: 'module-unload',
@@ -26,4 +41,4 @@ export const unloadModule: HypercallHandler = (ctx, [a0, a1]) => {
     },
     request: { kind: 'module-unload', vm: auth.vm, name },
   });
-};
+}

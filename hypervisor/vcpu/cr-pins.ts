@@ -12,6 +12,15 @@ export type PinnableCr = 0 | 4;
 export class CrPins {
   #cr0 = 0n;
   #cr4 = 0n;
+  readonly #pinnable: Readonly<Record<PinnableCr, bigint>>;
+
+  /**
+   * `pinnable`: the bits each CR may have pinned, the personality's (default Heki's
+   * PINNABLE; the Hyper-V personality's are LVBS's CR0_PIN_MASK and CR4_PIN_MASK).
+   */
+  constructor(pinnable: Readonly<Record<PinnableCr, bigint>> = PINNABLE) {
+    this.#pinnable = pinnable;
+  }
 
   /** Pinned bits of `cr`. */
   get(cr: PinnableCr): bigint {
@@ -20,7 +29,7 @@ export class CrPins {
 
   /** Bits of `mask` that `cr` does not allow to be pinned. */
   unpinnable(cr: PinnableCr, mask: bigint): bigint {
-    return mask & ~PINNABLE[cr];
+    return mask & ~this.#pinnable[cr];
   }
 
   /**

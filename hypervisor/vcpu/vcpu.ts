@@ -24,6 +24,7 @@ import { gp, stoppedOutcome } from './faults.ts';
 import { msrAllowed } from '../core/msr-filter.ts';
 import { filteredCrChange } from '../core/cr-filter.ts';
 import { dispatchHypercall } from '../hypercalls/dispatch.ts';
+import { dispatchHvHypercall } from '../hyperv/hv-dispatch.ts';
 import { decodePortWrite, type PortSize } from '../../shared/platform-io.ts';
 import type { VmCore } from '../core/vm-core.ts';
 import { cpuidLookup, type CpuidRegs } from '../../shared/x86/cpuid.ts';
@@ -335,6 +336,8 @@ export class Vcpu implements GuestCpu {
     if (this.#core.stopped !== undefined) return -KVM_STATUS.KVM_EPERM;
     // KVM's kvm_emulate_hypercall(): a hypercall from CPL > 0 returns -KVM_EPERM.
     if (this.#r.cpl !== 0) return -KVM_STATUS.KVM_EPERM;
+    // The Hyper-V personality has its own table (on hardware a CPL 3 hypercall is #UD there).
+    if (this.#core.hypervisor === 'hyperv') return dispatchHvHypercall(this.#core, this, nr, [a0, a1, a2, a3]);
     return dispatchHypercall(this.#core, this, nr, [a0, a1, a2, a3]);
   }
 

@@ -26,7 +26,7 @@ export class VmCpus {
     readonly model: CpuModel,
   ) {
     this.#online = model.presentCpus;
-    core.setCpuid(cpuidTable(model, this.#online));
+    core.setCpuid(cpuidTable(model, this.#online, core.hypervisor));
   }
 
   /** CPUs online now: the model's present ones, plus those brought online since. */
@@ -52,7 +52,7 @@ export class VmCpus {
       if (told !== undefined) return err(`the verifier was not told the new CPU count: ${told}`);
     }
     this.#online = next;
-    core.setCpuid(cpuidTable(this.model, next));
+    core.setCpuid(cpuidTable(this.model, next, core.hypervisor));
     audit.append({ event: 'lifecycle', vm, type: 'cpu-online', online: next, possible: this.model.possibleCpus });
     if (observer?.cpusOnline) {
       const e = { vm, online: next, time: performance.now() };
@@ -67,7 +67,7 @@ export class VmCpus {
       return err(`the image has ${online} CPUs online; model ${this.model.name} has ${this.model.presentCpus} present and ${this.model.possibleCpus} possible`);
     }
     this.#online = online;
-    this.core.setCpuid(cpuidTable(this.model, online));
+    this.core.setCpuid(cpuidTable(this.model, online, this.core.hypervisor));
     return ok(undefined);
   }
 }

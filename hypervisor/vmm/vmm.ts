@@ -13,6 +13,7 @@
  * (hypervisor/vmm/devices/dma-port.ts). With `protectedMemory`, guest memory is private to the
  * guest except what it shares with KVM_HC_MAP_GPA_RANGE. Refusals are logged and audited.
  */
+import type { HypervisorKind } from '../../shared/hypervisor-kind.ts';
 import { MSR } from '../../shared/x86/cpu.ts';
 import { HEKI_CONFIGURE, HEKI_DENIAL } from '../../shared/exit-reasons.ts';
 import type { GuestCpu } from '../../shared/guest-cpu.ts';
@@ -81,6 +82,8 @@ export interface VmmConfig {
    * carries it, so CPUID and the page walk agree); default the model's (40 for the shipped ones).
    */
   readonly physBits?: number;
+  /** The hypervisor the VM runs on (default `kvm`; `hyperv`: VSM with the LVBS VTL-call ABI). */
+  readonly hypervisor?: HypervisorKind;
   /** The emulated disk (default 2048 sectors, 1 MiB). */
   readonly disk?: VirtioBlkOptions;
   /** The VM's name in audit records written before a verifier is attached (default `vm0`). */
@@ -172,7 +175,7 @@ export class Vmm implements ExitSink {
       },
       ...(config.observer ? { onHandled: (exit: VmExit, action: string, note: string | undefined) => this.core.events?.exit(exit, action, note) } : {}),
     };
-    this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? model.possibleCpus, protectedMemory: config.protectedMemory ?? false, physBits: model.physBits }, this);
+    this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? model.possibleCpus, protectedMemory: config.protectedMemory ?? false, physBits: model.physBits, ...(config.hypervisor ? { hypervisor: config.hypervisor } : {}) }, this);
     this.#cpus = new VmCpus(this.core, model);
     this.#enableHekiExits();
     this.#name = config.name ?? 'vm0';

@@ -2,6 +2,7 @@
  * What the runtime keeps of a machine's host side to carry it through its lifecycle, and what
  * a migration hands over (machine/lifecycle/).
  */
+import type { HypervisorKind } from '../../shared/hypervisor-kind.ts';
 import type { KernelImage } from '../../shared/kernel-image/vmlinux.ts';
 import type { Vmm } from '../../hypervisor/vmm/vmm.ts';
 import type { VmmPolicy } from '../../hypervisor/vmm/policy.ts';
@@ -29,6 +30,8 @@ export interface MachineHost {
   readonly vmmKey?: Ed25519KeyPair;
   /** MAXPHYADDR of the machine's vCPUs, when it was given (MachineConfig.physBits): VMs this host restores or receives keep it. */
   readonly physBits?: number;
+  /** The hypervisor of the machine (MachineConfig.hypervisor), when it is not KVM: VMs this host restores or receives run on it too. */
+  readonly hypervisor?: HypervisorKind;
   /**
    * The machine's observer (`heki run --trace/--report/--record`), when it has one: a
    * migration's new VMM and verifier get it too, so one trace covers the whole run.

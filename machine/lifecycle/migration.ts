@@ -85,7 +85,7 @@ export interface RestoreOptions {
   /** The kernel the new VMM boots on a reboot (default: `image`). */
   readonly bootImage?: KernelImage;
   /** The host side of the new machine: its files and kernel-vendor key (a fresh, untrusted one by default). */
-  readonly host: Pick<MachineHost, 'vmlinuzPath' | 'systemMapPath'> & Partial<Pick<MachineHost, 'vendor' | 'linkOptions' | 'policy' | 'vmmKey' | 'observer' | 'physBits'>>;
+  readonly host: Pick<MachineHost, 'vmlinuzPath' | 'systemMapPath'> & Partial<Pick<MachineHost, 'vendor' | 'linkOptions' | 'policy' | 'vmmKey' | 'observer' | 'physBits' | 'hypervisor'>>;
   /** The audit log to continue (default: a new in-memory one, whose first record names the source's head). */
   readonly audit?: AuditLog;
   /** Overrides the snapshot's fault-injection setting (tests). */
@@ -160,6 +160,7 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
     cpu: cpu.value.model,
     ...(opts.host.policy ? { policy: opts.host.policy } : {}),
     ...(opts.host.physBits !== undefined ? { physBits: opts.host.physBits } : {}),
+    ...(opts.host.hypervisor !== undefined ? { hypervisor: opts.host.hypervisor } : {}),
     ...(observer ? { observer } : {}),
   });
   const bootImage = opts.bootImage ?? opts.image;
@@ -198,6 +199,7 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
       ...(opts.host.policy ? { policy: opts.host.policy } : {}),
       ...(opts.host.vmmKey ? { vmmKey: opts.host.vmmKey } : {}),
       ...(opts.host.physBits !== undefined ? { physBits: opts.host.physBits } : {}),
+      ...(opts.host.hypervisor !== undefined ? { hypervisor: opts.host.hypervisor } : {}),
       ...(observer ? { observer } : {}),
     },
     source: { vm: h.vm, vmId: h.vmId, keyId: h.keyId, created: h.created, auditHead: platform.auditHead },

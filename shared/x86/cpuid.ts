@@ -15,6 +15,9 @@
  * - 0x80000002..4: the 48-byte brand string (`x86_model_id`), NUL-padded.
  * - 0x80000008: EAX 7:0 the physical address bits (MAXPHYADDR), 15:8 the linear ones.
  * - 0x40000000: KVM's signature leaf: EAX the highest KVM leaf (0x40000001), "KVMKVMKVM\0\0\0".
+ *   On a Hyper-V machine (shared/hypervisor-kind.ts) the leaf is Hyper-V's instead: EAX the
+ *   highest Hyper-V leaf (0x40000005), "Microsoft Hv" (shared/hv-vsm-abi.ts), and 0x40000001
+ *   answers zeros, which is all the simulated guest reads of it.
  *
  * The simulator's paravirtual leaves, a second hypervisor interface at 0x40000100 (Linux
  * scans 0x40000000..0x4000ff00 in steps of 0x100 for interfaces: arch/x86/kernel/cpu/
@@ -32,6 +35,8 @@
  */
 import { CAPABILITY_WORDS, COMMAND_LINE_SIZE, type CpuModel, vendorFromId } from './cpu-model.ts';
 import { type Result, err, ok } from '../result.ts';
+import type { HypervisorKind } from '../hypervisor-kind.ts';
+import { HYPERV_CPUID_MAX_LEAF, HYPERV_CPUID_SIGNATURE } from '../hv-vsm-abi.ts';
 
 /** What CPUID leaves in EAX, EBX, ECX and EDX (unsigned 32-bit). */
 export interface CpuidRegs {
@@ -107,7 +112,7 @@ export function decodeSignature(sig: number): { family: number; model: number; s
  * Every leaf the vCPU answers for `model` with `presentCpus` CPUs present now (the VMM
  * raises it on a hotplug), keyed by leaf number (no leaf here has subleaves).
  */
-export function cpuidTable(model: CpuModel, presentCpus: number = model.presentCpus): ReadonlyMap<number, CpuidRegs> {
+export function cpuidTable(model: CpuModel, presentCpus: number = model.presentCpus, hypervisor: HypervisorKind = 'kvm'): ReadonlyMap<number, CpuidRegs> {
   const t = new Map<number, CpuidRegs>();
   const caps = model.capabilities;
   const cmd = ascii(model.cmdline);
@@ -122,7 +127,10 @@ export function cpuidTable(model: CpuModel, presentCpus: number = model.presentC
     t.set(CPUID_LEAF.BRAND_0 + i, { eax, ebx, ecx, edx });
   }
   t.set(CPUID_LEAF.ADDRESS_SIZES, { ...ZERO, eax: (model.virtBits << 8) | model.physBits });
-  t.set(CPUID_LEAF.KVM_SIGNATURE, signature(CPUID_LEAF.KVM_FEATURES, KVM_CPUID_SIGNATURE, 'bcd'));
+  t.set(
+    CPUID_LEAF.KVM_SIGNATURE,
+    hypervisor === 'hyperv' ? signature(HYPERV_CPUID_MAX_LEAF, HYPERV_CPUID_SIGNATURE, 'bcd') : signature(CPUID_LEAF.KVM_FEATURES, KVM_CPUID_SIGNATURE, 'bcd'),
+  );
   t.set(CPUID_LEAF.KVM_FEATURES, ZERO);
   t.set(CPUID_LEAF.HEKI_SIGNATURE, signature(CPUID_LEAF.HEKI_CMDLINE + Math.max(cmdLeaves, 1) - 1, HEKI_CPUID_SIGNATURE, 'bcd'));
   t.set(CPUID_LEAF.HEKI_COUNTS, { eax: CAPABILITY_WORDS, ebx: presentCpus, ecx: model.possibleCpus, edx: cmd.length });
@@ -134,6 +142,16 @@ export function cpuidTable(model: CpuModel, presentCpus: number = model.presentC
     t.set(CPUID_LEAF.HEKI_CMDLINE + j, { eax, ebx, ecx, edx });
   }
   return t;
+}
+
+/**
+ * The 12-byte hypervisor signature of a 0x40000000 answer, EBX-ECX-EDX (how Linux reads it:
+ * arch/x86/kernel/kvm.c kvm_cpuid_base(), arch/x86/kernel/cpu/mshyperv.c ms_hyperv_platform()).
+ */
+export function hypervisorSignature(regs: CpuidRegs): string {
+  let s = '';
+  for (const w of [regs.ebx, regs.ecx, regs.edx]) for (let b = 0; b < 4; b++) s += String.fromCharCode((w >>> (8 * b)) & 0xff);
+  return s;
 }
 
 /** A leaf of `table`, zeros for one it does not hold. */

@@ -9,7 +9,21 @@ import type { AttackReport, RunAttacksOptions } from '../../checks/attacks.ts';
 import { runAttack } from '../../checks/attacks.ts';
 import type { SimulatedMachine } from '../../machine/simulated-machine.ts';
 import type { AuditRecord } from '../../hypervisor/audit/audit-log.ts';
+import { parseHypervisorKind } from '../../shared/hypervisor-kind.ts';
 import type { LoadedModule } from '../../guest/modules/module-loader.ts';
+
+/**
+ * The hypervisor the security tests run on: `HEKI_HYPERVISOR=hyperv npx ava test/security/...`
+ * runs the same test files on the Hyper-V personality (default kvm). A bad value throws, so a
+ * typo cannot silently run KVM.
+ */
+export function testHypervisor(): Pick<RunAttacksOptions, 'hypervisor'> {
+  const v = process.env['HEKI_HYPERVISOR'];
+  if (v === undefined || v === '') return {};
+  const h = parseHypervisorKind(v);
+  if (!h.ok) throw new Error(`HEKI_HYPERVISOR: ${h.error}`);
+  return { hypervisor: h.value };
+}
 
 /** What a test sees of one attack. */
 export interface AttackRun<B, A> {
@@ -27,7 +41,7 @@ export interface AttackRun<B, A> {
 export async function attackOnRealKernel<B, A>(
   name: string,
   look: { before?: (m: SimulatedMachine) => B | Promise<B>; after: (m: SimulatedMachine, before: B, report: AttackReport) => A | Promise<A> },
-  opts: Pick<RunAttacksOptions, 'cpu'> = {},
+  opts: Pick<RunAttacksOptions, 'cpu' | 'hypervisor'> = {},
 ): Promise<AttackRun<B, A>> {
   let seenBefore: B | undefined;
   let seenAfter: A | undefined;
@@ -42,7 +56,7 @@ export async function attackOnRealKernel<B, A>(
       seenAfter = await look.after(m, seenBefore as B, report);
       return seenAfter;
     },
-  }, opts);
+  }, { ...testHypervisor(), ...opts });
   if (!r.ok) throw new Error(r.error.message);
   if (!called) throw new Error(`attack ${name} did not run: ${r.value.report.stop}: ${r.value.report.detail}`);
   return { report: r.value.report, before: seenBefore as B, after: seenAfter as A };

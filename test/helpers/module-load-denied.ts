@@ -22,7 +22,8 @@ export async function assertModuleLoadDenied(t: ExecutionContext, name: string, 
     }),
   });
   t.true(report.stopped, report.detail);
-  t.regex(report.stop, /^-KVM_EPERM from KVM_HC_HEKI_LOAD_MODULE; heki-denial exit \(verification of module-load\)/);
+  // KVM: -KVM_EPERM from the hypercall; Hyper-V VSM (HEKI_HYPERVISOR=hyperv): LVBS's -EPERM from the VTL call.
+  t.regex(report.stop, /^(-KVM_EPERM from KVM_HC_HEKI_LOAD_MODULE|-EPERM from VSM_VTL_CALL_FUNC_ID_VALIDATE_MODULE); heki-denial exit \(verification of module-load\)/);
   t.regex(report.detail, /executable afterwards: none/);
   t.is(after.records.length, 1);
   t.like(after.records[0], { ok: false, applied: false, subject: 'crc7' });

@@ -4,6 +4,7 @@
  * (MOD_VA -> MOD_TEXT), one data page, its image and name at BLOB_VA, its descriptor at DESC.
  */
 import { gpa } from '../../shared/addr.ts';
+import type { VmmConfig } from '../../hypervisor/index.ts';
 import { LAYOUT, PTE, bootSynthetic, type SyntheticMachine } from './synthetic-machine.ts';
 import { MEM_ATTR } from '../../shared/abi.ts';
 import { encodeModuleDesc } from '../../shared/heki-descriptors.ts';
@@ -29,8 +30,8 @@ export const BLOB = 0x91_0000n;
  * Boots the machine with `decide` as the verifier (kernel region: one page of .text), and
  * places the module. `seen` lists the requests the stub got, `audit` is the core's log.
  */
-export function withVerifier(decide: Decide): { m: SyntheticMachine; audit: AuditLog; seen: OutgoingRequest[] } {
-  const m = bootSynthetic();
+export function withVerifier(decide: Decide, config: Partial<VmmConfig> = {}): { m: SyntheticMachine; audit: AuditLog; seen: OutgoingRequest[] } {
+  const m = bootSynthetic(config);
   const audit = AuditLog.inMemory();
   const seen: OutgoingRequest[] = [];
   let id = 0;

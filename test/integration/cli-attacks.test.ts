@@ -36,10 +36,10 @@ needsFixtures(test)('--json on two attacks: the exact shape, both stopped, exit 
   t.is(r.code, 0, r.err);
   t.regex(r.err, /^heki attacks: 1\/2 done \([\w-]+: stopped\)\nheki attacks: 2\/2 done \([\w-]+: stopped\)\n$/, 'progress on stderr only');
   const j = JSON.parse(r.out) as { attacks: Array<Record<string, unknown>>; total: number; stopped: number };
-  t.deepEqual(Object.keys(j), ['attacks', 'total', 'stopped', 'notApplicable', 'cpu']);
+  t.deepEqual(Object.keys(j), ['attacks', 'total', 'stopped', 'notApplicable', 'cpu', 'hypervisor']);
   t.is(j.total, 2);
   t.is(j.stopped, 2);
-  t.like(j, { notApplicable: 0, cpu: 'skylake-smp2' });
+  t.like(j, { notApplicable: 0, cpu: 'skylake-smp2', hypervisor: 'kvm' });
   t.deepEqual(j.attacks.map((a) => a['name']), ['clear-cr0-wp', 'overwrite-lstar']);
   for (const a of j.attacks) {
     t.deepEqual(Object.keys(a), ['name', 'stopped', 'applicable', 'stop', 'detail']);

@@ -48,7 +48,7 @@ test('the whole file: empty, a list, a scalar', (t) => {
 
 test('top level: unknown, duplicate and missing keys', (t) => {
   t.deepEqual(problems('name: x\nstpes: []\nsteps: [{boot: {}}]\n'), [
-    `scenario.yaml:2: unknown top-level key 'stpes' (expected one of name, description, kernel, cpu, vmlinuz, system-map, keys, steps)`,
+    `scenario.yaml:2: unknown top-level key 'stpes' (expected one of name, description, kernel, cpu, hypervisor, vmlinuz, system-map, keys, steps)`,
   ]);
   t.deepEqual(problems('name: x\nsteps: [{boot: {}}]\nname: y\n'), [`scenario.yaml:3: duplicate key 'name'`]);
   t.deepEqual(problems('steps: [{boot: {}}]\n'), [`scenario.yaml:1: missing required key 'name'`]);
@@ -206,7 +206,7 @@ steps:
   - exec: { addr: _stext, expect: maybe }
 `);
   t.deepEqual(p, [
-    `scenario.yaml:2: unknown top-level key 'bogus' (expected one of name, description, kernel, cpu, vmlinuz, system-map, keys, steps)`,
+    `scenario.yaml:2: unknown top-level key 'bogus' (expected one of name, description, kernel, cpu, hypervisor, vmlinuz, system-map, keys, steps)`,
     `scenario.yaml:5: step 2 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00": '9' has an odd number of hex digits`,
     `scenario.yaml:6: step 3 (read): 'addr' must be hex (0x...) or symbol[+offset], got '12'`,
     `scenario.yaml:7: step 4: unknown step kind 'frob' (expected one of: boot, load-module, unload-module, ftrace, jump-label, static-call, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall, reboot, kexec, panic, hibernate, resume, migrate, cpu-online, save-memory)`,
