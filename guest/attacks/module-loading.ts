@@ -137,7 +137,7 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       if (!captured) throw new AttackSetupError(`the loader gave up before asking the hypervisor: ${result.ok ? '' : result.error.message}`);
       const steps = writes.map((w) => `write ${w.when}: ${outcomeText(w.r)}`);
       const landed = writes.some((w) => w.r.ok);
-      let intact = false;
+      let intact: boolean;
       let execNote = '';
       if (result.ok) {
         // The module is live: every placed section must hold exactly the signed, relocated bytes.
