@@ -20,7 +20,22 @@
  * import; `no-folder-circle` names it as such all the same. File circles are refused too,
  * but for the known ones listed in KNOWN_FILE_CIRCLES, each with why it is still there.
  */
-const FOLDERS = ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'machine', 'scenario', 'report', 'checks', 'bench', 'cli', 'test', 'types', 'plugins'];
+const FOLDERS = [
+  'shared',
+  'guest',
+  'hypervisor',
+  'verifier-vm',
+  'tools',
+  'machine',
+  'scenario',
+  'report',
+  'checks',
+  'bench',
+  'cli',
+  'test',
+  'types',
+  'plugins',
+];
 
 /**
  * Files of the file circles that predate the rule; a circle among them only is not reported.
@@ -68,7 +83,11 @@ module.exports = {
     only('report', ['shared', 'hypervisor', 'machine', 'scenario'], 'The report draws what a run observed.'),
     only('checks', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'machine'], 'Regression checks run machines and judge them.'),
     only('bench', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'machine'], 'The benchmark measures the machine, not the command.'),
-    only('cli', ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'machine', 'scenario', 'report', 'checks', 'bench'], 'The command may use all but the tests.'),
+    only(
+      'cli',
+      ['shared', 'guest', 'hypervisor', 'verifier-vm', 'tools', 'machine', 'scenario', 'report', 'checks', 'bench'],
+      'The command may use all but the tests.',
+    ),
     {
       name: 'no-folder-circle',
       comment: 'A circle between top-level folders makes two of them one.',

@@ -24,7 +24,13 @@ export async function measureBootVerify(ctx: BenchContext, runs: number): Promis
   const image = img.value;
   const b = image.boundaries;
   const space = vmlinuxTextSpace(image);
-  applyBootTouchups(space, vmlinuxTouchupTables(image), { sites: image.mcountSites.map((s) => s.address), fentry: b.__fentry__ }, { start: b._stext, end: b._etext }, vmlinuxTouchupContext(image, DEFAULT_CPU_MODEL));
+  applyBootTouchups(
+    space,
+    vmlinuxTouchupTables(image),
+    { sites: image.mcountSites.map((s) => s.address), fentry: b.__fentry__ },
+    { start: b._stext, end: b._etext },
+    vmlinuxTouchupContext(image, DEFAULT_CPU_MODEL),
+  );
   const text = space.locate(b._stext)!.region.bytes;
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {

@@ -122,5 +122,11 @@ export class BenchContext {
 
 /** Items that turn ftrace on at `sites` (NOP5 -> call trampoline), as the guest asks. */
 export function ftraceEnableItems(sites: readonly bigint[], trampoline: bigint): PatchItem[] {
-  return sites.map((site) => ({ kind: 'ftrace', site, oldBytes: Uint8Array.from(NOP5), newBytes: encodeCall32(site, trampoline), currentBytes: Uint8Array.from(NOP5) }));
+  return sites.map((site) => ({
+    kind: 'ftrace',
+    site,
+    oldBytes: Uint8Array.from(NOP5),
+    newBytes: encodeCall32(site, trampoline),
+    currentBytes: Uint8Array.from(NOP5),
+  }));
 }

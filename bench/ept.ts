@@ -136,7 +136,8 @@ function timeChecks(ept: Ept, m: ReturnType<typeof mix>, budgetMs: number): { ch
   } while (performance.now() - s0 < budgetMs / 2);
   const allows = (sRounds * n) / ((performance.now() - s0) / 1000);
   // Both forms must give the same answers on the same mix.
-  if (allowedByString / sRounds !== allowed / rounds) throw new Error(`Ept.check and Ept.allows disagree: ${allowed / rounds} vs ${allowedByString / sRounds} allowed per round`);
+  if (allowedByString / sRounds !== allowed / rounds)
+    throw new Error(`Ept.check and Ept.allows disagree: ${allowed / rounds} vs ${allowedByString / sRounds} allowed per round`);
   let sum = 0;
   let gRounds = 0;
   const g0 = performance.now();
@@ -155,7 +156,15 @@ export async function measureEpt(ctx: BenchContext, budgetMs: number): Promise<E
     const ept = syntheticEpt();
     const c = classify(ept);
     const t = timeChecks(ept, mix(c), budgetMs);
-    return { checksPerSecond: t.checks, allowsPerSecond: t.allows, getsPerSecond: t.gets, allowedShare: t.allowedShare, source: 'synthetic', classes: { text: c.text.length, rodata: c.rodata.length, data: c.data.length }, vcpuPerSecond: undefined };
+    return {
+      checksPerSecond: t.checks,
+      allowsPerSecond: t.allows,
+      getsPerSecond: t.gets,
+      allowedShare: t.allowedShare,
+      source: 'synthetic',
+      classes: { text: c.text.length, rodata: c.rodata.length, data: c.data.length },
+      vcpuPerSecond: undefined,
+    };
   }
   const { machine } = await bootReal(ctx, { image: await ctx.image() });
   try {
@@ -163,7 +172,15 @@ export async function measureEpt(ctx: BenchContext, budgetMs: number): Promise<E
     const c = classify(ept);
     const t = timeChecks(ept, mix(c), budgetMs);
     const vcpuPerSecond = await timeVcpu(machine, budgetMs);
-    return { checksPerSecond: t.checks, allowsPerSecond: t.allows, getsPerSecond: t.gets, allowedShare: t.allowedShare, source: 'real kernel', classes: { text: c.text.length, rodata: c.rodata.length, data: c.data.length }, vcpuPerSecond };
+    return {
+      checksPerSecond: t.checks,
+      allowsPerSecond: t.allows,
+      getsPerSecond: t.gets,
+      allowedShare: t.allowedShare,
+      source: 'real kernel',
+      classes: { text: c.text.length, rodata: c.rodata.length, data: c.data.length },
+      vcpuPerSecond,
+    };
   } finally {
     await machine.dispose();
   }

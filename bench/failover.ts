@@ -72,7 +72,16 @@ export async function measureFailover(ctx: BenchContext, trials: number, burst: 
       outages.push(performance.now() - t0);
       linkMs.push(link.stats.lastFailoverMs ?? Number.NaN);
     }
-    return { trials, medianMs: median(outages), maxMs: Math.max(...outages), linkMedianMs: median(linkMs), sent, answered, lost: sent - answered, failedClosed };
+    return {
+      trials,
+      medianMs: median(outages),
+      maxMs: Math.max(...outages),
+      linkMedianMs: median(linkMs),
+      sent,
+      answered,
+      lost: sent - answered,
+      failedClosed,
+    };
   } finally {
     await link.dispose();
   }

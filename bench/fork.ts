@@ -19,7 +19,10 @@ export interface ForkTimes {
 /** Boots a base and forks it `runs` times (each fork disposed before the next). */
 export async function measureFork(ctx: BenchContext, runs: number): Promise<ForkTimes> {
   if (!ctx.haveFixtures) throw new Error('needs the real kernel (fixtures)');
-  const b = await bootBase({ kernel: 'real', keys: { pubkeys: [], certs: [ctx.fixtures.signingKeyDer], revoked: [] }, verifierSpare: false, ...(ctx.cpu ? { cpu: ctx.cpu } : {}) }, { warm: 1 });
+  const b = await bootBase(
+    { kernel: 'real', keys: { pubkeys: [], certs: [ctx.fixtures.signingKeyDer], revoked: [] }, verifierSpare: false, ...(ctx.cpu ? { cpu: ctx.cpu } : {}) },
+    { warm: 1 },
+  );
   if (!b.ok) throw new Error(b.error.message);
   const base = b.value;
   try {

@@ -49,7 +49,11 @@ interface Captured {
 }
 
 /** Loads every module in `dir` on a booted real machine and keeps the module-load requests. */
-async function capture(ctx: BenchContext, dir: string, pubkeys: readonly string[]): Promise<{ requests: RequestOf<'module-load'>[]; boot: RequestOf<'kernel-text'> }> {
+async function capture(
+  ctx: BenchContext,
+  dir: string,
+  pubkeys: readonly string[],
+): Promise<{ requests: RequestOf<'module-load'>[]; boot: RequestOf<'kernel-text'> }> {
   const { machine, bootRequest } = await bootReal(ctx, { image: await ctx.image(), keys: { pubkeys, certs: [ctx.fixtures.signingKeyDer], revoked: [] } });
   const requests: RequestOf<'module-load'>[] = [];
   const link = machine.link;
@@ -60,7 +64,9 @@ async function capture(ctx: BenchContext, dir: string, pubkeys: readonly string[
     return verify(r);
   };
   try {
-    for (const file of readdirSync(dir).filter((f) => f.endsWith('.ko')).sort()) {
+    for (const file of readdirSync(dir)
+      .filter((f) => f.endsWith('.ko'))
+      .sort()) {
       const r = await machine.loadModule(join(dir, file));
       if (r.outcome !== 'allowed') throw new Error(`loading ${file}: ${r.reason}`);
     }
@@ -165,8 +171,20 @@ export async function measureModuleAuth(ctx: BenchContext, rounds: number, limit
     const bytes = (c: Captured) => c.requests.reduce((a, r) => a + r.image.length, 0);
     const naclRounds = Math.max(1, Math.ceil(rounds / 4));
     const figures: ModuleAuthFigures[] = [
-      { scheme: 'pkcs7', modules: pkcs7.requests.length, bytes: bytes(pkcs7), mbPerSecond: await decide(ctx, pkcs7, rounds, {}), signatureMbPerSecond: signatureOnly(pkcs7, rounds, 'node') },
-      { scheme: 'ed25519-node', modules: ed.requests.length, bytes: bytes(ed), mbPerSecond: await decide(ctx, ed, rounds, {}), signatureMbPerSecond: signatureOnly(ed, rounds, 'node') },
+      {
+        scheme: 'pkcs7',
+        modules: pkcs7.requests.length,
+        bytes: bytes(pkcs7),
+        mbPerSecond: await decide(ctx, pkcs7, rounds, {}),
+        signatureMbPerSecond: signatureOnly(pkcs7, rounds, 'node'),
+      },
+      {
+        scheme: 'ed25519-node',
+        modules: ed.requests.length,
+        bytes: bytes(ed),
+        mbPerSecond: await decide(ctx, ed, rounds, {}),
+        signatureMbPerSecond: signatureOnly(ed, rounds, 'node'),
+      },
       {
         scheme: 'ed25519-tweetnacl',
         modules: ed.requests.length,
@@ -175,7 +193,14 @@ export async function measureModuleAuth(ctx: BenchContext, rounds: number, limit
         signatureMbPerSecond: signatureOnly(ed, naclRounds, 'tweetnacl'),
       },
     ];
-    return { figures, sha256MbPerSecond: sha256MbPerSecond(ed.requests.map((r) => r.image), rounds), modules: ed.requests.map((r) => r.name) };
+    return {
+      figures,
+      sha256MbPerSecond: sha256MbPerSecond(
+        ed.requests.map((r) => r.image),
+        rounds,
+      ),
+      modules: ed.requests.map((r) => r.name),
+    };
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -18,7 +18,13 @@ export interface PatchThroughput {
 }
 
 /** Verifies `batches` batches of `batch` items over `transport`, `inFlight` at a time. */
-export async function measurePatchThroughput(ctx: BenchContext, transport: 'comlink' | 'ring', batch: number, batches: number, inFlight: number): Promise<PatchThroughput> {
+export async function measurePatchThroughput(
+  ctx: BenchContext,
+  transport: 'comlink' | 'ring',
+  batch: number,
+  batches: number,
+  inFlight: number,
+): Promise<PatchThroughput> {
   if (!ctx.haveFixtures) throw new Error('needs the real kernel manifest (fixtures)');
   const init = await ctx.verifierInit();
   const { sites, trampoline } = await ctx.ftraceSites();

@@ -20,7 +20,12 @@ export interface BootedMachine {
 /** Builds and boots the real kernel; the caller disposes the machine. */
 export async function bootReal(ctx: BenchContext, extra: Partial<MachineConfig> = {}): Promise<BootedMachine> {
   const t0 = performance.now();
-  const m = await createMachineDetailed({ kernel: 'real', keys: { pubkeys: [], certs: [ctx.fixtures.signingKeyDer], revoked: [] }, ...(ctx.cpu ? { cpu: ctx.cpu } : {}), ...extra });
+  const m = await createMachineDetailed({
+    kernel: 'real',
+    keys: { pubkeys: [], certs: [ctx.fixtures.signingKeyDer], revoked: [] },
+    ...(ctx.cpu ? { cpu: ctx.cpu } : {}),
+    ...extra,
+  });
   if (!m.ok) throw new Error(m.error.message);
   const t1 = performance.now();
   // Keep the end-of-boot request: a verifier that replays module loads needs the boot first.

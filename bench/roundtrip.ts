@@ -23,7 +23,13 @@ export interface RoundTrip {
 }
 
 /** Measures `n` round trips after `warmup` over one transport. */
-export async function measureRoundTrip(ctx: BenchContext, transport: 'comlink' | 'ring', n: number, warmup: number, onProgress?: (done: number) => void): Promise<RoundTrip> {
+export async function measureRoundTrip(
+  ctx: BenchContext,
+  transport: 'comlink' | 'ring',
+  n: number,
+  warmup: number,
+  onProgress?: (done: number) => void,
+): Promise<RoundTrip> {
   const init = await ctx.verifierInit();
   const { sites, trampoline } = await ctx.ftraceSites(1);
   const request: OutgoingRequest = { kind: 'text-patch', vm: 'bench', items: ftraceEnableItems(sites, trampoline) };

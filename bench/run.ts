@@ -105,7 +105,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         json.roundtrip_comlink_p50_us = round(r.p50us);
         json.roundtrip_comlink_p99_us = round(r.p99us);
         comlinkP99 = r.p99us;
-        row('round trip', 'comlink p50 / p99 / mean', `${r.p50us.toFixed(1)} / ${r.p99us.toFixed(1)} / ${r.meanUs.toFixed(1)} µs`, `${r.n} requests, 1 ftrace item, ${r.allowed ? 'allowed (real manifest)' : 'denied (no manifest)'}`);
+        row(
+          'round trip',
+          'comlink p50 / p99 / mean',
+          `${r.p50us.toFixed(1)} / ${r.p99us.toFixed(1)} / ${r.meanUs.toFixed(1)} µs`,
+          `${r.n} requests, 1 ftrace item, ${r.allowed ? 'allowed (real manifest)' : 'denied (no manifest)'}`,
+        );
       },
     },
     {
@@ -115,7 +120,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         const r = await measureRoundTrip(ctx, 'ring', ctx.n(300, 50_000), ctx.n(100, 5000));
         json.roundtrip_ring_p50_us = round(r.p50us);
         json.roundtrip_ring_p99_us = round(r.p99us);
-        row('round trip', 'ring p50 / p99 / mean', `${r.p50us.toFixed(2)} / ${r.p99us.toFixed(2)} / ${r.meanUs.toFixed(2)} µs`, `${r.n} requests, max ${r.maxUs.toFixed(0)} µs`);
+        row(
+          'round trip',
+          'ring p50 / p99 / mean',
+          `${r.p50us.toFixed(2)} / ${r.p99us.toFixed(2)} / ${r.meanUs.toFixed(2)} µs`,
+          `${r.n} requests, max ${r.maxUs.toFixed(0)} µs`,
+        );
       },
     },
     {
@@ -129,7 +139,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         const small = await measurePatchThroughput(ctx, 'ring', 1024, ctx.n(8, 400), 4);
         row('patch verification', `ring, ${small.batch}-item batches`, `${si(small.itemsPerSecond)}items/s`, `${small.batches} batches, 4 in flight`);
         const com = await measurePatchThroughput(ctx, 'comlink', 38_252, ctx.n(1, 3), 1);
-        row('patch verification', `comlink, ${com.batch}-item batches`, `${si(com.itemsPerSecond)}items/s`, `${com.batches} batches (structured clone of protocol items)`);
+        row(
+          'patch verification',
+          `comlink, ${com.batch}-item batches`,
+          `${si(com.itemsPerSecond)}items/s`,
+          `${com.batches} batches (structured clone of protocol items)`,
+        );
       },
     },
     {
@@ -139,7 +154,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         if (!ctx.haveFixtures) return void unmeasured.push({ key: 'ftrace_all_ms', why: `${noFixtures}: needs the real kernel` });
         const f = await measureFtraceAll(ctx, ctx.n(1, 7));
         json.ftrace_all_ms = round(f.medianMs);
-        row('ftrace', `enable all ${f.sites} live sites, warm (median)`, `${f.medianMs.toFixed(1)} ms`, `runs: ${f.warmMs.map((m) => m.toFixed(1)).join(', ')}`);
+        row(
+          'ftrace',
+          `enable all ${f.sites} live sites, warm (median)`,
+          `${f.medianMs.toFixed(1)} ms`,
+          `runs: ${f.warmMs.map((m) => m.toFixed(1)).join(', ')}`,
+        );
         row('ftrace', 'enable all, first (cold) run', `${f.coldMs.toFixed(1)} ms`, 'JIT not warm, verifier parked');
         row('ftrace', 'disable all (median)', `${f.disableMedianMs.toFixed(1)} ms`, '2,269 .init.text sites were freed at boot');
       },
@@ -153,7 +173,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         const node = m.figures.find((f) => f.scheme === 'ed25519-node')!;
         json.module_auth_mb_per_s = round(node.mbPerSecond);
         for (const f of m.figures) {
-          row('module auth', `${f.scheme}: hash + signature + end state`, `${f.mbPerSecond.toFixed(1)} MB/s`, `${f.modules} modules, ${(f.bytes / 1e6).toFixed(2)} MB`);
+          row(
+            'module auth',
+            `${f.scheme}: hash + signature + end state`,
+            `${f.mbPerSecond.toFixed(1)} MB/s`,
+            `${f.modules} modules, ${(f.bytes / 1e6).toFixed(2)} MB`,
+          );
           row('module auth', `${f.scheme}: hash + signature only`, `${f.signatureMbPerSecond.toFixed(1)} MB/s`);
         }
         row('module auth', 'SHA-256 alone (node:crypto)', `${m.sha256MbPerSecond.toFixed(0)} MB/s`);
@@ -165,7 +190,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       run: async () => {
         const e = await measureEpt(ctx, ctx.n(100, 1500));
         json.ept_checks_per_s = round(e.checksPerSecond);
-        row('EPT', `Ept.check on the ${e.source}'s EPT`, `${si(e.checksPerSecond)}checks/s`, `${(e.allowedShare * 100).toFixed(1)} % allowed; frames: ${e.classes.text} text, ${e.classes.rodata} rodata, ${e.classes.data} data`);
+        row(
+          'EPT',
+          `Ept.check on the ${e.source}'s EPT`,
+          `${si(e.checksPerSecond)}checks/s`,
+          `${(e.allowedShare * 100).toFixed(1)} % allowed; frames: ${e.classes.text} text, ${e.classes.rodata} rodata, ${e.classes.data} data`,
+        );
         row('EPT', 'Ept.allows (access kind and mode as strings)', `${si(e.allowsPerSecond)}checks/s`);
         row('EPT', 'Ept.get', `${si(e.getsPerSecond)}lookups/s`);
         if (e.vcpuPerSecond !== undefined) row('EPT', 'vCPU read/write/fetch (TLB, checks, EPT, copy)', `${si(e.vcpuPerSecond)}accesses/s`);
@@ -194,8 +224,18 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         const c = await measureColdBoot(ctx, ctx.n(1, 3));
         json.boot_lock_cold_ms = round(c.coldMs);
         json.boot_lock_nocache_ms = round(c.noCacheMs);
-        row('boot', 'fresh process, cache warm: create + boot (median)', `${c.coldMs.toFixed(0)} ms`, `${c.runs} runs; importing the simulator ${c.coldImportMs.toFixed(0)} ms, whole process ${c.coldProcessMs.toFixed(0)} ms`);
-        row('boot', 'fresh process, empty cache: create + boot (median)', `${c.noCacheMs.toFixed(0)} ms`, `decompresses the vmlinuz and builds the manifest; whole process ${c.noCacheProcessMs.toFixed(0)} ms`);
+        row(
+          'boot',
+          'fresh process, cache warm: create + boot (median)',
+          `${c.coldMs.toFixed(0)} ms`,
+          `${c.runs} runs; importing the simulator ${c.coldImportMs.toFixed(0)} ms, whole process ${c.coldProcessMs.toFixed(0)} ms`,
+        );
+        row(
+          'boot',
+          'fresh process, empty cache: create + boot (median)',
+          `${c.noCacheMs.toFixed(0)} ms`,
+          `decompresses the vmlinuz and builds the manifest; whole process ${c.noCacheProcessMs.toFixed(0)} ms`,
+        );
       },
     },
     {
@@ -205,7 +245,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         if (!ctx.haveFixtures) return void unmeasured.push({ key: 'boot_verify_ms', why: `${noFixtures}: needs the real kernel` });
         const v = await measureBootVerify(ctx, ctx.n(1, 5));
         json.boot_verify_ms = round(v.medianMs);
-        row('boot', "verifier's end-of-boot prediction and comparison of .text (median)", `${v.medianMs.toFixed(0)} ms`, `${v.runs} runs, CPU model ${v.model}`);
+        row(
+          'boot',
+          "verifier's end-of-boot prediction and comparison of .text (median)",
+          `${v.medianMs.toFixed(0)} ms`,
+          `${v.runs} runs, CPU model ${v.model}`,
+        );
       },
     },
     {
@@ -215,7 +260,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         if (!ctx.haveFixtures) return void unmeasured.push({ key: 'fork_ms', why: `${noFixtures}: needs the real kernel` });
         const f = await measureFork(ctx, ctx.n(1, 5));
         json.fork_ms = round(f.medianMs);
-        row('fork', 'bootBase + fork() with a warm verifier (median)', `${f.medianMs.toFixed(1)} ms`, `${f.runs} runs, ${f.sharedPages} pages shared copy-on-write`);
+        row(
+          'fork',
+          'bootBase + fork() with a warm verifier (median)',
+          `${f.medianMs.toFixed(1)} ms`,
+          `${f.runs} runs, ${f.sharedPages} pages shared copy-on-write`,
+        );
         row('fork', 'fork() starting its verifier on demand', `${f.coldVerifierMs.toFixed(0)} ms`, 'a worker thread starts and initialises');
       },
     },
@@ -226,7 +276,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         const f = await measureFailover(ctx, ctx.n(1, 5), ctx.n(8, 32));
         json.failover_ms = round(f.medianMs);
         json.failover_lost = f.lost;
-        row('failover', 'injected crash -> first verdict of the spare (median)', `${f.medianMs.toFixed(2)} ms`, `max ${f.maxMs.toFixed(2)} ms over ${f.trials} trials; link's own (from noticing the death): ${f.linkMedianMs.toFixed(2)} ms`);
+        row(
+          'failover',
+          'injected crash -> first verdict of the spare (median)',
+          `${f.medianMs.toFixed(2)} ms`,
+          `max ${f.maxMs.toFixed(2)} ms over ${f.trials} trials; link's own (from noticing the death): ${f.linkMedianMs.toFixed(2)} ms`,
+        );
         row('failover', 'requests lost', `${f.lost}`, `${f.sent} sent, ${f.answered} answered once each, ${f.failedClosed} failed closed`);
       },
     },
@@ -258,15 +313,60 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   options.progress(1, 'done');
   const ringP99 = json.roundtrip_ring_p99_us;
   const targets: TargetCheck[] = [
-    check('ring round trip p99 <= 10 µs', ringP99, (v) => v <= 10, (v) => `${v} µs`),
-    check('ring p99 at least 10x better than comlink p99', ringP99 !== null && comlinkP99 !== undefined ? comlinkP99 / ringP99 : null, (v) => v >= 10, (v) => `${v.toFixed(1)}x`),
-    check('>= 4 M patch verifications/s', json.patch_verifications_per_s, (v) => v >= 4e6, (v) => `${si(v)}/s`),
-    check('ftrace on all sites < 50 ms', json.ftrace_all_ms, (v) => v < 50, (v) => `${v} ms`),
-    check('module authentication >= 500 MB/s', json.module_auth_mb_per_s, (v) => v >= 500, (v) => `${v} MB/s`),
-    check('boot and lock from a fresh process <= 500 ms', json.boot_lock_cold_ms, (v) => v <= 500, (v) => `${v} ms`),
-    check('EPT checks >= 100 M/s', json.ept_checks_per_s, (v) => v >= 100e6, (v) => `${si(v)}/s`),
-    check('fork of a booted machine <= 20 ms', json.fork_ms, (v) => v <= 20, (v) => `${v} ms`),
-    check('failover <= 10 ms with 0 lost', json.failover_ms !== null && json.failover_lost !== null ? json.failover_ms : null, (v) => v <= 10 && json.failover_lost === 0, (v) => `${v} ms, ${json.failover_lost} lost`),
+    check(
+      'ring round trip p99 <= 10 µs',
+      ringP99,
+      (v) => v <= 10,
+      (v) => `${v} µs`,
+    ),
+    check(
+      'ring p99 at least 10x better than comlink p99',
+      ringP99 !== null && comlinkP99 !== undefined ? comlinkP99 / ringP99 : null,
+      (v) => v >= 10,
+      (v) => `${v.toFixed(1)}x`,
+    ),
+    check(
+      '>= 4 M patch verifications/s',
+      json.patch_verifications_per_s,
+      (v) => v >= 4e6,
+      (v) => `${si(v)}/s`,
+    ),
+    check(
+      'ftrace on all sites < 50 ms',
+      json.ftrace_all_ms,
+      (v) => v < 50,
+      (v) => `${v} ms`,
+    ),
+    check(
+      'module authentication >= 500 MB/s',
+      json.module_auth_mb_per_s,
+      (v) => v >= 500,
+      (v) => `${v} MB/s`,
+    ),
+    check(
+      'boot and lock from a fresh process <= 500 ms',
+      json.boot_lock_cold_ms,
+      (v) => v <= 500,
+      (v) => `${v} ms`,
+    ),
+    check(
+      'EPT checks >= 100 M/s',
+      json.ept_checks_per_s,
+      (v) => v >= 100e6,
+      (v) => `${si(v)}/s`,
+    ),
+    check(
+      'fork of a booted machine <= 20 ms',
+      json.fork_ms,
+      (v) => v <= 20,
+      (v) => `${v} ms`,
+    ),
+    check(
+      'failover <= 10 ms with 0 lost',
+      json.failover_ms !== null && json.failover_lost !== null ? json.failover_ms : null,
+      (v) => v <= 10 && json.failover_lost === 0,
+      (v) => `${v} ms, ${json.failover_lost} lost`,
+    ),
   ];
   return { json: { ...json, machine }, rows, targets, unmeasured };
 }
@@ -297,7 +397,9 @@ function keysOf(label: string): BenchKey[] {
 export function formatReport(r: BenchReport): string {
   const m = r.json.machine;
   const lines: string[] = [];
-  lines.push(`heki-sim benchmark on ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.platform}/${m.arch}, Node ${m.node}, load average ${m.loadavg.join(' ')}`);
+  lines.push(
+    `heki-sim benchmark on ${m.cpus} x ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.platform}/${m.arch}, Node ${m.node}, load average ${m.loadavg.join(' ')}`,
+  );
   lines.push('');
   const w0 = Math.max(...r.rows.map((x) => x.section.length), 7);
   const w1 = Math.max(...r.rows.map((x) => x.name.length), 4);

@@ -33,7 +33,11 @@ export async function measureScaling(ctx: BenchContext): Promise<BenchRow[]> {
   for (const n of [1, 4, order.length]) {
     const m = await measureModuleAuth(ctx, ctx.n(1, 4), n);
     const f = m.figures.find((x) => x.scheme === 'ed25519-node')!;
-    row(`module auth, ${n} module(s) (${order.slice(0, n).join(', ')})`, `${((f.bytes / 1e6 / f.mbPerSecond) * 1000).toFixed(1)} ms`, `${(f.bytes / 1e6).toFixed(2)} MB at ${f.mbPerSecond.toFixed(1)} MB/s`);
+    row(
+      `module auth, ${n} module(s) (${order.slice(0, n).join(', ')})`,
+      `${((f.bytes / 1e6 / f.mbPerSecond) * 1000).toFixed(1)} ms`,
+      `${(f.bytes / 1e6).toFixed(2)} MB at ${f.mbPerSecond.toFixed(1)} MB/s`,
+    );
   }
 
   for (const n of [1024, 10_000, 38_252]) {
@@ -47,7 +51,13 @@ export async function measureScaling(ctx: BenchContext): Promise<BenchRow[]> {
     const all = ftrace.select('all');
     // Globs over function names that select about 1,000, 10,000 and all live sites.
     for (const want of [1000, 10_000, all.length]) {
-      const glob = want === all.length ? 'all' : pickGlob(all.map((s) => s.func), want);
+      const glob =
+        want === all.length
+          ? 'all'
+          : pickGlob(
+              all.map((s) => s.func),
+              want,
+            );
       const n = glob === 'all' ? all.length : ftrace.select(glob).length;
       const times: number[] = [];
       for (let i = 0; i < ctx.n(1, 5) + 1; i++) {

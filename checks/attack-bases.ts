@@ -66,9 +66,11 @@ export class AttackBases {
   async dispose(): Promise<void> {
     const bases = [...this.#bases.values()];
     this.#bases.clear();
-    await Promise.all(bases.map(async (p) => {
-      const b = await p;
-      if (b.ok) await b.value.dispose();
-    }));
+    await Promise.all(
+      bases.map(async (p) => {
+        const b = await p;
+        if (b.ok) await b.value.dispose();
+      }),
+    );
   }
 }

@@ -32,7 +32,14 @@ export function describeEvent(e: VmmEvent): string {
       return `heki-configure exit (${x.request.kind}${how})`;
     case 'heki-denial': {
       const d = x.denial;
-      const what = d.kind === 'verification' ? `verification of ${d.request}` : d.kind === 'immutable' ? `immutable frame ${hexv(d.frame)}` : d.kind === 'cr-pin' ? `cr-pin CR${d.cr}` : `bad-pin CR${d.cr}`;
+      const what =
+        d.kind === 'verification'
+          ? `verification of ${d.request}`
+          : d.kind === 'immutable'
+            ? `immutable frame ${hexv(d.frame)}`
+            : d.kind === 'cr-pin'
+              ? `cr-pin CR${d.cr}`
+              : `bad-pin CR${d.cr}`;
       return `heki-denial exit (${what}${how})`;
     }
     default:
@@ -81,4 +88,3 @@ export function hostEvidence(m: SimulatedMachine, fromSeq: number, fromAudit: nu
   const long = `host recorded ${[...counts].map(([k, n]) => `${n} ${k}`).join(', ') || 'no exit'} and ${refusals.length} refusing audit record(s)`;
   return { short: parts.join('; '), long };
 }
-

@@ -130,7 +130,11 @@ export function selectAttacks(names: readonly string[] = []): Result<readonly At
   if (names.length === 0) return ok(ATTACKS);
   const unknown = names.filter((n) => !ATTACKS.some((a) => a.name === n));
   if (unknown.length) {
-    return err({ kind: 'unknown-attack', names: unknown, message: `unknown attack${unknown.length > 1 ? 's' : ''}: ${unknown.map((n) => `'${n}'`).join(', ')}` });
+    return err({
+      kind: 'unknown-attack',
+      names: unknown,
+      message: `unknown attack${unknown.length > 1 ? 's' : ''}: ${unknown.map((n) => `'${n}'`).join(', ')}`,
+    });
   }
   const wanted = new Set(names);
   return ok(ATTACKS.filter((a) => wanted.has(a.name)));
@@ -155,7 +159,10 @@ export function checkAttackFixtures(dir: string = defaultFixtureDir()): Result<F
   const fx = fixturePaths(dir);
   const missing = [fx.vmlinuz, fx.systemMap, fx.signingKeyDer, fx.modulesDir].filter((p) => !existsSync(p));
   if (missing.length) {
-    return err({ kind: 'no-fixtures', message: `kernel fixtures not found in ${fx.dir}: missing ${missing.join(', ')} (set HEKI_FIXTURES to the folder holding vmlinuz, System.map, signing_key.x509.der and modules/)` });
+    return err({
+      kind: 'no-fixtures',
+      message: `kernel fixtures not found in ${fx.dir}: missing ${missing.join(', ')} (set HEKI_FIXTURES to the folder holding vmlinuz, System.map, signing_key.x509.der and modules/)`,
+    });
   }
   return ok(fx);
 }
@@ -230,16 +237,31 @@ async function runOn<B, A>(
   bases?: AttackBases,
 ): Promise<{ report: AttackReport; after: A | undefined }> {
   const needs = attack.needs ?? {};
-  const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, applicable: true, stop, detail }, after: undefined });
+  const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({
+    report: { name: attack.name, stopped: false, applicable: true, stop, detail },
+    after: undefined,
+  });
   const unmet = needs.cpu ? unmetCpuNeeds(env.cpu, needs.cpu) : undefined;
   if (unmet !== undefined) {
     const stop = `not applicable on CPU model ${env.cpu.name}: ${unmet}`;
-    return { report: { name: attack.name, stopped: false, applicable: false, stop, detail: `${stop}; the attack was not run (run it on a model that meets its needs: heki attacks --list)` }, after: undefined };
+    return {
+      report: {
+        name: attack.name,
+        stopped: false,
+        applicable: false,
+        stop,
+        detail: `${stop}; the attack was not run (run it on a model that meets its needs: heki attacks --list)`,
+      },
+      after: undefined,
+    };
   }
   const gap = hypervisorGap(env.hypervisor, attack.name);
   if (gap !== undefined) {
     const stop = `not applicable on hypervisor ${env.hypervisor}: ${gap}`;
-    return { report: { name: attack.name, stopped: false, applicable: false, stop, detail: `${stop}; the attack was not run (docs/hypervisors.md)` }, after: undefined };
+    return {
+      report: { name: attack.name, stopped: false, applicable: false, stop, detail: `${stop}; the attack was not run (docs/hypervisors.md)` },
+      after: undefined,
+    };
   }
   const config = attackMachineConfig(attack, env, cpu);
   const make = machine ?? (bases?.forks(config) ? (c: MachineConfig) => bases.machine(c) : undefined);
@@ -283,16 +305,27 @@ function attackMachineConfig(attack: Attack, env: RunEnv, cpu?: CpuModelSpec): M
 }
 
 /** Runs `attack` on machine `m` (booting it first when `boot`); always disposes `m`. */
-async function attackOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, m: SimulatedMachine, probe?: AttackProbe<B, A>, boot = false): Promise<{ report: AttackReport; after: A | undefined }> {
+async function attackOn<B, A>(
+  attack: Attack,
+  env: RunEnv,
+  timeoutMs: number,
+  m: SimulatedMachine,
+  probe?: AttackProbe<B, A>,
+  boot = false,
+): Promise<{ report: AttackReport; after: A | undefined }> {
   const needs = attack.needs ?? {};
-  const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({ report: { name: attack.name, stopped: false, applicable: true, stop, detail }, after: undefined });
+  const notStopped = (stop: string, detail: string): { report: AttackReport; after: undefined } => ({
+    report: { name: attack.name, stopped: false, applicable: true, stop, detail },
+    after: undefined,
+  });
   try {
     if (boot) {
       const mark = m.verdictMark();
       const b = await withTimeout(m.boot(), timeoutMs, 'boot');
       // The verifier's own reason, when it refused the boot (a timeout says so: fail closed).
       const why = m.deniedSince(mark);
-      if (b.outcome !== 'allowed' || !m.kernel) return notStopped('the kernel did not boot', `${b.reason}${why.length ? `; verifier: ${why.join(' | ')}` : ''}`);
+      if (b.outcome !== 'allowed' || !m.kernel)
+        return notStopped('the kernel did not boot', `${b.reason}${why.length ? `; verifier: ${why.join(' | ')}` : ''}`);
     }
     const kernel = m.kernel;
     if (!kernel) return notStopped('the kernel did not boot', 'the machine has no running kernel');
@@ -311,9 +344,21 @@ async function attackOn<B, A>(attack: Attack, env: RunEnv, timeoutMs: number, m:
     try {
       const r = await withTimeout(attack.run(ctx), timeoutMs, `attack ${attack.name}`);
       const ev = hostEvidence(m, fromSeq, fromAudit);
-      report = { name: attack.name, stopped: r.stopped, applicable: true, stop: ev.short ? `${r.stop}; ${ev.short}` : r.stop, detail: `${r.detail}; ${ev.long}` };
+      report = {
+        name: attack.name,
+        stopped: r.stopped,
+        applicable: true,
+        stop: ev.short ? `${r.stop}; ${ev.short}` : r.stop,
+        detail: `${r.detail}; ${ev.long}`,
+      };
     } catch (e) {
-      report = { name: attack.name, stopped: false, applicable: true, stop: `the attack failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
+      report = {
+        name: attack.name,
+        stopped: false,
+        applicable: true,
+        stop: `the attack failed: ${errorText(e)}`,
+        detail: e instanceof Error && e.stack ? e.stack : errorText(e),
+      };
     }
     const after = probe?.after ? await probe.after(m, before, report) : undefined;
     return { report, after };
@@ -353,7 +398,8 @@ export async function runAttacks(names: readonly string[] = [], opts: RunAttacks
     // One booted base per configuration that several attacks share, unless the caller builds
     // the machines or asked for a boot per attack.
     const bases = opts.machine || opts.fork === false ? undefined : new AttackBases(width);
-    if (bases) for (const a of attacks) if (!a.needs?.cpu || unmetCpuNeeds(env.cpu, a.needs.cpu) === undefined) bases.expect(attackMachineConfig(a, env, opts.cpu));
+    if (bases)
+      for (const a of attacks) if (!a.needs?.cpu || unmetCpuNeeds(env.cpu, a.needs.cpu) === undefined) bases.expect(attackMachineConfig(a, env, opts.cpu));
     try {
       return await runAll(env, bases);
     } finally {
@@ -372,14 +418,27 @@ export async function runAttacks(names: readonly string[] = [], opts: RunAttacks
         try {
           report = (await runOn(attack, env, timeoutMs, undefined, opts.machine, opts.cpu, bases)).report;
         } catch (e) {
-          report = { name: attack.name, stopped: false, applicable: true, stop: `the runner failed: ${errorText(e)}`, detail: e instanceof Error && e.stack ? e.stack : errorText(e) };
+          report = {
+            name: attack.name,
+            stopped: false,
+            applicable: true,
+            stop: `the runner failed: ${errorText(e)}`,
+            detail: e instanceof Error && e.stack ? e.stack : errorText(e),
+          };
         }
         reports[i] = report;
         opts.onReport?.(report, i);
       }
     };
     await Promise.all(Array.from({ length: width }, worker));
-    return { attacks: reports, total: reports.length, stopped: reports.filter((r) => r.stopped).length, notApplicable: reports.filter((r) => !r.applicable).length, cpu: env.cpu.name, hypervisor: env.hypervisor };
+    return {
+      attacks: reports,
+      total: reports.length,
+      stopped: reports.filter((r) => r.stopped).length,
+      notApplicable: reports.filter((r) => !r.applicable).length,
+      cpu: env.cpu.name,
+      hypervisor: env.hypervisor,
+    };
   }
 }
 

@@ -23,11 +23,7 @@ export interface ParsedArgs<O extends Options> {
  * Parses `argv` against `options`. `positionals` bounds how many positionals are allowed.
  * Throws {@link UsageError} with a readable message on any problem.
  */
-export function parseFlags<O extends Options>(
-  argv: string[],
-  options: O,
-  positionals: { min: number; max: number; names: string },
-): ParsedArgs<O> {
+export function parseFlags<O extends Options>(argv: string[], options: O, positionals: { min: number; max: number; names: string }): ParsedArgs<O> {
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });

@@ -25,20 +25,83 @@ export interface CommandEntry {
 
 /** Every command, in the order `heki --help` lists them. */
 export const COMMANDS: readonly CommandEntry[] = [
-  { name: 'demo', summary: 'the demo npm start runs: the real kernel under Heki, signed modules, ftrace, attacks', machine: true, load: async () => (await import('./commands/demo.ts')).demoCommand },
-  { name: 'run', summary: 'run a scenario file (boot, modules, ftrace, attacks) and check each expect', machine: true, load: async () => (await import('./commands/run.ts')).runCommand },
-  { name: 'replay', summary: 'decide a recorded run\'s requests again with plugins under development; list the verdicts that differ', load: async () => (await import('./commands/replay.ts')).replayCommand },
-  { name: 'plugin', summary: 'write a new verifier plugin and its test from a template (plugin new <name>)', load: async () => (await import('./commands/plugin.ts')).pluginCommand },
-  { name: 'attacks', summary: 'run the security regression catalogue: named attacks on a booted kernel, each must be stopped', machine: true, load: async () => (await import('./commands/attacks.ts')).attacksCommand },
-  { name: 'snapshot', summary: 'run a scenario, then write a signed migration snapshot of the VM (heki restore restores it)', machine: true, load: async () => (await import('./commands/snapshot.ts')).snapshotCommand },
-  { name: 'restore', summary: "restore a 'heki snapshot' into a fresh VM (checked, every protection re-applied); --attacks runs the catalogue on it", machine: true, load: async () => (await import('./commands/restore.ts')).restoreCommand },
-  { name: 'keygen', summary: 'generate an Ed25519 signing key pair (secret + public key files)', load: async () => (await import('./commands/keygen.ts')).keygenCommand },
-  { name: 'sign', summary: 'sign a kernel module with an Ed25519 key (replaces any existing signature)', load: async () => (await import('./commands/sign.ts')).signCommand },
-  { name: 'verify-module', summary: 'verify a kernel module signature (Ed25519 or PKCS#7) against keys and certificates', load: async () => (await import('./commands/verify-module.ts')).verifyModuleCommand },
-  { name: 'audit', summary: 'check the hash chain of a verifier audit log (audit verify <log>)', load: async () => (await import('./commands/audit.ts')).auditCommand },
-  { name: 'manifest', summary: 'build and sign the kernel manifest (text hash, ftrace/jump-label sites, exports) from vmlinuz + System.map', load: async () => (await import('./commands/manifest.ts')).manifestCommand },
-  { name: 'reference', summary: 'compare the simulated kernel with a real boot dump: text and module sections (reference check <folder|model>)', machine: true, load: async () => (await import('./commands/reference.ts')).referenceCommand },
-  { name: 'bench', summary: 'measure the verification ring, ftrace, module authentication, EPT, boot and failover', machine: true, load: async () => (await import('./commands/bench.ts')).benchCommand },
+  {
+    name: 'demo',
+    summary: 'the demo npm start runs: the real kernel under Heki, signed modules, ftrace, attacks',
+    machine: true,
+    load: async () => (await import('./commands/demo.ts')).demoCommand,
+  },
+  {
+    name: 'run',
+    summary: 'run a scenario file (boot, modules, ftrace, attacks) and check each expect',
+    machine: true,
+    load: async () => (await import('./commands/run.ts')).runCommand,
+  },
+  {
+    name: 'replay',
+    summary: "decide a recorded run's requests again with plugins under development; list the verdicts that differ",
+    load: async () => (await import('./commands/replay.ts')).replayCommand,
+  },
+  {
+    name: 'plugin',
+    summary: 'write a new verifier plugin and its test from a template (plugin new <name>)',
+    load: async () => (await import('./commands/plugin.ts')).pluginCommand,
+  },
+  {
+    name: 'attacks',
+    summary: 'run the security regression catalogue: named attacks on a booted kernel, each must be stopped',
+    machine: true,
+    load: async () => (await import('./commands/attacks.ts')).attacksCommand,
+  },
+  {
+    name: 'snapshot',
+    summary: 'run a scenario, then write a signed migration snapshot of the VM (heki restore restores it)',
+    machine: true,
+    load: async () => (await import('./commands/snapshot.ts')).snapshotCommand,
+  },
+  {
+    name: 'restore',
+    summary: "restore a 'heki snapshot' into a fresh VM (checked, every protection re-applied); --attacks runs the catalogue on it",
+    machine: true,
+    load: async () => (await import('./commands/restore.ts')).restoreCommand,
+  },
+  {
+    name: 'keygen',
+    summary: 'generate an Ed25519 signing key pair (secret + public key files)',
+    load: async () => (await import('./commands/keygen.ts')).keygenCommand,
+  },
+  {
+    name: 'sign',
+    summary: 'sign a kernel module with an Ed25519 key (replaces any existing signature)',
+    load: async () => (await import('./commands/sign.ts')).signCommand,
+  },
+  {
+    name: 'verify-module',
+    summary: 'verify a kernel module signature (Ed25519 or PKCS#7) against keys and certificates',
+    load: async () => (await import('./commands/verify-module.ts')).verifyModuleCommand,
+  },
+  {
+    name: 'audit',
+    summary: 'check the hash chain of a verifier audit log (audit verify <log>)',
+    load: async () => (await import('./commands/audit.ts')).auditCommand,
+  },
+  {
+    name: 'manifest',
+    summary: 'build and sign the kernel manifest (text hash, ftrace/jump-label sites, exports) from vmlinuz + System.map',
+    load: async () => (await import('./commands/manifest.ts')).manifestCommand,
+  },
+  {
+    name: 'reference',
+    summary: 'compare the simulated kernel with a real boot dump: text and module sections (reference check <folder|model>)',
+    machine: true,
+    load: async () => (await import('./commands/reference.ts')).referenceCommand,
+  },
+  {
+    name: 'bench',
+    summary: 'measure the verification ring, ftrace, module authentication, EPT, boot and failover',
+    machine: true,
+    load: async () => (await import('./commands/bench.ts')).benchCommand,
+  },
 ];
 
 /** Top-level usage text. */

@@ -90,14 +90,21 @@ export function checkScenarioFiles(s: Scenario, display: string): Result<void, s
     const w = checkOutputFile(step.out);
     if (!w.ok) return err(`${display}: step ${step.index} (save-memory): 'out' ${quoteForMessage(step.out)}: ${w.error}`);
   }
-  for (const [key, path, kind] of [['vmlinuz', s.vmlinuz, 'vmlinuz'], ['system-map', s.systemMap, 'system-map']] as const) {
+  for (const [key, path, kind] of [
+    ['vmlinuz', s.vmlinuz, 'vmlinuz'],
+    ['system-map', s.systemMap, 'system-map'],
+  ] as const) {
     if (path === undefined) continue;
     const problem = kernelFileProblem(kind, path);
     if (problem !== undefined) return err(`${display}: '${key}' ${quoteForMessage(path)}: ${problem}`);
   }
   for (const step of s.steps) {
     if (step.op !== 'kexec') continue;
-    for (const [key, path, kind] of [['image', step.image, 'vmlinuz'], ['manifest', step.manifest, 'manifest'], ['system-map', step.systemMap, 'system-map']] as const) {
+    for (const [key, path, kind] of [
+      ['image', step.image, 'vmlinuz'],
+      ['manifest', step.manifest, 'manifest'],
+      ['system-map', step.systemMap, 'system-map'],
+    ] as const) {
       if (path === undefined) continue;
       const problem = kernelFileProblem(kind, path);
       if (problem !== undefined) return err(`${display}: step ${step.index} (kexec): '${key}' ${quoteForMessage(path)}: ${problem}`);

@@ -14,7 +14,6 @@ import type { MachineParts } from './machine-parts.ts';
 import { resolveAddress } from './resolve-address.ts';
 import { allowed, denied, describeFault, error, fromAccess } from './step-outcome.ts';
 
-
 /** Runs `f` with the boot vCPU at the CPL of `mode`, then puts the CPL back. */
 function withMode<T>(vmm: Vmm, mode: Mode, f: () => T): T {
   const cpu = vmm.bootCpu;
@@ -39,20 +38,26 @@ export function read(p: MachineParts, addr: AddressExpr, len: number, mode: Mode
 export function write(p: MachineParts, addr: AddressExpr, bytes: Uint8Array, mode: Mode): StepOutcome {
   const a = resolveAddress(p, addr);
   if (!a.ok) return error(a.error);
-  return fromAccess(withMode(p.vmm, mode, () => p.vmm.bootCpu.write(gvaFromRegister(a.value), bytes)), `wrote ${bytes.length} byte(s)`);
+  return fromAccess(
+    withMode(p.vmm, mode, () => p.vmm.bootCpu.write(gvaFromRegister(a.value), bytes)),
+    `wrote ${bytes.length} byte(s)`,
+  );
 }
 
 /** `exec`: an instruction fetch. */
 export function exec(p: MachineParts, addr: AddressExpr, mode: Mode): StepOutcome {
   const a = resolveAddress(p, addr);
   if (!a.ok) return error(a.error);
-  return fromAccess(withMode(p.vmm, mode, () => p.vmm.bootCpu.fetch(gvaFromRegister(a.value), 1)), 'instruction fetched');
+  return fromAccess(
+    withMode(p.vmm, mode, () => p.vmm.bootCpu.fetch(gvaFromRegister(a.value), 1)),
+    'instruction fetched',
+  );
 }
 
 /** `write-cr`: a full value, or bits set and cleared in the current one. */
 export function writeCr(p: MachineParts, cr: 0 | 3 | 4, change: { value?: bigint; set?: bigint; clear?: bigint }): StepOutcome {
   const cpu = p.vmm.bootCpu;
-  const value = change.value ?? ((cpu.readCr(cr) | (change.set ?? 0n)) & ~(change.clear ?? 0n));
+  const value = change.value ?? (cpu.readCr(cr) | (change.set ?? 0n)) & ~(change.clear ?? 0n);
   return fromAccess(cpu.writeCr(cr, value), `CR${cr} = 0x${value.toString(16)}`);
 }
 

@@ -24,7 +24,9 @@ export async function bootGuest(p: MachineParts): Promise<StepResult> {
   const r = await bootKernel(parts.vmm.bootCpu, image, { ramBytes: parts.memoryBytes, ...(parts.log ? { log: parts.log } : {}) });
   if (!r.ok) {
     // A request heki_late_init made was refused: a protection stopped the boot.
-    const outcome = r.error.refused ? denied(`boot stopped in ${r.error.phase}: ${r.error.message}`) : error(`boot failed in ${r.error.phase}: ${r.error.message}`);
+    const outcome = r.error.refused
+      ? denied(`boot stopped in ${r.error.phase}: ${r.error.message}`)
+      : error(`boot failed in ${r.error.phase}: ${r.error.message}`);
     return { outcome, next: parts };
   }
   const total = Object.values(r.value.timings).reduce((a, b) => a + b, 0);

@@ -72,7 +72,10 @@ export interface InspectionSource {
   /** The image's linker boundaries, to split the rest of the image (optional). */
   readonly boundaries?: KernelBoundaries;
   /** The guest's loaded modules, with their sections' virtual placement. */
-  readonly modules: ReadonlyArray<{ readonly name: string; readonly sections: ReadonlyArray<{ readonly name: string; readonly addr: bigint; readonly size: number }> }>;
+  readonly modules: ReadonlyArray<{
+    readonly name: string;
+    readonly sections: ReadonlyArray<{ readonly name: string; readonly addr: bigint; readonly size: number }>;
+  }>;
   /** Names of the modules the core keeps a record of. */
   readonly verifiedModules: ReadonlySet<string>;
   /** The frame behind a kernel virtual address (the guest's page tables), or undefined. */
@@ -87,7 +90,8 @@ export function mergeRuns(firstVa: bigint, pages: ReadonlyArray<{ readonly frame
   const out: Array<{ vaddr: bigint; gpa: number | null; pages: number; perms: number; last: number | undefined }> = [];
   pages.forEach((p, i) => {
     const prev = out[out.length - 1];
-    const follows = prev !== undefined && prev.perms === p.perms && (p.frame === undefined ? prev.last === undefined : prev.last !== undefined && p.frame === prev.last + 1);
+    const follows =
+      prev !== undefined && prev.perms === p.perms && (p.frame === undefined ? prev.last === undefined : prev.last !== undefined && p.frame === prev.last + 1);
     if (follows) {
       prev.pages++;
       prev.last = p.frame;
@@ -98,7 +102,14 @@ export function mergeRuns(firstVa: bigint, pages: ReadonlyArray<{ readonly frame
   return out.map(({ vaddr, gpa, pages: n, perms }) => ({ vaddr, gpa, pages: n, perms }));
 }
 
-function regionOf(name: string, source: InspectedRegion['source'], vaddr: bigint, size: number, frameOf: (va: bigint) => Gfn | undefined, ept: Pick<EptView, 'get'>): InspectedRegion {
+function regionOf(
+  name: string,
+  source: InspectedRegion['source'],
+  vaddr: bigint,
+  size: number,
+  frameOf: (va: bigint) => Gfn | undefined,
+  ept: Pick<EptView, 'get'>,
+): InspectedRegion {
   const first = vaddr & ~(PAGE - 1n);
   const end = (vaddr + BigInt(Math.max(size, 1)) + PAGE - 1n) & ~(PAGE - 1n);
   const pages: Array<{ frame: number | undefined; perms: number }> = [];
@@ -182,7 +193,9 @@ export function inspectVm(vmm: Vmm, image: KernelImage, kernel: GuestKernel | un
     kernelRegions: core.auth?.kernelRegions ?? [],
     boundaries: image.boundaries,
     // A freed init layout is no longer the module's (a later module's core may be there now).
-    modules: kernel ? [...kernel.modules.loaded.values()].map((m) => ({ name: m.name, sections: m.image.sections.filter((s) => s.part === 'core' || m.init !== undefined) })) : [],
+    modules: kernel
+      ? [...kernel.modules.loaded.values()].map((m) => ({ name: m.name, sections: m.image.sections.filter((s) => s.part === 'core' || m.init !== undefined) }))
+      : [],
     verifiedModules: new Set(core.auth?.modules.keys() ?? []),
     translate: (va) => (kernel && cpu ? cpu.translateForCore(va) : undefined),
   });

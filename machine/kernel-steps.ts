@@ -84,7 +84,12 @@ export async function setMemory(p: Running, addr: AddressExpr, pages: number, pe
 }
 
 /** `text-poke`: one patch of the current bytes at `addr` through the authenticated path. */
-export async function textPoke(p: Running, addr: AddressExpr, bytes: Uint8Array, kind: 'ftrace' | 'jump-label' | 'static-call' | 'kprobe'): Promise<StepOutcome> {
+export async function textPoke(
+  p: Running,
+  addr: AddressExpr,
+  bytes: Uint8Array,
+  kind: 'ftrace' | 'jump-label' | 'static-call' | 'kprobe',
+): Promise<StepOutcome> {
   const a = resolveAddress(p, addr);
   if (!a.ok) return error(a.error);
   const cur = p.kernel.cpu.read(gvaFromRegister(a.value), bytes.length);
@@ -105,7 +110,10 @@ export async function kprobe(p: Running, addr: AddressExpr, op: 'install' | 'rem
 export async function bpfJit(p: Running, name: string, image: Uint8Array, signed: boolean): Promise<StepOutcome> {
   const key = p.codeSigner;
   const signer = signed
-    ? (img: Uint8Array, placement: { what: 'bpf-jit' | 'trampoline'; addr: bigint }) => ({ keyId: ed25519KeyId(key.publicKey), signature: signCodeImage(img, placement, key) })
+    ? (img: Uint8Array, placement: { what: 'bpf-jit' | 'trampoline'; addr: bigint }) => ({
+        keyId: ed25519KeyId(key.publicKey),
+        signature: signCodeImage(img, placement, key),
+      })
     : undefined;
   const r = await p.kernel.bpf.load(name, image, signer);
   if (!r.ok) return fromGuestError(r.error);
@@ -120,5 +128,8 @@ export async function cpuOnline(p: Running): Promise<StepOutcome> {
   const s = await p.kernel.smp.enableSmp();
   if (!s.ok) return denied(`${online}, but the lock-prefix restore was refused: ${s.reason}`);
   if (!s.uniprocPatched) return allowed(`${online}; boot kept the lock prefixes (not patched to UP): nothing to restore`, { online: r.value, restored: 0 });
-  return allowed(`${online}; alternatives_enable_smp restored ${s.restored} lock prefix(es) in ${s.batches} batch(es)`, { online: r.value, restored: s.restored });
+  return allowed(`${online}; alternatives_enable_smp restored ${s.restored} lock prefix(es) in ${s.batches} batch(es)`, {
+    online: r.value,
+    restored: s.restored,
+  });
 }

@@ -32,11 +32,18 @@ export function stableText(v: unknown): string {
   if (v === undefined) return 'undefined';
   if (v === null || typeof v !== 'object') return JSON.stringify(v);
   if (v instanceof Uint8Array) return `bytes:${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}`;
-  if (v instanceof Map) return `map{${[...v].map(([k, x]) => `${stableText(k)}=>${stableText(x)}`).sort().join(',')}}`;
+  if (v instanceof Map)
+    return `map{${[...v]
+      .map(([k, x]) => `${stableText(k)}=>${stableText(x)}`)
+      .sort()
+      .join(',')}}`;
   if (v instanceof Set) return `set{${[...v].map(stableText).sort().join(',')}}`;
   if (Array.isArray(v)) return `[${v.map(stableText).join(',')}]`;
   const o = v as Record<string, unknown>;
-  return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${stableText(o[k])}`).join(',')}}`;
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${stableText(o[k])}`)
+    .join(',')}}`;
 }
 
 const sha = (text: string | Uint8Array): string => createHash('sha256').update(text).digest('hex');
@@ -65,7 +72,16 @@ export async function machineDigest(m: SimulatedMachine): Promise<MachineDigest>
     protections: sha(stableText(protections)),
     authenticator: sha(stableText(auth)),
     verifier: sha(stableText(await m.link.exportVm(vmm.identity.vm))),
-    vmm: sha(stableText({ online: vmm.onlineCpus, platformPinned: vmm.platformPinned, staged, disk: vmm.devices.disk.exportSectors(), cpu: vmm.cpuModel, settings: vmm.settings })),
+    vmm: sha(
+      stableText({
+        online: vmm.onlineCpus,
+        platformPinned: vmm.platformPinned,
+        staged,
+        disk: vmm.devices.disk.exportSectors(),
+        cpu: vmm.cpuModel,
+        settings: vmm.settings,
+      }),
+    ),
     guest: sha(stableText(m.kernel ? saveGuestKernel(m.kernel) : undefined)),
   };
 }

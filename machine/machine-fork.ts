@@ -53,7 +53,10 @@ function forkIdentity(machine: SimulatedMachine, host: MachineHost): { init: Wor
   const key = generateEd25519KeyPair();
   const init = host.verifierInit;
   const vm = machine.vmm.identity.vm;
-  const ed25519 = [...init.keyring.ed25519, { keyId: ed25519KeyIdHex(key.publicKey), role: 'vmm' as const, publicKey: key.publicKey, source: `the VMM's key for a fork of ${vm}` }];
+  const ed25519 = [
+    ...init.keyring.ed25519,
+    { keyId: ed25519KeyIdHex(key.publicKey), role: 'vmm' as const, publicKey: key.publicKey, source: `the VMM's key for a fork of ${vm}` },
+  ];
   return { init: { ...init, keyring: { ...init.keyring, ed25519 } }, key };
 }
 
@@ -74,7 +77,7 @@ export async function forkMachine(machine: SimulatedMachine, link?: StartedLink)
   };
   if (!host) return give('the machine was built without its host side: nothing to fork a verifier from');
   if (!kernel) return give('the machine runs no kernel (it is not booted, hibernated or stopped): nothing to fork');
-  if (machine.image !== parent.bootImage) return give('the machine runs a kexec\'d kernel: a fork starts from a machine that runs its boot kernel');
+  if (machine.image !== parent.bootImage) return give("the machine runs a kexec'd kernel: a fork starts from a machine that runs its boot kernel");
   const auth = machine.vmm.core.auth;
   if (!auth) return give('the machine has no verifier attached');
   const bootKernel = machine.vmm.bootKernel;
@@ -117,7 +120,14 @@ export async function forkMachine(machine: SimulatedMachine, link?: StartedLink)
     const time = performance.now();
     notify(() => observer.verifierStarted!({ vm, init, time }));
   }
-  auditLifecycle(vmm, { type: 'fork', result: 'forked', parentVmId: machine.vmm.identity.vmId, parentAuditSeq: head.seq, parentAuditHash: head.hash, sharedPages: vmm.core.memory.sharedPages() });
+  auditLifecycle(vmm, {
+    type: 'fork',
+    result: 'forked',
+    parentVmId: machine.vmm.identity.vmId,
+    parentAuditSeq: head.seq,
+    parentAuditHash: head.hash,
+    sharedPages: vmm.core.memory.sharedPages(),
+  });
   return ok(
     new SimulatedMachine({
       vmm,

@@ -338,7 +338,18 @@ export async function restoreMachine(bytes: Uint8Array, config: RestoreMachineCo
     return r;
   }
   const v = r.value;
-  return ok(new SimulatedMachine({ vmm: v.vmm, link: v.link, audit: v.audit, image: v.image, memoryBytes: v.memoryBytes, codeSigner: generateEd25519KeyPair(), host: v.host, kernel: v.kernel }));
+  return ok(
+    new SimulatedMachine({
+      vmm: v.vmm,
+      link: v.link,
+      audit: v.audit,
+      image: v.image,
+      memoryBytes: v.memoryBytes,
+      codeSigner: generateEd25519KeyPair(),
+      host: v.host,
+      kernel: v.kernel,
+    }),
+  );
 }
 
 /**

@@ -47,7 +47,10 @@ export function sourceDigest(): string {
   for (const f of SOURCE_FOLDERS) walk(f);
   files.sort();
   const h = createHash('sha256');
-  for (const f of files) h.update(`${f}\0`).update(readFileSync(join(root, f))).update('\0');
+  for (const f of files)
+    h.update(`${f}\0`)
+      .update(readFileSync(join(root, f)))
+      .update('\0');
   return (sourceDigestMemo = h.digest('hex'));
 }
 
@@ -66,7 +69,9 @@ export async function manifestBodyFor(image: KernelImage, info: ManifestInfo, op
   const dir = opts.cacheDir === undefined ? defaultCacheDir() : opts.cacheDir;
   if (dir === false || image.source === undefined) return buildManifestBody(image, info);
   const key = createHash('sha256')
-    .update(JSON.stringify({ format: MANIFEST_VERSION, vmlinuz: image.source.vmlinuzSha256, systemMap: image.source.systemMapSha256, info, source: sourceDigest() }))
+    .update(
+      JSON.stringify({ format: MANIFEST_VERSION, vmlinuz: image.source.vmlinuzSha256, systemMap: image.source.systemMapSha256, info, source: sourceDigest() }),
+    )
     .digest('hex');
   const name = `manifest-body-${key}`;
   const cached = await readCacheEntry(dir, name);

@@ -55,7 +55,11 @@ export function requestSites(req: OutgoingRequest, verdict: VerdictEvent['verdic
   switch (req.kind) {
     case 'text-patch': {
       const list = deniedOnly(req.items);
-      return { title: 'verifier: text-patch', total: list.length, sites: list.slice(0, MAX_SITES).map(([it, i]) => ({ va: it.site, label: `${it.kind} site ${i + 1}${why(i)}` })) };
+      return {
+        title: 'verifier: text-patch',
+        total: list.length,
+        sites: list.slice(0, MAX_SITES).map(([it, i]) => ({ va: it.site, label: `${it.kind} site ${i + 1}${why(i)}` })),
+      };
     }
     case 'set-memory': {
       const list = deniedOnly(req.ranges);
@@ -70,11 +74,19 @@ export function requestSites(req: OutgoingRequest, verdict: VerdictEvent['verdic
       return { title: 'verifier: set-memory', total, sites };
     }
     case 'module-load':
-      return { title: `verifier: module-load ${req.name}`, total: req.sections.length, sites: req.sections.slice(0, MAX_SITES).map((s) => ({ va: s.addr, label: `section #${s.shndx} (${s.size} bytes)` })) };
+      return {
+        title: `verifier: module-load ${req.name}`,
+        total: req.sections.length,
+        sites: req.sections.slice(0, MAX_SITES).map((s) => ({ va: s.addr, label: `section #${s.shndx} (${s.size} bytes)` })),
+      };
     case 'code-load':
       return { title: `verifier: code-load ${req.what} ${req.name}`, total: 1, sites: [{ va: req.addr, label: req.name }] };
     case 'kernel-text':
-      return { title: 'verifier: kernel-text', total: req.sections.length, sites: req.sections.slice(0, MAX_SITES).map((s) => ({ va: s.addr, label: s.name })) };
+      return {
+        title: 'verifier: kernel-text',
+        total: req.sections.length,
+        sites: req.sections.slice(0, MAX_SITES).map((s) => ({ va: s.addr, label: s.name })),
+      };
     case 'module-unload':
     case 'module-init-free':
       return { title: `verifier: ${req.kind} ${req.name}`, total: 0, sites: [] };
@@ -164,7 +176,11 @@ export class DenialCollector {
     const x = e.exit;
     const vmm = `VMM: ${e.action}${e.note ? ` (${e.note})` : ''}`;
     if (x.reason === 'ept-violation') {
-      const site: DenialSite = { gpa: Number(x.gpa), ...(x.gva !== undefined ? { va: x.gva } : {}), label: x.pageWalk ? 'page-walk access' : `${x.access} access` };
+      const site: DenialSite = {
+        gpa: Number(x.gpa),
+        ...(x.gva !== undefined ? { va: x.gva } : {}),
+        label: x.pageWalk ? 'page-walk access' : `${x.access} access`,
+      };
       this.#add({
         source: 'ept-violation',
         step: this.#step,
@@ -186,9 +202,23 @@ export class DenialCollector {
           moreSites: 0,
         });
       } else if (d.kind === 'cr-pin') {
-        this.#add({ source: 'heki-denial', step: this.#step, title: `Heki: CR${d.cr} pin`, reason: `mov to CR${d.cr} would clear pinned bits ${hex(d.cleared)}; ${vmm}`, sites: [], moreSites: 0 });
+        this.#add({
+          source: 'heki-denial',
+          step: this.#step,
+          title: `Heki: CR${d.cr} pin`,
+          reason: `mov to CR${d.cr} would clear pinned bits ${hex(d.cleared)}; ${vmm}`,
+          sites: [],
+          moreSites: 0,
+        });
       } else {
-        this.#add({ source: 'heki-denial', step: this.#step, title: `Heki: bad pin of CR${d.cr}`, reason: `pin mask ${hex(d.mask)} refused; ${vmm}`, sites: [], moreSites: 0 });
+        this.#add({
+          source: 'heki-denial',
+          step: this.#step,
+          title: `Heki: bad pin of CR${d.cr}`,
+          reason: `pin mask ${hex(d.mask)} refused; ${vmm}`,
+          sites: [],
+          moreSites: 0,
+        });
       }
     }
   }

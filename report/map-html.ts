@@ -110,7 +110,9 @@ function foldedRowOf(group: readonly MapRegion[]): string {
   const first = group[0]!;
   const size = group.reduce((a, m) => a + m.region.size, 0);
   const pages = group.reduce((a, m) => a + m.pages, 0);
-  const names = group.map((m) => `<div><span class="mono">${esc(m.region.name)}</span> · ${esc(sizeText(m.region.size))} · va ${esc(hexAddr(m.region.vaddr))}</div>`).join('');
+  const names = group
+    .map((m) => `<div><span class="mono">${esc(m.region.name)}</span> · ${esc(sizeText(m.region.size))} · va ${esc(hexAddr(m.region.vaddr))}</div>`)
+    .join('');
   return [
     `<div class="cell name" data-folded="${group.length}"><details><summary>${esc(first.region.name)} and ${group.length - 1} more alike</summary>${names}</details></div>`,
     `<div class="cell mono">${group.length} sections</div>`,
@@ -119,7 +121,8 @@ function foldedRowOf(group: readonly MapRegion[]): string {
   ].join('');
 }
 
-const HEAD = '<div class="h">region</div><div class="h">guest-physical</div><div class="h">size</div><div class="h">pages to scale within the region, coloured by EPT permission</div>';
+const HEAD =
+  '<div class="h">region</div><div class="h">guest-physical</div><div class="h">size</div><div class="h">pages to scale within the region, coloured by EPT permission</div>';
 
 /** The legend of colours and marks. */
 export function legendHtml(): string {
@@ -136,7 +139,10 @@ function overview(ins: MachineInspection, regions: readonly MapRegion[]): string
   const spans = regions.flatMap((m) =>
     m.region.runs
       .filter((r) => r.gpa !== null)
-      .map((r) => `<div class="ov ${permClasses(r.perms).replace('run ', '')}" style="left:${((r.gpa! / mem) * 100).toFixed(4)}%;width:${((r.pages * 4096 * 100) / mem).toFixed(4)}%" title="${esc(`${m.owner} ${m.region.name}: gpa ${hexAddr(r.gpa!)}`)}"></div>`),
+      .map(
+        (r) =>
+          `<div class="ov ${permClasses(r.perms).replace('run ', '')}" style="left:${((r.gpa! / mem) * 100).toFixed(4)}%;width:${((r.pages * 4096 * 100) / mem).toFixed(4)}%" title="${esc(`${m.owner} ${m.region.name}: gpa ${hexAddr(r.gpa!)}`)}"></div>`,
+      ),
   );
   return `<div class="overview">${spans.join('')}</div><div class="axis"><span>0</span><span>${esc(sizeText(mem / 4))}</span><span>${esc(sizeText(mem / 2))}</span><span>${esc(sizeText((mem * 3) / 4))}</span><span>${esc(sizeText(mem))}</span></div>`;
 }

@@ -67,7 +67,14 @@ export function placeDenials(regions: readonly MapRegion[], denials: readonly De
     }
     placed.set(d.id, flags);
   }
-  const markers = [...groups.values()].map((g) => ({ key: g.key, page: g.page, fraction: g.fraction, ids: g.ids, anchors: g.anchors, info: g.info.join('\n') }));
+  const markers = [...groups.values()].map((g) => ({
+    key: g.key,
+    page: g.page,
+    fraction: g.fraction,
+    ids: g.ids,
+    anchors: g.anchors,
+    info: g.info.join('\n'),
+  }));
   return { markers, placed };
 }
 
@@ -76,7 +83,12 @@ export function renderReport(input: ReportInput): RenderedReport {
   const regions = input.inspection ? mapRegions(input.inspection) : [];
   const { markers, placed } = placeDenials(regions, input.denials);
   const r = input.result;
-  const status = r === undefined ? '<span class="badge fail">machine did not start</span>' : r.passed ? '<span class="badge pass">PASSED</span>' : '<span class="badge fail">FAILED</span>';
+  const status =
+    r === undefined
+      ? '<span class="badge fail">machine did not start</span>'
+      : r.passed
+        ? '<span class="badge pass">PASSED</span>'
+        : '<span class="badge fail">FAILED</span>';
   const steps = r ? `${r.steps.length} step${r.steps.length === 1 ? '' : 's'}, ${r.steps.filter((s) => s.outcome === 'denied').length} denied` : 'no steps ran';
   const map = input.inspection
     ? mapHtml(input.inspection, regions, markers)

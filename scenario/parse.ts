@@ -68,7 +68,10 @@ export function parseScenario(text: string, options: ParseOptions): Result<Scena
   const description = top.text('description');
   const kernel = top.choice('kernel', ['real', 'synthetic'] as const, 'real');
   const paths: { vmlinuz?: string; systemMap?: string } = {};
-  for (const [key, field] of [['vmlinuz', 'vmlinuz'], ['system-map', 'systemMap']] as const) {
+  for (const [key, field] of [
+    ['vmlinuz', 'vmlinuz'],
+    ['system-map', 'systemMap'],
+  ] as const) {
     if (!top.has(key)) continue;
     const p = nonEmptyPath(top, key);
     if (p === undefined) continue;

@@ -211,7 +211,10 @@ async function runStep(step: Step, machine: MachineApi, timeoutMs: number): Prom
   }
   try {
     const mark = verdictMark(machine);
-    const t = await within(Promise.resolve().then(() => performer.perform(step as StepOf<StepKind>, machine)), timeoutMs);
+    const t = await within(
+      Promise.resolve().then(() => performer.perform(step as StepOf<StepKind>, machine)),
+      timeoutMs,
+    );
     if (!t.done) {
       return { outcome: { outcome: 'error', reason: `machine.${method}() did not finish within ${timeoutMs / 1000} s` }, timedOut: true };
     }
@@ -225,12 +228,7 @@ async function runStep(step: Step, machine: MachineApi, timeoutMs: number): Prom
  * Runs every step of `scenario` on `machine` in order, calls `onStep` after each, then
  * disposes the machine. Resolves to the result `heki run --json` prints; never rejects.
  */
-export async function runScenario(
-  scenario: Scenario,
-  machine: MachineApi,
-  onStep?: StepObserver,
-  options: RunOptions = {},
-): Promise<ScenarioResult> {
+export async function runScenario(scenario: Scenario, machine: MachineApi, onStep?: StepObserver, options: RunOptions = {}): Promise<ScenarioResult> {
   const stepTimeout = options.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS;
   const disposeTimeout = options.disposeTimeoutMs ?? DEFAULT_DISPOSE_TIMEOUT_MS;
   const warn = (m: string): void => {
@@ -266,14 +264,20 @@ export async function runScenario(
   }
   if (options.beforeDispose && stuck === undefined) {
     try {
-      const b = await within(Promise.resolve().then(() => options.beforeDispose?.(machine)), disposeTimeout);
+      const b = await within(
+        Promise.resolve().then(() => options.beforeDispose?.(machine)),
+        disposeTimeout,
+      );
       if (!b.done) warn(`reading the machine's final state did not finish within ${disposeTimeout / 1000} s`);
     } catch (e) {
       warn(`reading the machine's final state threw ${thrownText(e)}`);
     }
   }
   try {
-    const d = await within(Promise.resolve().then(() => machine.dispose()), disposeTimeout);
+    const d = await within(
+      Promise.resolve().then(() => machine.dispose()),
+      disposeTimeout,
+    );
     if (!d.done) warn(`machine.dispose() did not finish within ${disposeTimeout / 1000} s`);
   } catch (e) {
     warn(`machine.dispose() threw ${thrownText(e)}`);

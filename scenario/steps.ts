@@ -272,7 +272,9 @@ export const STEP_SPECS = {
         return undefined;
       }
       if (set !== undefined && clear !== undefined && (set & clear) !== 0n) {
-        const both = Object.entries(CR_BITS[cr]).filter(([, b]) => (set & clear & b) !== 0n).map(([n]) => n);
+        const both = Object.entries(CR_BITS[cr])
+          .filter(([, b]) => (set & clear & b) !== 0n)
+          .map(([n]) => n);
         f.problem(f.at('clear'), `'set' and 'clear' both name ${both.length > 0 ? both.join(', ') : `0x${(set & clear).toString(16)}`}`);
         return undefined;
       }
@@ -322,7 +324,8 @@ export const STEP_SPECS = {
       const crash = f.bool('crash', false);
       const tamper = f.has('tamper') ? f.choice('tamper', KEXEC_TAMPER) : undefined;
       const signer = f.choice('signer', KEXEC_SIGNERS, 'vendor');
-      if (image === null || manifest === null || systemMap === null || crash === undefined || signer === undefined || (f.has('tamper') && tamper === undefined)) return undefined;
+      if (image === null || manifest === null || systemMap === null || crash === undefined || signer === undefined || (f.has('tamper') && tamper === undefined))
+        return undefined;
       if (manifest !== undefined && f.has('signer')) {
         f.problem(f.at('signer'), `'signer' chooses who signs the manifest the host builds; with 'manifest' the file's own signature counts`);
         return undefined;

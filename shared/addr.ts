@@ -137,7 +137,7 @@ export function gpaInFrame(frame: Gfn, offset: number): GuestPhysAddr {
 export function framesOfRange(start: bigint, endAddr: bigint): { readonly first: Gfn; readonly end: Gfn } {
   const first = gpaToGfn(gpa(start));
   if (endAddr <= start) return { first, end: first };
-  return { first, end: gpaToGfn(gpa(endAddr - 1n)) + 1 as Gfn };
+  return { first, end: (gpaToGfn(gpa(endAddr - 1n)) + 1) as Gfn };
 }
 
 /** `frame + delta`, checked to stay a frame number. */

@@ -36,7 +36,14 @@ export interface HostFileOptions {
 }
 
 /** Why a path is not a readable regular file, in words (or undefined when it is one). */
-function kindProblem(st: { isFile(): boolean; isDirectory(): boolean; isFIFO(): boolean; isSocket(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }): string | undefined {
+function kindProblem(st: {
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
+}): string | undefined {
   if (st.isFile()) return undefined;
   if (st.isDirectory()) return 'is a directory, not a file';
   if (st.isFIFO()) return 'is a FIFO (named pipe), not a regular file';

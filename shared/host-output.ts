@@ -49,7 +49,9 @@ export function makeOutputDir(dir: string): Result<void, string> {
       if (code === 'EEXIST' && statOrUndefined(d)?.isDirectory()) continue;
       // ENOENT with the parent present: the parent folder takes no new entries (procfs, sysfs).
       if (code === 'ENOENT' && statOrUndefined(dirname(d))?.isDirectory()) {
-        return err(`${quoteForMessage(abs)}: cannot create the folder ${quoteForMessage(d)}: ${quoteForMessage(dirname(d))} accepts no new folders (a kernel pseudo-filesystem?)`);
+        return err(
+          `${quoteForMessage(abs)}: cannot create the folder ${quoteForMessage(d)}: ${quoteForMessage(dirname(d))} accepts no new folders (a kernel pseudo-filesystem?)`,
+        );
       }
       return err(`${quoteForMessage(abs)}: cannot create the folder ${quoteForMessage(d)}: ${systemReason(e)}`);
     }

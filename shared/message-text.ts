@@ -43,7 +43,13 @@ function escapeChar(code: number): string {
   }
   const control = code < 0x20 || (code >= 0x7f && code <= 0x9f);
   if (control) return `\\x${code.toString(16).padStart(2, '0')}`;
-  const invisible = (code >= 0xd800 && code <= 0xdfff) || code === 0x2028 || code === 0x2029 || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069) || code === 0xfeff;
+  const invisible =
+    (code >= 0xd800 && code <= 0xdfff) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    (code >= 0x202a && code <= 0x202e) ||
+    (code >= 0x2066 && code <= 0x2069) ||
+    code === 0xfeff;
   if (invisible) return `\\u${code.toString(16).padStart(4, '0')}`;
   return String.fromCharCode(code);
 }

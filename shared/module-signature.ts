@@ -51,11 +51,7 @@ export const PKEY_ID_PKCS7 = 2;
 export const PKEY_ID_HEKI_ED25519 = 3;
 
 /** The id_type values this parser knows. */
-export type ModuleSigIdType =
-  | typeof PKEY_ID_PGP
-  | typeof PKEY_ID_X509
-  | typeof PKEY_ID_PKCS7
-  | typeof PKEY_ID_HEKI_ED25519;
+export type ModuleSigIdType = typeof PKEY_ID_PGP | typeof PKEY_ID_X509 | typeof PKEY_ID_PKCS7 | typeof PKEY_ID_HEKI_ED25519;
 
 /** `HASH_ALGO_SHA256` in the kernel's enum hash_algo (include/uapi/linux/hash_info.h). */
 export const HASH_ALGO_SHA256 = 4;
@@ -159,10 +155,7 @@ export function parseModuleSignature(file: Uint8Array): Result<SignedModule, Sig
   // Kernel: `if (be32_to_cpu(ms->sig_len) >= file_len - sizeof(*ms)) return -EBADMSG;` —
   // the signature may not eat the whole file: some ELF must remain.
   if (sigLen >= s) {
-    return trailerError(
-      'sig-len-overflow',
-      `sig_len ${sigLen} does not fit: only ${s} bytes precede struct module_signature`,
-    );
+    return trailerError('sig-len-overflow', `sig_len ${sigLen} does not fit: only ${s} bytes precede struct module_signature`);
   }
   const namesLen = signerLen + keyIdLen;
   if (namesLen + sigLen >= s) {
@@ -184,10 +177,7 @@ export function parseModuleSignature(file: Uint8Array): Result<SignedModule, Sig
       `PKCS#7 trailer has unexpected non-zero fields (algo=${algo} hash=${hash} signer_len=${signerLen} key_id_len=${keyIdLen})`,
     );
   }
-  if (
-    idType === PKEY_ID_HEKI_ED25519 &&
-    (algo !== 0 || hash !== HASH_ALGO_SHA256 || keyIdLen !== HEKI_ED25519_KEY_ID_LEN || sigLen !== HEKI_ED25519_SIG_LEN)
-  ) {
+  if (idType === PKEY_ID_HEKI_ED25519 && (algo !== 0 || hash !== HASH_ALGO_SHA256 || keyIdLen !== HEKI_ED25519_KEY_ID_LEN || sigLen !== HEKI_ED25519_SIG_LEN)) {
     return trailerError(
       'bad-ed25519-fields',
       `Ed25519 trailer needs algo=0 hash=${HASH_ALGO_SHA256} key_id_len=${HEKI_ED25519_KEY_ID_LEN} sig_len=${HEKI_ED25519_SIG_LEN}, ` +

@@ -71,7 +71,9 @@ function decodePlain(j: unknown, at: string, depth: number): Result<unknown, str
     case '$undefined':
       return x === true ? ok(undefined) : err(`${at}.$undefined must be true`);
     case '$bigint':
-      return typeof x === 'string' && HEX_BIG.test(x) ? ok(x.startsWith('-') ? -BigInt(x.slice(1)) : BigInt(x)) : err(`${at}.$bigint must be a hex integer string ("0x1f")`);
+      return typeof x === 'string' && HEX_BIG.test(x)
+        ? ok(x.startsWith('-') ? -BigInt(x.slice(1)) : BigInt(x))
+        : err(`${at}.$bigint must be a hex integer string ("0x1f")`);
     case '$bytes':
       return typeof x === 'string' && BASE64.test(x) ? ok(new Uint8Array(Buffer.from(x, 'base64'))) : err(`${at}.$bytes must be base64`);
     case '$set': {
@@ -87,7 +89,9 @@ function decodePlain(j: unknown, at: string, depth: number): Result<unknown, str
       return ok(new Map(pairs));
     }
     case '$object':
-      return typeof x === 'object' && x !== null && !Array.isArray(x) ? plainObject(x as Record<string, unknown>, `${at}.$object`, depth) : err(`${at}.$object must be an object`);
+      return typeof x === 'object' && x !== null && !Array.isArray(x)
+        ? plainObject(x as Record<string, unknown>, `${at}.$object`, depth)
+        : err(`${at}.$object must be an object`);
     default:
       return err(`${at} has the unknown tag ${tag}`);
   }

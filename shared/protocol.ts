@@ -56,7 +56,18 @@ export interface SetMemoryRange {
 }
 
 /** Every request kind. */
-export const REQUEST_KINDS = ['kernel-text', 'module-load', 'module-unload', 'text-patch', 'set-memory', 'code-load', 'kexec-image', 'kernel-manifest', 'restore-state', 'module-init-free'] as const;
+export const REQUEST_KINDS = [
+  'kernel-text',
+  'module-load',
+  'module-unload',
+  'text-patch',
+  'set-memory',
+  'code-load',
+  'kexec-image',
+  'kernel-manifest',
+  'restore-state',
+  'module-init-free',
+] as const;
 
 /** Largest manifest text a request carries (16 Mi characters). */
 export const MANIFEST_TEXT_MAX = 16 << 20;
@@ -258,7 +269,9 @@ const REQUEST_SHAPES: Record<RequestKind, Check> = {
   'text-patch': obj({
     ...base,
     kind: str,
-    items: arr(obj({ kind: oneOf(['ftrace', 'jump-label', 'static-call', 'kprobe', 'smp-lock']), site: big, oldBytes: bytes, newBytes: bytes, currentBytes: bytes })),
+    items: arr(
+      obj({ kind: oneOf(['ftrace', 'jump-label', 'static-call', 'kprobe', 'smp-lock']), site: big, oldBytes: bytes, newBytes: bytes, currentBytes: bytes }),
+    ),
   }),
   'set-memory': obj({
     ...base,

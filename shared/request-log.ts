@@ -140,7 +140,9 @@ function replacer(this: Record<string, unknown>, key: string, value: unknown): u
   const raw = this[key];
   if (typeof raw === 'bigint') return { [TAG_BIGINT]: raw < 0n ? `-0x${(-raw).toString(16)}` : `0x${raw.toString(16)}` };
   if (raw instanceof Uint8Array) {
-    return raw.length <= HEX_BYTES_MAX ? { [TAG_HEX]: bytesToHex(raw) } : { [TAG_BASE64]: Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString('base64') };
+    return raw.length <= HEX_BYTES_MAX
+      ? { [TAG_HEX]: bytesToHex(raw) }
+      : { [TAG_BASE64]: Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString('base64') };
   }
   return value;
 }
@@ -259,7 +261,8 @@ function checkHeader(v: unknown): string | undefined {
   if (!isObj(v) || v.format !== REQUEST_LOG_FORMAT) {
     return `not a heki request log: the first line must be the header {"format":"${REQUEST_LOG_FORMAT}","version":${REQUEST_LOG_VERSION},...}`;
   }
-  if (v.version !== REQUEST_LOG_VERSION) return `request log version ${JSON.stringify(v.version)} is not supported (this heki reads version ${REQUEST_LOG_VERSION})`;
+  if (v.version !== REQUEST_LOG_VERSION)
+    return `request log version ${JSON.stringify(v.version)} is not supported (this heki reads version ${REQUEST_LOG_VERSION})`;
   if (v.protocol !== PROTOCOL_VERSION) return `the requests are of verifier protocol ${JSON.stringify(v.protocol)}, this heki speaks ${PROTOCOL_VERSION}`;
   if (typeof v.created !== 'string') return 'header.created must be a string';
   for (const k of ['scenario', 'source'] as const) if (v[k] !== undefined && typeof v[k] !== 'string') return `header.${k} must be a string`;

@@ -74,7 +74,8 @@ const HEX_BIG = /^(?:0x0|-?0x[1-9a-f][0-9a-f]*)$/;
 export const big: Schema<bigint> = {
   describe: 'a hex integer string ("0x1f")',
   encode: (v) => (v < 0n ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`),
-  decode: (j, at) => (typeof j === 'string' && HEX_BIG.test(j) ? ok(j.startsWith('-') ? -BigInt(j.slice(1)) : BigInt(j)) : must(at, 'a hex integer string ("0x1f")')),
+  decode: (j, at) =>
+    typeof j === 'string' && HEX_BIG.test(j) ? ok(j.startsWith('-') ? -BigInt(j.slice(1)) : BigInt(j)) : must(at, 'a hex integer string ("0x1f")'),
 };
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -87,7 +88,12 @@ export const bytes: Schema<Uint8Array> = {
 
 /** `s`, or absent (undefined). */
 export function opt<T>(s: Schema<T>): Schema<T | undefined> {
-  return { describe: `${s.describe} or absent`, optional: true, encode: (v) => (v === undefined ? null : s.encode(v)), decode: (j, at) => (j === undefined ? ok(undefined) : s.decode(j, at)) };
+  return {
+    describe: `${s.describe} or absent`,
+    optional: true,
+    encode: (v) => (v === undefined ? null : s.encode(v)),
+    decode: (j, at) => (j === undefined ? ok(undefined) : s.decode(j, at)),
+  };
 }
 
 /** A value that is not `s` at `at` itself is not null either: say so. */
@@ -98,7 +104,11 @@ function orNull<T>(s: Schema<unknown>, describe: string, d: Result<T, string>, a
 /** `s`, or undefined (written as null): for a field that is always there but may hold nothing. */
 export function orUndefined<T>(s: Schema<T>): Schema<T | undefined> {
   const describe = `${s.describe} or null`;
-  return { describe, encode: (v) => (v === undefined ? null : s.encode(v)), decode: (j, at) => (j === null ? ok(undefined) : orNull(s, describe, s.decode(j, at), at)) };
+  return {
+    describe,
+    encode: (v) => (v === undefined ? null : s.encode(v)),
+    decode: (j, at) => (j === null ? ok(undefined) : orNull(s, describe, s.decode(j, at), at)),
+  };
 }
 
 /** `s`, or null. */
@@ -240,11 +250,21 @@ export function refine<T>(inner: Schema<T>, check: (v: T) => string | undefined)
 
 /** A value whose own validator (given JSON-native data) checks it, naming the field: `validate`'s error follows the path. */
 export function validated<T>(describe: string, validate: (j: unknown) => Result<T, string>): Schema<T> {
-  return { describe, encode: (v) => v as unknown as Json, decode: (j, at) => { const d = validate(j); return d.ok ? d : err(`${at}: ${d.error}`); } };
+  return {
+    describe,
+    encode: (v) => v as unknown as Json,
+    decode: (j, at) => {
+      const d = validate(j);
+      return d.ok ? d : err(`${at}: ${d.error}`);
+    },
+  };
 }
 
 /** An object used as a record: string keys to `value`. */
 export function record<V>(value: Schema<V>): Schema<Record<string, V>> {
-  return mapped(map(str, value), (m) => Object.fromEntries(m), (r) => new Map(Object.entries(r)));
+  return mapped(
+    map(str, value),
+    (m) => Object.fromEntries(m),
+    (r) => new Map(Object.entries(r)),
+  );
 }
-

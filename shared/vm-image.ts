@@ -93,7 +93,11 @@ export interface VmImageSigner {
  * Checks a signature with a trusted key: undefined when it verifies, else why not (unknown or
  * revoked key: kind `untrusted-key`; a bad signature: kind `signature`).
  */
-export type VmImageVerifier = (keyId: string, message: Uint8Array, signature: Uint8Array) => { readonly kind: 'untrusted-key' | 'signature'; readonly message: string } | undefined;
+export type VmImageVerifier = (
+  keyId: string,
+  message: Uint8Array,
+  signature: Uint8Array,
+) => { readonly kind: 'untrusted-key' | 'signature'; readonly message: string } | undefined;
 
 const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash('sha256').update(b).digest());
 const sha256Hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -188,8 +192,12 @@ function checkHeader(v: unknown): Result<VmImageHeader, VmImageError> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return malformed('the header is not a JSON object');
   const o = v as Record<string, unknown>;
   if (o.type !== VM_IMAGE_TYPE) return malformed(`header type must be "${VM_IMAGE_TYPE}"`);
-  if (o.version === 1) return malformed(`header version 1 is not ${VM_IMAGE_VERSION}: version 1 images hold node:v8 structured clones, which this heki-sim no longer reads; take the image again`);
-  if (o.version !== VM_IMAGE_VERSION) return malformed(`header version ${JSON.stringify(o.version)} is not ${VM_IMAGE_VERSION}, the only version this heki-sim reads`);
+  if (o.version === 1)
+    return malformed(
+      `header version 1 is not ${VM_IMAGE_VERSION}: version 1 images hold node:v8 structured clones, which this heki-sim no longer reads; take the image again`,
+    );
+  if (o.version !== VM_IMAGE_VERSION)
+    return malformed(`header version ${JSON.stringify(o.version)} is not ${VM_IMAGE_VERSION}, the only version this heki-sim reads`);
   if (o.kind !== 'hibernate' && o.kind !== 'migration') return malformed('header kind must be hibernate or migration');
   if (typeof o.vm !== 'string' || o.vm === '' || o.vm.length > 256) return malformed('header vm must be a name of 1 to 256 characters');
   if (typeof o.vmId !== 'string' || !HEX32.test(o.vmId)) return malformed('header vmId must be 32 hex digits');
@@ -203,7 +211,8 @@ function checkHeader(v: unknown): Result<VmImageHeader, VmImageError> {
     if (typeof x.name !== 'string' || !/^[a-z][a-z0-9-]{0,31}$/.test(x.name)) return malformed(`header sections[${i}].name must be a short lowercase name`);
     if (seen.has(x.name)) return malformed(`header names section ${x.name} twice`);
     seen.add(x.name);
-    if (typeof x.length !== 'number' || !Number.isSafeInteger(x.length) || x.length < 0) return malformed(`header sections[${i}].length must be a non-negative integer`);
+    if (typeof x.length !== 'number' || !Number.isSafeInteger(x.length) || x.length < 0)
+      return malformed(`header sections[${i}].length must be a non-negative integer`);
     if (typeof x.sha256 !== 'string' || !HEX64.test(x.sha256)) return malformed(`header sections[${i}].sha256 must be 64 hex digits`);
   }
   return ok(o as unknown as VmImageHeader);
@@ -214,17 +223,26 @@ function checkHeader(v: unknown): Result<VmImageHeader, VmImageError> {
  * section's digest, and that it is of `expect.kind` and for `expect.vm` (and `expect.vmId`,
  * when given). Every refusal names what failed.
  */
-export function checkVmImage(image: VmImage, verify: VmImageVerifier, expect: { readonly vm: string; readonly vmId?: string; readonly kind?: VmImageKind }): Result<VmImage, VmImageError> {
+export function checkVmImage(
+  image: VmImage,
+  verify: VmImageVerifier,
+  expect: { readonly vm: string; readonly vmId?: string; readonly kind?: VmImageKind },
+): Result<VmImage, VmImageError> {
   const bad = verify(image.header.keyId, vmImageSignedMessage(image.headerBytes), image.signature);
   if (bad) return err(bad);
   for (const s of image.header.sections) {
     const got = sha256Hex(image.sections.get(s.name)!);
     if (got !== s.sha256) {
-      return err({ kind: 'digest', message: `section ${s.name}: SHA-256 ${got} differs from the signed ${s.sha256}: the image was modified after it was signed` });
+      return err({
+        kind: 'digest',
+        message: `section ${s.name}: SHA-256 ${got} differs from the signed ${s.sha256}: the image was modified after it was signed`,
+      });
     }
   }
   if (image.header.vm !== expect.vm) return err({ kind: 'identity', message: `the image is of VM '${image.header.vm}', not '${expect.vm}'` });
-  if (expect.vmId !== undefined && image.header.vmId !== expect.vmId) return err({ kind: 'identity', message: `the image is of VM identity ${image.header.vmId}, not ${expect.vmId}` });
-  if (expect.kind !== undefined && image.header.kind !== expect.kind) return err({ kind: 'kind', message: `the image was made for ${image.header.kind}, not ${expect.kind}` });
+  if (expect.vmId !== undefined && image.header.vmId !== expect.vmId)
+    return err({ kind: 'identity', message: `the image is of VM identity ${image.header.vmId}, not ${expect.vmId}` });
+  if (expect.kind !== undefined && image.header.kind !== expect.kind)
+    return err({ kind: 'kind', message: `the image was made for ${image.header.kind}, not ${expect.kind}` });
   return ok(image);
 }

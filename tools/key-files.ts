@@ -33,13 +33,7 @@ import { MAX_SMALL_INPUT_BYTES, readHostFile, readHostText } from '../shared/hos
 import { makeOutputDir } from '../shared/host-output.ts';
 import { Keyring } from '../verifier-vm/keyring.ts';
 import { isKeyRole, type CertificateData, type Ed25519KeyData, type KeyRole, type KeyringData, type RevocationData } from '../shared/keyring-data.ts';
-import {
-  ED25519_PUBLIC_KEY_LEN,
-  ED25519_SEED_LEN,
-  ed25519KeyIdHex,
-  ed25519KeyPairFromSeed,
-  type Ed25519KeyPair,
-} from '../shared/crypto/ed25519.ts';
+import { ED25519_PUBLIC_KEY_LEN, ED25519_SEED_LEN, ed25519KeyIdHex, ed25519KeyPairFromSeed, type Ed25519KeyPair } from '../shared/crypto/ed25519.ts';
 import { parseTrustedCertificate } from '../verifier-vm/signature/x509.ts';
 import { ed25519PublicKeyProblem } from '../shared/crypto/ed25519-public-key.ts';
 

@@ -29,7 +29,16 @@ import { TOUCHUP_SECTIONS, TOUCHUP_SYMBOLS, touchupTables } from '../shared/x86/
 import { gatherSpans, touchupSpans } from '../shared/x86/touchups/spans.ts';
 import { err, ok, type Result } from '../shared/result.ts';
 import { kernelSmpLocks } from '../shared/x86/smp-locks.ts';
-import { MANIFEST_FILE_TYPE, MANIFEST_VERSION, manifestSignatureMessage, type ManifestBody, type ManifestJumpEntry, type ManifestSection, type ManifestStaticCalls, type ManifestTouchups } from '../verifier-vm/manifest.ts';
+import {
+  MANIFEST_FILE_TYPE,
+  MANIFEST_VERSION,
+  manifestSignatureMessage,
+  type ManifestBody,
+  type ManifestJumpEntry,
+  type ManifestSection,
+  type ManifestStaticCalls,
+  type ManifestTouchups,
+} from '../verifier-vm/manifest.ts';
 import { ed25519KeyIdHex, signEd25519, type Ed25519KeyPair } from '../shared/crypto/ed25519.ts';
 
 /** The sections the manifest hashes, in this order. */
@@ -107,9 +116,20 @@ export function manifestTouchups(image: KernelImage): ManifestTouchups {
   if (!text) throw new ManifestBuildError('vmlinux has no .text section');
   const src = vmlinuxTouchupSource(image);
   const tables = touchupTables(src);
-  const spans = touchupSpans(tables, { mcountSites: image.mcountSites.map((s) => s.address), trampolines: image.staticCalls.keys.map((k) => k.trampoline) }, text.vaddr, text.size);
+  const spans = touchupSpans(
+    tables,
+    { mcountSites: image.mcountSites.map((s) => s.address), trampolines: image.staticCalls.keys.map((k) => k.trampoline) },
+    text.vaddr,
+    text.size,
+  );
   const digests = new Uint8Array(Math.ceil(text.size / TOUCHUP_PAGE_SIZE) * 32);
-  for (let p = 0, i = 0; p < text.size; p += TOUCHUP_PAGE_SIZE, i++) digests.set(createHash('sha256').update(text.bytes.subarray(p, Math.min(text.size, p + TOUCHUP_PAGE_SIZE))).digest(), i * 32);
+  for (let p = 0, i = 0; p < text.size; p += TOUCHUP_PAGE_SIZE, i++)
+    digests.set(
+      createHash('sha256')
+        .update(text.bytes.subarray(p, Math.min(text.size, p + TOUCHUP_PAGE_SIZE)))
+        .digest(),
+      i * 32,
+    );
   const sections: Record<string, { vaddr: string; data: string }> = {};
   for (const name of [...TOUCHUP_SECTIONS, '.altinstr_replacement']) {
     const s = image.sectionByName(name);
@@ -145,8 +165,17 @@ export function buildManifestBody(image: KernelImage, info: ManifestInfo): Manif
   });
   const symbols: Record<string, string> = {};
   for (const name of BOUNDARY_SYMBOLS) symbols[name] = manifestHex(image.boundaries[name]);
-  const mcountSites = [...image.mcountSites].map((s) => s.address).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).map(manifestHex);
-  const jumpEntries: ManifestJumpEntry[] = image.jumpEntries.map((e) => ({ site: manifestHex(e.site), target: manifestHex(e.target), key: manifestHex(e.key), len: e.length, branch: (e.flags & 1) === 1 }));
+  const mcountSites = [...image.mcountSites]
+    .map((s) => s.address)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(manifestHex);
+  const jumpEntries: ManifestJumpEntry[] = image.jumpEntries.map((e) => ({
+    site: manifestHex(e.site),
+    target: manifestHex(e.target),
+    key: manifestHex(e.key),
+    len: e.length,
+    branch: (e.flags & 1) === 1,
+  }));
   const exports: Record<string, string> = {};
   for (const [name, addr] of image.exports) exports[name] = manifestHex(addr);
   const ftraceTrampolines: Record<string, string> = {};

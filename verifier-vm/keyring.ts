@@ -53,12 +53,7 @@ export class Keyring {
   readonly #revokedKeyIds: ReadonlySet<string>;
   readonly #revokedCerts: ReadonlySet<string>;
 
-  private constructor(
-    ed25519: Map<string, TrustedEd25519Key>,
-    certificates: KeyringCertificate[],
-    revokedKeyIds: Set<string>,
-    revokedCerts: Set<string>,
-  ) {
+  private constructor(ed25519: Map<string, TrustedEd25519Key>, certificates: KeyringCertificate[], revokedKeyIds: Set<string>, revokedCerts: Set<string>) {
     this.#ed25519 = ed25519;
     this.#certificates = Object.freeze(certificates);
     this.#revokedKeyIds = revokedKeyIds;

@@ -84,7 +84,8 @@ export class PluginEngine {
    */
   decide(form: RequestForm, sharedContext: () => SharedContext, mode: PluginMode): EngineOutcome | Promise<EngineOutcome> {
     const claimants = this.claimants(form.kind);
-    if (claimants.length === 0) return { verdict: { id: form.id, ok: false, reason: `no plugin claims ${form.kind} requests (default deny)`, plugins: [] }, grants: undefined };
+    if (claimants.length === 0)
+      return { verdict: { id: form.id, ok: false, reason: `no plugin claims ${form.kind} requests (default deny)`, plugins: [] }, grants: undefined };
     const shared = sharedContext();
     const results = runPlugins(claimants, (p) => form.ask(p, this.#context(shared, p)), form.count, mode, form.packed);
     return results instanceof Promise ? results.then((rs) => this.#conclude(form, claimants, shared, rs)) : this.#conclude(form, claimants, shared, results);

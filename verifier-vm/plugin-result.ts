@@ -151,8 +151,10 @@ function grantsOf(v: unknown): SectionGrant[] | string {
     if (typeof g !== 'object' || g === null) return `grants[${i}] is ${describeValue(g)}, not an object {shndx, permissions}`;
     const shndx = (g as Record<string, unknown>)['shndx'];
     const permissions = (g as Record<string, unknown>)['permissions'];
-    if (typeof shndx !== 'number' || !Number.isInteger(shndx) || shndx < 0 || shndx > 0xffff) return `grants[${i}].shndx is ${describeValue(shndx)}, not a section index`;
-    if (typeof permissions !== 'number' || !Number.isInteger(permissions) || permissions < 0 || permissions > 0xff) return `grants[${i}].permissions is ${describeValue(permissions)}, not MEM_ATTR bits`;
+    if (typeof shndx !== 'number' || !Number.isInteger(shndx) || shndx < 0 || shndx > 0xffff)
+      return `grants[${i}].shndx is ${describeValue(shndx)}, not a section index`;
+    if (typeof permissions !== 'number' || !Number.isInteger(permissions) || permissions < 0 || permissions > 0xff)
+      return `grants[${i}].permissions is ${describeValue(permissions)}, not MEM_ATTR bits`;
     out.push({ shndx, permissions });
   }
   return out;
@@ -189,7 +191,12 @@ export function runPlugins(
     }
     if (mode === 'sync') {
       settleQuietly(raw);
-      out.push(pluginDenial(p.name, 'answered with a promise, and this verifier decides synchronously (Verifier.verify without async; the worker and heki replay await it)'));
+      out.push(
+        pluginDenial(
+          p.name,
+          'answered with a promise, and this verifier decides synchronously (Verifier.verify without async; the worker and heki replay await it)',
+        ),
+      );
       continue;
     }
     return finishAsync(plugins, call, n, packed, out, i, raw);

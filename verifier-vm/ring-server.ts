@@ -206,7 +206,13 @@ export class RingServer {
     if (!r.ok) {
       if (r.size === undefined) this.#req.releaseAll();
       else this.#req.release(r.size);
-      this.#answer({ verdict: { id: r.id, ok: false, reason: `malformed request: ${r.error}`, plugins: [] }, park: false, grants: undefined, records: undefined, full: undefined });
+      this.#answer({
+        verdict: { id: r.id, ok: false, reason: `malformed request: ${r.error}`, plugins: [] },
+        park: false,
+        grants: undefined,
+        records: undefined,
+        full: undefined,
+      });
       return;
     }
     // The records were copied out: the request's space is free before the verifier decides.
@@ -233,7 +239,13 @@ export class RingServer {
   #decide(req: RingRequest): Decided | Promise<Decided> {
     if (req.kind === 'text-patch') {
       // Grants (never from the built-in patch plugins) have no place in a verdict record.
-      const fromPatches = ({ verdict, grants }: PatchOutcome): Decided => ({ verdict, park: grants !== undefined && grants.length > 0, grants, records: req.records, full: undefined });
+      const fromPatches = ({ verdict, grants }: PatchOutcome): Decided => ({
+        verdict,
+        park: grants !== undefined && grants.length > 0,
+        grants,
+        records: req.records,
+        full: undefined,
+      });
       const out = this.#handlers.patches(req.id, req.vm, req.records);
       return out instanceof Promise ? out.then(fromPatches) : fromPatches(out);
     }

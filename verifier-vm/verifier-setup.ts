@@ -25,7 +25,8 @@ export const PLUGIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,63}$/;
  * formed when the first request comes.
  */
 export function checkPlugin(value: unknown): AnyPlugin | string {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return `it is ${describeValue(value)}, not an object {name, description, kinds, decide}`;
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return `it is ${describeValue(value)}, not an object {name, description, kinds, decide}`;
   try {
     const q = value as Record<string, unknown>;
     const { name, description, kinds, decide, decideRecords, commit, commitRecords } = q;
@@ -34,18 +35,27 @@ export function checkPlugin(value: unknown): AnyPlugin | string {
     }
     const named = (problem: string): string => `${name} ${problem}`;
     if (typeof description !== 'string' || description.length > 1024) return named('needs a description: a string of at most 1024 characters');
-    if (!Array.isArray(kinds) || kinds.length === 0) return named(`claims no request kinds (kinds is ${describeValue(kinds)}; known kinds: ${REQUEST_KINDS.join(', ')})`);
+    if (!Array.isArray(kinds) || kinds.length === 0)
+      return named(`claims no request kinds (kinds is ${describeValue(kinds)}; known kinds: ${REQUEST_KINDS.join(', ')})`);
     const seen = new Set<string>();
     for (const k of kinds as unknown[]) {
-      if (typeof k !== 'string' || !(REQUEST_KINDS as readonly string[]).includes(k)) return named(`claims the unknown request kind ${describeValue(k)} (known kinds: ${REQUEST_KINDS.join(', ')})`);
+      if (typeof k !== 'string' || !(REQUEST_KINDS as readonly string[]).includes(k))
+        return named(`claims the unknown request kind ${describeValue(k)} (known kinds: ${REQUEST_KINDS.join(', ')})`);
       if (seen.has(k)) return named(`claims ${k} twice`);
       seen.add(k);
     }
     if (typeof decide !== 'function') return named('has no decide function');
-    for (const [hook, f] of [['decideRecords', decideRecords], ['commit', commit], ['commitRecords', commitRecords]] as const) {
+    for (const [hook, f] of [
+      ['decideRecords', decideRecords],
+      ['commit', commit],
+      ['commitRecords', commitRecords],
+    ] as const) {
       if (f !== undefined && typeof f !== 'function') return named(`has a ${hook} that is not a function`);
     }
-    const call = (f: unknown) => (...args: unknown[]): unknown => (f as (...a: unknown[]) => unknown).apply(value, args);
+    const call =
+      (f: unknown) =>
+      (...args: unknown[]): unknown =>
+        (f as (...a: unknown[]) => unknown).apply(value, args);
     return {
       name,
       description,
@@ -120,7 +130,10 @@ export function buildVerifier(config: WorkerInit, plugins: readonly AnyPlugin[])
   // Configuration for a plugin that does not run is a mistake (a misspelt name would leave
   // the real plugin unconfigured without a word): refuse it.
   const unconfigured = Object.keys(config.pluginConfig ?? {}).filter((n) => !plugins.some((p) => p.name === n));
-  if (unconfigured.length) return err(`plugin configuration for ${unconfigured.join(', ')}, which ${unconfigured.length === 1 ? 'is' : 'are'} not among the verifier's plugins (${plugins.map((p) => p.name).join(', ')})`);
+  if (unconfigured.length)
+    return err(
+      `plugin configuration for ${unconfigured.join(', ')}, which ${unconfigured.length === 1 ? 'is' : 'are'} not among the verifier's plugins (${plugins.map((p) => p.name).join(', ')})`,
+    );
   const keyring = Keyring.fromData(config.keyring);
   if (!keyring.ok) return err(keyring.error);
   let manifestInfo: { kernel: string; keyId: string } | undefined;
@@ -134,7 +147,13 @@ export function buildVerifier(config: WorkerInit, plugins: readonly AnyPlugin[])
   const vms = checkVmConfigs(config.vms);
   if (!vms.ok) return err(`VM configuration refused: ${vms.error}`);
   try {
-    const verifier = new Verifier({ keyring: keyring.value, plugins, vms: vms.value, ...(manifest ? { manifest } : {}), ...(config.pluginConfig ? { pluginConfig: config.pluginConfig } : {}) });
+    const verifier = new Verifier({
+      keyring: keyring.value,
+      plugins,
+      vms: vms.value,
+      ...(manifest ? { manifest } : {}),
+      ...(config.pluginConfig ? { pluginConfig: config.pluginConfig } : {}),
+    });
     return ok({ verifier, ...(manifestInfo ? { manifest: manifestInfo } : {}) });
   } catch (e) {
     return err(e instanceof Error ? e.message : String(e));

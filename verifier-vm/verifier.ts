@@ -35,7 +35,6 @@ export interface VerifierOptions {
   readonly vms?: ReadonlyMap<string, CheckedVmConfig>;
 }
 
-
 /** The verifier. */
 export class Verifier {
   #manifest: KernelManifest | undefined;
@@ -77,7 +76,16 @@ export class Verifier {
     let s = this.#vms.get(vm);
     if (!s) {
       const c = this.#vmConfigOf(vm);
-      s = { vm, modules: new Map(), codeImages: new Map(), bootVerified: false, kernel: undefined, pluginState: new Map(), cpuModel: c.cpuModel, onlineCpus: c.onlineCpus };
+      s = {
+        vm,
+        modules: new Map(),
+        codeImages: new Map(),
+        bootVerified: false,
+        kernel: undefined,
+        pluginState: new Map(),
+        cpuModel: c.cpuModel,
+        onlineCpus: c.onlineCpus,
+      };
       this.#vms.set(vm, s);
     }
     return s;
@@ -166,7 +174,11 @@ export class Verifier {
   verify(message: unknown, options: { readonly async: true }): Verdict | Promise<Verdict>;
   verify(message: unknown, options?: { readonly async?: boolean }): Verdict | Promise<Verdict> {
     const async = options?.async === true;
-    return this.#ordered(async, () => this.#verify(message, async ? 'async' : 'sync'), () => denial(-1, BUSY));
+    return this.#ordered(
+      async,
+      () => this.#verify(message, async ? 'async' : 'sync'),
+      () => denial(-1, BUSY),
+    );
   }
 
   #verify(message: unknown, mode: PluginMode): Verdict | Promise<Verdict> {
@@ -251,7 +263,11 @@ export class Verifier {
   verifyPatchRecords(id: number, vm: string, records: PatchRecords, options: { readonly async: true }): EngineOutcome | Promise<EngineOutcome>;
   verifyPatchRecords(id: number, vm: string, records: PatchRecords, options?: { readonly async?: boolean }): EngineOutcome | Promise<EngineOutcome> {
     const async = options?.async === true;
-    return this.#ordered(async, () => this.#verifyPatchRecords(id, vm, records, async ? 'async' : 'sync'), () => ({ verdict: { id, ok: false, reason: BUSY, plugins: [] }, grants: undefined }));
+    return this.#ordered(
+      async,
+      () => this.#verifyPatchRecords(id, vm, records, async ? 'async' : 'sync'),
+      () => ({ verdict: { id, ok: false, reason: BUSY, plugins: [] }, grants: undefined }),
+    );
   }
 
   #verifyPatchRecords(id: number, vm: string, records: PatchRecords, mode: PluginMode): EngineOutcome | Promise<EngineOutcome> {
@@ -280,7 +296,13 @@ export class Verifier {
       const call = new Uint8Array(5);
       call[0] = 0xe8;
       new DataView(call.buffer).setInt32(1, Number(BigInt.asIntN(32, trampoline - site - 5n)), true);
-      items.push({ kind: 'ftrace', site, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0), newBytes: call, currentBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0) });
+      items.push({
+        kind: 'ftrace',
+        site,
+        oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0),
+        newBytes: call,
+        currentBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0),
+      });
     }
     const records = PatchRecords.fromItems(items);
     if (typeof records === 'string') return;

@@ -62,7 +62,11 @@ const exportedVmState = obj({
  * the verifier reads it back (plugins/lifecycle.ts); the VMM carries its bytes. Data null: the
  * verifier had no state for the VM.
  */
-export const VERIFIER_SECTION: SectionFormat<ExportedVmState | undefined> = { name: 'verifier', version: EXPORTED_VM_STATE_VERSION, schema: orUndefined(exportedVmState) };
+export const VERIFIER_SECTION: SectionFormat<ExportedVmState | undefined> = {
+  name: 'verifier',
+  version: EXPORTED_VM_STATE_VERSION,
+  schema: orUndefined(exportedVmState),
+};
 
 /** Reads a `verifier` section of unknown origin; names the first field that is wrong. */
 export function decodeVerifierSection(bytes: Uint8Array): Result<ExportedVmState, string> {

@@ -41,8 +41,15 @@ const api: VerifierWorkerApi = {
     // Which text-patch verdicts change this verifier's state (and so go into the link's
     // journal): only those with kprobe items, unless a text-patch plugin other than the
     // built-in kprobe one keeps state (has a commit hook).
-    const statefulTextPatch = plugins.value.some((p) => p.commit !== undefined && p !== kprobePlugin && (p.kinds as readonly string[]).includes('text-patch')) ? 'always' : 'kprobe-items';
-    return { ok: true, plugins: verifier.plugins().map((p) => ({ name: p.name, kinds: p.kinds })), statefulTextPatch, ...(manifestInfo ? { manifest: manifestInfo } : {}) };
+    const statefulTextPatch = plugins.value.some((p) => p.commit !== undefined && p !== kprobePlugin && (p.kinds as readonly string[]).includes('text-patch'))
+      ? 'always'
+      : 'kprobe-items';
+    return {
+      ok: true,
+      plugins: verifier.plugins().map((p) => ({ name: p.name, kinds: p.kinds })),
+      statefulTextPatch,
+      ...(manifestInfo ? { manifest: manifestInfo } : {}),
+    };
   },
 
   async verify(message: unknown): Promise<unknown> {
@@ -88,7 +95,11 @@ const api: VerifierWorkerApi = {
     if (!HAVE_WAIT_ASYNC) return 'this runtime has no Atomics.waitAsync';
     const v = verifier;
     try {
-      ring = new RingServer(layout, { patches: (id, vm, records) => v.verifyPatchRecords(id, vm, records, { async: true }), message: (m) => v.verify(m, { async: true }), takeFault }, timing ?? DEFAULT_RING_TIMING);
+      ring = new RingServer(
+        layout,
+        { patches: (id, vm, records) => v.verifyPatchRecords(id, vm, records, { async: true }), message: (m) => v.verify(m, { async: true }), takeFault },
+        timing ?? DEFAULT_RING_TIMING,
+      );
     } catch (e) {
       return e instanceof Error ? e.message : String(e);
     }

@@ -92,7 +92,10 @@ function moduleFiles(ref: ReferenceFolder, read: ReferenceCheckOptions['readModu
     }
     for (const d of ref.dumped.get(name) ?? []) {
       const a = sections.get(d.name);
-      if (a !== d.addr) return err(`${ref.dir}/reference.json: dumped.${name}.${d.name}.addr 0x${d.addr.toString(16)} is not sections.${name}.${d.name} (${a === undefined ? 'absent' : `0x${a.toString(16)}`})`);
+      if (a !== d.addr)
+        return err(
+          `${ref.dir}/reference.json: dumped.${name}.${d.name}.addr 0x${d.addr.toString(16)} is not sections.${name}.${d.name} (${a === undefined ? 'absent' : `0x${a.toString(16)}`})`,
+        );
     }
     // pcpu_alloc()'s pointer is runtime state too: read it off the real text when the module has per-CPU data.
     let percpu: bigint | undefined;
@@ -114,7 +117,8 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
   const mods = moduleFiles(ref, opts.readModule);
   if (!mods.ok) return err({ kind: 'input', message: mods.error });
   for (const d of ref.dumped.keys()) {
-    if (!mods.value.some((m) => m.name === d)) return err({ kind: 'input', message: `${ref.dir}/reference.json: "dumped" has module ${d}, which "loaded" does not list` });
+    if (!mods.value.some((m) => m.name === d))
+      return err({ kind: 'input', message: `${ref.dir}/reference.json: "dumped" has module ${d}, which "loaded" does not list` });
   }
   const t0 = performance.now();
   const m = await createMachineDetailed({ kernel: 'real', cpu: ref.model, keys: opts.keys, verifierSpare: false });
@@ -138,7 +142,8 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
     const image = machine.image;
     const t1 = performance.now();
     const textEnd = ref.textAddr + BigInt(ref.text.length);
-    const inText = (va: bigint, len: number): Uint8Array | undefined => (va >= ref.textAddr && va + BigInt(len) <= textEnd ? ref.text.subarray(Number(va - ref.textAddr), Number(va - ref.textAddr) + len) : undefined);
+    const inText = (va: bigint, len: number): Uint8Array | undefined =>
+      va >= ref.textAddr && va + BigInt(len) <= textEnd ? ref.text.subarray(Number(va - ref.textAddr), Number(va - ref.textAddr) + len) : undefined;
 
     // The kernel's runtime state first, so each module load finds its keys as the real one did.
     const returnThunk = image.systemMap.address('__x86_return_thunk');
@@ -154,7 +159,8 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
     // Keys only modules use, which their init code may have set: read off the dumped sections.
     const dumpedAt = (va: bigint, len: number): Uint8Array | undefined => {
       for (const list of ref.dumped.values()) {
-        for (const d of list) if (va >= d.addr && va + BigInt(len) <= d.addr + BigInt(d.bytes.length)) return d.bytes.subarray(Number(va - d.addr), Number(va - d.addr) + len);
+        for (const d of list)
+          if (va >= d.addr && va + BigInt(len) <= d.addr + BigInt(d.bytes.length)) return d.bytes.subarray(Number(va - d.addr), Number(va - d.addr) + len);
       }
       return undefined;
     };
@@ -162,7 +168,8 @@ export async function checkReference(ref: ReferenceFolder, opts: ReferenceCheckO
 
     const t3 = performance.now();
     const kernelText = readGuest(k, ref.textAddr, ref.text.length);
-    if (!kernelText) return err({ kind: 'start', message: `the guest's kernel text at 0x${ref.textAddr.toString(16)} (${ref.text.length} bytes) is not readable` });
+    if (!kernelText)
+      return err({ kind: 'start', message: `the guest's kernel text at 0x${ref.textAddr.toString(16)} (${ref.text.length} bytes) is not readable` });
     const kernelOwners = (): SiteOwners =>
       new SiteOwners(vmlinuxTouchupTables(image), {
         mcountSites: image.mcountSites.map((s) => s.address),

@@ -71,11 +71,13 @@ export function readReferenceFolder(dir: string): Result<ReferenceFolder, string
   }
   if (!record(j)) return err(`${jsonPath} must hold a JSON object`);
   const kt = j['kernel_text'];
-  if (!record(kt) || typeof kt['file'] !== 'string' || !/^[\w.-]+$/.test(kt['file'])) return err(`${jsonPath}: "kernel_text" must be {file, vaddr, size} with a plain file name`);
+  if (!record(kt) || typeof kt['file'] !== 'string' || !/^[\w.-]+$/.test(kt['file']))
+    return err(`${jsonPath}: "kernel_text" must be {file, vaddr, size} with a plain file name`);
   const textAddr = addr(kt['vaddr'], `${jsonPath}: kernel_text.vaddr`);
   if (!textAddr.ok) return textAddr;
   const size = kt['size'];
-  if (typeof size !== 'number' || !Number.isInteger(size) || size <= 0 || size > MAX_TEXT_BYTES) return err(`${jsonPath}: kernel_text.size must be a positive byte count`);
+  if (typeof size !== 'number' || !Number.isInteger(size) || size <= 0 || size > MAX_TEXT_BYTES)
+    return err(`${jsonPath}: kernel_text.size must be a positive byte count`);
   // The shipped dumps are xz-compressed; the tool writes them raw (vmlinux.text.bin).
   const file = kt['file'];
   const textPath = join(dir, file);
@@ -89,9 +91,11 @@ export function readReferenceFolder(dir: string): Result<ReferenceFolder, string
   }
   if (text.length !== size) return err(`${textPath} holds ${text.length} bytes; reference.json says ${size}`);
   const loaded = j['loaded'];
-  if (!Array.isArray(loaded) || !loaded.every((x) => typeof x === 'string' && /^[\w.-]+\.ko$/.test(x))) return err(`${jsonPath}: "loaded" must be a list of .ko file names`);
+  if (!Array.isArray(loaded) || !loaded.every((x) => typeof x === 'string' && /^[\w.-]+\.ko$/.test(x)))
+    return err(`${jsonPath}: "loaded" must be a list of .ko file names`);
   const failed = j['failed'] ?? [];
-  if (!Array.isArray(failed) || !failed.every((x) => typeof x === 'string' && /^[\w.-]+\.ko$/.test(x))) return err(`${jsonPath}: "failed" must be a list of .ko file names`);
+  if (!Array.isArray(failed) || !failed.every((x) => typeof x === 'string' && /^[\w.-]+\.ko$/.test(x)))
+    return err(`${jsonPath}: "failed" must be a list of .ko file names`);
   const sections = new Map<string, Map<string, bigint>>();
   const secs = j['sections'] ?? {};
   if (!record(secs)) return err(`${jsonPath}: "sections" must map module names to their sections`);
@@ -112,7 +116,8 @@ export function readReferenceFolder(dir: string): Result<ReferenceFolder, string
     if (!record(s)) return err(`${jsonPath}: dumped.${mod} must map section names to {addr, size, file}`);
     const list: DumpedSection[] = [];
     for (const [name, d] of Object.entries(s)) {
-      if (!record(d) || typeof d['file'] !== 'string' || !/^[\w./-]+$/.test(d['file']) || d['file'].includes('..')) return err(`${jsonPath}: dumped.${mod}.${name} must be {addr, size, file} with a file inside the folder`);
+      if (!record(d) || typeof d['file'] !== 'string' || !/^[\w./-]+$/.test(d['file']) || d['file'].includes('..'))
+        return err(`${jsonPath}: dumped.${mod}.${name} must be {addr, size, file} with a file inside the folder`);
       const a = addr(d['addr'], `${jsonPath}: dumped.${mod}.${name}.addr`);
       if (!a.ok) return a;
       const bytes = readHostFile(join(dir, d['file']), { maxBytes: MAX_SECTION_BYTES });

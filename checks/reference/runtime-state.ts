@@ -97,7 +97,11 @@ export interface StaticCallStates {
 }
 
 /** Reads every key's function from its trampoline's bytes `at(trampoline, 5)` (undefined outside the dump). */
-export function staticCallStates(keys: readonly StaticCallKeyRef[], at: (va: bigint, len: number) => Uint8Array | undefined, returnThunk: bigint | undefined): StaticCallStates {
+export function staticCallStates(
+  keys: readonly StaticCallKeyRef[],
+  at: (va: bigint, len: number) => Uint8Array | undefined,
+  returnThunk: bigint | undefined,
+): StaticCallStates {
   const func = new Map<bigint, bigint | null>();
   const unreadable: bigint[] = [];
   for (const k of keys) {

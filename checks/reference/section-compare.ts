@@ -57,7 +57,14 @@ interface Owner {
  * something differs (the kernel's tables have some 80,000 sites). Bytes no site owns are
  * listed once per run of differing bytes.
  */
-export function compareSection(name: string, base: bigint, ours: Uint8Array, real: Uint8Array, owners: () => SiteOwners, limit = FIRST_SITES): SectionComparison {
+export function compareSection(
+  name: string,
+  base: bigint,
+  ours: Uint8Array,
+  real: Uint8Array,
+  owners: () => SiteOwners,
+  limit = FIRST_SITES,
+): SectionComparison {
   if (ours.length !== real.length) throw new Error(`INVARIANT: compared ${ours.length} bytes with ${real.length}`);
   const entry = TABLE_ENTRY_SIZE[name];
   let o: SiteOwners | undefined;

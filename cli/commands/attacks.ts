@@ -70,7 +70,13 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
       return withUsage(USAGE, io, argv, async () => {
         const { values, positionals } = parseFlags(
           argv,
-          { json: { type: 'boolean', default: false }, list: { type: 'boolean', default: false }, 'boot-each': { type: 'boolean', default: false }, ...CPU_FLAG, ...HYPERVISOR_FLAG },
+          {
+            json: { type: 'boolean', default: false },
+            list: { type: 'boolean', default: false },
+            'boot-each': { type: 'boolean', default: false },
+            ...CPU_FLAG,
+            ...HYPERVISOR_FLAG,
+          },
           { min: 0, max: Number.MAX_SAFE_INTEGER, names: '[NAME...]' },
         );
         const cpu = cpuFlagModel(values.cpu, io);
@@ -86,7 +92,9 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
           const list = selected.value.map(({ name, title, expectedStop }) => ({ name, title, expectedStop }));
           if (values.json) io.out(`${JSON.stringify({ attacks: list })}\n`);
           else {
-            const text = list.map((a) => `${a.name}\n    ${a.title}\n    expected stop: ${a.expectedStop}${appliesTo(selected.value.find((x) => x.name === a.name)!)}`);
+            const text = list.map(
+              (a) => `${a.name}\n    ${a.title}\n    expected stop: ${a.expectedStop}${appliesTo(selected.value.find((x) => x.name === a.name)!)}`,
+            );
             io.out(`${text.join('\n')}\n${list.length} attacks\n`);
           }
           return EXIT_OK;
@@ -111,7 +119,10 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
             finished++;
             progress.step(`${finished}/${names.length} done (${r.name}: ${r.stopped ? 'stopped' : 'NOT stopped'})`);
             if (values.json) return;
-            if (printed === 0 && done[0]) progress.out(`running ${names.length} attack${names.length === 1 ? '' : 's'}, each on its own machine with a booted Debian 6.1 kernel${values['boot-each'] ? ' (one boot per attack)' : ''}${values.cpu !== undefined ? ` (CPU model ${values.cpu})` : ''}\n${'attack'.padEnd(width)}  stopped  stop\n`);
+            if (printed === 0 && done[0])
+              progress.out(
+                `running ${names.length} attack${names.length === 1 ? '' : 's'}, each on its own machine with a booted Debian 6.1 kernel${values['boot-each'] ? ' (one boot per attack)' : ''}${values.cpu !== undefined ? ` (CPU model ${values.cpu})` : ''}\n${'attack'.padEnd(width)}  stopped  stop\n`,
+              );
             while (done[printed]) {
               const d = done[printed]!;
               progress.out(`${d.name.padEnd(width)}  ${(d.stopped ? 'yes' : d.applicable ? 'NO' : 'n/a').padEnd('stopped'.length)}  ${d.stop}\n`);
@@ -128,11 +139,20 @@ export function createAttacksCommand(options: AttacksCommandOptions = {}): CliCo
         const failed = r.attacks.filter((a) => a.applicable && !a.stopped);
         if (values.json) {
           const attacks = r.attacks.map(({ name, stopped, applicable, stop, detail }) => ({ name, stopped, applicable, stop, detail }));
-          io.out(`${JSON.stringify({ attacks, total: r.total, stopped: r.stopped, notApplicable: r.notApplicable, cpu: r.cpu, hypervisor: r.hypervisor ?? 'kvm' })}\n`);
+          io.out(
+            `${JSON.stringify({ attacks, total: r.total, stopped: r.stopped, notApplicable: r.notApplicable, cpu: r.cpu, hypervisor: r.hypervisor ?? 'kvm' })}\n`,
+          );
         } else {
           const secs = ((performance.now() - started) / 1000).toFixed(1);
-          const na = r.notApplicable ? ` (${r.notApplicable} not applicable on CPU model ${r.cpu}${r.hypervisor === 'hyperv' ? ' or hypervisor hyperv' : ''}: ${r.attacks.filter((a) => !a.applicable).map((a) => a.name).join(', ')})` : '';
-          io.out(`${r.stopped} of ${r.total} attacks stopped in ${secs} s${na}${failed.length ? `; NOT stopped: ${failed.map((a) => a.name).join(', ')}` : ''}\n`);
+          const na = r.notApplicable
+            ? ` (${r.notApplicable} not applicable on CPU model ${r.cpu}${r.hypervisor === 'hyperv' ? ' or hypervisor hyperv' : ''}: ${r.attacks
+                .filter((a) => !a.applicable)
+                .map((a) => a.name)
+                .join(', ')})`
+            : '';
+          io.out(
+            `${r.stopped} of ${r.total} attacks stopped in ${secs} s${na}${failed.length ? `; NOT stopped: ${failed.map((a) => a.name).join(', ')}` : ''}\n`,
+          );
           for (const a of failed) io.out(`\n${a.name}: ${a.stop}\n  ${a.detail}\n`);
         }
         return failed.length === 0 ? EXIT_OK : EXIT_NEGATIVE;

@@ -33,7 +33,11 @@ export const benchCommand: CliCommand = {
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
-      const { values } = parseFlags(argv, { json: { type: 'boolean' }, quick: { type: 'boolean' }, scaling: { type: 'boolean' }, ...CPU_FLAG }, { min: 0, max: 0, names: '' });
+      const { values } = parseFlags(
+        argv,
+        { json: { type: 'boolean' }, quick: { type: 'boolean' }, scaling: { type: 'boolean' }, ...CPU_FLAG },
+        { min: 0, max: 0, names: '' },
+      );
       const cpu = cpuFlagModel(values.cpu, io);
       // Through io.err (stderr), redrawn in place when stderr is a terminal.
       const bar = progressBar({ write: (s: string) => io.err(s), isTTY: process.stderr.isTTY === true });

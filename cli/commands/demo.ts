@@ -28,14 +28,20 @@ export const demoCommand: CliCommand = {
   usage: USAGE,
   run(argv: string[], io: CliIo): Promise<number> {
     return withUsage(USAGE, io, argv, async () => {
-      const { values } = parseFlags(argv, { json: { type: 'boolean', default: false }, core: { type: 'boolean', default: false }, ...CPU_FLAG, ...HYPERVISOR_FLAG }, { min: 0, max: 0, names: '' });
+      const { values } = parseFlags(
+        argv,
+        { json: { type: 'boolean', default: false }, core: { type: 'boolean', default: false }, ...CPU_FLAG, ...HYPERVISOR_FLAG },
+        { min: 0, max: 0, names: '' },
+      );
       const cpu = cpuFlagModel(values.cpu, io);
       if (values.core && cpu !== undefined) throw new UsageError('--core runs no guest kernel; --cpu does not apply');
       const hypervisor = hypervisorFlag(values.hypervisor);
       if (values.core && hypervisor !== undefined) throw new UsageError('--core runs the KVM core demo; --hypervisor does not apply');
       if (values.core) return runCoreDemo(io, values.json);
       if (!fixturesAvailable()) {
-        io.err(`heki demo: the real-kernel demo needs the Debian 6.1 fixtures, not found at ${fixturePaths().dir} (set HEKI_FIXTURES); running the core-level demo instead.\n\n`);
+        io.err(
+          `heki demo: the real-kernel demo needs the Debian 6.1 fixtures, not found at ${fixturePaths().dir} (set HEKI_FIXTURES); running the core-level demo instead.\n\n`,
+        );
         return runCoreDemo(io, values.json);
       }
       const { runRealDemo } = await import('../demo/real-demo.ts');

@@ -45,7 +45,8 @@ export const manifestCommand: CliCommand = {
       if (values['system-map'] === undefined) throw new UsageError('missing --system-map <file>');
       if (values.key === undefined) throw new UsageError('missing --key <secret.json>');
       if (values.out === undefined) throw new UsageError('missing --out <file>');
-      if (values.kernel !== undefined && !/^[\w.+-]{1,128}$/.test(values.kernel)) throw new UsageError(`--kernel '${values.kernel}' must be 1-128 letters, digits, '.', '+', '-' or '_'`);
+      if (values.kernel !== undefined && !/^[\w.+-]{1,128}$/.test(values.kernel))
+        throw new UsageError(`--kernel '${values.kernel}' must be 1-128 letters, digits, '.', '+', '-' or '_'`);
       const fail = (msg: string): number => {
         io.err(`heki manifest: ${msg}\n`);
         return EXIT_USAGE;
@@ -59,7 +60,9 @@ export const manifestCommand: CliCommand = {
       const key = loadSecretKeyFile(resolve(io.cwd, values.key));
       if (!key.ok) return fail(key.error);
       if (key.value.role !== 'kernel-vendor') {
-        return fail(`${values.key}: key ${key.value.keyId} has role ${key.value.role}; manifests need a kernel-vendor key ('heki keygen --role kernel-vendor')`);
+        return fail(
+          `${values.key}: key ${key.value.keyId} has role ${key.value.role}; manifests need a kernel-vendor key ('heki keygen --role kernel-vendor')`,
+        );
       }
       if (hostPathMissing(vmlinuzPath)) return fail(`vmlinuz not found at ${vmlinuzPath} (the kernel fixtures live in ../shared/fixtures/<release>/)`);
       const read = readHostFile(vmlinuzPath);

@@ -48,7 +48,8 @@ const NAME_MAX = 64;
 export function pluginNameProblem(name: string): string | undefined {
   if (name === '') return 'the plugin name is empty';
   if (name.includes('/') || name.includes('\\')) return `plugin name '${name}' is a path; give a plain name and the folder with --dir`;
-  if (name.endsWith('.ts') || name.endsWith('.js')) return `plugin name '${name}' has a file extension; give the name alone (the files are <name>.ts and <name>.test.ts)`;
+  if (name.endsWith('.ts') || name.endsWith('.js'))
+    return `plugin name '${name}' has a file extension; give the name alone (the files are <name>.ts and <name>.test.ts)`;
   if (name.length > NAME_MAX) return `plugin name '${name.slice(0, 20)}...' is ${name.length} characters long, more than ${NAME_MAX}`;
   if (!/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/.test(name)) {
     const why = /[A-Z]/.test(name)

@@ -53,7 +53,6 @@ that cannot be rebuilt, or a plugin stopped at its time bound. A plugin's malfor
 is a denial naming it (a verdict difference), never a crash.
 `;
 
-
 /** `--config`: inline JSON or a JSON file, an object of objects. */
 function parseConfig(text: string, cwd: string): PluginConfig {
   let source = text;
@@ -174,10 +173,14 @@ export const replayCommand: CliCommand = {
         const pluginLine = plugins.length
           ? plugins.map((p) => `${p.name}${s.replaced.get(p.name) ? ' (replaces the recorded one)' : ''}`).join(', ')
           : 'none (the recorded plugins only)';
-        io.out(`\n${display}: scenario '${s.header.scenario ?? '?'}', recorded ${s.header.created}; ${s.verifiers} verifier${s.verifiers === 1 ? '' : 's'}, ${s.resets} reset${s.resets === 1 ? '' : 's'}; plugins under test: ${pluginLine}\n`);
+        io.out(
+          `\n${display}: scenario '${s.header.scenario ?? '?'}', recorded ${s.header.created}; ${s.verifiers} verifier${s.verifiers === 1 ? '' : 's'}, ${s.resets} reset${s.resets === 1 ? '' : 's'}; plugins under test: ${pluginLine}\n`,
+        );
         io.out(formatTable(s));
         const n = s.differences.length;
-        io.out(`${n === 0 ? 'no verdict differs' : `${n} of ${s.requests - s.skipped} replayed requests differ`} (${s.requests - s.skipped} replayed, ${s.skipped} skipped, ${seconds.toFixed(1)} s)\n`);
+        io.out(
+          `${n === 0 ? 'no verdict differs' : `${n} of ${s.requests - s.skipped} replayed requests differ`} (${s.requests - s.skipped} replayed, ${s.skipped} skipped, ${seconds.toFixed(1)} s)\n`,
+        );
       }
       return s.differences.length === 0 ? EXIT_OK : EXIT_NEGATIVE;
     });

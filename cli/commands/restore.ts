@@ -82,7 +82,10 @@ export function createRestoreCommand(): CliCommand {
           io.err(`heki restore: ${planned.error}\n`);
           return EXIT_USAGE;
         }
-        for (const [flag, given] of [['--vmlinuz', values.vmlinuz], ['--system-map', values['system-map']]] as const) {
+        for (const [flag, given] of [
+          ['--vmlinuz', values.vmlinuz],
+          ['--system-map', values['system-map']],
+        ] as const) {
           if (given === undefined) continue;
           const f = checkHostFile(resolve(io.cwd, given), { display: `${flag} ${quoteForMessage(given)}` });
           if (!f.ok) {
@@ -90,7 +93,8 @@ export function createRestoreCommand(): CliCommand {
             return EXIT_USAGE;
           }
         }
-        if (!values.json) io.err(`heki restore: checking ${quoteForMessage(file)} (${bytes.length.toLocaleString('en-US')} bytes) and loading its kernel into a fresh VM...\n`);
+        if (!values.json)
+          io.err(`heki restore: checking ${quoteForMessage(file)} (${bytes.length.toLocaleString('en-US')} bytes) and loading its kernel into a fresh VM...\n`);
         const machineMod = await import('../../machine/machine.ts');
         const kernelFiles = values.vmlinuz !== undefined ? { vmlinuz: resolve(io.cwd, values.vmlinuz), systemMap: resolve(io.cwd, values['system-map']!) } : {};
         const restored = await machineMod.restoreMachine(bytes, {
@@ -174,8 +178,12 @@ export function createRestoreCommand(): CliCommand {
         }
         const r = run.value;
         const failed = r.attacks.filter((a) => a.applicable && !a.stopped).map((a) => a.name);
-        if (values.json) io.out(`${JSON.stringify({ restored: summary, attacks: r.attacks, total: r.total, stopped: r.stopped, notApplicable: r.notApplicable, skipped })}\n`);
-        else io.out(`${r.stopped} of ${r.total} attacks stopped on the restored VM${r.notApplicable ? ` (${r.notApplicable} not applicable on CPU model ${r.cpu})` : ''}${failed.length ? `; NOT stopped: ${failed.join(', ')}` : ''}\n`);
+        if (values.json)
+          io.out(`${JSON.stringify({ restored: summary, attacks: r.attacks, total: r.total, stopped: r.stopped, notApplicable: r.notApplicable, skipped })}\n`);
+        else
+          io.out(
+            `${r.stopped} of ${r.total} attacks stopped on the restored VM${r.notApplicable ? ` (${r.notApplicable} not applicable on CPU model ${r.cpu})` : ''}${failed.length ? `; NOT stopped: ${failed.join(', ')}` : ''}\n`,
+          );
         return failed.length === 0 ? EXIT_OK : EXIT_NEGATIVE;
       });
     },

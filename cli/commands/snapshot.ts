@@ -127,7 +127,13 @@ export function createSnapshotCommand(): CliCommand {
               pub = `${out}.pub.json`;
               writeFileSync(pub, formatPublicKeyFile(signer, 'vmm'));
             }
-            written = { file: out, bytes: snapshot.value.length, sha256: createHash('sha256').update(snapshot.value).digest('hex'), keyId: ed25519KeyIdHex(signer), publicKey: pub };
+            written = {
+              file: out,
+              bytes: snapshot.value.length,
+              sha256: createHash('sha256').update(snapshot.value).digest('hex'),
+              keyId: ed25519KeyIdHex(signer),
+              publicKey: pub,
+            };
           } catch (e) {
             io.err(`heki snapshot: cannot write ${out}: ${e instanceof Error ? e.message : String(e)}\n`);
             return EXIT_USAGE;

@@ -70,8 +70,8 @@ async function bootGuest(vmm: Vmm): Promise<GuestCpu> {
   must(cpu.writeCr(0, CR0.PE | CR0.PG | CR0.WP | CR0.ET | CR0.NE), 'enable paging');
   must(cpu.wrmsr(MSR.LSTAR, kva(TEXT)), 'set LSTAR');
   // heki_late_init: pin CRs, then lock the kernel image.
-  if (await cpu.vmcall(HC.LOCK_CR_UPDATE, 0n, CR0.WP) !== 0) throw new Error('CR0 lock refused');
-  if (await cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP | CR4.SMAP) !== 0) throw new Error('CR4 lock refused');
+  if ((await cpu.vmcall(HC.LOCK_CR_UPDATE, 0n, CR0.WP)) !== 0) throw new Error('CR0 lock refused');
+  if ((await cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP | CR4.SMAP)) !== 0) throw new Error('CR4 lock refused');
   const I = MEM_ATTR.IMMUTABLE;
   vmm.core.memory.write(
     gpa(LIST),

@@ -39,7 +39,12 @@ export async function runRealDemo(io: CliIo, json: boolean, cpu?: CpuModel, hype
     io.out('  loading the kernel: decompressing vmlinuz, reading System.map, building and signing its manifest, starting the verifier VM...\n');
   }
   const progress = new Progress(io, 'heki demo');
-  const created = await createMachineDetailed({ ...machineConfigOf(scenario.value), ...(cpu !== undefined ? { cpu } : {}), ...(hypervisor !== undefined ? { hypervisor } : {}), ...(json ? {} : { log: (l: string) => io.out(`      ${l}\n`) }) });
+  const created = await createMachineDetailed({
+    ...machineConfigOf(scenario.value),
+    ...(cpu !== undefined ? { cpu } : {}),
+    ...(hypervisor !== undefined ? { hypervisor } : {}),
+    ...(json ? {} : { log: (l: string) => io.out(`      ${l}\n`) }),
+  });
   if (!created.ok) {
     io.err(`heki demo: ${created.error.message}\n`);
     return created.error.kind === 'input' ? EXIT_USAGE : EXIT_NEGATIVE;
@@ -70,16 +75,23 @@ export async function runRealDemo(io: CliIo, json: boolean, cpu?: CpuModel, hype
   });
   let last = performance.now();
   const total = scenario.value.steps.length;
-  const result = await runScenario(scenario.value, machine, (r) => {
-    const now = performance.now();
-    progress.done();
-    if (!json) {
-      const gap = r.ok ? undefined : stepGap(hypervisor, r.op, r.expected);
-      const mark = r.ok ? 'ok ' : gap ? 'n/a' : 'FAIL';
-      io.out(`  ${mark} ${String(r.index).padStart(2)} ${r.op.padEnd(13)} ${r.outcome.padEnd(8)} ${`${Math.round(now - last)} ms`.padStart(8)}  ${r.reason}${gap ? ` (not applicable on hyperv: ${gap})` : ''}\n`);
-    }
-    last = now;
-  }, { onStepStart: (step) => progress.status(`step ${step.index}/${total} (${step.op}) running...`) });
+  const result = await runScenario(
+    scenario.value,
+    machine,
+    (r) => {
+      const now = performance.now();
+      progress.done();
+      if (!json) {
+        const gap = r.ok ? undefined : stepGap(hypervisor, r.op, r.expected);
+        const mark = r.ok ? 'ok ' : gap ? 'n/a' : 'FAIL';
+        io.out(
+          `  ${mark} ${String(r.index).padStart(2)} ${r.op.padEnd(13)} ${r.outcome.padEnd(8)} ${`${Math.round(now - last)} ms`.padStart(8)}  ${r.reason}${gap ? ` (not applicable on hyperv: ${gap})` : ''}\n`,
+        );
+      }
+      last = now;
+    },
+    { onStepStart: (step) => progress.status(`step ${step.index}/${total} (${step.op}) running...`) },
+  );
   progress.done();
   const passed = result.steps.filter((s) => s.ok).length;
   const notApplicable = result.steps.flatMap((s) => {
@@ -87,12 +99,18 @@ export async function runRealDemo(io: CliIo, json: boolean, cpu?: CpuModel, hype
     return reason ? [{ index: s.index, op: s.op, reason }] : [];
   });
   if (json) {
-    io.out(`${JSON.stringify({ ...result, summary: summary ?? null, ...(hypervisor ? { hypervisor, notApplicable } : {}), ms: Math.round(performance.now() - t0) })}\n`);
+    io.out(
+      `${JSON.stringify({ ...result, summary: summary ?? null, ...(hypervisor ? { hypervisor, notApplicable } : {}), ms: Math.round(performance.now() - t0) })}\n`,
+    );
   } else {
-    const na = notApplicable.length ? ` (${notApplicable.length} not applicable on hypervisor ${hypervisor}: steps ${notApplicable.map((s) => s.index).join(', ')})` : '';
+    const na = notApplicable.length
+      ? ` (${notApplicable.length} not applicable on hypervisor ${hypervisor}: steps ${notApplicable.map((s) => s.index).join(', ')})`
+      : '';
     io.out(`\n${passed}/${result.steps.length - notApplicable.length} steps behaved as expected in ${((performance.now() - t0) / 1000).toFixed(1)} s${na}.\n`);
     if (summary) {
-      io.out(`The verifier VM decided ${summary.verdicts} authenticated changes (${summary.allowed} allowed, ${summary.denied} denied; ${summary.failClosed} failed closed);\n`);
+      io.out(
+        `The verifier VM decided ${summary.verdicts} authenticated changes (${summary.allowed} allowed, ${summary.denied} denied; ${summary.failClosed} failed closed);\n`,
+      );
       io.out(`the audit log's hash chain is ${summary.chain}; the VMM handled ${summary.exits} VM exits.\n`);
     }
     io.out('Run your own: heki run <scenario.yaml> (docs/scenarios.md); the attack catalogue: heki attacks.\n');

@@ -47,5 +47,8 @@ test('a malformed configuration denies, naming the problem', (t) => {
 
 test('the file loads as the verifier worker loads a plugin module', async (t) => {
   const plugins = await loadPluginModule(fileURLToPath(new URL('./template-plugin.ts', import.meta.url)));
-  t.deepEqual(plugins.map((p) => p.name), ['template-plugin']);
+  t.deepEqual(
+    plugins.map((p) => p.name),
+    ['template-plugin'],
+  );
 });

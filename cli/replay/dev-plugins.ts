@@ -44,4 +44,3 @@ export async function loadDevPlugins(paths: readonly string[], cwd: string): Pro
   }
   return out;
 }
-

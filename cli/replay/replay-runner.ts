@@ -58,26 +58,33 @@ export function runReplay(job: ReplayJob, bounds: ReplayBounds, onDifference: (d
     // The step (phase and line) seen last, and since when: for the ceiling on one request.
     let stepKey = -1;
     let stepSince = since;
-    const timer = setInterval(() => {
-      const now = performance.now();
-      const phase = Atomics.load(words, PROGRESS.PHASE);
-      const key = phase * 0x1000_0000 + Atomics.load(words, PROGRESS.LINE);
-      if (key !== stepKey) {
-        stepKey = key;
-        stepSince = now;
-      } else if (phase === PHASE.DECIDING && now - stepSince > bounds.requestCeilingMs) {
-        finish({ kind: 'stopped', message: `${where(phase, Atomics.load(words, PROGRESS.LINE), Atomics.load(words, PROGRESS.KIND))} was not finished within the ${(bounds.requestCeilingMs / 1000).toFixed(1)} s ceiling; the replay was stopped` });
-        return;
-      }
-      const t = Atomics.load(words, PROGRESS.TICK);
-      if (t !== tick) {
-        tick = t;
-        since = now;
-        return;
-      }
-      const bound = phase === PHASE.DECIDING ? bounds.requestMs : phase === PHASE.STARTING ? bounds.startMs : bounds.loadMs;
-      if (now - since > bound) finish({ kind: 'stopped', message: stalled(phase, Atomics.load(words, PROGRESS.LINE), Atomics.load(words, PROGRESS.KIND), bound, job) });
-    }, Math.max(10, Math.min(250, bounds.requestMs / 4)));
+    const timer = setInterval(
+      () => {
+        const now = performance.now();
+        const phase = Atomics.load(words, PROGRESS.PHASE);
+        const key = phase * 0x1000_0000 + Atomics.load(words, PROGRESS.LINE);
+        if (key !== stepKey) {
+          stepKey = key;
+          stepSince = now;
+        } else if (phase === PHASE.DECIDING && now - stepSince > bounds.requestCeilingMs) {
+          finish({
+            kind: 'stopped',
+            message: `${where(phase, Atomics.load(words, PROGRESS.LINE), Atomics.load(words, PROGRESS.KIND))} was not finished within the ${(bounds.requestCeilingMs / 1000).toFixed(1)} s ceiling; the replay was stopped`,
+          });
+          return;
+        }
+        const t = Atomics.load(words, PROGRESS.TICK);
+        if (t !== tick) {
+          tick = t;
+          since = now;
+          return;
+        }
+        const bound = phase === PHASE.DECIDING ? bounds.requestMs : phase === PHASE.STARTING ? bounds.startMs : bounds.loadMs;
+        if (now - since > bound)
+          finish({ kind: 'stopped', message: stalled(phase, Atomics.load(words, PROGRESS.LINE), Atomics.load(words, PROGRESS.KIND), bound, job) });
+      },
+      Math.max(10, Math.min(250, bounds.requestMs / 4)),
+    );
     worker.on('message', (m: WorkerMessage) => {
       if (m.type === 'difference') onDifference(m.difference);
       else if (m.type === 'plugins') plugins = m.plugins;

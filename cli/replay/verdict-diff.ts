@@ -40,7 +40,9 @@ export interface VerdictDifference {
 export const FIRST_ITEMS = 5;
 
 /** A replayed verdict as the comparison reads it: protocol form, or packed with its records. */
-export type Replayed = { readonly form: 'verdict'; readonly verdict: Verdict } | { readonly form: 'packed'; readonly verdict: PackedVerdict; readonly records: PatchRecords; readonly grants?: Verdict['grants'] };
+export type Replayed =
+  | { readonly form: 'verdict'; readonly verdict: Verdict }
+  | { readonly form: 'packed'; readonly verdict: PackedVerdict; readonly records: PatchRecords; readonly grants?: Verdict['grants'] };
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 

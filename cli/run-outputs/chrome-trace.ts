@@ -107,7 +107,15 @@ export class ChromeTrace {
     this.observer = {
       hypercall: (e) => {
         const tid = this.#vcpu(e.vcpu);
-        const args = { nr: e.nr, a0: jsonSafe(e.args[0] ?? 0n), a1: jsonSafe(e.args[1] ?? 0n), a2: jsonSafe(e.args[2] ?? 0n), a3: jsonSafe(e.args[3] ?? 0n), ret: e.ret, status: statusName(e.ret) };
+        const args = {
+          nr: e.nr,
+          a0: jsonSafe(e.args[0] ?? 0n),
+          a1: jsonSafe(e.args[1] ?? 0n),
+          a2: jsonSafe(e.args[2] ?? 0n),
+          a3: jsonSafe(e.args[3] ?? 0n),
+          ret: e.ret,
+          status: statusName(e.ret),
+        };
         this.#complete(hypercallName(e.nr), 'hypercall', tid, e.start, e.end, args);
       },
       exit: (e) => {
@@ -144,7 +152,8 @@ export class ChromeTrace {
         this.#complete(e.kind, 'verifier', this.#verifierLane(p?.lane ?? 0), e.start, e.end, args);
       },
       reset: (e) => this.#instant('reset', 'lifecycle', this.#verifierLane(0), e.time, { vm: e.vm, why: truncate(e.why) }),
-      verifierStarted: (e) => this.#instant('verifier started', 'lifecycle', this.#verifierLane(0), e.time, { vm: e.vm, plugins: (e.init.plugins ?? []).join(',') || 'default' }),
+      verifierStarted: (e) =>
+        this.#instant('verifier started', 'lifecycle', this.#verifierLane(0), e.time, { vm: e.vm, plugins: (e.init.plugins ?? []).join(',') || 'default' }),
     };
   }
 
@@ -186,10 +195,32 @@ export class ChromeTrace {
   *chunks(end: number): Generator<string> {
     const tail: string[] = [];
     for (const [seq, p] of this.#pending) {
-      tail.push(this.#json({ name: 'no verdict', cat: 'verifier', ph: 'i', s: 't', ts: this.#us(end), pid: PID, tid: this.#verifierLane(p.lane), args: { seq, items: p.items } }));
+      tail.push(
+        this.#json({
+          name: 'no verdict',
+          cat: 'verifier',
+          ph: 'i',
+          s: 't',
+          ts: this.#us(end),
+          pid: PID,
+          tid: this.#verifierLane(p.lane),
+          args: { seq, items: p.items },
+        }),
+      );
     }
     if (this.#dropped > 0) {
-      tail.push(this.#json({ name: `trace truncated: ${this.#dropped} events dropped`, cat: 'trace', ph: 'i', s: 'g', ts: this.#us(end), pid: PID, tid: TID_SCENARIO, args: { kept: this.#events.length, dropped: this.#dropped } }));
+      tail.push(
+        this.#json({
+          name: `trace truncated: ${this.#dropped} events dropped`,
+          cat: 'trace',
+          ph: 'i',
+          s: 'g',
+          ts: this.#us(end),
+          pid: PID,
+          tid: TID_SCENARIO,
+          args: { kept: this.#events.length, dropped: this.#dropped },
+        }),
+      );
     }
     const meta = [this.#json({ name: 'process_name', ph: 'M', pid: PID, tid: 0, args: { name: this.#process } })];
     for (const [tid, [name, sort]] of [...this.#tracks].sort((a, b) => a[1][1] - b[1][1])) {

@@ -136,7 +136,9 @@ class RecordSession implements RunOutputSession {
     }
     if (this.#error !== undefined) return err(`--record ${this.#path}: ${this.#error}`);
     const mb = (n: number): string => (n / 1e6).toFixed(1);
-    return ok(`record: ${this.#requests.toLocaleString('en-US')} requests${unanswered ? ` (${unanswered} without a verdict)` : ''}, ${mb(this.#bytes)} MB of JSON lines, ${mb(this.#written)} MB gzip-compressed in ${this.#path}`);
+    return ok(
+      `record: ${this.#requests.toLocaleString('en-US')} requests${unanswered ? ` (${unanswered} without a verdict)` : ''}, ${mb(this.#bytes)} MB of JSON lines, ${mb(this.#written)} MB gzip-compressed in ${this.#path}`,
+    );
   }
 }
 

@@ -34,7 +34,8 @@ function claim(path: string): Result<{ created: boolean }, string> {
 export const reportOutput: RunOutput = {
   flag: 'report',
   file: 'out.html',
-  usage: '  --report <out.html>     write a self-contained HTML report: the guest-physical map of the\n                          kernel and modules by EPT permission, denials pinned on it, the steps\n',
+  usage:
+    '  --report <out.html>     write a self-contained HTML report: the guest-physical map of the\n                          kernel and modules by EPT permission, denials pinned on it, the steps\n',
   open(path, ctx): Result<RunOutputSession, string> {
     const c = claim(path);
     if (!c.ok) return c;
@@ -73,7 +74,11 @@ export const reportOutput: RunOutput = {
         } catch (e) {
           return err(`--report ${path}: cannot write: ${why(e)}`);
         }
-        const note = inspectProblem ? `; no map: inspecting the machine failed: ${inspectProblem}` : inspection ? '' : '; no map: the machine offers no inspection';
+        const note = inspectProblem
+          ? `; no map: inspecting the machine failed: ${inspectProblem}`
+          : inspection
+            ? ''
+            : '; no map: the machine offers no inspection';
         return ok(`report: ${path} (${page.regions} regions, ${page.denials} denials${note})`);
       },
     };

@@ -56,17 +56,26 @@ export async function attackerBoot(ctx: AttackContext, tamper: Tamper): Promise<
       done = t;
     },
   });
-  if (!done) throw new AttackSetupError(`the attacker's boot stopped before its hook ran: ${booted.ok ? 'the hook was not called' : `${booted.error.phase}: ${booted.error.message}`}`);
+  if (!done)
+    throw new AttackSetupError(
+      `the attacker's boot stopped before its hook ran: ${booted.ok ? 'the hook was not called' : `${booted.error.phase}: ${booted.error.message}`}`,
+    );
   const steps =
     `rebooted through the reset control register (${reset.value}); the attacker's boot applied the touch-ups for its CPU, then ${done.what}: ` +
     `${done.sites} site(s), the first ${hex(done.site)} (${done.section}) now ${bytesHex(done.bytes)}`;
   if (booted.ok) return { stopped: false, stop: 'KVM_HC_HEKI_END_BOOT accepted the tampered text: the kernel runs with it under protection', detail: steps };
   const refused = booted.error.refused;
-  if (refused?.step !== 'end boot') throw new AttackSetupError(`the attacker's boot failed elsewhere than at the end of boot: ${booted.error.phase}: ${booted.error.message}`);
+  if (refused?.step !== 'end boot')
+    throw new AttackSetupError(`the attacker's boot failed elsewhere than at the end of boot: ${booted.error.phase}: ${booted.error.message}`);
   const status = `${refused.refusal.name} from KVM_HC_HEKI_END_BOOT`;
   // Does the kernel run on with the tampered text? The vCPU fetching the site says.
   const run = cpu.fetch(gvaFromRegister(done.site), done.bytes.length);
   if (run.ok) return { stopped: false, stop: `${status}, but the VM runs on: the vCPU executes the tampered text at ${hex(done.site)}`, detail: steps };
-  if (run.fault.kind !== 'stopped') return { stopped: false, stop: `${status}, but the VM was not stopped (the fetch at ${hex(done.site)} faulted: ${faultLong(run.fault)})`, detail: steps };
-  return { stopped: true, stop: `${status}; the VM is stopped`, detail: `${steps}; end of boot refused (${status}); the fetch at ${hex(done.site)} finds the ${faultLong(run.fault)}` };
+  if (run.fault.kind !== 'stopped')
+    return { stopped: false, stop: `${status}, but the VM was not stopped (the fetch at ${hex(done.site)} faulted: ${faultLong(run.fault)})`, detail: steps };
+  return {
+    stopped: true,
+    stop: `${status}; the VM is stopped`,
+    detail: `${steps}; end of boot refused (${status}); the fetch at ${hex(done.site)} finds the ${faultLong(run.fault)}`,
+  };
 }

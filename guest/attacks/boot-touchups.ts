@@ -19,7 +19,14 @@
  * text is executable, so an attacker's "own code" is a kernel function used against it.
  */
 import type { CpuView } from '../../shared/x86/cpuid.ts';
-import { MITIGATION_FEATURES, MITIGATION_FEATURE_NAMES, featureLabel, hasMitigation, mitigationName, type MitigationFeature } from '../../shared/x86/cpu-features.ts';
+import {
+  MITIGATION_FEATURES,
+  MITIGATION_FEATURE_NAMES,
+  featureLabel,
+  hasMitigation,
+  mitigationName,
+  type MitigationFeature,
+} from '../../shared/x86/cpu-features.ts';
 import { encodeCall32 } from '../../shared/x86/patch-encodings.ts';
 import { ALTINSTR_FLAG_INV, alternativeApplies, applyAlternatives } from '../../shared/x86/touchups/alternatives.ts';
 import { DS_PREFIX, LOCK_PREFIX } from '../../shared/x86/touchups/smp-locks.ts';
@@ -74,14 +81,27 @@ function unapplyMitigation({ cpu, image, bootCpuData }: TouchedUpText): Tamperin
       const original = file.bytes.slice(off, off + a.instrlen);
       if (sameBytes(mustRead(cpu, a.instr, a.instrlen), original)) continue;
       mustWrite(cpu, a.instr, original);
-      return { site: a.instr, section: TOUCHUP_TABLE_SECTION.alternative, bytes: original, sites: 1, what: `put the file's original instruction back at the ${altLabel(a)} alternative (the mitigation left unapplied)` };
+      return {
+        site: a.instr,
+        section: TOUCHUP_TABLE_SECTION.alternative,
+        bytes: original,
+        sites: 1,
+        what: `put the file's original instruction back at the ${altLabel(a)} alternative (the mitigation left unapplied)`,
+      };
     }
   }
   throw new AttackSetupError('no mitigation alternative that this CPU applies changes a byte of .text');
 }
 
 /** Mitigations tried first for "applied where the CPU has no such bug": Meltdown's and MDS's (Intel only), then AMD's retbleed and SRSO untraining. */
-const WITHOUT_BUG_ORDER: readonly MitigationFeature[] = ['PTI', 'CLEAR_CPU_BUF', 'UNRET', 'SRSO', 'SRSO_ALIAS', ...MITIGATION_FEATURE_NAMES.filter((n) => !['PTI', 'CLEAR_CPU_BUF', 'UNRET', 'SRSO', 'SRSO_ALIAS'].includes(n))];
+const WITHOUT_BUG_ORDER: readonly MitigationFeature[] = [
+  'PTI',
+  'CLEAR_CPU_BUF',
+  'UNRET',
+  'SRSO',
+  'SRSO_ALIAS',
+  ...MITIGATION_FEATURE_NAMES.filter((n) => !['PTI', 'CLEAR_CPU_BUF', 'UNRET', 'SRSO', 'SRSO_ALIAS'].includes(n)),
+];
 
 /** The bytes apply_alternatives() would leave at `a` if the CPU had its feature. */
 function replacementAt(image: KernelImage, view: CpuView, a: AltInstr, now: Uint8Array): Uint8Array {
@@ -92,7 +112,14 @@ function replacementAt(image: KernelImage, view: CpuView, a: AltInstr, now: Uint
   capabilities[word] = (capabilities[word]! | (1 << (a.cpuid & 31))) >>> 0;
   const ctx = vmlinuxTouchupContext(image, { ...view, capabilities });
   const site = Uint8Array.from(now);
-  applyAlternatives(new TextSpace([{ name: '.text', base: a.instr, bytes: site }, { name: '.altinstr_replacement', base: repl.vaddr, bytes: Uint8Array.from(repl.bytes) }]), [a], ctx);
+  applyAlternatives(
+    new TextSpace([
+      { name: '.text', base: a.instr, bytes: site },
+      { name: '.altinstr_replacement', base: repl.vaddr, bytes: Uint8Array.from(repl.bytes) },
+    ]),
+    [a],
+    ctx,
+  );
   return site;
 }
 
@@ -105,7 +132,13 @@ function applyUnneededMitigation({ cpu, image, bootCpuData }: TouchedUpText): Ta
       const patched = replacementAt(image, bootCpuData, a, now);
       if (sameBytes(now, patched)) continue;
       mustWrite(cpu, a.instr, patched);
-      return { site: a.instr, section: TOUCHUP_TABLE_SECTION.alternative, bytes: patched, sites: 1, what: `applied the ${altLabel(a)} alternative, which the kernel did not select for this CPU` };
+      return {
+        site: a.instr,
+        section: TOUCHUP_TABLE_SECTION.alternative,
+        bytes: patched,
+        sites: 1,
+        what: `applied the ${altLabel(a)} alternative, which the kernel did not select for this CPU`,
+      };
     }
   }
   throw new AttackSetupError('no mitigation this CPU lacks has an alternative whose replacement changes .text');
@@ -115,7 +148,15 @@ function applyUnneededMitigation({ cpu, image, bootCpuData }: TouchedUpText): Ta
  * Rewrites every site of `sites` in .text whose current bytes `match` to `bytes`; returns the
  * first changed and the count. One read of .text, one write per site.
  */
-function rewriteSites(b: TouchedUpText, sites: readonly bigint[], len: number, match: (cur: Uint8Array) => boolean, bytes: Uint8Array, section: string, what: string): Tampering {
+function rewriteSites(
+  b: TouchedUpText,
+  sites: readonly bigint[],
+  len: number,
+  match: (cur: Uint8Array) => boolean,
+  bytes: Uint8Array,
+  section: string,
+  what: string,
+): Tampering {
   const file = fileText(b.image);
   const text = mustRead(b.cpu, file.start, file.bytes.length);
   let first: bigint | undefined;
@@ -135,13 +176,29 @@ function rewriteSites(b: TouchedUpText, sites: readonly bigint[], len: number, m
 /** Turns every `jmp <return thunk>` of `.return_sites` into `ret; int3 x4` (what 6.1 writes without RETHUNK). */
 function returnThunksToRet(b: TouchedUpText): Tampering {
   const tables = vmlinuxTouchupTables(b.image);
-  return rewriteSites(b, tables.returns, 5, (cur) => cur[0] === 0xe9, Uint8Array.of(0xc3, 0xcc, 0xcc, 0xcc, 0xcc), TOUCHUP_TABLE_SECTION.return, 'turned every return thunk jump into ret');
+  return rewriteSites(
+    b,
+    tables.returns,
+    5,
+    (cur) => cur[0] === 0xe9,
+    Uint8Array.of(0xc3, 0xcc, 0xcc, 0xcc, 0xcc),
+    TOUCHUP_TABLE_SECTION.return,
+    'turned every return thunk jump into ret',
+  );
 }
 
 /** Strips every `lock` prefix of `.smp_locks` (0xf0 -> 0x3e, alternatives_smp_unlock's UP form). */
 function stripLockPrefixes(b: TouchedUpText): Tampering {
   const tables = vmlinuxTouchupTables(b.image);
-  return rewriteSites(b, tables.smpLocks, 1, (cur) => cur[0] === LOCK_PREFIX, Uint8Array.of(DS_PREFIX), TOUCHUP_TABLE_SECTION['smp-lock'], 'stripped every SMP lock prefix (0xf0 -> 0x3e) on a multi-CPU guest');
+  return rewriteSites(
+    b,
+    tables.smpLocks,
+    1,
+    (cur) => cur[0] === LOCK_PREFIX,
+    Uint8Array.of(DS_PREFIX),
+    TOUCHUP_TABLE_SECTION['smp-lock'],
+    'stripped every SMP lock prefix (0xf0 -> 0x3e) on a multi-CPU guest',
+  );
 }
 
 /** Writes `call commit_creds` at the first of `sites` (in .text, at least 5 bytes) whose bytes it changes. */
@@ -160,13 +217,21 @@ function callAttackerAt(b: TouchedUpText, sites: readonly { site: bigint; len: n
 }
 
 /** The attack pointing the first site `sites` picks of table `table` at {@link ATTACKER_TARGET}. */
-function redirectAttack(table: 'paravirt' | 'static-call', what: string, instead: string, sites: (t: TouchupTables) => { site: bigint; len: number }[]): Attack {
+function redirectAttack(
+  table: 'paravirt' | 'static-call',
+  what: string,
+  instead: string,
+  sites: (t: TouchupTables) => { site: bigint; len: number }[],
+): Attack {
   const section = TOUCHUP_TABLE_SECTION[table];
   return {
     name: `boot-${table}-site-to-attacker-code`,
     title: `the attacker's boot points ${what === 'paravirt site' ? 'a' : 'an'} ${what} (${section}) at code of its choosing (call ${ATTACKER_TARGET}) ${instead}`,
     expectedStop: STOP(section),
-    run: (ctx) => attackerBoot(ctx, (b) => callAttackerAt(b, sites(vmlinuxTouchupTables(b.image)), section, `pointed the ${table === 'paravirt' ? 'paravirt' : 'static call'} site`)),
+    run: (ctx) =>
+      attackerBoot(ctx, (b) =>
+        callAttackerAt(b, sites(vmlinuxTouchupTables(b.image)), section, `pointed the ${table === 'paravirt' ? 'paravirt' : 'static call'} site`),
+      ),
   };
 }
 
@@ -174,21 +239,24 @@ function redirectAttack(table: 'paravirt' | 'static-call', what: string, instead
 export const BOOT_TOUCHUP_ATTACKS: readonly Attack[] = [
   {
     name: 'boot-mitigation-alternative-unapplied',
-    title: "the attacker's boot leaves a spectre/retbleed mitigation's alternative unapplied: the file's original instruction put back at an .altinstructions site whose feature the CPU has",
+    title:
+      "the attacker's boot leaves a spectre/retbleed mitigation's alternative unapplied: the file's original instruction put back at an .altinstructions site whose feature the CPU has",
     expectedStop: STOP('.altinstructions'),
     needs: { cpu: { anyOf: MITIGATION_FEATURE_NAMES } },
     run: (ctx) => attackerBoot(ctx, unapplyMitigation),
   },
   {
     name: 'boot-alternative-without-cpu-bug',
-    title: "the attacker's boot applies a mitigation's alternative the kernel did not select for the CPU (e.g. Meltdown's PTI on AMD, AMD's untrained return on Intel)",
+    title:
+      "the attacker's boot applies a mitigation's alternative the kernel did not select for the CPU (e.g. Meltdown's PTI on AMD, AMD's untrained return on Intel)",
     expectedStop: STOP('.altinstructions'),
     needs: { cpu: { lacksAnyOf: MITIGATION_FEATURE_NAMES } },
     run: (ctx) => attackerBoot(ctx, applyUnneededMitigation),
   },
   {
     name: 'boot-return-thunks-to-ret',
-    title: "the attacker's boot turns every return thunk into ret on a CPU whose words ask for the thunk (X86_FEATURE_RETHUNK): retbleed/SRSO mitigation stripped",
+    title:
+      "the attacker's boot turns every return thunk into ret on a CPU whose words ask for the thunk (X86_FEATURE_RETHUNK): retbleed/SRSO mitigation stripped",
     expectedStop: STOP('.return_sites'),
     needs: { cpu: { features: ['RETHUNK'] } },
     run: (ctx) => attackerBoot(ctx, returnThunksToRet),
@@ -201,5 +269,7 @@ export const BOOT_TOUCHUP_ATTACKS: readonly Attack[] = [
     run: (ctx) => attackerBoot(ctx, stripLockPrefixes),
   },
   redirectAttack('paravirt', 'paravirt site', 'instead of the native instruction', (t) => t.paravirt.map((p) => ({ site: p.addr, len: p.len }))),
-  redirectAttack('static-call', 'inline static-call site', "instead of its key's function", (t) => t.staticCalls.filter((s) => !s.tail).map((s) => ({ site: s.site, len: 5 }))),
+  redirectAttack('static-call', 'inline static-call site', "instead of its key's function", (t) =>
+    t.staticCalls.filter((s) => !s.tail).map((s) => ({ site: s.site, len: 5 })),
+  ),
 ];

@@ -22,7 +22,12 @@ export function jitImage(): Uint8Array {
 /** How far from the real placement the replayed signature was issued. */
 export const WRONG_ADDRESS_DELTA = 0x10_0000n;
 
-async function loadHooked(kernel: GuestKernel, name: string, sign: CodePlacementSigner | undefined, before?: (c: CodeValidation) => void): Promise<AttackResult> {
+async function loadHooked(
+  kernel: GuestKernel,
+  name: string,
+  sign: CodePlacementSigner | undefined,
+  before?: (c: CodeValidation) => void,
+): Promise<AttackResult> {
   const hv = kernel.heki.hv;
   const original = hv.loadCode;
   if (!original) throw new AttackSetupError(`the ${hv.name} backend cannot load code images`);
@@ -46,7 +51,11 @@ async function loadHooked(kernel: GuestKernel, name: string, sign: CodePlacement
   const status = seen.status.ok ? '0' : seen.status.name;
   const detail = `JIT image ${name} at ${hex(seen.request.imageVa)} (${seen.request.imageLen} bytes): KVM_HC_HEKI_LOAD_CODE ${status}; JIT: ${r.ok ? 'loaded' : r.error.message}; executable frames afterwards: ${exec.length ? exec.map((f) => hex(f)).join(', ') : 'none'}`;
   const stopped = !r.ok && !seen.status.ok && exec.length === 0;
-  return { stopped, stop: stopped ? `${status} from KVM_HC_HEKI_LOAD_CODE` : r.ok ? 'nothing: the image became executable' : 'nothing: a frame is executable', detail };
+  return {
+    stopped,
+    stop: stopped ? `${status} from KVM_HC_HEKI_LOAD_CODE` : r.ok ? 'nothing: the image became executable' : 'nothing: a frame is executable',
+    detail,
+  };
 }
 
 /** The code-image attacks. */
@@ -54,13 +63,15 @@ export const CODE_IMAGE_ATTACKS: readonly Attack[] = [
   {
     name: 'bpf-unsigned-jit',
     title: 'load an unsigned eBPF JIT image (shellcode) and have it made executable',
-    expectedStop: 'verifier denies the code-load request (code-load: signed by unknown key 0000000000000000): -KVM_EPERM, heki-denial exit, audit record ok=false',
+    expectedStop:
+      'verifier denies the code-load request (code-load: signed by unknown key 0000000000000000): -KVM_EPERM, heki-denial exit, audit record ok=false',
     run: ({ kernel }) => loadHooked(kernel, 'attack_unsigned', undefined),
   },
   {
     name: 'bpf-jit-wrong-address',
     title: 'load a JIT image with a genuine signature issued for another load address',
-    expectedStop: 'verifier denies the code-load request (code-load: signature does not match the image at this address): -KVM_EPERM, heki-denial exit, audit record ok=false',
+    expectedStop:
+      'verifier denies the code-load request (code-load: signature does not match the image at this address): -KVM_EPERM, heki-denial exit, audit record ok=false',
     run: ({ kernel, signers }) =>
       loadHooked(kernel, 'attack_moved', (image, placement) => signers.code(image, { what: placement.what, addr: placement.addr + WRONG_ADDRESS_DELTA })),
   },

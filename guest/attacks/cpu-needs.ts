@@ -17,8 +17,10 @@ export function unmetCpuNeeds(model: CpuNeedsModel, needs: CpuModelNeeds): strin
   const missing = (needs.features ?? []).filter((f) => !hasMitigation(model, f));
   if (missing.length) return `it has no ${missing.map(featureLabel).join(', no ')}`;
   if (needs.anyOf?.length && !needs.anyOf.some((f) => hasMitigation(model, f))) return `it has none of ${needs.anyOf.map(featureLabel).join(', ')}`;
-  if (needs.lacksAnyOf?.length && needs.lacksAnyOf.every((f) => hasMitigation(model, f))) return `it has every one of ${needs.lacksAnyOf.map(featureLabel).join(', ')}`;
-  if (needs.smp && bootPatchesToUp({ cpu: model })) return `it has ${model.presentCpus} CPU present, so boot patches the lock prefixes to UP (no SMP lock prefix to strip)`;
+  if (needs.lacksAnyOf?.length && needs.lacksAnyOf.every((f) => hasMitigation(model, f)))
+    return `it has every one of ${needs.lacksAnyOf.map(featureLabel).join(', ')}`;
+  if (needs.smp && bootPatchesToUp({ cpu: model }))
+    return `it has ${model.presentCpus} CPU present, so boot patches the lock prefixes to UP (no SMP lock prefix to strip)`;
   return undefined;
 }
 

@@ -23,7 +23,11 @@ function movClearing(cpu: GuestCpu, cr: 0 | 4, clear: bigint, toggle: bigint): A
   const detail = `mov ${hex(attempt)} to CR${cr} (${what}): ${outcomeText(r)}; CR${cr} was ${hex(before)}, is ${hex(after)}`;
   const stopped = !r.ok && after === before;
   if (stopped && !r.ok) return { stopped, stop: faultShort(r.fault), detail };
-  return { stopped: false, stop: after === before ? 'nothing: the write was accepted' : `nothing: CR${cr} changed (${crBitNames(cr, before ^ after)})`, detail };
+  return {
+    stopped: false,
+    stop: after === before ? 'nothing: the write was accepted' : `nothing: CR${cr} changed (${crBitNames(cr, before ^ after)})`,
+    detail,
+  };
 }
 
 function clearAttack(name: string, title: string, cr: 0 | 4, clear: bigint, toggle = 0n): Attack {

@@ -15,7 +15,8 @@ import { executeAt } from './exploits.ts';
 import { loadGenuine, moduleGroup } from './module-hooks.ts';
 import { AttackSetupError, SHELLCODE, allocFrame, faultShort, hex, mustWrite, outcomeText, symbol } from './primitives.ts';
 
-const EXPECTED = 'with NX cleared in the page-table entry (as mapped: #PF nx), an ept-violation exit (kernel fetch) and #PF (ept-violation); the frame not executable';
+const EXPECTED =
+  'with NX cleared in the page-table entry (as mapped: #PF nx), an ept-violation exit (kernel fetch) and #PF (ept-violation); the frame not executable';
 
 /** Where the user-page attack maps its page (a typical ELF text address). */
 export const USER_PAGE_VA = 0x40_0000n;

@@ -73,7 +73,8 @@ export const HOST_SIDE_ATTACKS: readonly Attack[] = [
   {
     name: 'dma-into-protected-pages',
     title: 'stage shellcode on the virtio-blk disk, then have the disk read it over locked kernel text and rodata (DMA)',
-    expectedStop: 'the DMA port refuses before any byte moves (frame IMMUTABLE in the EPT): status IOERR, a dma-refused event in the VMM log and a dma-refused audit record; text and rodata unchanged',
+    expectedStop:
+      'the DMA port refuses before any byte moves (frame IMMUTABLE in the EPT): status IOERR, a dma-refused event in the VMM log and a dma-refused audit record; text and rodata unchanged',
     run({ kernel, host }) {
       const disk = new DiskDriver(kernel, host);
       stagePayload(kernel, disk);
@@ -88,7 +89,9 @@ export const HOST_SIDE_ATTACKS: readonly Attack[] = [
         const r = disk.request(VIRTIO_BLK_T.IN, physOf(kernel, va));
         const after = mustRead(kernel.cpu, va, SECTOR);
         const same = sameBytes(before, after);
-        steps.push(`disk read into ${what} at ${hex(physOf(kernel, va))}: ${outcome(r)}, status byte ${disk.status()}, bytes ${same ? 'unchanged' : `changed to ${bytesHex(after.subarray(0, 8))}...`}`);
+        steps.push(
+          `disk read into ${what} at ${hex(physOf(kernel, va))}: ${outcome(r)}, status byte ${disk.status()}, bytes ${same ? 'unchanged' : `changed to ${bytesHex(after.subarray(0, 8))}...`}`,
+        );
         if (r.ok || !same) stopped = false;
         else stop ||= `DMA refused: ${refusalWhy(r.error)}; status IOERR`;
         if (disk.status() !== VIRTIO_BLK_S.IOERR) steps.push(`unexpected status byte ${disk.status()}`);
@@ -99,7 +102,8 @@ export const HOST_SIDE_ATTACKS: readonly Attack[] = [
   {
     name: 'dma-during-module-verification',
     title: "while crc7's load verdict is pending, have the disk DMA shellcode over its text frame (TOCTOU through a device)",
-    expectedStop: 'the DMA port refuses the frozen frame (a verification is in flight): dma-refused event and audit record; the module loads with exactly the signed bytes, and a later DMA is refused as IMMUTABLE',
+    expectedStop:
+      'the DMA port refuses the frozen frame (a verification is in flight): dma-refused event and audit record; the module loads with exactly the signed bytes, and a later DMA is refused as IMMUTABLE',
     async run(ctx) {
       const { kernel, host } = ctx;
       const disk = new DiskDriver(kernel, host);
@@ -115,21 +119,28 @@ export const HOST_SIDE_ATTACKS: readonly Attack[] = [
         },
       });
       if (!result.ok) throw new AttackSetupError(`the genuine module did not load: ${result.error.message}`);
-      const diffs = result.value.image.sections.filter((s) => !s.nobits && s.size > 0).filter((s) => {
-        const now = kernel.cpu.read(gvaFromRegister(s.addr), s.size);
-        return !now.ok || !sameBytes(now.value, s.bytes);
-      });
+      const diffs = result.value.image.sections
+        .filter((s) => !s.nobits && s.size > 0)
+        .filter((s) => {
+          const now = kernel.cpu.read(gvaFromRegister(s.addr), s.size);
+          return !now.ok || !sameBytes(now.value, s.bytes);
+        });
       dmas.push({ when: 'after the load', r: disk.request(VIRTIO_BLK_T.IN, textPa) });
       const detail = `${dmas.map((d) => `disk read into crc7 text frame ${hex(textPa)} ${d.when}: ${outcome(d.r)}`).join('; ')}; sections differing from the signed image: ${diffs.length ? diffs.map((s) => s.name).join(', ') : 'none'}`;
       const first = dmas[0]!.r;
       const stopped = dmas.every((d) => !d.r.ok) && diffs.length === 0;
-      return { stopped, stop: stopped && !first.ok ? `DMA refused: ${refusalWhy(first.error)}` : 'nothing: the disk changed the module while it was verified', detail };
+      return {
+        stopped,
+        stop: stopped && !first.ok ? `DMA refused: ${refusalWhy(first.error)}` : 'nothing: the disk changed the module while it was verified',
+        detail,
+      };
     },
   },
   {
     name: 'vmm-reads-private-memory',
     title: "in protected-memory mode, the VMM reads a private page holding the guest's secret (snapshot, migration) and tries the disk as a side door",
-    expectedStop: 'every host copy of the private page fails loudly (private-page): host-access-refused events and audit records; the disk write from it is refused (dma-refused, private); the secret never leaves the guest',
+    expectedStop:
+      'every host copy of the private page fails loudly (private-page): host-access-refused events and audit records; the disk write from it is refused (dma-refused, private); the secret never leaves the guest',
     needs: { protectedMemory: true },
     async run({ kernel, host }) {
       const secret = allocFrame(kernel);
@@ -140,7 +151,9 @@ export const HOST_SIDE_ATTACKS: readonly Attack[] = [
       mustWrite(kernel.cpu, bounce.va + 0x800n, new TextEncoder().encode('shared data'));
       const control = host.vmmReadGuest('snapshot', gpa(bounce.pa + 0x800n), 11);
       const leaks: string[] = [];
-      const steps = [`secret in private frame ${hex(secret.pa)}; bounce page ${hex(bounce.pa)} shared: ${hypercallText(HC.MAP_GPA_RANGE, share)}; the host reads the shared page: ${control.ok ? `"${new TextDecoder().decode(control.value)}"` : control.error}`];
+      const steps = [
+        `secret in private frame ${hex(secret.pa)}; bounce page ${hex(bounce.pa)} shared: ${hypercallText(HC.MAP_GPA_RANGE, share)}; the host reads the shared page: ${control.ok ? `"${new TextDecoder().decode(control.value)}"` : control.error}`,
+      ];
       for (const path of ['snapshot', 'migration', 'debug'] as const) {
         const r = host.vmmReadGuest(path, gpa(secret.pa), GUEST_SECRET.length);
         steps.push(`${path} copy of the private page: ${r.ok ? `GOT ${JSON.stringify(new TextDecoder().decode(r.value))}` : r.error}`);
@@ -151,10 +164,18 @@ export const HOST_SIDE_ATTACKS: readonly Attack[] = [
       const w = disk.request(VIRTIO_BLK_T.OUT, secret.pa);
       const onDisk = host.readDiskSectors(Number(STAGING_SECTOR), 1);
       const diskLeak = onDisk.some((b) => b !== 0);
-      steps.push(`disk write from the private page: ${outcome(w)}, status byte ${disk.status()}; sector ${STAGING_SECTOR} ${diskLeak ? `holds ${bytesHex(onDisk.subarray(0, 8))}...` : 'is empty'}`);
+      steps.push(
+        `disk write from the private page: ${outcome(w)}, status byte ${disk.status()}; sector ${STAGING_SECTOR} ${diskLeak ? `holds ${bytesHex(onDisk.subarray(0, 8))}...` : 'is empty'}`,
+      );
       if (w.ok || diskLeak) leaks.push('disk');
       const stopped = leaks.length === 0;
-      return { stopped, stop: stopped ? 'every host copy of the private page refused (private-page); the disk write refused (private)' : `nothing: the secret left the guest through ${leaks.join(', ')}`, detail: steps.join('; ') };
+      return {
+        stopped,
+        stop: stopped
+          ? 'every host copy of the private page refused (private-page); the disk write refused (private)'
+          : `nothing: the secret left the guest through ${leaks.join(', ')}`,
+        detail: steps.join('; '),
+      };
     },
   },
 ];

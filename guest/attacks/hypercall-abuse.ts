@@ -75,7 +75,18 @@ export const HYPERCALL_ATTACKS: readonly Attack[] = [
       const write = overwriteProtectedByte(kernel, text.va + 0x10n, 'kernel .text');
       const detail = `${rets.map(([nr, r]) => `hypercall ${nr}: ${statusName(r)}`).join('; ')}; then ${write.detail}`;
       const stopped = rets.every(([, r]) => r === -KVM_STATUS.KVM_ENOSYS) && write.stopped;
-      return { stopped, stop: stopped ? `${statusName(-KVM_STATUS.KVM_ENOSYS)} for all ${rets.length} hypercalls` : `nothing: ${rets.filter(([, r]) => r !== -KVM_STATUS.KVM_ENOSYS).map(([nr, r]) => `hypercall ${nr} returned ${statusName(r)}`).join(', ') || write.stop}`, detail };
+      return {
+        stopped,
+        stop: stopped
+          ? `${statusName(-KVM_STATUS.KVM_ENOSYS)} for all ${rets.length} hypercalls`
+          : `nothing: ${
+              rets
+                .filter(([, r]) => r !== -KVM_STATUS.KVM_ENOSYS)
+                .map(([nr, r]) => `hypercall ${nr} returned ${statusName(r)}`)
+                .join(', ') || write.stop
+            }`,
+        detail,
+      };
     },
   },
   {
@@ -102,7 +113,13 @@ export const HYPERCALL_ATTACKS: readonly Attack[] = [
       const detail = `${rets.map(([w, r]) => `${w}: ${statusName(r)}`).join('; ')}; then ${write.detail}`;
       const bad = rets.filter(([, r]) => r !== -KVM_STATUS.KVM_EINVAL);
       const stopped = bad.length === 0 && write.stopped;
-      return { stopped, stop: stopped ? `${statusName(-KVM_STATUS.KVM_EINVAL)} for all ${rets.length} lists` : `nothing: ${bad.map(([w, r]) => `${w} returned ${statusName(r)}`).join(', ') || write.stop}`, detail };
+      return {
+        stopped,
+        stop: stopped
+          ? `${statusName(-KVM_STATUS.KVM_EINVAL)} for all ${rets.length} lists`
+          : `nothing: ${bad.map(([w, r]) => `${w} returned ${statusName(r)}`).join(', ') || write.stop}`,
+        detail,
+      };
     },
   },
   {
@@ -131,7 +148,11 @@ export const HYPERCALL_ATTACKS: readonly Attack[] = [
       const fetch = executeAt(kernel, page.va, 'the data page', false);
       const detail = `PROTECT_MEMORY [${hex(page.pa)}, +4 KiB) R|X: ${hypercallText(HC.PROTECT_MEMORY, ret)}; then ${fetch.detail}`;
       const stopped = ret !== 0 && fetch.stopped;
-      return { stopped, stop: stopped ? hypercallText(HC.PROTECT_MEMORY, ret) : `nothing: ${ret === 0 ? 'the data page was made executable' : fetch.stop}`, detail };
+      return {
+        stopped,
+        stop: stopped ? hypercallText(HC.PROTECT_MEMORY, ret) : `nothing: ${ret === 0 ? 'the data page was made executable' : fetch.stop}`,
+        detail,
+      };
     },
   },
 ];

@@ -39,7 +39,8 @@ async function loadNotingInitText(ctx: AttackContext): Promise<{ m: LoadedModule
 export const MODULE_INIT_ATTACKS: readonly Attack[] = [
   {
     name: 'exec-freed-module-init-text',
-    title: "note the frame of failover's .init.text while it loads; once its init memory is freed, run the old init code and then shellcode written there, through an executable alias",
+    title:
+      "note the frame of failover's .init.text while it loads; once its init memory is freed, run the old init code and then shellcode written there, through an executable alias",
     expectedStop: 'the end of init made the frame data-only: ept-violation exits (kernel fetch) and #PF (ept-violation) through the alias',
     async run(ctx) {
       const { kernel, cpu } = ctx;
@@ -58,7 +59,8 @@ export const MODULE_INIT_ATTACKS: readonly Attack[] = [
   {
     name: 'ftrace-freed-module-init-site',
     title: "ftrace-patch a call to ftrace_caller into an __mcount_loc site of failover's .init.text after its init memory was freed",
-    expectedStop: 'the core refuses without asking the verifier (the freed init text left its map of verified text): -KVM_EPERM, heki-denial exit, audit record ok=false from plugin core; the frame unchanged',
+    expectedStop:
+      'the core refuses without asking the verifier (the freed init text left its map of verified text): -KVM_EPERM, heki-denial exit, audit record ok=false from plugin core; the frame unchanged',
     async run(ctx) {
       const { kernel } = ctx;
       const { m, initTextVa, initTextPa } = await loadNotingInitText(ctx);

@@ -15,7 +15,16 @@ import type { GuestOutcome } from '../../shared/guest-cpu.ts';
 import type { GuestKernel } from '../kernel/guest-kernel.ts';
 import type { Attack, AttackResult } from './attack.ts';
 import { executableFrames, overwriteProtectedByte } from './exploits.ts';
-import { type ValidationHooks, loadGenuine, loadModuleHooked, moduleBytes, moduleGroup, requestSection, sectionFileOffset, sectionIndex } from './module-hooks.ts';
+import {
+  type ValidationHooks,
+  loadGenuine,
+  loadModuleHooked,
+  moduleBytes,
+  moduleGroup,
+  requestSection,
+  sectionFileOffset,
+  sectionIndex,
+} from './module-hooks.ts';
 import {
   AttackSetupError,
   EXEC_FLAGS,
@@ -90,7 +99,7 @@ export const MODULE_ATTACKS: readonly Attack[] = [
   },
   {
     name: 'load-module-flipped-byte',
-    title: "load crc7.ko with one byte of its .text flipped after Debian signed it",
+    title: 'load crc7.ko with one byte of its .text flipped after Debian signed it',
     expectedStop: `${DENIED}; reason: module-pkcs7: PKCS#7 signature mismatch`,
     run(ctx) {
       const file = moduleBytes(ctx, VICTIM_MODULE);
@@ -121,7 +130,7 @@ export const MODULE_ATTACKS: readonly Attack[] = [
   {
     name: 'module-toctou',
     title: "while the load verdict is pending, write shellcode into crc7's text through its still-writable mapping",
-    expectedStop: "the write faults: an ept-violation exit on a FROZEN frame and #PF (ept-violation); the module loads with exactly the signed bytes",
+    expectedStop: 'the write faults: an ept-violation exit on a FROZEN frame and #PF (ept-violation); the module loads with exactly the signed bytes',
     async run(ctx) {
       const file = moduleBytes(ctx, VICTIM_MODULE);
       const text = sectionIndex(file, '.text');
@@ -141,10 +150,12 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       let execNote = '';
       if (result.ok) {
         // The module is live: every placed section must hold exactly the signed, relocated bytes.
-        const diffs = result.value.image.sections.filter((s) => !s.nobits && s.size > 0).filter((s) => {
-          const now = ctx.cpu.read(gvaFromRegister(s.addr), s.size);
-          return !now.ok || !sameBytes(now.value, s.bytes);
-        });
+        const diffs = result.value.image.sections
+          .filter((s) => !s.nobits && s.size > 0)
+          .filter((s) => {
+            const now = ctx.cpu.read(gvaFromRegister(s.addr), s.size);
+            return !now.ok || !sameBytes(now.value, s.bytes);
+          });
         intact = diffs.length === 0;
         steps.push(`module loaded; sections differing from the signed image: ${diffs.length ? diffs.map((s) => s.name).join(', ') : 'none'}`);
       } else {
@@ -156,7 +167,11 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       const first = writes[0]?.r;
       const stopped = writes.length > 0 && !landed && intact;
       if (stopped && first && !first.ok) return { stopped, stop: `${faultShort(first.fault)} (frame frozen while verified)`, detail };
-      return { stopped: false, stop: landed ? 'nothing: a write landed while the verdict was pending' : 'nothing: the loaded bytes are not the signed ones', detail };
+      return {
+        stopped: false,
+        stop: landed ? 'nothing: a write landed while the verdict was pending' : 'nothing: the loaded bytes are not the signed ones',
+        detail,
+      };
     },
   },
   {
@@ -175,7 +190,7 @@ export const MODULE_ATTACKS: readonly Attack[] = [
   },
   {
     name: 'module-data-over-ro-after-init',
-    title: "load crc7 with a descriptor placing its writable .gnu.linkonce.this_module over the page of security_hook_heads (ro_after_init)",
+    title: 'load crc7 with a descriptor placing its writable .gnu.linkonce.this_module over the page of security_hook_heads (ro_after_init)',
     expectedStop: 'the core refuses before any verification: the descriptor names an IMMUTABLE frame (-KVM_EPERM); the page stays read-only',
     async run(ctx) {
       const file = moduleBytes(ctx, VICTIM_MODULE);
@@ -190,7 +205,13 @@ export const MODULE_ATTACKS: readonly Attack[] = [
       const status = captured.status.ok ? '0' : captured.status.name;
       const detail = `descriptor section ${data} moved to ${hex(page)}; KVM_HC_HEKI_LOAD_MODULE: ${status}; loader: ${result.ok ? 'loaded' : result.error.message}; then ${write.detail}`;
       const stopped = !result.ok && !captured.status.ok && captured.status.status === -KVM_STATUS.KVM_EPERM && write.stopped;
-      return { stopped, stop: stopped ? `${statusName(-KVM_STATUS.KVM_EPERM)} from KVM_HC_HEKI_LOAD_MODULE` : `nothing: ${result.ok ? 'the module loaded over ro_after_init' : write.stop}`, detail };
+      return {
+        stopped,
+        stop: stopped
+          ? `${statusName(-KVM_STATUS.KVM_EPERM)} from KVM_HC_HEKI_LOAD_MODULE`
+          : `nothing: ${result.ok ? 'the module loaded over ro_after_init' : write.stop}`,
+        detail,
+      };
     },
   },
   {

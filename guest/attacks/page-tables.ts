@@ -64,7 +64,12 @@ export const PAGE_TABLE_ATTACKS: readonly Attack[] = [
       if (!e.ok) return Promise.resolve({ stopped: true, stop: faultShort(e.fault), detail: `editing the PTE: ${outcomeText(e)}` });
       const f = cpu.fetch(gvaFromRegister(target), SHELLCODE.length);
       const detail = `PTE of ${hex(page)} (entry at ${hex(e.value.slot)}) now points at attacker frame ${hex(evil.pa)}; fetch at ${hex(target)}: ${f.ok ? `fetched ${bytesHex(f.value)}` : outcomeText(f)}`;
-      if (f.ok) return Promise.resolve({ stopped: false, stop: sameBytes(f.value, SHELLCODE) ? 'nothing: the shellcode ran in place of commit_creds' : 'nothing: the fetch succeeded', detail });
+      if (f.ok)
+        return Promise.resolve({
+          stopped: false,
+          stop: sameBytes(f.value, SHELLCODE) ? 'nothing: the shellcode ran in place of commit_creds' : 'nothing: the fetch succeeded',
+          detail,
+        });
       return Promise.resolve({ stopped: true, stop: faultShort(f.fault), detail });
     },
   },

@@ -23,7 +23,11 @@ function msrAttack(name: string, msr: number, label: string, purpose: string): A
       const value = after.ok ? after.value : undefined;
       const detail = `wrmsr ${label} = ${hex(handler)} (an attacker page): ${outcomeText(r)}; ${label} was ${hex(before.value)}, is ${value === undefined ? 'unreadable' : hex(value)}`;
       const stopped = !r.ok && value === before.value;
-      return Promise.resolve({ stopped, stop: !r.ok && stopped ? faultShort(r.fault) : `nothing: ${label} is ${value === undefined ? '?' : hex(value)}`, detail });
+      return Promise.resolve({
+        stopped,
+        stop: !r.ok && stopped ? faultShort(r.fault) : `nothing: ${label} is ${value === undefined ? '?' : hex(value)}`,
+        detail,
+      });
     },
   };
 }

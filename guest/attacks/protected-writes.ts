@@ -11,7 +11,8 @@ import { overwriteProtectedByte } from './exploits.ts';
 import { loadGenuine, moduleGroup } from './module-hooks.ts';
 import { symbol } from './primitives.ts';
 
-const EXPECTED = 'with RW set in the page-table entry (the read-only mapping alone gives #PF write-protect), an ept-violation exit (kernel write) and #PF (ept-violation); byte unchanged';
+const EXPECTED =
+  'with RW set in the page-table entry (the read-only mapping alone gives #PF write-protect), an ept-violation exit (kernel write) and #PF (ept-violation); byte unchanged';
 
 /** The kernel addresses these attacks write to. */
 export const WRITE_TARGETS = {
@@ -32,7 +33,10 @@ export const PROTECTED_WRITE_ATTACKS: readonly Attack[] = [
     name: 'write-kernel-text',
     title: 'patch a byte of kernel .text (commit_creds) by writing to it',
     expectedStop: EXPECTED,
-    run: ({ kernel }) => Promise.resolve(overwriteProtectedByte(kernel, symbol(kernel, WRITE_TARGETS.text.symbol) + WRITE_TARGETS.text.offset, 'kernel .text (commit_creds+0x10)')),
+    run: ({ kernel }) =>
+      Promise.resolve(
+        overwriteProtectedByte(kernel, symbol(kernel, WRITE_TARGETS.text.symbol) + WRITE_TARGETS.text.offset, 'kernel .text (commit_creds+0x10)'),
+      ),
   },
   {
     name: 'write-kernel-rodata',
@@ -44,7 +48,8 @@ export const PROTECTED_WRITE_ATTACKS: readonly Attack[] = [
     name: 'write-ro-after-init',
     title: 'overwrite ro_after_init data (security_hook_heads, the LSM hook lists)',
     expectedStop: EXPECTED,
-    run: ({ kernel }) => Promise.resolve(overwriteProtectedByte(kernel, symbol(kernel, WRITE_TARGETS.roAfterInit.symbol), 'ro_after_init (security_hook_heads)')),
+    run: ({ kernel }) =>
+      Promise.resolve(overwriteProtectedByte(kernel, symbol(kernel, WRITE_TARGETS.roAfterInit.symbol), 'ro_after_init (security_hook_heads)')),
   },
   {
     name: 'write-module-text',

@@ -17,7 +17,8 @@ export const SET_MEMORY_ATTACKS: readonly Attack[] = [
   {
     name: 'set-memory-x-on-data',
     title: 'set_memory_ro then set_memory_x on a vmalloc page holding shellcode',
-    expectedStop: 'verifier denies the set-memory request (set-memory: executable permission for unauthenticated content): -KVM_EPERM, heki-denial exit; the page stays NX',
+    expectedStop:
+      'verifier denies the set-memory request (set-memory: executable permission for unauthenticated content): -KVM_EPERM, heki-denial exit; the page stays NX',
     async run({ kernel }) {
       const page = await kernel.mm.vmalloc(1, PROT.RW);
       if (!page.ok) throw new AttackSetupError(`vmalloc: ${page.reason}`);
@@ -32,13 +33,20 @@ export const SET_MEMORY_ATTACKS: readonly Attack[] = [
         `set_memory_ro(${hex(va)}): ${ro.ok ? 'ok' : ro.reason}; set_memory_x: ${x.ok ? 'ok' : x.reason}; ` +
         `HEKI_SET_MEMORY(R|X) directly: ${hypercallText(HC.HEKI_SET_MEMORY, raw)}; then ${fetch.detail}`;
       const stopped = !x.ok && raw !== 0 && fetch.stopped;
-      return { stopped, stop: stopped ? `${hypercallText(HC.HEKI_SET_MEMORY, raw)}; the fetch takes ${fetch.stop}` : `nothing: ${x.ok || raw === 0 ? 'set_memory_x was granted' : fetch.stop}`, detail: steps };
+      return {
+        stopped,
+        stop: stopped
+          ? `${hypercallText(HC.HEKI_SET_MEMORY, raw)}; the fetch takes ${fetch.stop}`
+          : `nothing: ${x.ok || raw === 0 ? 'set_memory_x was granted' : fetch.stop}`,
+        detail: steps,
+      };
     },
   },
   {
     name: 'set-memory-rw-on-text',
     title: 'set_memory_rw on a page of immutable kernel text, then ask for R|W directly',
-    expectedStop: 'set_memory_rw: -KVM_EINVAL (W^X, the core); HEKI_SET_MEMORY(R|W): verifier denies (set-memory: IMMUTABLE), -KVM_EPERM, heki-denial exit; the text stays read-only',
+    expectedStop:
+      'set_memory_rw: -KVM_EINVAL (W^X, the core); HEKI_SET_MEMORY(R|W): verifier denies (set-memory: IMMUTABLE), -KVM_EPERM, heki-denial exit; the text stays read-only',
     async run({ kernel }) {
       const target = symbol(kernel, 'commit_creds');
       const va = target & ~0xfffn;
@@ -47,7 +55,11 @@ export const SET_MEMORY_ATTACKS: readonly Attack[] = [
       const write = overwriteProtectedByte(kernel, target + 0x10n, 'kernel .text');
       const detail = `set_memory_rw(${hex(va)}): ${rw.ok ? 'ok' : rw.reason}; HEKI_SET_MEMORY(R|W): ${hypercallText(HC.HEKI_SET_MEMORY, raw)}; then ${write.detail}`;
       const stopped = !rw.ok && raw !== 0 && write.stopped;
-      return { stopped, stop: stopped ? hypercallText(HC.HEKI_SET_MEMORY, raw) : `nothing: ${rw.ok || raw === 0 ? 'the text page was made writable' : write.stop}`, detail };
+      return {
+        stopped,
+        stop: stopped ? hypercallText(HC.HEKI_SET_MEMORY, raw) : `nothing: ${rw.ok || raw === 0 ? 'the text page was made writable' : write.stop}`,
+        detail,
+      };
     },
   },
 ];

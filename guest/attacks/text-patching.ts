@@ -64,7 +64,16 @@ async function pokeAndCheck(kernel: GuestKernel, patch: PatchRequest, what: stri
   const changed = !sameBytes(before, after);
   const detail = `${what}: ${patch.kind} patch at ${hex(patch.site)} (${kernel.image.symbolize(patch.site)}), old ${bytesHex(patch.oldBytes)} -> new ${bytesHex(patch.newBytes)}: ${pokeResultText(r)}; bytes were ${bytesHex(before)}, are ${bytesHex(after)}`;
   const stopped = !r.ok && !changed;
-  return { stopped, stop: stopped && !r.ok ? r.reason.replace(/ \(first denied.*\)$/, '') : changed ? `nothing: the site now holds ${bytesHex(after)}` : 'nothing: the patch was applied', detail };
+  return {
+    stopped,
+    stop:
+      stopped && !r.ok
+        ? r.reason.replace(/ \(first denied.*\)$/, '')
+        : changed
+          ? `nothing: the site now holds ${bytesHex(after)}`
+          : 'nothing: the patch was applied',
+    detail,
+  };
 }
 
 /** The text-patching attacks. */
@@ -86,7 +95,11 @@ export const TEXT_PATCH_ATTACKS: readonly Attack[] = [
     run({ kernel }) {
       const site = ftraceSiteOf(kernel, 'commit_creds');
       const trampoline = symbol(kernel, 'ftrace_caller');
-      return pokeAndCheck(kernel, { kind: 'ftrace', site, oldBytes: encodeCall32(site, symbol(kernel, '__fentry__')), newBytes: encodeCall32(site, trampoline) }, 'wrong old bytes');
+      return pokeAndCheck(
+        kernel,
+        { kind: 'ftrace', site, oldBytes: encodeCall32(site, symbol(kernel, '__fentry__')), newBytes: encodeCall32(site, trampoline) },
+        'wrong old bytes',
+      );
     },
   },
   {
@@ -95,17 +108,26 @@ export const TEXT_PATCH_ATTACKS: readonly Attack[] = [
     expectedStop: `${DENIED}; reason: ftrace: call to ..., which is not an ftrace trampoline`,
     run({ kernel }) {
       const site = ftraceSiteOf(kernel, 'commit_creds');
-      return pokeAndCheck(kernel, { kind: 'ftrace', site, oldBytes: Uint8Array.from(NOP5), newBytes: encodeCall32(site, symbol(kernel, 'native_write_cr4')) }, 'a foreign call target');
+      return pokeAndCheck(
+        kernel,
+        { kind: 'ftrace', site, oldBytes: Uint8Array.from(NOP5), newBytes: encodeCall32(site, symbol(kernel, 'native_write_cr4')) },
+        'a foreign call target',
+      );
     },
   },
   {
     name: 'ftrace-freed-init-site',
     title: 'ftrace-patch a site in .init.text, which was freed at the end of boot',
-    expectedStop: 'the core refuses without asking the verifier (freed .init.text is not in its map of verified text): -KVM_EPERM, heki-denial exit, audit record ok=false from plugin core',
+    expectedStop:
+      'the core refuses without asking the verifier (freed .init.text is not in its map of verified text): -KVM_EPERM, heki-denial exit, audit record ok=false from plugin core',
     run({ kernel }) {
       const site = initTextSite(kernel);
       const old = mustRead(kernel.cpu, site, 5);
-      return pokeAndCheck(kernel, { kind: 'ftrace', site, oldBytes: old, newBytes: encodeCall32(site, symbol(kernel, 'ftrace_caller')) }, 'a freed .init.text site');
+      return pokeAndCheck(
+        kernel,
+        { kind: 'ftrace', site, oldBytes: old, newBytes: encodeCall32(site, symbol(kernel, 'ftrace_caller')) },
+        'a freed .init.text site',
+      );
     },
   },
   {
@@ -114,7 +136,11 @@ export const TEXT_PATCH_ATTACKS: readonly Attack[] = [
     expectedStop: `${DENIED}; reason: jump-label: jump to foreign target`,
     run({ kernel }) {
       const { site } = nopJumpLabel(kernel);
-      return pokeAndCheck(kernel, { kind: 'jump-label', site, oldBytes: Uint8Array.from(NOP5), newBytes: encodeJmp32(site, symbol(kernel, 'commit_creds')) }, 'a jump label to a foreign target');
+      return pokeAndCheck(
+        kernel,
+        { kind: 'jump-label', site, oldBytes: Uint8Array.from(NOP5), newBytes: encodeJmp32(site, symbol(kernel, 'commit_creds')) },
+        'a jump label to a foreign target',
+      );
     },
   },
   {
@@ -134,11 +160,16 @@ export const TEXT_PATCH_ATTACKS: readonly Attack[] = [
   {
     name: 'text-patch-outside-verified-text',
     title: 'send a "text patch" whose site is sys_call_table in .rodata, to have the hypervisor write it',
-    expectedStop: 'the core refuses without asking the verifier (the site is not verified text): -KVM_EPERM, heki-denial exit, audit record ok=false from plugin core',
+    expectedStop:
+      'the core refuses without asking the verifier (the site is not verified text): -KVM_EPERM, heki-denial exit, audit record ok=false from plugin core',
     run({ kernel }) {
       const site = symbol(kernel, 'sys_call_table');
       const old = mustRead(kernel.cpu, site, 5);
-      return pokeAndCheck(kernel, { kind: 'ftrace', site, oldBytes: old, newBytes: encodeCall32(site, symbol(kernel, 'commit_creds')) }, '.rodata as a patch site');
+      return pokeAndCheck(
+        kernel,
+        { kind: 'ftrace', site, oldBytes: old, newBytes: encodeCall32(site, symbol(kernel, 'commit_creds')) },
+        '.rodata as a patch site',
+      );
     },
   },
 ];

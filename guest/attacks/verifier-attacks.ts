@@ -28,7 +28,8 @@ export const VERIFIER_ATTACKS: readonly Attack[] = [
   {
     name: 'crash-verifier-mid-request',
     title: 'crash the verifier VM while it decides an unsigned crc7.ko, hoping the core fails open',
-    expectedStop: 'fail closed: the request is denied with "verifier unavailable: ..." (-KVM_EPERM, heki-denial exit, audit record ok=false); the restarted verifier denies the module again',
+    expectedStop:
+      'fail closed: the request is denied with "verifier unavailable: ..." (-KVM_EPERM, heki-denial exit, audit record ok=false); the restarted verifier denies the module again',
     needs: { verifierFaults: true },
     async run(ctx) {
       const stripped = stripModuleSignature(moduleBytes(ctx, VICTIM_MODULE));
@@ -37,7 +38,8 @@ export const VERIFIER_ATTACKS: readonly Attack[] = [
       if (!(await ctx.host.crashVerifierOnNextRequest())) throw new AttackSetupError('the host could not arm a verifier crash (fault injection is off)');
       const during = await refusedLoad(ctx.kernel, file, 'unsigned crc7.ko while the verifier crashes');
       const counters = ctx.host.verifierCounters();
-      if (counters.failClosed === 0) throw new AttackSetupError(`the verifier did not crash on the request (counters ${JSON.stringify(counters)}); ${during.detail}`);
+      if (counters.failClosed === 0)
+        throw new AttackSetupError(`the verifier did not crash on the request (counters ${JSON.stringify(counters)}); ${during.detail}`);
       const after = await refusedLoad(ctx.kernel, file, 'the same module with the restarted verifier');
       const genuine = await ctx.kernel.modules.load(moduleBytes(ctx, VICTIM_MODULE));
       const detail = `${during.detail}; verifier counters ${JSON.stringify(ctx.host.verifierCounters())}; then ${after.detail}; then genuine crc7.ko: ${genuine.ok ? 'loaded' : genuine.error.message}`;
@@ -48,7 +50,8 @@ export const VERIFIER_ATTACKS: readonly Attack[] = [
   {
     name: 'replay-verdict',
     title: 'have the verifier channel answer a text patch with a verdict stamped for another request',
-    expectedStop: 'the link refuses a verdict whose id is not the request\'s: fail closed, -KVM_EPERM, heki-denial exit, audit record "verifier unavailable: answer for request ..."; the site unchanged',
+    expectedStop:
+      'the link refuses a verdict whose id is not the request\'s: fail closed, -KVM_EPERM, heki-denial exit, audit record "verifier unavailable: answer for request ..."; the site unchanged',
     needs: { verifierFaults: true },
     async run({ kernel, host }) {
       const site = ftraceSiteOf(kernel, 'commit_creds');
@@ -63,13 +66,18 @@ export const VERIFIER_ATTACKS: readonly Attack[] = [
         `genuine ftrace patch at ${hex(site)} answered with a foreign verdict: ${replayed.ok ? 'applied' : replayed.reason}; bytes were ${bytesHex(before)}, are ${bytesHex(after)}; ` +
         `the same patch with an honest channel: ${honest.ok ? 'applied' : honest.reason}`;
       const stopped = !replayed.ok && sameBytes(before, after);
-      return { stopped, stop: stopped && !replayed.ok ? replayed.reason.replace(/ \(first denied.*\)$/, '') : 'nothing: the patch was applied on a verdict for another request', detail };
+      return {
+        stopped,
+        stop: stopped && !replayed.ok ? replayed.reason.replace(/ \(first denied.*\)$/, '') : 'nothing: the patch was applied on a verdict for another request',
+        detail,
+      };
     },
   },
   {
     name: 'flood-verifier',
     title: `flood the verifier with ${FLOOD_REQUESTS} concurrent set_memory(R|X) requests for pages holding shellcode`,
-    expectedStop: 'every request is refused (-KVM_EPERM after a verifier denial, or -KVM_EAGAIN from a bounded queue); no page becomes executable; a genuine request afterwards is still decided',
+    expectedStop:
+      'every request is refused (-KVM_EPERM after a verifier denial, or -KVM_EAGAIN from a bounded queue); no page becomes executable; a genuine request afterwards is still decided',
     async run({ kernel, cpu }) {
       const area = await kernel.mm.vmalloc(FLOOD_REQUESTS, PROT.RW);
       if (!area.ok) throw new AttackSetupError(`vmalloc: ${area.reason}`);
@@ -80,9 +88,14 @@ export const VERIFIER_ATTACKS: readonly Attack[] = [
       const ms = performance.now() - t0;
       const counts = new Map<string, number>();
       for (const r of rets) counts.set(statusName(r), (counts.get(statusName(r)) ?? 0) + 1);
-      const exec = executableFrames(kernel, pages.map((va) => physOf(kernel, va)));
+      const exec = executableFrames(
+        kernel,
+        pages.map((va) => physOf(kernel, va)),
+      );
       const site = ftraceSiteOf(kernel, 'commit_creds');
-      const genuine = await kernel.poker.poke([{ kind: 'ftrace', site, oldBytes: Uint8Array.from(NOP5), newBytes: encodeCall32(site, symbol(kernel, 'ftrace_caller')) }]);
+      const genuine = await kernel.poker.poke([
+        { kind: 'ftrace', site, oldBytes: Uint8Array.from(NOP5), newBytes: encodeCall32(site, symbol(kernel, 'ftrace_caller')) },
+      ]);
       const granted = rets.filter((r) => r >= 0).length;
       const summary = [...counts].map(([k, n]) => `${n} x ${k}`).join(', ');
       const detail = `${FLOOD_REQUESTS} concurrent HEKI_SET_MEMORY(R|X) in ${ms.toFixed(0)} ms: ${summary}; executable pages afterwards: ${exec.length}; a genuine ftrace patch afterwards: ${genuine.ok ? 'allowed' : genuine.reason}`;

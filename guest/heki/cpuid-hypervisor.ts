@@ -15,4 +15,3 @@ export function cpuidHypervisor(cpu: GuestCpu): HypervisorKind | undefined {
   if (sig === HYPERV_CPUID_SIGNATURE) return 'hyperv';
   return undefined;
 }
-

@@ -46,7 +46,11 @@ export class Heki {
   }
 
   /** Takes a restored kernel's state back. */
-  importState(s: { abi: number | undefined; bootEnded: boolean; counters: ReadonlyArray<readonly [number, { read: number; write: number; exec: number }]> }): void {
+  importState(s: {
+    abi: number | undefined;
+    bootEnded: boolean;
+    counters: ReadonlyArray<readonly [number, { read: number; write: number; exec: number }]>;
+  }): void {
     this.#abi = s.abi;
     this.#bootEnded = s.bootEnded;
     this.counters.importState(s.counters);

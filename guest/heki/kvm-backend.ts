@@ -84,7 +84,15 @@ export function kvmHekiBackend(cpu: GuestCpu, scratch: Scratch): Required<HekiHy
       return scratch.exclusive(async () => {
         const name = writeName(PAGE_SIZE, c.name);
         if (!name) return NO_SPACE;
-        const desc = encodeCodeDesc({ what: c.what, imageGva: c.imageVa, imageLen: c.imageLen, nameGva: name.va, nameLen: name.len, keyId: c.keyId, signature: c.signature });
+        const desc = encodeCodeDesc({
+          what: c.what,
+          imageGva: c.imageVa,
+          imageLen: c.imageLen,
+          nameGva: name.va,
+          nameLen: name.len,
+          keyId: c.keyId,
+          signature: c.signature,
+        });
         if (!scratch.write(0, desc)) return NO_SPACE;
         return status(await cpu.vmcall(HC.HEKI_LOAD_CODE, scratch.pa));
       });

@@ -36,7 +36,14 @@ export function writeName(scratch: Scratch, off: number, name: string): { va: bi
 export function writeModuleDesc(scratch: Scratch, m: ModuleValidation): boolean {
   const name = writeName(scratch, PAGE_SIZE, m.name);
   if (!name) return false;
-  const desc = encodeModuleDesc({ imageGva: m.imageVa, imageLen: m.imageLen, nameGva: name.va, nameLen: name.len, sections: m.sections, ...(m.percpu !== undefined ? { percpu: m.percpu } : {}) });
+  const desc = encodeModuleDesc({
+    imageGva: m.imageVa,
+    imageLen: m.imageLen,
+    nameGva: name.va,
+    nameLen: name.len,
+    sections: m.sections,
+    ...(m.percpu !== undefined ? { percpu: m.percpu } : {}),
+  });
   return scratch.write(0, desc);
 }
 

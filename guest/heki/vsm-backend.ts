@@ -34,7 +34,8 @@ export const VSM_CAPABILITIES: HekiCapabilities = {
     crMask: 'LOCK_REGS takes no mask: VTL1 pins CR0 PE|WP|PG and CR4 but MCE|PGE|PCE|VMXE, and locks the syscall MSRs and descriptor tables, all at once',
   },
   extra: {
-    loadKdata: 'LOAD_KDATA hands VTL1 certificates, symbols and precomputed patches from VTL0 before end of boot; Heki has no such call, and here the verifier takes them from the VMM and the signed manifest only',
+    loadKdata:
+      'LOAD_KDATA hands VTL1 certificates, symbols and precomputed patches from VTL0 before end of boot; Heki has no such call, and here the verifier takes them from the VMM and the signed manifest only',
   },
 };
 

@@ -152,7 +152,8 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   const b = image.boundaries;
   const phys = (va: bigint): bigint => va - START_KERNEL_MAP;
   const { start: imageStart, end: imageEnd } = kernelImageExtent(image);
-  if (options.ramBytes < imageEnd + 0x400_0000n) return err({ phase: 'setup', message: `${options.ramBytes} bytes of RAM cannot hold the kernel image and its working memory` });
+  if (options.ramBytes < imageEnd + 0x400_0000n)
+    return err({ phase: 'setup', message: `${options.ramBytes} bytes of RAM cannot hold the kernel image and its working memory` });
   // 0. identify_boot_cpu(): the CPU model, from CPUID only.
   const bootCpuData = detectCpu(cpu);
   if (!bootCpuData.ok) return err({ phase: 'identify_boot_cpu', message: bootCpuData.error });
@@ -160,7 +161,8 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   // 1. Early page tables, written with paging off.
   const early = cpuPhysPort(cpu, false);
   const tableFrames = new BumpFrameAllocator(BOOT_TABLES.start + PAGE, BOOT_TABLES.end);
-  for (let pa = BOOT_TABLES.start; pa < BOOT_TABLES.start + PAGE; pa += 8n) if (!early.writeU64(pa, 0n)) return err({ phase: 'page tables', message: 'cannot clear the root table' });
+  for (let pa = BOOT_TABLES.start; pa < BOOT_TABLES.start + PAGE; pa += 8n)
+    if (!early.writeU64(pa, 0n)) return err({ phase: 'page tables', message: 'cannot clear the root table' });
   const pt = new PageTableWriter(BOOT_TABLES.start, early, tableFrames);
   for (let pa = imageStart; pa < imageEnd; pa += MB2) {
     const e = pt.map(START_KERNEL_MAP + pa, pa, PTE.RW | PTE.G | PTE_AD, 2);
@@ -219,7 +221,9 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
     const w = writeChangedRuns(cpu, region.base, file.bytes, region.bytes);
     if (!w.ok) return w;
   }
-  log(`touch-ups: ${touchups.staticCallSites} static call sites, ${touchups.ftraceNops} ftrace NOPs, preempt=${touchups.preemptMode}${touchups.uniprocessor ? `, ${touchups.lockPrefixesUp} lock prefixes patched to UP` : ''}`);
+  log(
+    `touch-ups: ${touchups.staticCallSites} static call sites, ${touchups.ftraceNops} ftrace NOPs, preempt=${touchups.preemptMode}${touchups.uniprocessor ? `, ${touchups.lockPrefixesUp} lock prefixes patched to UP` : ''}`,
+  );
   phase('touch-ups');
   if (options.afterTouchups) await options.afterTouchups({ cpu, image, bootCpuData: bootCpuData.value, touchups });
 
@@ -289,7 +293,19 @@ export async function bootKernel(cpu: GuestCpu, image: KernelImage, options: Boo
   }
   log('heki: CR0.WP and CR4.SMEP|SMAP|UMIP pinned; text RX and rodata R locked immutable; boot text verified');
   phase('heki_late_init');
-  return ok({ cpu, image, pageTables, frames, heki, scratch, tableFrames, timings, bootCpuData: bootCpuData.value, touchups, uniprocPatched: touchups.uniprocessor });
+  return ok({
+    cpu,
+    image,
+    pageTables,
+    frames,
+    heki,
+    scratch,
+    tableFrames,
+    timings,
+    bootCpuData: bootCpuData.value,
+    touchups,
+    uniprocPatched: touchups.uniprocessor,
+  });
 }
 
 /** Runs closer than this are written as one (the bytes between are unchanged either way). */

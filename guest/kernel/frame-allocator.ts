@@ -29,7 +29,12 @@ export class FrameAllocator {
 
   /** The state as plain data. */
   exportState(): FrameAllocatorState {
-    return { start: BigInt(this.#first) << 12n, end: (BigInt(this.#first) + BigInt(this.#used.length)) << 12n, used: Uint8Array.from(this.#used), hint: this.#hint };
+    return {
+      start: BigInt(this.#first) << 12n,
+      end: (BigInt(this.#first) + BigInt(this.#used.length)) << 12n,
+      used: Uint8Array.from(this.#used),
+      hint: this.#hint,
+    };
   }
 
   /** An allocator in `state` (as {@link exportState} gave it). */

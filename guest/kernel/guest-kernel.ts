@@ -110,11 +110,18 @@ export class GuestKernel {
     if (booted.uniprocPatched === true) this.smp.markUniprocPatched();
     this.bpf = new BpfJit(booted.cpu, this.mm, booted.heki);
     this.lifecycle = new KernelLifecycle(booted.cpu, this.mm, booted.heki);
-    this.modules = new ModuleLoader(booted.cpu, this.mm, booted.heki, booted.image, {
-      loaded: (m) => this.#moduleLoaded(m),
-      live: (m) => this.#moduleLive(m),
-      unloaded: (m) => this.#moduleUnloaded(m),
-    }, () => this.#moduleTouchupEnv());
+    this.modules = new ModuleLoader(
+      booted.cpu,
+      this.mm,
+      booted.heki,
+      booted.image,
+      {
+        loaded: (m) => this.#moduleLoaded(m),
+        live: (m) => this.#moduleLive(m),
+        unloaded: (m) => this.#moduleUnloaded(m),
+      },
+      () => this.#moduleTouchupEnv(),
+    );
   }
 
   /** What a module load needs of the kernel's state: the CPU, UP patching, the keys as the text says. */
@@ -201,7 +208,11 @@ function liveSites(image: KernelImage): LiveSites {
   if (!s) {
     const inInit = kernelInitMemory(image);
     s = Object.freeze({
-      ftrace: Object.freeze(image.mcountSites.filter((x) => !inInit(x.address)).map((x) => Object.freeze({ address: x.address, func: image.systemMap.symbolize(x.address).replace(/\+0x0$/, '') }))),
+      ftrace: Object.freeze(
+        image.mcountSites
+          .filter((x) => !inInit(x.address))
+          .map((x) => Object.freeze({ address: x.address, func: image.systemMap.symbolize(x.address).replace(/\+0x0$/, '') })),
+      ),
       staticCalls: Object.freeze(image.staticCalls.sites.filter((x) => !inInit(x.site)).map((x) => Object.freeze({ site: x.site, key: x.key, tail: x.tail }))),
       smpLocks: Object.freeze(kernelSmpLocks(image)),
     });

@@ -15,7 +15,8 @@ const area = obj({ va: big, pages: count });
 
 /** `boot_cpu_data`: a CPU model's fields but its name, checked as one. */
 function validateCpuView(j: unknown): Result<CpuView, string> {
-  if (typeof j !== 'object' || j === null || Array.isArray(j) || 'name' in j) return err('boot_cpu_data must be an object of a CPU model\'s fields without a name');
+  if (typeof j !== 'object' || j === null || Array.isArray(j) || 'name' in j)
+    return err("boot_cpu_data must be an object of a CPU model's fields without a name");
   const m = validateCpuModel({ ...j, name: 'boot_cpu_data' });
   if (!m.ok) return m;
   const { name: _, ...view } = m.value;
@@ -32,7 +33,16 @@ const guestKernelState = obj({
   areas: obj({ modules: list(range), vmalloc: list(range) }),
   modules: obj({
     percpuNext: big,
-    loaded: list(obj({ file: bytes, core: area, init: orUndefined(area), initBase: big, percpuBase: big, placed: opt(list(obj({ shndx: count, addr: big, size: count }))) })),
+    loaded: list(
+      obj({
+        file: bytes,
+        core: area,
+        init: orUndefined(area),
+        initBase: big,
+        percpuBase: big,
+        placed: opt(list(obj({ shndx: count, addr: big, size: count }))),
+      }),
+    ),
   }),
   ftraceEnabled: list(big),
   kprobes: list(tuple(big, count)),

@@ -8,7 +8,10 @@ import type { PhysPort } from '../mm/page-table-writer.ts';
 import { physToVirt } from './layout.ts';
 
 /** A PhysPort over the vCPU, at `physToVirt` (direct map) or identity (paging off). */
-export function cpuPhysPort(cpu: GuestCpu, direct: boolean): PhysPort & { write(pa: bigint, bytes: Uint8Array): boolean; read(pa: bigint, len: number): Uint8Array | undefined } {
+export function cpuPhysPort(
+  cpu: GuestCpu,
+  direct: boolean,
+): PhysPort & { write(pa: bigint, bytes: Uint8Array): boolean; read(pa: bigint, len: number): Uint8Array | undefined } {
   const at = (pa: bigint): bigint => (direct ? physToVirt(pa) : pa);
   return {
     readU64(pa) {

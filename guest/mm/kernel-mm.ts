@@ -80,7 +80,8 @@ export class KernelMm {
     const space = area === 'modules' ? this.modules : this.vmallocArea;
     let va: bigint | undefined;
     if (place.at !== undefined) {
-      if (!space.allocAt(place.at, pages)) return { ok: false, reason: `${area} area: ${pages} page(s) at 0x${place.at.toString(16)} (and the guard page after them) are not free` };
+      if (!space.allocAt(place.at, pages))
+        return { ok: false, reason: `${area} area: ${pages} page(s) at 0x${place.at.toString(16)} (and the guard page after them) are not free` };
       va = place.at;
     } else va = space.alloc(pages);
     if (va === undefined) return { ok: false, reason: `${area} area exhausted` };
@@ -118,7 +119,11 @@ export class KernelMm {
       frames.map((frame) => ({ frame, to: prot })),
     );
     if (!s.ok) {
-      await this.heki.remap(va, frames.map((frame) => ({ frame, from: prot })), { sync: false });
+      await this.heki.remap(
+        va,
+        frames.map((frame) => ({ frame, from: prot })),
+        { sync: false },
+      );
       for (let i = 0; i < frames.length; i++) {
         this.pageTables.unmap(va + BigInt(i) * 4096n);
         this.cpu.invlpg(gva(va + BigInt(i) * 4096n));
@@ -172,13 +177,25 @@ export class KernelMm {
       if (e === undefined || (e & PTE.P) === 0n) return { ok: false, reason: `0x${v.toString(16)} is not mapped with a 4 KiB page` };
       const from = protOf(e);
       const to: Prot =
-        op === 'ro' ? { ...from, write: false } : op === 'rw' ? { ...from, write: true } : op === 'x' ? { ...from, exec: true } : op === 'nx' ? { ...from, exec: false } : { read: true, write: false, exec: true };
+        op === 'ro'
+          ? { ...from, write: false }
+          : op === 'rw'
+            ? { ...from, write: true }
+            : op === 'x'
+              ? { ...from, exec: true }
+              : op === 'nx'
+                ? { ...from, exec: false }
+                : { read: true, write: false, exec: true };
       changes.push({ frame: Number((e & PTE_ADDR_MASK) >> 12n), from, to });
       entries.push(e);
     }
     const s = await this.heki.remap(va, changes);
     if (!s.ok) {
-      await this.heki.remap(va, changes.map((c) => ({ frame: c.frame, from: c.to, to: c.from })), { sync: false });
+      await this.heki.remap(
+        va,
+        changes.map((c) => ({ frame: c.frame, from: c.to, to: c.from })),
+        { sync: false },
+      );
       return failed(`set_memory_${op}`, s);
     }
     for (let i = 0; i < pages; i++) {

@@ -66,7 +66,7 @@ export class VirtualArea {
     const end = va + BigInt(pages + 1) * 4096n;
     this.#free.push({ start: va, end });
     this.#free.sort((a, b) => (a.start < b.start ? -1 : 1));
-    for (let i = 0; i + 1 < this.#free.length; ) {
+    for (let i = 0; i + 1 < this.#free.length;) {
       const a = this.#free[i]!;
       const b = this.#free[i + 1]!;
       if (a.end === b.start) {

@@ -21,7 +21,15 @@
  * exception table and kallsyms (trim_init_extable(), the switch to core_kallsyms).
  */
 import { gva } from '../../shared/addr.ts';
-import { buildModuleImage, normalizeModuleName, parseModuleFile, readModinfo, type GroupRange, type ModuleImage, type PlacedSectionRef } from '../../shared/module/index.ts';
+import {
+  buildModuleImage,
+  normalizeModuleName,
+  parseModuleFile,
+  readModinfo,
+  type GroupRange,
+  type ModuleImage,
+  type PlacedSectionRef,
+} from '../../shared/module/index.ts';
 import { allocateModuleMemory, type ModulePlacement } from './module-memory.ts';
 
 export type { ModulePlacement } from './module-memory.ts';
@@ -253,7 +261,14 @@ export class ModuleLoader {
   exportState(): { percpuNext: bigint; loaded: LoadedModuleState[] } {
     const loaded = [...this.loaded.values()].map((m) => {
       if (!m.source) throw new Error(`internal: module ${m.name} has no source record`);
-      return { file: m.source.file, core: { ...m.core }, init: m.init && { ...m.init }, initBase: m.source.initBase, percpuBase: m.source.percpuBase, ...(m.source.placed ? { placed: m.source.placed } : {}) };
+      return {
+        file: m.source.file,
+        core: { ...m.core },
+        init: m.init && { ...m.init },
+        initBase: m.source.initBase,
+        percpuBase: m.source.percpuBase,
+        ...(m.source.placed ? { placed: m.source.placed } : {}),
+      };
     });
     return { percpuNext: this.#percpuNext, loaded };
   }
@@ -278,7 +293,15 @@ export class ModuleLoader {
       if (!built.ok) return err(`restoring a module: ${built.error.message}`);
       const image = built.value;
       const name = image.modinfo.name ?? image.name;
-      const m: LoadedModule = { name, depends: image.modinfo.depends, image, core: r.core, init: r.init, exports: image.exports, source: { file: r.file, initBase: r.initBase, percpuBase: r.percpuBase, ...(r.placed ? { placed: r.placed } : {}) } };
+      const m: LoadedModule = {
+        name,
+        depends: image.modinfo.depends,
+        image,
+        core: r.core,
+        init: r.init,
+        exports: image.exports,
+        source: { file: r.file, initBase: r.initBase, percpuBase: r.percpuBase, ...(r.placed ? { placed: r.placed } : {}) },
+      };
       this.loaded.set(name, m);
       // Every saved module had finished its init: the image was taken between loads.
       this.listener.loaded(m);

@@ -43,7 +43,13 @@ export interface ModuleMemory {
  * Measures the layout and allocates its module memory: core and init where the loader
  * chooses, or where `placement` says ({@link ModulePlacement}).
  */
-export async function allocateModuleMemory(mm: KernelMm, elf: Elf64, name: string, percpuBase: bigint, placement: ModulePlacement | undefined): Promise<Result<ModuleMemory, GuestOpError>> {
+export async function allocateModuleMemory(
+  mm: KernelMm,
+  elf: Elf64,
+  name: string,
+  percpuBase: bigint,
+  placement: ModulePlacement | undefined,
+): Promise<Result<ModuleMemory, GuestOpError>> {
   // The probe's addresses are offsets from 0 (core) and PROBE_INIT (init).
   const probe = layoutModule(elf, { base: 0n, initBase: PROBE_INIT, percpuBase });
   if (!probe.ok) return err(failed(`${name}: ${probe.error.message}`));

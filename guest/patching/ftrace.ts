@@ -28,7 +28,12 @@ export interface FtraceSite {
 
 /** Turns a glob (`*`, `?`) into an anchored regular expression. */
 export function globToRegExp(glob: string): RegExp {
-  return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return new RegExp(
+    `^${glob
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
 }
 
 /** One site and whether it is traced, as Linux keeps a `struct dyn_ftrace` per site. */
@@ -107,7 +112,8 @@ export class Ftrace {
   async armKprobe(address: bigint, on: boolean): Promise<PokeResult> {
     const rec = this.#sites.get(address);
     if (!rec) return { ok: false, reason: `0x${address.toString(16)} is not an ftrace site`, denied: [], applied: 0 };
-    if (rec.kprobe === on) return { ok: false, reason: `${on ? 'a' : 'no'} kprobe is armed through ftrace at 0x${address.toString(16)}`, denied: [], applied: 0 };
+    if (rec.kprobe === on)
+      return { ok: false, reason: `${on ? 'a' : 'no'} kprobe is armed through ftrace at 0x${address.toString(16)}`, denied: [], applied: 0 };
     const oldBytes = this.#bytes(address, rec.enabled, rec.kprobe);
     const newBytes = this.#bytes(address, rec.enabled, on);
     const r = await this.poker.poke([{ kind: 'ftrace', site: address, oldBytes, newBytes }]);
@@ -175,7 +181,8 @@ export class Ftrace {
       }
       // `e8 rel32` calling the trampoline: rel = trampoline - (site + 5), as encodeCall32 computes.
       const r = Number(this.trampoline - s.address) - 5;
-      if (r < -0x8000_0000 || r > 0x7fff_ffff) throw new RangeError(`call from 0x${s.address.toString(16)} to 0x${this.trampoline.toString(16)} does not fit rel32`);
+      if (r < -0x8000_0000 || r > 0x7fff_ffff)
+        throw new RangeError(`call from 0x${s.address.toString(16)} to 0x${this.trampoline.toString(16)} does not fit rel32`);
       rel.setInt32(1, r, true);
       batch.add('ftrace', s.address, on ? call : NOP5, on ? NOP5 : call);
       patched.push(rec);

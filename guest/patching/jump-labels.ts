@@ -49,7 +49,11 @@ export class JumpLabels {
    */
   retireSites(sites: ReadonlySet<bigint>): void {
     if (sites.size === 0) return;
-    for (const [k, list] of this.#byKey) this.#byKey.set(k, list.map((e) => (sites.has(e.site) && !e.init ? { ...e, init: true } : e)));
+    for (const [k, list] of this.#byKey)
+      this.#byKey.set(
+        k,
+        list.map((e) => (sites.has(e.site) && !e.init ? { ...e, init: true } : e)),
+      );
     for (const s of sites) this.#state.delete(s);
   }
 

@@ -28,7 +28,8 @@ export class Kprobes {
   async install(addr: bigint): Promise<PokeResult> {
     const site = this.ftrace?.siteCovering(addr);
     if (site !== undefined) {
-      if (site !== addr) return refused(`0x${addr.toString(16)} is inside the ftrace site 0x${site.toString(16)} (-EILSEQ: a kprobe there goes on the site's first byte)`);
+      if (site !== addr)
+        return refused(`0x${addr.toString(16)} is inside the ftrace site 0x${site.toString(16)} (-EILSEQ: a kprobe there goes on the site's first byte)`);
       if (this.ftrace!.hasKprobe(addr)) return refused(`a kprobe is already installed at 0x${addr.toString(16)}`);
       return this.ftrace!.armKprobe(addr, true);
     }

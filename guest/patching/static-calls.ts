@@ -14,7 +14,17 @@
  * Not modelled: `static_call_init()` at boot (the sites keep the compiler's `call __SCT__<name>`
  * until the first update; the trampoline makes that equivalent), static-call sites in modules.
  */
-import { NOP5, RET5, XOR5RAX, bytesEqual, decodePatchInsn, encodeStaticCall, formatBytes, type StaticCallRole, type StaticCallSymbols } from '../../shared/x86/patch-encodings.ts';
+import {
+  NOP5,
+  RET5,
+  XOR5RAX,
+  bytesEqual,
+  decodePatchInsn,
+  encodeStaticCall,
+  formatBytes,
+  type StaticCallRole,
+  type StaticCallSymbols,
+} from '../../shared/x86/patch-encodings.ts';
 import type { PatchRequest } from '../../shared/heki-descriptors.ts';
 import type { TextPoker } from './text-poker.ts';
 
@@ -42,7 +52,14 @@ export interface StaticCallSiteEntry {
 /** What an update did. `stage` says who refused: the guest's own checks, or the hypervisor. */
 export type StaticCallResult =
   | { readonly ok: true; readonly sites: number; readonly patches: number; readonly batches: number }
-  | { readonly ok: false; readonly stage: 'guest' | 'hypervisor'; readonly reason: string; readonly sites: number; readonly denied: readonly number[]; readonly applied: number };
+  | {
+      readonly ok: false;
+      readonly stage: 'guest' | 'hypervisor';
+      readonly reason: string;
+      readonly sites: number;
+      readonly denied: readonly number[];
+      readonly applied: number;
+    };
 
 interface KeyState extends StaticCallKeyEntry {
   readonly sites: StaticCallSiteEntry[];
@@ -120,7 +137,8 @@ export class StaticCalls {
     const patches: PatchRequest[] = [];
     const tramp = this.read(k.trampoline, 8);
     if (tramp === undefined) return refuse(`trampoline __SCT__${k.name} at ${hex(k.trampoline)} is not readable`, k.sites.length);
-    if (!bytesEqual(tramp.subarray(5), TRAMP_SIGNATURE)) return refuse(`trampoline __SCT__${k.name} at ${hex(k.trampoline)}: signature fail (${formatBytes(tramp)})`, k.sites.length);
+    if (!bytesEqual(tramp.subarray(5), TRAMP_SIGNATURE))
+      return refuse(`trampoline __SCT__${k.name} at ${hex(k.trampoline)}: signature fail (${formatBytes(tramp)})`, k.sites.length);
     const todo: Array<{ at: bigint; role: StaticCallRole; current: Uint8Array }> = [{ at: k.trampoline, role: 'trampoline', current: tramp.slice(0, 5) }];
     for (const s of k.sites) {
       const cur = this.read(s.site, 5);

@@ -31,7 +31,12 @@ export class TextPoker {
       batches++;
       if (!r.ok) {
         const denied = r.statuses.flatMap((s, j) => (s === PATCH_STATUS.DENIED ? [i + j] : []));
-        return { ok: false, reason: `text patch refused: ${r.name}${denied.length ? ` (first denied: patch ${denied[0]} at 0x${patches[denied[0]!]!.site.toString(16)})` : ''}`, denied, applied };
+        return {
+          ok: false,
+          reason: `text patch refused: ${r.name}${denied.length ? ` (first denied: patch ${denied[0]} at 0x${patches[denied[0]!]!.site.toString(16)})` : ''}`,
+          denied,
+          applied,
+        };
       }
       applied += chunk.length;
     }
@@ -53,7 +58,12 @@ export class TextPoker {
       batches++;
       if (!r.ok) {
         const denied = r.statuses().flatMap((s, j) => (s === PATCH_STATUS.DENIED ? [i + j] : []));
-        return { ok: false, reason: `text patch refused: ${r.name}${denied.length ? ` (first denied: patch ${denied[0]} at 0x${b.site(denied[0]!).toString(16)})` : ''}`, denied, applied };
+        return {
+          ok: false,
+          reason: `text patch refused: ${r.name}${denied.length ? ` (first denied: patch ${denied[0]} at 0x${b.site(denied[0]!).toString(16)})` : ''}`,
+          denied,
+          applied,
+        };
       }
       applied += end - i;
     }

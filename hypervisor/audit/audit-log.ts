@@ -28,7 +28,6 @@ export const AUDIT_GENESIS_PREV = '0'.repeat(64);
 /** Members every record has; `append` refuses fields with these names. */
 export const AUDIT_RESERVED_FIELDS: readonly string[] = Object.freeze(['seq', 'time', 'prev']);
 
-
 /** One record: the chain members plus the caller's fields. */
 export interface AuditRecord {
   readonly seq: number;
@@ -45,8 +44,7 @@ export interface AuditHead {
 
 /** The result of {@link verifyAuditChain}. `line` is 1-based; `reason` names the problem. */
 export type AuditChainVerdict =
-  | { readonly ok: true; readonly records: number; readonly head: AuditHead }
-  | { readonly ok: false; readonly line: number; readonly reason: string };
+  { readonly ok: true; readonly records: number; readonly head: AuditHead } | { readonly ok: false; readonly line: number; readonly reason: string };
 
 /** Options of {@link AuditLog}. */
 export interface AuditLogOptions {
@@ -206,7 +204,8 @@ export function verifyAuditChain(text: string, options: { readonly head?: AuditH
       return {
         ok: false,
         line: n,
-        reason: n === 1 ? 'prev of the first record is not 64 zeros' : `prev does not match the hash of line ${n - 1} (a line was edited, removed or reordered)`,
+        reason:
+          n === 1 ? 'prev of the first record is not 64 zeros' : `prev does not match the hash of line ${n - 1} (a line was edited, removed or reordered)`,
       };
     }
     prev = sha256Hex(line);
@@ -216,7 +215,11 @@ export function verifyAuditChain(text: string, options: { readonly head?: AuditH
     if (head.seq < options.head.seq) {
       return { ok: false, line: head.seq + 1, reason: `log ends at seq ${head.seq} but the recorded head is seq ${options.head.seq} (truncated)` };
     }
-    return { ok: false, line: Math.min(options.head.seq, head.seq) || 1, reason: `log does not match the recorded head seq ${options.head.seq} hash ${options.head.hash}` };
+    return {
+      ok: false,
+      line: Math.min(options.head.seq, head.seq) || 1,
+      reason: `log does not match the recorded head seq ${options.head.seq} hash ${options.head.hash}`,
+    };
   }
   return { ok: true, records: lines.length, head };
 }

@@ -300,11 +300,21 @@ export class VmCore {
     if (state.version !== CORE_STATE_VERSION) return mismatch(`core state version ${state.version} is not ${CORE_STATE_VERSION}`);
     if (state.memoryBytes !== this.memory.size) return mismatch(`the state is for ${state.memoryBytes} bytes of RAM, this VM has ${this.memory.size}`);
     if (state.vcpus.length !== this.vcpus.length) return mismatch(`the state has ${state.vcpus.length} vCPUs, this VM has ${this.vcpus.length}`);
-    if (state.protectedMemory !== this.memoryAttributes.protected) return mismatch(`the state is ${state.protectedMemory ? '' : 'not '}in protected-memory mode, this VM is ${this.memoryAttributes.protected ? '' : 'not'}`);
-    const fresh = this.pins.get(0) === 0n && this.pins.get(4) === 0n && this.ept.entries().length === 0 && !(this.#auth?.bootEnded ?? false) && (this.#auth?.modules.size ?? 0) === 0;
+    if (state.protectedMemory !== this.memoryAttributes.protected)
+      return mismatch(
+        `the state is ${state.protectedMemory ? '' : 'not '}in protected-memory mode, this VM is ${this.memoryAttributes.protected ? '' : 'not'}`,
+      );
+    const fresh =
+      this.pins.get(0) === 0n &&
+      this.pins.get(4) === 0n &&
+      this.ept.entries().length === 0 &&
+      !(this.#auth?.bootEnded ?? false) &&
+      (this.#auth?.modules.size ?? 0) === 0;
     if (!fresh) return err({ kind: 'not-fresh', message: 'the VM has pins, EPT locks or authenticated records: reset it before loading a state' });
-    if (state.auth && (!this.#auth || this.#auth.vm !== state.auth.vm)) return mismatch(`the state's authenticator records belong to VM '${state.auth.vm}'; attach its verifier first`);
-    if (state.auth && !sameRegions(state.auth.kernelRegions, this.#auth!.kernelRegions)) return mismatch('the state was saved under other kernel regions than the attached manifest names');
+    if (state.auth && (!this.#auth || this.#auth.vm !== state.auth.vm))
+      return mismatch(`the state's authenticator records belong to VM '${state.auth.vm}'; attach its verifier first`);
+    if (state.auth && !sameRegions(state.auth.kernelRegions, this.#auth!.kernelRegions))
+      return mismatch('the state was saved under other kernel regions than the attached manifest names');
     const v = validateMsrFilter(state.msrFilter);
     if (!v.ok) return mismatch(`the saved MSR filter is invalid: ${v.error}`);
     for (const cr of [0, 4] as const) {
@@ -348,7 +358,8 @@ export class VmCore {
   forkFrom(parent: VmCore): { ok: true; value: undefined } | { ok: false; error: CoreStateError } {
     const saved = parent.saveState({ ept: false });
     if (!saved.ok) return saved;
-    if (parent.memory.size !== this.memory.size) return err({ kind: 'mismatch', message: `the parent VM has ${parent.memory.size} bytes of RAM, this VM ${this.memory.size}` });
+    if (parent.memory.size !== this.memory.size)
+      return err({ kind: 'mismatch', message: `the parent VM has ${parent.memory.size} bytes of RAM, this VM ${this.memory.size}` });
     if (this.memory.residentPages() !== 0) return err({ kind: 'not-fresh', message: 'the VM has memory in use: a fork starts from a VM fresh from creation' });
     const loaded = this.loadState(structuredClone(saved.value));
     if (!loaded.ok) return loaded;

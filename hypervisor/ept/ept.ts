@@ -163,7 +163,8 @@ export class Ept implements EptView {
     source.#leaves.forEach((leaf, key) => {
       if (leaf === undefined) return;
       for (let i = 0; i < LEAF_SIZE; i++) {
-        if (((leaf[i] as number) & EPT_FROZEN) !== 0) throw new RangeError(`the EPT to copy holds frozen frames in region ${key} (a verification is in flight)`);
+        if (((leaf[i] as number) & EPT_FROZEN) !== 0)
+          throw new RangeError(`the EPT to copy holds frozen frames in region ${key} (a verification is in flight)`);
       }
       leaves[key] = leaf.slice();
     });

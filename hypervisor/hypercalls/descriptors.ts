@@ -150,7 +150,15 @@ export function readCodeDesc(mem: GuestMemoryAccess, gpa: bigint): Result<CodeDe
   if (imageLen === 0n || imageLen > BigInt(MODULE_IMAGE_MAX)) return err(`code image length ${imageLen} is not in 1..${MODULE_IMAGE_MAX}`);
   if (nameLen === 0n || nameLen > BigInt(NAME_MAX)) return err(`code name length ${nameLen} is not in 1..${NAME_MAX}`);
   if (imageGva % BigInt(PAGE_SIZE) !== 0n) return err(`code image at ${hex(imageGva)} is not page-aligned`);
-  return ok({ what, imageGva, imageLen: Number(imageLen), nameGva: dv.getBigUint64(32, true), nameLen: Number(nameLen), keyId: b.slice(56, 64), signature: b.slice(64, 128) });
+  return ok({
+    what,
+    imageGva,
+    imageLen: Number(imageLen),
+    nameGva: dv.getBigUint64(32, true),
+    nameLen: Number(nameLen),
+    keyId: b.slice(56, 64),
+    signature: b.slice(64, 128),
+  });
 }
 
 /** A kexec descriptor as read. */

@@ -32,7 +32,9 @@ export const endBoot: HypercallHandler = (ctx) => {
     freeze: frames,
     snapshot: () => ({
       kind: 'ask',
-      question: { request: { kind: 'kernel-text', vm: auth.vm, sections: regions.map((r) => ({ name: r.name, addr: r.vaddr, bytes: mem.read(r.at, r.size) })) } },
+      question: {
+        request: { kind: 'kernel-text', vm: auth.vm, sections: regions.map((r) => ({ name: r.name, addr: r.vaddr, bytes: mem.read(r.at, r.size) })) },
+      },
     }),
     apply: () => {
       auth.bootEnded = true;

@@ -60,7 +60,8 @@ function applyInitFree(auth: Authenticator, name: string, rec: ModuleRecord, sec
     const frames = sections.get(g.shndx);
     // TRUST: the verdict may only release or seal sections the core itself resolved at the load.
     if (!frames) return refused(`grant for section ${g.shndx}, which module ${name} does not have`);
-    if (g.permissions !== RELEASE && g.permissions !== SEAL) return refused(`grant ${g.permissions} for section ${g.shndx} is neither a release (R+W) nor a seal (R+IMMUTABLE)`);
+    if (g.permissions !== RELEASE && g.permissions !== SEAL)
+      return refused(`grant ${g.permissions} for section ${g.shndx} is neither a release (R+W) nor a seal (R+IMMUTABLE)`);
     for (const f of frames) (g.permissions === RELEASE ? released : sealed).add(f);
   }
   // INVARIANT: a released frame holds nothing the module keeps: no kept section has it.

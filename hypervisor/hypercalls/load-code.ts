@@ -47,7 +47,10 @@ export const loadCode: HypercallHandler = (ctx, [a0]) => {
         return { kind: 'invalid', status: -KVM_STATUS.KVM_EINVAL };
       }
       const keyId = Buffer.from(d.keyId).toString('hex');
-      return { kind: 'ask', question: { request: { kind: 'code-load', vm: auth.vm, what: d.what, name, addr: d.imageGva, image, signature: d.signature, keyId } } };
+      return {
+        kind: 'ask',
+        question: { request: { kind: 'code-load', vm: auth.vm, what: d.what, name, addr: d.imageGva, image, signature: d.signature, keyId } },
+      };
     },
     apply: () => {
       for (const f of before.keys()) auth.setPermissions(f, EPT_R | EPT_XS);

@@ -54,8 +54,16 @@ export const loadModule: HypercallHandler = (ctx, [a0]) => {
     subject: name,
     freeze: before.keys(),
     snapshot: () => {
-      const sections: PlacedSection[] = layout.map((s) => ({ shndx: s.shndx, addr: s.gva, size: s.size, bytes: readFrames(core.memory, s.gva, s.size, s.pages) }));
-      return { kind: 'ask', question: { request: { kind: 'module-load', vm: auth.vm, name, image, sections, ...(d.percpu !== undefined ? { percpu: d.percpu } : {}) } } };
+      const sections: PlacedSection[] = layout.map((s) => ({
+        shndx: s.shndx,
+        addr: s.gva,
+        size: s.size,
+        bytes: readFrames(core.memory, s.gva, s.size, s.pages),
+      }));
+      return {
+        kind: 'ask',
+        question: { request: { kind: 'module-load', vm: auth.vm, name, image, sections, ...(d.percpu !== undefined ? { percpu: d.percpu } : {}) } },
+      };
     },
     apply: (verdict) => {
       if (!verdict.grants) return { kind: 'refused', note: 'verdict carried no grants', reason: 'verdict carried no grants' };
@@ -66,7 +74,11 @@ export const loadModule: HypercallHandler = (ctx, [a0]) => {
       const padding = nonZeroPadding(core.memory, layout, frameGrant.keys());
       if (padding) {
         const { frame, offset } = padding;
-        return { kind: 'refused', note: `non-zero padding in frame ${frame} at offset ${offset}`, reason: `frame ${frame} holds unverified non-zero bytes outside the module's sections (offset ${offset})` };
+        return {
+          kind: 'refused',
+          note: `non-zero padding in frame ${frame} at offset ${offset}`,
+          reason: `frame ${frame} holds unverified non-zero bytes outside the module's sections (offset ${offset})`,
+        };
       }
       const textPages = new Map<bigint, Gfn>();
       for (const s of layout) {

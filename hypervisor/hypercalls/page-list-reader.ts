@@ -9,13 +9,7 @@
  */
 import { PAGE_SIZE, hex, isAddrError, tryGpa } from '../../shared/addr.ts';
 import { MEM_ATTR_MASK } from '../../shared/abi.ts';
-import {
-  PAGE_LIST_ENTRY_SIZE,
-  PAGE_LIST_HEADER_SIZE,
-  PAGE_LIST_MAX_ENTRIES,
-  PAGE_LIST_MAX_PAGES,
-  type PageRange,
-} from '../../shared/page-list.ts';
+import { PAGE_LIST_ENTRY_SIZE, PAGE_LIST_HEADER_SIZE, PAGE_LIST_MAX_ENTRIES, PAGE_LIST_MAX_PAGES, type PageRange } from '../../shared/page-list.ts';
 import { type Result, err, ok } from '../../shared/result.ts';
 import type { GuestMemoryAccess } from '../memory/guest-memory.ts';
 

@@ -36,7 +36,11 @@ export const setMemory: HypercallHandler = (ctx, [a0, a1, a2]) => {
     freeze: frames,
     snapshot: () => {
       const current = frames.map((f) => eptToMemAttr(core.ept.get(f)));
-      const pageHashes = frames.map((f) => createHash('sha256').update(core.memory.read(gfnToGpa(f), 4096)).digest('hex'));
+      const pageHashes = frames.map((f) =>
+        createHash('sha256')
+          .update(core.memory.read(gfnToGpa(f), 4096))
+          .digest('hex'),
+      );
       return { kind: 'ask', question: { request: { kind: 'set-memory', vm: auth.vm, ranges: [{ addr: a0, frames, current, requested, pageHashes }] } } };
     },
     apply: () => {

@@ -87,7 +87,8 @@ export const textPatch: HypercallHandler = (ctx, [a0]) => {
         if (nf !== undefined) mem.copyOut(nf, 0, records.bytes, r + first, records.len(i) - first);
       }
       // The core refuses on its own: it does not know this site as verified code.
-      if (unknown >= 0) return { kind: 'refuse', reason: `site ${hexU64(records.siteLo(unknown), records.siteHi(unknown))} is not in verified kernel or module text` };
+      if (unknown >= 0)
+        return { kind: 'refuse', reason: `site ${hexU64(records.siteLo(unknown), records.siteHi(unknown))} is not in verified kernel or module text` };
       return { kind: 'ask', question: { patches: records } };
     },
     denied: (verdict) => {

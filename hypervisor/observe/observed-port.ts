@@ -49,7 +49,13 @@ export function observePort(port: VerifierPort, observer: VmObserver, options: O
   const before = options.before;
 
   /** Reports the request, asks, reports the verdict (or the failure the core will see). */
-  const observed = async (vm: string, kind: OutgoingRequest['kind'], items: number, request: () => OutgoingRequest, ask: () => Promise<Verdict>): Promise<Verdict> => {
+  const observed = async (
+    vm: string,
+    kind: OutgoingRequest['kind'],
+    items: number,
+    request: () => OutgoingRequest,
+    ask: () => Promise<Verdict>,
+  ): Promise<Verdict> => {
     const seq = nextSeq(observer);
     if (before) notify(before);
     const start = performance.now();
@@ -72,7 +78,14 @@ export function observePort(port: VerifierPort, observer: VmObserver, options: O
 
   const verifyPatches = port.verifyPatches?.bind(port);
   return {
-    verify: (request) => observed(request.vm, request.kind, requestItems(request), () => request, () => port.verify(request)),
+    verify: (request) =>
+      observed(
+        request.vm,
+        request.kind,
+        requestItems(request),
+        () => request,
+        () => port.verify(request),
+      ),
     ...(verifyPatches
       ? {
           verifyPatches: (request: { readonly vm: string; readonly records: PatchRecords }) => {

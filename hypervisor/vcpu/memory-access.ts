@@ -201,7 +201,15 @@ export class MemoryAccess {
    * accessed/dirty write, as a supervisor access with `pageWalk`); the guest's #PF carries
    * the error code of the guest's own access.
    */
-  #eptViolation(gpa: GuestPhysAddr, gva: GuestVirtAddr, access: AccessKind, mode: AccessMode, pageWalk: boolean, guestAccess: AccessKind, guestMode: AccessMode): Translation {
+  #eptViolation(
+    gpa: GuestPhysAddr,
+    gva: GuestVirtAddr,
+    access: AccessKind,
+    mode: AccessMode,
+    pageWalk: boolean,
+    guestAccess: AccessKind,
+    guestMode: AccessMode,
+  ): Translation {
     const frame = gpaToGfn(gpa);
     const perms = this.#core.ept.get(frame);
     const r = this.#core.exit({ reason: 'ept-violation', vcpu: this.#vcpu, gpa, gva, access, mode, perms, pageWalk });

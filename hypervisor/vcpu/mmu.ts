@@ -124,13 +124,25 @@ export function walk(va: GuestVirtAddr, access: AccessKind, mode: AccessMode, r:
     const e = mem.read(gpa);
     if (e === undefined) return { ok: false, kind: 'ept', gpa, access: 'read' };
     if ((e & PTE_P) === 0n) {
-      return { ok: false, kind: 'page-fault', errorCode: accessCodeBits(access, mode, r.cr4, r.efer), cause: 'not-present', detail: `level-${level} entry for ${hexv(va)} is not present` };
+      return {
+        ok: false,
+        kind: 'page-fault',
+        errorCode: accessCodeBits(access, mode, r.cr4, r.efer),
+        cause: 'not-present',
+        detail: `level-${level} entry for ${hexv(va)} is not present`,
+      };
     }
     const ps = level > 1 && (e & PTE_PS) !== 0n;
     const large = ps && level < 4;
     if ((e & (large ? rsvd | (level === 3 ? RSVD_1G : RSVD_2M) : rsvd)) !== 0n || (ps && level === 4)) {
       const errorCode = PF_ERR.PRESENT | PF_ERR.RSVD | accessCodeBits(access, mode, r.cr4, r.efer);
-      return { ok: false, kind: 'page-fault', errorCode, cause: 'reserved-bit', detail: `level-${level} entry for ${hexv(va)}: ${reservedBitsSet(e, level, large, rsvd)}` };
+      return {
+        ok: false,
+        kind: 'page-fault',
+        errorCode,
+        cause: 'reserved-bit',
+        detail: `level-${level} entry for ${hexv(va)}: ${reservedBitsSet(e, level, large, rsvd)}`,
+      };
     }
     all &= e;
     any |= e;

@@ -38,15 +38,7 @@ const CR4_VALID = Object.values(CR4).reduce((a, b) => a | b, 0n);
 /** EFER bits software may write (LMA is set by the CPU). */
 const EFER_WRITABLE = EFER.SCE | EFER.LME | EFER.NXE;
 /** MSRs that hold linear addresses and must be canonical. */
-const CANONICAL_MSRS = new Set<number>([
-  MSR.LSTAR,
-  MSR.CSTAR,
-  MSR.IA32_SYSENTER_EIP,
-  MSR.IA32_SYSENTER_ESP,
-  MSR.FS_BASE,
-  MSR.GS_BASE,
-  MSR.KERNEL_GS_BASE,
-]);
+const CANONICAL_MSRS = new Set<number>([MSR.LSTAR, MSR.CSTAR, MSR.IA32_SYSENTER_EIP, MSR.IA32_SYSENTER_ESP, MSR.FS_BASE, MSR.GS_BASE, MSR.KERNEL_GS_BASE]);
 
 /** Register state the VMM can read and set (KVM_GET/SET_SREGS, KVM_GET/SET_MSRS). */
 export interface VcpuState {
@@ -59,7 +51,6 @@ export interface VcpuState {
   gdtr: DescriptorTable;
   msrs: Array<[number, bigint]>;
 }
-
 
 /** How a vCPU is built. */
 export interface VcpuOptions {

@@ -85,7 +85,6 @@ export interface VerifierLinkOptions {
   readonly ring?: RingOptions;
 }
 
-
 /** Default bound on requests in flight. */
 export const DEFAULT_MAX_IN_FLIGHT = 256;
 
@@ -114,7 +113,16 @@ export interface LinkStats {
   viaRing: number;
 }
 
-const STATEFUL_KINDS = new Set<VerifyRequest['kind']>(['kernel-text', 'module-load', 'module-unload', 'module-init-free', 'code-load', 'text-patch', 'kernel-manifest', 'restore-state']);
+const STATEFUL_KINDS = new Set<VerifyRequest['kind']>([
+  'kernel-text',
+  'module-load',
+  'module-unload',
+  'module-init-free',
+  'code-load',
+  'text-patch',
+  'kernel-manifest',
+  'restore-state',
+]);
 
 /** The link. */
 export class VerifierLink {
@@ -164,7 +172,10 @@ export class VerifierLink {
     if (opts.maxInFlight !== undefined && (!Number.isSafeInteger(opts.maxInFlight) || opts.maxInFlight < 1)) {
       throw new RangeError(`maxInFlight must be a positive integer, got ${opts.maxInFlight}`);
     }
-    for (const [name, v] of [['timeoutMs', opts.timeoutMs], ['ceilingMs', opts.ceilingMs]] as const) {
+    for (const [name, v] of [
+      ['timeoutMs', opts.timeoutMs],
+      ['ceilingMs', opts.ceilingMs],
+    ] as const) {
       if (v !== undefined && !(Number.isFinite(v) && v > 0)) throw new RangeError(`${name} must be a positive number of milliseconds, got ${v}`);
     }
     const first = VerifierLink.#newWorker(opts);

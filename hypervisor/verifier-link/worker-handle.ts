@@ -44,7 +44,13 @@ export class WorkerHandle {
    * Requests are watched by a {@link Watchdog} with `bounds`, whose progress word the worker
    * gets with its thread (workerData).
    */
-  constructor(init: WorkerInit, ring?: RingOptions, maxInFlight = 256, initTimeoutMs = 20_000, bounds: WatchdogBounds = { noProgressMs: DEFAULT_NO_PROGRESS_MS, ceilingMs: DEFAULT_CEILING_MS }) {
+  constructor(
+    init: WorkerInit,
+    ring?: RingOptions,
+    maxInFlight = 256,
+    initTimeoutMs = 20_000,
+    bounds: WatchdogBounds = { noProgressMs: DEFAULT_NO_PROGRESS_MS, ceilingMs: DEFAULT_CEILING_MS },
+  ) {
     this.watchdog = new Watchdog(bounds, this.inflight, (why) => this.markDead(why));
     this.worker = new Worker(VERIFIER_WORKER_ENTRY, { workerData: { progress: this.watchdog.buffer } });
     // Every control-plane post rings the ring's doorbell: a worker whose ring loop spins or is
@@ -68,7 +74,10 @@ export class WorkerHandle {
     // counted against the bound); from then on, init is bounded.
     const initCall = this.api.stats().then((): Promise<InitResult> => {
       const timer = setTimeout(
-        () => this.markDead(`the verifier's init did not finish within ${initTimeoutMs} ms (a plugin module that loops or never finishes loading?); the worker was stopped`),
+        () =>
+          this.markDead(
+            `the verifier's init did not finish within ${initTimeoutMs} ms (a plugin module that loops or never finishes loading?); the worker was stopped`,
+          ),
         initTimeoutMs,
       );
       return this.api.init(init).finally(() => clearTimeout(timer));
@@ -182,13 +191,15 @@ export class WorkerHandle {
   #queue(step: () => Promise<boolean>): void {
     this.hold();
     this.#replaysPending++;
-    this.#replays = this.#replays.then(async (okSoFar) => {
-      if (!okSoFar || (await this.#init).ok === false) return false;
-      return step();
-    }).finally(() => {
-      this.#replaysPending--;
-      this.release();
-    });
+    this.#replays = this.#replays
+      .then(async (okSoFar) => {
+        if (!okSoFar || (await this.#init).ok === false) return false;
+        return step();
+      })
+      .finally(() => {
+        this.#replaysPending--;
+        this.release();
+      });
   }
 
   /** Why the worker is dead, or undefined while it lives. */

@@ -62,7 +62,8 @@ export function loadCpuModelFolder(dir: string): Result<CpuModel, string> {
   const smp = cpuCount(ref['smp'], 'smp', jsonPath);
   if (!smp.ok) return smp;
   if (smp.value === undefined) return err(`${jsonPath}: "smp" (the number of vCPUs the reference booted with) is missing`);
-  if (ref['possible'] !== undefined && ref['maxcpus'] !== undefined && ref['possible'] !== ref['maxcpus']) return err(`${jsonPath}: "possible" and "maxcpus" differ; give one`);
+  if (ref['possible'] !== undefined && ref['maxcpus'] !== undefined && ref['possible'] !== ref['maxcpus'])
+    return err(`${jsonPath}: "possible" and "maxcpus" differ; give one`);
   const possible = cpuCount(ref['possible'] ?? ref['maxcpus'], ref['possible'] !== undefined ? 'possible' : 'maxcpus', jsonPath);
   if (!possible.ok) return possible;
   const cmdline = ref['cmdline'];

@@ -43,7 +43,14 @@ export type HostMemoryError =
       readonly frame: Gfn;
       readonly message: string;
     }
-  | { readonly kind: 'outside-memory'; readonly path: HostCopyPath; readonly access: 'read' | 'write'; readonly gpa: GuestPhysAddr; readonly len: number; readonly message: string };
+  | {
+      readonly kind: 'outside-memory';
+      readonly path: HostCopyPath;
+      readonly access: 'read' | 'write';
+      readonly gpa: GuestPhysAddr;
+      readonly len: number;
+      readonly message: string;
+    };
 
 /** The copy paths of one VM. */
 export class HostMemory {
@@ -101,7 +108,14 @@ export class HostMemory {
 
   #check(path: HostCopyPath, access: 'read' | 'write', gpa: GuestPhysAddr, len: number): HostMemoryError | undefined {
     if (!Number.isSafeInteger(len) || len < 0 || !this.#memory.contains(gpa, len)) {
-      return { kind: 'outside-memory', path, access, gpa, len, message: `${path}: host ${access} of ${hex(gpa)}+${len} is outside guest memory [0, ${hex(this.#memory.size)})` };
+      return {
+        kind: 'outside-memory',
+        path,
+        access,
+        gpa,
+        len,
+        message: `${path}: host ${access} of ${hex(gpa)}+${len} is outside guest memory [0, ${hex(this.#memory.size)})`,
+      };
     }
     const frame = this.firstPrivateFrame(gpa, len);
     if (frame === undefined) return undefined;

@@ -165,7 +165,8 @@ export class Vmm implements ExitSink {
         if (pinOnLock && exit.request.kind === 'lock-cr') this.pinPlatformState();
       },
       onSystemEvent: (exit) => {
-        if (exit.type === 'kexec' && !this.#staged.has('kexec')) return 'no kexec kernel is loaded (KVM_HC_HEKI_KEXEC_LOAD first); the crash kernel runs only on a panic';
+        if (exit.type === 'kexec' && !this.#staged.has('kexec'))
+          return 'no kexec kernel is loaded (KVM_HC_HEKI_KEXEC_LOAD first); the crash kernel runs only on a panic';
         this.#pending ??= exit;
         return undefined;
       },
@@ -175,7 +176,16 @@ export class Vmm implements ExitSink {
       },
       ...(config.observer ? { onHandled: (exit: VmExit, action: string, note: string | undefined) => this.core.events?.exit(exit, action, note) } : {}),
     };
-    this.core = new VmCore({ memoryBytes: config.memoryBytes, vcpus: config.vcpus ?? model.possibleCpus, protectedMemory: config.protectedMemory ?? false, physBits: model.physBits, ...(config.hypervisor ? { hypervisor: config.hypervisor } : {}) }, this);
+    this.core = new VmCore(
+      {
+        memoryBytes: config.memoryBytes,
+        vcpus: config.vcpus ?? model.possibleCpus,
+        protectedMemory: config.protectedMemory ?? false,
+        physBits: model.physBits,
+        ...(config.hypervisor ? { hypervisor: config.hypervisor } : {}),
+      },
+      this,
+    );
     this.#cpus = new VmCpus(this.core, model);
     this.#enableHekiExits();
     this.#name = config.name ?? 'vm0';
@@ -194,7 +204,12 @@ export class Vmm implements ExitSink {
 
   /** The VM's name (its verifier requests' `vm`), id and the key id of its state images. */
   get identity(): { readonly vm: string; readonly vmId: string; readonly keyId: string; readonly publicKey: Uint8Array } {
-    return { vm: this.core.auth?.vm ?? this.#name, vmId: this.#identity.vmId, keyId: ed25519KeyIdHex(this.#identity.key.publicKey), publicKey: this.#identity.key.publicKey };
+    return {
+      vm: this.core.auth?.vm ?? this.#name,
+      vmId: this.#identity.vmId,
+      keyId: ed25519KeyIdHex(this.#identity.key.publicKey),
+      publicKey: this.#identity.key.publicKey,
+    };
   }
 
   /** VMM-internal (hypervisor/vmm/lifecycle/): signs this VM's state images with the per-VM key. */

@@ -47,4 +47,3 @@ export interface MachineSwap {
   readonly kernel: GuestKernel;
   readonly host: MachineHost;
 }
-

@@ -62,7 +62,10 @@ function requested(r: GuestOutcome<void>, what: string): StepOutcome | undefined
 async function bootAfter(p: MachineParts, detail: string): Promise<StepResult> {
   const b = await bootGuest(p);
   const o = b.outcome;
-  return { outcome: o.outcome === 'allowed' ? allowed(`${detail}; then booted: ${o.reason}`) : { ...o, reason: `${detail}; then the boot failed: ${o.reason}` }, next: b.next ?? p };
+  return {
+    outcome: o.outcome === 'allowed' ? allowed(`${detail}; then booted: ${o.reason}`) : { ...o, reason: `${detail}; then the boot failed: ${o.reason}` },
+    next: b.next ?? p,
+  };
 }
 
 /** `reboot`. */
@@ -135,7 +138,10 @@ export async function kexec(p: MachineParts, o: KexecOptions): Promise<StepResul
     // The vendor's build of the new kernel: its manifest, signed by the host's vendor key
     // (or, for the attack, by a key nobody trusts).
     const name = bzImageKernelName(bytes);
-    const body = await manifestBodyFor(newImage.value, { kernel: name.ok ? name.value : 'unknown', vmlinuzSha256: createHash('sha256').update(bytes).digest('hex') });
+    const body = await manifestBodyFor(newImage.value, {
+      kernel: name.ok ? name.value : 'unknown',
+      vmlinuzSha256: createHash('sha256').update(bytes).digest('hex'),
+    });
     manifest = signManifest(body, o.signer === 'untrusted' ? generateEd25519KeyPair() : host.vendor);
   }
   if (o.tamper === 'image') bytes = flipped(bytes);
@@ -211,7 +217,8 @@ export async function resumeStep(p: MachineParts, o: { readonly tamper?: boolean
     if (!t.ok) return { outcome: error(t.error) };
   }
   const r = await resume(p.vmm);
-  if (!r.ok) return { outcome: r.error.kind === 'no-image' ? error(r.error.message) : denied(`resume refused (${r.error.kind}): ${r.error.message}; the VM stays off`) };
+  if (!r.ok)
+    return { outcome: r.error.kind === 'no-image' ? error(r.error.message) : denied(`resume refused (${r.error.kind}): ${r.error.message}; the VM stays off`) };
   const state = decodeSection(GUEST_SECTION, r.value.guest);
   if (!state.ok) return { outcome: error(`the guest kernel's state: ${state.error}`) };
   const k = restoreGuestKernel(p.vmm.bootCpu, p.image, state.value);

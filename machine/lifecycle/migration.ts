@@ -85,7 +85,8 @@ export interface RestoreOptions {
   /** The kernel the new VMM boots on a reboot (default: `image`). */
   readonly bootImage?: KernelImage;
   /** The host side of the new machine: its files and kernel-vendor key (a fresh, untrusted one by default). */
-  readonly host: Pick<MachineHost, 'vmlinuzPath' | 'systemMapPath'> & Partial<Pick<MachineHost, 'vendor' | 'linkOptions' | 'policy' | 'vmmKey' | 'observer' | 'physBits' | 'hypervisor'>>;
+  readonly host: Pick<MachineHost, 'vmlinuzPath' | 'systemMapPath'> &
+    Partial<Pick<MachineHost, 'vendor' | 'linkOptions' | 'policy' | 'vmmKey' | 'observer' | 'physBits' | 'hypervisor'>>;
   /** The audit log to continue (default: a new in-memory one, whose first record names the source's head). */
   readonly audit?: AuditLog;
   /** Overrides the snapshot's fault-injection setting (tests). */
@@ -132,7 +133,13 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
   const ownId = ed25519KeyIdHex(identity.key.publicKey);
   const keyring: KeyringData = platform.keyring.ed25519.some((k) => k.keyId === ownId)
     ? platform.keyring
-    : { ...platform.keyring, ed25519: [...platform.keyring.ed25519, { keyId: ownId, role: 'vmm', publicKey: identity.key.publicKey, source: `the destination VMM's key for ${h.vm}` }] };
+    : {
+        ...platform.keyring,
+        ed25519: [
+          ...platform.keyring.ed25519,
+          { keyId: ownId, role: 'vmm', publicKey: identity.key.publicKey, source: `the destination VMM's key for ${h.vm}` },
+        ],
+      };
   const init: WorkerInit = {
     ...platform.verifier,
     keyring,
@@ -172,7 +179,14 @@ export async function restoreVm(bytes: Uint8Array, opts: RestoreOptions): Promis
     await link.dispose();
     return fail(kind, message);
   };
-  auditLifecycle(vmm, { type: 'migrate-in', result: 'started', vmId: h.vmId, sourceKeyId: h.keyId, sourceAuditSeq: platform.auditHead.seq, sourceAuditHash: platform.auditHead.hash });
+  auditLifecycle(vmm, {
+    type: 'migrate-in',
+    result: 'started',
+    vmId: h.vmId,
+    sourceKeyId: h.keyId,
+    sourceAuditSeq: platform.auditHead.seq,
+    sourceAuditHash: platform.auditHead.hash,
+  });
   const auth = vmm.core.auth!;
   const verdict = await auth.verify({ kind: 'restore-state', vm: h.vm, image: bytes });
   auth.record('restore-state', `migration snapshot (${bytes.length} bytes)`, verdict, { applied: verdict.ok });

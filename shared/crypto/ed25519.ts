@@ -36,8 +36,8 @@ const SPKI_ED25519_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03,
 
 /** The group order L = 2^252 + 27742317777372353535851937790883648493, little-endian (RFC 8032 5.1). */
 const ORDER_L_LE = Uint8Array.from([
-  0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
-  0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
+  0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+  0x00, 0x00, 0x00, 0x00, 0x00, 0x10,
 ]);
 
 /** An Ed25519 key pair. `secretKey` is tweetnacl's 64-byte form (seed || public key). */
@@ -164,21 +164,11 @@ export function verifyEd25519Node(message: Uint8Array, signature: Uint8Array, pu
 }
 
 /** Verifies a plain Ed25519 signature with the chosen implementation (default: node). */
-export function verifyEd25519(
-  message: Uint8Array,
-  signature: Uint8Array,
-  publicKey: Uint8Array,
-  impl: Ed25519Impl = 'node',
-): boolean {
+export function verifyEd25519(message: Uint8Array, signature: Uint8Array, publicKey: Uint8Array, impl: Ed25519Impl = 'node'): boolean {
   return impl === 'node' ? verifyEd25519Node(message, signature, publicKey) : verifyEd25519Nacl(message, signature, publicKey);
 }
 
 /** Verifies a module's Ed25519 signature over {@link moduleSignatureMessage}(elf). Never throws. */
-export function verifyModuleEd25519(
-  elf: Uint8Array,
-  signature: Uint8Array,
-  publicKey: Uint8Array,
-  impl: Ed25519Impl = 'node',
-): boolean {
+export function verifyModuleEd25519(elf: Uint8Array, signature: Uint8Array, publicKey: Uint8Array, impl: Ed25519Impl = 'node'): boolean {
   return verifyEd25519(moduleSignatureMessage(elf), signature, publicKey, impl);
 }

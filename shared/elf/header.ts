@@ -4,15 +4,7 @@
 
 import { err, ok, type Result } from '../result.ts';
 import { elfError, type ElfError } from './errors.ts';
-import {
-  ELF64_EHDR_SIZE,
-  ELF64_PHDR_SIZE,
-  ELF64_SHDR_SIZE,
-  ELFCLASS64,
-  ELFDATA2LSB,
-  EM_X86_64,
-  EV_CURRENT,
-} from './types.ts';
+import { ELF64_EHDR_SIZE, ELF64_PHDR_SIZE, ELF64_SHDR_SIZE, ELFCLASS64, ELFDATA2LSB, EM_X86_64, EV_CURRENT } from './types.ts';
 
 /** The fields of `Elf64_Ehdr` (offsets kept as bigint, as the file stores them). */
 export interface Elf64Header {

@@ -82,7 +82,12 @@ class RelaSection implements Elf64RelaSection {
       const out: Elf64Rela[] = new Array(this.count);
       for (let i = 0; i < this.count; i++) {
         const at = i * ELF64_RELA_SIZE;
-        out[i] = { offset: dv.getBigUint64(at, true), type: dv.getUint32(at + 8, true), symIndex: dv.getUint32(at + 12, true), addend: dv.getBigInt64(at + 16, true) };
+        out[i] = {
+          offset: dv.getBigUint64(at, true),
+          type: dv.getUint32(at + 8, true),
+          symIndex: dv.getUint32(at + 12, true),
+          addend: dv.getBigInt64(at + 16, true),
+        };
       }
       this.#entries = out;
     }
@@ -173,7 +178,12 @@ export function parseRelaSection(
       // offHi !== 0: at least 2^32, past any section.
       if (offHi !== 0 || dv.getUint32(at, true) + width > size) {
         const offset = dv.getBigUint64(at, true);
-        return err(elfError('rela-offset-out-of-bounds', `relocation ${i} in ${where} at offset ${offset} (type ${type}) is outside target section ${checked.index} (${checked.name}, ${targetSize} bytes)`));
+        return err(
+          elfError(
+            'rela-offset-out-of-bounds',
+            `relocation ${i} in ${where} at offset ${offset} (type ${type}) is outside target section ${checked.index} (${checked.name}, ${targetSize} bytes)`,
+          ),
+        );
       }
     }
   }

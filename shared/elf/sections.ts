@@ -84,7 +84,8 @@ export function parseSections(bytes: Uint8Array, h: Elf64Header): Result<Section
   if (h.shoff === 0n) {
     // No section table at all (legal for executables); nothing to name.
     if (h.shnum !== 0) return err(elfError('section-table-out-of-bounds', `section header table out of bounds: e_shoff is 0 but e_shnum is ${h.shnum}`));
-    if (phnum === PN_XNUM) return err(elfError('program-table-out-of-bounds', 'program header table out of bounds: e_phnum is PN_XNUM but there is no section 0'));
+    if (phnum === PN_XNUM)
+      return err(elfError('program-table-out-of-bounds', 'program header table out of bounds: e_phnum is PN_XNUM but there is no section 0'));
     return ok({ sections: [], shstrndx: 0, phnum });
   }
   const shoff = safeNumber(h.shoff);
@@ -103,7 +104,9 @@ export function parseSections(bytes: Uint8Array, h: Elf64Header): Result<Section
   if (phnum === PN_XNUM) phnum = first.info;
   // INVARIANT: the table fits in the file before we allocate anything sized by `count`.
   if (count > Math.floor((bytes.length - shoff) / ELF64_SHDR_SIZE)) {
-    return err(elfError('section-table-out-of-bounds', `section header table out of bounds: ${count} headers at offset ${shoff} exceed the ${bytes.length}-byte file`));
+    return err(
+      elfError('section-table-out-of-bounds', `section header table out of bounds: ${count} headers at offset ${shoff} exceed the ${bytes.length}-byte file`),
+    );
   }
   if (shstrndx === 0 || shstrndx >= count) {
     return err(elfError('bad-string-table-index', `bad string table index ${shstrndx} (section count ${count})`));

@@ -36,7 +36,9 @@ export function parseProgramHeaders(bytes: Uint8Array, phoff: bigint, phnum: num
   const off = safeNumber(phoff);
   // INVARIANT: the table fits in the file before we read `phnum` entries.
   if (off === undefined || off > bytes.length || phnum > Math.floor((bytes.length - off) / ELF64_PHDR_SIZE)) {
-    return err(elfError('program-table-out-of-bounds', `program header table out of bounds: ${phnum} headers at offset ${phoff} in a ${bytes.length}-byte file`));
+    return err(
+      elfError('program-table-out-of-bounds', `program header table out of bounds: ${phnum} headers at offset ${phoff} in a ${bytes.length}-byte file`),
+    );
   }
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: Elf64ProgramHeader[] = [];

@@ -18,15 +18,7 @@ import { XZ_HEADER_MAGIC } from './xz-format.ts';
 
 /** Why a bzImage was rejected. */
 export type BzImageErrorKind =
-  | 'too-small'
-  | 'bad-magic'
-  | 'old-protocol'
-  | 'payload-out-of-bounds'
-  | 'payload-not-xz'
-  | 'decompress'
-  | 'size-mismatch'
-  | 'not-elf'
-  | 'not-vmlinux';
+  'too-small' | 'bad-magic' | 'old-protocol' | 'payload-out-of-bounds' | 'payload-not-xz' | 'decompress' | 'size-mismatch' | 'not-elf' | 'not-vmlinux';
 
 /** A rejected bzImage: `kind` for code, `message` for people. */
 export interface BzImageError {
@@ -78,7 +70,9 @@ export function parseBzImageHeader(image: Uint8Array): Result<BzImageHeader, BzI
   if (dv.getUint32(0x202, true) !== HDRS_MAGIC) return err(bzError('bad-magic', 'bad magic: no "HdrS" setup header at 0x202'));
   const protocol = dv.getUint16(0x206, true);
   if (protocol < MIN_PROTOCOL) {
-    return err(bzError('old-protocol', `boot protocol ${protocol >> 8}.${(protocol & 0xff).toString().padStart(2, '0')} is older than 2.08 (no payload fields)`));
+    return err(
+      bzError('old-protocol', `boot protocol ${protocol >> 8}.${(protocol & 0xff).toString().padStart(2, '0')} is older than 2.08 (no payload fields)`),
+    );
   }
   const rawSects = image[0x1f1]!;
   const setupSects = rawSects === 0 ? 4 : rawSects;

@@ -23,8 +23,7 @@ function crc32Table(data: Uint8Array): number {
 }
 
 // zlib.crc32 exists from Node 20.15; the table version covers older 20.x releases.
-const nativeCrc32: ((d: Uint8Array) => number) | undefined =
-  typeof (zlib as { crc32?: unknown }).crc32 === 'function' ? (d) => zlib.crc32(d) >>> 0 : undefined;
+const nativeCrc32: ((d: Uint8Array) => number) | undefined = typeof (zlib as { crc32?: unknown }).crc32 === 'function' ? (d) => zlib.crc32(d) >>> 0 : undefined;
 
 /** CRC32 of `data` (as zlib's `crc32(0, data)`), an unsigned 32-bit number. */
 export function crc32(data: Uint8Array): number {

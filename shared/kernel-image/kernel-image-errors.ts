@@ -5,16 +5,7 @@
 
 /** The kinds of failure while loading a kernel image. */
 export type KernelImageErrorKind =
-  | 'missing-file'
-  | 'read-failed'
-  | 'bzimage'
-  | 'system-map'
-  | 'missing-symbol'
-  | 'layout'
-  | 'mcount'
-  | 'jump-table'
-  | 'static-calls'
-  | 'exports';
+  'missing-file' | 'read-failed' | 'bzimage' | 'system-map' | 'missing-symbol' | 'layout' | 'mcount' | 'jump-table' | 'static-calls' | 'exports';
 
 /** A failed kernel-image load. */
 export interface KernelImageError {

@@ -118,8 +118,8 @@ export function buildKernelLayout(elf: Elf64): KernelLayout {
       // Place the section by file offset: that also finds the per-CPU segment (p_vaddr 0).
       const seg =
         s.flags & SHF_ALLOC
-          ? segments.find((g) => s.type !== SHT_NOBITS && s.offset >= g.offset && s.offset + s.size <= g.offset + g.filesz) ??
-            segments.find((g) => s.addr >= g.vaddr && s.addr + BigInt(s.size) <= g.vaddr + (g.kvend - g.kvaddr))
+          ? (segments.find((g) => s.type !== SHT_NOBITS && s.offset >= g.offset && s.offset + s.size <= g.offset + g.filesz) ??
+            segments.find((g) => s.addr >= g.vaddr && s.addr + BigInt(s.size) <= g.vaddr + (g.kvend - g.kvaddr)))
           : undefined;
       return {
         index: s.index,
@@ -170,7 +170,18 @@ export function readBoundaries(map: SystemMap): Result<KernelBoundaries, KernelI
   }
   const b = out as KernelBoundaries;
   // INVARIANT (vmlinux.lds.S): text, rodata, data, init and bss come in this order.
-  const order: (keyof KernelBoundaries)[] = ['_stext', '_etext', '__start_rodata', '__end_rodata', '_sdata', '_edata', '__init_begin', '__init_end', '__bss_start', '__bss_stop'];
+  const order: (keyof KernelBoundaries)[] = [
+    '_stext',
+    '_etext',
+    '__start_rodata',
+    '__end_rodata',
+    '_sdata',
+    '_edata',
+    '__init_begin',
+    '__init_end',
+    '__bss_start',
+    '__bss_stop',
+  ];
   for (let i = 1; i < order.length; i++) {
     const prev = order[i - 1]!;
     const cur = order[i]!;

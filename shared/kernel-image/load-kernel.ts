@@ -25,7 +25,13 @@ export interface LoadKernelOptions {
 
 async function readInput(path: string, what: string): Promise<Result<Uint8Array, KernelImageError>> {
   if (hostPathMissing(path)) {
-    return err(kernelImageError('missing-file', `${what} not found at ${path} (the kernel fixtures live in ../shared/fixtures; set HEKI_FIXTURES to another directory)`, path));
+    return err(
+      kernelImageError(
+        'missing-file',
+        `${what} not found at ${path} (the kernel fixtures live in ../shared/fixtures; set HEKI_FIXTURES to another directory)`,
+        path,
+      ),
+    );
   }
   const bytes = readHostFile(path);
   return bytes.ok ? bytes : err(kernelImageError('read-failed', `${what}: ${bytes.error}`, path));

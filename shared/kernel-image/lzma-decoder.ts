@@ -130,10 +130,15 @@ export class LzmaDecoder {
 
       // is_match[state][posState]
       i = IS_MATCH + (state << 4) + posState;
-      if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-      p = probs[i]!; bound = Math.imul(range >>> 11, p);
+      if (range >>> 24 === 0) {
+        range <<= 8;
+        code = (code << 8) | inp[ip++]!;
+      }
+      p = probs[i]!;
+      bound = Math.imul(range >>> 11, p);
       if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
-        range = bound; probs[i] = p + ((2048 - p) >>> 5);
+        range = bound;
+        probs[i] = p + ((2048 - p) >>> 5);
         // ---- literal ----
         const prev = rel > 0 ? out[op - 1]! : 0;
         const base = LITERAL + 0x300 * ((prev >>> lcShift) + ((rel & lpMask) << lc));
@@ -141,10 +146,22 @@ export class LzmaDecoder {
         if (state < 7) {
           do {
             i = base + sym;
-            if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-            p = probs[i]!; bound = Math.imul(range >>> 11, p);
-            if ((code ^ 0x80000000) < (bound ^ 0x80000000)) { range = bound; probs[i] = p + ((2048 - p) >>> 5); sym <<= 1; }
-            else { range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5); sym = (sym << 1) | 1; }
+            if (range >>> 24 === 0) {
+              range <<= 8;
+              code = (code << 8) | inp[ip++]!;
+            }
+            p = probs[i]!;
+            bound = Math.imul(range >>> 11, p);
+            if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
+              range = bound;
+              probs[i] = p + ((2048 - p) >>> 5);
+              sym <<= 1;
+            } else {
+              range = (range - bound) | 0;
+              code = (code - bound) | 0;
+              probs[i] = p - (p >>> 5);
+              sym = (sym << 1) | 1;
+            }
           } while (sym < 0x100);
         } else {
           // INVARIANT: a non-literal state means rep0 was validated by the last match.
@@ -154,42 +171,77 @@ export class LzmaDecoder {
             const matchBit = matchByte & offs;
             matchByte <<= 1;
             i = base + offs + matchBit + sym;
-            if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-            p = probs[i]!; bound = Math.imul(range >>> 11, p);
-            if ((code ^ 0x80000000) < (bound ^ 0x80000000)) { range = bound; probs[i] = p + ((2048 - p) >>> 5); sym <<= 1; offs &= ~matchBit; }
-            else { range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5); sym = (sym << 1) | 1; offs &= matchBit; }
+            if (range >>> 24 === 0) {
+              range <<= 8;
+              code = (code << 8) | inp[ip++]!;
+            }
+            p = probs[i]!;
+            bound = Math.imul(range >>> 11, p);
+            if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
+              range = bound;
+              probs[i] = p + ((2048 - p) >>> 5);
+              sym <<= 1;
+              offs &= ~matchBit;
+            } else {
+              range = (range - bound) | 0;
+              code = (code - bound) | 0;
+              probs[i] = p - (p >>> 5);
+              sym = (sym << 1) | 1;
+              offs &= matchBit;
+            }
           } while (sym < 0x100);
         }
         out[op++] = sym & 0xff;
         state = state < 4 ? 0 : state < 10 ? state - 3 : state - 6;
         continue;
       }
-      range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5);
+      range = (range - bound) | 0;
+      code = (code - bound) | 0;
+      probs[i] = p - (p >>> 5);
 
       // is_rep[state]
       i = IS_REP + state;
-      if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-      p = probs[i]!; bound = Math.imul(range >>> 11, p);
+      if (range >>> 24 === 0) {
+        range <<= 8;
+        code = (code << 8) | inp[ip++]!;
+      }
+      p = probs[i]!;
+      bound = Math.imul(range >>> 11, p);
       let lenBase: number;
       if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
-        range = bound; probs[i] = p + ((2048 - p) >>> 5);
+        range = bound;
+        probs[i] = p + ((2048 - p) >>> 5);
         // ---- simple match: new distance ----
-        rep3 = rep2; rep2 = rep1; rep1 = rep0;
+        rep3 = rep2;
+        rep2 = rep1;
+        rep1 = rep0;
         state = state < 7 ? 7 : 10;
         lenBase = MATCH_LEN;
       } else {
-        range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5);
+        range = (range - bound) | 0;
+        code = (code - bound) | 0;
+        probs[i] = p - (p >>> 5);
         // ---- repeated match ----
         i = IS_REP0 + state;
-        if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-        p = probs[i]!; bound = Math.imul(range >>> 11, p);
+        if (range >>> 24 === 0) {
+          range <<= 8;
+          code = (code << 8) | inp[ip++]!;
+        }
+        p = probs[i]!;
+        bound = Math.imul(range >>> 11, p);
         if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
-          range = bound; probs[i] = p + ((2048 - p) >>> 5);
+          range = bound;
+          probs[i] = p + ((2048 - p) >>> 5);
           i = IS_REP0_LONG + (state << 4) + posState;
-          if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-          p = probs[i]!; bound = Math.imul(range >>> 11, p);
+          if (range >>> 24 === 0) {
+            range <<= 8;
+            code = (code << 8) | inp[ip++]!;
+          }
+          p = probs[i]!;
+          bound = Math.imul(range >>> 11, p);
           if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
-            range = bound; probs[i] = p + ((2048 - p) >>> 5);
+            range = bound;
+            probs[i] = p + ((2048 - p) >>> 5);
             // short rep: one byte at distance rep0
             state = state < 7 ? 9 : 11;
             if (rep0 >= rel || rep0 >= dictSize) return this.fail(ip, `short repeat distance ${rep0 + 1} reaches before the dictionary`);
@@ -197,26 +249,44 @@ export class LzmaDecoder {
             op++;
             continue;
           }
-          range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5);
+          range = (range - bound) | 0;
+          code = (code - bound) | 0;
+          probs[i] = p - (p >>> 5);
         } else {
-          range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5);
+          range = (range - bound) | 0;
+          code = (code - bound) | 0;
+          probs[i] = p - (p >>> 5);
           let dist: number;
           i = IS_REP1 + state;
-          if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-          p = probs[i]!; bound = Math.imul(range >>> 11, p);
+          if (range >>> 24 === 0) {
+            range <<= 8;
+            code = (code << 8) | inp[ip++]!;
+          }
+          p = probs[i]!;
+          bound = Math.imul(range >>> 11, p);
           if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
-            range = bound; probs[i] = p + ((2048 - p) >>> 5);
+            range = bound;
+            probs[i] = p + ((2048 - p) >>> 5);
             dist = rep1;
           } else {
-            range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5);
+            range = (range - bound) | 0;
+            code = (code - bound) | 0;
+            probs[i] = p - (p >>> 5);
             i = IS_REP2 + state;
-            if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-            p = probs[i]!; bound = Math.imul(range >>> 11, p);
+            if (range >>> 24 === 0) {
+              range <<= 8;
+              code = (code << 8) | inp[ip++]!;
+            }
+            p = probs[i]!;
+            bound = Math.imul(range >>> 11, p);
             if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
-              range = bound; probs[i] = p + ((2048 - p) >>> 5);
+              range = bound;
+              probs[i] = p + ((2048 - p) >>> 5);
               dist = rep2;
             } else {
-              range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5);
+              range = (range - bound) | 0;
+              code = (code - bound) | 0;
+              probs[i] = p - (p >>> 5);
               dist = rep3;
               rep3 = rep2;
             }
@@ -234,31 +304,63 @@ export class LzmaDecoder {
         let treeBase: number;
         let limit: number;
         i = lenBase;
-        if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-        p = probs[i]!; bound = Math.imul(range >>> 11, p);
+        if (range >>> 24 === 0) {
+          range <<= 8;
+          code = (code << 8) | inp[ip++]!;
+        }
+        p = probs[i]!;
+        bound = Math.imul(range >>> 11, p);
         if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
-          range = bound; probs[i] = p + ((2048 - p) >>> 5);
-          treeBase = lenBase + LEN_LOW + (posState << 3); limit = 8; len = 2;
+          range = bound;
+          probs[i] = p + ((2048 - p) >>> 5);
+          treeBase = lenBase + LEN_LOW + (posState << 3);
+          limit = 8;
+          len = 2;
         } else {
-          range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5);
+          range = (range - bound) | 0;
+          code = (code - bound) | 0;
+          probs[i] = p - (p >>> 5);
           i = lenBase + 1;
-          if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-          p = probs[i]!; bound = Math.imul(range >>> 11, p);
+          if (range >>> 24 === 0) {
+            range <<= 8;
+            code = (code << 8) | inp[ip++]!;
+          }
+          p = probs[i]!;
+          bound = Math.imul(range >>> 11, p);
           if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
-            range = bound; probs[i] = p + ((2048 - p) >>> 5);
-            treeBase = lenBase + LEN_MID + (posState << 3); limit = 8; len = 10;
+            range = bound;
+            probs[i] = p + ((2048 - p) >>> 5);
+            treeBase = lenBase + LEN_MID + (posState << 3);
+            limit = 8;
+            len = 10;
           } else {
-            range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5);
-            treeBase = lenBase + LEN_HIGH; limit = 256; len = 18;
+            range = (range - bound) | 0;
+            code = (code - bound) | 0;
+            probs[i] = p - (p >>> 5);
+            treeBase = lenBase + LEN_HIGH;
+            limit = 256;
+            len = 18;
           }
         }
         sym = 1;
         do {
           i = treeBase + sym;
-          if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-          p = probs[i]!; bound = Math.imul(range >>> 11, p);
-          if ((code ^ 0x80000000) < (bound ^ 0x80000000)) { range = bound; probs[i] = p + ((2048 - p) >>> 5); sym <<= 1; }
-          else { range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5); sym = (sym << 1) | 1; }
+          if (range >>> 24 === 0) {
+            range <<= 8;
+            code = (code << 8) | inp[ip++]!;
+          }
+          p = probs[i]!;
+          bound = Math.imul(range >>> 11, p);
+          if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
+            range = bound;
+            probs[i] = p + ((2048 - p) >>> 5);
+            sym <<= 1;
+          } else {
+            range = (range - bound) | 0;
+            code = (code - bound) | 0;
+            probs[i] = p - (p >>> 5);
+            sym = (sym << 1) | 1;
+          }
         } while (sym < limit);
         len += sym - limit;
       }
@@ -269,10 +371,22 @@ export class LzmaDecoder {
         sym = 1;
         do {
           i = slotBase + sym;
-          if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-          p = probs[i]!; bound = Math.imul(range >>> 11, p);
-          if ((code ^ 0x80000000) < (bound ^ 0x80000000)) { range = bound; probs[i] = p + ((2048 - p) >>> 5); sym <<= 1; }
-          else { range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5); sym = (sym << 1) | 1; }
+          if (range >>> 24 === 0) {
+            range <<= 8;
+            code = (code << 8) | inp[ip++]!;
+          }
+          p = probs[i]!;
+          bound = Math.imul(range >>> 11, p);
+          if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
+            range = bound;
+            probs[i] = p + ((2048 - p) >>> 5);
+            sym <<= 1;
+          } else {
+            range = (range - bound) | 0;
+            code = (code - bound) | 0;
+            probs[i] = p - (p >>> 5);
+            sym = (sym << 1) | 1;
+          }
         } while (sym < 64);
         const slot = sym - 64;
         if (slot < 4) {
@@ -285,28 +399,59 @@ export class LzmaDecoder {
             sym = 1;
             for (let k = 0; k < limit; k++) {
               i = rb + sym;
-              if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-              p = probs[i]!; bound = Math.imul(range >>> 11, p);
-              if ((code ^ 0x80000000) < (bound ^ 0x80000000)) { range = bound; probs[i] = p + ((2048 - p) >>> 5); sym <<= 1; }
-              else { range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5); sym = (sym << 1) | 1; rep0 += 1 << k; }
+              if (range >>> 24 === 0) {
+                range <<= 8;
+                code = (code << 8) | inp[ip++]!;
+              }
+              p = probs[i]!;
+              bound = Math.imul(range >>> 11, p);
+              if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
+                range = bound;
+                probs[i] = p + ((2048 - p) >>> 5);
+                sym <<= 1;
+              } else {
+                range = (range - bound) | 0;
+                code = (code - bound) | 0;
+                probs[i] = p - (p >>> 5);
+                sym = (sym << 1) | 1;
+                rep0 += 1 << k;
+              }
             }
           } else {
             // Up to 26 direct bits: keep rep0 as an unsigned double, since it may exceed 2^31.
             rep0 = 2 | (slot & 1);
             for (let k = limit - 4; k > 0; k--) {
-              if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
+              if (range >>> 24 === 0) {
+                range <<= 8;
+                code = (code << 8) | inp[ip++]!;
+              }
               range >>>= 1;
-              if ((code ^ 0x80000000) >= (range ^ 0x80000000)) { code = (code - range) | 0; rep0 = rep0 * 2 + 1; }
-              else rep0 = rep0 * 2;
+              if ((code ^ 0x80000000) >= (range ^ 0x80000000)) {
+                code = (code - range) | 0;
+                rep0 = rep0 * 2 + 1;
+              } else rep0 = rep0 * 2;
             }
             rep0 *= 16;
             sym = 1;
             for (let k = 0; k < 4; k++) {
               i = DIST_ALIGN + sym;
-              if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
-              p = probs[i]!; bound = Math.imul(range >>> 11, p);
-              if ((code ^ 0x80000000) < (bound ^ 0x80000000)) { range = bound; probs[i] = p + ((2048 - p) >>> 5); sym <<= 1; }
-              else { range = (range - bound) | 0; code = (code - bound) | 0; probs[i] = p - (p >>> 5); sym = (sym << 1) | 1; rep0 += 1 << k; }
+              if (range >>> 24 === 0) {
+                range <<= 8;
+                code = (code << 8) | inp[ip++]!;
+              }
+              p = probs[i]!;
+              bound = Math.imul(range >>> 11, p);
+              if ((code ^ 0x80000000) < (bound ^ 0x80000000)) {
+                range = bound;
+                probs[i] = p + ((2048 - p) >>> 5);
+                sym <<= 1;
+              } else {
+                range = (range - bound) | 0;
+                code = (code - bound) | 0;
+                probs[i] = p - (p >>> 5);
+                sym = (sym << 1) | 1;
+                rep0 += 1 << k;
+              }
             }
           }
         }
@@ -329,8 +474,11 @@ export class LzmaDecoder {
 
     // xz-embedded normalizes once more after the loop; the chunk must then be consumed
     // exactly and the range coder must be finished (code == 0).
-    // eslint-disable-next-line no-useless-assignment -- the normalisation is xz-embedded's, kept whole
-    if ((range >>> 24) === 0) { range <<= 8; code = (code << 8) | inp[ip++]!; }
+    if (range >>> 24 === 0) {
+      // eslint-disable-next-line no-useless-assignment -- the normalisation is xz-embedded's, kept whole
+      range <<= 8;
+      code = (code << 8) | inp[ip++]!;
+    }
     if (ip !== inEnd) return this.fail(Math.min(ip, inEnd), `LZMA chunk used ${ip > inEnd ? 'more' : 'fewer'} bytes than its header says`);
     if (code !== 0) return this.fail(ip, 'range coder did not finish cleanly at the end of the chunk');
 

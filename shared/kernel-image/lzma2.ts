@@ -33,14 +33,7 @@ export function lzma2DictSize(props: number): number | undefined {
  * `out`. `inputLen` is the real input length (`input` itself is padded). Returns the offset
  * just after the end marker.
  */
-export function decodeLzma2(
-  input: Uint8Array,
-  inputLen: number,
-  ip: number,
-  out: OutputBuffer,
-  lzma: LzmaDecoder,
-  dictSize: number,
-): Result<number, XzError> {
+export function decodeLzma2(input: Uint8Array, inputLen: number, ip: number, out: OutputBuffer, lzma: LzmaDecoder, dictSize: number): Result<number, XzError> {
   let needDictReset = true;
   let needProps = true;
   let dictStart = out.length;

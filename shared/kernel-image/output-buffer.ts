@@ -15,7 +15,10 @@ export class OutputBuffer {
    * @param initial bytes to allocate up front (clamped to `limit`)
    * @param limit the most bytes this buffer will ever hold
    */
-  constructor(initial: number, readonly limit: number) {
+  constructor(
+    initial: number,
+    readonly limit: number,
+  ) {
     this.buf = new Uint8Array(Math.max(0, Math.min(initial, limit)));
   }
 

@@ -133,7 +133,9 @@ export function readStaticCalls(layout: KernelLayout, map: SystemMap): Result<St
     return err(kernelImageError('missing-symbol', 'System.map has only one of __start_static_call_sites / __stop_static_call_sites'));
   }
   if (stop < start || (stop - start) % BigInt(STATIC_CALL_SITE_SIZE) !== 0n) {
-    return err(kernelImageError('static-calls', `static call table [${hex(start)}, ${hex(stop)}) is not a whole number of ${STATIC_CALL_SITE_SIZE}-byte entries`));
+    return err(
+      kernelImageError('static-calls', `static call table [${hex(start)}, ${hex(stop)}) is not a whole number of ${STATIC_CALL_SITE_SIZE}-byte entries`),
+    );
   }
   const table = layout.readVirt(start, Number(stop - start));
   if (table === undefined) return err(kernelImageError('static-calls', `static call table at ${hex(start)} is not in the file image`));
@@ -178,7 +180,12 @@ export function readStaticCalls(layout: KernelLayout, map: SystemMap): Result<St
   for (const k of keyOrder) {
     const trampoline = map.address(`${STATIC_CALL_TRAMP_PREFIX}${k.name}`);
     if (trampoline === undefined) {
-      return err(kernelImageError('static-calls', `System.map line ${k.line}: key ${STATIC_CALL_KEY_PREFIX}${k.name} has no ${STATIC_CALL_TRAMP_PREFIX}${k.name} trampoline`));
+      return err(
+        kernelImageError(
+          'static-calls',
+          `System.map line ${k.line}: key ${STATIC_CALL_KEY_PREFIX}${k.name} has no ${STATIC_CALL_TRAMP_PREFIX}${k.name} trampoline`,
+        ),
+      );
     }
     const tb = layout.readVirt(trampoline, STATIC_CALL_TRAMP_SIZE);
     const d = tb === undefined ? { kind: 'other' as const, target: undefined } : decodeStaticCallInsn(trampoline, tb);

@@ -82,7 +82,8 @@ export function parseSystemMap(text: string): Result<SystemMap, SystemMapError> 
     if (m === null) {
       const fields = raw.trim().split(/\s+/);
       if (fields.length === 3 && !/^[0-9a-fA-F]+$/.test(fields[0]!)) return err(mapError('bad-address', `bad address "${fields[0]}"`, lineNo));
-      if (fields.length === 3 && /^[0-9a-fA-F]{17,}$/.test(fields[0]!)) return err(mapError('bad-address', `address "${fields[0]}" is wider than 64 bits`, lineNo));
+      if (fields.length === 3 && /^[0-9a-fA-F]{17,}$/.test(fields[0]!))
+        return err(mapError('bad-address', `address "${fields[0]}" is wider than 64 bits`, lineNo));
       if (fields.length === 3 && fields[1]!.length !== 1) return err(mapError('bad-type', `bad symbol type "${fields[1]}" (one letter expected)`, lineNo));
       return err(mapError('syntax', `expected "<address> <type> <name>", got "${raw.length > 80 ? raw.slice(0, 80) + '...' : raw}"`, lineNo));
     }

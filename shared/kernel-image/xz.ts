@@ -98,7 +98,9 @@ export function xzDecompress(input: Uint8Array, opts: XzOptions = {}): Result<Ui
     const footer = parseStreamFooter(padded, pos, len);
     if (!footer.ok) return footer;
     if (footer.value.indexSize !== index.value.size) {
-      return err(xzError('index-mismatch', `stream footer at offset ${pos} gives an index size of ${footer.value.indexSize}, the index has ${index.value.size}`, pos));
+      return err(
+        xzError('index-mismatch', `stream footer at offset ${pos} gives an index size of ${footer.value.indexSize}, the index has ${index.value.size}`, pos),
+      );
     }
     if (footer.value.checkId !== checkId) {
       return err(xzError('bad-header', `stream footer at offset ${pos} disagrees with the header about the check type`, pos));
@@ -192,7 +194,11 @@ function compareIndex(index: readonly IndexRecord[], seen: readonly IndexRecord[
     const a = index[i]!;
     const s = seen[i]!;
     if (a.unpaddedSize !== s.unpaddedSize || a.uncompressedSize !== s.uncompressedSize) {
-      return xzError('index-mismatch', `index record ${i} of the stream at offset ${streamAt} (${a.unpaddedSize}/${a.uncompressedSize}) does not match the block (${s.unpaddedSize}/${s.uncompressedSize})`, streamAt);
+      return xzError(
+        'index-mismatch',
+        `index record ${i} of the stream at offset ${streamAt} (${a.unpaddedSize}/${a.uncompressedSize}) does not match the block (${s.unpaddedSize}/${s.uncompressedSize})`,
+        streamAt,
+      );
     }
   }
   return undefined;

@@ -37,7 +37,8 @@ export interface ModuleJumpEntry {
 export function readJumpEntries(table: PlacedBuffer | undefined, memory: PlacedMemory, moduleName: string): Result<ModuleJumpEntry[], ModuleError> {
   if (!table) return ok([]);
   const fail = (message: string): { ok: false; error: ModuleError } => err(moduleError('jump-table', `${moduleName}: ${message}`, { section: '__jump_table' }));
-  if (table.bytes.length % JUMP_ENTRY_SIZE !== 0) return fail(`__jump_table is ${table.bytes.length} bytes, not a whole number of ${JUMP_ENTRY_SIZE}-byte entries`);
+  if (table.bytes.length % JUMP_ENTRY_SIZE !== 0)
+    return fail(`__jump_table is ${table.bytes.length} bytes, not a whole number of ${JUMP_ENTRY_SIZE}-byte entries`);
   const n = table.bytes.length / JUMP_ENTRY_SIZE;
   if (n > MAX_ENTRIES) return fail(`__jump_table has ${n} entries, more than ${MAX_ENTRIES}`);
   const dv = viewOf(table.bytes);

@@ -36,7 +36,8 @@ export function readKsymtab(
   const seen = new Set<string>();
   for (const { buffer, gpl } of tables) {
     const fail = (message: string): { ok: false; error: ModuleError } => err(moduleError('ksymtab', `${moduleName}: ${message}`, { section: buffer.name }));
-    if (buffer.bytes.length % KERNEL_SYMBOL_SIZE !== 0) return fail(`${buffer.name} is ${buffer.bytes.length} bytes, not a whole number of ${KERNEL_SYMBOL_SIZE}-byte entries`);
+    if (buffer.bytes.length % KERNEL_SYMBOL_SIZE !== 0)
+      return fail(`${buffer.name} is ${buffer.bytes.length} bytes, not a whole number of ${KERNEL_SYMBOL_SIZE}-byte entries`);
     if (buffer.bytes.length > 0 && !strings) return fail(`${buffer.name} has entries but the module has no __ksymtab_strings`);
     const dv = viewOf(buffer.bytes);
     const str = (fieldAddr: bigint, rel: number, i: number, what: string): string | { error: string } => {

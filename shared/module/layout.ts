@@ -87,7 +87,10 @@ export function layoutModule(elf: Elf64, opts: LayoutOptions): Result<ModuleLayo
 
 /** {@link layoutModule} for an already computed plan. */
 export function layoutPlan(plan: SectionPlan, opts: LayoutOptions): Result<ModuleLayout, ModuleError> {
-  for (const [what, v] of [['base', opts.base], ['initBase', opts.initBase]] as const) {
+  for (const [what, v] of [
+    ['base', opts.base],
+    ['initBase', opts.initBase],
+  ] as const) {
     if (v < 0n || v >= U64_END || v % PAGE_SIZE_N !== 0n) return err(moduleError('placement', `layout ${what} ${hex(v)} is not a page-aligned u64 address`));
   }
   const sections: SectionPlacement[] = [];
@@ -103,7 +106,8 @@ export function layoutPlan(plan: SectionPlan, opts: LayoutOptions): Result<Modul
         cursor = addr + BigInt(s.size);
       }
       cursor = pageUp(cursor);
-      if (cursor >= U64_END) return err(moduleError('placement', `the ${part} layout does not fit below 2^64 from ${hex(part === 'core' ? opts.base : opts.initBase)}`));
+      if (cursor >= U64_END)
+        return err(moduleError('placement', `the ${part} layout does not fit below 2^64 from ${hex(part === 'core' ? opts.base : opts.initBase)}`));
       if (cursor > start) groups.push({ part, group, start, end: cursor, permissions: GROUP_PERMISSIONS[group] });
     }
   }
@@ -111,7 +115,8 @@ export function layoutPlan(plan: SectionPlan, opts: LayoutOptions): Result<Modul
   let percpu: PercpuPlacement | undefined;
   if (plan.percpu) {
     const p = plan.percpu;
-    if (opts.percpuBase === undefined) return err(moduleError('placement', `module has a per-CPU section ${p.name}; a percpuBase is needed`, { section: p.name }));
+    if (opts.percpuBase === undefined)
+      return err(moduleError('placement', `module has a per-CPU section ${p.name}; a percpuBase is needed`, { section: p.name }));
     if (opts.percpuBase < 0n || opts.percpuBase % BigInt(p.align) !== 0n) {
       return err(moduleError('placement', `percpuBase ${hex(opts.percpuBase)} is not aligned to ${p.name}'s ${p.align}`, { section: p.name }));
     }
@@ -158,7 +163,12 @@ export function checkLayout(elf: Elf64, placed: readonly PlacedSectionRef[], opt
 }
 
 /** {@link checkLayout} for an already computed plan. */
-export function checkPlan(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[], opts: CheckLayoutOptions = {}): Result<ModuleLayout, ModuleError> {
+export function checkPlan(
+  elf: Elf64,
+  plan: SectionPlan,
+  placed: readonly PlacedSectionRef[],
+  opts: CheckLayoutOptions = {},
+): Result<ModuleLayout, ModuleError> {
   const area = opts.area ?? { start: MODULES_VADDR, end: MODULES_END };
   const nameOf = (shndx: number): string => elf.sections[shndx]?.name ?? `#${shndx}`;
   const bad = (shndx: number, message: string): { ok: false; error: ModuleError } => err(moduleError('placement', message, { section: nameOf(shndx) }));
@@ -171,7 +181,8 @@ export function checkPlan(elf: Elf64, plan: SectionPlan, placed: readonly Placed
     seen.add(p.shndx);
     if (plan.percpu && p.shndx === plan.percpu.shndx) {
       if (p.size !== plan.percpu.size) return bad(p.shndx, `section ${name} is placed with size ${p.size}, the module says ${plan.percpu.size}`);
-      if (p.addr < 0n || p.addr >= U64_END || p.addr % BigInt(plan.percpu.align) !== 0n) return bad(p.shndx, `per-CPU section ${name} at ${hex(p.addr)} is not aligned to ${plan.percpu.align}`);
+      if (p.addr < 0n || p.addr >= U64_END || p.addr % BigInt(plan.percpu.align) !== 0n)
+        return bad(p.shndx, `per-CPU section ${name} at ${hex(p.addr)} is not aligned to ${plan.percpu.align}`);
       percpu = { shndx: p.shndx, name, addr: p.addr, size: p.size };
       continue;
     }
@@ -180,7 +191,8 @@ export function checkPlan(elf: Elf64, plan: SectionPlan, placed: readonly Placed
     if (p.size !== s.size) return bad(p.shndx, `section ${name} is placed with size ${p.size}, the module says ${s.size}`);
     if (p.addr % BigInt(s.align) !== 0n) return bad(p.shndx, `section ${name} at ${hex(p.addr)} is not aligned to its sh_addralign ${s.align}`);
     const end = p.addr + BigInt(p.size);
-    if (p.addr < area.start || end > area.end) return bad(p.shndx, `section ${name} [${hex(p.addr)}, ${hex(end)}) is outside the module area [${hex(area.start)}, ${hex(area.end)})`);
+    if (p.addr < area.start || end > area.end)
+      return bad(p.shndx, `section ${name} [${hex(p.addr)}, ${hex(end)}) is outside the module area [${hex(area.start)}, ${hex(area.end)})`);
     sections.push({ shndx: s.shndx, name: s.name, part: s.part, group: s.group, addr: p.addr, size: p.size });
   }
   for (const s of plan.loadable) if (!seen.has(s.shndx)) return bad(s.shndx, `section ${s.name} (index ${s.shndx}) is missing from the placement`);
@@ -190,7 +202,8 @@ export function checkPlan(elf: Elf64, plan: SectionPlan, placed: readonly Placed
   for (let i = 1; i < filled.length; i++) {
     const a = filled[i - 1]!;
     const b = filled[i]!;
-    if (b.addr < a.addr + BigInt(a.size)) return bad(b.shndx, `section ${b.name} at ${hex(b.addr)} overlaps section ${a.name} [${hex(a.addr)}, ${hex(a.addr + BigInt(a.size))})`);
+    if (b.addr < a.addr + BigInt(a.size))
+      return bad(b.shndx, `section ${b.name} at ${hex(b.addr)} overlaps section ${a.name} [${hex(a.addr)}, ${hex(a.addr + BigInt(a.size))})`);
   }
   // Without overlaps, only a section's first and last page can hold another section's bytes.
   const pageOwner = new Map<bigint, SectionPlacement>();

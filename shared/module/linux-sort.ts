@@ -25,7 +25,7 @@ export function linuxSort<T>(items: T[], cmp: (a: T, b: T) => number): void {
     let b = a;
     let c: number;
     let d: number;
-    for (; (c = 2 * b + 1), (d = c + 1) < n; ) b = cmp(items[c]!, items[d]!) >= 0 ? c : d;
+    for (; (c = 2 * b + 1), (d = c + 1) < n;) b = cmp(items[c]!, items[d]!) >= 0 ? c : d;
     if (d === n) b = c;
     while (b !== a && cmp(items[a]!, items[b]!) >= 0) b = parent(b);
     c = b;

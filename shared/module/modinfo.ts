@@ -71,7 +71,13 @@ export function parseModinfo(bytes: Uint8Array): Result<Modinfo, ModuleError> {
   return ok({
     entries,
     name: get('name'),
-    depends: dependsText === '' ? [] : dependsText.split(',').filter((d) => d !== '').map(normalizeModuleName),
+    depends:
+      dependsText === ''
+        ? []
+        : dependsText
+            .split(',')
+            .filter((d) => d !== '')
+            .map(normalizeModuleName),
     vermagic: get('vermagic'),
     license: get('license'),
     intree: get('intree') === 'Y',

@@ -83,7 +83,8 @@ export function moduleFinalize(buffers: readonly PlacedBuffer[], env: ModuleTouc
   applyAlternatives(space, tables.alternatives, env.ctx);
   let lockPrefixesUp = 0;
   const text = byName.get('.text');
-  if (env.uniprocessor && text) lockPrefixesUp = rewriteLockPrefixes(space, tables.smpLocks, text.addr, text.addr + BigInt(text.bytes.length), LOCK_PREFIX, DS_PREFIX).length;
+  if (env.uniprocessor && text)
+    lockPrefixesUp = rewriteLockPrefixes(space, tables.smpLocks, text.addr, text.addr + BigInt(text.bytes.length), LOCK_PREFIX, DS_PREFIX).length;
   return { tables, lockPrefixesUp };
 }
 
@@ -115,7 +116,12 @@ function ownStaticCallFunc(memory: PlacedMemory, key: bigint): bigint | null | u
  * the entries of outside keys set to their key's state, every static call site pointed at its
  * key's function. `init` are the module's init ranges; `memory` holds every placed section.
  */
-export function moduleComing(buffers: readonly PlacedBuffer[], memory: PlacedMemory, init: InitRanges, env: ModuleTouchupEnv): Result<Omit<ModuleTouchupReport, 'lockPrefixesUp'>, string> {
+export function moduleComing(
+  buffers: readonly PlacedBuffer[],
+  memory: PlacedMemory,
+  init: InitRanges,
+  env: ModuleTouchupEnv,
+): Result<Omit<ModuleTouchupReport, 'lockPrefixesUp'>, string> {
   const byName = new Map(buffers.map((b) => [b.name, b]));
   const space = moduleSpace(buffers);
   const ownsKey = (key: bigint): boolean => memory.locate(key, 1) !== undefined;
@@ -155,7 +161,10 @@ export function moduleComing(buffers: readonly PlacedBuffer[], memory: PlacedMem
       const addr = t.field(i, 1);
       if (!env.ctx.symbols.isKernelText(addr)) continue;
       const key = env.ctx.symbols.staticCallKeyOfTrampoline(addr);
-      if (key === undefined) return err(`static call site 0x${t.field(i, 0).toString(16)} uses trampoline 0x${addr.toString(16)}, which has no key ("Failed to fixup __raw_static_call() usage")`);
+      if (key === undefined)
+        return err(
+          `static call site 0x${t.field(i, 0).toString(16)} uses trampoline 0x${addr.toString(16)}, which has no key ("Failed to fixup __raw_static_call() usage")`,
+        );
       t.setField(i, 1, key);
     }
     // Written and read again: the s32 key field keeps only the low 32 bits, and the sort sees

@@ -152,7 +152,14 @@ export function buildModuleImage(file: Uint8Array, opts: BuildModuleOptions): Re
  * call checkLayout() first when the placement is untrusted. Every section the loader places
  * must have an address; extra or unknown entries are errors.
  */
-export function relocateAt(elf: Elf64, placed: readonly PlacedSectionRef[], resolve: SymbolResolver, fentry: bigint, name?: string, touchups?: ModuleTouchupEnv): Result<RelocatedModule, ModuleError> {
+export function relocateAt(
+  elf: Elf64,
+  placed: readonly PlacedSectionRef[],
+  resolve: SymbolResolver,
+  fentry: bigint,
+  name?: string,
+  touchups?: ModuleTouchupEnv,
+): Result<RelocatedModule, ModuleError> {
   const plan = planSections(elf);
   if (!plan.ok) return plan;
   let n = name;
@@ -187,8 +194,15 @@ function link(elf: Elf64, plan: SectionPlan, placed: readonly PlacedSectionRef[]
   let percpu: RelocatedModule['percpu'];
   if (plan.percpu) {
     const addr = addrs.get(plan.percpu.shndx);
-    if (addr === undefined) return err(moduleError('placement', `${name}: per-CPU section ${plan.percpu.name} has no per-CPU pointer`, { section: plan.percpu.name }));
-    percpu = { shndx: plan.percpu.shndx, name: plan.percpu.name, addr, size: plan.percpu.size, bytes: elf.sectionBytes(elf.sections[plan.percpu.shndx]!).slice() };
+    if (addr === undefined)
+      return err(moduleError('placement', `${name}: per-CPU section ${plan.percpu.name} has no per-CPU pointer`, { section: plan.percpu.name }));
+    percpu = {
+      shndx: plan.percpu.shndx,
+      name: plan.percpu.name,
+      addr,
+      size: plan.percpu.size,
+      bytes: elf.sectionBytes(elf.sections[plan.percpu.shndx]!).slice(),
+    };
   }
 
   const symbols = simplifySymbols(elf, (shndx) => (plan.byIndex.has(shndx) || plan.percpu?.shndx === shndx ? addrs.get(shndx) : undefined), opts.resolve, name);

@@ -64,7 +64,12 @@ export type RelocationCounts = Record<string, number>;
  * Applies every relocation section whose target is in `buffers` (the placed sections, by
  * index), in section order. Writes into the buffers; returns per-type counts.
  */
-export function applyRelocations(elf: Elf64, buffers: ReadonlyMap<number, PlacedBuffer>, symbols: SymbolValues, moduleName: string): Result<RelocationCounts, ModuleError> {
+export function applyRelocations(
+  elf: Elf64,
+  buffers: ReadonlyMap<number, PlacedBuffer>,
+  symbols: SymbolValues,
+  moduleName: string,
+): Result<RelocationCounts, ModuleError> {
   const counts: RelocationCounts = {};
   const values = splitSymbolValues(elf, symbols);
   for (const rela of elf.relocations) {
@@ -73,7 +78,11 @@ export function applyRelocations(elf: Elf64, buffers: ReadonlyMap<number, Placed
     const target = buffers.get(rela.appliesTo);
     if (!target) continue; // not placed: .modinfo, __versions, per-CPU, non-allocated
     if (rela.symtab !== elf.symtabIndex) {
-      return err(moduleError('relocation', `${rela.name} refers to symbol table ${rela.symtab}, not the module's .symtab (${String(elf.symtabIndex)})`, { section: rela.name }));
+      return err(
+        moduleError('relocation', `${rela.name} refers to symbol table ${rela.symtab}, not the module's .symtab (${String(elf.symtabIndex)})`, {
+          section: rela.name,
+        }),
+      );
     }
     // The common relocations in number arithmetic; the first one it cannot take (an error,
     // or an unusual value) and everything after it go through the bigint path below, which
@@ -142,7 +151,12 @@ function applyFast(rela: Elf64RelaSection, target: PlacedBuffer, v: SplitValues,
       applied[type] = applied[type]! + 1;
       continue;
     }
-    const width = type === R_X86_64_64 || type === R_X86_64_PC64 ? 8 : type === R_X86_64_32 || type === R_X86_64_32S || type === R_X86_64_PC32 || type === R_X86_64_PLT32 ? 4 : 0;
+    const width =
+      type === R_X86_64_64 || type === R_X86_64_PC64
+        ? 8
+        : type === R_X86_64_32 || type === R_X86_64_32S || type === R_X86_64_PC32 || type === R_X86_64_PLT32
+          ? 4
+          : 0;
     const off = dv.getUint32(at, true);
     const sym = dv.getUint32(at + 12, true);
     const aHi = dv.getInt32(at + 20, true);
@@ -189,7 +203,15 @@ function applyFast(rela: Elf64RelaSection, target: PlacedBuffer, v: SplitValues,
 }
 
 /** Applies the relocations of `rela` from index `from` on (the bigint path). */
-function applyFrom(elf: Elf64, rela: Elf64RelaSection, target: PlacedBuffer, symbols: SymbolValues, moduleName: string, counts: RelocationCounts, from: number): Result<RelocationCounts, ModuleError> {
+function applyFrom(
+  elf: Elf64,
+  rela: Elf64RelaSection,
+  target: PlacedBuffer,
+  symbols: SymbolValues,
+  moduleName: string,
+  counts: RelocationCounts,
+  from: number,
+): Result<RelocationCounts, ModuleError> {
   const dv = viewOf(target.bytes);
   const size = target.bytes.length;
   // No closure per relocation: a module has tens of thousands (kvm.ko), and under tsx every
@@ -244,5 +266,5 @@ function applyFrom(elf: Elf64, rela: Elf64RelaSection, target: PlacedBuffer, sym
     const name = relocationName(r.type);
     counts[name] = (counts[name] ?? 0) + 1;
   }
-return ok(counts);
+  return ok(counts);
 }

@@ -52,7 +52,9 @@ export function simplifySymbols(
     const name = sym.name;
     switch (sym.shndx) {
       case SHN_COMMON:
-        return err(moduleError('symbol', `${moduleName}: symbol ${name} is a common symbol (SHN_COMMON); modules must be compiled with -fno-common`, { symbol: name }));
+        return err(
+          moduleError('symbol', `${moduleName}: symbol ${name} is a common symbol (SHN_COMMON); modules must be compiled with -fno-common`, { symbol: name }),
+        );
       case SHN_ABS:
         values[sym.index] = sym.value;
         break;
@@ -60,7 +62,12 @@ export function simplifySymbols(
         if (name === '') return err(moduleError('symbol', `${moduleName}: undefined symbol ${sym.index} has no name`));
         let v = resolve(name);
         if (v === undefined) {
-          if (sym.bind !== STB_WEAK) return err(moduleError('unresolved-symbol', `${moduleName}: unknown symbol ${name} (no export of the kernel or a loaded module provides it)`, { symbol: name }));
+          if (sym.bind !== STB_WEAK)
+            return err(
+              moduleError('unresolved-symbol', `${moduleName}: unknown symbol ${name} (no export of the kernel or a loaded module provides it)`, {
+                symbol: name,
+              }),
+            );
           v = 0n;
         }
         values[sym.index] = v & MASK64;

@@ -71,7 +71,20 @@ export const VERDICT_HEADER = 40;
  * each reason template as u16 prefix length, u16 suffix length, prefix, suffix), padded to 8;
  * then one {@link ITEM_RECORD} per item; then the item texts, concatenated, padded to 8.
  */
-export const VD = { MAGIC: 0, VERSION: 4, FLAGS: 5, PLUGINS: 6, ID: 8, ITEMS: 16, SIZE: 20, REASON_LEN: 24, TEMPLATES: 28, RSV0: 30, STRINGS_LEN: 32, RSV1: 36 } as const;
+export const VD = {
+  MAGIC: 0,
+  VERSION: 4,
+  FLAGS: 5,
+  PLUGINS: 6,
+  ID: 8,
+  ITEMS: 16,
+  SIZE: 20,
+  REASON_LEN: 24,
+  TEMPLATES: 28,
+  RSV0: 30,
+  STRINGS_LEN: 32,
+  RSV1: 36,
+} as const;
 /** Verdict flags. */
 export const VERDICT_FLAG = {
   /** Allowed. */
@@ -167,7 +180,9 @@ export function checkRingLayout(l: RingLayout): string | undefined {
   if (!(l.sab instanceof SharedArrayBuffer)) return 'ring memory must be a SharedArrayBuffer';
   if (!pow2(l.requestBytes)) return `request ring size ${l.requestBytes} must be a power of two in 4 KiB..1 GiB`;
   if (!pow2(l.verdictBytes)) return `verdict ring size ${l.verdictBytes} must be a power of two in 4 KiB..1 GiB`;
-  if (l.sab.byteLength !== CTL_BYTES + l.requestBytes + l.verdictBytes) return `ring memory is ${l.sab.byteLength} bytes, the layout needs ${CTL_BYTES + l.requestBytes + l.verdictBytes}`;
-  if (!Number.isSafeInteger(l.reserveBytes) || l.reserveBytes < 0 || l.reserveBytes > l.verdictBytes / 2) return `verdict reserve ${l.reserveBytes} must be in 0..${l.verdictBytes / 2}`;
+  if (l.sab.byteLength !== CTL_BYTES + l.requestBytes + l.verdictBytes)
+    return `ring memory is ${l.sab.byteLength} bytes, the layout needs ${CTL_BYTES + l.requestBytes + l.verdictBytes}`;
+  if (!Number.isSafeInteger(l.reserveBytes) || l.reserveBytes < 0 || l.reserveBytes > l.verdictBytes / 2)
+    return `verdict reserve ${l.reserveBytes} must be in 0..${l.verdictBytes / 2}`;
   return undefined;
 }

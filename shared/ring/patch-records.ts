@@ -58,9 +58,11 @@ export class PatchRecords {
       const code = Object.hasOwn(PATCH_KIND, it.kind) ? (PATCH_KIND as Record<string, number>)[it.kind] : undefined;
       if (code === undefined) return `item ${i}: unknown kind`;
       if (typeof it.site !== 'bigint' || it.site < 0n || it.site >= 1n << 64n) return `item ${i}: site is not a u64`;
-      if (!(it.oldBytes instanceof Uint8Array) || !(it.newBytes instanceof Uint8Array) || !(it.currentBytes instanceof Uint8Array)) return `item ${i}: bytes are not Uint8Arrays`;
+      if (!(it.oldBytes instanceof Uint8Array) || !(it.newBytes instanceof Uint8Array) || !(it.currentBytes instanceof Uint8Array))
+        return `item ${i}: bytes are not Uint8Arrays`;
       const len = it.oldBytes.length;
-      if (len < 1 || len > PATCH_RECORD_MAX_LEN || it.newBytes.length !== len || it.currentBytes.length !== len) return `item ${i}: not 1..${PATCH_RECORD_MAX_LEN} bytes of equal length`;
+      if (len < 1 || len > PATCH_RECORD_MAX_LEN || it.newBytes.length !== len || it.currentBytes.length !== len)
+        return `item ${i}: not 1..${PATCH_RECORD_MAX_LEN} bytes of equal length`;
       r.setSite(i, Number(it.site & 0xffff_ffffn), Number(it.site >> 32n));
       const o = i * PATCH_RECORD;
       r.bytes[o + PR.KIND] = code;

@@ -98,7 +98,8 @@ export function readRequest(ring: SpscRing, off: number): ReadRequestResult {
   const magic = ring.u32[w] as number;
   if (magic !== REQUEST_MAGIC) return { ok: false, id, error: `bad request magic 0x${magic.toString(16)}`, size: undefined };
   const size = ring.u32[w + (RQ.SIZE >>> 2)] as number;
-  if (size % 8 !== 0 || size < REQUEST_HEADER || size > avail) return { ok: false, id, error: `request size ${size} is not a multiple of 8 in ${REQUEST_HEADER}..${avail}`, size: undefined };
+  if (size % 8 !== 0 || size < REQUEST_HEADER || size > avail)
+    return { ok: false, id, error: `request size ${size} is not a multiple of 8 in ${REQUEST_HEADER}..${avail}`, size: undefined };
   if (id < 0) return badRequest(id, size, `request id ${rawId} is not a non-negative integer`);
   const version = ring.u8[off + RQ.VERSION] as number;
   if (version !== PROTOCOL_VERSION) return badRequest(id, size, `protocol version ${version} is not ${PROTOCOL_VERSION}`);
@@ -113,7 +114,8 @@ export function readRequest(ring: SpscRing, off: number): ReadRequestResult {
   const kind = ring.u8[off + RQ.KIND] as number;
   if (kind === RING_KIND['text-patch']) {
     if (count > RING_MAX_RECORDS) return badRequest(id, size, `${count} records, more than ${RING_MAX_RECORDS}`);
-    if (size !== textPatchRequestSize(vmLen, count)) return badRequest(id, size, `message size ${size} does not hold ${count} records of ${PATCH_RECORD} bytes`);
+    if (size !== textPatchRequestSize(vmLen, count))
+      return badRequest(id, size, `message size ${size} does not hold ${count} records of ${PATCH_RECORD} bytes`);
     // TRUST: copied before it is checked, so the checked bytes are the bytes decided on.
     const records = new PatchRecords(ring.u8.slice(body, body + count * PATCH_RECORD));
     const problem = records.validate();

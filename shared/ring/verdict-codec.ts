@@ -10,7 +10,18 @@
  * the `{ ok, reason }` objects a comlink verdict has.
  */
 import { PROTOCOL_VERSION } from '../protocol.ts';
-import { ITEM_FORM, ITEM_RECORD, RING_MAX_PLUGINS, RING_MAX_TEMPLATES, RING_STRING_MAX, VD, VERDICT_FLAG, VERDICT_HEADER, VERDICT_MAGIC, align8 } from './layout.ts';
+import {
+  ITEM_FORM,
+  ITEM_RECORD,
+  RING_MAX_PLUGINS,
+  RING_MAX_TEMPLATES,
+  RING_STRING_MAX,
+  VD,
+  VERDICT_FLAG,
+  VERDICT_HEADER,
+  VERDICT_MAGIC,
+  align8,
+} from './layout.ts';
 import type { SpscRing } from './spsc-ring.ts';
 import { writeUtf8 } from './utf8.ts';
 

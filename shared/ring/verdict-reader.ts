@@ -59,7 +59,8 @@ export function readVerdict(ring: SpscRing, off: number, expect: VerdictExpectat
   const reasonLen = u32[w + (VD.REASON_LEN >>> 2)] as number;
   const strings = u32[w + (VD.STRINGS_LEN >>> 2)] as number;
   if (flags & VERDICT_FLAG.PARKED) {
-    if (flags !== VERDICT_FLAG.PARKED || count || nPlugins || nTemplates || reasonLen || strings || size !== VERDICT_HEADER) return bad('a parked verdict marker carries data');
+    if (flags !== VERDICT_FLAG.PARKED || count || nPlugins || nTemplates || reasonLen || strings || size !== VERDICT_HEADER)
+      return bad('a parked verdict marker carries data');
     return { ok: true, parked: true, size };
   }
   // A verdict may leave out the items (a malformed request's denial has none, as on comlink);
@@ -126,7 +127,12 @@ export function readVerdict(ring: SpscRing, off: number, expect: VerdictExpectat
   }
   if (align8(h - off) !== size) return bad(`verdict size ${size} does not match its contents (${align8(h - off)})`);
   for (let q = h; q < heapEnd; q++) if (u8[q] !== 0) return bad('item text padding is not zero');
-  return { ok: true, parked: false, verdict: { id, ok: (flags & VERDICT_FLAG.OK) !== 0, reason, plugins, items: { count, ok, template, text, templates } }, size };
+  return {
+    ok: true,
+    parked: false,
+    verdict: { id, ok: (flags & VERDICT_FLAG.OK) !== 0, reason, plugins, items: { count, ok, template, text, templates } },
+    size,
+  };
 }
 
 function bad(error: string): ReadVerdictResult {

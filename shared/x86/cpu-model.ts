@@ -113,8 +113,19 @@ export function decodeCpuinfo(bytes: Uint8Array): Result<CpuIdentity, string> {
   if (virtBits !== 48 && virtBits !== 57) return err(`boot_cpu_data gives x86_virt_bits ${virtBits}; expected 48 or 57`);
   const vendorId = cString(bytes.subarray(136, 152));
   if (vendorId.length === 0) return err('boot_cpu_data has an empty x86_vendor_id');
-  if (!cpuHas({ capabilities }, X86_FEATURE.ALWAYS)) return err('boot_cpu_data lacks X86_FEATURE_ALWAYS: these are not the capability words of a booted 6.1 kernel');
-  return ok({ vendorId, vendor: bytes[1]!, family: bytes[0]!, model: bytes[2]!, stepping: bytes[3]!, modelId: cString(bytes.subarray(152, 216)), capabilities, physBits, virtBits });
+  if (!cpuHas({ capabilities }, X86_FEATURE.ALWAYS))
+    return err('boot_cpu_data lacks X86_FEATURE_ALWAYS: these are not the capability words of a booted 6.1 kernel');
+  return ok({
+    vendorId,
+    vendor: bytes[1]!,
+    family: bytes[0]!,
+    model: bytes[2]!,
+    stepping: bytes[3]!,
+    modelId: cString(bytes.subarray(152, 216)),
+    capabilities,
+    physBits,
+    virtBits,
+  });
 }
 
 /**
@@ -182,22 +193,29 @@ export function validateCpuModel(v: unknown): Result<CpuModel, string> {
   if (typeof x !== 'object' || x === null) return err('the CPU model is not an object');
   if (typeof x.name !== 'string' || x.name === '') return err('CPU model: name must be a non-empty string');
   const where = `CPU model ${x.name}`;
-  if (typeof x.vendorId !== 'string' || x.vendorId.length !== 12 || !PRINTABLE.test(x.vendorId)) return err(`${where}: vendorId must be 12 printable ASCII characters (the CPUID vendor string)`);
-  if (x.vendor !== vendorFromId(x.vendorId)) return err(`${where}: vendor ${String(x.vendor)} is not the x86_vendor of "${x.vendorId}" (${vendorFromId(x.vendorId)})`);
+  if (typeof x.vendorId !== 'string' || x.vendorId.length !== 12 || !PRINTABLE.test(x.vendorId))
+    return err(`${where}: vendorId must be 12 printable ASCII characters (the CPUID vendor string)`);
+  if (x.vendor !== vendorFromId(x.vendorId))
+    return err(`${where}: vendor ${String(x.vendor)} is not the x86_vendor of "${x.vendorId}" (${vendorFromId(x.vendorId)})`);
   if (!isU(x.family, 0xff + 0xf)) return err(`${where}: family must be an integer 0..${0xff + 0xf} (base plus extended family)`);
   if (!isU(x.model, 0xff)) return err(`${where}: model must be an integer 0..255`);
   if (!isU(x.stepping, 0xf)) return err(`${where}: stepping must be an integer 0..15`);
   // x86_model() (arch/x86/lib/cpu.c) adds the extended model only from family 6 up.
   if (x.family < 6 && x.model > 0xf) return err(`${where}: model ${x.model} needs an extended model, which x86_model() adds only from family 6 up`);
-  if (typeof x.modelId !== 'string' || x.modelId.length >= BRAND_STRING_BYTES || !PRINTABLE.test(x.modelId)) return err(`${where}: modelId must be printable ASCII of at most ${BRAND_STRING_BYTES - 1} characters (the CPUID brand string)`);
+  if (typeof x.modelId !== 'string' || x.modelId.length >= BRAND_STRING_BYTES || !PRINTABLE.test(x.modelId))
+    return err(`${where}: modelId must be printable ASCII of at most ${BRAND_STRING_BYTES - 1} characters (the CPUID brand string)`);
   const caps = x.capabilities;
-  if (!Array.isArray(caps) || caps.length !== CAPABILITY_WORDS || !caps.every((w) => isU(w, 0xffffffff))) return err(`${where}: capabilities must be ${CAPABILITY_WORDS} unsigned 32-bit words`);
-  if (!cpuHas({ capabilities: caps as number[] }, X86_FEATURE.ALWAYS)) return err(`${where}: capabilities lack X86_FEATURE_ALWAYS: these are not the words of a booted 6.1 kernel`);
+  if (!Array.isArray(caps) || caps.length !== CAPABILITY_WORDS || !caps.every((w) => isU(w, 0xffffffff)))
+    return err(`${where}: capabilities must be ${CAPABILITY_WORDS} unsigned 32-bit words`);
+  if (!cpuHas({ capabilities: caps as number[] }, X86_FEATURE.ALWAYS))
+    return err(`${where}: capabilities lack X86_FEATURE_ALWAYS: these are not the words of a booted 6.1 kernel`);
   if (!isU(x.presentCpus, MAX_MODEL_CPUS) || x.presentCpus < 1) return err(`${where}: presentCpus must be an integer 1..${MAX_MODEL_CPUS}`);
-  if (!isU(x.possibleCpus, MAX_MODEL_CPUS) || x.possibleCpus < x.presentCpus) return err(`${where}: possibleCpus must be an integer from presentCpus (${x.presentCpus}) to ${MAX_MODEL_CPUS}`);
+  if (!isU(x.possibleCpus, MAX_MODEL_CPUS) || x.possibleCpus < x.presentCpus)
+    return err(`${where}: possibleCpus must be an integer from presentCpus (${x.presentCpus}) to ${MAX_MODEL_CPUS}`);
   if (!isU(x.physBits, 52) || x.physBits < 32) return err(`${where}: physBits must be an integer 32..52`);
   if (x.virtBits !== 48 && x.virtBits !== 57) return err(`${where}: virtBits must be 48 or 57`);
-  if (typeof x.cmdline !== 'string' || x.cmdline.length >= COMMAND_LINE_SIZE || !PRINTABLE.test(x.cmdline)) return err(`${where}: cmdline must be printable ASCII of at most ${COMMAND_LINE_SIZE - 1} characters`);
+  if (typeof x.cmdline !== 'string' || x.cmdline.length >= COMMAND_LINE_SIZE || !PRINTABLE.test(x.cmdline))
+    return err(`${where}: cmdline must be printable ASCII of at most ${COMMAND_LINE_SIZE - 1} characters`);
   return ok({
     name: x.name,
     vendorId: x.vendorId,

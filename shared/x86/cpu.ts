@@ -71,9 +71,7 @@ export const MSR = {
 } as const;
 
 /** Names of the MSRs above, for messages and logs. */
-export const MSR_NAMES: ReadonlyMap<number, string> = new Map(
-  Object.entries(MSR).map(([name, index]) => [index, name] as const),
-);
+export const MSR_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(MSR).map(([name, index]) => [index, name] as const));
 
 /** A control register the guest can move to (CR2 is written by the CPU, CR8 is the TPR). */
 export type ControlRegister = 0 | 3 | 4;

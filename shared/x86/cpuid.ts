@@ -188,13 +188,15 @@ export function decodeCpuid(cpuid: (leaf: number, subleaf: number) => CpuidRegs)
   const modelId = nul < 0 ? brand : brand.slice(0, nul);
   const sizes = cpuid(CPUID_LEAF.ADDRESS_SIZES, 0).eax;
   const pv = cpuid(CPUID_LEAF.HEKI_SIGNATURE, 0);
-  if (text([pv.ebx, pv.ecx, pv.edx]) !== HEKI_CPUID_SIGNATURE) return err(`CPUID leaf 0x40000100 lacks the "${HEKI_CPUID_SIGNATURE}" signature: the VMM offers no capability words`);
+  if (text([pv.ebx, pv.ecx, pv.edx]) !== HEKI_CPUID_SIGNATURE)
+    return err(`CPUID leaf 0x40000100 lacks the "${HEKI_CPUID_SIGNATURE}" signature: the VMM offers no capability words`);
   const counts = cpuid(CPUID_LEAF.HEKI_COUNTS, 0);
   if (counts.eax !== CAPABILITY_WORDS) return err(`CPUID leaf 0x40000101 gives ${counts.eax} capability words; this kernel has ${CAPABILITY_WORDS}`);
   if (counts.ebx < 1 || counts.ecx < counts.ebx) return err(`CPUID leaf 0x40000101 gives ${counts.ebx} present and ${counts.ecx} possible CPUs`);
   if (counts.edx >= COMMAND_LINE_SIZE) return err(`CPUID leaf 0x40000101 gives a ${counts.edx}-byte command line; COMMAND_LINE_SIZE is ${COMMAND_LINE_SIZE}`);
   const leaves = Math.ceil(counts.edx / 16);
-  if (leaves > 0 && pv.eax >>> 0 < CPUID_LEAF.HEKI_CMDLINE + leaves - 1) return err(`CPUID leaf 0x40000100's highest leaf 0x${(pv.eax >>> 0).toString(16)} does not cover the command line`);
+  if (leaves > 0 && pv.eax >>> 0 < CPUID_LEAF.HEKI_CMDLINE + leaves - 1)
+    return err(`CPUID leaf 0x40000100's highest leaf 0x${(pv.eax >>> 0).toString(16)} does not cover the command line`);
   const capabilities: number[] = [];
   for (let i = 0; i < CAPABILITY_WORDS / 4; i++) {
     const r = cpuid(CPUID_LEAF.HEKI_CAPS + i, 0);

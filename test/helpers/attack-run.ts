@@ -46,17 +46,21 @@ export async function attackOnRealKernel<B, A>(
   let seenBefore: B | undefined;
   let seenAfter: A | undefined;
   let called = false;
-  const r = await runAttack<B, A>(name, {
-    before: async (m) => {
-      seenBefore = look.before ? await look.before(m) : (undefined as B);
-      return seenBefore;
+  const r = await runAttack<B, A>(
+    name,
+    {
+      before: async (m) => {
+        seenBefore = look.before ? await look.before(m) : (undefined as B);
+        return seenBefore;
+      },
+      after: async (m, _before, report) => {
+        called = true;
+        seenAfter = await look.after(m, seenBefore as B, report);
+        return seenAfter;
+      },
     },
-    after: async (m, _before, report) => {
-      called = true;
-      seenAfter = await look.after(m, seenBefore as B, report);
-      return seenAfter;
-    },
-  }, { ...testHypervisor(), ...opts });
+    { ...testHypervisor(), ...opts },
+  );
   if (!r.ok) throw new Error(r.error.message);
   if (!called) throw new Error(`attack ${name} did not run: ${r.value.report.stop}: ${r.value.report.detail}`);
   return { report: r.value.report, before: seenBefore as B, after: seenAfter as A };

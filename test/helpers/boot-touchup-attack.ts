@@ -59,14 +59,14 @@ export async function assertStoppedAtEndOfBoot(t: ExecutionContext, name: string
   t.true(at >= 0n && at < BigInt(bytes!.trim().split(' ').length), `the first differing byte is in the tampered site ${site}: ${r.stop}`);
   t.true(r.stop.includes(`site ${site} (${section})`), `the verifier names the site and its table: ${r.stop}`);
   const a = run.after;
-  t.is(a.verdicts.length, 2, 'the first boot was allowed, the attacker\'s refused');
+  t.is(a.verdicts.length, 2, "the first boot was allowed, the attacker's refused");
   t.like(a.verdicts[0], { ok: true });
   t.like(a.verdicts[1], { ok: false });
   t.true(a.verdicts[1]!.reason.includes(`site ${site} (${section})`), a.verdicts[1]!.reason);
   t.is(a.stopExits, 1, 'the VMM stopped the VM on the heki-denial exit');
   t.regex(a.stopped ?? '', /^the booted kernel does not match the signed manifest: kernel-text: \.text differs from what Linux 6\.1 writes/);
   t.false(a.bootEnded, 'boot never ended: the tampered kernel never ran under protection');
-  t.is(a.memory, bytes!.replaceAll(' ', ''), 'the attacker\'s bytes are in guest memory at the site: the tampering really happened');
+  t.is(a.memory, bytes!.replaceAll(' ', ''), "the attacker's bytes are in guest memory at the site: the tampering really happened");
   return r;
 }
 
@@ -89,7 +89,10 @@ export function eachShippedModel(
     } else if ('notApplicable' in a) {
       register(`${name} on ${cpu}: not applicable, and the run says why without booting`, (t) => assertNotApplicable(t, name, cpu, a.notApplicable));
     } else {
-      register(`${name} on ${cpu}: end of boot refused naming the site in ${section}, the VM stopped`, async (t) => void (await assertStoppedAtEndOfBoot(t, name, cpu, section, a.what)));
+      register(
+        `${name} on ${cpu}: end of boot refused naming the site in ${section}, the VM stopped`,
+        async (t) => void (await assertStoppedAtEndOfBoot(t, name, cpu, section, a.what)),
+      );
     }
   }
 }

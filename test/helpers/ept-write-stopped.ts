@@ -21,7 +21,11 @@ export async function assertLockedWriteStopped(t: ExecutionContext, name: string
       const gpa = gpaOf(m, at(m));
       return { gpa, byte: memAt(m, gpa, 1)[0], ept: eptAt(m, gpa) };
     },
-    after: (m, b) => ({ byte: memAt(m, b.gpa, 1)[0], ept: eptAt(m, b.gpa), writes: m.vmm.log.byReason('ept-violation').filter((e) => e.exit.access === 'write') }),
+    after: (m, b) => ({
+      byte: memAt(m, b.gpa, 1)[0],
+      ept: eptAt(m, b.gpa),
+      writes: m.vmm.log.byReason('ept-violation').filter((e) => e.exit.access === 'write'),
+    }),
   });
   t.true(report.stopped, report.detail);
   t.regex(report.stop, EPT_STOP);

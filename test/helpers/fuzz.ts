@@ -48,12 +48,7 @@ export function abiRuns(): number {
 }
 
 /** Checks `property` and fails the test with the seed and the counterexample on failure. */
-export async function checkProperty<T>(
-  t: ExecutionContext,
-  name: string,
-  property: fc.IAsyncProperty<T> | fc.IProperty<T>,
-  numRuns: number,
-): Promise<void> {
+export async function checkProperty<T>(t: ExecutionContext, name: string, property: fc.IAsyncProperty<T> | fc.IProperty<T>, numRuns: number): Promise<void> {
   const seed = fuzzSeed();
   const t0 = performance.now();
   const out = await fc.check(property as fc.IAsyncProperty<T>, { seed, numRuns });
@@ -80,7 +75,22 @@ export type ByteMutation =
 /** A position in [0, 1), uniform: fast-check's default bias towards the bounds would hit byte 0 (the magic) far too often. */
 const frac = fc.noBias(fc.integer({ min: 0, max: 999_999 })).map((n) => n / 1_000_000);
 /** Values a length, count or offset field likes to choke on. */
-export const INTERESTING_WORDS: readonly bigint[] = [0n, 1n, 2n, 0x7fn, 0x80n, 0xffn, 0x7fffn, 0xffffn, 0x7fff_ffffn, 0x8000_0000n, 0xffff_ffffn, 0x1_0000_0000n, 0x7fff_ffff_ffff_ffffn, 0xffff_ffff_ffff_ffffn];
+export const INTERESTING_WORDS: readonly bigint[] = [
+  0n,
+  1n,
+  2n,
+  0x7fn,
+  0x80n,
+  0xffn,
+  0x7fffn,
+  0xffffn,
+  0x7fff_ffffn,
+  0x8000_0000n,
+  0xffff_ffffn,
+  0x1_0000_0000n,
+  0x7fff_ffff_ffff_ffffn,
+  0xffff_ffff_ffff_ffffn,
+];
 
 /** A random edit; words are written little-endian (ELF, xz) or at any alignment. */
 export const byteMutationArb: fc.Arbitrary<ByteMutation> = fc.oneof(

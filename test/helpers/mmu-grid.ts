@@ -51,13 +51,16 @@ export class GridMachine {
   #tablesEpt = EPT_DEFAULT;
 
   constructor(physBits?: number) {
-    this.core = new VmCore({ memoryBytes: 8n << 20n, vcpus: 1, ...(physBits !== undefined ? { physBits } : {}) }, {
-      handleExit: (e) => {
-        this.lastExit = e;
-        this.exits++;
-        return { action: 'inject' };
+    this.core = new VmCore(
+      { memoryBytes: 8n << 20n, vcpus: 1, ...(physBits !== undefined ? { physBits } : {}) },
+      {
+        handleExit: (e) => {
+          this.lastExit = e;
+          this.exits++;
+          return { action: 'inject' };
+        },
       },
-    });
+    );
   }
 
   get cpu(): VmCore['vcpus'][number] {
@@ -95,7 +98,8 @@ export class GridMachine {
     else r = this.cpu.fetch(gva(GRID_VA), 1);
     if (r.ok) return { kind: 'ok' };
     const f = r.fault;
-    if (f.kind !== 'fault' || f.vector !== 'PF') throw new Error(`unexpected fault ${JSON.stringify(f, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v))}`);
+    if (f.kind !== 'fault' || f.vector !== 'PF')
+      throw new Error(`unexpected fault ${JSON.stringify(f, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v))}`);
     if (this.exits === before) return { kind: 'pf', code: f.errorCode };
     const x = this.lastExit;
     if (x?.reason !== 'ept-violation') throw new Error(`a #PF after a ${x?.reason} exit`);

@@ -18,12 +18,18 @@ export async function assertModuleLoadDenied(t: ExecutionContext, name: string, 
       coreModules: [...(m.vmm.core.auth?.modules.keys() ?? [])],
       guestModules: [...(m.kernel?.modules.loaded.keys() ?? [])],
       // The attack's own check: a fetch through a fresh executable alias of every section frame.
-      probed: m.vmm.log.byReason('ept-violation').filter((e) => e.exit.access === 'fetch').map((e) => eptAt(m, e.exit.gpa)),
+      probed: m.vmm.log
+        .byReason('ept-violation')
+        .filter((e) => e.exit.access === 'fetch')
+        .map((e) => eptAt(m, e.exit.gpa)),
     }),
   });
   t.true(report.stopped, report.detail);
   // KVM: -KVM_EPERM from the hypercall; Hyper-V VSM (HEKI_HYPERVISOR=hyperv): LVBS's -EPERM from the VTL call.
-  t.regex(report.stop, /^(-KVM_EPERM from KVM_HC_HEKI_LOAD_MODULE|-EPERM from VSM_VTL_CALL_FUNC_ID_VALIDATE_MODULE); heki-denial exit \(verification of module-load\)/);
+  t.regex(
+    report.stop,
+    /^(-KVM_EPERM from KVM_HC_HEKI_LOAD_MODULE|-EPERM from VSM_VTL_CALL_FUNC_ID_VALIDATE_MODULE); heki-denial exit \(verification of module-load\)/,
+  );
   t.regex(report.detail, /executable afterwards: none/);
   t.is(after.records.length, 1);
   t.like(after.records[0], { ok: false, applied: false, subject: 'crc7' });

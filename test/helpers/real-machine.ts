@@ -36,7 +36,8 @@ const bases = new Map<string, Promise<MachineBase>>();
  * the bases with `test.after.always(disposeForkBases)`.
  */
 export async function forkRealMachine(extra: Partial<MachineConfig> = {}): Promise<SimulatedMachine> {
-  if (extra.policy || extra.observer || extra.log || extra.image) throw new Error('forkRealMachine takes plain configuration only: use bootRealMachine for a policy, observer, log or image');
+  if (extra.policy || extra.observer || extra.log || extra.image)
+    throw new Error('forkRealMachine takes plain configuration only: use bootRealMachine for a policy, observer, log or image');
   const key = JSON.stringify(extra);
   let base = bases.get(key);
   if (!base) {

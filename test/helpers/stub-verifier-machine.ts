@@ -74,4 +74,3 @@ export const grants = [
   { shndx: 1, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC | MEM_ATTR.IMMUTABLE },
   { shndx: 2, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE },
 ];
-

@@ -22,7 +22,11 @@ export class PageTables {
     this.root = tablePool;
     const mem = vmm.core.memory;
     this.#alloc = new BumpFrameAllocator(tablePool + 0x1000n, tablePool + 0x10_0000n);
-    this.#writer = new PageTableWriter(tablePool, { readU64: (pa) => mem.readU64(gpa(pa)), writeU64: (pa, v) => (mem.writeU64(gpa(pa), v), true) }, this.#alloc);
+    this.#writer = new PageTableWriter(
+      tablePool,
+      { readU64: (pa) => mem.readU64(gpa(pa)), writeU64: (pa, v) => (mem.writeU64(gpa(pa), v), true) },
+      this.#alloc,
+    );
   }
 
   /** Maps `va` to `pa` with `flags` at `level`; throws on a mapping error (a test bug). */

@@ -40,7 +40,10 @@ needsFixtures(test)('--json on two attacks: the exact shape, both stopped, exit 
   t.is(j.total, 2);
   t.is(j.stopped, 2);
   t.like(j, { notApplicable: 0, cpu: 'skylake-smp2', hypervisor: 'kvm' });
-  t.deepEqual(j.attacks.map((a) => a['name']), ['clear-cr0-wp', 'overwrite-lstar']);
+  t.deepEqual(
+    j.attacks.map((a) => a['name']),
+    ['clear-cr0-wp', 'overwrite-lstar'],
+  );
   for (const a of j.attacks) {
     t.deepEqual(Object.keys(a), ['name', 'stopped', 'applicable', 'stop', 'detail']);
     t.is(a['stopped'], true);
@@ -91,13 +94,25 @@ test('without fixtures: exit 2, naming where they were looked for', async (t) =>
 test('an attack that is not stopped makes the run exit 1 and is reported with its detail', async (t) => {
   const fake = (names: readonly string[] = []): Promise<Result<AttacksRun, never>> => {
     const bad = (n: string): boolean => n === 'write-kernel-text';
-    const attacks = names.map((name) => ({ name, stopped: !bad(name), applicable: true, stop: bad(name) ? 'nothing: the byte changed' : '#GP (cr-pin)', detail: `detail of ${name}` }));
-    return Promise.resolve({ ok: true, value: { attacks, total: attacks.length, stopped: attacks.filter((a) => a.stopped).length, notApplicable: 0, cpu: 'skylake-smp2' } });
+    const attacks = names.map((name) => ({
+      name,
+      stopped: !bad(name),
+      applicable: true,
+      stop: bad(name) ? 'nothing: the byte changed' : '#GP (cr-pin)',
+      detail: `detail of ${name}`,
+    }));
+    return Promise.resolve({
+      ok: true,
+      value: { attacks, total: attacks.length, stopped: attacks.filter((a) => a.stopped).length, notApplicable: 0, cpu: 'skylake-smp2' },
+    });
   };
   const b = io();
   const code = await createAttacksCommand({ runAttacks: fake }).run(['write-kernel-text', 'clear-cr0-wp'], b.io);
   t.is(code, 1);
-  t.regex(b.run().out, /1 of 2 attacks stopped in .*; NOT stopped: write-kernel-text\n\nwrite-kernel-text: nothing: the byte changed\n {2}detail of write-kernel-text\n/);
+  t.regex(
+    b.run().out,
+    /1 of 2 attacks stopped in .*; NOT stopped: write-kernel-text\n\nwrite-kernel-text: nothing: the byte changed\n {2}detail of write-kernel-text\n/,
+  );
   const j = io();
   t.is(await createAttacksCommand({ runAttacks: fake }).run(['write-kernel-text', '--json'], j.io), 1);
   t.like(JSON.parse(j.run().out), { total: 1, stopped: 0 });
@@ -117,9 +132,21 @@ needsFixtures(test)('an attack that does not apply to the CPU model is n/a, with
   // No machine is built for an attack whose needs the model does not meet: this runs without booting.
   const r = await heki(['attacks', 'boot-return-thunks-to-ret', 'boot-smp-locks-stripped', '--cpu', 'qemu64-up', '--json']);
   t.is(r.code, 0, r.err);
-  const j = JSON.parse(r.out) as { attacks: Array<{ name: string; stopped: boolean; applicable: boolean; stop: string }>; total: number; stopped: number; notApplicable: number; cpu: string };
+  const j = JSON.parse(r.out) as {
+    attacks: Array<{ name: string; stopped: boolean; applicable: boolean; stop: string }>;
+    total: number;
+    stopped: number;
+    notApplicable: number;
+    cpu: string;
+  };
   t.like(j, { total: 2, stopped: 0, notApplicable: 2, cpu: 'qemu64-up' });
-  t.deepEqual(j.attacks.map((a) => [a.name, a.stopped, a.applicable]), [['boot-return-thunks-to-ret', false, false], ['boot-smp-locks-stripped', false, false]]);
+  t.deepEqual(
+    j.attacks.map((a) => [a.name, a.stopped, a.applicable]),
+    [
+      ['boot-return-thunks-to-ret', false, false],
+      ['boot-smp-locks-stripped', false, false],
+    ],
+  );
   t.is(j.attacks[0]!.stop, 'not applicable on CPU model qemu64-up: it has no X86_FEATURE_RETHUNK');
   t.regex(j.attacks[1]!.stop, /^not applicable on CPU model qemu64-up: it has 1 CPU present, so boot patches the lock prefixes to UP/);
   const table = await heki(['attacks', 'boot-return-thunks-to-ret', '--cpu', 'qemu64-up']);
@@ -137,7 +164,10 @@ test('an unknown CPU model is exit 2, named', async (t) => {
 
 /** A runner that reports each attack as it finishes, like checks/attacks.ts's. */
 function reportingRunner(order: readonly number[]) {
-  return (names: readonly string[] = [], opts?: { onReport?: (r: { name: string; stopped: boolean; applicable: boolean; stop: string; detail: string }, i: number) => void }): Promise<Result<AttacksRun, never>> => {
+  return (
+    names: readonly string[] = [],
+    opts?: { onReport?: (r: { name: string; stopped: boolean; applicable: boolean; stop: string; detail: string }, i: number) => void },
+  ): Promise<Result<AttacksRun, never>> => {
     const attacks = names.map((name) => ({ name, stopped: true, applicable: true, stop: '#GP (cr-pin)', detail: `detail of ${name}` }));
     for (const i of order) opts?.onReport?.(attacks[i]!, i);
     return Promise.resolve({ ok: true, value: { attacks, total: attacks.length, stopped: attacks.length, notApplicable: 0, cpu: 'skylake-smp2' } });
@@ -150,13 +180,20 @@ test('progress "k/n done" goes to stderr, one line per finished attack; stdout k
   const b = io();
   t.is(await createAttacksCommand({ runAttacks: reportingRunner([1, 0, 2]) as never }).run(names, b.io), 0);
   const r = b.run();
-  t.deepEqual(r.err.trimEnd().split('\n'), ['heki attacks: 1/3 done (overwrite-lstar: stopped)', 'heki attacks: 2/3 done (clear-cr0-wp: stopped)', 'heki attacks: 3/3 done (overwrite-gdtr: stopped)']);
+  t.deepEqual(r.err.trimEnd().split('\n'), [
+    'heki attacks: 1/3 done (overwrite-lstar: stopped)',
+    'heki attacks: 2/3 done (clear-cr0-wp: stopped)',
+    'heki attacks: 3/3 done (overwrite-gdtr: stopped)',
+  ]);
   t.regex(r.out, /^running 3 attacks, each on its own machine with a booted Debian 6.1 kernel\nattack\s+stopped\s+stop\nclear-cr0-wp\s+yes/);
   const j = io();
   t.is(await createAttacksCommand({ runAttacks: reportingRunner([0, 1, 2]) as never }).run([...names, '--json'], j.io), 0);
   const out = JSON.parse(j.run().out) as { attacks: object[]; total: number; stopped: number };
   t.deepEqual(Object.keys(out).slice(0, 3), ['attacks', 'total', 'stopped'], 'the contract fields come first');
-  t.deepEqual(Object.keys(out.attacks[0]!).filter((k) => k !== 'applicable'), ['name', 'stopped', 'stop', 'detail']);
+  t.deepEqual(
+    Object.keys(out.attacks[0]!).filter((k) => k !== 'applicable'),
+    ['name', 'stopped', 'stop', 'detail'],
+  );
   t.regex(j.run().err, /3\/3 done/);
 });
 

@@ -61,13 +61,16 @@ test('--help of every command that boots names --cpu', async (t) => {
 });
 
 needsFixtures(test)('cpu-online and save-memory on the real kernel: exit 0, the second CPU online, the bytes written', async (t) => {
-  const { dir } = scenario(t, `name: hotplug
+  const { dir } = scenario(
+    t,
+    `name: hotplug
 cpu: ${HOTPLUG}
 steps:
   - boot: {}
   - cpu-online: { expect: allowed }
   - save-memory: { addr: _stext, len: 4096, out: text.bin, expect: allowed }
-`);
+`,
+  );
   const r = await heki(['run', 's.yaml', '--json'], dir);
   t.is(r.code, 0, r.err + r.out);
   const res = JSON.parse(r.out) as { steps: Array<{ op: string; outcome: string; reason: string }> };

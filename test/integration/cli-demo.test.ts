@@ -36,15 +36,23 @@ test('heki --help lists the commands and exits 0', async (t) => {
 needsFixtures(test)('heki demo --json runs the default scenario on the real kernel: every step as expected', async (t) => {
   const o = io();
   t.is(await main(['demo', '--json'], o), 0, o.stderr);
-  const r = JSON.parse(o.stdout) as { name: string; passed: boolean; steps: Array<{ op: string; outcome: string; ok: boolean }>; summary: { verdicts: number; chain: string } };
+  const r = JSON.parse(o.stdout) as {
+    name: string;
+    passed: boolean;
+    steps: Array<{ op: string; outcome: string; ok: boolean }>;
+    summary: { verdicts: number; chain: string };
+  };
   t.is(r.name, 'demo');
   t.true(r.passed);
   t.true(r.steps.every((s) => s.ok));
-  t.deepEqual(r.steps.slice(0, 3).map((s) => [s.op, s.outcome]), [
-    ['boot', 'allowed'],
-    ['load-module', 'allowed'],
-    ['load-module', 'allowed'],
-  ]);
+  t.deepEqual(
+    r.steps.slice(0, 3).map((s) => [s.op, s.outcome]),
+    [
+      ['boot', 'allowed'],
+      ['load-module', 'allowed'],
+      ['load-module', 'allowed'],
+    ],
+  );
   t.is(r.summary.chain, 'intact');
   t.true(r.summary.verdicts >= 8, 'boot text, six modules and two ftrace batches were verified');
 });

@@ -24,7 +24,11 @@ test('heki demo --core --hypervisor hyperv is exit 2: the core demo is the KVM o
 needsFixtures(test)('heki attacks --hypervisor hyperv --json: an ftrace attack is applicable: false, with the reason; exit 0', async (t) => {
   const r = await heki(['attacks', 'ftrace-non-site', '--hypervisor', 'hyperv', '--json']);
   t.is(r.code, 0, r.err);
-  const j = JSON.parse(r.out) as { attacks: Array<{ name: string; stopped: boolean; applicable: boolean; stop: string }>; notApplicable: number; hypervisor: string };
+  const j = JSON.parse(r.out) as {
+    attacks: Array<{ name: string; stopped: boolean; applicable: boolean; stop: string }>;
+    notApplicable: number;
+    hypervisor: string;
+  };
   t.is(j.hypervisor, 'hyperv');
   t.is(j.notApplicable, 1);
   t.like(j.attacks[0], { name: 'ftrace-non-site', stopped: false, applicable: false });

@@ -29,7 +29,11 @@ async function badInputs(t: { teardown(f: () => void): void }): Promise<{ dir: s
   symlinkSync(join(dir, 'loop-a'), join(dir, 'loop-b'));
   writeFileSync(join(dir, 'huge'), '');
   truncateSync(join(dir, 'huge'), 600 << 20); // sparse: no disk used, st_size past every bound
-  for (const [role, name] of [['vmm', 'k'], ['module-signing', 'm'], ['kernel-vendor', 'v']]) {
+  for (const [role, name] of [
+    ['vmm', 'k'],
+    ['module-signing', 'm'],
+    ['kernel-vendor', 'v'],
+  ]) {
     const keys = await heki(['keygen', '--out', join(dir, 'keys'), '--role', role!, '--name', name!]);
     if (keys.code !== 0) throw new Error(keys.err);
   }

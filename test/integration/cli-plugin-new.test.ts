@@ -26,7 +26,6 @@ import { heki } from '../helpers/cli.ts';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const AVA_CLI = join(ROOT, 'node_modules', 'ava', 'entrypoints', 'cli.mjs');
 
-
 /** Runs ava on `file` in `cwd` as a child process; resolves to its exit code and output. */
 function runAva(cwd: string, file: string): Promise<{ code: number; output: string }> {
   // The child is its own ava run: drop what this ava run tells its own workers.
@@ -53,7 +52,11 @@ function authorProject(): string {
   scratch.push(dir);
   writeFileSync(
     join(dir, 'package.json'),
-    JSON.stringify({ name: 'my-plugins', private: true, type: 'module', ava: { extensions: { ts: 'module' }, nodeArguments: ['--import=tsx'], workerThreads: false } }, null, 2),
+    JSON.stringify(
+      { name: 'my-plugins', private: true, type: 'module', ava: { extensions: { ts: 'module' }, nodeArguments: ['--import=tsx'], workerThreads: false } },
+      null,
+      2,
+    ),
   );
   mkdirSync(join(dir, 'node_modules'));
   symlinkSync(ROOT, join(dir, 'node_modules', 'heki-sim'), 'dir');
@@ -179,7 +182,11 @@ test('the generated plugin loads into a real verifier and decides: in process an
   const vendor = generateEd25519KeyPair();
   const keyId = ed25519KeyIdHex(vendor.publicKey);
   const manifest = signManifest(syntheticManifestBody(), vendor);
-  const keyring = Keyring.fromData({ ed25519: [{ keyId, role: 'kernel-vendor', publicKey: vendor.publicKey }], certificates: [], revoked: { ed25519KeyIds: [], x509Sha256: [] } });
+  const keyring = Keyring.fromData({
+    ed25519: [{ keyId, role: 'kernel-vendor', publicKey: vendor.publicKey }],
+    certificates: [],
+    revoked: { ed25519KeyIds: [], x509Sha256: [] },
+  });
   if (!keyring.ok) throw new Error(keyring.error);
   const worker = new Worker(VERIFIER_WORKER_ENTRY);
   const api = Comlink.wrap<VerifierWorkerApi>(nodeEndpoint(worker as unknown as NodeEndpoint));

@@ -18,7 +18,6 @@ import { heki, type CliRun as Run } from '../helpers/cli.ts';
 const realTest = needsFixtures(test);
 const PLUGINS = fileURLToPath(new URL('../fixtures/replay/', import.meta.url));
 
-
 const dir = mkdtempSync(join(tmpdir(), 'heki-record-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 const LOG = join(dir, 'requests.jsonl');
@@ -88,7 +87,7 @@ realTest('heki run --record writes the verifier configuration and every request 
   t.is(first.type, 'verifier');
   if (first.type === 'verifier') {
     t.is(typeof first.init.manifest, 'string', 'the signed manifest text');
-    t.true(((first.init.keyring as { certificates: unknown[] }).certificates).length > 0, 'the keyring with the Debian certificate');
+    t.true((first.init.keyring as { certificates: unknown[] }).certificates.length > 0, 'the keyring with the Debian certificate');
   }
   t.is(es.at(-1)!.entry.type, 'end');
   const reqs = requestsOf(es).map((r) => r.entry);
@@ -97,7 +96,10 @@ realTest('heki run --record writes the verifier configuration and every request 
     [
       'kernel-text',
       // Each load is followed by the end of the module's init (do_init_module()).
-      ...['crc7', 'virtio_ring', 'virtio', 'failover', 'net_failover', 'virtio_net', 'irqbypass', 'kvm', 'kvm_intel'].flatMap((n) => [`module-load ${n}`, `module-init-free ${n}`]),
+      ...['crc7', 'virtio_ring', 'virtio', 'failover', 'net_failover', 'virtio_net', 'irqbypass', 'kvm', 'kvm_intel'].flatMap((n) => [
+        `module-load ${n}`,
+        `module-init-free ${n}`,
+      ]),
       'text-patch',
       'text-patch',
       'module-load cordic',
@@ -123,7 +125,10 @@ realTest('replay with the recorded plugins: every verdict is the same, exit 0', 
   const r = await heki(['replay', LOG, '--json'], dir);
   t.is(r.code, 0, r.err);
   const j = JSON.parse(r.out) as { requests: number; replayed: number; same: number; skipped: number; complete: boolean; differences: unknown[] };
-  t.deepEqual({ requests: j.requests, replayed: j.replayed, same: j.same, skipped: j.skipped, complete: j.complete, differences: j.differences }, { requests: 23, replayed: 23, same: 23, skipped: 0, complete: true, differences: [] });
+  t.deepEqual(
+    { requests: j.requests, replayed: j.replayed, same: j.same, skipped: j.skipped, complete: j.complete, differences: j.differences },
+    { requests: 23, replayed: 23, same: 23, skipped: 0, complete: true, differences: [] },
+  );
   const text = await heki(['replay', LOG], dir);
   t.is(text.code, 0);
   t.regex(text.out, /text-patch\s+2\s+2\s+0\s+0/);
@@ -136,7 +141,21 @@ realTest('replay with a policy that refuses ftrace at one site: exit 1, the batc
   const args = ['replay', LOG, '--plugin', join(PLUGINS, 'deny-ftrace-site.ts'), '--config', JSON.stringify({ 'deny-ftrace-site': { site } })];
   const r = await heki([...args, '--json'], dir);
   t.is(r.code, 1, r.err);
-  const j = JSON.parse(r.out) as { same: number; differences: Array<{ line: number; seq: number; kind: string; recorded: { ok: boolean; reason: string }; replayed: { ok: boolean; reason: string }; items: { differ: number; of: number; first: Array<{ index: number; site: string; recorded: { ok: boolean; reason: string }; replayed: { ok: boolean; reason: string } }> } }> };
+  const j = JSON.parse(r.out) as {
+    same: number;
+    differences: Array<{
+      line: number;
+      seq: number;
+      kind: string;
+      recorded: { ok: boolean; reason: string };
+      replayed: { ok: boolean; reason: string };
+      items: {
+        differ: number;
+        of: number;
+        first: Array<{ index: number; site: string; recorded: { ok: boolean; reason: string }; replayed: { ok: boolean; reason: string } }>;
+      };
+    }>;
+  };
   t.is(j.differences.length, 1, 'only the enabling batch: disabling is not refused');
   const d = j.differences[0]!;
   t.is(d.kind, 'text-patch');
@@ -161,9 +180,14 @@ realTest('replay with a policy that refuses ftrace at one site: exit 1, the batc
 
 realTest('replay with a policy that refuses a module: the load is listed with both reasons, exit 1', async (t) => {
   t.is((await recorded()).code, 0);
-  const r = await heki(['replay', LOG, '--plugin', join(PLUGINS, 'refuse-module.ts'), '--config', JSON.stringify({ 'refuse-module': { name: 'virtio_ring' } }), '--json'], dir);
+  const r = await heki(
+    ['replay', LOG, '--plugin', join(PLUGINS, 'refuse-module.ts'), '--config', JSON.stringify({ 'refuse-module': { name: 'virtio_ring' } }), '--json'],
+    dir,
+  );
   t.is(r.code, 1, r.err);
-  const j = JSON.parse(r.out) as { differences: Array<{ kind: string; subject: string; recorded: { ok: boolean; reason: string }; replayed: { ok: boolean; reason: string } }> };
+  const j = JSON.parse(r.out) as {
+    differences: Array<{ kind: string; subject: string; recorded: { ok: boolean; reason: string }; replayed: { ok: boolean; reason: string } }>;
+  };
   const load = j.differences.find((d) => d.kind === 'module-load');
   t.truthy(load);
   t.is(load!.subject, 'virtio_ring');
@@ -178,12 +202,18 @@ realTest('a plugin named like a built-in replaces it', async (t) => {
   const r = await heki(['replay', LOG, '--plugin', join(PLUGINS, 'abstaining-kprobe.ts'), '--json'], dir);
   t.is(r.code, 0, r.err);
   const j = JSON.parse(r.out) as { plugins: Array<{ name: string; replaces: boolean }> };
-  t.deepEqual(j.plugins.map((p) => ({ name: p.name, replaces: p.replaces })), [{ name: 'kprobe', replaces: true }]);
+  t.deepEqual(
+    j.plugins.map((p) => ({ name: p.name, replaces: p.replaces })),
+    [{ name: 'kprobe', replaces: true }],
+  );
 });
 
 realTest('a cut-short recording (no end line) replays what it holds, with a warning', async (t) => {
   t.is((await recorded()).code, 0);
-  const lines = gunzipSync(readFileSync(LOG)).toString('utf8').split('\n').filter((l) => l !== '');
+  const lines = gunzipSync(readFileSync(LOG))
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => l !== '');
   const cut = join(dir, 'cut.jsonl');
   writeFileSync(cut, `${lines.slice(0, 4).join('\n')}\n`);
   const r = await heki(['replay', cut, '--json'], dir);
@@ -203,13 +233,39 @@ const HEADER = '{"format":"heki-request-log","version":1,"protocol":1,"created":
 
 test('malformed logs are exit 2 naming the line and the problem', async (t) => {
   const cases: Array<[string, string[], RegExp]> = [
-    ['bad-json.jsonl', [HEADER, '{"type":"request","seq":0,"vm":"vm0","kind":"module-unload","request":{"kind":"module-unload","vm":"vm0","name":"m"},"verdict":null}', '{"type": oops'], /bad-json\.jsonl:3: not JSON/],
+    [
+      'bad-json.jsonl',
+      [
+        HEADER,
+        '{"type":"request","seq":0,"vm":"vm0","kind":"module-unload","request":{"kind":"module-unload","vm":"vm0","name":"m"},"verdict":null}',
+        '{"type": oops',
+      ],
+      /bad-json\.jsonl:3: not JSON/,
+    ],
     ['no-header.jsonl', ['{"type":"reset","vm":"vm0","why":"reboot"}'], /no-header\.jsonl:1: not a heki request log: the first line must be the header/],
     ['version.jsonl', [HEADER.replace('"version":1', '"version":7')], /version\.jsonl:1: request log version 7 is not supported \(this heki reads version 1\)/],
-    ['bad-request.jsonl', [HEADER, '{"type":"request","seq":0,"vm":"vm0","kind":"module-unload","request":{"kind":"module-unload","vm":"vm0","name":7},"verdict":null}'], /bad-request\.jsonl:2: request\.name must be a string/],
-    ['bad-bytes.jsonl', [HEADER, '{"type":"request","seq":0,"vm":"vm0","kind":"text-patch","request":{"kind":"text-patch","vm":"vm0","items":[{"kind":"ftrace","site":{"$bigint":"0x10"},"oldBytes":{"$hex":"0f1"},"newBytes":{"$hex":"00"},"currentBytes":{"$hex":"00"}}]},"verdict":null}'], /bad-bytes\.jsonl:2: \$hex must be a string of lowercase hex digit pairs/],
+    [
+      'bad-request.jsonl',
+      [HEADER, '{"type":"request","seq":0,"vm":"vm0","kind":"module-unload","request":{"kind":"module-unload","vm":"vm0","name":7},"verdict":null}'],
+      /bad-request\.jsonl:2: request\.name must be a string/,
+    ],
+    [
+      'bad-bytes.jsonl',
+      [
+        HEADER,
+        '{"type":"request","seq":0,"vm":"vm0","kind":"text-patch","request":{"kind":"text-patch","vm":"vm0","items":[{"kind":"ftrace","site":{"$bigint":"0x10"},"oldBytes":{"$hex":"0f1"},"newBytes":{"$hex":"00"},"currentBytes":{"$hex":"00"}}]},"verdict":null}',
+      ],
+      /bad-bytes\.jsonl:2: \$hex must be a string of lowercase hex digit pairs/,
+    ],
     ['unknown-type.jsonl', [HEADER, '{"type":"teleport"}'], /unknown-type\.jsonl:2: unknown line type "teleport"/],
-    ['no-verifier.jsonl', [HEADER, '{"type":"request","seq":0,"vm":"vm0","kind":"module-unload","request":{"kind":"module-unload","vm":"vm0","name":"m"},"verdict":{"v":1,"id":1,"ok":true,"reason":"x","plugins":[]}}'], /no-verifier\.jsonl:2: a request before any verifier line/],
+    [
+      'no-verifier.jsonl',
+      [
+        HEADER,
+        '{"type":"request","seq":0,"vm":"vm0","kind":"module-unload","request":{"kind":"module-unload","vm":"vm0","name":"m"},"verdict":{"v":1,"id":1,"ok":true,"reason":"x","plugins":[]}}',
+      ],
+      /no-verifier\.jsonl:2: a request before any verifier line/,
+    ],
     ['empty.jsonl', [], /empty\.jsonl: the file is empty: no header line/],
     ['after-end.jsonl', [HEADER, '{"type":"end","requests":0}', '{"type":"end","requests":0}'], /after-end\.jsonl:3: a line after the end line/],
     ['end-count.jsonl', [HEADER, '{"type":"end","requests":3}'], /end-count\.jsonl:2: the end line counts 3 requests, the file has 0/],
@@ -248,7 +304,10 @@ test('a plugin outside the checkout that cannot resolve heki-sim: exit 2 with th
   // The temp folder is outside the checkout: no package.json, no node_modules/heki-sim.
   const ok = log('ok-outside.jsonl', [HEADER, '{"type":"end","requests":0}']);
   const plugin = join(dir, 'outside-plugin.ts');
-  writeFileSync(plugin, "import type { VerifierPlugin } from 'heki-sim/plugin-api';\nimport { isKind } from 'heki-sim/plugin-api';\nconst p: VerifierPlugin<'module-load'> = { name: 'outside', kinds: ['module-load'], decide: (r) => ({ decision: isKind(r, 'module-load') ? 'allow' : 'abstain', reason: 'ok' }) };\nexport default p;\n");
+  writeFileSync(
+    plugin,
+    "import type { VerifierPlugin } from 'heki-sim/plugin-api';\nimport { isKind } from 'heki-sim/plugin-api';\nconst p: VerifierPlugin<'module-load'> = { name: 'outside', kinds: ['module-load'], decide: (r) => ({ decision: isKind(r, 'module-load') ? 'allow' : 'abstain', reason: 'ok' }) };\nexport default p;\n",
+  );
   const r = await heki(['replay', ok, '--plugin', plugin], dir);
   t.is(r.code, 2);
   t.regex(r.err, /outside-plugin\.ts: cannot load: .*heki-sim cannot be resolved from .*needs a project with "type": "module" and heki-sim installed/);

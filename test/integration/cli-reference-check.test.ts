@@ -47,7 +47,10 @@ for (const name of MODELS) {
     const r = await heki(['reference', 'check', name, '--json']);
     t.is(r.err, '');
     const j = JSON.parse(r.out) as Report;
-    const ref = JSON.parse(readFileSync(join(refDir(name), 'reference.json'), 'utf8')) as { kernel_text: { size: number }; dumped: Record<string, Record<string, { size: number }>> };
+    const ref = JSON.parse(readFileSync(join(refDir(name), 'reference.json'), 'utf8')) as {
+      kernel_text: { size: number };
+      dumped: Record<string, Record<string, { size: number }>>;
+    };
     t.is(j.model, name);
     t.deepEqual(j.kernel['.text'], { bytes: ref.kernel_text.size, differing: 0, first: [] }, 'not one byte of the kernel text differs');
     t.true(j.runtime.staticKeys > 0, 'the keys the real init code enabled were set through the jump-label path');
@@ -119,7 +122,11 @@ fixtureTest('malformed folders are exit 2, naming the file', async (t) => {
 
 fixtureTest('a folder whose section addresses are not a dump of the module files is exit 2, named', async (t) => {
   const dir = folderCopy(t);
-  const j = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as { kernel_text: { file: string }; sections: Record<string, Record<string, string>>; dumped: Record<string, unknown> };
+  const j = JSON.parse(readFileSync(join(dir, 'reference.json'), 'utf8')) as {
+    kernel_text: { file: string };
+    sections: Record<string, Record<string, string>>;
+    dumped: Record<string, unknown>;
+  };
   symlinkSync(join(refDir('skylake-smp2'), j.kernel_text.file), join(dir, j.kernel_text.file));
   delete j.sections['crc7']!['.text'];
   j.dumped = {};
@@ -150,7 +157,13 @@ fixtureTest('a module the folder lists and the modules folder lacks is exit 2, n
 });
 
 test('usage errors are exit 2 with the usage', async (t) => {
-  for (const argv of [['reference'], ['reference', 'verify', 'x'], ['reference', 'check'], ['reference', 'check', 'a', 'b'], ['reference', 'check', 'a', '--bogus']]) {
+  for (const argv of [
+    ['reference'],
+    ['reference', 'verify', 'x'],
+    ['reference', 'check'],
+    ['reference', 'check', 'a', 'b'],
+    ['reference', 'check', 'a', '--bogus'],
+  ]) {
     const r = await heki(argv);
     t.is(r.code, 2, argv.join(' '));
     t.regex(r.err, /usage: heki reference check/);

@@ -41,7 +41,10 @@ writeFileSync(
 /** A plugin module claiming module-unload whose decide body is `body` (and `top` runs at import). */
 function plugin(name: string, body: string, top = ''): string {
   const path = join(dir, `${name}.mjs`);
-  writeFileSync(path, `${top}\nexport default { name: ${JSON.stringify(name)}, description: 'under test', kinds: ['module-unload'], decide(request, ctx) { ${body} } };\n`);
+  writeFileSync(
+    path,
+    `${top}\nexport default { name: ${JSON.stringify(name)}, description: 'under test', kinds: ['module-unload'], decide(request, ctx) { ${body} } };\n`,
+  );
   return path;
 }
 
@@ -49,7 +52,11 @@ const noStack = (err: string): boolean => !/\n\s+at /.test(err);
 
 for (const [what, body, why] of [
   ['loops in decide', 'for (;;) {}', /made no progress for 1\.5 s: a plugin loops or never settles its promise/],
-  ['never settles its promise (a timer keeps the thread alive)', 'return new Promise(() => { setInterval(() => {}, 1000); });', /made no progress for 1\.5 s: a plugin loops or never settles its promise/],
+  [
+    'never settles its promise (a timer keeps the thread alive)',
+    'return new Promise(() => { setInterval(() => {}, 1000); });',
+    /made no progress for 1\.5 s: a plugin loops or never settles its promise/,
+  ],
   ['never settles its promise (nothing left to settle it)', 'return new Promise(() => {});', /: a plugin's promise can never settle/],
 ] as const) {
   test.serial(`a plugin that ${what} is stopped: exit 2, naming the line`, async (t) => {
@@ -78,10 +85,22 @@ test.serial('a plugin that returns garbage is a denial naming it, not a crash', 
 });
 
 test.serial('an async decide is awaited: its denial is the verdict, its allowance too', async (t) => {
-  const denies = await heki(['replay', LOG, '--json', '--plugin', plugin('async-deny', 'return Promise.resolve({ decision: "deny", reason: "not this one" });')]);
+  const denies = await heki([
+    'replay',
+    LOG,
+    '--json',
+    '--plugin',
+    plugin('async-deny', 'return Promise.resolve({ decision: "deny", reason: "not this one" });'),
+  ]);
   t.is(denies.code, 1);
   t.like((JSON.parse(denies.out) as { differences: unknown[] }).differences[0], { replayed: { ok: false, reason: 'async-deny: not this one' } });
-  const allows = await heki(['replay', LOG, '--json', '--plugin', plugin('async-allow', 'return new Promise((r) => setTimeout(() => r({ decision: "allow", reason: "fine" }), 5));')]);
+  const allows = await heki([
+    'replay',
+    LOG,
+    '--json',
+    '--plugin',
+    plugin('async-allow', 'return new Promise((r) => setTimeout(() => r({ decision: "allow", reason: "fine" }), 5));'),
+  ]);
   t.is(allows.code, 1);
   t.like((JSON.parse(allows.out) as { differences: unknown[] }).differences[0], { replayed: { ok: true, reason: 'async-allow: fine' } });
 });
@@ -93,9 +112,15 @@ test.serial('a malformed plugin and --config for a plugin that does not run are 
   t.is(r.code, 2);
   t.regex(r.err, /--plugin .*unnamed\.mjs: cannot load: .*default export is not a verifier plugin: its name is ""/);
   const kinds = join(dir, 'kinds.mjs');
-  writeFileSync(kinds, `export default { name: 'k', description: 'd', kinds: ['module-unload', 'format-disk'], decide() { return { decision: 'allow', reason: 'x' }; } };\n`);
+  writeFileSync(
+    kinds,
+    `export default { name: 'k', description: 'd', kinds: ['module-unload', 'format-disk'], decide() { return { decision: 'allow', reason: 'x' }; } };\n`,
+  );
   t.regex((await heki(['replay', LOG, '--plugin', kinds])).err, /claims the unknown request kind "format-disk"/);
   const c = await heki(['replay', LOG, '--plugin', plugin('configured', 'return { decision: "abstain", reason: "x" };'), '--config', '{"configurd":{"x":1}}']);
   t.is(c.code, 2);
-  t.regex(c.err, /requests\.jsonl:2: cannot rebuild the recorded verifier: plugin configuration for configurd, which is not among the verifier's plugins \(configured\)/);
+  t.regex(
+    c.err,
+    /requests\.jsonl:2: cannot rebuild the recorded verifier: plugin configuration for configurd, which is not among the verifier's plugins \(configured\)/,
+  );
 });

@@ -22,7 +22,16 @@ import { fixtures, needsFixtures, haveFixtures } from '../helpers/fixtures.ts';
 const CHROMIUM = process.env.HEKI_CHROMIUM ?? '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
 /** Without these, Chromium tries the network, which this closed network refuses. */
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** What the page's functions use of the browser (the project compiles without the DOM library). */
 interface BrowserGlobals {
@@ -95,7 +104,7 @@ if (haveFixtures && !haveChromium) {
     t.true((await text.count()) >= 1);
     t.deepEqual(await text.first().evaluate((e) => [...e.classList]), ['run', 'perm-rx', 'imm']);
     t.is(await text.first().evaluate((e) => (globalThis as unknown as BrowserGlobals).getComputedStyle(e).backgroundColor), 'rgb(47, 158, 91)');
-    t.is(await page.locator('.bar[data-owner="kernel"][data-region=".data"] .run.perm-rw').count() > 0, true);
+    t.is((await page.locator('.bar[data-owner="kernel"][data-region=".data"] .run.perm-rw').count()) > 0, true);
     const modText = page.locator('.bar[data-owner="crc7"][data-region=".text"] .run');
     t.deepEqual(await modText.evaluateAll((es) => es.map((e) => e.getAttribute('data-perm'))), ['rx']);
     // crc7's .rodata may share its row with the module's other read-only sections (the same bar
@@ -103,7 +112,11 @@ if (haveFixtures && !haveChromium) {
     t.true((await page.locator('.bar[data-owner="crc7"] .run[data-perm="r"]').count()) > 0);
     const rodata = page.locator('.bar[data-owner="crc7"][data-region=".rodata"] .run');
     if ((await rodata.count()) > 0) t.is(await rodata.first().getAttribute('data-perm'), 'r');
-    else t.true((await page.locator('[data-folded] details').allTextContents()).some((x) => x.includes('.rodata')), 'crc7 .rodata is listed in a folded row');
+    else
+      t.true(
+        (await page.locator('[data-folded] details').allTextContents()).some((x) => x.includes('.rodata')),
+        'crc7 .rodata is listed in a folded row',
+      );
     t.is(await page.locator('#module-crc7 .badge.verified').count(), 1);
 
     // The verifier's denial of the forged poke: a row with its reason, pinned on .text.
@@ -125,7 +138,15 @@ if (haveFixtures && !haveChromium) {
 
     // The steps: every row, the verdicts, and each denied step with an address linked to its pin.
     t.is(await page.locator('tr.step').count(), 7);
-    t.deepEqual(await page.locator('tr.step td.outcome').evaluateAll((es) => es.map((e) => e.classList[1])), ['allowed', 'allowed', 'allowed', 'denied', 'denied', 'denied', 'denied']);
+    t.deepEqual(await page.locator('tr.step td.outcome').evaluateAll((es) => es.map((e) => e.classList[1])), [
+      'allowed',
+      'allowed',
+      'allowed',
+      'denied',
+      'denied',
+      'denied',
+      'denied',
+    ]);
     t.is(await page.locator('tr.step .ok').count(), 7);
     for (const step of [4, 5, 7]) {
       const href = await page.locator(`#step-${step} a.step-pin`).getAttribute('href');

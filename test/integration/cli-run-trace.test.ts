@@ -15,7 +15,6 @@ import { heki, type CliRun as Run } from '../helpers/cli.ts';
 
 const fixtureTest = needsFixtures(test);
 
-
 const SCENARIO = `name: trace-small
 kernel: real
 keys:
@@ -66,7 +65,10 @@ fixtureTest('heki run --trace writes a Chrome trace of the run, and the verdicts
   const tracks = new Map(events.filter((e) => e.ph === 'M' && e.name === 'thread_name').map((e) => [e.tid, e.args['name'] as string]));
   for (const name of ['scenario', 'vCPU 0', 'verifier', 'EPT']) t.true([...tracks.values()].includes(name), `a track named ${name}`);
   const tid = (name: string) => [...tracks].find(([, n]) => n === name)![0];
-  t.true(events.every((e) => e.ph === 'M' || (Number.isFinite(e.ts) && e.ts >= 0)), 'times are from the run start');
+  t.true(
+    events.every((e) => e.ph === 'M' || (Number.isFinite(e.ts) && e.ts >= 0)),
+    'times are from the run start',
+  );
 
   // The text-patch hypercall of the ftrace step, on the vCPU's track.
   const patches = events.filter((e) => e.ph === 'X' && e.name === 'KVM_HC_HEKI_TEXT_PATCH');
@@ -76,7 +78,11 @@ fixtureTest('heki run --trace writes a Chrome trace of the run, and the verdicts
 
   // The verifier's requests: the boot text check, the module, the ftrace batch, the denied poke.
   const verifier = events.filter((e) => e.ph === 'X' && e.tid === tid('verifier'));
-  for (const kind of ['kernel-text', 'module-load', 'text-patch']) t.true(verifier.some((e) => e.name === kind), `a ${kind} request`);
+  for (const kind of ['kernel-text', 'module-load', 'text-patch'])
+    t.true(
+      verifier.some((e) => e.name === kind),
+      `a ${kind} request`,
+    );
   t.true(verifier.every((e) => typeof e.args['ok'] === 'boolean' && typeof e.args['reason'] === 'string' && typeof e.args['seq'] === 'number'));
   const ftraceBatch = verifier.find((e) => e.name === 'text-patch' && e.args['ok'] === true && e.args['items'] > 1);
   t.truthy(ftraceBatch, 'the ftrace batch, allowed, with its items');
@@ -88,7 +94,10 @@ fixtureTest('heki run --trace writes a Chrome trace of the run, and the verdicts
   const ept = events.filter((e) => e.ph === 'i' && e.tid === tid('EPT'));
   t.true(ept.length > 0);
   t.true(ept.every((e) => /^[R-][W-][X-][x-][I-][F-]$/.test(e.args['perms']) && e.args['count'] >= 1 && /^0x[0-9a-f]+$/.test(e.args['gfn'])));
-  t.true(ept.some((e) => e.args['perms'] === 'R-X-I-'), 'kernel text locked read-execute, immutable');
+  t.true(
+    ept.some((e) => e.args['perms'] === 'R-X-I-'),
+    'kernel text locked read-execute, immutable',
+  );
   t.true(ept.length < 20_000, 'runs, not one event per frame');
 
   // The write to kernel text: an EPT or page-table refusal, and its step denied.

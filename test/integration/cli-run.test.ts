@@ -131,7 +131,10 @@ test('a failed expectation: exit 1, FAIL in the table, the step named in the sum
   t.is(j.code, 1);
   const o = JSON.parse(j.out) as { passed: boolean; steps: Array<{ ok: boolean }> };
   t.false(o.passed);
-  t.deepEqual(o.steps.map((x) => x.ok), [true, true, true, false, false]);
+  t.deepEqual(
+    o.steps.map((x) => x.ok),
+    [true, true, true, false, false],
+  );
 });
 
 test('an error outcome fails its step (an unknown symbol), even without expect', async (t) => {
@@ -139,12 +142,20 @@ test('an error outcome fails its step (an unknown symbol), even without expect',
   const r = await run(scripted().factory, ['s.yaml', '--json'], dir);
   t.is(r.code, 1);
   const o = JSON.parse(r.out) as { steps: Array<{ outcome: string; reason: string; expected: unknown; ok: boolean }> };
-  t.deepEqual(o.steps[1], { index: 2, op: 'exec', outcome: 'error', reason: `cannot resolve 'no_such_symbol': unknown symbol 'no_such_symbol'`, expected: null, ok: false } as never);
+  t.deepEqual(o.steps[1], {
+    index: 2,
+    op: 'exec',
+    outcome: 'error',
+    reason: `cannot resolve 'no_such_symbol': unknown symbol 'no_such_symbol'`,
+    expected: null,
+    ok: false,
+  } as never);
 });
 
 test('a malformed scenario: exit 2, file and line named, no machine started', async (t) => {
   const dir = folder(t, {
-    'bad.yaml': 'name: x\nkernel: real\nsteps:\n  - boot: {}\n  - load-module: { path: some.ko }\n  # comment\n  - write: { addr: "_stext+0x10", bytes: "90", mode: supervisor, expect: denied }\n',
+    'bad.yaml':
+      'name: x\nkernel: real\nsteps:\n  - boot: {}\n  - load-module: { path: some.ko }\n  # comment\n  - write: { addr: "_stext+0x10", bytes: "90", mode: supervisor, expect: denied }\n',
   });
   const s = scripted();
   for (const argv of [['bad.yaml'], ['bad.yaml', '--json'], ['bad.yaml', '--check']]) {
@@ -290,7 +301,10 @@ test('--step-timeout bounds a hanging step: exit 1, the rest not run, machine di
   const r = await run(s.factory, ['good.yaml', '--json', '--step-timeout', '0.05'], dir);
   t.is(r.code, 1);
   const o = JSON.parse(r.out) as { steps: Array<{ outcome: string; reason: string }> };
-  t.deepEqual(o.steps.map((x) => x.outcome), ['allowed', 'allowed', 'error', 'error', 'error']);
+  t.deepEqual(
+    o.steps.map((x) => x.outcome),
+    ['allowed', 'allowed', 'error', 'error', 'error'],
+  );
   t.is(o.steps[2]!.reason, 'machine.ftrace() did not finish within 0.05 s');
   t.is(s.machines[0]!.disposed, 1);
 });

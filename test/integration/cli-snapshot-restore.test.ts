@@ -18,7 +18,6 @@ import { vmImageSigner } from '../../shared/crypto/vm-image-signature.ts';
 
 const realTest = needsFixtures(test.serial as unknown as TestFn);
 
-
 const dir = mkdtempSync(join(tmpdir(), 'heki-snapshot-'));
 test.after.always(() => rmSync(dir, { recursive: true, force: true }));
 writeFileSync(
@@ -45,14 +44,25 @@ realTest('snapshot, then restore with the key trusted; a changed byte or another
   const r = await heki(['restore', 'vm.snap', '--trust', 'vm.snap.pub.json', '--json'], dir);
   t.is(r.code, 0, r.err);
   const restored = (JSON.parse(r.out) as { restored: Record<string, unknown> }).restored;
-  t.like(restored, { vm: 'vm0', pins: { cr0: '0x10000', cr4: '0x300800' }, platformPinned: true, modules: ['failover'], bootEnded: true, guestRuns: true, textWriteDenied: true });
+  t.like(restored, {
+    vm: 'vm0',
+    pins: { cr0: '0x10000', cr4: '0x300800' },
+    platformPinned: true,
+    modules: ['failover'],
+    bootEnded: true,
+    guestRuns: true,
+    textWriteDenied: true,
+  });
 
   const bytes = readFileSync(join(dir, 'vm.snap'));
   bytes[bytes.length >> 1]! ^= 1;
   writeFileSync(join(dir, 'bad.snap'), bytes);
   const bad = await heki(['restore', 'bad.snap', '--trust', 'vm.snap.pub.json'], dir);
   t.is(bad.code, 1);
-  t.regex(bad.err, /^heki restore: checking bad\.snap \([\d,]+ bytes\) and loading its kernel into a fresh VM\.\.\.\nheki restore: bad\.snap refused \(digest\): section \w+: SHA-256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}: the image was modified after it was signed\n$/);
+  t.regex(
+    bad.err,
+    /^heki restore: checking bad\.snap \([\d,]+ bytes\) and loading its kernel into a fresh VM\.\.\.\nheki restore: bad\.snap refused \(digest\): section \w+: SHA-256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}: the image was modified after it was signed\n$/,
+  );
 
   writeFileSync(join(dir, 'other.pub.json'), formatPublicKeyFile(generateEd25519KeyPair().publicKey, 'vmm'));
   const other = await heki(['restore', 'vm.snap', '--trust', 'other.pub.json', '--json'], dir);
@@ -66,7 +76,7 @@ realTest('snapshot, then restore with the key trusted; a changed byte or another
   t.is(a.stopped, 2);
 });
 
-realTest('snapshot with the operator\'s vmm key; a failing scenario writes nothing', async (t) => {
+realTest("snapshot with the operator's vmm key; a failing scenario writes nothing", async (t) => {
   const key = generateEd25519KeyPair();
   writeFileSync(join(dir, 'vmm.secret.json'), formatSecretKeyFile(key, 'vmm'));
   writeFileSync(join(dir, 'vmm.pub.json'), formatPublicKeyFile(key.publicKey, 'vmm'));
@@ -122,11 +132,18 @@ needsFixtures(test)('a file that is not a snapshot of this format: exit 2, the v
   t.regex((JSON.parse(old.out) as { error: { message: string } }).error.message, /^header version 1 is not 2: version 1 images hold node:v8 structured clones/);
   // Signed by the trusted key, but its platform section is not of its schema: the field is named.
   const section = (data: unknown) => new TextEncoder().encode(JSON.stringify({ section: 'platform', version: 2, data }));
-  const signed = encodeVmImage({ kind: 'migration', vm: 'vm0', vmId: 'ab'.repeat(16) }, [
-    { name: 'platform', bytes: section({ version: 2, memoryBytes: 4096 }) },
-    { name: 'guest', bytes: new TextEncoder().encode('{}') },
-  ], vmImageSigner(key));
+  const signed = encodeVmImage(
+    { kind: 'migration', vm: 'vm0', vmId: 'ab'.repeat(16) },
+    [
+      { name: 'platform', bytes: section({ version: 2, memoryBytes: 4096 }) },
+      { name: 'guest', bytes: new TextEncoder().encode('{}') },
+    ],
+    vmImageSigner(key),
+  );
   const field = await restore('field.snap', signed);
   t.is(field.code, 2);
-  t.like(JSON.parse(field.out), { restored: null, error: { kind: 'malformed', message: 'platform section: data.memoryBytes must be a hex integer string ("0x1f")' } });
+  t.like(JSON.parse(field.out), {
+    restored: null,
+    error: { kind: 'malformed', message: 'platform section: data.memoryBytes must be a hex integer string ("0x1f")' },
+  });
 });

@@ -31,7 +31,7 @@ realTest('epyc-smp2: the guest booted on the VMM model, the verifier has it, and
 
   // kexec: the same VMM boots the new kernel on the same CPU; the verifier keeps the model.
   t.is((await m.kexec({})).outcome, 'allowed');
-  t.deepEqual(m.kernel!.bootCpuData, view, 'the kexec\'d kernel detected the same model');
+  t.deepEqual(m.kernel!.bootCpuData, view, "the kexec'd kernel detected the same model");
   t.is(m.vmm.cpuModel, epyc);
 
   const snap = await snapshotMachine(m);

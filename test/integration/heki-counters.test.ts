@@ -10,7 +10,7 @@ import { bootRealMachine } from '../helpers/real-machine.ts';
 import { EPT_R, EPT_W, EPT_XS } from '../../hypervisor/ept/permissions.ts';
 import { PROT } from '../../guest/mm/kernel-mm.ts';
 
-needsFixtures(test)('an aliased page keeps the union of its mappings\' permissions', async (t) => {
+needsFixtures(test)("an aliased page keeps the union of its mappings' permissions", async (t) => {
   const m = await bootRealMachine();
   t.teardown(() => m.dispose());
   const k = m.kernel!;

@@ -30,8 +30,17 @@ realTest('hibernate, then resume: every protection, the verifier state and the g
   t.is(m.kernel, undefined);
   t.regex(m.vmm.core.stopped ?? '', /^hibernated \(ACPI S4\)/);
   const header = m.vmm.devices.disk.readSectors(RESUME_SECTOR, 1);
-  t.true(RESUME_MAGIC.every((b, i) => header[i] === b), 'the image is on the disk');
-  t.like(m.audit.records().filter((x) => x['event'] === 'lifecycle').at(-1), { type: 'hibernate', result: 'hibernated' });
+  t.true(
+    RESUME_MAGIC.every((b, i) => header[i] === b),
+    'the image is on the disk',
+  );
+  t.like(
+    m.audit
+      .records()
+      .filter((x) => x['event'] === 'lifecycle')
+      .at(-1),
+    { type: 'hibernate', result: 'hibernated' },
+  );
 
   const r = await m.resume();
   t.is(r.outcome, 'allowed', r.reason);
@@ -66,7 +75,13 @@ realTest('a protected-memory VM is not hibernated (the VMM cannot read it); the 
   t.is(m.vmm.core.stopped, undefined);
   t.truthy(m.kernel);
   t.is((await m.writeCr(4, { clear: 1n << 20n })).outcome, 'denied');
-  t.like(m.audit.records().filter((x) => x['event'] === 'lifecycle').at(-1), { type: 'hibernate', result: 'refused' });
+  t.like(
+    m.audit
+      .records()
+      .filter((x) => x['event'] === 'lifecycle')
+      .at(-1),
+    { type: 'hibernate', result: 'refused' },
+  );
 });
 
 realTest('resume without an image is an error and leaves the VM as it is', async (t) => {

@@ -33,7 +33,10 @@ realTest('kexec: verified, staged, then the VM is reset into the new kernel, whi
   t.teardown(() => m.dispose());
   const r = await m.kexec({});
   t.is(r.outcome, 'allowed', r.reason);
-  t.regex(r.reason, /^reset into the kexec kernel linux-6\.1\.0-56-amd64 \(image SHA-256 [0-9a-f]{64}, verdict \d+\); every pin and lock cleared for its boot; then booted: /);
+  t.regex(
+    r.reason,
+    /^reset into the kexec kernel linux-6\.1\.0-56-amd64 \(image SHA-256 [0-9a-f]{64}, verdict \d+\); every pin and lock cleared for its boot; then booted: /,
+  );
   const kinds = m.audit.records().map((x) => (x['event'] === 'lifecycle' ? `lifecycle:${String(x['type'])}` : String(x['kind'])));
   const at = kinds.indexOf('kexec-image');
   t.deepEqual(kinds.slice(at, at + 4), ['kexec-image', 'kernel-manifest', 'lifecycle:kexec', 'kernel-text'], 'verify, install the manifest, reset, boot check');
@@ -63,7 +66,13 @@ realTest('the crash kernel: loaded and verified, not run by kexec, run by a pani
   const p = await m.panic();
   t.is(p.outcome, 'allowed', p.reason);
   t.regex(p.reason, /^panic: reset into the crash kernel/);
-  t.like(m.audit.records().filter((x) => x['event'] === 'lifecycle').at(-1), { type: 'crash', result: 'kexec', slot: 'crash' });
+  t.like(
+    m.audit
+      .records()
+      .filter((x) => x['event'] === 'lifecycle')
+      .at(-1),
+    { type: 'crash', result: 'kexec', slot: 'crash' },
+  );
   t.is((await m.writeCr(4, { clear: CR4.SMEP })).outcome, 'denied', 'the crash kernel pinned itself');
 });
 

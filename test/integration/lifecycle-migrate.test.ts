@@ -21,7 +21,7 @@ import type { ExportedVmState } from '../../verifier-vm/vm-state.ts';
 // verifier's answers late on a loaded machine.
 const realTest = needsFixtures(test.serial as unknown as TestFn);
 
-realTest('a migrated VM has the source\'s protection state, verifier state and running kernel', async (t) => {
+realTest("a migrated VM has the source's protection state, verifier state and running kernel", async (t) => {
   const m = await bootRealMachine();
   t.teardown(() => m.dispose());
   t.is((await m.loadModule(`${fixtures.modulesDir}/failover.ko`)).outcome, 'allowed');
@@ -58,11 +58,22 @@ realTest('a migrated VM has the source\'s protection state, verifier state and r
   t.is((await m.unloadModule('failover')).outcome, 'allowed');
   t.is((await m.staticCall('__SCK__might_resched', '__cond_resched+4')).outcome, 'denied');
   t.is((await m.write('_stext+0x10', Uint8Array.of(0x90), 'kernel')).outcome, 'denied');
-  const lifecycle = m.audit.records().filter((x) => x['event'] === 'lifecycle').map((x) => `${String(x['type'])}:${String(x['result'])}`);
+  const lifecycle = m.audit
+    .records()
+    .filter((x) => x['event'] === 'lifecycle')
+    .map((x) => `${String(x['type'])}:${String(x['result'])}`);
   t.deepEqual(lifecycle, ['migrate-out:snapshot', 'migrate-in:started', 'migrate-in:restored']);
   const restore = m.audit.records().find((x) => x['kind'] === 'restore-state');
   t.like(restore, { ok: true, applied: true });
-  t.true(verifyAuditChain(m.audit.records().map((x) => JSON.stringify(x)).join('\n')).ok, 'one unbroken chain across the migration');
+  t.true(
+    verifyAuditChain(
+      m.audit
+        .records()
+        .map((x) => JSON.stringify(x))
+        .join('\n'),
+    ).ok,
+    'one unbroken chain across the migration',
+  );
 });
 
 realTest('a protected-memory VM is not migrated: the VMM cannot copy its private pages', async (t) => {
@@ -115,7 +126,10 @@ realTest('the attack catalogue against migrated VMs: every attack is stopped', a
   });
   if (!run.ok) throw new Error(run.error.message);
   const missed = run.value.attacks.filter((a) => !a.stopped);
-  t.deepEqual(missed.map((a) => `${a.name}: ${a.stop}`), []);
+  t.deepEqual(
+    missed.map((a) => `${a.name}: ${a.stop}`),
+    [],
+  );
   t.is(run.value.stopped, names.length);
   t.is(sources.size, 3, 'the default machine, one with a revoked key, one with verifier faults');
   t.log(`${run.value.stopped} of ${names.length} attacks stopped on VMs restored from their source's snapshot`);

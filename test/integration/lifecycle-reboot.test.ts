@@ -52,14 +52,14 @@ realTest('a reboot: the VMM clears everything at the reset, the new boot locks i
   t.is(eptOf(m, m.image.boundaries._stext) & (EPT_R | EPT_XS | EPT_IMMUTABLE), EPT_R | EPT_XS | EPT_IMMUTABLE);
   t.true(m.vmm.platformPinned);
   t.true(((await m.link.exportVm('vm0')) as ExportedVmState).bootVerified);
-  t.is(m.kernel!.modules.loaded.size, 0, 'the old kernel\'s module is gone with it');
+  t.is(m.kernel!.modules.loaded.size, 0, "the old kernel's module is gone with it");
   t.is((await m.write('_stext+0x10', Uint8Array.of(0x90), 'kernel')).outcome, 'denied');
 
   const resets = m.audit.records().filter((x) => x['event'] === 'lifecycle');
   t.is(resets.length, 1);
   t.like(resets[0], { vm: 'vm0', type: 'reset', result: 'rebooted', source: 'RST_CNT (port 0xcf9) = 0x6' });
   const boots = m.audit.records().filter((x) => x['kind'] === 'kernel-text' && x['ok'] === true);
-  t.is(boots.length, 2, 'each boot\'s text was verified');
+  t.is(boots.length, 2, "each boot's text was verified");
   t.like(m.vmm.log.byReason('system-event')[0], { action: 'resume', exit: { type: 'reset' } });
 });
 
@@ -74,7 +74,7 @@ realTest('the reboot step through MachineApi: allowed, and protected again after
   t.is((await m.reboot()).outcome, 'allowed', 'as often as the guest likes');
 });
 
-realTest('a VMM policy that refuses resets: the guest\'s reboot changes nothing', async (t) => {
+realTest("a VMM policy that refuses resets: the guest's reboot changes nothing", async (t) => {
   const m = await bootRealMachine({ policy: { 'system-event': () => ({ action: 'inject', reason: 'reboots are disabled' }) } });
   t.teardown(() => m.dispose());
   const r = await m.reboot();

@@ -85,7 +85,10 @@ test(`${GUESTS} guests x ${VCPUS} vCPUs on one verifier with maxInFlight 4: EAGA
   const all = [...answersPerVm.values()].flat();
   const eagain = all.filter((r) => r === -KVM_STATUS.KVM_EAGAIN).length;
   t.log(`${all.length} hypercalls (${eagain} -KVM_EAGAIN) in ${ms.toFixed(0)} ms; peak in flight ${link.stats.peakInFlight}`);
-  t.true(all.every((r) => KNOWN.has(r)), 'every answer is 0, -KVM_EPERM or -KVM_EAGAIN');
+  t.true(
+    all.every((r) => KNOWN.has(r)),
+    'every answer is 0, -KVM_EPERM or -KVM_EAGAIN',
+  );
   t.true(eagain > 0, 'the bound was exceeded and refused');
   t.is(eagain, link.stats.busy);
   t.true(link.stats.peakInFlight <= 4, `peak ${link.stats.peakInFlight} stays within the bound`);
@@ -107,7 +110,10 @@ test(`${GUESTS} guests x ${VCPUS} vCPUs on one verifier with maxInFlight 4: EAGA
   t.is(verdicts.length, all.length);
   const ids = verdicts.map((r) => r['request'] as number);
   t.is(new Set(ids).size, ids.length);
-  t.deepEqual([...ids].sort((a, b) => a - b), Array.from({ length: ids.length }, (_, i) => i + 1));
+  t.deepEqual(
+    [...ids].sort((a, b) => a - b),
+    Array.from({ length: ids.length }, (_, i) => i + 1),
+  );
   for (const g of guests) {
     const mine = verdicts.filter((r: AuditRecord) => r['vm'] === g.name);
     const answers = answersPerVm.get(g.name)!;
@@ -128,7 +134,10 @@ test('the bound on the link itself: k requests over maxInFlight are refused at o
   const unload = link.verify({ kind: 'module-unload', vm: 'vm0', name: 'm0' });
   t.is(link.inFlight, 4, 'three loads and the exempt unload');
   const verdicts = await Promise.all(pending);
-  t.deepEqual(verdicts.map((v) => v.ok), [true, true, true, false, false, false, false, false]);
+  t.deepEqual(
+    verdicts.map((v) => v.ok),
+    [true, true, true, false, false, false, false, false],
+  );
   t.true(verdicts.slice(3).every((v) => v.retryable === true && v.reason.startsWith('verifier busy: 3 requests in flight, the bound is 3')));
   t.true(verdicts.slice(0, 3).every((v) => v.retryable === undefined));
   t.false((await unload).retryable === true);

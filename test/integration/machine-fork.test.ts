@@ -50,7 +50,7 @@ realTest('a fork is indistinguishable from its parent and from a cold boot of th
   t.is(first['parentAuditSeq'], b.machine.audit.head().seq);
 });
 
-realTest("what a fork writes, loads and patches is invisible to its parent and to a sibling", async (t) => {
+realTest('what a fork writes, loads and patches is invisible to its parent and to a sibling', async (t) => {
   const b = await theBase();
   const a = await fork(t);
   const sibling = await fork(t);
@@ -75,7 +75,7 @@ realTest('a fork enforces as a booted machine: kernel text stays immutable, a ba
   t.is((await f.write('_stext+0x10', Uint8Array.of(0xcc), 'kernel')).outcome, 'denied');
   t.is((await f.staticCall('__SCK__might_resched', '__cond_resched+4')).outcome, 'denied');
   const m = await f.loadModule(`${fixtures.modulesDir}/crc7.ko`);
-  t.is(m.outcome, 'allowed', 'a signed module still loads: the verifier took the parent\'s boot');
+  t.is(m.outcome, 'allowed', "a signed module still loads: the verifier took the parent's boot");
 });
 
 realTest("the fork's spare verifier took the imported state too: after the active one crashes, the VM's state is still known", async (t) => {
@@ -103,6 +103,18 @@ realTest("the fork's verifier refuses an import for a VM it already holds, and a
     edit(j.data);
     return new TextEncoder().encode(JSON.stringify(j));
   };
-  t.regex((await fresh.value.link.importVm('vm1', edited((d) => void (d['bootVerified'] = 'yes')))) ?? '', /bootVerified/);
-  t.regex((await fresh.value.link.importVm('vm2', edited((d) => void (d['manifest'] = 'not a manifest')))) ?? '', /kernel manifest/);
+  t.regex(
+    (await fresh.value.link.importVm(
+      'vm1',
+      edited((d) => void (d['bootVerified'] = 'yes')),
+    )) ?? '',
+    /bootVerified/,
+  );
+  t.regex(
+    (await fresh.value.link.importVm(
+      'vm2',
+      edited((d) => void (d['manifest'] = 'not a manifest')),
+    )) ?? '',
+    /kernel manifest/,
+  );
 });

@@ -32,10 +32,12 @@ realTest('the real kernel boots, locks itself, and the verifier accepts its text
   // Every __mcount_loc site in .text now holds the 5-byte NOP.
   const sites = m.image.mcountSites.filter((s) => s.section === '.text');
   t.is(sites.length, 38_252);
-  t.true(sites.every((s) => {
-    const r = cpu.read(gva(s.address), 5);
-    return r.ok && r.value.every((x, i) => x === NOP5[i]);
-  }));
+  t.true(
+    sites.every((s) => {
+      const r = cpu.read(gva(s.address), 5);
+      return r.ok && r.value.every((x, i) => x === NOP5[i]);
+    }),
+  );
   const boot = m.audit.records().find((r) => r['kind'] === 'kernel-text');
   t.like(boot, { ok: true, applied: true, subject: '.text,.rodata' });
   t.true(m.vmm.core.auth!.bootEnded);

@@ -21,28 +21,33 @@ realTest('ftrace on every live site and off again: each site holds the call, the
   const k = m.kernel!;
   const trampoline = m.image.systemMap.address('ftrace_caller')!;
   const sites = k.ftrace.select('all').map((s) => s.address);
-  t.is(sites.length, 38_252 + 57, '.text sites plus virtio_ring\'s 57');
+  t.is(sites.length, 38_252 + 57, ".text sites plus virtio_ring's 57");
 
   const on = await m.ftrace('enable', 'all');
   t.is(on.outcome, 'allowed', on.reason);
-  t.true(sites.every((a) => {
-    const r = k.cpu.read(gva(a), 5);
-    if (!r.ok) return false;
-    const insn = decodePatchInsn(a, r.value);
-    return insn.kind === 'call32' && insn.target === trampoline;
-  }), 'every site calls ftrace_caller');
+  t.true(
+    sites.every((a) => {
+      const r = k.cpu.read(gva(a), 5);
+      if (!r.ok) return false;
+      const insn = decodePatchInsn(a, r.value);
+      return insn.kind === 'call32' && insn.target === trampoline;
+    }),
+    'every site calls ftrace_caller',
+  );
   const off = await m.ftrace('disable', 'all');
   t.is(off.outcome, 'allowed', off.reason);
-  t.true(sites.every((a) => {
-    const r = k.cpu.read(gva(a), 5);
-    return r.ok && r.value.every((b, i) => b === NOP5[i]);
-  }));
+  t.true(
+    sites.every((a) => {
+      const r = k.cpu.read(gva(a), 5);
+      return r.ok && r.value.every((b, i) => b === NOP5[i]);
+    }),
+  );
   const batches = m.audit.records().filter((r) => r['kind'] === 'text-patch');
   t.is(batches.length, 2, 'one verified batch each way');
   t.true(batches.every((r) => r['ok'] === true && r['patches'] === sites.length));
 });
 
-realTest('a module\'s ftrace sites patch only after the module is verified', async (t) => {
+realTest("a module's ftrace sites patch only after the module is verified", async (t) => {
   const m = await forkRealMachine();
   t.teardown(() => m.dispose());
   const k = m.kernel!;

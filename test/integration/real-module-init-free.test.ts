@@ -30,7 +30,9 @@ async function assertInitFreed(t: ExecutionContext, m: SimulatedMachine): Promis
     t.is(mod.init, undefined, `${mod.name}: the guest freed its init layout`);
     for (const g of mod.image.groups) {
       if (g.part === 'init') {
-        const reused = [...k.modules.loaded.values()].some((o) => o !== mod && o.image.groups.some((h) => h.part === 'core' && g.start < h.end && h.start < g.end));
+        const reused = [...k.modules.loaded.values()].some(
+          (o) => o !== mod && o.image.groups.some((h) => h.part === 'core' && g.start < h.end && h.start < g.end),
+        );
         t.true(reused || m.vmm.core.vcpus[0]!.translateForCore(g.start) === undefined, `${mod.name}: freed init memory is unmapped, or another module's core`);
         continue;
       }
@@ -38,7 +40,10 @@ async function assertInitFreed(t: ExecutionContext, m: SimulatedMachine): Promis
       if (g.group === 'ro_after_init') t.is(perms, EPT_R | EPT_IMMUTABLE, `${mod.name}: ro_after_init sealed`);
     }
     const rec = m.vmm.core.auth!.modules.get(mod.name)!;
-    t.false([...rec.sections!.keys()].some((shndx) => mod.image.sections.find((s) => s.shndx === shndx)?.part === 'init'), `${mod.name}: the core's record keeps no init section`);
+    t.false(
+      [...rec.sections!.keys()].some((shndx) => mod.image.sections.find((s) => s.shndx === shndx)?.part === 'init'),
+      `${mod.name}: the core's record keeps no init section`,
+    );
     t.is(verifier.modules.get(mod.name)?.init, undefined, `${mod.name}: the verifier's record has no init layout`);
   }
 }
@@ -61,7 +66,10 @@ realTest('a dependency chain: every init is freed and the next core takes the fr
   t.is(k.modules.loaded.get('net_failover')!.core.va, failoverInit.start);
   // The map (heki run --report) shows a module's core only: its freed init memory is not its own.
   const map = m.inspect().modules.find((x) => x.name === 'failover')!;
-  t.deepEqual(map.sections.map((x) => x.name).filter((n) => n.startsWith('.init')), []);
+  t.deepEqual(
+    map.sections.map((x) => x.name).filter((n) => n.startsWith('.init')),
+    [],
+  );
   t.true(map.sections.some((x) => x.name === '.text'));
 
   // Unload after init was freed, then load again: a fresh init layout, freed again.
@@ -92,7 +100,10 @@ realTest('hibernate and resume after init was freed: no init layout comes back; 
   const init = nf.image.groups.filter((g) => g.part === 'init');
   const initSites = nf.image.mcountSites.filter((a) => init.some((g) => a >= g.start && a < g.end));
   t.true(initSites.length > 0, 'net_failover has ftrace sites in its init text');
-  t.false(initSites.some((a) => m.kernel!.ftrace.siteCovering(a) !== undefined), 'none is an ftrace site after the resume');
+  t.false(
+    initSites.some((a) => m.kernel!.ftrace.siteCovering(a) !== undefined),
+    'none is an ftrace site after the resume',
+  );
   t.is((await m.unloadModule('net_failover')).outcome, 'allowed');
   const again = await m.loadModule(join(fixtures.modulesDir, 'net_failover.ko'));
   t.is(again.outcome, 'allowed', again.reason);

@@ -75,7 +75,12 @@ realTest('the same modules load after Ed25519 re-signing, and not without a trus
   t.teardown(() => m.dispose());
   await loadAll(t, m, dir);
   checkPermissions(t, m);
-  t.true(m.audit.records().filter((r) => r['kind'] === 'module-load').every((r) => String(r['reason']).includes('module-signature')));
+  t.true(
+    m.audit
+      .records()
+      .filter((r) => r['kind'] === 'module-load')
+      .every((r) => String(r['reason']).includes('module-signature')),
+  );
 
   const other = await bootRealMachine({ keys: { pubkeys: [], certs: [], revoked: [] } });
   t.teardown(() => other.dispose());

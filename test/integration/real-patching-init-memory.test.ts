@@ -63,7 +63,10 @@ realTest('a kprobe on an ftrace site is armed through ftrace (a call to ftrace_r
   t.is(on.outcome, 'allowed', on.reason);
   t.deepEqual(bytesAt(m, site, 5), [...encodeCall32(site, regs)], 'the site calls ftrace_regs_caller');
   t.true(m.kernel!.kprobes.installed().includes(site));
-  const audit = m.audit.records().filter((x) => x['kind'] === 'text-patch').at(-1);
+  const audit = m.audit
+    .records()
+    .filter((x) => x['kind'] === 'text-patch')
+    .at(-1);
   t.deepEqual(audit?.['plugins'], ['ftrace'], 'authenticated as an ftrace patch: the ftrace plugin decided it, not the kprobe policy');
   // Tracing the function too keeps the regs trampoline; untracing it keeps the probe.
   t.is((await m.ftrace('enable', 'vfs_read')).outcome, 'allowed');
@@ -85,7 +88,10 @@ realTest('"ftrace all" leaves the sites in a module\'s init text alone, as 6.1 f
   const inInit = (a: bigint): boolean => init.some((g) => a >= g.start && a < g.end);
   const initSites = mod.image.mcountSites.filter(inInit);
   t.true(initSites.length > 0, 'virtio_net has ftrace sites in its init text');
-  t.false(initSites.some((s) => m.kernel!.ftrace.siteCovering(s) !== undefined), 'ftrace_free_mem dropped them');
+  t.false(
+    initSites.some((s) => m.kernel!.ftrace.siteCovering(s) !== undefined),
+    'ftrace_free_mem dropped them',
+  );
   const r = await m.ftrace('enable', 'all');
   t.is(r.outcome, 'allowed', r.reason);
   const core = mod.image.mcountSites.find((a) => !inInit(a))!;

@@ -45,10 +45,18 @@ function matching(m: SimulatedMachine, name: string, func: bigint | null): { tot
   const sym = m.image.systemMap;
   // The return form of this CPU model: jmp x86_return_thunk where cpu_wants_rethunk_at(), else ret; int3.
   const touch = vmlinuxTouchupContext(m.image, m.kernel!.bootCpuData);
-  const symbols = { return0: sym.address('__static_call_return0')!, returnThunk: touch.symbols.x86ReturnThunk, rethunkAt: (site: bigint) => cpuWantsRethunkAt(touch, site) };
+  const symbols = {
+    return0: sym.address('__static_call_return0')!,
+    returnThunk: touch.symbols.x86ReturnThunk,
+    rethunkAt: (site: bigint) => cpuWantsRethunkAt(touch, site),
+  };
   const { items } = snapshot(m, name);
   const bad = items.filter((i) => !bytesEqual(i.bytes, encodeStaticCall(i.at, i.role, func, symbols)));
-  return { total: items.length, ok: items.length - bad.length, ...(bad[0] ? { first: `${bad[0].role} 0x${bad[0].at.toString(16)}: ${formatBytes(bad[0].bytes)}` } : {}) };
+  return {
+    total: items.length,
+    ok: items.length - bad.length,
+    ...(bad[0] ? { first: `${bad[0].role} 0x${bad[0].at.toString(16)}: ${formatBytes(bad[0].bytes)}` } : {}),
+  };
 }
 
 realTest('static_call_update on the real kernel: keys move to another function and back, every site read through the vCPU', async (t) => {
@@ -105,14 +113,25 @@ realTest('a static call target inside a function, in data or in module data is d
   const mid = await m.staticCall('__SCK__might_resched', '__cond_resched+0x4');
   t.is(mid.outcome, 'denied');
   t.regex(mid.reason, /^text patch refused: -KVM_EPERM/);
-  const record = m.audit.records().filter((r) => r['kind'] === 'text-patch').at(-1)!;
+  const record = m.audit
+    .records()
+    .filter((r) => r['kind'] === 'text-patch')
+    .at(-1)!;
   t.like(record, { ok: false, applied: false });
   t.regex(String(record['reason']), /not a function entry point \(0x4 bytes into the kernel function at 0xffffffff81a52f80\)/);
   t.true(unchanged(), 'no site or trampoline byte changed');
 
   const data = await m.staticCall('__SCK__might_resched', 'jiffies');
   t.is(data.outcome, 'denied');
-  t.regex(String(m.audit.records().filter((r) => r['kind'] === 'text-patch').at(-1)!['reason']), /not a function entry point \(outside kernel and module text\)/);
+  t.regex(
+    String(
+      m.audit
+        .records()
+        .filter((r) => r['kind'] === 'text-patch')
+        .at(-1)!['reason'],
+    ),
+    /not a function entry point \(outside kernel and module text\)/,
+  );
   t.true(unchanged());
 
   // A signed module's function entry is a target; its data is not.

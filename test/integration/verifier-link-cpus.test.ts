@@ -21,7 +21,11 @@ const patch = { kind: 'text-patch' as const, vm: 'vm0', items: [restore] };
 
 for (const spare of [true, false]) {
   test(`the online count survives a verifier crash (${spare ? 'warm spare' : 'worker started on demand'})`, async (t) => {
-    const link = await VerifierLink.start({ init: { keyring: keys.data, manifest, faultInjection: true, vms: { vm0: { cpuModel: model } } }, transport: 'comlink', spare });
+    const link = await VerifierLink.start({
+      init: { keyring: keys.data, manifest, faultInjection: true, vms: { vm0: { cpuModel: model } } },
+      transport: 'comlink',
+      spare,
+    });
     t.teardown(() => link.dispose());
     const early = await link.verify(patch);
     t.false(early.ok);

@@ -23,7 +23,13 @@ async function startLink(transport: (typeof TRANSPORTS)[number], extra: Partial<
 }
 
 /** ftrace on at synthetic site `site` (allowed at K.mcount sites). */
-const enable = (site: bigint): PatchItem => ({ kind: 'ftrace', site, oldBytes: Uint8Array.from(NOP5), newBytes: encodeCall32(site, K.ftraceCaller), currentBytes: Uint8Array.from(NOP5) });
+const enable = (site: bigint): PatchItem => ({
+  kind: 'ftrace',
+  site,
+  oldBytes: Uint8Array.from(NOP5),
+  newBytes: encodeCall32(site, K.ftraceCaller),
+  currentBytes: Uint8Array.from(NOP5),
+});
 const allowed = enable(K.mcount[0]);
 const denied = enable(K.mcount[0] + 1n);
 const patch = (items: PatchItem[]) => ({ kind: 'text-patch' as const, vm: 'vm0', items });
@@ -42,8 +48,14 @@ for (const transport of TRANSPORTS) {
     t.deepEqual(ok.items, [{ ok: true, reason: 'ftrace: ftrace site 0xffffffff81000100 (kernel) -> call ftrace_caller (0xffffffff81001000)' }]);
     const mixed = await link.verify(patch([allowed, denied]));
     t.false(mixed.ok);
-    t.is(mixed.reason, '1 of 2 items denied; first: ftrace: 0xffffffff81000101 is not an ftrace site (no __mcount_loc entry of the kernel or a verified module)');
-    t.deepEqual(mixed.items?.map((i) => i.ok), [true, false]);
+    t.is(
+      mixed.reason,
+      '1 of 2 items denied; first: ftrace: 0xffffffff81000101 is not an ftrace site (no __mcount_loc entry of the kernel or a verified module)',
+    );
+    t.deepEqual(
+      mixed.items?.map((i) => i.ok),
+      [true, false],
+    );
     const unload = await link.verify({ kind: 'module-unload', vm: 'vm0', name: 'nope' });
     t.false(unload.ok);
     t.regex(unload.reason, /^module-end-state: module nope is not loaded/);
@@ -59,10 +71,12 @@ for (const transport of TRANSPORTS) {
     t.false(v.ok);
     t.is(
       v.reason,
-      transport === 'ring' ? 'malformed request: record 0: unknown patch kind code 9' : 'malformed request: request.items[0].kind must be one of ftrace, jump-label, static-call, kprobe, smp-lock',
+      transport === 'ring'
+        ? 'malformed request: record 0: unknown patch kind code 9'
+        : 'malformed request: request.items[0].kind must be one of ftrace, jump-label, static-call, kprobe, smp-lock',
     );
     t.true((await link.verify(patch([allowed]))).ok, 'the verifier still serves');
-    t.is(link.stats.restarts, 0, 'a malformed request is the core\'s fault, not the verifier\'s');
+    t.is(link.stats.restarts, 0, "a malformed request is the core's fault, not the verifier's");
   });
 
   for (const fault of ['crash', 'garbage', 'wrong-id'] as const) {
@@ -117,7 +131,13 @@ for (const transport of TRANSPORTS) {
 test('the same requests get the same verdicts over comlink and over the ring', async (t) => {
   const [a, b] = await Promise.all([startLink('comlink'), startLink('ring')]);
   t.teardown(() => Promise.all([a.dispose(), b.dispose()]));
-  const jl: PatchItem = { kind: 'jump-label', site: K.jump2.site, oldBytes: Uint8Array.of(0x66, 0x90), newBytes: Uint8Array.of(0xeb, Number(K.jump2.target - K.jump2.site - 2n)), currentBytes: Uint8Array.of(0x66, 0x90) };
+  const jl: PatchItem = {
+    kind: 'jump-label',
+    site: K.jump2.site,
+    oldBytes: Uint8Array.of(0x66, 0x90),
+    newBytes: Uint8Array.of(0xeb, Number(K.jump2.target - K.jump2.site - 2n)),
+    currentBytes: Uint8Array.of(0x66, 0x90),
+  };
   const kp: PatchItem = { kind: 'kprobe', site: K.func, oldBytes: Uint8Array.of(0x55), newBytes: Uint8Array.of(0xcc), currentBytes: Uint8Array.of(0x55) };
   const stale: PatchItem = { ...allowed, oldBytes: Uint8Array.of(1, 2, 3, 4, 5) };
   const batches: PatchItem[][] = [[allowed], [allowed, denied], [jl], [allowed, jl, kp, stale], [enable(K.mcount[1]), enable(K.initMcount)], []];

@@ -15,7 +15,13 @@ import { testKeyring } from '../helpers/verifier-setup.ts';
 
 const keys = testKeyring();
 const manifest = signManifest(syntheticBody(), keys.vendor);
-const enable = (site: bigint): PatchItem => ({ kind: 'ftrace', site, oldBytes: Uint8Array.from(NOP5), newBytes: encodeCall32(site, K.ftraceCaller), currentBytes: Uint8Array.from(NOP5) });
+const enable = (site: bigint): PatchItem => ({
+  kind: 'ftrace',
+  site,
+  oldBytes: Uint8Array.from(NOP5),
+  newBytes: encodeCall32(site, K.ftraceCaller),
+  currentBytes: Uint8Array.from(NOP5),
+});
 
 test('ring: a parked verifier answers comlink calls and ring requests alike, and a crash while parked fails closed once', async (t) => {
   // Spin for 10 µs only: the loop parks between almost every request.

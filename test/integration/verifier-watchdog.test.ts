@@ -28,7 +28,10 @@ const PROGRESS = fileURLToPath(new URL('../../shared/progress.ts', import.meta.u
 /** A plugin module claiming `kinds` whose decide body is `body` (`top` runs at import). */
 function plugin(name: string, body: string, kinds: readonly string[] = ['module-unload'], top = ''): string {
   const path = join(dir, `${name}.mjs`);
-  writeFileSync(path, `${top}\nexport default { name: ${JSON.stringify(name)}, description: 'under test', kinds: ${JSON.stringify(kinds)}, decide(request) { ${body} } };\n`);
+  writeFileSync(
+    path,
+    `${top}\nexport default { name: ${JSON.stringify(name)}, description: 'under test', kinds: ${JSON.stringify(kinds)}, decide(request) { ${body} } };\n`,
+  );
   return path;
 }
 
@@ -38,7 +41,11 @@ const unload = (name: string) => ({ kind: 'module-unload' as const, vm: 'vm0', n
 const LOOPS_ON_SPIN = 'if (request.name === "spin") { while (true) {} } return { decision: "allow", reason: "fine" };';
 
 test('a plugin that loops forever is cut at the no-progress bound, not the ceiling; the spare decides the next request', async (t) => {
-  const link = await VerifierLink.start({ init: { keyring: keys.data, plugins: [], pluginModules: [plugin('loops', LOOPS_ON_SPIN)] }, timeoutMs: 500, ceilingMs: 60_000 });
+  const link = await VerifierLink.start({
+    init: { keyring: keys.data, plugins: [], pluginModules: [plugin('loops', LOOPS_ON_SPIN)] },
+    timeoutMs: 500,
+    ceilingMs: 60_000,
+  });
   t.teardown(() => link.dispose());
   t.true((await link.verify(unload('m'))).ok, 'the plugin allows other requests');
   const started = performance.now();
@@ -57,9 +64,18 @@ test('a plugin that loops forever is cut at the no-progress bound, not the ceili
 test('over the ring and over comlink alike, a looping text-patch plugin is cut and the batch denied', async (t) => {
   const body = 'while (true) {}';
   for (const transport of ['ring', 'comlink'] as const) {
-    const link = await VerifierLink.start({ init: { keyring: keys.data, plugins: [], pluginModules: [plugin(`loops-${transport}`, body, ['text-patch'])] }, spare: false, timeoutMs: 400, transport });
+    const link = await VerifierLink.start({
+      init: { keyring: keys.data, plugins: [], pluginModules: [plugin(`loops-${transport}`, body, ['text-patch'])] },
+      spare: false,
+      timeoutMs: 400,
+      transport,
+    });
     const nop = Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0);
-    const v = await link.verify({ kind: 'text-patch', vm: 'vm0', items: [{ kind: 'ftrace', site: 0xffffffff81000100n, oldBytes: nop, newBytes: nop, currentBytes: nop }] });
+    const v = await link.verify({
+      kind: 'text-patch',
+      vm: 'vm0',
+      items: [{ kind: 'ftrace', site: 0xffffffff81000100n, oldBytes: nop, newBytes: nop, currentBytes: nop }],
+    });
     await link.dispose();
     t.false(v.ok, transport);
     t.regex(v.reason, /verifier unavailable: the verifier made no progress for \d+ ms \(bound 400 ms\)/, transport);
@@ -70,7 +86,8 @@ test('over the ring and over comlink alike, a looping text-patch plugin is cut a
 test('work that keeps reporting progress outlives the no-progress bound; progress reported forever is cut at the ceiling', async (t) => {
   const top = `import { reportProgress } from ${JSON.stringify(PROGRESS)};`;
   // Busy for `ms` of wall time, reporting progress every millisecond, as the verifier's own checks do.
-  const busy = (ms: string) => `const end = performance.now() + ${ms}; while (performance.now() < end) { const s = performance.now(); while (performance.now() - s < 1) {} reportProgress(); }`;
+  const busy = (ms: string) =>
+    `const end = performance.now() + ${ms}; while (performance.now() < end) { const s = performance.now(); while (performance.now() - s < 1) {} reportProgress(); }`;
   const slow = plugin('slow-but-progressing', `${busy('3000')} return { decision: "allow", reason: "done" };`, ['module-unload'], top);
   const link = await VerifierLink.start({ init: { keyring: keys.data, plugins: [], pluginModules: [slow] }, spare: false, timeoutMs: 1000, ceilingMs: 60_000 });
   t.teardown(() => link.dispose());
@@ -79,7 +96,12 @@ test('work that keeps reporting progress outlives the no-progress bound; progres
   t.is(link.stats.failClosed, 0);
 
   const forever = plugin('progress-forever', `${busy('Infinity')}`, ['module-unload'], top);
-  const capped = await VerifierLink.start({ init: { keyring: keys.data, plugins: [], pluginModules: [forever] }, spare: false, timeoutMs: 1000, ceilingMs: 3000 });
+  const capped = await VerifierLink.start({
+    init: { keyring: keys.data, plugins: [], pluginModules: [forever] },
+    spare: false,
+    timeoutMs: 1000,
+    ceilingMs: 3000,
+  });
   t.teardown(() => capped.dispose());
   const c = await capped.verify(unload('m'));
   t.false(c.ok);
@@ -88,7 +110,12 @@ test('work that keeps reporting progress outlives the no-progress bound; progres
 
 realTest('the core audits the denial: a real boot whose kernel-text plugin loops is refused "verifier unavailable", once, and recorded', async (t) => {
   const loops = plugin('kernel-text-loops', 'while (true) {}', ['kernel-text']);
-  const m = await createMachineDetailed({ kernel: 'real', keys: { pubkeys: [], certs: [fixtures.signingKeyDer], revoked: [] }, pluginModules: [loops], verifierTimeoutMs: 500 });
+  const m = await createMachineDetailed({
+    kernel: 'real',
+    keys: { pubkeys: [], certs: [fixtures.signingKeyDer], revoked: [] },
+    pluginModules: [loops],
+    verifierTimeoutMs: 500,
+  });
   if (!m.ok) return t.fail(m.error.message);
   t.teardown(() => m.value.dispose());
   const mark = m.value.verdictMark();

@@ -28,18 +28,22 @@ eachShippedModel(needsFixtures(test), 'boot-paravirt-site-to-attacker-code', '.p
 // the attack must say it was not stopped.
 needsFixtures(test)('boot-paravirt-site-to-attacker-code is not stopped when the VMM lets the refused kernel run on', async (t) => {
   const lenient: VmmPolicy = { 'heki-denial': () => ({ action: 'inject', log: true }) };
-  const r = await runAttack('boot-paravirt-site-to-attacker-code', {}, {
-    machine: async (config) => {
-      const m = await createMachineDetailed({ ...config, policy: lenient });
-      if (!m.ok) return err(m.error.message);
-      const b = await m.value.boot();
-      if (b.outcome !== 'allowed') {
-        await m.value.dispose();
-        return err(b.reason);
-      }
-      return ok(m.value);
+  const r = await runAttack(
+    'boot-paravirt-site-to-attacker-code',
+    {},
+    {
+      machine: async (config) => {
+        const m = await createMachineDetailed({ ...config, policy: lenient });
+        if (!m.ok) return err(m.error.message);
+        const b = await m.value.boot();
+        if (b.outcome !== 'allowed') {
+          await m.value.dispose();
+          return err(b.reason);
+        }
+        return ok(m.value);
+      },
     },
-  });
+  );
   if (!r.ok) return void t.fail(r.error.message);
   const report = r.value.report;
   t.false(report.stopped, report.stop);

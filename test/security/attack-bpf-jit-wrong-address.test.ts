@@ -17,7 +17,10 @@ needsFixtures(test)('bpf-jit-wrong-address: the JIT image is refused and never e
       records: verdicts(m, 'code-load'),
       denials: m.vmm.log.byReason('heki-denial').map((e) => e.exit.denial),
       images: m.vmm.core.auth?.codeImages.size,
-      probed: m.vmm.log.byReason('ept-violation').filter((e) => e.exit.access === 'fetch').map((e) => eptAt(m, e.exit.gpa)),
+      probed: m.vmm.log
+        .byReason('ept-violation')
+        .filter((e) => e.exit.access === 'fetch')
+        .map((e) => eptAt(m, e.exit.gpa)),
     }),
   });
   t.true(report.stopped, report.detail);

@@ -29,7 +29,9 @@ needsFixtures(test)('disk DMA into locked text and rodata is refused; both pages
   t.regex(report.stop, /^DMA refused: frame 0x[0-9a-f]+ is IMMUTABLE in the EPT; status IOERR; dma-refused event \(virtio-blk to-guest/);
   t.deepEqual(after.bytes, before.bytes);
   t.is(after.events.length, 2);
-  after.events.forEach((e, i) => t.like(e, { device: 'virtio-blk', direction: 'to-guest', gpa: before.pages[i], len: 512, frame: Number(before.pages[i]! >> 12n), refusal: 'immutable' }));
+  after.events.forEach((e, i) =>
+    t.like(e, { device: 'virtio-blk', direction: 'to-guest', gpa: before.pages[i], len: 512, frame: Number(before.pages[i]! >> 12n), refusal: 'immutable' }),
+  );
   t.is(after.audit.length, 2);
   after.audit.forEach((r, i) => t.like(r, { event: 'dma-refused', device: 'virtio-blk', refusal: 'immutable', gpa: `0x${before.pages[i]!.toString(16)}` }));
   t.like(after.disk, { requests: 3, completed: 1, failed: 2 }, 'only the staging write completed');

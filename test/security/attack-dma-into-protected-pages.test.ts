@@ -59,7 +59,15 @@ for (const target of ['text', 'rodata'] as const) {
     t.like(events[0], { device: 'virtio-blk', direction: 'to-guest', gpa, len: 512, frame: Number(gpa >> 12n), refusal: 'immutable' });
     const audit = m.vmm.ownAudit.records();
     t.is(audit.length, 1);
-    t.like(audit[0], { event: 'dma-refused', vm: 'vm0', device: 'virtio-blk', direction: 'to-guest', refusal: 'immutable', frame: Number(gpa >> 12n), gpa: `0x${gpa.toString(16)}` });
+    t.like(audit[0], {
+      event: 'dma-refused',
+      vm: 'vm0',
+      device: 'virtio-blk',
+      direction: 'to-guest',
+      refusal: 'immutable',
+      frame: Number(gpa >> 12n),
+      gpa: `0x${gpa.toString(16)}`,
+    });
   });
 }
 
@@ -85,7 +93,14 @@ test('a disk read into module pages frozen under verification is refused (no TOC
         mem.write(physAddr(DESC), encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.IN, sector: 8n, dataGpa: MOD_TEXT, dataLen: 512, statusGpa: STATUS }));
         duringVerify = disk.notify(DESC);
         textDuringVerify = mem.read(physAddr(MOD_TEXT), 16);
-        return { v: PROTOCOL_VERSION, id: 1, ok: r.kind === 'module-load', reason: 'ok', plugins: ['stub'], grants: [{ shndx: 1, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC | MEM_ATTR.IMMUTABLE }] };
+        return {
+          v: PROTOCOL_VERSION,
+          id: 1,
+          ok: r.kind === 'module-load',
+          reason: 'ok',
+          plugins: ['stub'],
+          grants: [{ shndx: 1, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC | MEM_ATTR.IMMUTABLE }],
+        };
       },
     },
   });
@@ -95,7 +110,10 @@ test('a disk read into module pages frozen under verification is refused (no TOC
   const code = Uint8Array.of(0x55, 0x48, 0x89, 0xe5, 0xc3);
   mem.write(physAddr(MOD_TEXT), code);
   mem.write(physAddr(BLOB), new TextEncoder().encode('SIGNED-IMAGE\0mod0'));
-  mem.write(physAddr(MOD_DESC), encodeModuleDesc({ imageGva: BLOB_VA, imageLen: 12, nameGva: BLOB_VA + 13n, nameLen: 4, sections: [{ shndx: 1, gva: MOD_VA, size: code.length }] }));
+  mem.write(
+    physAddr(MOD_DESC),
+    encodeModuleDesc({ imageGva: BLOB_VA, imageLen: 12, nameGva: BLOB_VA + 13n, nameLen: 4, sections: [{ shndx: 1, gva: MOD_VA, size: code.length }] }),
+  );
 
   t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, MOD_DESC), 0);
   t.truthy(duringVerify);
@@ -104,7 +122,10 @@ test('a disk read into module pages frozen under verification is refused (no TOC
   t.deepEqual([...textDuringVerify!.subarray(0, 5)], [...code], 'the bytes under verification did not change');
   t.deepEqual([...mem.read(physAddr(MOD_TEXT), 5)], [...code], 'the verified bytes are the bytes made executable');
   // One trail: the DMA refusal, then the verdict, both in the core's audit log.
-  t.deepEqual(audit.records().map((r) => r['event']), ['dma-refused', 'verdict']);
+  t.deepEqual(
+    audit.records().map((r) => r['event']),
+    ['dma-refused', 'verdict'],
+  );
   t.like(audit.records()[0], { refusal: 'frozen', device: 'virtio-blk' });
   t.is(m.vmm.log.byKind('dma-refused').length, 1);
 

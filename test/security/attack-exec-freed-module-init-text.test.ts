@@ -20,7 +20,12 @@ needsFixtures(test)("a module's freed init text no longer executes, old code or 
     after: (m) => {
       const fetches = m.vmm.log.byReason('ept-violation').filter((e) => e.exit.access === 'fetch');
       const rec = m.vmm.core.auth?.modules.get('failover');
-      return { fetches, ept: fetches[0] ? eptAt(m, fetches[0].exit.gpa) : -1, frees: verdicts(m, 'module-init-free'), frames: rec ? [...rec.frames.keys()] : [] };
+      return {
+        fetches,
+        ept: fetches[0] ? eptAt(m, fetches[0].exit.gpa) : -1,
+        frees: verdicts(m, 'module-init-free'),
+        frames: rec ? [...rec.frames.keys()] : [],
+      };
     },
   });
   t.true(report.stopped, report.detail);

@@ -12,7 +12,11 @@ import { attackOnRealKernel, verdicts } from '../helpers/attack-run.ts';
 
 needsFixtures(test)('ftrace-freed-module-init-site: the patch is refused by the core and the freed frame is unchanged', async (t) => {
   const { report, after } = await attackOnRealKernel('ftrace-freed-module-init-site', {
-    after: (m) => ({ records: verdicts(m, 'text-patch'), frees: verdicts(m, 'module-init-free'), denials: m.vmm.log.byReason('heki-denial').map((e) => e.exit.denial) }),
+    after: (m) => ({
+      records: verdicts(m, 'text-patch'),
+      frees: verdicts(m, 'module-init-free'),
+      denials: m.vmm.log.byReason('heki-denial').map((e) => e.exit.denial),
+    }),
   });
   t.true(report.stopped, report.detail);
   t.regex(report.stop, /^text patch refused: -KVM_EPERM; heki-denial exit \(verification of text-patch\)/);

@@ -10,5 +10,11 @@ import { assertTextPatchDenied } from '../helpers/text-patch-denied.ts';
 import { ftraceSiteOf } from '../../guest/attacks/text-patching.ts';
 
 needsFixtures(test)('ftrace-non-trampoline-target: the text patch is refused and the site is unchanged', (t) =>
-  assertTextPatchDenied(t, 'ftrace-non-trampoline-target', (m) => ftraceSiteOf(m.kernel!, 'commit_creds'), /ftrace: ftrace site 0x[0-9a-f]+: call to 0xffffffff81049230, which is not an ftrace trampoline/, 'verifier'),
+  assertTextPatchDenied(
+    t,
+    'ftrace-non-trampoline-target',
+    (m) => ftraceSiteOf(m.kernel!, 'commit_creds'),
+    /ftrace: ftrace site 0x[0-9a-f]+: call to 0xffffffff81049230, which is not an ftrace trampoline/,
+    'verifier',
+  ),
 );

@@ -10,5 +10,11 @@ import { assertTextPatchDenied } from '../helpers/text-patch-denied.ts';
 import { ftraceSiteOf } from '../../guest/attacks/text-patching.ts';
 
 needsFixtures(test)('ftrace-wrong-old-bytes: the text patch is refused and the site is unchanged', (t) =>
-  assertTextPatchDenied(t, 'ftrace-wrong-old-bytes', (m) => ftraceSiteOf(m.kernel!, 'commit_creds'), /ftrace: old bytes differ from memory at 0x[0-9a-f]+ \(old e8 [0-9a-f ]+, memory 0f 1f 44 00 00\)/, 'verifier'),
+  assertTextPatchDenied(
+    t,
+    'ftrace-wrong-old-bytes',
+    (m) => ftraceSiteOf(m.kernel!, 'commit_creds'),
+    /ftrace: old bytes differ from memory at 0x[0-9a-f]+ \(old e8 [0-9a-f ]+, memory 0f 1f 44 00 00\)/,
+    'verifier',
+  ),
 );

@@ -54,5 +54,11 @@ needsFixtures(test)('a re-signed hibernation image with weakened protections is 
   t.regex(m.vmm.core.stopped ?? '', /^resume refused/);
   t.deepEqual(m.vmm.core.ept.entries(), [], 'no forged attribute reached the EPT');
   t.is(m.kernel, undefined);
-  t.like(m.audit.records().filter((x) => x['event'] === 'lifecycle').at(-1), { type: 'resume', result: 'refused' });
+  t.like(
+    m.audit
+      .records()
+      .filter((x) => x['event'] === 'lifecycle')
+      .at(-1),
+    { type: 'resume', result: 'refused' },
+  );
 });

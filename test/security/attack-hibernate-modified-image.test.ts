@@ -31,14 +31,22 @@ needsFixtures(test)('a hibernation image changed on the disk is refused and the 
   const m = await bootRealMachine();
   t.teardown(() => m.dispose());
   const cases: Array<[string, (image: Uint8Array) => number, RegExp]> = [
-    ['memory', (img) => {
-      const d = decodeVmImage(img);
-      if (!d.ok) throw new Error(d.error.message);
-      const mem = d.value.sections.get('memory')!;
-      return mem.byteOffset - img.byteOffset + 1000;
-    }, /state image: section memory: SHA-256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}: the image was modified after it was signed/],
+    [
+      'memory',
+      (img) => {
+        const d = decodeVmImage(img);
+        if (!d.ok) throw new Error(d.error.message);
+        const mem = d.value.sections.get('memory')!;
+        return mem.byteOffset - img.byteOffset + 1000;
+      },
+      /state image: section memory: SHA-256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}: the image was modified after it was signed/,
+    ],
     // A digit of the signed `created` time: the header still parses, its digest changed.
-    ['header', (img) => 12 + new TextDecoder().decode(img.subarray(12, 12 + 512)).indexOf('"created":"') + 12, /state image: the signature does not verify with key [0-9a-f]{16}/],
+    [
+      'header',
+      (img) => 12 + new TextDecoder().decode(img.subarray(12, 12 + 512)).indexOf('"created":"') + 12,
+      /state image: the signature does not verify with key [0-9a-f]{16}/,
+    ],
     ['signature', (img) => 12 + new DataView(img.buffer, img.byteOffset).getUint32(8, true) + 4 + 10, /state image: the signature does not verify/],
   ];
   for (const [what, where, reason] of cases) {
@@ -51,7 +59,13 @@ needsFixtures(test)('a hibernation image changed on the disk is refused and the 
     t.is(m.kernel, undefined);
     t.is(m.vmm.core.pins.get(4), 0n, `${what}: nothing of the image was applied`);
     t.deepEqual(m.vmm.core.ept.entries(), []);
-    t.like(m.audit.records().filter((x) => x['kind'] === 'restore-state').at(-1), { ok: false, applied: false, plugins: ['lifecycle'] });
+    t.like(
+      m.audit
+        .records()
+        .filter((x) => x['kind'] === 'restore-state')
+        .at(-1),
+      { ok: false, applied: false, plugins: ['lifecycle'] },
+    );
     const b = await m.boot();
     t.is(b.outcome, 'allowed', `${what}: a cold boot instead`);
     t.is((await m.write('_stext+0x10', Uint8Array.of(0x90), 'kernel')).outcome, 'denied');

@@ -10,5 +10,11 @@ import { assertTextPatchDenied } from '../helpers/text-patch-denied.ts';
 import { nopJumpLabel } from '../../guest/attacks/text-patching.ts';
 
 needsFixtures(test)('jump-label-foreign-target: the text patch is refused and the site is unchanged', (t) =>
-  assertTextPatchDenied(t, 'jump-label-foreign-target', (m) => nopJumpLabel(m.kernel!).site, /jump-label: jump-label site 0x[0-9a-f]+: jump to foreign target 0xffffffff810d3bc0/, 'verifier'),
+  assertTextPatchDenied(
+    t,
+    'jump-label-foreign-target',
+    (m) => nopJumpLabel(m.kernel!).site,
+    /jump-label: jump-label site 0x[0-9a-f]+: jump to foreign target 0xffffffff810d3bc0/,
+    'verifier',
+  ),
 );

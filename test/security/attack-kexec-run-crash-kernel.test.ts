@@ -30,5 +30,11 @@ needsFixtures(test)('the crash kernel runs only on a panic', async (t) => {
   t.is(tampered.outcome, 'denied');
   t.is(m.vmm.staged('crash'), staged, 'the verified crash kernel stays staged');
   t.is((await m.panic()).outcome, 'allowed');
-  t.like(m.audit.records().filter((x) => x['event'] === 'lifecycle').at(-1), { type: 'crash', result: 'kexec', sha256: staged!.sha256 });
+  t.like(
+    m.audit
+      .records()
+      .filter((x) => x['event'] === 'lifecycle')
+      .at(-1),
+    { type: 'crash', result: 'kexec', sha256: staged!.sha256 },
+  );
 });

@@ -18,7 +18,10 @@ needsFixtures(test)('a kexec manifest with one byte changed is refused; the old 
   const r = await m.kexec({ tamper: 'manifest' });
   t.is(r.outcome, 'denied');
   t.regex(r.reason, /lifecycle: kexec kernel: manifest signature does not match its body/);
-  t.like(m.audit.records().find((x) => x['kind'] === 'kexec-image'), { ok: false, applied: false });
+  t.like(
+    m.audit.records().find((x) => x['kind'] === 'kexec-image'),
+    { ok: false, applied: false },
+  );
   t.is(m.vmm.staged('kexec'), undefined);
   t.deepEqual(m.vmm.core.saveState(), before);
   t.is((await m.writeCr(0, { clear: CR0.WP })).outcome, 'denied');

@@ -11,5 +11,11 @@ import { assertTextPatchDenied } from '../helpers/text-patch-denied.ts';
 import { nonSiteAddress } from '../../guest/attacks/text-patching.ts';
 
 needsFixtures(test)('kprobe-denied-site: the text patch is refused and the site is unchanged', (t) =>
-  assertTextPatchDenied(t, 'kprobe-denied-site', (m) => nonSiteAddress(m.kernel!), /kprobe: kprobe site 0x[0-9a-f]+ is not in an allowed range \(default deny\)/, 'verifier'),
+  assertTextPatchDenied(
+    t,
+    'kprobe-denied-site',
+    (m) => nonSiteAddress(m.kernel!),
+    /kprobe: kprobe site 0x[0-9a-f]+ is not in an allowed range \(default deny\)/,
+    'verifier',
+  ),
 );

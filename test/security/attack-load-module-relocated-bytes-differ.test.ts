@@ -12,5 +12,9 @@ import { needsFixtures } from '../helpers/fixtures.ts';
 import { assertModuleLoadDenied } from '../helpers/module-load-denied.ts';
 
 needsFixtures(test)('load-module-relocated-bytes-differ: the verifier denies the load; nothing becomes executable', (t) =>
-  assertModuleLoadDenied(t, 'load-module-relocated-bytes-differ', /^module-end-state: module crc7: section \.text: relocated bytes differ from the signed image at offset 0x8/),
+  assertModuleLoadDenied(
+    t,
+    'load-module-relocated-bytes-differ',
+    /^module-end-state: module crc7: section \.text: relocated bytes differ from the signed image at offset 0x8/,
+  ),
 );

@@ -22,7 +22,17 @@ needsFixtures(test)('malformed page lists are -KVM_EINVAL and unlock nothing', a
   });
   t.true(report.stopped, report.detail);
   t.regex(report.stop, /^-KVM_EINVAL for all 9 lists/);
-  for (const what of ['list not page-aligned', 'list outside guest memory', 'chain loops onto itself', 'npages claims 170 entries', 'range not page-aligned', 'range reversed', 'range outside guest memory', 'unknown attribute bit 5', 'W together with X']) {
+  for (const what of [
+    'list not page-aligned',
+    'list outside guest memory',
+    'chain loops onto itself',
+    'npages claims 170 entries',
+    'range not page-aligned',
+    'range reversed',
+    'range outside guest memory',
+    'unknown attribute bit 5',
+    'W together with X',
+  ]) {
     t.true(report.detail.includes(`${what}: -KVM_EINVAL`), what);
   }
   t.is(after.configure, before.configure, 'no malformed list reached the VMM');

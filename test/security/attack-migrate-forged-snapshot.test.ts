@@ -31,7 +31,11 @@ needsFixtures(test)('a forged or misused snapshot is refused by the destination,
   const core = decodeSection(CORE_SECTION, d.value.sections.get('core')!);
   if (!core.ok) throw new Error(core.error);
   const s = core.value;
-  const weakened: CoreState = { ...s, pins: { cr0: 0n, cr4: 0n }, ept: s.ept.map(([f, n, p]) => [f, n, (p | EPT_W) & ~EPT_IMMUTABLE] as [number, number, number]) };
+  const weakened: CoreState = {
+    ...s,
+    pins: { cr0: 0n, cr4: 0n },
+    ept: s.ept.map(([f, n, p]) => [f, n, (p | EPT_W) & ~EPT_IMMUTABLE] as [number, number, number]),
+  };
   const forged = encodeVmImage(
     { kind: 'migration', vm: d.value.header.vm, vmId: d.value.header.vmId },
     d.value.header.sections.map((x) => ({ name: x.name, bytes: x.name === 'core' ? encodeSection(CORE_SECTION, weakened) : d.value.sections.get(x.name)! })),

@@ -18,7 +18,10 @@ needsFixtures(test)('a snapshot changed in transit is refused; the source runs o
   const link = m.link;
   const r = await m.migrate({ tamper: true });
   t.is(r.outcome, 'denied');
-  t.regex(r.reason, /^the destination refused the snapshot \(digest\): section memory: SHA-256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}: the image was modified after it was signed; the source VM runs on$/);
+  t.regex(
+    r.reason,
+    /^the destination refused the snapshot \(digest\): section memory: SHA-256 [0-9a-f]{64} differs from the signed [0-9a-f]{64}: the image was modified after it was signed; the source VM runs on$/,
+  );
   t.is(m.vmm, source, 'the machine is still the source');
   t.is(m.link, link);
   t.is(m.vmm.core.stopped, undefined);

@@ -13,13 +13,16 @@ import { attackOnRealKernel, eptAt, verdicts } from '../helpers/attack-run.ts';
 import { PADDING_OFFSET } from '../../guest/attacks/module-loading.ts';
 import { EPT_XS, EPT_XU } from '../../hypervisor/ept/permissions.ts';
 
-needsFixtures(test)('code in a section page\'s padding makes the core refuse the whole load', async (t) => {
+needsFixtures(test)("code in a section page's padding makes the core refuse the whole load", async (t) => {
   const { report, after } = await attackOnRealKernel('module-unverified-padding', {
     after: (m) => ({
       records: verdicts(m, 'module-load'),
       denials: m.vmm.log.byReason('heki-denial').map((e) => e.exit.denial),
       coreModules: m.vmm.core.auth?.modules.size,
-      probed: m.vmm.log.byReason('ept-violation').filter((e) => e.exit.access === 'fetch').map((e) => eptAt(m, e.exit.gpa)),
+      probed: m.vmm.log
+        .byReason('ept-violation')
+        .filter((e) => e.exit.access === 'fetch')
+        .map((e) => eptAt(m, e.exit.gpa)),
     }),
   });
   t.true(report.stopped, report.detail);

@@ -18,13 +18,13 @@ needsFixtures(test)('wrmsr LSTAR exits to the VMM, #GP (msr-filter), value uncha
     },
     after: (m) => {
       const v = m.vmm.bootCpu.rdmsr(MSR.LSTAR);
-      return { value: v.ok ? v.value : undefined, writes: m.vmm.log.byReason('msr-write'), entry: sym(m, "entry_SYSCALL_64") };
+      return { value: v.ok ? v.value : undefined, writes: m.vmm.log.byReason('msr-write'), entry: sym(m, 'entry_SYSCALL_64') };
     },
   });
   t.true(report.stopped, report.detail);
   t.regex(report.stop, /^#GP \(msr-filter\); msr-write exit \(LSTAR\)/);
   t.is(after.value, before);
-  t.is(after.value, after.entry, "LSTAR still points at entry_SYSCALL_64");
+  t.is(after.value, after.entry, 'LSTAR still points at entry_SYSCALL_64');
   t.is(after.writes.length, 1);
   t.is(after.writes[0]!.exit.msr, MSR.LSTAR);
   t.not(after.writes[0]!.exit.value, before);

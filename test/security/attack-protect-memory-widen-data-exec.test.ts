@@ -16,8 +16,18 @@ needsFixtures(test)('PROTECT_MEMORY cannot make data executable after boot', asy
   const { report, after } = await attackOnRealKernel('protect-memory-widen-data-exec', {
     before: (m) => m.vmm.log.byReason('heki-configure').length,
     after: (m, b) => {
-      const fetch = m.vmm.log.byReason('ept-violation').filter((e) => e.exit.access === 'fetch').at(-1);
-      return { configure: m.vmm.log.byReason('heki-configure').slice(b).map((e) => e.exit.request), fetch, ept: fetch ? eptAt(m, fetch.exit.gpa) : -1 };
+      const fetch = m.vmm.log
+        .byReason('ept-violation')
+        .filter((e) => e.exit.access === 'fetch')
+        .at(-1);
+      return {
+        configure: m.vmm.log
+          .byReason('heki-configure')
+          .slice(b)
+          .map((e) => e.exit.request),
+        fetch,
+        ept: fetch ? eptAt(m, fetch.exit.gpa) : -1,
+      };
     },
   });
   t.true(report.stopped, report.detail);

@@ -15,7 +15,10 @@ import { EPT_XS, EPT_XU } from '../../hypervisor/ept/permissions.ts';
 needsFixtures(test)('set_memory_x on a data page is denied by the verifier and the page stays NX', async (t) => {
   const { report, after } = await attackOnRealKernel('set-memory-x-on-data', {
     after: (m) => {
-      const fetch = m.vmm.log.byReason('ept-violation').filter((e) => e.exit.access === 'fetch').at(-1);
+      const fetch = m.vmm.log
+        .byReason('ept-violation')
+        .filter((e) => e.exit.access === 'fetch')
+        .at(-1);
       return {
         records: verdicts(m, 'set-memory'),
         denials: m.vmm.log.byReason('heki-denial').map((e) => e.exit.denial),

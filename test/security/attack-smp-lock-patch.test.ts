@@ -28,28 +28,34 @@ async function attempt(m: SimulatedMachine, site: bigint, neu: number): Promise<
   return { ok: r.ok, why: m.deniedSince(mark).join(' | '), after: after.ok ? after.value[0]! : -1 };
 }
 
-needsFixtures(test)('smp-lock-patch: lock-prefix patches before the VMM raised the count, off .smp_locks, or stripping a lock are denied naming the site', async (t) => {
-  const m = await bootRealMachine({ cpu: HOTPLUG });
-  t.teardown(() => m.dispose());
-  const site = kernelSmpLocks(m.image)[100]!;
-  const before = m.kernel!.cpu.read(gva(site), 1);
-  t.true(before.ok && before.value[0] === 0x3e, 'one CPU present: the boot patched the lock prefix to UP (ds)');
+needsFixtures(test)(
+  'smp-lock-patch: lock-prefix patches before the VMM raised the count, off .smp_locks, or stripping a lock are denied naming the site',
+  async (t) => {
+    const m = await bootRealMachine({ cpu: HOTPLUG });
+    t.teardown(() => m.dispose());
+    const site = kernelSmpLocks(m.image)[100]!;
+    const before = m.kernel!.cpu.read(gva(site), 1);
+    t.true(before.ok && before.value[0] === 0x3e, 'one CPU present: the boot patched the lock prefix to UP (ds)');
 
-  const early = await attempt(m, site, 0xf0);
-  t.false(early.ok);
-  t.regex(early.why, new RegExp(`smp-lock: lock-prefix restore at \\.smp_locks site ${hex(site)} \\(kernel\\) before the VMM brought a second CPU online \\(1 online\\)`));
-  t.is(early.after, 0x3e);
+    const early = await attempt(m, site, 0xf0);
+    t.false(early.ok);
+    t.regex(
+      early.why,
+      new RegExp(`smp-lock: lock-prefix restore at \\.smp_locks site ${hex(site)} \\(kernel\\) before the VMM brought a second CPU online \\(1 online\\)`),
+    );
+    t.is(early.after, 0x3e);
 
-  t.is((await m.cpuOnline()).outcome, 'allowed');
-  const restored = m.kernel!.cpu.read(gva(site), 1);
-  t.true(restored.ok && restored.value[0] === 0xf0, 'alternatives_enable_smp() restored the lock prefix once the VMM raised the count');
-  const off = site + 1n;
-  const offSite = await attempt(m, off, 0xf0);
-  t.false(offSite.ok);
-  t.regex(offSite.why, new RegExp(`${hex(off)} is not a lock-prefix site \\(no \\.smp_locks entry of the kernel or a verified module\\)`));
+    t.is((await m.cpuOnline()).outcome, 'allowed');
+    const restored = m.kernel!.cpu.read(gva(site), 1);
+    t.true(restored.ok && restored.value[0] === 0xf0, 'alternatives_enable_smp() restored the lock prefix once the VMM raised the count');
+    const off = site + 1n;
+    const offSite = await attempt(m, off, 0xf0);
+    t.false(offSite.ok);
+    t.regex(offSite.why, new RegExp(`${hex(off)} is not a lock-prefix site \\(no \\.smp_locks entry of the kernel or a verified module\\)`));
 
-  const strip = await attempt(m, site, 0x3e);
-  t.false(strip.ok);
-  t.regex(strip.why, new RegExp(`\\.smp_locks site ${hex(site)} \\(kernel\\): f0 -> 3e is not the UP-to-SMP restore 3e -> f0`));
-  t.is(strip.after, 0xf0, 'the lock prefix is still there');
-});
+    const strip = await attempt(m, site, 0x3e);
+    t.false(strip.ok);
+    t.regex(strip.why, new RegExp(`\\.smp_locks site ${hex(site)} \\(kernel\\): f0 -> 3e is not the UP-to-SMP restore 3e -> f0`));
+    t.is(strip.after, 0xf0, 'the lock prefix is still there');
+  },
+);

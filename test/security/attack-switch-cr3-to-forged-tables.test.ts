@@ -15,7 +15,12 @@ needsFixtures(test)('switch-cr3-to-forged-tables: stopped by the EPT; the text u
       const gpa = gpaOf(m, sym(m, 'commit_creds'));
       return { gpa, page: memAt(m, gpa & ~0xfffn, 4096), ept: eptAt(m, gpa), cr3: m.vmm.bootCpu.readCr(3) };
     },
-    after: (m, b) => ({ page: memAt(m, b.gpa & ~0xfffn, 4096), ept: eptAt(m, b.gpa), events: m.vmm.log.byReason('ept-violation'), cr3: m.vmm.bootCpu.readCr(3) }),
+    after: (m, b) => ({
+      page: memAt(m, b.gpa & ~0xfffn, 4096),
+      ept: eptAt(m, b.gpa),
+      events: m.vmm.log.byReason('ept-violation'),
+      cr3: m.vmm.bootCpu.readCr(3),
+    }),
   });
   t.true(report.stopped, report.detail);
   t.deepEqual(after.page, before.page, 'the text page is unchanged');

@@ -10,5 +10,11 @@ import { needsFixtures } from '../helpers/fixtures.ts';
 import { assertTextPatchDenied } from '../helpers/text-patch-denied.ts';
 
 needsFixtures(test)('text-patch-outside-verified-text: the text patch is refused and the site is unchanged', (t) =>
-  assertTextPatchDenied(t, 'text-patch-outside-verified-text', (m) => m.image.systemMap.address('sys_call_table')!, /^site 0xffffffff82000360 is not in verified kernel or module text$/, 'core'),
+  assertTextPatchDenied(
+    t,
+    'text-patch-outside-verified-text',
+    (m) => m.image.systemMap.address('sys_call_table')!,
+    /^site 0xffffffff82000360 is not in verified kernel or module text$/,
+    'core',
+  ),
 );

@@ -18,14 +18,28 @@ needsFixtures(test)('undefined hypercalls return -KVM_ENOSYS and change nothing'
   const { report, before, after } = await attackOnRealKernel('unknown-hypercall', {
     before: (m) => {
       const gpa = gpaOf(m, sym(m, 'commit_creds'));
-      return { gpa, page: memAt(m, gpa & ~0xfffn, 4096), ept: eptAt(m, gpa), audit: m.audit.records().length, requests: m.link.stats.requests, events: m.vmm.log.events().length };
+      return {
+        gpa,
+        page: memAt(m, gpa & ~0xfffn, 4096),
+        ept: eptAt(m, gpa),
+        audit: m.audit.records().length,
+        requests: m.link.stats.requests,
+        events: m.vmm.log.events().length,
+      };
     },
     after: (m, b) => ({
       page: memAt(m, b.gpa & ~0xfffn, 4096),
       ept: eptAt(m, b.gpa),
       audit: m.audit.records().length,
       requests: m.link.stats.requests,
-      kinds: [...new Set(m.vmm.log.events().slice(b.events).map((e) => (e.kind === 'exit' ? e.exit.reason : e.kind)))],
+      kinds: [
+        ...new Set(
+          m.vmm.log
+            .events()
+            .slice(b.events)
+            .map((e) => (e.kind === 'exit' ? e.exit.reason : e.kind)),
+        ),
+      ],
     }),
   });
   t.true(UNKNOWN_HYPERCALLS.length >= 4);

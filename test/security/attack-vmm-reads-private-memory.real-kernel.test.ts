@@ -29,12 +29,21 @@ needsFixtures(test)('the host cannot read the private page by any copy path or t
   t.true(after.protectedMode);
   t.regex(report.stop, /^every host copy of the private page refused/);
   t.regex(report.detail, /the host reads the shared page: "shared data"/);
-  t.deepEqual(after.reads.map((e) => e.path), ['snapshot', 'migration', 'debug']);
+  t.deepEqual(
+    after.reads.map((e) => e.path),
+    ['snapshot', 'migration', 'debug'],
+  );
   for (const e of after.reads) t.like(e, { access: 'read', len: GUEST_SECRET.length });
   t.is(after.dma.length, 1);
   t.like(after.dma[0], { device: 'virtio-blk', direction: 'from-guest', refusal: 'private', gpa: after.reads[0]!.gpa });
-  t.deepEqual(after.audit.map((r) => r['event']), ['host-access-refused', 'host-access-refused', 'host-access-refused', 'dma-refused']);
+  t.deepEqual(
+    after.audit.map((r) => r['event']),
+    ['host-access-refused', 'host-access-refused', 'host-access-refused', 'dma-refused'],
+  );
   for (const r of after.audit) t.regex(String(r['reason']), /private guest memory/);
-  t.true(after.sector.every((b) => b === 0), 'nothing reached the disk');
+  t.true(
+    after.sector.every((b) => b === 0),
+    'nothing reached the disk',
+  );
   t.false(report.detail.includes('BEGIN PRIVATE KEY'), 'the secret appears nowhere in the report');
 });

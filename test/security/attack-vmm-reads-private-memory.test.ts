@@ -31,7 +31,7 @@ async function protectedGuest() {
   return m;
 }
 
-test('the VMM\'s snapshot path on a private page fails loudly, copies nothing, and is audited', async (t) => {
+test("the VMM's snapshot path on a private page fails loudly, copies nothing, and is audited", async (t) => {
   const m = await protectedGuest();
   const r = m.vmm.hostMemory.copyFromGuest('snapshot', gpa(SECRET_PAGE), SECRET.length);
   t.false(r.ok, 'private memory must not be readable by the host');
@@ -39,7 +39,10 @@ test('the VMM\'s snapshot path on a private page fails loudly, copies nothing, a
   t.is(r.error.kind, 'private-page');
   t.is(r.error.path, 'snapshot');
   t.is<bigint, bigint>(r.error.gpa, SECRET_PAGE);
-  t.is(r.error.message, `snapshot: host read of 0x720000+${SECRET.length} refused: frame 0x720 is private guest memory (protected-memory mode; the guest has not shared it with KVM_HC_MAP_GPA_RANGE)`);
+  t.is(
+    r.error.message,
+    `snapshot: host read of 0x720000+${SECRET.length} refused: frame 0x720 is private guest memory (protected-memory mode; the guest has not shared it with KVM_HC_MAP_GPA_RANGE)`,
+  );
   t.false('value' in r, 'no bytes come back');
 
   const ev = m.vmm.log.byKind('host-access-refused');
@@ -66,7 +69,10 @@ test('the disk is no side door: a virtio-blk write from a private page is refuse
   const m = await protectedGuest();
   const disk = m.vmm.devices.disk;
   // The descriptor and the status byte live in the shared bounce page, as a real driver's would.
-  m.vmm.core.memory.write(gpa(BOUNCE), encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.OUT, sector: 0n, dataGpa: SECRET_PAGE, dataLen: 512, statusGpa: BOUNCE + 0x100n }));
+  m.vmm.core.memory.write(
+    gpa(BOUNCE),
+    encodeVirtioBlkRequest({ type: VIRTIO_BLK_T.OUT, sector: 0n, dataGpa: SECRET_PAGE, dataLen: 512, statusGpa: BOUNCE + 0x100n }),
+  );
   const r = disk.notify(BOUNCE);
   t.false(r.ok);
   if (!r.ok) {
@@ -74,7 +80,10 @@ test('the disk is no side door: a virtio-blk write from a private page is refuse
     t.is(r.error.refusal?.kind, 'private');
     t.is(r.error.status, VIRTIO_BLK_S.IOERR);
   }
-  t.true(disk.readSectors(0, 1).every((b) => b === 0), 'nothing reached the disk');
+  t.true(
+    disk.readSectors(0, 1).every((b) => b === 0),
+    'nothing reached the disk',
+  );
   t.is(m.vmm.core.memory.read(gpa(BOUNCE + 0x100n), 1)[0], VIRTIO_BLK_S.IOERR);
   t.like(m.vmm.ownAudit.records().at(-1), { event: 'dma-refused', direction: 'from-guest', refusal: 'private', frame: 0x720 });
 });

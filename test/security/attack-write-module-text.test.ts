@@ -17,7 +17,13 @@ needsFixtures(test)("writing crc7's text ends in an EPT violation; the signed by
       const mod = loadedModule(m, 'crc7');
       const va = mod.image.groups.find((g) => g.group === 'text')!.start + MODULE_WRITE_OFFSET;
       const gpa = gpaOf(m, va);
-      return { gpa, byte: memAt(m, gpa, 1)[0], signed: signedByte(mod, va), ept: eptAt(m, gpa), writes: m.vmm.log.byReason('ept-violation').filter((e) => e.exit.access === 'write') };
+      return {
+        gpa,
+        byte: memAt(m, gpa, 1)[0],
+        signed: signedByte(mod, va),
+        ept: eptAt(m, gpa),
+        writes: m.vmm.log.byReason('ept-violation').filter((e) => e.exit.access === 'write'),
+      };
     },
   });
   t.true(report.stopped, report.detail);

@@ -35,7 +35,8 @@ const signedSynth = (() => {
 })();
 const crc7 = haveFixtures && existsSync(`${fixtures.modulesDir}/crc7.ko`) ? new Uint8Array(readFileSync(`${fixtures.modulesDir}/crc7.ko`)) : undefined;
 const keyring = (() => {
-  const certs = haveFixtures && existsSync(fixtures.signingKeyDer) ? [{ der: new Uint8Array(readFileSync(fixtures.signingKeyDer)), role: 'module-signing' as const }] : [];
+  const certs =
+    haveFixtures && existsSync(fixtures.signingKeyDer) ? [{ der: new Uint8Array(readFileSync(fixtures.signingKeyDer)), role: 'module-signing' as const }] : [];
   const r = Keyring.fromData({ ...keys.data, certificates: certs });
   if (!r.ok) throw new Error(r.error);
   return r.value;
@@ -103,7 +104,18 @@ test('module signature trailers: the parser and the verifier (Ed25519 and PKCS#7
     fc.oneof(
       { weight: 6, arbitrary: inputArb(seeds, new Uint8Array()) },
       // Edits aimed at the trailer: the last 12 + 28 bytes and the signature before them.
-      { weight: 4, arbitrary: fc.tuple(fc.constantFrom(...seeds), fc.array(byteMutationArb.map((m) => ('at' in m ? { ...m, at: 0.9 + m.at * 0.1 } : m)), { minLength: 1, maxLength: 4 })).map(([s, e]) => mutateBytes(s, e)) },
+      {
+        weight: 4,
+        arbitrary: fc
+          .tuple(
+            fc.constantFrom(...seeds),
+            fc.array(
+              byteMutationArb.map((m) => ('at' in m ? { ...m, at: 0.9 + m.at * 0.1 } : m)),
+              { minLength: 1, maxLength: 4 },
+            ),
+          )
+          .map(([s, e]) => mutateBytes(s, e)),
+      },
       { weight: 1, arbitrary: randomBytes.map((r) => Uint8Array.from([...r, ...MODULE_SIG_MARKER])) },
     ),
     (bytes) => {

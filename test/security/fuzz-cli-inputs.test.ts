@@ -50,7 +50,11 @@ let keysMade: Promise<void> | undefined;
 /** Key pairs of each role in `dir/keys` (made once). */
 function keys(): Promise<void> {
   keysMade ??= (async () => {
-    for (const [role, name] of [['vmm', 'k'], ['module-signing', 'm'], ['kernel-vendor', 'v']] as const) {
+    for (const [role, name] of [
+      ['vmm', 'k'],
+      ['module-signing', 'm'],
+      ['kernel-vendor', 'v'],
+    ] as const) {
       const r = await heki(['keygen', '--out', join(dir, 'keys'), '--role', role, '--name', name]);
       if (r.code !== 0) throw new Error(r.err);
     }
@@ -60,10 +64,7 @@ function keys(): Promise<void> {
 }
 
 /** A file of some kind, made on demand for the generated ones; the path to hand over. */
-type FileKind =
-  | { kind: 'fixed'; path: string }
-  | { kind: 'bytes'; bytes: Uint8Array }
-  | { kind: 'binary-name'; name: string; bytes: Uint8Array };
+type FileKind = { kind: 'fixed'; path: string } | { kind: 'bytes'; bytes: Uint8Array } | { kind: 'binary-name'; name: string; bytes: Uint8Array };
 
 let made = 0;
 function materialise(f: FileKind): string {
@@ -97,7 +98,11 @@ const fileKind: fc.Arbitrary<FileKind> = fc.oneof(
     { kind: 'fixed', path: `${join(dir, 'x')}${'y'.repeat(300_000)}` },
   ),
   fc.record({ kind: fc.constant('bytes' as const), bytes: fc.uint8Array({ maxLength: 2048 }) }),
-  fc.record({ kind: fc.constant('binary-name' as const), name: fc.string({ unit: 'binary', minLength: 1, maxLength: 120 }), bytes: fc.uint8Array({ maxLength: 256 }) }),
+  fc.record({
+    kind: fc.constant('binary-name' as const),
+    name: fc.string({ unit: 'binary', minLength: 1, maxLength: 120 }),
+    bytes: fc.uint8Array({ maxLength: 256 }),
+  }),
 );
 
 /** Command lines with `X` where the file goes; none of them boots a machine. */
@@ -156,20 +161,27 @@ async function runScripted(flags: readonly string[]): Promise<CliRun> {
 
 test('output paths (unwritable, folders, /proc, devices, one file twice): exit 0/1/2, two outputs on one file always exit 2', async (t) => {
   const flags = ['--audit', '--trace', '--report', '--record'] as const;
-  const prop = fc.asyncProperty(fc.uniqueArray(fc.constantFrom(...flags), { minLength: 1, maxLength: 4 }), fc.array(outputPath, { minLength: 4, maxLength: 4 }), async (chosen, paths) => {
-    const argv = chosen.flatMap((f, i) => [f, paths[i]!]);
-    const r = await runScripted(argv);
-    wellBehaved(r, `heki run s.yaml ${argv.join(' ').slice(0, 300)}`);
-    const used = paths.slice(0, chosen.length);
-    if (new Set(used).size < used.length && r.code !== 2) throw new Error(`two outputs on one file ran: ${argv.join(' ')} -> exit ${r.code}`);
-    rmSync(join(dir, 'same-out'), { force: true, recursive: true });
-    rmSync(join(dir, 'fresh-out'), { force: true, recursive: true });
-  });
+  const prop = fc.asyncProperty(
+    fc.uniqueArray(fc.constantFrom(...flags), { minLength: 1, maxLength: 4 }),
+    fc.array(outputPath, { minLength: 4, maxLength: 4 }),
+    async (chosen, paths) => {
+      const argv = chosen.flatMap((f, i) => [f, paths[i]!]);
+      const r = await runScripted(argv);
+      wellBehaved(r, `heki run s.yaml ${argv.join(' ').slice(0, 300)}`);
+      const used = paths.slice(0, chosen.length);
+      if (new Set(used).size < used.length && r.code !== 2) throw new Error(`two outputs on one file ran: ${argv.join(' ')} -> exit ${r.code}`);
+      rmSync(join(dir, 'same-out'), { force: true, recursive: true });
+      rmSync(join(dir, 'fresh-out'), { force: true, recursive: true });
+    },
+  );
   await checkProperty(t, 'run output paths', prop, scaledRuns(120));
 });
 
 test('output folders (keygen --out, plugin new --dir) and files (sign, manifest --out): exit 0/1/2, no spin under /proc, no block on a FIFO', async (t) => {
-  const folderPath = fc.oneof(outputPath, fc.constantFrom('/proc/a/b/c', '/proc/self/heki', '/sys/kernel/heki', join(dir, 'empty', 'sub'), join(dir, 'kg', 'a', 'b')));
+  const folderPath = fc.oneof(
+    outputPath,
+    fc.constantFrom('/proc/a/b/c', '/proc/self/heki', '/sys/kernel/heki', join(dir, 'empty', 'sub'), join(dir, 'kg', 'a', 'b')),
+  );
   const lines: Record<string, (p: string) => string[]> = {
     keygen: (p) => ['keygen', '--out', p, '--force'],
     plugin: (p) => ['plugin', 'new', 'fuzzed', '--dir', p, '--force'],

@@ -101,7 +101,12 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
     weight: 3,
     arbitrary: fc.oneof(
       fc.record({ kind: fc.constant('lock-cr' as const), a0: fc.constantFrom(0n, 4n), a1: fc.oneof(pinnable(0), pinnable(4)), a2: fc.constant(0n) }),
-      fc.record({ kind: fc.constant('lock-cr' as const), a0: fc.oneof(fc.bigInt({ min: 0n, max: 8n }), u64), a1: u64, a2: fc.oneof(fc.bigInt({ min: 0n, max: 3n }), u64) }),
+      fc.record({
+        kind: fc.constant('lock-cr' as const),
+        a0: fc.oneof(fc.bigInt({ min: 0n, max: 8n }), u64),
+        a1: u64,
+        a2: fc.oneof(fc.bigInt({ min: 0n, max: 3n }), u64),
+      }),
     ),
   },
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('protect' as const), list: listArb as fc.Arbitrary<List | null>, a0: fc.constant(LIST_A) }) },
@@ -112,7 +117,11 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       kind: fc.constant('map-gpa' as const),
       a0: gpaArb,
       a1: fc.oneof(fc.bigInt({ min: 0n, max: 64n }), u64),
-      a2: fc.oneof(fc.constantFrom(BigInt(KVM_MAP_GPA_RANGE.DECRYPTED), BigInt(KVM_MAP_GPA_RANGE.ENCRYPTED), 1n, 0x12n), fc.bigInt({ min: 0n, max: 0x3fn }), u64),
+      a2: fc.oneof(
+        fc.constantFrom(BigInt(KVM_MAP_GPA_RANGE.DECRYPTED), BigInt(KVM_MAP_GPA_RANGE.ENCRYPTED), 1n, 0x12n),
+        fc.bigInt({ min: 0n, max: 0x3fn }),
+        u64,
+      ),
     }),
   },
   {
@@ -127,7 +136,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 /** What happens before a call: nothing, a CR write, or a disk request. */
 const sideArb: fc.Arbitrary<Side> = fc.oneof(
   { weight: 6, arbitrary: fc.constant(null) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('cr' as const), cr: fc.constantFrom(0 as const, 4 as const), flip: fc.bigInt({ min: 0n, max: (1n << 24n) - 1n }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('cr' as const),
+      cr: fc.constantFrom(0 as const, 4 as const),
+      flip: fc.bigInt({ min: 0n, max: (1n << 24n) - 1n }),
+    }),
+  },
   {
     weight: 2,
     arbitrary: fc.record({
@@ -140,8 +156,15 @@ const sideArb: fc.Arbitrary<Side> = fc.oneof(
     }),
   },
 );
-const stepArb: fc.Arbitrary<Step> = fc.record({ side: sideArb, op: opArb, cpl: fc.oneof({ weight: 9, arbitrary: fc.constant(0 as const) }, { weight: 1, arbitrary: fc.constant(3 as const) }) });
-const runArb: fc.Arbitrary<Run> = fc.record({ protectedMemory: fc.boolean(), steps: fc.array(stepArb, { minLength: CALLS_PER_RUN, maxLength: CALLS_PER_RUN }) });
+const stepArb: fc.Arbitrary<Step> = fc.record({
+  side: sideArb,
+  op: opArb,
+  cpl: fc.oneof({ weight: 9, arbitrary: fc.constant(0 as const) }, { weight: 1, arbitrary: fc.constant(3 as const) }),
+});
+const runArb: fc.Arbitrary<Run> = fc.record({
+  protectedMemory: fc.boolean(),
+  steps: fc.array(stepArb, { minLength: CALLS_PER_RUN, maxLength: CALLS_PER_RUN }),
+});
 
 // ------------------------------------------------------------------ the machine
 
@@ -201,7 +224,12 @@ class Oracle {
   snap(): Snapshot {
     const core = this.#m.vmm.core;
     const cpu = core.vcpus[0]!;
-    return { eptGen: core.ept.generation, attrGen: core.memoryAttributes.generation, pins: [core.pins.get(0), core.pins.get(4)], crs: [cpu.readCr(0), cpu.readCr(4)] };
+    return {
+      eptGen: core.ept.generation,
+      attrGen: core.memoryAttributes.generation,
+      pins: [core.pins.get(0), core.pins.get(4)],
+      crs: [cpu.readCr(0), cpu.readCr(4)],
+    };
   }
 
   /** W^X over every frame, and no IMMUTABLE frame changed (only when the EPT changed). */
@@ -215,7 +243,8 @@ class Oracle {
       if (p & EPT_IMMUTABLE && !this.#immutable.has(f)) this.#immutable.set(f, p & ~EPT_FROZEN);
     }
     for (const [f, p] of this.#immutable) {
-      if ((ept.get(gfn(f)) & ~EPT_FROZEN) !== p) throw new Error(`${where}: IMMUTABLE frame ${f} changed from 0x${p.toString(16)} to 0x${ept.get(gfn(f)).toString(16)}`);
+      if ((ept.get(gfn(f)) & ~EPT_FROZEN) !== p)
+        throw new Error(`${where}: IMMUTABLE frame ${f} changed from 0x${p.toString(16)} to 0x${ept.get(gfn(f)).toString(16)}`);
     }
   }
 
@@ -231,7 +260,8 @@ class Oracle {
   /** No byte of the locked kernel changed. */
   kernelBytes(where: string): void {
     LOCKED_KERNEL.forEach((a, k) => {
-      if (!this.#m.vmm.core.memory.read(gpa(a), 4096).every((b, j) => b === this.#kernelBytes[k]![j])) throw new Error(`${where}: the locked kernel at 0x${a.toString(16)} changed`);
+      if (!this.#m.vmm.core.memory.read(gpa(a), 4096).every((b, j) => b === this.#kernelBytes[k]![j]))
+        throw new Error(`${where}: the locked kernel at 0x${a.toString(16)} changed`);
     });
   }
 }
@@ -259,13 +289,18 @@ async function runOne(run: Run): Promise<void> {
       oracle.pins(before, `${where}, CR${side.cr} write`);
     } else if (side?.kind === 'dma') {
       const len = side.sectors * 512;
-      core.memory.write(gpa(SCRATCH), encodeVirtioBlkRequest({ type: side.type, sector: side.sector, dataGpa: side.dataGpa, dataLen: len, statusGpa: side.statusGpa }));
+      core.memory.write(
+        gpa(SCRATCH),
+        encodeVirtioBlkRequest({ type: side.type, sector: side.sector, dataGpa: side.dataGpa, dataLen: len, statusGpa: side.statusGpa }),
+      );
       const permsBefore: number[] = [];
       const data = tryGpa(side.dataGpa);
-      if (!isAddrError(data) && core.memory.contains(data, len)) for (let a = side.dataGpa & ~0xfffn; a < side.dataGpa + BigInt(len); a += 0x1000n) permsBefore.push(core.ept.get(gpaToGfn(gpa(a))));
+      if (!isAddrError(data) && core.memory.contains(data, len))
+        for (let a = side.dataGpa & ~0xfffn; a < side.dataGpa + BigInt(len); a += 0x1000n) permsBefore.push(core.ept.get(gpaToGfn(gpa(a))));
       const r = m.vmm.devices.disk.notify(SCRATCH);
       count(`disk ${r.ok ? r.value.type : r.error.kind}`);
-      if (r.ok && r.value.type === 'read' && permsBefore.some((p) => !(p & EPT_W) || p & (EPT_IMMUTABLE | EPT_FROZEN))) throw new Error(`${where}: a disk read wrote into a page the guest may not write`);
+      if (r.ok && r.value.type === 'read' && permsBefore.some((p) => !(p & EPT_W) || p & (EPT_IMMUTABLE | EPT_FROZEN)))
+        throw new Error(`${where}: a disk read wrote into a page the guest may not write`);
       oracle.kernelBytes(`${where}, disk request`);
     }
 
@@ -278,10 +313,13 @@ async function runOne(run: Run): Promise<void> {
         core.memory.write(gpa(LIST_B), encodeList(op.list.second, null, 0n));
       }
       ret =
-        op.kind === 'lock-cr' ? await cpu.vmcall(HC.LOCK_CR_UPDATE, op.a0, op.a1, op.a2)
-        : op.kind === 'protect' ? await cpu.vmcall(HC.PROTECT_MEMORY, op.a0)
-        : op.kind === 'map-gpa' ? await cpu.vmcall(HC.MAP_GPA_RANGE, op.a0, op.a1, op.a2)
-        : await cpu.vmcall(op.nr, op.args[0], op.args[1], op.args[2], op.args[3]);
+        op.kind === 'lock-cr'
+          ? await cpu.vmcall(HC.LOCK_CR_UPDATE, op.a0, op.a1, op.a2)
+          : op.kind === 'protect'
+            ? await cpu.vmcall(HC.PROTECT_MEMORY, op.a0)
+            : op.kind === 'map-gpa'
+              ? await cpu.vmcall(HC.MAP_GPA_RANGE, op.a0, op.a1, op.a2)
+              : await cpu.vmcall(op.nr, op.args[0], op.args[1], op.args[2], op.args[3]);
     } catch (e) {
       throw new Error(`${where}: an exception escaped the core: ${e instanceof Error ? e.stack : String(e)}`, { cause: e });
     }
@@ -296,18 +334,23 @@ async function runOne(run: Run): Promise<void> {
     if (op.kind === 'other' && step.cpl === 0) {
       const known = (Object.values(HC) as number[]).includes(op.nr);
       if (!known && ret !== -KVM_STATUS.KVM_ENOSYS) throw new Error(`${where}: an unknown number gave ${ret}`);
-      if (op.nr >= HC.HEKI_END_BOOT && op.nr <= HC.HEKI_LOAD_CODE && ret !== -KVM_STATUS.KVM_EOPNOTSUPP) throw new Error(`${where}: gave ${ret} without a verifier`);
+      if (op.nr >= HC.HEKI_END_BOOT && op.nr <= HC.HEKI_LOAD_CODE && ret !== -KVM_STATUS.KVM_EOPNOTSUPP)
+        throw new Error(`${where}: gave ${ret} without a verifier`);
     }
 
     // CPL 3 and failing calls change nothing.
     const after = oracle.snap();
-    if ((step.cpl === 3 || ret < 0) && (after.eptGen !== before.eptGen || after.attrGen !== before.attrGen || after.pins[0] !== before.pins[0] || after.pins[1] !== before.pins[1])) {
+    if (
+      (step.cpl === 3 || ret < 0) &&
+      (after.eptGen !== before.eptGen || after.attrGen !== before.attrGen || after.pins[0] !== before.pins[0] || after.pins[1] !== before.pins[1])
+    ) {
       throw new Error(`${where}: a call that returned ${ret} changed state`);
     }
     oracle.pins(before, where);
     if (op.kind === 'map-gpa' && ret === 0) {
       const priv = (op.a2 & BigInt(KVM_MAP_GPA_RANGE.ENCRYPTED)) !== 0n;
-      for (let f = Number(op.a0 >> 12n); f < Number((op.a0 >> 12n) + op.a1); f++) if (core.memoryAttributes.isPrivate(gfn(f)) !== priv) throw new Error(`${where}: frame ${f} has the wrong attribute`);
+      for (let f = Number(op.a0 >> 12n); f < Number((op.a0 >> 12n) + op.a1); f++)
+        if (core.memoryAttributes.isPrivate(gfn(f)) !== priv) throw new Error(`${where}: frame ${f} has the wrong attribute`);
     }
     oracle.ept(where);
   }
@@ -318,7 +361,12 @@ test('hypercall ABI fuzz: W^X, pins, IMMUTABLE and return values hold after ever
   outcomes.clear();
   const runs = abiRuns();
   await checkProperty(t, 'hypercall ABI', fc.asyncProperty(runArb, runOne), runs);
-  t.log(`${hypercalls} hypercalls; outcomes: ${[...outcomes].sort().map(([k, n]) => `${k}: ${n}`).join(', ')}`);
+  t.log(
+    `${hypercalls} hypercalls; outcomes: ${[...outcomes]
+      .sort()
+      .map(([k, n]) => `${k}: ${n}`)
+      .join(', ')}`,
+  );
   t.true(hypercalls >= runs * CALLS_PER_RUN, `${hypercalls} hypercalls ran`);
 });
 

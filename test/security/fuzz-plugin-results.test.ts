@@ -30,7 +30,8 @@ function wellFormed(raw: unknown, n: number): boolean {
     if (!Array.isArray(items) || items.length !== n) return false;
     for (const i of items as unknown[]) {
       if (typeof i !== 'object' || i === null) return false;
-      if (!DECISIONS.includes((i as Record<string, unknown>)['decision'] as string) || typeof (i as Record<string, unknown>)['reason'] !== 'string') return false;
+      if (!DECISIONS.includes((i as Record<string, unknown>)['decision'] as string) || typeof (i as Record<string, unknown>)['reason'] !== 'string')
+        return false;
     }
   }
   const grants = r['grants'];
@@ -99,7 +100,10 @@ test('property: any plugin answer gives a verdict, and garbage is a denial namin
     fc.nat(3).chain((n) => fc.tuple(fc.constant(n), result(n), how)),
     async ([n, raw, delivery]) => {
       const v = pluginTestVerifier({ builtins: false, plugins: [fuzzPlugin(raw, delivery)] });
-      const message = n === 0 ? { v: 1, id: 1, vm: 'vm0', kind: 'module-unload', name: 'm' } : { v: 1, id: 1, vm: 'vm0', kind: 'text-patch', items: Array.from({ length: n }, () => item) };
+      const message =
+        n === 0
+          ? { v: 1, id: 1, vm: 'vm0', kind: 'module-unload', name: 'm' }
+          : { v: 1, id: 1, vm: 'vm0', kind: 'text-patch', items: Array.from({ length: n }, () => item) };
       const object = await v.engine.verify(message, { async: true });
       const problem = broken(object, raw, delivery, n, true);
       if (problem) throw new Error(`protocol path, ${n} items, ${delivery}: ${problem}`);

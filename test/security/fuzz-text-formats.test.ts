@@ -62,22 +62,46 @@ function editTree<T>(root: T, edit: TreeEdit): T {
       return true;
     }
     if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) if (visit(v[i], (x) => (v[i] = x), () => v.splice(i, 1))) return true;
+      for (let i = 0; i < v.length; i++)
+        if (
+          visit(
+            v[i],
+            (x) => (v[i] = x),
+            () => v.splice(i, 1),
+          )
+        )
+          return true;
     } else if (isPlainObject(v)) {
       const o = v;
-      for (const k of Object.keys(o)) if (visit(o[k], (x) => (o[k] = x), () => delete o[k])) return true;
+      for (const k of Object.keys(o))
+        if (
+          visit(
+            o[k],
+            (x) => (o[k] = x),
+            () => delete o[k],
+          )
+        )
+          return true;
     }
     return false;
   };
   const box = { root: structuredClone(root) as unknown };
-  visit(box.root, (x) => (box.root = x), () => (box.root = null));
+  visit(
+    box.root,
+    (x) => (box.root = x),
+    () => (box.root = null),
+  );
   return box.root as T;
 }
 
 const jsonValue = fc.jsonValue({ maxDepth: 3 }) as fc.Arbitrary<Json>;
 const hexish = fc.oneof(fc.constantFrom('', '0', 'ffffffffffffffff', 'fffffffffffffffff', 'x', '-1', '0x10', 'FFFF'), fc.stringMatching(/^[0-9a-f]{1,18}$/));
 const treeEditArb = (values: fc.Arbitrary<unknown>): fc.Arbitrary<TreeEdit> =>
-  fc.record({ node: fc.nat({ max: 400 }), op: fc.constantFrom('replace' as const, 'replace' as const, 'delete' as const, 'duplicate' as const), value: values });
+  fc.record({
+    node: fc.nat({ max: 400 }),
+    op: fc.constantFrom('replace' as const, 'replace' as const, 'delete' as const, 'duplicate' as const),
+    value: values,
+  });
 
 // ------------------------------------------------------------------ manifests
 
@@ -102,8 +126,18 @@ test('manifests: a typed error or a valid manifest, for text damage and for re-s
   const outcomes = { loaded: 0, refused: 0 };
   const prop = fc.property(
     fc.oneof(
-      { weight: 2, arbitrary: fc.array(byteMutationArb, { minLength: 1, maxLength: 6 }).map((e) => utf8.decode(mutateBytes(new TextEncoder().encode(signManifest(manifestBody, keys.vendor)), e, MAX_TEXT))) },
-      { weight: 6, arbitrary: fc.array(treeEditArb(fc.oneof(jsonValue, hexish)), { minLength: 1, maxLength: 4 }).map((edits) => signManifest(edits.reduce(editTree, manifestBody), keys.vendor)) },
+      {
+        weight: 2,
+        arbitrary: fc
+          .array(byteMutationArb, { minLength: 1, maxLength: 6 })
+          .map((e) => utf8.decode(mutateBytes(new TextEncoder().encode(signManifest(manifestBody, keys.vendor)), e, MAX_TEXT))),
+      },
+      {
+        weight: 6,
+        arbitrary: fc
+          .array(treeEditArb(fc.oneof(jsonValue, hexish)), { minLength: 1, maxLength: 4 })
+          .map((edits) => signManifest(edits.reduce(editTree, manifestBody), keys.vendor)),
+      },
       { weight: 1, arbitrary: jsonValue.map((body) => signManifest(body as unknown as ManifestBody, keys.vendor)) },
       { weight: 1, arbitrary: fc.string({ maxLength: 2000 }) },
     ),
@@ -124,9 +158,39 @@ const scenarioSeeds = readdirSync(new URL('../../scenarios/', import.meta.url))
   .filter((f) => f.endsWith('.yaml'))
   .map((f) => readFileSync(new URL(`../../scenarios/${f}`, import.meta.url), 'utf8'));
 /** YAML's classic denial of service: nested aliases that expand exponentially. */
-const ALIAS_BOMB = ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...Array.from({ length: 9 }, (_, i) => `${'bcdefghij'[i]}: &${'bcdefghij'[i]} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`), 'name: bomb', 'steps: *j'].join('\n');
+const ALIAS_BOMB = [
+  'a: &a ["x","x","x","x","x","x","x","x","x"]',
+  ...Array.from({ length: 9 }, (_, i) => `${'bcdefghij'[i]}: &${'bcdefghij'[i]} [${Array(9).fill(`*${'abcdefghi'[i]}`).join(',')}]`),
+  'name: bomb',
+  'steps: *j',
+].join('\n');
 const yamlScalar = fc.oneof(
-  fc.constantFrom('', '~', 'null', '-1', '0', '0x', '0xffffffffffffffffff', '1e400', '.nan', '!!binary AAAA', '&x 1', '*x', '{', '[', '"', "'", '|', '>', '? x', '- x', '<<: *x', 'yes', 'on', 'x'.repeat(5000)),
+  fc.constantFrom(
+    '',
+    '~',
+    'null',
+    '-1',
+    '0',
+    '0x',
+    '0xffffffffffffffffff',
+    '1e400',
+    '.nan',
+    '!!binary AAAA',
+    '&x 1',
+    '*x',
+    '{',
+    '[',
+    '"',
+    "'",
+    '|',
+    '>',
+    '? x',
+    '- x',
+    '<<: *x',
+    'yes',
+    'on',
+    'x'.repeat(5000),
+  ),
   fc.string({ maxLength: 40 }),
   fc.integer().map(String),
   fc.bigInt({ min: 0n, max: 1n << 70n }).map((b) => `0x${b.toString(16)}`),
@@ -151,8 +215,16 @@ test('scenario files: parseScenario gives line-numbered problems or a scenario, 
   const outcomes = { parsed: 0, refused: 0 };
   const prop = fc.property(
     fc.oneof(
-      { weight: 6, arbitrary: fc.tuple(fc.constantFrom(...scenarioSeeds), fc.array(lineEdit, { minLength: 1, maxLength: 6 })).map(([s, e]) => editLines(s, e)) },
-      { weight: 2, arbitrary: fc.tuple(fc.constantFrom(...scenarioSeeds), fc.array(byteMutationArb, { minLength: 1, maxLength: 6 })).map(([s, e]) => utf8.decode(mutateBytes(new TextEncoder().encode(s), e, MAX_TEXT))) },
+      {
+        weight: 6,
+        arbitrary: fc.tuple(fc.constantFrom(...scenarioSeeds), fc.array(lineEdit, { minLength: 1, maxLength: 6 })).map(([s, e]) => editLines(s, e)),
+      },
+      {
+        weight: 2,
+        arbitrary: fc
+          .tuple(fc.constantFrom(...scenarioSeeds), fc.array(byteMutationArb, { minLength: 1, maxLength: 6 }))
+          .map(([s, e]) => utf8.decode(mutateBytes(new TextEncoder().encode(s), e, MAX_TEXT))),
+      },
       { weight: 1, arbitrary: fc.tuple(fc.constant(ALIAS_BOMB), fc.array(lineEdit, { maxLength: 3 })).map(([s, e]) => editLines(s, e)) },
       { weight: 1, arbitrary: fc.string({ maxLength: 2000 }) },
     ),
@@ -175,7 +247,16 @@ test('scenario files: parseScenario gives line-numbered problems or a scenario, 
 const bytes = (n: number) => new Uint8Array(n).fill(0x90);
 const requestSeeds: VerifyRequest[] = [
   { v: PROTOCOL_VERSION, id: 1, vm: 'vm0', kind: 'kernel-text', sections: [{ name: '.text', addr: 0xffff_ffff_8100_0000n, bytes: bytes(16) }] },
-  { v: PROTOCOL_VERSION, id: 2, vm: 'vm0', kind: 'module-load', name: 'm', image: bytes(32), sections: [{ shndx: 1, addr: 0xffff_ffff_c000_0000n, bytes: bytes(8), size: 8 }], percpu: 0x1000n },
+  {
+    v: PROTOCOL_VERSION,
+    id: 2,
+    vm: 'vm0',
+    kind: 'module-load',
+    name: 'm',
+    image: bytes(32),
+    sections: [{ shndx: 1, addr: 0xffff_ffff_c000_0000n, bytes: bytes(8), size: 8 }],
+    percpu: 0x1000n,
+  },
   { v: PROTOCOL_VERSION, id: 3, vm: 'vm0', kind: 'module-unload', name: 'm' },
   {
     v: PROTOCOL_VERSION,
@@ -184,21 +265,75 @@ const requestSeeds: VerifyRequest[] = [
     kind: 'text-patch',
     items: [{ kind: 'ftrace', site: 0xffff_ffff_8100_0010n, oldBytes: bytes(5), newBytes: bytes(5), currentBytes: bytes(5) }],
   },
-  { v: PROTOCOL_VERSION, id: 5, vm: 'vm0', kind: 'set-memory', ranges: [{ addr: 0xffff_c900_0000_0000n, frames: [1, 2], current: [3, 3], requested: 1, pageHashes: ['a', 'b'] }] },
-  { v: PROTOCOL_VERSION, id: 6, vm: 'vm0', kind: 'code-load', what: 'bpf-jit', name: 'j', addr: 0xffff_c900_0000_0000n, image: bytes(64), signature: bytes(64), keyId: '00'.repeat(8) },
+  {
+    v: PROTOCOL_VERSION,
+    id: 5,
+    vm: 'vm0',
+    kind: 'set-memory',
+    ranges: [{ addr: 0xffff_c900_0000_0000n, frames: [1, 2], current: [3, 3], requested: 1, pageHashes: ['a', 'b'] }],
+  },
+  {
+    v: PROTOCOL_VERSION,
+    id: 6,
+    vm: 'vm0',
+    kind: 'code-load',
+    what: 'bpf-jit',
+    name: 'j',
+    addr: 0xffff_c900_0000_0000n,
+    image: bytes(64),
+    signature: bytes(64),
+    keyId: '00'.repeat(8),
+  },
 ];
 const hostileValue = fc.oneof(
-  fc.anything({ maxDepth: 2, withBigInt: true, withTypedArray: true, withNullPrototype: true, withMap: true, withSet: true, withDate: true, withSparseArray: true }),
-  fc.constantFrom(-1, 1.5, Number.NaN, Infinity, 2 ** 53, -(2n ** 64n), 2n ** 64n, '', 'x'.repeat(5000), [], {}, null, undefined, new Uint8Array(0), 'ftrace', 'module-load'),
+  fc.anything({
+    maxDepth: 2,
+    withBigInt: true,
+    withTypedArray: true,
+    withNullPrototype: true,
+    withMap: true,
+    withSet: true,
+    withDate: true,
+    withSparseArray: true,
+  }),
+  fc.constantFrom(
+    -1,
+    1.5,
+    Number.NaN,
+    Infinity,
+    2 ** 53,
+    -(2n ** 64n),
+    2n ** 64n,
+    '',
+    'x'.repeat(5000),
+    [],
+    {},
+    null,
+    undefined,
+    new Uint8Array(0),
+    'ftrace',
+    'module-load',
+  ),
 );
 
 test('protocol messages: validateRequest and validateVerdict answer every value, and only accept the right shapes', async (t) => {
   const outcomes = { accepted: 0, refused: 0 };
   const prop = fc.property(
     fc.oneof(
-      { weight: 6, arbitrary: fc.tuple(fc.constantFrom(...requestSeeds), fc.array(treeEditArb(hostileValue), { minLength: 1, maxLength: 3 })).map(([s, e]) => e.reduce(editTree, s) as unknown) },
+      {
+        weight: 6,
+        arbitrary: fc
+          .tuple(fc.constantFrom(...requestSeeds), fc.array(treeEditArb(hostileValue), { minLength: 1, maxLength: 3 }))
+          .map(([s, e]) => e.reduce(editTree, s) as unknown),
+      },
       { weight: 2, arbitrary: hostileValue },
-      { weight: 1, arbitrary: fc.record({ v: fc.constant(PROTOCOL_VERSION), id: fc.nat(), vm: fc.string(), kind: fc.constantFrom(...REQUEST_KINDS) }, { requiredKeys: ['v', 'kind'] }) },
+      {
+        weight: 1,
+        arbitrary: fc.record(
+          { v: fc.constant(PROTOCOL_VERSION), id: fc.nat(), vm: fc.string(), kind: fc.constantFrom(...REQUEST_KINDS) },
+          { requiredKeys: ['v', 'kind'] },
+        ),
+      },
     ),
     (msg) => {
       const r = noThrowNoHang('validateRequest', 0, () => validateRequest(msg));
@@ -211,7 +346,8 @@ test('protocol messages: validateRequest and validateVerdict answer every value,
       // An accepted request has the declared shape: a known kind, and consistent lengths.
       const q = r.request;
       if (!(REQUEST_KINDS as readonly string[]).includes(q.kind) || q.v !== PROTOCOL_VERSION) return false;
-      if (q.kind === 'text-patch') return q.items.every((i) => i.oldBytes.length === i.newBytes.length && i.oldBytes.length === i.currentBytes.length && i.oldBytes.length > 0);
+      if (q.kind === 'text-patch')
+        return q.items.every((i) => i.oldBytes.length === i.newBytes.length && i.oldBytes.length === i.currentBytes.length && i.oldBytes.length > 0);
       if (q.kind === 'set-memory') return q.ranges.every((rg) => rg.frames.length === rg.pageHashes.length && rg.frames.length === rg.current.length);
       return true;
     },

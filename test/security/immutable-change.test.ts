@@ -33,7 +33,10 @@ test('changing an IMMUTABLE page fails with -KVM_EPERM and applies nothing', asy
 test('dropping only the IMMUTABLE bit is refused too', async (t) => {
   const m = bootSynthetic();
   t.is(await lockSyntheticKernel(m), 0);
-  t.is(await protect(m, [{ pa: LAYOUT.text, epa: LAYOUT.text + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC }], LAYOUT.pageList + 0x2000n), -KVM_STATUS.KVM_EPERM);
+  t.is(
+    await protect(m, [{ pa: LAYOUT.text, epa: LAYOUT.text + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.EXEC }], LAYOUT.pageList + 0x2000n),
+    -KVM_STATUS.KVM_EPERM,
+  );
 });
 
 test('re-stating the same attributes of an IMMUTABLE page is accepted as a no-op', async (t) => {

@@ -74,7 +74,10 @@ const cases: Array<[string, (m: SyntheticMachine) => bigint]> = [
   [
     'an unaligned range',
     (m) => {
-      rawList(m, LAYOUT.pageList, 0n, 2n, [[good.pa, good.epa, BigInt(R)], [LAYOUT.text + 1n, LAYOUT.text + 0x1000n, BigInt(R)]]);
+      rawList(m, LAYOUT.pageList, 0n, 2n, [
+        [good.pa, good.epa, BigInt(R)],
+        [LAYOUT.text + 1n, LAYOUT.text + 0x1000n, BigInt(R)],
+      ]);
       return LAYOUT.pageList;
     },
   ],
@@ -102,7 +105,10 @@ const cases: Array<[string, (m: SyntheticMachine) => bigint]> = [
   [
     'unknown attribute bits',
     (m) => {
-      rawList(m, LAYOUT.pageList, 0n, 2n, [[good.pa, good.epa, BigInt(R)], [LAYOUT.text, LAYOUT.text + 0x1000n, 1n << 7n]]);
+      rawList(m, LAYOUT.pageList, 0n, 2n, [
+        [good.pa, good.epa, BigInt(R)],
+        [LAYOUT.text, LAYOUT.text + 0x1000n, 1n << 7n],
+      ]);
       return LAYOUT.pageList;
     },
   ],

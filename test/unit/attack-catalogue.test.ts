@@ -53,7 +53,10 @@ test('the six boot touch-up attacks are in the catalogue, each expecting the end
     'boot-paravirt-site-to-attacker-code': '.parainstructions',
     'boot-static-call-site-to-attacker-code': '.static_call_sites',
   };
-  t.deepEqual(BOOT_TOUCHUP_ATTACKS.map((a) => a.name), Object.keys(tables));
+  t.deepEqual(
+    BOOT_TOUCHUP_ATTACKS.map((a) => a.name),
+    Object.keys(tables),
+  );
   for (const [name, table] of Object.entries(tables)) {
     const a = attackByName(name);
     t.truthy(a, name);
@@ -69,7 +72,13 @@ test('which shipped CPU model each boot touch-up attack applies to, and why not 
     return needs ? unmetCpuNeeds(model(cpu), needs) : undefined;
   };
   for (const cpu of BUILTIN_CPU_MODELS.keys()) {
-    for (const name of ['boot-mitigation-alternative-unapplied', 'boot-alternative-without-cpu-bug', 'boot-paravirt-site-to-attacker-code', 'boot-static-call-site-to-attacker-code']) t.is(unmet(name, cpu), undefined, `${name} on ${cpu}`);
+    for (const name of [
+      'boot-mitigation-alternative-unapplied',
+      'boot-alternative-without-cpu-bug',
+      'boot-paravirt-site-to-attacker-code',
+      'boot-static-call-site-to-attacker-code',
+    ])
+      t.is(unmet(name, cpu), undefined, `${name} on ${cpu}`);
   }
   t.is(unmet('boot-return-thunks-to-ret', 'skylake-smp2'), undefined);
   t.is(unmet('boot-return-thunks-to-ret', 'epyc-smp2'), undefined);

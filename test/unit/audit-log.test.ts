@@ -87,7 +87,10 @@ test('tampering is reported at the first bad line', (t) => {
 test('truncation at the end is caught against a recorded head', (t) => {
   const { log, text } = sampleLog(4);
   const lines = text.trimEnd().split('\n');
-  const cut = lines.slice(0, 3).map((l) => l + '\n').join('');
+  const cut = lines
+    .slice(0, 3)
+    .map((l) => l + '\n')
+    .join('');
   t.true(verifyAuditChain(cut).ok);
   const v = verifyAuditChain(cut, { head: log.head() });
   t.false(v.ok);

@@ -38,13 +38,39 @@ const GATED_DENIAL = { status: -KVM_STATUS.KVM_EPERM, applied: false };
 const GATED = ['freeze', 'verify', 'apply', 'audit', 'thaw'];
 
 const CASES: Readonly<Record<string, Case>> = {
-  'end-boot': { nr: HC.HEKI_END_BOOT, kind: 'kernel-text', setup: () => [], frozen: [frame(LAYOUT.text)], allowed: ['freeze', 'verify', 'audit', 'thaw'], denied: GATED_DENIAL },
-  'load-module': { nr: HC.HEKI_LOAD_MODULE, kind: 'module-load', setup: () => [DESC], frozen: [frame(MOD_TEXT), frame(MOD_DATA)], writable: MOD_VA, allowed: GATED, denied: GATED_DENIAL },
+  'end-boot': {
+    nr: HC.HEKI_END_BOOT,
+    kind: 'kernel-text',
+    setup: () => [],
+    frozen: [frame(LAYOUT.text)],
+    allowed: ['freeze', 'verify', 'audit', 'thaw'],
+    denied: GATED_DENIAL,
+  },
+  'load-module': {
+    nr: HC.HEKI_LOAD_MODULE,
+    kind: 'module-load',
+    setup: () => [DESC],
+    frozen: [frame(MOD_TEXT), frame(MOD_DATA)],
+    writable: MOD_VA,
+    allowed: GATED,
+    denied: GATED_DENIAL,
+  },
   'load-code': {
     nr: HC.HEKI_LOAD_CODE,
     kind: 'code-load',
     setup: (m) => {
-      m.vmm.core.memory.write(gpa(DESC), encodeCodeDesc({ what: 'bpf-jit', imageGva: MOD_VA, imageLen: 10, nameGva: NAME_VA, nameLen: 4, keyId: new Uint8Array(8), signature: new Uint8Array(64) }));
+      m.vmm.core.memory.write(
+        gpa(DESC),
+        encodeCodeDesc({
+          what: 'bpf-jit',
+          imageGva: MOD_VA,
+          imageLen: 10,
+          nameGva: NAME_VA,
+          nameLen: 4,
+          keyId: new Uint8Array(8),
+          signature: new Uint8Array(64),
+        }),
+      );
       return [DESC];
     },
     frozen: [frame(MOD_TEXT)],
@@ -52,12 +78,25 @@ const CASES: Readonly<Record<string, Case>> = {
     allowed: GATED,
     denied: GATED_DENIAL,
   },
-  'set-memory': { nr: HC.HEKI_SET_MEMORY, kind: 'set-memory', setup: () => [BLOB_VA, 1n, BigInt(MEM_ATTR.READ)], frozen: [frame(BLOB)], writable: BLOB_VA, allowed: GATED, denied: GATED_DENIAL },
+  'set-memory': {
+    nr: HC.HEKI_SET_MEMORY,
+    kind: 'set-memory',
+    setup: () => [BLOB_VA, 1n, BigInt(MEM_ATTR.READ)],
+    frozen: [frame(BLOB)],
+    writable: BLOB_VA,
+    allowed: GATED,
+    denied: GATED_DENIAL,
+  },
   'text-patch': {
     nr: HC.HEKI_TEXT_PATCH,
     kind: 'text-patch',
     setup: (m) => {
-      m.vmm.core.memory.write(gpa(DESC), encodePatchBatch([{ kind: 'ftrace', site: m.kva(LAYOUT.text), oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) }]));
+      m.vmm.core.memory.write(
+        gpa(DESC),
+        encodePatchBatch([
+          { kind: 'ftrace', site: m.kva(LAYOUT.text), oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) },
+        ]),
+      );
       return [DESC];
     },
     frozen: [frame(LAYOUT.text)],
@@ -152,7 +191,10 @@ for (const [name, c] of Object.entries(CASES)) {
     t.deepEqual(r.folded, c.allowed);
     t.true(r.during.frozen, 'every target frame is frozen while the verifier decides');
     if (c.writable !== undefined) t.false(r.during.guestWrite, 'the guest cannot change the bytes between the snapshot and the verdict');
-    t.true(c.frozen.every((f) => (r.m.vmm.core.ept.get(gfn(f)) & EPT_FROZEN) === 0), 'thawed');
+    t.true(
+      c.frozen.every((f) => (r.m.vmm.core.ept.get(gfn(f)) & EPT_FROZEN) === 0),
+      'thawed',
+    );
     t.is(r.records.length, 1);
     t.like(r.records[0], { event: 'verdict', kind: c.kind, ok: true, applied: true });
   });
@@ -161,7 +203,10 @@ for (const [name, c] of Object.entries(CASES)) {
     const r = await traced(c, 'deny');
     t.is(r.status, c.denied.status);
     t.is(r.folded.includes('apply'), c.denied.applied, c.denied.applied ? 'a revocation applies regardless' : 'a denial applies nothing');
-    t.true(c.frozen.every((f) => (r.m.vmm.core.ept.get(gfn(f)) & EPT_FROZEN) === 0), 'thawed');
+    t.true(
+      c.frozen.every((f) => (r.m.vmm.core.ept.get(gfn(f)) & EPT_FROZEN) === 0),
+      'thawed',
+    );
     t.is(r.records.length, 1);
     t.like(r.records[0], { kind: c.kind, ok: false, applied: c.denied.applied });
   });
@@ -170,7 +215,10 @@ for (const [name, c] of Object.entries(CASES)) {
     const r = await traced(c, 'audit-fails');
     t.is(r.status, -KVM_STATUS.KVM_EFAULT);
     t.regex(r.m.vmm.core.stopped ?? '', /internal error in hypercall \d+: audit disk full/);
-    t.true(c.frozen.every((f) => (r.m.vmm.core.ept.get(gfn(f)) & EPT_FROZEN) === 0), 'thawed');
+    t.true(
+      c.frozen.every((f) => (r.m.vmm.core.ept.get(gfn(f)) & EPT_FROZEN) === 0),
+      'thawed',
+    );
     t.is(r.records.length, 1, 'the failure is audited');
     t.like(r.records[0], { kind: c.kind, ok: true, step: 'audit', error: 'audit disk full', applied: true });
   });

@@ -128,7 +128,10 @@ test('the core refusing in the snapshot step asks nobody, and is audited and den
 
 test('input found invalid in the frozen bytes returns its status, asks nobody and audits nothing', async (t) => {
   const r = rig(allow);
-  t.is(await authenticatedChange(r.caller, r.auth, change(r, { snapshot: () => ({ kind: 'invalid', status: -KVM_STATUS.KVM_EINVAL }) })), -KVM_STATUS.KVM_EINVAL);
+  t.is(
+    await authenticatedChange(r.caller, r.auth, change(r, { snapshot: () => ({ kind: 'invalid', status: -KVM_STATUS.KVM_EINVAL }) })),
+    -KVM_STATUS.KVM_EINVAL,
+  );
   t.deepEqual(r.trace, []);
   t.false(r.frozen());
 });
@@ -195,7 +198,10 @@ test('reset invariant: a verdict that arrives after the VM was reset is a denial
   r.auth.retire(); // the VMM reset the VM while the verifier decides
   release();
   t.is(await run, -KVM_STATUS.KVM_EPERM);
-  t.false(r.trace.some((s) => s.startsWith('apply')), 'apply never ran');
+  t.false(
+    r.trace.some((s) => s.startsWith('apply')),
+    'apply never ran',
+  );
   t.like(r.audit.records()[0], { ok: false, applied: false, reason: 'the VMM reset the VM while the verifier decided: nothing is applied' });
 });
 

@@ -70,7 +70,14 @@ test('text patch: a site outside verified text is refused by the core without as
 });
 
 test('text patch: one denied item leaves every site untouched (all or nothing)', async (t) => {
-  const { m } = withVerifier(() => ({ ok: false, reason: '1 of 2 denied', items: [{ ok: true, reason: 'ok' }, { ok: false, reason: 'wrong old bytes' }] }));
+  const { m } = withVerifier(() => ({
+    ok: false,
+    reason: '1 of 2 denied',
+    items: [
+      { ok: true, reason: 'ok' },
+      { ok: false, reason: 'wrong old bytes' },
+    ],
+  }));
   const site = m.kva(LAYOUT.text);
   const batch = encodePatchBatch([
     { kind: 'ftrace', site, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) },
@@ -151,7 +158,13 @@ test('module load: a granted frame with non-zero bytes outside the sections is r
 
 /** The end of init, with a stub that allows the load with `grants` and answers the end of init with `endGrants`. */
 function endOfInit(endGrants: Verdict['grants'], ok = true): ReturnType<typeof withVerifier> {
-  return withVerifier((r) => (r.kind === 'module-load' ? { ok: true, reason: 'ok', grants } : r.kind === 'module-init-free' ? { ok, reason: ok ? 'init returned' : 'no', ...(endGrants ? { grants: endGrants } : {}) } : { ok: false, reason: 'unexpected' }));
+  return withVerifier((r) =>
+    r.kind === 'module-load'
+      ? { ok: true, reason: 'ok', grants }
+      : r.kind === 'module-init-free'
+        ? { ok, reason: ok ? 'init returned' : 'no', ...(endGrants ? { grants: endGrants } : {}) }
+        : { ok: false, reason: 'unexpected' },
+  );
 }
 
 test('end of init: sections granted R+W are released (data-only, out of the record and code map), R+IMMUTABLE ones sealed', async (t) => {
@@ -173,7 +186,10 @@ test('end of init: sections granted R+W are released (data-only, out of the reco
   t.is(rec.textPages.size, 0);
   t.false(m.vmm.core.auth!.ownsFrame(gfn(Number(MOD_TEXT >> 12n))), 'a later load may use the released frame');
   // A patch into the freed init text is refused by the core, without asking.
-  m.vmm.core.memory.write(gpa(DESC), encodePatchBatch([{ kind: 'ftrace', site: MOD_VA + 4n, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) }]));
+  m.vmm.core.memory.write(
+    gpa(DESC),
+    encodePatchBatch([{ kind: 'ftrace', site: MOD_VA + 4n, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) }]),
+  );
   t.is(await m.cpu.vmcall(HC.HEKI_TEXT_PATCH, DESC), -KVM_STATUS.KVM_EPERM);
   t.is(seen.length, 2);
   t.like(audit.records()[1], { kind: 'module-init-free', ok: true, applied: true, released: 1, sealed: 1, textPages: 1 });
@@ -189,7 +205,11 @@ test('end of init: a grant that is neither release nor seal, a section the modul
     t.is(await m.cpu.vmcall(HC.HEKI_LOAD_MODULE, DESC), 0);
     const before = [MOD_TEXT, MOD_DATA].map((pa) => m.vmm.core.ept.get(gfn(Number(pa >> 12n))));
     t.is(await m.cpu.vmcall(HC.HEKI_FREE_MODULE_INIT, BLOB_VA + 13n, 4n), -KVM_STATUS.KVM_EPERM);
-    t.deepEqual([MOD_TEXT, MOD_DATA].map((pa) => m.vmm.core.ept.get(gfn(Number(pa >> 12n)))), before, 'no frame changed');
+    t.deepEqual(
+      [MOD_TEXT, MOD_DATA].map((pa) => m.vmm.core.ept.get(gfn(Number(pa >> 12n)))),
+      before,
+      'no frame changed',
+    );
     t.is(m.vmm.core.auth!.modules.get('mod0')!.frames.size, 2, 'the module keeps every frame');
     t.like(audit.records()[1], { kind: 'module-init-free', ok, applied: false });
     t.regex(String(audit.records()[1]![ok ? 'note' : 'reason']), why);

@@ -15,7 +15,16 @@ test('cli/main.ts imports no command module statically: only the table of names 
   const staticImports = [...readFileSync(MAIN, 'utf8').matchAll(/^import\s[^;]*?from\s+'([^']+)'/gms)].map((m) => m[1]!);
   t.true(staticImports.length > 0);
   t.deepEqual(
-    staticImports.filter((p) => p.includes('/commands/') || p.includes('machine/') || p.includes('scenario/') || p.includes('checks/') || p.includes('report/') || p.includes('hypervisor/') || p.includes('verifier-vm/')),
+    staticImports.filter(
+      (p) =>
+        p.includes('/commands/') ||
+        p.includes('machine/') ||
+        p.includes('scenario/') ||
+        p.includes('checks/') ||
+        p.includes('report/') ||
+        p.includes('hypervisor/') ||
+        p.includes('verifier-vm/'),
+    ),
     [],
     'nothing heavy is loaded for --help',
   );

@@ -11,7 +11,14 @@ import { detectCpu } from '../../guest/kernel/cpu-detect.ts';
 import type { CpuModel } from '../../shared/x86/cpu-model.ts';
 
 const vmmOn = (cpu: CpuModel): Vmm => new Vmm({ memoryBytes: 16n << 20n, cpu });
-const str = (...w: number[]): string => Buffer.concat(w.map((x) => { const b = Buffer.alloc(4); b.writeUInt32LE(x >>> 0); return b; })).toString('latin1');
+const str = (...w: number[]): string =>
+  Buffer.concat(
+    w.map((x) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(x >>> 0);
+      return b;
+    }),
+  ).toString('latin1');
 
 test('leaf 0 gives the vendor string in EBX, EDX, ECX; leaf 1 the SDM signature of each model', (t) => {
   // The signatures real CPUs of these models report: QEMU qemu64 0x60fb1, Skylake client 0x506e3, EPYC (Naples) 0x800f12.
@@ -41,7 +48,11 @@ test('0x80000008 gives MAXPHYADDR and linear-address bits; 0x40000000 is KVM', (
 });
 
 test('the guest detects exactly the VMM model (name aside), command line included, on every vCPU', (t) => {
-  const models = [...BUILTIN_CPU_MODELS.values(), { ...DEFAULT_CPU_MODEL, name: 'long', cmdline: 'x'.repeat(2047), presentCpus: 1, possibleCpus: 4 }, { ...DEFAULT_CPU_MODEL, name: 'empty', cmdline: '' }];
+  const models = [
+    ...BUILTIN_CPU_MODELS.values(),
+    { ...DEFAULT_CPU_MODEL, name: 'long', cmdline: 'x'.repeat(2047), presentCpus: 1, possibleCpus: 4 },
+    { ...DEFAULT_CPU_MODEL, name: 'empty', cmdline: '' },
+  ];
   for (const m of models) {
     const vmm = vmmOn(m);
     for (const cpu of vmm.cpus) {
@@ -78,6 +89,12 @@ test('cpuOnline raises the count CPUID reports, only up to the possible CPUs, an
   const over = await vmm.cpuOnline();
   t.false(over.ok);
   if (!over.ok) t.is(over.error, 'all 3 possible CPUs of model up-3 are online');
-  t.deepEqual(vmm.audit.records().filter((r) => r['type'] === 'cpu-online').map((r) => r['online']), [2, 3]);
+  t.deepEqual(
+    vmm.audit
+      .records()
+      .filter((r) => r['type'] === 'cpu-online')
+      .map((r) => r['online']),
+    [2, 3],
+  );
   t.false(vmm.restoreOnlineCpus(4).ok, 'an image cannot claim more CPUs than the model has');
 });

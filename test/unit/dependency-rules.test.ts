@@ -19,10 +19,11 @@ const CRUISER = join(root, 'node_modules', 'dependency-cruiser', 'bin', 'depende
 /** A tree that keeps every rule: each domain imports only what it may. */
 const CLEAN: Readonly<Record<string, string>> = {
   'tsconfig.json': JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', allowImportingTsExtensions: true, noEmit: true } }),
-  'shared/abi.ts': "export const ABI = 1;\n",
+  'shared/abi.ts': 'export const ABI = 1;\n',
   'shared/protocol.ts': "import { ABI } from './abi.ts';\nexport const PROTOCOL = ABI;\n",
   'guest/kernel.ts': "import { ABI } from '../shared/abi.ts';\nexport const GUEST = ABI;\n",
-  'hypervisor/vmm.ts': "import { readFileSync } from 'node:fs';\nimport { PROTOCOL } from '../shared/protocol.ts';\nexport const VMM = [readFileSync, PROTOCOL];\n",
+  'hypervisor/vmm.ts':
+    "import { readFileSync } from 'node:fs';\nimport { PROTOCOL } from '../shared/protocol.ts';\nexport const VMM = [readFileSync, PROTOCOL];\n",
   'verifier-vm/verifier.ts': "import { PROTOCOL } from '../shared/protocol.ts';\nexport const VERIFIER = PROTOCOL;\n",
   'tools/keygen.ts': "import { VERIFIER } from '../verifier-vm/verifier.ts';\nexport const KEYGEN = VERIFIER;\n",
   'machine/machine.ts':
@@ -124,7 +125,9 @@ test('every top-level folder that holds TypeScript is type-checked (tsconfig.jso
       const path = join(dir, name);
       return statSync(path).isDirectory() ? holdsTs(path) : name.endsWith('.ts');
     });
-  const folders = readdirSync(root).filter((name) => !name.startsWith('.') && name !== 'node_modules' && name !== 'docs' && statSync(join(root, name)).isDirectory() && holdsTs(join(root, name)));
+  const folders = readdirSync(root).filter(
+    (name) => !name.startsWith('.') && name !== 'node_modules' && name !== 'docs' && statSync(join(root, name)).isDirectory() && holdsTs(join(root, name)),
+  );
   t.true(folders.includes('machine'));
   for (const folder of folders) t.true(include.includes(folder), `${folder}/ is in tsconfig.json's include`);
 });

@@ -35,12 +35,19 @@ const SMALL_ORDER: readonly (readonly [string, number])[] = [
   ['26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85', 8],
 ];
 /** The same points in non-canonical encodings: y + p for y = 0 and 1 (either sign), and x = 0 with the sign bit set. */
-const SMALL_ORDER_NON_CANONICAL: readonly string[] = ['ed' + FF30 + '7f', 'ed' + FF30 + 'ff', 'ee' + FF30 + '7f', 'ee' + FF30 + 'ff', '01' + '00'.repeat(30) + '80', 'ec' + FF30 + 'ff'];
+const SMALL_ORDER_NON_CANONICAL: readonly string[] = [
+  'ed' + FF30 + '7f',
+  'ed' + FF30 + 'ff',
+  'ee' + FF30 + '7f',
+  'ee' + FF30 + 'ff',
+  '01' + '00'.repeat(30) + '80',
+  'ec' + FF30 + 'ff',
+];
 
 // Independent check of the list: decode each point and add it to itself until the identity.
 const P = (1n << 255n) - 19n;
 const m = (a: bigint): bigint => ((a % P) + P) % P;
-const pw = (b: bigint, e: bigint): bigint => (e === 0n ? 1n : (e & 1n ? m(b * pw(m(b * b), e >> 1n)) : pw(m(b * b), e >> 1n)));
+const pw = (b: bigint, e: bigint): bigint => (e === 0n ? 1n : e & 1n ? m(b * pw(m(b * b), e >> 1n)) : pw(m(b * b), e >> 1n));
 const inv = (a: bigint): bigint => pw(a, P - 2n);
 const D = m(-121665n * inv(121666n));
 function decodePoint(enc: Uint8Array): [bigint, bigint] {
@@ -97,7 +104,10 @@ test('a non-canonical encoding of a large-order point (y >= p) is refused; so is
     const alias = hex(((P + BigInt(y)).toString(16).match(/../g) ?? []).reverse().join(''));
     const onCurve = ed25519PublicKeyProblem(canonical) === undefined;
     if (onCurve) seen++;
-    t.regex(ed25519PublicKeyProblem(alias) ?? '', onCurve ? /not canonically encoded \(y >= p; RFC 8032 5\.1\.3/ : /not canonically encoded|not a point of the curve/);
+    t.regex(
+      ed25519PublicKeyProblem(alias) ?? '',
+      onCurve ? /not canonically encoded \(y >= p; RFC 8032 5\.1\.3/ : /not canonically encoded|not a point of the curve/,
+    );
     t.false(verifyEd25519Node(MESSAGES[0]!, FORGED, alias));
     t.false(verifyEd25519Nacl(MESSAGES[0]!, FORGED, alias));
     if (!onCurve) t.regex(ed25519PublicKeyProblem(canonical) ?? '', /not a point of the curve/);
@@ -116,8 +126,15 @@ test('the keyring, key files and `heki verify-module --pubkey` refuse a small-or
       writeFileSync(path, JSON.stringify({ type: 'heki-ed25519-public-key', role: 'module-signing', keyId, publicKey: Buffer.from(pk).toString('base64') }));
       const fromFile = keyringFromFiles({ pubkeys: [path] });
       t.false(fromFile.ok);
-      t.regex(fromFile.ok ? '' : fromFile.error, new RegExp(`^${path.replace(/[.]/g, '\\.')}: refused public key ${enc}: it is the identity point.*of small order.*anyone could sign`));
-      const fromData = Keyring.fromData({ ed25519: [{ keyId, role: 'vmm', publicKey: pk, source: 'evil.pub.json' }], certificates: [], revoked: { ed25519KeyIds: [], x509Sha256: [] } });
+      t.regex(
+        fromFile.ok ? '' : fromFile.error,
+        new RegExp(`^${path.replace(/[.]/g, '\\.')}: refused public key ${enc}: it is the identity point.*of small order.*anyone could sign`),
+      );
+      const fromData = Keyring.fromData({
+        ed25519: [{ keyId, role: 'vmm', publicKey: pk, source: 'evil.pub.json' }],
+        certificates: [],
+        revoked: { ed25519KeyIds: [], x509Sha256: [] },
+      });
       t.false(fromData.ok);
       t.regex(fromData.ok ? '' : fromData.error, /^keyring data: ed25519\[0\] \(evil\.pub\.json\): refused public key .*small order/);
       // `heki verify-module --pubkey` loads through the same path: exit 2, before reading the module.

@@ -175,4 +175,3 @@ test('key id is the first 8 bytes of SHA-256 of the public key; KeyObjects are c
   t.is(ed25519KeyObject(Uint8Array.from(kp.publicKey)), a);
   t.is(a?.asymmetricKeyType, 'ed25519');
 });
-

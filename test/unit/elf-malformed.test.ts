@@ -127,16 +127,22 @@ test('a well-formed object decodes sections, symbols and relocations', (t) => {
   if (!r.ok) return t.fail(r.error.message);
   const e = r.value;
   t.is(e.type, ET_REL);
-  t.deepEqual(e.sections.map((s) => s.name), ['', '.text', '.symtab', '.strtab', '.rela.text', '.shstrtab']);
+  t.deepEqual(
+    e.sections.map((s) => s.name),
+    ['', '.text', '.symtab', '.strtab', '.rela.text', '.shstrtab'],
+  );
   const text = e.sectionByName('.text');
   if (text === undefined) return t.fail('no .text');
   t.deepEqual([...e.sectionBytes(text)], [0xe8, 0, 0, 0, 0, 0xc3, 0x90, 0x90]);
   t.is(e.sectionBytes(text).buffer, e.bytes.buffer, 'sectionBytes is a view, not a copy');
-  t.deepEqual(e.symbols.map((s) => [s.name, s.type, s.bind, s.shndx, s.size]), [
-    ['', 0, 0, 0, 0],
-    ['foo', STT_FUNC, STB_GLOBAL, 1, 6],
-    ['__fentry__', STT_NOTYPE, STB_GLOBAL, 0, 0],
-  ]);
+  t.deepEqual(
+    e.symbols.map((s) => [s.name, s.type, s.bind, s.shndx, s.size]),
+    [
+      ['', 0, 0, 0, 0],
+      ['foo', STT_FUNC, STB_GLOBAL, 1, 6],
+      ['__fentry__', STT_NOTYPE, STB_GLOBAL, 0, 0],
+    ],
+  );
   t.is(e.relocations.length, 1);
   t.like(e.relocations[0], { name: '.rela.text', appliesTo: 1, symtab: 2 });
   t.deepEqual(e.relocations[0]?.entries, [{ offset: 1n, type: R_X86_64_PLT32, symIndex: 2, addend: -4n }]);
@@ -153,46 +159,164 @@ test('extended section numbering (e_shnum 0, count in section 0 sh_size) is hono
   if (r.ok) t.is(r.value.sections.length, 6);
 });
 
-test('bad magic', (t) => expectError(t, mutate((b) => (b.bytes[1] = 0x46)), 'bad-magic', /bad magic/));
+test('bad magic', (t) =>
+  expectError(
+    t,
+    mutate((b) => (b.bytes[1] = 0x46)),
+    'bad-magic',
+    /bad magic/,
+  ));
 test('empty input is a truncated header', (t) => expectError(t, new Uint8Array(0), 'truncated-header', /truncated header/));
-test('not ELFCLASS64', (t) => expectError(t, mutate((b) => (b.bytes[4] = 1)), 'not-elfclass64', /not ELFCLASS64/));
-test('not little-endian', (t) => expectError(t, mutate((b) => (b.bytes[5] = 2)), 'not-little-endian', /not little-endian/));
+test('not ELFCLASS64', (t) =>
+  expectError(
+    t,
+    mutate((b) => (b.bytes[4] = 1)),
+    'not-elfclass64',
+    /not ELFCLASS64/,
+  ));
+test('not little-endian', (t) =>
+  expectError(
+    t,
+    mutate((b) => (b.bytes[5] = 2)),
+    'not-little-endian',
+    /not little-endian/,
+  ));
 test('truncated header', (t) => expectError(t, build().bytes.subarray(0, 40), 'truncated-header', /truncated header: 40 bytes/));
-test('wrong machine', (t) => expectError(t, mutate((_b, dv) => dv.setUint16(18, 3, true)), 'wrong-machine', /wrong machine 3/));
+test('wrong machine', (t) =>
+  expectError(
+    t,
+    mutate((_b, dv) => dv.setUint16(18, 3, true)),
+    'wrong-machine',
+    /wrong machine 3/,
+  ));
 test('section header table out of bounds (offset)', (t) =>
-  expectError(t, mutate((b, dv) => dv.setBigUint64(40, BigInt(b.bytes.length - 10), true)), 'section-table-out-of-bounds', /section header table out of bounds/));
+  expectError(
+    t,
+    mutate((b, dv) => dv.setBigUint64(40, BigInt(b.bytes.length - 10), true)),
+    'section-table-out-of-bounds',
+    /section header table out of bounds/,
+  ));
 test('section header table out of bounds (count)', (t) =>
-  expectError(t, mutate((_b, dv) => dv.setUint16(60, 0xfff0, true)), 'section-table-out-of-bounds', /65520 headers/));
+  expectError(
+    t,
+    mutate((_b, dv) => dv.setUint16(60, 0xfff0, true)),
+    'section-table-out-of-bounds',
+    /65520 headers/,
+  ));
 test('section data out of bounds names the section', (t) =>
-  expectError(t, mutate((b, dv) => dv.setBigUint64(b.shdr(1) + 32, 1n << 40n, true)), 'section-out-of-bounds', /section data out of bounds for section 1/));
+  expectError(
+    t,
+    mutate((b, dv) => dv.setBigUint64(b.shdr(1) + 32, 1n << 40n, true)),
+    'section-out-of-bounds',
+    /section data out of bounds for section 1/,
+  ));
 test('section offset beyond 2^53', (t) =>
-  expectError(t, mutate((b, dv) => dv.setBigUint64(b.shdr(3) + 24, 1n << 60n, true)), 'section-out-of-bounds', /section 3/));
-test('bad string table index (out of range)', (t) => expectError(t, mutate((_b, dv) => dv.setUint16(62, 99, true)), 'bad-string-table-index', /bad string table index 99/));
-test('bad string table index (not a string table)', (t) => expectError(t, mutate((_b, dv) => dv.setUint16(62, 1, true)), 'bad-string-table-index', /not SHT_STRTAB/));
+  expectError(
+    t,
+    mutate((b, dv) => dv.setBigUint64(b.shdr(3) + 24, 1n << 60n, true)),
+    'section-out-of-bounds',
+    /section 3/,
+  ));
+test('bad string table index (out of range)', (t) =>
+  expectError(
+    t,
+    mutate((_b, dv) => dv.setUint16(62, 99, true)),
+    'bad-string-table-index',
+    /bad string table index 99/,
+  ));
+test('bad string table index (not a string table)', (t) =>
+  expectError(
+    t,
+    mutate((_b, dv) => dv.setUint16(62, 1, true)),
+    'bad-string-table-index',
+    /not SHT_STRTAB/,
+  ));
 test('section name offset outside the string table', (t) =>
-  expectError(t, mutate((b, dv) => dv.setUint32(b.shdr(2), 5000, true)), 'bad-section-name', /section 2 name offset 5000/));
-test('sh_link beyond the section count', (t) => expectError(t, mutate((b, dv) => dv.setUint32(b.shdr(2) + 40, 77, true)), 'bad-section-link', /sh_link 77/));
-test('symbol table entsize wrong', (t) => expectError(t, mutate((b, dv) => dv.setBigUint64(b.shdr(2) + 56, 16n, true)), 'symtab-entsize', /symbol table entsize wrong/));
+  expectError(
+    t,
+    mutate((b, dv) => dv.setUint32(b.shdr(2), 5000, true)),
+    'bad-section-name',
+    /section 2 name offset 5000/,
+  ));
+test('sh_link beyond the section count', (t) =>
+  expectError(
+    t,
+    mutate((b, dv) => dv.setUint32(b.shdr(2) + 40, 77, true)),
+    'bad-section-link',
+    /sh_link 77/,
+  ));
+test('symbol table entsize wrong', (t) =>
+  expectError(
+    t,
+    mutate((b, dv) => dv.setBigUint64(b.shdr(2) + 56, 16n, true)),
+    'symtab-entsize',
+    /symbol table entsize wrong/,
+  ));
 test('symbol table linked to a non-string table', (t) =>
-  expectError(t, mutate((b, dv) => dv.setUint32(b.shdr(2) + 40, 1, true)), 'bad-section-link', /not a string table/));
-test('symbol name outside its string table', (t) => expectError(t, mutate((b, dv) => dv.setUint32(b.sym(1), 9999, true)), 'bad-symbol-name', /symbol 1 .* name offset 9999/));
-test('symbol section index beyond the sections', (t) => expectError(t, mutate((b, dv) => dv.setUint16(b.sym(1) + 6, 40, true)), 'bad-symbol-shndx', /symbol 1 \(foo\) has section index 40/));
-test('rela entsize wrong', (t) => expectError(t, mutate((b, dv) => dv.setBigUint64(b.shdr(4) + 56, 16n, true)), 'rela-entsize', /rela entsize wrong/));
-test('rela symbol index out of range', (t) => expectError(t, mutate((b, dv) => dv.setUint32(b.rela + 12, 7, true)), 'rela-bad-symbol', /references symbol 7/));
-test('rela patching past its target section', (t) => expectError(t, mutate((b, dv) => dv.setBigUint64(b.rela, 6n, true)), 'rela-offset-out-of-bounds', /offset 6 .*\.text/));
-test('rela target section missing', (t) => expectError(t, mutate((b, dv) => dv.setUint32(b.shdr(4) + 44, 42, true)), 'rela-bad-target', /applies to section 42/));
+  expectError(
+    t,
+    mutate((b, dv) => dv.setUint32(b.shdr(2) + 40, 1, true)),
+    'bad-section-link',
+    /not a string table/,
+  ));
+test('symbol name outside its string table', (t) =>
+  expectError(
+    t,
+    mutate((b, dv) => dv.setUint32(b.sym(1), 9999, true)),
+    'bad-symbol-name',
+    /symbol 1 .* name offset 9999/,
+  ));
+test('symbol section index beyond the sections', (t) =>
+  expectError(
+    t,
+    mutate((b, dv) => dv.setUint16(b.sym(1) + 6, 40, true)),
+    'bad-symbol-shndx',
+    /symbol 1 \(foo\) has section index 40/,
+  ));
+test('rela entsize wrong', (t) =>
+  expectError(
+    t,
+    mutate((b, dv) => dv.setBigUint64(b.shdr(4) + 56, 16n, true)),
+    'rela-entsize',
+    /rela entsize wrong/,
+  ));
+test('rela symbol index out of range', (t) =>
+  expectError(
+    t,
+    mutate((b, dv) => dv.setUint32(b.rela + 12, 7, true)),
+    'rela-bad-symbol',
+    /references symbol 7/,
+  ));
+test('rela patching past its target section', (t) =>
+  expectError(
+    t,
+    mutate((b, dv) => dv.setBigUint64(b.rela, 6n, true)),
+    'rela-offset-out-of-bounds',
+    /offset 6 .*\.text/,
+  ));
+test('rela target section missing', (t) =>
+  expectError(
+    t,
+    mutate((b, dv) => dv.setUint32(b.shdr(4) + 44, 42, true)),
+    'rela-bad-target',
+    /applies to section 42/,
+  ));
 
 test('random corruption never throws and always yields a Result', async (t) => {
   const base = build().bytes;
   await checkProperty(
     t,
     'random corruption never throws and always yields a Result',
-    fc.property(fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), fc.nat(base.length), (edits, cut) => {
-      const b = base.slice(0, Math.max(cut, 1));
-      for (const [i, v] of edits) if (i < b.length) b[i] = v;
-      const r = parseElf64(b);
-      return r.ok || (typeof r.error.message === 'string' && r.error.message.length > 0);
-    }),
+    fc.property(
+      fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+      fc.nat(base.length),
+      (edits, cut) => {
+        const b = base.slice(0, Math.max(cut, 1));
+        for (const [i, v] of edits) if (i < b.length) b[i] = v;
+        const r = parseElf64(b);
+        return r.ok || (typeof r.error.message === 'string' && r.error.message.length > 0);
+      },
+    ),
     scaledRuns(3000),
   );
 });

@@ -18,7 +18,7 @@ function booted(): GuestMemory {
   return m;
 }
 
-test('a fork reads the parent\'s pages and shares their buffers until one of them writes', (t) => {
+test("a fork reads the parent's pages and shares their buffers until one of them writes", (t) => {
   const parent = booted();
   const fork = new GuestMemory(4n * MiB);
   fork.shareFrom(parent);

@@ -58,7 +58,7 @@ test('protected mode: a copy that touches one private page copies nothing, names
   t.like(m.vmm.ownAudit.records()[0], { event: 'host-access-refused', vm: 'vm0', path: 'migration', access: 'write', gpa: '0x700ffe', frame: 0x701 });
 });
 
-test('protected mode: refusals go to the core\'s audit log once a verifier is attached', (t) => {
+test("protected mode: refusals go to the core's audit log once a verifier is attached", (t) => {
   const m = bootSynthetic({ protectedMemory: true, name: 'guest-a' });
   t.false(m.vmm.hostMemory.copyFromGuest('snapshot', gpa(0n), 8).ok);
   t.is(m.vmm.ownAudit.records()[0]!['vm'], 'guest-a');

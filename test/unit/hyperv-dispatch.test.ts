@@ -36,7 +36,10 @@ test('VTL0 cannot issue VtlReturn or ModifyVtlProtectionMask, an unknown code is
   t.is(await m.cpu.vmcall(HVCALL.MODIFY_VTL_PROTECTION_MASK, LAYOUT.text, 0xfn), HV_STATUS.ACCESS_DENIED);
   t.is(await m.cpu.vmcall(0x7777), HV_STATUS.INVALID_HYPERCALL_CODE);
   // KVM_HC_PROTECT_MEMORY (14) is no Hyper-V hypercall: a guest cannot reach the KVM table.
-  m.vmm.core.memory.write(gpa(LAYOUT.pageList), encodePageList([{ pa: LAYOUT.text, epa: LAYOUT.text + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE | MEM_ATTR.EXEC }], 0n));
+  m.vmm.core.memory.write(
+    gpa(LAYOUT.pageList),
+    encodePageList([{ pa: LAYOUT.text, epa: LAYOUT.text + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE | MEM_ATTR.EXEC }], 0n),
+  );
   t.is(await m.cpu.vmcall(HC.PROTECT_MEMORY, LAYOUT.pageList), HV_STATUS.INVALID_HYPERCALL_CODE);
   t.is(m.vmm.core.ept.get(text), before);
 });
@@ -64,7 +67,10 @@ test('after SIGNAL_END_OF_BOOT, LOCK_REGS and PROTECT_MEMORY are refused with -E
   t.true(m.vmm.core.auth?.bootEnded);
   const text = gfn(Number(LAYOUT.text >> 12n));
   const before = m.vmm.core.ept.get(text);
-  m.vmm.core.memory.write(gpa(LAYOUT.pageList), encodePageList([{ pa: LAYOUT.text, epa: LAYOUT.text + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE }], 0n));
+  m.vmm.core.memory.write(
+    gpa(LAYOUT.pageList),
+    encodePageList([{ pa: LAYOUT.text, epa: LAYOUT.text + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE }], 0n),
+  );
   t.is(await vtlCall(m, VSM_FUNC.PROTECT_MEMORY, LAYOUT.pageList, 1n), -VSM_ERRNO.EINVAL);
   t.is(await vtlCall(m, VSM_FUNC.LOCK_REGS), -VSM_ERRNO.EINVAL);
   t.is(m.vmm.core.ept.get(text), before);
@@ -74,7 +80,10 @@ test('after SIGNAL_END_OF_BOOT, LOCK_REGS and PROTECT_MEMORY are refused with -E
 test('PROTECT_MEMORY before end of boot is the core handler: W^X refused, a good list applied', async (t) => {
   const m = bootSynthetic(hyperv);
   const data = gfn(Number(LAYOUT.data >> 12n));
-  m.vmm.core.memory.write(gpa(LAYOUT.pageList), encodePageList([{ pa: LAYOUT.data, epa: LAYOUT.data + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE | MEM_ATTR.EXEC }], 0n));
+  m.vmm.core.memory.write(
+    gpa(LAYOUT.pageList),
+    encodePageList([{ pa: LAYOUT.data, epa: LAYOUT.data + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE | MEM_ATTR.EXEC }], 0n),
+  );
   t.is(await vtlCall(m, VSM_FUNC.PROTECT_MEMORY, LAYOUT.pageList, 1n), -VSM_ERRNO.EINVAL);
   t.is(await vtlCall(m, VSM_FUNC.PROTECT_MEMORY, LAYOUT.pageList + 8n, 1n), -VSM_ERRNO.EINVAL, 'an unaligned list');
   t.is(await vtlCall(m, VSM_FUNC.PROTECT_MEMORY, LAYOUT.pageList, 0n), -VSM_ERRNO.EINVAL, 'no ranges');
@@ -84,7 +93,10 @@ test('PROTECT_MEMORY before end of boot is the core handler: W^X refused, a good
 });
 
 test('VALIDATE_MODULE goes through the authenticated change (one audit record) and answers a token UNLOAD_MODULE takes', async (t) => {
-  const { m, audit } = withVerifier((r) => (r.kind === 'module-load' ? { ok: true, reason: 'ok', grants } : { ok: r.kind === 'module-unload', reason: 'ok' }), hyperv);
+  const { m, audit } = withVerifier(
+    (r) => (r.kind === 'module-load' ? { ok: true, reason: 'ok', grants } : { ok: r.kind === 'module-unload', reason: 'ok' }),
+    hyperv,
+  );
   const token = await vtlCall(m, VSM_FUNC.VALIDATE_MODULE, DESC, 2n);
   t.is(token, 0, 'LVBS tokens count from 0');
   t.like(audit.records()[0], { event: 'verdict', kind: 'module-load', subject: 'mod0', ok: true, applied: true });

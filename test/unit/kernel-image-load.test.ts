@@ -53,7 +53,14 @@ test('fixture paths: HEKI_FIXTURES overrides the default beside the repo', (t) =
     else process.env['HEKI_FIXTURES'] = saved;
   }
   const p = fixturePaths('/f');
-  t.deepEqual(p, { dir: '/f', vmlinuz: '/f/vmlinuz', systemMap: '/f/System.map', config: '/f/config', signingKeyDer: '/f/signing_key.x509.der', modulesDir: '/f/modules' });
+  t.deepEqual(p, {
+    dir: '/f',
+    vmlinuz: '/f/vmlinuz',
+    systemMap: '/f/System.map',
+    config: '/f/config',
+    signingKeyDer: '/f/signing_key.x509.der',
+    modulesDir: '/f/modules',
+  });
 });
 
 test('the cache rejects entries whose bytes do not match their record', async (t) => {

@@ -25,7 +25,14 @@ test('decodeStaticCallInsn: call, jmp, NOP5, the return0 xor, ret, and anything 
 
 test('textFunctionEntries: distinct T/t/W addresses in [start, end), sorted', (t) => {
   const map = parseSystemMap(
-    ['ffffffff81000000 T _stext', 'ffffffff81000000 T startup_64', 'ffffffff81000040 t helper', 'ffffffff81000080 W weak_fn', 'ffffffff810000c0 D not_text', 'ffffffff81000100 T _etext'].join('\n'),
+    [
+      'ffffffff81000000 T _stext',
+      'ffffffff81000000 T startup_64',
+      'ffffffff81000040 t helper',
+      'ffffffff81000080 W weak_fn',
+      'ffffffff810000c0 D not_text',
+      'ffffffff81000100 T _etext',
+    ].join('\n'),
   );
   if (!map.ok) throw new Error(map.error.message);
   t.deepEqual(textFunctionEntries(map.value, 0xffffffff81000000n, 0xffffffff81000100n), [0xffffffff81000000n, 0xffffffff81000040n, 0xffffffff81000080n]);
@@ -38,7 +45,10 @@ fixtureTest('the fixture has 4,085 static call sites: 4,058 call and 27 tail jmp
   const kinds: Record<string, number> = {};
   for (const s of sites) kinds[`${s.kind}${s.tail ? '/tail' : ''}`] = (kinds[`${s.kind}${s.tail ? '/tail' : ''}`] ?? 0) + 1;
   t.deepEqual(kinds, { call: 4058, 'jmp/tail': 27 }, 'no NOP, xor, ret or other bytes in the file');
-  t.true(sites.every((s) => (s.flags & ~STATIC_CALL_SITE_TAIL) === 0), 'the INIT flag is set at boot, never in the file');
+  t.true(
+    sites.every((s) => (s.flags & ~STATIC_CALL_SITE_TAIL) === 0),
+    'the INIT flag is set at boot, never in the file',
+  );
   const tramp = new Map(keys.map((x) => [x.key, x.trampoline]));
   t.is(sites.filter((s) => s.target === tramp.get(s.key)).length, 4085, 'the compiler called __SCT__<name>');
   t.deepEqual(
@@ -54,13 +64,27 @@ fixtureTest('686 keys, each with a signed e9 rel32 trampoline in .text; 656 of t
   const k = await loadFixtureKernel();
   const { keys } = k.staticCalls;
   t.is(keys.length, 686);
-  t.true(keys.every((x) => x.signed && x.trampolineKind === 'jmp'), 'every trampoline: jmp rel32, then ud1 %esp,%ecx');
+  t.true(
+    keys.every((x) => x.signed && x.trampolineKind === 'jmp'),
+    'every trampoline: jmp rel32, then ud1 %esp,%ecx',
+  );
   t.true(keys.every((x) => k.sectionAt(x.trampoline)?.name === '.text'));
   t.is(keys.filter((x) => x.siteCount > 0).length, 656);
-  t.is(keys.reduce((n, x) => n + x.siteCount, 0), 4085);
+  t.is(
+    keys.reduce((n, x) => n + x.siteCount, 0),
+    4085,
+  );
   const byName = new Map(keys.map((x) => [x.name, x]));
-  const top = [...keys].sort((a, b) => b.siteCount - a.siteCount).slice(0, 4).map((x) => [x.name, x.siteCount]);
-  t.deepEqual(top, [['preempt_schedule_notrace', 993], ['preempt_schedule', 781], ['might_resched', 592], ['cond_resched', 465]]);
+  const top = [...keys]
+    .sort((a, b) => b.siteCount - a.siteCount)
+    .slice(0, 4)
+    .map((x) => [x.name, x.siteCount]);
+  t.deepEqual(top, [
+    ['preempt_schedule_notrace', 993],
+    ['preempt_schedule', 781],
+    ['might_resched', 592],
+    ['cond_resched', 465],
+  ]);
   // key->func and the trampoline agree: might_resched starts as __static_call_return0 (PREEMPT_DYNAMIC, full).
   const mr = byName.get('might_resched')!;
   t.is(mr.func, k.systemMap.address('__static_call_return0'));

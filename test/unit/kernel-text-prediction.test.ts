@@ -34,7 +34,13 @@ async function setup(): Promise<{ image: KernelImage; manifest: KernelManifest }
 function bootedText(image: KernelImage, m: CpuModel): Uint8Array {
   const space = vmlinuxTextSpace(image);
   const b = image.boundaries;
-  applyBootTouchups(space, vmlinuxTouchupTables(image), { sites: image.mcountSites.map((s) => s.address), fentry: b.__fentry__ }, { start: b._stext, end: b._etext }, vmlinuxTouchupContext(image, m));
+  applyBootTouchups(
+    space,
+    vmlinuxTouchupTables(image),
+    { sites: image.mcountSites.map((s) => s.address), fentry: b.__fentry__ },
+    { start: b._stext, end: b._etext },
+    vmlinuxTouchupContext(image, m),
+  );
   return Uint8Array.from(space.locate(b._stext)!.region.bytes);
 }
 
@@ -87,7 +93,14 @@ fixtureTest('attack: a mitigation alternative left unapplied is denied at its .a
   const ctx = vmlinuxTouchupContext(image, m);
   const file = image.sectionByName('.text')!.bytes;
   // An applied alternative whose site the touch-ups changed: put the file's bytes back.
-  const a = tables.alternatives.find((x) => x.instr >= image.boundaries._stext && x.instr < image.boundaries._etext && alternativeApplies(ctx, x) && x.replacementlen > 0 && text[off(image, x.instr)] !== file[off(image, x.instr)])!;
+  const a = tables.alternatives.find(
+    (x) =>
+      x.instr >= image.boundaries._stext &&
+      x.instr < image.boundaries._etext &&
+      alternativeApplies(ctx, x) &&
+      x.replacementlen > 0 &&
+      text[off(image, x.instr)] !== file[off(image, x.instr)],
+  )!;
   text.set(file.subarray(off(image, a.instr), off(image, a.instr) + a.instrlen), off(image, a.instr));
   const r = checkPredictedText(manifest, m, image.boundaries._stext, text);
   t.false(r.ok);

@@ -6,12 +6,7 @@ import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  HASH_ALGO_SHA256,
-  PKEY_ID_HEKI_ED25519,
-  PKEY_ID_X509,
-  appendModuleSignature,
-} from '../../shared/module-signature.ts';
+import { HASH_ALGO_SHA256, PKEY_ID_HEKI_ED25519, PKEY_ID_X509, appendModuleSignature } from '../../shared/module-signature.ts';
 import { Keyring } from '../../verifier-vm/keyring.ts';
 import { type KeyringData, type KeyRole } from '../../shared/keyring-data.ts';
 import {
@@ -24,13 +19,7 @@ import {
   parseSecretKeyFile,
   writeKeyPairFiles,
 } from '../../tools/key-files.ts';
-import {
-  ed25519KeyId,
-  ed25519KeyIdHex,
-  generateEd25519KeyPair,
-  signModuleEd25519,
-  type Ed25519KeyPair,
-} from '../../shared/crypto/ed25519.ts';
+import { ed25519KeyId, ed25519KeyIdHex, generateEd25519KeyPair, signModuleEd25519, type Ed25519KeyPair } from '../../shared/crypto/ed25519.ts';
 import { verifyModuleSignature } from '../../verifier-vm/signature/verify-module.ts';
 import { fixtures, needsFixtures, readFixtureModule } from '../helpers/fixtures.ts';
 
@@ -142,7 +131,10 @@ test('fromData validates everything and names the offending entry', (t) => {
     [{ ...base, ed25519: [{ keyId: id, role: 'root', publicKey: kp.publicKey }] }, /unknown role "root"/],
     [{ ...base, ed25519: [{ keyId: '0000000000000000', role: 'module-signing', publicKey: kp.publicKey }] }, /does not match the public key/],
     [{ ...base, ed25519: [entry(kp), entry(kp)] }, /ed25519\[1\]: duplicate key/],
-    [{ ...base, certificates: [{ der: new Uint8Array(10), role: 'module-signing', source: 'bad.der' }] }, /certificates\[0\] \(bad.der\): not an X.509 certificate/],
+    [
+      { ...base, certificates: [{ der: new Uint8Array(10), role: 'module-signing', source: 'bad.der' }] },
+      /certificates\[0\] \(bad.der\): not an X.509 certificate/,
+    ],
     [{ ...base, revoked: { ed25519KeyIds: ['XYZ'], x509Sha256: [] } }, /revoked key id "XYZ"/],
     [{ ...base, revoked: { ed25519KeyIds: [], x509Sha256: ['00'] } }, /revoked fingerprint "00"/],
   ];
@@ -216,10 +208,7 @@ test('key files: write, load, and every malformed field named with the file', (t
 });
 
 test('revocation lists: entries, comments, and bad lines named with file and line', (t) => {
-  const r = parseRevocationList(
-    '# revoked after the 2024 leak\n\ned25519:0123456789ABCDEF  # old key\nx509-sha256:' + 'ab'.repeat(32) + '\n',
-    'rev.txt',
-  );
+  const r = parseRevocationList('# revoked after the 2024 leak\n\ned25519:0123456789ABCDEF  # old key\nx509-sha256:' + 'ab'.repeat(32) + '\n', 'rev.txt');
   t.deepEqual(r, { ok: true, value: { ed25519KeyIds: ['0123456789abcdef'], x509Sha256: ['ab'.repeat(32)] } });
   const bad1 = parseRevocationList('ed25519:0123\n', 'rev.txt');
   t.regex(bad1.ok ? '' : bad1.error, /^rev.txt:1: Ed25519 key id must be 16 hex digits/);

@@ -19,7 +19,10 @@ let bodyPromise: Promise<{ body: ManifestBody; ms: number }> | undefined;
 function fixtureBody(): Promise<{ body: ManifestBody; ms: number }> {
   bodyPromise ??= loadFixtureKernel().then((k) => {
     const t0 = performance.now();
-    const body = buildManifestBody(k, { kernel: 'linux-6.1.0-56-amd64', vmlinuzSha256: createHash('sha256').update(readFileSync(fixtures.vmlinuz)).digest('hex') });
+    const body = buildManifestBody(k, {
+      kernel: 'linux-6.1.0-56-amd64',
+      vmlinuzSha256: createHash('sha256').update(readFileSync(fixtures.vmlinuz)).digest('hex'),
+    });
     return { body, ms: performance.now() - t0 };
   });
   return bodyPromise;
@@ -43,8 +46,14 @@ fixtureTest('the manifest lists 40,521 ftrace sites, 6,299 jump entries and 10,5
   t.is(body.jumpEntries.length, 6299);
   t.is(Object.keys(body.exports).length, 10503);
   const sites = body.mcountSites.map((s) => BigInt(`0x${s}`));
-  t.true(sites.every((s, i) => i === 0 || s > sites[i - 1]!), 'sorted, no duplicates');
-  t.true(body.jumpEntries.every((e) => (BigInt(`0x${e.key}`) & 3n) === 0n), 'key flags stripped');
+  t.true(
+    sites.every((s, i) => i === 0 || s > sites[i - 1]!),
+    'sorted, no duplicates',
+  );
+  t.true(
+    body.jumpEntries.every((e) => (BigInt(`0x${e.key}`) & 3n) === 0n),
+    'key flags stripped',
+  );
   t.is(body.jumpEntries.filter((e) => e.len === 2).length, 3260 + 136);
   t.is(body.fentry, 'ffffffff81076650');
   t.deepEqual(body.ftraceTrampolines, { ftrace_caller: 'ffffffff81076660', ftrace_regs_caller: 'ffffffff81076730', ftrace_stub: 'ffffffff81076630' });
@@ -57,7 +66,13 @@ fixtureTest('the manifest lists 40,521 ftrace sites, 6,299 jump entries and 10,5
 fixtureTest('.text is hashed with every ftrace site as the 5-byte NOP, .rodata as in the file', async (t) => {
   const k = await loadFixtureKernel();
   const { body } = await fixtureBody();
-  t.deepEqual(body.sections.map((s) => [s.name, s.vaddr]), [['.text', 'ffffffff81000000'], ['.rodata', 'ffffffff82000000']]);
+  t.deepEqual(
+    body.sections.map((s) => [s.name, s.vaddr]),
+    [
+      ['.text', 'ffffffff81000000'],
+      ['.rodata', 'ffffffff82000000'],
+    ],
+  );
   const text = k.sectionByName('.text')!;
   const norm = normalisedText(k);
   const inText = k.mcountSites.filter((s) => s.section === '.text');
@@ -86,7 +101,11 @@ fixtureTest('a signed manifest loads against a keyring with the vendor key', asy
   t.is(r.value.exports.size, 10503);
   t.is(r.value.fentry, 0xffffffff81076650n);
   t.is(r.value.ftraceTrampolines.get(0xffffffff81076660n), 'ftrace_caller');
-  t.deepEqual(r.value.textRanges.map((x) => x.name), ['.text', '.init.text'], 'the init region comes from __init_begin/__init_end');
+  t.deepEqual(
+    r.value.textRanges.map((x) => x.name),
+    ['.text', '.init.text'],
+    'the init region comes from __init_begin/__init_end',
+  );
   t.is(r.value.staticCalls.sites.size, 4085);
   t.is(r.value.staticCalls.keys.size, 686);
   t.is(r.value.staticCalls.functions.length, 47001);
@@ -97,9 +116,15 @@ fixtureTest('the manifest lists 4,085 static call sites, 686 keys with trampolin
   const sc = body.staticCalls!;
   t.is(sc.sites.length, 4085);
   t.is(sc.sites.filter((s) => s.tail).length, 27);
-  t.true(sc.sites.every((s) => (BigInt(`0x${s.key}`) & 3n) === 0n), 'key flags stripped');
+  t.true(
+    sc.sites.every((s) => (BigInt(`0x${s.key}`) & 3n) === 0n),
+    'key flags stripped',
+  );
   t.is(sc.keys.length, 686);
-  t.deepEqual(sc.keys.find((k) => k.name === 'cond_resched'), { key: 'ffffffff82a5de10', trampoline: 'ffffffff81e005a0', name: 'cond_resched' });
+  t.deepEqual(
+    sc.keys.find((k) => k.name === 'cond_resched'),
+    { key: 'ffffffff82a5de10', trampoline: 'ffffffff81e005a0', name: 'cond_resched' },
+  );
   t.is(sc.functionBase, 'ffffffff81000000');
   t.is(sc.functions.length, 47001);
   t.is(sc.functions[0], '0', '_stext itself (startup_64)');

@@ -27,7 +27,10 @@ fixtureTest('the body is built once, stored, read back equal to a fresh build, a
     t.deepEqual(first, built);
     const entries = readdirSync(dir).filter((f) => f.startsWith('manifest-body-'));
     t.is(entries.length, 2, 'one entry and its record');
-    const entry = join(dir, entries.find((f) => !f.endsWith('.json'))!);
+    const entry = join(
+      dir,
+      entries.find((f) => !f.endsWith('.json'))!,
+    );
 
     // A second read returns the stored body: make the stored bytes recognisable, with a
     // matching record, and see them come back.

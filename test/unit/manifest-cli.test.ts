@@ -53,7 +53,11 @@ test('missing flags and a wrong key role are usage errors (exit 2)', async (t) =
 test('a missing vmlinuz is named (exit 2)', async (t) => {
   const dir = tempDir(t);
   t.is((await run(keygenCommand, ['--out', 'keys', '--name', 'vendor', '--role', 'kernel-vendor'], dir)).code, 0);
-  const r = await run(manifestCommand, ['--vmlinuz', 'missing/vmlinuz', '--system-map', 'missing/System.map', '--key', 'keys/vendor.secret.json', '--out', 'o.json'], dir);
+  const r = await run(
+    manifestCommand,
+    ['--vmlinuz', 'missing/vmlinuz', '--system-map', 'missing/System.map', '--key', 'keys/vendor.secret.json', '--out', 'o.json'],
+    dir,
+  );
   t.is(r.code, 2);
   t.regex(r.err, /vmlinuz not found at .*missing\/vmlinuz/);
 });
@@ -61,7 +65,11 @@ test('a missing vmlinuz is named (exit 2)', async (t) => {
 needsFixtures(test)('a missing System.map is named (exit 2)', async (t) => {
   const dir = tempDir(t);
   t.is((await run(keygenCommand, ['--out', 'keys', '--name', 'vendor', '--role', 'kernel-vendor'], dir)).code, 0);
-  const r = await run(manifestCommand, ['--vmlinuz', fixtures.vmlinuz, '--system-map', 'nowhere/System.map', '--key', 'keys/vendor.secret.json', '--out', 'o.json'], dir);
+  const r = await run(
+    manifestCommand,
+    ['--vmlinuz', fixtures.vmlinuz, '--system-map', 'nowhere/System.map', '--key', 'keys/vendor.secret.json', '--out', 'o.json'],
+    dir,
+  );
   t.is(r.code, 2);
   t.regex(r.err, /System\.map not found at .*nowhere\/System\.map/);
 });
@@ -70,7 +78,11 @@ needsFixtures(test)('heki manifest writes a manifest the vendor key verifies', a
   const dir = tempDir(t);
   t.is((await run(keygenCommand, ['--out', 'keys', '--name', 'vendor', '--role', 'kernel-vendor'], dir)).code, 0);
   const t0 = performance.now();
-  const r = await run(manifestCommand, ['--vmlinuz', fixtures.vmlinuz, '--system-map', fixtures.systemMap, '--key', 'keys/vendor.secret.json', '--out', 'kernel.manifest.json'], dir);
+  const r = await run(
+    manifestCommand,
+    ['--vmlinuz', fixtures.vmlinuz, '--system-map', fixtures.systemMap, '--key', 'keys/vendor.secret.json', '--out', 'kernel.manifest.json'],
+    dir,
+  );
   t.log(`heki manifest took ${((performance.now() - t0) / 1000).toFixed(1)} s (decompression included)`);
   t.is(r.code, 0, r.err);
   t.regex(r.out, /linux-6\.1\.0-56-amd64, 40521 ftrace sites, 6299 jump entries, 10503 exports; signed by kernel-vendor key [0-9a-f]{16}/);

@@ -16,9 +16,17 @@ test('staticCalls is indexed: sites by address, keys with their sites, trampolin
   const m = indexManifest(syntheticBody(), KEY_ID);
   const sc = m.staticCalls;
   t.deepEqual(sc.sites.get(SC.keyA.tail), { key: SC.keyA.key, tail: true });
-  t.deepEqual(sc.keys.get(SC.keyA.key), { key: SC.keyA.key, name: 'sc_a', trampoline: SC.keyA.trampoline, sites: [...SC.keyA.calls, SC.keyA.tail, SC.keyA.init] });
+  t.deepEqual(sc.keys.get(SC.keyA.key), {
+    key: SC.keyA.key,
+    name: 'sc_a',
+    trampoline: SC.keyA.trampoline,
+    sites: [...SC.keyA.calls, SC.keyA.tail, SC.keyA.init],
+  });
   t.is(sc.trampolines.get(SC.keyB.trampoline), SC.keyB.key);
-  t.deepEqual(sc.functions, [...SC_FUNCTIONS].sort((a, b) => (a < b ? -1 : 1)));
+  t.deepEqual(
+    sc.functions,
+    [...SC_FUNCTIONS].sort((a, b) => (a < b ? -1 : 1)),
+  );
   t.true(sc.functionSet.has(K.func));
   t.is(sc.return0, SC.return0);
   t.is(sc.returnThunk, SC.returnThunk);
@@ -55,7 +63,10 @@ test('a malformed staticCalls is refused, naming the field', (t) => {
     }
   };
   t.is(bad({ ...sc, sites: 'x' }), 'staticCalls must be an object with sites, keys and functions arrays');
-  t.is(bad({ ...sc, sites: [{ site: 'ffffffff81000a00', key: 'ffffffff82a00999', tail: false }] }), 'staticCalls.sites[0]: key ffffffff82a00999 is not in staticCalls.keys');
+  t.is(
+    bad({ ...sc, sites: [{ site: 'ffffffff81000a00', key: 'ffffffff82a00999', tail: false }] }),
+    'staticCalls.sites[0]: key ffffffff82a00999 is not in staticCalls.keys',
+  );
   t.is(bad({ ...sc, sites: [{ site: 'ffffffff81000a00', key: 'ffffffff82a00100' }] }), 'staticCalls.sites[0].tail must be a boolean');
   t.is(bad({ ...sc, sites: [...sc.sites, sc.sites[0]] }), 'staticCalls.sites[5]: site ffffffff81000a00 is listed twice');
   t.is(bad({ ...sc, keys: [...sc.keys, sc.keys[0]] }), 'staticCalls.keys[2]: key ffffffff82a00100 is listed twice');

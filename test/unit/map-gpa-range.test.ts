@@ -9,7 +9,7 @@ import { HC, KVM_MAP_GPA_RANGE, KVM_STATUS } from '../../shared/abi.ts';
 const SHARED = BigInt(KVM_MAP_GPA_RANGE.DECRYPTED);
 const PRIVATE = BigInt(KVM_MAP_GPA_RANGE.ENCRYPTED);
 
-test('the numbers and bits are the kernel\'s (kvm_para.h)', (t) => {
+test("the numbers and bits are the kernel's (kvm_para.h)", (t) => {
   t.is(HC.MAP_GPA_RANGE, 12);
   t.is(KVM_MAP_GPA_RANGE.PAGE_SZ_4K, 0);
   t.is(KVM_MAP_GPA_RANGE.PAGE_SZ_2M, 1);
@@ -30,10 +30,16 @@ test('memory starts private; sharing and unsharing a range flips exactly its fra
   t.true(attrs.isPrivate(gfn(0x700)));
   t.is(attrs.sharedCount(), 0);
   t.is(await m.cpu.vmcall(HC.MAP_GPA_RANGE, 0x70_0000n, 3n, SHARED | BigInt(KVM_MAP_GPA_RANGE.PAGE_SZ_2M)), 0);
-  t.deepEqual([0x6ff, 0x700, 0x701, 0x702, 0x703].map((f) => attrs.isPrivate(gfn(f))), [true, false, false, false, true]);
+  t.deepEqual(
+    [0x6ff, 0x700, 0x701, 0x702, 0x703].map((f) => attrs.isPrivate(gfn(f))),
+    [true, false, false, false, true],
+  );
   t.is(attrs.sharedCount(), 3);
   t.is(await m.cpu.vmcall(HC.MAP_GPA_RANGE, 0x70_1000n, 1n, PRIVATE), 0);
-  t.deepEqual([0x700, 0x701, 0x702].map((f) => attrs.isPrivate(gfn(f))), [false, true, false]);
+  t.deepEqual(
+    [0x700, 0x701, 0x702].map((f) => attrs.isPrivate(gfn(f))),
+    [false, true, false],
+  );
   t.is(attrs.sharedCount(), 2);
 });
 

@@ -46,7 +46,10 @@ const ENVS: readonly Omit<OracleEnv, 'targetEpt' | 'tablesWritable'>[] = [false,
 const UPPER = B.P | B.RW | B.US | B.A;
 
 /** Runs every case of `cases` and fails with the first few mismatches, each described. */
-function runGrid(t: import('ava').ExecutionContext, cases: Iterable<{ size: PageSize; flags: bigint[]; env: OracleEnv; first?: OracleAccess; access: OracleAccess; retry?: boolean }>): number {
+function runGrid(
+  t: import('ava').ExecutionContext,
+  cases: Iterable<{ size: PageSize; flags: bigint[]; env: OracleEnv; first?: OracleAccess; access: OracleAccess; retry?: boolean }>,
+): number {
   const m = new GridMachine();
   const failures: string[] = [];
   let n = 0;
@@ -67,7 +70,9 @@ function runGrid(t: import('ava').ExecutionContext, cases: Iterable<{ size: Page
     const after = m.values(entries);
     const sameAfter = after.every((v, i) => v === want.after[i]);
     if ((!sameOutcome(got, want.outcome) || !sameAfter) && failures.length < 5) {
-      failures.push(`${describeCase(c.size, entries, c.env, c.access)}${c.first ? ' (twice)' : ''}: got ${JSON.stringify(got, big)} entries ${after.map((v) => v.toString(16)).join('/')}, want ${JSON.stringify(want.outcome, big)} entries ${want.after.map((v) => v.toString(16)).join('/')}`);
+      failures.push(
+        `${describeCase(c.size, entries, c.env, c.access)}${c.first ? ' (twice)' : ''}: got ${JSON.stringify(got, big)} entries ${after.map((v) => v.toString(16)).join('/')}, want ${JSON.stringify(want.outcome, big)} entries ${want.after.map((v) => v.toString(16)).join('/')}`,
+      );
     }
     if (c.retry && got.kind === 'pf') {
       // The OS fixes the entries (every right, no reserved bit) without invlpg and retries:
@@ -77,7 +82,9 @@ function runGrid(t: import('ava').ExecutionContext, cases: Iterable<{ size: Page
       const again = oracle(fixed, TARGET_GPA, c.env, c.access);
       const retried = m.access(c.access);
       if (!sameOutcome(retried, again.outcome) && failures.length < 5) {
-        failures.push(`${describeCase(c.size, entries, c.env, c.access)} retried after the fix without invlpg: got ${JSON.stringify(retried, big)}, want ${JSON.stringify(again.outcome, big)}`);
+        failures.push(
+          `${describeCase(c.size, entries, c.env, c.access)} retried after the fix without invlpg: got ${JSON.stringify(retried, big)}, want ${JSON.stringify(again.outcome, big)}`,
+        );
       }
     }
   }

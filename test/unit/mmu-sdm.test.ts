@@ -45,7 +45,11 @@ test('reserved bits: 20:13 of a 2 MiB PDE and 29:13 of a 1 GiB PDPTE fault with 
   m.pt.map(0xffff_c900_0040_0000n, 0x80_0000n | (1n << 12n), PTE.NX, 2);
   t.true(m.cpu.read(gva(0xffff_c900_0040_0000n), 1).ok, 'bit 12 of a large-page entry is PAT, not reserved');
   m.pt.map(0xffff_8880_0000_0000n, 1n << 21n, PTE.NX, 3);
-  t.deepEqual(pfOf(m.cpu.write(gva(0xffff_8880_0000_0000n), Uint8Array.of(1))), { errorCode: PF_ERR.PRESENT | PF_ERR.RSVD | PF_ERR.WRITE, cause: 'reserved-bit' }, 'bit 21 is reserved in a 1 GiB entry');
+  t.deepEqual(
+    pfOf(m.cpu.write(gva(0xffff_8880_0000_0000n), Uint8Array.of(1))),
+    { errorCode: PF_ERR.PRESENT | PF_ERR.RSVD | PF_ERR.WRITE, cause: 'reserved-bit' },
+    'bit 21 is reserved in a 1 GiB entry',
+  );
 });
 
 test('reserved bits: MAXPHYADDR is the physBits option (default 40); bits from it to 51 fault with RSVD, and CR3 may not set them', (t) => {
@@ -60,13 +64,20 @@ test('reserved bits: MAXPHYADDR is the physBits option (default 40); bits from i
   wide.pt.map(VA, PA | (1n << 40n), PTE.NX);
   const r = wide.cpu.read(gva(VA), 1);
   t.is(pfOf(r)?.cause, 'ept-violation', 'with MAXPHYADDR 46, bit 40 is an address bit: a frame outside RAM, refused by the EPT');
-  t.throws(() => new Vmm({ memoryBytes: 1n << 20n, physBits: 53 }), { instanceOf: RangeError, message: /physBits \(MAXPHYADDR\) must be an integer from 32 to 52, got 53/ });
+  t.throws(() => new Vmm({ memoryBytes: 1n << 20n, physBits: 53 }), {
+    instanceOf: RangeError,
+    message: /physBits \(MAXPHYADDR\) must be an integer from 32 to 52, got 53/,
+  });
 });
 
 test('reserved bits: XD without EFER.NXE and PS in a PML4 entry', (t) => {
   const m = bootSynthetic();
   setCr4(m, CR4.PAE | CR4.PGE, EFER.LME | EFER.SCE);
-  t.deepEqual(pfOf(m.cpu.fetch(gva(m.kva(LAYOUT.data)), 1)), { errorCode: PF_ERR.PRESENT | PF_ERR.RSVD, cause: 'reserved-bit' }, 'NXE = 0 and SMEP = 0: no I/D even on RSVD');
+  t.deepEqual(
+    pfOf(m.cpu.fetch(gva(m.kva(LAYOUT.data)), 1)),
+    { errorCode: PF_ERR.PRESENT | PF_ERR.RSVD, cause: 'reserved-bit' },
+    'NXE = 0 and SMEP = 0: no I/D even on RSVD',
+  );
   const m2 = bootSynthetic();
   const pml4e = LAYOUT.tables + ((VA >> 39n) & 0x1ffn) * 8n;
   m2.vmm.core.memory.writeU64(gpa(pml4e), 0x20_0000n | PTE.P | PTE.RW | PTE.PS);

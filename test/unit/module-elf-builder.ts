@@ -3,7 +3,21 @@
  * sections with bytes (or NOBITS sizes), symbols, and RELA sections, laid out as a `.ko` is.
  * Not a test file itself (ava runs `*.test.ts` only).
  */
-import { EM_X86_64, ET_REL, SHF_INFO_LINK, SHN_UNDEF, SHT_NOBITS, SHT_PROGBITS, SHT_RELA, SHT_STRTAB, SHT_SYMTAB, STB_GLOBAL, STB_LOCAL, STT_NOTYPE, STT_SECTION } from '../../shared/elf/types.ts';
+import {
+  EM_X86_64,
+  ET_REL,
+  SHF_INFO_LINK,
+  SHN_UNDEF,
+  SHT_NOBITS,
+  SHT_PROGBITS,
+  SHT_RELA,
+  SHT_STRTAB,
+  SHT_SYMTAB,
+  STB_GLOBAL,
+  STB_LOCAL,
+  STT_NOTYPE,
+  STT_SECTION,
+} from '../../shared/elf/types.ts';
 
 /** A section to emit. */
 export interface SectionSpec {
@@ -57,7 +71,11 @@ function strtab(names: readonly string[]): { bytes: Uint8Array; offset: Map<stri
 
 /** `key=value` strings, NUL-separated, as `.modinfo` holds them. */
 export function modinfoBytes(entries: Record<string, string>): Uint8Array {
-  return new TextEncoder().encode(Object.entries(entries).map(([k, v]) => `${k}=${v}\0`).join(''));
+  return new TextEncoder().encode(
+    Object.entries(entries)
+      .map(([k, v]) => `${k}=${v}\0`)
+      .join(''),
+  );
 }
 
 /** Builds the object. Section indices: 1.. in spec order, then .rela*, .symtab, .strtab, .shstrtab. */
@@ -140,7 +158,10 @@ export function buildObject(spec: ObjectSpec): Uint8Array {
   dv.setUint16(60, shnum, true);
   dv.setUint16(62, shstrIdx, true);
   for (const c of chunks) out.set(c.bytes, offsets.get(c.idx)!);
-  const shdr = (i: number, f: { type: number; flags?: number; offset: number; size: number; link?: number; info?: number; align?: number; entsize?: number }): void => {
+  const shdr = (
+    i: number,
+    f: { type: number; flags?: number; offset: number; size: number; link?: number; info?: number; align?: number; entsize?: number },
+  ): void => {
     const o = shoff + i * 64;
     dv.setUint32(o, shstr.offset.get(shNames[i - 1]!) ?? 0, true);
     dv.setUint32(o + 4, f.type, true);
@@ -158,7 +179,16 @@ export function buildObject(spec: ObjectSpec): Uint8Array {
   });
   relaNames.forEach((n, j) => {
     const c = chunks.find((x) => x.idx === relaBase + j)!;
-    shdr(relaBase + j, { type: SHT_RELA, flags: SHF_INFO_LINK, offset: offsets.get(relaBase + j)!, size: c.bytes.length, link: symtabIdx, info: index.get(n)!, align: 8, entsize: 24 });
+    shdr(relaBase + j, {
+      type: SHT_RELA,
+      flags: SHF_INFO_LINK,
+      offset: offsets.get(relaBase + j)!,
+      size: c.bytes.length,
+      link: symtabIdx,
+      info: index.get(n)!,
+      align: 8,
+      entsize: 24,
+    });
   });
   shdr(symtabIdx, { type: SHT_SYMTAB, offset: offsets.get(symtabIdx)!, size: symBytes.length, link: strtabIdx, info: firstGlobal, align: 8, entsize: 24 });
   shdr(strtabIdx, { type: SHT_STRTAB, offset: offsets.get(strtabIdx)!, size: str.bytes.length });
@@ -198,12 +228,7 @@ export function syntheticModule(extra: Partial<ObjectSpec> & { modinfo?: Record<
       { name: '__jump_table', flags: WA, align: 8, data: new Uint8Array(16) },
       ...(extra.sections ?? []),
     ],
-    symbols: [
-      { name: 'f', section: '.text', value: 0n, type: 2 },
-      { name: '__fentry__' },
-      { name: 'some_key' },
-      ...(extra.symbols ?? []),
-    ],
+    symbols: [{ name: 'f', section: '.text', value: 0n, type: 2 }, { name: '__fentry__' }, { name: 'some_key' }, ...(extra.symbols ?? [])],
     relocations: {
       '.text': [{ offset: 1, type: 4 /* PLT32 */, sym: '__fentry__', addend: -4n }],
       __mcount_loc: [{ offset: 0, type: 1 /* 64 */, sym: { section: '.text' }, addend: 0n }],

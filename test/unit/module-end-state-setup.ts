@@ -25,10 +25,16 @@ export const VM = 'vm0';
 let manifestPromise: Promise<KernelManifest> | undefined;
 /** The fixture kernel's manifest (built once). */
 export const manifest = (): Promise<KernelManifest> =>
-  (manifestPromise ??= loadFixtureKernel().then((k) => indexManifest(buildManifestBody(k, { kernel: 'linux-6.1.0-56-amd64', vmlinuzSha256: '00'.repeat(32) }), '0123456789abcdef')));
+  (manifestPromise ??= loadFixtureKernel().then((k) =>
+    indexManifest(buildManifestBody(k, { kernel: 'linux-6.1.0-56-amd64', vmlinuzSha256: '00'.repeat(32) }), '0123456789abcdef'),
+  ));
 
 function keyring(): Keyring {
-  const r = Keyring.fromData({ ed25519: [], certificates: [{ der: new Uint8Array(readFileSync(fixtures.signingKeyDer)), role: 'module-signing' }], revoked: { ed25519KeyIds: [], x509Sha256: [] } });
+  const r = Keyring.fromData({
+    ed25519: [],
+    certificates: [{ der: new Uint8Array(readFileSync(fixtures.signingKeyDer)), role: 'module-signing' }],
+    revoked: { ed25519KeyIds: [], x509Sha256: [] },
+  });
   if (!r.ok) throw new Error(r.error);
   return r.value;
 }
@@ -57,7 +63,12 @@ export class Guest {
       fentry: this.m.fentry,
       resolve: (n) => this.m.exports.get(n) ?? [...this.exports.values()].map((e) => e.get(n)).find((v) => v !== undefined),
       // module_finalize() for the VM's CPU model; no boot was verified, so no key state is known.
-      touchups: { ctx: manifestTouchupContext(this.m, DEFAULT_CPU_MODEL)!, uniprocessor: false, staticKeyEnabled: () => undefined, staticCallFunc: () => undefined },
+      touchups: {
+        ctx: manifestTouchupContext(this.m, DEFAULT_CPU_MODEL)!,
+        uniprocessor: false,
+        staticKeyEnabled: () => undefined,
+        staticCallFunc: () => undefined,
+      },
     });
     if (!r.ok) throw new Error(`${mod.file}: ${r.error.message}`);
     const img = r.value;
@@ -87,7 +98,16 @@ export function initFree(v: Verifier, name: string): Verdict {
 /** Asks `v` to load a module. */
 export function load(v: Verifier, name: string, image: Uint8Array, sections: Placed): Verdict {
   const percpu = sections.percpu;
-  return v.verify({ v: PROTOCOL_VERSION, id: nextId++, vm: VM, kind: 'module-load', name, image, sections: [...sections], ...(percpu !== undefined ? { percpu } : {}) });
+  return v.verify({
+    v: PROTOCOL_VERSION,
+    id: nextId++,
+    vm: VM,
+    kind: 'module-load',
+    name,
+    image,
+    sections: [...sections],
+    ...(percpu !== undefined ? { percpu } : {}),
+  });
 }
 /** Asks `v` to unload a module. */
 export function unload(v: Verifier, name: string): Verdict {
@@ -110,4 +130,3 @@ export async function loadAll(v: Verifier): Promise<{ guest: Guest; images: Map<
   }
   return { guest, images, ms };
 }
-

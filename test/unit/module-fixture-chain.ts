@@ -114,7 +114,13 @@ export function buildFixtureChain(kernel: KernelImage): BuiltFixture[] {
   let percpu = PERCPU_BASE;
   for (const m of fixtureModulesInDependencyOrder()) {
     const t0 = performance.now();
-    const r = buildModuleImage(m.bytes, { base, initBase, percpuBase: percpu, fentry: kernel.boundaries.__fentry__, resolve: kernelAndModulesResolver(kernel, loaded) });
+    const r = buildModuleImage(m.bytes, {
+      base,
+      initBase,
+      percpuBase: percpu,
+      fentry: kernel.boundaries.__fentry__,
+      resolve: kernelAndModulesResolver(kernel, loaded),
+    });
     const ms = performance.now() - t0;
     if (!r.ok) throw new Error(`${m.file}: ${r.error.message}`);
     loaded.set(r.value.name, r.value.exports);

@@ -9,7 +9,14 @@ import { PAGE_SIZE_N } from '../../shared/addr.ts';
 import { SHN_UNDEF } from '../../shared/elf/types.ts';
 import { FTRACE_NOP5, GROUP_ORDER, buildModuleImage, checkLayout, relocateAt, MODULES_VADDR } from '../../shared/module/index.ts';
 import { loadFixtureKernel, needsFixtures } from '../helpers/fixtures.ts';
-import { README_JUMP_RELOCATIONS, README_MCOUNT, buildFixtureChain, fixtureModulesInDependencyOrder, INIT_AREA, type BuiltFixture } from './module-fixture-chain.ts';
+import {
+  README_JUMP_RELOCATIONS,
+  README_MCOUNT,
+  buildFixtureChain,
+  fixtureModulesInDependencyOrder,
+  INIT_AREA,
+  type BuiltFixture,
+} from './module-fixture-chain.ts';
 
 const fixtureTest = needsFixtures(test);
 
@@ -35,7 +42,9 @@ fixtureTest('every fixture module builds, with the README ftrace and jump-label 
     t.is(image.name, m.name);
     t.is(image.mcountSites.length, README_MCOUNT[m.file]!, `${m.file} mcount sites`);
     t.is(image.jumpEntries.length * 3, README_JUMP_RELOCATIONS[m.file]!, `${m.file} jump entries`);
-    t.log(`${m.file.padEnd(12)} ${String(m.bytes.length).padStart(8)} bytes  built in ${ms.toFixed(1)} ms  mcount ${image.mcountSites.length}  jump ${image.jumpEntries.length}  exports ${image.exports.size}  imports ${image.imports.size}`);
+    t.log(
+      `${m.file.padEnd(12)} ${String(m.bytes.length).padStart(8)} bytes  built in ${ms.toFixed(1)} ms  mcount ${image.mcountSites.length}  jump ${image.jumpEntries.length}  exports ${image.exports.size}  imports ${image.imports.size}`,
+    );
   }
   const kvm = mods.find((b) => b.module.file === 'kvm')!.image;
   t.true(kvm.percpu !== undefined, 'kvm has a per-CPU section');
@@ -67,7 +76,12 @@ fixtureTest('every undefined symbol resolves to a vmlinux export or an export of
 fixtureTest('a module whose dependency is not loaded fails naming the unresolved symbol', async (t) => {
   const kernel = await loadFixtureKernel();
   const m = fixtureModulesInDependencyOrder().find((x) => x.file === 'net_failover')!;
-  const r = buildModuleImage(m.bytes, { base: MODULES_VADDR, initBase: INIT_AREA, fentry: kernel.boundaries.__fentry__, resolve: (n) => kernel.exports.get(n) });
+  const r = buildModuleImage(m.bytes, {
+    base: MODULES_VADDR,
+    initBase: INIT_AREA,
+    fentry: kernel.boundaries.__fentry__,
+    resolve: (n) => kernel.exports.get(n),
+  });
   t.false(r.ok);
   if (r.ok) return;
   t.is(r.error.kind, 'unresolved-symbol');
@@ -88,7 +102,11 @@ fixtureTest('permission groups are page-aligned, page-separated and in text | ro
     for (let i = 1; i < gs.length; i++) t.true(gs[i]!.start >= gs[i - 1]!.end, `${m.file}: groups do not overlap`);
     for (const part of ['core', 'init'] as const) {
       const order = gs.filter((g) => g.part === part).map((g) => GROUP_ORDER.indexOf(g.group));
-      t.deepEqual(order, [...order].sort((a, b) => a - b), `${m.file} ${part} groups in order`);
+      t.deepEqual(
+        order,
+        [...order].sort((a, b) => a - b),
+        `${m.file} ${part} groups in order`,
+      );
     }
     for (const s of image.sections) {
       if (s.size === 0) continue;
@@ -112,7 +130,7 @@ fixtureTest('ftrace sites were calls to __fentry__ and are now 5-byte NOPs; jump
   const mods = await built();
   for (const { module: m, image } of mods) {
     const text = image.sections.filter((s) => s.group === 'text');
-    const inText = (a: bigint, len = 1): typeof text[number] | undefined => text.find((s) => a >= s.addr && a + BigInt(len) <= s.addr + BigInt(s.size));
+    const inText = (a: bigint, len = 1): (typeof text)[number] | undefined => text.find((s) => a >= s.addr && a + BigInt(len) <= s.addr + BigInt(s.size));
     for (const site of image.mcountSites) {
       const s = inText(site, 5);
       t.truthy(s, `${m.file}: site in text`);
@@ -147,7 +165,11 @@ fixtureTest('relocateAt at the layout addresses gives the same bytes as buildMod
     t.true(r.ok, r.ok ? '' : r.error.message);
     if (!r.ok) continue;
     t.is(r.value.name, image.name);
-    t.deepEqual(r.value.sections.map((s) => s.bytes), image.sections.map((s) => s.bytes), `${m.file}: identical bytes`);
+    t.deepEqual(
+      r.value.sections.map((s) => s.bytes),
+      image.sections.map((s) => s.bytes),
+      `${m.file}: identical bytes`,
+    );
     t.deepEqual(r.value.mcountSites, image.mcountSites);
     exportsOf.set(image.name, image.exports);
   }
@@ -156,7 +178,12 @@ fixtureTest('relocateAt at the layout addresses gives the same bytes as buildMod
 fixtureTest('a wrong __fentry__ address fails naming the first ftrace site', async (t) => {
   const kernel = await loadFixtureKernel();
   const m = fixtureModulesInDependencyOrder().find((x) => x.file === 'cordic')!;
-  const r = buildModuleImage(m.bytes, { base: MODULES_VADDR, initBase: INIT_AREA, fentry: kernel.boundaries.__fentry__ + 16n, resolve: (n) => kernel.exports.get(n) });
+  const r = buildModuleImage(m.bytes, {
+    base: MODULES_VADDR,
+    initBase: INIT_AREA,
+    fentry: kernel.boundaries.__fentry__ + 16n,
+    resolve: (n) => kernel.exports.get(n),
+  });
   t.false(r.ok);
   if (!r.ok) {
     t.is(r.error.kind, 'mcount');

@@ -44,7 +44,10 @@ test('groups in order text | ro | ro_after_init | rw, each starting on a page; i
   t.is(at('.bss').addr, BASE + 0x3000n + 64n, '.bss aligned to 32 after .data (40 bytes)');
   t.is(at('.init.text').part, 'init');
   t.is(at('.init.text').addr, INIT);
-  t.false(l.sections.some((s) => s.name === '.modinfo'), '.modinfo is read, not placed');
+  t.false(
+    l.sections.some((s) => s.name === '.modinfo'),
+    '.modinfo is read, not placed',
+  );
   t.deepEqual(
     l.groups.map((g) => [g.part, g.group, g.start - BASE, g.end - BASE, g.permissions]),
     [
@@ -121,7 +124,10 @@ test('checkLayout refuses a section placed twice, a wrong size, and a section th
   const dup = checkLayout(elf, [...placed, placed[0]!]);
   t.false(dup.ok);
   if (!dup.ok) t.regex(dup.error.message, /section \.text is placed more than once/);
-  const size = checkLayout(elf, placed.map((p, i) => (i === 0 ? { ...p, size: p.size + 1 } : p)));
+  const size = checkLayout(
+    elf,
+    placed.map((p, i) => (i === 0 ? { ...p, size: p.size + 1 } : p)),
+  );
   t.false(size.ok);
   if (!size.ok) t.regex(size.error.message, /section \.text is placed with size 17, the module says 16/);
   const modinfo = elf.sectionByName('.modinfo')!;
@@ -187,7 +193,13 @@ test('scattered sections give one range per run of pages of a group', (t) => {
   t.true(r.ok);
   if (!r.ok) return;
   const rw = r.value.groups.filter((g) => g.group === 'rw');
-  t.deepEqual(rw.map((g) => [g.start - BASE, g.end - BASE]), [[0x3000n, 0x4000n], [0x9000n, 0xa000n]]);
+  t.deepEqual(
+    rw.map((g) => [g.start - BASE, g.end - BASE]),
+    [
+      [0x3000n, 0x4000n],
+      [0x9000n, 0xa000n],
+    ],
+  );
 });
 
 test('a module that is not ET_REL is refused', (t) => {

@@ -45,9 +45,15 @@ test('the synthetic module builds: ftrace site NOPed, jump entry, export', (t) =
   const text = sectionOf(m, '.text');
   t.deepEqual([...text.bytes.subarray(0, 5)], [0x0f, 0x1f, 0x44, 0x00, 0x00]);
   t.deepEqual(m.mcountSites, [text.addr]);
-  t.deepEqual(m.jumpEntries.map((j) => [j.site, j.target, j.key, j.flags, j.len, j.kind]), [[text.addr + 5n, text.addr + 7n, SYNTH_KEY, 1, 2, 'nop2']]);
+  t.deepEqual(
+    m.jumpEntries.map((j) => [j.site, j.target, j.key, j.flags, j.len, j.kind]),
+    [[text.addr + 5n, text.addr + 7n, SYNTH_KEY, 1, 2, 'nop2']],
+  );
   t.deepEqual([...m.exports], [['f', text.addr]]);
-  t.deepEqual(m.exportList.map((e) => [e.name, e.gpl, e.namespace]), [['f', false, undefined]]);
+  t.deepEqual(
+    m.exportList.map((e) => [e.name, e.gpl, e.namespace]),
+    [['f', false, undefined]],
+  );
   t.deepEqual([...m.imports.keys()].sort(), ['__fentry__', 'some_key']);
   t.is(m.modinfo.name, 'synth');
   t.deepEqual(sectionOf(m, '.bss').bytes, new Uint8Array(100));

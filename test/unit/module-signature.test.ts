@@ -29,7 +29,10 @@ function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): T
 }
 
 /** A trailer built by hand: [body][struct][marker], to make malformed ones. */
-function rawTrailer(body: Uint8Array, f: { algo?: number; hash?: number; idType: number; signerLen?: number; keyIdLen?: number; pad?: number; sigLen: number }): Uint8Array {
+function rawTrailer(
+  body: Uint8Array,
+  f: { algo?: number; hash?: number; idType: number; signerLen?: number; keyIdLen?: number; pad?: number; sigLen: number },
+): Uint8Array {
   const s = new Uint8Array(MODULE_SIGNATURE_STRUCT_SIZE);
   s[0] = f.algo ?? 0;
   s[1] = f.hash ?? 0;
@@ -116,7 +119,11 @@ test('unknown id_type and non-zero padding are named', (t) => {
 test('Ed25519 trailers must have key_id_len 8, sig_len 64 and hash SHA-256', (t) => {
   const body = new Uint8Array(200);
   t.true(parseModuleSignature(rawTrailer(body, { idType: PKEY_ID_HEKI_ED25519, hash: HASH_ALGO_SHA256, keyIdLen: 8, sigLen: 64 })).ok);
-  for (const f of [{ keyIdLen: 4, sigLen: 64, hash: 4 }, { keyIdLen: 8, sigLen: 63, hash: 4 }, { keyIdLen: 8, sigLen: 64, hash: 0 }]) {
+  for (const f of [
+    { keyIdLen: 4, sigLen: 64, hash: 4 },
+    { keyIdLen: 8, sigLen: 63, hash: 4 },
+    { keyIdLen: 8, sigLen: 64, hash: 0 },
+  ]) {
     const e = errorOf(rawTrailer(body, { idType: PKEY_ID_HEKI_ED25519, ...f }));
     t.is(e.kind, 'bad-ed25519-fields');
     t.regex(e.message, /Ed25519 trailer/);

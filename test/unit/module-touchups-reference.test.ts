@@ -30,7 +30,8 @@ for (const name of BUILTIN_CPU_MODELS.keys()) {
     const ctx = vmlinuxTouchupContext(image, model);
     const b = image.boundaries;
     const text = ref.value.text;
-    const at = (site: bigint, len: number) => (site >= b._stext && site + BigInt(len) <= b._etext ? text.subarray(Number(site - b._stext), Number(site - b._stext) + len) : undefined);
+    const at = (site: bigint, len: number) =>
+      site >= b._stext && site + BigInt(len) <= b._etext ? text.subarray(Number(site - b._stext), Number(site - b._stext) + len) : undefined;
     const keys = new Map<bigint, boolean>();
     for (const e of image.jumpEntries) {
       const x = at(e.site, e.length);
@@ -60,7 +61,14 @@ for (const name of BUILTIN_CPU_MODELS.keys()) {
       // Empty sections are not in /sys/module/*/sections; they hold nothing to compare.
       const placed = plan.value.loadable.map((s) => ({ shndx: s.shndx, addr: secs.get(s.name) ?? 0n, size: s.size }));
       const link = (percpu: bigint): ReturnType<typeof relocateAt> =>
-        relocateAt(elf.value, plan.value.percpu ? [...placed, { shndx: plan.value.percpu.shndx, addr: percpu, size: plan.value.percpu.size }] : placed, (s) => exports.get(s), b.__fentry__, mod, env);
+        relocateAt(
+          elf.value,
+          plan.value.percpu ? [...placed, { shndx: plan.value.percpu.shndx, addr: percpu, size: plan.value.percpu.size }] : placed,
+          (s) => exports.get(s),
+          b.__fentry__,
+          mod,
+          env,
+        );
       let r = link(0n);
       if (!r.ok) return t.fail(`${mod}: ${r.error.message}`);
       if (plan.value.percpu) {

@@ -34,20 +34,29 @@ const fixtureTest = needsFixtures(test);
 for (const c of data.cases) {
   const register: SimpleTestFn = c.signer === 'debian' ? fixtureTest : (title, impl) => test(title, impl);
   const verdict = c.expected === 'accepted' ? 'accepted' : `refused (${c.expected})`;
-  register(`${c.name}: ${c.what}: ${verdict}; kernel ${c.kernel.accepted ? 'accepts' : 'refuses'}, OpenSSL ${c.openssl.accepted ? 'accepts' : 'refuses'}`, (t) => {
-    const cert = c.signer === 'debian' ? new Uint8Array(readFileSync(fixtures.signingKeyDer)) : fromHex(data.throwawayCertHex);
-    const content = c.content === 'cordic' ? fixtureModuleElf('cordic') : fromHex(data.syntheticContentHex);
-    const v = verifyPkcs7ModuleSignature(content, fromHex(c.blobHex), keyringWith(cert));
-    t.is(v.ok ? 'accepted' : v.kind, c.expected, v.reason);
-    t.regex(v.reason, new RegExp(c.reason));
-    // The verifier is never more permissive than the kernel: what the kernel refuses, we refuse.
-    if (!c.kernel.accepted) t.false(v.ok, `the kernel refuses ${c.name} (${c.kernel.says})`);
-  });
+  register(
+    `${c.name}: ${c.what}: ${verdict}; kernel ${c.kernel.accepted ? 'accepts' : 'refuses'}, OpenSSL ${c.openssl.accepted ? 'accepts' : 'refuses'}`,
+    (t) => {
+      const cert = c.signer === 'debian' ? new Uint8Array(readFileSync(fixtures.signingKeyDer)) : fromHex(data.throwawayCertHex);
+      const content = c.content === 'cordic' ? fixtureModuleElf('cordic') : fromHex(data.syntheticContentHex);
+      const v = verifyPkcs7ModuleSignature(content, fromHex(c.blobHex), keyringWith(cert));
+      t.is(v.ok ? 'accepted' : v.kind, c.expected, v.reason);
+      t.regex(v.reason, new RegExp(c.reason));
+      // The verifier is never more permissive than the kernel: what the kernel refuses, we refuse.
+      if (!c.kernel.accepted) t.false(v.ok, `the kernel refuses ${c.name} (${c.kernel.says})`);
+    },
+  );
 }
 
 test('the cases cover what issue 15 found and the kernel-versus-OpenSSL disagreements', (t) => {
   const names = data.cases.map((c) => c.name);
-  for (const n of ['serial-leading-zero', 'signeddata-version-3', 'signed-attributes', 'signed-attributes-no-content-type', 'signed-attributes-two-content-types']) {
+  for (const n of [
+    'serial-leading-zero',
+    'signeddata-version-3',
+    'signed-attributes',
+    'signed-attributes-no-content-type',
+    'signed-attributes-two-content-types',
+  ]) {
     t.true(names.includes(n), n);
   }
   // Both references refuse the padded serial; OpenSSL accepts what the kernel refuses on versions and attributes.
@@ -66,7 +75,11 @@ fixtureTest('a certificate that is not DER is refused when the keyring loads it,
   t.true(at > 0);
   const longForm = Buffer.concat([der.subarray(0, at), Buffer.of(0x02, 0x81, 0x14), der.subarray(at + 2)]);
   for (const off of [2, 6]) longForm.writeUInt16BE(der.readUInt16BE(off) + 1, off); // Certificate and tbsCertificate lengths
-  const r = Keyring.fromData({ ed25519: [], certificates: [{ der: new Uint8Array(longForm), role: 'module-signing', source: 'long-form.der' }], revoked: { ed25519KeyIds: [], x509Sha256: [] } });
+  const r = Keyring.fromData({
+    ed25519: [],
+    certificates: [{ der: new Uint8Array(longForm), role: 'module-signing', source: 'long-form.der' }],
+    revoked: { ed25519KeyIds: [], x509Sha256: [] },
+  });
   t.false(r.ok);
   t.regex(r.ok ? '' : r.error, /certificates\[0\] \(long-form\.der\): certificate is not DER: length 20 in the long form/);
 });

@@ -66,13 +66,33 @@ function openssl(dir: string, args: string[]): void {
 function makeCert(dir: string, name: string, subj: string, serial: string): { key: string; cert: string; der: Uint8Array } {
   const key = join(dir, `${name}.key`);
   const cert = join(dir, `${name}.der`);
-  openssl(dir, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-outform', 'DER', '-out', cert, '-days', '1', '-subj', subj, '-set_serial', serial]);
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    key,
+    '-outform',
+    'DER',
+    '-out',
+    cert,
+    '-days',
+    '1',
+    '-subj',
+    subj,
+    '-set_serial',
+    serial,
+  ]);
   return { key, cert, der: new Uint8Array(readFileSync(cert)) };
 }
 
 fixtureTest('all ten Debian 6.1 modules verify against signing_key.x509.der (no signed attributes, RSA-4096, SHA-256)', (t) => {
   const keyring = debianKeyring();
-  const names = readdirSync(fixtures.modulesDir).filter((n) => n.endsWith('.ko')).map((n) => n.slice(0, -3));
+  const names = readdirSync(fixtures.modulesDir)
+    .filter((n) => n.endsWith('.ko'))
+    .map((n) => n.slice(0, -3));
   t.deepEqual([...names].sort(), [...MODULES].sort());
   const fp = createHash('sha256').update(signingCert()).digest('hex');
   for (const name of MODULES) {

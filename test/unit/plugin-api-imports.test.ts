@@ -14,7 +14,14 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 
 /** The engine's files: what the API must not reach. */
-const ENGINE = ['verifier-vm/verifier.ts', 'verifier-vm/plugin-engine.ts', 'verifier-vm/plugin-result.ts', 'verifier-vm/record-batch.ts', 'verifier-vm/request-verdict.ts', 'verifier-vm/worker.ts'];
+const ENGINE = [
+  'verifier-vm/verifier.ts',
+  'verifier-vm/plugin-engine.ts',
+  'verifier-vm/plugin-result.ts',
+  'verifier-vm/record-batch.ts',
+  'verifier-vm/request-verdict.ts',
+  'verifier-vm/worker.ts',
+];
 
 /** The relative modules `file` imports or re-exports, as paths from the repository root. */
 function importsOf(file: string): string[] {

@@ -35,7 +35,19 @@ let nextId = 1;
 function request(over: Partial<RequestOf<'code-load'>> = {}, kp: Ed25519KeyPair = signer): RequestOf<'code-load'> {
   const img = over.image ?? image;
   const placement = { what: over.what ?? ('bpf-jit' as const), addr: over.addr ?? ADDR };
-  return { v: PROTOCOL_VERSION, id: nextId++, vm: 'vm0', kind: 'code-load', what: 'bpf-jit', name: 'prog1', addr: ADDR, image: img, signature: signCodeImage(img, placement, kp), keyId: id(kp), ...over };
+  return {
+    v: PROTOCOL_VERSION,
+    id: nextId++,
+    vm: 'vm0',
+    kind: 'code-load',
+    what: 'bpf-jit',
+    name: 'prog1',
+    addr: ADDR,
+    image: img,
+    signature: signCodeImage(img, placement, kp),
+    keyId: id(kp),
+    ...over,
+  };
 }
 
 const decide = (r: RequestOf<'code-load'>) => codeLoadPlugin.decide(r, context({ keyring }));
@@ -76,7 +88,10 @@ test('denies a signature that does not match: changed image, other signer, modul
   const r = request();
   const changed = Uint8Array.from(image);
   changed[100] = changed[100]! ^ 1;
-  t.deepEqual(decide({ ...r, image: changed }), { decision: 'deny', reason: `bpf-jit "prog1": signature does not match the image at this address (key ${id(signer)})` });
+  t.deepEqual(decide({ ...r, image: changed }), {
+    decision: 'deny',
+    reason: `bpf-jit "prog1": signature does not match the image at this address (key ${id(signer)})`,
+  });
   t.regex(decide({ ...request({}, stranger), keyId: id(signer) }).reason, /signature does not match the image/);
   // A module signature over the same bytes is not a code image signature.
   const moduleSig = signEd25519(moduleSignatureMessage(image), signer.secretKey);

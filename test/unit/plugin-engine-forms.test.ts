@@ -57,7 +57,10 @@ function plugin(name: string, spec: Spec, log: string[]): AnyPlugin {
           ? {
               items: items.map((it) => {
                 const d = pick(Number(it.site & 0xffn), PATCH_KIND[it.kind]);
-                return { decision: d, reason: d === 'allow' ? `site ${hex(it.site)} fine by ${name}` : d === 'deny' ? `no ${it.kind} at ${hex(it.site)}` : 'not mine' };
+                return {
+                  decision: d,
+                  reason: d === 'allow' ? `site ${hex(it.site)} fine by ${name}` : d === 'deny' ? `no ${it.kind} at ${hex(it.site)}` : 'not mine',
+                };
               }),
             }
           : {}),
@@ -102,7 +105,10 @@ const spec: fc.Arbitrary<Spec> = fc.record({
 /** An item at one of the synthetic kernel's sites (or a random text address), in one of the shapes the guest sends. */
 const item: fc.Arbitrary<PatchItem> = fc
   .record({
-    site: fc.oneof(fc.constantFrom(...SYNTHETIC.mcountSites, SYNTHETIC.jump2.site, SYNTHETIC.jump5.site, SYNTHETIC.printk), fc.nat(0xfff0).map((o) => SYNTHETIC.text + BigInt(o))),
+    site: fc.oneof(
+      fc.constantFrom(...SYNTHETIC.mcountSites, SYNTHETIC.jump2.site, SYNTHETIC.jump5.site, SYNTHETIC.printk),
+      fc.nat(0xfff0).map((o) => SYNTHETIC.text + BigInt(o)),
+    ),
     kind: fc.constantFrom(...KINDS),
     shape: fc.constantFrom('ftrace-on', 'jump5-on', 'jump2-on', 'int3', 'lock', 'raw'),
     lie: fc.boolean(),
@@ -148,14 +154,28 @@ async function decide(form: 'object' | 'records', specs: readonly Spec[], builti
   const opts = async ? { async: true as const } : undefined;
   let verdict: Seen['verdict'];
   if (form === 'object') {
-    const { ok, reason, plugins, items: its, grants } = await (opts ? v.engine.verify({ v: 1, id: 1, vm: 'vm0', kind: 'text-patch', items }, opts) : v.engine.verify({ v: 1, id: 1, vm: 'vm0', kind: 'text-patch', items }));
+    const {
+      ok,
+      reason,
+      plugins,
+      items: its,
+      grants,
+    } = await (opts
+      ? v.engine.verify({ v: 1, id: 1, vm: 'vm0', kind: 'text-patch', items }, opts)
+      : v.engine.verify({ v: 1, id: 1, vm: 'vm0', kind: 'text-patch', items }));
     verdict = { ok, reason, plugins: [...plugins], ...(its ? { items: its } : {}), ...(grants ? { grants } : {}) };
   } else {
     const records = PatchRecords.fromItems(items);
     if (typeof records === 'string') throw new Error(records);
     const out = await (opts ? v.engine.verifyPatchRecords(1, 'vm0', records, opts) : v.engine.verifyPatchRecords(1, 'vm0', records));
     const p = out.verdict;
-    verdict = { ok: p.ok, reason: p.reason, plugins: [...p.plugins], ...(p.items ? { items: expandItems(p.items, (i) => records.siteHex(i)) } : {}), ...(out.grants ? { grants: out.grants } : {}) };
+    verdict = {
+      ok: p.ok,
+      reason: p.reason,
+      plugins: [...p.plugins],
+      ...(p.items ? { items: expandItems(p.items, (i) => records.siteHex(i)) } : {}),
+      ...(out.grants ? { grants: out.grants } : {}),
+    };
   }
   return { verdict, commits: log, state: v.state().pluginState };
 }
@@ -170,8 +190,10 @@ test('property: the same plugins on the same items decide alike as an object req
       const object = await decide('object', specs, builtins, items, async);
       const records = await decide('records', specs, builtins, items, async);
       const same = (a: unknown, b: unknown): boolean => canonical(a) === canonical(b);
-      if (!same(object.verdict, records.verdict)) throw new Error(`verdicts differ:\nobject  ${JSON.stringify(object.verdict)}\nrecords ${JSON.stringify(records.verdict)}`);
-      if (!same(object.commits, records.commits)) throw new Error(`commit calls differ: ${JSON.stringify(object.commits)} vs ${JSON.stringify(records.commits)}`);
+      if (!same(object.verdict, records.verdict))
+        throw new Error(`verdicts differ:\nobject  ${JSON.stringify(object.verdict)}\nrecords ${JSON.stringify(records.verdict)}`);
+      if (!same(object.commits, records.commits))
+        throw new Error(`commit calls differ: ${JSON.stringify(object.commits)} vs ${JSON.stringify(records.commits)}`);
       if (!same(object.state, records.state)) throw new Error('plugin state after the batch differs');
     },
   );
@@ -180,22 +202,33 @@ test('property: the same plugins on the same items decide alike as an object req
 
 test('both forms give the same pinned verdicts: an allow by template beside a deny by text, default deny, a whole-batch deny', async (t) => {
   // gen-0 allows every item (by template on the record path); gen-1 denies the kprobe item (low byte 0 + kind 3).
-  const items = [patchItem('ftrace', SYNTHETIC.mcountSites[0], NOP5, ftraceCall(SYNTHETIC.mcountSites[0], SYNTHETIC.ftraceCaller)), patchItem('kprobe', SYNTHETIC.printk, Uint8Array.of(0x55), Uint8Array.of(0xcc))];
+  const items = [
+    patchItem('ftrace', SYNTHETIC.mcountSites[0], NOP5, ftraceCall(SYNTHETIC.mcountSites[0], SYNTHETIC.ftraceCaller)),
+    patchItem('kprobe', SYNTHETIC.printk, Uint8Array.of(0x55), Uint8Array.of(0xcc)),
+  ];
   const allowsFtrace: Spec = { claims: true, overall: 'abstain', overallReason: '', table: ['allow'], fast: 'records', delivery: 'return', commit: 'both' };
   for (const form of ['object', 'records'] as const) {
     const seen = await decide(form, [allowsFtrace, { ...allowsFtrace, table: ['abstain', 'abstain', 'abstain', 'deny'] }], false, items, false);
     t.false(seen.verdict.ok, form);
     t.deepEqual(seen.verdict.plugins, ['gen-0', 'gen-1'], form);
-    t.deepEqual(seen.verdict.items, [
-      { ok: true, reason: `gen-0: site ${hex(SYNTHETIC.mcountSites[0])} fine by gen-0` },
-      { ok: false, reason: `gen-1: no kprobe at ${hex(SYNTHETIC.printk)}` },
-    ], form);
+    t.deepEqual(
+      seen.verdict.items,
+      [
+        { ok: true, reason: `gen-0: site ${hex(SYNTHETIC.mcountSites[0])} fine by gen-0` },
+        { ok: false, reason: `gen-1: no kprobe at ${hex(SYNTHETIC.printk)}` },
+      ],
+      form,
+    );
     t.is(seen.verdict.reason, `1 of 2 items denied; first: gen-1: no kprobe at ${hex(SYNTHETIC.printk)}`, form);
     t.deepEqual(seen.commits, ['gen-0 commit false 2', 'gen-1 commit false 2'], form);
     const none = await decide(form, [{ ...allowsFtrace, table: ['abstain'] }], false, items, false);
     t.is(none.verdict.items![1]!.reason, 'no plugin allowed this text-patch item (default deny)', form);
     const whole = await decide(form, [{ ...allowsFtrace, overall: 'deny', overallReason: 'not today', table: undefined }], false, items, false);
     t.is(whole.verdict.reason, 'gen-0: not today', form);
-    t.deepEqual(whole.verdict.items!.map((i) => i.reason), ['gen-0: not today', 'gen-0: not today'], form);
+    t.deepEqual(
+      whole.verdict.items!.map((i) => i.reason),
+      ['gen-0: not today', 'gen-0: not today'],
+      form,
+    );
   }
 });

@@ -61,7 +61,12 @@ test('in process: bad configuration is a named denial, not a throw', async (t) =
     [{ symbol: 'printk', length: 1.5 }, 'config needs symbol (string) and length (positive integer)'],
     [{ symbol: 'no_such_fn', length: 16 }, 'no_such_fn is not an exported kernel symbol'],
   ] as const) {
-    const v = new Verifier({ keyring: Keyring.empty(), plugins: [...BUILTIN_PLUGINS, plugin], manifest: syntheticManifest(), pluginConfig: { ...CONFIG, 'kprobe-one-symbol': config } });
+    const v = new Verifier({
+      keyring: Keyring.empty(),
+      plugins: [...BUILTIN_PLUGINS, plugin],
+      manifest: syntheticManifest(),
+      pluginConfig: { ...CONFIG, 'kprobe-one-symbol': config },
+    });
     t.is(v.verify(patchRequest([item('kprobe', K.func, [0x55], [0xcc])])).items![0]!.reason, `kprobe-one-symbol: ${reason}`);
   }
 });
@@ -70,7 +75,11 @@ test('through the worker: WorkerInit.pluginModules loads the example after the b
   const vendor = generateEd25519KeyPair();
   const keyId = ed25519KeyIdHex(vendor.publicKey);
   const manifest = signManifest(syntheticBody(), vendor);
-  const keyring = Keyring.fromData({ ed25519: [{ keyId, role: 'kernel-vendor', publicKey: vendor.publicKey }], certificates: [], revoked: { ed25519KeyIds: [], x509Sha256: [] } });
+  const keyring = Keyring.fromData({
+    ed25519: [{ keyId, role: 'kernel-vendor', publicKey: vendor.publicKey }],
+    certificates: [],
+    revoked: { ed25519KeyIds: [], x509Sha256: [] },
+  });
   if (!keyring.ok) throw new Error(keyring.error);
 
   const worker = new Worker(VERIFIER_WORKER_ENTRY);
@@ -80,7 +89,10 @@ test('through the worker: WorkerInit.pluginModules loads the example after the b
     if (!init.ok) throw new Error(init.error);
     const names = init.plugins.map((p) => p.name);
     t.is(names.at(-1), 'kprobe-one-symbol');
-    t.deepEqual(names.slice(0, -1), BUILTIN_PLUGINS.map((p) => p.name));
+    t.deepEqual(
+      names.slice(0, -1),
+      BUILTIN_PLUGINS.map((p) => p.name),
+    );
 
     const inside = validateVerdict(await api.verify(patchRequest([item('kprobe', K.func + 0x10n, [0x55], [0xcc])])));
     t.true(inside.ok && inside.verdict.ok);

@@ -117,11 +117,16 @@ test('through the Verifier: one bad item makes the batch not ok; good items stay
   t.false(verdict.items![1]!.ok);
   t.regex(verdict.items![1]!.reason, /^ftrace: .*not an ftrace trampoline/);
   t.false(verdict.items![2]!.ok);
-  t.is(verdict.items![2]!.reason, 'static-call: 0xffffffff81002000 is not a static-call site (no .static_call_sites entry or __SCT__ trampoline of the kernel)');
+  t.is(
+    verdict.items![2]!.reason,
+    'static-call: 0xffffffff81002000 is not a static-call site (no .static_call_sites entry or __SCT__ trampoline of the kernel)',
+  );
   t.regex(verdict.reason, /^2 of 3 items denied; first: ftrace: /);
   t.true(verdict.plugins.includes('ftrace'));
 
-  const good = v.verify(patchRequest([item('ftrace', S1!, nop, encodeCall32(S1!, K.ftraceCaller)), item('ftrace', S2!, encodeCall32(S2!, K.ftraceRegsCaller), nop)]));
+  const good = v.verify(
+    patchRequest([item('ftrace', S1!, nop, encodeCall32(S1!, K.ftraceCaller)), item('ftrace', S2!, encodeCall32(S2!, K.ftraceRegsCaller), nop)]),
+  );
   t.true(good.ok);
   t.is(good.reason, 'all 2 items allowed');
 });
@@ -143,7 +148,11 @@ needsFixtures(test)('every real fixture mcount site (40,521) may be NOPed at boo
     on.push(item('ftrace', s.address, nop, call));
     off.push(item('ftrace', s.address, call, nop));
   }
-  for (const [what, items] of [['boot', boot], ['on', on], ['off', off]] as const) {
+  for (const [what, items] of [
+    ['boot', boot],
+    ['on', on],
+    ['off', off],
+  ] as const) {
     const verdict = v.verify(patchRequest(items));
     const denied = verdict.items!.filter((i) => !i.ok);
     t.is(denied.length, 0, `${what}: first denial: ${denied[0]?.reason}`);

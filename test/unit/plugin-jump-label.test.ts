@@ -128,7 +128,11 @@ needsFixtures(test)('every real fixture jump entry (6,299) may be switched both 
     fromFile.push(item('jump-label', e.site, file, bytesEqual(file, nop) ? jmp : nop));
   }
   t.is(fileMatches, 6_299, 'the file image holds the NOP or the jump to the entry target at every site');
-  for (const [what, items] of [['on', on], ['off', off], ['from file', fromFile]] as const) {
+  for (const [what, items] of [
+    ['on', on],
+    ['off', off],
+    ['from file', fromFile],
+  ] as const) {
     const verdict = v.verify(patchRequest(items));
     const denied = verdict.items!.filter((i) => !i.ok);
     t.is(denied.length, 0, `${what}: first denial: ${denied[0]?.reason}`);

@@ -86,7 +86,10 @@ test('refuses bytes of ftrace and jump-label sites; the byte after a site is fin
 
 test('refuses a stale old byte, a byte already int3, a multi-byte patch, and no manifest', (t) => {
   const v = verifier();
-  t.regex(v.verify(patchRequest([item('kprobe', K.func, [0x55], [0xcc], [0x48])])).items![0]!.reason, /old bytes differ from memory at 0xffffffff81002000 \(old 55, memory 48\)/);
+  t.regex(
+    v.verify(patchRequest([item('kprobe', K.func, [0x55], [0xcc], [0x48])])).items![0]!.reason,
+    /old bytes differ from memory at 0xffffffff81002000 \(old 55, memory 48\)/,
+  );
   t.regex(v.verify(patchRequest([item('kprobe', K.func, [0xcc], [0xcc])])).items![0]!.reason, /memory at 0xffffffff81002000 already holds int3/);
   t.regex(v.verify(patchRequest([item('kprobe', K.func, [0x55, 0x48], [0xcc, 0x48])])).items![0]!.reason, /is 2 bytes, not 1/);
   const r = kprobePlugin.decide(patchRequest([install(K.func)]), context({ manifest: undefined, config: CONFIG }));
@@ -135,7 +138,9 @@ test('module text: probes need the module loaded, and a reloaded module does not
 
 test('a batch that is not ok records nothing (the core applies text patches all or nothing)', (t) => {
   const v = verifier();
-  const verdict = v.verify(patchRequest([install(K.func), item('ftrace', K.mcount[0]!, [0x0f, 0x1f, 0x44, 0, 0], encodeCall32(K.mcount[0]!, K.fentry)), install(K.func + 0x18n)]));
+  const verdict = v.verify(
+    patchRequest([install(K.func), item('ftrace', K.mcount[0]!, [0x0f, 0x1f, 0x44, 0, 0], encodeCall32(K.mcount[0]!, K.fentry)), install(K.func + 0x18n)]),
+  );
   t.false(verdict.ok);
   t.deepEqual(
     verdict.items!.map((i) => i.ok),

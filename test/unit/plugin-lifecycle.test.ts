@@ -66,7 +66,11 @@ function manifestFor(image: Uint8Array, signer = vendor, name = 'linux-test'): s
 }
 
 let nextId = 1;
-function req<K extends VerifyRequest['kind']>(kind: K, fields: Omit<Extract<VerifyRequest, { kind: K }>, 'v' | 'id' | 'kind' | 'vm'>, vm = 'vm0'): VerifyRequest {
+function req<K extends VerifyRequest['kind']>(
+  kind: K,
+  fields: Omit<Extract<VerifyRequest, { kind: K }>, 'v' | 'id' | 'kind' | 'vm'>,
+  vm = 'vm0',
+): VerifyRequest {
   return { v: PROTOCOL_VERSION, id: nextId++, vm, kind, ...fields } as unknown as VerifyRequest;
 }
 
@@ -95,7 +99,10 @@ test('kexec-image: every refusal names its reason', (t) => {
   flipped[3000]! ^= 1;
   t.regex(reason(flipped, manifestFor(image)), /image SHA-256 [0-9a-f]{64} differs from the manifest's vmlinuzSha256/);
   t.regex(reason(image, manifestFor(image, stranger)), /^lifecycle: kexec kernel: manifest signed by unknown key [0-9a-f]{16}$/);
-  t.regex(reason(image, manifestFor(image, modSigner), 'crash'), /^lifecycle: crash kernel: manifest key [0-9a-f]{16} has role module-signing, not kernel-vendor$/);
+  t.regex(
+    reason(image, manifestFor(image, modSigner), 'crash'),
+    /^lifecycle: crash kernel: manifest key [0-9a-f]{16} has role module-signing, not kernel-vendor$/,
+  );
   const m = manifestFor(image);
   const i = m.indexOf('linux-test');
   t.regex(reason(image, m.slice(0, i) + 'L' + m.slice(i + 1)), /manifest signature does not match its body/);
@@ -104,7 +111,7 @@ test('kexec-image: every refusal names its reason', (t) => {
   t.regex(reason(notBz, manifestFor(notBz)), /^lifecycle: kexec kernel: the image is not a kernel: bzImage: bad magic/);
 });
 
-test('kernel-manifest: the kexec kernel\'s manifest becomes that VM\'s, and only that VM\'s', (t) => {
+test("kernel-manifest: the kexec kernel's manifest becomes that VM's, and only that VM's", (t) => {
   const v = verifier();
   const text = manifestFor(bzImage(1), vendor, 'linux-kexec');
   t.true(v.verify(req('kernel-manifest', { manifest: text })).ok);
@@ -123,7 +130,9 @@ function exportedState(): ExportedVmState {
   const image = Uint8Array.of(0x55, 0xc3);
   const addr = 0xffffffffc0010000n;
   const keyId = ed25519KeyIdHex(modSigner.publicKey);
-  const r = v.verify(req('code-load', { what: 'bpf-jit', name: 'p', addr, image, signature: signCodeImage(image, { what: 'bpf-jit', addr }, modSigner), keyId }));
+  const r = v.verify(
+    req('code-load', { what: 'bpf-jit', name: 'p', addr, image, signature: signCodeImage(image, { what: 'bpf-jit', addr }, modSigner), keyId }),
+  );
   if (!r.ok) throw new Error(r.reason);
   v.verify(req('kernel-manifest', { manifest: manifestFor(bzImage(2)) }));
   const s = v.exportVm('vm0');
@@ -134,7 +143,9 @@ function exportedState(): ExportedVmState {
 function stateImage(state: unknown, opts: { key?: Ed25519KeyPair; vm?: string; extra?: boolean } = {}): Uint8Array {
   const sections = [
     { name: 'core', bytes: new TextEncoder().encode('{}') },
-    ...(state === undefined ? [] : [{ name: 'verifier', bytes: state instanceof Uint8Array ? state : encodeSection(VERIFIER_SECTION, state as ExportedVmState) }]),
+    ...(state === undefined
+      ? []
+      : [{ name: 'verifier', bytes: state instanceof Uint8Array ? state : encodeSection(VERIFIER_SECTION, state as ExportedVmState) }]),
   ];
   return encodeVmImage({ kind: 'hibernate', vm: opts.vm ?? 'vm0', vmId: 'ab'.repeat(16) }, sections, vmImageSigner(opts.key ?? vmmKey));
 }
@@ -148,10 +159,10 @@ test('restore-state: a vmm-signed image of this VM brings its verifier state bac
   const back = v.exportVm('vm0');
   t.deepEqual([...back!.codeImages.keys()], [...state.codeImages.keys()]);
   t.is(back!.manifest, state.manifest);
-  t.truthy(v.vmState('vm0').kernel, 'the kexec kernel\'s manifest, checked again, is the VM\'s again');
+  t.truthy(v.vmState('vm0').kernel, "the kexec kernel's manifest, checked again, is the VM's again");
 });
 
-test('restore-state: refused unless a trusted vmm key signed this VM\'s unmodified image', (t) => {
+test("restore-state: refused unless a trusted vmm key signed this VM's unmodified image", (t) => {
   const state = exportedState();
   const v = verifier();
   const reason = (image: Uint8Array, vm = 'vm0'): string => {

@@ -39,7 +39,10 @@ fixtureTest('every fixture module, in dependency order, is allowed with per-grou
     t.is(rec.mcountSites.size, live.length);
     t.is(rec.jumpEntries.size, img.jumpEntries.length);
     t.deepEqual([...rec.exports], [...img.exports]);
-    t.deepEqual(rec.ranges.map((r) => [r.start, r.end, r.permissions]), img.groups.map((g) => [g.start, g.end, MODULE_GRANTS[g.group]]));
+    t.deepEqual(
+      rec.ranges.map((r) => [r.start, r.end, r.permissions]),
+      img.groups.map((g) => [g.start, g.end, MODULE_GRANTS[g.group]]),
+    );
     // Text page hashes: every page of every text group, zeros where no section is.
     const textPages = img.groups.filter((g) => g.group === 'text').reduce((n, g) => n + Number((g.end - g.start) / PAGE_SIZE_N), 0);
     t.is(rec.textPageHashes.size, textPages, `${name}: one hash per text page`);
@@ -110,7 +113,12 @@ fixtureTest('one flipped byte in a relocated section is denied naming the sectio
   b[off + 1] = b[off + 1]! ^ 0x01; // the NOP ftrace left, one byte changed
   const verdict = load(v, mod.name, mod.bytes, sections);
   t.false(verdict.ok);
-  t.regex(verdict.reason, new RegExp(`section \\.text: relocated bytes differ from the signed image at offset 0x${(off + 1).toString(16)} \\(0x[0-9a-f]+: expected 0x1f, found 0x1e\\)`));
+  t.regex(
+    verdict.reason,
+    new RegExp(
+      `section \\.text: relocated bytes differ from the signed image at offset 0x${(off + 1).toString(16)} \\(0x[0-9a-f]+: expected 0x1f, found 0x1e\\)`,
+    ),
+  );
   t.is(v.vmState(VM).modules.size, 0);
 });
 

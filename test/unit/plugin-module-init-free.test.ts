@@ -39,7 +39,10 @@ fixtureTest('the end of init releases every init section, seals ro_after_init, a
 
   const after = v.vmState(VM).modules.get('kvm')!;
   t.is(after.init, undefined);
-  t.false(after.ranges.some((r) => inInit(r.start)), 'no range of the freed init layout');
+  t.false(
+    after.ranges.some((r) => inInit(r.start)),
+    'no range of the freed init layout',
+  );
   t.false(after.textRanges.some((r) => inInit(r.start)));
   t.false([...after.textPageHashes.keys()].some(inInit));
   t.false([...after.jumpEntries.keys()].some(inInit), 'no jump entry in freed init text');

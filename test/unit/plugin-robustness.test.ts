@@ -22,16 +22,35 @@ const DECISIONS = new Set(['allow', 'deny', 'abstain']);
 
 /** Addresses near the interesting ones, plus anything. */
 const addr = fc.oneof(
-  fc.constantFrom(K.mcount[0]!, K.jump2.site, K.jump5.site, SC.keyA.calls[0]!, SC.keyA.tail, SC.keyA.trampoline, K.func, K.initMcount, MOD.mcount, MOD.jump2.site, MOD.text).chain((a) => fc.integer({ min: -6, max: 6 }).map((d) => a + BigInt(d))),
+  fc
+    .constantFrom(
+      K.mcount[0]!,
+      K.jump2.site,
+      K.jump5.site,
+      SC.keyA.calls[0]!,
+      SC.keyA.tail,
+      SC.keyA.trampoline,
+      K.func,
+      K.initMcount,
+      MOD.mcount,
+      MOD.jump2.site,
+      MOD.text,
+    )
+    .chain((a) => fc.integer({ min: -6, max: 6 }).map((d) => a + BigInt(d))),
   fc.bigInt(0n, (1n << 64n) - 1n),
 );
 
 const patchItem: fc.Arbitrary<PatchItem> = fc
   .tuple(fc.constantFrom('ftrace', 'jump-label', 'static-call', 'kprobe') as fc.Arbitrary<PatchItem['kind']>, addr, fc.integer({ min: 1, max: 16 }))
   .chain(([kind, site, len]) =>
-    fc.tuple(fc.uint8Array({ minLength: len, maxLength: len }), fc.uint8Array({ minLength: len, maxLength: len }), fc.boolean(), fc.uint8Array({ minLength: len, maxLength: len })).map(
-      ([o, n, same, c]): PatchItem => ({ kind, site, oldBytes: o, newBytes: n, currentBytes: same ? Uint8Array.from(o) : c }),
-    ),
+    fc
+      .tuple(
+        fc.uint8Array({ minLength: len, maxLength: len }),
+        fc.uint8Array({ minLength: len, maxLength: len }),
+        fc.boolean(),
+        fc.uint8Array({ minLength: len, maxLength: len }),
+      )
+      .map(([o, n, same, c]): PatchItem => ({ kind, site, oldBytes: o, newBytes: n, currentBytes: same ? Uint8Array.from(o) : c })),
   );
 
 const hash = fc.oneof(fc.constant('00'.repeat(32)), fc.string({ maxLength: 70 }));
@@ -50,7 +69,14 @@ const request: fc.Arbitrary<VerifyRequest> = fc.oneof(
   fc.array(patchItem, { maxLength: 6 }).map((items) => ({ ...base, kind: 'text-patch' as const, items })),
   fc.array(range, { maxLength: 3 }).map((ranges) => ({ ...base, kind: 'set-memory' as const, ranges })),
   fc
-    .record({ what: fc.constantFrom('bpf-jit' as const, 'trampoline' as const), name: fc.string({ maxLength: 8 }), addr, image: fc.uint8Array({ maxLength: 300 }), signature: fc.uint8Array({ maxLength: 70 }), keyId: fc.string({ maxLength: 20 }) })
+    .record({
+      what: fc.constantFrom('bpf-jit' as const, 'trampoline' as const),
+      name: fc.string({ maxLength: 8 }),
+      addr,
+      image: fc.uint8Array({ maxLength: 300 }),
+      signature: fc.uint8Array({ maxLength: 70 }),
+      keyId: fc.string({ maxLength: 20 }),
+    })
     .map((r) => ({ ...base, kind: 'code-load' as const, ...r })),
   fc
     .array(fc.record({ name: fc.constantFrom('.text', '.rodata', '.init.text', '.bss'), addr, bytes: fc.uint8Array({ maxLength: 64 }) }), { maxLength: 4 })
@@ -59,7 +85,10 @@ const request: fc.Arbitrary<VerifyRequest> = fc.oneof(
 
 const config = fc.oneof(
   fc.constant({}),
-  fc.constant({ allow: [{ start: K.text.toString(16), end: (K.text + 0x10000n).toString(16) }], deny: [{ start: '0x' + K.func.toString(16), end: (K.func + 4n).toString(16) }] }),
+  fc.constant({
+    allow: [{ start: K.text.toString(16), end: (K.text + 0x10000n).toString(16) }],
+    deny: [{ start: '0x' + K.func.toString(16), end: (K.func + 4n).toString(16) }],
+  }),
   fc.dictionary(fc.constantFrom('allow', 'deny'), fc.anything()),
 );
 
@@ -80,7 +109,11 @@ test('property: every plugin answers any well-shaped request without throwing, d
         const ctx = ctxWith(cfg as Record<string, unknown>, withManifest);
         const a = p.decide(req as never, ctx);
         const b = p.decide(req as never, ctx);
-        if (JSON.stringify(a, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) !== JSON.stringify(b, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) return false;
+        if (
+          JSON.stringify(a, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) !==
+          JSON.stringify(b, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))
+        )
+          return false;
         if (!DECISIONS.has(a.decision)) return false;
         if (a.decision === 'deny' && a.reason.length === 0) return false;
         const n = req.kind === 'text-patch' ? req.items.length : req.kind === 'set-memory' ? req.ranges.length : undefined;

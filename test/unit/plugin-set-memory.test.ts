@@ -57,7 +57,10 @@ test('adding WRITE to non-executable pages is allowed (data), also when EXEC is 
 
 test('adding EXEC to a page nobody verified is refused', (t) => {
   const r = decide(range(DATA, [R], R | X));
-  t.deepEqual(r, { decision: 'deny', reason: 'executable permission for unauthenticated content at 0xffffc90000100000: no verified module text or code image covers it' });
+  t.deepEqual(r, {
+    decision: 'deny',
+    reason: 'executable permission for unauthenticated content at 0xffffc90000100000: no verified module text or code image covers it',
+  });
   t.regex(decide(range(DATA, [R | X], R | X | XU)).reason, /executable permission for unauthenticated content/, 'EXEC_USER counts as EXEC');
 });
 
@@ -65,7 +68,19 @@ test('adding EXEC to verified module text needs the page hash recorded at verifi
   const vm = vmWithModule();
   const good = [sha256(modulePage(0)), sha256(modulePage(1))];
   t.is(decide(range(MOD.text, [R, R], R | X, good), vm).decision, 'allow');
-  t.is(decide(range(MOD.text, [R, R], R | X, good.map((s) => s.toUpperCase())), vm).decision, 'allow', 'hex case does not matter');
+  t.is(
+    decide(
+      range(
+        MOD.text,
+        [R, R],
+        R | X,
+        good.map((s) => s.toUpperCase()),
+      ),
+      vm,
+    ).decision,
+    'allow',
+    'hex case does not matter',
+  );
   const tampered = decide(range(MOD.text, [R, R], R | X, [good[0]!, sha256(modulePage(7))]), vm);
   t.deepEqual(tampered, {
     decision: 'deny',
@@ -89,7 +104,10 @@ test('adding EXEC to a verified code image needs its page hashes', (t) => {
   page1.set(image.subarray(4096));
   t.is(hashes.get(addr + 0x1000n), sha256(page1), 'the last page is hashed zero-padded');
   t.is(decide(range(addr, [R, R], R | X, [...hashes.values()]), vm).decision, 'allow');
-  t.regex(decide(range(addr, [R, R], R | X, [hashes.get(addr)!, sha256(new Uint8Array(4096))]), vm).reason, /differs from the verified code image bpf-jit:prog/);
+  t.regex(
+    decide(range(addr, [R, R], R | X, [hashes.get(addr)!, sha256(new Uint8Array(4096))]), vm).reason,
+    /differs from the verified code image bpf-jit:prog/,
+  );
 });
 
 test('malformed ranges: unaligned, empty, unknown bits', (t) => {
@@ -102,9 +120,7 @@ test('malformed ranges: unaligned, empty, unknown bits', (t) => {
 test('through the Verifier: each range is decided on its own; one bad range fails the verdict', (t) => {
   const v = new Verifier({ keyring: Keyring.empty(), plugins: BUILTIN_PLUGINS });
   v.vmState('vm0').modules.set(MOD.name, syntheticModule());
-  const verdict = v.verify(
-    setMemoryRequest([range(MOD.text, [R], R | X, [sha256(modulePage(0))]), range(DATA, [R | W], R | W | X), range(DATA, [R | W], R)]),
-  );
+  const verdict = v.verify(setMemoryRequest([range(MOD.text, [R], R | X, [sha256(modulePage(0))]), range(DATA, [R | W], R | W | X), range(DATA, [R | W], R)]));
   t.false(verdict.ok);
   t.deepEqual(
     verdict.items!.map((i) => i.ok),

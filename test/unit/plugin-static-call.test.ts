@@ -105,9 +105,12 @@ test("a verified module's function is a target; sites back on their trampoline f
   t.regex(decide(restore)[1]!.reason, /-> call its trampoline __SCT__sc_a$/);
 });
 
-test('denies a target inside a function, in data, in module text off an entry, or another key\'s trampoline', (t) => {
+test("denies a target inside a function, in data, in module text off an entry, or another key's trampoline", (t) => {
   const mid = decide(updateBatch(A, K.func + 0x10n));
-  t.is(mid[1]!.reason, 'static-call site 0xffffffff81000a00 of __SCK__sc_a: call to 0xffffffff81002010, which is not a function entry point (0x10 bytes into the kernel function at 0xffffffff81002000)');
+  t.is(
+    mid[1]!.reason,
+    'static-call site 0xffffffff81000a00 of __SCK__sc_a: call to 0xffffffff81002010, which is not a function entry point (0x10 bytes into the kernel function at 0xffffffff81002000)',
+  );
   t.true(mid.every((x) => x.decision === 'deny'));
   const data = decide(updateBatch(A, 0xffffffff82a00000n));
   t.regex(data[0]!.reason, /jmp to 0xffffffff82a00000, which is not a function entry point \(outside kernel and module text\)$/);
@@ -126,9 +129,15 @@ test('denies the wrong instruction for the role: jmp at a call site, call at a t
   const site = A.calls[0]!;
   const old = encodeCall32(site, A.trampoline);
   const jmp = checkStaticCallItem(item('static-call', site, old, encodeJmp32(site, SC.func2)), booted());
-  t.is(jmp.verdict.reason, `static-call site 0xffffffff81000a00 of __SCK__sc_a: new bytes ${formatBytes(encodeJmp32(site, SC.func2))} are neither call rel32, NOP5 nor the xor that stands for __static_call_return0`);
+  t.is(
+    jmp.verdict.reason,
+    `static-call site 0xffffffff81000a00 of __SCK__sc_a: new bytes ${formatBytes(encodeJmp32(site, SC.func2))} are neither call rel32, NOP5 nor the xor that stands for __static_call_return0`,
+  );
   const call = checkStaticCallItem(item('static-call', A.tail, encodeJmp32(A.tail, A.trampoline), encodeCall32(A.tail, SC.func2)), booted());
-  t.regex(call.verdict.reason, /^static-call tail-call site 0xffffffff81000c00 of __SCK__sc_a: new bytes e8 .* are neither jmp rel32 nor a return \(c3 cc cc cc cc or jmp __x86_return_thunk\)$/);
+  t.regex(
+    call.verdict.reason,
+    /^static-call tail-call site 0xffffffff81000c00 of __SCK__sc_a: new bytes e8 .* are neither jmp rel32 nor a return \(c3 cc cc cc cc or jmp __x86_return_thunk\)$/,
+  );
   const nopAtTail = checkStaticCallItem(item('static-call', A.tail, encodeJmp32(A.tail, A.trampoline), NOP5), booted());
   t.is(nopAtTail.verdict.decision, 'deny', 'a tail call cannot become a NOP: execution would fall through');
   t.is(checkStaticCallItem(item('static-call', site, old, [0xcc, 0x90, 0x90, 0x90, 0x90]), booted()).verdict.decision, 'deny');
@@ -142,8 +151,14 @@ test('denies an unknown site, no manifest, a length other than 5, old bytes that
     decision: 'deny',
     reason: '0xffffffff81000a01 is not a static-call site (no .static_call_sites entry or __SCT__ trampoline of the kernel)',
   });
-  t.deepEqual(checkStaticCallItem(item('static-call', site, old, neu), booted({ manifest: undefined })).verdict, { decision: 'deny', reason: 'no kernel manifest loaded' });
-  t.is(checkStaticCallItem(item('static-call', site, [0x66, 0x90], [0x66, 0x90]), booted()).verdict.reason, 'patch at static-call site 0xffffffff81000a00 of __SCK__sc_a is 2 bytes, not 5');
+  t.deepEqual(checkStaticCallItem(item('static-call', site, old, neu), booted({ manifest: undefined })).verdict, {
+    decision: 'deny',
+    reason: 'no kernel manifest loaded',
+  });
+  t.is(
+    checkStaticCallItem(item('static-call', site, [0x66, 0x90], [0x66, 0x90]), booted()).verdict.reason,
+    'patch at static-call site 0xffffffff81000a00 of __SCK__sc_a is 2 bytes, not 5',
+  );
   t.is(
     checkStaticCallItem(item('static-call', site, old, neu, NOP5), booted()).verdict.reason,
     `old bytes differ from memory at 0xffffffff81000a00 (old ${formatBytes(old)}, memory 0f 1f 44 00 00)`,
@@ -157,8 +172,12 @@ test('key rule: every site of the key in the batch gets the same target', (t) =>
   const items = updateBatch(A, SC.func2);
   items[2] = item('static-call', A.calls[1]!, buildTime(A.calls[1]!, 'call', A), encodeCall32(A.calls[1]!, K.func));
   const r = decide(items);
-  t.true(r.every((x) => x.decision === 'deny'), 'every item of the key is refused');
-  const why = 'static-call key __SCK__sc_a: its sites would get different targets (0xffffffff81003000 at 0xffffffff81004000, 0xffffffff81002000 at 0xffffffff81000b00); all sites of a key move together';
+  t.true(
+    r.every((x) => x.decision === 'deny'),
+    'every item of the key is refused',
+  );
+  const why =
+    'static-call key __SCK__sc_a: its sites would get different targets (0xffffffff81003000 at 0xffffffff81004000, 0xffffffff81002000 at 0xffffffff81000b00); all sites of a key move together';
   t.true(r.every((x) => x.reason === why));
   // NULL at one site and a function at the others is a mix too.
   const mixed = updateBatch(A, SC.func2);
@@ -170,11 +189,18 @@ test('key rule: the batch carries every live site and the trampoline, each once'
   const noSite = updateBatch(A, SC.func2).filter((it) => it.site !== A.tail);
   const r = decide(noSite);
   t.true(r.every((x) => x.decision === 'deny'));
-  t.is(r[0]!.reason, 'static-call key __SCK__sc_a: the batch patches 3 of its 4 live sites and trampoline; missing 0xffffffff81000c00; all sites of a key move together');
+  t.is(
+    r[0]!.reason,
+    'static-call key __SCK__sc_a: the batch patches 3 of its 4 live sites and trampoline; missing 0xffffffff81000c00; all sites of a key move together',
+  );
   const noTramp = updateBatch(A, SC.func2).slice(1);
   t.regex(decide(noTramp)[0]!.reason, /missing its trampoline __SCT__sc_a \(0xffffffff81004000\); all sites/);
   const before = decide(updateBatch(A, SC.func2), context({ vm: freshVm() }));
-  t.regex(before[0]!.reason, /the batch patches 4 of its 5 live sites and trampoline; missing 0xffffffff83000300/, 'before the boot check the init site is required too');
+  t.regex(
+    before[0]!.reason,
+    /the batch patches 4 of its 5 live sites and trampoline; missing 0xffffffff83000300/,
+    'before the boot check the init site is required too',
+  );
   const twice = [...updateBatch(A, SC.func2), updateBatch(A, SC.func2)[1]!];
   t.regex(decide(twice)[0]!.reason, /^static-call key __SCK__sc_a: 0xffffffff81000a00 appears twice in the batch$/);
 });

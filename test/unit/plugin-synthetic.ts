@@ -42,7 +42,14 @@ export const K = {
  * .init.text; key B with one call site; their trampolines in .text; the function entry points.
  */
 export const SC = {
-  keyA: { name: 'sc_a', key: 0xffffffff82a00100n, trampoline: 0xffffffff81004000n, calls: [0xffffffff81000a00n, 0xffffffff81000b00n], tail: 0xffffffff81000c00n, init: 0xffffffff83000300n },
+  keyA: {
+    name: 'sc_a',
+    key: 0xffffffff82a00100n,
+    trampoline: 0xffffffff81004000n,
+    calls: [0xffffffff81000a00n, 0xffffffff81000b00n],
+    tail: 0xffffffff81000c00n,
+    init: 0xffffffff83000300n,
+  },
   keyB: { name: 'sc_b', key: 0xffffffff82a00110n, trampoline: 0xffffffff81004008n, calls: [0xffffffff81000d00n] },
   /** A second plain function (K.func is the first). */
   func2: 0xffffffff81003000n,
@@ -51,7 +58,18 @@ export const SC = {
 } as const;
 
 /** Every synthetic kernel function entry point. */
-export const SC_FUNCTIONS: readonly bigint[] = [K.text, K.ftraceCaller, K.ftraceRegsCaller, K.fentry, K.func, SC.func2, SC.keyA.trampoline, SC.keyB.trampoline, SC.return0, SC.returnThunk];
+export const SC_FUNCTIONS: readonly bigint[] = [
+  K.text,
+  K.ftraceCaller,
+  K.ftraceRegsCaller,
+  K.fentry,
+  K.func,
+  SC.func2,
+  SC.keyA.trampoline,
+  SC.keyB.trampoline,
+  SC.return0,
+  SC.returnThunk,
+];
 
 /** The bytes of a synthetic section: a repeating pattern seeded by the name. */
 export const sectionBytes = syntheticSectionBytes;
@@ -125,11 +143,21 @@ export function syntheticModule(name: string = MOD.name): VerifiedModule {
 
 /** A fresh VM state. */
 export function freshVm(vm = 'vm0'): VmState {
-  return { vm, modules: new Map(), codeImages: new Map(), bootVerified: false, pluginState: new Map(), cpuModel: DEFAULT_CPU_MODEL, onlineCpus: DEFAULT_CPU_MODEL.presentCpus };
+  return {
+    vm,
+    modules: new Map(),
+    codeImages: new Map(),
+    bootVerified: false,
+    pluginState: new Map(),
+    cpuModel: DEFAULT_CPU_MODEL,
+    onlineCpus: DEFAULT_CPU_MODEL.presentCpus,
+  };
 }
 
 /** A plugin context over `vm` (fresh unless given). */
-export function context(opts: { manifest?: KernelManifest | undefined; vm?: VmState; config?: Record<string, unknown>; keyring?: Keyring } = {}): PluginContext {
+export function context(
+  opts: { manifest?: KernelManifest | undefined; vm?: VmState; config?: Record<string, unknown>; keyring?: Keyring } = {},
+): PluginContext {
   return {
     manifest: 'manifest' in opts ? opts.manifest : syntheticManifest(),
     keyring: opts.keyring ?? Keyring.empty(),
@@ -147,7 +175,13 @@ export function patchRequest(items: PatchItem[], vm = 'vm0'): RequestOf<'text-pa
 }
 
 /** A patch item whose memory holds `old`. */
-export function item(kind: PatchItem['kind'], site: bigint, old: Uint8Array | number[], neu: Uint8Array | number[], current?: Uint8Array | number[]): PatchItem {
+export function item(
+  kind: PatchItem['kind'],
+  site: bigint,
+  old: Uint8Array | number[],
+  neu: Uint8Array | number[],
+  current?: Uint8Array | number[],
+): PatchItem {
   const o = Uint8Array.from(old);
   return { kind, site, oldBytes: o, newBytes: Uint8Array.from(neu), currentBytes: current === undefined ? Uint8Array.from(o) : Uint8Array.from(current) };
 }
@@ -158,7 +192,10 @@ export function setMemoryRequest(ranges: SetMemoryRange[], vm = 'vm0'): RequestO
 }
 
 /** A keyring from Ed25519 entries. */
-export function keyringOf(data: { ed25519?: Array<{ keyId: string; role: 'kernel-vendor' | 'module-signing'; publicKey: Uint8Array }>; revoked?: string[] }): Keyring {
+export function keyringOf(data: {
+  ed25519?: Array<{ keyId: string; role: 'kernel-vendor' | 'module-signing'; publicKey: Uint8Array }>;
+  revoked?: string[];
+}): Keyring {
   const r = Keyring.fromData({ ed25519: data.ed25519 ?? [], certificates: [], revoked: { ed25519KeyIds: data.revoked ?? [], x509Sha256: [] } });
   if (!r.ok) throw new Error(r.error);
   return r.value;

@@ -22,7 +22,12 @@ const site = SYNTHETIC.mcountSites[0]!;
 const ftraceOn = patchItem('ftrace', site, NOP5, ftraceCall(site, SYNTHETIC.ftraceCaller));
 
 /** A text-patch plugin answering `answer` (for every request). */
-const answering = (answer: () => unknown): AnyPlugin => ({ name: 'user-plugin', description: 'under test', kinds: ['text-patch', 'module-unload'], decide: answer as AnyPlugin['decide'] });
+const answering = (answer: () => unknown): AnyPlugin => ({
+  name: 'user-plugin',
+  description: 'under test',
+  kinds: ['text-patch', 'module-unload'],
+  decide: answer as AnyPlugin['decide'],
+});
 
 /** The verdict on one allowed ftrace item, over protocol items and over records, with the built-ins (ftrace allows it) and the user's plugin. */
 async function bothPaths(plugin: AnyPlugin): Promise<Verdict[]> {
@@ -40,8 +45,23 @@ const garbage: ReadonlyArray<[string, () => unknown, RegExp]> = [
   ['a garbage decision', () => ({ decision: 'maybe', reason: 'x' }), /decision is "maybe", not allow, deny or abstain/],
   ['items for another batch', () => ({ decision: 'abstain', reason: 'x', items: [] }), /items has 0 entries for 1 items/],
   ['a reason that is not text', () => ({ decision: 'allow', reason: 42 }), /reason is 42, not a string/],
-  ['a getter that throws', () => ({ get decision(): string { throw new Error('boom'); }, reason: 'x' }), /returned a result that cannot be read: boom/],
-  ['a throw', () => { throw new TypeError('oops'); }, /plugin user-plugin failed: oops/],
+  [
+    'a getter that throws',
+    () => ({
+      get decision(): string {
+        throw new Error('boom');
+      },
+      reason: 'x',
+    }),
+    /returned a result that cannot be read: boom/,
+  ],
+  [
+    'a throw',
+    () => {
+      throw new TypeError('oops');
+    },
+    /plugin user-plugin failed: oops/,
+  ],
   ['a rejected promise', () => Promise.reject(new Error('later')), /plugin user-plugin failed: later/],
   ['a promise of garbage', () => Promise.resolve(7), /returned a malformed result: 7/],
 ];
@@ -68,7 +88,7 @@ test('an async decide that denies is awaited and wins over an allow, on both pat
   }
 });
 
-test('requests wait for an asynchronous decision before them: the second sees the first one\'s commit', async (t) => {
+test("requests wait for an asynchronous decision before them: the second sees the first one's commit", async (t) => {
   const seen: number[] = [];
   let committed = 0;
   const plugin: AnyPlugin = {
@@ -86,7 +106,10 @@ test('requests wait for an asynchronous decision before them: the second sees th
   };
   const v = pluginTestVerifier({ builtins: false, plugins: [plugin] });
   const both = await Promise.all([1, 2].map((id) => v.engine.verify({ v: 1, id, vm: 'vm0', kind: 'module-unload', name: 'm' }, { async: true })));
-  t.deepEqual(both.map((x) => x.ok), [true, true]);
+  t.deepEqual(
+    both.map((x) => x.ok),
+    [true, true],
+  );
   t.deepEqual(seen, [0, 1], 'the second decide ran after the first commit');
 });
 
@@ -101,7 +124,11 @@ test('a malformed plugin module is refused at load, naming the file and the prob
   const dir = mkdtempSync(join(tmpdir(), 'heki-plugins-'));
   const cases: ReadonlyArray<[string, string, RegExp]> = [
     ['empty-name', `export default { name: '', description: 'd', kinds: ['text-patch'], decide() {} };`, /its name is ""/],
-    ['unknown-kind', `export default { name: 'p', description: 'd', kinds: ['text-patch', 'reboot'], decide() {} };`, /claims the unknown request kind "reboot"/],
+    [
+      'unknown-kind',
+      `export default { name: 'p', description: 'd', kinds: ['text-patch', 'reboot'], decide() {} };`,
+      /claims the unknown request kind "reboot"/,
+    ],
     ['no-kinds', `export default { name: 'p', description: 'd', kinds: [], decide() {} };`, /claims no request kinds/],
     ['no-decide', `export default { name: 'p', description: 'd', kinds: ['text-patch'] };`, /has no decide function/],
     ['bad-commit', `export default { name: 'p', description: 'd', kinds: ['text-patch'], decide() {}, commit: 1 };`, /has a commit that is not a function/],

@@ -67,7 +67,11 @@ test('HEKI_REQUIRE_FIXTURES: 1 requires, unset/empty/0 does not, anything else i
 /** Runs one fixture-gated test file with the fixtures pointed at a folder that does not exist. */
 function runWithoutFixtures(require: boolean): { status: number | null; out: string } {
   const env = { ...process.env, HEKI_FIXTURES: join(root, 'no-such-fixtures'), HEKI_REQUIRE_FIXTURES: require ? '1' : '0' };
-  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs'), 'test/unit/module-fixtures.test.ts'], { cwd: root, env, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs'), 'test/unit/module-fixtures.test.ts'], {
+    cwd: root,
+    env,
+    encoding: 'utf8',
+  });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 

@@ -46,7 +46,12 @@ test('requests are written with their verdicts in the order the verdicts arrive'
   if (!s.ok) return t.fail(s.error);
   const o = s.value.observer!;
   o.verifierStarted!({ vm: 'vm0', init: { keyring, manifest: 'MANIFEST', faultInjection: true }, time: 0 });
-  for (const [seq, name] of [[0, 'a'], [1, 'b'], [2, 'c']] as const) o.verifierRequest!({ seq, vm: 'vm0', kind: 'module-unload', items: 1, request: () => unload(name), time: 0 });
+  for (const [seq, name] of [
+    [0, 'a'],
+    [1, 'b'],
+    [2, 'c'],
+  ] as const)
+    o.verifierRequest!({ seq, vm: 'vm0', kind: 'module-unload', items: 1, request: () => unload(name), time: 0 });
   o.verdict!({ seq: 1, vm: 'vm0', kind: 'module-unload', verdict: verdict(2, true, 'b gone'), start: 0, end: 1 });
   o.reset!({ vm: 'vm0', why: 'reboot', time: 1 });
   o.verdict!({ seq: 0, vm: 'vm0', kind: 'module-unload', verdict: verdict(1, false, 'a unknown'), start: 0, end: 2 });
@@ -55,7 +60,11 @@ test('requests are written with their verdicts in the order the verdicts arrive'
   t.regex(done.ok ? done.value : '', /record: 3 requests \(1 without a verdict\)/);
   const es = entries(path);
   t.deepEqual(
-    es.map((e) => (e.type === 'request' ? `request ${e.seq} ${e.request && 'name' in e.request ? e.request.name : '-'} ${e.verdict ? e.verdict.reason : 'no verdict'}` : e.type)),
+    es.map((e) =>
+      e.type === 'request'
+        ? `request ${e.seq} ${e.request && 'name' in e.request ? e.request.name : '-'} ${e.verdict ? e.verdict.reason : 'no verdict'}`
+        : e.type,
+    ),
     ['verifier', 'request 1 b b gone', 'reset', 'request 0 a a unknown', 'request 2 c no verdict', 'end'],
   );
   const v = es[0]!;
@@ -68,7 +77,11 @@ test('the request is encoded when it is sent, not when its verdict comes', async
   if (!s.ok) return t.fail(s.error);
   const o = s.value.observer!;
   const bytes = Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0);
-  const req: OutgoingRequest = { kind: 'text-patch', vm: 'vm0', items: [{ kind: 'ftrace', site: 0xffffffff81000000n, oldBytes: bytes, newBytes: bytes, currentBytes: bytes }] };
+  const req: OutgoingRequest = {
+    kind: 'text-patch',
+    vm: 'vm0',
+    items: [{ kind: 'ftrace', site: 0xffffffff81000000n, oldBytes: bytes, newBytes: bytes, currentBytes: bytes }],
+  };
   o.verifierRequest!({ seq: 0, vm: 'vm0', kind: 'text-patch', items: 1, request: () => req, time: 0 });
   bytes[0] = 0xcc; // the core reuses its buffer after the verdict
   o.verdict!({ seq: 0, vm: 'vm0', kind: 'text-patch', verdict: verdict(1, true, 'ok'), start: 0, end: 1 });

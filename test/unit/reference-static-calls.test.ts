@@ -31,13 +31,17 @@ test('only the keys whose trampoline moved are changed', (t) => {
     const bytes = new Uint8Array(32);
     funcs.forEach((f, i) => bytes.set(f === null ? RET5 : encodeJmp32(TRAMP + BigInt(i * 8), f), i * 8));
     bytes.set([0x0f, 0x0b, 0x90, 0x90, 0x90], 24);
-    return (va: bigint, len: number) => (va >= TRAMP && va + BigInt(len) <= TRAMP + 32n ? bytes.subarray(Number(va - TRAMP), Number(va - TRAMP) + len) : undefined);
+    return (va: bigint, len: number) =>
+      va >= TRAMP && va + BigInt(len) <= TRAMP + 32n ? bytes.subarray(Number(va - TRAMP), Number(va - TRAMP) + len) : undefined;
   };
   const booted = staticCallStates(keys, text([FUNC, null, FUNC]), THUNK);
   const real = staticCallStates(keys, text([FUNC, FUNC + 16n, null]), THUNK);
   t.deepEqual(real.unreadable, [TRAMP + 24n]);
-  t.deepEqual([...changedStaticCalls(booted, real)], [
-    [2n, FUNC + 16n],
-    [3n, null],
-  ]);
+  t.deepEqual(
+    [...changedStaticCalls(booted, real)],
+    [
+      [2n, FUNC + 16n],
+      [3n, null],
+    ],
+  );
 });

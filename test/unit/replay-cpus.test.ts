@@ -22,7 +22,14 @@ const manifest = signManifest({ ...syntheticBody(), smpLocks: [LOCK.toString(16)
 const model = { ...BUILTIN_CPU_MODELS.get('qemu64-up')!, name: 'up-2', possibleCpus: 2 };
 const item: PatchItem = { kind: 'smp-lock', site: LOCK, oldBytes: Uint8Array.of(0x3e), newBytes: Uint8Array.of(0xf0), currentBytes: Uint8Array.of(0x3e) };
 const request = { kind: 'text-patch', vm: 'vm0', items: [item] };
-const verdict = (ok: boolean, reason: string) => ({ v: 1, id: 1, ok, reason: ok ? 'all 1 items allowed' : `1 of 1 items denied; first: ${reason}`, plugins: ['smp-lock'], items: [{ ok, reason }] });
+const verdict = (ok: boolean, reason: string) => ({
+  v: 1,
+  id: 1,
+  ok,
+  reason: ok ? 'all 1 items allowed' : `1 of 1 items denied; first: ${reason}`,
+  plugins: ['smp-lock'],
+  items: [{ ok, reason }],
+});
 
 function log(t: { teardown(f: () => void): void }, lines: unknown[]): string {
   const dir = mkdtempSync(join(tmpdir(), 'heki-replay-cpus-'));
@@ -38,7 +45,14 @@ test('replay applies the recorded CPU hotplug: the same verdicts before and afte
     { type: 'verifier', vm: 'vm0', init: { keyring: keys.data, manifest, vms: { vm0: { cpuModel: model } } } },
     { type: 'request', seq: 0, vm: 'vm0', kind: 'text-patch', request, verdict: verdict(false, before) },
     { type: 'cpus', vm: 'vm0', online: 2 },
-    { type: 'request', seq: 1, vm: 'vm0', kind: 'text-patch', request, verdict: verdict(true, `smp-lock: .smp_locks site 0x${LOCK.toString(16)} (kernel) -> lock prefix`) },
+    {
+      type: 'request',
+      seq: 1,
+      vm: 'vm0',
+      kind: 'text-patch',
+      request,
+      verdict: verdict(true, `smp-lock: .smp_locks site 0x${LOCK.toString(16)} (kernel) -> lock prefix`),
+    },
     { type: 'end', requests: 2 },
   ]);
   const r = await replayLog(path, { plugins: [] });
@@ -48,7 +62,10 @@ test('replay applies the recorded CPU hotplug: the same verdicts before and afte
 });
 
 test('a cpus line the verifier cannot take, or a malformed one, names the line', async (t) => {
-  const over = log(t, [{ type: 'verifier', vm: 'vm0', init: { keyring: keys.data, manifest, vms: { vm0: { cpuModel: model } } } }, { type: 'cpus', vm: 'vm0', online: 3 }]);
+  const over = log(t, [
+    { type: 'verifier', vm: 'vm0', init: { keyring: keys.data, manifest, vms: { vm0: { cpuModel: model } } } },
+    { type: 'cpus', vm: 'vm0', online: 3 },
+  ]);
   const r = await replayLog(over, { plugins: [] });
   t.false(r.ok);
   if (!r.ok) t.regex(`${r.error.line}: ${r.error.message}`, /^3: the recorded CPU count does not fit the verifier: 3 CPUs online is not an integer/);

@@ -37,7 +37,15 @@ const inspection: MachineInspection = {
   ],
 };
 
-const denial: Denial = { id: 1, source: 'ept-violation', step: null, title: 'EPT violation: write (kernel)', reason: 'read-only', sites: [{ va: M + 0x30010n }], moreSites: 0 };
+const denial: Denial = {
+  id: 1,
+  source: 'ept-violation',
+  step: null,
+  title: 'EPT violation: write (kernel)',
+  reason: 'read-only',
+  sites: [{ va: M + 0x30010n }],
+  moreSites: 0,
+};
 
 function page(denials: Denial[]): string {
   return renderReport({ scenario: 's', file: 's.yaml', result: undefined, inspection, denials, droppedDenials: 0, generated: 'now' }).html;
@@ -61,5 +69,9 @@ test('sections with the same bar fold into one row; the one with a denial on it 
   for (const name of ['__ksymtab', '.rodata.str1.1', '__param']) t.true(html.includes(`<span class="mono">${name}</span>`), `${name} listed in the fold`);
   t.regex(html, /6 sections, 12 pages; sections with the same bar folded into one row/);
   const none = page([]);
-  t.deepEqual([...none.matchAll(/data-folded="(\d+)"/g)].map((m) => m[1]), ['5'], 'without the pin all five read-only sections fold');
+  t.deepEqual(
+    [...none.matchAll(/data-folded="(\d+)"/g)].map((m) => m[1]),
+    ['5'],
+    'without the pin all five read-only sections fold',
+  );
 });

@@ -34,7 +34,8 @@ async function run(argv: string[], cwd: string): Promise<{ code: number; out: st
   let started = 0;
   const factory: MachineFactory = () => {
     started++;
-    const answer = (c: { method: string }): StepOutcome => (c.method === 'write' ? { outcome: 'denied', reason: '#PF (write-protect): <text>' } : { outcome: 'allowed', reason: `${c.method}: done` });
+    const answer = (c: { method: string }): StepOutcome =>
+      c.method === 'write' ? { outcome: 'denied', reason: '#PF (write-protect): <text>' } : { outcome: 'allowed', reason: `${c.method}: done` };
     return Promise.resolve({ ok: true, value: new ScriptedMachine({ answer }) });
   };
   const io: CliIo = { out: (s) => void (out += s), err: (s) => void (err += s), cwd };
@@ -61,7 +62,12 @@ test('a run writes the page and prints where, with its counts; steps and the den
   const dir = setup(t);
   const r = await run(['s.yaml', '--report', 'out.html'], dir);
   t.is(r.code, 0, r.err + r.out);
-  t.regex(r.out, new RegExp(`report: ${join(dir, 'out.html').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(0 regions, 1 denials; no map: the machine offers no inspection\\)\\n$`));
+  t.regex(
+    r.out,
+    new RegExp(
+      `report: ${join(dir, 'out.html').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(0 regions, 1 denials; no map: the machine offers no inspection\\)\\n$`,
+    ),
+  );
   const html = readFileSync(join(dir, 'out.html'), 'utf8');
   t.true(html.startsWith('<!DOCTYPE html>'));
   t.true(html.includes('heki run: scripted&lt;report&gt;'));

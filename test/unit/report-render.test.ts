@@ -34,12 +34,29 @@ const inspection: MachineInspection = {
     {
       name: 'evil<b>mod',
       verified: true,
-      sections: [{ name: '.data"><script>x()</script>', source: 'module', vaddr: 0xffffffffc0000000n, size: 100, runs: [{ vaddr: 0xffffffffc0000000n, gpa: 0x5000000, pages: 1, perms: EPT_R | EPT_W }] }],
+      sections: [
+        {
+          name: '.data"><script>x()</script>',
+          source: 'module',
+          vaddr: 0xffffffffc0000000n,
+          size: 100,
+          runs: [{ vaddr: 0xffffffffc0000000n, gpa: 0x5000000, pages: 1, perms: EPT_R | EPT_W }],
+        },
+      ],
     },
   ],
 };
 
-const denial = (id: number, over: Partial<Denial>): Denial => ({ id, source: 'step', step: 2, title: `step 2 write`, reason: 'stopped', sites: [], moreSites: 0, ...over });
+const denial = (id: number, over: Partial<Denial>): Denial => ({
+  id,
+  source: 'step',
+  step: 2,
+  title: `step 2 write`,
+  reason: 'stopped',
+  sites: [],
+  moreSites: 0,
+  ...over,
+});
 
 function render(denials: Denial[], name = 'demo'): string {
   return renderReport({
@@ -130,8 +147,18 @@ test('the collector keeps denied verdicts with their sites, EPT violations with 
     { addr: 0xffffffff82a1b000n, frames: [0x2a1b], current: [3], requested: 5, pageHashes: ['b'] },
   ];
   o.verifierRequest!(req(1, { kind: 'set-memory', vm: 'vm0', ranges }));
-  o.verdict!(verdict(1, 'set-memory', false, 'W^X', [{ ok: true, reason: '' }, { ok: false, reason: 'data page made executable' }]));
-  o.exit!({ vcpu: 0, exit: { reason: 'ept-violation', vcpu: 0, gpa: 0x1000010n, gva: K + 0x10n, access: 'write', mode: 'kernel', perms: RX, pageWalk: false }, action: 'inject', time: 0 });
+  o.verdict!(
+    verdict(1, 'set-memory', false, 'W^X', [
+      { ok: true, reason: '' },
+      { ok: false, reason: 'data page made executable' },
+    ]),
+  );
+  o.exit!({
+    vcpu: 0,
+    exit: { reason: 'ept-violation', vcpu: 0, gpa: 0x1000010n, gva: K + 0x10n, access: 'write', mode: 'kernel', perms: RX, pageWalk: false },
+    action: 'inject',
+    time: 0,
+  });
   c.stepFinished(3, 'set-memory', { outcome: 'denied', reason: 'refused' }, 'init_task');
   c.stepStarted(4);
   c.stepFinished(4, 'read', { outcome: 'allowed', reason: 'read' }, 'jiffies');

@@ -16,7 +16,19 @@ const patch = {
   seq: 3,
   vm: 'vm0',
   kind: 'text-patch',
-  request: { kind: 'text-patch', vm: 'vm0', items: [{ kind: 'ftrace', site: 0xffffffff81001c10n, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4), currentBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0) }] },
+  request: {
+    kind: 'text-patch',
+    vm: 'vm0',
+    items: [
+      {
+        kind: 'ftrace',
+        site: 0xffffffff81001c10n,
+        oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0),
+        newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4),
+        currentBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0),
+      },
+    ],
+  },
   verdict: { v: 1, id: 9, ok: true, reason: 'all 1 items allowed', items: [{ ok: true, reason: 'ftrace: ok' }], plugins: ['ftrace'] },
 };
 
@@ -37,7 +49,14 @@ test('bigints and bytes are tagged: short bytes as hex, long ones as base64, and
   t.true(line.includes('{"$bigint":"0xffffffff81001c10"}'));
   t.true(line.includes('{"$hex":"0f1f440000"}'));
   const image = new Uint8Array(HEX_BYTES_MAX + 1).map((_, i) => i);
-  const load = { type: 'request', seq: 0, vm: 'vm0', kind: 'module-load', request: { kind: 'module-load', vm: 'vm0', name: 'm', image: Buffer.from(image), sections: [], percpu: 0x10n }, verdict: null };
+  const load = {
+    type: 'request',
+    seq: 0,
+    vm: 'vm0',
+    kind: 'module-load',
+    request: { kind: 'module-load', vm: 'vm0', name: 'm', image: Buffer.from(image), sections: [], percpu: 0x10n },
+    verdict: null,
+  };
   const loadLine = encodeLogLine(load);
   t.true(loadLine.includes(`{"$base64":"${Buffer.from(image).toString('base64')}"}`), 'a Buffer is bytes too');
   const { entries, error } = read([header, line, loadLine]);
@@ -50,7 +69,11 @@ test('bigints and bytes are tagged: short bytes as hex, long ones as base64, and
 });
 
 test('a negative bigint in a plugin configuration round-trips', (t) => {
-  const v = { type: 'verifier', vm: 'vm0', init: { keyring: { ed25519: [], certificates: [], revoked: { ed25519KeyIds: [], x509Sha256: [] } }, pluginConfig: { p: { delta: -5n } } } };
+  const v = {
+    type: 'verifier',
+    vm: 'vm0',
+    init: { keyring: { ed25519: [], certificates: [], revoked: { ed25519KeyIds: [], x509Sha256: [] } }, pluginConfig: { p: { delta: -5n } } },
+  };
   const { entries, error } = read([header, encodeLogLine(v)]);
   t.is(error, undefined);
   t.deepEqual(entries[0], v as unknown as LogEntry);

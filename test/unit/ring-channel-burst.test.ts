@@ -11,20 +11,30 @@ import { PatchRecords } from '../../shared/ring/index.ts';
 import { RingChannel, type RingAnswer } from '../../hypervisor/verifier-link/ring-channel.ts';
 import { RingServer } from '../../verifier-vm/ring-server.ts';
 
-const item: PatchItem = { kind: 'ftrace', site: 0xffff_ffff_8100_0040n, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4), currentBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0) };
+const item: PatchItem = {
+  kind: 'ftrace',
+  site: 0xffff_ffff_8100_0040n,
+  oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0),
+  newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4),
+  currentBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0),
+};
 
 function serve(channel: RingChannel): { server: RingServer; decided: number[] } {
   const decided: number[] = [];
-  const server = new RingServer(channel.layout, {
-    patches: (id) => {
-      decided.push(id);
-      return { verdict: { id, ok: id % 2 === 0, reason: id % 2 === 0 ? 'allowed' : 'denied', plugins: ['test'] }, grants: undefined };
+  const server = new RingServer(
+    channel.layout,
+    {
+      patches: (id) => {
+        decided.push(id);
+        return { verdict: { id, ok: id % 2 === 0, reason: id % 2 === 0 ? 'allowed' : 'denied', plugins: ['test'] }, grants: undefined };
+      },
+      message: () => {
+        throw new Error('not used');
+      },
+      takeFault: () => undefined,
     },
-    message: () => {
-      throw new Error('not used');
-    },
-    takeFault: () => undefined,
-  }, { spinMs: 0.2, sliceMs: 0.1, park: 'async' });
+    { spinMs: 0.2, sliceMs: 0.1, park: 'async' },
+  );
   return { server, decided };
 }
 
@@ -39,7 +49,11 @@ test('a burst sent in one tick: one spin, the rest published at once, every requ
     for (let id = 1; id <= 32; id++) answers.push(channel.sendPatches(id, 'vm0', records));
     t.is(channel.counters.queued, 31, 'only the first request spun; the waiter it armed serves the rest');
     const got = await Promise.all(answers);
-    t.deepEqual(decided, Array.from({ length: 32 }, (_, i) => i + 1), 'decided once each, in order');
+    t.deepEqual(
+      decided,
+      Array.from({ length: 32 }, (_, i) => i + 1),
+      'decided once each, in order',
+    );
     got.forEach((a, i) => {
       t.is(a?.kind, 'verdict');
       if (a?.kind === 'verdict') {

@@ -44,10 +44,28 @@ function rings(bytes = 1 << 16): { req: SpscRing; ver: SpscRing } {
 const vmBytes = (s: string) => new TextEncoder().encode(s);
 
 const items: PatchItem[] = [
-  { kind: 'ftrace', site: 0xffffffff81000100n, oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4), currentBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0) },
-  { kind: 'jump-label', site: 0xffffffff81000300n, oldBytes: Uint8Array.of(0x66, 0x90), newBytes: Uint8Array.of(0xeb, 0x3e), currentBytes: Uint8Array.of(0x66, 0x90) },
+  {
+    kind: 'ftrace',
+    site: 0xffffffff81000100n,
+    oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0),
+    newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4),
+    currentBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0, 0),
+  },
+  {
+    kind: 'jump-label',
+    site: 0xffffffff81000300n,
+    oldBytes: Uint8Array.of(0x66, 0x90),
+    newBytes: Uint8Array.of(0xeb, 0x3e),
+    currentBytes: Uint8Array.of(0x66, 0x90),
+  },
   { kind: 'kprobe', site: 0x1234n, oldBytes: Uint8Array.of(0x55), newBytes: Uint8Array.of(0xcc), currentBytes: Uint8Array.of(0x55) },
-  { kind: 'static-call', site: 0xffff_ffff_ffff_fff0n, oldBytes: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8), newBytes: Uint8Array.of(8, 7, 6, 5, 4, 3, 2, 1), currentBytes: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8) },
+  {
+    kind: 'static-call',
+    site: 0xffff_ffff_ffff_fff0n,
+    oldBytes: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8),
+    newBytes: Uint8Array.of(8, 7, 6, 5, 4, 3, 2, 1),
+    currentBytes: Uint8Array.of(1, 2, 3, 4, 5, 6, 7, 8),
+  },
 ];
 
 test('patch records: items in, the same items out; sites print as hex() prints them', (t) => {
@@ -76,7 +94,12 @@ test('property: any encodable batch survives records unchanged', async (t) => {
     fc.property(fc.array(item, { maxLength: 20 }), (list) => {
       const r = PatchRecords.fromItems(list);
       if (typeof r === 'string') return false;
-      return r.validate() === undefined && JSON.stringify(r.toItems(), (_k, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? [...v] : v)) === JSON.stringify(list, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? [...v] : v)) && list.every((it, i) => r.siteHex(i) === hex(it.site));
+      return (
+        r.validate() === undefined &&
+        JSON.stringify(r.toItems(), (_k, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? [...v] : v)) ===
+          JSON.stringify(list, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? [...v] : v)) &&
+        list.every((it, i) => r.siteHex(i) === hex(it.site))
+      );
     }),
     scaledRuns(100),
   );
@@ -96,12 +119,30 @@ test('record validation names the record and the field', (t) => {
     f(r.bytes);
     return r.validate();
   };
-  t.is(bad((b) => (b[PATCH_RECORD + PR.KIND] = 9)), 'record 1: unknown patch kind code 9');
-  t.is(bad((b) => (b[PR.LEN] = 0)), 'record 0: patch length 0 is not 1..8');
-  t.is(bad((b) => (b[2 * PATCH_RECORD + PR.LEN] = 9)), 'record 2: patch length 9 is not 1..8');
-  t.is(bad((b) => (b[PR.PAD + 3] = 1)), 'record 0: reserved byte 13 is not zero');
-  t.is(bad((b) => (b[PATCH_RECORD + PR.NEW + 5] = 1)), 'record 1: new byte 5 lies beyond the patch length 2 and is not zero');
-  t.is(bad((b) => (b[2 * PATCH_RECORD + PR.CUR + 1] = 1)), 'record 2: current byte 1 lies beyond the patch length 1 and is not zero');
+  t.is(
+    bad((b) => (b[PATCH_RECORD + PR.KIND] = 9)),
+    'record 1: unknown patch kind code 9',
+  );
+  t.is(
+    bad((b) => (b[PR.LEN] = 0)),
+    'record 0: patch length 0 is not 1..8',
+  );
+  t.is(
+    bad((b) => (b[2 * PATCH_RECORD + PR.LEN] = 9)),
+    'record 2: patch length 9 is not 1..8',
+  );
+  t.is(
+    bad((b) => (b[PR.PAD + 3] = 1)),
+    'record 0: reserved byte 13 is not zero',
+  );
+  t.is(
+    bad((b) => (b[PATCH_RECORD + PR.NEW + 5] = 1)),
+    'record 1: new byte 5 lies beyond the patch length 2 and is not zero',
+  );
+  t.is(
+    bad((b) => (b[2 * PATCH_RECORD + PR.CUR + 1] = 1)),
+    'record 2: current byte 1 lies beyond the patch length 1 and is not zero',
+  );
 });
 
 test('the ring: messages come out in order; one that does not fit before the end wraps behind a marker', (t) => {
@@ -173,15 +214,42 @@ test('a malformed request is refused with the problem named, and the id when the
     f(req, off);
     return readRequest(req, off);
   };
-  t.like(broken((r, o) => (r.u32[o >>> 2] = 0xdeadbeef)), { ok: false, id: 7, error: 'bad request magic 0xdeadbeef', size: undefined });
-  t.like(broken((r, o) => (r.u8[o + RQ.VERSION] = 9)), { ok: false, id: 7, error: 'protocol version 9 is not 1' });
-  t.like(broken((r, o) => (r.u8[o + RQ.KIND] = 77)), { ok: false, id: 7, error: 'unknown request kind code 77' });
-  t.like(broken((r, o) => (r.u32[(o + RQ.COUNT) >>> 2] = 3)), { ok: false, id: 7, error: 'message size 200 does not hold 3 records of 40 bytes' });
-  t.like(broken((r, o) => (r.u32[(o + RQ.SIZE) >>> 2] = 12)), { ok: false, error: `request size 12 is not a multiple of 8 in ${REQUEST_HEADER}..${REQUEST_HEADER + 8 + 4 * PATCH_RECORD}`, size: undefined });
-  t.like(broken((r, o) => (r.u32[(o + RQ.RSV1) >>> 2] = 1)), { ok: false, error: 'reserved request header words are not zero' });
-  t.like(broken((r, o) => (r.f64[(o + RQ.ID) >>> 3] = 1.5)), { ok: false, id: -1, error: 'request id 1.5 is not a non-negative integer' });
-  t.like(broken((r, o) => (r.u8[o + REQUEST_HEADER + 8 + PATCH_RECORD + PR.KIND] = 5)), { ok: false, id: 7, error: 'record 1: unknown patch kind code 5', size: REQUEST_HEADER + 8 + 4 * PATCH_RECORD });
-  t.like(broken((r, o) => (r.u8[o + REQUEST_HEADER + 3] = 1)), { ok: false, error: 'vm name padding is not zero' });
+  t.like(
+    broken((r, o) => (r.u32[o >>> 2] = 0xdeadbeef)),
+    { ok: false, id: 7, error: 'bad request magic 0xdeadbeef', size: undefined },
+  );
+  t.like(
+    broken((r, o) => (r.u8[o + RQ.VERSION] = 9)),
+    { ok: false, id: 7, error: 'protocol version 9 is not 1' },
+  );
+  t.like(
+    broken((r, o) => (r.u8[o + RQ.KIND] = 77)),
+    { ok: false, id: 7, error: 'unknown request kind code 77' },
+  );
+  t.like(
+    broken((r, o) => (r.u32[(o + RQ.COUNT) >>> 2] = 3)),
+    { ok: false, id: 7, error: 'message size 200 does not hold 3 records of 40 bytes' },
+  );
+  t.like(
+    broken((r, o) => (r.u32[(o + RQ.SIZE) >>> 2] = 12)),
+    { ok: false, error: `request size 12 is not a multiple of 8 in ${REQUEST_HEADER}..${REQUEST_HEADER + 8 + 4 * PATCH_RECORD}`, size: undefined },
+  );
+  t.like(
+    broken((r, o) => (r.u32[(o + RQ.RSV1) >>> 2] = 1)),
+    { ok: false, error: 'reserved request header words are not zero' },
+  );
+  t.like(
+    broken((r, o) => (r.f64[(o + RQ.ID) >>> 3] = 1.5)),
+    { ok: false, id: -1, error: 'request id 1.5 is not a non-negative integer' },
+  );
+  t.like(
+    broken((r, o) => (r.u8[o + REQUEST_HEADER + 8 + PATCH_RECORD + PR.KIND] = 5)),
+    { ok: false, id: 7, error: 'record 1: unknown patch kind code 5', size: REQUEST_HEADER + 8 + 4 * PATCH_RECORD },
+  );
+  t.like(
+    broken((r, o) => (r.u8[o + REQUEST_HEADER + 3] = 1)),
+    { ok: false, error: 'vm name padding is not zero' },
+  );
 });
 
 /** A packed verdict for `items`: the first allowed by template, the others denied by text. */
@@ -191,7 +259,13 @@ function packed(id: number, n: number): PackedVerdict {
   const template = new Int32Array(n).fill(-1);
   template[0] = 0;
   const text = Array.from({ length: n }, (_, i) => (i === 0 ? undefined : `ftrace: item ${i} dénied`));
-  return { id, ok: false, reason: `${n - 1} of ${n} items denied; first: ftrace: item 1 dénied`, plugins: ['ftrace', 'kprobe'], items: { count: n, ok, template, text, templates: [{ prefix: 'ftrace: ftrace site ', suffix: ' (kernel) -> NOP' }] } };
+  return {
+    id,
+    ok: false,
+    reason: `${n - 1} of ${n} items denied; first: ftrace: item 1 dénied`,
+    plugins: ['ftrace', 'kprobe'],
+    items: { count: n, ok, template, text, templates: [{ prefix: 'ftrace: ftrace site ', suffix: ' (kernel) -> NOP' }] },
+  };
 }
 
 test('verdicts: reasons by template and by text come back as the protocol items', (t) => {
@@ -203,12 +277,15 @@ test('verdicts: reasons by template and by text come back as the protocol items'
   if (!r.ok || r.parked) return t.fail(JSON.stringify(r));
   t.is(r.verdict.reason, v.reason);
   t.deepEqual(r.verdict.plugins, ['ftrace', 'kprobe']);
-  t.deepEqual(expandItems(r.verdict.items!, (i) => records.siteHex(i)), [
-    { ok: true, reason: 'ftrace: ftrace site 0xffffffff81000100 (kernel) -> NOP' },
-    { ok: false, reason: 'ftrace: item 1 dénied' },
-    { ok: false, reason: 'ftrace: item 2 dénied' },
-    { ok: false, reason: 'ftrace: item 3 dénied' },
-  ]);
+  t.deepEqual(
+    expandItems(r.verdict.items!, (i) => records.siteHex(i)),
+    [
+      { ok: true, reason: 'ftrace: ftrace site 0xffffffff81000100 (kernel) -> NOP' },
+      { ok: false, reason: 'ftrace: item 1 dénied' },
+      { ok: false, reason: 'ftrace: item 2 dénied' },
+      { ok: false, reason: 'ftrace: item 3 dénied' },
+    ],
+  );
   ver.release(r.size);
   t.true(writeParked(ver, 10));
   t.like(readVerdict(ver, ver.peek(), { id: 10, items: 4 }), { ok: true, parked: true });
@@ -240,14 +317,42 @@ test('a malformed or unexpected verdict is an error naming the problem', (t) => 
   t.is(check({ id: 8, items: 4 }), 'answer for request 9, not 8');
   t.is(check({ id: 9, items: 3 }), 'verdict has 4 items, the request had 3');
   t.is(check({ id: 9, items: undefined }), 'verdict has items, the request had none');
-  t.is(check({ id: 9, items: 4 }, (r, o) => (r.u32[o >>> 2] = 1)), 'bad verdict magic 0x1');
-  t.is(check({ id: 9, items: 4 }, (r, o) => (r.u8[o + VD.FLAGS] = 0x84)), 'unknown verdict flags 0x84');
-  t.is(check({ id: 9, items: 4 }, (r, o) => (r.u8[o + VD.VERSION] = 2)), 'verdict protocol version 2 is not 1');
-  t.is(check({ id: 9, items: 4 }, (r, o) => (r.u8[itemsAt(r, o)] = 2)), 'item 0: malformed record');
-  t.is(check({ id: 9, items: 4 }, (r, o) => (r.u32[(itemsAt(r, o) >>> 2) + 1] = 5)), 'item 0: template 5 of 1');
-  t.is(check({ id: 9, items: 4 }, (r, o) => (r.u8[itemsAt(r, o) + ITEM_RECORD + 1] = 3)), 'item 1: unknown reason form 3');
-  t.is(check({ id: 9, items: 4 }, (r, o) => (r.u32[(o + VD.SIZE) >>> 2] = 1 << 20)), `verdict size ${1 << 20} is not a multiple of 8 in 40..${(() => { const { ver } = rings(); writeVerdict(ver, packed(9, 4)); return ver.available(); })()}`);
-  t.regex(check({ id: 9, items: 4 }, (r, o) => (r.u32[(o + VD.REASON_LEN) >>> 2] = 400)), /reason runs past the string area/);
+  t.is(
+    check({ id: 9, items: 4 }, (r, o) => (r.u32[o >>> 2] = 1)),
+    'bad verdict magic 0x1',
+  );
+  t.is(
+    check({ id: 9, items: 4 }, (r, o) => (r.u8[o + VD.FLAGS] = 0x84)),
+    'unknown verdict flags 0x84',
+  );
+  t.is(
+    check({ id: 9, items: 4 }, (r, o) => (r.u8[o + VD.VERSION] = 2)),
+    'verdict protocol version 2 is not 1',
+  );
+  t.is(
+    check({ id: 9, items: 4 }, (r, o) => (r.u8[itemsAt(r, o)] = 2)),
+    'item 0: malformed record',
+  );
+  t.is(
+    check({ id: 9, items: 4 }, (r, o) => (r.u32[(itemsAt(r, o) >>> 2) + 1] = 5)),
+    'item 0: template 5 of 1',
+  );
+  t.is(
+    check({ id: 9, items: 4 }, (r, o) => (r.u8[itemsAt(r, o) + ITEM_RECORD + 1] = 3)),
+    'item 1: unknown reason form 3',
+  );
+  t.is(
+    check({ id: 9, items: 4 }, (r, o) => (r.u32[(o + VD.SIZE) >>> 2] = 1 << 20)),
+    `verdict size ${1 << 20} is not a multiple of 8 in 40..${(() => {
+      const { ver } = rings();
+      writeVerdict(ver, packed(9, 4));
+      return ver.available();
+    })()}`,
+  );
+  t.regex(
+    check({ id: 9, items: 4 }, (r, o) => (r.u32[(o + VD.REASON_LEN) >>> 2] = 400)),
+    /reason runs past the string area/,
+  );
   const { ver } = rings();
   writeParked(ver, 3);
   ver.u32[(ver.peek() + VD.ITEMS) >>> 2] = 1;
@@ -255,7 +360,13 @@ test('a malformed or unexpected verdict is an error naming the problem', (t) => 
 });
 
 test('patch records carry the smp-lock kind (a lock-prefix restore) and count it in its own slot', (t) => {
-  const lock: PatchItem = { kind: 'smp-lock', site: 0xffffffff81000500n, oldBytes: Uint8Array.of(0x3e), newBytes: Uint8Array.of(0xf0), currentBytes: Uint8Array.of(0x3e) };
+  const lock: PatchItem = {
+    kind: 'smp-lock',
+    site: 0xffffffff81000500n,
+    oldBytes: Uint8Array.of(0x3e),
+    newBytes: Uint8Array.of(0xf0),
+    currentBytes: Uint8Array.of(0x3e),
+  };
   const r = PatchRecords.fromItems([...items, lock]);
   if (typeof r === 'string') return t.fail(r);
   t.is(r.validate(), undefined);

@@ -51,5 +51,8 @@ test('demo.yaml: boot, signed modules, ftrace all on and off, five kinds of atta
   t.true(s.steps.some((x) => x.op === 'ftrace' && x.action === 'disable' && x.target === 'all'));
   const denied = new Set(s.steps.filter((x) => x.expect === 'denied').map((x) => x.op));
   for (const op of ['write', 'exec', 'write-cr', 'write-msr', 'set-memory'] as const) t.true(denied.has(op), op);
-  t.true(s.steps.every((x) => x.expect !== null), 'every demo step states its expectation');
+  t.true(
+    s.steps.every((x) => x.expect !== null),
+    'every demo step states its expectation',
+  );
 });

@@ -84,7 +84,10 @@ test('a step that is not a one-key mapping', (t) => {
   t.is(stepProblem('[boot]'), `scenario.yaml:3: step 1: must be a mapping of one step kind to its parameters, like '- boot: {}'`);
   t.is(stepProblem('{}'), `scenario.yaml:3: step 1: is empty ({}); write its kind, like '- boot: {}'`);
   t.deepEqual(problems('name: x\nsteps:\n  -\n'), [`scenario.yaml:3: step 1: is empty; write its kind, like '- boot: {}'`]);
-  t.is(stepProblem('wirte: {}'), `scenario.yaml:3: step 1: unknown step kind 'wirte' (expected one of: boot, load-module, unload-module, ftrace, jump-label, static-call, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall, reboot, kexec, panic, hibernate, resume, migrate, cpu-online, save-memory)`);
+  t.is(
+    stepProblem('wirte: {}'),
+    `scenario.yaml:3: step 1: unknown step kind 'wirte' (expected one of: boot, load-module, unload-module, ftrace, jump-label, static-call, set-memory, text-poke, kprobe, bpf-jit, read, write, exec, write-cr, write-msr, hypercall, reboot, kexec, panic, hibernate, resume, migrate, cpu-online, save-memory)`,
+  );
   t.is(stepProblem('boot: []'), `scenario.yaml:3: step 1 (boot): parameters must be a mapping, like '- boot: {}'`);
   t.is(stepProblem('write: _stext'), `scenario.yaml:3: step 1 (write): parameters must be a mapping, like '- write: {...}'`);
 });
@@ -125,18 +128,39 @@ test('addresses: syntax only, named precisely', (t) => {
   t.is(stepProblem('exec: { addr: "foo bar" }'), `scenario.yaml:3: step 1 (exec): 'addr' must be hex (0x...) or symbol[+offset], got 'foo bar'`);
   t.is(stepProblem('exec: { addr: 0xzz }'), `scenario.yaml:3: step 1 (exec): 'addr' must be hex (0x...) or symbol[+offset], got '0xzz'`);
   t.is(stepProblem('exec: { addr: 0x1ffffffffffffffff }'), `scenario.yaml:3: step 1 (exec): 'addr' is above 2^64-1: '0x1ffffffffffffffff'`);
-  t.is(stepProblem('exec: { addr: "_stext+zz" }'), `scenario.yaml:3: step 1 (exec): 'addr' has a bad offset in '_stext+zz': must be an integer (decimal, or hex with 0x), got 'zz'`);
-  t.is(stepProblem('exec: { addr: ffffffff81000000 }'), `scenario.yaml:3: step 1 (exec): 'addr' looks like a hex address without 0x: write 0xffffffff81000000 (got 'ffffffff81000000')`);
+  t.is(
+    stepProblem('exec: { addr: "_stext+zz" }'),
+    `scenario.yaml:3: step 1 (exec): 'addr' has a bad offset in '_stext+zz': must be an integer (decimal, or hex with 0x), got 'zz'`,
+  );
+  t.is(
+    stepProblem('exec: { addr: ffffffff81000000 }'),
+    `scenario.yaml:3: step 1 (exec): 'addr' looks like a hex address without 0x: write 0xffffffff81000000 (got 'ffffffff81000000')`,
+  );
   t.is(stepProblem('exec: { addr: [1] }'), `scenario.yaml:3: step 1 (exec): 'addr' must be a single value, not a list`);
   t.is(stepProblem('jump-label: { enable: "a b" }'), `scenario.yaml:3: step 1 (jump-label): 'enable' must be hex (0x...) or symbol[+offset], got 'a b'`);
 });
 
 test('hex bytes: odd digits, 0x prefix, non-hex, empty', (t) => {
-  t.is(stepProblem('write: { addr: _stext, bytes: "9" }'), `scenario.yaml:3: step 1 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00": '9' has an odd number of hex digits`);
-  t.is(stepProblem('write: { addr: _stext, bytes: 0x90 }'), `scenario.yaml:3: step 1 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00" (without 0x), got '0x90'`);
-  t.is(stepProblem('write: { addr: _stext, bytes: "nop" }'), `scenario.yaml:3: step 1 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00", got 'nop'`);
-  t.is(stepProblem('write: { addr: _stext, bytes: "" }'), `scenario.yaml:3: step 1 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00", got an empty string`);
-  t.is(stepProblem('bpf-jit: { name: p, image: "0" }'), `scenario.yaml:3: step 1 (bpf-jit): 'image' must be hex bytes like "90" or "0f 1f 44 00 00": '0' has an odd number of hex digits`);
+  t.is(
+    stepProblem('write: { addr: _stext, bytes: "9" }'),
+    `scenario.yaml:3: step 1 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00": '9' has an odd number of hex digits`,
+  );
+  t.is(
+    stepProblem('write: { addr: _stext, bytes: 0x90 }'),
+    `scenario.yaml:3: step 1 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00" (without 0x), got '0x90'`,
+  );
+  t.is(
+    stepProblem('write: { addr: _stext, bytes: "nop" }'),
+    `scenario.yaml:3: step 1 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00", got 'nop'`,
+  );
+  t.is(
+    stepProblem('write: { addr: _stext, bytes: "" }'),
+    `scenario.yaml:3: step 1 (write): 'bytes' must be hex bytes like "90" or "0f 1f 44 00 00", got an empty string`,
+  );
+  t.is(
+    stepProblem('bpf-jit: { name: p, image: "0" }'),
+    `scenario.yaml:3: step 1 (bpf-jit): 'image' must be hex bytes like "90" or "0f 1f 44 00 00": '0' has an odd number of hex digits`,
+  );
 });
 
 test('wrong types: booleans, lists, mappings where values are expected', (t) => {
@@ -152,17 +176,29 @@ test('numbers: ranges and syntax', (t) => {
   t.is(stepProblem('read: { addr: x, len: 0 }'), `scenario.yaml:3: step 1 (read): 'len' must be between 1 and 65536, got '0'`);
   t.is(stepProblem('read: { addr: x, len: 65537 }'), `scenario.yaml:3: step 1 (read): 'len' must be between 1 and 65536, got '65537'`);
   t.is(stepProblem('read: { addr: x, len: -1 }'), `scenario.yaml:3: step 1 (read): 'len' must be an integer (decimal, or hex with 0x), got '-1'`);
-  t.is(stepProblem('set-memory: { addr: x, perm: ro, pages: 1.5 }'), `scenario.yaml:3: step 1 (set-memory): 'pages' must be an integer (decimal, or hex with 0x), got '1.5'`);
+  t.is(
+    stepProblem('set-memory: { addr: x, perm: ro, pages: 1.5 }'),
+    `scenario.yaml:3: step 1 (set-memory): 'pages' must be an integer (decimal, or hex with 0x), got '1.5'`,
+  );
   t.is(stepProblem('bpf-jit: { name: p, size: 0 }'), `scenario.yaml:3: step 1 (bpf-jit): 'size' must be between 1 and 1048576, got '0'`);
-  t.is(stepProblem('write-msr: { msr: LSTAR, value: 0x10000000000000000 }'), `scenario.yaml:3: step 1 (write-msr): 'value' must be at most 0xffffffffffffffff, got '0x10000000000000000'`);
+  t.is(
+    stepProblem('write-msr: { msr: LSTAR, value: 0x10000000000000000 }'),
+    `scenario.yaml:3: step 1 (write-msr): 'value' must be at most 0xffffffffffffffff, got '0x10000000000000000'`,
+  );
   t.is(stepProblem('write-msr: { msr: 0x100000000, value: 0 }'), `scenario.yaml:3: step 1 (write-msr): 'msr' must be at most 0xffffffff, got '0x100000000'`);
-  t.is(stepProblem('hypercall: { nr: 13, args: [1, x] }'), `scenario.yaml:3: step 1 (hypercall): 'args[1]' must be an integer (decimal, or hex with 0x), got 'x'`);
+  t.is(
+    stepProblem('hypercall: { nr: 13, args: [1, x] }'),
+    `scenario.yaml:3: step 1 (hypercall): 'args[1]' must be an integer (decimal, or hex with 0x), got 'x'`,
+  );
   t.is(stepProblem('hypercall: { nr: 13, args: [1, 2, 3, 4, 5] }'), `scenario.yaml:3: step 1 (hypercall): 'args' has 5 items; at most 4 allowed`);
 });
 
 test('choices: perm, kind, mode, ftrace targets, names', (t) => {
   t.is(stepProblem('set-memory: { addr: x, perm: rwx }'), `scenario.yaml:3: step 1 (set-memory): 'perm' must be one of ro, rw, x, nx, rox`);
-  t.is(stepProblem('text-poke: { addr: x, bytes: "90", kind: alternative }'), `scenario.yaml:3: step 1 (text-poke): 'kind' must be one of ftrace, jump-label, static-call, kprobe`);
+  t.is(
+    stepProblem('text-poke: { addr: x, bytes: "90", kind: alternative }'),
+    `scenario.yaml:3: step 1 (text-poke): 'kind' must be one of ftrace, jump-label, static-call, kprobe`,
+  );
   t.is(stepProblem('ftrace: { enable: "a b" }'), `scenario.yaml:3: step 1 (ftrace): 'enable' must be all, a glob (tcp_*) or a function name, got 'a b'`);
   t.is(stepProblem('ftrace: {}'), `scenario.yaml:3: step 1 (ftrace): needs 'enable' or 'disable'`);
   t.is(stepProblem('ftrace: { enable: all, disable: all }'), `scenario.yaml:3: step 1 (ftrace): takes 'enable' or 'disable', not both`);
@@ -175,24 +211,48 @@ test('choices: perm, kind, mode, ftrace targets, names', (t) => {
   t.is(stepProblem('unload-module: {}'), `scenario.yaml:3: step 1 (unload-module): needs 'name' or 'path'`);
   t.is(stepProblem('unload-module: { name: crc7, path: crc7.ko }'), `scenario.yaml:3: step 1 (unload-module): takes 'name' or 'path', not both`);
   t.is(stepProblem('unload-module: { path: "" }'), `scenario.yaml:3: step 1 (unload-module): 'path' must not be empty`);
-  t.is(stepProblem('unload-module: { name: "a/b" }'), `scenario.yaml:3: step 1 (unload-module): 'name' must be a module name like virtio_net (letters, digits, _ and -, at most 55), got 'a/b'`);
+  t.is(
+    stepProblem('unload-module: { name: "a/b" }'),
+    `scenario.yaml:3: step 1 (unload-module): 'name' must be a module name like virtio_net (letters, digits, _ and -, at most 55), got 'a/b'`,
+  );
   t.is(stepProblem('load-module: { path: "" }'), `scenario.yaml:3: step 1 (load-module): 'path' must not be empty`);
 });
 
 test('write-cr: register, bits, combinations', (t) => {
-  t.is(stepProblem('write-cr: { cr: 2, value: 0 }'), `scenario.yaml:3: step 1 (write-cr): 'cr' must be 0, 3 or 4 (CR2 and CR8 are not moves a scenario can test), got '2'`);
+  t.is(
+    stepProblem('write-cr: { cr: 2, value: 0 }'),
+    `scenario.yaml:3: step 1 (write-cr): 'cr' must be 0, 3 or 4 (CR2 and CR8 are not moves a scenario can test), got '2'`,
+  );
   t.is(stepProblem('write-cr: { cr: 4 }'), `scenario.yaml:3: step 1 (write-cr): needs 'value', or 'set' and/or 'clear'`);
-  t.is(stepProblem('write-cr: { cr: 4, value: 0, set: SMEP }'), `scenario.yaml:3: step 1 (write-cr): 'value' replaces the whole register; it cannot be combined with 'set' or 'clear'`);
-  t.is(stepProblem('write-cr: { cr: 4, clear: [SMEPP] }'), `scenario.yaml:3: step 1 (write-cr): 'clear' has an unknown CR4 bit 'SMEPP' (known: VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT, UMIP, LA57, VMXE, SMXE, FSGSBASE, PCIDE, OSXSAVE, SMEP, SMAP, PKE, CET)`);
-  t.is(stepProblem('write-cr: { cr: 0, clear: SMEP }'), `scenario.yaml:3: step 1 (write-cr): 'clear' has an unknown CR0 bit 'SMEP' (known: PE, MP, EM, TS, ET, NE, WP, AM, NW, CD, PG)`);
-  t.is(stepProblem('write-cr: { cr: 3, set: PCD }'), `scenario.yaml:3: step 1 (write-cr): 'set' names a bit ('PCD') but CR3 has no named bits; give a hex mask`);
+  t.is(
+    stepProblem('write-cr: { cr: 4, value: 0, set: SMEP }'),
+    `scenario.yaml:3: step 1 (write-cr): 'value' replaces the whole register; it cannot be combined with 'set' or 'clear'`,
+  );
+  t.is(
+    stepProblem('write-cr: { cr: 4, clear: [SMEPP] }'),
+    `scenario.yaml:3: step 1 (write-cr): 'clear' has an unknown CR4 bit 'SMEPP' (known: VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT, UMIP, LA57, VMXE, SMXE, FSGSBASE, PCIDE, OSXSAVE, SMEP, SMAP, PKE, CET)`,
+  );
+  t.is(
+    stepProblem('write-cr: { cr: 0, clear: SMEP }'),
+    `scenario.yaml:3: step 1 (write-cr): 'clear' has an unknown CR0 bit 'SMEP' (known: PE, MP, EM, TS, ET, NE, WP, AM, NW, CD, PG)`,
+  );
+  t.is(
+    stepProblem('write-cr: { cr: 3, set: PCD }'),
+    `scenario.yaml:3: step 1 (write-cr): 'set' names a bit ('PCD') but CR3 has no named bits; give a hex mask`,
+  );
   t.is(stepProblem('write-cr: { cr: 4, set: [SMEP], clear: [SMEP, SMAP] }'), `scenario.yaml:3: step 1 (write-cr): 'set' and 'clear' both name SMEP`);
   t.is(stepProblem('write-cr: { cr: 4, value: zz }'), `scenario.yaml:3: step 1 (write-cr): 'value' must be an integer (decimal, or hex with 0x), got 'zz'`);
 });
 
 test('write-msr and hypercall names', (t) => {
-  t.is(stepProblem('write-msr: { msr: LSTARR, value: 0 }'), `scenario.yaml:3: step 1 (write-msr): 'msr' must be an MSR number or one of IA32_SYSENTER_CS, IA32_SYSENTER_ESP, IA32_SYSENTER_EIP, IA32_PAT, EFER, STAR, LSTAR, CSTAR, SYSCALL_MASK, FS_BASE, GS_BASE, KERNEL_GS_BASE, got 'LSTARR'`);
-  t.regex(stepProblem('hypercall: { nr: KVM_HC_NOPE }'), /^scenario\.yaml:3: step 1 \(hypercall\): 'nr' must be a number or a hypercall name \((?=[^)]*\bLOCK_CR_UPDATE\b)(?=[^)]*\bPROTECT_MEMORY\b)[^)]*\), got 'KVM_HC_NOPE'$/);
+  t.is(
+    stepProblem('write-msr: { msr: LSTARR, value: 0 }'),
+    `scenario.yaml:3: step 1 (write-msr): 'msr' must be an MSR number or one of IA32_SYSENTER_CS, IA32_SYSENTER_ESP, IA32_SYSENTER_EIP, IA32_PAT, EFER, STAR, LSTAR, CSTAR, SYSCALL_MASK, FS_BASE, GS_BASE, KERNEL_GS_BASE, got 'LSTARR'`,
+  );
+  t.regex(
+    stepProblem('hypercall: { nr: KVM_HC_NOPE }'),
+    /^scenario\.yaml:3: step 1 \(hypercall\): 'nr' must be a number or a hypercall name \((?=[^)]*\bLOCK_CR_UPDATE\b)(?=[^)]*\bPROTECT_MEMORY\b)[^)]*\), got 'KVM_HC_NOPE'$/,
+  );
 });
 
 test('every problem of a file is reported, in line order', (t) => {
@@ -228,10 +288,16 @@ test('the display name is used; without one, the path', (t) => {
 
 test('static-call: a bad key or target, an empty target, an unknown key', (t) => {
   t.is(stepProblem('static-call: { key: "a b", target: f }'), `scenario.yaml:3: step 1 (static-call): 'key' must be hex (0x...) or symbol[+offset], got 'a b'`);
-  t.is(stepProblem('static-call: { key: __SCK__x, target: "f g" }'), `scenario.yaml:3: step 1 (static-call): 'target' must be hex (0x...) or symbol[+offset], got 'f g' (or null)`);
+  t.is(
+    stepProblem('static-call: { key: __SCK__x, target: "f g" }'),
+    `scenario.yaml:3: step 1 (static-call): 'target' must be hex (0x...) or symbol[+offset], got 'f g' (or null)`,
+  );
   t.is(stepProblem('static-call: { key: __SCK__x, target: }'), `scenario.yaml:3: step 1 (static-call): 'target' has no value`);
   t.is(stepProblem('static-call: { key: __SCK__x, target: true }'), `scenario.yaml:3: step 1 (static-call): 'target' must not be a boolean (got true)`);
-  t.is(stepProblem('static-call: { key: __SCK__x, target: f, func: g }'), `scenario.yaml:3: step 1 (static-call): unknown key 'func' (expected one of key, target, expect)`);
+  t.is(
+    stepProblem('static-call: { key: __SCK__x, target: f, func: g }'),
+    `scenario.yaml:3: step 1 (static-call): unknown key 'func' (expected one of key, target, expect)`,
+  );
 });
 
 test('lifecycle steps: unknown keys, bad values, a signer with a manifest file', (t) => {

@@ -92,8 +92,13 @@ test('static-call: key and target addresses, or a null target (null, ~ or "null"
     { ...step('static-call: { key: __SCK__might_resched, target: __cond_resched }') },
     { op: 'static-call', key: '__SCK__might_resched', target: '__cond_resched', index: 1, line: 3, expect: null },
   );
-  t.like(step('static-call: { key: 0xffffffff82a5de10, target: "__cond_resched+0" , expect: allowed }'), { key: '0xffffffff82a5de10', target: '__cond_resched', expect: 'allowed' });
-  for (const nul of ['null', '~', '"null"', 'NULL']) t.like(step(`static-call: { key: __SCK__cond_resched, target: ${nul} }`), { op: 'static-call', target: null });
+  t.like(step('static-call: { key: 0xffffffff82a5de10, target: "__cond_resched+0" , expect: allowed }'), {
+    key: '0xffffffff82a5de10',
+    target: '__cond_resched',
+    expect: 'allowed',
+  });
+  for (const nul of ['null', '~', '"null"', 'NULL'])
+    t.like(step(`static-call: { key: __SCK__cond_resched, target: ${nul} }`), { op: 'static-call', target: null });
   t.like(step('static-call:\n      key: __SCK__cond_resched\n      target: null\n      expect: denied'), { op: 'static-call', target: null, expect: 'denied' });
 });
 
@@ -220,7 +225,12 @@ test('cpu: a named model is kept as written, any other value is a folder beside 
 
 test('cpu-online takes nothing; save-memory an address, a bounded len and an out path beside the scenario', (t) => {
   t.deepEqual(step('cpu-online: {}'), { op: 'cpu-online', index: 1, line: 3, expect: null });
-  t.like(step('save-memory: { addr: _stext, len: 0x1000, out: dumps/text.bin }'), { op: 'save-memory', addr: '_stext', len: 4096, out: '/work/scenarios/dumps/text.bin' });
+  t.like(step('save-memory: { addr: _stext, len: 0x1000, out: dumps/text.bin }'), {
+    op: 'save-memory',
+    addr: '_stext',
+    len: 4096,
+    out: '/work/scenarios/dumps/text.bin',
+  });
   const cases: Array<[string, RegExp]> = [
     ['save-memory: { addr: _stext, out: x.bin }', /missing required key 'len'/],
     ['save-memory: { addr: _stext, len: 1 }', /missing required key 'out'/],

@@ -20,7 +20,9 @@ function denying(...methods: string[]): (c: MachineCall) => StepOutcome {
 }
 
 test('each step kind calls its machine method with the parsed arguments', async (t) => {
-  const m = new ScriptedMachine({ symbols: { _stext: 0xffffffff81000000n, init_task: 0xffffffff82a1aa40n, key: 0xffffffff82000000n, __SCK__sc: 0xffffffff82a00100n } });
+  const m = new ScriptedMachine({
+    symbols: { _stext: 0xffffffff81000000n, init_task: 0xffffffff82a1aa40n, key: 0xffffffff82000000n, __SCK__sc: 0xffffffff82a00100n },
+  });
   const s = scenario(`  - boot: {}
   - load-module: { path: mods/crc7.ko }
   - unload-module: { name: crc7 }
@@ -124,31 +126,45 @@ test('a failed step does not stop the run; passed only when every step holds', a
   const m = new ScriptedMachine({ answer: denying('boot') });
   const r = await runScenario(scenario('  - boot: { expect: allowed }\n  - exec: { addr: _stext }\n  - exec: { addr: _stext, expect: allowed }\n'), m);
   t.false(r.passed);
-  t.deepEqual(r.steps.map((s) => s.ok), [false, true, true]);
+  t.deepEqual(
+    r.steps.map((s) => s.ok),
+    [false, true, true],
+  );
   t.is(m.calls.length, 3);
   t.is(m.disposed, 1);
 });
 
 test('an unknown symbol is an error outcome for that step, and the machine is not called', async (t) => {
   const m = new ScriptedMachine();
-  const r = await runScenario(scenario('  - write: { addr: "nosuch+0x10", bytes: "90", expect: denied }\n  - jump-label: { disable: nokey }\n  - exec: { addr: _stext }\n'), m);
+  const r = await runScenario(
+    scenario('  - write: { addr: "nosuch+0x10", bytes: "90", expect: denied }\n  - jump-label: { disable: nokey }\n  - exec: { addr: _stext }\n'),
+    m,
+  );
   t.like(r.steps[0], { outcome: 'error', reason: `cannot resolve 'nosuch+0x10': unknown symbol 'nosuch'`, expected: 'denied', ok: false });
   t.like(r.steps[1], { outcome: 'error', reason: `cannot resolve 'nokey': unknown symbol 'nokey'`, ok: false });
   t.like(r.steps[2], { outcome: 'allowed', ok: true });
-  t.deepEqual(m.calls.map((c) => c.method), ['exec']);
+  t.deepEqual(
+    m.calls.map((c) => c.method),
+    ['exec'],
+  );
   t.false(r.passed);
 });
 
 test('static-call resolves its key and its target before calling the machine; a null target is not resolved', async (t) => {
   const m = new ScriptedMachine({ symbols: { _stext: 0xffffffff81000000n, __SCK__sc: 0xffffffff82a00100n } });
   const r = await runScenario(
-    scenario('  - static-call: { key: __SCK__nosuch, target: _stext }\n  - static-call: { key: __SCK__sc, target: nosuch_fn }\n  - static-call: { key: __SCK__sc, target: null }\n'),
+    scenario(
+      '  - static-call: { key: __SCK__nosuch, target: _stext }\n  - static-call: { key: __SCK__sc, target: nosuch_fn }\n  - static-call: { key: __SCK__sc, target: null }\n',
+    ),
     m,
   );
   t.like(r.steps[0], { outcome: 'error', reason: `cannot resolve '__SCK__nosuch': unknown symbol '__SCK__nosuch'` });
   t.like(r.steps[1], { outcome: 'error', reason: `cannot resolve 'nosuch_fn': unknown symbol 'nosuch_fn'` });
   t.like(r.steps[2], { outcome: 'allowed', ok: true });
-  t.deepEqual(m.calls.map((c) => [c.method, ...c.args]), [['staticCall', '__SCK__sc', null]]);
+  t.deepEqual(
+    m.calls.map((c) => [c.method, ...c.args]),
+    [['staticCall', '__SCK__sc', null]],
+  );
 });
 
 test('a machine call that throws, rejects or returns nonsense is an error naming it', async (t) => {
@@ -192,7 +208,10 @@ test('resolve throwing is an error outcome too', async (t) => {
     throw new Error('map not loaded');
   };
   const r = await runScenario(scenario('  - exec: { addr: _stext }\n  - boot: {}\n'), m);
-  t.deepEqual(r.steps.map((s) => s.outcome), ['error', 'allowed']);
+  t.deepEqual(
+    r.steps.map((s) => s.outcome),
+    ['error', 'allowed'],
+  );
   t.is(r.steps[0]!.reason, `machine.resolve('_stext') threw Error: map not loaded`);
 });
 
@@ -215,7 +234,10 @@ test('a step that hangs times out; the rest are not run; dispose is still called
       ['error', `not run: step 2 (boot) timed out and the machine's state is unknown`],
     ],
   );
-  t.deepEqual(m.calls.map((c) => c.method), ['exec', 'boot']);
+  t.deepEqual(
+    m.calls.map((c) => c.method),
+    ['exec', 'boot'],
+  );
   t.is(m.disposed, 1);
 });
 
@@ -292,7 +314,9 @@ test("a denied step says the verifier's reason when the machine recorded one dur
     },
   });
   const r = await runScenario(
-    scenario("  - boot: {}\n  - load-module: { path: /m/crc7.ko, expect: denied }\n  - exec: { addr: _stext, expect: denied }\n  - text-poke: { addr: _stext, bytes: '90', expect: denied }\n"),
+    scenario(
+      "  - boot: {}\n  - load-module: { path: /m/crc7.ko, expect: denied }\n  - exec: { addr: _stext, expect: denied }\n  - text-poke: { addr: _stext, bytes: '90', expect: denied }\n",
+    ),
     m,
   );
   t.true(r.passed);

@@ -37,7 +37,10 @@ test('expect: error pins a corrupt module refused as malformed; an unexpected su
   writeFileSync(join(dir, 'corrupt.ko'), Buffer.from('\x7fELF but not really a module'));
   const m = new ScriptedMachine();
   const r = await runScenario(
-    scenario(dir, '  - boot: { expect: error }\n  - unload-module: { path: corrupt.ko, expect: error }\n  - unload-module: { path: missing.ko, expect: error }\n  - unload-module: { path: corrupt.ko }\n'),
+    scenario(
+      dir,
+      '  - boot: { expect: error }\n  - unload-module: { path: corrupt.ko, expect: error }\n  - unload-module: { path: missing.ko, expect: error }\n  - unload-module: { path: corrupt.ko }\n',
+    ),
     m,
   );
   t.deepEqual(
@@ -51,6 +54,9 @@ test('expect: error pins a corrupt module refused as malformed; an unexpected su
   );
   t.regex(r.steps[1]!.reason, /corrupt\.ko: /);
   t.regex(r.steps[2]!.reason, /cannot read module .*missing\.ko: cannot read: no such file/);
-  t.false(m.calls.some((c) => c.method === 'unloadModule'), 'a file that is not a module never reaches the machine');
+  t.false(
+    m.calls.some((c) => c.method === 'unloadModule'),
+    'a file that is not a module never reaches the machine',
+  );
   t.like(JSON.parse(JSON.stringify(r)), { passed: false, steps: [{ expected: 'error' }, { expected: 'error', ok: true }] });
 });

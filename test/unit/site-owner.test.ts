@@ -10,7 +10,14 @@ import type { TouchupTables } from '../../shared/x86/touchups/tables.ts';
 
 const site = 0xffffffff81001000n;
 const alt = (cpuid: number) => ({ entry: 0xffffffff82000000n, instr: site, repl: 0xffffffff83000000n, cpuid, instrlen: 5, replacementlen: 5 });
-const tables: TouchupTables = { paravirt: [], retpolines: [], returns: [site + 1n], alternatives: [alt(11 * 32 + 14), alt(11 * 32 + 15)], smpLocks: [], staticCalls: [] };
+const tables: TouchupTables = {
+  paravirt: [],
+  retpolines: [],
+  returns: [site + 1n],
+  alternatives: [alt(11 * 32 + 14), alt(11 * 32 + 15)],
+  smpLocks: [],
+  staticCalls: [],
+};
 
 test('two alternative entries at one site name it once; another table covering the byte is named too', (t) => {
   const owners = new SiteOwners(tables);

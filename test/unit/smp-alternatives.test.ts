@@ -41,10 +41,13 @@ test('after a UP boot, every remembered 3e of the kernel and the modules becomes
   const r = await smp.enableSmp();
   t.deepEqual(r, { ok: true, restored: 2, batches: 1, uniprocPatched: true });
   t.is(batches.length, 1);
-  t.deepEqual(batches[0]!.map((p) => [p.kind, p.site, p.oldBytes[0], p.newBytes[0]]), [
-    ['smp-lock', 0x1000n, 0x3e, 0xf0],
-    ['smp-lock', 0x2000n, 0x3e, 0xf0],
-  ]);
+  t.deepEqual(
+    batches[0]!.map((p) => [p.kind, p.site, p.oldBytes[0], p.newBytes[0]]),
+    [
+      ['smp-lock', 0x1000n, 0x3e, 0xf0],
+      ['smp-lock', 0x2000n, 0x3e, 0xf0],
+    ],
+  );
   t.is(mem.get(0x1000n), 0xf0);
   t.false(smp.uniprocPatched);
   t.is((await smp.enableSmp()).ok && batches.length, 1, 'a second CPU later patches nothing');
@@ -56,6 +59,9 @@ test('an unloaded module is forgotten; a refused batch leaves the kernel UP-patc
   smp.remove('kvm');
   const r = await smp.enableSmp();
   t.false(r.ok);
-  t.deepEqual(batches[0]!.map((p) => p.site), [0x1000n]);
+  t.deepEqual(
+    batches[0]!.map((p) => p.site),
+    [0x1000n],
+  );
   t.true(smp.uniprocPatched);
 });

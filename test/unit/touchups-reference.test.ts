@@ -29,7 +29,13 @@ for (const name of BUILTIN_CPU_MODELS.keys()) {
     const tables = vmlinuxTouchupTables(image);
     const space = vmlinuxTextSpace(image);
     const b = image.boundaries;
-    const report = applyBootTouchups(space, tables, { sites: image.mcountSites.map((s) => s.address), fentry: b.__fentry__ }, { start: b._stext, end: b._etext }, vmlinuxTouchupContext(image, model));
+    const report = applyBootTouchups(
+      space,
+      tables,
+      { sites: image.mcountSites.map((s) => s.address), fentry: b.__fentry__ },
+      { start: b._stext, end: b._etext },
+      vmlinuxTouchupContext(image, model),
+    );
     t.is(report.uniprocessor, model.presentCpus === 1);
     const ours = space.locate(b._stext)!.region.bytes;
     const real = ref.value.text;
@@ -48,7 +54,8 @@ for (const name of BUILTIN_CPU_MODELS.keys()) {
     t.deepEqual(outside, [], 'bytes outside jump-label sites differ from the real boot');
 
     // Only .text was dumped (init text is gone by then).
-    const view = (text: Uint8Array) => (site: bigint, len: number) => (site >= b._stext && site + BigInt(len) <= b._etext ? text.subarray(Number(site - b._stext), Number(site - b._stext) + len) : undefined);
+    const view = (text: Uint8Array) => (site: bigint, len: number) =>
+      site >= b._stext && site + BigInt(len) <= b._etext ? text.subarray(Number(site - b._stext), Number(site - b._stext) + len) : undefined;
     const booted = jumpKeyStates(entries, view(ours));
     const realStates = jumpKeyStates(entries, view(real));
     t.deepEqual(realStates.inconsistent, [], 'every key of the real text has one state');

@@ -77,7 +77,7 @@ test('nothing in flight is never cut, and a request after an idle spell gets the
   t.true(performance.now() - t0 >= 1000 - 30, `cut ${Math.round(performance.now() - t0)} ms after the request came`);
 });
 
-test('the verifier\'s progress reports move the attached word: each report, and one per chunk of items', (t) => {
+test("the verifier's progress reports move the attached word: each report, and one per chunk of items", (t) => {
   const word = new Int32Array(new SharedArrayBuffer(8));
   attachProgress(word, 1);
   reportProgress();

@@ -5,7 +5,14 @@
 import { gpa, gpaToGfn } from '../../shared/addr.ts';
 import test from 'ava';
 import { LAYOUT, bootSynthetic, lockSyntheticKernel } from '../helpers/synthetic-machine.ts';
-import { VIRTIO_BLK_S, VIRTIO_BLK_T, encodeVirtioBlkRequest, decodeVirtioBlkRequest, VIRTIO_BLK_DESC_SIZE, type VirtioBlkStatus } from '../../shared/virtio-blk.ts';
+import {
+  VIRTIO_BLK_S,
+  VIRTIO_BLK_T,
+  encodeVirtioBlkRequest,
+  decodeVirtioBlkRequest,
+  VIRTIO_BLK_DESC_SIZE,
+  type VirtioBlkStatus,
+} from '../../shared/virtio-blk.ts';
 import { EPT_R } from '../../hypervisor/ept/permissions.ts';
 import { HC, KVM_MAP_GPA_RANGE } from '../../shared/abi.ts';
 import type { VirtioBlkErrorKind } from '../../hypervisor/vmm/devices/virtio-blk.ts';

@@ -24,7 +24,11 @@ const stored = new Uint8Array(readFileSync(new URL('hibernate.img', dir)));
 function checkedImage() {
   const d = decodeVmImage(stored);
   if (!d.ok) throw new Error(d.error.message);
-  const c = checkVmImage(d.value, publicKeyVmImageVerifier(ed25519KeyPairFromSeed(seed).publicKey), { vm: FIXTURE_VM.name, vmId: FIXTURE_VM.vmId, kind: 'hibernate' });
+  const c = checkVmImage(d.value, publicKeyVmImageVerifier(ed25519KeyPairFromSeed(seed).publicKey), {
+    vm: FIXTURE_VM.name,
+    vmId: FIXTURE_VM.vmId,
+    kind: 'hibernate',
+  });
   if (!c.ok) throw new Error(c.error.message);
   return c.value;
 }
@@ -32,7 +36,10 @@ function checkedImage() {
 test('the stored version 2 image still decodes and checks with its signing key', (t) => {
   const image = checkedImage();
   t.is(image.header.version, 2);
-  t.deepEqual(image.header.sections.map((s) => s.name), ['core', 'memory', 'verifier', 'vmm', 'guest']);
+  t.deepEqual(
+    image.header.sections.map((s) => s.name),
+    ['core', 'memory', 'verifier', 'vmm', 'guest'],
+  );
 });
 
 test('the stored image restores into a fresh VM: memory, every protection, the VMM state', (t) => {

@@ -13,11 +13,15 @@ const other = generateEd25519KeyPair();
 const VM_ID = '0123456789abcdef0123456789abcdef';
 
 function make(kind: 'hibernate' | 'migration' = 'hibernate'): Uint8Array {
-  return encodeVmImage({ kind, vm: 'vm0', vmId: VM_ID }, [
-    { name: 'core', bytes: new TextEncoder().encode('{"section":"core"}') },
-    { name: 'memory', bytes: Uint8Array.from({ length: 5000 }, (_, i) => i & 0xff) },
-    { name: 'empty', bytes: new Uint8Array(0) },
-  ], vmImageSigner(key));
+  return encodeVmImage(
+    { kind, vm: 'vm0', vmId: VM_ID },
+    [
+      { name: 'core', bytes: new TextEncoder().encode('{"section":"core"}') },
+      { name: 'memory', bytes: Uint8Array.from({ length: 5000 }, (_, i) => i & 0xff) },
+      { name: 'empty', bytes: new Uint8Array(0) },
+    ],
+    vmImageSigner(key),
+  );
 }
 
 function decoded(b: Uint8Array): VmImage {
@@ -30,7 +34,10 @@ test('an image round-trips and checks with its key', (t) => {
   const img = decoded(make());
   t.is(img.header.vm, 'vm0');
   t.is(img.header.vmId, VM_ID);
-  t.deepEqual(img.header.sections.map((s) => s.name), ['core', 'memory', 'empty']);
+  t.deepEqual(
+    img.header.sections.map((s) => s.name),
+    ['core', 'memory', 'empty'],
+  );
   t.is(img.sections.get('memory')!.length, 5000);
   t.is(new TextDecoder().decode(img.sections.get('core')!), '{"section":"core"}');
   t.true(checkVmImage(img, publicKeyVmImageVerifier(key.publicKey), { vm: 'vm0', vmId: VM_ID, kind: 'hibernate' }).ok);

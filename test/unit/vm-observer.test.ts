@@ -51,7 +51,14 @@ const throwing: VmObserver = Object.fromEntries(
 /** A stub verifier that allows text patches (item by item) and counts what it saw. */
 function stubPort(options: { records?: boolean; fail?: boolean } = {}): VerifierPort {
   let id = 0;
-  const allow = (items: number): Verdict => ({ v: PROTOCOL_VERSION, id: ++id, ok: true, reason: 'ok', plugins: ['stub'], items: Array.from({ length: items }, () => ({ ok: true, reason: 'ok' })) });
+  const allow = (items: number): Verdict => ({
+    v: PROTOCOL_VERSION,
+    id: ++id,
+    ok: true,
+    reason: 'ok',
+    plugins: ['stub'],
+    items: Array.from({ length: items }, () => ({ ok: true, reason: 'ok' })),
+  });
   return {
     async verify(r) {
       if (options.fail) throw new Error('worker gone');
@@ -62,7 +69,10 @@ function stubPort(options: { records?: boolean; fail?: boolean } = {}): Verifier
 }
 
 /** Boots a synthetic VM watched by `observer`, locks it, patches one ftrace site, and tries to write locked text. */
-async function scenario(observer: VmObserver | undefined, port: VerifierPort): Promise<{ m: SyntheticMachine; audit: AuditLog; rets: number[]; write: boolean }> {
+async function scenario(
+  observer: VmObserver | undefined,
+  port: VerifierPort,
+): Promise<{ m: SyntheticMachine; audit: AuditLog; rets: number[]; write: boolean }> {
   const m = bootSynthetic(observer ? { observer } : {});
   const audit = AuditLog.inMemory();
   m.vmm.core.attachVerifier({
@@ -75,7 +85,9 @@ async function scenario(observer: VmObserver | undefined, port: VerifierPort): P
   rets.push(await lockSyntheticKernel(m));
   // 16 data pages at once: one EPT run.
   rets.push(await protect(m, [{ pa: 0x100_0000n, epa: 0x101_0000n, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE }]));
-  const batch = encodePatchBatch([{ kind: 'ftrace', site: m.kva(LAYOUT.text), oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) }]);
+  const batch = encodePatchBatch([
+    { kind: 'ftrace', site: m.kva(LAYOUT.text), oldBytes: Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00), newBytes: Uint8Array.of(0xe8, 1, 2, 3, 4) },
+  ]);
   m.vmm.core.memory.write(gpa(DESC), batch);
   rets.push(await m.cpu.vmcall(HC.HEKI_TEXT_PATCH, DESC));
   rets.push(await m.cpu.vmcall(999));

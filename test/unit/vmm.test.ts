@@ -56,7 +56,7 @@ test('a throwing policy stops the VM instead of guessing', async (t) => {
       },
     },
   });
-  t.true(await m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP) < 0);
+  t.true((await m.cpu.vmcall(HC.LOCK_CR_UPDATE, 4n, CR4.SMEP)) < 0);
   t.regex(m.vmm.core.stopped ?? '', /policy bug/);
 });
 
@@ -69,5 +69,9 @@ test('only a VMM reset clears pins, locks and filters', async (t) => {
   t.deepEqual(m.vmm.core.ept.entries(), []);
   t.false(m.vmm.platformPinned);
   t.is(m.cpu.readCr(0) & (1n << 31n), 0n, 'the vCPU is back in its RESET state');
-  t.is(await protect(m, [{ pa: LAYOUT.text, epa: LAYOUT.text + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE }]), 0, 'a new boot may set up its own locks');
+  t.is(
+    await protect(m, [{ pa: LAYOUT.text, epa: LAYOUT.text + 0x1000n, permissions: MEM_ATTR.READ | MEM_ATTR.WRITE }]),
+    0,
+    'a new boot may set up its own locks',
+  );
 });

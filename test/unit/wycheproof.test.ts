@@ -56,7 +56,10 @@ vectorTest('Wycheproof Ed25519: all 151 vectors agree on node:crypto and tweetna
     for (const v of g.tests) {
       t.not(v.result, 'acceptable', `tcId ${v.tcId}: no acceptable Ed25519 vectors in this file`);
       const want = v.result === 'valid';
-      for (const [impl, verify] of [['node', verifyEd25519Node], ['tweetnacl', verifyEd25519Nacl]] as const) {
+      for (const [impl, verify] of [
+        ['node', verifyEd25519Node],
+        ['tweetnacl', verifyEd25519Nacl],
+      ] as const) {
         if (verify(hex(v.msg), hex(v.sig), pk) !== want) disagree.push(`${impl} tcId ${v.tcId} (${v.comment || v.flags.join(',')}): expected ${v.result}`);
       }
     }
@@ -64,7 +67,13 @@ vectorTest('Wycheproof Ed25519: all 151 vectors agree on node:crypto and tweetna
   t.deepEqual(disagree, []);
 });
 
-const RSA_FILES = ['rsa_signature_2048_sha256_test.json', 'rsa_signature_2048_sha384_test.json', 'rsa_signature_3072_sha256_test.json', 'rsa_signature_4096_sha256_test.json', 'rsa_signature_4096_sha512_test.json'];
+const RSA_FILES = [
+  'rsa_signature_2048_sha256_test.json',
+  'rsa_signature_2048_sha384_test.json',
+  'rsa_signature_3072_sha256_test.json',
+  'rsa_signature_4096_sha256_test.json',
+  'rsa_signature_4096_sha512_test.json',
+];
 const HASHES: Readonly<Record<string, RsaDigest>> = { 'SHA-256': 'sha256', 'SHA-384': 'sha384', 'SHA-512': 'sha512' };
 
 for (const name of RSA_FILES) {
@@ -85,7 +94,8 @@ for (const name of RSA_FILES) {
           t.deepEqual(v.flags, ['MissingNull'], `tcId ${v.tcId}`);
           acceptable++;
         }
-        if (verifyRsaPkcs1v15(hash, hex(v.msg), key, hex(v.sig)) !== (v.result === 'valid')) disagree.push(`tcId ${v.tcId} (${v.comment || v.flags.join(',')}): expected ${v.result}`);
+        if (verifyRsaPkcs1v15(hash, hex(v.msg), key, hex(v.sig)) !== (v.result === 'valid'))
+          disagree.push(`tcId ${v.tcId} (${v.comment || v.flags.join(',')}): expected ${v.result}`);
       }
     }
     t.deepEqual(disagree, []);

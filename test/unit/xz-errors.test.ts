@@ -160,12 +160,16 @@ test('random damage never throws', async (t) => {
   await checkProperty(
     t,
     'random damage never throws',
-    fc.property(fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }), fc.nat(base.length), (edits, cut) => {
-      const b = base.slice(0, Math.max(cut, 1));
-      for (const [i, v] of edits) if (i < b.length) b[i] = v;
-      const r = xzDecompress(b, { maxOutput: 1 << 20 });
-      return r.ok ? r.value.length <= 1 << 20 : r.error.message.startsWith('xz: ');
-    }),
+    fc.property(
+      fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }),
+      fc.nat(base.length),
+      (edits, cut) => {
+        const b = base.slice(0, Math.max(cut, 1));
+        for (const [i, v] of edits) if (i < b.length) b[i] = v;
+        const r = xzDecompress(b, { maxOutput: 1 << 20 });
+        return r.ok ? r.value.length <= 1 << 20 : r.error.message.startsWith('xz: ');
+      },
+    ),
     scaledRuns(3000),
   );
 });

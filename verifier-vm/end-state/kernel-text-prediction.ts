@@ -64,14 +64,17 @@ function decode(m: KernelManifest, t: ManifestTouchups): DecodedTouchups {
   for (const [name, s] of Object.entries(t.sections ?? {})) sections.set(name, { vaddr: big(s.vaddr, `${name}.vaddr`), bytes: b64(s.data, `${name}.data`) });
   const symbols = new Map<string, bigint>(Object.entries(t.symbols ?? {}).map(([n, a]) => [n, big(a, `symbols.${n}`)]));
   const pvOps = new Map<number, bigint>(Object.entries(t.pvOps ?? {}).map(([ty, a]) => [Number(ty), big(a, `pvOps.${ty}`)]));
-  const funcs = new Map<bigint, bigint>(Object.entries(t.staticCallFuncs ?? {}).map(([k, f]) => [big(k, 'staticCallFuncs key'), big(f, `staticCallFuncs.${k}`)]));
+  const funcs = new Map<bigint, bigint>(
+    Object.entries(t.staticCallFuncs ?? {}).map(([k, f]) => [big(k, 'staticCallFuncs key'), big(f, `staticCallFuncs.${k}`)]),
+  );
   const sc = m.body.staticCalls;
   const keys = (sc?.keys ?? []).map((k) => {
     const key = big(k.key, 'static call key');
     const f = funcs.get(key);
     return { key, trampoline: big(k.trampoline, 'trampoline'), func: f === undefined || f === 0n ? null : f };
   });
-  const sym = (name: string): bigint | undefined => symbols.get(name) ?? (typeof m.body.symbols[name] === 'string' ? big(m.body.symbols[name], name) : undefined);
+  const sym = (name: string): bigint | undefined =>
+    symbols.get(name) ?? (typeof m.body.symbols[name] === 'string' ? big(m.body.symbols[name], name) : undefined);
   const textRanges = m.textRanges.map((r) => [r.start, r.end] as const);
   const source: TouchupSource = {
     section: (name) => sections.get(name),
@@ -135,16 +138,19 @@ export function checkPredictedText(m: KernelManifest, model: CpuModel, addr: big
   const spans = touchupSpans(t.tables, { mcountSites: [...m.mcountSites], trampolines: t.trampolines }, addr, text.length);
   reportProgress();
   const file = Uint8Array.from(text);
-  if (!scatterSpans(file, spans, t.siteBytes)) return err('the manifest\'s touch-up site bytes do not fit its tables');
+  if (!scatterSpans(file, spans, t.siteBytes)) return err("the manifest's touch-up site bytes do not fit its tables");
   reportProgress();
   const pages = Math.ceil(text.length / t.pageSize);
   if (t.pages.length !== pages * 32) return err(`the manifest has ${t.pages.length / 32} page digests for a ${text.length}-byte .text (${pages} pages)`);
   for (let p = 0; p < pages; p++) {
     if ((p & (PAGE_CHUNK - 1)) === 0) reportProgress();
     const start = p * t.pageSize;
-    const digest = createHash('sha256').update(file.subarray(start, Math.min(file.length, start + t.pageSize))).digest();
+    const digest = createHash('sha256')
+      .update(file.subarray(start, Math.min(file.length, start + t.pageSize)))
+      .digest();
     for (let i = 0; i < 32; i++) {
-      if (digest[i] !== t.pages[p * 32 + i]) return err(`.text page ${hex(addr + BigInt(start))} differs from the signed kernel file outside every touch-up site`);
+      if (digest[i] !== t.pages[p * 32 + i])
+        return err(`.text page ${hex(addr + BigInt(start))} differs from the signed kernel file outside every touch-up site`);
     }
   }
   const ctx = touchupContext(t.source, model);
@@ -166,7 +172,9 @@ export function checkPredictedText(m: KernelManifest, model: CpuModel, addr: big
   if (first >= 0) {
     const at = addr + BigInt(first);
     const show = (b: Uint8Array): string => Buffer.from(b.subarray(first, first + 8)).toString('hex');
-    return err(`.text differs from what Linux 6.1 writes on CPU model ${model.name} in ${differing} bytes; the first at ${hex(at)}, ${t.owners.describe(at)}: the guest holds ${show(text)}, the kernel writes ${show(file)}`);
+    return err(
+      `.text differs from what Linux 6.1 writes on CPU model ${model.name} in ${differing} bytes; the first at ${hex(at)}, ${t.owners.describe(at)}: the guest holds ${show(text)}, the kernel writes ${show(file)}`,
+    );
   }
   return ok({ report, bytes: text.length });
 }

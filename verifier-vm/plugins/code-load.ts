@@ -37,14 +37,16 @@ export function checkCodeLoad(request: RequestOf<'code-load'>, ctx: PluginContex
   if (key.role !== 'module-signing' && key.role !== 'kernel-vendor') return deny(`key ${keyId} has role ${String(key.role)}, which may not sign code`);
   if (ctx.keyring.isKeyRevoked(keyId)) return deny(`key ${keyId} is revoked`);
   if (signature.length !== ED25519_SIGNATURE_LEN) return deny(`signature is ${signature.length} bytes, not ${ED25519_SIGNATURE_LEN}`);
-  if (!verifyCodeImageSignature(image, { what: request.what, addr }, signature, key.publicKey)) return deny(`signature does not match the image at this address (key ${keyId})`);
+  if (!verifyCodeImageSignature(image, { what: request.what, addr }, signature, key.publicKey))
+    return deny(`signature does not match the image at this address (key ${keyId})`);
   return { decision: 'allow', reason: `${what} at ${hex(addr)} (${image.length} bytes) signed by ${key.role} key ${keyId}` };
 }
 
 /** The code-load plugin. */
 export const codeLoadPlugin: VerifierPlugin<'code-load'> = {
   name: 'code-load',
-  description: 'allows eBPF JIT images and trampolines signed (Ed25519) by a module-signing or kernel-vendor key that is not revoked, and records their page hashes',
+  description:
+    'allows eBPF JIT images and trampolines signed (Ed25519) by a module-signing or kernel-vendor key that is not revoked, and records their page hashes',
   kinds: ['code-load'],
   decide(request, ctx) {
     return checkCodeLoad(request, ctx);

@@ -19,7 +19,21 @@ import type { PatchItem } from '../../shared/protocol.ts';
 import { notePatch } from '../end-state/key-state.ts';
 import { ItemDecisions, type PluginContext, type VerifierPlugin } from '../plugin-api.ts';
 import { NO_MANIFEST, decideItems, findJumpEntry, hex, ownerName, type ItemVerdict } from './patch-sites.ts';
-import { DecisionSink, ItemView, RecordCursor, TextSink, newBytesAre, newRel32, oldMatchesMemory, relTarget, relTargetHi, relTargetLo, u64, type ItemSink, type PatchView } from './patch-view.ts';
+import {
+  DecisionSink,
+  ItemView,
+  RecordCursor,
+  TextSink,
+  newBytesAre,
+  newRel32,
+  oldMatchesMemory,
+  relTarget,
+  relTargetHi,
+  relTargetLo,
+  u64,
+  type ItemSink,
+  type PatchView,
+} from './patch-view.ts';
 import { SiteIndex } from './site-index.ts';
 
 const JUMP_LABEL_CODE = PATCH_KIND['jump-label'];
@@ -52,7 +66,8 @@ export function checkJumpLabel(v: PatchView, ctx: PluginContext, sink: ItemSink)
     const rel = entry.len === 2 ? (v.neu(1) << 24) >> 24 : newRel32(v);
     relTarget(v, entry.len, rel);
     const target = u64(relTargetLo, relTargetHi);
-    if (target !== entry.target) return sink.deny(`jump-label site ${hex(site)}: jump to foreign target ${hex(target)} (the entry's target is ${hex(entry.target)})`);
+    if (target !== entry.target)
+      return sink.deny(`jump-label site ${hex(site)}: jump to foreign target ${hex(target)} (the entry's target is ${hex(entry.target)})`);
     return sink.allow(`jump-label site ${hex(site)} (${owner}) -> jmp ${hex(entry.target)}`);
   }
   return sink.deny(

@@ -48,7 +48,8 @@ export function checkKernelText(request: RequestOf<'kernel-text'>, ctx: PluginCo
       continue;
     }
     const sha = sha256Hex(got.bytes);
-    if (sha !== String(want.sha256).toLowerCase()) return deny(`section ${want.name} at ${hex(addr)} differs from the manifest (sha256 ${sha}, expected ${want.sha256})`);
+    if (sha !== String(want.sha256).toLowerCase())
+      return deny(`section ${want.name} at ${hex(addr)} differs from the manifest (sha256 ${sha}, expected ${want.sha256})`);
   }
   const how = hasTouchups(m) ? `, .text as Linux 6.1 patches it on CPU model ${ctx.vm.cpuModel?.name ?? '?'}` : '';
   return { decision: 'allow', reason: `${m.body.sections.length} sections match the manifest of ${m.body.kernel} (key ${m.keyId})${how}` };

@@ -33,17 +33,7 @@ import { patchKindCount } from '../record-batch.ts';
 import { INT3, formatBytes } from '../../shared/x86/patch-encodings.ts';
 import type { PatchItem, RequestOf } from '../../shared/protocol.ts';
 import type { PluginContext, VerifiedModule, VerifierPlugin } from '../plugin-api.ts';
-import {
-  NO_MANIFEST,
-  allowItem,
-  decideItems,
-  denyItem,
-  hex,
-  ownerName,
-  patchSiteCovering,
-  runtimeTextAt,
-  type ItemVerdict,
-} from './patch-sites.ts';
+import { NO_MANIFEST, allowItem, decideItems, denyItem, hex, ownerName, patchSiteCovering, runtimeTextAt, type ItemVerdict } from './patch-sites.ts';
 
 /** Plugin name, also its pluginState key. */
 export const KPROBE_PLUGIN = 'kprobe';
@@ -130,14 +120,18 @@ function checkKprobeItem(item: PatchItem, ctx: PluginContext, config: KprobeConf
   const old = item.oldBytes[0]!;
   const cur = item.currentBytes[0]!;
   const neu = item.newBytes[0]!;
-  if (old !== cur) return denyItem(`old bytes differ from memory at ${hex(site)} (old ${formatBytes(item.oldBytes)}, memory ${formatBytes(item.currentBytes)})`);
+  if (old !== cur)
+    return denyItem(`old bytes differ from memory at ${hex(site)} (old ${formatBytes(item.oldBytes)}, memory ${formatBytes(item.currentBytes)})`);
   const probe = liveProbe(ctx, site);
 
   if (neu !== INT3) {
     // Removal: put the recorded byte back over our int3.
     if (!probe) return denyItem(`no kprobe is installed at ${hex(site)}; only a recorded probe may be removed`);
     if (cur !== INT3) return denyItem(`memory at ${hex(site)} holds ${formatBytes(item.currentBytes)}, not the kprobe's int3`);
-    if (neu !== probe.original) return denyItem(`kprobe removal at ${hex(site)} writes ${formatBytes(item.newBytes)}, but the original byte was ${formatBytes(Uint8Array.of(probe.original))}`);
+    if (neu !== probe.original)
+      return denyItem(
+        `kprobe removal at ${hex(site)} writes ${formatBytes(item.newBytes)}, but the original byte was ${formatBytes(Uint8Array.of(probe.original))}`,
+      );
     return allowItem(`kprobe at ${hex(site)} removed, original byte ${formatBytes(item.newBytes)} restored`);
   }
 

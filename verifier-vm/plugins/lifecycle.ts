@@ -40,7 +40,9 @@ export function checkKexecImage(request: RequestOf<'kexec-image'>, ctx: PluginCo
   if (!m.ok) return deny(`${what}: ${m.error}`);
   const sha = createHash('sha256').update(request.image).digest('hex');
   if (sha !== m.value.body.vmlinuzSha256) {
-    return deny(`${what}: image SHA-256 ${sha} differs from the manifest's vmlinuzSha256 ${m.value.body.vmlinuzSha256} (the image was modified, or the manifest is another kernel's)`);
+    return deny(
+      `${what}: image SHA-256 ${sha} differs from the manifest's vmlinuzSha256 ${m.value.body.vmlinuzSha256} (the image was modified, or the manifest is another kernel's)`,
+    );
   }
   const bz = parseBzImageHeader(request.image);
   if (!bz.ok) return deny(`${what}: the image is not a kernel: ${bz.error.message}`);
@@ -74,7 +76,8 @@ export function checkRestoreState(request: RequestOf<'restore-state'>, ctx: Plug
 /** The lifecycle plugin. */
 export const lifecyclePlugin: VerifierPlugin<'kexec-image' | 'kernel-manifest' | 'restore-state'> = {
   name: LIFECYCLE_PLUGIN,
-  description: "allows kexec images whose SHA-256 a kernel-vendor-signed manifest names, installs a kexec'd kernel's manifest, and restores a VM's state from an image a vmm key signed for it",
+  description:
+    "allows kexec images whose SHA-256 a kernel-vendor-signed manifest names, installs a kexec'd kernel's manifest, and restores a VM's state from an image a vmm key signed for it",
   kinds: ['kexec-image', 'kernel-manifest', 'restore-state'],
   decide(request, ctx) {
     if (request.kind === 'kexec-image') return checkKexecImage(request, ctx);

@@ -45,7 +45,16 @@ import { PAGE_SIZE, hex } from '../../shared/addr.ts';
 import { parseElf64 } from '../../shared/elf/elf64.ts';
 import type { Elf64 } from '../../shared/elf/elf64.ts';
 import { SHF_EXECINSTR, STT_FUNC } from '../../shared/elf/types.ts';
-import { PERCPU_SECTION, checkLayout, findSec, readModinfo, relocateAt, type GroupRange, type RelocatedModule, type SectionGroup } from '../../shared/module/index.ts';
+import {
+  PERCPU_SECTION,
+  checkLayout,
+  findSec,
+  readModinfo,
+  relocateAt,
+  type GroupRange,
+  type RelocatedModule,
+  type SectionGroup,
+} from '../../shared/module/index.ts';
 import type { PlacedSection } from '../../shared/protocol.ts';
 import type { RequestOf, SectionGrant } from '../../shared/protocol.ts';
 import type { PluginContext, PluginResult, VerifiedModule, VerifierPlugin } from '../plugin-api.ts';
@@ -74,7 +83,7 @@ function moduleTouchupEnv(ctx: PluginContext, m: KernelManifest): ModuleTouchupE
   const model = ctx.vm.cpuModel;
   if (!model) return 'the VMM gave no CPU model for this VM: the end state of a module cannot be predicted';
   const tc = manifestTouchupContext(m, model);
-  if (!tc) return 'the manifest\'s touch-up tables are malformed';
+  if (!tc) return "the manifest's touch-up tables are malformed";
   const keys = kernelKeyState(ctx);
   const online = (ctx.vm as { onlineCpus?: number }).onlineCpus ?? model.presentCpus;
   return {
@@ -134,7 +143,10 @@ export function checkModuleLoad(request: RequestOf<'module-load'>, ctx: PluginCo
   const pcpu = findSec(elf.value, PERCPU_SECTION);
   const placed: PlacedSection[] =
     pcpu !== 0 && request.percpu !== undefined
-      ? [...request.sections.filter((s) => s.shndx !== pcpu), { shndx: pcpu, addr: request.percpu, size: elf.value.sections[pcpu]?.size ?? 0, bytes: new Uint8Array(0) }]
+      ? [
+          ...request.sections.filter((s) => s.shndx !== pcpu),
+          { shndx: pcpu, addr: request.percpu, size: elf.value.sections[pcpu]?.size ?? 0, bytes: new Uint8Array(0) },
+        ]
       : [...request.sections];
   const layout = checkLayout(elf.value, placed);
   if (!layout.ok) return deny(layout.error.message);
@@ -191,7 +203,8 @@ export function checkModuleLoad(request: RequestOf<'module-load'>, ctx: PluginCo
   }
   if (r.value.percpu) {
     const got = byIndex.get(r.value.percpu.shndx);
-    if (got && got.bytes.length > 0 && firstDifference(r.value.percpu.bytes, got.bytes) >= 0) return deny(`per-CPU section ${r.value.percpu.name}: initial bytes differ from the signed image`);
+    if (got && got.bytes.length > 0 && firstDifference(r.value.percpu.bytes, got.bytes) >= 0)
+      return deny(`per-CPU section ${r.value.percpu.name}: initial bytes differ from the signed image`);
   }
 
   const ranges = layout.value.groups;
@@ -247,7 +260,9 @@ function verifiedRecord(name: string, r: RelocatedModule, groups: readonly Group
   for (const g of groups) {
     if (g.group !== 'text') continue;
     // Offsets from the group's start as numbers: a group spans the module area, far below 2^53.
-    const inGroup = text.filter((s) => s.addr < g.end && s.addr + BigInt(s.size) > g.start).map((s) => ({ off: Number(s.addr - g.start), size: s.size, bytes: s.bytes }));
+    const inGroup = text
+      .filter((s) => s.addr < g.end && s.addr + BigInt(s.size) > g.start)
+      .map((s) => ({ off: Number(s.addr - g.start), size: s.size, bytes: s.bytes }));
     const span = Number(g.end - g.start);
     for (let lo = 0; lo < span; lo += PAGE_SIZE) {
       buf.fill(0);
@@ -288,7 +303,9 @@ function verifiedRecord(name: string, r: RelocatedModule, groups: readonly Group
 /** Decides one unload. Exported for tests. */
 export function checkModuleUnload(request: RequestOf<'module-unload'>, ctx: PluginContext): PluginResult {
   if (!ctx.vm.modules.has(request.name)) return { decision: 'deny', reason: `module ${request.name} is not loaded` };
-  const users = [...(links(ctx) ?? new Map<string, ReadonlySet<string>>())].filter(([user, deps]) => user !== request.name && ctx.vm.modules.has(user) && deps.has(request.name)).map(([u]) => u);
+  const users = [...(links(ctx) ?? new Map<string, ReadonlySet<string>>())]
+    .filter(([user, deps]) => user !== request.name && ctx.vm.modules.has(user) && deps.has(request.name))
+    .map(([u]) => u);
   if (users.length > 0) return { decision: 'deny', reason: `module ${request.name} is in use by ${users.join(', ')}` };
   return { decision: 'allow', reason: `module ${request.name} unloaded` };
 }
@@ -329,10 +346,12 @@ export const moduleEndStatePlugin: VerifierPlugin<'module-load' | 'module-init-f
     }
     const fact = ctx.facts.get(RECORD_FACT) as Computed | undefined;
     const computed = fact && fact.record.name === request.name ? fact : undefined;
-    const c = computed ?? (() => {
-      const again = checkModuleLoad(request, ctx);
-      return again.ok ? again.value : undefined;
-    })();
+    const c =
+      computed ??
+      (() => {
+        const again = checkModuleLoad(request, ctx);
+        return again.ok ? again.value : undefined;
+      })();
     if (!c) return; // INVARIANT: ok means decide allowed; nothing to record otherwise
     ctx.vm.modules.set(request.name, c.record);
     state.set(request.name, c.uses);

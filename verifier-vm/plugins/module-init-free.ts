@@ -56,7 +56,10 @@ export function recordAfterInit(m: VerifiedModule): VerifiedModule {
 }
 
 /** Decides one end of init. */
-export function checkModuleInitFree(request: RequestOf<'module-init-free'>, ctx: PluginContext): { ok: true; value: InitFreeDecision } | { ok: false; reason: string } {
+export function checkModuleInitFree(
+  request: RequestOf<'module-init-free'>,
+  ctx: PluginContext,
+): { ok: true; value: InitFreeDecision } | { ok: false; reason: string } {
   const who = `module ${request.name}`;
   const m = ctx.vm.modules.get(request.name);
   if (!m) return { ok: false, reason: `${who} is not loaded` };

@@ -21,14 +21,18 @@ function signaturePlugin(name: string, idType: number, scheme: 'ed25519' | 'pkcs
     decide(request, ctx): PluginResult {
       const parsed = parseModuleSignature(request.image);
       if (!parsed.ok) {
-        return { decision: 'deny', reason: parsed.error.kind === 'unsigned' ? `module ${request.name} is not signed` : `module ${request.name}: ${parsed.error.message}` };
+        return {
+          decision: 'deny',
+          reason: parsed.error.kind === 'unsigned' ? `module ${request.name} is not signed` : `module ${request.name}: ${parsed.error.message}`,
+        };
       }
       if (parsed.value.idType !== idType) {
         // Another plugin's scheme; an unknown scheme is refused by both (neither allows).
         return { decision: 'abstain', reason: `not a ${scheme} signature` };
       }
       const impl = ctx.config['ed25519'];
-      if (impl !== undefined && impl !== 'node' && impl !== 'tweetnacl') return { decision: 'deny', reason: `invalid ${name} configuration: ed25519 must be "node" or "tweetnacl"` };
+      if (impl !== undefined && impl !== 'node' && impl !== 'tweetnacl')
+        return { decision: 'deny', reason: `invalid ${name} configuration: ed25519 must be "node" or "tweetnacl"` };
       const v = verifyModuleSignature(request.image, ctx.keyring, impl === undefined ? {} : { ed25519: impl });
       if (!v.accepted || !v.elf) return { decision: 'deny', reason: `module ${request.name}: ${v.reason}` };
       const fact: SignatureFact = { scheme, keyId: v.keyId ?? '', elf: v.elf };

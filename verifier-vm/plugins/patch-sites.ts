@@ -112,7 +112,11 @@ export function kernelFunctionBelow(manifest: KernelManifest, addr: bigint): big
  * covers byte `addr` (a site starting up to 4 bytes before it), or undefined. Used to keep
  * kprobes off bytes other plugins own.
  */
-export function patchSiteCovering(manifest: KernelManifest, ctx: PluginContext, addr: bigint): { kind: 'ftrace' | 'jump-label' | 'static-call'; site: bigint } | undefined {
+export function patchSiteCovering(
+  manifest: KernelManifest,
+  ctx: PluginContext,
+  addr: bigint,
+): { kind: 'ftrace' | 'jump-label' | 'static-call'; site: bigint } | undefined {
   for (let back = 0n; back < 5n; back++) {
     const s = addr - back;
     if (findMcountSite(manifest, ctx, s)) return { kind: 'ftrace', site: s };

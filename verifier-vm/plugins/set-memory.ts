@@ -70,9 +70,12 @@ export function checkSetMemoryRange(range: SetMemoryRange, ctx: PluginContext): 
     if ((added & EXEC_BITS) === 0) continue; // removing bits, or adding R / W (non-exec by W^X) / IMMUTABLE
     const hash = String(range.pageHashes[i] ?? '').toLowerCase();
     const known = verifiedPageHashes(ctx, page);
-    if (known.length === 0) return denyItem(`executable permission for unauthenticated content at ${hex(page)}: no verified module text or code image covers it`);
+    if (known.length === 0)
+      return denyItem(`executable permission for unauthenticated content at ${hex(page)}: no verified module text or code image covers it`);
     if (!known.some((k) => k.sha256.toLowerCase() === hash)) {
-      return denyItem(`executable permission for unauthenticated content at ${hex(page)}: page hash differs from the verified ${known.map((k) => k.source).join(', ')}`);
+      return denyItem(
+        `executable permission for unauthenticated content at ${hex(page)}: page hash differs from the verified ${known.map((k) => k.source).join(', ')}`,
+      );
     }
   }
   return allowItem(`range at ${hex(addr)} (${n} page${n === 1 ? '' : 's'}) -> ${want}${changed === 0 ? ', no permission added' : ''}`);
@@ -81,7 +84,8 @@ export function checkSetMemoryRange(range: SetMemoryRange, ctx: PluginContext): 
 /** The set-memory plugin. */
 export const setMemoryPlugin: VerifierPlugin<'set-memory'> = {
   name: 'set-memory',
-  description: 'allows permission changes that keep W^X, respect IMMUTABLE, and add EXEC only to pages whose hash matches verified module text or a verified code image',
+  description:
+    'allows permission changes that keep W^X, respect IMMUTABLE, and add EXEC only to pages whose hash matches verified module text or a verified code image',
   kinds: ['set-memory'],
   decide(request, ctx) {
     let allowed = 0;

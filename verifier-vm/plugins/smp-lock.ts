@@ -41,7 +41,9 @@ export function checkSmpLock(v: PatchView, ctx: PluginContext, sink: ItemSink): 
   const owner = findSmpLock(m, ctx, site);
   if (!owner) return sink.deny(`${hex(site)} is not a lock-prefix site (no .smp_locks entry of the kernel or a verified module)`);
   if (ctx.vm.onlineCpus <= 1) {
-    return sink.deny(`lock-prefix restore at .smp_locks site ${hex(site)} (${ownerName(owner)}) before the VMM brought a second CPU online (${ctx.vm.onlineCpus} online)`);
+    return sink.deny(
+      `lock-prefix restore at .smp_locks site ${hex(site)} (${ownerName(owner)}) before the VMM brought a second CPU online (${ctx.vm.onlineCpus} online)`,
+    );
   }
   if (v.len !== 1) return sink.deny(`patch at .smp_locks site ${hex(site)} is ${v.len} bytes; a lock prefix is 1`);
   if (v.old(0) !== v.cur(0)) return sink.deny(`old byte ${byte(v.old(0))} differs from memory ${byte(v.cur(0))} at .smp_locks site ${hex(site)}`);

@@ -114,15 +114,20 @@ function decodeTarget(m: KernelManifest, item: PatchItem, found: FoundStaticCall
   const thunk = tc ? tc.symbols.x86ReturnThunk : sc.returnThunk;
   const wantsThunk = tc ? cpuWantsRethunkAt(tc, item.site) : undefined;
   if (bytesEqual(item.newBytes, RET5)) {
-    if (wantsThunk === true) return { deny: `${where}: ret for NULL, but Linux writes jmp to its return thunk (0x${thunk!.toString(16)}) here on CPU model ${ctx.vm.cpuModel!.name}` };
+    if (wantsThunk === true)
+      return { deny: `${where}: ret for NULL, but Linux writes jmp to its return thunk (0x${thunk!.toString(16)}) here on CPU model ${ctx.vm.cpuModel!.name}` };
     return { target: { kind: 'null' } };
   }
   if (insn.kind === 'jmp32') {
     if (thunk !== undefined && insn.target === thunk) {
-      if (wantsThunk === false) return { deny: `${where}: jmp to the return thunk for NULL, but Linux writes ret; int3 here on CPU model ${ctx.vm.cpuModel!.name}` };
+      if (wantsThunk === false)
+        return { deny: `${where}: jmp to the return thunk for NULL, but Linux writes ret; int3 here on CPU model ${ctx.vm.cpuModel!.name}` };
       return { target: { kind: 'null' } };
     }
-    if (tc && (insn.target === tc.symbols.returnThunk || returnThunkSet(tc).has(insn.target))) return { deny: `${where}: a jump to return thunk 0x${insn.target.toString(16)}, which is not the one this CPU returns through (0x${thunk!.toString(16)})` };
+    if (tc && (insn.target === tc.symbols.returnThunk || returnThunkSet(tc).has(insn.target)))
+      return {
+        deny: `${where}: a jump to return thunk 0x${insn.target.toString(16)}, which is not the one this CPU returns through (0x${thunk!.toString(16)})`,
+      };
     return { target: { kind: 'address', addr: insn.target } };
   }
   return { deny: `${where}: new bytes ${formatBytes(item.newBytes)} are neither jmp rel32 nor a return (${formatBytes(RET5)} or jmp __x86_return_thunk)` };
@@ -139,7 +144,10 @@ export function checkStaticCallItem(item: PatchItem, ctx: PluginContext): Static
   const found = findStaticCall(m, site);
   if (!found) return { verdict: denyItem(`${hex(site)} is not a static-call site (no .static_call_sites entry or __SCT__ trampoline of the kernel)`) };
   const key = found.key;
-  const where = found.role === 'trampoline' ? `static-call trampoline __SCT__${key.name} at ${hex(site)}` : `static-call ${found.role === 'tail' ? 'tail-call ' : ''}site ${hex(site)} of ${keyName(key)}`;
+  const where =
+    found.role === 'trampoline'
+      ? `static-call trampoline __SCT__${key.name} at ${hex(site)}`
+      : `static-call ${found.role === 'tail' ? 'tail-call ' : ''}site ${hex(site)} of ${keyName(key)}`;
   const deny = (reason: string): StaticCallItemCheck => ({ verdict: denyItem(reason), key });
   if (found.role !== 'trampoline' && ctx.vm.bootVerified && initTextAt(m, site)) return deny(`${where} is in .init.text, which is freed after boot`);
   if (item.newBytes.length !== STATIC_CALL_INSN_LEN || item.oldBytes.length !== STATIC_CALL_INSN_LEN) {
@@ -169,7 +177,12 @@ export function checkStaticCallItem(item: PatchItem, ctx: PluginContext): Static
 }
 
 /** The batch rule for one key; undefined when it holds. */
-function keyRule(key: StaticCallKeyInfo, entries: ReadonlyArray<{ site: bigint; target: StaticCallTarget | undefined; denied: boolean }>, m: KernelManifest, ctx: PluginContext): string | undefined {
+function keyRule(
+  key: StaticCallKeyInfo,
+  entries: ReadonlyArray<{ site: bigint; target: StaticCallTarget | undefined; denied: boolean }>,
+  m: KernelManifest,
+  ctx: PluginContext,
+): string | undefined {
   const name = keyName(key);
   const denied = entries.find((e) => e.denied);
   if (denied) return `static-call key ${name}: the patch at ${hex(denied.site)} was denied, and all of a key moves together`;
@@ -179,7 +192,8 @@ function keyRule(key: StaticCallKeyInfo, entries: ReadonlyArray<{ site: bigint; 
     seen.add(e.site);
   }
   let first: { site: bigint; target: StaticCallTarget } | undefined;
-  const same = (a: StaticCallTarget, b: StaticCallTarget): boolean => a.kind === b.kind && (a.kind !== 'function' || (b.kind === 'function' && a.addr === b.addr));
+  const same = (a: StaticCallTarget, b: StaticCallTarget): boolean =>
+    a.kind === b.kind && (a.kind !== 'function' || (b.kind === 'function' && a.addr === b.addr));
   for (const e of entries) {
     if (e.target === undefined || e.target.kind === 'trampoline') continue;
     if (first === undefined) first = { site: e.site, target: e.target };
@@ -248,7 +262,8 @@ export const staticCallPlugin: VerifierPlugin<'text-patch'> = {
   },
   commit(request, ok, ctx) {
     // The trampoline's new bytes are the key's new function (end-state/key-state.ts).
-    if (ok && ctx.manifest) for (const item of request.items) if (item.kind === 'static-call') notePatch(ctx, ctx.manifest, item.kind, item.site, item.newBytes);
+    if (ok && ctx.manifest)
+      for (const item of request.items) if (item.kind === 'static-call') notePatch(ctx, ctx.manifest, item.kind, item.site, item.newBytes);
   },
   commitRecords(batch, ok, ctx) {
     if (ok && batch.kindCounts[PATCH_KIND['static-call']]) staticCallPlugin.commit!(batch.request, ok, ctx);

@@ -175,12 +175,19 @@ function parseSignerInfo(blob: Uint8Array): { si: SignerInfo; id: RawSignerId } 
   const si = sd.signerInfos[0]!;
   // RFC 5652 5.1: digestAlgorithms lists the digest algorithm of every signer.
   if (!sd.digestAlgorithms.some((a) => a.algorithm === si.digestAlgorithm.algorithm)) {
-    return { failure: fail('malformed', `malformed PKCS#7 blob: digest algorithm ${si.digestAlgorithm.algorithm} of the signer is not listed in SignedData.digestAlgorithms`) };
+    return {
+      failure: fail(
+        'malformed',
+        `malformed PKCS#7 blob: digest algorithm ${si.digestAlgorithm.algorithm} of the signer is not listed in SignedData.digestAlgorithms`,
+      ),
+    };
   }
   // RFC 5652 5.3: SignerInfo version 1 goes with issuerAndSerialNumber, 3 with subjectKeyIdentifier.
   const expected = si.sid.subjectKeyIdentifier !== undefined ? 3 : 1;
   if (si.version !== expected) {
-    return { failure: fail('malformed', `malformed PKCS#7 blob: SignerInfo version ${si.version} does not match its signer identifier (expected ${expected})`) };
+    return {
+      failure: fail('malformed', `malformed PKCS#7 blob: SignerInfo version ${si.version} does not match its signer identifier (expected ${expected})`),
+    };
   }
   // pkcs7_note_signerinfo_version(): a version 1 SignerInfo needs SignedData version 1 and a
   // version 3 one needs SignedData version 3 ("SignedData-SignerInfo version mismatch",
@@ -247,7 +254,11 @@ export function verifyPkcs7ModuleSignature(elf: Uint8Array, blob: Uint8Array, ke
     return fail('revoked', `revoked certificate ${cert.sha256} ("${cert.subject}")`, cert);
   }
   if (cert.publicKey.asymmetricKeyType !== 'rsa') {
-    return fail('unsupported-signature-algorithm', `certificate "${cert.subject}" has a ${cert.publicKey.asymmetricKeyType ?? 'unknown'} key; only RSA is supported`, cert);
+    return fail(
+      'unsupported-signature-algorithm',
+      `certificate "${cert.subject}" has a ${cert.publicKey.asymmetricKeyType ?? 'unknown'} key; only RSA is supported`,
+      cert,
+    );
   }
 
   // No signed attributes (refused above): the signature covers the module's bytes.

@@ -4,12 +4,7 @@
  * well-formed trailer whose signature verifies against an unrevoked key of the right role is
  * accepted.
  */
-import {
-  PKEY_ID_HEKI_ED25519,
-  PKEY_ID_PKCS7,
-  idTypeName,
-  parseModuleSignature,
-} from '../../shared/module-signature.ts';
+import { PKEY_ID_HEKI_ED25519, PKEY_ID_PKCS7, idTypeName, parseModuleSignature } from '../../shared/module-signature.ts';
 import type { Keyring } from '../keyring.ts';
 import { verifyModuleEd25519, type Ed25519Impl } from '../../shared/crypto/ed25519.ts';
 import { verifyPkcs7ModuleSignature } from './pkcs7.ts';
@@ -45,11 +40,7 @@ export interface VerifyModuleOptions {
  *   `module-signing`, or if the signature does not verify; accepted naming the key otherwise;
  * - PKCS#7: see {@link verifyPkcs7ModuleSignature}.
  */
-export function verifyModuleSignature(
-  file: Uint8Array,
-  keyring: Keyring,
-  options: VerifyModuleOptions = {},
-): ModuleSignatureVerdict {
+export function verifyModuleSignature(file: Uint8Array, keyring: Keyring, options: VerifyModuleOptions = {}): ModuleSignatureVerdict {
   // The verifier validates what crosses the worker boundary: bytes must really be bytes.
   if (!((file as unknown) instanceof Uint8Array)) {
     return { accepted: false, scheme: 'none', reason: 'module contents are not a byte array' };

@@ -98,7 +98,11 @@ export interface AuthenticatorState {
     readonly textPages: ReadonlyArray<[bigint, number]>;
     readonly sections?: ReadonlyArray<[number, readonly number[]]>;
   }>;
-  readonly codeImages: ReadonlyArray<{ readonly name: string; readonly frames: ReadonlyArray<[number, number]>; readonly textPages: ReadonlyArray<[bigint, number]> }>;
+  readonly codeImages: ReadonlyArray<{
+    readonly name: string;
+    readonly frames: ReadonlyArray<[number, number]>;
+    readonly textPages: ReadonlyArray<[bigint, number]>;
+  }>;
   /** The trusted code map: virtual page -> frame. */
   readonly codePages: ReadonlyArray<[bigint, number]>;
 }
@@ -159,7 +163,10 @@ export class Authenticator {
     const rec = (r: ModuleRecord | CodeRecord) => ({ name: r.name, frames: [...r.frames], textPages: [...r.textPages] });
     return {
       bootEnded: this.bootEnded,
-      modules: [...this.modules.values()].map((m) => ({ ...rec(m), ...(m.sections ? { sections: [...m.sections].map(([i, f]) => [i, [...f]] as [number, number[]]) } : {}) })),
+      modules: [...this.modules.values()].map((m) => ({
+        ...rec(m),
+        ...(m.sections ? { sections: [...m.sections].map(([i, f]) => [i, [...f]] as [number, number[]]) } : {}),
+      })),
       codeImages: [...this.codeImages.values()].map(rec),
       codePages: [...this.#codePages],
     };
@@ -179,7 +186,8 @@ export class Authenticator {
       frames: new Map(r.frames.map(([f, p]) => [gfn(f), p] as const)),
       textPages: new Map(r.textPages.map(([va, f]) => [va, gfn(f)] as const)),
     });
-    for (const m of state.modules) this.modules.set(m.name, { ...rec(m), ...(m.sections ? { sections: new Map(m.sections.map(([i, f]) => [i, f.map((x) => gfn(x))])) } : {}) });
+    for (const m of state.modules)
+      this.modules.set(m.name, { ...rec(m), ...(m.sections ? { sections: new Map(m.sections.map(([i, f]) => [i, f.map((x) => gfn(x))])) } : {}) });
     for (const c of state.codeImages) this.codeImages.set(c.name, rec(c));
     this.#codePages.clear();
     for (const [va, f] of state.codePages) this.#codePages.set(va, gfn(f));

@@ -81,7 +81,16 @@ export class DmaPort {
     const what = `${this.device} DMA ${verb} of ${len} bytes at ${hex(raw)}`;
     const gpa = tryGpa(raw);
     if (!Number.isSafeInteger(len) || len < 0 || isAddrError(gpa) || gpa + BigInt(len) > this.#host.size) {
-      return { kind: 'outside-memory', device: this.device, direction, gpa: raw, len, frame: -1, perms: 0, message: `${what} refused: outside guest memory [0, ${hex(this.#host.size)})` };
+      return {
+        kind: 'outside-memory',
+        device: this.device,
+        direction,
+        gpa: raw,
+        len,
+        frame: -1,
+        perms: 0,
+        message: `${what} refused: outside guest memory [0, ${hex(this.#host.size)})`,
+      };
     }
     if (len === 0) return gpa;
     const { first, end } = framesOfRange(gpa, gpa + BigInt(len));
@@ -145,7 +154,16 @@ export class DmaPort {
 
   #refuse(r: DmaRefusal): DmaRefusal {
     this.stats.refused++;
-    this.#sink.record({ kind: 'dma-refused', device: r.device, direction: r.direction, gpa: r.gpa, len: r.len, frame: r.frame, refusal: r.kind, detail: r.message });
+    this.#sink.record({
+      kind: 'dma-refused',
+      device: r.device,
+      direction: r.direction,
+      gpa: r.gpa,
+      len: r.len,
+      frame: r.frame,
+      refusal: r.kind,
+      detail: r.message,
+    });
     return r;
   }
 }

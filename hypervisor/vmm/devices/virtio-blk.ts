@@ -99,7 +99,8 @@ export class VirtioBlk {
 
   #handle(descGpa: bigint): Result<VirtioBlkCompletion, VirtioBlkError> {
     const raw = this.#port.readFromGuest(descGpa, VIRTIO_BLK_DESC_SIZE);
-    if (!raw.ok) return err({ kind: 'descriptor-unreadable', message: `descriptor at ${hex(descGpa)}: ${raw.error.message}`, status: undefined, refusal: raw.error });
+    if (!raw.ok)
+      return err({ kind: 'descriptor-unreadable', message: `descriptor at ${hex(descGpa)}: ${raw.error.message}`, status: undefined, refusal: raw.error });
     const decoded = decodeVirtioBlkRequest(raw.value);
     // INVARIANT: the port returned exactly VIRTIO_BLK_DESC_SIZE bytes.
     if (!decoded.ok) throw new Error(`internal: ${decoded.error}`);
@@ -112,14 +113,23 @@ export class VirtioBlk {
       return err({ kind, message, status, ...(refusal ? { refusal } : {}) });
     };
 
-    if (d.type !== VIRTIO_BLK_T.IN && d.type !== VIRTIO_BLK_T.OUT) return fail('unsupported', VIRTIO_BLK_S.UNSUPP, `request type ${d.type} is not supported (only VIRTIO_BLK_T_IN and _OUT)`);
+    if (d.type !== VIRTIO_BLK_T.IN && d.type !== VIRTIO_BLK_T.OUT)
+      return fail('unsupported', VIRTIO_BLK_S.UNSUPP, `request type ${d.type} is not supported (only VIRTIO_BLK_T_IN and _OUT)`);
     if (d.reserved !== 0) return fail('bad-request', VIRTIO_BLK_S.IOERR, `reserved field is ${hex(d.reserved)}, must be 0`);
     if (d.dataLen === 0 || d.dataLen % VIRTIO_BLK_SECTOR_SIZE !== 0 || d.dataLen > VIRTIO_BLK_MAX_DATA) {
-      return fail('bad-request', VIRTIO_BLK_S.IOERR, `data length ${d.dataLen} must be a non-zero multiple of ${VIRTIO_BLK_SECTOR_SIZE} of at most ${VIRTIO_BLK_MAX_DATA}`);
+      return fail(
+        'bad-request',
+        VIRTIO_BLK_S.IOERR,
+        `data length ${d.dataLen} must be a non-zero multiple of ${VIRTIO_BLK_SECTOR_SIZE} of at most ${VIRTIO_BLK_MAX_DATA}`,
+      );
     }
     const count = d.dataLen / VIRTIO_BLK_SECTOR_SIZE;
     if (d.sector + BigInt(count) > BigInt(this.sectors)) {
-      return fail('out-of-range', VIRTIO_BLK_S.IOERR, `sectors ${d.sector}..${d.sector + BigInt(count) - 1n} are past the end of the disk (${this.sectors} sectors)`);
+      return fail(
+        'out-of-range',
+        VIRTIO_BLK_S.IOERR,
+        `sectors ${d.sector}..${d.sector + BigInt(count) - 1n} are past the end of the disk (${this.sectors} sectors)`,
+      );
     }
     const first = Number(d.sector);
     if (d.type === VIRTIO_BLK_T.IN) {

@@ -38,12 +38,26 @@ export function manifestLayout(manifestText: string): Result<{ regions: KernelRe
     const regions: KernelRegion[] = [];
     for (const [i, s] of (body.sections as unknown[]).entries()) {
       const x = s as Record<string, unknown> | null;
-      if (!x || typeof x.name !== 'string' || typeof x.vaddr !== 'string' || typeof x.paddr !== 'string' || !HEX.test(x.vaddr) || !HEX.test(x.paddr) || typeof x.size !== 'number' || !Number.isSafeInteger(x.size) || x.size <= 0) {
+      if (
+        !x ||
+        typeof x.name !== 'string' ||
+        typeof x.vaddr !== 'string' ||
+        typeof x.paddr !== 'string' ||
+        !HEX.test(x.vaddr) ||
+        !HEX.test(x.paddr) ||
+        typeof x.size !== 'number' ||
+        !Number.isSafeInteger(x.size) ||
+        x.size <= 0
+      ) {
         return err(`manifest section ${i} is malformed`);
       }
       regions.push({ name: x.name, vaddr: BigInt(`0x${x.vaddr}`), paddr: BigInt(`0x${x.paddr}`), size: x.size });
     }
-    return ok({ regions, name: typeof body.kernel === 'string' ? body.kernel : 'unknown', vmlinuzSha256: typeof body.vmlinuzSha256 === 'string' ? body.vmlinuzSha256 : '' });
+    return ok({
+      regions,
+      name: typeof body.kernel === 'string' ? body.kernel : 'unknown',
+      vmlinuzSha256: typeof body.vmlinuzSha256 === 'string' ? body.vmlinuzSha256 : '',
+    });
   } catch (e) {
     return err(`the manifest is not JSON: ${e instanceof Error ? e.message : String(e)}`);
   }

@@ -65,10 +65,12 @@ export interface ResumeError {
 export async function resume(vmm: Vmm, sector = RESUME_SECTOR): Promise<Result<{ guest: Uint8Array; pages: number; detail: string }, ResumeError>> {
   const disk = vmm.devices.disk;
   const header = disk.readSectors(sector, 1);
-  if (!RESUME_MAGIC.every((b, i) => header[i] === b)) return err({ kind: 'no-image', message: `no hibernation image at sector ${sector} of the disk (no resume signature)` });
+  if (!RESUME_MAGIC.every((b, i) => header[i] === b))
+    return err({ kind: 'no-image', message: `no hibernation image at sector ${sector} of the disk (no resume signature)` });
   const length = Number(new DataView(header.buffer).getBigUint64(8, true));
   const sectors = Math.ceil(length / SECTOR);
-  if (length < 1 || sector + 1 + sectors > disk.sectors) return err({ kind: 'no-image', message: `the resume header claims ${length} bytes, more than the disk holds` });
+  if (length < 1 || sector + 1 + sectors > disk.sectors)
+    return err({ kind: 'no-image', message: `the resume header claims ${length} bytes, more than the disk holds` });
   const image = disk.readSectors(sector + 1, sectors).subarray(0, length);
 
   vmm.reset({ clearMemory: true, why: `resume from the hibernation image at sector ${sector}` });

@@ -52,7 +52,11 @@ function stopped(vmm: Vmm, type: SystemEventType, detail: string, fields: Readon
  * installed in the verifier (checked again there); the core told the kernel's regions; the
  * segments loaded. Resolves to why it failed, if it did (the VM is then stopped).
  */
-export async function resetInto(vmm: Vmm, kernel: BootKernel, options: { readonly newManifest: boolean; readonly why?: string }): Promise<Result<void, string>> {
+export async function resetInto(
+  vmm: Vmm,
+  kernel: BootKernel,
+  options: { readonly newManifest: boolean; readonly why?: string },
+): Promise<Result<void, string>> {
   vmm.reset({ clearMemory: true, why: options.why ?? `reset into ${kernel.name}` });
   const auth = vmm.core.auth;
   if (auth) {
@@ -117,7 +121,13 @@ export async function carryOutSystemEvent(vmm: Vmm, options: { readonly guestSta
         auditLifecycle(vmm, { type: 'hibernate', result: 'refused', detail });
         return { kind: 'refused', type: 'hibernate', detail };
       }
-      return { kind: 'hibernated', type: 'hibernate', sector: h.value.sector, bytes: h.value.bytes, detail: `image of ${h.value.bytes} bytes written at sector ${h.value.sector} of the disk; the VM is off` };
+      return {
+        kind: 'hibernated',
+        type: 'hibernate',
+        sector: h.value.sector,
+        bytes: h.value.bytes,
+        detail: `image of ${h.value.bytes} bytes written at sector ${h.value.sector} of the disk; the VM is off`,
+      };
     }
   }
 }

@@ -87,7 +87,12 @@ export async function captureVmState(vmm: Vmm, kind: VmImageKind): Promise<Resul
     pages.set(page.value, i * PAGE);
   }
   const staged = (['kexec', 'crash'] as const).flatMap((s) => (vmm.staged(s) ? [[s, vmm.staged(s)!] as [KexecSlot, VerifiedKexecImage]] : []));
-  return ok({ core: saved.value, memory: { frames, pages }, verifier, vmm: { cpu: { model: vmm.cpuModel, online: vmm.onlineCpus }, platformPinned: vmm.platformPinned, staged } });
+  return ok({
+    core: saved.value,
+    memory: { frames, pages },
+    verifier,
+    vmm: { cpu: { model: vmm.cpuModel, online: vmm.onlineCpus }, platformPinned: vmm.platformPinned, staged },
+  });
 }
 
 /**
@@ -115,7 +120,11 @@ export function encodeVmState(vmm: Vmm, kind: VmImageKind, state: VmStateCapture
 }
 
 /** The VM as a signed image: {@link captureVmState}, then {@link encodeVmState}. */
-export async function captureVmImage(vmm: Vmm, kind: VmImageKind, extra: ReadonlyArray<{ name: string; bytes: Uint8Array }> = []): Promise<Result<Uint8Array, string>> {
+export async function captureVmImage(
+  vmm: Vmm,
+  kind: VmImageKind,
+  extra: ReadonlyArray<{ name: string; bytes: Uint8Array }> = [],
+): Promise<Result<Uint8Array, string>> {
   const state = await captureVmState(vmm, kind);
   return state.ok ? ok(encodeVmState(vmm, kind, state.value, extra)) : state;
 }
@@ -214,5 +223,7 @@ export function imageCpu(image: VmImage): Result<{ model: CpuModel; online: numb
 function sameCpuModel(a: CpuModel, b: CpuModel): boolean {
   const keys = Object.keys(a) as Array<keyof CpuModel>;
   if (keys.length !== Object.keys(b).length) return false;
-  return keys.every((k) => (k === 'capabilities' ? a.capabilities.length === b.capabilities.length && a.capabilities.every((w, i) => w === b.capabilities[i]) : a[k] === b[k]));
+  return keys.every((k) =>
+    k === 'capabilities' ? a.capabilities.length === b.capabilities.length && a.capabilities.every((w, i) => w === b.capabilities[i]) : a[k] === b[k],
+  );
 }

@@ -68,7 +68,13 @@ export function ftraceInitNops(space: TextSpace, ftrace: FtraceSites): number {
 }
 
 /** Runs the boot touch-ups on `space`; `text` is `[_text, _etext)`, the range whose lock prefixes are patched. */
-export function applyBootTouchups(space: TextSpace, tables: TouchupTables, ftrace: FtraceSites, text: { start: bigint; end: bigint }, ctx: TouchupContext): BootTouchupReport {
+export function applyBootTouchups(
+  space: TextSpace,
+  tables: TouchupTables,
+  ftrace: FtraceSites,
+  text: { start: bigint; end: bigint },
+  ctx: TouchupContext,
+): BootTouchupReport {
   // PROGRESS: one report per pass (each is milliseconds of work), for the verifier's
   // watchdog when the verifier predicts the end state (shared/progress.ts).
   const early = earlyContext(ctx);

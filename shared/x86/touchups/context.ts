@@ -70,4 +70,3 @@ export function cpuWantsRethunkAt(ctx: TouchupContext, addr: bigint): boolean {
   if (ctx.symbols.x86ReturnThunk !== ctx.symbols.itsReturnThunk) return true;
   return (addr & 0x20n) === 0n;
 }
-

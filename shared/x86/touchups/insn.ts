@@ -31,7 +31,7 @@ export interface Insn {
 const LEGACY_PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]);
 
 function readS32(b: Uint8Array, at: number): number {
-  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) | 0;
+  return b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24) | 0;
 }
 
 /**
@@ -47,7 +47,8 @@ export function decodeInsn(bytes: Uint8Array, at: number): Insn | undefined {
   if (prefixes === 0 || (prefixes === 1 && bytes[at] === 0x2e)) {
     // The forms of call, jmp, Jcc, ret, int3 and nop that touch-up sites hold.
     if ((b0 === 0xe8 || b0 === 0xe9) && p + 5 <= bytes.length) return { length: prefixes + 5, op1: b0, op2: 0, rel: readS32(bytes, p + 1), prefixes };
-    if (b0 === 0x0f && p + 6 <= bytes.length && (bytes[p + 1]! & 0xf0) === 0x80) return { length: prefixes + 6, op1: 0x0f, op2: bytes[p + 1]!, rel: readS32(bytes, p + 2), prefixes };
+    if (b0 === 0x0f && p + 6 <= bytes.length && (bytes[p + 1]! & 0xf0) === 0x80)
+      return { length: prefixes + 6, op1: 0x0f, op2: bytes[p + 1]!, rel: readS32(bytes, p + 2), prefixes };
     if (prefixes === 0 && (b0 === 0xc3 || b0 === 0xcc || b0 === 0x90)) return { length: 1, op1: b0, op2: 0, rel: 0, prefixes: 0 };
     if (prefixes === 0 && b0 === 0xeb && p + 2 <= bytes.length) return { length: 2, op1: b0, op2: 0, rel: (bytes[p + 1]! << 24) >> 24, prefixes: 0 };
   }

@@ -15,7 +15,14 @@ export interface OwnedSite {
 export class SiteOwners {
   private readonly sites: OwnedSite[] = [];
 
-  constructor(tables: TouchupTables, extras: { readonly mcountSites?: readonly bigint[]; readonly jumpSites?: readonly { site: bigint; len: number }[]; readonly trampolines?: readonly bigint[] } = {}) {
+  constructor(
+    tables: TouchupTables,
+    extras: {
+      readonly mcountSites?: readonly bigint[];
+      readonly jumpSites?: readonly { site: bigint; len: number }[];
+      readonly trampolines?: readonly bigint[];
+    } = {},
+  ) {
     const add = (table: TouchupTable, site: bigint, len: number): void => void this.sites.push({ table, site, len });
     for (const p of tables.paravirt) add('paravirt', p.addr, p.len);
     for (const a of tables.retpolines) add('retpoline', a, 6);

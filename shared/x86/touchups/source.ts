@@ -80,7 +80,10 @@ export const TOUCHUP_SYMBOLS = Object.freeze([
 const REQUIRED = ['__x86_indirect_thunk_array', '__x86_return_thunk'] as const;
 
 /** The context of `src` on `cpu`; an error names a missing required symbol. */
-export function touchupContext(src: TouchupSource, cpu: TouchupCpu & Pick<CpuModel, 'capabilities'>): { ok: true; value: TouchupContext } | { ok: false; error: string } {
+export function touchupContext(
+  src: TouchupSource,
+  cpu: TouchupCpu & Pick<CpuModel, 'capabilities'>,
+): { ok: true; value: TouchupContext } | { ok: false; error: string } {
   for (const name of REQUIRED) if (src.symbol(name) === undefined) return { ok: false, error: `the kernel has no ${name}` };
   const funcs = new Map<bigint, bigint | null>();
   const tramps = new Map<bigint, bigint>();

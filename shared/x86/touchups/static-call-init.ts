@@ -81,7 +81,8 @@ export function earlyContext(ctx: TouchupContext): TouchupContext {
   const clear = (bit: number): void => {
     caps[bit >>> 5] = (caps[bit >>> 5]! & ~(1 << (bit & 31))) >>> 0;
   };
-  for (const bit of [X86_FEATURE.RETHUNK, X86_FEATURE.UNRET, X86_FEATURE.SRSO, X86_FEATURE.SRSO_ALIAS, X86_FEATURE.RETPOLINE, X86_FEATURE.RETPOLINE_LFENCE]) clear(bit);
+  for (const bit of [X86_FEATURE.RETHUNK, X86_FEATURE.UNRET, X86_FEATURE.SRSO, X86_FEATURE.SRSO_ALIAS, X86_FEATURE.RETPOLINE, X86_FEATURE.RETPOLINE_LFENCE])
+    clear(bit);
   return { cpu: { ...ctx.cpu, capabilities: caps }, symbols: { ...ctx.symbols, x86ReturnThunk: ctx.symbols.returnThunk } };
 }
 
@@ -141,7 +142,7 @@ export class StaticCallState {
 export function trampolineFunc(tramp: bigint, bytes: Uint8Array, returnThunks: ReadonlySet<bigint>): bigint | null | undefined {
   if (bytes[0] === 0xc3) return null;
   if (bytes[0] !== 0xe9 || bytes.length < 5) return undefined;
-  const rel = (bytes[1]! | (bytes[2]! << 8) | (bytes[3]! << 16) | (bytes[4]! << 24)) | 0;
+  const rel = bytes[1]! | (bytes[2]! << 8) | (bytes[3]! << 16) | (bytes[4]! << 24) | 0;
   const target = BigInt.asUintN(64, tramp + 5n + BigInt(rel));
   return returnThunks.has(target) ? null : target;
 }

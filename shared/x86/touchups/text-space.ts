@@ -36,7 +36,8 @@ export class TextSpace {
     this.regions = [...regions].sort((a, b) => (a.base < b.base ? -1 : a.base > b.base ? 1 : 0));
     this.ends = this.regions.map((r) => r.base + BigInt(r.bytes.length));
     for (let i = 1; i < this.regions.length; i++) {
-      if (this.ends[i - 1]! > this.regions[i]!.base) throw new Error(`INVARIANT: text regions ${this.regions[i - 1]!.name} and ${this.regions[i]!.name} overlap`);
+      if (this.ends[i - 1]! > this.regions[i]!.base)
+        throw new Error(`INVARIANT: text regions ${this.regions[i - 1]!.name} and ${this.regions[i]!.name} overlap`);
     }
   }
 
@@ -92,7 +93,7 @@ export function genRel32(op: number, addr: bigint, dest: bigint): Uint8Array {
 
 /** The s32 at `bytes[at]`. */
 export function readS32(bytes: Uint8Array, at: number): number {
-  return (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) | 0;
+  return bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24) | 0;
 }
 
 /** Writes the s32 `v` at `bytes[at]`. */
