@@ -39,6 +39,7 @@ const vmSettings = obj({
   hekiExits: opt(obj({ configure: u32, denial: u32 })),
   protectedMemory: opt(bool),
   physBits: opt(count),
+  hypervisor: opt(oneOf('kvm', 'hyperv')),
   disk: opt(obj({ sectors: count })),
   name: opt(str),
 });
