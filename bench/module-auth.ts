@@ -43,6 +43,12 @@ export interface ModuleAuthFigures {
 /** The captured requests of one signing scheme, and the key files they need. */
 interface Captured {
   readonly requests: ReadonlyArray<RequestOf<'module-load'>>;
+  /**
+   * The requests in the order the core sent them: each module-load, then that module's
+   * module-init-free once its init returned (the next load may use the freed init memory, so
+   * the verifier must hear of the free before it).
+   */
+  readonly steps: ReadonlyArray<RequestOf<'module-load'> | RequestOf<'module-init-free'>>;
   /** The end-of-boot request of the same machine: a VM's verifier learns the kernel's key states from it, which module loads depend on. */
   readonly boot: RequestOf<'kernel-text'>;
   readonly keyring: KeyringData;
@@ -53,14 +59,19 @@ async function capture(
   ctx: BenchContext,
   dir: string,
   pubkeys: readonly string[],
-): Promise<{ requests: RequestOf<'module-load'>[]; boot: RequestOf<'kernel-text'> }> {
+): Promise<{ requests: RequestOf<'module-load'>[]; steps: Array<RequestOf<'module-load'> | RequestOf<'module-init-free'>>; boot: RequestOf<'kernel-text'> }> {
   const { machine, bootRequest } = await bootReal(ctx, { image: await ctx.image(), keys: { pubkeys, certs: [ctx.fixtures.signingKeyDer], revoked: [] } });
   const requests: RequestOf<'module-load'>[] = [];
+  const steps: Array<RequestOf<'module-load'> | RequestOf<'module-init-free'>> = [];
   const link = machine.link;
   const verify = link.verify.bind(link);
   // The core's port is the link: keep what the core asks, pass it on unchanged.
   link.verify = (r) => {
-    if (r.kind === 'module-load') requests.push({ ...r, v: 1, id: 0 } as RequestOf<'module-load'>);
+    if (r.kind === 'module-load') {
+      const load = { ...r, v: 1, id: 0 } as RequestOf<'module-load'>;
+      requests.push(load);
+      steps.push(load);
+    } else if (r.kind === 'module-init-free') steps.push({ ...r, v: 1, id: 0 } as RequestOf<'module-init-free'>);
     return verify(r);
   };
   try {
@@ -74,7 +85,14 @@ async function capture(
     await machine.dispose();
   }
   if (!bootRequest) throw new Error('the machine booted without an end-of-boot request');
-  return { requests, boot: bootRequest };
+  return { requests, steps, boot: bootRequest };
+}
+
+/** The first `limit` module loads (all without a limit) and the steps that belong to them. */
+function limited(c: Pick<Captured, 'requests' | 'steps'>, limit: number | undefined): Pick<Captured, 'requests' | 'steps'> {
+  const requests = c.requests.slice(0, limit);
+  const names = new Set(requests.map((r) => r.name));
+  return { requests, steps: c.steps.filter((s) => names.has(s.name)) };
 }
 
 /** The fixture modules re-signed with a fresh Ed25519 key, in a temporary directory. */
@@ -108,10 +126,10 @@ async function decide(ctx: BenchContext, c: Captured, rounds: number, config: Re
     const b = engine.verify({ ...c.boot, id: id++, vm: `bench${r}` } as VerifyRequest);
     if (!b.ok) throw new Error(`the end-of-boot check was refused: ${b.reason}`);
     const t0 = performance.now();
-    for (const req of c.requests) {
+    for (const req of c.steps) {
       const v = engine.verify({ ...req, id: id++, vm: `bench${r}` } as VerifyRequest);
-      if (!v.ok) throw new Error(`module ${req.name} was not allowed: ${v.reason}`);
-      bytes += req.image.length;
+      if (!v.ok) throw new Error(`${req.kind} of module ${req.name} was not allowed: ${v.reason}`);
+      if (req.kind === 'module-load') bytes += req.image.length;
     }
     ms += performance.now() - t0;
   }
@@ -162,12 +180,12 @@ export async function measureModuleAuth(ctx: BenchContext, rounds: number, limit
   const tmp = mkdtempSync(join(tmpdir(), 'heki-bench-'));
   try {
     const p7 = await capture(ctx, ctx.fixtures.modulesDir, []);
-    const pkcs7: Captured = { requests: p7.requests.slice(0, limit), boot: p7.boot, keyring: certs.value };
+    const pkcs7: Captured = { ...limited(p7, limit), boot: p7.boot, keyring: certs.value };
     const signed = resign(ctx.fixtures.modulesDir, tmp);
     const edKeys = keyringDataFromFiles({ pubkeys: [signed.pubkey], certs: [], revoked: [] });
     if (!edKeys.ok) throw new Error(edKeys.error);
     const e = await capture(ctx, signed.dir, [signed.pubkey]);
-    const ed: Captured = { requests: e.requests.slice(0, limit), boot: e.boot, keyring: edKeys.value };
+    const ed: Captured = { ...limited(e, limit), boot: e.boot, keyring: edKeys.value };
     const bytes = (c: Captured) => c.requests.reduce((a, r) => a + r.image.length, 0);
     const naclRounds = Math.max(1, Math.ceil(rounds / 4));
     const figures: ModuleAuthFigures[] = [
