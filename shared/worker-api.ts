@@ -4,6 +4,7 @@
  * (shared/protocol.ts); control calls configure the worker at VM start and read statistics.
  */
 import { fileURLToPath } from 'node:url';
+import type { PatchKindName } from './heki-descriptors.ts';
 import type { KeyringData } from './keyring-data.ts';
 import type { RingLayout } from './ring/layout.ts';
 import type { CpuModel } from './x86/cpu-model.ts';
@@ -56,10 +57,11 @@ export type InitResult =
       manifest?: { kernel: string; keyId: string };
       /**
        * Which allowed text-patch requests change the verifier's per-VM state, so the link
-       * journals them for a spare: those with kprobe items (the built-in plugins), or all
-       * (a text-patch plugin module keeps state). Absent: all.
+       * journals them for a spare: those holding an item of one of these kinds (the built-in
+       * plugins: kprobe, jump-label and static-call items; ftrace and smp-lock items change
+       * nothing), or all (a text-patch plugin module keeps state). Absent: all.
        */
-      statefulTextPatch?: 'kprobe-items' | 'always';
+      statefulTextPatch?: 'always' | readonly PatchKindName[];
     }
   | { ok: false; error: string };
 

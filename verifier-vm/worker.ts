@@ -13,9 +13,19 @@ import { buildVerifier, pluginsFor } from './verifier-setup.ts';
 import type { InitResult, InjectedFault, RingServerTiming, VerifierWorkerApi, WorkerInit } from '../shared/worker-api.ts';
 import { RingServer, DEFAULT_RING_TIMING } from './ring-server.ts';
 import { kprobePlugin } from './plugins/kprobe.ts';
+import { jumpLabelPlugin } from './plugins/jump-label.ts';
+import { staticCallPlugin } from './plugins/static-call.ts';
+import type { PatchKindName } from '../shared/heki-descriptors.ts';
 import type { RingLayout } from '../shared/ring/layout.ts';
 import { HAVE_WAIT_ASYNC } from '../shared/ring/wait-async.ts';
 import { attachProgress } from '../shared/progress.ts';
+
+/** The built-in text-patch plugins with a commit hook, and the item kind whose allowed items change their state. */
+const STATEFUL_BUILTIN_KINDS = new Map<unknown, PatchKindName>([
+  [kprobePlugin, 'kprobe'],
+  [jumpLabelPlugin, 'jump-label'],
+  [staticCallPlugin, 'static-call'],
+]);
 
 let verifier: Verifier | undefined;
 let faultInjection = false;
@@ -39,11 +49,13 @@ const api: VerifierWorkerApi = {
     const manifestInfo = built.value.manifest;
     faultInjection = config.faultInjection === true;
     // Which text-patch verdicts change this verifier's state (and so go into the link's
-    // journal): only those with kprobe items, unless a text-patch plugin other than the
-    // built-in kprobe one keeps state (has a commit hook).
-    const statefulTextPatch = plugins.value.some((p) => p.commit !== undefined && p !== kprobePlugin && (p.kinds as readonly string[]).includes('text-patch'))
+    // journal): those with an item of a kind a built-in stateful plugin keeps state for
+    // (kprobes; jump-label and static-call items move the key states module loads are
+    // predicted with), unless another text-patch plugin keeps state (has a commit hook).
+    const textPatchCommits = plugins.value.filter((p) => p.commit !== undefined && (p.kinds as readonly string[]).includes('text-patch'));
+    const statefulTextPatch: 'always' | PatchKindName[] = textPatchCommits.some((p) => !STATEFUL_BUILTIN_KINDS.has(p))
       ? 'always'
-      : 'kprobe-items';
+      : textPatchCommits.map((p) => STATEFUL_BUILTIN_KINDS.get(p)!);
     return {
       ok: true,
       plugins: verifier.plugins().map((p) => ({ name: p.name, kinds: p.kinds })),

@@ -45,11 +45,16 @@ export class Job {
     return typeof this.#records === 'string' ? undefined : this.#records;
   }
 
-  /** True when the batch has a kprobe item. */
-  hasKprobe(): boolean {
+  /** True when the batch has an item of one of `kinds` (PATCH_KIND values). */
+  hasKindIn(kinds: ReadonlySet<number>): boolean {
+    if (kinds.size === 0) return false;
     const r = this.kind === 'text-patch' ? this.records() : undefined;
-    if (r) return (r.kindCounts()[PATCH_KIND.kprobe] ?? 0) > 0;
+    if (r) {
+      const counts = r.kindCounts();
+      for (const k of kinds) if ((counts[k] ?? 0) > 0) return true;
+      return false;
+    }
     const m = this.message();
-    return m.kind === 'text-patch' && m.items.some((i) => i.kind === 'kprobe');
+    return m.kind === 'text-patch' && m.items.some((i) => kinds.has(PATCH_KIND[i.kind]));
   }
 }

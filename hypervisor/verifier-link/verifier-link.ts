@@ -33,6 +33,7 @@
  * unreadable answer denies the request ("verifier unavailable"), once, and the spare takes over.
  */
 import { PROTOCOL_VERSION, busyVerdict, failClosedVerdict, type RequestBody, type Verdict, type VerifyRequest } from '../../shared/protocol.ts';
+import { PATCH_KIND } from '../../shared/heki-descriptors.ts';
 import type { InjectedFault, WorkerInit } from '../../shared/worker-api.ts';
 import type { PatchRecords } from '../../shared/ring/patch-records.ts';
 import { Job } from './job.ts';
@@ -143,7 +144,8 @@ export class VerifierLink {
   readonly #maxInFlight: number;
   #inFlight = 0;
   /** Which allowed text-patch requests change the verifier's state (its init answer says). */
-  #statefulTextPatch: 'kprobe-items' | 'always' = 'always';
+  /** Which allowed text-patch batches go into the journal: all, or those holding an item of these kinds (PATCH_KIND values). */
+  #statefulTextPatch: 'always' | ReadonlySet<number> = 'always';
   #spareTimer: NodeJS.Timeout | undefined;
   readonly stats: LinkStats = { requests: 0, failClosed: 0, restarts: 0, lastFailoverMs: undefined, busy: 0, peakInFlight: 0, viaRing: 0 };
 
@@ -185,7 +187,8 @@ export class VerifierLink {
       throw new Error(`the verifier VM refused to start: ${r.error}`);
     }
     const link = new VerifierLink(opts, first);
-    link.#statefulTextPatch = r.statefulTextPatch ?? 'always';
+    const stateful = r.statefulTextPatch ?? 'always';
+    link.#statefulTextPatch = stateful === 'always' ? 'always' : new Set(stateful.map((k) => PATCH_KIND[k]));
     link.#watch(first);
     if (opts.spare ?? true) link.#startSpare();
     return link;
@@ -247,7 +250,11 @@ export class VerifierLink {
       this.stats.lastFailoverMs = performance.now() - this.#deathAt;
       this.#deathAt = undefined;
     }
-    if (verdict.ok && STATEFUL_KINDS.has(job.kind) && (job.kind !== 'text-patch' || this.#statefulTextPatch === 'always' || job.hasKprobe())) {
+    if (
+      verdict.ok &&
+      STATEFUL_KINDS.has(job.kind) &&
+      (job.kind !== 'text-patch' || this.#statefulTextPatch === 'always' || job.hasKindIn(this.#statefulTextPatch))
+    ) {
       const msg = job.message();
       this.#journal.push(msg);
       const spare = this.#spare;
