@@ -9,15 +9,12 @@ import { KVM_STATUS } from '../../shared/abi.ts';
 import { EPT_R, EPT_W } from '../ept/permissions.ts';
 import type { HypercallHandler } from './context.ts';
 import { authenticatedChange } from '../core/auth/authenticated-change.ts';
-import { decodeName } from './descriptors.ts';
+import { namedModule } from './descriptors.ts';
 import type { HypercallContext } from './context.ts';
 
 export const unloadModule: HypercallHandler = (ctx, [a0, a1]) => {
-  if (!ctx.core.auth) return -KVM_STATUS.KVM_EOPNOTSUPP;
-  if (a1 === 0n || a1 > 256n) return -KVM_STATUS.KVM_EINVAL;
-  const name = decodeName(ctx.vcpu.readForCore(a0, Number(a1)));
-  if (name === undefined) return -KVM_STATUS.KVM_EINVAL;
-  return unloadModuleNamed(ctx, name);
+  const named = namedModule(ctx, a0, a1);
+  return typeof named === 'number' ? named : unloadModuleNamed(ctx, named.name);
 };
 
 /**
